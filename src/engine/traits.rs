@@ -1,0 +1,171 @@
+//! The interfaces a backend implements, after the seed's robustness
+//! framework: a `FileWriter` that owns data directories, a `Snapshotter`
+//! that snapshots and restores them, a `ClientSnapshotter` that can also
+//! connect to a `Server`, and the `Server` that serves the repository.
+//!
+//! The calling client travels with every call as a [`ClientId`] (the seed
+//! carries it in the Go context). The engine knows nothing else about the
+//! backend, so another tool can plug in its own.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::options::ActionOptions;
+
+/// One client of the repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ClientId(pub u32);
+
+impl fmt::Display for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "client-{}", self.0)
+    }
+}
+
+/// A snapshot id as the backend names it.
+pub type SnapshotId = String;
+
+/// The random source an action draws from; derived from the run seed, the
+/// client and the action's position, so that runs can be reproduced.
+pub type ActionRng = rand_chacha::ChaCha8Rng;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BackendError {
+    /// The operation failed; the text is the backend's own explanation.
+    #[error("{0}")]
+    Failed(String),
+    /// The backend panicked inside the call; caught and reported, never a crash.
+    #[error("backend panicked: {0}")]
+    Panicked(String),
+    /// The client is not (or no longer) connected.
+    #[error("{0} is not connected to the server")]
+    NotConnected(ClientId),
+}
+
+impl BackendError {
+    pub fn failed(error: impl fmt::Display) -> Self {
+        BackendError::Failed(error.to_string())
+    }
+}
+
+pub type BackendResult<T> = Result<T, BackendError>;
+
+/// Details of what an action did, as named values for the trace and the UI
+/// (the seed's "options actually used").
+pub type Details = BTreeMap<String, serde_json::Value>;
+
+/// What a file-writer operation did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteEffect {
+    Done(Details),
+    /// Nothing to do (e.g. no directory at the chosen depth): not an error.
+    NoOp(String),
+}
+
+/// Owns the data directories the snapshots are taken of.
+pub trait FileWriter: Send + Sync {
+    /// The directory this client writes into and snapshots.
+    fn data_dir(&self, client: ClientId) -> PathBuf;
+    /// Writes files at a random depth under a random branch.
+    fn write_random_files(
+        &self,
+        client: ClientId,
+        options: &ActionOptions,
+        rng: &mut ActionRng,
+    ) -> std::io::Result<WriteEffect>;
+    /// Removes a random directory at a random depth in `1..=max_dir_depth`.
+    fn delete_random_subdirectory(
+        &self,
+        client: ClientId,
+        options: &ActionOptions,
+        rng: &mut ActionRng,
+    ) -> std::io::Result<WriteEffect>;
+    /// Removes each entry of a random directory with probability `percent`.
+    fn delete_directory_contents(
+        &self,
+        client: ClientId,
+        options: &ActionOptions,
+        percent: u8,
+        rng: &mut ActionRng,
+    ) -> std::io::Result<WriteEffect>;
+    /// Empties the data directory.
+    fn delete_everything(&self, client: ClientId) -> std::io::Result<()>;
+}
+
+/// Snapshots and restores directories; every call names its client.
+pub trait Snapshotter: Send + Sync {
+    fn create_snapshot(&self, client: ClientId, source: &Path) -> BackendResult<SnapshotId>;
+    fn list_snapshots(&self, client: ClientId) -> BackendResult<Vec<SnapshotId>>;
+    /// Restores the snapshot's content so that `target` holds what `source` held.
+    fn restore_snapshot(&self, client: ClientId, id: &str, target: &Path) -> BackendResult<()>;
+    fn delete_snapshot(&self, client: ClientId, id: &str) -> BackendResult<()>;
+    fn run_gc(&self, client: ClientId, options: &GcOptions) -> BackendResult<Details>;
+}
+
+/// How a client reaches the server: everything it needs to connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCredentials {
+    pub user: String,
+    pub password: String,
+    /// The address the client connects to, in the backend's own form.
+    pub url: String,
+}
+
+/// A `Snapshotter` for one client that connects to and disconnects from a server.
+pub trait ClientSnapshotter: Snapshotter {
+    fn connect(&self, client: ClientId, credentials: &ClientCredentials) -> BackendResult<()>;
+    fn disconnect(&self, client: ClientId) -> BackendResult<()>;
+}
+
+/// Makes a backend's client snapshotters, one per client, on first use.
+pub trait ClientFactory: Send + Sync {
+    fn new_client(&self, client: ClientId) -> BackendResult<Box<dyn ClientSnapshotter>>;
+}
+
+/// Garbage-collection settings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcOptions {
+    /// Delete unused data at once with no grace period. Without repository
+    /// locks this can remove data an in-flight backup relies on.
+    pub aggressive: bool,
+}
+
+/// What a repository check found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepoCheck {
+    pub healthy: bool,
+    /// Problems found, in the backend's words.
+    pub problems: Vec<String>,
+}
+
+/// What the console shows about a server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerInfo {
+    /// Backend name, e.g. `embedded`.
+    pub backend: String,
+    /// Where clients connect.
+    pub address: String,
+    /// Where the repository lives on disk.
+    pub repository: PathBuf,
+}
+
+/// Serves the repository to clients and runs commands on it directly.
+pub trait Server: Send + Sync {
+    fn info(&self) -> ServerInfo;
+    /// Allows a client in (a user with a fresh password) and says how to connect.
+    fn authorize_client(&self, client: ClientId) -> BackendResult<ClientCredentials>;
+    /// Revokes the client's permission; its next request is refused.
+    fn remove_client(&self, client: ClientId) -> BackendResult<()>;
+    /// GC directly on the repository, while the server keeps serving.
+    fn run_gc(&self, options: &GcOptions) -> BackendResult<Details>;
+    /// Every snapshot the repository holds.
+    fn list_snapshots(&self) -> BackendResult<Vec<SnapshotId>>;
+    /// A full check, reading all data.
+    fn verify_repo(&self) -> BackendResult<RepoCheck>;
+    /// Bytes the repository takes on disk.
+    fn repository_size(&self) -> u64;
+}

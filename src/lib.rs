@@ -1,0 +1,8 @@
+//! snapstorm: multi-client robustness testing of snapshot/backup repositories.
+//!
+//! The library is the engine the console, the headless runner and the tests
+//! all drive; backends plug in through its traits.
+
+pub mod cli;
+pub mod engine;
+pub mod server;

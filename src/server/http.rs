@@ -1,0 +1,372 @@
+//! The restic REST protocol over HTTP: authentication, dispatch to the
+//! storage, streaming in both directions, Range reads and listings.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_util::io::ReaderStream;
+
+use super::resource::{FileId, FileType, Resource, Target};
+use super::storage::{SaveError, Storage};
+use super::users::{Access, Users};
+
+const V2_MEDIA_TYPE: &str = "application/vnd.x.restic.rest.v2";
+const V1_MEDIA_TYPE: &str = "application/vnd.x.restic.rest.v1";
+
+/// Who may use the server.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    /// Every request needs a user of this table (HTTP Basic).
+    Users(Arc<Users>),
+    /// Anyone may use it (`--no-auth`).
+    Open,
+}
+
+/// Everything a request handler needs.
+#[derive(Debug)]
+pub struct AppState {
+    pub storage: Storage,
+    pub auth: Auth,
+    /// Applies to every user, on top of each user's own flag.
+    pub append_only: bool,
+    /// Check that uploaded content hashes to its id, as restic's rest-server does.
+    pub verify_uploads: bool,
+}
+
+pub fn router(state: Arc<AppState>) -> axum::Router {
+    axum::Router::new().fallback(handle).with_state(state)
+}
+
+/// A request that passed authentication, with what its user may do.
+struct Caller {
+    name: Option<String>,
+    access: Access,
+}
+
+async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let (response, user) = match authenticate(&state, request.headers()).await {
+        Ok(caller) => {
+            let user = caller.name.clone();
+            (serve(&state, caller, request).await, user)
+        }
+        Err(refusal) => (refusal, None),
+    };
+    // Never log credentials: only the user name the request authenticated as.
+    tracing::debug!(
+        target: "snapstorm::server",
+        %method,
+        path,
+        status = response.status().as_u16(),
+        user = user.as_deref().unwrap_or("-"),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
+    response
+}
+
+async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, Response> {
+    let users = match &state.auth {
+        Auth::Open => {
+            return Ok(Caller {
+                name: None,
+                access: Access {
+                    append_only: state.append_only,
+                },
+            });
+        }
+        Auth::Users(users) => users.clone(),
+    };
+    let Some((name, password)) = basic_credentials(headers) else {
+        return Err(unauthorized());
+    };
+    let checked_name = name.clone();
+    let access = tokio::task::spawn_blocking(move || users.verify(&checked_name, &password))
+        .await
+        .ok()
+        .flatten();
+    match access {
+        Some(access) => Ok(Caller {
+            name: Some(name),
+            access: Access {
+                append_only: access.append_only || state.append_only,
+            },
+        }),
+        None => Err(unauthorized()),
+    }
+}
+
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (name, password) = text.split_once(':')?;
+    Some((name.to_owned(), password.to_owned()))
+}
+
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Basic realm=\"snapstorm\"")],
+        "401 unauthorized\n",
+    )
+        .into_response()
+}
+
+fn plain(status: StatusCode, text: impl Into<String>) -> Response {
+    let mut text = text.into();
+    text.push('\n');
+    (status, text).into_response()
+}
+
+async fn serve(state: &AppState, caller: Caller, request: Request) -> Response {
+    let resource = match Resource::parse(request.uri().path()) {
+        Ok(resource) => resource,
+        Err(e) => return plain(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let storage = &state.storage;
+    match (&resource.target, request.method().clone()) {
+        (Target::Repository, Method::POST) => {
+            let wants_create = request
+                .uri()
+                .query()
+                .is_some_and(|q| q.split('&').any(|kv| kv == "create=true"));
+            if !wants_create {
+                return plain(StatusCode::BAD_REQUEST, "POST on a repository needs ?create=true");
+            }
+            if caller.access.append_only && storage.repo_exists(&resource.repo) {
+                return plain(StatusCode::FORBIDDEN, "repository exists; append-only users may not re-create it");
+            }
+            match storage.create_repo(&resource.repo) {
+                Ok(()) => plain(StatusCode::OK, "created"),
+                Err(e) => internal(e),
+            }
+        }
+        (Target::Listing(kind), Method::GET) => list(storage, &resource, *kind, request.headers()).await,
+        (Target::Config, _) => {
+            let target = FileTarget {
+                path: storage.config_path(&resource.repo),
+                expected_id: None,
+                is_lock: false,
+            };
+            file_request(state, &caller, &resource, target, request).await
+        }
+        (Target::File(kind, id), _) => {
+            let target = FileTarget {
+                path: storage.file_path(&resource.repo, *kind, id),
+                expected_id: state.verify_uploads.then(|| id.clone()),
+                is_lock: *kind == FileType::Locks,
+            };
+            file_request(state, &caller, &resource, target, request).await
+        }
+        (_, _) => plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here"),
+    }
+}
+
+/// One file a request is about.
+struct FileTarget {
+    path: std::path::PathBuf,
+    /// Set when uploads must hash to this id.
+    expected_id: Option<FileId>,
+    /// Locks are the one thing an append-only user may delete.
+    is_lock: bool,
+}
+
+async fn file_request(state: &AppState, caller: &Caller, resource: &Resource, target: FileTarget, request: Request) -> Response {
+    let path = target.path.as_path();
+    match request.method().clone() {
+        Method::HEAD => match tokio::fs::metadata(path).await {
+            Ok(meta) if meta.is_file() => Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_LENGTH, meta.len())
+                .header(header::ACCEPT_RANGES, "bytes")
+                .body(Body::empty())
+                .expect("valid response"),
+            _ => StatusCode::NOT_FOUND.into_response(),
+        },
+        Method::GET => read_file(path, request.headers()).await,
+        Method::POST => {
+            let body = request.into_body().into_data_stream();
+            match state.storage.save(&resource.repo, path, target.expected_id.as_ref(), body).await {
+                Ok(_) => StatusCode::OK.into_response(),
+                Err(SaveError::AlreadyExists) => plain(StatusCode::FORBIDDEN, "file exists; overwriting is not allowed"),
+                Err(SaveError::NoRepository) => plain(StatusCode::NOT_FOUND, "repository does not exist; create it first"),
+                Err(e @ (SaveError::Body(_) | SaveError::HashMismatch { .. })) => plain(StatusCode::BAD_REQUEST, e.to_string()),
+                Err(SaveError::Io(e)) => internal(e),
+            }
+        }
+        Method::DELETE => {
+            if caller.access.append_only && !target.is_lock {
+                return plain(StatusCode::FORBIDDEN, "append-only: only locks may be deleted");
+            }
+            match state.storage.delete(path) {
+                Ok(()) => StatusCode::OK.into_response(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => StatusCode::NOT_FOUND.into_response(),
+                Err(e) => internal(e),
+            }
+        }
+        _ => plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here"),
+    }
+}
+
+async fn list(storage: &Storage, resource: &Resource, kind: FileType, headers: &HeaderMap) -> Response {
+    let wants_v2 = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains(V2_MEDIA_TYPE));
+    let storage = storage.clone();
+    let repo = resource.repo.clone();
+    let listed = tokio::task::spawn_blocking(move || storage.list(&repo, kind)).await;
+    let files = match listed {
+        Ok(Ok(Some(files))) => files,
+        Ok(Ok(None)) => return plain(StatusCode::NOT_FOUND, "repository does not exist"),
+        Ok(Err(e)) => return internal(e),
+        Err(e) => return internal(e),
+    };
+    let (media_type, json) = if wants_v2 {
+        (V2_MEDIA_TYPE, serde_json::to_vec(&files))
+    } else {
+        let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+        (V1_MEDIA_TYPE, serde_json::to_vec(&names))
+    };
+    match json {
+        Ok(json) => ([(header::CONTENT_TYPE, HeaderValue::from_static(media_type))], json).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+/// The part of a file a GET asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ByteRange {
+    Whole,
+    /// Inclusive bounds, already clamped to the file.
+    Part { start: u64, end: u64 },
+    Unsatisfiable,
+}
+
+/// Interprets a `Range` header (RFC 9110 §14) for a file of `len` bytes.
+/// Multiple ranges and unparsable headers are answered with the whole file,
+/// which the RFC allows; a range starting at or beyond the end is 416.
+fn byte_range(header: Option<&str>, len: u64) -> ByteRange {
+    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
+        return ByteRange::Whole;
+    };
+    if spec.contains(',') {
+        return ByteRange::Whole;
+    }
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return ByteRange::Whole;
+    };
+    let (first, last) = (first.trim(), last.trim());
+    match (first.parse::<u64>(), last.parse::<u64>()) {
+        (Ok(start), Ok(end)) if start <= end => {
+            if start >= len {
+                ByteRange::Unsatisfiable
+            } else {
+                ByteRange::Part { start, end: end.min(len - 1) }
+            }
+        }
+        (Ok(start), Err(_)) if last.is_empty() => {
+            if start >= len {
+                ByteRange::Unsatisfiable
+            } else {
+                ByteRange::Part { start, end: len - 1 }
+            }
+        }
+        (Err(_), Ok(suffix)) if first.is_empty() => {
+            if suffix == 0 || len == 0 {
+                ByteRange::Unsatisfiable
+            } else {
+                ByteRange::Part { start: len.saturating_sub(suffix), end: len - 1 }
+            }
+        }
+        _ => ByteRange::Whole,
+    }
+}
+
+async fn read_file(path: &std::path::Path, headers: &HeaderMap) -> Response {
+    let mut file = match tokio::fs::File::open(path).await {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return StatusCode::NOT_FOUND.into_response(),
+        Err(e) => return internal(e),
+    };
+    let len = match file.metadata().await {
+        Ok(meta) if meta.is_file() => meta.len(),
+        Ok(_) => return StatusCode::NOT_FOUND.into_response(),
+        Err(e) => return internal(e),
+    };
+    let range = byte_range(headers.get(header::RANGE).and_then(|v| v.to_str().ok()), len);
+    let (status, start, count) = match range {
+        ByteRange::Whole => (StatusCode::OK, 0, len),
+        ByteRange::Part { start, end } => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
+        ByteRange::Unsatisfiable => {
+            return Response::builder()
+                .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                .header(header::CONTENT_RANGE, format!("bytes */{len}"))
+                .body(Body::empty())
+                .expect("valid response");
+        }
+    };
+    if start > 0
+        && let Err(e) = file.seek(std::io::SeekFrom::Start(start)).await
+    {
+        return internal(e);
+    }
+    let stream = ReaderStream::with_capacity(file.take(count), 256 * 1024);
+    let mut response = Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(header::CONTENT_LENGTH, count)
+        .header(header::ACCEPT_RANGES, "bytes");
+    if status == StatusCode::PARTIAL_CONTENT {
+        response = response.header(
+            header::CONTENT_RANGE,
+            format!("bytes {start}-{}/{len}", start + count - 1),
+        );
+    }
+    response.body(Body::from_stream(stream)).expect("valid response")
+}
+
+fn internal(error: impl std::fmt::Display) -> Response {
+    tracing::warn!(target: "snapstorm::server", %error, "request failed");
+    plain(StatusCode::INTERNAL_SERVER_ERROR, format!("internal error: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_follow_rfc_9110() {
+        assert_eq!(byte_range(None, 10), ByteRange::Whole);
+        assert_eq!(byte_range(Some("bytes=0-3"), 10), ByteRange::Part { start: 0, end: 3 });
+        assert_eq!(byte_range(Some("bytes=5-"), 10), ByteRange::Part { start: 5, end: 9 });
+        assert_eq!(byte_range(Some("bytes=-4"), 10), ByteRange::Part { start: 6, end: 9 });
+        assert_eq!(byte_range(Some("bytes=-40"), 10), ByteRange::Part { start: 0, end: 9 });
+        // End beyond the file is clamped; start at or beyond the end is refused.
+        assert_eq!(byte_range(Some("bytes=8-100"), 10), ByteRange::Part { start: 8, end: 9 });
+        assert_eq!(byte_range(Some("bytes=10-20"), 10), ByteRange::Unsatisfiable);
+        assert_eq!(byte_range(Some("bytes=10-"), 10), ByteRange::Unsatisfiable);
+        assert_eq!(byte_range(Some("bytes=-0"), 10), ByteRange::Unsatisfiable);
+        assert_eq!(byte_range(Some("bytes=0-0"), 0), ByteRange::Unsatisfiable);
+        // Malformed or multiple ranges: the whole file.
+        assert_eq!(byte_range(Some("bytes=3-1"), 10), ByteRange::Whole);
+        assert_eq!(byte_range(Some("bytes=0-1,4-5"), 10), ByteRange::Whole);
+        assert_eq!(byte_range(Some("items=0-1"), 10), ByteRange::Whole);
+    }
+}

@@ -1,0 +1,239 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use snapstorm::server::{RestServer, RunningServer, ServerConfig, Users};
+
+pub const ID_A: &str = "a000000000000000000000000000000000000000000000000000000000000000";
+
+/// An in-process server on its own runtime, with a fresh data directory.
+pub struct TestServer {
+    pub runtime: tokio::runtime::Runtime,
+    pub server: Option<RunningServer>,
+    pub users: Arc<Users>,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub fn start(configure: impl FnOnce(&mut ServerConfig)) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let users = Arc::new(Users::new());
+        let mut config = ServerConfig::loopback(dir.path(), users.clone());
+        configure(&mut config);
+        let server = runtime.block_on(RestServer::start(config)).unwrap();
+        TestServer { runtime, server: Some(server), users, dir }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.server.as_ref().unwrap().addr()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr(), path)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(server) = self.server.take() {
+            self.runtime.block_on(server.stop());
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The SHA-256 of `content` as restic names files.
+pub fn restic_id(content: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(content))
+}
+
+/// Every file under `root` with its content, to prove nothing changed on disk.
+pub fn disk_state(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    walkdir::WalkDir::new(root)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .map(|e| {
+            let content = if e.file_type().is_file() {
+                std::fs::read(e.path()).unwrap()
+            } else {
+                b"<dir>".to_vec()
+            };
+            (e.path().strip_prefix(root).unwrap().to_path_buf(), content)
+        })
+        .collect()
+}
+
+/// Sends raw bytes (for requests an HTTP client library would refuse to
+/// send), returns the status code and the whole response text.
+pub fn raw_request(addr: SocketAddr, request: &[u8]) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream.write_all(request).unwrap();
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+pub fn basic_auth(user: &str, password: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+/// Fails the test with a clear message when a required external program is missing.
+pub fn require_program(name: &str) -> PathBuf {
+    which(name).unwrap_or_else(|| {
+        panic!("`{name}` is not on PATH; install it (e.g. `apt-get install -y {name}`) — .ci/run does")
+    })
+}
+
+pub fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+    })
+}
+
+/// `snapstorm serve` running as its own process (the binary under test).
+pub struct ServeProcess {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+    pub stderr_lines: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl ServeProcess {
+    /// Starts `snapstorm serve --listen 127.0.0.1:0 ARGS…` and waits for its address.
+    pub fn start(args: &[&std::ffi::OsStr]) -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_snapstorm"))
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start snapstorm serve");
+        let stderr = child.stderr.take().unwrap();
+        let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = line.split("on http://").nth(1) {
+                    let addr = addr.split_whitespace().next().unwrap_or("").to_owned();
+                    let _ = tx.send(addr);
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("serve did not start: {:?}", lines.lock().unwrap()));
+        ServeProcess {
+            child,
+            addr: addr.parse().unwrap(),
+            stderr_lines: lines,
+        }
+    }
+
+    /// Peak resident memory of the server process so far, in bytes.
+    pub fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmHWM in /proc status");
+        kib * 1024
+    }
+
+    /// Sends SIGINT (Ctrl-C) and waits for a clean exit.
+    pub fn interrupt(mut self) -> std::process::ExitStatus {
+        let _ = std::process::Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An htpasswd file with bcrypt entries, as `htpasswd -B` writes it.
+pub fn write_htpasswd(path: &Path, users: &[(&str, &str)]) {
+    let text: String = users
+        .iter()
+        .map(|(user, password)| format!("{user}:{}\n", bcrypt::hash(password, 5).unwrap()))
+        .collect();
+    std::fs::write(path, text).unwrap();
+}
+
+/// A tree with what backup tools find hard: one large file, many small
+/// files, nested and empty directories, a symlink, unicode names, odd modes.
+pub fn build_test_tree(root: &Path, large_file_bytes: usize, small_files: usize) {
+    use rand::{RngExt, SeedableRng};
+    use std::os::unix::fs::PermissionsExt;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(42);
+    std::fs::create_dir_all(root.join("nested/deeper/deepest")).unwrap();
+    std::fs::create_dir_all(root.join("empty-dir")).unwrap();
+    std::fs::create_dir_all(root.join("ünïcödé/日本語")).unwrap();
+    let mut large = vec![0u8; large_file_bytes];
+    rng.fill(&mut large[..]);
+    std::fs::write(root.join("nested/large.bin"), &large).unwrap();
+    for i in 0..small_files {
+        let dir = match i % 3 {
+            0 => root.join("nested"),
+            1 => root.join("nested/deeper/deepest"),
+            _ => root.join("ünïcödé/日本語"),
+        };
+        let mut content = vec![0u8; rng.random_range(0..8192)];
+        rng.fill(&mut content[..]);
+        std::fs::write(dir.join(format!("small-{i:05}.dat")), content).unwrap();
+    }
+    std::fs::write(root.join("ünïcödé/файл 🦀.txt"), "unicode content\n").unwrap();
+    std::os::unix::fs::symlink("nested/large.bin", root.join("link-to-large")).unwrap();
+    let script = root.join("nested/run.sh");
+    std::fs::write(&script, "#!/bin/sh\necho hi\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o750)).unwrap();
+}
+
+/// Asserts two trees are identical by snapstorm's own fingerprint.
+pub fn assert_same_tree(expected: &Path, actual: &Path) {
+    use snapstorm::engine::fingerprint::{CompareOptions, Fingerprint};
+    let want = Fingerprint::of_tree(expected).unwrap();
+    let got = Fingerprint::of_tree(actual).unwrap();
+    let diff = want.diff(&got, CompareOptions::default());
+    assert!(diff.is_empty(), "restored tree differs:\n{}", diff.render(20));
+    assert!(!want.is_empty());
+}
