@@ -2,12 +2,17 @@
 //! at the binary's edge (argument checks, exit codes, signals).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::engine::scenario::Scenario;
+use crate::engine::store::write_durably;
+use crate::multiclient::launch::{RunSpec, launch};
+use crate::multiclient::run::RunLimit;
 use crate::server::{Auth, RestServer, ServerConfig, Users};
 
 /// Exit code for a run without verification failures.
@@ -37,8 +42,71 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run clients against one repository without the console, then report.
+    #[command(
+        long_about = "Run clients against one repository without the console, then report.\n\n\
+Every client runs the scenario's actions against the shared repository; every restore is \
+verified against the fingerprint taken when its snapshot was made. Progress goes to stderr, \
+a summary to stdout.\n\n\
+Exit codes: 0 no verification failure, 1 at least one, 2 bad usage or setup."
+    )]
+    Run(RunArgs),
+    /// List the scenario presets.
+    Scenarios,
     /// Serve repositories over the restic REST protocol (for restic, rustic or snapstorm clients).
     Serve(ServeArgs),
+}
+
+/// Options shared by the console and the headless runner.
+#[derive(Debug, Clone, Args)]
+pub struct SessionArgs {
+    /// Number of clients to start with.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub clients: u32,
+
+    /// A preset (see `snapstorm scenarios`) or the path of a scenario TOML file.
+    #[arg(long, value_name = "NAME|FILE", default_value = crate::engine::scenario::DEFAULT_SCENARIO)]
+    pub scenario: String,
+
+    /// Seed of the run: the same seed gives every client the same actions. Random if not given.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+
+    /// Where the repository, fingerprints and trace live. Give the same directory
+    /// again to resume: the run re-verifies snapshots of earlier runs. A fresh
+    /// temporary directory if not given.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub session: SessionArgs,
+
+    /// Stop starting actions after this long (e.g. 30s, 5m). Default 30s unless --actions is given.
+    #[arg(long, value_name = "TIME", value_parser = parse_positive_duration)]
+    pub duration: Option<Duration>,
+
+    /// Each client stops after this many scenario actions.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub actions: Option<u64>,
+
+    /// Write the machine-readable JSON report to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+}
+
+/// Default length of a headless run without --duration or --actions.
+pub const DEFAULT_RUN_DURATION: Duration = Duration::from_secs(30);
+
+fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    let duration =
+        humantime::parse_duration(text).map_err(|e| format!("{e} (write e.g. 30s, 5m, 1h)"))?;
+    if duration.is_zero() {
+        return Err("must be longer than 0s".into());
+    }
+    Ok(duration)
 }
 
 #[derive(Debug, Args)]
@@ -73,8 +141,9 @@ pub struct ServeArgs {
 #[error("{0}")]
 pub struct UsageError(pub String);
 
-pub fn init_logging(verbose: u8) {
+pub fn init_logging(verbose: u8, quiet_default: bool) {
     let default = match verbose {
+        0 if quiet_default => "warn",
         0 => "info",
         1 => "snapstorm=debug,info",
         _ => "trace",
@@ -92,7 +161,10 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let auth = if args.no_auth {
         Auth::Open
     } else {
-        let path = args.htpasswd.as_ref().expect("clap requires --htpasswd without --no-auth");
+        let path = args
+            .htpasswd
+            .as_ref()
+            .expect("clap requires --htpasswd without --no-auth");
         let users = Users::from_htpasswd_file(path).map_err(|e| UsageError(e.to_string()))?;
         if users.names().is_empty() {
             return Err(UsageError(format!(
@@ -114,7 +186,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
-        let server = RestServer::start(config).await.map_err(|e| UsageError(e.to_string()))?;
+        let server = RestServer::start(config)
+            .await
+            .map_err(|e| UsageError(e.to_string()))?;
         eprintln!(
             "snapstorm: serving {} on http://{} (Ctrl-C stops)",
             server.config().data_dir.display(),
@@ -135,4 +209,102 @@ pub async fn wait_for_stop_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+/// `snapstorm scenarios`.
+pub fn scenarios() -> ExitCode {
+    for scenario in Scenario::presets() {
+        println!("{:<40} {}", scenario.name, scenario.description);
+    }
+    ExitCode::from(EXIT_OK)
+}
+
+/// Turns session options into a run spec, checking everything before anything is written.
+pub fn session_spec(args: &SessionArgs) -> Result<RunSpec, UsageError> {
+    let scenario = Scenario::resolve(&args.scenario).map_err(|e| UsageError(e.to_string()))?;
+    let seed = args.seed.unwrap_or_else(rand::random);
+    let state_dir = match &args.state_dir {
+        Some(dir) => {
+            if dir.exists() && !dir.is_dir() {
+                return Err(UsageError(format!(
+                    "--state-dir {}: not a directory; give a directory (it is created if missing)",
+                    dir.display()
+                )));
+            }
+            dir.clone()
+        }
+        None => tempfile::Builder::new()
+            .prefix("snapstorm-")
+            .tempdir()
+            .map_err(|e| {
+                UsageError(format!(
+                    "cannot create a temporary state dir: {e}; give one with --state-dir"
+                ))
+            })?
+            .keep(),
+    };
+    let mut spec = RunSpec::new(scenario, state_dir, seed);
+    spec.clients = args.clients;
+    Ok(spec)
+}
+
+fn check_report_path(path: &Path) -> Result<(), UsageError> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        return Err(UsageError(format!(
+            "--report {}: directory {} does not exist; create it or write the report elsewhere",
+            path.display(),
+            parent.display()
+        )));
+    }
+    if path.is_dir() {
+        return Err(UsageError(format!(
+            "--report {}: is a directory; give a file name",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// `snapstorm run`: a headless run; exit 0 clean, 1 on verification failures.
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    if let Some(report) = &args.report {
+        check_report_path(report)?;
+    }
+    let mut spec = session_spec(&args.session)?;
+    spec.limit = RunLimit {
+        duration: args
+            .duration
+            .or((args.actions.is_none()).then_some(DEFAULT_RUN_DURATION)),
+        actions_per_client: args.actions,
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    let report = runtime.block_on(async {
+        let handle = launch(spec).await.map_err(|e| UsageError(e.to_string()))?;
+        let (info, commands, events, task) = handle.into_parts();
+        crate::headless::follow(&info, events, commands).await;
+        let report = task
+            .await
+            .map_err(|e| anyhow::anyhow!("run crashed: {e}"))?;
+        anyhow::Ok(report)
+    })?;
+    print!("{}", crate::headless::summary(&report));
+    if let Some(path) = &args.report {
+        let json = serde_json::to_vec_pretty(&report)?;
+        write_durably(path, &json)
+            .map_err(|e| anyhow::anyhow!("cannot write report {}: {e}", path.display()))?;
+        eprintln!("snapstorm: report written to {}", path.display());
+    }
+    eprintln!(
+        "snapstorm: state kept in {0}; resume with --state-dir {0}",
+        report.state_dir
+    );
+    Ok(ExitCode::from(if report.failures.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_FAILURES
+    }))
 }

@@ -3,6 +3,9 @@
 //! The library is the engine the console, the headless runner and the tests
 //! all drive; backends plug in through its traits.
 
+pub mod backend;
 pub mod cli;
 pub mod engine;
+pub mod headless;
+pub mod multiclient;
 pub mod server;

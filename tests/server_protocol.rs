@@ -52,8 +52,14 @@ fn create_save_list_read_delete_round_trip() {
 
     let content = b"hello restic".to_vec();
     let id = restic_id(&content);
-    assert_eq!(upload(&s, ALICE, &format!("/repo/data/{id}"), content.clone()), StatusCode::OK);
-    assert!(layout.join("data").join(&id[..2]).join(&id).is_file(), "data files go under data/XX/");
+    assert_eq!(
+        upload(&s, ALICE, &format!("/repo/data/{id}"), content.clone()),
+        StatusCode::OK
+    );
+    assert!(
+        layout.join("data").join(&id[..2]).join(&id).is_file(),
+        "data files go under data/XX/"
+    );
     // No temp file is left next to it.
     let leftovers: Vec<_> = std::fs::read_dir(layout.join("data").join(&id[..2]))
         .unwrap()
@@ -98,7 +104,10 @@ fn create_save_list_read_delete_round_trip() {
     assert_eq!(&body[..], b"hello restic");
 
     // Overwrite is refused, for everyone.
-    assert_eq!(upload(&s, ALICE, &format!("/repo/data/{id}"), content.clone()), StatusCode::FORBIDDEN);
+    assert_eq!(
+        upload(&s, ALICE, &format!("/repo/data/{id}"), content.clone()),
+        StatusCode::FORBIDDEN
+    );
 
     // Delete, then it is gone.
     let del = client()
@@ -119,13 +128,27 @@ fn create_save_list_read_delete_round_trip() {
 fn config_and_root_repository() {
     let s = server_with_users();
     let auth = basic_auth("alice", "alice-pw");
-    let head = client().head(s.url("/config")).header("Authorization", &auth).send().unwrap();
+    let head = client()
+        .head(s.url("/config"))
+        .header("Authorization", &auth)
+        .send()
+        .unwrap();
     assert_eq!(head.status(), StatusCode::NOT_FOUND);
     create_repo(&s, "");
-    assert_eq!(upload(&s, ALICE, "/config", b"cfg".to_vec()), StatusCode::OK);
+    assert_eq!(
+        upload(&s, ALICE, "/config", b"cfg".to_vec()),
+        StatusCode::OK
+    );
     assert_eq!(std::fs::read(s.dir.path().join("config")).unwrap(), b"cfg");
-    assert_eq!(upload(&s, ALICE, "/config", b"other".to_vec()), StatusCode::FORBIDDEN);
-    let got = client().get(s.url("/config")).header("Authorization", &auth).send().unwrap();
+    assert_eq!(
+        upload(&s, ALICE, "/config", b"other".to_vec()),
+        StatusCode::FORBIDDEN
+    );
+    let got = client()
+        .get(s.url("/config"))
+        .header("Authorization", &auth)
+        .send()
+        .unwrap();
     assert_eq!(got.bytes().unwrap().as_ref(), b"cfg");
 }
 
@@ -135,7 +158,10 @@ fn upload_must_hash_to_its_id() {
     create_repo(&s, "repo");
     let before = disk_state(s.dir.path());
     let wrong = format!("/repo/index/{}", restic_id(b"something else"));
-    assert_eq!(upload(&s, ALICE, &wrong, b"content".to_vec()), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        upload(&s, ALICE, &wrong, b"content".to_vec()),
+        StatusCode::BAD_REQUEST
+    );
     assert_eq!(disk_state(s.dir.path()), before);
 }
 
@@ -144,7 +170,10 @@ fn uploads_to_a_missing_repository_are_refused() {
     let s = server_with_users();
     let before = disk_state(s.dir.path());
     let path = format!("/nope/keys/{}", restic_id(b"k"));
-    assert_eq!(upload(&s, ALICE, &path, b"k".to_vec()), StatusCode::NOT_FOUND);
+    assert_eq!(
+        upload(&s, ALICE, &path, b"k".to_vec()),
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(disk_state(s.dir.path()), before);
 }
 
@@ -169,7 +198,11 @@ fn range_reads_including_at_and_beyond_the_end() {
     assert_eq!(r.bytes().unwrap().as_ref(), &content[10..20]);
 
     let r = get("bytes=90-500");
-    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT, "end beyond the file is clamped");
+    assert_eq!(
+        r.status(),
+        StatusCode::PARTIAL_CONTENT,
+        "end beyond the file is clamped"
+    );
     assert_eq!(r.bytes().unwrap().as_ref(), &content[90..]);
 
     let r = get("bytes=-5");
@@ -190,7 +223,10 @@ fn append_only_user_cannot_delete_or_overwrite_but_may_remove_locks() {
     for kind in ["data", "index", "snapshots", "keys", "locks"] {
         let content = format!("{kind} content").into_bytes();
         let id = restic_id(&content);
-        assert_eq!(upload(&s, APPENDER, &format!("/repo/{kind}/{id}"), content.clone()), StatusCode::OK);
+        assert_eq!(
+            upload(&s, APPENDER, &format!("/repo/{kind}/{id}"), content.clone()),
+            StatusCode::OK
+        );
         written.push((kind, id, content));
     }
     let before = disk_state(s.dir.path());
@@ -210,7 +246,11 @@ fn append_only_user_cannot_delete_or_overwrite_but_may_remove_locks() {
             "overwrite {kind}"
         );
     }
-    assert_eq!(disk_state(s.dir.path()), before, "refused requests changed nothing");
+    assert_eq!(
+        disk_state(s.dir.path()),
+        before,
+        "refused requests changed nothing"
+    );
 
     let (_, lock_id, _) = written.iter().find(|(k, _, _)| *k == "locks").unwrap();
     let del = client()
@@ -218,7 +258,11 @@ fn append_only_user_cannot_delete_or_overwrite_but_may_remove_locks() {
         .basic_auth(APPENDER.0, Some(APPENDER.1))
         .send()
         .unwrap();
-    assert_eq!(del.status(), StatusCode::OK, "append-only users remove their locks");
+    assert_eq!(
+        del.status(),
+        StatusCode::OK,
+        "append-only users remove their locks"
+    );
     // A normal user may delete data.
     let (_, data_id, _) = &written[0];
     let del = client()
@@ -254,11 +298,21 @@ fn credentials_wrong_missing_or_revoked_get_401_and_change_nothing() {
     let path = format!("/repo/snapshots/{id}");
     let before = disk_state(s.dir.path());
 
-    let no_auth = client().post(s.url(&path)).body(content.clone()).send().unwrap();
+    let no_auth = client()
+        .post(s.url(&path))
+        .body(content.clone())
+        .send()
+        .unwrap();
     assert_eq!(no_auth.status(), StatusCode::UNAUTHORIZED);
     assert!(no_auth.headers().contains_key("www-authenticate"));
-    assert_eq!(upload(&s, ("alice", "wrong"), &path, content.clone()), StatusCode::UNAUTHORIZED);
-    assert_eq!(upload(&s, ("mallory", "alice-pw"), &path, content.clone()), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        upload(&s, ("alice", "wrong"), &path, content.clone()),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        upload(&s, ("mallory", "alice-pw"), &path, content.clone()),
+        StatusCode::UNAUTHORIZED
+    );
     let garbage = client()
         .get(s.url("/repo/keys/"))
         .header("Authorization", "Basic !!!notbase64")
@@ -289,14 +343,25 @@ fn hostile_paths_get_400_and_touch_nothing() {
     let s = server_with_users();
     create_repo(&s, "repo");
     // A file outside the data dir that a traversal would reach.
-    let outside = s.dir.path().parent().unwrap().join(format!("outside-{}", std::process::id()));
+    let outside = s
+        .dir
+        .path()
+        .parent()
+        .unwrap()
+        .join(format!("outside-{}", std::process::id()));
     let before = disk_state(s.dir.path());
     let auth = basic_auth("alice", "alice-pw");
     let cases = [
         ("GET", "/../../etc/passwd".to_string()),
         ("GET", "/repo/../../etc/passwd".to_string()),
         ("POST", "/repo/%2e%2e/config".to_string()),
-        ("POST", format!("/..%2f{}/config", outside.file_name().unwrap().to_str().unwrap())),
+        (
+            "POST",
+            format!(
+                "/..%2f{}/config",
+                outside.file_name().unwrap().to_str().unwrap()
+            ),
+        ),
         ("GET", "//etc/passwd".to_string()),
         ("POST", "/%2Ftmp%2Fx/config".to_string()),
         ("GET", "/repo/secrets/".to_string()),
@@ -343,9 +408,16 @@ fn truncated_upload_leaves_no_file() {
     while disk_state(s.dir.path()) != before && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    assert_eq!(disk_state(s.dir.path()), before, "a broken upload leaves no file, not even a temp file");
+    assert_eq!(
+        disk_state(s.dir.path()),
+        before,
+        "a broken upload leaves no file, not even a temp file"
+    );
     // The same upload, complete, then works.
-    assert_eq!(upload(&s, ALICE, &format!("/repo/data/{id}"), content), StatusCode::OK);
+    assert_eq!(
+        upload(&s, ALICE, &format!("/repo/data/{id}"), content),
+        StatusCode::OK
+    );
 }
 
 #[test]
@@ -370,7 +442,11 @@ fn listing_a_missing_repository_is_404_and_unknown_methods_405() {
         .basic_auth(ALICE.0, Some(ALICE.1))
         .send()
         .unwrap();
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "POST without ?create=true");
+    assert_eq!(
+        r.status(),
+        StatusCode::BAD_REQUEST,
+        "POST without ?create=true"
+    );
 }
 
 #[test]
@@ -379,5 +455,8 @@ fn stopped_server_refuses_connections() {
     let addr = s.addr();
     assert!(std::net::TcpStream::connect(addr).is_ok());
     s.stop();
-    assert!(std::net::TcpStream::connect(addr).is_err(), "connections are refused after stop");
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "connections are refused after stop"
+    );
 }

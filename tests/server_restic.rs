@@ -68,7 +68,10 @@ fn restic_backs_up_restores_checks_and_prunes_through_snapstorm_serve() {
     assert_eq!(first.len(), 1);
 
     let target = work.path().join("restored");
-    restic.run(work.path(), &["restore", &first[0], "--target", target.to_str().unwrap()]);
+    restic.run(
+        work.path(),
+        &["restore", &first[0], "--target", target.to_str().unwrap()],
+    );
     assert_same_tree(&source, &target);
 
     restic.run(work.path(), &["check", "--read-data"]);
@@ -85,9 +88,15 @@ fn restic_backs_up_restores_checks_and_prunes_through_snapstorm_serve() {
     restic.run(work.path(), &["check", "--read-data"]);
 
     let target2 = work.path().join("restored-2");
-    restic.run(work.path(), &["restore", "latest", "--target", target2.to_str().unwrap()]);
+    restic.run(
+        work.path(),
+        &["restore", "latest", "--target", target2.to_str().unwrap()],
+    );
     assert_same_tree(&source, &target2);
 
     let status = server.interrupt();
-    assert!(status.success(), "serve exits cleanly on Ctrl-C: {status:?}");
+    assert!(
+        status.success(),
+        "serve exits cleanly on Ctrl-C: {status:?}"
+    );
 }

@@ -33,7 +33,10 @@ impl Read for PatternReader {
 }
 
 fn pattern() -> PatternReader {
-    PatternReader { position: 0, len: BLOB_BYTES }
+    PatternReader {
+        position: 0,
+        len: BLOB_BYTES,
+    }
 }
 
 fn sha256_of(mut reader: impl Read) -> String {
@@ -61,7 +64,10 @@ fn large_blob_streams_without_sitting_in_server_memory() {
         "--htpasswd".as_ref(),
         htpasswd.as_os_str(),
     ]);
-    let client = reqwest::blocking::Client::builder().timeout(None).build().unwrap();
+    let client = reqwest::blocking::Client::builder()
+        .timeout(None)
+        .build()
+        .unwrap();
     let base = format!("http://{}/repo", server.addr);
     let created = client
         .post(format!("{base}/?create=true"))
@@ -87,7 +93,11 @@ fn large_blob_streams_without_sitting_in_server_memory() {
         .send()
         .unwrap();
     assert!(download.status().is_success());
-    assert_eq!(sha256_of(download), id, "downloaded content is what was uploaded");
+    assert_eq!(
+        sha256_of(download),
+        id,
+        "downloaded content is what was uploaded"
+    );
 
     let peak = server.peak_rss();
     assert!(
@@ -96,5 +106,9 @@ fn large_blob_streams_without_sitting_in_server_memory() {
         peak >> 20,
         BLOB_BYTES >> 20
     );
-    println!("server peak RSS {} MiB for a {} MiB blob", peak >> 20, BLOB_BYTES >> 20);
+    println!(
+        "server peak RSS {} MiB for a {} MiB blob",
+        peak >> 20,
+        BLOB_BYTES >> 20
+    );
 }

@@ -142,7 +142,8 @@ impl FileWriter for LocalFileWriter {
     ) -> io::Result<WriteEffect> {
         let depth = rng.random_range(1..=options.max_dir_depth);
         let dir = self.random_branch(depth, rng)?;
-        let files = rng.random_range(options.min_num_files_per_write..=options.max_num_files_per_write);
+        let files =
+            rng.random_range(options.min_num_files_per_write..=options.max_num_files_per_write);
         let limit = options.io_limit_per_write.as_u64();
         let mut bytes = 0u64;
         let mut written = 0u32;
@@ -268,7 +269,9 @@ mod tests {
             let writer = LocalFileWriter::new(dir.path()).unwrap();
             let mut r = rng(7);
             for _ in 0..3 {
-                writer.write_random_files(ClientId(1), &options(), &mut r).unwrap();
+                writer
+                    .write_random_files(ClientId(1), &options(), &mut r)
+                    .unwrap();
             }
         }
         let (fa, fb) = (
@@ -276,7 +279,10 @@ mod tests {
             Fingerprint::of_tree(b.path()).unwrap(),
         );
         let strip = |f: &Fingerprint| -> Vec<_> {
-            f.entries.iter().map(|(p, e)| (p.clone(), e.hash.clone(), e.size)).collect()
+            f.entries
+                .iter()
+                .map(|(p, e)| (p.clone(), e.hash.clone(), e.size))
+                .collect()
         };
         assert_eq!(strip(&fa), strip(&fb));
         assert!(fa.entries.values().any(|e| e.size > 0));
@@ -293,11 +299,17 @@ mod tests {
             io_limit_per_write: bytesize::ByteSize::kib(20),
             ..options()
         };
-        let WriteEffect::Done(details) = writer.write_random_files(ClientId(1), &options, &mut rng(1)).unwrap() else {
+        let WriteEffect::Done(details) = writer
+            .write_random_files(ClientId(1), &options, &mut rng(1))
+            .unwrap()
+        else {
             panic!("a write is never a no-op");
         };
         assert_eq!(details["bytes"], json!(20 * 1024));
-        assert_eq!(Fingerprint::of_tree(dir.path()).unwrap().content_bytes(), 20 * 1024);
+        assert_eq!(
+            Fingerprint::of_tree(dir.path()).unwrap().content_bytes(),
+            20 * 1024
+        );
     }
 
     #[test]
@@ -306,11 +318,15 @@ mod tests {
         let writer = LocalFileWriter::new(dir.path()).unwrap();
         let mut r = rng(3);
         assert!(matches!(
-            writer.delete_random_subdirectory(ClientId(1), &options(), &mut r).unwrap(),
+            writer
+                .delete_random_subdirectory(ClientId(1), &options(), &mut r)
+                .unwrap(),
             WriteEffect::NoOp(_)
         ));
         assert!(matches!(
-            writer.delete_directory_contents(ClientId(1), &options(), 50, &mut r).unwrap(),
+            writer
+                .delete_directory_contents(ClientId(1), &options(), 50, &mut r)
+                .unwrap(),
             WriteEffect::NoOp(_)
         ));
     }
@@ -321,9 +337,17 @@ mod tests {
         fs::create_dir_all(dir.path().join("a/b")).unwrap();
         fs::write(dir.path().join("a/b/f"), b"x").unwrap();
         let writer = LocalFileWriter::new(dir.path()).unwrap();
-        let one_level = ActionOptions { max_dir_depth: 1, ..options() };
-        let effect = writer.delete_random_subdirectory(ClientId(1), &one_level, &mut rng(5)).unwrap();
-        assert!(matches!(effect, WriteEffect::Done(ref d) if d["dir"] == json!("a")), "{effect:?}");
+        let one_level = ActionOptions {
+            max_dir_depth: 1,
+            ..options()
+        };
+        let effect = writer
+            .delete_random_subdirectory(ClientId(1), &one_level, &mut rng(5))
+            .unwrap();
+        assert!(
+            matches!(effect, WriteEffect::Done(ref d) if d["dir"] == json!("a")),
+            "{effect:?}"
+        );
         assert!(!dir.path().join("a").exists());
     }
 
@@ -335,8 +359,13 @@ mod tests {
             fs::write(dir.path().join(format!("a/f{i}")), b"x").unwrap();
         }
         let writer = LocalFileWriter::new(dir.path()).unwrap();
-        let one_level = ActionOptions { max_dir_depth: 1, ..options() };
-        writer.delete_directory_contents(ClientId(1), &one_level, 100, &mut rng(5)).unwrap();
+        let one_level = ActionOptions {
+            max_dir_depth: 1,
+            ..options()
+        };
+        writer
+            .delete_directory_contents(ClientId(1), &one_level, 100, &mut rng(5))
+            .unwrap();
         assert_eq!(fs::read_dir(dir.path().join("a")).unwrap().count(), 0);
         writer.delete_everything(ClientId(1)).unwrap();
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
@@ -347,7 +376,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write_file(&dir.path().join("a"), 100_000, 50, &mut rng(1)).unwrap();
         write_file(&dir.path().join("b"), 100_000, 50, &mut rng(2)).unwrap();
-        let (a, b) = (fs::read(dir.path().join("a")).unwrap(), fs::read(dir.path().join("b")).unwrap());
+        let (a, b) = (
+            fs::read(dir.path().join("a")).unwrap(),
+            fs::read(dir.path().join("b")).unwrap(),
+        );
         assert_eq!(a[..50_000], b[..50_000]);
         assert_ne!(a[50_000..], b[50_000..]);
     }

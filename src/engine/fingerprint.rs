@@ -93,7 +93,9 @@ impl Fingerprint {
                 let path = e.path().unwrap_or(root).to_path_buf();
                 FingerprintError {
                     path,
-                    source: e.into_io_error().unwrap_or_else(|| std::io::Error::other("walk failed")),
+                    source: e
+                        .into_io_error()
+                        .unwrap_or_else(|| std::io::Error::other("walk failed")),
                 }
             })?;
             found.push(entry.into_path());
@@ -232,7 +234,10 @@ fn difference(expected: &Entry, got: &Entry, options: CompareOptions) -> Option<
         return Some(format!("mode {:o} became {:o}", expected.mode, got.mode));
     }
     if options.mtimes && expected.kind != EntryKind::Dir && expected.mtime_ns != got.mtime_ns {
-        return Some(format!("mtime {} became {}", expected.mtime_ns, got.mtime_ns));
+        return Some(format!(
+            "mtime {} became {}",
+            expected.mtime_ns, got.mtime_ns
+        ));
     }
     None
 }
@@ -264,7 +269,11 @@ impl TreeDiff {
             .first()
             .map(|p| format!("missing {p}"))
             .or_else(|| self.extra.first().map(|p| format!("extra {p}")))
-            .or_else(|| self.changed.first().map(|c| format!("{}: {}", c.path, c.what)));
+            .or_else(|| {
+                self.changed
+                    .first()
+                    .map(|c| format!("{}: {}", c.path, c.what))
+            });
         format!(
             "{} missing, {} extra, {} changed{}",
             self.missing.len(),
@@ -293,7 +302,10 @@ impl TreeDiff {
         section("extra", self.extra.clone());
         section(
             "changed",
-            self.changed.iter().map(|c| format!("{}: {}", c.path, c.what)).collect(),
+            self.changed
+                .iter()
+                .map(|c| format!("{}: {}", c.path, c.what))
+                .collect(),
         );
         out
     }
@@ -322,7 +334,10 @@ mod tests {
         assert!(a.diff(&b, CompareOptions::default()).is_empty());
         assert_eq!(a.len(), 6);
         assert_eq!(a.entries["a/link"].target.as_deref(), Some("one.txt"));
-        assert_eq!(a.entries["a/b/two.bin"].hash.as_deref(), Some(blake3::hash(&vec![2u8; 5 * 1024 * 1024]).to_hex().as_str()));
+        assert_eq!(
+            a.entries["a/b/two.bin"].hash.as_deref(),
+            Some(blake3::hash(&vec![2u8; 5 * 1024 * 1024]).to_hex().as_str())
+        );
     }
 
     #[test]
@@ -332,14 +347,22 @@ mod tests {
         std::fs::write(dir.path().join("a/one.txt"), b"ONE").unwrap();
         std::fs::remove_dir(dir.path().join("empty")).unwrap();
         std::fs::write(dir.path().join("new"), b"").unwrap();
-        std::fs::set_permissions(dir.path().join("a/b"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::set_permissions(
+            dir.path().join("a/b"),
+            std::fs::Permissions::from_mode(0o700),
+        )
+        .unwrap();
         std::fs::remove_file(dir.path().join("a/link")).unwrap();
         symlink("elsewhere", dir.path().join("a/link")).unwrap();
         let after = Fingerprint::of_tree(dir.path()).unwrap();
         let diff = before.diff(&after, CompareOptions::default());
         assert_eq!(diff.missing, vec!["empty"]);
         assert_eq!(diff.extra, vec!["new"]);
-        let changed: Vec<_> = diff.changed.iter().map(|c| (c.path.as_str(), c.what.as_str())).collect();
+        let changed: Vec<_> = diff
+            .changed
+            .iter()
+            .map(|c| (c.path.as_str(), c.what.as_str()))
+            .collect();
         assert_eq!(
             changed,
             vec![
@@ -348,9 +371,15 @@ mod tests {
                 ("a/one.txt", "content differs"),
             ]
         );
-        assert_eq!(diff.summary(), "1 missing, 1 extra, 3 changed (first: missing empty)");
+        assert_eq!(
+            diff.summary(),
+            "1 missing, 1 extra, 3 changed (first: missing empty)"
+        );
         let rendered = diff.render(10);
-        assert!(rendered.contains("changed (3):\n  a/b: mode 755 became 700"), "{rendered}");
+        assert!(
+            rendered.contains("changed (3):\n  a/b: mode 755 became 700"),
+            "{rendered}"
+        );
     }
 
     #[test]

@@ -80,7 +80,10 @@ impl ActionOptions {
         if self.min_file_size > self.max_file_size {
             return fail(
                 "min-file-size",
-                format!("{} is larger than max-file-size {}", self.min_file_size, self.max_file_size),
+                format!(
+                    "{} is larger than max-file-size {}",
+                    self.min_file_size, self.max_file_size
+                ),
             );
         }
         if self.min_num_files_per_write > self.max_num_files_per_write {
@@ -102,7 +105,10 @@ impl ActionOptions {
             }
         }
         if self.min_dedup_percent > self.max_dedup_percent {
-            return fail("min-dedup-percent", "is larger than max-dedup-percent".into());
+            return fail(
+                "min-dedup-percent",
+                "is larger than max-dedup-percent".into(),
+            );
         }
         if self.dedup_percent_step == 0 {
             return fail("dedup-percent-step", "must be at least 1".into());
@@ -121,7 +127,8 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_parse_from_kebab_case() {
         ActionOptions::default().validate().unwrap();
-        let parsed: ActionOptions = toml::from_str("max-file-size = \"64MiB\"\nmax-dir-depth = 7\n").unwrap();
+        let parsed: ActionOptions =
+            toml::from_str("max-file-size = \"64MiB\"\nmax-dir-depth = 7\n").unwrap();
         assert_eq!(parsed.max_file_size, ByteSize::mib(64));
         assert_eq!(parsed.max_dir_depth, 7);
         assert_eq!(parsed.min_file_size, ByteSize::kib(4));
@@ -139,6 +146,11 @@ mod tests {
             "option `min-num-files-per-write`: 5 is larger than max-num-files-per-write 2"
         );
         let unknown = toml::from_str::<ActionOptions>("max-file-sise = 3\n").unwrap_err();
-        assert!(unknown.to_string().contains("unknown field `max-file-sise`"), "{unknown}");
+        assert!(
+            unknown
+                .to_string()
+                .contains("unknown field `max-file-sise`"),
+            "{unknown}"
+        );
     }
 }

@@ -146,17 +146,25 @@ async fn serve(state: &AppState, caller: Caller, request: Request) -> Response {
                 .query()
                 .is_some_and(|q| q.split('&').any(|kv| kv == "create=true"));
             if !wants_create {
-                return plain(StatusCode::BAD_REQUEST, "POST on a repository needs ?create=true");
+                return plain(
+                    StatusCode::BAD_REQUEST,
+                    "POST on a repository needs ?create=true",
+                );
             }
             if caller.access.append_only && storage.repo_exists(&resource.repo) {
-                return plain(StatusCode::FORBIDDEN, "repository exists; append-only users may not re-create it");
+                return plain(
+                    StatusCode::FORBIDDEN,
+                    "repository exists; append-only users may not re-create it",
+                );
             }
             match storage.create_repo(&resource.repo) {
                 Ok(()) => plain(StatusCode::OK, "created"),
                 Err(e) => internal(e),
             }
         }
-        (Target::Listing(kind), Method::GET) => list(storage, &resource, *kind, request.headers()).await,
+        (Target::Listing(kind), Method::GET) => {
+            list(storage, &resource, *kind, request.headers()).await
+        }
         (Target::Config, _) => {
             let target = FileTarget {
                 path: storage.config_path(&resource.repo),
@@ -186,7 +194,13 @@ struct FileTarget {
     is_lock: bool,
 }
 
-async fn file_request(state: &AppState, caller: &Caller, resource: &Resource, target: FileTarget, request: Request) -> Response {
+async fn file_request(
+    state: &AppState,
+    caller: &Caller,
+    resource: &Resource,
+    target: FileTarget,
+    request: Request,
+) -> Response {
     let path = target.path.as_path();
     match request.method().clone() {
         Method::HEAD => match tokio::fs::metadata(path).await {
@@ -201,21 +215,38 @@ async fn file_request(state: &AppState, caller: &Caller, resource: &Resource, ta
         Method::GET => read_file(path, request.headers()).await,
         Method::POST => {
             let body = request.into_body().into_data_stream();
-            match state.storage.save(&resource.repo, path, target.expected_id.as_ref(), body).await {
+            match state
+                .storage
+                .save(&resource.repo, path, target.expected_id.as_ref(), body)
+                .await
+            {
                 Ok(_) => StatusCode::OK.into_response(),
-                Err(SaveError::AlreadyExists) => plain(StatusCode::FORBIDDEN, "file exists; overwriting is not allowed"),
-                Err(SaveError::NoRepository) => plain(StatusCode::NOT_FOUND, "repository does not exist; create it first"),
-                Err(e @ (SaveError::Body(_) | SaveError::HashMismatch { .. })) => plain(StatusCode::BAD_REQUEST, e.to_string()),
+                Err(SaveError::AlreadyExists) => plain(
+                    StatusCode::FORBIDDEN,
+                    "file exists; overwriting is not allowed",
+                ),
+                Err(SaveError::NoRepository) => plain(
+                    StatusCode::NOT_FOUND,
+                    "repository does not exist; create it first",
+                ),
+                Err(e @ (SaveError::Body(_) | SaveError::HashMismatch { .. })) => {
+                    plain(StatusCode::BAD_REQUEST, e.to_string())
+                }
                 Err(SaveError::Io(e)) => internal(e),
             }
         }
         Method::DELETE => {
             if caller.access.append_only && !target.is_lock {
-                return plain(StatusCode::FORBIDDEN, "append-only: only locks may be deleted");
+                return plain(
+                    StatusCode::FORBIDDEN,
+                    "append-only: only locks may be deleted",
+                );
             }
             match state.storage.delete(path) {
                 Ok(()) => StatusCode::OK.into_response(),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => StatusCode::NOT_FOUND.into_response(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    StatusCode::NOT_FOUND.into_response()
+                }
                 Err(e) => internal(e),
             }
         }
@@ -223,7 +254,12 @@ async fn file_request(state: &AppState, caller: &Caller, resource: &Resource, ta
     }
 }
 
-async fn list(storage: &Storage, resource: &Resource, kind: FileType, headers: &HeaderMap) -> Response {
+async fn list(
+    storage: &Storage,
+    resource: &Resource,
+    kind: FileType,
+    headers: &HeaderMap,
+) -> Response {
     let wants_v2 = headers
         .get_all(header::ACCEPT)
         .iter()
@@ -245,7 +281,11 @@ async fn list(storage: &Storage, resource: &Resource, kind: FileType, headers: &
         (V1_MEDIA_TYPE, serde_json::to_vec(&names))
     };
     match json {
-        Ok(json) => ([(header::CONTENT_TYPE, HeaderValue::from_static(media_type))], json).into_response(),
+        Ok(json) => (
+            [(header::CONTENT_TYPE, HeaderValue::from_static(media_type))],
+            json,
+        )
+            .into_response(),
         Err(e) => internal(e),
     }
 }
@@ -255,7 +295,10 @@ async fn list(storage: &Storage, resource: &Resource, kind: FileType, headers: &
 enum ByteRange {
     Whole,
     /// Inclusive bounds, already clamped to the file.
-    Part { start: u64, end: u64 },
+    Part {
+        start: u64,
+        end: u64,
+    },
     Unsatisfiable,
 }
 
@@ -278,21 +321,30 @@ fn byte_range(header: Option<&str>, len: u64) -> ByteRange {
             if start >= len {
                 ByteRange::Unsatisfiable
             } else {
-                ByteRange::Part { start, end: end.min(len - 1) }
+                ByteRange::Part {
+                    start,
+                    end: end.min(len - 1),
+                }
             }
         }
         (Ok(start), Err(_)) if last.is_empty() => {
             if start >= len {
                 ByteRange::Unsatisfiable
             } else {
-                ByteRange::Part { start, end: len - 1 }
+                ByteRange::Part {
+                    start,
+                    end: len - 1,
+                }
             }
         }
         (Err(_), Ok(suffix)) if first.is_empty() => {
             if suffix == 0 || len == 0 {
                 ByteRange::Unsatisfiable
             } else {
-                ByteRange::Part { start: len.saturating_sub(suffix), end: len - 1 }
+                ByteRange::Part {
+                    start: len.saturating_sub(suffix),
+                    end: len - 1,
+                }
             }
         }
         _ => ByteRange::Whole,
@@ -302,7 +354,9 @@ fn byte_range(header: Option<&str>, len: u64) -> ByteRange {
 async fn read_file(path: &std::path::Path, headers: &HeaderMap) -> Response {
     let mut file = match tokio::fs::File::open(path).await {
         Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return StatusCode::NOT_FOUND.into_response(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return StatusCode::NOT_FOUND.into_response();
+        }
         Err(e) => return internal(e),
     };
     let len = match file.metadata().await {
@@ -310,7 +364,10 @@ async fn read_file(path: &std::path::Path, headers: &HeaderMap) -> Response {
         Ok(_) => return StatusCode::NOT_FOUND.into_response(),
         Err(e) => return internal(e),
     };
-    let range = byte_range(headers.get(header::RANGE).and_then(|v| v.to_str().ok()), len);
+    let range = byte_range(
+        headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
+        len,
+    );
     let (status, start, count) = match range {
         ByteRange::Whole => (StatusCode::OK, 0, len),
         ByteRange::Part { start, end } => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
@@ -339,12 +396,17 @@ async fn read_file(path: &std::path::Path, headers: &HeaderMap) -> Response {
             format!("bytes {start}-{}/{len}", start + count - 1),
         );
     }
-    response.body(Body::from_stream(stream)).expect("valid response")
+    response
+        .body(Body::from_stream(stream))
+        .expect("valid response")
 }
 
 fn internal(error: impl std::fmt::Display) -> Response {
     tracing::warn!(target: "snapstorm::server", %error, "request failed");
-    plain(StatusCode::INTERNAL_SERVER_ERROR, format!("internal error: {error}"))
+    plain(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("internal error: {error}"),
+    )
 }
 
 #[cfg(test)]
@@ -354,13 +416,31 @@ mod tests {
     #[test]
     fn ranges_follow_rfc_9110() {
         assert_eq!(byte_range(None, 10), ByteRange::Whole);
-        assert_eq!(byte_range(Some("bytes=0-3"), 10), ByteRange::Part { start: 0, end: 3 });
-        assert_eq!(byte_range(Some("bytes=5-"), 10), ByteRange::Part { start: 5, end: 9 });
-        assert_eq!(byte_range(Some("bytes=-4"), 10), ByteRange::Part { start: 6, end: 9 });
-        assert_eq!(byte_range(Some("bytes=-40"), 10), ByteRange::Part { start: 0, end: 9 });
+        assert_eq!(
+            byte_range(Some("bytes=0-3"), 10),
+            ByteRange::Part { start: 0, end: 3 }
+        );
+        assert_eq!(
+            byte_range(Some("bytes=5-"), 10),
+            ByteRange::Part { start: 5, end: 9 }
+        );
+        assert_eq!(
+            byte_range(Some("bytes=-4"), 10),
+            ByteRange::Part { start: 6, end: 9 }
+        );
+        assert_eq!(
+            byte_range(Some("bytes=-40"), 10),
+            ByteRange::Part { start: 0, end: 9 }
+        );
         // End beyond the file is clamped; start at or beyond the end is refused.
-        assert_eq!(byte_range(Some("bytes=8-100"), 10), ByteRange::Part { start: 8, end: 9 });
-        assert_eq!(byte_range(Some("bytes=10-20"), 10), ByteRange::Unsatisfiable);
+        assert_eq!(
+            byte_range(Some("bytes=8-100"), 10),
+            ByteRange::Part { start: 8, end: 9 }
+        );
+        assert_eq!(
+            byte_range(Some("bytes=10-20"), 10),
+            ByteRange::Unsatisfiable
+        );
         assert_eq!(byte_range(Some("bytes=10-"), 10), ByteRange::Unsatisfiable);
         assert_eq!(byte_range(Some("bytes=-0"), 10), ByteRange::Unsatisfiable);
         assert_eq!(byte_range(Some("bytes=0-0"), 0), ByteRange::Unsatisfiable);

@@ -29,11 +29,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 
 pub use http::Auth;
@@ -78,7 +78,9 @@ impl ServerConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("cannot listen on {addr}: {source} (is another server using that port? choose another with --listen)")]
+    #[error(
+        "cannot listen on {addr}: {source} (is another server using that port? choose another with --listen)"
+    )]
     Bind {
         addr: SocketAddr,
         #[source]
@@ -99,12 +101,13 @@ impl RestServer {
     /// Binds and starts serving in a background task of the current tokio runtime.
     pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         prepare_data_dir(&config.data_dir)?;
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| ServerError::Bind {
-                addr: config.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
         let addr = listener.local_addr().map_err(|source| ServerError::Bind {
             addr: config.listen,
             source,
@@ -116,7 +119,12 @@ impl RestServer {
             verify_uploads: config.verify_uploads,
         });
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(accept_loop(listener, http::router(state), stop_rx, config.shutdown_grace));
+        let task = tokio::spawn(accept_loop(
+            listener,
+            http::router(state),
+            stop_rx,
+            config.shutdown_grace,
+        ));
         tracing::info!(target: "snapstorm::server", %addr, data_dir = %config.data_dir.display(), "serving");
         Ok(RunningServer {
             addr,
@@ -141,7 +149,9 @@ fn prepare_data_dir(dir: &std::path::Path) -> Result<(), ServerError> {
                 "not a directory",
             )));
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir(dir).map_err(fail)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir(dir).map_err(fail)?
+        }
         Err(e) => return Err(fail(e)),
     }
     std::fs::read_dir(dir).map_err(fail)?;
@@ -191,7 +201,12 @@ impl RunningServer {
 /// connections are refused), gives in-flight requests `grace` to finish and
 /// cuts whatever is left. Owning the connection tasks is what makes a stop
 /// real, which the server-restart fault relies on.
-async fn accept_loop(listener: TcpListener, app: axum::Router, mut stop: oneshot::Receiver<()>, grace: Duration) {
+async fn accept_loop(
+    listener: TcpListener,
+    app: axum::Router,
+    mut stop: oneshot::Receiver<()>,
+    grace: Duration,
+) {
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
     loop {
@@ -219,7 +234,10 @@ async fn accept_loop(listener: TcpListener, app: axum::Router, mut stop: oneshot
         }
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!(target: "snapstorm::server", "in-flight requests did not finish in time; cutting them");
     }
     connections.shutdown().await;

@@ -38,9 +38,7 @@ impl FileType {
     }
 
     fn from_segment(segment: &str) -> Option<Self> {
-        FileType::ALL
-            .into_iter()
-            .find(|t| t.dir_name() == segment)
+        FileType::ALL.into_iter().find(|t| t.dir_name() == segment)
     }
 }
 
@@ -156,8 +154,11 @@ impl Resource {
         // The first segment is a repository name unless it is one of the
         // root repository's own entries.
         let (repo, rest) = match segments.split_first() {
-            Some((first, rest)) if *first != "config" && FileType::from_segment(first).is_none() => {
-                let repo = RepoName::parse(first).ok_or_else(|| PathError::BadRepoName((*first).to_owned()))?;
+            Some((first, rest))
+                if *first != "config" && FileType::from_segment(first).is_none() =>
+            {
+                let repo = RepoName::parse(first)
+                    .ok_or_else(|| PathError::BadRepoName((*first).to_owned()))?;
                 (repo, rest)
             }
             _ => (RepoName::Root, segments.as_slice()),
@@ -224,10 +225,16 @@ mod tests {
     fn root_repository_paths() {
         assert_eq!(
             Resource::parse("/").unwrap(),
-            Resource { repo: RepoName::Root, target: Target::Repository }
+            Resource {
+                repo: RepoName::Root,
+                target: Target::Repository
+            }
         );
         assert_eq!(Resource::parse("/config").unwrap().target, Target::Config);
-        assert_eq!(Resource::parse("/data/").unwrap().target, Target::Listing(FileType::Data));
+        assert_eq!(
+            Resource::parse("/data/").unwrap().target,
+            Target::Listing(FileType::Data)
+        );
         assert_eq!(
             Resource::parse(&format!("/keys/{ID}")).unwrap().target,
             Target::File(FileType::Keys, FileId::parse(ID).unwrap())
@@ -238,23 +245,59 @@ mod tests {
     fn named_repository_paths() {
         let r = Resource::parse(&format!("/repo-1/snapshots/{ID}")).unwrap();
         assert_eq!(r.repo, RepoName::Named("repo-1".into()));
-        assert_eq!(r.target, Target::File(FileType::Snapshots, FileId::parse(ID).unwrap()));
-        assert_eq!(Resource::parse("/repo/").unwrap().target, Target::Repository);
-        assert_eq!(Resource::parse("/repo/config").unwrap().target, Target::Config);
+        assert_eq!(
+            r.target,
+            Target::File(FileType::Snapshots, FileId::parse(ID).unwrap())
+        );
+        assert_eq!(
+            Resource::parse("/repo/").unwrap().target,
+            Target::Repository
+        );
+        assert_eq!(
+            Resource::parse("/repo/config").unwrap().target,
+            Target::Config
+        );
     }
 
     #[test]
     fn hostile_paths_are_refused() {
         assert_eq!(Resource::parse("/../config"), Err(PathError::DotComponent));
-        assert_eq!(Resource::parse("/%2e%2e/config"), Err(PathError::DotComponent));
-        assert_eq!(Resource::parse("//etc/passwd"), Err(PathError::EmptyComponent));
-        assert_eq!(Resource::parse("/%2Fetc/config"), Err(PathError::BadEncoding));
-        assert_eq!(Resource::parse("/.hidden/config"), Err(PathError::DotComponent));
-        assert_eq!(Resource::parse("/repo/bogus/"), Err(PathError::UnknownType("bogus".into())));
-        assert_eq!(Resource::parse("/data/xyz"), Err(PathError::BadId("xyz".into())));
-        assert!(matches!(Resource::parse(&format!("/data/{}", ID.to_uppercase())), Err(PathError::BadId(_))));
+        assert_eq!(
+            Resource::parse("/%2e%2e/config"),
+            Err(PathError::DotComponent)
+        );
+        assert_eq!(
+            Resource::parse("//etc/passwd"),
+            Err(PathError::EmptyComponent)
+        );
+        assert_eq!(
+            Resource::parse("/%2Fetc/config"),
+            Err(PathError::BadEncoding)
+        );
+        assert_eq!(
+            Resource::parse("/.hidden/config"),
+            Err(PathError::DotComponent)
+        );
+        assert_eq!(
+            Resource::parse("/repo/bogus/"),
+            Err(PathError::UnknownType("bogus".into()))
+        );
+        assert_eq!(
+            Resource::parse("/data/xyz"),
+            Err(PathError::BadId("xyz".into()))
+        );
+        assert!(matches!(
+            Resource::parse(&format!("/data/{}", ID.to_uppercase())),
+            Err(PathError::BadId(_))
+        ));
         assert_eq!(Resource::parse("/a/b/c/d"), Err(PathError::TooDeep));
-        assert_eq!(Resource::parse("/bad%zz/config"), Err(PathError::BadEncoding));
-        assert!(matches!(Resource::parse("/na%20me/config"), Err(PathError::BadRepoName(_))));
+        assert_eq!(
+            Resource::parse("/bad%zz/config"),
+            Err(PathError::BadEncoding)
+        );
+        assert!(matches!(
+            Resource::parse("/na%20me/config"),
+            Err(PathError::BadRepoName(_))
+        ));
     }
 }

@@ -143,7 +143,10 @@ impl Storage {
         if tokio::fs::try_exists(target).await? {
             return Err(SaveError::AlreadyExists);
         }
-        let dir = target.parent().expect("repository files live in a directory").to_path_buf();
+        let dir = target
+            .parent()
+            .expect("repository files live in a directory")
+            .to_path_buf();
         tokio::fs::create_dir_all(&dir).await?;
 
         let temp = {
@@ -206,7 +209,9 @@ impl Storage {
     }
 }
 
-fn read_dir_if_present(dir: &Path) -> io::Result<Box<dyn Iterator<Item = io::Result<std::fs::DirEntry>>>> {
+fn read_dir_if_present(
+    dir: &Path,
+) -> io::Result<Box<dyn Iterator<Item = io::Result<std::fs::DirEntry>>>> {
     match std::fs::read_dir(dir) {
         Ok(entries) => Ok(Box::new(entries)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Box::new(std::iter::empty())),

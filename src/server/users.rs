@@ -49,7 +49,11 @@ pub enum UsersError {
         source: std::io::Error,
     },
     #[error("{path}:{line}: {reason}")]
-    Malformed { path: String, line: usize, reason: String },
+    Malformed {
+        path: String,
+        line: usize,
+        reason: String,
+    },
     #[error("invalid user name `{0}`: use letters, digits, `.`, `_` or `-`")]
     BadName(String),
     #[error("cannot hash password: {0}")]
@@ -140,7 +144,12 @@ impl Users {
 
     /// Removes a user; its next request is refused. Returns whether it existed.
     pub fn revoke(&self, name: &str) -> bool {
-        let existed = self.users.write().expect("users lock").remove(name).is_some();
+        let existed = self
+            .users
+            .write()
+            .expect("users lock")
+            .remove(name)
+            .is_some();
         self.verified.write().expect("verified lock").remove(name);
         existed
     }
@@ -150,7 +159,13 @@ impl Users {
     }
 
     pub fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.users.read().expect("users lock").keys().cloned().collect();
+        let mut names: Vec<String> = self
+            .users
+            .read()
+            .expect("users lock")
+            .keys()
+            .cloned()
+            .collect();
         names.sort();
         names
     }
@@ -242,10 +257,16 @@ mod tests {
         let users = Users::new();
         users.add("c1", "pw1", false).unwrap();
         users.add("c2", "pw2", true).unwrap();
-        assert_eq!(users.verify("c1", "pw1"), Some(Access { append_only: false }));
+        assert_eq!(
+            users.verify("c1", "pw1"),
+            Some(Access { append_only: false })
+        );
         assert!(users.revoke("c1"));
         assert!(users.verify("c1", "pw1").is_none());
-        assert_eq!(users.verify("c2", "pw2"), Some(Access { append_only: true }));
+        assert_eq!(
+            users.verify("c2", "pw2"),
+            Some(Access { append_only: true })
+        );
         // Re-adding with a new password does not accept the old one.
         users.add("c2", "new", false).unwrap();
         assert!(users.verify("c2", "pw2").is_none());

@@ -32,7 +32,12 @@ impl TestServer {
         let mut config = ServerConfig::loopback(dir.path(), users.clone());
         configure(&mut config);
         let server = runtime.block_on(RestServer::start(config)).unwrap();
-        TestServer { runtime, server: Some(server), users, dir }
+        TestServer {
+            runtime,
+            server: Some(server),
+            users,
+            dir,
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -82,7 +87,9 @@ pub fn disk_state(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 /// send), returns the status code and the whole response text.
 pub fn raw_request(addr: SocketAddr, request: &[u8]) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     stream.write_all(request).unwrap();
     let mut response = Vec::new();
     let _ = stream.read_to_end(&mut response);
@@ -106,7 +113,9 @@ pub fn basic_auth(user: &str, password: &str) -> String {
 /// Fails the test with a clear message when a required external program is missing.
 pub fn require_program(name: &str) -> PathBuf {
     which(name).unwrap_or_else(|| {
-        panic!("`{name}` is not on PATH; install it (e.g. `apt-get install -y {name}`) — .ci/run does")
+        panic!(
+            "`{name}` is not on PATH; install it (e.g. `apt-get install -y {name}`) — .ci/run does"
+        )
     })
 }
 
@@ -234,6 +243,10 @@ pub fn assert_same_tree(expected: &Path, actual: &Path) {
     let want = Fingerprint::of_tree(expected).unwrap();
     let got = Fingerprint::of_tree(actual).unwrap();
     let diff = want.diff(&got, CompareOptions::default());
-    assert!(diff.is_empty(), "restored tree differs:\n{}", diff.render(20));
+    assert!(
+        diff.is_empty(),
+        "restored tree differs:\n{}",
+        diff.render(20)
+    );
     assert!(!want.is_empty());
 }

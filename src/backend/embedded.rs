@@ -1,0 +1,412 @@
+//! The embedded backend: snapstorm's own REST server serving a restic-format
+//! repository, and `rustic_core` clients that reach it over HTTP.
+//!
+//! - The Server initializes (or reopens) the repository directly on disk,
+//!   serves it on 127.0.0.1, adds one user per client with a random password
+//!   and revokes it when the client goes. GC is a rustic prune run directly
+//!   on the repository directory while the server keeps serving.
+//! - A client opens the repository through rustic's REST backend with its
+//!   own cache directory. rustic's REST client is blocking: every call here
+//!   must run on a blocking thread, never inside async code.
+//! - rustic_core takes no repository locks. The default GC is rustic's
+//!   two-phase prune, which keeps unused data for a grace period; the
+//!   aggressive GC deletes at once and can remove data an in-flight backup
+//!   relies on.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rustic_backend::BackendOptions;
+use rustic_core::repofile::{MasterKey, SnapshotFile};
+use rustic_core::{
+    BackupOptions, CheckOptions, ConfigOptions, Credentials, KeyOptions, LimitOption,
+    LocalDestination, LsOptions, OpenStatus, PathList, PruneOptions, Repository,
+    RepositoryBackends, RepositoryOptions, RestoreOptions, RusticError, SnapshotOptions,
+};
+use serde_json::json;
+
+use crate::engine::traits::{
+    BackendError, BackendResult, ClientCredentials, ClientFactory, ClientId, ClientSnapshotter,
+    Details, GcOptions, RepoCheck, Server, ServerInfo, SnapshotId, Snapshotter,
+};
+use crate::server::{RestServer, RunningServer, ServerConfig, Users};
+
+/// The repository's name on the server: clients use `http://…/repo/`.
+pub const REPO_NAME: &str = "repo";
+
+/// How patient rustic's REST client is. The defaults (5 retries, 10 minutes)
+/// would hide a dead server for minutes; these make it an error in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientTimeouts {
+    pub request_timeout: Duration,
+    pub retries: u32,
+}
+
+impl Default for ClientTimeouts {
+    fn default() -> Self {
+        ClientTimeouts {
+            request_timeout: Duration::from_secs(30),
+            retries: 2,
+        }
+    }
+}
+
+impl From<Box<RusticError>> for BackendError {
+    fn from(error: Box<RusticError>) -> Self {
+        BackendError::Failed(error.display_log())
+    }
+}
+
+/// Opens the repository directory itself (no server, no cache).
+fn local_backends(repo_dir: &Path) -> BackendResult<RepositoryBackends> {
+    Ok(BackendOptions::default()
+        .repository(
+            repo_dir
+                .to_str()
+                .ok_or_else(|| BackendError::failed("repository path is not UTF-8"))?,
+        )
+        .to_backends()?)
+}
+
+fn open_with_key(
+    options: &RepositoryOptions,
+    backends: &RepositoryBackends,
+    key: &MasterKey,
+) -> BackendResult<Repository<OpenStatus>> {
+    Ok(Repository::new(options, backends)?.open(&Credentials::Masterkey(key.clone()))?)
+}
+
+/// The Server of the embedded backend.
+pub struct EmbeddedServer {
+    users: Arc<Users>,
+    running: Mutex<Option<RunningServer>>,
+    addr: SocketAddr,
+    data_dir: PathBuf,
+    repo_dir: PathBuf,
+    key: MasterKey,
+    /// Prunes never overlap each other.
+    gc_lock: Mutex<()>,
+}
+
+impl EmbeddedServer {
+    /// Creates the repository under `data_dir/repo` (or reopens it with
+    /// `password`) and starts serving it on 127.0.0.1.
+    pub async fn start(data_dir: &Path, password: &str) -> BackendResult<Arc<EmbeddedServer>> {
+        let repo_dir = data_dir.join(REPO_NAME);
+        let key = {
+            let repo_dir = repo_dir.clone();
+            let password = password.to_owned();
+            tokio::task::spawn_blocking(move || init_or_open(&repo_dir, &password))
+                .await
+                .map_err(BackendError::failed)??
+        };
+        let users = Arc::new(Users::new());
+        let config = ServerConfig::loopback(data_dir, users.clone());
+        let running = RestServer::start(config)
+            .await
+            .map_err(BackendError::failed)?;
+        Ok(Arc::new(EmbeddedServer {
+            users,
+            addr: running.addr(),
+            running: Mutex::new(Some(running)),
+            data_dir: data_dir.to_path_buf(),
+            repo_dir,
+            key,
+            gc_lock: Mutex::new(()),
+        }))
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn users(&self) -> &Arc<Users> {
+        &self.users
+    }
+
+    pub fn repo_dir(&self) -> &Path {
+        &self.repo_dir
+    }
+
+    /// Stops serving (in-flight requests get the server's grace period).
+    pub async fn stop(&self) {
+        let running = self.running.lock().expect("server lock").take();
+        if let Some(running) = running {
+            running.stop().await;
+        }
+    }
+
+    fn open_local(&self) -> BackendResult<Repository<OpenStatus>> {
+        let options = RepositoryOptions::default().no_cache(true);
+        open_with_key(&options, &local_backends(&self.repo_dir)?, &self.key)
+    }
+}
+
+/// Initializes the repository if it has no config yet, else opens it; returns its master key.
+fn init_or_open(repo_dir: &Path, password: &str) -> BackendResult<MasterKey> {
+    std::fs::create_dir_all(repo_dir).map_err(BackendError::failed)?;
+    let backends = local_backends(repo_dir)?;
+    let options = RepositoryOptions::default().no_cache(true);
+    let repo = Repository::new(&options, &backends)?;
+    let credentials = Credentials::password(password);
+    let opened = if repo.config_id()?.is_none() {
+        repo.init(
+            &credentials,
+            &KeyOptions::default(),
+            &ConfigOptions::default(),
+        )?
+    } else {
+        repo.open(&credentials).map_err(|e| {
+            if e.is_incorrect_password() {
+                BackendError::failed(format!(
+                    "the repository in {} does not accept this state directory's password",
+                    repo_dir.display()
+                ))
+            } else {
+                e.into()
+            }
+        })?
+    };
+    Ok(opened.key())
+}
+
+fn random_password() -> String {
+    use rand::RngExt;
+    hex::encode(rand::rng().random::<[u8; 16]>())
+}
+
+impl Server for EmbeddedServer {
+    fn info(&self) -> ServerInfo {
+        ServerInfo {
+            backend: "embedded".into(),
+            address: format!("http://{}/{REPO_NAME}/", self.addr),
+            repository: self.repo_dir.clone(),
+        }
+    }
+
+    fn authorize_client(&self, client: ClientId) -> BackendResult<ClientCredentials> {
+        let user = client.to_string();
+        let password = random_password();
+        self.users
+            .add(&user, &password, false)
+            .map_err(BackendError::failed)?;
+        Ok(ClientCredentials {
+            url: format!("rest:http://{user}:{password}@{}/{REPO_NAME}/", self.addr),
+            user,
+            password,
+        })
+    }
+
+    fn remove_client(&self, client: ClientId) -> BackendResult<()> {
+        self.users.revoke(&client.to_string());
+        Ok(())
+    }
+
+    fn run_gc(&self, options: &GcOptions) -> BackendResult<Details> {
+        let _one_at_a_time = self.gc_lock.lock().expect("gc lock");
+        let repo = self.open_local()?;
+        let prune = if options.aggressive {
+            PruneOptions::default()
+                .instant_delete(true)
+                .keep_delete(rustic_core::jiff::Span::new())
+                .keep_pack(rustic_core::jiff::Span::new())
+                .max_unused(LimitOption::Percentage(0))
+                .max_repack(LimitOption::Unlimited)
+        } else {
+            PruneOptions::default()
+        };
+        let plan = repo.prune_plan(&prune)?;
+        let stats = &plan.stats;
+        let mut details = Details::new();
+        details.insert("aggressive".into(), json!(options.aggressive));
+        details.insert("packs-unused".into(), json!(stats.packs.unused));
+        details.insert("packs-repacked".into(), json!(stats.packs.repack));
+        details.insert("packs-removed".into(), json!(stats.packs_to_delete.remove));
+        details.insert("bytes-unused".into(), json!(stats.size_sum().unused));
+        repo.prune(&prune, plan)?;
+        Ok(details)
+    }
+
+    fn list_snapshots(&self) -> BackendResult<Vec<SnapshotId>> {
+        let repo = self.open_local()?;
+        Ok(snapshot_ids(repo.get_all_snapshots()?))
+    }
+
+    fn verify_repo(&self) -> BackendResult<RepoCheck> {
+        let repo = self.open_local()?;
+        let results = repo.check(CheckOptions::default().read_data(true))?;
+        let problems: Vec<String> = results
+            .0
+            .iter()
+            .map(|(level, error)| format!("{level:?}: {error}"))
+            .collect();
+        Ok(RepoCheck {
+            healthy: results.is_ok().is_ok(),
+            problems,
+        })
+    }
+
+    fn repository_size(&self) -> u64 {
+        walkdir::WalkDir::new(&self.data_dir)
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter_map(|e| e.metadata().ok())
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+            .sum()
+    }
+}
+
+fn snapshot_ids(mut snapshots: Vec<SnapshotFile>) -> Vec<SnapshotId> {
+    snapshots.sort_unstable();
+    snapshots
+        .into_iter()
+        .map(|s| s.id.to_hex().to_string())
+        .collect()
+}
+
+/// What a connected client holds: enough to open the repository again
+/// cheaply (with the master key, no key derivation) for every call, so no
+/// state survives from one action to the next.
+#[derive(Clone)]
+struct Connection {
+    backends: RepositoryBackends,
+    options: RepositoryOptions,
+    key: MasterKey,
+}
+
+/// A rustic_core client of the embedded server.
+pub struct RusticClient {
+    cache_dir: PathBuf,
+    repo_password: String,
+    timeouts: ClientTimeouts,
+    connection: Mutex<Option<Connection>>,
+}
+
+impl RusticClient {
+    pub fn new(cache_dir: PathBuf, repo_password: String, timeouts: ClientTimeouts) -> Self {
+        RusticClient {
+            cache_dir,
+            repo_password,
+            timeouts,
+            connection: Mutex::new(None),
+        }
+    }
+
+    fn open(&self, client: ClientId) -> BackendResult<Repository<OpenStatus>> {
+        let connection = self
+            .connection
+            .lock()
+            .expect("connection lock")
+            .clone()
+            .ok_or(BackendError::NotConnected(client))?;
+        open_with_key(&connection.options, &connection.backends, &connection.key)
+    }
+}
+
+impl Snapshotter for RusticClient {
+    fn create_snapshot(&self, client: ClientId, source: &Path) -> BackendResult<SnapshotId> {
+        let repo = self.open(client)?.to_indexed_ids()?;
+        let snapshot = SnapshotOptions::default()
+            .host(client.to_string())
+            .label("snapstorm".to_string())
+            .to_snapshot()?;
+        let source = source
+            .to_str()
+            .ok_or_else(|| BackendError::failed("source path is not UTF-8"))?;
+        let sources = PathList::from_string(source)?
+            .sanitize()
+            .map_err(BackendError::failed)?;
+        // Contents at the snapshot root, so a restore gives back the directory itself.
+        let options = BackupOptions::default().as_path(PathBuf::from("/"));
+        let snapshot = repo.backup(&options, &sources, snapshot)?;
+        Ok(snapshot.id.to_hex().to_string())
+    }
+
+    fn list_snapshots(&self, client: ClientId) -> BackendResult<Vec<SnapshotId>> {
+        let repo = self.open(client)?;
+        Ok(snapshot_ids(repo.get_all_snapshots()?))
+    }
+
+    fn restore_snapshot(&self, client: ClientId, id: &str, target: &Path) -> BackendResult<()> {
+        let repo = self.open(client)?.to_indexed()?;
+        let snapshot = repo
+            .get_snapshots(&[id])?
+            .pop()
+            .ok_or_else(|| BackendError::failed(format!("snapshot {id} not found")))?;
+        let node = repo.node_from_snapshot_and_path(&snapshot, "")?;
+        let entries = repo.ls(&node, &LsOptions::default())?;
+        let target = target
+            .to_str()
+            .ok_or_else(|| BackendError::failed("restore path is not UTF-8"))?;
+        let destination = LocalDestination::new(target, true, !node.is_dir())?;
+        let options = RestoreOptions::default();
+        let plan = repo.prepare_restore(&options, entries.clone(), &destination, false)?;
+        repo.restore(plan, &options, entries, &destination)?;
+        Ok(())
+    }
+
+    fn delete_snapshot(&self, client: ClientId, id: &str) -> BackendResult<()> {
+        let repo = self.open(client)?;
+        let id = id.parse().map_err(BackendError::failed)?;
+        repo.delete_snapshots(&[id])?;
+        Ok(())
+    }
+
+    fn run_gc(&self, _client: ClientId, _options: &GcOptions) -> BackendResult<Details> {
+        Err(BackendError::failed(
+            "GC runs on the Server, not on a client",
+        ))
+    }
+}
+
+impl ClientSnapshotter for RusticClient {
+    fn connect(&self, _client: ClientId, credentials: &ClientCredentials) -> BackendResult<()> {
+        std::fs::create_dir_all(&self.cache_dir).map_err(BackendError::failed)?;
+        let rest_options = BTreeMap::from([
+            ("retry".to_owned(), self.timeouts.retries.to_string()),
+            (
+                "timeout".to_owned(),
+                format!("{}s", self.timeouts.request_timeout.as_secs().max(1)),
+            ),
+        ]);
+        let backends = BackendOptions::default()
+            .repository(&credentials.url)
+            .options(rest_options)
+            .to_backends()?;
+        let options = RepositoryOptions::default().cache_dir(&self.cache_dir);
+        let repo = Repository::new(&options, &backends)?
+            .open(&Credentials::password(&self.repo_password))?;
+        *self.connection.lock().expect("connection lock") = Some(Connection {
+            backends,
+            options,
+            key: repo.key(),
+        });
+        Ok(())
+    }
+
+    fn disconnect(&self, _client: ClientId) -> BackendResult<()> {
+        self.connection.lock().expect("connection lock").take();
+        Ok(())
+    }
+}
+
+/// Makes a `RusticClient` per client, each with its own cache directory.
+pub struct RusticClients {
+    pub cache_dir_for: Box<dyn Fn(ClientId) -> PathBuf + Send + Sync>,
+    pub repo_password: String,
+    pub timeouts: ClientTimeouts,
+}
+
+impl ClientFactory for RusticClients {
+    fn new_client(&self, client: ClientId) -> BackendResult<Box<dyn ClientSnapshotter>> {
+        Ok(Box::new(RusticClient::new(
+            (self.cache_dir_for)(client),
+            self.repo_password.clone(),
+            self.timeouts,
+        )))
+    }
+}

@@ -1,0 +1,179 @@
+//! The actions a client can take, by their user-facing names, and how one
+//! is picked by weight.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use rand::RngExt;
+use serde::{Deserialize, Serialize};
+
+use super::traits::ActionRng;
+
+/// One kind of action. The names are the seed's, kebab-case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Action {
+    /// Snapshot the client's data dir (or `sub-path`) and record its fingerprint.
+    #[serde(rename = "snapshot-root")]
+    SnapshotRoot,
+    /// Restore `snapshot-ID` or a random live snapshot into scratch and verify it.
+    #[serde(rename = "restore-random-snapID")]
+    RestoreRandomSnapshot,
+    /// Delete a random live snapshot, never the last one.
+    #[serde(rename = "delete-random-snapID")]
+    DeleteRandomSnapshot,
+    /// Garbage-collect the repository, through the Server.
+    #[serde(rename = "run-gc")]
+    RunGc,
+    /// Write random files at a random depth under a random branch.
+    #[serde(rename = "write-random-files")]
+    WriteRandomFiles,
+    /// Remove a random directory at a random depth.
+    #[serde(rename = "delete-random-subdirectory")]
+    DeleteRandomSubdirectory,
+    /// Remove each entry of a random directory with `delete-contents-percent`.
+    #[serde(rename = "delete-files")]
+    DeleteFiles,
+    /// Restore a snapshot over the live data dir and verify it.
+    #[serde(rename = "restore-into-data-dir")]
+    RestoreIntoDataDir,
+    /// Run the backend's full repository check (reads all data).
+    #[serde(rename = "verify-repo")]
+    VerifyRepo,
+}
+
+impl Action {
+    pub const ALL: [Action; 9] = [
+        Action::SnapshotRoot,
+        Action::RestoreRandomSnapshot,
+        Action::DeleteRandomSnapshot,
+        Action::RunGc,
+        Action::WriteRandomFiles,
+        Action::DeleteRandomSubdirectory,
+        Action::DeleteFiles,
+        Action::RestoreIntoDataDir,
+        Action::VerifyRepo,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::SnapshotRoot => "snapshot-root",
+            Action::RestoreRandomSnapshot => "restore-random-snapID",
+            Action::DeleteRandomSnapshot => "delete-random-snapID",
+            Action::RunGc => "run-gc",
+            Action::WriteRandomFiles => "write-random-files",
+            Action::DeleteRandomSubdirectory => "delete-random-subdirectory",
+            Action::DeleteFiles => "delete-files",
+            Action::RestoreIntoDataDir => "restore-into-data-dir",
+            Action::VerifyRepo => "verify-repo",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Action> {
+        Action::ALL.into_iter().find(|a| a.name() == name)
+    }
+
+    /// The seed's default weights: all 1, except the data-dir restore (and
+    /// the full repository check, which reads everything).
+    pub fn default_weight(self) -> u32 {
+        match self {
+            Action::RestoreIntoDataDir | Action::VerifyRepo => 0,
+            _ => 1,
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Relative weights; an action missing from the table has weight 0.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Weights(pub BTreeMap<Action, u32>);
+
+impl Default for Weights {
+    fn default() -> Self {
+        Weights(
+            Action::ALL
+                .into_iter()
+                .filter(|a| a.default_weight() > 0)
+                .map(|a| (a, a.default_weight()))
+                .collect(),
+        )
+    }
+}
+
+impl Weights {
+    pub fn total(&self) -> u64 {
+        self.0.values().map(|&w| u64::from(w)).sum()
+    }
+
+    /// Picks an action with probability proportional to its weight.
+    pub fn pick(&self, rng: &mut ActionRng) -> Option<Action> {
+        let total = self.total();
+        if total == 0 {
+            return None;
+        }
+        let mut ticket = rng.random_range(0..total);
+        for (&action, &weight) in &self.0 {
+            if ticket < u64::from(weight) {
+                return Some(action);
+            }
+            ticket -= u64::from(weight);
+        }
+        unreachable!("ticket is below the total of the weights")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn names_round_trip() {
+        for action in Action::ALL {
+            assert_eq!(Action::parse(action.name()), Some(action));
+            let json = serde_json::to_string(&action).unwrap();
+            assert_eq!(json, format!("\"{}\"", action.name()));
+        }
+        assert_eq!(Action::parse("snapshot-everything"), None);
+    }
+
+    /// With a fixed seed, 60 000 picks land within 2 % (relative) of each weight's share.
+    #[test]
+    fn weights_pick_proportionally() {
+        let weights = Weights(BTreeMap::from([
+            (Action::SnapshotRoot, 2),
+            (Action::RestoreRandomSnapshot, 2),
+            (Action::DeleteRandomSnapshot, 1),
+            (Action::WriteRandomFiles, 2),
+            (Action::DeleteRandomSubdirectory, 1),
+            (Action::DeleteFiles, 1),
+            (Action::RunGc, 0),
+        ]));
+        let mut rng = ActionRng::seed_from_u64(11);
+        let draws = 60_000u32;
+        let mut counts: BTreeMap<Action, u32> = BTreeMap::new();
+        for _ in 0..draws {
+            *counts.entry(weights.pick(&mut rng).unwrap()).or_default() += 1;
+        }
+        assert_eq!(counts.get(&Action::RunGc), None, "weight 0 is never picked");
+        for (action, weight) in &weights.0 {
+            let expected = f64::from(draws) * f64::from(*weight) / weights.total() as f64;
+            let got = f64::from(counts.get(action).copied().unwrap_or(0));
+            if expected > 0.0 {
+                let off = (got - expected).abs() / expected;
+                assert!(off < 0.02, "{action}: expected ~{expected}, got {got}");
+            }
+        }
+    }
+
+    #[test]
+    fn no_weights_picks_nothing() {
+        let mut rng = ActionRng::seed_from_u64(1);
+        assert_eq!(Weights(BTreeMap::new()).pick(&mut rng), None);
+    }
+}

@@ -1,0 +1,236 @@
+//! The checker: fingerprints a directory when it is snapshotted, and proves
+//! every later restore of that snapshot against the fingerprint.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::fingerprint::{CompareOptions, Fingerprint, FingerprintError, TreeDiff};
+use super::store::{Failure, MetadataStore, SnapshotRecord, StoreError, now_rfc3339};
+use super::traits::{BackendError, ClientId, SnapshotId, Snapshotter};
+
+/// How many entries of each kind a failure's details list.
+const DIFF_LINES: usize = 20;
+/// A failed restore is tried once more after this pause before it counts as
+/// a verification failure: a snapshot that cannot be restored twice is lost.
+const RESTORE_RETRY_PAUSE: Duration = Duration::from_millis(500);
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckerError {
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("fingerprint: {0}")]
+    Fingerprint(#[from] FingerprintError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The result of restoring a snapshot and comparing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verification {
+    /// Byte-for-byte what was snapshotted.
+    Verified { entries: usize },
+    /// Restored, but different.
+    Mismatch(TreeDiff),
+    /// Could not be restored, twice.
+    RestoreFailed(String),
+}
+
+impl Verification {
+    /// One line for the UI and the report; `None` when verified.
+    pub fn failure_summary(&self) -> Option<String> {
+        match self {
+            Verification::Verified { .. } => None,
+            Verification::Mismatch(diff) => Some(format!("restore differs: {}", diff.summary())),
+            Verification::RestoreFailed(error) => {
+                Some(format!("restore failed: {}", first_line(error)))
+            }
+        }
+    }
+
+    /// The readable diff or error; empty when verified.
+    pub fn failure_details(&self) -> String {
+        match self {
+            Verification::Verified { .. } => String::new(),
+            Verification::Mismatch(diff) => diff.render(DIFF_LINES),
+            Verification::RestoreFailed(error) => error.clone(),
+        }
+    }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or(text)
+}
+
+#[derive(Debug)]
+pub struct Checker {
+    store: Arc<MetadataStore>,
+    compare: CompareOptions,
+}
+
+impl Checker {
+    pub fn new(store: Arc<MetadataStore>, compare: CompareOptions) -> Self {
+        Checker { store, compare }
+    }
+
+    pub fn store(&self) -> &Arc<MetadataStore> {
+        &self.store
+    }
+
+    /// Fingerprints `source`, snapshots it, and records both durably.
+    /// The caller guarantees that nothing writes to `source` meanwhile.
+    pub fn take_snapshot(
+        &self,
+        snapshotter: &dyn Snapshotter,
+        client: ClientId,
+        source: &Path,
+        sub_path: Option<&str>,
+    ) -> Result<SnapshotRecord, CheckerError> {
+        std::fs::create_dir_all(source).map_err(|source_err| CheckerError::Io {
+            context: format!("create {}", source.display()),
+            source: source_err,
+        })?;
+        let fingerprint = Fingerprint::of_tree(source)?;
+        let id = snapshotter.create_snapshot(client, source)?;
+        let record = SnapshotRecord {
+            id,
+            run: self.store.run_number(),
+            created: now_rfc3339(),
+            sub_path: sub_path.map(str::to_owned),
+            entries: fingerprint.len(),
+            bytes: fingerprint.content_bytes(),
+        };
+        self.store
+            .record_snapshot(client, record.clone(), &fingerprint)?;
+        Ok(record)
+    }
+
+    /// Restores `id` into `target` (which must not exist or be empty) and
+    /// compares it with the fingerprint recorded when it was made.
+    pub fn restore_and_verify(
+        &self,
+        snapshotter: &dyn Snapshotter,
+        client: ClientId,
+        id: &str,
+        target: &Path,
+    ) -> Result<Verification, CheckerError> {
+        let expected = self.store.fingerprint(id)?;
+        empty_dir(target)?;
+        let mut attempt = snapshotter.restore_snapshot(client, id, target);
+        if attempt.is_err() {
+            std::thread::sleep(RESTORE_RETRY_PAUSE);
+            empty_dir(target)?;
+            attempt = snapshotter.restore_snapshot(client, id, target);
+        }
+        if let Err(error) = attempt {
+            return Ok(Verification::RestoreFailed(error.to_string()));
+        }
+        let actual = Fingerprint::of_tree(target)?;
+        let diff = expected.diff(&actual, self.compare);
+        Ok(if diff.is_empty() {
+            Verification::Verified {
+                entries: actual.len(),
+            }
+        } else {
+            Verification::Mismatch(diff)
+        })
+    }
+
+    /// Deletes a snapshot in the repository, then in the metadata.
+    pub fn delete_snapshot(
+        &self,
+        snapshotter: &dyn Snapshotter,
+        client: ClientId,
+        id: &str,
+    ) -> Result<(), CheckerError> {
+        snapshotter.delete_snapshot(client, id)?;
+        self.store.mark_deleted(client, id)?;
+        Ok(())
+    }
+
+    /// Records a verification failure durably and returns it.
+    pub fn record_failure(
+        &self,
+        client: ClientId,
+        snapshot: Option<&str>,
+        action: &str,
+        summary: String,
+        details: String,
+    ) -> Result<Failure, CheckerError> {
+        let failure = Failure {
+            run: self.store.run_number(),
+            time: now_rfc3339(),
+            client,
+            snapshot: snapshot.map(str::to_owned),
+            action: action.to_owned(),
+            summary,
+            details,
+        };
+        self.store.record_failure(failure.clone())?;
+        Ok(failure)
+    }
+
+    /// Compares, as sets, the snapshots the metadata holds with the
+    /// repository's listing. A live snapshot missing from the repository is
+    /// a failure, and so is a deleted one that is listed again.
+    pub fn check_listing(&self, listing: &[SnapshotId]) -> Result<Vec<Failure>, CheckerError> {
+        let listed: BTreeSet<&str> = listing.iter().map(String::as_str).collect();
+        let state = self.store.state();
+        let mut failures = Vec::new();
+        for (client, record) in &state.clients {
+            for snapshot in &record.live {
+                if !listed.contains(snapshot.id.as_str()) {
+                    failures.push(self.listing_failure(
+                        *client,
+                        &snapshot.id,
+                        format!(
+                            "snapshot lost: recorded live (run {}) but not in the repository",
+                            snapshot.run
+                        ),
+                    ));
+                }
+            }
+            for id in &record.deleted {
+                if listed.contains(id.as_str()) {
+                    failures.push(self.listing_failure(
+                        *client,
+                        id,
+                        "deleted snapshot is still in the repository".to_owned(),
+                    ));
+                }
+            }
+        }
+        for failure in &failures {
+            self.store.record_failure(failure.clone())?;
+        }
+        Ok(failures)
+    }
+
+    fn listing_failure(&self, client: ClientId, id: &str, summary: String) -> Failure {
+        Failure {
+            run: self.store.run_number(),
+            time: now_rfc3339(),
+            client,
+            snapshot: Some(id.to_owned()),
+            action: "startup-check".to_owned(),
+            details: summary.clone(),
+            summary,
+        }
+    }
+}
+
+/// Makes `dir` an empty directory.
+pub fn empty_dir(dir: &Path) -> Result<(), CheckerError> {
+    let io = |context: String| move |source| CheckerError::Io { context, source };
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(io(format!("clear {}", dir.display())))?;
+    }
+    std::fs::create_dir_all(dir).map_err(io(format!("create {}", dir.display())))
+}

@@ -1,0 +1,705 @@
+//! The engine: carries out actions for clients, by name (`exec_action`) or
+//! as the scenario picks them (`random_action`), and keeps stats, the trace
+//! and the checker's metadata as it goes.
+//!
+//! Every action draws its randomness from a generator derived from the run
+//! seed, the client and the action's position in that client's stream, so
+//! the same seed gives every client the same actions with the same options,
+//! whatever the other clients do.
+
+use std::collections::{BTreeMap, HashMap};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::SeedableRng;
+use rand::seq::IndexedRandom;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::actions::Action;
+use super::checker::{Checker, CheckerError, Verification};
+use super::file_writer::available_space;
+use super::fingerprint::CompareOptions;
+use super::options::ActionOptions;
+use super::scenario::{Plan, Scenario};
+use super::stats::{Effects, FailureReport, Outcome, Report, Stats};
+use super::store::{Failure, MetadataStore, now_rfc3339};
+use super::trace::Trace;
+use super::traits::{
+    ActionRng, ClientId, Details, FileWriter, GcOptions, Server, SnapshotId, Snapshotter,
+    WriteEffect,
+};
+
+/// What the engine runs with besides its parts.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub seed: u64,
+    pub scenario: Scenario,
+    pub compare: CompareOptions,
+    /// Snapshots inherited from earlier runs that each client restores and
+    /// verifies before its first action.
+    pub verify_inherited_per_client: usize,
+}
+
+/// Targets for a named action; empty means "pick at random".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ActionParams {
+    /// `restore-random-snapID` / `restore-into-data-dir`: this snapshot.
+    #[serde(
+        rename = "snapshot-ID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub snapshot_id: Option<SnapshotId>,
+    /// `snapshot-root`: only this path under the data dir.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub_path: Option<String>,
+}
+
+/// One finished action, as the trace, the console and the tests see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionRecord {
+    pub time: String,
+    pub client: ClientId,
+    /// Position in this client's stream of actions (from 0).
+    pub seq: u64,
+    pub action: Action,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub params: ActionParams,
+    pub outcome: Outcome,
+    pub duration_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotId>,
+    /// The options actually used and what came of them.
+    pub details: Details,
+    /// Why it was a no-op, the error, or the failure summary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The client's live and deleted snapshot counts after the action.
+    pub live: usize,
+    pub deleted: usize,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
+}
+
+/// The result of one repetition of an action.
+#[derive(Debug, Default)]
+struct Step {
+    outcome: Option<Outcome>,
+    snapshot: Option<SnapshotId>,
+    details: Details,
+    message: Option<String>,
+    effects: Effects,
+}
+
+impl Step {
+    fn ok() -> Self {
+        Step {
+            outcome: Some(Outcome::Ok),
+            ..Step::default()
+        }
+    }
+    fn no_op(reason: impl Into<String>) -> Self {
+        Step {
+            outcome: Some(Outcome::NoOp),
+            message: Some(reason.into()),
+            ..Step::default()
+        }
+    }
+    fn error(error: impl std::fmt::Display) -> Self {
+        Step {
+            outcome: Some(Outcome::Error),
+            message: Some(error.to_string()),
+            ..Step::default()
+        }
+    }
+    fn failure(summary: String) -> Self {
+        Step {
+            outcome: Some(Outcome::Failure),
+            message: Some(summary),
+            ..Step::default()
+        }
+    }
+    fn detail(mut self, key: &str, value: serde_json::Value) -> Self {
+        self.details.insert(key.to_owned(), value);
+        self
+    }
+    fn outcome(&self) -> Outcome {
+        self.outcome.unwrap_or(Outcome::Ok)
+    }
+}
+
+/// Where each client stands in its stream of actions.
+struct Cursor {
+    /// Picks the next action; advanced only by `random_action`.
+    choice: ActionRng,
+    next_seq: u64,
+    sequence_position: usize,
+}
+
+pub struct Engine {
+    config: EngineConfig,
+    writer: Arc<dyn FileWriter>,
+    snapshotter: Arc<dyn Snapshotter>,
+    server: Arc<dyn Server>,
+    checker: Checker,
+    stats: Stats,
+    trace: Trace,
+    cursors: Mutex<HashMap<ClientId, Cursor>>,
+    /// Live snapshots from earlier runs, per client, at start.
+    inherited: BTreeMap<ClientId, Vec<SnapshotId>>,
+    inherited_verified: AtomicU64,
+    gc_runs: AtomicU64,
+    started: Instant,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A generator for one purpose of one client, derived from the run seed.
+fn derive_rng(seed: u64, client: ClientId, purpose: &str, n: u64) -> ActionRng {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&seed.to_le_bytes());
+    hasher.update(&client.0.to_le_bytes());
+    hasher.update(purpose.as_bytes());
+    hasher.update(&n.to_le_bytes());
+    ActionRng::from_seed(*hasher.finalize().as_bytes())
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
+}
+
+/// Runs `f`, turning a panic into an error message.
+pub fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| panic_message(payload.as_ref()))
+}
+
+impl Engine {
+    pub fn new(
+        config: EngineConfig,
+        writer: Arc<dyn FileWriter>,
+        snapshotter: Arc<dyn Snapshotter>,
+        server: Arc<dyn Server>,
+        store: Arc<MetadataStore>,
+    ) -> std::io::Result<Self> {
+        let trace = Trace::open(&store.layout().trace())?;
+        let run = store.run_number();
+        let inherited = store
+            .state()
+            .clients
+            .into_iter()
+            .map(|(client, record)| {
+                let ids = record
+                    .live
+                    .into_iter()
+                    .filter(|s| s.run < run)
+                    .map(|s| s.id)
+                    .collect::<Vec<_>>();
+                (client, ids)
+            })
+            .filter(|(_, ids)| !ids.is_empty())
+            .collect();
+        Ok(Engine {
+            checker: Checker::new(store, config.compare),
+            config,
+            writer,
+            snapshotter,
+            server,
+            stats: Stats::new(),
+            trace,
+            cursors: Mutex::new(HashMap::new()),
+            inherited,
+            inherited_verified: AtomicU64::new(0),
+            gc_runs: AtomicU64::new(0),
+            started: Instant::now(),
+        })
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    pub fn store(&self) -> &Arc<MetadataStore> {
+        self.checker.store()
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn server(&self) -> &Arc<dyn Server> {
+        &self.server
+    }
+
+    pub fn gc_runs(&self) -> u64 {
+        self.gc_runs.load(Ordering::Relaxed)
+    }
+
+    /// Makes the client known (to stats and the cursor table) before its first action.
+    pub fn register_client(&self, client: ClientId) {
+        self.stats.register_client(client);
+        self.cursor_do(client, |_| ());
+    }
+
+    fn cursor_do<T>(&self, client: ClientId, f: impl FnOnce(&mut Cursor) -> T) -> T {
+        let mut cursors = self.cursors.lock().expect("cursor lock");
+        let seed = self.config.seed;
+        let cursor = cursors.entry(client).or_insert_with(|| Cursor {
+            choice: derive_rng(seed, client, "choice", 0),
+            next_seq: 0,
+            sequence_position: 0,
+        });
+        f(cursor)
+    }
+
+    /// Carries out a named action for `client`.
+    pub fn exec_action(
+        &self,
+        client: ClientId,
+        action: Action,
+        params: &ActionParams,
+    ) -> ActionRecord {
+        let seq = self.cursor_do(client, |c| {
+            c.next_seq += 1;
+            c.next_seq - 1
+        });
+        self.run_action(client, seq, action, params)
+    }
+
+    /// The action the scenario picks next for `client`, without running it.
+    pub fn next_planned_action(&self, client: ClientId) -> Action {
+        let plan = &self.config.scenario.plan;
+        self.cursor_do(client, |c| match plan {
+            Plan::Weighted(weights) => weights
+                .pick(&mut c.choice)
+                .expect("scenarios have a non-zero weight"),
+            Plan::Sequence(sequence) => {
+                let action = sequence[c.sequence_position % sequence.len()];
+                c.sequence_position += 1;
+                action
+            }
+        })
+    }
+
+    /// Carries out the action the scenario picks next for `client`.
+    pub fn random_action(&self, client: ClientId) -> ActionRecord {
+        let action = self.next_planned_action(client);
+        self.exec_action(client, action, &ActionParams::default())
+    }
+
+    /// Restores and verifies up to the configured number of this client's
+    /// snapshots from earlier runs (most recent first).
+    pub fn verify_inherited(&self, client: ClientId) -> Vec<ActionRecord> {
+        let ids = self.inherited.get(&client).cloned().unwrap_or_default();
+        let live: Vec<SnapshotId> = self
+            .store()
+            .live(client)
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        ids.into_iter()
+            .rev()
+            .filter(|id| live.contains(id))
+            .take(self.config.verify_inherited_per_client)
+            .map(|id| {
+                let params = ActionParams {
+                    snapshot_id: Some(id),
+                    sub_path: None,
+                };
+                let record = self.exec_action(client, Action::RestoreRandomSnapshot, &params);
+                if record.outcome == Outcome::Ok {
+                    self.inherited_verified.fetch_add(1, Ordering::Relaxed);
+                }
+                record
+            })
+            .collect()
+    }
+
+    /// Compares the metadata with the repository's listing, as sets; every
+    /// snapshot the repository lost becomes a verification failure.
+    pub fn startup_check(&self) -> Result<Vec<Failure>, CheckerError> {
+        let listing = self.server.list_snapshots()?;
+        let failures = self.checker.check_listing(&listing)?;
+        for failure in &failures {
+            self.stats.record_failure_outside_actions(failure.client);
+        }
+        Ok(failures)
+    }
+
+    fn run_action(
+        &self,
+        client: ClientId,
+        seq: u64,
+        action: Action,
+        params: &ActionParams,
+    ) -> ActionRecord {
+        let time = now_rfc3339();
+        let started = Instant::now();
+        let mut rng = derive_rng(self.config.seed, client, "action", seq);
+        let options = self.config.scenario.options_for(action).clone();
+        let repeats = options.repeat_action.max(1);
+
+        let mut total = Step::default();
+        for _ in 0..repeats {
+            let step = catch_panic(|| self.step(client, action, params, &options, &mut rng))
+                .unwrap_or_else(|panic| Step::error(format!("panicked: {panic}")));
+            let outcome = step.outcome();
+            total.effects.bytes_written += step.effects.bytes_written;
+            total.effects.snapshot_created |= step.effects.snapshot_created;
+            total.effects.snapshot_deleted |= step.effects.snapshot_deleted;
+            total.effects.restore_verified |= step.effects.restore_verified;
+            total.effects.low_disk_recovery |= step.effects.low_disk_recovery;
+            total.snapshot = step.snapshot.or(total.snapshot);
+            total.details = step.details;
+            total.message = step.message;
+            total.outcome = Some(match (total.outcome, outcome) {
+                (None, o) => o,
+                // An error or failure ends the repetitions; no-ops only count if all were.
+                (_, Outcome::Error | Outcome::Failure) => outcome,
+                (Some(Outcome::NoOp), Outcome::Ok) => Outcome::Ok,
+                (Some(previous), _) => previous,
+            });
+            if matches!(outcome, Outcome::Error | Outcome::Failure) {
+                break;
+            }
+        }
+        if repeats > 1 {
+            total.details.insert("repeat-action".into(), json!(repeats));
+            if total.effects.bytes_written > 0 {
+                total
+                    .details
+                    .insert("bytes".into(), json!(total.effects.bytes_written));
+            }
+        }
+        let outcome = total.outcome();
+        let duration = started.elapsed();
+        self.stats
+            .record(client, action, outcome, duration, total.effects);
+        let record = ActionRecord {
+            time,
+            client,
+            seq,
+            action,
+            params: params.clone(),
+            outcome,
+            duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+            snapshot: total.snapshot,
+            details: total.details,
+            message: total.message,
+            live: self.store().live(client).len(),
+            deleted: self.store().deleted_count(client),
+        };
+        if let Err(error) = self.trace.write(&record) {
+            tracing::warn!(%error, "cannot write the action trace");
+        }
+        match outcome {
+            Outcome::Failure => tracing::error!(
+                client = %client, action = %action, snapshot = record.snapshot.as_deref().unwrap_or("-"),
+                "verification failure: {}", record.message.as_deref().unwrap_or("")
+            ),
+            Outcome::Error => tracing::warn!(
+                client = %client, action = %action, "action failed: {}", record.message.as_deref().unwrap_or("")
+            ),
+            _ => {
+                tracing::debug!(client = %client, action = %action, ?outcome, ms = record.duration_ms, "action done")
+            }
+        }
+        record
+    }
+
+    fn step(
+        &self,
+        client: ClientId,
+        action: Action,
+        params: &ActionParams,
+        options: &ActionOptions,
+        rng: &mut ActionRng,
+    ) -> Step {
+        match action {
+            Action::SnapshotRoot => self.snapshot_root(client, params),
+            Action::RestoreRandomSnapshot => self.restore(client, params, rng, false),
+            Action::RestoreIntoDataDir => self.restore(client, params, rng, true),
+            Action::DeleteRandomSnapshot => self.delete_random_snapshot(client, rng),
+            Action::RunGc => self.run_gc(client),
+            Action::WriteRandomFiles => self.write_random_files(client, options, rng),
+            Action::DeleteRandomSubdirectory => {
+                writer_step(self.writer.delete_random_subdirectory(client, options, rng))
+            }
+            Action::DeleteFiles => writer_step(self.writer.delete_directory_contents(
+                client,
+                options,
+                options.delete_contents_percent,
+                rng,
+            )),
+            Action::VerifyRepo => self.verify_repo(client),
+        }
+    }
+
+    fn snapshot_root(&self, client: ClientId, params: &ActionParams) -> Step {
+        let data_dir = self.writer.data_dir(client);
+        let source = match &params.sub_path {
+            Some(sub) => data_dir.join(sub),
+            None => data_dir,
+        };
+        match self.checker.take_snapshot(
+            self.snapshotter.as_ref(),
+            client,
+            &source,
+            params.sub_path.as_deref(),
+        ) {
+            Ok(record) => {
+                let mut step = Step::ok()
+                    .detail("entries", json!(record.entries))
+                    .detail("bytes", json!(record.bytes));
+                step.snapshot = Some(record.id);
+                step.effects.snapshot_created = true;
+                step
+            }
+            Err(error) => Step::error(error),
+        }
+    }
+
+    fn scratch_target(&self, client: ClientId) -> PathBuf {
+        let nonce: u64 = rand::random();
+        self.store()
+            .layout()
+            .scratch()
+            .join(format!("{client}-{nonce:016x}"))
+    }
+
+    fn restore(
+        &self,
+        client: ClientId,
+        params: &ActionParams,
+        rng: &mut ActionRng,
+        into_data_dir: bool,
+    ) -> Step {
+        let live = self.store().live(client);
+        let chosen = match &params.snapshot_id {
+            Some(id) => Some(id.clone()),
+            None => live.choose(rng).map(|s| s.id.clone()),
+        };
+        let Some(id) = chosen else {
+            return Step::no_op("no live snapshot");
+        };
+        let target = if into_data_dir {
+            let sub_path = live
+                .iter()
+                .find(|s| s.id == id)
+                .and_then(|s| s.sub_path.clone());
+            let data_dir = self.writer.data_dir(client);
+            sub_path.map(|sub| data_dir.join(sub)).unwrap_or(data_dir)
+        } else {
+            self.scratch_target(client)
+        };
+        let verification =
+            self.checker
+                .restore_and_verify(self.snapshotter.as_ref(), client, &id, &target);
+        if !into_data_dir {
+            let _ = std::fs::remove_dir_all(&target);
+        }
+        let action = if into_data_dir {
+            Action::RestoreIntoDataDir
+        } else {
+            Action::RestoreRandomSnapshot
+        };
+        let mut step = match verification {
+            Ok(Verification::Verified { entries }) => {
+                let mut step = Step::ok().detail("entries", json!(entries));
+                step.effects.restore_verified = true;
+                step
+            }
+            Ok(failed) => {
+                let summary = failed.failure_summary().unwrap_or_default();
+                if let Err(error) = self.checker.record_failure(
+                    client,
+                    Some(&id),
+                    action.name(),
+                    summary.clone(),
+                    failed.failure_details(),
+                ) {
+                    tracing::error!(%error, "cannot record a verification failure");
+                }
+                Step::failure(summary)
+            }
+            Err(error) => Step::error(error),
+        };
+        step.snapshot = Some(id);
+        step
+    }
+
+    fn delete_random_snapshot(&self, client: ClientId, rng: &mut ActionRng) -> Step {
+        let live = self.store().live(client);
+        if live.len() <= 1 {
+            return Step::no_op(format!(
+                "{} live snapshot(s): the last one is never deleted",
+                live.len()
+            ));
+        }
+        let id = live.choose(rng).expect("more than one").id.clone();
+        let mut step = match self
+            .checker
+            .delete_snapshot(self.snapshotter.as_ref(), client, &id)
+        {
+            Ok(()) => {
+                let mut step = Step::ok();
+                step.effects.snapshot_deleted = true;
+                step
+            }
+            Err(error) => Step::error(error),
+        };
+        step.snapshot = Some(id);
+        step
+    }
+
+    fn run_gc(&self, client: ClientId) -> Step {
+        match self.snapshotter.run_gc(client, &GcOptions::default()) {
+            Ok(details) => {
+                self.gc_runs.fetch_add(1, Ordering::Relaxed);
+                let mut step = Step::ok();
+                step.details = details;
+                step
+            }
+            Err(error) => Step::error(error),
+        }
+    }
+
+    /// Counts a GC that was triggered outside any client (the console's key).
+    pub fn note_gc_run(&self) {
+        self.gc_runs.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn write_random_files(
+        &self,
+        client: ClientId,
+        options: &ActionOptions,
+        rng: &mut ActionRng,
+    ) -> Step {
+        let data_dir = self.writer.data_dir(client);
+        let free = available_space(&data_dir).unwrap_or(u64::MAX);
+        if free < options.free_space_limit.as_u64() {
+            return self.recover_low_disk(client, free, rng);
+        }
+        match self.writer.write_random_files(client, options, rng) {
+            Ok(effect) => {
+                let mut step = writer_step(Ok(effect));
+                step.effects.bytes_written = step
+                    .details
+                    .get("bytes")
+                    .and_then(|b| b.as_u64())
+                    .unwrap_or(0);
+                step
+            }
+            Err(error) => Step::error(error),
+        }
+    }
+
+    /// The disk runs short: purge the data dir and restore a snapshot into it.
+    fn recover_low_disk(&self, client: ClientId, free: u64, rng: &mut ActionRng) -> Step {
+        tracing::warn!(%client, free, "low disk space: purging the data dir and restoring a snapshot into it");
+        if let Err(error) = self.writer.delete_everything(client) {
+            return Step::error(format!("low-disk recovery: {error}"));
+        }
+        let mut step = self.restore(client, &ActionParams::default(), rng, true);
+        if step.outcome() == Outcome::NoOp {
+            step = Step::ok();
+        }
+        step.effects.low_disk_recovery = true;
+        step.detail("low-disk-recovery", json!({ "free-bytes": free }))
+    }
+
+    fn verify_repo(&self, client: ClientId) -> Step {
+        match self.server.verify_repo() {
+            Ok(check) if check.healthy => Step::ok().detail("problems", json!(0)),
+            Ok(check) => {
+                let summary = format!(
+                    "repository check found {} problem(s): {}",
+                    check.problems.len(),
+                    check
+                        .problems
+                        .first()
+                        .map(String::as_str)
+                        .unwrap_or("(none described)")
+                );
+                if let Err(error) = self.checker.record_failure(
+                    client,
+                    None,
+                    Action::VerifyRepo.name(),
+                    summary.clone(),
+                    check.problems.join("\n"),
+                ) {
+                    tracing::error!(%error, "cannot record a verification failure");
+                }
+                Step::failure(summary).detail("problems", json!(check.problems.len()))
+            }
+            Err(error) => Step::error(error),
+        }
+    }
+
+    /// The machine-readable report of this run so far.
+    pub fn report(&self) -> Report {
+        let store = self.store();
+        let state = store.state();
+        let run = state.run_counter;
+        let live = |client: ClientId| {
+            state
+                .clients
+                .get(&client)
+                .map(|c| c.live.len() as u64)
+                .unwrap_or(0)
+        };
+        let (clients, totals, actions) = self.stats.snapshot(live);
+        Report {
+            seed: self.config.seed,
+            scenario: self.config.scenario.name.clone(),
+            backend: state.backend.clone(),
+            state_dir: store.layout().root().display().to_string(),
+            run_counter: run,
+            inherited_snapshots: self.inherited.values().map(|ids| ids.len() as u64).sum(),
+            inherited_verified: self.inherited_verified.load(Ordering::Relaxed),
+            duration_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            gc_runs: self.gc_runs(),
+            clients,
+            totals,
+            actions,
+            failures: state
+                .failures
+                .iter()
+                .filter(|f| f.run == run)
+                .map(FailureReport::from)
+                .collect(),
+        }
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
+fn writer_step(result: std::io::Result<WriteEffect>) -> Step {
+    match result {
+        Ok(WriteEffect::Done(details)) => {
+            let mut step = Step::ok();
+            step.details = details;
+            step
+        }
+        Ok(WriteEffect::NoOp(reason)) => Step::no_op(reason),
+        Err(error) => Step::error(error),
+    }
+}

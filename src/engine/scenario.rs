@@ -1,0 +1,315 @@
+//! Scenarios: which actions a client takes (by weight, or a fixed sequence)
+//! and with which options. The seed's tests ship as presets in
+//! `assets/scenarios/`; a user can pass a TOML file of the same form:
+//!
+//! ```toml
+//! description = "what this scenario exercises"
+//! # either a fixed sequence, repeated …
+//! sequence = ["write-random-files", "snapshot-root", "restore-random-snapID"]
+//! # … or weights (actions left out have weight 0)
+//! [weights]
+//! snapshot-root = 2
+//! [options]
+//! max-file-size = "64MiB"
+//! # options for one action only, over `[options]`
+//! [action-options.write-random-files]
+//! repeat-action = 100
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::actions::{Action, Weights};
+use super::options::ActionOptions;
+
+/// The presets, by name, with their TOML text.
+pub const PRESETS: [(&str, &str); 6] = [
+    (
+        "randomized-small",
+        include_str!("../../assets/scenarios/randomized-small.toml"),
+    ),
+    (
+        "many-small-files",
+        include_str!("../../assets/scenarios/many-small-files.toml"),
+    ),
+    (
+        "one-large-file",
+        include_str!("../../assets/scenarios/one-large-file.toml"),
+    ),
+    (
+        "many-small-files-across-directory-tree",
+        include_str!("../../assets/scenarios/many-small-files-across-directory-tree.toml"),
+    ),
+    (
+        "maintenance",
+        include_str!("../../assets/scenarios/maintenance.toml"),
+    ),
+    (
+        "delete-random-snapshot",
+        include_str!("../../assets/scenarios/delete-random-snapshot.toml"),
+    ),
+];
+
+pub const DEFAULT_SCENARIO: &str = "randomized-small";
+
+/// How a client chooses its next action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    Weighted(Weights),
+    /// The same actions in order, over and over.
+    Sequence(Vec<Action>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scenario {
+    pub name: String,
+    pub description: String,
+    pub plan: Plan,
+    pub options: ActionOptions,
+    /// Options of single actions that differ from `options`.
+    pub action_options: BTreeMap<Action, ActionOptions>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct ScenarioFile {
+    description: String,
+    #[serde(default)]
+    sequence: Option<Vec<Action>>,
+    #[serde(default)]
+    weights: Option<Weights>,
+    #[serde(default)]
+    options: Option<toml::Spanned<toml::Table>>,
+    #[serde(default)]
+    action_options: BTreeMap<Action, toml::Spanned<toml::Table>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error(
+        "unknown scenario `{0}`: run `snapstorm scenarios` for the presets, or give the path of a TOML file"
+    )]
+    Unknown(String),
+    #[error("{path}: cannot read scenario file: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{origin}:{line}:{column}: {message}")]
+    Parse {
+        origin: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{origin}: {message}")]
+    Invalid { origin: String, message: String },
+}
+
+impl Scenario {
+    /// A preset name, or else the path of a scenario file.
+    pub fn resolve(name_or_path: &str) -> Result<Scenario, ScenarioError> {
+        if let Some((name, text)) = PRESETS.iter().find(|(name, _)| *name == name_or_path) {
+            return Scenario::parse(name, text, name);
+        }
+        let path = Path::new(name_or_path);
+        let looks_like_path = name_or_path.contains('/') || name_or_path.ends_with(".toml");
+        if !looks_like_path && !path.exists() {
+            return Err(ScenarioError::Unknown(name_or_path.to_owned()));
+        }
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| name_or_path.to_owned());
+        Scenario::parse(&name, &text, &path.display().to_string())
+    }
+
+    /// Parses scenario TOML; `origin` names it in errors.
+    pub fn parse(name: &str, text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
+        let file: ScenarioFile = toml::from_str(text).map_err(|e| {
+            let (line, column) = e
+                .span()
+                .map(|span| line_and_column(text, span.start))
+                .unwrap_or((1, 1));
+            ScenarioError::Parse {
+                origin: origin.to_owned(),
+                line,
+                column,
+                message: e.message().trim().to_owned(),
+            }
+        })?;
+        let invalid = |message: String| ScenarioError::Invalid {
+            origin: origin.to_owned(),
+            message,
+        };
+        let base = match file.options {
+            Some(table) => options_from(table.get_ref().clone(), text, table.span(), origin)?,
+            None => ActionOptions::default(),
+        };
+        let mut action_options = BTreeMap::new();
+        for (action, table) in file.action_options {
+            let mut merged = toml::Table::try_from(&base).expect("options serialize to a table");
+            merged.extend(table.get_ref().clone());
+            let options = options_from(merged, text, table.span(), origin)?;
+            action_options.insert(action, options);
+        }
+        let plan = match (file.sequence, file.weights) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "give either `sequence` or `[weights]`, not both".into(),
+                ));
+            }
+            (Some(sequence), None) if sequence.is_empty() => {
+                return Err(invalid(
+                    "`sequence` is empty: list at least one action".into(),
+                ));
+            }
+            (Some(sequence), None) => Plan::Sequence(sequence),
+            (None, Some(weights)) if weights.total() == 0 => {
+                return Err(invalid(
+                    "every weight is 0: give at least one action a weight".into(),
+                ));
+            }
+            (None, Some(weights)) => Plan::Weighted(weights),
+            (None, None) => Plan::Weighted(Weights::default()),
+        };
+        Ok(Scenario {
+            name: name.to_owned(),
+            description: file.description,
+            plan,
+            options: base,
+            action_options,
+        })
+    }
+
+    /// The options one action runs with.
+    pub fn options_for(&self, action: Action) -> &ActionOptions {
+        self.action_options.get(&action).unwrap_or(&self.options)
+    }
+
+    pub fn presets() -> Vec<Scenario> {
+        PRESETS
+            .iter()
+            .map(|(name, text)| Scenario::parse(name, text, name).expect("presets are valid"))
+            .collect()
+    }
+}
+
+/// Options from a table; errors point at the table's place in the file.
+fn options_from(
+    table: toml::Table,
+    text: &str,
+    span: std::ops::Range<usize>,
+    origin: &str,
+) -> Result<ActionOptions, ScenarioError> {
+    let (line, column) = line_and_column(text, span.start);
+    let at = |message: String| ScenarioError::Parse {
+        origin: origin.to_owned(),
+        line,
+        column,
+        message,
+    };
+    let options: ActionOptions = table
+        .try_into()
+        .map_err(|e: toml::de::Error| at(e.message().trim().to_owned()))?;
+    options.validate().map_err(|e| at(e.to_string()))?;
+    Ok(options)
+}
+
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_preset_parses() {
+        let presets = Scenario::presets();
+        assert_eq!(presets.len(), PRESETS.len());
+        let randomized = Scenario::resolve(DEFAULT_SCENARIO).unwrap();
+        let Plan::Weighted(weights) = &randomized.plan else {
+            panic!("randomized-small is weighted");
+        };
+        assert_eq!(weights.0[&Action::SnapshotRoot], 2);
+        assert_eq!(weights.0[&Action::DeleteFiles], 1);
+    }
+
+    #[test]
+    fn action_options_override_the_common_ones() {
+        let tree = Scenario::resolve("many-small-files-across-directory-tree").unwrap();
+        assert_eq!(
+            tree.options_for(Action::WriteRandomFiles).repeat_action,
+            100
+        );
+        assert_eq!(tree.options_for(Action::WriteRandomFiles).max_dir_depth, 15);
+        assert_eq!(tree.options_for(Action::SnapshotRoot).repeat_action, 1);
+
+        let text = "description = \"d\"\n[action-options.write-random-files]\nrepeat-actoin = 2\n";
+        let err = Scenario::parse("x", text, "x.toml").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("x.toml:2:1: unknown field `repeat-actoin`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn errors_name_file_line_and_problem() {
+        let err = Scenario::parse(
+            "x",
+            "description = \"d\"\n[options]\nmax-dir-dpth = 3\n",
+            "x.toml",
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("x.toml:2:1: unknown field `max-dir-dpth`"),
+            "{text}"
+        );
+
+        let err = Scenario::parse("x", "description = 5\n", "x.toml").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("x.toml:1:15: invalid type: integer `5`, expected a string"),
+            "{err}"
+        );
+
+        let err = Scenario::parse(
+            "x",
+            "description = \"d\"\n[weights]\nsnapshot-all = 1\n",
+            "x.toml",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("x.toml:3:1: unknown variant `snapshot-all`"),
+            "{err}"
+        );
+
+        let err = Scenario::parse(
+            "x",
+            "description = \"d\"\n\n[options]\nmin-dedup-percent = 120\n",
+            "x.toml",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "x.toml:3:1: option `min-dedup-percent`: 120 is not a percentage (0..=100)"
+        );
+
+        let err = Scenario::resolve("no-such-preset").unwrap_err();
+        assert!(err.to_string().contains("snapstorm scenarios"), "{err}");
+    }
+}

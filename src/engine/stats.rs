@@ -1,0 +1,335 @@
+//! Counters and latency histograms of a run, and the JSON report built from them.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use super::actions::Action;
+use super::store::Failure;
+use super::traits::ClientId;
+
+/// How an action ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Ok,
+    /// Nothing to do (no snapshot to restore, no directory at that depth…).
+    NoOp,
+    /// The action could not be carried out (backend error, panic, I/O).
+    Error,
+    /// The repository did not give back what it was given.
+    Failure,
+}
+
+/// Per-client counters, as they appear in the report.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientCounts {
+    pub actions: u64,
+    pub snapshots_created: u64,
+    pub snapshots_live: u64,
+    pub snapshots_deleted: u64,
+    pub restores_verified: u64,
+    pub verification_failures: u64,
+    pub errors: u64,
+    pub no_ops: u64,
+    pub bytes_written: u64,
+    pub low_disk_recoveries: u64,
+}
+
+impl ClientCounts {
+    fn add(&mut self, other: &ClientCounts) {
+        self.actions += other.actions;
+        self.snapshots_created += other.snapshots_created;
+        self.snapshots_live += other.snapshots_live;
+        self.snapshots_deleted += other.snapshots_deleted;
+        self.restores_verified += other.restores_verified;
+        self.verification_failures += other.verification_failures;
+        self.errors += other.errors;
+        self.no_ops += other.no_ops;
+        self.bytes_written += other.bytes_written;
+        self.low_disk_recoveries += other.low_disk_recoveries;
+    }
+}
+
+/// What one finished action contributes to the counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Effects {
+    pub snapshot_created: bool,
+    pub snapshot_deleted: bool,
+    pub restore_verified: bool,
+    pub bytes_written: u64,
+    pub low_disk_recovery: bool,
+}
+
+struct ActionStats {
+    count: u64,
+    errors: u64,
+    no_ops: u64,
+    failures: u64,
+    latency_ms: Histogram<u64>,
+}
+
+impl ActionStats {
+    fn new() -> Self {
+        ActionStats {
+            count: 0,
+            errors: 0,
+            no_ops: 0,
+            failures: 0,
+            latency_ms: Histogram::new(3).expect("3 significant digits is valid"),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    clients: BTreeMap<ClientId, ClientCounts>,
+    actions: BTreeMap<Action, ActionStats>,
+}
+
+/// Thread-safe statistics of the current run.
+#[derive(Default)]
+pub struct Stats {
+    inner: Mutex<Inner>,
+}
+
+impl std::fmt::Debug for Stats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stats").finish_non_exhaustive()
+    }
+}
+
+impl Stats {
+    pub fn new() -> Self {
+        Stats::default()
+    }
+
+    /// Makes a client appear in the report even before its first action.
+    pub fn register_client(&self, client: ClientId) {
+        self.inner
+            .lock()
+            .expect("stats lock")
+            .clients
+            .entry(client)
+            .or_default();
+    }
+
+    pub fn record(
+        &self,
+        client: ClientId,
+        action: Action,
+        outcome: Outcome,
+        duration: Duration,
+        effects: Effects,
+    ) {
+        let mut inner = self.inner.lock().expect("stats lock");
+        let counts = inner.clients.entry(client).or_default();
+        counts.actions += 1;
+        match outcome {
+            Outcome::Ok => {}
+            Outcome::NoOp => counts.no_ops += 1,
+            Outcome::Error => counts.errors += 1,
+            Outcome::Failure => counts.verification_failures += 1,
+        }
+        counts.snapshots_created += u64::from(effects.snapshot_created);
+        counts.snapshots_deleted += u64::from(effects.snapshot_deleted);
+        counts.restores_verified += u64::from(effects.restore_verified);
+        counts.bytes_written += effects.bytes_written;
+        counts.low_disk_recoveries += u64::from(effects.low_disk_recovery);
+
+        let stats = inner.actions.entry(action).or_insert_with(ActionStats::new);
+        stats.count += 1;
+        match outcome {
+            Outcome::Ok => {}
+            Outcome::NoOp => stats.no_ops += 1,
+            Outcome::Error => stats.errors += 1,
+            Outcome::Failure => stats.failures += 1,
+        }
+        let ms = u64::try_from(duration.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        stats.latency_ms.saturating_record(ms);
+    }
+
+    /// A failure found outside any action (the start-up check).
+    pub fn record_failure_outside_actions(&self, client: ClientId) {
+        let mut inner = self.inner.lock().expect("stats lock");
+        inner
+            .clients
+            .entry(client)
+            .or_default()
+            .verification_failures += 1;
+    }
+
+    pub fn client(&self, client: ClientId) -> ClientCounts {
+        self.inner
+            .lock()
+            .expect("stats lock")
+            .clients
+            .get(&client)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Counters per client (with `snapshots_live` filled from `live`), and per action.
+    pub fn snapshot(
+        &self,
+        live: impl Fn(ClientId) -> u64,
+    ) -> (
+        Vec<ClientReport>,
+        ClientCounts,
+        BTreeMap<String, ActionReport>,
+    ) {
+        let inner = self.inner.lock().expect("stats lock");
+        let mut totals = ClientCounts::default();
+        let clients = inner
+            .clients
+            .iter()
+            .map(|(&id, counts)| {
+                let mut counts = counts.clone();
+                counts.snapshots_live = live(id);
+                totals.add(&counts);
+                ClientReport { id, counts }
+            })
+            .collect();
+        let actions = inner
+            .actions
+            .iter()
+            .map(|(action, s)| {
+                let h = &s.latency_ms;
+                (
+                    action.name().to_owned(),
+                    ActionReport {
+                        count: s.count,
+                        errors: s.errors,
+                        no_ops: s.no_ops,
+                        failures: s.failures,
+                        p50_ms: h.value_at_quantile(0.50),
+                        p95_ms: h.value_at_quantile(0.95),
+                        p99_ms: h.value_at_quantile(0.99),
+                        max_ms: h.max(),
+                    },
+                )
+            })
+            .collect();
+        (clients, totals, actions)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientReport {
+    pub id: ClientId,
+    #[serde(flatten)]
+    pub counts: ClientCounts,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionReport {
+    pub count: u64,
+    pub errors: u64,
+    pub no_ops: u64,
+    pub failures: u64,
+    pub p50_ms: u64,
+    pub p95_ms: u64,
+    pub p99_ms: u64,
+    pub max_ms: u64,
+}
+
+/// A failure as the report lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureReport {
+    pub client: ClientId,
+    pub snapshot: Option<String>,
+    pub action: String,
+    pub summary: String,
+    pub details: String,
+    pub time: String,
+}
+
+impl From<&Failure> for FailureReport {
+    fn from(f: &Failure) -> Self {
+        FailureReport {
+            client: f.client,
+            snapshot: f.snapshot.clone(),
+            action: f.action.clone(),
+            summary: f.summary.clone(),
+            details: f.details.clone(),
+            time: f.time.clone(),
+        }
+    }
+}
+
+/// The machine-readable report of a run (`--report FILE`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    pub seed: u64,
+    pub scenario: String,
+    pub backend: String,
+    pub state_dir: String,
+    /// Runs this state directory has seen, this one included.
+    pub run_counter: u32,
+    /// Live snapshots inherited from earlier runs.
+    pub inherited_snapshots: u64,
+    /// Inherited snapshots this run restored and verified.
+    pub inherited_verified: u64,
+    pub duration_ms: u64,
+    pub gc_runs: u64,
+    pub clients: Vec<ClientReport>,
+    pub totals: ClientCounts,
+    pub actions: BTreeMap<String, ActionReport>,
+    /// Verification failures found by this run.
+    pub failures: Vec<FailureReport>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_percentiles() {
+        let stats = Stats::new();
+        for ms in 1..=100 {
+            stats.record(
+                ClientId(1),
+                Action::SnapshotRoot,
+                Outcome::Ok,
+                Duration::from_millis(ms),
+                Effects {
+                    snapshot_created: true,
+                    ..Effects::default()
+                },
+            );
+        }
+        stats.record(
+            ClientId(2),
+            Action::DeleteFiles,
+            Outcome::NoOp,
+            Duration::from_millis(3),
+            Effects::default(),
+        );
+        stats.record(
+            ClientId(2),
+            Action::RestoreRandomSnapshot,
+            Outcome::Failure,
+            Duration::from_millis(3),
+            Effects::default(),
+        );
+        let (clients, totals, actions) = stats.snapshot(|id| u64::from(id.0) * 10);
+        assert_eq!(clients.len(), 2);
+        assert_eq!(clients[0].counts.snapshots_created, 100);
+        assert_eq!(clients[0].counts.snapshots_live, 10);
+        assert_eq!(totals.actions, 102);
+        assert_eq!(totals.no_ops, 1);
+        assert_eq!(totals.verification_failures, 1);
+        assert_eq!(totals.snapshots_live, 30);
+        let snap = &actions["snapshot-root"];
+        assert_eq!(
+            (snap.p50_ms, snap.p95_ms, snap.p99_ms, snap.max_ms),
+            (50, 95, 99, 100)
+        );
+        assert_eq!(actions["delete-files"].no_ops, 1);
+    }
+}

@@ -1,0 +1,443 @@
+//! The metadata store: what the checker knows, kept durably in the state
+//! directory so that a crash loses nothing already reported and a later run
+//! resumes where this one stopped.
+//!
+//! Layout of a state directory:
+//!
+//! ```text
+//! state.json            run counter, live/deleted snapshots per client, failures, runs
+//! fingerprints/ID.json  the fingerprint taken when snapshot ID was made
+//! repository/           the repository the server serves
+//! clients/client-N/     data/ (what the client snapshots) and cache/
+//! scratch/              restore targets, emptied after each verification
+//! trace.jsonl           one line per action
+//! ```
+//!
+//! Every change is written to a temp file, fsynced and renamed over the old
+//! file, then the directory is fsynced: a reader sees the old or the new
+//! state, never half of one.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use super::fingerprint::Fingerprint;
+use super::traits::{ClientId, SnapshotId};
+
+const FORMAT: u32 = 1;
+
+/// Paths inside a state directory.
+#[derive(Debug, Clone)]
+pub struct StateLayout {
+    root: PathBuf,
+}
+
+impl StateLayout {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        StateLayout { root: root.into() }
+    }
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn state_file(&self) -> PathBuf {
+        self.root.join("state.json")
+    }
+    pub fn fingerprints(&self) -> PathBuf {
+        self.root.join("fingerprints")
+    }
+    pub fn fingerprint(&self, id: &str) -> PathBuf {
+        self.fingerprints().join(format!("{id}.json"))
+    }
+    pub fn repository(&self) -> PathBuf {
+        self.root.join("repository")
+    }
+    pub fn client_dir(&self, client: ClientId) -> PathBuf {
+        self.root.join("clients").join(client.to_string())
+    }
+    pub fn client_data(&self, client: ClientId) -> PathBuf {
+        self.client_dir(client).join("data")
+    }
+    pub fn client_cache(&self, client: ClientId) -> PathBuf {
+        self.client_dir(client).join("cache")
+    }
+    pub fn scratch(&self) -> PathBuf {
+        self.root.join("scratch")
+    }
+    pub fn trace(&self) -> PathBuf {
+        self.root.join("trace.jsonl")
+    }
+    fn lock_file(&self) -> PathBuf {
+        self.root.join(".lock")
+    }
+}
+
+/// A snapshot the checker knows about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRecord {
+    pub id: SnapshotId,
+    /// The run that created it.
+    pub run: u32,
+    pub created: String,
+    /// Path under the data dir that was snapshotted, if not the whole of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub_path: Option<String>,
+    pub entries: usize,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientRecord {
+    pub live: Vec<SnapshotRecord>,
+    pub deleted: Vec<SnapshotId>,
+}
+
+/// A verification failure: the repository did not give back what it was given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub run: u32,
+    pub time: String,
+    pub client: ClientId,
+    pub snapshot: Option<SnapshotId>,
+    /// The action that found it (or `startup-check`).
+    pub action: String,
+    /// One line.
+    pub summary: String,
+    /// The readable diff or error, several lines.
+    pub details: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub number: u32,
+    pub seed: u64,
+    pub scenario: String,
+    pub started: String,
+    #[serde(default)]
+    pub ended: Option<String>,
+}
+
+/// Everything in `state.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub format: u32,
+    pub run_counter: u32,
+    /// The backend this state belongs to; a state dir is not shared between backends.
+    pub backend: String,
+    /// The repository's encryption password (a test repository's, not a secret worth more).
+    pub repository_password: String,
+    pub clients: BTreeMap<ClientId, ClientRecord>,
+    pub failures: Vec<Failure>,
+    pub runs: Vec<RunRecord>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state directory {path}: {source} (choose a writable --state-dir)")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path} is not a snapstorm state file: {message}")]
+    Corrupt { path: PathBuf, message: String },
+    #[error(
+        "state directory {0} is in use by another snapstorm; wait for it or choose another --state-dir"
+    )]
+    InUse(PathBuf),
+    #[error(
+        "state directory {path} belongs to the `{found}` backend, not `{wanted}`; choose another --state-dir"
+    )]
+    OtherBackend {
+        path: PathBuf,
+        found: String,
+        wanted: String,
+    },
+    #[error("no fingerprint recorded for snapshot {0}")]
+    NoFingerprint(SnapshotId),
+}
+
+fn io_error(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+/// The durable store; cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct MetadataStore {
+    layout: StateLayout,
+    state: Mutex<State>,
+    /// Held for the store's lifetime: one snapstorm per state directory.
+    _lock: fs::File,
+}
+
+impl MetadataStore {
+    /// Opens (or creates) the state directory and starts a new run in it.
+    pub fn open(
+        layout: StateLayout,
+        backend: &str,
+        seed: u64,
+        scenario: &str,
+    ) -> Result<Self, StoreError> {
+        let root = layout.root().to_path_buf();
+        fs::create_dir_all(&root).map_err(io_error(&root))?;
+        let lock_path = layout.lock_file();
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_error(&lock_path))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+            .map_err(|_| StoreError::InUse(root.clone()))?;
+        for dir in [layout.fingerprints(), layout.scratch(), layout.repository()] {
+            fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+        }
+
+        let state_file = layout.state_file();
+        let mut state = match fs::read(&state_file) {
+            Ok(bytes) => {
+                serde_json::from_slice::<State>(&bytes).map_err(|e| StoreError::Corrupt {
+                    path: state_file.clone(),
+                    message: e.to_string(),
+                })?
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => State {
+                format: FORMAT,
+                run_counter: 0,
+                backend: backend.to_owned(),
+                repository_password: random_password(),
+                clients: BTreeMap::new(),
+                failures: Vec::new(),
+                runs: Vec::new(),
+            },
+            Err(e) => return Err(io_error(&state_file)(e)),
+        };
+        if state.format != FORMAT {
+            return Err(StoreError::Corrupt {
+                path: state_file,
+                message: format!("format {} is not the supported {FORMAT}", state.format),
+            });
+        }
+        if state.backend != backend {
+            return Err(StoreError::OtherBackend {
+                path: root,
+                found: state.backend,
+                wanted: backend.to_owned(),
+            });
+        }
+        state.run_counter += 1;
+        state.runs.push(RunRecord {
+            number: state.run_counter,
+            seed,
+            scenario: scenario.to_owned(),
+            started: now_rfc3339(),
+            ended: None,
+        });
+        let store = MetadataStore {
+            layout,
+            state: Mutex::new(state),
+            _lock: lock,
+        };
+        store.save(&store.state.lock().expect("state lock"))?;
+        Ok(store)
+    }
+
+    pub fn layout(&self) -> &StateLayout {
+        &self.layout
+    }
+
+    /// A copy of the whole state.
+    pub fn state(&self) -> State {
+        self.state.lock().expect("state lock").clone()
+    }
+
+    pub fn run_number(&self) -> u32 {
+        self.state.lock().expect("state lock").run_counter
+    }
+
+    pub fn repository_password(&self) -> String {
+        self.state
+            .lock()
+            .expect("state lock")
+            .repository_password
+            .clone()
+    }
+
+    pub fn live(&self, client: ClientId) -> Vec<SnapshotRecord> {
+        self.state
+            .lock()
+            .expect("state lock")
+            .clients
+            .get(&client)
+            .map(|c| c.live.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn deleted_count(&self, client: ClientId) -> usize {
+        self.state
+            .lock()
+            .expect("state lock")
+            .clients
+            .get(&client)
+            .map(|c| c.deleted.len())
+            .unwrap_or(0)
+    }
+
+    /// Records a new snapshot: first its fingerprint, then the index that
+    /// names it, each durably, before the snapshot is reported anywhere.
+    pub fn record_snapshot(
+        &self,
+        client: ClientId,
+        record: SnapshotRecord,
+        fingerprint: &Fingerprint,
+    ) -> Result<(), StoreError> {
+        let path = self.layout.fingerprint(&record.id);
+        let json = serde_json::to_vec(fingerprint).expect("fingerprints serialize");
+        write_durably(&path, &json).map_err(io_error(&path))?;
+        let mut state = self.state.lock().expect("state lock");
+        state.clients.entry(client).or_default().live.push(record);
+        self.save(&state)
+    }
+
+    pub fn fingerprint(&self, id: &str) -> Result<Fingerprint, StoreError> {
+        let path = self.layout.fingerprint(id);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::NoFingerprint(id.to_owned()));
+            }
+            Err(e) => return Err(io_error(&path)(e)),
+        };
+        serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+            path,
+            message: e.to_string(),
+        })
+    }
+
+    /// Moves a snapshot from live to deleted; its fingerprint is no longer needed.
+    pub fn mark_deleted(&self, client: ClientId, id: &str) -> Result<(), StoreError> {
+        let mut state = self.state.lock().expect("state lock");
+        let record = state.clients.entry(client).or_default();
+        record.live.retain(|s| s.id != id);
+        record.deleted.push(id.to_owned());
+        self.save(&state)?;
+        drop(state);
+        let _ = fs::remove_file(self.layout.fingerprint(id));
+        Ok(())
+    }
+
+    pub fn record_failure(&self, failure: Failure) -> Result<(), StoreError> {
+        let mut state = self.state.lock().expect("state lock");
+        state.failures.push(failure);
+        self.save(&state)
+    }
+
+    /// Marks the current run as ended.
+    pub fn finish_run(&self) -> Result<(), StoreError> {
+        let mut state = self.state.lock().expect("state lock");
+        if let Some(run) = state.runs.last_mut() {
+            run.ended = Some(now_rfc3339());
+        }
+        self.save(&state)
+    }
+
+    fn save(&self, state: &State) -> Result<(), StoreError> {
+        let path = self.layout.state_file();
+        let json = serde_json::to_vec_pretty(state).expect("state serializes");
+        write_durably(&path, &json).map_err(io_error(&path))
+    }
+}
+
+/// Replaces `path` atomically and durably with `bytes`.
+pub fn write_durably(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().expect("files live in a directory");
+    let mut temp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+    temp.write_all(bytes)?;
+    temp.as_file().sync_all()?;
+    temp.persist(path).map_err(|e| e.error)?;
+    fs::File::open(dir)?.sync_all()
+}
+
+fn random_password() -> String {
+    use rand::RngExt;
+    let bytes: [u8; 24] = rand::rng().random();
+    hex::encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str) -> SnapshotRecord {
+        SnapshotRecord {
+            id: id.into(),
+            run: 1,
+            created: now_rfc3339(),
+            sub_path: None,
+            entries: 0,
+            bytes: 0,
+        }
+    }
+
+    #[test]
+    fn state_survives_reopening_and_counts_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = StateLayout::new(dir.path().join("state"));
+        {
+            let store = MetadataStore::open(layout.clone(), "embedded", 1, "x").unwrap();
+            assert_eq!(store.run_number(), 1);
+            store
+                .record_snapshot(ClientId(1), record("aa"), &Fingerprint::default())
+                .unwrap();
+            store
+                .record_snapshot(ClientId(1), record("bb"), &Fingerprint::default())
+                .unwrap();
+            store.mark_deleted(ClientId(1), "aa").unwrap();
+            assert!(!layout.fingerprint("aa").exists());
+        }
+        let store = MetadataStore::open(layout.clone(), "embedded", 2, "x").unwrap();
+        assert_eq!(store.run_number(), 2);
+        let live: Vec<_> = store.live(ClientId(1)).into_iter().map(|s| s.id).collect();
+        assert_eq!(live, vec!["bb"]);
+        assert_eq!(store.deleted_count(ClientId(1)), 1);
+        assert!(store.fingerprint("bb").is_ok());
+        assert!(matches!(
+            store.fingerprint("aa"),
+            Err(StoreError::NoFingerprint(_))
+        ));
+        // No temp files are left behind.
+        let leftovers: Vec<_> = fs::read_dir(layout.root())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+            .collect();
+        assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn a_state_dir_is_used_by_one_snapstorm_and_one_backend() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = StateLayout::new(dir.path());
+        let first = MetadataStore::open(layout.clone(), "embedded", 1, "x").unwrap();
+        assert!(matches!(
+            MetadataStore::open(layout.clone(), "embedded", 1, "x"),
+            Err(StoreError::InUse(_))
+        ));
+        drop(first);
+        assert!(matches!(
+            MetadataStore::open(layout, "restic", 1, "x"),
+            Err(StoreError::OtherBackend { .. })
+        ));
+    }
+}

@@ -1,0 +1,241 @@
+//! The headless runner's output: progress on stderr while a run goes (a
+//! progress bar on a terminal, a line every few seconds otherwise) and a
+//! summary at the end.
+
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio::sync::mpsc;
+
+use crate::engine::Action;
+use crate::engine::stats::{Outcome, Report};
+use crate::multiclient::run::{Command, Event, RunInfo};
+
+/// How often a non-terminal gets a progress line.
+const LINE_EVERY: Duration = Duration::from_secs(5);
+
+/// Running counts for the progress display.
+#[derive(Debug, Default, Clone, Copy)]
+struct Tally {
+    actions: u64,
+    snapshots: u64,
+    verified: u64,
+    failures: u64,
+    errors: u64,
+    clients: i64,
+    gc: u64,
+}
+
+impl Tally {
+    fn apply(&mut self, event: &Event) {
+        match event {
+            Event::ActionFinished(record) => {
+                self.actions += 1;
+                match record.outcome {
+                    Outcome::Failure => self.failures += 1,
+                    Outcome::Error => self.errors += 1,
+                    _ => {}
+                }
+                if record.outcome == Outcome::Ok {
+                    match record.action {
+                        Action::SnapshotRoot => self.snapshots += 1,
+                        Action::RestoreRandomSnapshot | Action::RestoreIntoDataDir => {
+                            self.verified += 1
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Event::ClientAdded(_) => self.clients += 1,
+            Event::ClientRemoved(_) => self.clients -= 1,
+            Event::GcFinished(Ok(())) => self.gc += 1,
+            _ => {}
+        }
+    }
+
+    fn line(&self, elapsed: Duration) -> String {
+        format!(
+            "[{:>4}s] clients {} · actions {} · snapshots {} · verified {} · gc {} · errors {} · failures {}",
+            elapsed.as_secs(),
+            self.clients,
+            self.actions,
+            self.snapshots,
+            self.verified,
+            self.gc,
+            self.errors,
+            self.failures
+        )
+    }
+}
+
+/// Shows progress until the run reports `Finished`; a first Ctrl-C asks
+/// the run to stop gracefully.
+pub async fn follow(
+    info: &RunInfo,
+    mut events: mpsc::UnboundedReceiver<Event>,
+    commands: mpsc::UnboundedSender<Command>,
+) {
+    let started = Instant::now();
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("valid template"));
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar
+    });
+    eprintln!(
+        "snapstorm: run {} · seed {} · scenario {} · server {} · state {}",
+        info.run_counter,
+        info.seed,
+        info.scenario,
+        info.server.address,
+        info.state_dir.display()
+    );
+    if info.inherited_snapshots > 0 {
+        eprintln!(
+            "snapstorm: resuming with {} snapshot(s) from earlier runs",
+            info.inherited_snapshots
+        );
+    }
+    for failure in &info.startup_failures {
+        eprintln!(
+            "snapstorm: FAILURE {} snapshot {}: {}",
+            failure.client,
+            failure.snapshot.as_deref().unwrap_or("-"),
+            failure.summary
+        );
+    }
+    let mut tally = Tally::default();
+    let mut last_line = Instant::now();
+    let mut ticker = tokio::time::interval(Duration::from_millis(500));
+    let mut interrupted = false;
+    loop {
+        tokio::select! {
+            event = events.recv() => {
+                let Some(event) = event else { break };
+                tally.apply(&event);
+                match &event {
+                    Event::ActionFinished(record) if record.outcome == Outcome::Failure => {
+                        let text = format!(
+                            "snapstorm: FAILURE {} {} snapshot {}: {}",
+                            record.client,
+                            record.action,
+                            record.snapshot.as_deref().unwrap_or("-"),
+                            record.message.as_deref().unwrap_or("")
+                        );
+                        print_line(bar.as_ref(), &text);
+                    }
+                    Event::ClientError(client, error) => print_line(bar.as_ref(), &format!("snapstorm: {client}: {error}")),
+                    Event::Stopping { in_flight, .. } => {
+                        print_line(bar.as_ref(), &format!("snapstorm: stopping; waiting for {in_flight} action(s) in flight"));
+                    }
+                    Event::Finished(_) => break,
+                    _ => {}
+                }
+            }
+            _ = ticker.tick() => {}
+            _ = tokio::signal::ctrl_c(), if !interrupted => {
+                interrupted = true;
+                print_line(bar.as_ref(), "snapstorm: interrupted; finishing the actions in flight (Ctrl-C again to abort)");
+                let _ = commands.send(Command::Shutdown);
+            }
+            _ = tokio::signal::ctrl_c(), if interrupted => {
+                print_line(bar.as_ref(), "snapstorm: aborted");
+                std::process::exit(130);
+            }
+        }
+        let line = tally.line(started.elapsed());
+        match &bar {
+            Some(bar) => bar.set_message(line),
+            None if last_line.elapsed() >= LINE_EVERY => {
+                eprintln!("{line}");
+                last_line = Instant::now();
+            }
+            None => {}
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    eprintln!("{}", tally.line(started.elapsed()));
+}
+
+fn print_line(bar: Option<&ProgressBar>, text: &str) {
+    match bar {
+        Some(bar) => bar.println(text),
+        None => eprintln!("{text}"),
+    }
+}
+
+/// A readable summary of a report.
+pub fn summary(report: &Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "run {} · seed {} · scenario {} · {:.1}s · gc {}",
+        report.run_counter,
+        report.seed,
+        report.scenario,
+        report.duration_ms as f64 / 1000.0,
+        report.gc_runs
+    );
+    let _ = writeln!(
+        out,
+        "{:<10} {:>7} {:>6} {:>5} {:>7} {:>8} {:>8} {:>6} {:>6}",
+        "client", "actions", "snaps", "live", "deleted", "verified", "failures", "errors", "no-ops"
+    );
+    let row = |name: &str, c: &crate::engine::stats::ClientCounts| {
+        format!(
+            "{:<10} {:>7} {:>6} {:>5} {:>7} {:>8} {:>8} {:>6} {:>6}",
+            name,
+            c.actions,
+            c.snapshots_created,
+            c.snapshots_live,
+            c.snapshots_deleted,
+            c.restores_verified,
+            c.verification_failures,
+            c.errors,
+            c.no_ops
+        )
+    };
+    for client in &report.clients {
+        let _ = writeln!(out, "{}", row(&client.id.to_string(), &client.counts));
+    }
+    let _ = writeln!(out, "{}", row("total", &report.totals));
+    let _ = writeln!(
+        out,
+        "\n{:<28} {:>6} {:>6} {:>6} {:>7} {:>7} {:>7} {:>7}",
+        "action", "count", "errors", "no-ops", "p50 ms", "p95 ms", "p99 ms", "max ms"
+    );
+    for (name, a) in &report.actions {
+        let _ = writeln!(
+            out,
+            "{:<28} {:>6} {:>6} {:>6} {:>7} {:>7} {:>7} {:>7}",
+            name, a.count, a.errors, a.no_ops, a.p50_ms, a.p95_ms, a.p99_ms, a.max_ms
+        );
+    }
+    if report.inherited_snapshots > 0 {
+        let _ = writeln!(
+            out,
+            "\ninherited snapshots {} · verified this run {}",
+            report.inherited_snapshots, report.inherited_verified
+        );
+    }
+    if report.failures.is_empty() {
+        let _ = writeln!(out, "\nno verification failures");
+    } else {
+        let _ = writeln!(out, "\n{} VERIFICATION FAILURE(S):", report.failures.len());
+        for f in &report.failures {
+            let _ = writeln!(
+                out,
+                "  {} {} snapshot {}: {}",
+                f.client,
+                f.action,
+                f.snapshot.as_deref().unwrap_or("-"),
+                f.summary
+            );
+        }
+    }
+    out
+}

@@ -1,0 +1,150 @@
+//! Setting up a run on the embedded backend: the one path the console, the
+//! headless runner and the tests take from options to a running [`RunHandle`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::backend::embedded::{ClientTimeouts, EmbeddedServer, RusticClients};
+use crate::engine::exec::{Engine, EngineConfig};
+use crate::engine::fingerprint::CompareOptions;
+use crate::engine::scenario::Scenario;
+use crate::engine::store::{MetadataStore, StateLayout};
+use crate::engine::traits::{ClientFactory, FileWriter, Server, Snapshotter};
+use crate::multiclient::run::{self, RunHandle, RunLimit, RunParts};
+use crate::multiclient::{MultiClientFileWriter, MultiClientSnapshotter};
+
+/// Everything that defines a run.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    pub clients: u32,
+    pub seed: u64,
+    pub scenario: Scenario,
+    pub state_dir: PathBuf,
+    pub limit: RunLimit,
+    pub compare: CompareOptions,
+    pub verify_inherited_per_client: usize,
+    pub timeouts: ClientTimeouts,
+}
+
+impl RunSpec {
+    pub fn new(scenario: Scenario, state_dir: PathBuf, seed: u64) -> Self {
+        RunSpec {
+            clients: 4,
+            seed,
+            scenario,
+            state_dir,
+            limit: RunLimit::default(),
+            compare: CompareOptions::default(),
+            verify_inherited_per_client: 1,
+            timeouts: ClientTimeouts::default(),
+        }
+    }
+}
+
+/// A run could not start; nothing ran. The text names the problem and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error(transparent)]
+    State(#[from] crate::engine::store::StoreError),
+    #[error("cannot start the repository server: {0}")]
+    Backend(String),
+    #[error("{0}")]
+    Start(String),
+}
+
+/// The parts of an embedded-backend run, before any client runs. Tests use
+/// this to wrap or replace a part; [`launch`] uses it as is.
+pub struct EmbeddedParts {
+    pub store: Arc<MetadataStore>,
+    pub server: Arc<EmbeddedServer>,
+    pub clients: Arc<dyn ClientFactory>,
+    pub writer: Arc<MultiClientFileWriter>,
+}
+
+/// Opens the state directory and starts the embedded server.
+pub async fn embedded_parts(spec: &RunSpec) -> Result<EmbeddedParts, LaunchError> {
+    let layout = StateLayout::new(&spec.state_dir);
+    let store = {
+        let layout = layout.clone();
+        let (seed, scenario) = (spec.seed, spec.scenario.name.clone());
+        tokio::task::spawn_blocking(move || {
+            MetadataStore::open(layout, "embedded", seed, &scenario)
+        })
+        .await
+        .map_err(|e| LaunchError::Start(e.to_string()))??
+    };
+    let store = Arc::new(store);
+    let server = EmbeddedServer::start(&layout.repository(), &store.repository_password())
+        .await
+        .map_err(|e| LaunchError::Backend(e.to_string()))?;
+    let cache_layout = layout.clone();
+    let clients: Arc<dyn ClientFactory> = Arc::new(RusticClients {
+        cache_dir_for: Box::new(move |client| cache_layout.client_cache(client)),
+        repo_password: store.repository_password(),
+        timeouts: spec.timeouts,
+    });
+    let data_layout = layout;
+    let writer = Arc::new(MultiClientFileWriter::new(Box::new(move |client| {
+        data_layout.client_data(client)
+    })));
+    Ok(EmbeddedParts {
+        store,
+        server,
+        clients,
+        writer,
+    })
+}
+
+impl EmbeddedParts {
+    /// The engine over these parts, delegating to one client per id.
+    pub fn engine(
+        &self,
+        spec: &RunSpec,
+    ) -> Result<(Arc<Engine>, Arc<MultiClientSnapshotter>), LaunchError> {
+        let server: Arc<dyn Server> = self.server.clone();
+        let snapshotter = Arc::new(MultiClientSnapshotter::new(
+            server.clone(),
+            self.clients.clone(),
+        ));
+        let config = EngineConfig {
+            seed: spec.seed,
+            scenario: spec.scenario.clone(),
+            compare: spec.compare,
+            verify_inherited_per_client: spec.verify_inherited_per_client,
+        };
+        let writer: Arc<dyn FileWriter> = self.writer.clone();
+        let as_snapshotter: Arc<dyn Snapshotter> = snapshotter.clone();
+        let engine = Engine::new(config, writer, as_snapshotter, server, self.store.clone())
+            .map_err(|e| LaunchError::Start(format!("cannot open the action trace: {e}")))?;
+        Ok((Arc::new(engine), snapshotter))
+    }
+}
+
+/// Starts a run of `spec` on the embedded backend.
+pub async fn launch(spec: RunSpec) -> Result<RunHandle, LaunchError> {
+    let parts = embedded_parts(&spec).await?;
+    launch_with(spec, parts).await
+}
+
+/// Starts a run over parts the caller may have adjusted.
+pub async fn launch_with(spec: RunSpec, parts: EmbeddedParts) -> Result<RunHandle, LaunchError> {
+    let (engine, snapshotter) = parts.engine(&spec)?;
+    let server = parts.server.clone();
+    let stop_server = Box::pin(async move { server.stop().await });
+    let handle = run::start(RunParts {
+        engine,
+        snapshotter,
+        initial_clients: spec.clients,
+        limit: spec.limit,
+        state_dir: spec.state_dir.clone(),
+        on_finish: stop_server,
+    })
+    .await;
+    match handle {
+        Ok(handle) => Ok(handle),
+        Err(error) => {
+            parts.server.stop().await;
+            Err(LaunchError::Start(error))
+        }
+    }
+}

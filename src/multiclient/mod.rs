@@ -1,0 +1,13 @@
+//! The seed's multi-client framework: writers and snapshotters that
+//! delegate to one instance per client, and the harness that runs clients
+//! concurrently.
+
+pub mod file_writer;
+pub mod harness;
+pub mod launch;
+pub mod run;
+pub mod snapshotter;
+
+pub use file_writer::MultiClientFileWriter;
+pub use harness::run_n;
+pub use snapshotter::MultiClientSnapshotter;

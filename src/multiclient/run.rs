@@ -1,0 +1,499 @@
+//! A running robustness run: the Server, the engine and one worker task per
+//! client, driven by commands and observed through events. The console, the
+//! headless runner and the tests all drive a run through this one type.
+//!
+//! Workers are tokio tasks; each action runs on a blocking thread (backend
+//! clients are blocking), so a slow backend never stalls the commands or
+//! the events. Pausing stops new actions from starting; the action in
+//! flight always finishes.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::engine::actions::Action;
+use crate::engine::exec::{ActionParams, ActionRecord, Engine};
+use crate::engine::stats::Report;
+use crate::engine::store::Failure;
+use crate::engine::traits::{ClientId, GcOptions, ServerInfo};
+use crate::multiclient::MultiClientSnapshotter;
+
+/// When a run ends on its own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunLimit {
+    /// Stop starting actions after this long.
+    pub duration: Option<Duration>,
+    /// Each client stops after this many scenario actions.
+    pub actions_per_client: Option<u64>,
+}
+
+/// What a person (or a test) can ask of a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    AddClient,
+    RemoveClient(ClientId),
+    Gc(GcOptions),
+    /// Pause or resume every client.
+    TogglePauseAll,
+    TogglePauseClient(ClientId),
+    /// Run this action next for this client (snapshot now, verify now…).
+    Enqueue(ClientId, Action),
+    Shutdown,
+}
+
+/// What a run reports while it goes.
+#[derive(Debug, Clone)]
+pub enum Event {
+    ClientAdded(ClientId),
+    /// The client could not be connected, or its worker stopped on an error.
+    ClientError(ClientId, String),
+    ClientRemoved(ClientId),
+    ActionStarted {
+        client: ClientId,
+        action: Action,
+        at: Instant,
+    },
+    ActionFinished(Box<ActionRecord>),
+    GcStarted,
+    GcFinished(Result<(), String>),
+    PausedAll(bool),
+    ClientPaused(ClientId, bool),
+    /// Shutdown began: in-flight actions are finishing.
+    Stopping {
+        in_flight: usize,
+        grace: Duration,
+    },
+    Finished(Box<Report>),
+}
+
+/// Facts about a run, known once it started.
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    pub seed: u64,
+    pub scenario: String,
+    pub state_dir: PathBuf,
+    pub server: ServerInfo,
+    pub run_counter: u32,
+    pub inherited_snapshots: u64,
+    /// Snapshots the repository lost since the metadata recorded them.
+    pub startup_failures: Vec<Failure>,
+}
+
+/// How long shutdown waits for in-flight actions before it stops waiting.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
+
+/// A handle on a running run.
+pub struct RunHandle {
+    pub info: RunInfo,
+    pub commands: mpsc::UnboundedSender<Command>,
+    pub events: mpsc::UnboundedReceiver<Event>,
+    task: tokio::task::JoinHandle<Report>,
+}
+
+impl RunHandle {
+    /// Waits for the run to end (by its limit or a `Shutdown`) and returns its report.
+    pub async fn finish(self) -> Report {
+        self.task.await.expect("run task does not panic")
+    }
+
+    /// Splits off the task so that events can be read while waiting.
+    pub fn into_parts(
+        self,
+    ) -> (
+        RunInfo,
+        mpsc::UnboundedSender<Command>,
+        mpsc::UnboundedReceiver<Event>,
+        tokio::task::JoinHandle<Report>,
+    ) {
+        (self.info, self.commands, self.events, self.task)
+    }
+}
+
+/// Per-client control, seen by its worker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct ClientControl {
+    paused: bool,
+    stop: bool,
+}
+
+/// Run-wide control, seen by every worker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct RunControl {
+    paused: bool,
+    stop: bool,
+}
+
+struct ClientSlot {
+    control: watch::Sender<ClientControl>,
+    queue: mpsc::UnboundedSender<Action>,
+}
+
+/// Everything a run needs, already set up.
+pub struct RunParts {
+    pub engine: Arc<Engine>,
+    pub snapshotter: Arc<MultiClientSnapshotter>,
+    pub initial_clients: u32,
+    pub limit: RunLimit,
+    pub state_dir: PathBuf,
+    /// Awaited once at the very end, after the last client is gone (stops the server).
+    pub on_finish: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+}
+
+/// Starts a run: checks the metadata against the repository, connects the
+/// initial clients and starts their workers.
+pub async fn start(parts: RunParts) -> Result<RunHandle, String> {
+    let engine = parts.engine.clone();
+    let check_engine = engine.clone();
+    let startup_failures = tokio::task::spawn_blocking(move || check_engine.startup_check())
+        .await
+        .map_err(|e| format!("start-up check crashed: {e}"))?
+        .map_err(|e| format!("cannot list the repository's snapshots: {e}"))?;
+    let report = engine.report();
+    let info = RunInfo {
+        seed: engine.config().seed,
+        scenario: engine.config().scenario.name.clone(),
+        state_dir: parts.state_dir.clone(),
+        server: engine.server().info(),
+        run_counter: report.run_counter,
+        inherited_snapshots: report.inherited_snapshots,
+        startup_failures,
+    };
+    let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let task = tokio::spawn(supervise(parts, commands_rx, events_tx));
+    Ok(RunHandle {
+        info,
+        commands: commands_tx,
+        events: events_rx,
+        task,
+    })
+}
+
+struct Supervisor {
+    engine: Arc<Engine>,
+    snapshotter: Arc<MultiClientSnapshotter>,
+    limit: RunLimit,
+    events: mpsc::UnboundedSender<Event>,
+    run_control: watch::Sender<RunControl>,
+    clients: BTreeMap<ClientId, ClientSlot>,
+    workers: JoinSet<ClientId>,
+    next_client: u32,
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+async fn supervise(
+    parts: RunParts,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    events: mpsc::UnboundedSender<Event>,
+) -> Report {
+    let (run_control, _) = watch::channel(RunControl::default());
+    let mut sup = Supervisor {
+        engine: parts.engine,
+        snapshotter: parts.snapshotter,
+        limit: parts.limit,
+        events,
+        run_control,
+        clients: BTreeMap::new(),
+        workers: JoinSet::new(),
+        next_client: 1,
+        in_flight: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+    };
+    for _ in 0..parts.initial_clients {
+        sup.add_client().await;
+    }
+    let deadline = sup.limit.duration.map(|d| tokio::time::Instant::now() + d);
+    let mut gc_tasks: JoinSet<()> = JoinSet::new();
+    loop {
+        tokio::select! {
+            command = commands.recv() => match command {
+                None | Some(Command::Shutdown) => break,
+                Some(command) => sup.handle(command, &mut gc_tasks).await,
+            },
+            finished = sup.workers.join_next(), if !sup.workers.is_empty() => {
+                if let Some(Ok(client)) = finished {
+                    sup.clients.remove(&client);
+                }
+                // With an action limit, the run ends when the last client is done.
+                if sup.workers.is_empty() && sup.limit.actions_per_client.is_some() {
+                    break;
+                }
+            }
+            _ = sleep_until(deadline) => break,
+            Some(_) = gc_tasks.join_next(), if !gc_tasks.is_empty() => {}
+        }
+    }
+    sup.shutdown().await;
+    while gc_tasks.join_next().await.is_some() {}
+    if let Err(error) = sup.engine.store().finish_run() {
+        tracing::error!(%error, "cannot record the end of the run");
+    }
+    let report = sup.engine.report();
+    parts.on_finish.await;
+    let _ = sup.events.send(Event::Finished(Box::new(report.clone())));
+    report
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Supervisor {
+    fn emit(&self, event: Event) {
+        let _ = self.events.send(event);
+    }
+
+    async fn handle(&mut self, command: Command, gc_tasks: &mut JoinSet<()>) {
+        match command {
+            Command::AddClient => self.add_client().await,
+            Command::RemoveClient(client) => {
+                if let Some(slot) = self.clients.get(&client) {
+                    slot.control.send_modify(|c| c.stop = true);
+                }
+            }
+            Command::Gc(options) => {
+                let engine = self.engine.clone();
+                let events = self.events.clone();
+                self.emit(Event::GcStarted);
+                gc_tasks.spawn(async move {
+                    let result = tokio::task::spawn_blocking(move || {
+                        let result = crate::multiclient::snapshotter::guarded(|| {
+                            engine.server().run_gc(&options)
+                        });
+                        if result.is_ok() {
+                            engine.note_gc_run();
+                        }
+                        result
+                    })
+                    .await;
+                    let result = match result {
+                        Ok(Ok(_)) => Ok(()),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    if let Err(error) = &result {
+                        tracing::warn!(%error, "GC failed");
+                    }
+                    let _ = events.send(Event::GcFinished(result));
+                });
+            }
+            Command::TogglePauseAll => {
+                self.run_control.send_modify(|c| c.paused = !c.paused);
+                let paused = self.run_control.borrow().paused;
+                self.emit(Event::PausedAll(paused));
+            }
+            Command::TogglePauseClient(client) => {
+                if let Some(slot) = self.clients.get(&client) {
+                    slot.control.send_modify(|c| c.paused = !c.paused);
+                    let paused = slot.control.borrow().paused;
+                    self.emit(Event::ClientPaused(client, paused));
+                }
+            }
+            Command::Enqueue(client, action) => {
+                if let Some(slot) = self.clients.get(&client) {
+                    let _ = slot.queue.send(action);
+                }
+            }
+            Command::Shutdown => {}
+        }
+    }
+
+    async fn add_client(&mut self) {
+        let client = ClientId(self.next_client);
+        self.next_client += 1;
+        self.engine.register_client(client);
+        let snapshotter = self.snapshotter.clone();
+        let connected =
+            tokio::task::spawn_blocking(move || snapshotter.connect_client(client)).await;
+        match connected {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                return self.emit(Event::ClientError(
+                    client,
+                    format!("cannot connect: {error}"),
+                ));
+            }
+            Err(error) => {
+                return self.emit(Event::ClientError(
+                    client,
+                    format!("cannot connect: {error}"),
+                ));
+            }
+        }
+        let (control_tx, control_rx) = watch::channel(ClientControl::default());
+        let (queue_tx, queue_rx) = mpsc::unbounded_channel();
+        self.clients.insert(
+            client,
+            ClientSlot {
+                control: control_tx,
+                queue: queue_tx,
+            },
+        );
+        let worker = Worker {
+            client,
+            engine: self.engine.clone(),
+            snapshotter: self.snapshotter.clone(),
+            control: control_rx,
+            run_control: self.run_control.subscribe(),
+            queue: queue_rx,
+            events: self.events.clone(),
+            actions_limit: self.limit.actions_per_client,
+            in_flight: self.in_flight.clone(),
+        };
+        self.workers.spawn(worker.run());
+        self.emit(Event::ClientAdded(client));
+    }
+
+    /// Stops every worker after its current action, waits for them (up to
+    /// the grace period), then disconnects and revokes every client.
+    async fn shutdown(&mut self) {
+        self.run_control.send_modify(|c| c.stop = true);
+        let in_flight = self.in_flight.load(std::sync::atomic::Ordering::SeqCst);
+        self.emit(Event::Stopping {
+            in_flight,
+            grace: SHUTDOWN_GRACE,
+        });
+        let all_done = async { while self.workers.join_next().await.is_some() {} };
+        if tokio::time::timeout(SHUTDOWN_GRACE, all_done)
+            .await
+            .is_err()
+        {
+            tracing::warn!("actions still running after {SHUTDOWN_GRACE:?}; stopping without them");
+            self.workers.abort_all();
+        }
+        let remaining: Vec<ClientId> = self.snapshotter.connected_clients();
+        for client in remaining {
+            let snapshotter = self.snapshotter.clone();
+            let _ = tokio::task::spawn_blocking(move || snapshotter.remove_client(client)).await;
+        }
+    }
+}
+
+struct Worker {
+    client: ClientId,
+    engine: Arc<Engine>,
+    snapshotter: Arc<MultiClientSnapshotter>,
+    control: watch::Receiver<ClientControl>,
+    run_control: watch::Receiver<RunControl>,
+    queue: mpsc::UnboundedReceiver<Action>,
+    events: mpsc::UnboundedSender<Event>,
+    actions_limit: Option<u64>,
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// What a worker does next.
+enum Next {
+    Queued(Action),
+    Planned,
+    Stop,
+}
+
+impl Worker {
+    async fn run(mut self) -> ClientId {
+        let client = self.client;
+        if !self.stopping() {
+            let engine = self.engine.clone();
+            self.in_flight
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let records =
+                tokio::task::spawn_blocking(move || engine.verify_inherited(client)).await;
+            self.in_flight
+                .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            for record in records.unwrap_or_default() {
+                let _ = self.events.send(Event::ActionFinished(Box::new(record)));
+            }
+        }
+        let mut planned_done = 0u64;
+        loop {
+            let next = self.next(planned_done).await;
+            let (action, queued) = match next {
+                Next::Stop => break,
+                Next::Queued(action) => (Some(action), true),
+                Next::Planned => (None, false),
+            };
+            let engine = self.engine.clone();
+            let action = action.unwrap_or_else(|| engine.next_planned_action(client));
+            let _ = self.events.send(Event::ActionStarted {
+                client,
+                action,
+                at: Instant::now(),
+            });
+            self.in_flight
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let result = tokio::task::spawn_blocking(move || {
+                engine.exec_action(client, action, &ActionParams::default())
+            })
+            .await;
+            self.in_flight
+                .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            match result {
+                Ok(record) => {
+                    let _ = self.events.send(Event::ActionFinished(Box::new(record)));
+                }
+                Err(error) => {
+                    let _ = self.events.send(Event::ClientError(
+                        client,
+                        format!("action crashed: {error}"),
+                    ));
+                }
+            }
+            if !queued {
+                planned_done += 1;
+            }
+        }
+        let removed = self.control.borrow().stop;
+        if removed {
+            let snapshotter = self.snapshotter.clone();
+            let result =
+                tokio::task::spawn_blocking(move || snapshotter.remove_client(client)).await;
+            if let Ok(Err(error)) = result {
+                tracing::warn!(%client, %error, "removing the client failed");
+            }
+            let _ = self.events.send(Event::ClientRemoved(client));
+        }
+        client
+    }
+
+    fn stopping(&self) -> bool {
+        self.control.borrow().stop || self.run_control.borrow().stop
+    }
+
+    fn paused(&self) -> bool {
+        self.control.borrow().paused || self.run_control.borrow().paused
+    }
+
+    /// Waits until there is something to do: a queued action runs even
+    /// while paused; a planned one only when not paused and within the limit.
+    async fn next(&mut self, planned_done: u64) -> Next {
+        loop {
+            if self.stopping() {
+                return Next::Stop;
+            }
+            if let Ok(action) = self.queue.try_recv() {
+                return Next::Queued(action);
+            }
+            let limit_reached = self
+                .actions_limit
+                .is_some_and(|limit| planned_done >= limit);
+            if limit_reached {
+                return Next::Stop;
+            }
+            if !self.paused() {
+                return Next::Planned;
+            }
+            tokio::select! {
+                _ = self.control.changed() => {}
+                _ = self.run_control.changed() => {}
+                queued = self.queue.recv() => if let Some(action) = queued {
+                    return Next::Queued(action);
+                },
+            }
+        }
+    }
+}
