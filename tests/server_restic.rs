@@ -100,3 +100,47 @@ fn restic_backs_up_restores_checks_and_prunes_through_snapstorm_serve() {
         "serve exits cleanly on Ctrl-C: {status:?}"
     );
 }
+
+/// The README's `snapstorm serve` + restic example, run as written (only the
+/// demo directory and the port are moved out of the way).
+#[test]
+fn readme_serve_example_works_as_written() {
+    require_program("htpasswd");
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let block = readme
+        .split("<!-- serve-example -->")
+        .nth(1)
+        .and_then(|rest| rest.split("<!-- /serve-example -->").next())
+        .expect("README has the serve example");
+    let script: String = block
+        .lines()
+        .filter(|l| !l.starts_with("```"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let work = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let script = script
+        .replace("/tmp/snapstorm-demo", work.path().to_str().unwrap())
+        .replace("127.0.0.1:8000", &format!("127.0.0.1:{port}"));
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_snapstorm")).parent().unwrap();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap());
+    let out = Command::new("bash")
+        .args(["-e", "-c", &script])
+        .env("PATH", path)
+        .env("RESTIC_CACHE_DIR", work.path().join("cache"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{script}\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("no errors were found"), "{stdout}");
+    assert!(work.path().join("repos/repo/config").is_file());
+}

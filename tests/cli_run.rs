@@ -1,0 +1,361 @@
+//! `snapstorm run` end to end: the binary, the real embedded backend, and
+//! what a user sees (exit codes, report, messages).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use common::{read_json, snapstorm};
+
+fn run(state: &Path, extra: &[&str]) -> (i32, String, String, serde_json::Value) {
+    let report = state.with_extension("report.json");
+    let mut args = vec![
+        "run",
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let (code, out, err) = snapstorm(&args);
+    let json = if report.exists() {
+        read_json(&report)
+    } else {
+        serde_json::Value::Null
+    };
+    (code, out, err, json)
+}
+
+fn preset_runs_clean(preset: &str, actions: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (code, out, err, report) = run(
+        &state,
+        &[
+            "--clients",
+            "4",
+            "--scenario",
+            preset,
+            "--actions",
+            actions,
+            "--seed",
+            "5",
+        ],
+    );
+    assert_eq!(code, 0, "{preset}: exit {code}\n{out}\n{err}");
+    assert_eq!(report["failures"], serde_json::json!([]), "{preset}");
+    assert_eq!(report["clients"].as_array().unwrap().len(), 4);
+    assert!(
+        report["totals"]["snapshots_created"].as_u64().unwrap() >= 4,
+        "{preset}: {report}"
+    );
+    assert_eq!(report["totals"]["verification_failures"], 0);
+    for client in report["clients"].as_array().unwrap() {
+        assert_eq!(client["errors"], 0, "{preset}: {client}");
+    }
+}
+
+#[test]
+fn preset_randomized_small_with_4_clients() {
+    preset_runs_clean("randomized-small", "10");
+}
+
+#[test]
+fn preset_many_small_files_with_4_clients() {
+    preset_runs_clean("many-small-files", "3");
+}
+
+#[test]
+fn preset_one_large_file_with_4_clients() {
+    preset_runs_clean("one-large-file", "3");
+}
+
+#[test]
+fn preset_many_small_files_across_directory_tree_with_4_clients() {
+    preset_runs_clean("many-small-files-across-directory-tree", "6");
+}
+
+#[test]
+fn preset_maintenance_with_4_clients() {
+    preset_runs_clean("maintenance", "4");
+}
+
+#[test]
+fn preset_delete_random_snapshot_with_4_clients() {
+    preset_runs_clean("delete-random-snapshot", "6");
+}
+
+/// (seq, action, outcome, details) per client, from a run's trace.
+fn sequences(state: &Path) -> BTreeMap<u64, Vec<String>> {
+    let trace = std::fs::read_to_string(state.join("trace.jsonl")).unwrap();
+    let mut per_client: BTreeMap<u64, Vec<(u64, String)>> = BTreeMap::new();
+    for line in trace.lines() {
+        let record: serde_json::Value = serde_json::from_str(line).unwrap();
+        let client = record["client"].as_u64().unwrap();
+        let seq = record["seq"].as_u64().unwrap();
+        let summary = format!(
+            "{} {} {}",
+            record["action"], record["outcome"], record["details"]
+        );
+        per_client.entry(client).or_default().push((seq, summary));
+    }
+    per_client
+        .into_iter()
+        .map(|(client, mut records)| {
+            records.sort();
+            (
+                client,
+                records
+                    .into_iter()
+                    .map(|(seq, s)| format!("{seq} {s}"))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_same_seed_gives_every_client_the_same_actions() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--clients", "2", "--actions", "12"];
+    let mut runs = Vec::new();
+    for (name, seed) in [("a", "42"), ("b", "42"), ("c", "43")] {
+        let state = dir.path().join(name);
+        let mut extra = args.to_vec();
+        extra.extend(["--seed", seed]);
+        let (code, out, err, _) = run(&state, &extra);
+        assert_eq!(code, 0, "{out}\n{err}");
+        runs.push(sequences(&state));
+    }
+    assert_eq!(runs[0].len(), 2);
+    assert_eq!(runs[0][&1].len(), 12);
+    assert_eq!(
+        runs[0], runs[1],
+        "same seed, same per-client actions, options and outcomes"
+    );
+    assert_ne!(runs[0], runs[2], "another seed gives other actions");
+}
+
+#[test]
+fn a_second_run_resumes_and_verifies_inherited_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let snapshot_first = r#"
+description = "snapshot first"
+sequence = ["write-random-files", "snapshot-root", "restore-random-snapID"]
+[options]
+max-num-files-per-write = 10
+max-file-size = "64KiB"
+"#;
+    let scenario = dir.path().join("snapshot-first.toml");
+    std::fs::write(&scenario, snapshot_first).unwrap();
+    let scenario = scenario.to_str().unwrap();
+    let (code, out, err, first) = run(
+        &state,
+        &[
+            "--clients",
+            "2",
+            "--actions",
+            "3",
+            "--scenario",
+            scenario,
+            "--seed",
+            "1",
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(first["run_counter"], 1);
+    assert_eq!(first["inherited_snapshots"], 0);
+    let live_after_first = first["totals"]["snapshots_live"].as_u64().unwrap();
+    assert_eq!(live_after_first, 2);
+
+    let (code, out, err, second) = run(
+        &state,
+        &[
+            "--clients",
+            "2",
+            "--actions",
+            "3",
+            "--scenario",
+            scenario,
+            "--seed",
+            "2",
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(second["run_counter"], 2);
+    assert_eq!(second["inherited_snapshots"], live_after_first);
+    assert!(
+        second["inherited_verified"].as_u64().unwrap() >= 1,
+        "{second}"
+    );
+    assert!(out.contains("inherited snapshots 2"), "{out}");
+}
+
+#[test]
+fn a_snapshot_deleted_in_the_repository_fails_the_next_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (code, _, err, first) = run(
+        &state,
+        &[
+            "--clients",
+            "1",
+            "--actions",
+            "4",
+            "--scenario",
+            "one-large-file",
+            "--seed",
+            "3",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(first["totals"]["snapshots_live"].as_u64().unwrap() >= 1);
+    let snapshots = state.join("repository/repo/snapshots");
+    let victim = std::fs::read_dir(&snapshots)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let id = victim.file_name().to_string_lossy().into_owned();
+    std::fs::remove_file(victim.path()).unwrap();
+
+    let (code, out, err, second) = run(
+        &state,
+        &[
+            "--clients",
+            "1",
+            "--actions",
+            "1",
+            "--scenario",
+            "one-large-file",
+        ],
+    );
+    assert_eq!(
+        code, 1,
+        "a lost snapshot is a verification failure\n{out}\n{err}"
+    );
+    let failures = second["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 1, "{second}");
+    assert_eq!(failures[0]["snapshot"], id.as_str());
+    assert_eq!(failures[0]["action"], "startup-check");
+    assert!(err.contains("FAILURE client-1 snapshot"), "{err}");
+    assert!(out.contains("1 VERIFICATION FAILURE(S)"), "{out}");
+}
+
+fn assert_usage_error(args: &[&str], expected: &str) {
+    let (code, out, err) = snapstorm(args);
+    assert_eq!(code, 2, "{args:?}: {out}\n{err}");
+    assert!(
+        err.contains(expected),
+        "{args:?}: expected `{expected}` in:\n{err}"
+    );
+}
+
+#[test]
+fn bad_input_exits_2_with_a_clear_message_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let s = state.to_str().unwrap();
+    assert_usage_error(
+        &["run", "--clients", "0", "--state-dir", s],
+        "0 is not in 1..=64",
+    );
+    assert_usage_error(
+        &["run", "--scenario", "no-such-preset", "--state-dir", s],
+        "unknown scenario `no-such-preset`: run `snapstorm scenarios`",
+    );
+    assert_usage_error(
+        &["run", "--duration", "soon", "--state-dir", s],
+        "write e.g. 30s",
+    );
+
+    let malformed = dir.path().join("bad.toml");
+    std::fs::write(
+        &malformed,
+        "description = \"x\"\n\n[options]\nmax-file-size = \"huge\"\n",
+    )
+    .unwrap();
+    let expected = format!("{}:3:1:", malformed.display());
+    assert_usage_error(
+        &[
+            "run",
+            "--scenario",
+            malformed.to_str().unwrap(),
+            "--state-dir",
+            s,
+        ],
+        &expected,
+    );
+
+    let unknown = dir.path().join("unknown.toml");
+    std::fs::write(
+        &unknown,
+        "description = \"x\"\n[weights]\nsnapshot-everything = 1\n",
+    )
+    .unwrap();
+    assert_usage_error(
+        &[
+            "run",
+            "--scenario",
+            unknown.to_str().unwrap(),
+            "--state-dir",
+            s,
+        ],
+        "unknown variant `snapshot-everything`",
+    );
+    assert!(!state.exists(), "nothing was written for bad arguments");
+
+    // A state dir that cannot be a directory: a file is in the way.
+    let blocker = dir.path().join("a-file");
+    std::fs::write(&blocker, "keep me").unwrap();
+    assert_usage_error(
+        &["run", "--state-dir", blocker.to_str().unwrap()],
+        "not a directory",
+    );
+    let nested = blocker.join("state");
+    assert_usage_error(
+        &[
+            "run",
+            "--state-dir",
+            nested.to_str().unwrap(),
+            "--actions",
+            "1",
+        ],
+        "choose a writable --state-dir",
+    );
+    assert_eq!(std::fs::read_to_string(&blocker).unwrap(), "keep me");
+
+    let report = dir.path().join("missing-dir/r.json");
+    assert_usage_error(
+        &[
+            "run",
+            "--report",
+            report.to_str().unwrap(),
+            "--state-dir",
+            s,
+        ],
+        "does not exist; create it",
+    );
+    assert!(!state.exists());
+}
+
+#[test]
+fn scenarios_lists_every_preset() {
+    let (code, out, _) = snapstorm(&["scenarios"]);
+    assert_eq!(code, 0);
+    for preset in [
+        "randomized-small",
+        "many-small-files",
+        "one-large-file",
+        "many-small-files-across-directory-tree",
+        "maintenance",
+        "delete-random-snapshot",
+    ] {
+        assert!(
+            out.lines().any(|l| l.starts_with(preset)),
+            "{preset} missing:\n{out}"
+        );
+    }
+}

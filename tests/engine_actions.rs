@@ -1,0 +1,353 @@
+//! Every action through the engine on the real embedded backend: snapstorm's
+//! REST server and rustic_core clients over HTTP.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use common::EngineFixture;
+use snapstorm::engine::traits::{
+    BackendResult, ClientCredentials, ClientFactory, ClientSnapshotter, Details, GcOptions, Server,
+    SnapshotId, Snapshotter,
+};
+use snapstorm::engine::{Action, ActionParams, ClientId, Outcome};
+
+const SMALL: &str = r#"
+description = "small files for action tests"
+[options]
+max-num-files-per-write = 20
+max-file-size = "64KiB"
+max-dir-depth = 2
+"#;
+
+const C1: ClientId = ClientId(1);
+
+fn exec(f: &EngineFixture, action: Action) -> snapstorm::engine::ActionRecord {
+    f.engine.exec_action(C1, action, &ActionParams::default())
+}
+
+#[test]
+fn every_action_including_no_ops() {
+    let f = EngineFixture::inline(SMALL, 1);
+
+    // Nothing written, nothing snapshotted: the actions that need something are no-ops.
+    for action in [
+        Action::RestoreRandomSnapshot,
+        Action::RestoreIntoDataDir,
+        Action::DeleteRandomSnapshot,
+        Action::DeleteRandomSubdirectory,
+        Action::DeleteFiles,
+    ] {
+        let record = exec(&f, action);
+        assert_eq!(record.outcome, Outcome::NoOp, "{action}: {record:?}");
+        assert!(record.message.is_some(), "a no-op says why");
+    }
+
+    let write = exec(&f, Action::WriteRandomFiles);
+    assert_eq!(write.outcome, Outcome::Ok, "{write:?}");
+    assert!(write.details["files"].as_u64().unwrap() >= 1);
+
+    let snap = exec(&f, Action::SnapshotRoot);
+    assert_eq!(snap.outcome, Outcome::Ok, "{snap:?}");
+    let first = snap.snapshot.clone().unwrap();
+    assert_eq!(first.len(), 64, "full snapshot ids");
+    assert_eq!(snap.live, 1);
+
+    // One live snapshot: never delete the last one.
+    assert_eq!(
+        exec(&f, Action::DeleteRandomSnapshot).outcome,
+        Outcome::NoOp
+    );
+
+    let restore = exec(&f, Action::RestoreRandomSnapshot);
+    assert_eq!(restore.outcome, Outcome::Ok, "{restore:?}");
+    assert_eq!(restore.snapshot.as_deref(), Some(first.as_str()));
+
+    // Change the data dir, then restore the snapshot over it: it must match again.
+    std::fs::write(f.data_dir(C1).join("stray-file"), b"not in the snapshot").unwrap();
+    let into = exec(&f, Action::RestoreIntoDataDir);
+    assert_eq!(into.outcome, Outcome::Ok, "{into:?}");
+    assert!(
+        !f.data_dir(C1).join("stray-file").exists(),
+        "restore-into-data-dir replaced the data dir"
+    );
+
+    exec(&f, Action::WriteRandomFiles);
+    exec(&f, Action::WriteRandomFiles);
+    let second = exec(&f, Action::SnapshotRoot);
+    assert_eq!(second.live, 2);
+
+    let subdir = exec(&f, Action::DeleteRandomSubdirectory);
+    let files = exec(&f, Action::DeleteFiles);
+    for record in [&subdir, &files] {
+        assert!(
+            matches!(record.outcome, Outcome::Ok | Outcome::NoOp),
+            "{record:?}"
+        );
+    }
+
+    let delete = exec(&f, Action::DeleteRandomSnapshot);
+    assert_eq!(delete.outcome, Outcome::Ok, "{delete:?}");
+    assert_eq!((delete.live, delete.deleted), (1, 1));
+    let deleted = delete.snapshot.unwrap();
+    let listing = f.parts.server.list_snapshots().unwrap();
+    assert!(
+        !listing.contains(&deleted),
+        "deleted snapshot is gone from the repository"
+    );
+    assert_eq!(listing.len(), 1);
+
+    let gc = exec(&f, Action::RunGc);
+    assert_eq!(gc.outcome, Outcome::Ok, "{gc:?}");
+    assert_eq!(f.engine.gc_runs(), 1);
+
+    // The remaining snapshot survives the GC.
+    assert_eq!(exec(&f, Action::RestoreRandomSnapshot).outcome, Outcome::Ok);
+    let verify = exec(&f, Action::VerifyRepo);
+    assert_eq!(verify.outcome, Outcome::Ok, "{verify:?}");
+
+    // A named snapshot and a sub-path.
+    let dir = write.details["dir"].as_str().unwrap().to_owned();
+    if f.data_dir(C1).join(&dir).exists() {
+        let params = ActionParams {
+            snapshot_id: None,
+            sub_path: Some(dir),
+        };
+        let sub = f.engine.exec_action(C1, Action::SnapshotRoot, &params);
+        assert_eq!(sub.outcome, Outcome::Ok, "{sub:?}");
+        let params = ActionParams {
+            snapshot_id: sub.snapshot.clone(),
+            sub_path: None,
+        };
+        let restored = f
+            .engine
+            .exec_action(C1, Action::RestoreRandomSnapshot, &params);
+        assert_eq!(restored.outcome, Outcome::Ok, "{restored:?}");
+    }
+
+    let report = f.engine.report();
+    assert_eq!(report.totals.verification_failures, 0);
+    assert!(report.totals.restores_verified >= 3);
+    assert!(report.actions["restore-random-snapID"].no_ops >= 1);
+    // The trace has one line per action.
+    let trace = std::fs::read_to_string(f.state.path().join("trace.jsonl")).unwrap();
+    assert_eq!(trace.lines().count() as u64, report.totals.actions);
+}
+
+#[test]
+fn tampered_or_swapped_fingerprints_are_verification_failures_with_a_diff() {
+    let f = EngineFixture::inline(SMALL, 2);
+    exec(&f, Action::WriteRandomFiles);
+    let a = exec(&f, Action::SnapshotRoot).snapshot.unwrap();
+    exec(&f, Action::WriteRandomFiles);
+    let b = exec(&f, Action::SnapshotRoot).snapshot.unwrap();
+
+    // Swap the two fingerprints on disk: each restore now meets the other's record.
+    let fingerprints = f.state.path().join("fingerprints");
+    let (fa, fb) = (
+        fingerprints.join(format!("{a}.json")),
+        fingerprints.join(format!("{b}.json")),
+    );
+    let (ta, tb) = (std::fs::read(&fa).unwrap(), std::fs::read(&fb).unwrap());
+    std::fs::write(&fa, &tb).unwrap();
+    std::fs::write(&fb, &ta).unwrap();
+
+    let params = ActionParams {
+        snapshot_id: Some(a.clone()),
+        sub_path: None,
+    };
+    let record = f
+        .engine
+        .exec_action(C1, Action::RestoreRandomSnapshot, &params);
+    assert_eq!(record.outcome, Outcome::Failure, "{record:?}");
+    let message = record.message.unwrap();
+    // B holds everything A held and more: restoring A against B's record misses B's extra files.
+    assert!(message.starts_with("restore differs: "), "{message}");
+    assert!(
+        !message.starts_with("restore differs: 0 missing"),
+        "{message}"
+    );
+    assert!(
+        message.contains(" missing, 0 extra, 0 changed (first: missing "),
+        "{message}"
+    );
+
+    // Tamper with one entry's hash: the diff names the file.
+    let mut print: serde_json::Value = serde_json::from_slice(&tb).unwrap();
+    let (path, entry) = print["entries"]
+        .as_object_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|(_, e)| e["kind"] == "file")
+        .unwrap();
+    let path = path.clone();
+    entry["hash"] = serde_json::json!("0".repeat(64));
+    std::fs::write(&fb, serde_json::to_vec(&print).unwrap()).unwrap();
+    let params = ActionParams {
+        snapshot_id: Some(b.clone()),
+        sub_path: None,
+    };
+    let record = f
+        .engine
+        .exec_action(C1, Action::RestoreRandomSnapshot, &params);
+    assert_eq!(record.outcome, Outcome::Failure);
+    assert_eq!(
+        record.message.as_deref(),
+        Some(
+            format!(
+                "restore differs: 0 missing, 0 extra, 1 changed (first: {path}: content differs)"
+            )
+            .as_str()
+        )
+    );
+
+    // Both failures are in the metadata, with readable details, and in the report.
+    let state = f.engine.store().state();
+    assert_eq!(state.failures.len(), 2);
+    assert!(
+        state.failures[1]
+            .details
+            .contains(&format!("changed (1):\n  {path}: content differs"))
+    );
+    let report = f.engine.report();
+    assert_eq!(report.failures.len(), 2);
+    assert_eq!(report.failures[0].snapshot.as_deref(), Some(a.as_str()));
+    assert_eq!(report.totals.verification_failures, 2);
+}
+
+/// A client snapshotter that panics on its first snapshot, then behaves.
+struct PanicOnce {
+    inner: Box<dyn ClientSnapshotter>,
+    armed: Arc<AtomicBool>,
+}
+
+impl Snapshotter for PanicOnce {
+    fn create_snapshot(
+        &self,
+        client: ClientId,
+        source: &std::path::Path,
+    ) -> BackendResult<SnapshotId> {
+        if self.armed.swap(false, Ordering::SeqCst) {
+            panic!("injected panic inside the backend");
+        }
+        self.inner.create_snapshot(client, source)
+    }
+    fn list_snapshots(&self, client: ClientId) -> BackendResult<Vec<SnapshotId>> {
+        self.inner.list_snapshots(client)
+    }
+    fn restore_snapshot(
+        &self,
+        client: ClientId,
+        id: &str,
+        target: &std::path::Path,
+    ) -> BackendResult<()> {
+        self.inner.restore_snapshot(client, id, target)
+    }
+    fn delete_snapshot(&self, client: ClientId, id: &str) -> BackendResult<()> {
+        self.inner.delete_snapshot(client, id)
+    }
+    fn run_gc(&self, client: ClientId, options: &GcOptions) -> BackendResult<Details> {
+        self.inner.run_gc(client, options)
+    }
+}
+
+impl ClientSnapshotter for PanicOnce {
+    fn connect(&self, client: ClientId, credentials: &ClientCredentials) -> BackendResult<()> {
+        self.inner.connect(client, credentials)
+    }
+    fn disconnect(&self, client: ClientId) -> BackendResult<()> {
+        self.inner.disconnect(client)
+    }
+}
+
+struct PanickingClients {
+    inner: Arc<dyn ClientFactory>,
+}
+
+impl ClientFactory for PanickingClients {
+    fn new_client(&self, client: ClientId) -> BackendResult<Box<dyn ClientSnapshotter>> {
+        Ok(Box::new(PanicOnce {
+            inner: self.inner.new_client(client)?,
+            armed: Arc::new(AtomicBool::new(true)),
+        }))
+    }
+}
+
+#[test]
+fn a_panicking_backend_call_is_that_actions_error_and_the_run_goes_on() {
+    let scenario = snapstorm::engine::scenario::Scenario::parse("inline", SMALL, "inline").unwrap();
+    let f = EngineFixture::open(tempfile::tempdir().unwrap(), scenario, 3, |inner| {
+        Arc::new(PanickingClients { inner })
+    });
+    // Four clients at once through the seed's RunN harness, each panicking once.
+    let results = snapstorm::multiclient::run_n(4, |client| {
+        let e = &f.engine;
+        e.exec_action(client, Action::WriteRandomFiles, &ActionParams::default());
+        let panicked = e.exec_action(client, Action::SnapshotRoot, &ActionParams::default());
+        let retried = e.exec_action(client, Action::SnapshotRoot, &ActionParams::default());
+        let verified = e.exec_action(
+            client,
+            Action::RestoreRandomSnapshot,
+            &ActionParams::default(),
+        );
+        (panicked, retried, verified)
+    });
+    for result in results {
+        let (panicked, retried, verified) = result.expect("no client thread crashed");
+        assert_eq!(panicked.outcome, Outcome::Error);
+        assert_eq!(
+            panicked.message.as_deref(),
+            Some("backend panicked: injected panic inside the backend")
+        );
+        assert_eq!(retried.outcome, Outcome::Ok, "{retried:?}");
+        assert_eq!(verified.outcome, Outcome::Ok, "{verified:?}");
+    }
+    let report = f.engine.report();
+    assert_eq!(report.totals.errors, 4);
+    assert_eq!(report.totals.snapshots_created, 4);
+    assert_eq!(report.totals.verification_failures, 0);
+}
+
+#[test]
+fn a_snapshot_removed_behind_the_engines_back_is_lost_on_the_next_start() {
+    let f = EngineFixture::inline(SMALL, 4);
+    exec(&f, Action::WriteRandomFiles);
+    let kept = exec(&f, Action::SnapshotRoot).snapshot.unwrap();
+    exec(&f, Action::WriteRandomFiles);
+    let lost = exec(&f, Action::SnapshotRoot).snapshot.unwrap();
+    assert!(
+        f.engine.startup_check().unwrap().is_empty(),
+        "consistent metadata: no failure"
+    );
+    let state = f.close();
+
+    // Directly in the repository, as a failing backend might.
+    let file = state.path().join("repository/repo/snapshots").join(&lost);
+    std::fs::remove_file(&file).unwrap();
+
+    let scenario = snapstorm::engine::scenario::Scenario::parse("inline", SMALL, "inline").unwrap();
+    let f = EngineFixture::open(state, scenario, 4, |c| c);
+    let failures = f.engine.startup_check().unwrap();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0].snapshot.as_deref(), Some(lost.as_str()));
+    assert!(
+        failures[0].summary.starts_with("snapshot lost"),
+        "{}",
+        failures[0].summary
+    );
+    let report = f.engine.report();
+    assert_eq!(report.failures.len(), 1);
+    assert_eq!(report.totals.verification_failures, 1);
+    // The surviving snapshot is still verified.
+    let params = ActionParams {
+        snapshot_id: Some(kept),
+        sub_path: None,
+    };
+    assert_eq!(
+        f.engine
+            .exec_action(C1, Action::RestoreRandomSnapshot, &params)
+            .outcome,
+        Outcome::Ok
+    );
+}
