@@ -29,12 +29,19 @@ pub const EXIT_USAGE: u8 = 2;
     about = "Multi-client robustness testing for snapshot/backup repositories",
     long_about = "snapstorm starts a repository server and several backup clients that run random \
 actions (write files, snapshot, restore and verify, delete, GC) against one shared repository, \
-and proves every restore byte-for-byte against what was on disk when the snapshot was taken."
+and proves every restore byte-for-byte against what was on disk when the snapshot was taken.\n\n\
+Without a command it opens the interactive console (keys: ? in the console, or the README). \
+When standard output is not a terminal it runs headless instead, as `snapstorm run` does.",
+    args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
     /// Log more (-v: debug, -vv: trace). RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+
+    /// Options of the console.
+    #[command(flatten)]
+    pub session: SessionArgs,
 
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -140,6 +147,27 @@ pub struct ServeArgs {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct UsageError(pub String);
+
+/// Routes tracing (and the backend's `log` records) into the console's log pane.
+pub fn init_console_logging(verbose: u8) {
+    use tracing_subscriber::layer::SubscriberExt;
+    let default = match verbose {
+        0 => "info,snapstorm=debug,snapstorm::server=info,rustic_core=warn,rustic_backend=warn",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let subscriber = tracing_subscriber::registry()
+        .with(filter)
+        .with(tui_logger::TuiTracingSubscriberLayer);
+    let _ = tracing::subscriber::set_global_default(subscriber);
+    // rustic logs through the `log` crate; tui-logger takes those records directly.
+    let _ = tui_logger::init_logger(tui_logger::LevelFilter::Trace);
+    tui_logger::set_default_level(tui_logger::LevelFilter::Debug);
+    for target in ["rustic_core", "rustic_backend", "reqwest", "hyper"] {
+        tui_logger::set_level_for_target(target, tui_logger::LevelFilter::Warn);
+    }
+}
 
 pub fn init_logging(verbose: u8, quiet_default: bool) {
     let default = match verbose {
@@ -300,6 +328,41 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     eprintln!(
         "snapstorm: state kept in {0}; resume with --state-dir {0}",
+        report.state_dir
+    );
+    Ok(ExitCode::from(if report.failures.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_FAILURES
+    }))
+}
+
+/// `snapstorm` without a command: the console, or a headless run when
+/// standard output is not a terminal.
+pub fn console(args: SessionArgs, verbose: u8) -> anyhow::Result<ExitCode> {
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() {
+        init_logging(verbose, true);
+        eprintln!(
+            "snapstorm: standard output is not a terminal; running headless for {}s (see `snapstorm run --help`)",
+            DEFAULT_RUN_DURATION.as_secs()
+        );
+        return run(RunArgs {
+            session: args,
+            duration: None,
+            actions: None,
+            report: None,
+        });
+    }
+    let spec = session_spec(&args)?;
+    init_console_logging(verbose);
+    let report = crate::console::run(spec).map_err(|e| match e {
+        crate::console::ConsoleError::Launch(e) => anyhow::Error::from(UsageError(e.to_string())),
+        other => anyhow::Error::from(other),
+    })?;
+    print!("{}", crate::headless::summary(&report));
+    println!(
+        "state kept in {0}; resume with --state-dir {0}",
         report.state_dir
     );
     Ok(ExitCode::from(if report.failures.is_empty() {

@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod cli;
+pub mod console;
 pub mod engine;
 pub mod headless;
 pub mod multiclient;

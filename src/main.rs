@@ -5,16 +5,18 @@ use snapstorm::cli::{self, Cli, Command, EXIT_USAGE, UsageError};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let quiet = !matches!(cli.command, Some(Command::Serve(_)));
-    cli::init_logging(cli.verbose, quiet);
+    snapstorm::console::install_panic_hook();
     let result = match cli.command {
-        Some(Command::Serve(args)) => cli::serve(args),
-        Some(Command::Run(args)) => cli::run(args),
-        Some(Command::Scenarios) => Ok(cli::scenarios()),
-        None => {
-            eprintln!("snapstorm: choose a command; see `snapstorm --help`");
-            return ExitCode::from(EXIT_USAGE);
+        Some(Command::Serve(args)) => {
+            cli::init_logging(cli.verbose, false);
+            cli::serve(args)
         }
+        Some(Command::Run(args)) => {
+            cli::init_logging(cli.verbose, true);
+            cli::run(args)
+        }
+        Some(Command::Scenarios) => Ok(cli::scenarios()),
+        None => cli::console(cli.session, cli.verbose),
     };
     match result {
         Ok(code) => code,

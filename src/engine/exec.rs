@@ -82,6 +82,10 @@ pub struct ActionRecord {
     /// The client's live and deleted snapshot counts after the action.
     pub live: usize,
     pub deleted: usize,
+    /// The verification failure this action found, with its full details
+    /// (kept in the metadata store, not repeated in the trace).
+    #[serde(skip)]
+    pub failure: Option<Failure>,
 }
 
 fn is_default<T: Default + PartialEq>(value: &T) -> bool {
@@ -96,6 +100,7 @@ struct Step {
     details: Details,
     message: Option<String>,
     effects: Effects,
+    failure: Option<Failure>,
 }
 
 impl Step {
@@ -368,6 +373,7 @@ impl Engine {
             total.snapshot = step.snapshot.or(total.snapshot);
             total.details = step.details;
             total.message = step.message;
+            total.failure = step.failure.or(total.failure);
             total.outcome = Some(match (total.outcome, outcome) {
                 (None, o) => o,
                 // An error or failure ends the repetitions; no-ops only count if all were.
@@ -404,6 +410,7 @@ impl Engine {
             message: total.message,
             live: self.store().live(client).len(),
             deleted: self.store().deleted_count(client),
+            failure: total.failure,
         };
         if let Err(error) = self.trace.write(&record) {
             tracing::warn!(%error, "cannot write the action trace");
@@ -525,22 +532,36 @@ impl Engine {
                 step.effects.restore_verified = true;
                 step
             }
-            Ok(failed) => {
-                let summary = failed.failure_summary().unwrap_or_default();
-                if let Err(error) = self.checker.record_failure(
-                    client,
-                    Some(&id),
-                    action.name(),
-                    summary.clone(),
-                    failed.failure_details(),
-                ) {
-                    tracing::error!(%error, "cannot record a verification failure");
-                }
-                Step::failure(summary)
-            }
+            Ok(failed) => self.fail(
+                client,
+                Some(&id),
+                action,
+                failed.failure_summary().unwrap_or_default(),
+                failed.failure_details(),
+            ),
             Err(error) => Step::error(error),
         };
         step.snapshot = Some(id);
+        step
+    }
+
+    /// A verification failure: recorded durably, then reported by the step.
+    fn fail(
+        &self,
+        client: ClientId,
+        snapshot: Option<&str>,
+        action: Action,
+        summary: String,
+        details: String,
+    ) -> Step {
+        let mut step = Step::failure(summary.clone());
+        match self
+            .checker
+            .record_failure(client, snapshot, action.name(), summary, details)
+        {
+            Ok(failure) => step.failure = Some(failure),
+            Err(error) => tracing::error!(%error, "cannot record a verification failure"),
+        }
         step
     }
 
@@ -637,16 +658,15 @@ impl Engine {
                         .map(String::as_str)
                         .unwrap_or("(none described)")
                 );
-                if let Err(error) = self.checker.record_failure(
+                let problems = check.problems.len();
+                self.fail(
                     client,
                     None,
-                    Action::VerifyRepo.name(),
-                    summary.clone(),
+                    Action::VerifyRepo,
+                    summary,
                     check.problems.join("\n"),
-                ) {
-                    tracing::error!(%error, "cannot record a verification failure");
-                }
-                Step::failure(summary).detail("problems", json!(check.problems.len()))
+                )
+                .detail("problems", json!(problems))
             }
             Err(error) => Step::error(error),
         }

@@ -253,6 +253,7 @@ impl Supervisor {
         match command {
             Command::AddClient => self.add_client().await,
             Command::RemoveClient(client) => {
+                tracing::info!(%client, "removing client after its current action");
                 if let Some(slot) = self.clients.get(&client) {
                     slot.control.send_modify(|c| c.stop = true);
                 }
@@ -260,6 +261,7 @@ impl Supervisor {
             Command::Gc(options) => {
                 let engine = self.engine.clone();
                 let events = self.events.clone();
+                tracing::info!(aggressive = options.aggressive, "GC started");
                 self.emit(Event::GcStarted);
                 gc_tasks.spawn(async move {
                     let result = tokio::task::spawn_blocking(move || {
@@ -277,8 +279,9 @@ impl Supervisor {
                         Ok(Err(e)) => Err(e.to_string()),
                         Err(e) => Err(e.to_string()),
                     };
-                    if let Err(error) = &result {
-                        tracing::warn!(%error, "GC failed");
+                    match &result {
+                        Ok(()) => tracing::info!("GC finished"),
+                        Err(error) => tracing::warn!(%error, "GC failed"),
                     }
                     let _ = events.send(Event::GcFinished(result));
                 });
@@ -286,6 +289,11 @@ impl Supervisor {
             Command::TogglePauseAll => {
                 self.run_control.send_modify(|c| c.paused = !c.paused);
                 let paused = self.run_control.borrow().paused;
+                tracing::info!(
+                    paused,
+                    "all clients {}",
+                    if paused { "paused" } else { "resumed" }
+                );
                 self.emit(Event::PausedAll(paused));
             }
             Command::TogglePauseClient(client) => {
@@ -347,6 +355,7 @@ impl Supervisor {
             in_flight: self.in_flight.clone(),
         };
         self.workers.spawn(worker.run());
+        tracing::info!(%client, "client connected");
         self.emit(Event::ClientAdded(client));
     }
 
@@ -455,6 +464,7 @@ impl Worker {
             if let Ok(Err(error)) = result {
                 tracing::warn!(%client, %error, "removing the client failed");
             }
+            tracing::info!(%client, "client removed and revoked");
             let _ = self.events.send(Event::ClientRemoved(client));
         }
         client

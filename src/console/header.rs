@@ -1,0 +1,79 @@
+//! The header: where the repository is, how long the run has gone, and the totals.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Paragraph};
+
+use super::app::App;
+use super::format;
+
+pub const HEIGHT: u16 = 5;
+
+pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
+    let theme = &app.theme;
+    let sep = || Span::styled(" · ", theme.dim());
+    let repo_size = app
+        .repo_bytes
+        .map(format::bytes)
+        .unwrap_or_else(|| "…".into());
+    let server = Line::from(vec![
+        Span::styled("snapstorm", theme.title()),
+        sep(),
+        Span::raw(format!("{} server {}", app.backend, app.address)),
+        sep(),
+        Span::raw(format!("repository {repo_size}")),
+    ]);
+    let run = Line::from(vec![
+        Span::raw(format!(
+            "up {}",
+            format::clock(app.now.duration_since(app.started))
+        )),
+        sep(),
+        Span::raw(format!("seed {}", app.seed)),
+        sep(),
+        Span::raw(format!("run {}", app.run_counter)),
+        sep(),
+        Span::raw(format!("scenario {}", app.scenario)),
+        sep(),
+        Span::raw(format!("state {}", app.state_dir.display())),
+    ]);
+    let failures = app.failures.len();
+    let failure_style = if failures > 0 {
+        theme.failure()
+    } else {
+        theme.ok()
+    };
+    let mut totals = vec![
+        Span::styled(format!("clients {}", app.active_clients()), theme.title()),
+        sep(),
+        Span::raw(format!("gc {}", app.gc_runs)),
+    ];
+    if app.gc_running > 0 {
+        totals.push(Span::styled(" (running)", theme.running()));
+    }
+    totals.extend([
+        sep(),
+        Span::raw(format!(
+            "snapshots {} created, {} live",
+            app.totals_created,
+            app.live_snapshots()
+        )),
+        sep(),
+        Span::raw(format!("verified {}", app.totals_verified)),
+        sep(),
+        Span::styled(format!("failures {failures}"), failure_style),
+        sep(),
+        Span::raw(format!("errors {}", app.totals_errors)),
+    ]);
+    if app.paused_all {
+        totals.extend([Span::raw("  "), Span::styled(" PAUSED ", theme.paused())]);
+    }
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_style(theme.border());
+    frame.render_widget(
+        Paragraph::new(vec![server, run, Line::from(totals)]).block(block),
+        area,
+    );
+}

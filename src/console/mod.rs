@@ -1,0 +1,227 @@
+//! The interactive console: `snapstorm` with no subcommand.
+//!
+//! Events → actions → `update` → draw: key presses become [`UiAction`]s,
+//! `App::update` turns them into commands for the run, engine events are
+//! drained once per frame into the `App`, and every frame is drawn as a pure
+//! function of it. The engine runs on its own tasks and blocking threads, so
+//! a slow backend never freezes keys or redraws.
+//!
+//! The terminal is restored on every exit path: a guard's `Drop`, and a
+//! panic hook for the UI thread. Panics in backend threads are caught by the
+//! engine and must not touch the terminal, so the hook leaves them alone.
+
+pub mod app;
+mod clients;
+mod failures;
+mod format;
+mod header;
+mod help_panel;
+pub mod layout;
+mod log_pane;
+mod status_bar;
+pub mod theme;
+mod throughput;
+
+use std::io::{self, Stdout};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crossterm::event::{Event as TermEvent, EventStream};
+use crossterm::execute;
+use crossterm::terminal::{
+    EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
+};
+use futures_util::StreamExt;
+use ratatui::Terminal;
+use ratatui::backend::CrosstermBackend;
+use tokio::sync::mpsc;
+
+pub use app::{App, UiAction};
+pub use help_panel::KEYS;
+
+use crate::engine::stats::Report;
+use crate::multiclient::launch::{LaunchError, RunSpec, launch};
+use crate::multiclient::run::{Command, Event, RunInfo};
+
+/// Frames per second: the rate at which events are drained and the screen redrawn.
+const FRAME: Duration = Duration::from_millis(100);
+/// How often the repository's size on disk is measured.
+const SIZE_EVERY: Duration = Duration::from_secs(2);
+
+/// Whether the terminal is in raw mode on the alternate screen right now.
+static TERMINAL_TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// Puts the terminal back: raw mode off, main screen, cursor shown. Safe to call twice.
+pub fn restore_terminal() {
+    if TERMINAL_TAKEN.swap(false, Ordering::SeqCst) {
+        let _ = disable_raw_mode();
+        let _ = execute!(io::stdout(), LeaveAlternateScreen, crossterm::cursor::Show);
+    }
+}
+
+/// Owns the terminal while the console runs; restores it when dropped.
+struct TerminalGuard {
+    terminal: Terminal<CrosstermBackend<Stdout>>,
+}
+
+impl TerminalGuard {
+    fn enter() -> io::Result<Self> {
+        enable_raw_mode()?;
+        TERMINAL_TAKEN.store(true, Ordering::SeqCst);
+        let mut stdout = io::stdout();
+        if let Err(error) = execute!(stdout, EnterAlternateScreen, crossterm::cursor::Hide) {
+            restore_terminal();
+            return Err(error);
+        }
+        let terminal =
+            Terminal::new(CrosstermBackend::new(stdout)).inspect_err(|_| restore_terminal())?;
+        Ok(TerminalGuard { terminal })
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        restore_terminal();
+    }
+}
+
+/// Panics on the UI thread restore the terminal before the message is
+/// printed; panics elsewhere (inside a backend call, caught and reported as
+/// that action's error) are logged instead of written over the screen.
+pub fn install_panic_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().name() == Some("main") {
+            restore_terminal();
+            default(info);
+        } else {
+            tracing::error!(target: "snapstorm::panic", "{info}");
+        }
+    }));
+}
+
+/// Runs the console until the person quits; returns the run's report.
+pub fn run(spec: RunSpec) -> Result<Report, ConsoleError> {
+    let runtime = tokio::runtime::Runtime::new().map_err(ConsoleError::Terminal)?;
+    runtime.block_on(async move {
+        let handle = launch(spec).await.map_err(ConsoleError::Launch)?;
+        let (info, commands, events, task) = handle.into_parts();
+        let guard = TerminalGuard::enter();
+        let mut guard = match guard {
+            Ok(guard) => guard,
+            Err(error) => {
+                let _ = commands.send(Command::Shutdown);
+                let _ = task.await;
+                return Err(ConsoleError::Terminal(error));
+            }
+        };
+        let outcome = event_loop(&mut guard.terminal, &info, &commands, events).await;
+        drop(guard);
+        if outcome.is_err() {
+            let _ = commands.send(Command::Shutdown);
+        }
+        let report = task
+            .await
+            .map_err(|e| ConsoleError::Terminal(io::Error::other(e)))?;
+        outcome.map(|()| report)
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsoleError {
+    #[error(transparent)]
+    Launch(LaunchError),
+    #[error("terminal: {0}")]
+    Terminal(io::Error),
+}
+
+async fn event_loop(
+    terminal: &mut Terminal<CrosstermBackend<Stdout>>,
+    info: &RunInfo,
+    commands: &mpsc::UnboundedSender<Command>,
+    mut events: mpsc::UnboundedReceiver<Event>,
+) -> Result<(), ConsoleError> {
+    let mut app = App::new(info, Instant::now(), theme::Theme::from_env());
+    let mut input = EventStream::new();
+    let mut frames = tokio::time::interval(FRAME);
+    frames.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let (size_tx, mut sizes) = mpsc::unbounded_channel();
+    let sampler = tokio::spawn(sample_size(info.server.repository.clone(), size_tx));
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(ConsoleError::Terminal)?;
+    let mut quit_sent = false;
+    let quit = |app: &mut App, quit_sent: &mut bool| {
+        if !*quit_sent {
+            if let Some(command) = app.update(UiAction::Quit) {
+                let _ = commands.send(command);
+            }
+            *quit_sent = true;
+        }
+    };
+    let result = loop {
+        tokio::select! {
+            _ = frames.tick() => {}
+            input_event = input.next() => match input_event {
+                Some(Ok(TermEvent::Key(key))) => {
+                    if let Some(action) = app.key_action(key) {
+                        if action == UiAction::Quit {
+                            quit(&mut app, &mut quit_sent);
+                        } else if let Some(command) = app.update(action) {
+                            let _ = commands.send(command);
+                        }
+                    }
+                }
+                Some(Ok(_)) => {}
+                // The terminal went away: stop the run cleanly.
+                Some(Err(_)) | None => quit(&mut app, &mut quit_sent),
+            },
+            Some(bytes) = sizes.recv() => app.repo_bytes = Some(bytes),
+            _ = terminate.recv() => quit(&mut app, &mut quit_sent),
+            _ = tokio::signal::ctrl_c() => quit(&mut app, &mut quit_sent),
+        }
+        loop {
+            match events.try_recv() {
+                Ok(event) => app.apply_event(event),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    app.finished = true;
+                    break;
+                }
+            }
+        }
+        app.tick(Instant::now());
+        tui_logger::move_events();
+        if let Err(error) = terminal.draw(|frame| layout::draw(frame, &app)) {
+            break Err(ConsoleError::Terminal(error));
+        }
+        if app.finished {
+            break Ok(());
+        }
+    };
+    sampler.abort();
+    result
+}
+
+/// Measures the repository directory every few seconds, off the UI thread.
+async fn sample_size(repository: PathBuf, sizes: mpsc::UnboundedSender<u64>) {
+    loop {
+        let dir = repository.clone();
+        if let Ok(bytes) = tokio::task::spawn_blocking(move || dir_size(&dir)).await
+            && sizes.send(bytes).is_err()
+        {
+            return;
+        }
+        tokio::time::sleep(SIZE_EVERY).await;
+    }
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
+}

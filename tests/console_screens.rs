@@ -1,0 +1,270 @@
+//! Whole-screen snapshots of the console, drawn on ratatui's TestBackend
+//! from an `App` fed with the same events a run sends. Run-specific values
+//! (port, state directory) are filtered out of the snapshots.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::buffer::Buffer;
+use ratatui::style::{Color, Modifier};
+use snapstorm::console::app::{App, UiAction};
+use snapstorm::console::layout;
+use snapstorm::console::theme::Theme;
+use snapstorm::engine::exec::ActionRecord;
+use snapstorm::engine::store::Failure;
+use snapstorm::engine::traits::{ClientId, ServerInfo};
+use snapstorm::engine::{Action, Outcome};
+use snapstorm::multiclient::run::{Event, RunInfo};
+
+fn info() -> RunInfo {
+    RunInfo {
+        seed: 7,
+        scenario: "randomized-small".into(),
+        state_dir: PathBuf::from("/tmp/snapstorm-Xy12ab"),
+        server: ServerInfo {
+            backend: "embedded".into(),
+            address: "http://127.0.0.1:41234/repo/".into(),
+            repository: PathBuf::from("/tmp/snapstorm-Xy12ab/repository/repo"),
+        },
+        run_counter: 1,
+        inherited_snapshots: 0,
+        startup_failures: Vec::new(),
+    }
+}
+
+fn record(
+    client: u32,
+    seq: u64,
+    action: Action,
+    outcome: Outcome,
+    ms: u64,
+    live: usize,
+) -> ActionRecord {
+    ActionRecord {
+        time: "2026-11-25T12:00:00.000Z".into(),
+        client: ClientId(client),
+        seq,
+        action,
+        params: Default::default(),
+        outcome,
+        duration_ms: ms,
+        snapshot: None,
+        details: Default::default(),
+        message: None,
+        live,
+        deleted: 0,
+        failure: None,
+    }
+}
+
+/// Four clients, each having written, snapshotted and verified; two running now.
+fn busy_app(theme: Theme) -> (App, Instant) {
+    let t0 = Instant::now();
+    let mut app = App::new(&info(), t0, theme);
+    let script = [
+        (Action::WriteRandomFiles, Outcome::Ok, 164),
+        (Action::SnapshotRoot, Outcome::Ok, 1240),
+        (Action::RestoreRandomSnapshot, Outcome::Ok, 310),
+        (Action::DeleteRandomSnapshot, Outcome::NoOp, 0),
+        (Action::DeleteFiles, Outcome::Ok, 3),
+    ];
+    for client in 1..=4 {
+        app.apply_event(Event::ClientAdded(ClientId(client)));
+        for (seq, (action, outcome, ms)) in script.iter().enumerate() {
+            let live = usize::from(seq >= 1);
+            let event = Event::ActionFinished(Box::new(record(
+                client,
+                seq as u64,
+                *action,
+                *outcome,
+                ms + u64::from(client),
+                live,
+            )));
+            app.apply_event(event);
+        }
+    }
+    let now = t0 + Duration::from_secs(83);
+    app.apply_event(Event::ActionStarted {
+        client: ClientId(2),
+        action: Action::SnapshotRoot,
+        at: now - Duration::from_millis(1500),
+    });
+    app.apply_event(Event::ActionStarted {
+        client: ClientId(4),
+        action: Action::WriteRandomFiles,
+        at: now - Duration::from_millis(250),
+    });
+    app.repo_bytes = Some(48 * 1024 * 1024 + 300 * 1024);
+    app.tick(now);
+    (app, now)
+}
+
+fn render(app: &App, width: u16, height: u16) -> Buffer {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal.draw(|frame| layout::draw(frame, app)).unwrap();
+    terminal.backend().buffer().clone()
+}
+
+fn text(buffer: &Buffer) -> String {
+    let area = buffer.area;
+    let mut out = String::new();
+    for y in 0..area.height {
+        let mut line = String::new();
+        for x in 0..area.width {
+            line.push_str(buffer[(x, y)].symbol());
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+macro_rules! assert_screen {
+    ($name:expr, $buffer:expr) => {
+        insta::with_settings!({filters => vec![
+            (r"127\.0\.0\.1:\d+", "127.0.0.1:[port]"),
+            (r"/tmp/snapstorm-[A-Za-z0-9]+", "[state-dir]"),
+        ]}, {
+            insta::assert_snapshot!($name, text(&$buffer));
+        });
+    };
+}
+
+#[test]
+fn startup_with_four_clients() {
+    let (app, _) = busy_app(Theme::coloured());
+    let screen = render(&app, 140, 45);
+    assert_screen!("startup_four_clients", screen);
+    let t = text(&screen);
+    assert!(t.contains("clients 4 · gc 0"), "{t}");
+    assert!(
+        t.contains("⟳ snapshot-root 1.5s"),
+        "running action with elapsed time:\n{t}"
+    );
+}
+
+#[test]
+fn a_failure_is_shown_and_its_diff_opens_with_enter() {
+    let (mut app, _) = busy_app(Theme::coloured());
+    let failure = Failure {
+        run: 1,
+        time: "2026-11-25T12:01:00.000Z".into(),
+        client: ClientId(3),
+        snapshot: Some("3f9a2c1be0d44e6f9a2c1be0d44e6f9a2c1be0d44e6f9a2c1be0d44e6f9a2c1b".into()),
+        action: "restore-random-snapID".into(),
+        summary: "restore differs: 1 missing, 0 extra, 1 changed (first: missing dir-1/file-07)".into(),
+        details: "restore differs: 1 missing, 0 extra, 1 changed (first: missing dir-1/file-07)\nmissing (1):\n  dir-1/file-07\nchanged (1):\n  dir-2/file-99: content differs".into(),
+    };
+    let mut failed = record(
+        3,
+        5,
+        Action::RestoreRandomSnapshot,
+        Outcome::Failure,
+        420,
+        1,
+    );
+    failed.message = Some(failure.summary.clone());
+    failed.failure = Some(failure);
+    app.apply_event(Event::ActionFinished(Box::new(failed)));
+    let screen = render(&app, 140, 45);
+    assert_screen!("failure_shown", screen);
+    assert!(text(&screen).contains("failures 1"));
+
+    assert_eq!(app.update(UiAction::SwitchFocus), None);
+    assert_eq!(app.update(UiAction::OpenDetails), None);
+    let detail = render(&app, 140, 45);
+    assert_screen!("failure_detail", detail);
+    assert!(text(&detail).contains("dir-2/file-99: content differs"));
+}
+
+#[test]
+fn help_overlay_lists_every_key() {
+    let (mut app, _) = busy_app(Theme::coloured());
+    app.update(UiAction::ToggleHelp);
+    let screen = render(&app, 140, 45);
+    assert_screen!("help_overlay", screen);
+    let t = text(&screen);
+    for (key, _) in snapstorm::console::KEYS {
+        assert!(t.contains(key), "help lacks {key}");
+    }
+}
+
+#[test]
+fn paused_shows_in_the_header_and_on_every_pane() {
+    let (mut app, _) = busy_app(Theme::coloured());
+    app.apply_event(Event::PausedAll(true));
+    let screen = render(&app, 140, 45);
+    assert_screen!("paused", screen);
+    let t = text(&screen);
+    assert!(t.contains(" PAUSED "));
+    assert_eq!(t.matches("paused (all)").count(), 4);
+}
+
+#[test]
+fn too_small_terminal_says_so() {
+    let (app, _) = busy_app(Theme::coloured());
+    let screen = render(&app, 60, 15);
+    assert_screen!("too_small", screen);
+    assert!(text(&screen).contains("60×15, need at least 80×24"));
+}
+
+#[test]
+fn no_color_keeps_selection_and_failures_visible_without_colour() {
+    let (mut app, _) = busy_app(Theme::plain());
+    let mut failed = record(
+        2,
+        9,
+        Action::RestoreRandomSnapshot,
+        Outcome::Failure,
+        400,
+        1,
+    );
+    failed.message = Some("restore differs: 0 missing, 1 extra, 0 changed (first: extra x)".into());
+    app.apply_event(Event::ActionFinished(Box::new(failed)));
+    let screen = render(&app, 140, 45);
+    assert_screen!("no_color", screen);
+    for cell in screen.content() {
+        assert!(
+            matches!(cell.fg, Color::Reset) && matches!(cell.bg, Color::Reset),
+            "NO_COLOR draws no colour: {cell:?}"
+        );
+    }
+    // The selected pane's title (client-1) is reversed; the failed stream entry of client-2 too.
+    let find = |needle: &str| -> (u16, u16) {
+        let t = text(&screen);
+        for (y, line) in t.lines().enumerate() {
+            if let Some(byte) = line.find(needle) {
+                return (line[..byte].chars().count() as u16, y as u16);
+            }
+        }
+        panic!("{needle} not on screen");
+    };
+    let (x, y) = find("▶ client-1");
+    assert!(
+        screen[(x + 2, y)].modifier.contains(Modifier::REVERSED),
+        "selection stands out"
+    );
+    let (x, y) = find("✗✗");
+    assert!(
+        screen[(x, y)]
+            .modifier
+            .contains(Modifier::REVERSED | Modifier::BOLD),
+        "failure stands out"
+    );
+}
+
+#[test]
+fn resize_redraws_for_the_new_size() {
+    let (app, _) = busy_app(Theme::coloured());
+    let mut terminal = Terminal::new(TestBackend::new(140, 45)).unwrap();
+    terminal.draw(|frame| layout::draw(frame, &app)).unwrap();
+    terminal.backend_mut().resize(100, 30);
+    terminal.autoresize().unwrap();
+    terminal.draw(|frame| layout::draw(frame, &app)).unwrap();
+    let t = text(terminal.backend().buffer());
+    assert_eq!(t.lines().count(), 30);
+    assert!(t.lines().next().unwrap().chars().count() <= 100);
+    assert!(t.contains("clients 4"));
+}

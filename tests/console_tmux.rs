@@ -1,0 +1,141 @@
+//! The console for real: the snapstorm binary in a 140×45 tmux pane, keys
+//! typed with `send-keys`, the screen read with `capture-pane`.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::require_program;
+
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn new() -> Self {
+        require_program("tmux");
+        let socket = format!("snapstorm-test-{}", std::process::id());
+        let tmux = Tmux { socket };
+        let status = tmux
+            .cmd(&[
+                "new-session",
+                "-d",
+                "-s",
+                "t",
+                "-x",
+                "140",
+                "-y",
+                "45",
+                "env PS1='PROMPT$ ' bash --norc --noprofile",
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success(), "tmux new-session");
+        tmux
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("tmux");
+        command
+            .args(["-L", &self.socket, "-f", "/dev/null"])
+            .args(args);
+        command
+    }
+
+    fn send(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "t"];
+        args.extend_from_slice(keys);
+        assert!(self.cmd(&args).status().unwrap().success());
+    }
+
+    fn screen(&self) -> String {
+        let out = self
+            .cmd(&["capture-pane", "-p", "-t", "t"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits for the screen to satisfy `check`; fails with the screen shown.
+    fn wait_for(&self, what: &str, limit: Duration, check: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let screen = self.screen();
+            if check(&screen) {
+                return screen;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what}; screen:\n{screen}");
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["kill-server"]).status();
+    }
+}
+
+/// `live N` of a client's pane, read from the screen.
+fn live_snapshots(screen: &str, pane_column: usize) -> Option<u32> {
+    screen.lines().find_map(|line| {
+        let panes: Vec<&str> = line.split('│').filter(|p| p.starts_with("live ")).collect();
+        panes
+            .get(pane_column)?
+            .strip_prefix("live ")?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    })
+}
+
+#[test]
+fn console_in_tmux_adds_a_client_runs_gc_pauses_and_quits() {
+    let state = tempfile::tempdir().unwrap();
+    let tmux = Tmux::new();
+    tmux.wait_for("the shell prompt", Duration::from_secs(10), |s| {
+        s.contains("PROMPT$")
+    });
+    let command = format!(
+        "{} --clients 2 --seed 11 --state-dir {}; echo EXIT=$?",
+        env!("CARGO_BIN_EXE_snapstorm"),
+        state.path().join("state").display()
+    );
+    tmux.send(&[&command, "Enter"]);
+
+    let minutes = Duration::from_secs(120);
+    tmux.wait_for("both clients with completed snapshots", minutes, |s| {
+        s.contains("clients 2")
+            && live_snapshots(s, 0).is_some_and(|n| n >= 1)
+            && live_snapshots(s, 1).is_some_and(|n| n >= 1)
+    });
+
+    tmux.send(&["a"]);
+    tmux.wait_for("clients 3", minutes, |s| s.contains("clients 3"));
+
+    tmux.send(&["g"]);
+    tmux.wait_for("gc 1", minutes, |s| s.contains("gc 1"));
+
+    tmux.send(&["Space"]);
+    tmux.wait_for("PAUSED", minutes, |s| s.contains("PAUSED"));
+
+    tmux.send(&["q"]);
+    let screen = tmux.wait_for("exit code and prompt", minutes, |s| s.contains("EXIT="));
+    assert!(
+        screen.contains("EXIT=0"),
+        "console exits 0 after a clean run:\n{screen}"
+    );
+    let after = screen.split("EXIT=0").nth(1).unwrap();
+    assert!(
+        after.contains("PROMPT$"),
+        "the shell prompt is back:\n{screen}"
+    );
+    assert!(
+        screen.contains("no verification failures"),
+        "summary printed after the console:\n{screen}"
+    );
+}
