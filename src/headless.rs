@@ -117,8 +117,13 @@ pub async fn follow(
                 tally.apply(&event);
                 match &event {
                     Event::ActionFinished(record) if record.outcome == Outcome::Failure => {
+                        let verdict = record
+                            .explained_by
+                            .as_deref()
+                            .map(|f| format!("(expected: {f}) "))
+                            .unwrap_or_else(|| "(UNEXPECTED) ".into());
                         let text = format!(
-                            "snapstorm: FAILURE {} {} snapshot {}: {}",
+                            "snapstorm: FAILURE {verdict}{} {} snapshot {}: {}",
                             record.client,
                             record.action,
                             record.snapshot.as_deref().unwrap_or("-"),
@@ -129,6 +134,21 @@ pub async fn follow(
                     Event::ClientError(client, error) => print_line(bar.as_ref(), &format!("snapstorm: {client}: {error}")),
                     Event::Stopping { in_flight, .. } => {
                         print_line(bar.as_ref(), &format!("snapstorm: stopping; waiting for {in_flight} action(s) in flight"));
+                    }
+                    Event::FaultInjected(injected) => {
+                        print_line(bar.as_ref(), &format!("snapstorm: fault {} → {}", injected.label, injected.target));
+                    }
+                    Event::FaultFailed { kind, error } => {
+                        print_line(bar.as_ref(), &format!("snapstorm: fault {kind} not injected: {error}"));
+                    }
+                    Event::Failures(failures) => {
+                        for f in failures {
+                            let verdict = f.explained_by.as_deref().map(|x| format!("(expected: {x}) ")).unwrap_or_else(|| "(UNEXPECTED) ".into());
+                            print_line(bar.as_ref(), &format!(
+                                "snapstorm: FAILURE {verdict}{} {} snapshot {}: {}",
+                                f.client, f.action, f.snapshot.as_deref().unwrap_or("-"), f.summary
+                            ));
+                        }
                     }
                     Event::Finished(_) => break,
                     _ => {}
@@ -222,14 +242,39 @@ pub fn summary(report: &Report) -> String {
             report.inherited_snapshots, report.inherited_verified
         );
     }
+    if !report.faults.is_empty() {
+        let _ = writeln!(out, "\nfaults injected:");
+        for fault in &report.faults {
+            let detection = match fault.detection_ms {
+                Some(ms) => format!("detected after {:.1}s", ms as f64 / 1000.0),
+                None => "not detected".to_owned(),
+            };
+            let _ = writeln!(
+                out,
+                "  {} at {:.1}s → {} · {detection}",
+                fault.kind,
+                fault.at_ms as f64 / 1000.0,
+                fault.target
+            );
+        }
+    }
     if report.failures.is_empty() {
         let _ = writeln!(out, "\nno verification failures");
     } else {
-        let _ = writeln!(out, "\n{} VERIFICATION FAILURE(S):", report.failures.len());
+        let unexpected = report.unexpected_failures();
+        let _ = writeln!(
+            out,
+            "\n{} VERIFICATION FAILURE(S), {unexpected} unexpected:",
+            report.failures.len()
+        );
         for f in &report.failures {
+            let verdict = match &f.explained_by {
+                Some(fault) => format!("expected ({fault})"),
+                None => "UNEXPECTED".to_owned(),
+            };
             let _ = writeln!(
                 out,
-                "  {} {} snapshot {}: {}",
+                "  {verdict} {} {} snapshot {}: {}",
                 f.client,
                 f.action,
                 f.snapshot.as_deref().unwrap_or("-"),

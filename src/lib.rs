@@ -7,6 +7,7 @@ pub mod backend;
 pub mod cli;
 pub mod console;
 pub mod engine;
+pub mod faults;
 pub mod headless;
 pub mod multiclient;
 pub mod server;

@@ -16,6 +16,7 @@ fn main() -> ExitCode {
             cli::run(args)
         }
         Some(Command::Scenarios) => Ok(cli::scenarios()),
+        Some(Command::Faults) => Ok(cli::faults()),
         None => cli::console(cli.session, cli.verbose),
     };
     match result {

@@ -13,7 +13,7 @@
 //!   aggressive GC deletes at once and can remove data an in-flight backup
 //!   relies on.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -32,6 +32,7 @@ use crate::engine::traits::{
     BackendError, BackendResult, ClientCredentials, ClientFactory, ClientId, ClientSnapshotter,
     Details, GcOptions, RepoCheck, Server, ServerInfo, SnapshotId, Snapshotter,
 };
+use crate::faults::proxy::FaultProxy;
 use crate::server::{RestServer, RunningServer, ServerConfig, Users};
 
 /// The repository's name on the server: clients use `http://…/repo/`.
@@ -79,11 +80,15 @@ fn open_with_key(
     Ok(Repository::new(options, backends)?.open(&Credentials::Masterkey(key.clone()))?)
 }
 
-/// The Server of the embedded backend.
+/// The Server of the embedded backend: the REST server, and the fault
+/// proxy in front of it that clients connect through.
 pub struct EmbeddedServer {
     users: Arc<Users>,
-    running: Mutex<Option<RunningServer>>,
-    addr: SocketAddr,
+    /// Each client's credentials, so a revoked client can be let in again.
+    credentials: Mutex<HashMap<ClientId, ClientCredentials>>,
+    running: tokio::sync::Mutex<Option<RunningServer>>,
+    config: ServerConfig,
+    proxy: FaultProxy,
     data_dir: PathBuf,
     repo_dir: PathBuf,
     key: MasterKey,
@@ -93,8 +98,13 @@ pub struct EmbeddedServer {
 
 impl EmbeddedServer {
     /// Creates the repository under `data_dir/repo` (or reopens it with
-    /// `password`) and starts serving it on 127.0.0.1.
-    pub async fn start(data_dir: &Path, password: &str) -> BackendResult<Arc<EmbeddedServer>> {
+    /// `password`) and starts serving it on 127.0.0.1, behind the fault
+    /// proxy (seeded with `seed` for its random choices).
+    pub async fn start(
+        data_dir: &Path,
+        password: &str,
+        seed: u64,
+    ) -> BackendResult<Arc<EmbeddedServer>> {
         let repo_dir = data_dir.join(REPO_NAME);
         let key = {
             let repo_dir = repo_dir.clone();
@@ -104,14 +114,21 @@ impl EmbeddedServer {
                 .map_err(BackendError::failed)??
         };
         let users = Arc::new(Users::new());
-        let config = ServerConfig::loopback(data_dir, users.clone());
-        let running = RestServer::start(config)
+        let mut config = ServerConfig::loopback(data_dir, users.clone());
+        let running = RestServer::start(config.clone())
             .await
             .map_err(BackendError::failed)?;
+        // A restart comes back on the same port.
+        config.listen = running.addr();
+        let proxy = FaultProxy::start(running.addr(), seed)
+            .await
+            .map_err(|e| BackendError::failed(format!("cannot start the fault proxy: {e}")))?;
         Ok(Arc::new(EmbeddedServer {
             users,
-            addr: running.addr(),
-            running: Mutex::new(Some(running)),
+            credentials: Mutex::new(HashMap::new()),
+            running: tokio::sync::Mutex::new(Some(running)),
+            config,
+            proxy,
             data_dir: data_dir.to_path_buf(),
             repo_dir,
             key,
@@ -119,24 +136,65 @@ impl EmbeddedServer {
         }))
     }
 
+    /// Where clients connect (the proxy).
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.proxy.addr()
+    }
+
+    /// Where the REST server itself listens.
+    pub fn server_addr(&self) -> SocketAddr {
+        self.config.listen
     }
 
     pub fn users(&self) -> &Arc<Users> {
         &self.users
     }
 
+    pub fn proxy(&self) -> &FaultProxy {
+        &self.proxy
+    }
+
     pub fn repo_dir(&self) -> &Path {
         &self.repo_dir
     }
 
-    /// Stops serving (in-flight requests get the server's grace period).
+    /// Stops serving: the proxy, then the server (in-flight requests get the
+    /// server's grace period).
     pub async fn stop(&self) {
-        let running = self.running.lock().expect("server lock").take();
-        if let Some(running) = running {
+        self.proxy.stop().await;
+        if let Some(running) = self.running.lock().await.take() {
             running.stop().await;
         }
+    }
+
+    /// Serves again after [`EmbeddedServer::stop`], on the same ports, with the same users.
+    pub async fn restart(&self) -> BackendResult<()> {
+        let mut running = self.running.lock().await;
+        if running.is_none() {
+            *running = Some(
+                RestServer::start(self.config.clone())
+                    .await
+                    .map_err(BackendError::failed)?,
+            );
+        }
+        self.proxy
+            .restart()
+            .await
+            .map_err(|e| BackendError::failed(format!("cannot restart the fault proxy: {e}")))
+    }
+
+    /// Lets a revoked client in again, with the password it already has.
+    pub fn readmit_client(&self, client: ClientId) -> BackendResult<()> {
+        let credentials = self
+            .credentials
+            .lock()
+            .expect("credentials lock")
+            .get(&client)
+            .cloned()
+            .ok_or_else(|| BackendError::failed(format!("{client} was never authorized")))?;
+        self.users
+            .add(&credentials.user, &credentials.password, false)
+            .map_err(BackendError::failed)
     }
 
     fn open_local(&self) -> BackendResult<Repository<OpenStatus>> {
@@ -182,7 +240,7 @@ impl Server for EmbeddedServer {
     fn info(&self) -> ServerInfo {
         ServerInfo {
             backend: "embedded".into(),
-            address: format!("http://{}/{REPO_NAME}/", self.addr),
+            address: format!("http://{}/{REPO_NAME}/", self.addr()),
             repository: self.repo_dir.clone(),
         }
     }
@@ -193,11 +251,16 @@ impl Server for EmbeddedServer {
         self.users
             .add(&user, &password, false)
             .map_err(BackendError::failed)?;
-        Ok(ClientCredentials {
-            url: format!("rest:http://{user}:{password}@{}/{REPO_NAME}/", self.addr),
+        let credentials = ClientCredentials {
+            url: format!("rest:http://{user}:{password}@{}/{REPO_NAME}/", self.addr()),
             user,
             password,
-        })
+        };
+        self.credentials
+            .lock()
+            .expect("credentials lock")
+            .insert(client, credentials.clone());
+        Ok(credentials)
     }
 
     fn remove_client(&self, client: ClientId) -> BackendResult<()> {
@@ -235,16 +298,23 @@ impl Server for EmbeddedServer {
         Ok(snapshot_ids(repo.get_all_snapshots()?))
     }
 
+    /// rustic's check reading all data — which reads only the packs live
+    /// snapshots use — plus a scan of every file against its id, so damage
+    /// to data no snapshot needs any more is reported too.
     fn verify_repo(&self) -> BackendResult<RepoCheck> {
         let repo = self.open_local()?;
         let results = repo.check(CheckOptions::default().read_data(true))?;
-        let problems: Vec<String> = results
+        let mut problems: Vec<String> = results
             .0
             .iter()
+            // rustic does not export the level type; warnings (e.g. a pack no
+            // index names yet) are not damage.
+            .filter(|(level, _)| format!("{level:?}") == "Error")
             .map(|(level, error)| format!("{level:?}: {error}"))
             .collect();
+        problems.extend(files_not_matching_their_id(&self.repo_dir));
         Ok(RepoCheck {
-            healthy: results.is_ok().is_ok(),
+            healthy: problems.is_empty(),
             problems,
         })
     }
@@ -258,6 +328,52 @@ impl Server for EmbeddedServer {
             .map(|m| m.len())
             .sum()
     }
+}
+
+/// Repository files (all but `config`) are named by the SHA-256 of their
+/// content; every file whose content does not match is listed.
+fn files_not_matching_their_id(repo_dir: &Path) -> Vec<String> {
+    use rayon::prelude::*;
+    use sha2::Digest;
+    let files: Vec<PathBuf> = ["data", "index", "snapshots", "keys"]
+        .iter()
+        .flat_map(|kind| walkdir::WalkDir::new(repo_dir.join(kind)))
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file() && !e.file_name().to_string_lossy().starts_with('.'))
+        .map(|e| e.into_path())
+        .collect();
+    let mut problems: Vec<String> = files
+        .par_iter()
+        .filter_map(|path| {
+            let name = path.file_name()?.to_string_lossy().into_owned();
+            let relative = path
+                .strip_prefix(repo_dir)
+                .unwrap_or(path)
+                .display()
+                .to_string();
+            let mut file = match std::fs::File::open(path) {
+                Ok(file) => file,
+                // Removed meanwhile (a delete or a prune): nothing to compare.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+                Err(e) => return Some(format!("Error: {relative}: cannot read: {e}")),
+            };
+            let mut hasher = sha2::Sha256::new();
+            let mut buffer = vec![0u8; 1 << 20];
+            loop {
+                match std::io::Read::read(&mut file, &mut buffer) {
+                    Ok(0) => break,
+                    Ok(n) => hasher.update(&buffer[..n]),
+                    Err(e) => return Some(format!("Error: {relative}: cannot read: {e}")),
+                }
+            }
+            let actual = hex::encode(hasher.finalize());
+            (actual != name).then(|| {
+                format!("Error: {relative}: content does not match its id (SHA-256 {actual})")
+            })
+        })
+        .collect();
+    problems.sort();
+    problems
 }
 
 fn snapshot_ids(mut snapshots: Vec<SnapshotFile>) -> Vec<SnapshotId> {

@@ -14,6 +14,7 @@ use crate::engine::Action;
 use crate::engine::stats::Outcome;
 use crate::engine::store::Failure;
 use crate::engine::traits::{ClientId, GcOptions};
+use crate::faults::{FaultKind, FaultSpec, Injected};
 use crate::multiclient::run::{Command, Event, RunInfo};
 
 /// Actions kept per client pane: enough to fill any pane, bounded memory.
@@ -38,6 +39,10 @@ pub enum UiAction {
     ToggleHelp,
     CloseOverlay,
     CycleLogLevel,
+    /// Restore-and-verify is per snapshot; this checks the whole repository.
+    VerifyRepo,
+    OpenFaultMenu,
+    InjectFault(FaultKind),
     Quit,
 }
 
@@ -57,6 +62,8 @@ pub enum Overlay {
     Failure(usize),
     /// The selected client's whole stream and counts.
     Client(ClientId),
+    /// The faults that can be injected, by number.
+    FaultMenu,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +96,8 @@ pub struct StreamEntry {
     pub outcome: Outcome,
     pub duration_ms: u64,
     pub note: Option<String>,
+    /// An injected fault explains this error or failure.
+    pub expected: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -102,7 +111,10 @@ pub struct ClientView {
     pub deleted: usize,
     pub created: u64,
     pub verified: u64,
+    /// Failures no injected fault explains.
     pub failures: u64,
+    /// Failures an injected fault explains.
+    pub expected_failures: u64,
     pub errors: u64,
     pub actions: u64,
     pub message: Option<String>,
@@ -120,6 +132,7 @@ impl ClientView {
             created: 0,
             verified: 0,
             failures: 0,
+            expected_failures: 0,
             errors: 0,
             actions: 0,
             message: None,
@@ -167,6 +180,8 @@ pub struct App {
     second_started: Instant,
     pub stopping: Option<Stopping>,
     pub finished: bool,
+    /// Faults injected so far.
+    pub faults: Vec<Injected>,
     /// Last notice for the status bar (e.g. a client that could not connect).
     pub notice: Option<String>,
 }
@@ -203,6 +218,7 @@ impl App {
             second_started: now,
             stopping: None,
             finished: false,
+            faults: Vec::new(),
             notice: None,
         }
     }
@@ -217,6 +233,14 @@ impl App {
                     ClientState::Running | ClientState::Paused | ClientState::Removing
                 )
             })
+            .count()
+    }
+
+    /// Failures no injected fault explains.
+    pub fn unexpected_failures(&self) -> usize {
+        self.failures
+            .iter()
+            .filter(|f| f.explained_by.is_none())
             .count()
     }
 
@@ -290,11 +314,13 @@ impl App {
                 view.actions += 1;
                 view.live = record.live;
                 view.deleted = record.deleted;
+                let expected = record.explained_by.is_some();
                 match (record.outcome, record.action) {
                     (Outcome::Ok, Action::SnapshotRoot) => view.created += 1,
                     (Outcome::Ok, Action::RestoreRandomSnapshot | Action::RestoreIntoDataDir) => {
                         view.verified += 1
                     }
+                    (Outcome::Failure, _) if expected => view.expected_failures += 1,
                     (Outcome::Failure, _) => view.failures += 1,
                     (Outcome::Error, _) => view.errors += 1,
                     _ => {}
@@ -306,7 +332,14 @@ impl App {
                     action: record.action,
                     outcome: record.outcome,
                     duration_ms: record.duration_ms,
-                    note: record.message.clone(),
+                    note: match &record.explained_by {
+                        Some(fault) => Some(format!(
+                            "(expected: {fault}) {}",
+                            record.message.as_deref().unwrap_or("")
+                        )),
+                        None => record.message.clone(),
+                    },
+                    expected,
                 });
             }
             Event::GcStarted => self.gc_running += 1,
@@ -333,6 +366,14 @@ impl App {
                     in_flight,
                 });
             }
+            Event::FaultInjected(injected) => {
+                self.notice = Some(format!("injected {} → {}", injected.label, injected.target));
+                self.faults.push(injected);
+            }
+            Event::FaultFailed { kind, error } => {
+                self.notice = Some(format!("{kind} not injected: {error}"))
+            }
+            Event::Failures(failures) => self.failures.extend(failures),
             Event::Finished(_) => self.finished = true,
         }
     }
@@ -345,6 +386,14 @@ impl App {
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         if ctrl && key.code == KeyCode::Char('c') {
             return Some(UiAction::Quit);
+        }
+        if self.overlay == Overlay::FaultMenu
+            && let KeyCode::Char(digit @ '1'..='9') = key.code
+        {
+            let index = digit as usize - '1' as usize;
+            return FaultKind::ALL
+                .get(index)
+                .map(|kind| UiAction::InjectFault(*kind));
         }
         if self.overlay != Overlay::None {
             return match key.code {
@@ -367,6 +416,8 @@ impl App {
             KeyCode::Enter => UiAction::OpenDetails,
             KeyCode::Char('?') => UiAction::ToggleHelp,
             KeyCode::Char('l') => UiAction::CycleLogLevel,
+            KeyCode::Char('c') => UiAction::VerifyRepo,
+            KeyCode::Char('f') => UiAction::OpenFaultMenu,
             KeyCode::Char('q') => UiAction::Quit,
             KeyCode::Esc => UiAction::CloseOverlay,
             _ => return None,
@@ -448,6 +499,24 @@ impl App {
                     _ => LevelFilter::Error,
                 };
                 None
+            }
+            UiAction::VerifyRepo => self
+                .selected_active()
+                .map(|id| Command::Enqueue(id, Action::VerifyRepo)),
+            UiAction::OpenFaultMenu => {
+                self.overlay = Overlay::FaultMenu;
+                None
+            }
+            UiAction::InjectFault(kind) => {
+                self.overlay = Overlay::None;
+                let mut spec = FaultSpec::new(kind, std::time::Duration::ZERO);
+                if matches!(kind, FaultKind::RevokeClient | FaultKind::KillClient) {
+                    spec.client = self.selected_active();
+                    if kind == FaultKind::RevokeClient {
+                        spec.duration = Some(Duration::from_secs(15));
+                    }
+                }
+                Some(Command::InjectFault(spec))
             }
             UiAction::Quit => {
                 self.overlay = Overlay::None;

@@ -157,11 +157,11 @@ fn draw_pane(frame: &mut Frame, area: Rect, app: &App, view: &ClientView, select
     }
     let room = inner_height.saturating_sub(lines.len());
     for entry in view.stream.iter().rev().take(room) {
-        let style = match entry.outcome {
-            Outcome::Ok => theme.ok(),
-            Outcome::NoOp => theme.dim(),
-            Outcome::Error => theme.error(),
-            Outcome::Failure => theme.failure(),
+        let style = match (entry.outcome, entry.expected) {
+            (Outcome::Ok, _) => theme.ok(),
+            (Outcome::NoOp, _) => theme.dim(),
+            (Outcome::Error, _) | (Outcome::Failure, true) => theme.error(),
+            (Outcome::Failure, false) => theme.failure(),
         };
         let timing = match entry.outcome {
             Outcome::NoOp => "no-op".to_owned(),
@@ -169,7 +169,10 @@ fn draw_pane(frame: &mut Frame, area: Rect, app: &App, view: &ClientView, select
         };
         lines.push(Line::from(vec![
             Span::styled(
-                format!("{:<2} ", format::outcome_mark(entry.outcome)),
+                format!(
+                    "{:<2} ",
+                    format::outcome_mark(entry.outcome, entry.expected)
+                ),
                 style,
             ),
             Span::raw(format!("{:<27}", entry.action.name())),

@@ -13,7 +13,11 @@ use super::layout::centered;
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let theme = &app.theme;
     let focused = app.focus == Focus::Failures;
-    let title = format!(" failures {} ", app.failures.len());
+    let title = format!(
+        " failures {} · unexpected {} ",
+        app.failures.len(),
+        app.unexpected_failures()
+    );
     let block = Block::default()
         .borders(Borders::ALL)
         .border_style(if focused {
@@ -44,9 +48,14 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         .failures
         .iter()
         .map(|f| {
+            let verdict = match &f.explained_by {
+                Some(fault) => Span::styled(format!("⚑ expected: {fault} "), theme.error()),
+                None => Span::styled("✗✗ UNEXPECTED ", theme.failure()),
+            };
             ListItem::new(vec![
                 Line::from(vec![
-                    Span::styled(format!("{} ", f.client), theme.failure()),
+                    verdict,
+                    Span::styled(format!("{} ", f.client), theme.title()),
                     Span::raw(format!(
                         "{} {}",
                         f.action,
@@ -72,8 +81,19 @@ pub fn draw_detail(frame: &mut Frame, area: Rect, app: &App, index: usize) {
     };
     let theme = &app.theme;
     let area = centered(area, 90, 80);
+    let verdict = match &failure.explained_by {
+        Some(fault) => Line::from(Span::styled(
+            format!("expected: {fault} explains it"),
+            theme.error(),
+        )),
+        None => Line::from(Span::styled(
+            "UNEXPECTED: no injected fault explains it",
+            theme.failure(),
+        )),
+    };
     let mut lines = vec![
         Line::from(Span::styled(failure.summary.clone(), theme.failure())),
+        verdict,
         Line::from(format!(
             "{} · {} · snapshot {} · run {} · {}",
             failure.client,

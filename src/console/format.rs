@@ -25,13 +25,15 @@ pub fn bytes(n: u64) -> String {
     bytesize::ByteSize::b(n).display().iec().to_string()
 }
 
-/// The mark an outcome gets in a stream.
-pub fn outcome_mark(outcome: Outcome) -> &'static str {
-    match outcome {
-        Outcome::Ok => "✓",
-        Outcome::NoOp => "–",
-        Outcome::Error => "✗",
-        Outcome::Failure => "✗✗",
+/// The mark an outcome gets in a stream; `expected`: an injected fault explains it.
+pub fn outcome_mark(outcome: Outcome, expected: bool) -> &'static str {
+    match (outcome, expected) {
+        (Outcome::Ok, _) => "✓",
+        (Outcome::NoOp, _) => "–",
+        (Outcome::Error, false) => "✗",
+        (Outcome::Error, true) => "⚡",
+        (Outcome::Failure, false) => "✗✗",
+        (Outcome::Failure, true) => "⚑",
     }
 }
 

@@ -39,7 +39,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         Span::raw(format!("state {}", app.state_dir.display())),
     ]);
     let failures = app.failures.len();
-    let failure_style = if failures > 0 {
+    let unexpected = app.unexpected_failures();
+    let failure_style = if unexpected > 0 {
         theme.failure()
     } else {
         theme.ok()
@@ -62,10 +63,19 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         sep(),
         Span::raw(format!("verified {}", app.totals_verified)),
         sep(),
-        Span::styled(format!("failures {failures}"), failure_style),
+        Span::styled(
+            format!("failures {failures} ({unexpected} unexpected)"),
+            failure_style,
+        ),
         sep(),
         Span::raw(format!("errors {}", app.totals_errors)),
     ]);
+    if !app.faults.is_empty() {
+        totals.extend([
+            sep(),
+            Span::styled(format!("faults {}", app.faults.len()), theme.error()),
+        ]);
+    }
     if app.paused_all {
         totals.extend([Span::raw("  "), Span::styled(" PAUSED ", theme.paused())]);
     }

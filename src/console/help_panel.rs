@@ -9,7 +9,7 @@ use super::app::App;
 use super::layout::centered;
 
 /// Every key and what it does.
-pub const KEYS: [(&str, &str); 15] = [
+pub const KEYS: [(&str, &str); 17] = [
     (
         "a",
         "add a client (authorized on the server, connected, running)",
@@ -26,6 +26,11 @@ pub const KEYS: [(&str, &str); 15] = [
     ("p", "pause / resume the selected client"),
     ("s", "snapshot now (selected client)"),
     ("v", "restore and verify now (selected client)"),
+    (
+        "c",
+        "check the whole repository, reading all data (verify-repo)",
+    ),
+    ("f", "fault menu: inject a fault now"),
     ("↑ ↓ ← → j k", "select a client, or a failure"),
     ("tab", "switch between clients and failures"),
     (
@@ -54,7 +59,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     }
     lines.push(Line::from(""));
     lines.push(Line::from(Span::styled(
-        "✓ ok   – no-op   ✗ error   ✗✗ verification failure   ⟳ running",
+        "✓ ok  – no-op  ✗ error  ✗✗ failure  ⚡ ⚑ error / failure a fault explains  ⟳ running",
         theme.dim(),
     )));
     let block = Block::default()

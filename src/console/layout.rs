@@ -7,7 +7,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
 use super::app::{App, ClientState, Overlay};
-use super::{clients, failures, format, header, help_panel, log_pane, status_bar, throughput};
+use super::{
+    clients, failures, fault_menu, format, header, help_panel, log_pane, status_bar, throughput,
+};
 
 pub const MIN_WIDTH: u16 = 80;
 pub const MIN_HEIGHT: u16 = 24;
@@ -44,6 +46,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
         Overlay::Help => help_panel::draw(frame, area, app),
         Overlay::Failure(index) => failures::draw_detail(frame, area, app, *index),
         Overlay::Client(id) => draw_client_detail(frame, area, app, *id),
+        Overlay::FaultMenu => fault_menu::draw(frame, area, app),
     }
     if app.stopping.is_some() {
         draw_stopping(frame, area, app);
@@ -112,7 +115,7 @@ fn draw_client_detail(frame: &mut Frame, area: Rect, app: &App, id: crate::engin
     for entry in view.stream.iter().rev() {
         let mut text = format!(
             "{:<2} {:<27} {:>8}",
-            format::outcome_mark(entry.outcome),
+            format::outcome_mark(entry.outcome, entry.expected),
             entry.action.name(),
             format::millis(entry.duration_ms)
         );

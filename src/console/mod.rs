@@ -13,6 +13,7 @@
 pub mod app;
 mod clients;
 mod failures;
+mod fault_menu;
 mod format;
 mod header;
 mod help_panel;
@@ -96,7 +97,22 @@ pub fn install_panic_hook() {
             restore_terminal();
             default(info);
         } else {
-            tracing::error!(target: "snapstorm::panic", "{info}");
+            let message = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            let location = info
+                .location()
+                .map(|l| format!(" at {l}"))
+                .unwrap_or_default();
+            tracing::error!(
+                target: "snapstorm::panic",
+                "panic in {}{location}: {}",
+                std::thread::current().name().unwrap_or("a worker thread"),
+                crate::engine::brief::brief(&message)
+            );
         }
     }));
 }

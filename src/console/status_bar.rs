@@ -21,6 +21,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
                 ("p", "pause"),
                 ("s", "snap"),
                 ("v", "verify"),
+                ("c", "check repo"),
+                ("f", "faults"),
                 ("↑↓", "select"),
                 ("tab", "failures"),
                 ("?", "help"),

@@ -6,8 +6,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::brief::{brief, without_backtrace};
 use super::fingerprint::{CompareOptions, Fingerprint, FingerprintError, TreeDiff};
-use super::store::{Failure, MetadataStore, SnapshotRecord, StoreError, now_rfc3339};
+use super::store::{Failure, FailureKind, MetadataStore, SnapshotRecord, StoreError, now_rfc3339};
 use super::traits::{BackendError, ClientId, SnapshotId, Snapshotter};
 
 /// How many entries of each kind a failure's details list.
@@ -44,14 +45,20 @@ pub enum Verification {
 }
 
 impl Verification {
+    pub fn failure_kind(&self) -> Option<FailureKind> {
+        match self {
+            Verification::Verified { .. } => None,
+            Verification::Mismatch(_) => Some(FailureKind::ContentMismatch),
+            Verification::RestoreFailed(_) => Some(FailureKind::RestoreFailed),
+        }
+    }
+
     /// One line for the UI and the report; `None` when verified.
     pub fn failure_summary(&self) -> Option<String> {
         match self {
             Verification::Verified { .. } => None,
             Verification::Mismatch(diff) => Some(format!("restore differs: {}", diff.summary())),
-            Verification::RestoreFailed(error) => {
-                Some(format!("restore failed: {}", first_line(error)))
-            }
+            Verification::RestoreFailed(error) => Some(format!("restore failed: {}", brief(error))),
         }
     }
 
@@ -60,13 +67,9 @@ impl Verification {
         match self {
             Verification::Verified { .. } => String::new(),
             Verification::Mismatch(diff) => diff.render(DIFF_LINES),
-            Verification::RestoreFailed(error) => error.clone(),
+            Verification::RestoreFailed(error) => without_backtrace(error).to_owned(),
         }
     }
-}
-
-fn first_line(text: &str) -> &str {
-    text.lines().next().unwrap_or(text)
 }
 
 #[derive(Debug)]
@@ -155,77 +158,71 @@ impl Checker {
         Ok(())
     }
 
-    /// Records a verification failure durably and returns it.
-    pub fn record_failure(
+    /// A verification failure found now (not yet recorded).
+    pub fn failure(
         &self,
         client: ClientId,
         snapshot: Option<&str>,
         action: &str,
+        kind: FailureKind,
         summary: String,
         details: String,
-    ) -> Result<Failure, CheckerError> {
-        let failure = Failure {
+    ) -> Failure {
+        Failure {
             run: self.store.run_number(),
             time: now_rfc3339(),
             client,
             snapshot: snapshot.map(str::to_owned),
             action: action.to_owned(),
+            kind,
             summary,
             details,
-        };
-        self.store.record_failure(failure.clone())?;
-        Ok(failure)
+            explained_by: None,
+        }
     }
 
     /// Compares, as sets, the snapshots the metadata holds with the
     /// repository's listing. A live snapshot missing from the repository is
-    /// a failure, and so is a deleted one that is listed again.
-    pub fn check_listing(&self, listing: &[SnapshotId]) -> Result<Vec<Failure>, CheckerError> {
+    /// a failure, and so is a deleted one that is listed again. The failures
+    /// are returned, not yet recorded.
+    pub fn check_listing(&self, listing: &[SnapshotId], action: &str) -> Vec<Failure> {
         let listed: BTreeSet<&str> = listing.iter().map(String::as_str).collect();
         let state = self.store.state();
         let mut failures = Vec::new();
         for (client, record) in &state.clients {
             for snapshot in &record.live {
                 if !listed.contains(snapshot.id.as_str()) {
-                    failures.push(self.listing_failure(
+                    let summary = format!(
+                        "snapshot lost: recorded live (run {}) but not in the repository",
+                        snapshot.run
+                    );
+                    failures.push(self.failure(
                         *client,
-                        &snapshot.id,
-                        format!(
-                            "snapshot lost: recorded live (run {}) but not in the repository",
-                            snapshot.run
-                        ),
+                        Some(&snapshot.id),
+                        action,
+                        FailureKind::SnapshotLost,
+                        summary.clone(),
+                        summary,
                     ));
                 }
             }
             for id in &record.deleted {
                 if listed.contains(id.as_str()) {
-                    failures.push(self.listing_failure(
+                    let summary = "deleted snapshot is still in the repository".to_owned();
+                    failures.push(self.failure(
                         *client,
-                        id,
-                        "deleted snapshot is still in the repository".to_owned(),
+                        Some(id),
+                        action,
+                        FailureKind::DeletedSnapshotPresent,
+                        summary.clone(),
+                        summary,
                     ));
                 }
             }
         }
-        for failure in &failures {
-            self.store.record_failure(failure.clone())?;
-        }
-        Ok(failures)
-    }
-
-    fn listing_failure(&self, client: ClientId, id: &str, summary: String) -> Failure {
-        Failure {
-            run: self.store.run_number(),
-            time: now_rfc3339(),
-            client,
-            snapshot: Some(id.to_owned()),
-            action: "startup-check".to_owned(),
-            details: summary.clone(),
-            summary,
-        }
+        failures
     }
 }
-
 /// Makes `dir` an empty directory.
 pub fn empty_dir(dir: &Path) -> Result<(), CheckerError> {
     let io = |context: String| move |source| CheckerError::Io { context, source };

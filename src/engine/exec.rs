@@ -20,18 +20,40 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::actions::Action;
+use super::brief::{brief, without_backtrace};
 use super::checker::{Checker, CheckerError, Verification};
 use super::file_writer::available_space;
 use super::fingerprint::CompareOptions;
 use super::options::ActionOptions;
 use super::scenario::{Plan, Scenario};
 use super::stats::{Effects, FailureReport, Outcome, Report, Stats};
-use super::store::{Failure, MetadataStore, now_rfc3339};
+use super::store::{Failure, FailureKind, MetadataStore, now_rfc3339};
 use super::trace::Trace;
 use super::traits::{
     ActionRng, ClientId, Details, FileWriter, GcOptions, Server, SnapshotId, Snapshotter,
     WriteEffect,
 };
+
+/// Something that went wrong during an action (or a listing check), as
+/// attribution sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Incident<'a> {
+    pub client: ClientId,
+    /// Action name, or `startup-check` / `final-check`.
+    pub action: &'a str,
+    /// `None` for an action error, else the kind of verification failure.
+    pub failure: Option<FailureKind>,
+    pub started: Instant,
+    pub ended: Instant,
+}
+
+/// Says which injected fault, if any, explains an incident. Set by the
+/// fault machinery; without it every failure is unexpected.
+pub trait Attribution: Send + Sync {
+    fn explain(&self, incident: &Incident<'_>) -> Option<String>;
+    /// The faults injected so far, with what they were seen to cause.
+    fn fault_reports(&self) -> Vec<super::stats::FaultReport>;
+}
 
 /// What the engine runs with besides its parts.
 #[derive(Debug, Clone)]
@@ -79,6 +101,9 @@ pub struct ActionRecord {
     /// Why it was a no-op, the error, or the failure summary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// For an error or failure: the injected fault that explains it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explained_by: Option<String>,
     /// The client's live and deleted snapshot counts after the action.
     pub live: usize,
     pub deleted: usize,
@@ -120,7 +145,7 @@ impl Step {
     fn error(error: impl std::fmt::Display) -> Self {
         Step {
             outcome: Some(Outcome::Error),
-            message: Some(error.to_string()),
+            message: Some(brief(&error.to_string())),
             ..Step::default()
         }
     }
@@ -162,6 +187,7 @@ pub struct Engine {
     inherited_verified: AtomicU64,
     gc_runs: AtomicU64,
     started: Instant,
+    attribution: std::sync::OnceLock<Arc<dyn Attribution>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -233,7 +259,42 @@ impl Engine {
             inherited_verified: AtomicU64::new(0),
             gc_runs: AtomicU64::new(0),
             started: Instant::now(),
+            attribution: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Lets injected faults explain failures and errors (set once).
+    pub fn set_attribution(&self, attribution: Arc<dyn Attribution>) {
+        let _ = self.attribution.set(attribution);
+    }
+
+    fn explain(&self, incident: &Incident<'_>) -> Option<String> {
+        self.attribution.get().and_then(|a| a.explain(incident))
+    }
+
+    /// Attributes a failure, records it durably and counts it.
+    fn record_failure(&self, mut failure: Failure, started: Instant, in_action: bool) -> Failure {
+        failure.explained_by = self.explain(&Incident {
+            client: failure.client,
+            action: &failure.action,
+            failure: Some(failure.kind),
+            started,
+            ended: Instant::now(),
+        });
+        if let Err(error) = self.store().record_failure(failure.clone()) {
+            tracing::error!(%error, "cannot record a verification failure");
+        }
+        if !in_action {
+            self.stats
+                .record_failure_outside_actions(failure.client, failure.explained_by.is_some());
+        }
+        let expected = failure.explained_by.as_deref().unwrap_or("unexpected");
+        tracing::error!(
+            client = %failure.client, action = %failure.action,
+            snapshot = failure.snapshot.as_deref().unwrap_or("-"),
+            "verification failure ({expected}): {}", failure.summary
+        );
+        failure
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -339,12 +400,24 @@ impl Engine {
     /// Compares the metadata with the repository's listing, as sets; every
     /// snapshot the repository lost becomes a verification failure.
     pub fn startup_check(&self) -> Result<Vec<Failure>, CheckerError> {
+        self.listing_check("startup-check")
+    }
+
+    /// The same comparison at the end of a run: deleted snapshots must be
+    /// gone and live ones present.
+    pub fn final_check(&self) -> Result<Vec<Failure>, CheckerError> {
+        self.listing_check("final-check")
+    }
+
+    fn listing_check(&self, action: &str) -> Result<Vec<Failure>, CheckerError> {
+        let started = Instant::now();
         let listing = self.server.list_snapshots()?;
-        let failures = self.checker.check_listing(&listing)?;
-        for failure in &failures {
-            self.stats.record_failure_outside_actions(failure.client);
-        }
-        Ok(failures)
+        Ok(self
+            .checker
+            .check_listing(&listing, action)
+            .into_iter()
+            .map(|failure| self.record_failure(failure, started, false))
+            .collect())
     }
 
     fn run_action(
@@ -395,8 +468,28 @@ impl Engine {
         }
         let outcome = total.outcome();
         let duration = started.elapsed();
-        self.stats
-            .record(client, action, outcome, duration, total.effects);
+        let failure = total
+            .failure
+            .map(|failure| self.record_failure(failure, started, true));
+        let explained_by = match (&failure, outcome) {
+            (Some(failure), _) => failure.explained_by.clone(),
+            (None, Outcome::Error) => self.explain(&Incident {
+                client,
+                action: action.name(),
+                failure: None,
+                started,
+                ended: Instant::now(),
+            }),
+            _ => None,
+        };
+        self.stats.record(
+            client,
+            action,
+            outcome,
+            duration,
+            total.effects,
+            explained_by.is_some(),
+        );
         let record = ActionRecord {
             time,
             client,
@@ -408,20 +501,22 @@ impl Engine {
             snapshot: total.snapshot,
             details: total.details,
             message: total.message,
+            explained_by,
             live: self.store().live(client).len(),
             deleted: self.store().deleted_count(client),
-            failure: total.failure,
+            failure,
         };
         if let Err(error) = self.trace.write(&record) {
             tracing::warn!(%error, "cannot write the action trace");
         }
         match outcome {
-            Outcome::Failure => tracing::error!(
-                client = %client, action = %action, snapshot = record.snapshot.as_deref().unwrap_or("-"),
-                "verification failure: {}", record.message.as_deref().unwrap_or("")
-            ),
+            // Failures were logged when recorded.
+            Outcome::Failure => {}
             Outcome::Error => tracing::warn!(
-                client = %client, action = %action, "action failed: {}", record.message.as_deref().unwrap_or("")
+                client = %client, action = %action,
+                "action failed{}: {}",
+                record.explained_by.as_deref().map(|f| format!(" (expected: {f})")).unwrap_or_default(),
+                record.message.as_deref().unwrap_or("")
             ),
             _ => {
                 tracing::debug!(client = %client, action = %action, ?outcome, ms = record.duration_ms, "action done")
@@ -536,6 +631,7 @@ impl Engine {
                 client,
                 Some(&id),
                 action,
+                failed.failure_kind().unwrap_or_default(),
                 failed.failure_summary().unwrap_or_default(),
                 failed.failure_details(),
             ),
@@ -545,23 +641,22 @@ impl Engine {
         step
     }
 
-    /// A verification failure: recorded durably, then reported by the step.
+    /// A verification failure; `run_action` attributes and records it.
     fn fail(
         &self,
         client: ClientId,
         snapshot: Option<&str>,
         action: Action,
+        kind: FailureKind,
         summary: String,
         details: String,
     ) -> Step {
         let mut step = Step::failure(summary.clone());
-        match self
-            .checker
-            .record_failure(client, snapshot, action.name(), summary, details)
-        {
-            Ok(failure) => step.failure = Some(failure),
-            Err(error) => tracing::error!(%error, "cannot record a verification failure"),
-        }
+        step.failure =
+            Some(
+                self.checker
+                    .failure(client, snapshot, action.name(), kind, summary, details),
+            );
         step
     }
 
@@ -598,6 +693,13 @@ impl Engine {
                 step
             }
             Err(error) => Step::error(error),
+        }
+    }
+
+    /// Writes a line that is not an action (an injected fault) into the trace.
+    pub fn trace_event(&self, event: &impl Serialize) {
+        if let Err(error) = self.trace.write(event) {
+            tracing::warn!(%error, "cannot write the action trace");
         }
     }
 
@@ -655,16 +757,22 @@ impl Engine {
                     check
                         .problems
                         .first()
-                        .map(String::as_str)
-                        .unwrap_or("(none described)")
+                        .map(|p| brief(p))
+                        .unwrap_or_else(|| "(none described)".into())
                 );
                 let problems = check.problems.len();
                 self.fail(
                     client,
                     None,
                     Action::VerifyRepo,
+                    FailureKind::RepositoryCheck,
                     summary,
-                    check.problems.join("\n"),
+                    check
+                        .problems
+                        .iter()
+                        .map(|p| without_backtrace(p))
+                        .collect::<Vec<_>>()
+                        .join("\n"),
                 )
                 .detail("problems", json!(problems))
             }
@@ -704,6 +812,11 @@ impl Engine {
                 .filter(|f| f.run == run)
                 .map(FailureReport::from)
                 .collect(),
+            faults: self
+                .attribution
+                .get()
+                .map(|a| a.fault_reports())
+                .unwrap_or_default(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! and the metadata that lets a later run resume.
 
 pub mod actions;
+pub mod brief;
 pub mod checker;
 pub mod exec;
 pub mod file_writer;

@@ -14,6 +14,11 @@
 //! # options for one action only, over `[options]`
 //! [action-options.write-random-files]
 //! repeat-action = 100
+//! # faults to inject (see `snapstorm faults`)
+//! [[faults]]
+//! kind = "server-restart"
+//! at = "20s"
+//! duration = "5s"
 //! ```
 
 use std::collections::BTreeMap;
@@ -23,6 +28,7 @@ use serde::Deserialize;
 
 use super::actions::{Action, Weights};
 use super::options::ActionOptions;
+use crate::faults::{FaultSpec, ScenarioFault};
 
 /// The presets, by name, with their TOML text.
 pub const PRESETS: [(&str, &str); 6] = [
@@ -70,6 +76,8 @@ pub struct Scenario {
     pub options: ActionOptions,
     /// Options of single actions that differ from `options`.
     pub action_options: BTreeMap<Action, ActionOptions>,
+    /// Faults to inject (`[[faults]]`).
+    pub faults: Vec<FaultSpec>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -84,6 +92,8 @@ struct ScenarioFile {
     options: Option<toml::Spanned<toml::Table>>,
     #[serde(default)]
     action_options: BTreeMap<Action, toml::Spanned<toml::Table>>,
+    #[serde(default)]
+    faults: Vec<toml::Spanned<ScenarioFault>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -160,6 +170,20 @@ impl Scenario {
             let options = options_from(merged, text, table.span(), origin)?;
             action_options.insert(action, options);
         }
+        let mut faults = Vec::new();
+        for fault in file.faults {
+            let (line, column) = line_and_column(text, fault.span().start);
+            let spec = fault
+                .get_ref()
+                .to_spec()
+                .map_err(|message| ScenarioError::Parse {
+                    origin: origin.to_owned(),
+                    line,
+                    column,
+                    message,
+                })?;
+            faults.push(spec);
+        }
         let plan = match (file.sequence, file.weights) {
             (Some(_), Some(_)) => {
                 return Err(invalid(
@@ -186,6 +210,7 @@ impl Scenario {
             plan,
             options: base,
             action_options,
+            faults,
         })
     }
 
@@ -263,6 +288,25 @@ mod tests {
                 .starts_with("x.toml:2:1: unknown field `repeat-actoin`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn faults_in_a_scenario() {
+        let text = "description = \"d\"\n[[faults]]\nkind = \"network\"\nat = \"10s\"\nduration = \"20s\"\ndrop-percent = 30\n";
+        let scenario = Scenario::parse("x", text, "x.toml").unwrap();
+        assert_eq!(scenario.faults.len(), 1);
+        assert_eq!(scenario.faults[0].network.drop_percent, 30);
+        let bad = "description = \"d\"\n\n[[faults]]\nkind = \"network\"\nat = \"later\"\n";
+        let err = Scenario::parse("x", bad, "x.toml").unwrap_err().to_string();
+        assert!(
+            err.starts_with("x.toml:3:1: `later` is not a duration"),
+            "{err}"
+        );
+        let unknown = "description = \"d\"\n[[faults]]\nkind = \"meteor\"\nat = \"1s\"\n";
+        let err = Scenario::parse("x", unknown, "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown variant `meteor`"), "{err}");
     }
 
     #[test]

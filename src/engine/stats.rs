@@ -8,7 +8,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use super::actions::Action;
-use super::store::Failure;
+use super::store::{Failure, FailureKind};
 use super::traits::ClientId;
 
 /// How an action ended.
@@ -33,7 +33,11 @@ pub struct ClientCounts {
     pub snapshots_deleted: u64,
     pub restores_verified: u64,
     pub verification_failures: u64,
+    /// Failures no injected fault explains.
+    pub unexpected_failures: u64,
     pub errors: u64,
+    /// Errors an injected fault explains.
+    pub expected_errors: u64,
     pub no_ops: u64,
     pub bytes_written: u64,
     pub low_disk_recoveries: u64,
@@ -47,7 +51,9 @@ impl ClientCounts {
         self.snapshots_deleted += other.snapshots_deleted;
         self.restores_verified += other.restores_verified;
         self.verification_failures += other.verification_failures;
+        self.unexpected_failures += other.unexpected_failures;
         self.errors += other.errors;
+        self.expected_errors += other.expected_errors;
         self.no_ops += other.no_ops;
         self.bytes_written += other.bytes_written;
         self.low_disk_recoveries += other.low_disk_recoveries;
@@ -117,6 +123,7 @@ impl Stats {
             .or_default();
     }
 
+    /// Counts a finished action; `expected`: an injected fault explains its error or failure.
     pub fn record(
         &self,
         client: ClientId,
@@ -124,6 +131,7 @@ impl Stats {
         outcome: Outcome,
         duration: Duration,
         effects: Effects,
+        expected: bool,
     ) {
         let mut inner = self.inner.lock().expect("stats lock");
         let counts = inner.clients.entry(client).or_default();
@@ -131,8 +139,14 @@ impl Stats {
         match outcome {
             Outcome::Ok => {}
             Outcome::NoOp => counts.no_ops += 1,
-            Outcome::Error => counts.errors += 1,
-            Outcome::Failure => counts.verification_failures += 1,
+            Outcome::Error => {
+                counts.errors += 1;
+                counts.expected_errors += u64::from(expected);
+            }
+            Outcome::Failure => {
+                counts.verification_failures += 1;
+                counts.unexpected_failures += u64::from(!expected);
+            }
         }
         counts.snapshots_created += u64::from(effects.snapshot_created);
         counts.snapshots_deleted += u64::from(effects.snapshot_deleted);
@@ -154,14 +168,12 @@ impl Stats {
         stats.latency_ms.saturating_record(ms);
     }
 
-    /// A failure found outside any action (the start-up check).
-    pub fn record_failure_outside_actions(&self, client: ClientId) {
+    /// A failure found outside any action (the listing checks).
+    pub fn record_failure_outside_actions(&self, client: ClientId, expected: bool) {
         let mut inner = self.inner.lock().expect("stats lock");
-        inner
-            .clients
-            .entry(client)
-            .or_default()
-            .verification_failures += 1;
+        let counts = inner.clients.entry(client).or_default();
+        counts.verification_failures += 1;
+        counts.unexpected_failures += u64::from(!expected);
     }
 
     pub fn client(&self, client: ClientId) -> ClientCounts {
@@ -244,9 +256,13 @@ pub struct FailureReport {
     pub client: ClientId,
     pub snapshot: Option<String>,
     pub action: String,
+    pub kind: FailureKind,
     pub summary: String,
     pub details: String,
     pub time: String,
+    /// `false` when an injected fault explains it (see `explained_by`).
+    pub unexpected: bool,
+    pub explained_by: Option<String>,
 }
 
 impl From<&Failure> for FailureReport {
@@ -255,9 +271,12 @@ impl From<&Failure> for FailureReport {
             client: f.client,
             snapshot: f.snapshot.clone(),
             action: f.action.clone(),
+            kind: f.kind,
             summary: f.summary.clone(),
             details: f.details.clone(),
             time: f.time.clone(),
+            unexpected: f.explained_by.is_none(),
+            explained_by: f.explained_by.clone(),
         }
     }
 }
@@ -282,6 +301,32 @@ pub struct Report {
     pub actions: BTreeMap<String, ActionReport>,
     /// Verification failures found by this run.
     pub failures: Vec<FailureReport>,
+    /// Faults injected in this run.
+    pub faults: Vec<FaultReport>,
+}
+
+impl Report {
+    /// Failures no injected fault explains.
+    pub fn unexpected_failures(&self) -> usize {
+        self.failures.iter().filter(|f| f.unexpected).count()
+    }
+}
+
+/// One injected fault, as the report lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultReport {
+    pub kind: String,
+    /// Wall-clock time of the injection.
+    pub time: String,
+    /// Milliseconds into the run.
+    pub at_ms: u64,
+    /// What it hit: a file, a client, the server.
+    pub target: String,
+    pub duration_ms: Option<u64>,
+    /// Whether any failure or error was attributed to it.
+    pub detected: bool,
+    /// Milliseconds from injection to the first failure or error it explains.
+    pub detection_ms: Option<u64>,
 }
 
 #[cfg(test)]

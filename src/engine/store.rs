@@ -96,6 +96,23 @@ pub struct ClientRecord {
     pub deleted: Vec<SnapshotId>,
 }
 
+/// What kind of verification failure.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailureKind {
+    /// Restored, but different from what was snapshotted.
+    #[default]
+    ContentMismatch,
+    /// Could not be restored (twice).
+    RestoreFailed,
+    /// Recorded live, but missing from the repository's listing.
+    SnapshotLost,
+    /// Deleted, but listed again.
+    DeletedSnapshotPresent,
+    /// The backend's full repository check found problems.
+    RepositoryCheck,
+}
+
 /// A verification failure: the repository did not give back what it was given.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
@@ -103,12 +120,17 @@ pub struct Failure {
     pub time: String,
     pub client: ClientId,
     pub snapshot: Option<SnapshotId>,
-    /// The action that found it (or `startup-check`).
+    /// The action that found it (or `startup-check` / `final-check`).
     pub action: String,
+    #[serde(default)]
+    pub kind: FailureKind,
     /// One line.
     pub summary: String,
     /// The readable diff or error, several lines.
     pub details: String,
+    /// The injected fault that explains it (`corrupt-pack@15.0s`); `None`: unexpected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explained_by: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::backend::embedded::{ClientTimeouts, EmbeddedServer, RusticClients};
 use crate::engine::exec::{Engine, EngineConfig};
@@ -10,6 +11,7 @@ use crate::engine::fingerprint::CompareOptions;
 use crate::engine::scenario::Scenario;
 use crate::engine::store::{MetadataStore, StateLayout};
 use crate::engine::traits::{ClientFactory, FileWriter, Server, Snapshotter};
+use crate::faults::{EmbeddedFaults, FaultInjector, FaultLedger, FaultSpec};
 use crate::multiclient::run::{self, RunHandle, RunLimit, RunParts};
 use crate::multiclient::{MultiClientFileWriter, MultiClientSnapshotter};
 
@@ -24,6 +26,8 @@ pub struct RunSpec {
     pub compare: CompareOptions,
     pub verify_inherited_per_client: usize,
     pub timeouts: ClientTimeouts,
+    /// Faults to inject, at their times into the run.
+    pub faults: Vec<FaultSpec>,
 }
 
 impl RunSpec {
@@ -37,6 +41,7 @@ impl RunSpec {
             compare: CompareOptions::default(),
             verify_inherited_per_client: 1,
             timeouts: ClientTimeouts::default(),
+            faults: Vec::new(),
         }
     }
 }
@@ -74,9 +79,13 @@ pub async fn embedded_parts(spec: &RunSpec) -> Result<EmbeddedParts, LaunchError
         .map_err(|e| LaunchError::Start(e.to_string()))??
     };
     let store = Arc::new(store);
-    let server = EmbeddedServer::start(&layout.repository(), &store.repository_password())
-        .await
-        .map_err(|e| LaunchError::Backend(e.to_string()))?;
+    let server = EmbeddedServer::start(
+        &layout.repository(),
+        &store.repository_password(),
+        spec.seed,
+    )
+    .await
+    .map_err(|e| LaunchError::Backend(e.to_string()))?;
     let cache_layout = layout.clone();
     let clients: Arc<dyn ClientFactory> = Arc::new(RusticClients {
         cache_dir_for: Box::new(move |client| cache_layout.client_cache(client)),
@@ -129,6 +138,15 @@ pub async fn launch(spec: RunSpec) -> Result<RunHandle, LaunchError> {
 /// Starts a run over parts the caller may have adjusted.
 pub async fn launch_with(spec: RunSpec, parts: EmbeddedParts) -> Result<RunHandle, LaunchError> {
     let (engine, snapshotter) = parts.engine(&spec)?;
+    let ledger = Arc::new(FaultLedger::new(Instant::now()));
+    engine.set_attribution(ledger.clone());
+    let faults: Arc<dyn FaultInjector> = Arc::new(EmbeddedFaults::new(
+        parts.server.clone(),
+        engine.clone(),
+        ledger,
+        tokio::runtime::Handle::current(),
+        spec.seed,
+    ));
     let server = parts.server.clone();
     let stop_server = Box::pin(async move { server.stop().await });
     let handle = run::start(RunParts {
@@ -137,6 +155,8 @@ pub async fn launch_with(spec: RunSpec, parts: EmbeddedParts) -> Result<RunHandl
         initial_clients: spec.clients,
         limit: spec.limit,
         state_dir: spec.state_dir.clone(),
+        faults: Some(faults),
+        fault_plan: spec.faults.clone(),
         on_finish: stop_server,
     })
     .await;

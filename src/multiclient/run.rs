@@ -20,6 +20,7 @@ use crate::engine::exec::{ActionParams, ActionRecord, Engine};
 use crate::engine::stats::Report;
 use crate::engine::store::Failure;
 use crate::engine::traits::{ClientId, GcOptions, ServerInfo};
+use crate::faults::{FaultInjector, FaultKind, FaultSpec, Injected};
 use crate::multiclient::MultiClientSnapshotter;
 
 /// When a run ends on its own.
@@ -42,6 +43,8 @@ pub enum Command {
     TogglePauseClient(ClientId),
     /// Run this action next for this client (snapshot now, verify now…).
     Enqueue(ClientId, Action),
+    /// Inject a fault now (its `at` is ignored).
+    InjectFault(FaultSpec),
     Shutdown,
 }
 
@@ -62,6 +65,14 @@ pub enum Event {
     GcFinished(Result<(), String>),
     PausedAll(bool),
     ClientPaused(ClientId, bool),
+    FaultInjected(Injected),
+    /// A fault could not be injected (no pack yet, no such client…).
+    FaultFailed {
+        kind: FaultKind,
+        error: String,
+    },
+    /// Failures found outside any action: the final listing check.
+    Failures(Vec<Failure>),
     /// Shutdown began: in-flight actions are finishing.
     Stopping {
         in_flight: usize,
@@ -139,6 +150,10 @@ pub struct RunParts {
     pub initial_clients: u32,
     pub limit: RunLimit,
     pub state_dir: PathBuf,
+    /// Injects faults, if the backend can.
+    pub faults: Option<Arc<dyn FaultInjector>>,
+    /// Faults to inject at their times.
+    pub fault_plan: Vec<FaultSpec>,
     /// Awaited once at the very end, after the last client is gone (stops the server).
     pub on_finish: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
 }
@@ -183,6 +198,8 @@ struct Supervisor {
     workers: JoinSet<ClientId>,
     next_client: u32,
     in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    faults: Option<Arc<dyn FaultInjector>>,
+    fault_tasks: JoinSet<()>,
 }
 
 async fn supervise(
@@ -201,18 +218,30 @@ async fn supervise(
         workers: JoinSet::new(),
         next_client: 1,
         in_flight: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        faults: parts.faults,
+        fault_tasks: JoinSet::new(),
     };
     for _ in 0..parts.initial_clients {
         sup.add_client().await;
     }
-    let deadline = sup.limit.duration.map(|d| tokio::time::Instant::now() + d);
+    let started = tokio::time::Instant::now();
+    let deadline = sup.limit.duration.map(|d| started + d);
+    let mut plan = parts.fault_plan;
+    plan.sort_by_key(|spec| spec.at);
+    let mut plan = std::collections::VecDeque::from(plan);
     let mut gc_tasks: JoinSet<()> = JoinSet::new();
     loop {
+        let next_fault = plan.front().map(|spec| started + spec.at);
         tokio::select! {
             command = commands.recv() => match command {
                 None | Some(Command::Shutdown) => break,
                 Some(command) => sup.handle(command, &mut gc_tasks).await,
             },
+            _ = sleep_until(next_fault) => {
+                let spec = plan.pop_front().expect("a planned fault is due");
+                sup.inject(spec);
+            }
+            Some(_) = sup.fault_tasks.join_next(), if !sup.fault_tasks.is_empty() => {}
             finished = sup.workers.join_next(), if !sup.workers.is_empty() => {
                 if let Some(Ok(client)) = finished {
                     sup.clients.remove(&client);
@@ -226,8 +255,13 @@ async fn supervise(
             Some(_) = gc_tasks.join_next(), if !gc_tasks.is_empty() => {}
         }
     }
+    for spec in plan {
+        tracing::warn!(fault = %spec.kind, at = ?spec.at, "fault not injected: the run ended before its time");
+    }
     sup.shutdown().await;
     while gc_tasks.join_next().await.is_some() {}
+    while sup.fault_tasks.join_next().await.is_some() {}
+    sup.final_checks().await;
     if let Err(error) = sup.engine.store().finish_run() {
         tracing::error!(%error, "cannot record the end of the run");
     }
@@ -308,7 +342,88 @@ impl Supervisor {
                     let _ = slot.queue.send(action);
                 }
             }
+            Command::InjectFault(spec) => self.inject(spec),
             Command::Shutdown => {}
+        }
+    }
+
+    /// Injects a fault on a blocking thread; its consequences come as events.
+    fn inject(&mut self, spec: FaultSpec) {
+        let Some(injector) = self.faults.clone() else {
+            self.emit(Event::FaultFailed {
+                kind: spec.kind,
+                error: "this backend cannot inject faults".into(),
+            });
+            return;
+        };
+        let clients: Vec<ClientId> = self.clients.keys().copied().collect();
+        let events = self.events.clone();
+        let engine = self.engine.clone();
+        let queues: BTreeMap<ClientId, mpsc::UnboundedSender<Action>> = self
+            .clients
+            .iter()
+            .map(|(id, slot)| (*id, slot.queue.clone()))
+            .collect();
+        self.fault_tasks.spawn(async move {
+            let kind = spec.kind;
+            let result =
+                tokio::task::spawn_blocking(move || injector.inject(&spec, &clients)).await;
+            match result {
+                Ok(Ok(injected)) => {
+                    engine.trace_event(&serde_json::json!({
+                        "time": crate::engine::store::now_rfc3339(),
+                        "fault": injected.label,
+                        "kind": injected.kind,
+                        "target": injected.target,
+                        "duration_ms": injected.duration.map(|d| d.as_millis() as u64),
+                    }));
+                    for (client, action) in &injected.enqueue {
+                        if let Some(queue) = queues.get(client) {
+                            let _ = queue.send(*action);
+                        }
+                    }
+                    let _ = events.send(Event::FaultInjected(injected));
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(fault = %kind, %error, "fault not injected");
+                    let _ = events.send(Event::FaultFailed { kind, error });
+                }
+                Err(error) => {
+                    let _ = events.send(Event::FaultFailed {
+                        kind,
+                        error: error.to_string(),
+                    });
+                }
+            }
+        });
+    }
+
+    /// After the last action: a full repository check if a fault damaged
+    /// data (so no injected corruption goes unreported), then the listing
+    /// compared with the metadata.
+    async fn final_checks(&mut self) {
+        let damaged = self.faults.as_ref().is_some_and(|f| f.damaged_data());
+        let engine = self.engine.clone();
+        let checker = ClientId(self.next_client.saturating_sub(1).max(1));
+        let result = tokio::task::spawn_blocking(move || {
+            let verify = damaged
+                .then(|| engine.exec_action(checker, Action::VerifyRepo, &ActionParams::default()));
+            let listing = engine.final_check();
+            (verify, listing)
+        })
+        .await;
+        match result {
+            Ok((verify, listing)) => {
+                if let Some(record) = verify {
+                    self.emit(Event::ActionFinished(Box::new(record)));
+                }
+                match listing {
+                    Ok(failures) if failures.is_empty() => {}
+                    Ok(failures) => self.emit(Event::Failures(failures)),
+                    Err(error) => tracing::warn!(%error, "final listing check failed"),
+                }
+            }
+            Err(error) => tracing::error!(%error, "final checks crashed"),
         }
     }
 

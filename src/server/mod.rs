@@ -19,7 +19,8 @@
 //! # Ok(()) }
 //! ```
 
-mod http;
+pub(crate) mod http;
+pub(crate) mod listener;
 pub mod resource;
 pub mod storage;
 pub mod users;
@@ -29,14 +30,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::{JoinHandle, JoinSet};
-
 pub use http::Auth;
+pub use listener::Serving;
 pub use storage::Storage;
 pub use users::{Access, Users, UsersError};
 
@@ -101,37 +96,20 @@ impl RestServer {
     /// Binds and starts serving in a background task of the current tokio runtime.
     pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         prepare_data_dir(&config.data_dir)?;
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| ServerError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
-        let addr = listener.local_addr().map_err(|source| ServerError::Bind {
-            addr: config.listen,
-            source,
-        })?;
         let state = Arc::new(AppState {
             storage: Storage::new(config.data_dir.clone()),
             auth: config.auth.clone(),
             append_only: config.append_only,
             verify_uploads: config.verify_uploads,
         });
-        let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(accept_loop(
-            listener,
-            http::router(state),
-            stop_rx,
-            config.shutdown_grace,
-        ));
-        tracing::info!(target: "snapstorm::server", %addr, data_dir = %config.data_dir.display(), "serving");
-        Ok(RunningServer {
-            addr,
-            config,
-            stop: Some(stop_tx),
-            task: Some(task),
-        })
+        let serving = Serving::bind(config.listen, http::router(state), config.shutdown_grace)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        tracing::info!(target: "snapstorm::server", addr = %serving.addr(), data_dir = %config.data_dir.display(), "serving");
+        Ok(RunningServer { serving, config })
     }
 }
 
@@ -160,15 +138,13 @@ fn prepare_data_dir(dir: &std::path::Path) -> Result<(), ServerError> {
 
 /// A server that is serving; stop it with [`RunningServer::stop`].
 pub struct RunningServer {
-    addr: SocketAddr,
+    serving: Serving,
     config: ServerConfig,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
 }
 
 impl RunningServer {
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.serving.addr()
     }
 
     pub fn config(&self) -> &ServerConfig {
@@ -177,79 +153,14 @@ impl RunningServer {
 
     /// `http://user:password@addr/repo/`, the form restic and rustic take after `rest:`.
     pub fn repository_url(&self, user: &str, password: &str, repo: &str) -> String {
-        format!("http://{user}:{password}@{}/{repo}/", self.addr)
+        format!("http://{user}:{password}@{}/{repo}/", self.addr())
     }
 
     /// Stops accepting, lets in-flight requests finish for the configured
     /// grace period, then cuts the remaining connections.
-    pub async fn stop(mut self) {
-        self.shutdown().await;
-    }
-
-    async fn shutdown(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-            tracing::info!(target: "snapstorm::server", addr = %self.addr, "stopped");
-        }
-    }
-}
-
-/// Accepts connections until told to stop; then closes the listener (new
-/// connections are refused), gives in-flight requests `grace` to finish and
-/// cuts whatever is left. Owning the connection tasks is what makes a stop
-/// real, which the server-restart fault relies on.
-async fn accept_loop(
-    listener: TcpListener,
-    app: axum::Router,
-    mut stop: oneshot::Receiver<()>,
-    grace: Duration,
-) {
-    let graceful = GracefulShutdown::new();
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            _ = &mut stop => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
-                    let service = TowerToHyperService::new(app.clone());
-                    let conn = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service);
-                    let conn = graceful.watch(conn);
-                    connections.spawn(async move {
-                        if let Err(error) = conn.await {
-                            tracing::trace!(target: "snapstorm::server", %error, "connection ended");
-                        }
-                    });
-                }
-                Err(error) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(target: "snapstorm::server", %error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
-    drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(target: "snapstorm::server", "in-flight requests did not finish in time; cutting them");
-    }
-    connections.shutdown().await;
-}
-
-impl Drop for RunningServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
+    pub async fn stop(self) {
+        let addr = self.addr();
+        self.serving.stop().await;
+        tracing::info!(target: "snapstorm::server", %addr, "stopped");
     }
 }

@@ -1,0 +1,221 @@
+//! A loopback HTTP proxy between the clients and the server, where network
+//! faults happen: added latency, dropped connections (closed without an
+//! answer) and HTTP 500s, each for a share of requests; and the cut that
+//! kills one client in the middle of its upload.
+//!
+//! Bodies stream through in both directions. A dropped request is answered
+//! with nothing at all — the connection closes — so a client can never
+//! mistake it for a success.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rand::{RngExt, SeedableRng};
+
+use super::NetworkFault;
+use crate::server::Serving;
+use crate::server::listener::BoxError;
+
+type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+/// How long a stopping proxy lets in-flight requests finish.
+const GRACE: Duration = Duration::from_secs(2);
+/// An armed kill that never met an upload gives up after this long.
+const ARMED_FOR: Duration = Duration::from_secs(120);
+
+/// Why the proxy closed a connection instead of answering.
+#[derive(Debug, thiserror::Error)]
+enum Dropped {
+    #[error("network fault: connection dropped")]
+    Network,
+    #[error("kill-client: client cut off")]
+    Killed,
+    #[error("upstream: {0}")]
+    Upstream(String),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kill {
+    /// The user's next upload starts the cut.
+    Armed { expires: Instant, window: Duration },
+    /// Every request of the user is dropped until then.
+    Cutting { until: Instant },
+}
+
+struct ProxyState {
+    upstream: SocketAddr,
+    client: Client<HttpConnector, Incoming>,
+    network: Mutex<Option<(NetworkFault, Instant)>>,
+    kills: Mutex<HashMap<String, Kill>>,
+    rng: Mutex<rand_chacha::ChaCha8Rng>,
+}
+
+/// The proxy; cheap to share.
+pub struct FaultProxy {
+    state: Arc<ProxyState>,
+    addr: SocketAddr,
+    serving: tokio::sync::Mutex<Option<Serving>>,
+}
+
+impl FaultProxy {
+    /// Starts a proxy on 127.0.0.1 (OS-chosen port) in front of `upstream`.
+    pub async fn start(upstream: SocketAddr, seed: u64) -> std::io::Result<FaultProxy> {
+        let state = Arc::new(ProxyState {
+            upstream,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            network: Mutex::new(None),
+            kills: Mutex::new(HashMap::new()),
+            rng: Mutex::new(rand_chacha::ChaCha8Rng::seed_from_u64(seed)),
+        });
+        let serving = serve(state.clone(), SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        Ok(FaultProxy {
+            state,
+            addr: serving.addr(),
+            serving: tokio::sync::Mutex::new(Some(serving)),
+        })
+    }
+
+    /// Where clients connect.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Applies `fault` to every request until `until`.
+    pub fn set_network(&self, fault: NetworkFault, until: Instant) {
+        *self.state.network.lock().expect("network lock") = Some((fault, until));
+    }
+
+    /// The next upload of `user` starts a cut of `window`: all its requests dropped.
+    pub fn arm_kill(&self, user: &str, window: Duration) {
+        self.state.kills.lock().expect("kills lock").insert(
+            user.to_owned(),
+            Kill::Armed {
+                expires: Instant::now() + ARMED_FOR,
+                window,
+            },
+        );
+    }
+
+    /// Stops accepting (connections refused) and cuts open connections.
+    pub async fn stop(&self) {
+        if let Some(serving) = self.serving.lock().await.take() {
+            serving.stop().await;
+        }
+    }
+
+    /// Serves again on the same port.
+    pub async fn restart(&self) -> std::io::Result<()> {
+        let mut serving = self.serving.lock().await;
+        if serving.is_none() {
+            *serving = Some(serve(self.state.clone(), self.addr).await?);
+        }
+        Ok(())
+    }
+}
+
+async fn serve(state: Arc<ProxyState>, addr: SocketAddr) -> std::io::Result<Serving> {
+    let service = tower::service_fn(move |request: Request<Incoming>| {
+        let state = state.clone();
+        async move { forward(&state, request).await }
+    });
+    Serving::bind(addr, service, GRACE).await
+}
+
+impl ProxyState {
+    /// Whether this request of `user` is to be cut off.
+    fn cut(&self, user: &str, request: &Request<Incoming>) -> bool {
+        let mut kills = self.kills.lock().expect("kills lock");
+        let now = Instant::now();
+        let Some(kill) = kills.get(user).copied() else {
+            return false;
+        };
+        match kill {
+            Kill::Armed { expires, .. } if now > expires => {
+                kills.remove(user);
+                false
+            }
+            Kill::Armed { window, .. } => {
+                let path = request.uri().path();
+                let upload = request.method() == Method::POST
+                    && ["/data/", "/index/", "/snapshots/"]
+                        .iter()
+                        .any(|t| path.contains(t));
+                if upload {
+                    tracing::warn!(target: "snapstorm::faults", user, "kill-client: cutting the client off mid-upload");
+                    kills.insert(
+                        user.to_owned(),
+                        Kill::Cutting {
+                            until: now + window,
+                        },
+                    );
+                }
+                upload
+            }
+            Kill::Cutting { until } if now < until => true,
+            Kill::Cutting { .. } => {
+                kills.remove(user);
+                false
+            }
+        }
+    }
+
+    fn network(&self) -> Option<NetworkFault> {
+        let mut network = self.network.lock().expect("network lock");
+        match *network {
+            Some((fault, until)) if Instant::now() < until => Some(fault),
+            Some(_) => {
+                *network = None;
+                None
+            }
+            None => None,
+        }
+    }
+}
+
+async fn forward(
+    state: &ProxyState,
+    mut request: Request<Incoming>,
+) -> Result<Response<ProxyBody>, BoxError> {
+    if let Some((user, _)) = crate::server::http::basic_credentials(request.headers())
+        && state.cut(&user, &request)
+    {
+        return Err(Dropped::Killed.into());
+    }
+    if let Some(fault) = state.network() {
+        tokio::time::sleep(fault.latency).await;
+        let roll: u8 = state.rng.lock().expect("rng lock").random_range(0..100);
+        if roll < fault.drop_percent {
+            return Err(Dropped::Network.into());
+        }
+        if roll < fault.drop_percent.saturating_add(fault.error_percent) {
+            let body = Full::new(Bytes::from_static(b"injected network fault\n"))
+                .map_err(|never| match never {})
+                .boxed();
+            let mut response = Response::new(body);
+            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            return Ok(response);
+        }
+    }
+    let path = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "/".to_owned());
+    *request.uri_mut() = format!("http://{}{path}", state.upstream)
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| Dropped::Upstream(e.to_string()))?;
+    match state.client.request(request).await {
+        Ok(response) => Ok(response.map(|body| body.boxed())),
+        Err(error) => Err(Dropped::Upstream(error.to_string()).into()),
+    }
+}
