@@ -359,3 +359,68 @@ fn scenarios_lists_every_preset() {
         );
     }
 }
+
+#[test]
+fn corrupt_pack_run_is_clean_unless_strict() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = [
+        "--clients",
+        "4",
+        "--duration",
+        "20s",
+        "--seed",
+        "3",
+        "--fault",
+        "corrupt-pack@8s",
+    ];
+    let (code, out, err, report) = run(&dir.path().join("lenient"), &base);
+    assert_eq!(code, 0, "expected failures only: exit 0\n{out}\n{err}");
+    let fault = &report["faults"][0];
+    assert_eq!(fault["kind"], "corrupt-pack");
+    assert_eq!(fault["detected"], true, "{report}");
+    assert!(fault["detection_ms"].as_u64().is_some());
+    let failures = report["failures"].as_array().unwrap();
+    assert!(!failures.is_empty());
+    assert!(failures.iter().all(|f| {
+        f["unexpected"] == false
+            && f["explained_by"]
+                .as_str()
+                .unwrap()
+                .starts_with("corrupt-pack@")
+    }));
+    assert_eq!(report["totals"]["unexpected_failures"], 0);
+    assert!(out.contains("0 unexpected"), "{out}");
+
+    let mut strict = base.to_vec();
+    strict.push("--strict");
+    let (code, out, err, _) = run(&dir.path().join("strict"), &strict);
+    assert_eq!(code, 1, "--strict fails on any failure\n{out}\n{err}");
+}
+
+#[test]
+fn a_bad_fault_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (code, _, err) = snapstorm(&[
+        "run",
+        "--fault",
+        "meteor@1s",
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("unknown kind `meteor`; one of: corrupt-pack"),
+        "{err}"
+    );
+    let (code, _, err) = snapstorm(&[
+        "run",
+        "--fault",
+        "network@soon",
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("`soon` is not a duration"), "{err}");
+    assert!(!state.exists());
+}

@@ -9,6 +9,7 @@ use snapstorm::console::theme::Theme;
 use snapstorm::engine::Action;
 use snapstorm::engine::scenario::Scenario;
 use snapstorm::engine::traits::{ClientId, GcOptions};
+use snapstorm::faults::FaultKind;
 use snapstorm::multiclient::launch::{RunSpec, launch};
 use snapstorm::multiclient::run::{Command, Event};
 
@@ -89,6 +90,28 @@ fn keys_become_the_right_commands() {
     assert_eq!(press(&mut app, KeyCode::Char('a')), None);
     assert_eq!(press(&mut app, KeyCode::Esc), None);
     assert_eq!(app.overlay, Overlay::None);
+    // The fault menu takes a digit: the fault, aimed at the selected client where it matters.
+    assert_eq!(press(&mut app, KeyCode::Char('f')), None);
+    assert_eq!(app.overlay, Overlay::FaultMenu);
+    match press(&mut app, KeyCode::Char('1')) {
+        Some(Command::InjectFault(spec)) => assert_eq!(spec.kind, FaultKind::CorruptPack),
+        other => panic!("expected corrupt-pack, got {other:?}"),
+    }
+    assert_eq!(app.overlay, Overlay::None);
+    press(&mut app, KeyCode::Char('j'));
+    assert_eq!(app.selected, Some(ClientId(1)));
+    press(&mut app, KeyCode::Char('f'));
+    match press(&mut app, KeyCode::Char('6')) {
+        Some(Command::InjectFault(spec)) => {
+            assert_eq!(spec.kind, FaultKind::RevokeClient);
+            assert_eq!(spec.client, Some(ClientId(1)));
+        }
+        other => panic!("expected revoke-client, got {other:?}"),
+    }
+    assert_eq!(
+        press(&mut app, KeyCode::Char('c')),
+        Some(Command::Enqueue(app.selected.unwrap(), Action::VerifyRepo))
+    );
     // q and Ctrl-C quit.
     assert_eq!(press(&mut app, KeyCode::Char('q')), Some(Command::Shutdown));
     let mut app = app_with_clients(1);

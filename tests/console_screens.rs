@@ -53,6 +53,7 @@ fn record(
         snapshot: None,
         details: Default::default(),
         message: None,
+        explained_by: None,
         live,
         deleted: 0,
         failure: None,
@@ -154,6 +155,8 @@ fn a_failure_is_shown_and_its_diff_opens_with_enter() {
         client: ClientId(3),
         snapshot: Some("3f9a2c1be0d44e6f9a2c1be0d44e6f9a2c1be0d44e6f9a2c1be0d44e6f9a2c1b".into()),
         action: "restore-random-snapID".into(),
+        kind: snapstorm::engine::store::FailureKind::ContentMismatch,
+        explained_by: None,
         summary: "restore differs: 1 missing, 0 extra, 1 changed (first: missing dir-1/file-07)".into(),
         details: "restore differs: 1 missing, 0 extra, 1 changed (first: missing dir-1/file-07)\nmissing (1):\n  dir-1/file-07\nchanged (1):\n  dir-2/file-99: content differs".into(),
     };
@@ -200,6 +203,46 @@ fn paused_shows_in_the_header_and_on_every_pane() {
     let t = text(&screen);
     assert!(t.contains(" PAUSED "));
     assert_eq!(t.matches("paused (all)").count(), 4);
+}
+
+#[test]
+fn fault_menu_and_an_expected_failure() {
+    let (mut app, _) = busy_app(Theme::coloured());
+    let mut expected = record(
+        1,
+        7,
+        Action::RestoreRandomSnapshot,
+        Outcome::Failure,
+        900,
+        1,
+    );
+    expected.message =
+        Some("restore failed: backend panicked: Data decryption failed, MAC check failed.".into());
+    expected.explained_by = Some("corrupt-pack@6.4s".into());
+    expected.failure = Some(Failure {
+        run: 1,
+        time: "2026-11-25T12:02:00.000Z".into(),
+        client: ClientId(1),
+        snapshot: Some("aa11bb22cc33dd44".into()),
+        action: "restore-random-snapID".into(),
+        kind: snapstorm::engine::store::FailureKind::RestoreFailed,
+        summary: "restore failed: backend panicked: Data decryption failed, MAC check failed."
+            .into(),
+        details: "Data decryption failed, MAC check failed.".into(),
+        explained_by: Some("corrupt-pack@6.4s".into()),
+    });
+    app.apply_event(Event::ActionFinished(Box::new(expected)));
+    let screen = render(&app, 140, 45);
+    assert_screen!("expected_failure", screen);
+    let t = text(&screen);
+    assert!(t.contains("failures 1 (0 unexpected)"), "{t}");
+    assert!(t.contains("⚑ expected: corrupt-pack@6.4s"), "{t}");
+    app.update(UiAction::OpenFaultMenu);
+    let menu = render(&app, 140, 45);
+    assert_screen!("fault_menu", menu);
+    for kind in snapstorm::faults::FaultKind::ALL {
+        assert!(text(&menu).contains(kind.name()), "menu lacks {kind}");
+    }
 }
 
 #[test]

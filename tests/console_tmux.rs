@@ -15,7 +15,9 @@ struct Tmux {
 impl Tmux {
     fn new() -> Self {
         require_program("tmux");
-        let socket = format!("snapstorm-test-{}", std::process::id());
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let socket = format!("snapstorm-test-{}-{n}", std::process::id());
         let tmux = Tmux { socket };
         let status = tmux
             .cmd(&[
@@ -77,6 +79,44 @@ impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.cmd(&["kill-server"]).status();
     }
+}
+
+#[test]
+fn fault_menu_injects_and_the_screen_marks_what_it_explains() {
+    let state = tempfile::tempdir().unwrap();
+    let tmux = Tmux::new();
+    tmux.wait_for("the shell prompt", Duration::from_secs(10), |s| {
+        s.contains("PROMPT$")
+    });
+    let command = format!(
+        "{} --clients 2 --seed 5 --state-dir {}; echo EXIT=$?",
+        env!("CARGO_BIN_EXE_snapstorm"),
+        state.path().join("state").display()
+    );
+    tmux.send(&[&command, "Enter"]);
+    let minutes = Duration::from_secs(120);
+    tmux.wait_for("snapshots", minutes, |s| {
+        live_snapshots(s, 0).is_some_and(|n| n >= 1) && live_snapshots(s, 1).is_some_and(|n| n >= 1)
+    });
+    tmux.send(&["f"]);
+    tmux.wait_for("the fault menu", minutes, |s| {
+        s.contains("inject a fault now") && s.contains("gc-storm")
+    });
+    tmux.send(&["1"]);
+    tmux.wait_for("the fault counted", minutes, |s| s.contains("faults 1"));
+    // A full check now finds the flipped bytes; the failure is shown as expected.
+    tmux.send(&["c"]);
+    tmux.wait_for("an expected failure", minutes, |s| {
+        s.contains("⚑ expected: corrupt-pack@")
+    });
+    let screen = tmux.screen();
+    assert!(screen.contains("(0 unexpected)"), "{screen}");
+    tmux.send(&["q"]);
+    let screen = tmux.wait_for("exit", minutes, |s| s.contains("EXIT="));
+    assert!(
+        screen.contains("EXIT=0"),
+        "only expected failures: exit 0\n{screen}"
+    );
 }
 
 /// `live N` of a client's pane, read from the screen.

@@ -28,6 +28,8 @@ use rustic_core::{
 };
 use serde_json::json;
 
+use crate::engine::brief::brief;
+use crate::engine::exec::catch_panic;
 use crate::engine::traits::{
     BackendError, BackendResult, ClientCredentials, ClientFactory, ClientId, ClientSnapshotter,
     Details, GcOptions, RepoCheck, Server, ServerInfo, SnapshotId, Snapshotter,
@@ -302,16 +304,28 @@ impl Server for EmbeddedServer {
     /// snapshots use — plus a scan of every file against its id, so damage
     /// to data no snapshot needs any more is reported too.
     fn verify_repo(&self) -> BackendResult<RepoCheck> {
-        let repo = self.open_local()?;
-        let results = repo.check(CheckOptions::default().read_data(true))?;
-        let mut problems: Vec<String> = results
-            .0
-            .iter()
-            // rustic does not export the level type; warnings (e.g. a pack no
-            // index names yet) are not damage.
-            .filter(|(level, _)| format!("{level:?}") == "Error")
-            .map(|(level, error)| format!("{level:?}: {error}"))
-            .collect();
+        // rustic's check can itself fail, or panic, on a damaged repository:
+        // either way the damage is what gets reported.
+        let checked = catch_panic(|| -> BackendResult<Vec<String>> {
+            let repo = self.open_local()?;
+            let results = repo.check(CheckOptions::default().read_data(true))?;
+            Ok(results
+                .0
+                .iter()
+                // rustic does not export the level type; warnings (e.g. a pack no
+                // index names yet) are not damage.
+                .filter(|(level, _)| format!("{level:?}") == "Error")
+                .map(|(level, error)| format!("{level:?}: {error}"))
+                .collect())
+        });
+        let mut problems = match checked {
+            Ok(Ok(problems)) => problems,
+            Ok(Err(error)) => vec![format!("Error: the repository check failed: {error}")],
+            Err(panic) => vec![format!(
+                "Error: the repository check panicked: {}",
+                brief(&panic)
+            )],
+        };
         problems.extend(files_not_matching_their_id(&self.repo_dir));
         Ok(RepoCheck {
             healthy: problems.is_empty(),

@@ -133,14 +133,21 @@ fn draw_pane(frame: &mut Frame, area: Rect, app: &App, view: &ClientView, select
     } else {
         theme.dim()
     };
-    lines.push(Line::from(vec![
+    let mut counts = vec![
         Span::raw(format!(
             "live {} · del {} · ok {} · ",
             view.live, view.deleted, view.verified
         )),
         Span::styled(format!("fail {}", view.failures), failures_style),
-        Span::raw(format!(" · err {}", view.errors)),
-    ]));
+    ];
+    if view.expected_failures > 0 {
+        counts.push(Span::styled(
+            format!(" +{}⚑", view.expected_failures),
+            theme.error(),
+        ));
+    }
+    counts.push(Span::raw(format!(" · err {}", view.errors)));
+    lines.push(Line::from(counts));
     match (&view.running, view.state) {
         (Some((action, started)), _) => lines.push(Line::from(Span::styled(
             format!(

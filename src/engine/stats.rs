@@ -346,6 +346,7 @@ mod tests {
                     snapshot_created: true,
                     ..Effects::default()
                 },
+                false,
             );
         }
         stats.record(
@@ -354,6 +355,7 @@ mod tests {
             Outcome::NoOp,
             Duration::from_millis(3),
             Effects::default(),
+            false,
         );
         stats.record(
             ClientId(2),
@@ -361,6 +363,7 @@ mod tests {
             Outcome::Failure,
             Duration::from_millis(3),
             Effects::default(),
+            true,
         );
         let (clients, totals, actions) = stats.snapshot(|id| u64::from(id.0) * 10);
         assert_eq!(clients.len(), 2);
@@ -369,6 +372,7 @@ mod tests {
         assert_eq!(totals.actions, 102);
         assert_eq!(totals.no_ops, 1);
         assert_eq!(totals.verification_failures, 1);
+        assert_eq!(totals.unexpected_failures, 0, "a fault explained it");
         assert_eq!(totals.snapshots_live, 30);
         let snap = &actions["snapshot-root"];
         assert_eq!(

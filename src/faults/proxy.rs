@@ -46,8 +46,13 @@ enum Dropped {
 
 #[derive(Debug, Clone, Copy)]
 enum Kill {
-    /// The user's next upload starts the cut.
-    Armed { expires: Instant, window: Duration },
+    /// The user's first upload goes through (so partial work lands in the
+    /// repository); its next upload starts the cut.
+    Armed {
+        expires: Instant,
+        window: Duration,
+        uploads_seen: u32,
+    },
     /// Every request of the user is dropped until then.
     Cutting { until: Instant },
 }
@@ -95,13 +100,15 @@ impl FaultProxy {
         *self.state.network.lock().expect("network lock") = Some((fault, until));
     }
 
-    /// The next upload of `user` starts a cut of `window`: all its requests dropped.
+    /// After one more upload of `user` goes through, its next upload starts
+    /// a cut of `window`: all its requests dropped.
     pub fn arm_kill(&self, user: &str, window: Duration) {
         self.state.kills.lock().expect("kills lock").insert(
             user.to_owned(),
             Kill::Armed {
                 expires: Instant::now() + ARMED_FOR,
                 window,
+                uploads_seen: 0,
             },
         );
     }
@@ -144,22 +151,38 @@ impl ProxyState {
                 kills.remove(user);
                 false
             }
-            Kill::Armed { window, .. } => {
+            Kill::Armed {
+                window,
+                uploads_seen,
+                expires,
+            } => {
                 let path = request.uri().path();
                 let upload = request.method() == Method::POST
                     && ["/data/", "/index/", "/snapshots/"]
                         .iter()
                         .any(|t| path.contains(t));
-                if upload {
-                    tracing::warn!(target: "snapstorm::faults", user, "kill-client: cutting the client off mid-upload");
+                if !upload {
+                    return false;
+                }
+                if uploads_seen == 0 {
                     kills.insert(
                         user.to_owned(),
-                        Kill::Cutting {
-                            until: now + window,
+                        Kill::Armed {
+                            expires,
+                            window,
+                            uploads_seen: 1,
                         },
                     );
+                    return false;
                 }
-                upload
+                tracing::warn!(target: "snapstorm::faults", user, "kill-client: cutting the client off mid-snapshot");
+                kills.insert(
+                    user.to_owned(),
+                    Kill::Cutting {
+                        until: now + window,
+                    },
+                );
+                true
             }
             Kill::Cutting { until } if now < until => true,
             Kill::Cutting { .. } => {

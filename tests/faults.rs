@@ -1,0 +1,416 @@
+//! Every fault kind, injected into a real run on the embedded backend, and
+//! what must follow: damage detected and attributed, transient faults
+//! survived, client faults confined to their client.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use snapstorm::backend::embedded::ClientTimeouts;
+use snapstorm::engine::scenario::Scenario;
+use snapstorm::engine::traits::ClientId;
+use snapstorm::engine::{Action, Outcome, Report};
+use snapstorm::faults::{FaultKind, FaultSpec, NetworkFault};
+use snapstorm::multiclient::launch::{RunSpec, launch};
+use snapstorm::multiclient::run::{Event, RunLimit};
+
+/// Writes, snapshots and restores, never deletes a snapshot: every pack
+/// stays referenced, so damage to any of them must show.
+const KEEP_EVERYTHING: &str = r#"
+description = "write, snapshot, verify; no deletes"
+[weights]
+write-random-files = 2
+snapshot-root = 2
+restore-random-snapID = 3
+[options]
+max-num-files-per-write = 20
+max-file-size = "256KiB"
+min-dedup-percent = 0
+max-dedup-percent = 0
+"#;
+
+/// What a run reported, and when each event arrived.
+struct Observed {
+    report: Report,
+    events: Vec<(Instant, Event)>,
+    state: tempfile::TempDir,
+}
+
+impl Observed {
+    fn injected_at(&self) -> Instant {
+        self.events
+            .iter()
+            .find_map(|(at, e)| matches!(e, Event::FaultInjected(_)).then_some(*at))
+            .expect("the fault was injected")
+    }
+
+    /// Records of actions that finished after `after`.
+    fn finished_after(&self, after: Instant) -> Vec<&snapstorm::engine::ActionRecord> {
+        self.events
+            .iter()
+            .filter(|(at, _)| *at > after)
+            .filter_map(|(_, e)| match e {
+                Event::ActionFinished(record) => Some(record.as_ref()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn records(&self) -> Vec<&snapstorm::engine::ActionRecord> {
+        self.finished_after(Instant::now() - Duration::from_secs(3600))
+    }
+}
+
+fn run_with(scenario: &str, clients: u32, seconds: u64, faults: Vec<FaultSpec>) -> Observed {
+    let state = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let scenario = Scenario::parse("faults", scenario, "faults").unwrap();
+    let mut spec = RunSpec::new(scenario, state.path().to_path_buf(), 17);
+    spec.clients = clients;
+    spec.limit = RunLimit {
+        duration: Some(Duration::from_secs(seconds)),
+        actions_per_client: None,
+    };
+    spec.timeouts = ClientTimeouts {
+        request_timeout: Duration::from_secs(5),
+        retries: 1,
+    };
+    spec.faults = faults;
+    let (report, events) = runtime.block_on(async {
+        let handle = launch(spec).await.unwrap();
+        let (_, _commands, mut events, task) = handle.into_parts();
+        let mut seen = Vec::new();
+        while let Some(event) = events.recv().await {
+            let done = matches!(event, Event::Finished(_));
+            seen.push((Instant::now(), event));
+            if done {
+                break;
+            }
+        }
+        (task.await.unwrap(), seen)
+    });
+    Observed {
+        report,
+        events,
+        state,
+    }
+}
+
+fn fault(kind: FaultKind, at_secs: u64, duration_secs: Option<u64>) -> FaultSpec {
+    let mut spec = FaultSpec::new(kind, Duration::from_secs(at_secs));
+    spec.duration = duration_secs.map(Duration::from_secs);
+    spec
+}
+
+/// Damage is detected (by a restore or the final verify-repo), every
+/// failure is attributed to it, and the run itself is not "unexpectedly" failed.
+fn assert_damage_detected_and_attributed(observed: &Observed, kind: FaultKind) {
+    let report = &observed.report;
+    assert_eq!(report.faults.len(), 1, "{:?}", report.faults);
+    let fault = &report.faults[0];
+    assert_eq!(fault.kind, kind.name());
+    assert!(fault.detected, "{kind} was not detected: {report:#?}");
+    assert!(fault.detection_ms.is_some());
+    assert!(
+        !report.failures.is_empty(),
+        "{kind}: damage must show as a verification failure"
+    );
+    for failure in &report.failures {
+        assert!(
+            !failure.unexpected,
+            "{kind}: unattributed failure {failure:?}"
+        );
+        assert!(
+            failure
+                .explained_by
+                .as_deref()
+                .unwrap()
+                .starts_with(kind.name())
+        );
+    }
+    assert_eq!(report.unexpected_failures(), 0);
+    assert!(
+        report
+            .actions
+            .get("verify-repo")
+            .is_some_and(|a| a.count >= 1),
+        "a run that damaged data ends with verify-repo"
+    );
+    // Detection within a bounded number of actions: at the latest the final check.
+    let after = observed.injected_at();
+    let first_failure = observed
+        .finished_after(after)
+        .iter()
+        .position(|r| r.outcome == Outcome::Failure)
+        .expect("a failure after the injection");
+    assert!(
+        first_failure < 200,
+        "detected only after {first_failure} actions"
+    );
+}
+
+#[test]
+fn corrupt_pack_is_detected_and_attributed() {
+    let observed = run_with(
+        KEEP_EVERYTHING,
+        2,
+        12,
+        vec![fault(FaultKind::CorruptPack, 5, None)],
+    );
+    assert_damage_detected_and_attributed(&observed, FaultKind::CorruptPack);
+}
+
+#[test]
+fn delete_pack_is_detected_and_attributed() {
+    let observed = run_with(
+        KEEP_EVERYTHING,
+        2,
+        12,
+        vec![fault(FaultKind::DeletePack, 5, None)],
+    );
+    assert_damage_detected_and_attributed(&observed, FaultKind::DeletePack);
+}
+
+#[test]
+fn delete_index_is_detected_and_attributed() {
+    let observed = run_with(
+        KEEP_EVERYTHING,
+        2,
+        12,
+        vec![fault(FaultKind::DeleteIndex, 5, None)],
+    );
+    assert_damage_detected_and_attributed(&observed, FaultKind::DeleteIndex);
+}
+
+/// After a transient fault, every client completes repository actions again.
+fn assert_recovered(observed: &Observed, clients: u32, fault_ends: Instant) {
+    for client in 1..=clients {
+        let recovered = observed.finished_after(fault_ends).iter().any(|r| {
+            r.client == ClientId(client)
+                && r.outcome == Outcome::Ok
+                && matches!(
+                    r.action,
+                    Action::SnapshotRoot | Action::RestoreRandomSnapshot
+                )
+        });
+        assert!(recovered, "client-{client} did not recover after the fault");
+    }
+}
+
+fn assert_errors_explained(report: &Report) {
+    assert_eq!(report.unexpected_failures(), 0, "{:#?}", report.failures);
+    assert_eq!(
+        report.totals.errors, report.totals.expected_errors,
+        "every error during the fault is explained by it"
+    );
+}
+
+#[test]
+fn server_restart_refuses_then_clients_recover() {
+    let observed = run_with(
+        KEEP_EVERYTHING,
+        2,
+        16,
+        vec![fault(FaultKind::ServerRestart, 3, Some(3))],
+    );
+    let report = &observed.report;
+    assert!(
+        report.totals.errors >= 1,
+        "requests during the restart fail: {:#?}",
+        report.totals
+    );
+    assert_errors_explained(report);
+    assert_recovered(
+        &observed,
+        2,
+        observed.injected_at() + Duration::from_secs(3),
+    );
+    // No hang longer than the request timeout and its retry: nothing waits for minutes.
+    let longest = observed
+        .records()
+        .iter()
+        .map(|r| r.duration_ms)
+        .max()
+        .unwrap();
+    assert!(longest < 30_000, "an action hung for {longest} ms");
+}
+
+#[test]
+fn network_faults_are_survived_and_explained() {
+    let mut spec = fault(FaultKind::Network, 3, Some(5));
+    spec.network = NetworkFault {
+        latency: Duration::from_millis(50),
+        drop_percent: 25,
+        error_percent: 25,
+    };
+    let observed = run_with(KEEP_EVERYTHING, 2, 16, vec![spec]);
+    let report = &observed.report;
+    assert!(
+        report.totals.errors >= 1,
+        "half the requests fail: {:#?}",
+        report.totals
+    );
+    assert_errors_explained(report);
+    assert_recovered(
+        &observed,
+        2,
+        observed.injected_at() + Duration::from_secs(5),
+    );
+}
+
+#[test]
+fn revoked_client_gets_errors_and_only_it() {
+    let mut spec = fault(FaultKind::RevokeClient, 3, Some(4));
+    spec.client = Some(ClientId(1));
+    let observed = run_with(KEEP_EVERYTHING, 2, 14, vec![spec]);
+    let report = &observed.report;
+    let counts = |id: u32| {
+        &report
+            .clients
+            .iter()
+            .find(|c| c.id == ClientId(id))
+            .unwrap()
+            .counts
+    };
+    assert!(
+        counts(1).errors >= 1,
+        "the revoked client is refused: {:#?}",
+        counts(1)
+    );
+    assert_eq!(counts(1).errors, counts(1).expected_errors);
+    assert_eq!(
+        counts(2).errors,
+        0,
+        "the other client is unaffected: {:#?}",
+        counts(2)
+    );
+    assert_eq!(report.unexpected_failures(), 0, "{:#?}", report.failures);
+    assert_eq!(report.faults[0].target, "client-1");
+    assert_recovered(
+        &observed,
+        1,
+        observed.injected_at() + Duration::from_secs(4),
+    );
+}
+
+#[test]
+fn killed_client_leaves_partial_work_and_the_error_is_explained() {
+    common::require_program("restic");
+    let mut spec = fault(FaultKind::KillClient, 3, None);
+    spec.client = Some(ClientId(2));
+    let observed = run_with(KEEP_EVERYTHING, 2, 20, vec![spec]);
+    let report = &observed.report;
+    let killed: Vec<_> = observed
+        .finished_after(observed.injected_at())
+        .into_iter()
+        .filter(|r| {
+            r.client == ClientId(2)
+                && r.action == Action::SnapshotRoot
+                && r.outcome == Outcome::Error
+        })
+        .collect();
+    assert!(!killed.is_empty(), "the snapshot in flight fails");
+    assert!(killed.iter().all(|r| {
+        r.explained_by
+            .as_deref()
+            .is_some_and(|f| f.starts_with("kill-client"))
+    }));
+    assert_eq!(report.unexpected_failures(), 0, "{:#?}", report.failures);
+    let client_1 = &report
+        .clients
+        .iter()
+        .find(|c| c.id == ClientId(1))
+        .unwrap()
+        .counts;
+    assert_eq!(client_1.errors, 0);
+
+    // The pack uploaded before the cut is in the repository, named by no
+    // index: restic counts it as an additional file (the repository is
+    // otherwise sound).
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(observed.state.path().join("state.json")).unwrap())
+            .unwrap();
+    let out = std::process::Command::new("restic")
+        .args([
+            "-r",
+            observed
+                .state
+                .path()
+                .join("repository/repo")
+                .to_str()
+                .unwrap(),
+            "check",
+            "--no-lock",
+            "-v",
+        ])
+        .env(
+            "RESTIC_PASSWORD",
+            state["repository_password"].as_str().unwrap(),
+        )
+        .env(
+            "RESTIC_CACHE_DIR",
+            observed.state.path().join("restic-cache"),
+        )
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("additional files were found"),
+        "partial upload left in the repository:\n{text}"
+    );
+    assert!(text.contains("no errors were found"), "{text}");
+}
+
+#[test]
+fn aggressive_gc_during_backups_is_recorded_and_every_loss_attributed() {
+    let observed = run_with(
+        KEEP_EVERYTHING,
+        3,
+        14,
+        vec![fault(FaultKind::AggressiveGc, 5, None)],
+    );
+    let report = &observed.report;
+    assert!(report.gc_runs >= 1);
+    assert_eq!(report.faults[0].kind, "aggressive-gc");
+    // Whatever the GC destroyed is attributed to it; nothing is left unexplained.
+    assert_eq!(report.unexpected_failures(), 0, "{:#?}", report.failures);
+    for failure in &report.failures {
+        assert!(
+            failure
+                .explained_by
+                .as_deref()
+                .unwrap()
+                .starts_with("aggressive-gc")
+        );
+    }
+    assert!(
+        report
+            .actions
+            .get("verify-repo")
+            .is_some_and(|a| a.count >= 1)
+    );
+}
+
+#[test]
+fn gc_storm_loses_nothing() {
+    let observed = run_with(
+        KEEP_EVERYTHING,
+        2,
+        14,
+        vec![fault(FaultKind::GcStorm, 2, Some(8))],
+    );
+    let report = &observed.report;
+    assert!(report.gc_runs >= 2, "GC ran repeatedly: {}", report.gc_runs);
+    // The safe GC may make a backup fail (an index it just replaced), never lose data.
+    assert_eq!(report.unexpected_failures(), 0, "{:#?}", report.failures);
+    assert_eq!(report.totals.verification_failures, 0);
+    assert_errors_explained(report);
+}
