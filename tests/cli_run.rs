@@ -242,6 +242,93 @@ fn a_snapshot_deleted_in_the_repository_fails_the_next_run() {
     assert_eq!(failures[0]["action"], "startup-check");
     assert!(err.contains("FAILURE client-1 snapshot"), "{err}");
     assert!(out.contains("1 VERIFICATION FAILURE(S)"), "{out}");
+
+    // Reported once: the metadata now records it as lost, and the next run is clean.
+    let state_json = read_json(&state.join("state.json"));
+    assert_eq!(state_json["clients"]["1"]["lost"][0]["id"], id.as_str());
+    let (code, out, err, third) = run(
+        &state,
+        &[
+            "--clients",
+            "1",
+            "--actions",
+            "1",
+            "--scenario",
+            "one-large-file",
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(third["failures"], serde_json::json!([]));
+}
+
+#[test]
+fn without_a_terminal_the_console_runs_headless_and_ctrl_c_stops_it_cleanly() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let report_dir = dir.path().join("state");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_snapstorm"))
+        .args([
+            "--clients",
+            "1",
+            "--seed",
+            "4",
+            "--state-dir",
+            report_dir.to_str().unwrap(),
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    // Keep reading stderr to the end, so the process never writes into a closed pipe.
+    let reader = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for line in stderr.lines() {
+            let line = line.unwrap();
+            if line.starts_with("snapstorm: run 1") {
+                let _ = started_tx.send(());
+            }
+            seen.push(line);
+        }
+        seen
+    });
+    started_rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the run started");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let seen = reader.join().unwrap();
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("standard output is not a terminal; running headless")),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("interrupted; finishing the actions in flight")),
+        "{seen:?}"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "a clean interrupted run exits 0: {seen:?}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("no verification failures"),
+        "summary on stdout:\n{stdout}"
+    );
+    let state: serde_json::Value = read_json(&report_dir.join("state.json"));
+    assert!(
+        state["runs"][0]["ended"].is_string(),
+        "the run was closed properly: {state}"
+    );
 }
 
 fn assert_usage_error(args: &[&str], expected: &str) {

@@ -136,6 +136,35 @@ fn every_action_including_no_ops() {
 }
 
 #[test]
+fn low_disk_purges_the_data_dir_and_restores_a_snapshot_into_it() {
+    // A free-space limit no disk meets: every write turns into the recovery.
+    let f = EngineFixture::inline(
+        "description = \"d\"\n[options]\nfree-space-limit = \"1000TiB\"\n",
+        6,
+    );
+    let data = f.data_dir(C1);
+    std::fs::create_dir_all(data.join("dir")).unwrap();
+    std::fs::write(data.join("dir/kept.txt"), b"in the snapshot").unwrap();
+    let snapshot = exec(&f, Action::SnapshotRoot);
+    assert_eq!(snapshot.outcome, Outcome::Ok);
+    std::fs::write(data.join("dir/later.txt"), b"written after the snapshot").unwrap();
+
+    let write = exec(&f, Action::WriteRandomFiles);
+    assert_eq!(write.outcome, Outcome::Ok, "{write:?}");
+    assert!(write.details.contains_key("low-disk-recovery"), "{write:?}");
+    assert_eq!(
+        write.snapshot, snapshot.snapshot,
+        "the snapshot restored into the data dir"
+    );
+    assert!(data.join("dir/kept.txt").is_file());
+    assert!(
+        !data.join("dir/later.txt").exists(),
+        "the data dir was purged, then restored"
+    );
+    assert_eq!(f.engine.report().totals.low_disk_recoveries, 1);
+}
+
+#[test]
 fn tampered_or_swapped_fingerprints_are_verification_failures_with_a_diff() {
     let f = EngineFixture::inline(SMALL, 2);
     exec(&f, Action::WriteRandomFiles);

@@ -59,8 +59,36 @@ impl Default for ClientTimeouts {
 
 impl From<Box<RusticError>> for BackendError {
     fn from(error: Box<RusticError>) -> Self {
-        BackendError::Failed(error.display_log())
+        let text = error.display_log();
+        if is_transient(&text) {
+            BackendError::Transient(text)
+        } else {
+            BackendError::Failed(text)
+        }
     }
+}
+
+/// Whether a rustic error says the request did not get through (the server
+/// away, a refused user, a dropped connection) or raced a concurrent prune
+/// that replaced an index file — as opposed to data that is not there or
+/// not intact. Only the latter can make a restore a verification failure.
+fn is_transient(text: &str) -> bool {
+    let index_replaced = text.contains("404 Not Found") && text.contains("/index/");
+    let not_through = [
+        "error sending request",
+        "request or response body error",
+        "connection closed",
+        "Connection refused",
+        "operation timed out",
+        "401 Unauthorized",
+        "403 Forbidden",
+        "500 Internal Server Error",
+        "502 Bad Gateway",
+        "503 Service Unavailable",
+    ]
+    .iter()
+    .any(|marker| text.contains(marker));
+    index_replaced || not_through
 }
 
 /// Opens the repository directory itself (no server, no cache).
@@ -538,5 +566,30 @@ impl ClientFactory for RusticClients {
             self.repo_password.clone(),
             self.timeouts,
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_transient;
+
+    #[test]
+    fn requests_that_did_not_get_through_are_transient_lost_data_is_not() {
+        assert!(is_transient(
+            "Error: Backoff failed (kind: related to the backend): caused by: HTTP status client error (404 Not Found) for url (http://127.0.0.1:1/repo/index/35c4)"
+        ));
+        assert!(is_transient(
+            "caused by: error sending request for url (http://127.0.0.1:1/repo/config)"
+        ));
+        assert!(is_transient(
+            "HTTP status client error (401 Unauthorized) for url"
+        ));
+        assert!(!is_transient(
+            "HTTP status client error (404 Not Found) for url (http://127.0.0.1:1/repo/data/ab/abcd)"
+        ));
+        assert!(!is_transient(
+            "Error: Tree ID `18ac1e4c` not found in index"
+        ));
+        assert!(!is_transient("Data decryption failed, MAC check failed."));
     }
 }

@@ -13,9 +13,11 @@ use super::traits::{BackendError, ClientId, SnapshotId, Snapshotter};
 
 /// How many entries of each kind a failure's details list.
 const DIFF_LINES: usize = 20;
-/// A failed restore is tried once more after this pause before it counts as
-/// a verification failure: a snapshot that cannot be restored twice is lost.
-const RESTORE_RETRY_PAUSE: Duration = Duration::from_millis(500);
+/// A failed restore is tried again after these pauses before it counts as a
+/// verification failure: a snapshot that cannot be restored three times,
+/// for a reason other than a request that did not get through, is lost.
+const RESTORE_RETRY_PAUSES: [Duration; 2] =
+    [Duration::from_millis(500), Duration::from_millis(1500)];
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckerError {
@@ -40,7 +42,7 @@ pub enum Verification {
     Verified { entries: usize },
     /// Restored, but different.
     Mismatch(TreeDiff),
-    /// Could not be restored, twice.
+    /// Could not be restored, three times, for a reason other than a request that did not get through.
     RestoreFailed(String),
 }
 
@@ -127,13 +129,19 @@ impl Checker {
         let expected = self.store.fingerprint(id)?;
         empty_dir(target)?;
         let mut attempt = snapshotter.restore_snapshot(client, id, target);
-        if attempt.is_err() {
-            std::thread::sleep(RESTORE_RETRY_PAUSE);
+        for pause in RESTORE_RETRY_PAUSES {
+            if attempt.is_ok() {
+                break;
+            }
+            std::thread::sleep(pause);
             empty_dir(target)?;
             attempt = snapshotter.restore_snapshot(client, id, target);
         }
-        if let Err(error) = attempt {
-            return Ok(Verification::RestoreFailed(error.to_string()));
+        match attempt {
+            Ok(()) => {}
+            // The request never got through: an error of the action, not of the data.
+            Err(error @ BackendError::Transient(_)) => return Err(error.into()),
+            Err(error) => return Ok(Verification::RestoreFailed(error.to_string())),
         }
         let actual = Fingerprint::of_tree(target)?;
         let diff = expected.diff(&actual, self.compare);

@@ -188,6 +188,8 @@ pub struct Engine {
     gc_runs: AtomicU64,
     started: Instant,
     attribution: std::sync::OnceLock<Arc<dyn Attribution>>,
+    /// Listing failures already reported in this run.
+    listing_reported: Mutex<std::collections::HashSet<(SnapshotId, FailureKind)>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -260,6 +262,7 @@ impl Engine {
             gc_runs: AtomicU64::new(0),
             started: Instant::now(),
             attribution: std::sync::OnceLock::new(),
+            listing_reported: Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -412,12 +415,22 @@ impl Engine {
     fn listing_check(&self, action: &str) -> Result<Vec<Failure>, CheckerError> {
         let started = Instant::now();
         let listing = self.server.list_snapshots()?;
-        Ok(self
-            .checker
-            .check_listing(&listing, action)
-            .into_iter()
-            .map(|failure| self.record_failure(failure, started, false))
-            .collect())
+        let mut reported = self.listing_reported.lock().expect("listing lock");
+        let mut found = Vec::new();
+        for failure in self.checker.check_listing(&listing, action) {
+            let Some(snapshot) = failure.snapshot.clone() else {
+                continue;
+            };
+            // A deleted snapshot still listed would be found again at the end of the run.
+            if !reported.insert((snapshot.clone(), failure.kind)) {
+                continue;
+            }
+            if failure.kind == FailureKind::SnapshotLost {
+                self.store().mark_lost(failure.client, &snapshot)?;
+            }
+            found.push(self.record_failure(failure, started, false));
+        }
+        Ok(found)
     }
 
     fn run_action(

@@ -94,6 +94,9 @@ pub struct SnapshotRecord {
 pub struct ClientRecord {
     pub live: Vec<SnapshotRecord>,
     pub deleted: Vec<SnapshotId>,
+    /// Recorded live, then missing from the repository (reported as failures).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lost: Vec<SnapshotRecord>,
 }
 
 /// What kind of verification failure.
@@ -103,7 +106,7 @@ pub enum FailureKind {
     /// Restored, but different from what was snapshotted.
     #[default]
     ContentMismatch,
-    /// Could not be restored (twice).
+    /// Could not be restored (three attempts).
     RestoreFailed,
     /// Recorded live, but missing from the repository's listing.
     SnapshotLost,
@@ -357,6 +360,18 @@ impl MetadataStore {
         drop(state);
         let _ = fs::remove_file(self.layout.fingerprint(id));
         Ok(())
+    }
+
+    /// Moves a snapshot the repository lost from live to lost: it was
+    /// reported, and is not restored or reported again.
+    pub fn mark_lost(&self, client: ClientId, id: &str) -> Result<(), StoreError> {
+        let mut state = self.state.lock().expect("state lock");
+        let record = state.clients.entry(client).or_default();
+        if let Some(at) = record.live.iter().position(|s| s.id == id) {
+            let snapshot = record.live.remove(at);
+            record.lost.push(snapshot);
+        }
+        self.save(&state)
     }
 
     pub fn record_failure(&self, failure: Failure) -> Result<(), StoreError> {

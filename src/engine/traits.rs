@@ -44,6 +44,10 @@ pub enum BackendError {
     /// The client is not (or no longer) connected.
     #[error("{0} is not connected to the server")]
     NotConnected(ClientId),
+    /// The request did not get through, or raced a concurrent change (a
+    /// prune replacing an index): it says nothing about the data.
+    #[error("{0}")]
+    Transient(String),
 }
 
 impl BackendError {
