@@ -151,38 +151,29 @@ max-file-size = "64KiB"
     let scenario = dir.path().join("snapshot-first.toml");
     std::fs::write(&scenario, snapshot_first).unwrap();
     let scenario = scenario.to_str().unwrap();
-    let (code, out, err, first) = run(
-        &state,
-        &[
-            "--clients",
-            "2",
-            "--actions",
-            "3",
-            "--scenario",
-            scenario,
-            "--seed",
-            "1",
-        ],
-    );
+    let run_with_seed = |seed: &str| {
+        run(
+            &state,
+            &[
+                "--clients",
+                "2",
+                "--actions",
+                "3",
+                "--scenario",
+                scenario,
+                "--seed",
+                seed,
+            ],
+        )
+    };
+    let (code, out, err, first) = run_with_seed("1");
     assert_eq!(code, 0, "{out}\n{err}");
     assert_eq!(first["run_counter"], 1);
     assert_eq!(first["inherited_snapshots"], 0);
     let live_after_first = first["totals"]["snapshots_live"].as_u64().unwrap();
     assert_eq!(live_after_first, 2);
 
-    let (code, out, err, second) = run(
-        &state,
-        &[
-            "--clients",
-            "2",
-            "--actions",
-            "3",
-            "--scenario",
-            scenario,
-            "--seed",
-            "2",
-        ],
-    );
+    let (code, out, err, second) = run_with_seed("2");
     assert_eq!(code, 0, "{out}\n{err}");
     assert_eq!(second["run_counter"], 2);
     assert_eq!(second["inherited_snapshots"], live_after_first);

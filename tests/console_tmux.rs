@@ -81,19 +81,25 @@ impl Drop for Tmux {
     }
 }
 
-#[test]
-fn fault_menu_injects_and_the_screen_marks_what_it_explains() {
-    let state = tempfile::tempdir().unwrap();
+/// Starts the console for 2 clients in a fresh tmux pane, from a shell.
+fn start_console(state: &std::path::Path, seed: u32) -> Tmux {
     let tmux = Tmux::new();
     tmux.wait_for("the shell prompt", Duration::from_secs(10), |s| {
         s.contains("PROMPT$")
     });
     let command = format!(
-        "{} --clients 2 --seed 5 --state-dir {}; echo EXIT=$?",
+        "{} --clients 2 --seed {seed} --state-dir {}; echo EXIT=$?",
         env!("CARGO_BIN_EXE_snapstorm"),
-        state.path().join("state").display()
+        state.join("state").display()
     );
     tmux.send(&[&command, "Enter"]);
+    tmux
+}
+
+#[test]
+fn fault_menu_injects_and_the_screen_marks_what_it_explains() {
+    let state = tempfile::tempdir().unwrap();
+    let tmux = start_console(state.path(), 5);
     let minutes = Duration::from_secs(120);
     tmux.wait_for("snapshots", minutes, |s| {
         live_snapshots(s, 0).is_some_and(|n| n >= 1) && live_snapshots(s, 1).is_some_and(|n| n >= 1)
@@ -136,16 +142,7 @@ fn live_snapshots(screen: &str, pane_column: usize) -> Option<u32> {
 #[test]
 fn console_in_tmux_adds_a_client_runs_gc_pauses_and_quits() {
     let state = tempfile::tempdir().unwrap();
-    let tmux = Tmux::new();
-    tmux.wait_for("the shell prompt", Duration::from_secs(10), |s| {
-        s.contains("PROMPT$")
-    });
-    let command = format!(
-        "{} --clients 2 --seed 11 --state-dir {}; echo EXIT=$?",
-        env!("CARGO_BIN_EXE_snapstorm"),
-        state.path().join("state").display()
-    );
-    tmux.send(&[&command, "Enter"]);
+    let tmux = start_console(state.path(), 11);
 
     let minutes = Duration::from_secs(120);
     tmux.wait_for("both clients with completed snapshots", minutes, |s| {

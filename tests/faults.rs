@@ -63,11 +63,7 @@ impl Observed {
 
 fn run_with(scenario: &str, clients: u32, seconds: u64, faults: Vec<FaultSpec>) -> Observed {
     let state = tempfile::tempdir().unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = common::runtime();
     let scenario = Scenario::parse("faults", scenario, "faults").unwrap();
     let mut spec = RunSpec::new(scenario, state.path().to_path_buf(), 17);
     spec.clients = clients;
@@ -299,7 +295,6 @@ fn revoked_client_gets_errors_and_only_it() {
 
 #[test]
 fn killed_client_leaves_partial_work_and_the_error_is_explained() {
-    common::require_program("restic");
     let mut spec = fault(FaultKind::KillClient, 3, None);
     spec.client = Some(ClientId(2));
     let observed = run_with(KEEP_EVERYTHING, 2, 20, vec![spec]);
@@ -331,32 +326,15 @@ fn killed_client_leaves_partial_work_and_the_error_is_explained() {
     // The pack uploaded before the cut is in the repository, named by no
     // index: restic counts it as an additional file (the repository is
     // otherwise sound).
-    let state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(observed.state.path().join("state.json")).unwrap())
-            .unwrap();
-    let out = std::process::Command::new("restic")
-        .args([
-            "-r",
-            observed
-                .state
-                .path()
-                .join("repository/repo")
-                .to_str()
-                .unwrap(),
-            "check",
-            "--no-lock",
-            "-v",
-        ])
-        .env(
-            "RESTIC_PASSWORD",
-            state["repository_password"].as_str().unwrap(),
-        )
-        .env(
-            "RESTIC_CACHE_DIR",
-            observed.state.path().join("restic-cache"),
-        )
-        .output()
-        .unwrap();
+    let state = common::read_json(&observed.state.path().join("state.json"));
+    let repository = observed.state.path().join("repository/repo");
+    let out = common::restic(
+        repository.to_str().unwrap(),
+        state["repository_password"].as_str().unwrap(),
+        &observed.state.path().join("restic-cache"),
+        observed.state.path(),
+        &["check", "--no-lock", "-v"],
+    );
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

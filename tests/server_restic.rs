@@ -14,21 +14,7 @@ struct Restic {
 
 impl Restic {
     fn run(&self, cwd: &Path, args: &[&str]) -> Output {
-        let out = Command::new(require_program("restic"))
-            .args(args)
-            .current_dir(cwd)
-            .env("RESTIC_REPOSITORY", &self.repo)
-            .env("RESTIC_PASSWORD", "repo-password")
-            .env("RESTIC_CACHE_DIR", self.cache.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "restic {args:?} failed: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+        common::restic(&self.repo, "repo-password", self.cache.path(), cwd, args)
     }
 
     fn snapshot_ids(&self, cwd: &Path) -> Vec<String> {

@@ -5,40 +5,21 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
-use common::{assert_same_tree, build_test_tree, require_program};
+use common::{assert_same_tree, build_test_tree};
 use snapstorm::backend::embedded::{ClientTimeouts, EmbeddedServer, RusticClient};
 use snapstorm::engine::traits::{ClientId, ClientSnapshotter, Server, Snapshotter};
 
 const PASSWORD: &str = "shared-repository-password";
 
 fn restic(repo_url: &str, cache: &Path, cwd: &Path, args: &[&str]) -> std::process::Output {
-    let out = Command::new(require_program("restic"))
-        .args(args)
-        .current_dir(cwd)
-        .env("RESTIC_REPOSITORY", repo_url)
-        .env("RESTIC_PASSWORD", PASSWORD)
-        .env("RESTIC_CACHE_DIR", cache)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "restic {args:?}: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    common::restic(repo_url, PASSWORD, cache, cwd, args)
 }
 
 #[test]
 fn rustic_and_restic_back_up_into_one_repository_at_the_same_time() {
     let work = tempfile::tempdir().unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = common::runtime();
     // The server initializes the repository (rustic_core, locally) and serves it.
     let server = runtime
         .block_on(EmbeddedServer::start(

@@ -30,6 +30,7 @@ use serde_json::json;
 
 use crate::engine::brief::brief;
 use crate::engine::exec::catch_panic;
+use crate::engine::file_writer::disk_usage;
 use crate::engine::traits::{
     BackendError, BackendResult, ClientCredentials, ClientFactory, ClientId, ClientSnapshotter,
     Details, GcOptions, RepoCheck, Server, ServerInfo, SnapshotId, Snapshotter,
@@ -362,13 +363,7 @@ impl Server for EmbeddedServer {
     }
 
     fn repository_size(&self) -> u64 {
-        walkdir::WalkDir::new(&self.data_dir)
-            .into_iter()
-            .filter_map(Result::ok)
-            .filter_map(|e| e.metadata().ok())
-            .filter(|m| m.is_file())
-            .map(|m| m.len())
-            .sum()
+        disk_usage(&self.data_dir)
     }
 }
 

@@ -24,7 +24,7 @@ pub mod theme;
 mod throughput;
 
 use std::io::{self, Stdout};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -41,6 +41,7 @@ use tokio::sync::mpsc;
 pub use app::{App, UiAction};
 pub use help_panel::KEYS;
 
+use crate::engine::file_writer::disk_usage;
 use crate::engine::stats::Report;
 use crate::multiclient::launch::{LaunchError, RunSpec, launch};
 use crate::multiclient::run::{Command, Event, RunInfo};
@@ -223,21 +224,11 @@ async fn event_loop(
 async fn sample_size(repository: PathBuf, sizes: mpsc::UnboundedSender<u64>) {
     loop {
         let dir = repository.clone();
-        if let Ok(bytes) = tokio::task::spawn_blocking(move || dir_size(&dir)).await
+        if let Ok(bytes) = tokio::task::spawn_blocking(move || disk_usage(&dir)).await
             && sizes.send(bytes).is_err()
         {
             return;
         }
         tokio::time::sleep(SIZE_EVERY).await;
     }
-}
-
-fn dir_size(dir: &Path) -> u64 {
-    walkdir::WalkDir::new(dir)
-        .into_iter()
-        .filter_map(Result::ok)
-        .filter_map(|e| e.metadata().ok())
-        .filter(|m| m.is_file())
-        .map(|m| m.len())
-        .sum()
 }

@@ -238,6 +238,17 @@ impl FileWriter for LocalFileWriter {
     }
 }
 
+/// Bytes of all files under `dir` (what a directory takes on disk, roughly).
+pub fn disk_usage(dir: &Path) -> u64 {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
+}
+
 /// Free bytes on the filesystem holding `path`, for the low-disk check.
 pub fn available_space(path: &Path) -> io::Result<u64> {
     let stat = rustix::fs::statvfs(path).map_err(io::Error::from)?;

@@ -12,6 +12,40 @@ use snapstorm::server::{RestServer, RunningServer, ServerConfig, Users};
 
 pub const ID_A: &str = "a000000000000000000000000000000000000000000000000000000000000000";
 
+/// A two-thread runtime for in-process servers and runs.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Runs Debian's restic against `repository` and fails the test if it fails.
+pub fn restic(
+    repository: &str,
+    password: &str,
+    cache: &Path,
+    cwd: &Path,
+    args: &[&str],
+) -> std::process::Output {
+    let out = std::process::Command::new(require_program("restic"))
+        .args(args)
+        .current_dir(cwd)
+        .env("RESTIC_REPOSITORY", repository)
+        .env("RESTIC_PASSWORD", password)
+        .env("RESTIC_CACHE_DIR", cache)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "restic {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// An in-process server on its own runtime, with a fresh data directory.
 pub struct TestServer {
     pub runtime: tokio::runtime::Runtime,
@@ -22,11 +56,7 @@ pub struct TestServer {
 
 impl TestServer {
     pub fn start(configure: impl FnOnce(&mut ServerConfig)) -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = runtime();
         let dir = tempfile::tempdir().unwrap();
         let users = Arc::new(Users::new());
         let mut config = ServerConfig::loopback(dir.path(), users.clone());
@@ -297,11 +327,7 @@ impl EngineFixture {
         ) -> Arc<dyn snapstorm::engine::traits::ClientFactory>,
     ) -> Self {
         use snapstorm::multiclient::launch::{RunSpec, embedded_parts};
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = runtime();
         let spec = RunSpec::new(scenario, state.path().to_path_buf(), seed);
         let mut parts = runtime.block_on(embedded_parts(&spec)).unwrap();
         parts.clients = wrap(parts.clients.clone());
