@@ -176,16 +176,6 @@ impl Stats {
         counts.unexpected_failures += u64::from(!expected);
     }
 
-    pub fn client(&self, client: ClientId) -> ClientCounts {
-        self.inner
-            .lock()
-            .expect("stats lock")
-            .clients
-            .get(&client)
-            .cloned()
-            .unwrap_or_default()
-    }
-
     /// Counters per client (with `snapshots_live` filled from `live`), and per action.
     pub fn snapshot(
         &self,

@@ -2,6 +2,7 @@
 //! its server, and the proxy in front of it.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -39,6 +40,9 @@ pub trait FaultInjector: Send + Sync {
     /// Whether an injected fault damaged the repository's data (then the run
     /// ends with a full repository check).
     fn damaged_data(&self) -> bool;
+    /// Ends faults still going (a GC storm) and waits for them; the run's
+    /// final checks must not race them. Blocking.
+    fn stop(&self);
 }
 
 /// Faults for the embedded backend.
@@ -48,6 +52,9 @@ pub struct EmbeddedFaults {
     ledger: Arc<FaultLedger>,
     runtime: tokio::runtime::Handle,
     rng: Mutex<rand_chacha::ChaCha8Rng>,
+    /// Set when the run ends: long-running faults stop.
+    stopping: Arc<AtomicBool>,
+    storms: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 impl EmbeddedFaults {
@@ -64,6 +71,8 @@ impl EmbeddedFaults {
             ledger,
             runtime,
             rng: Mutex::new(rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0xfa17)),
+            stopping: Arc::new(AtomicBool::new(false)),
+            storms: Mutex::new(Vec::new()),
         }
     }
 
@@ -169,8 +178,13 @@ impl FaultInjector for EmbeddedFaults {
                 let label = record(target.clone(), None);
                 self.runtime.block_on(self.server.stop());
                 let server = self.server.clone();
+                let stopping = self.stopping.clone();
                 self.runtime.spawn(async move {
                     tokio::time::sleep(down_for).await;
+                    if stopping.load(Ordering::SeqCst) {
+                        // The run ended meanwhile; its own shutdown stops the server.
+                        return;
+                    }
                     match server.restart().await {
                         Ok(()) => tracing::warn!(target: "snapstorm::faults", "server-restart: serving again"),
                         Err(error) => tracing::error!(target: "snapstorm::faults", %error, "server-restart: cannot serve again"),
@@ -243,11 +257,12 @@ impl FaultInjector for EmbeddedFaults {
                 let label = record(target.clone(), None);
                 let server = self.server.clone();
                 let engine = self.engine.clone();
-                std::thread::Builder::new()
+                let stopping = self.stopping.clone();
+                let storm = std::thread::Builder::new()
                     .name("gc-storm".into())
                     .spawn(move || {
                         let mut runs = 0u32;
-                        while Instant::now() < until {
+                        while Instant::now() < until && !stopping.load(Ordering::SeqCst) {
                             match server.run_gc(&GcOptions::default()) {
                                 Ok(_) => {
                                     runs += 1;
@@ -259,6 +274,7 @@ impl FaultInjector for EmbeddedFaults {
                         tracing::warn!(target: "snapstorm::faults", runs, "gc-storm over");
                     })
                     .map_err(|e| e.to_string())?;
+                self.storms.lock().expect("storms lock").push(storm);
                 (label, target)
             }
         };
@@ -273,5 +289,13 @@ impl FaultInjector for EmbeddedFaults {
 
     fn damaged_data(&self) -> bool {
         self.ledger.damaged_data()
+    }
+
+    fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let storms: Vec<_> = self.storms.lock().expect("storms lock").drain(..).collect();
+        for storm in storms {
+            let _ = storm.join();
+        }
     }
 }

@@ -105,10 +105,6 @@ impl FaultLedger {
             .iter()
             .any(|e| e.kind.damages_data())
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.lock().expect("ledger lock").is_empty()
-    }
 }
 
 fn explains(kind: FaultKind, incident: &Incident<'_>) -> bool {

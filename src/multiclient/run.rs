@@ -97,7 +97,8 @@ pub struct RunInfo {
 /// How long shutdown waits for in-flight actions before it stops waiting.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
 
-/// A handle on a running run.
+/// A handle on a running run. Dropping every sender of `commands` ends
+/// the run, as a `Shutdown` would.
 pub struct RunHandle {
     pub info: RunInfo,
     pub commands: mpsc::UnboundedSender<Command>,
@@ -106,11 +107,6 @@ pub struct RunHandle {
 }
 
 impl RunHandle {
-    /// Waits for the run to end (by its limit or a `Shutdown`) and returns its report.
-    pub async fn finish(self) -> Report {
-        self.task.await.expect("run task does not panic")
-    }
-
     /// Splits off the task so that events can be read while waiting.
     pub fn into_parts(
         self,
@@ -261,6 +257,9 @@ async fn supervise(
     sup.shutdown().await;
     while gc_tasks.join_next().await.is_some() {}
     while sup.fault_tasks.join_next().await.is_some() {}
+    if let Some(faults) = sup.faults.clone() {
+        let _ = tokio::task::spawn_blocking(move || faults.stop()).await;
+    }
     sup.final_checks().await;
     if let Err(error) = sup.engine.store().finish_run() {
         tracing::error!(%error, "cannot record the end of the run");

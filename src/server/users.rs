@@ -154,10 +154,6 @@ impl Users {
         existed
     }
 
-    pub fn contains(&self, name: &str) -> bool {
-        self.users.read().expect("users lock").contains_key(name)
-    }
-
     pub fn names(&self) -> Vec<String> {
         let mut names: Vec<String> = self
             .users
