@@ -4,13 +4,16 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use snapstorm::backend::embedded::ClientTimeouts;
 use snapstorm::engine::scenario::Scenario;
 use snapstorm::engine::traits::ClientId;
-use snapstorm::engine::{Action, Outcome, Report};
-use snapstorm::faults::{FaultKind, FaultSpec, NetworkFault};
+use snapstorm::engine::{Action, ActionParams, Outcome, Report};
+use snapstorm::faults::{
+    EmbeddedFaults, FaultInjector, FaultKind, FaultLedger, FaultSpec, NetworkFault,
+};
 use snapstorm::multiclient::launch::{RunSpec, launch};
 use snapstorm::multiclient::run::{Event, RunLimit};
 
@@ -171,15 +174,72 @@ fn delete_pack_is_detected_and_attributed() {
     assert_damage_detected_and_attributed(&observed, FaultKind::DeletePack);
 }
 
+/// Blobs of a lost index that a later backup uploads again are indexed
+/// anew, so inside a busy run the loss may heal before anything reads it
+/// (seen in about one run in four). Here nothing is backed up between the
+/// loss and the checks: snapshots that needed the index must fail, and be
+/// attributed to it.
 #[test]
-fn delete_index_is_detected_and_attributed() {
-    let observed = run_with(
-        KEEP_EVERYTHING,
-        2,
-        12,
-        vec![fault(FaultKind::DeleteIndex, 5, None)],
+fn delete_index_makes_the_snapshots_that_need_it_unrestorable() {
+    let f = common::EngineFixture::inline(KEEP_EVERYTHING, 21);
+    let ledger = Arc::new(FaultLedger::new(Instant::now()));
+    f.engine.set_attribution(ledger.clone());
+    let faults = EmbeddedFaults::new(
+        f.parts.server.clone(),
+        f.engine.clone(),
+        ledger.clone(),
+        f.runtime.handle().clone(),
+        21,
     );
-    assert_damage_detected_and_attributed(&observed, FaultKind::DeleteIndex);
+    let client = ClientId(1);
+    let exec = |action, snapshot_id: Option<String>| {
+        let params = ActionParams {
+            snapshot_id,
+            sub_path: None,
+        };
+        f.engine.exec_action(client, action, &params)
+    };
+    let mut snapshots = Vec::new();
+    for _ in 0..3 {
+        assert_eq!(exec(Action::WriteRandomFiles, None).outcome, Outcome::Ok);
+        snapshots.push(exec(Action::SnapshotRoot, None).snapshot.unwrap());
+    }
+    let injected = faults
+        .inject(
+            &FaultSpec::new(FaultKind::DeleteIndex, Duration::ZERO),
+            &[client],
+        )
+        .unwrap();
+    assert!(injected.target.starts_with("index/"), "{injected:?}");
+
+    let restores: Vec<_> = snapshots
+        .iter()
+        .map(|id| exec(Action::RestoreRandomSnapshot, Some(id.clone())))
+        .collect();
+    let failed: Vec<_> = restores
+        .iter()
+        .filter(|r| r.outcome == Outcome::Failure)
+        .collect();
+    assert!(
+        !failed.is_empty(),
+        "some snapshot needed the deleted index: {restores:#?}"
+    );
+    for record in &failed {
+        assert!(
+            record
+                .explained_by
+                .as_deref()
+                .unwrap()
+                .starts_with("delete-index@"),
+            "{record:?}"
+        );
+    }
+    let check = exec(Action::VerifyRepo, None);
+    assert_eq!(check.outcome, Outcome::Failure, "{check:?}");
+    assert!(check.explained_by.is_some());
+    let report = f.engine.report();
+    assert_eq!(report.unexpected_failures(), 0);
+    assert!(report.faults[0].detected);
 }
 
 /// After a transient fault, every client completes repository actions again.
