@@ -136,6 +136,25 @@ fn every_action_including_no_ops() {
 }
 
 #[test]
+fn repeat_action_does_the_action_that_many_times_and_counts_each() {
+    let f = EngineFixture::inline(
+        "description = \"d\"\n[options]\nmax-file-size = \"16KiB\"\n[action-options.snapshot-root]\nrepeat-action = 3\n",
+        8,
+    );
+    exec(&f, Action::WriteRandomFiles);
+    let record = exec(&f, Action::SnapshotRoot);
+    assert_eq!(record.outcome, Outcome::Ok, "{record:?}");
+    assert_eq!(record.details["repeat-action"], serde_json::json!(3));
+    assert_eq!(record.live, 3);
+    let report = f.engine.report();
+    assert_eq!(report.totals.snapshots_created, 3);
+    assert_eq!(
+        report.actions["snapshot-root"].count, 1,
+        "one action, three snapshots"
+    );
+}
+
+#[test]
 fn low_disk_purges_the_data_dir_and_restores_a_snapshot_into_it() {
     // A free-space limit no disk meets: every write turns into the recovery.
     let f = EngineFixture::inline(

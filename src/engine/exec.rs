@@ -451,11 +451,7 @@ impl Engine {
             let step = catch_panic(|| self.step(client, action, params, &options, &mut rng))
                 .unwrap_or_else(|panic| Step::error(format!("panicked: {panic}")));
             let outcome = step.outcome();
-            total.effects.bytes_written += step.effects.bytes_written;
-            total.effects.snapshot_created |= step.effects.snapshot_created;
-            total.effects.snapshot_deleted |= step.effects.snapshot_deleted;
-            total.effects.restore_verified |= step.effects.restore_verified;
-            total.effects.low_disk_recovery |= step.effects.low_disk_recovery;
+            total.effects.add(step.effects);
             total.snapshot = step.snapshot.or(total.snapshot);
             total.details = step.details;
             total.message = step.message;
@@ -583,7 +579,7 @@ impl Engine {
                     .detail("entries", json!(record.entries))
                     .detail("bytes", json!(record.bytes));
                 step.snapshot = Some(record.id);
-                step.effects.snapshot_created = true;
+                step.effects.snapshots_created = 1;
                 step
             }
             Err(error) => Step::error(error),
@@ -637,7 +633,7 @@ impl Engine {
         let mut step = match verification {
             Ok(Verification::Verified { entries }) => {
                 let mut step = Step::ok().detail("entries", json!(entries));
-                step.effects.restore_verified = true;
+                step.effects.restores_verified = 1;
                 step
             }
             Ok(failed) => self.fail(
@@ -688,7 +684,7 @@ impl Engine {
         {
             Ok(()) => {
                 let mut step = Step::ok();
-                step.effects.snapshot_deleted = true;
+                step.effects.snapshots_deleted = 1;
                 step
             }
             Err(error) => Step::error(error),
@@ -756,7 +752,7 @@ impl Engine {
         if step.outcome() == Outcome::NoOp {
             step = Step::ok();
         }
-        step.effects.low_disk_recovery = true;
+        step.effects.low_disk_recoveries += 1;
         step.detail("low-disk-recovery", json!({ "free-bytes": free }))
     }
 

@@ -60,14 +60,25 @@ impl ClientCounts {
     }
 }
 
-/// What one finished action contributes to the counters.
+/// What one finished action contributes to the counters (counts, because
+/// an action repeated with `repeat-action` can do each several times).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Effects {
-    pub snapshot_created: bool,
-    pub snapshot_deleted: bool,
-    pub restore_verified: bool,
+    pub snapshots_created: u64,
+    pub snapshots_deleted: u64,
+    pub restores_verified: u64,
     pub bytes_written: u64,
-    pub low_disk_recovery: bool,
+    pub low_disk_recoveries: u64,
+}
+
+impl Effects {
+    pub fn add(&mut self, other: Effects) {
+        self.snapshots_created += other.snapshots_created;
+        self.snapshots_deleted += other.snapshots_deleted;
+        self.restores_verified += other.restores_verified;
+        self.bytes_written += other.bytes_written;
+        self.low_disk_recoveries += other.low_disk_recoveries;
+    }
 }
 
 struct ActionStats {
@@ -148,11 +159,11 @@ impl Stats {
                 counts.unexpected_failures += u64::from(!expected);
             }
         }
-        counts.snapshots_created += u64::from(effects.snapshot_created);
-        counts.snapshots_deleted += u64::from(effects.snapshot_deleted);
-        counts.restores_verified += u64::from(effects.restore_verified);
+        counts.snapshots_created += effects.snapshots_created;
+        counts.snapshots_deleted += effects.snapshots_deleted;
+        counts.restores_verified += effects.restores_verified;
         counts.bytes_written += effects.bytes_written;
-        counts.low_disk_recoveries += u64::from(effects.low_disk_recovery);
+        counts.low_disk_recoveries += effects.low_disk_recoveries;
 
         let stats = inner.actions.entry(action).or_insert_with(ActionStats::new);
         stats.count += 1;
@@ -333,7 +344,7 @@ mod tests {
                 Outcome::Ok,
                 Duration::from_millis(ms),
                 Effects {
-                    snapshot_created: true,
+                    snapshots_created: 1,
                     ..Effects::default()
                 },
                 false,
