@@ -4,11 +4,11 @@
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Clear, List, ListItem, ListState, Paragraph, Wrap};
+use ratatui::widgets::{Block, Borders, List, ListItem, ListState, Paragraph};
 
 use super::app::{App, Focus};
 use super::format;
-use super::layout::centered;
+use super::layout::overlay;
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let theme = &app.theme;
@@ -80,7 +80,6 @@ pub fn draw_detail(frame: &mut Frame, area: Rect, app: &App, index: usize) {
         return;
     };
     let theme = &app.theme;
-    let area = centered(area, 90, 80);
     let verdict = match &failure.explained_by {
         Some(fault) => Line::from(Span::styled(
             format!("expected: {fault} explains it"),
@@ -116,11 +115,5 @@ pub fn draw_detail(frame: &mut Frame, area: Rect, app: &App, index: usize) {
             ),
             theme.failure(),
         ));
-    frame.render_widget(Clear, area);
-    frame.render_widget(
-        Paragraph::new(lines)
-            .wrap(Wrap { trim: false })
-            .block(block),
-        area,
-    );
+    overlay(frame, area, (90, 80), block, lines);
 }

@@ -3,15 +3,14 @@
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Clear, Paragraph};
+use ratatui::widgets::{Block, Borders};
 
 use super::app::App;
-use super::layout::centered;
+use super::layout::overlay;
 use crate::faults::FaultKind;
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let theme = &app.theme;
-    let area = centered(area, 70, 60);
     let target = app
         .selected
         .map(|id| id.to_string())
@@ -46,6 +45,5 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         .borders(Borders::ALL)
         .border_style(theme.error())
         .title(" faults — 1-9 injects, esc closes ");
-    frame.render_widget(Clear, area);
-    frame.render_widget(Paragraph::new(lines).block(block), area);
+    overlay(frame, area, (70, 60), block, lines);
 }

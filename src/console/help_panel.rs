@@ -3,10 +3,10 @@
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Clear, Paragraph};
+use ratatui::widgets::{Block, Borders};
 
 use super::app::App;
-use super::layout::centered;
+use super::layout::overlay;
 
 /// Every key and what it does.
 pub const KEYS: [(&str, &str); 17] = [
@@ -46,7 +46,6 @@ pub const KEYS: [(&str, &str); 17] = [
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let theme = &app.theme;
-    let area = centered(area, 70, 70);
     let mut lines = vec![
         Line::from(Span::styled("keys", theme.title())),
         Line::from(""),
@@ -66,6 +65,5 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         .borders(Borders::ALL)
         .border_style(theme.selected())
         .title(" help — esc closes ");
-    frame.render_widget(Clear, area);
-    frame.render_widget(Paragraph::new(lines).block(block), area);
+    overlay(frame, area, (70, 70), block, lines);
 }

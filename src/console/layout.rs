@@ -53,6 +53,25 @@ pub fn draw(frame: &mut Frame, app: &App) {
     }
 }
 
+/// Draws `lines` in `block` over the middle of the screen, `percent_x` ×
+/// `percent_y` of `area`, clearing what is beneath; long lines wrap.
+pub fn overlay(
+    frame: &mut Frame,
+    area: Rect,
+    (percent_x, percent_y): (u16, u16),
+    block: Block,
+    lines: Vec<Line>,
+) {
+    let area = centered(area, percent_x, percent_y);
+    frame.render_widget(Clear, area);
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(block),
+        area,
+    );
+}
+
 /// A rectangle of `percent_x` × `percent_y` of `area`, centred.
 pub fn centered(area: Rect, percent_x: u16, percent_y: u16) -> Rect {
     let [_, middle, _] = Layout::vertical([
@@ -91,7 +110,6 @@ fn draw_client_detail(frame: &mut Frame, area: Rect, app: &App, id: crate::engin
         return;
     };
     let theme = &app.theme;
-    let area = centered(area, 80, 80);
     let mut lines = vec![
         Line::from(Span::styled(
             format!("{id} · {}", view.state.label()),
@@ -134,13 +152,7 @@ fn draw_client_detail(frame: &mut Frame, area: Rect, app: &App, id: crate::engin
         .borders(Borders::ALL)
         .border_style(style)
         .title(" client details — esc closes ");
-    frame.render_widget(Clear, area);
-    frame.render_widget(
-        Paragraph::new(lines)
-            .wrap(Wrap { trim: false })
-            .block(block),
-        area,
-    );
+    overlay(frame, area, (80, 80), block, lines);
 }
 
 fn draw_stopping(frame: &mut Frame, area: Rect, app: &App) {
@@ -149,7 +161,6 @@ fn draw_stopping(frame: &mut Frame, area: Rect, app: &App) {
         .deadline
         .saturating_duration_since(app.now)
         .as_secs();
-    let area = centered(area, 50, 20);
     let text = vec![
         Line::from(Span::styled("stopping", app.theme.title())),
         Line::from(format!(
@@ -158,13 +169,8 @@ fn draw_stopping(frame: &mut Frame, area: Rect, app: &App) {
         )),
         Line::from("then: metadata saved, clients revoked, server stopped"),
     ];
-    frame.render_widget(Clear, area);
-    frame.render_widget(
-        Paragraph::new(text).block(
-            Block::default()
-                .borders(Borders::ALL)
-                .border_style(app.theme.paused()),
-        ),
-        area,
-    );
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_style(app.theme.paused());
+    overlay(frame, area, (50, 20), block, text);
 }
