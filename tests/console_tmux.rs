@@ -118,11 +118,17 @@ fn fault_menu_injects_and_the_screen_marks_what_it_explains() {
     let screen = tmux.screen();
     assert!(screen.contains("(0 unexpected)"), "{screen}");
     tmux.send(&["q"]);
-    let screen = tmux.wait_for("exit", minutes, |s| s.contains("EXIT="));
+    let screen = tmux.wait_for("exit", minutes, exited_to_prompt);
     assert!(
-        screen.contains("EXIT=0"),
+        screen.lines().any(|l| l == "EXIT=0"),
         "only expected failures: exit 0\n{screen}"
     );
+}
+
+/// The console's process printed its exit code and the shell prompt is back.
+fn exited_to_prompt(screen: &str) -> bool {
+    let mut lines = screen.lines().skip_while(|l| !l.starts_with("EXIT="));
+    lines.next().is_some() && lines.any(|l| l.starts_with("PROMPT$"))
 }
 
 /// `live N` of a client's pane, read from the screen.
@@ -161,12 +167,12 @@ fn console_in_tmux_adds_a_client_runs_gc_pauses_and_quits() {
     tmux.wait_for("PAUSED", minutes, |s| s.contains("PAUSED"));
 
     tmux.send(&["q"]);
-    let screen = tmux.wait_for("exit code and prompt", minutes, |s| s.contains("EXIT="));
+    let screen = tmux.wait_for("exit code and prompt", minutes, exited_to_prompt);
     assert!(
-        screen.contains("EXIT=0"),
+        screen.lines().any(|l| l == "EXIT=0"),
         "console exits 0 after a clean run:\n{screen}"
     );
-    let after = screen.split("EXIT=0").nth(1).unwrap();
+    let after = screen.split("\nEXIT=0").nth(1).unwrap();
     assert!(
         after.contains("PROMPT$"),
         "the shell prompt is back:\n{screen}"
