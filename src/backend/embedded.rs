@@ -456,7 +456,18 @@ impl RusticClient {
             .expect("connection lock")
             .clone()
             .ok_or(BackendError::NotConnected(client))?;
-        open_with_key(&connection.options, &connection.backends, &connection.key)
+        // The repository exists (this client opened it when it connected): if
+        // it cannot be opened now, the requests did not get through. rustic
+        // reports a refused `HEAD config` as a missing config, whatever the
+        // status, so the error text alone would not say so.
+        open_with_key(&connection.options, &connection.backends, &connection.key).map_err(|error| {
+            match error {
+                BackendError::Failed(text) => {
+                    BackendError::Transient(format!("cannot open the repository: {text}"))
+                }
+                other => other,
+            }
+        })
     }
 }
 

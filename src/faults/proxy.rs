@@ -46,12 +46,14 @@ enum Dropped {
 
 #[derive(Debug, Clone, Copy)]
 enum Kill {
-    /// The user's first upload goes through (so partial work lands in the
-    /// repository); its next upload starts the cut.
+    /// The user's uploads go through until a data pack has landed (the
+    /// partial work left in the repository); its next upload starts the cut.
+    /// rustic writes the index only after all packs, so the pack that landed
+    /// is named by no index.
     Armed {
         expires: Instant,
         window: Duration,
-        uploads_seen: u32,
+        data_landed: bool,
     },
     /// Every request of the user is dropped until then.
     Cutting { until: Instant },
@@ -100,15 +102,15 @@ impl FaultProxy {
         *self.state.network.lock().expect("network lock") = Some((fault, until));
     }
 
-    /// After one more upload of `user` goes through, its next upload starts
-    /// a cut of `window`: all its requests dropped.
+    /// Once a data pack of `user` has landed, its next upload starts a cut
+    /// of `window`: all its requests dropped.
     pub fn arm_kill(&self, user: &str, window: Duration) {
         self.state.kills.lock().expect("kills lock").insert(
             user.to_owned(),
             Kill::Armed {
                 expires: Instant::now() + ARMED_FOR,
                 window,
-                uploads_seen: 0,
+                data_landed: false,
             },
         );
     }
@@ -153,7 +155,7 @@ impl ProxyState {
             }
             Kill::Armed {
                 window,
-                uploads_seen,
+                data_landed,
                 expires,
             } => {
                 let path = request.uri().path();
@@ -164,13 +166,16 @@ impl ProxyState {
                 if !upload {
                     return false;
                 }
-                if uploads_seen == 0 {
+                if !data_landed {
+                    // Let uploads through until a data pack has landed: that
+                    // pack is the partial work the kill leaves behind.
+                    let data_landed = path.contains("/data/");
                     kills.insert(
                         user.to_owned(),
                         Kill::Armed {
                             expires,
                             window,
-                            uploads_seen: 1,
+                            data_landed,
                         },
                     );
                     return false;
@@ -217,6 +222,7 @@ async fn forward(
     if let Some(fault) = state.network() {
         tokio::time::sleep(fault.latency).await;
         let roll: u8 = state.rng.lock().expect("rng lock").random_range(0..100);
+        tracing::debug!(target: "snapstorm::faults", roll, path = %request.uri().path(), "network fault roll");
         if roll < fault.drop_percent {
             return Err(Dropped::Network.into());
         }
