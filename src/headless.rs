@@ -78,6 +78,10 @@ pub async fn follow(
     commands: mpsc::UnboundedSender<Command>,
 ) {
     let started = Instant::now();
+    // One signal stream for the whole run: a fresh `ctrl_c()` future per loop
+    // turn would miss a signal that arrives between two turns.
+    let mut interrupts = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .expect("install the SIGINT handler");
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = ProgressBar::new_spinner();
         bar.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("valid template"));
@@ -155,14 +159,14 @@ pub async fn follow(
                 }
             }
             _ = ticker.tick() => {}
-            _ = tokio::signal::ctrl_c(), if !interrupted => {
+            _ = interrupts.recv() => {
+                if interrupted {
+                    print_line(bar.as_ref(), "snapstorm: aborted");
+                    std::process::exit(130);
+                }
                 interrupted = true;
                 print_line(bar.as_ref(), "snapstorm: interrupted; finishing the actions in flight (Ctrl-C again to abort)");
                 let _ = commands.send(Command::Shutdown);
-            }
-            _ = tokio::signal::ctrl_c(), if interrupted => {
-                print_line(bar.as_ref(), "snapstorm: aborted");
-                std::process::exit(130);
             }
         }
         let line = tally.line(started.elapsed());

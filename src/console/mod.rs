@@ -165,7 +165,10 @@ async fn event_loop(
     frames.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let (size_tx, mut sizes) = mpsc::unbounded_channel();
     let sampler = tokio::spawn(sample_size(info.server.repository.clone(), size_tx));
+    // Signal streams live for the whole loop, so no signal falls between two turns.
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(ConsoleError::Terminal)?;
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .map_err(ConsoleError::Terminal)?;
     let mut quit_sent = false;
     let quit = |app: &mut App, quit_sent: &mut bool| {
@@ -195,7 +198,7 @@ async fn event_loop(
             },
             Some(bytes) = sizes.recv() => app.repo_bytes = Some(bytes),
             _ = terminate.recv() => quit(&mut app, &mut quit_sent),
-            _ = tokio::signal::ctrl_c() => quit(&mut app, &mut quit_sent),
+            _ = interrupt.recv() => quit(&mut app, &mut quit_sent),
         }
         loop {
             match events.try_recv() {
