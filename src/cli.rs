@@ -13,7 +13,7 @@ use crate::engine::scenario::Scenario;
 use crate::engine::store::write_durably;
 use crate::faults::{FaultKind, FaultSpec};
 use crate::multiclient::launch::{RunSpec, launch};
-use crate::multiclient::run::RunLimit;
+use crate::multiclient::run::{RunHandle, RunLimit};
 use crate::server::{Auth, RestServer, ServerConfig, Users};
 
 /// Exit code for a run without verification failures.
@@ -227,6 +227,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         append_only: args.append_only,
         verify_uploads: !args.no_verify_upload,
         shutdown_grace: crate::server::DEFAULT_SHUTDOWN_GRACE,
+        observer: None,
     };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
@@ -353,8 +354,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new()?;
     let report = runtime.block_on(async {
         let handle = launch(spec).await.map_err(|e| UsageError(e.to_string()))?;
-        let (info, commands, events, task) = handle.into_parts();
-        crate::headless::follow(&info, events, commands).await;
+        let RunHandle {
+            info,
+            commands,
+            events,
+            counts,
+            task,
+        } = handle;
+        crate::headless::follow(&info, events, commands, &counts).await;
         let report = task
             .await
             .map_err(|e| anyhow::anyhow!("run crashed: {e}"))?;

@@ -9,65 +9,27 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::mpsc;
 
-use crate::engine::Action;
-use crate::engine::stats::{Outcome, Report};
-use crate::multiclient::run::{Command, Event, RunInfo};
+use crate::engine::stats::{Counts, Outcome, Report};
+use crate::multiclient::run::{Command, CountsFeed, Event, RunInfo};
 
 /// How often a non-terminal gets a progress line.
 const LINE_EVERY: Duration = Duration::from_secs(5);
 
-/// Running counts for the progress display.
-#[derive(Debug, Default, Clone, Copy)]
-struct Tally {
-    actions: u64,
-    snapshots: u64,
-    verified: u64,
-    failures: u64,
-    errors: u64,
-    clients: i64,
-    gc: u64,
-}
-
-impl Tally {
-    fn apply(&mut self, event: &Event) {
-        match event {
-            Event::ActionFinished(record) => {
-                self.actions += 1;
-                match record.outcome {
-                    Outcome::Failure => self.failures += 1,
-                    Outcome::Error => self.errors += 1,
-                    _ => {}
-                }
-                if record.outcome == Outcome::Ok {
-                    match record.action {
-                        Action::SnapshotRoot => self.snapshots += 1,
-                        Action::RestoreRandomSnapshot | Action::RestoreIntoDataDir => {
-                            self.verified += 1
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            Event::ClientAdded(_) => self.clients += 1,
-            Event::ClientRemoved(_) => self.clients -= 1,
-            Event::GcFinished(Ok(())) => self.gc += 1,
-            _ => {}
-        }
-    }
-
-    fn line(&self, elapsed: Duration) -> String {
-        format!(
-            "[{:>4}s] clients {} · actions {} · snapshots {} · verified {} · gc {} · errors {} · failures {}",
-            elapsed.as_secs(),
-            self.clients,
-            self.actions,
-            self.snapshots,
-            self.verified,
-            self.gc,
-            self.errors,
-            self.failures
-        )
-    }
+/// The progress line: the engine's counts, as the console shows them.
+fn progress_line(counts: &Counts, running_clients: usize, elapsed: Duration) -> String {
+    let t = &counts.totals;
+    format!(
+        "[{:>4}s] clients {} · actions {} · snapshots {} · verified {} · gc {} · errors {} · failures {} ({} unexpected)",
+        elapsed.as_secs(),
+        running_clients,
+        t.actions,
+        t.snapshots_created,
+        t.restores_verified,
+        counts.gc_runs,
+        t.errors,
+        t.verification_failures,
+        t.unexpected_failures
+    )
 }
 
 /// Shows progress until the run reports `Finished`; a first Ctrl-C asks
@@ -76,6 +38,7 @@ pub async fn follow(
     info: &RunInfo,
     mut events: mpsc::UnboundedReceiver<Event>,
     commands: mpsc::UnboundedSender<Command>,
+    counts: &CountsFeed,
 ) {
     let started = Instant::now();
     // One signal stream for the whole run: a fresh `ctrl_c()` future per loop
@@ -110,7 +73,6 @@ pub async fn follow(
             failure.summary
         );
     }
-    let mut tally = Tally::default();
     let mut last_line = Instant::now();
     let mut ticker = tokio::time::interval(Duration::from_millis(500));
     let mut interrupted = false;
@@ -118,7 +80,6 @@ pub async fn follow(
         tokio::select! {
             event = events.recv() => {
                 let Some(event) = event else { break };
-                tally.apply(&event);
                 match &event {
                     Event::ActionFinished(record) if record.outcome == Outcome::Failure => {
                         let verdict = record
@@ -169,7 +130,7 @@ pub async fn follow(
                 let _ = commands.send(Command::Shutdown);
             }
         }
-        let line = tally.line(started.elapsed());
+        let line = progress_line(&counts.now(), counts.running_clients(), started.elapsed());
         match &bar {
             Some(bar) => bar.set_message(line),
             None if last_line.elapsed() >= LINE_EVERY => {
@@ -182,7 +143,10 @@ pub async fn follow(
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    eprintln!("{}", tally.line(started.elapsed()));
+    eprintln!(
+        "{}",
+        progress_line(&counts.now(), counts.running_clients(), started.elapsed())
+    );
 }
 
 fn print_line(bar: Option<&ProgressBar>, text: &str) {
@@ -250,7 +214,11 @@ pub fn summary(report: &Report) -> String {
         let _ = writeln!(out, "\nfaults injected:");
         for fault in &report.faults {
             let detection = match fault.detection_ms {
-                Some(ms) => format!("detected after {:.1}s", ms as f64 / 1000.0),
+                Some(ms) => format!(
+                    "detected after {:.1}s · {} incident(s)",
+                    ms as f64 / 1000.0,
+                    fault.incidents
+                ),
                 None => "not detected".to_owned(),
             };
             let _ = writeln!(

@@ -383,6 +383,28 @@ fn bad_input_exits_2_with_a_clear_message_and_writes_nothing() {
         ],
         "unknown variant `snapshot-everything`",
     );
+
+    // Options this machine cannot carry out are refused up front: they would
+    // fail on snapstorm's own file system, never in the repository.
+    let too_deep = dir.path().join("deep.toml");
+    std::fs::write(
+        &too_deep,
+        "description = \"x\"\n\n[options]\nmax-dir-depth = 100000\n",
+    )
+    .unwrap();
+    assert_usage_error(
+        &[
+            "run",
+            "--scenario",
+            too_deep.to_str().unwrap(),
+            "--state-dir",
+            s,
+        ],
+        &format!(
+            "{}:3:1: option `max-dir-depth`: 100000 is deeper than paths on this machine allow; give at most 200",
+            too_deep.display()
+        ),
+    );
     assert!(!state.exists(), "nothing was written for bad arguments");
 
     // A state dir that cannot be a directory: a file is in the way.
@@ -417,6 +439,66 @@ fn bad_input_exits_2_with_a_clear_message_and_writes_nothing() {
         "does not exist; create it",
     );
     assert!(!state.exists());
+}
+
+/// A fingerprint snapstorm cannot read is its own problem: the next start
+/// says so and stops, the state dir untouched, instead of a run whose
+/// restores silently cannot be verified.
+#[test]
+fn damaged_metadata_stops_the_next_start_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (code, _, err, first) = run(
+        &state,
+        &[
+            "--clients",
+            "1",
+            "--actions",
+            "4",
+            "--scenario",
+            "one-large-file",
+            "--seed",
+            "2",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let live = first["totals"]["snapshots_live"].as_u64().unwrap();
+    assert!(live >= 1);
+    let fingerprints: Vec<_> = std::fs::read_dir(state.join("fingerprints"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    assert_eq!(fingerprints.len() as u64, live);
+    std::fs::write(&fingerprints[0], b"").unwrap();
+    let state_before = std::fs::read(state.join("state.json")).unwrap();
+    let trace_before = std::fs::read(state.join("trace.jsonl")).unwrap();
+
+    let (code, out, err) = snapstorm(&[
+        "run",
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--actions",
+        "1",
+    ]);
+    assert_eq!(
+        code, 2,
+        "{out}
+{err}"
+    );
+    assert!(
+        err.contains("cannot be read, so their restores could not be verified")
+            && err.contains("the state dir's metadata is damaged"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(state.join("state.json")).unwrap(),
+        state_before
+    );
+    assert_eq!(
+        std::fs::read(state.join("trace.jsonl")).unwrap(),
+        trace_before
+    );
 }
 
 #[test]

@@ -11,7 +11,7 @@ use snapstorm::engine::scenario::Scenario;
 use snapstorm::engine::traits::{ClientId, GcOptions};
 use snapstorm::faults::FaultKind;
 use snapstorm::multiclient::launch::{RunSpec, launch};
-use snapstorm::multiclient::run::{Command, Event};
+use snapstorm::multiclient::run::{Command, CountsFeed, Event, RunHandle};
 
 fn key(code: KeyCode) -> KeyEvent {
     KeyEvent::new(code, KeyModifiers::NONE)
@@ -104,7 +104,7 @@ fn keys_become_the_right_commands() {
     match press(&mut app, KeyCode::Char('6')) {
         Some(Command::InjectFault(spec)) => {
             assert_eq!(spec.kind, FaultKind::RevokeClient);
-            assert_eq!(spec.client, Some(ClientId(1)));
+            assert_eq!(spec.client, Some(1));
         }
         other => panic!("expected revoke-client, got {other:?}"),
     }
@@ -120,23 +120,47 @@ fn keys_become_the_right_commands() {
     assert_eq!(app.update(action), Some(Command::Shutdown));
 }
 
-/// Drains events into the app until `done` holds (or fails after `limit`).
-async fn until(
-    app: &mut App,
-    events: &mut tokio::sync::mpsc::UnboundedReceiver<Event>,
-    limit: Duration,
-    what: &str,
-    done: impl Fn(&App) -> bool,
-) {
-    let deadline = tokio::time::Instant::now() + limit;
-    while !done(app) {
-        match tokio::time::timeout_at(deadline, events.recv()).await {
-            Ok(Some(event)) => app.apply_event(event),
-            Ok(None) => panic!("run ended while waiting for {what}"),
-            Err(_) => panic!("timed out waiting for {what}"),
-        }
+/// A run the test drives as the console does: events drained into the
+/// app, the engine's counts taken as they are published.
+struct Driven {
+    events: tokio::sync::mpsc::UnboundedReceiver<Event>,
+    counts: CountsFeed,
+}
+
+impl Driven {
+    fn refresh(&self, app: &mut App) {
+        app.set_counts(self.counts.now(), self.counts.running_clients());
         app.tick(Instant::now());
     }
+
+    /// Drains events into the app until `done` holds (or fails after `limit`).
+    async fn until(
+        &mut self,
+        app: &mut App,
+        limit: Duration,
+        what: &str,
+        done: impl Fn(&App) -> bool,
+    ) {
+        let deadline = tokio::time::Instant::now() + limit;
+        self.refresh(app);
+        while !done(app) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            let frame = tokio::time::Instant::now() + Duration::from_millis(100);
+            match tokio::time::timeout_at(frame, self.events.recv()).await {
+                Ok(Some(event)) => app.apply_event(event),
+                Ok(None) => panic!("run ended while waiting for {what}"),
+                Err(_) => {}
+            }
+            self.refresh(app);
+        }
+    }
+}
+
+fn actions(app: &App) -> u64 {
+    app.counts.totals.actions
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,8 +175,14 @@ async fn keys_drive_a_real_run() {
     .unwrap();
     let mut spec = RunSpec::new(scenario, state.path().to_path_buf(), 9);
     spec.clients = 2;
-    let handle = launch(spec).await.unwrap();
-    let (info, commands, mut events, task) = handle.into_parts();
+    let RunHandle {
+        info,
+        commands,
+        events,
+        counts,
+        task,
+    } = launch(spec).await.unwrap();
+    let mut run = Driven { events, counts };
     let mut app = App::new(&info, Instant::now(), Theme::plain());
     let send = |app: &mut App, code: KeyCode| {
         if let Some(command) = press(app, code) {
@@ -161,60 +191,164 @@ async fn keys_drive_a_real_run() {
     };
     let minute = Duration::from_secs(60);
 
-    until(
-        &mut app,
-        &mut events,
-        minute,
-        "two clients with snapshots",
-        |a| a.clients.len() == 2 && a.clients.values().all(|c| c.created >= 1),
-    )
+    run.until(&mut app, minute, "two clients with snapshots", |a| {
+        a.clients.len() == 2
+            && a.clients
+                .keys()
+                .all(|id| a.client_counts(*id).snapshots_created >= 1)
+    })
     .await;
 
     send(&mut app, KeyCode::Char('a'));
-    until(&mut app, &mut events, minute, "client 3", |a| {
-        a.active_clients() == 3
-    })
-    .await;
+    run.until(&mut app, minute, "client 3", |a| a.running_clients == 3)
+        .await;
 
     send(&mut app, KeyCode::Char('g'));
-    until(&mut app, &mut events, minute, "gc 1", |a| a.gc_runs == 1).await;
+    run.until(&mut app, minute, "gc 1", |a| a.counts.gc_runs == 1)
+        .await;
 
     send(&mut app, KeyCode::Char(' '));
-    until(&mut app, &mut events, minute, "paused", |a| a.paused_all).await;
+    run.until(&mut app, minute, "paused", |a| a.paused_all)
+        .await;
     // Paused: once the actions in flight are done, nothing new starts.
-    until(&mut app, &mut events, minute, "idle clients", |a| {
+    run.until(&mut app, minute, "idle clients", |a| {
         a.clients.values().all(|c| c.running.is_none())
     })
     .await;
-    let finished_before = app.clients.values().map(|c| c.actions).sum::<u64>();
+    let finished_before = actions(&app);
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    while let Ok(event) = events.try_recv() {
+    while let Ok(event) = run.events.try_recv() {
         app.apply_event(event);
     }
-    assert_eq!(
-        app.clients.values().map(|c| c.actions).sum::<u64>(),
-        finished_before,
-        "no action while paused"
-    );
+    run.refresh(&mut app);
+    assert_eq!(actions(&app), finished_before, "no action while paused");
 
     // Snapshot now works while paused (it is an explicit request).
+    let created = app.client_counts(ClientId(1)).snapshots_created;
     send(&mut app, KeyCode::Char('s'));
-    until(&mut app, &mut events, minute, "snapshot now", |a| {
-        a.clients[&ClientId(1)].created >= 2
+    run.until(&mut app, minute, "snapshot now", |a| {
+        a.client_counts(ClientId(1)).snapshots_created > created
     })
     .await;
 
     send(&mut app, KeyCode::Char('x'));
-    until(&mut app, &mut events, minute, "client 1 removed", |a| {
+    run.until(&mut app, minute, "client 1 removed", |a| {
         a.clients[&ClientId(1)].state == ClientState::Removed
     })
     .await;
-    assert_eq!(app.active_clients(), 2);
+    run.until(&mut app, minute, "two clients running", |a| {
+        a.running_clients == 2
+    })
+    .await;
 
     send(&mut app, KeyCode::Char('q'));
-    until(&mut app, &mut events, minute, "finish", |a| a.finished).await;
+    run.until(&mut app, minute, "finish", |a| a.finished).await;
     let report = task.await.unwrap();
     assert!(report.failures.is_empty(), "{:?}", report.failures);
     assert_eq!(report.gc_runs, 1);
     assert_eq!(report.clients.len(), 3);
+}
+
+/// Repeated actions and a GC storm, the two places counts used to part:
+/// what the console shows is what the report says, number by number, and
+/// the snapshots it counts are the ones the metadata recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_shows_the_reports_counts() {
+    use snapstorm::console::layout;
+    let state = tempfile::tempdir().unwrap();
+    let scenario = Scenario::parse(
+        "repeated",
+        "description = \"d\"\n[weights]\nwrite-random-files = 1\nsnapshot-root = 2\nrestore-random-snapID = 2\n\
+         [options]\nmax-num-files-per-write = 5\nmax-file-size = \"16KiB\"\n\
+         [action-options.snapshot-root]\nrepeat-action = 3\n\
+         [action-options.restore-random-snapID]\nrepeat-action = 3\n",
+        "repeated",
+    )
+    .unwrap();
+    let mut spec = RunSpec::new(scenario, state.path().to_path_buf(), 12);
+    spec.clients = 2;
+    spec.limit.duration = Some(Duration::from_secs(10));
+    let mut storm = snapstorm::faults::FaultSpec::new(FaultKind::GcStorm, Duration::from_secs(2));
+    storm.duration = Some(Duration::from_secs(4));
+    spec.faults = vec![storm];
+    let RunHandle {
+        info,
+        commands: _commands,
+        events,
+        counts,
+        task,
+    } = launch(spec).await.unwrap();
+    let mut run = Driven { events, counts };
+    let mut app = App::new(&info, Instant::now(), Theme::plain());
+    run.until(&mut app, Duration::from_secs(120), "finish", |a| a.finished)
+        .await;
+    let report = task.await.unwrap();
+    run.refresh(&mut app);
+
+    assert!(
+        report.gc_runs >= 2,
+        "the storm collected: {}",
+        report.gc_runs
+    );
+    let repeated = report.actions["snapshot-root"].count;
+    assert!(
+        report.totals.snapshots_created > repeated,
+        "each snapshot-root made three snapshots: {} from {repeated} actions",
+        report.totals.snapshots_created
+    );
+    assert_eq!(app.counts.gc_runs, report.gc_runs);
+    assert_eq!(app.counts.totals, report.totals);
+    assert_eq!(app.counts.clients, report.clients);
+    assert_eq!(app.counts.faults_injected, report.faults.len() as u64);
+
+    // The screen shows those numbers.
+    let mut terminal = ratatui::Terminal::new(ratatui::backend::TestBackend::new(140, 45)).unwrap();
+    terminal.draw(|frame| layout::draw(frame, &app)).unwrap();
+    let buffer = terminal.backend().buffer().clone();
+    let screen: String = (0..buffer.area.height)
+        .map(|y| {
+            (0..buffer.area.width)
+                .map(|x| buffer[(x, y)].symbol().to_owned())
+                .collect::<String>()
+                + "\n"
+        })
+        .collect();
+    let t = &report.totals;
+    for shown in [
+        format!("gc {}", report.gc_runs),
+        format!(
+            "snapshots {} created, {} live",
+            t.snapshots_created, t.snapshots_live
+        ),
+        format!("verified {}", t.restores_verified),
+        format!(
+            "failures {} ({} unexpected)",
+            t.verification_failures, t.unexpected_failures
+        ),
+        format!("errors {}", t.errors),
+    ] {
+        assert!(screen.contains(&shown), "screen lacks `{shown}`:\n{screen}");
+    }
+    for client in &report.clients {
+        let c = &client.counts;
+        let pane = format!(
+            "live {} · del {} · ok {} · fail {}",
+            c.snapshots_live, c.snapshots_deleted, c.restores_verified, c.unexpected_failures
+        );
+        assert!(screen.contains(&pane), "screen lacks `{pane}`:\n{screen}");
+    }
+
+    // An independent source: the snapshots the metadata recorded in this run.
+    let state_json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.path().join("state.json")).unwrap()).unwrap();
+    let recorded: u64 = state_json["clients"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|c| {
+            c["live"].as_array().unwrap().len() as u64
+                + c["deleted"].as_array().unwrap().len() as u64
+        })
+        .sum();
+    assert_eq!(recorded, t.snapshots_created);
 }

@@ -13,9 +13,10 @@ use snapstorm::console::app::{App, UiAction};
 use snapstorm::console::layout;
 use snapstorm::console::theme::Theme;
 use snapstorm::engine::exec::ActionRecord;
+use snapstorm::engine::stats::{ClientCounts, ClientReport};
 use snapstorm::engine::store::Failure;
 use snapstorm::engine::traits::{ClientId, ServerInfo};
-use snapstorm::engine::{Action, Outcome};
+use snapstorm::engine::{Action, Origin, Outcome};
 use snapstorm::multiclient::run::{Event, RunInfo};
 
 fn info() -> RunInfo {
@@ -44,6 +45,7 @@ fn record(
 ) -> ActionRecord {
     ActionRecord {
         time: "2026-11-25T12:00:00.000Z".into(),
+        run: 1,
         client: ClientId(client),
         seq,
         action,
@@ -53,11 +55,54 @@ fn record(
         snapshot: None,
         details: Default::default(),
         message: None,
+        error_class: None,
+        final_check: false,
         explained_by: None,
         live,
         deleted: 0,
         failure: None,
     }
+}
+
+/// Publishes counts as the engine would, after changing one client's:
+/// the screen displays these, it counts nothing itself.
+fn publish(app: &mut App, client: u32, change: impl FnOnce(&mut ClientCounts)) {
+    let mut counts = app.counts.clone();
+    match counts.clients.iter_mut().find(|c| c.id == ClientId(client)) {
+        Some(report) => change(&mut report.counts),
+        None => {
+            let mut fresh = ClientCounts::default();
+            change(&mut fresh);
+            counts.clients.push(ClientReport {
+                id: ClientId(client),
+                counts: fresh,
+            });
+        }
+    }
+    let mut totals = ClientCounts::default();
+    for c in &counts.clients {
+        totals.actions += c.counts.actions;
+        totals.snapshots_created += c.counts.snapshots_created;
+        totals.snapshots_live += c.counts.snapshots_live;
+        totals.snapshots_deleted += c.counts.snapshots_deleted;
+        totals.restores_verified += c.counts.restores_verified;
+        totals.verification_failures += c.counts.verification_failures;
+        totals.unexpected_failures += c.counts.unexpected_failures;
+        totals.errors += c.counts.errors;
+        totals.no_ops += c.counts.no_ops;
+    }
+    counts.totals = totals;
+    let running = app.clients.len();
+    app.set_counts(counts, running);
+}
+
+/// A failure the engine counted for `client`.
+fn count_failure(app: &mut App, client: u32, unexpected: bool) {
+    publish(app, client, |c| {
+        c.actions += 1;
+        c.verification_failures += 1;
+        c.unexpected_failures += u64::from(unexpected);
+    });
 }
 
 /// Four clients, each having written, snapshotted and verified; two running now.
@@ -85,6 +130,13 @@ fn busy_app(theme: Theme) -> (App, Instant) {
             )));
             app.apply_event(event);
         }
+        publish(&mut app, client, |c| {
+            c.actions = script.len() as u64;
+            c.snapshots_created = 1;
+            c.snapshots_live = 1;
+            c.restores_verified = 1;
+            c.no_ops = 1;
+        });
     }
     let now = t0 + Duration::from_secs(83);
     app.apply_event(Event::ActionStarted {
@@ -154,7 +206,7 @@ fn a_failure_is_shown_and_its_diff_opens_with_enter() {
         time: "2026-11-25T12:01:00.000Z".into(),
         client: ClientId(3),
         snapshot: Some("3f9a2c1be0d44e6f9a2c1be0d44e6f9a2c1be0d44e6f9a2c1be0d44e6f9a2c1b".into()),
-        action: "restore-random-snapID".into(),
+        action: Origin::Action(Action::RestoreRandomSnapshot),
         kind: snapstorm::engine::store::FailureKind::ContentMismatch,
         explained_by: None,
         summary: "restore differs: 1 missing, 0 extra, 1 changed (first: missing dir-1/file-07)".into(),
@@ -171,6 +223,7 @@ fn a_failure_is_shown_and_its_diff_opens_with_enter() {
     failed.message = Some(failure.summary.clone());
     failed.failure = Some(failure);
     app.apply_event(Event::ActionFinished(Box::new(failed)));
+    count_failure(&mut app, 3, true);
     let screen = render(&app, 140, 45);
     assert_screen!("failure_shown", screen);
     assert!(text(&screen).contains("failures 1"));
@@ -224,7 +277,7 @@ fn fault_menu_and_an_expected_failure() {
         time: "2026-11-25T12:02:00.000Z".into(),
         client: ClientId(1),
         snapshot: Some("aa11bb22cc33dd44".into()),
-        action: "restore-random-snapID".into(),
+        action: Origin::Action(Action::RestoreRandomSnapshot),
         kind: snapstorm::engine::store::FailureKind::RestoreFailed,
         summary: "restore failed: backend panicked: Data decryption failed, MAC check failed."
             .into(),
@@ -232,6 +285,7 @@ fn fault_menu_and_an_expected_failure() {
         explained_by: Some("corrupt-pack@6.4s".into()),
     });
     app.apply_event(Event::ActionFinished(Box::new(expected)));
+    count_failure(&mut app, 1, false);
     let screen = render(&app, 140, 45);
     assert_screen!("expected_failure", screen);
     let t = text(&screen);
@@ -264,8 +318,23 @@ fn no_color_keeps_selection_and_failures_visible_without_colour() {
         400,
         1,
     );
-    failed.message = Some("restore differs: 0 missing, 1 extra, 0 changed (first: extra x)".into());
+    let summary = "restore differs: 0 missing, 1 extra, 0 changed (first: extra x)";
+    failed.message = Some(summary.into());
+    failed.failure = Some(Failure {
+        run: 1,
+        time: "2026-11-25T12:03:00.000Z".into(),
+        client: ClientId(2),
+        snapshot: Some("bb22cc33dd44ee55".into()),
+        action: Origin::Action(Action::RestoreRandomSnapshot),
+        kind: snapstorm::engine::store::FailureKind::ContentMismatch,
+        summary: summary.into(),
+        details: "extra (1):
+  x"
+        .into(),
+        explained_by: None,
+    });
     app.apply_event(Event::ActionFinished(Box::new(failed)));
+    count_failure(&mut app, 2, true);
     let screen = render(&app, 140, 45);
     assert_screen!("no_color", screen);
     for cell in screen.content() {

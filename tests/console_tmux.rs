@@ -3,83 +3,9 @@
 
 mod common;
 
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::require_program;
-
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn new() -> Self {
-        require_program("tmux");
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let socket = format!("snapstorm-test-{}-{n}", std::process::id());
-        let tmux = Tmux { socket };
-        let status = tmux
-            .cmd(&[
-                "new-session",
-                "-d",
-                "-s",
-                "t",
-                "-x",
-                "140",
-                "-y",
-                "45",
-                "env PS1='PROMPT$ ' bash --norc --noprofile",
-            ])
-            .status()
-            .unwrap();
-        assert!(status.success(), "tmux new-session");
-        tmux
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut command = Command::new("tmux");
-        command
-            .args(["-L", &self.socket, "-f", "/dev/null"])
-            .args(args);
-        command
-    }
-
-    fn send(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", "t"];
-        args.extend_from_slice(keys);
-        assert!(self.cmd(&args).status().unwrap().success());
-    }
-
-    fn screen(&self) -> String {
-        let out = self
-            .cmd(&["capture-pane", "-p", "-t", "t"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Waits for the screen to satisfy `check`; fails with the screen shown.
-    fn wait_for(&self, what: &str, limit: Duration, check: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + limit;
-        loop {
-            let screen = self.screen();
-            if check(&screen) {
-                return screen;
-            }
-            if Instant::now() > deadline {
-                panic!("timed out waiting for {what}; screen:\n{screen}");
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.cmd(&["kill-server"]).status();
-    }
-}
+use common::tmux::Tmux;
 
 /// Starts the console for 2 clients in a fresh tmux pane, from a shell.
 fn start_console(state: &std::path::Path, seed: u32) -> Tmux {

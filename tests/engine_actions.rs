@@ -100,7 +100,7 @@ fn every_action_including_no_ops() {
 
     let gc = exec(&f, Action::RunGc);
     assert_eq!(gc.outcome, Outcome::Ok, "{gc:?}");
-    assert_eq!(f.engine.gc_runs(), 1);
+    assert_eq!(f.engine.counts().gc_runs, 1);
 
     // The remaining snapshot survives the GC.
     assert_eq!(exec(&f, Action::RestoreRandomSnapshot).outcome, Outcome::Ok);
@@ -152,6 +152,29 @@ fn repeat_action_does_the_action_that_many_times_and_counts_each() {
         report.actions["snapshot-root"].count, 1,
         "one action, three snapshots"
     );
+}
+
+/// The deepest tree a scenario may ask for is snapshotted, restored and
+/// verified like any other (paths of some 2,700 bytes).
+#[test]
+fn the_deepest_allowed_tree_restores_and_verifies() {
+    let f = EngineFixture::inline(
+        "description = \"d\"\n[options]\nmax-dir-depth = 200\nmax-num-files-per-write = 2\nmax-file-size = \"8KiB\"\n",
+        14,
+    );
+    for _ in 0..6 {
+        assert_eq!(exec(&f, Action::WriteRandomFiles).outcome, Outcome::Ok);
+    }
+    let deepest = walkdir::WalkDir::new(f.data_dir(C1))
+        .into_iter()
+        .map(|e| e.unwrap().depth())
+        .max()
+        .unwrap();
+    assert!(deepest > 100, "a write went deep: {deepest} levels");
+    let snapshot = exec(&f, Action::SnapshotRoot);
+    assert_eq!(snapshot.outcome, Outcome::Ok, "{snapshot:?}");
+    let restore = exec(&f, Action::RestoreRandomSnapshot);
+    assert_eq!(restore.outcome, Outcome::Ok, "{restore:?}");
 }
 
 #[test]

@@ -7,15 +7,13 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use snapstorm::backend::embedded::ClientTimeouts;
+use snapstorm::backend::embedded::{ClientTimeouts, EmbeddedFaults};
 use snapstorm::engine::scenario::Scenario;
-use snapstorm::engine::traits::ClientId;
+use snapstorm::engine::traits::{ClientId, FaultHost, FaultInjector};
 use snapstorm::engine::{Action, ActionParams, Outcome, Report};
-use snapstorm::faults::{
-    EmbeddedFaults, FaultInjector, FaultKind, FaultLedger, FaultSpec, NetworkFault,
-};
+use snapstorm::faults::{FaultKind, FaultSpec, NetworkFault};
 use snapstorm::multiclient::launch::{RunSpec, launch};
-use snapstorm::multiclient::run::{Event, RunLimit};
+use snapstorm::multiclient::run::{Event, RunHandle, RunLimit};
 
 /// Writes, snapshots and restores, never deletes a snapshot: every pack
 /// stays referenced, so damage to any of them must show.
@@ -81,7 +79,12 @@ fn run_with(scenario: &str, clients: u32, seconds: u64, faults: Vec<FaultSpec>) 
     spec.faults = faults;
     let (report, events) = runtime.block_on(async {
         let handle = launch(spec).await.unwrap();
-        let (_, _commands, mut events, task) = handle.into_parts();
+        let RunHandle {
+            commands: _commands,
+            mut events,
+            task,
+            ..
+        } = handle;
         let mut seen = Vec::new();
         while let Some(event) = events.recv().await {
             let done = matches!(event, Event::Finished(_));
@@ -182,15 +185,8 @@ fn delete_pack_is_detected_and_attributed() {
 #[test]
 fn delete_index_makes_the_snapshots_that_need_it_unrestorable() {
     let f = common::EngineFixture::inline(KEEP_EVERYTHING, 21);
-    let ledger = Arc::new(FaultLedger::new(Instant::now()));
-    f.engine.set_attribution(ledger.clone());
-    let faults = EmbeddedFaults::new(
-        f.parts.server.clone(),
-        f.engine.clone(),
-        ledger.clone(),
-        f.runtime.handle().clone(),
-        21,
-    );
+    let faults = EmbeddedFaults::new(f.parts.server.clone(), f.runtime.handle().clone(), 21);
+    let host: Arc<dyn FaultHost> = f.engine.clone();
     let client = ClientId(1);
     let exec = |action, snapshot_id: Option<String>| {
         let params = ActionParams {
@@ -208,6 +204,7 @@ fn delete_index_makes_the_snapshots_that_need_it_unrestorable() {
         .inject(
             &FaultSpec::new(FaultKind::DeleteIndex, Duration::ZERO),
             &[client],
+            &host,
         )
         .unwrap();
     assert!(injected.target.starts_with("index/"), "{injected:?}");
@@ -270,8 +267,8 @@ fn server_restart_refuses_then_clients_recover() {
     let observed = run_with(
         KEEP_EVERYTHING,
         2,
-        16,
-        vec![fault(FaultKind::ServerRestart, 3, Some(3))],
+        20,
+        vec![fault(FaultKind::ServerRestart, 3, Some(8))],
     );
     let report = &observed.report;
     assert!(
@@ -283,7 +280,7 @@ fn server_restart_refuses_then_clients_recover() {
     assert_recovered(
         &observed,
         2,
-        observed.injected_at() + Duration::from_secs(3),
+        observed.injected_at() + Duration::from_secs(8),
     );
     // No hang longer than the request timeout and its retry: nothing waits for minutes.
     let longest = observed
@@ -323,7 +320,7 @@ fn network_faults_are_survived_and_explained() {
 #[test]
 fn revoked_client_gets_errors_and_only_it() {
     let mut spec = fault(FaultKind::RevokeClient, 3, Some(4));
-    spec.client = Some(ClientId(1));
+    spec.client = Some(1);
     let observed = run_with(KEEP_EVERYTHING, 2, 14, vec![spec]);
     let report = &observed.report;
     let counts = |id: u32| {
@@ -358,7 +355,7 @@ fn revoked_client_gets_errors_and_only_it() {
 #[test]
 fn killed_client_leaves_partial_work_and_the_error_is_explained() {
     let mut spec = fault(FaultKind::KillClient, 3, None);
-    spec.client = Some(ClientId(2));
+    spec.client = Some(2);
     let observed = run_with(KEEP_EVERYTHING, 2, 20, vec![spec]);
     let report = &observed.report;
     let killed: Vec<_> = observed
@@ -453,4 +450,65 @@ fn gc_storm_loses_nothing() {
     assert_eq!(report.unexpected_failures(), 0, "{:#?}", report.failures);
     assert_eq!(report.totals.verification_failures, 0);
     assert_errors_explained(report);
+}
+
+/// Two faults of different kinds in one run, in both orders: each is
+/// detected, and each incident goes to the fault that causes that kind of
+/// incident — refused connections to the restart, unreadable data to the
+/// corruption — whichever came first.
+#[test]
+fn each_fault_gets_its_own_incidents_whatever_the_order() {
+    for corrupt_first in [true, false] {
+        // The restart outlasts a restore's own retries (about 5 s), so requests fail.
+        let (corrupt_at, restart_at) = if corrupt_first { (3, 6) } else { (17, 3) };
+        let observed = run_with(
+            KEEP_EVERYTHING,
+            2,
+            20,
+            vec![
+                fault(FaultKind::CorruptPack, corrupt_at, None),
+                fault(FaultKind::ServerRestart, restart_at, Some(8)),
+            ],
+        );
+        let report = &observed.report;
+        let label = |kind: FaultKind| {
+            report
+                .faults
+                .iter()
+                .find(|f| f.kind == kind.name())
+                .unwrap_or_else(|| panic!("{kind} injected: {:#?}", report.faults))
+                .label
+                .clone()
+        };
+        let (corrupt, restart) = (
+            label(FaultKind::CorruptPack),
+            label(FaultKind::ServerRestart),
+        );
+        for fault in &report.faults {
+            assert!(fault.detected, "corrupt first {corrupt_first}: {fault:#?}");
+            assert!(fault.detection_ms.is_some());
+            assert!(fault.incidents >= 1);
+        }
+        assert_eq!(report.unexpected_failures(), 0, "{:#?}", report.failures);
+        for failure in &report.failures {
+            assert_eq!(
+                failure.explained_by.as_deref(),
+                Some(corrupt.as_str()),
+                "{failure:#?}"
+            );
+        }
+        let errors: Vec<_> = observed
+            .records()
+            .into_iter()
+            .filter(|r| r.outcome == Outcome::Error)
+            .collect();
+        assert!(!errors.is_empty(), "the restart refused requests");
+        for error in errors {
+            let expected = match error.error_class {
+                Some(snapstorm::engine::traits::ErrorClass::NotThrough) => &restart,
+                _ => &corrupt,
+            };
+            assert_eq!(error.explained_by.as_ref(), Some(expected), "{error:#?}");
+        }
+    }
 }

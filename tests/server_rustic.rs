@@ -37,6 +37,7 @@ fn rustic_and_restic_back_up_into_one_repository_at_the_same_time() {
         work.path().join("rustic-cache"),
         PASSWORD.into(),
         ClientTimeouts::default(),
+        server.evidence().clone(),
     );
     rustic
         .connect(client, &server.authorize_client(client).unwrap())

@@ -11,10 +11,10 @@ use tui_logger::LevelFilter;
 
 use super::theme::Theme;
 use crate::engine::Action;
-use crate::engine::stats::Outcome;
+use crate::engine::stats::{ClientCounts, Counts, Outcome};
 use crate::engine::store::Failure;
-use crate::engine::traits::{ClientId, GcOptions};
-use crate::faults::{FaultKind, FaultSpec, Injected};
+use crate::engine::traits::{ClientId, GcOptions, Injected};
+use crate::faults::{FaultKind, FaultSpec};
 use crate::multiclient::run::{Command, Event, RunInfo};
 
 /// Actions kept per client pane: enough to fill any pane, bounded memory.
@@ -100,6 +100,8 @@ pub struct StreamEntry {
     pub expected: bool,
 }
 
+/// What the console shows of one client besides its counts (those are the
+/// engine's, in [`App::counts`]).
 #[derive(Debug, Clone)]
 pub struct ClientView {
     pub id: ClientId,
@@ -107,16 +109,6 @@ pub struct ClientView {
     /// Most recent last; at most [`STREAM_CAPACITY`].
     pub stream: VecDeque<StreamEntry>,
     pub running: Option<(Action, Instant)>,
-    pub live: usize,
-    pub deleted: usize,
-    pub created: u64,
-    pub verified: u64,
-    /// Failures no injected fault explains.
-    pub failures: u64,
-    /// Failures an injected fault explains.
-    pub expected_failures: u64,
-    pub errors: u64,
-    pub actions: u64,
     pub message: Option<String>,
 }
 
@@ -127,14 +119,6 @@ impl ClientView {
             state: ClientState::Running,
             stream: VecDeque::with_capacity(STREAM_CAPACITY),
             running: None,
-            live: 0,
-            deleted: 0,
-            created: 0,
-            verified: 0,
-            failures: 0,
-            expected_failures: 0,
-            errors: 0,
-            actions: 0,
             message: None,
         }
     }
@@ -168,11 +152,11 @@ pub struct App {
     pub failure_selected: usize,
     pub overlay: Overlay,
     pub paused_all: bool,
-    pub gc_runs: u64,
     pub gc_running: usize,
-    pub totals_created: u64,
-    pub totals_verified: u64,
-    pub totals_errors: u64,
+    /// The engine's counts, as last published: every number on screen.
+    pub counts: Counts,
+    /// Clients taking actions now, as the run last said.
+    pub running_clients: usize,
     pub log_level: LevelFilter,
     /// Actions finished per second, oldest first.
     pub throughput: VecDeque<u64>,
@@ -207,11 +191,9 @@ impl App {
             failure_selected: 0,
             overlay: Overlay::None,
             paused_all: false,
-            gc_runs: 0,
             gc_running: 0,
-            totals_created: 0,
-            totals_verified: 0,
-            totals_errors: 0,
+            counts: Counts::default(),
+            running_clients: 0,
             log_level: LevelFilter::Info,
             throughput: VecDeque::with_capacity(THROUGHPUT_SECONDS),
             finished_this_second: 0,
@@ -223,29 +205,15 @@ impl App {
         }
     }
 
-    /// Clients that are (or are becoming) part of the run.
-    pub fn active_clients(&self) -> usize {
-        self.clients
-            .values()
-            .filter(|c| {
-                matches!(
-                    c.state,
-                    ClientState::Running | ClientState::Paused | ClientState::Removing
-                )
-            })
-            .count()
+    /// Takes the counts the engine publishes now.
+    pub fn set_counts(&mut self, counts: Counts, running_clients: usize) {
+        self.counts = counts;
+        self.running_clients = running_clients;
     }
 
-    /// Failures no injected fault explains.
-    pub fn unexpected_failures(&self) -> usize {
-        self.failures
-            .iter()
-            .filter(|f| f.explained_by.is_none())
-            .count()
-    }
-
-    pub fn live_snapshots(&self) -> usize {
-        self.clients.values().map(|c| c.live).sum()
+    /// One client's counts (zero before its first action).
+    pub fn client_counts(&self, id: ClientId) -> ClientCounts {
+        self.counts.client(id).cloned().unwrap_or_default()
     }
 
     /// Moves the clock: finishes throughput seconds that have passed.
@@ -274,7 +242,8 @@ impl App {
                     .entry(id)
                     .or_insert_with(|| ClientView::new(id));
                 client.message = Some(message.clone());
-                if client.running.is_none() && client.actions == 0 {
+                let acted = self.counts.client(id).is_some_and(|c| c.actions > 0);
+                if client.running.is_none() && !acted {
                     client.state = ClientState::Broken;
                 }
                 self.notice = Some(format!("{id}: {message}"));
@@ -295,15 +264,6 @@ impl App {
                 if let Some(stopping) = self.stopping.as_mut() {
                     stopping.in_flight = stopping.in_flight.saturating_sub(1);
                 }
-                match (record.outcome, record.action) {
-                    (Outcome::Ok, Action::SnapshotRoot) => self.totals_created += 1,
-                    (Outcome::Ok, Action::RestoreRandomSnapshot | Action::RestoreIntoDataDir) => {
-                        self.totals_verified += 1
-                    }
-                    (Outcome::Ok, Action::RunGc) => self.gc_runs += 1,
-                    (Outcome::Error, _) => self.totals_errors += 1,
-                    _ => {}
-                }
                 if let Some(failure) = &record.failure {
                     self.failures.push(failure.clone());
                 }
@@ -311,20 +271,7 @@ impl App {
                     return;
                 };
                 view.running = None;
-                view.actions += 1;
-                view.live = record.live;
-                view.deleted = record.deleted;
                 let expected = record.explained_by.is_some();
-                match (record.outcome, record.action) {
-                    (Outcome::Ok, Action::SnapshotRoot) => view.created += 1,
-                    (Outcome::Ok, Action::RestoreRandomSnapshot | Action::RestoreIntoDataDir) => {
-                        view.verified += 1
-                    }
-                    (Outcome::Failure, _) if expected => view.expected_failures += 1,
-                    (Outcome::Failure, _) => view.failures += 1,
-                    (Outcome::Error, _) => view.errors += 1,
-                    _ => {}
-                }
                 if view.stream.len() == STREAM_CAPACITY {
                     view.stream.pop_front();
                 }
@@ -345,9 +292,8 @@ impl App {
             Event::GcStarted => self.gc_running += 1,
             Event::GcFinished(result) => {
                 self.gc_running = self.gc_running.saturating_sub(1);
-                match result {
-                    Ok(()) => self.gc_runs += 1,
-                    Err(error) => self.notice = Some(format!("GC failed: {error}")),
+                if let Err(error) = result {
+                    self.notice = Some(format!("GC failed: {error}"));
                 }
             }
             Event::PausedAll(paused) => self.paused_all = paused,
@@ -511,7 +457,7 @@ impl App {
                 self.overlay = Overlay::None;
                 let mut spec = FaultSpec::new(kind, std::time::Duration::ZERO);
                 if matches!(kind, FaultKind::RevokeClient | FaultKind::KillClient) {
-                    spec.client = self.selected_active();
+                    spec.client = self.selected_active().map(|id| id.0);
                     if kind == FaultKind::RevokeClient {
                         spec.duration = Some(Duration::from_secs(15));
                     }

@@ -89,6 +89,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
 
 fn draw_pane(frame: &mut Frame, area: Rect, app: &App, view: &ClientView, selected: bool) {
     let theme = &app.theme;
+    let counts = app.client_counts(view.id);
+    let expected_failures = counts.verification_failures - counts.unexpected_failures;
     let paused_by_all = app.paused_all && view.state == ClientState::Running;
     let state_label = if paused_by_all {
         "paused (all)"
@@ -104,7 +106,7 @@ fn draw_pane(frame: &mut Frame, area: Rect, app: &App, view: &ClientView, select
     };
     let border = if selected && app.focus == Focus::Clients {
         theme.selected()
-    } else if view.failures > 0 {
+    } else if counts.unexpected_failures > 0 {
         theme.failure()
     } else {
         theme.border()
@@ -128,26 +130,29 @@ fn draw_pane(frame: &mut Frame, area: Rect, app: &App, view: &ClientView, select
     let inner_height = area.height.saturating_sub(2) as usize;
 
     let mut lines = Vec::with_capacity(inner_height);
-    let failures_style = if view.failures > 0 {
+    let failures_style = if counts.unexpected_failures > 0 {
         theme.failure()
     } else {
         theme.dim()
     };
-    let mut counts = vec![
+    let mut spans = vec![
         Span::raw(format!(
             "live {} · del {} · ok {} · ",
-            view.live, view.deleted, view.verified
+            counts.snapshots_live, counts.snapshots_deleted, counts.restores_verified
         )),
-        Span::styled(format!("fail {}", view.failures), failures_style),
+        Span::styled(
+            format!("fail {}", counts.unexpected_failures),
+            failures_style,
+        ),
     ];
-    if view.expected_failures > 0 {
-        counts.push(Span::styled(
-            format!(" +{}⚑", view.expected_failures),
+    if expected_failures > 0 {
+        spans.push(Span::styled(
+            format!(" +{expected_failures}⚑"),
             theme.error(),
         ));
     }
-    counts.push(Span::raw(format!(" · err {}", view.errors)));
-    lines.push(Line::from(counts));
+    spans.push(Span::raw(format!(" · err {}", counts.errors)));
+    lines.push(Line::from(spans));
     match (&view.running, view.state) {
         (Some((action, started)), _) => lines.push(Line::from(Span::styled(
             format!(

@@ -15,8 +15,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let focused = app.focus == Focus::Failures;
     let title = format!(
         " failures {} · unexpected {} ",
-        app.failures.len(),
-        app.unexpected_failures()
+        app.counts.totals.verification_failures, app.counts.totals.unexpected_failures
     );
     let block = Block::default()
         .borders(Borders::ALL)

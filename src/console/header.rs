@@ -38,52 +38,55 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         sep(),
         Span::raw(format!("state {}", app.state_dir.display())),
     ]);
-    let failures = app.failures.len();
-    let unexpected = app.unexpected_failures();
+    let totals = &app.counts.totals;
+    let failures = totals.verification_failures;
+    let unexpected = totals.unexpected_failures;
     let failure_style = if unexpected > 0 {
         theme.failure()
     } else {
         theme.ok()
     };
-    let mut totals = vec![
-        Span::styled(format!("clients {}", app.active_clients()), theme.title()),
+    let mut line = vec![
+        Span::styled(format!("clients {}", app.running_clients), theme.title()),
         sep(),
-        Span::raw(format!("gc {}", app.gc_runs)),
+        Span::raw(format!("gc {}", app.counts.gc_runs)),
     ];
     if app.gc_running > 0 {
-        totals.push(Span::styled(" (running)", theme.running()));
+        line.push(Span::styled(" (running)", theme.running()));
     }
-    totals.extend([
+    line.extend([
         sep(),
         Span::raw(format!(
             "snapshots {} created, {} live",
-            app.totals_created,
-            app.live_snapshots()
+            totals.snapshots_created, totals.snapshots_live
         )),
         sep(),
-        Span::raw(format!("verified {}", app.totals_verified)),
+        Span::raw(format!("verified {}", totals.restores_verified)),
         sep(),
         Span::styled(
             format!("failures {failures} ({unexpected} unexpected)"),
             failure_style,
         ),
         sep(),
-        Span::raw(format!("errors {}", app.totals_errors)),
+        Span::raw(format!("errors {}", totals.errors)),
     ]);
-    if !app.faults.is_empty() {
-        totals.extend([
+    if app.counts.faults_injected > 0 {
+        line.extend([
             sep(),
-            Span::styled(format!("faults {}", app.faults.len()), theme.error()),
+            Span::styled(
+                format!("faults {}", app.counts.faults_injected),
+                theme.error(),
+            ),
         ]);
     }
     if app.paused_all {
-        totals.extend([Span::raw("  "), Span::styled(" PAUSED ", theme.paused())]);
+        line.extend([Span::raw("  "), Span::styled(" PAUSED ", theme.paused())]);
     }
     let block = Block::default()
         .borders(Borders::ALL)
         .border_style(theme.border());
     frame.render_widget(
-        Paragraph::new(vec![server, run, Line::from(totals)]).block(block),
+        Paragraph::new(vec![server, run, Line::from(line)]).block(block),
         area,
     );
 }

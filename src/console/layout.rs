@@ -97,9 +97,10 @@ fn draw_too_small(frame: &mut Frame, area: Rect, app: &App) {
             area.width, area.height
         )),
         Line::from(format!(
-            "clients {} · failures {} · q quits",
-            app.active_clients(),
-            app.failures.len()
+            "clients {} · failures {} ({} unexpected) · q quits",
+            app.running_clients,
+            app.counts.totals.verification_failures,
+            app.counts.totals.unexpected_failures
         )),
     ];
     frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }), area);
@@ -110,20 +111,22 @@ fn draw_client_detail(frame: &mut Frame, area: Rect, app: &App, id: crate::engin
         return;
     };
     let theme = &app.theme;
+    let counts = app.client_counts(id);
     let mut lines = vec![
         Line::from(Span::styled(
             format!("{id} · {}", view.state.label()),
             theme.title(),
         )),
         Line::from(format!(
-            "actions {} · snapshots created {} · live {} · deleted {} · restores verified {} · failures {} · errors {}",
-            view.actions,
-            view.created,
-            view.live,
-            view.deleted,
-            view.verified,
-            view.failures,
-            view.errors
+            "actions {} · snapshots created {} · live {} · deleted {} · restores verified {} · failures {} ({} unexpected) · errors {}",
+            counts.actions,
+            counts.snapshots_created,
+            counts.snapshots_live,
+            counts.snapshots_deleted,
+            counts.restores_verified,
+            counts.verification_failures,
+            counts.unexpected_failures,
+            counts.errors
         )),
     ];
     if let Some(message) = &view.message {
@@ -143,7 +146,7 @@ fn draw_client_detail(frame: &mut Frame, area: Rect, app: &App, id: crate::engin
         }
         lines.push(Line::from(text));
     }
-    let style = if view.state == ClientState::Broken || view.failures > 0 {
+    let style = if view.state == ClientState::Broken || counts.unexpected_failures > 0 {
         theme.failure()
     } else {
         theme.selected()

@@ -44,7 +44,7 @@ pub use help_panel::KEYS;
 use crate::engine::file_writer::disk_usage;
 use crate::engine::stats::Report;
 use crate::multiclient::launch::{LaunchError, RunSpec, launch};
-use crate::multiclient::run::{Command, Event, RunInfo};
+use crate::multiclient::run::{Command, CountsFeed, Event, RunHandle, RunInfo};
 
 /// Frames per second: the rate at which events are drained and the screen redrawn.
 const FRAME: Duration = Duration::from_millis(100);
@@ -123,7 +123,13 @@ pub fn run(spec: RunSpec) -> Result<Report, ConsoleError> {
     let runtime = tokio::runtime::Runtime::new().map_err(ConsoleError::Terminal)?;
     runtime.block_on(async move {
         let handle = launch(spec).await.map_err(ConsoleError::Launch)?;
-        let (info, commands, events, task) = handle.into_parts();
+        let RunHandle {
+            info,
+            commands,
+            events,
+            counts,
+            task,
+        } = handle;
         let guard = TerminalGuard::enter();
         let mut guard = match guard {
             Ok(guard) => guard,
@@ -133,7 +139,7 @@ pub fn run(spec: RunSpec) -> Result<Report, ConsoleError> {
                 return Err(ConsoleError::Terminal(error));
             }
         };
-        let outcome = event_loop(&mut guard.terminal, &info, &commands, events).await;
+        let outcome = event_loop(&mut guard.terminal, &info, &commands, events, &counts).await;
         drop(guard);
         if outcome.is_err() {
             let _ = commands.send(Command::Shutdown);
@@ -158,6 +164,7 @@ async fn event_loop(
     info: &RunInfo,
     commands: &mpsc::UnboundedSender<Command>,
     mut events: mpsc::UnboundedReceiver<Event>,
+    counts: &CountsFeed,
 ) -> Result<(), ConsoleError> {
     let mut app = App::new(info, Instant::now(), theme::Theme::from_env());
     let mut input = EventStream::new();
@@ -210,6 +217,7 @@ async fn event_loop(
                 }
             }
         }
+        app.set_counts(counts.now(), counts.running_clients());
         app.tick(Instant::now());
         tui_logger::move_events();
         if let Err(error) = terminal.draw(|frame| layout::draw(frame, &app)) {

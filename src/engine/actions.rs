@@ -72,6 +72,22 @@ impl Action {
         Action::ALL.into_iter().find(|a| a.name() == name)
     }
 
+    /// Whether the action talks to the repository at all (the others touch
+    /// only the client's own data directory).
+    pub fn touches_repository(self) -> bool {
+        !matches!(
+            self,
+            Action::WriteRandomFiles | Action::DeleteRandomSubdirectory | Action::DeleteFiles
+        )
+    }
+
+    /// Whether the action reads data the repository holds (packs, indexes,
+    /// trees), so that damage to that data can make it fail. Deleting a
+    /// snapshot only removes a snapshot file.
+    pub fn reads_data(self) -> bool {
+        self.touches_repository() && self != Action::DeleteRandomSnapshot
+    }
+
     /// The seed's default weights: all 1, except the data-dir restore (and
     /// the full repository check, which reads everything).
     pub fn default_weight(self) -> u32 {
@@ -85,6 +101,80 @@ impl Action {
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+/// Where an incident (a failure or an error) was found: an action, or one
+/// of the checks that compare the repository's listing with the metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Origin {
+    Action(Action),
+    /// The listing check before the first action of a run.
+    StartupCheck,
+    /// The checks after the last action: restores that had ended in errors,
+    /// the full repository check, the listing check.
+    FinalCheck,
+}
+
+impl Origin {
+    pub fn name(self) -> &'static str {
+        match self {
+            Origin::Action(action) => action.name(),
+            Origin::StartupCheck => "startup-check",
+            Origin::FinalCheck => "final-check",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Origin> {
+        match name {
+            "startup-check" => Some(Origin::StartupCheck),
+            "final-check" => Some(Origin::FinalCheck),
+            _ => Action::parse(name).map(Origin::Action),
+        }
+    }
+
+    /// The listing checks read the repository's snapshot list.
+    pub fn touches_repository(self) -> bool {
+        match self {
+            Origin::Action(action) => action.touches_repository(),
+            Origin::StartupCheck | Origin::FinalCheck => true,
+        }
+    }
+
+    /// The final checks read every snapshot that had to be restored again
+    /// and, after damage, all data; the start-up check reads only the list.
+    pub fn reads_data(self) -> bool {
+        match self {
+            Origin::Action(action) => action.reads_data(),
+            Origin::FinalCheck => true,
+            Origin::StartupCheck => false,
+        }
+    }
+}
+
+impl From<Action> for Origin {
+    fn from(action: Action) -> Self {
+        Origin::Action(action)
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Serialize for Origin {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Origin {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Origin::parse(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown origin `{name}`")))
     }
 }
 
@@ -169,6 +259,22 @@ mod tests {
                 assert!(off < 0.02, "{action}: expected ~{expected}, got {got}");
             }
         }
+    }
+
+    #[test]
+    fn origins_round_trip_by_name() {
+        for origin in Action::ALL
+            .into_iter()
+            .map(Origin::Action)
+            .chain([Origin::StartupCheck, Origin::FinalCheck])
+        {
+            let json = serde_json::to_string(&origin).unwrap();
+            assert_eq!(serde_json::from_str::<Origin>(&json).unwrap(), origin);
+        }
+        assert!(!Origin::Action(Action::WriteRandomFiles).touches_repository());
+        assert!(Origin::Action(Action::DeleteRandomSnapshot).touches_repository());
+        assert!(!Origin::Action(Action::DeleteRandomSnapshot).reads_data());
+        assert!(!Origin::StartupCheck.reads_data());
     }
 
     #[test]

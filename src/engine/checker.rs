@@ -6,16 +6,17 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::actions::Origin;
 use super::brief::{brief, without_backtrace};
 use super::fingerprint::{CompareOptions, Fingerprint, FingerprintError, TreeDiff};
 use super::store::{Failure, FailureKind, MetadataStore, SnapshotRecord, StoreError, now_rfc3339};
-use super::traits::{BackendError, ClientId, SnapshotId, Snapshotter};
+use super::traits::{BackendError, ClientId, ErrorClass, SnapshotId, Snapshotter};
 
 /// How many entries of each kind a failure's details list.
 const DIFF_LINES: usize = 20;
 /// A failed restore is tried again after these pauses before it counts as a
 /// verification failure: a snapshot that cannot be restored three times,
-/// for a reason other than a request that did not get through, is lost.
+/// for a reason that says something about its data, is lost.
 const RESTORE_RETRY_PAUSES: [Duration; 2] =
     [Duration::from_millis(500), Duration::from_millis(1500)];
 
@@ -35,6 +36,31 @@ pub enum CheckerError {
     },
 }
 
+impl CheckerError {
+    /// The backend's own class; everything else is snapstorm's own side.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            CheckerError::Backend(error) => error.class(),
+            CheckerError::Store(_) | CheckerError::Fingerprint(_) | CheckerError::Io { .. } => {
+                ErrorClass::Local
+            }
+        }
+    }
+}
+
+/// Whether a restore is one of many during the run, or the last chance a
+/// snapshot gets, after every fault ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreAttempt {
+    /// An error that says nothing about the data (the request did not get
+    /// through, it raced a GC, snapstorm's own side) is an error of the
+    /// action; the snapshot is restored again at the end of the run.
+    DuringRun,
+    /// Every fault has ended: a snapshot that still cannot be restored is
+    /// lost, unless snapstorm's own side is what failed.
+    Last,
+}
+
 /// The result of restoring a snapshot and comparing it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verification {
@@ -42,7 +68,7 @@ pub enum Verification {
     Verified { entries: usize },
     /// Restored, but different.
     Mismatch(TreeDiff),
-    /// Could not be restored, three times, for a reason other than a request that did not get through.
+    /// Could not be restored, three times, for a reason that says something about the data.
     RestoreFailed(String),
 }
 
@@ -111,6 +137,7 @@ impl Checker {
             sub_path: sub_path.map(str::to_owned),
             entries: fingerprint.len(),
             bytes: fingerprint.content_bytes(),
+            deleting: false,
         };
         self.store
             .record_snapshot(client, record.clone(), &fingerprint)?;
@@ -125,6 +152,7 @@ impl Checker {
         client: ClientId,
         id: &str,
         target: &Path,
+        attempt_kind: RestoreAttempt,
     ) -> Result<Verification, CheckerError> {
         let expected = self.store.fingerprint(id)?;
         empty_dir(target)?;
@@ -139,9 +167,16 @@ impl Checker {
         }
         match attempt {
             Ok(()) => {}
-            // The request never got through: an error of the action, not of the data.
-            Err(error @ BackendError::Transient(_)) => return Err(error.into()),
-            Err(error) => return Ok(Verification::RestoreFailed(error.to_string())),
+            Err(error) => {
+                let says_nothing = match attempt_kind {
+                    RestoreAttempt::DuringRun => error.class().says_nothing_about_data(),
+                    RestoreAttempt::Last => error.class() == ErrorClass::Local,
+                };
+                if says_nothing {
+                    return Err(error.into());
+                }
+                return Ok(Verification::RestoreFailed(error.to_string()));
+            }
         }
         let actual = Fingerprint::of_tree(target)?;
         let diff = expected.diff(&actual, self.compare);
@@ -154,13 +189,17 @@ impl Checker {
         })
     }
 
-    /// Deletes a snapshot in the repository, then in the metadata.
+    /// Deletes a snapshot: the intent first, durably, then the repository,
+    /// then the metadata. A crash in between leaves the intent, which the
+    /// next listing check settles; a delete that failed leaves it too (the
+    /// request may have been carried out all the same).
     pub fn delete_snapshot(
         &self,
         snapshotter: &dyn Snapshotter,
         client: ClientId,
         id: &str,
     ) -> Result<(), CheckerError> {
+        self.store.mark_deleting(client, id)?;
         snapshotter.delete_snapshot(client, id)?;
         self.store.mark_deleted(client, id)?;
         Ok(())
@@ -171,7 +210,7 @@ impl Checker {
         &self,
         client: ClientId,
         snapshot: Option<&str>,
-        action: &str,
+        action: Origin,
         kind: FailureKind,
         summary: String,
         details: String,
@@ -181,7 +220,7 @@ impl Checker {
             time: now_rfc3339(),
             client,
             snapshot: snapshot.map(str::to_owned),
-            action: action.to_owned(),
+            action,
             kind,
             summary,
             details,
@@ -191,15 +230,16 @@ impl Checker {
 
     /// Compares, as sets, the snapshots the metadata holds with the
     /// repository's listing. A live snapshot missing from the repository is
-    /// a failure, and so is a deleted one that is listed again. The failures
+    /// a failure, and so is a deleted one that is listed again; one whose
+    /// delete was in flight is neither (the caller settles it). The failures
     /// are returned, not yet recorded.
-    pub fn check_listing(&self, listing: &[SnapshotId], action: &str) -> Vec<Failure> {
+    pub fn check_listing(&self, listing: &[SnapshotId], action: Origin) -> Vec<Failure> {
         let listed: BTreeSet<&str> = listing.iter().map(String::as_str).collect();
         let state = self.store.state();
         let mut failures = Vec::new();
         for (client, record) in &state.clients {
             for snapshot in &record.live {
-                if !listed.contains(snapshot.id.as_str()) {
+                if !snapshot.deleting && !listed.contains(snapshot.id.as_str()) {
                     let summary = format!(
                         "snapshot lost: recorded live (run {}) but not in the repository",
                         snapshot.run

@@ -7,53 +7,34 @@
 //! the same seed gives every client the same actions with the same options,
 //! whatever the other clients do.
 
-use std::collections::{BTreeMap, HashMap};
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
 use rand::seq::IndexedRandom;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::actions::Action;
+use super::actions::{Action, Origin};
+use super::attribution::{FaultLedger, Incident, IncidentKind};
 use super::brief::{brief, without_backtrace};
-use super::checker::{Checker, CheckerError, Verification};
+use super::checker::{Checker, CheckerError, RestoreAttempt, Verification};
 use super::file_writer::available_space;
 use super::fingerprint::CompareOptions;
+use super::guard::{catch_panic, guarded};
 use super::options::ActionOptions;
 use super::scenario::{Plan, Scenario};
-use super::stats::{Effects, FailureReport, Outcome, Report, Stats};
+use super::stats::{Counts, Effects, FailureReport, Outcome, Report, Stats};
 use super::store::{Failure, FailureKind, MetadataStore, now_rfc3339};
 use super::trace::Trace;
 use super::traits::{
-    ActionRng, ClientId, Details, FileWriter, GcOptions, Server, SnapshotId, Snapshotter,
-    WriteEffect,
+    ActionRng, BackendResult, ClientId, Details, ErrorClass, FaultHost, FileWriter, GcOptions,
+    Server, SnapshotId, Snapshotter, WriteEffect,
 };
-
-/// Something that went wrong during an action (or a listing check), as
-/// attribution sees it.
-#[derive(Debug, Clone, Copy)]
-pub struct Incident<'a> {
-    pub client: ClientId,
-    /// Action name, or `startup-check` / `final-check`.
-    pub action: &'a str,
-    /// `None` for an action error, else the kind of verification failure.
-    pub failure: Option<FailureKind>,
-    pub started: Instant,
-    pub ended: Instant,
-}
-
-/// Says which injected fault, if any, explains an incident. Set by the
-/// fault machinery; without it every failure is unexpected.
-pub trait Attribution: Send + Sync {
-    fn explain(&self, incident: &Incident<'_>) -> Option<String>;
-    /// The faults injected so far, with what they were seen to cause.
-    fn fault_reports(&self) -> Vec<super::stats::FaultReport>;
-}
+use crate::faults::FaultKind;
 
 /// What the engine runs with besides its parts.
 #[derive(Debug, Clone)]
@@ -86,8 +67,10 @@ pub struct ActionParams {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ActionRecord {
     pub time: String,
+    /// The run of the state directory it belongs to (1 for a fresh one).
+    pub run: u32,
     pub client: ClientId,
-    /// Position in this client's stream of actions (from 0).
+    /// Position in this client's stream of actions in this run (from 0).
     pub seq: u64,
     pub action: Action,
     #[serde(default, skip_serializing_if = "is_default")]
@@ -101,6 +84,13 @@ pub struct ActionRecord {
     /// Why it was a no-op, the error, or the failure summary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// For an error: what kind of thing went wrong.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_class: Option<ErrorClass>,
+    /// A restore of the final checks: the snapshot's restore had ended in
+    /// errors during the run, and it gets one more chance after every fault ended.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub final_check: bool,
     /// For an error or failure: the injected fault that explains it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub explained_by: Option<String>,
@@ -124,6 +114,7 @@ struct Step {
     snapshot: Option<SnapshotId>,
     details: Details,
     message: Option<String>,
+    error_class: Option<ErrorClass>,
     effects: Effects,
     failure: Option<Failure>,
 }
@@ -142,12 +133,17 @@ impl Step {
             ..Step::default()
         }
     }
-    fn error(error: impl std::fmt::Display) -> Self {
+    fn error(error: impl std::fmt::Display, class: ErrorClass) -> Self {
         Step {
             outcome: Some(Outcome::Error),
             message: Some(brief(&error.to_string())),
+            error_class: Some(class),
             ..Step::default()
         }
+    }
+    fn checker_error(error: CheckerError) -> Self {
+        let class = error.class();
+        Step::error(error, class)
     }
     fn failure(summary: String) -> Self {
         Step {
@@ -181,15 +177,22 @@ pub struct Engine {
     checker: Checker,
     stats: Stats,
     trace: Trace,
+    /// The state directory's run this engine carries out.
+    run: u32,
     cursors: Mutex<HashMap<ClientId, Cursor>>,
     /// Live snapshots from earlier runs, per client, at start.
     inherited: BTreeMap<ClientId, Vec<SnapshotId>>,
     inherited_verified: AtomicU64,
-    gc_runs: AtomicU64,
-    started: Instant,
-    attribution: std::sync::OnceLock<Arc<dyn Attribution>>,
+    /// When the run's clock started (see [`Engine::start_clock`]).
+    started: Mutex<Instant>,
+    /// Injected faults, and which incident each explains.
+    faults: FaultLedger,
     /// Listing failures already reported in this run.
-    listing_reported: Mutex<std::collections::HashSet<(SnapshotId, FailureKind)>>,
+    listing_reported: Mutex<HashSet<(SnapshotId, FailureKind)>>,
+    /// Snapshots whose last restore ended in an error, by client: each is
+    /// restored again at the end of the run, after every fault ended.
+    unsettled: Mutex<BTreeMap<SnapshotId, ClientId>>,
+    restores_retried_at_end: AtomicU64,
 }
 
 impl std::fmt::Debug for Engine {
@@ -200,27 +203,17 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-/// A generator for one purpose of one client, derived from the run seed.
-fn derive_rng(seed: u64, client: ClientId, purpose: &str, n: u64) -> ActionRng {
+/// A generator for one purpose of one client, derived from the seed and the
+/// state directory's run: a resumed run draws a fresh stream (new file
+/// names, new choices) instead of repeating the first run's.
+fn derive_rng(seed: u64, run: u32, client: ClientId, purpose: &str, n: u64) -> ActionRng {
     let mut hasher = blake3::Hasher::new();
     hasher.update(&seed.to_le_bytes());
+    hasher.update(&run.to_le_bytes());
     hasher.update(&client.0.to_le_bytes());
     hasher.update(purpose.as_bytes());
     hasher.update(&n.to_le_bytes());
     ActionRng::from_seed(*hasher.finalize().as_bytes())
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".to_owned())
-}
-
-/// Runs `f`, turning a panic into an error message.
-pub fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
-    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| panic_message(payload.as_ref()))
 }
 
 impl Engine {
@@ -233,6 +226,7 @@ impl Engine {
     ) -> std::io::Result<Self> {
         let trace = Trace::open(&store.layout().trace())?;
         let run = store.run_number();
+        let started = Instant::now();
         let inherited = store
             .state()
             .clients
@@ -256,31 +250,36 @@ impl Engine {
             server,
             stats: Stats::new(),
             trace,
+            run,
             cursors: Mutex::new(HashMap::new()),
             inherited,
             inherited_verified: AtomicU64::new(0),
-            gc_runs: AtomicU64::new(0),
-            started: Instant::now(),
-            attribution: std::sync::OnceLock::new(),
-            listing_reported: Mutex::new(std::collections::HashSet::new()),
+            started: Mutex::new(started),
+            faults: FaultLedger::new(started),
+            listing_reported: Mutex::new(HashSet::new()),
+            unsettled: Mutex::new(BTreeMap::new()),
+            restores_retried_at_end: AtomicU64::new(0),
         })
     }
 
-    /// Lets injected faults explain failures and errors (set once).
-    pub fn set_attribution(&self, attribution: Arc<dyn Attribution>) {
-        let _ = self.attribution.set(attribution);
+    /// The faults injected into this run.
+    pub fn faults(&self) -> &FaultLedger {
+        &self.faults
     }
 
-    fn explain(&self, incident: &Incident<'_>) -> Option<String> {
-        self.attribution.get().and_then(|a| a.explain(incident))
+    /// Starts the run's clock at `at`: the run's duration, fault times and
+    /// labels count from here (the first clients connected; the schedule starts).
+    pub fn start_clock(&self, at: Instant) {
+        *self.started.lock().expect("clock lock") = at;
+        self.faults.start_clock(at);
     }
 
     /// Attributes a failure, records it durably and counts it.
     fn record_failure(&self, mut failure: Failure, started: Instant, in_action: bool) -> Failure {
-        failure.explained_by = self.explain(&Incident {
+        failure.explained_by = self.faults.explain(&Incident {
             client: failure.client,
-            action: &failure.action,
-            failure: Some(failure.kind),
+            origin: failure.action,
+            kind: IncidentKind::Failure(failure.kind),
             started,
             ended: Instant::now(),
         });
@@ -316,8 +315,21 @@ impl Engine {
         &self.server
     }
 
-    pub fn gc_runs(&self) -> u64 {
-        self.gc_runs.load(Ordering::Relaxed)
+    /// The run's counts: the one source every display reads.
+    pub fn counts(&self) -> Counts {
+        let live = self.store().live_counts();
+        self.stats.counts(
+            |id| live.get(&id).copied().unwrap_or(0),
+            self.faults.injected() as u64,
+        )
+    }
+
+    /// Garbage-collects on the server now (the console's key, a GC fault),
+    /// counted with the GCs of `run-gc` actions.
+    pub fn gc(&self, options: &GcOptions) -> BackendResult<Details> {
+        let details = guarded(|| self.server.run_gc(options))?;
+        self.stats.record_gc();
+        Ok(details)
     }
 
     /// Makes the client known (to stats and the cursor table) before its first action.
@@ -328,9 +340,9 @@ impl Engine {
 
     fn cursor_do<T>(&self, client: ClientId, f: impl FnOnce(&mut Cursor) -> T) -> T {
         let mut cursors = self.cursors.lock().expect("cursor lock");
-        let seed = self.config.seed;
+        let (seed, run) = (self.config.seed, self.run);
         let cursor = cursors.entry(client).or_insert_with(|| Cursor {
-            choice: derive_rng(seed, client, "choice", 0),
+            choice: derive_rng(seed, run, client, "choice", 0),
             next_seq: 0,
             sequence_position: 0,
         });
@@ -344,11 +356,21 @@ impl Engine {
         action: Action,
         params: &ActionParams,
     ) -> ActionRecord {
+        self.exec_attempt(client, action, params, RestoreAttempt::DuringRun)
+    }
+
+    fn exec_attempt(
+        &self,
+        client: ClientId,
+        action: Action,
+        params: &ActionParams,
+        attempt: RestoreAttempt,
+    ) -> ActionRecord {
         let seq = self.cursor_do(client, |c| {
             c.next_seq += 1;
             c.next_seq - 1
         });
-        self.run_action(client, seq, action, params)
+        self.run_action(client, seq, action, params, attempt)
     }
 
     /// The action the scenario picks next for `client`, without running it.
@@ -403,21 +425,24 @@ impl Engine {
     /// Compares the metadata with the repository's listing, as sets; every
     /// snapshot the repository lost becomes a verification failure.
     pub fn startup_check(&self) -> Result<Vec<Failure>, CheckerError> {
-        self.listing_check("startup-check")
+        self.listing_check(Origin::StartupCheck)
     }
 
     /// The same comparison at the end of a run: deleted snapshots must be
     /// gone and live ones present.
     pub fn final_check(&self) -> Result<Vec<Failure>, CheckerError> {
-        self.listing_check("final-check")
+        self.listing_check(Origin::FinalCheck)
     }
 
-    fn listing_check(&self, action: &str) -> Result<Vec<Failure>, CheckerError> {
+    fn listing_check(&self, origin: Origin) -> Result<Vec<Failure>, CheckerError> {
         let started = Instant::now();
-        let listing = self.server.list_snapshots()?;
+        let mut listing = self.server.list_snapshots()?;
+        if self.settle_pending_deletes(&listing) {
+            listing = self.server.list_snapshots()?;
+        }
         let mut reported = self.listing_reported.lock().expect("listing lock");
         let mut found = Vec::new();
-        for failure in self.checker.check_listing(&listing, action) {
+        for failure in self.checker.check_listing(&listing, origin) {
             let Some(snapshot) = failure.snapshot.clone() else {
                 continue;
             };
@@ -427,10 +452,68 @@ impl Engine {
             }
             if failure.kind == FailureKind::SnapshotLost {
                 self.store().mark_lost(failure.client, &snapshot)?;
+                self.unsettled
+                    .lock()
+                    .expect("unsettled lock")
+                    .remove(&snapshot);
             }
             found.push(self.record_failure(failure, started, false));
         }
         Ok(found)
+    }
+
+    /// Deletes whose outcome was never recorded (snapstorm was killed, or
+    /// the delete request failed): gone from the listing, the delete
+    /// happened; still listed, it is asked again. Returns whether one was
+    /// asked again (the listing is then out of date).
+    fn settle_pending_deletes(&self, listing: &[SnapshotId]) -> bool {
+        let mut asked_again = false;
+        for (client, id) in self.store().pending_deletes() {
+            if listing.contains(&id) {
+                asked_again = true;
+                match self
+                    .checker
+                    .delete_snapshot(self.snapshotter.as_ref(), client, &id)
+                {
+                    Ok(()) => {
+                        tracing::info!(%client, snapshot = %id, "an interrupted delete is carried out now")
+                    }
+                    Err(error) => {
+                        tracing::warn!(%client, snapshot = %id, %error, "an interrupted delete failed again; it is tried at the next check")
+                    }
+                }
+            } else if let Err(error) = self.store().mark_deleted(client, &id) {
+                tracing::error!(%client, snapshot = %id, %error, "cannot record a delete");
+            } else {
+                tracing::info!(%client, snapshot = %id, "an interrupted delete had been carried out");
+            }
+        }
+        asked_again
+    }
+
+    /// Restores again every snapshot whose restore ended in errors during
+    /// the run. Call it once every fault has ended: a snapshot that still
+    /// cannot be restored is lost (`restore-failed`), unless snapstorm's own
+    /// side is what failed.
+    pub fn retry_unsettled_restores(&self) -> Vec<ActionRecord> {
+        let unsettled = std::mem::take(&mut *self.unsettled.lock().expect("unsettled lock"));
+        unsettled
+            .into_iter()
+            .filter(|(id, client)| self.store().live(*client).iter().any(|s| &s.id == id))
+            .map(|(id, client)| {
+                self.restores_retried_at_end.fetch_add(1, Ordering::Relaxed);
+                let params = ActionParams {
+                    snapshot_id: Some(id),
+                    sub_path: None,
+                };
+                self.exec_attempt(
+                    client,
+                    Action::RestoreRandomSnapshot,
+                    &params,
+                    RestoreAttempt::Last,
+                )
+            })
+            .collect()
     }
 
     fn run_action(
@@ -439,22 +522,31 @@ impl Engine {
         seq: u64,
         action: Action,
         params: &ActionParams,
+        attempt: RestoreAttempt,
     ) -> ActionRecord {
         let time = now_rfc3339();
         let started = Instant::now();
-        let mut rng = derive_rng(self.config.seed, client, "action", seq);
+        let mut rng = derive_rng(self.config.seed, self.run, client, "action", seq);
+        let origin = match attempt {
+            RestoreAttempt::DuringRun => Origin::Action(action),
+            RestoreAttempt::Last => Origin::FinalCheck,
+        };
         let options = self.config.scenario.options_for(action).clone();
         let repeats = options.repeat_action.max(1);
 
         let mut total = Step::default();
         for _ in 0..repeats {
-            let step = catch_panic(|| self.step(client, action, params, &options, &mut rng))
-                .unwrap_or_else(|panic| Step::error(format!("panicked: {panic}")));
+            let step = catch_panic(|| {
+                self.step(client, action, params, &options, &mut rng, attempt, origin)
+            })
+            // A panic outside the backend's calls (those are guarded) is snapstorm's own.
+            .unwrap_or_else(|panic| Step::error(format!("panicked: {panic}"), ErrorClass::Local));
             let outcome = step.outcome();
             total.effects.add(step.effects);
             total.snapshot = step.snapshot.or(total.snapshot);
             total.details = step.details;
             total.message = step.message;
+            total.error_class = step.error_class;
             total.failure = step.failure.or(total.failure);
             total.outcome = Some(match (total.outcome, outcome) {
                 (None, o) => o,
@@ -480,12 +572,13 @@ impl Engine {
         let failure = total
             .failure
             .map(|failure| self.record_failure(failure, started, true));
-        let explained_by = match (&failure, outcome) {
+        let error_class = total.error_class.filter(|_| outcome == Outcome::Error);
+        let explained_by = match (&failure, error_class) {
             (Some(failure), _) => failure.explained_by.clone(),
-            (None, Outcome::Error) => self.explain(&Incident {
+            (None, Some(class)) => self.faults.explain(&Incident {
                 client,
-                action: action.name(),
-                failure: None,
+                origin,
+                kind: IncidentKind::Error(class),
                 started,
                 ended: Instant::now(),
             }),
@@ -501,6 +594,7 @@ impl Engine {
         );
         let record = ActionRecord {
             time,
+            run: self.run,
             client,
             seq,
             action,
@@ -510,6 +604,8 @@ impl Engine {
             snapshot: total.snapshot,
             details: total.details,
             message: total.message,
+            error_class,
+            final_check: attempt == RestoreAttempt::Last,
             explained_by,
             live: self.store().live(client).len(),
             deleted: self.store().deleted_count(client),
@@ -534,6 +630,7 @@ impl Engine {
         record
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn step(
         &self,
         client: ClientId,
@@ -541,11 +638,14 @@ impl Engine {
         params: &ActionParams,
         options: &ActionOptions,
         rng: &mut ActionRng,
+        attempt: RestoreAttempt,
+        origin: Origin,
     ) -> Step {
         match action {
             Action::SnapshotRoot => self.snapshot_root(client, params),
-            Action::RestoreRandomSnapshot => self.restore(client, params, rng, false),
-            Action::RestoreIntoDataDir => self.restore(client, params, rng, true),
+            Action::RestoreRandomSnapshot | Action::RestoreIntoDataDir => {
+                self.restore(client, params, rng, action, attempt, origin)
+            }
             Action::DeleteRandomSnapshot => self.delete_random_snapshot(client, rng),
             Action::RunGc => self.run_gc(client),
             Action::WriteRandomFiles => self.write_random_files(client, options, rng),
@@ -558,7 +658,7 @@ impl Engine {
                 options.delete_contents_percent,
                 rng,
             )),
-            Action::VerifyRepo => self.verify_repo(client),
+            Action::VerifyRepo => self.verify_repo(client, origin),
         }
     }
 
@@ -582,7 +682,7 @@ impl Engine {
                 step.effects.snapshots_created = 1;
                 step
             }
-            Err(error) => Step::error(error),
+            Err(error) => Step::checker_error(error),
         }
     }
 
@@ -599,8 +699,11 @@ impl Engine {
         client: ClientId,
         params: &ActionParams,
         rng: &mut ActionRng,
-        into_data_dir: bool,
+        action: Action,
+        attempt: RestoreAttempt,
+        origin: Origin,
     ) -> Step {
+        let into_data_dir = action == Action::RestoreIntoDataDir;
         let live = self.store().live(client);
         let chosen = match &params.snapshot_id {
             Some(id) => Some(id.clone()),
@@ -619,17 +722,24 @@ impl Engine {
         } else {
             self.scratch_target(client)
         };
-        let verification =
-            self.checker
-                .restore_and_verify(self.snapshotter.as_ref(), client, &id, &target);
+        let verification = self.checker.restore_and_verify(
+            self.snapshotter.as_ref(),
+            client,
+            &id,
+            &target,
+            attempt,
+        );
         if !into_data_dir {
             let _ = std::fs::remove_dir_all(&target);
         }
-        let action = if into_data_dir {
-            Action::RestoreIntoDataDir
-        } else {
-            Action::RestoreRandomSnapshot
-        };
+        {
+            let mut unsettled = self.unsettled.lock().expect("unsettled lock");
+            if verification.is_err() && attempt == RestoreAttempt::DuringRun {
+                unsettled.insert(id.clone(), client);
+            } else {
+                unsettled.remove(&id);
+            }
+        }
         let mut step = match verification {
             Ok(Verification::Verified { entries }) => {
                 let mut step = Step::ok().detail("entries", json!(entries));
@@ -639,12 +749,12 @@ impl Engine {
             Ok(failed) => self.fail(
                 client,
                 Some(&id),
-                action,
+                origin,
                 failed.failure_kind().unwrap_or_default(),
                 failed.failure_summary().unwrap_or_default(),
                 failed.failure_details(),
             ),
-            Err(error) => Step::error(error),
+            Err(error) => Step::checker_error(error),
         };
         step.snapshot = Some(id);
         step
@@ -655,17 +765,16 @@ impl Engine {
         &self,
         client: ClientId,
         snapshot: Option<&str>,
-        action: Action,
+        origin: Origin,
         kind: FailureKind,
         summary: String,
         details: String,
     ) -> Step {
         let mut step = Step::failure(summary.clone());
-        step.failure =
-            Some(
-                self.checker
-                    .failure(client, snapshot, action.name(), kind, summary, details),
-            );
+        step.failure = Some(
+            self.checker
+                .failure(client, snapshot, origin, kind, summary, details),
+        );
         step
     }
 
@@ -683,11 +792,12 @@ impl Engine {
             .delete_snapshot(self.snapshotter.as_ref(), client, &id)
         {
             Ok(()) => {
+                self.unsettled.lock().expect("unsettled lock").remove(&id);
                 let mut step = Step::ok();
                 step.effects.snapshots_deleted = 1;
                 step
             }
-            Err(error) => Step::error(error),
+            Err(error) => Step::checker_error(error),
         };
         step.snapshot = Some(id);
         step
@@ -696,12 +806,15 @@ impl Engine {
     fn run_gc(&self, client: ClientId) -> Step {
         match self.snapshotter.run_gc(client, &GcOptions::default()) {
             Ok(details) => {
-                self.gc_runs.fetch_add(1, Ordering::Relaxed);
+                self.stats.record_gc();
                 let mut step = Step::ok();
                 step.details = details;
                 step
             }
-            Err(error) => Step::error(error),
+            Err(error) => {
+                let class = error.class();
+                Step::error(error, class)
+            }
         }
     }
 
@@ -710,11 +823,6 @@ impl Engine {
         if let Err(error) = self.trace.write(event) {
             tracing::warn!(%error, "cannot write the action trace");
         }
-    }
-
-    /// Counts a GC that was triggered outside any client (the console's key).
-    pub fn note_gc_run(&self) {
-        self.gc_runs.fetch_add(1, Ordering::Relaxed);
     }
 
     fn write_random_files(
@@ -738,7 +846,7 @@ impl Engine {
                     .unwrap_or(0);
                 step
             }
-            Err(error) => Step::error(error),
+            Err(error) => Step::error(error, ErrorClass::Local),
         }
     }
 
@@ -746,9 +854,17 @@ impl Engine {
     fn recover_low_disk(&self, client: ClientId, free: u64, rng: &mut ActionRng) -> Step {
         tracing::warn!(%client, free, "low disk space: purging the data dir and restoring a snapshot into it");
         if let Err(error) = self.writer.delete_everything(client) {
-            return Step::error(format!("low-disk recovery: {error}"));
+            return Step::error(format!("low-disk recovery: {error}"), ErrorClass::Local);
         }
-        let mut step = self.restore(client, &ActionParams::default(), rng, true);
+        let mut step = self.restore(
+            client,
+            &ActionParams::default(),
+            rng,
+            Action::RestoreIntoDataDir,
+            RestoreAttempt::DuringRun,
+            // What reads the repository here is the restore.
+            Origin::Action(Action::RestoreIntoDataDir),
+        );
         if step.outcome() == Outcome::NoOp {
             step = Step::ok();
         }
@@ -756,8 +872,8 @@ impl Engine {
         step.detail("low-disk-recovery", json!({ "free-bytes": free }))
     }
 
-    fn verify_repo(&self, client: ClientId) -> Step {
-        match self.server.verify_repo() {
+    fn verify_repo(&self, client: ClientId, origin: Origin) -> Step {
+        match guarded(|| self.server.verify_repo()) {
             Ok(check) if check.healthy => Step::ok().detail("problems", json!(0)),
             Ok(check) => {
                 let summary = format!(
@@ -773,7 +889,7 @@ impl Engine {
                 self.fail(
                     client,
                     None,
-                    Action::VerifyRepo,
+                    origin,
                     FailureKind::RepositoryCheck,
                     summary,
                     check
@@ -785,8 +901,22 @@ impl Engine {
                 )
                 .detail("problems", json!(problems))
             }
-            Err(error) => Step::error(error),
+            Err(error) => {
+                let class = error.class();
+                Step::error(error, class)
+            }
         }
+    }
+
+    /// Runs the full repository check as one of the final checks (after a
+    /// fault damaged data, so no injected damage goes unreported).
+    pub fn final_verify_repo(&self, client: ClientId) -> ActionRecord {
+        self.exec_attempt(
+            client,
+            Action::VerifyRepo,
+            &ActionParams::default(),
+            RestoreAttempt::Last,
+        )
     }
 
     /// The machine-readable report of this run so far.
@@ -794,14 +924,7 @@ impl Engine {
         let store = self.store();
         let state = store.state();
         let run = state.run_counter;
-        let live = |client: ClientId| {
-            state
-                .clients
-                .get(&client)
-                .map(|c| c.live.len() as u64)
-                .unwrap_or(0)
-        };
-        let (clients, totals, actions) = self.stats.snapshot(live);
+        let counts = self.counts();
         Report {
             seed: self.config.seed,
             scenario: self.config.scenario.name.clone(),
@@ -810,23 +933,53 @@ impl Engine {
             run_counter: run,
             inherited_snapshots: self.inherited.values().map(|ids| ids.len() as u64).sum(),
             inherited_verified: self.inherited_verified.load(Ordering::Relaxed),
-            duration_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            gc_runs: self.gc_runs(),
-            clients,
-            totals,
-            actions,
+            duration_ms: u64::try_from(
+                self.started
+                    .lock()
+                    .expect("clock lock")
+                    .elapsed()
+                    .as_millis(),
+            )
+            .unwrap_or(u64::MAX),
+            gc_runs: counts.gc_runs,
+            clients: counts.clients,
+            totals: counts.totals,
+            restores_retried_at_end: self.restores_retried_at_end.load(Ordering::Relaxed),
+            actions: self.stats.actions(),
             failures: state
                 .failures
                 .iter()
                 .filter(|f| f.run == run)
                 .map(FailureReport::from)
                 .collect(),
-            faults: self
-                .attribution
-                .get()
-                .map(|a| a.fault_reports())
-                .unwrap_or_default(),
+            faults: self.faults.fault_reports(),
         }
+    }
+}
+
+impl FaultHost for Engine {
+    fn fault_starts(
+        &self,
+        kind: FaultKind,
+        target: &str,
+        client: Option<ClientId>,
+        duration: Option<Duration>,
+    ) -> String {
+        let label = self.faults.record(kind, target, client, duration);
+        self.trace_event(&json!({
+            "time": now_rfc3339(),
+            "run": self.run,
+            "fault": label,
+            "kind": kind,
+            "target": target,
+            "client": client,
+            "duration_ms": duration.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        }));
+        label
+    }
+
+    fn run_gc(&self, options: &GcOptions) -> BackendResult<Details> {
+        self.gc(options)
     }
 }
 
@@ -838,6 +991,6 @@ fn writer_step(result: std::io::Result<WriteEffect>) -> Step {
             step
         }
         Ok(WriteEffect::NoOp(reason)) => Step::no_op(reason),
-        Err(error) => Step::error(error),
+        Err(error) => Step::error(error, ErrorClass::Local),
     }
 }

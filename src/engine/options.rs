@@ -62,6 +62,13 @@ impl Default for ActionOptions {
     }
 }
 
+/// The deepest tree a write may build. Each level adds a 13-byte directory
+/// name (`dir-xxxxxxxx/`) to every path, and Linux refuses paths longer than
+/// 4096 bytes: 200 levels take 2600, leaving room for the state directory's
+/// own path, the scratch directory restores go to and a file name. Deeper
+/// trees would fail on snapstorm's own file system, never in the repository.
+pub const MAX_DIR_DEPTH: u32 = 200;
+
 /// An option value that cannot work, naming the key and the fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("option `{key}`: {problem}")]
@@ -76,6 +83,15 @@ impl ActionOptions {
         let fail = |key, problem: String| Err(OptionError { key, problem });
         if self.max_dir_depth == 0 {
             return fail("max-dir-depth", "must be at least 1".into());
+        }
+        if self.max_dir_depth > MAX_DIR_DEPTH {
+            return fail(
+                "max-dir-depth",
+                format!(
+                    "{} is deeper than paths on this machine allow; give at most {MAX_DIR_DEPTH} (each level adds 13 bytes to paths of at most 4096)",
+                    self.max_dir_depth
+                ),
+            );
         }
         if self.min_file_size > self.max_file_size {
             return fail(
@@ -144,6 +160,17 @@ mod tests {
         assert_eq!(
             options.validate().unwrap_err().to_string(),
             "option `min-num-files-per-write`: 5 is larger than max-num-files-per-write 2"
+        );
+        let too_deep = ActionOptions {
+            max_dir_depth: 100_000,
+            ..ActionOptions::default()
+        };
+        assert!(
+            too_deep
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("option `max-dir-depth`: 100000 is deeper than paths on this machine allow; give at most 200"),
         );
         let unknown = toml::from_str::<ActionOptions>("max-file-sise = 3\n").unwrap_err();
         assert!(

@@ -7,9 +7,13 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use super::actions::Action;
+use super::actions::{Action, Origin};
 use super::store::{Failure, FailureKind};
 use super::traits::ClientId;
+
+/// The longest latency the histograms hold exactly: a day, in milliseconds.
+/// Longer actions are recorded as a day.
+const LATENCY_MAX_MS: u64 = 24 * 60 * 60 * 1000;
 
 /// How an action ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -96,7 +100,8 @@ impl ActionStats {
             errors: 0,
             no_ops: 0,
             failures: 0,
-            latency_ms: Histogram::new(3).expect("3 significant digits is valid"),
+            latency_ms: Histogram::new_with_bounds(1, LATENCY_MAX_MS, 3)
+                .expect("1 ms to a day at 3 significant digits is valid"),
         }
     }
 }
@@ -105,6 +110,24 @@ impl ActionStats {
 struct Inner {
     clients: BTreeMap<ClientId, ClientCounts>,
     actions: BTreeMap<Action, ActionStats>,
+    gc_runs: u64,
+}
+
+/// The run's counts as the engine publishes them: the console, the progress
+/// line, the summary and the report all display these and count nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub clients: Vec<ClientReport>,
+    pub totals: ClientCounts,
+    /// GCs that finished, whoever started them (an action, a key, a fault).
+    pub gc_runs: u64,
+    pub faults_injected: u64,
+}
+
+impl Counts {
+    pub fn client(&self, id: ClientId) -> Option<&ClientCounts> {
+        self.clients.iter().find(|c| c.id == id).map(|c| &c.counts)
+    }
 }
 
 /// Thread-safe statistics of the current run.
@@ -175,8 +198,13 @@ impl Stats {
         }
         let ms = u64::try_from(duration.as_millis())
             .unwrap_or(u64::MAX)
-            .max(1);
+            .clamp(1, LATENCY_MAX_MS);
         stats.latency_ms.saturating_record(ms);
+    }
+
+    /// Counts a GC that finished.
+    pub fn record_gc(&self) {
+        self.inner.lock().expect("stats lock").gc_runs += 1;
     }
 
     /// A failure found outside any action (the listing checks).
@@ -187,15 +215,8 @@ impl Stats {
         counts.unexpected_failures += u64::from(!expected);
     }
 
-    /// Counters per client (with `snapshots_live` filled from `live`), and per action.
-    pub fn snapshot(
-        &self,
-        live: impl Fn(ClientId) -> u64,
-    ) -> (
-        Vec<ClientReport>,
-        ClientCounts,
-        BTreeMap<String, ActionReport>,
-    ) {
+    /// Counters per client (with `snapshots_live` filled from `live`).
+    pub fn counts(&self, live: impl Fn(ClientId) -> u64, faults_injected: u64) -> Counts {
         let inner = self.inner.lock().expect("stats lock");
         let mut totals = ClientCounts::default();
         let clients = inner
@@ -208,7 +229,18 @@ impl Stats {
                 ClientReport { id, counts }
             })
             .collect();
-        let actions = inner
+        Counts {
+            clients,
+            totals,
+            gc_runs: inner.gc_runs,
+            faults_injected,
+        }
+    }
+
+    /// Counters and latency percentiles per action.
+    pub fn actions(&self) -> BTreeMap<String, ActionReport> {
+        let inner = self.inner.lock().expect("stats lock");
+        inner
             .actions
             .iter()
             .map(|(action, s)| {
@@ -227,8 +259,7 @@ impl Stats {
                     },
                 )
             })
-            .collect();
-        (clients, totals, actions)
+            .collect()
     }
 }
 
@@ -256,7 +287,7 @@ pub struct ActionReport {
 pub struct FailureReport {
     pub client: ClientId,
     pub snapshot: Option<String>,
-    pub action: String,
+    pub action: Origin,
     pub kind: FailureKind,
     pub summary: String,
     pub details: String,
@@ -271,7 +302,7 @@ impl From<&Failure> for FailureReport {
         FailureReport {
             client: f.client,
             snapshot: f.snapshot.clone(),
-            action: f.action.clone(),
+            action: f.action,
             kind: f.kind,
             summary: f.summary.clone(),
             details: f.details.clone(),
@@ -299,6 +330,9 @@ pub struct Report {
     pub gc_runs: u64,
     pub clients: Vec<ClientReport>,
     pub totals: ClientCounts,
+    /// Snapshots whose restore had ended in errors, restored again after
+    /// every fault ended.
+    pub restores_retried_at_end: u64,
     pub actions: BTreeMap<String, ActionReport>,
     /// Verification failures found by this run.
     pub failures: Vec<FailureReport>,
@@ -317,6 +351,8 @@ impl Report {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FaultReport {
     pub kind: String,
+    /// How failures and errors name it (`corrupt-pack@15.2s`).
+    pub label: String,
     /// Wall-clock time of the injection.
     pub time: String,
     /// Milliseconds into the run.
@@ -328,6 +364,8 @@ pub struct FaultReport {
     pub detected: bool,
     /// Milliseconds from injection to the first failure or error it explains.
     pub detection_ms: Option<u64>,
+    /// Failures and errors attributed to it.
+    pub incidents: u64,
 }
 
 #[cfg(test)]
@@ -366,7 +404,8 @@ mod tests {
             Effects::default(),
             true,
         );
-        let (clients, totals, actions) = stats.snapshot(|id| u64::from(id.0) * 10);
+        let counts = stats.counts(|id| u64::from(id.0) * 10, 0);
+        let (clients, totals, actions) = (counts.clients, counts.totals, stats.actions());
         assert_eq!(clients.len(), 2);
         assert_eq!(clients[0].counts.snapshots_created, 100);
         assert_eq!(clients[0].counts.snapshots_live, 10);
@@ -381,5 +420,27 @@ mod tests {
             (50, 95, 99, 100)
         );
         assert_eq!(actions["delete-files"].no_ops, 1);
+    }
+
+    /// Actions of minutes and hours keep their latency (a histogram that
+    /// clamps would report them as about two seconds).
+    #[test]
+    fn long_actions_keep_their_latency() {
+        let stats = Stats::new();
+        for secs in [7u64, 9, 3_600, 90_000] {
+            stats.record(
+                ClientId(1),
+                Action::SnapshotRoot,
+                Outcome::Ok,
+                Duration::from_secs(secs),
+                Effects::default(),
+                false,
+            );
+        }
+        let snap = &stats.actions()["snapshot-root"];
+        let within = |got: u64, want: u64| got.abs_diff(want) * 1000 <= want;
+        assert!(within(snap.p50_ms, 9_000), "{snap:?}");
+        assert!(within(snap.p95_ms, LATENCY_MAX_MS), "{snap:?}");
+        assert!(within(snap.max_ms, LATENCY_MAX_MS), "{snap:?}");
     }
 }

@@ -26,6 +26,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use super::actions::Origin;
 use super::fingerprint::Fingerprint;
 use super::traits::{ClientId, SnapshotId};
 
@@ -88,6 +89,12 @@ pub struct SnapshotRecord {
     pub sub_path: Option<String>,
     pub entries: usize,
     pub bytes: u64,
+    /// A delete was asked of the repository and has not been confirmed:
+    /// recorded before the delete, so a crash in between is never taken
+    /// for a lost snapshot. Such a snapshot is neither restored nor deleted again
+    /// until the next listing check settles it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleting: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,7 +131,7 @@ pub struct Failure {
     pub client: ClientId,
     pub snapshot: Option<SnapshotId>,
     /// The action that found it (or `startup-check` / `final-check`).
-    pub action: String,
+    pub action: Origin,
     #[serde(default)]
     pub kind: FailureKind,
     /// One line.
@@ -184,6 +191,15 @@ pub enum StoreError {
     },
     #[error("no fingerprint recorded for snapshot {0}")]
     NoFingerprint(SnapshotId),
+    #[error(
+        "state directory {path}: the fingerprints of {} live snapshot(s) cannot be read, so their restores could not be verified: {}; the state dir's metadata is damaged — restore it from a copy, or start afresh with another --state-dir",
+        unreadable.len(),
+        unreadable.join("; ")
+    )]
+    UnreadableFingerprints {
+        path: PathBuf,
+        unreadable: Vec<String>,
+    },
 }
 
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
@@ -261,6 +277,7 @@ impl MetadataStore {
                 wanted: backend.to_owned(),
             });
         }
+        check_fingerprints(&layout, &state)?;
         state.run_counter += 1;
         state.runs.push(RunRecord {
             number: state.run_counter,
@@ -299,14 +316,44 @@ impl MetadataStore {
             .clone()
     }
 
+    /// The client's live snapshots that may be restored or deleted: those
+    /// with a delete in flight are left out.
     pub fn live(&self, client: ClientId) -> Vec<SnapshotRecord> {
         self.state
             .lock()
             .expect("state lock")
             .clients
             .get(&client)
-            .map(|c| c.live.clone())
+            .map(|c| c.live.iter().filter(|s| !s.deleting).cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// Live snapshots per client, deletes in flight included (they are in
+    /// the repository until confirmed gone).
+    pub fn live_counts(&self) -> BTreeMap<ClientId, u64> {
+        self.state
+            .lock()
+            .expect("state lock")
+            .clients
+            .iter()
+            .map(|(id, c)| (*id, c.live.len() as u64))
+            .collect()
+    }
+
+    /// Snapshots whose delete was asked and not confirmed, with their clients.
+    pub fn pending_deletes(&self) -> Vec<(ClientId, SnapshotId)> {
+        self.state
+            .lock()
+            .expect("state lock")
+            .clients
+            .iter()
+            .flat_map(|(id, c)| {
+                c.live
+                    .iter()
+                    .filter(|s| s.deleting)
+                    .map(move |s| (*id, s.id.clone()))
+            })
+            .collect()
     }
 
     pub fn deleted_count(&self, client: ClientId) -> usize {
@@ -336,18 +383,17 @@ impl MetadataStore {
     }
 
     pub fn fingerprint(&self, id: &str) -> Result<Fingerprint, StoreError> {
-        let path = self.layout.fingerprint(id);
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(StoreError::NoFingerprint(id.to_owned()));
-            }
-            Err(e) => return Err(io_error(&path)(e)),
-        };
-        serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
-            path,
-            message: e.to_string(),
-        })
+        read_fingerprint(&self.layout, id)
+    }
+
+    /// Records, durably, that a delete of the snapshot is about to be asked.
+    pub fn mark_deleting(&self, client: ClientId, id: &str) -> Result<(), StoreError> {
+        let mut state = self.state.lock().expect("state lock");
+        let record = state.clients.entry(client).or_default();
+        if let Some(snapshot) = record.live.iter_mut().find(|s| s.id == id) {
+            snapshot.deleting = true;
+        }
+        self.save(&state)
     }
 
     /// Moves a snapshot from live to deleted; its fingerprint is no longer needed.
@@ -396,9 +442,56 @@ impl MetadataStore {
     }
 }
 
+fn read_fingerprint(layout: &StateLayout, id: &str) -> Result<Fingerprint, StoreError> {
+    let path = layout.fingerprint(id);
+    let bytes = match fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(StoreError::NoFingerprint(id.to_owned()));
+        }
+        Err(e) => return Err(io_error(&path)(e)),
+    };
+    serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+        path,
+        message: e.to_string(),
+    })
+}
+
+/// Checks that the fingerprint of every live snapshot can be read, before a
+/// run starts: one that cannot is snapstorm's own problem, said up front,
+/// never a restore that silently cannot be verified.
+fn check_fingerprints(layout: &StateLayout, state: &State) -> Result<(), StoreError> {
+    use rayon::prelude::*;
+    let live: Vec<(ClientId, &str)> = state
+        .clients
+        .iter()
+        .flat_map(|(id, c)| c.live.iter().map(move |s| (*id, s.id.as_str())))
+        .collect();
+    let mut unreadable: Vec<String> = live
+        .par_iter()
+        .filter_map(|(client, id)| {
+            read_fingerprint(layout, id)
+                .err()
+                .map(|e| format!("{client} snapshot {id}: {e}"))
+        })
+        .collect();
+    if unreadable.is_empty() {
+        return Ok(());
+    }
+    unreadable.sort();
+    Err(StoreError::UnreadableFingerprints {
+        path: layout.root().to_path_buf(),
+        unreadable,
+    })
+}
+
 /// Replaces `path` atomically and durably with `bytes`.
 pub fn write_durably(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().expect("files live in a directory");
+    // A bare file name's parent is the empty path: the working directory.
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
     let mut temp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
     temp.write_all(bytes)?;
     temp.as_file().sync_all()?;
@@ -424,6 +517,7 @@ mod tests {
             sub_path: None,
             entries: 0,
             bytes: 0,
+            deleting: false,
         }
     }
 
@@ -460,6 +554,58 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
             .collect();
         assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn a_delete_in_flight_is_neither_restored_nor_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = StateLayout::new(dir.path());
+        let store = MetadataStore::open(layout.clone(), "embedded", 1, "x").unwrap();
+        for id in ["aa", "bb"] {
+            store
+                .record_snapshot(ClientId(1), record(id), &Fingerprint::default())
+                .unwrap();
+        }
+        store.mark_deleting(ClientId(1), "aa").unwrap();
+        drop(store);
+        let store = MetadataStore::open(layout, "embedded", 2, "x").unwrap();
+        let live: Vec<_> = store.live(ClientId(1)).into_iter().map(|s| s.id).collect();
+        assert_eq!(live, vec!["bb"]);
+        assert_eq!(
+            store.pending_deletes(),
+            vec![(ClientId(1), "aa".to_owned())]
+        );
+        assert_eq!(store.live_counts()[&ClientId(1)], 2);
+        store.mark_deleted(ClientId(1), "aa").unwrap();
+        assert!(store.pending_deletes().is_empty());
+    }
+
+    #[test]
+    fn unreadable_fingerprints_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = StateLayout::new(dir.path());
+        let store = MetadataStore::open(layout.clone(), "embedded", 1, "x").unwrap();
+        for id in ["aa", "bb", "cc"] {
+            store
+                .record_snapshot(ClientId(1), record(id), &Fingerprint::default())
+                .unwrap();
+        }
+        drop(store);
+        fs::write(layout.fingerprint("aa"), b"").unwrap();
+        fs::write(layout.fingerprint("bb"), b"garbage").unwrap();
+        let state_before = fs::read(layout.state_file()).unwrap();
+        let err = MetadataStore::open(layout.clone(), "embedded", 2, "x")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            fs::read(layout.state_file()).unwrap(),
+            state_before,
+            "nothing is written when the metadata is refused"
+        );
+        assert!(err.contains("2 live snapshot(s)"), "{err}");
+        assert!(err.contains("client-1 snapshot aa"), "{err}");
+        assert!(err.contains("client-1 snapshot bb"), "{err}");
+        assert!(!err.contains("snapshot cc"), "{err}");
     }
 
     #[test]

@@ -10,10 +10,13 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::options::ActionOptions;
+use crate::faults::{FaultKind, FaultSpec};
 
 /// One client of the repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -33,8 +36,52 @@ pub type SnapshotId = String;
 /// client and the action's position, so that runs can be reproduced.
 pub type ActionRng = rand_chacha::ChaCha8Rng;
 
+/// What kind of thing went wrong, as attribution and the verdict see it.
+/// Backends decide it from evidence and error types, never the engine from text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorClass {
+    /// The request did not get through: refused or dropped connection, a
+    /// refused user, an injected HTTP error, a timeout. Says nothing about the data.
+    NotThrough,
+    /// Raced a concurrent change of the repository (a GC replaced an index
+    /// file between listing and reading it). Says nothing about the data.
+    Raced,
+    /// Data the repository should hold is missing or unreadable (a blob not
+    /// in any index, a pack gone, a MAC check that failed).
+    Data,
+    /// snapstorm's own side: its file system, its metadata, a client it did
+    /// not connect. Never a verdict on the repository.
+    Local,
+    /// The backend failed in a way none of the above describes.
+    Other,
+}
+
+impl ErrorClass {
+    /// Errors that say nothing about the repository's data: a restore that
+    /// ends in one is an error of the action, tried again at the end of the run.
+    pub fn says_nothing_about_data(self) -> bool {
+        matches!(
+            self,
+            ErrorClass::NotThrough | ErrorClass::Raced | ErrorClass::Local
+        )
+    }
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum BackendError {
+    /// The request did not get through (see [`ErrorClass::NotThrough`]).
+    #[error("{0}")]
+    NotThrough(String),
+    /// Raced a concurrent change (see [`ErrorClass::Raced`]).
+    #[error("{0}")]
+    Raced(String),
+    /// Data missing or unreadable (see [`ErrorClass::Data`]).
+    #[error("{0}")]
+    Data(String),
+    /// The client's own file system (restore target, cache).
+    #[error("{0}")]
+    Local(String),
     /// The operation failed; the text is the backend's own explanation.
     #[error("{0}")]
     Failed(String),
@@ -44,15 +91,21 @@ pub enum BackendError {
     /// The client is not (or no longer) connected.
     #[error("{0} is not connected to the server")]
     NotConnected(ClientId),
-    /// The request did not get through, or raced a concurrent change (a
-    /// prune replacing an index): it says nothing about the data.
-    #[error("{0}")]
-    Transient(String),
 }
 
 impl BackendError {
     pub fn failed(error: impl fmt::Display) -> Self {
         BackendError::Failed(error.to_string())
+    }
+
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            BackendError::NotThrough(_) => ErrorClass::NotThrough,
+            BackendError::Raced(_) => ErrorClass::Raced,
+            BackendError::Data(_) => ErrorClass::Data,
+            BackendError::Local(_) | BackendError::NotConnected(_) => ErrorClass::Local,
+            BackendError::Failed(_) | BackendError::Panicked(_) => ErrorClass::Other,
+        }
     }
 }
 
@@ -172,4 +225,54 @@ pub trait Server: Send + Sync {
     fn verify_repo(&self) -> BackendResult<RepoCheck>;
     /// Bytes the repository takes on disk.
     fn repository_size(&self) -> u64;
+}
+
+/// A fault that took effect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Injected {
+    /// `corrupt-pack@15.2s`: how failures name it.
+    pub label: String,
+    pub kind: FaultKind,
+    /// What it hit.
+    pub target: String,
+    pub duration: Option<Duration>,
+    /// Actions the run should queue for a client (kill-client needs a snapshot in flight).
+    pub enqueue: Vec<(ClientId, super::actions::Action)>,
+}
+
+/// Why a fault could not be injected (no pack yet, no such client…).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InjectError(pub String);
+
+/// What an injector reports to the run it injects into; the engine is one.
+pub trait FaultHost: Send + Sync {
+    /// Records that a fault takes effect now and returns its label. Called
+    /// before the fault acts, so everything it causes comes after it.
+    fn fault_starts(
+        &self,
+        kind: FaultKind,
+        target: &str,
+        client: Option<ClientId>,
+        duration: Option<Duration>,
+    ) -> String;
+    /// Garbage-collects on the server, counted with every other GC.
+    fn run_gc(&self, options: &GcOptions) -> BackendResult<Details>;
+}
+
+/// Injects faults into a running run; each backend that can brings its own.
+pub trait FaultInjector: Send + Sync {
+    /// Puts `spec` into effect now (its `at` is the caller's business);
+    /// anything that ends later is scheduled. `clients` run now. Blocking:
+    /// call it off the async threads.
+    fn inject(
+        &self,
+        spec: &FaultSpec,
+        clients: &[ClientId],
+        host: &Arc<dyn FaultHost>,
+    ) -> Result<Injected, InjectError>;
+    /// Ends every fault still in effect — storms stopped, revoked clients
+    /// let in again, the server serving, the network clean — and waits for
+    /// that, so the run's final checks see the repository as it is. Blocking.
+    fn end_all(&self);
 }

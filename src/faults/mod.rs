@@ -1,24 +1,17 @@
-//! Fault injection: what can be broken, how a user names it, and how the
-//! failures that follow are attributed to it.
+//! The fault model: what can be broken and how a user names it. A plain
+//! model that imports nothing else of snapstorm: attribution (which fault
+//! explains an incident) is the engine's verdict, and each backend brings
+//! its own injector.
 //!
 //! A fault is written `KIND@TIME[:DURATION][,key=value…]`, e.g.
 //! `corrupt-pack@15s`, `server-restart@20s:5s`,
 //! `network@10s:20s,latency=300ms,drop=10,error=10`, `revoke-client@30s,client=2`.
-
-mod inject;
-mod ledger;
-pub mod proxy;
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-
-use crate::engine::traits::ClientId;
-
-pub use inject::{EmbeddedFaults, FaultInjector, Injected};
-pub use ledger::FaultLedger;
 
 /// The faults snapstorm can inject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -86,7 +79,7 @@ impl FaultKind {
         }
     }
 
-    /// Damage to the repository's data: it stays, so it explains what follows for good.
+    /// Damage to the repository's data: it stays until the end of the run.
     pub fn damages_data(self) -> bool {
         matches!(
             self,
@@ -146,8 +139,9 @@ pub struct FaultSpec {
     pub at: Duration,
     pub duration: Option<Duration>,
     pub network: NetworkFault,
-    /// `revoke-client` / `kill-client`: this client instead of a random one.
-    pub client: Option<ClientId>,
+    /// `revoke-client` / `kill-client`: client number N (`client-N`)
+    /// instead of a random one.
+    pub client: Option<u32>,
 }
 
 impl FaultSpec {
@@ -223,7 +217,7 @@ impl FromStr for FaultSpec {
                     let id = number
                         .parse::<u32>()
                         .map_err(|_| fail(format!("`client={value}` is not a client number")))?;
-                    spec.client = Some(ClientId(id));
+                    spec.client = Some(id);
                 }
                 _ => {
                     return Err(fail(format!(
@@ -277,7 +271,7 @@ impl ScenarioFault {
         if let Some(p) = self.error_percent {
             spec.network.error_percent = p;
         }
-        spec.client = self.client.map(ClientId);
+        spec.client = self.client;
         Ok(spec)
     }
 }
@@ -308,7 +302,7 @@ mod tests {
             }
         );
         let spec: FaultSpec = "revoke-client@3s,client=client-2".parse().unwrap();
-        assert_eq!(spec.client, Some(ClientId(2)));
+        assert_eq!(spec.client, Some(2));
         assert_eq!(
             "gc-storm@1s".parse::<FaultSpec>().unwrap().duration,
             Some(Duration::from_secs(15))

@@ -3,15 +3,14 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
 
-use crate::backend::embedded::{ClientTimeouts, EmbeddedServer, RusticClients};
+use crate::backend::embedded::{ClientTimeouts, EmbeddedFaults, EmbeddedServer, RusticClients};
 use crate::engine::exec::{Engine, EngineConfig};
 use crate::engine::fingerprint::CompareOptions;
 use crate::engine::scenario::Scenario;
 use crate::engine::store::{MetadataStore, StateLayout};
-use crate::engine::traits::{ClientFactory, FileWriter, Server, Snapshotter};
-use crate::faults::{EmbeddedFaults, FaultInjector, FaultLedger, FaultSpec};
+use crate::engine::traits::{ClientFactory, FaultInjector, FileWriter, Server, Snapshotter};
+use crate::faults::FaultSpec;
 use crate::multiclient::run::{self, RunHandle, RunLimit, RunParts};
 use crate::multiclient::{MultiClientFileWriter, MultiClientSnapshotter};
 
@@ -91,6 +90,7 @@ pub async fn embedded_parts(spec: &RunSpec) -> Result<EmbeddedParts, LaunchError
         cache_dir_for: Box::new(move |client| cache_layout.client_cache(client)),
         repo_password: store.repository_password(),
         timeouts: spec.timeouts,
+        evidence: server.evidence().clone(),
     });
     let data_layout = layout;
     let writer = Arc::new(MultiClientFileWriter::new(Box::new(move |client| {
@@ -138,12 +138,8 @@ pub async fn launch(spec: RunSpec) -> Result<RunHandle, LaunchError> {
 /// Starts a run over parts the caller may have adjusted.
 pub async fn launch_with(spec: RunSpec, parts: EmbeddedParts) -> Result<RunHandle, LaunchError> {
     let (engine, snapshotter) = parts.engine(&spec)?;
-    let ledger = Arc::new(FaultLedger::new(Instant::now()));
-    engine.set_attribution(ledger.clone());
     let faults: Arc<dyn FaultInjector> = Arc::new(EmbeddedFaults::new(
         parts.server.clone(),
-        engine.clone(),
-        ledger,
         tokio::runtime::Handle::current(),
         spec.seed,
     ));

@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
@@ -17,10 +18,10 @@ use tokio::task::JoinSet;
 
 use crate::engine::actions::Action;
 use crate::engine::exec::{ActionParams, ActionRecord, Engine};
-use crate::engine::stats::Report;
+use crate::engine::stats::{Counts, Report};
 use crate::engine::store::Failure;
-use crate::engine::traits::{ClientId, GcOptions, ServerInfo};
-use crate::faults::{FaultInjector, FaultKind, FaultSpec, Injected};
+use crate::engine::traits::{ClientId, FaultHost, FaultInjector, GcOptions, Injected, ServerInfo};
+use crate::faults::{FaultKind, FaultSpec};
 use crate::multiclient::MultiClientSnapshotter;
 
 /// When a run ends on its own.
@@ -71,7 +72,7 @@ pub enum Event {
         kind: FaultKind,
         error: String,
     },
-    /// Failures found outside any action: the final listing check.
+    /// Failures found outside any action: the listing checks.
     Failures(Vec<Failure>),
     /// Shutdown began: in-flight actions are finishing.
     Stopping {
@@ -97,27 +98,34 @@ pub struct RunInfo {
 /// How long shutdown waits for in-flight actions before it stops waiting.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
 
-/// A handle on a running run. Dropping every sender of `commands` ends
-/// the run, as a `Shutdown` would.
+/// The engine's counts as a front end reads them: the console, the progress
+/// line and the summary display these and count nothing themselves.
+#[derive(Clone)]
+pub struct CountsFeed {
+    engine: Arc<Engine>,
+    running: Arc<AtomicUsize>,
+}
+
+impl CountsFeed {
+    pub fn now(&self) -> Counts {
+        self.engine.counts()
+    }
+
+    /// Clients taking actions now (added, not yet removed).
+    pub fn running_clients(&self) -> usize {
+        self.running.load(Ordering::SeqCst)
+    }
+}
+
+/// A handle on a running run, to take apart: commands go in, events and
+/// counts come out, the task ends with the report. Dropping every sender of
+/// `commands` ends the run, as a `Shutdown` would.
 pub struct RunHandle {
     pub info: RunInfo,
     pub commands: mpsc::UnboundedSender<Command>,
     pub events: mpsc::UnboundedReceiver<Event>,
-    task: tokio::task::JoinHandle<Report>,
-}
-
-impl RunHandle {
-    /// Splits off the task so that events can be read while waiting.
-    pub fn into_parts(
-        self,
-    ) -> (
-        RunInfo,
-        mpsc::UnboundedSender<Command>,
-        mpsc::UnboundedReceiver<Event>,
-        tokio::task::JoinHandle<Report>,
-    ) {
-        (self.info, self.commands, self.events, self.task)
-    }
+    pub counts: CountsFeed,
+    pub task: tokio::task::JoinHandle<Report>,
 }
 
 /// Per-client control, seen by its worker.
@@ -175,11 +183,17 @@ pub async fn start(parts: RunParts) -> Result<RunHandle, String> {
     };
     let (commands_tx, commands_rx) = mpsc::unbounded_channel();
     let (events_tx, events_rx) = mpsc::unbounded_channel();
-    let task = tokio::spawn(supervise(parts, commands_rx, events_tx));
+    let running = Arc::new(AtomicUsize::new(0));
+    let counts = CountsFeed {
+        engine: engine.clone(),
+        running: running.clone(),
+    };
+    let task = tokio::spawn(supervise(parts, commands_rx, events_tx, running));
     Ok(RunHandle {
         info,
         commands: commands_tx,
         events: events_rx,
+        counts,
         task,
     })
 }
@@ -193,15 +207,18 @@ struct Supervisor {
     clients: BTreeMap<ClientId, ClientSlot>,
     workers: JoinSet<ClientId>,
     next_client: u32,
-    in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    in_flight: Arc<AtomicUsize>,
     faults: Option<Arc<dyn FaultInjector>>,
     fault_tasks: JoinSet<()>,
+    /// How many clients take actions now, for the counts feed.
+    running: Arc<AtomicUsize>,
 }
 
 async fn supervise(
     parts: RunParts,
     mut commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<Event>,
+    running: Arc<AtomicUsize>,
 ) -> Report {
     let (run_control, _) = watch::channel(RunControl::default());
     let mut sup = Supervisor {
@@ -213,14 +230,16 @@ async fn supervise(
         clients: BTreeMap::new(),
         workers: JoinSet::new(),
         next_client: 1,
-        in_flight: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        in_flight: Arc::new(AtomicUsize::new(0)),
         faults: parts.faults,
         fault_tasks: JoinSet::new(),
+        running,
     };
     for _ in 0..parts.initial_clients {
         sup.add_client().await;
     }
     let started = tokio::time::Instant::now();
+    sup.engine.start_clock(started.into_std());
     let deadline = sup.limit.duration.map(|d| started + d);
     let mut plan = parts.fault_plan;
     plan.sort_by_key(|spec| spec.at);
@@ -241,6 +260,7 @@ async fn supervise(
             finished = sup.workers.join_next(), if !sup.workers.is_empty() => {
                 if let Some(Ok(client)) = finished {
                     sup.clients.remove(&client);
+                    sup.running.store(sup.clients.len(), Ordering::SeqCst);
                 }
                 // With an action limit, the run ends when the last client is done.
                 if sup.workers.is_empty() && sup.limit.actions_per_client.is_some() {
@@ -254,13 +274,14 @@ async fn supervise(
     for spec in plan {
         tracing::warn!(fault = %spec.kind, at = ?spec.at, "fault not injected: the run ended before its time");
     }
-    sup.shutdown().await;
+    sup.stop_workers().await;
     while gc_tasks.join_next().await.is_some() {}
     while sup.fault_tasks.join_next().await.is_some() {}
     if let Some(faults) = sup.faults.clone() {
-        let _ = tokio::task::spawn_blocking(move || faults.stop()).await;
+        let _ = tokio::task::spawn_blocking(move || faults.end_all()).await;
     }
     sup.final_checks().await;
+    sup.disconnect_all().await;
     if let Err(error) = sup.engine.store().finish_run() {
         tracing::error!(%error, "cannot record the end of the run");
     }
@@ -297,16 +318,7 @@ impl Supervisor {
                 tracing::info!(aggressive = options.aggressive, "GC started");
                 self.emit(Event::GcStarted);
                 gc_tasks.spawn(async move {
-                    let result = tokio::task::spawn_blocking(move || {
-                        let result = crate::multiclient::snapshotter::guarded(|| {
-                            engine.server().run_gc(&options)
-                        });
-                        if result.is_ok() {
-                            engine.note_gc_run();
-                        }
-                        result
-                    })
-                    .await;
+                    let result = tokio::task::spawn_blocking(move || engine.gc(&options)).await;
                     let result = match result {
                         Ok(Ok(_)) => Ok(()),
                         Ok(Err(e)) => Err(e.to_string()),
@@ -357,7 +369,7 @@ impl Supervisor {
         };
         let clients: Vec<ClientId> = self.clients.keys().copied().collect();
         let events = self.events.clone();
-        let engine = self.engine.clone();
+        let host: Arc<dyn FaultHost> = self.engine.clone();
         let queues: BTreeMap<ClientId, mpsc::UnboundedSender<Action>> = self
             .clients
             .iter()
@@ -366,16 +378,9 @@ impl Supervisor {
         self.fault_tasks.spawn(async move {
             let kind = spec.kind;
             let result =
-                tokio::task::spawn_blocking(move || injector.inject(&spec, &clients)).await;
+                tokio::task::spawn_blocking(move || injector.inject(&spec, &clients, &host)).await;
             match result {
                 Ok(Ok(injected)) => {
-                    engine.trace_event(&serde_json::json!({
-                        "time": crate::engine::store::now_rfc3339(),
-                        "fault": injected.label,
-                        "kind": injected.kind,
-                        "target": injected.target,
-                        "duration_ms": injected.duration.map(|d| d.as_millis() as u64),
-                    }));
                     for (client, action) in &injected.enqueue {
                         if let Some(queue) = queues.get(client) {
                             let _ = queue.send(*action);
@@ -385,7 +390,10 @@ impl Supervisor {
                 }
                 Ok(Err(error)) => {
                     tracing::warn!(fault = %kind, %error, "fault not injected");
-                    let _ = events.send(Event::FaultFailed { kind, error });
+                    let _ = events.send(Event::FaultFailed {
+                        kind,
+                        error: error.to_string(),
+                    });
                 }
                 Err(error) => {
                     let _ = events.send(Event::FaultFailed {
@@ -397,23 +405,24 @@ impl Supervisor {
         });
     }
 
-    /// After the last action: a full repository check if a fault damaged
-    /// data (so no injected corruption goes unreported), then the listing
-    /// compared with the metadata.
+    /// After the last action and after every fault ended: the restores that
+    /// had ended in errors once more, a full repository check if a fault
+    /// damaged data (so no injected damage goes unreported), then the
+    /// listing compared with the metadata.
     async fn final_checks(&mut self) {
-        let damaged = self.faults.as_ref().is_some_and(|f| f.damaged_data());
         let engine = self.engine.clone();
         let checker = ClientId(self.next_client.saturating_sub(1).max(1));
         let result = tokio::task::spawn_blocking(move || {
-            let verify = damaged
-                .then(|| engine.exec_action(checker, Action::VerifyRepo, &ActionParams::default()));
-            let listing = engine.final_check();
-            (verify, listing)
+            let mut records = engine.retry_unsettled_restores();
+            if engine.faults().damaged_data() {
+                records.push(engine.final_verify_repo(checker));
+            }
+            (records, engine.final_check())
         })
         .await;
         match result {
-            Ok((verify, listing)) => {
-                if let Some(record) = verify {
+            Ok((records, listing)) => {
+                for record in records {
                     self.emit(Event::ActionFinished(Box::new(record)));
                 }
                 match listing {
@@ -457,6 +466,7 @@ impl Supervisor {
                 queue: queue_tx,
             },
         );
+        self.running.store(self.clients.len(), Ordering::SeqCst);
         let worker = Worker {
             client,
             engine: self.engine.clone(),
@@ -473,11 +483,11 @@ impl Supervisor {
         self.emit(Event::ClientAdded(client));
     }
 
-    /// Stops every worker after its current action, waits for them (up to
-    /// the grace period), then disconnects and revokes every client.
-    async fn shutdown(&mut self) {
+    /// Stops every worker after its current action and waits for them (up
+    /// to the grace period).
+    async fn stop_workers(&mut self) {
         self.run_control.send_modify(|c| c.stop = true);
-        let in_flight = self.in_flight.load(std::sync::atomic::Ordering::SeqCst);
+        let in_flight = self.in_flight.load(Ordering::SeqCst);
         self.emit(Event::Stopping {
             in_flight,
             grace: SHUTDOWN_GRACE,
@@ -490,6 +500,12 @@ impl Supervisor {
             tracing::warn!("actions still running after {SHUTDOWN_GRACE:?}; stopping without them");
             self.workers.abort_all();
         }
+        self.clients.clear();
+        self.running.store(0, Ordering::SeqCst);
+    }
+
+    /// Disconnects and revokes every client still connected.
+    async fn disconnect_all(&mut self) {
         let remaining: Vec<ClientId> = self.snapshotter.connected_clients();
         for client in remaining {
             let snapshotter = self.snapshotter.clone();
@@ -507,7 +523,7 @@ struct Worker {
     queue: mpsc::UnboundedReceiver<Action>,
     events: mpsc::UnboundedSender<Event>,
     actions_limit: Option<u64>,
-    in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    in_flight: Arc<AtomicUsize>,
 }
 
 /// What a worker does next.
@@ -522,12 +538,10 @@ impl Worker {
         let client = self.client;
         if !self.stopping() {
             let engine = self.engine.clone();
-            self.in_flight
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.in_flight.fetch_add(1, Ordering::SeqCst);
             let records =
                 tokio::task::spawn_blocking(move || engine.verify_inherited(client)).await;
-            self.in_flight
-                .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
             for record in records.unwrap_or_default() {
                 let _ = self.events.send(Event::ActionFinished(Box::new(record)));
             }
@@ -547,14 +561,12 @@ impl Worker {
                 action,
                 at: Instant::now(),
             });
-            self.in_flight
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.in_flight.fetch_add(1, Ordering::SeqCst);
             let result = tokio::task::spawn_blocking(move || {
                 engine.exec_action(client, action, &ActionParams::default())
             })
             .await;
-            self.in_flight
-                .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
             match result {
                 Ok(record) => {
                     let _ = self.events.send(Event::ActionFinished(Box::new(record)));

@@ -10,16 +10,11 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-use crate::engine::exec::catch_panic;
+use crate::engine::guard::guarded;
 use crate::engine::traits::{
-    BackendError, BackendResult, ClientFactory, ClientId, ClientSnapshotter, Details, GcOptions,
-    Server, SnapshotId, Snapshotter,
+    BackendResult, ClientFactory, ClientId, ClientSnapshotter, Details, GcOptions, Server,
+    SnapshotId, Snapshotter,
 };
-
-/// Runs a backend call so that a panic comes back as an error.
-pub fn guarded<T>(call: impl FnOnce() -> BackendResult<T>) -> BackendResult<T> {
-    catch_panic(call).unwrap_or_else(|message| Err(BackendError::Panicked(message)))
-}
 
 pub struct MultiClientSnapshotter {
     server: Arc<dyn Server>,

@@ -28,6 +28,13 @@ pub enum Auth {
     Open,
 }
 
+/// Told of every request the server refuses, so that a program embedding
+/// the server can tell a refused request from data the repository lost.
+pub trait RefusalObserver: Send + Sync + std::fmt::Debug {
+    /// `claimed_user`: the name the request gave, authenticated or not.
+    fn refused(&self, claimed_user: Option<&str>, status: StatusCode);
+}
+
 /// Everything a request handler needs.
 #[derive(Debug)]
 pub struct AppState {
@@ -37,6 +44,7 @@ pub struct AppState {
     pub append_only: bool,
     /// Check that uploaded content hashes to its id, as restic's rest-server does.
     pub verify_uploads: bool,
+    pub observer: Option<Arc<dyn RefusalObserver>>,
 }
 
 pub fn router(state: Arc<AppState>) -> axum::Router {
@@ -53,6 +61,11 @@ async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Respons
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    let claimed_user = state
+        .observer
+        .as_ref()
+        .and_then(|_| basic_credentials(request.headers()))
+        .map(|(name, _)| name);
     let (response, user) = match authenticate(&state, request.headers()).await {
         Ok(caller) => {
             let user = caller.name.clone();
@@ -60,6 +73,12 @@ async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Respons
         }
         Err(refusal) => (refusal, None),
     };
+    let status = response.status();
+    if let Some(observer) = &state.observer
+        && (status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN)
+    {
+        observer.refused(claimed_user.as_deref(), status);
+    }
     // Never log credentials: only the user name the request authenticated as.
     tracing::debug!(
         target: "snapstorm::server",

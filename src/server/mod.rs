@@ -30,7 +30,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use http::Auth;
+pub use http::{Auth, RefusalObserver};
 pub use listener::Serving;
 pub use storage::Storage;
 pub use users::{Access, Users, UsersError};
@@ -55,6 +55,8 @@ pub struct ServerConfig {
     /// Refuse uploads whose SHA-256 does not match their id.
     pub verify_uploads: bool,
     pub shutdown_grace: Duration,
+    /// Told of every request the server refuses (401, 403).
+    pub observer: Option<Arc<dyn RefusalObserver>>,
 }
 
 impl ServerConfig {
@@ -67,6 +69,7 @@ impl ServerConfig {
             append_only: false,
             verify_uploads: true,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            observer: None,
         }
     }
 }
@@ -101,6 +104,7 @@ impl RestServer {
             auth: config.auth.clone(),
             append_only: config.append_only,
             verify_uploads: config.verify_uploads,
+            observer: config.observer.clone(),
         });
         let serving = Serving::bind(config.listen, http::router(state), config.shutdown_grace)
             .await

@@ -1,78 +1,51 @@
 //! Carrying out faults on the embedded backend: its repository directory,
-//! its server, and the proxy in front of it.
+//! its server, and the proxy in front of it. What a fault explains is the
+//! engine's business (attribution); this only makes it happen and tells the
+//! run when it starts.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rand::seq::IndexedRandom;
 use rand::{RngExt, SeedableRng};
 
-use super::{FaultKind, FaultLedger, FaultSpec};
-use crate::backend::embedded::EmbeddedServer;
+use super::EmbeddedServer;
 use crate::engine::Action;
-use crate::engine::exec::Engine;
-use crate::engine::traits::{ClientId, GcOptions, Server};
-
-/// How long a killed client stays cut off: long enough for its retries to
-/// give up, so the snapshot in flight fails with its partial upload left behind.
-pub const KILL_WINDOW: Duration = Duration::from_secs(10);
-
-/// A fault that took effect.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Injected {
-    /// `corrupt-pack@15.2s`: how failures name it.
-    pub label: String,
-    pub kind: FaultKind,
-    /// What it hit.
-    pub target: String,
-    pub duration: Option<Duration>,
-    /// Actions the run should queue for a client (kill-client needs a snapshot in flight).
-    pub enqueue: Vec<(ClientId, Action)>,
-}
-
-/// Injects faults into a running run.
-pub trait FaultInjector: Send + Sync {
-    /// Puts `spec` into effect now; anything that ends later is scheduled.
-    /// `clients` are the clients running now. Blocking: call it off the async threads.
-    fn inject(&self, spec: &FaultSpec, clients: &[ClientId]) -> Result<Injected, String>;
-    /// Whether an injected fault damaged the repository's data (then the run
-    /// ends with a full repository check).
-    fn damaged_data(&self) -> bool;
-    /// Ends faults still going (a GC storm) and waits for them; the run's
-    /// final checks must not race them. Blocking.
-    fn stop(&self);
-}
+use crate::engine::attribution::KILL_WINDOW;
+use crate::engine::brief::brief;
+use crate::engine::traits::{
+    ClientId, FaultHost, FaultInjector, GcOptions, InjectError, Injected, Server,
+};
+use crate::faults::{FaultKind, FaultSpec};
 
 /// Faults for the embedded backend.
 pub struct EmbeddedFaults {
     server: Arc<EmbeddedServer>,
-    engine: Arc<Engine>,
-    ledger: Arc<FaultLedger>,
     runtime: tokio::runtime::Handle,
     rng: Mutex<rand_chacha::ChaCha8Rng>,
     /// Set when the run ends: long-running faults stop.
     stopping: Arc<AtomicBool>,
     storms: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Clients a `revoke-client` revoked and did not let in again yet.
+    revoked: Arc<Mutex<BTreeSet<ClientId>>>,
+}
+
+fn fail(text: impl Into<String>) -> InjectError {
+    InjectError(text.into())
 }
 
 impl EmbeddedFaults {
-    pub fn new(
-        server: Arc<EmbeddedServer>,
-        engine: Arc<Engine>,
-        ledger: Arc<FaultLedger>,
-        runtime: tokio::runtime::Handle,
-        seed: u64,
-    ) -> Self {
+    pub fn new(server: Arc<EmbeddedServer>, runtime: tokio::runtime::Handle, seed: u64) -> Self {
         EmbeddedFaults {
             server,
-            engine,
-            ledger,
             runtime,
             rng: Mutex::new(rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0xfa17)),
             stopping: Arc::new(AtomicBool::new(false)),
             storms: Mutex::new(Vec::new()),
+            revoked: Arc::new(Mutex::new(BTreeSet::new())),
         }
     }
 
@@ -82,13 +55,13 @@ impl EmbeddedFaults {
             .cloned()
     }
 
-    fn pick_client(&self, spec: &FaultSpec, clients: &[ClientId]) -> Result<ClientId, String> {
-        match spec.client {
+    fn pick_client(&self, spec: &FaultSpec, clients: &[ClientId]) -> Result<ClientId, InjectError> {
+        match spec.client.map(ClientId) {
             Some(client) if clients.contains(&client) => Ok(client),
-            Some(client) => Err(format!("{client} is not running")),
+            Some(client) => Err(fail(format!("{client} is not running"))),
             None => self
                 .pick(clients)
-                .ok_or_else(|| "no client is running".to_owned()),
+                .ok_or_else(|| fail("no client is running")),
         }
     }
 
@@ -112,13 +85,15 @@ impl EmbeddedFaults {
             .to_string()
     }
 
-    fn corrupt_pack(&self) -> Result<String, String> {
-        let packs = self.repository_files("data");
-        let pack = self
-            .pick(&packs)
-            .ok_or("the repository has no data pack yet")?;
+    /// A random file of `kind` to damage, named relative to the repository.
+    fn victim(&self, kind: &str, what: &str) -> Result<PathBuf, InjectError> {
+        self.pick(&self.repository_files(kind))
+            .ok_or_else(|| fail(format!("the repository has no {what} yet")))
+    }
+
+    fn corrupt(&self, pack: &Path) -> Result<(), InjectError> {
         let mut bytes =
-            std::fs::read(&pack).map_err(|e| format!("read {}: {e}", pack.display()))?;
+            std::fs::read(pack).map_err(|e| fail(format!("read {}: {e}", pack.display())))?;
         // Flip bytes in the blob part, before the pack header at the end.
         let blob_part = (bytes.len() * 9 / 10).max(1);
         let mut rng = self.rng.lock().expect("rng lock");
@@ -127,46 +102,40 @@ impl EmbeddedFaults {
             bytes[at] ^= 0xff;
         }
         drop(rng);
-        std::fs::write(&pack, &bytes).map_err(|e| format!("write {}: {e}", pack.display()))?;
-        Ok(self.relative(&pack))
+        std::fs::write(pack, &bytes).map_err(|e| fail(format!("write {}: {e}", pack.display())))
     }
 
-    fn delete_one(&self, kind: &str, what: &str) -> Result<String, String> {
-        let files = self.repository_files(kind);
-        let victim = self
-            .pick(&files)
-            .ok_or(format!("the repository has no {what} yet"))?;
-        std::fs::remove_file(&victim).map_err(|e| format!("delete {}: {e}", victim.display()))?;
-        Ok(self.relative(&victim))
-    }
-
-    fn gc(&self, aggressive: bool) -> Result<(), String> {
-        self.server
-            .run_gc(&GcOptions { aggressive })
-            .map(|_| self.engine.note_gc_run())
-            .map_err(|e| e.to_string())
+    fn delete(&self, victim: &Path) -> Result<(), InjectError> {
+        std::fs::remove_file(victim).map_err(|e| fail(format!("delete {}: {e}", victim.display())))
     }
 }
 
 impl FaultInjector for EmbeddedFaults {
-    fn inject(&self, spec: &FaultSpec, clients: &[ClientId]) -> Result<Injected, String> {
+    fn inject(
+        &self,
+        spec: &FaultSpec,
+        clients: &[ClientId],
+        host: &Arc<dyn FaultHost>,
+    ) -> Result<Injected, InjectError> {
         let mut enqueue = Vec::new();
         let duration = spec.duration;
-        let record = |target: String, client: Option<ClientId>| {
-            self.ledger.record(spec.kind, target, client, duration)
+        let starts = |target: &str, client: Option<ClientId>| {
+            host.fault_starts(spec.kind, target, client, duration)
         };
         let (label, target) = match spec.kind {
-            FaultKind::CorruptPack => {
-                let target = self.corrupt_pack()?;
-                (record(target.clone(), None), target)
-            }
-            FaultKind::DeletePack => {
-                let target = self.delete_one("data", "data pack")?;
-                (record(target.clone(), None), target)
-            }
-            FaultKind::DeleteIndex => {
-                let target = self.delete_one("index", "index file")?;
-                (record(target.clone(), None), target)
+            FaultKind::CorruptPack | FaultKind::DeletePack | FaultKind::DeleteIndex => {
+                let (files, what) = match spec.kind {
+                    FaultKind::DeleteIndex => ("index", "index file"),
+                    _ => ("data", "data pack"),
+                };
+                let victim = self.victim(files, what)?;
+                let target = self.relative(&victim);
+                let label = starts(&target, None);
+                match spec.kind {
+                    FaultKind::CorruptPack => self.corrupt(&victim)?,
+                    _ => self.delete(&victim)?,
+                }
+                (label, target)
             }
             FaultKind::ServerRestart => {
                 let down_for = duration.unwrap_or_default();
@@ -175,14 +144,14 @@ impl FaultInjector for EmbeddedFaults {
                     self.server.server_addr(),
                     self.server.addr()
                 );
-                let label = record(target.clone(), None);
+                let label = starts(&target, None);
                 self.runtime.block_on(self.server.stop());
                 let server = self.server.clone();
                 let stopping = self.stopping.clone();
                 self.runtime.spawn(async move {
                     tokio::time::sleep(down_for).await;
                     if stopping.load(Ordering::SeqCst) {
-                        // The run ended meanwhile; its own shutdown stops the server.
+                        // The run ends: `end_all` brings the server back.
                         return;
                     }
                     match server.restart().await {
@@ -202,20 +171,25 @@ impl FaultInjector for EmbeddedFaults {
                     n.drop_percent,
                     n.error_percent
                 );
-                let label = record(target.clone(), None);
+                let label = starts(&target, None);
                 self.server.proxy().set_network(n, until);
                 (label, target)
             }
             FaultKind::RevokeClient => {
                 let client = self.pick_client(spec, clients)?;
-                let label = record(client.to_string(), Some(client));
+                let label = starts(&client.to_string(), Some(client));
                 self.server
                     .remove_client(client)
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| fail(e.to_string()))?;
+                self.revoked.lock().expect("revoked lock").insert(client);
                 if let Some(duration) = duration {
                     let server = self.server.clone();
+                    let revoked = self.revoked.clone();
                     self.runtime.spawn(async move {
                         tokio::time::sleep(duration).await;
+                        if !revoked.lock().expect("revoked lock").remove(&client) {
+                            return;
+                        }
                         match server.readmit_client(client) {
                             Ok(()) => tracing::warn!(target: "snapstorm::faults", %client, "revoke-client: readmitted"),
                             Err(error) => tracing::error!(target: "snapstorm::faults", %client, %error, "cannot readmit"),
@@ -226,7 +200,7 @@ impl FaultInjector for EmbeddedFaults {
             }
             FaultKind::KillClient => {
                 let client = self.pick_client(spec, clients)?;
-                let label = record(client.to_string(), Some(client));
+                let label = starts(&client.to_string(), Some(client));
                 self.server
                     .proxy()
                     .arm_kill(&client.to_string(), KILL_WINDOW);
@@ -239,41 +213,34 @@ impl FaultInjector for EmbeddedFaults {
             }
             FaultKind::AggressiveGc => {
                 let target = "repository (instant delete, keep-delete 0)".to_owned();
-                let label = record(target.clone(), None);
+                let label = starts(&target, None);
                 // On an already damaged repository the prune itself can fail: that
                 // is a consequence to report, not a fault that did not happen.
-                let target = match self.gc(true) {
-                    Ok(()) => target,
-                    Err(error) => format!(
-                        "{target}; the GC failed: {}",
-                        crate::engine::brief::brief(&error)
-                    ),
+                let target = match host.run_gc(&GcOptions { aggressive: true }) {
+                    Ok(_) => target,
+                    Err(error) => format!("{target}; the GC failed: {}", brief(&error.to_string())),
                 };
                 (label, target)
             }
             FaultKind::GcStorm => {
                 let until = Instant::now() + duration.unwrap_or_default();
                 let target = "repository (safe GC, repeatedly)".to_owned();
-                let label = record(target.clone(), None);
-                let server = self.server.clone();
-                let engine = self.engine.clone();
+                let label = starts(&target, None);
+                let host = host.clone();
                 let stopping = self.stopping.clone();
                 let storm = std::thread::Builder::new()
                     .name("gc-storm".into())
                     .spawn(move || {
                         let mut runs = 0u32;
                         while Instant::now() < until && !stopping.load(Ordering::SeqCst) {
-                            match server.run_gc(&GcOptions::default()) {
-                                Ok(_) => {
-                                    runs += 1;
-                                    engine.note_gc_run();
-                                }
+                            match host.run_gc(&GcOptions::default()) {
+                                Ok(_) => runs += 1,
                                 Err(error) => tracing::warn!(target: "snapstorm::faults", %error, "gc-storm: GC failed"),
                             }
                         }
                         tracing::warn!(target: "snapstorm::faults", runs, "gc-storm over");
                     })
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| fail(e.to_string()))?;
                 self.storms.lock().expect("storms lock").push(storm);
                 (label, target)
             }
@@ -287,15 +254,22 @@ impl FaultInjector for EmbeddedFaults {
         })
     }
 
-    fn damaged_data(&self) -> bool {
-        self.ledger.damaged_data()
-    }
-
-    fn stop(&self) {
+    fn end_all(&self) {
         self.stopping.store(true, Ordering::SeqCst);
         let storms: Vec<_> = self.storms.lock().expect("storms lock").drain(..).collect();
         for storm in storms {
             let _ = storm.join();
+        }
+        self.server.proxy().clear_network();
+        self.server.proxy().clear_kills();
+        let revoked = std::mem::take(&mut *self.revoked.lock().expect("revoked lock"));
+        for client in revoked {
+            if let Err(error) = self.server.readmit_client(client) {
+                tracing::error!(target: "snapstorm::faults", %client, %error, "cannot readmit at the end of the run");
+            }
+        }
+        if let Err(error) = self.runtime.block_on(self.server.restart()) {
+            tracing::error!(target: "snapstorm::faults", %error, "cannot serve again at the end of the run");
         }
     }
 }

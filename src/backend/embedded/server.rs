@@ -1,96 +1,31 @@
-//! The embedded backend: snapstorm's own REST server serving a restic-format
-//! repository, and `rustic_core` clients that reach it over HTTP.
-//!
-//! - The Server initializes (or reopens) the repository directly on disk,
-//!   serves it on 127.0.0.1, adds one user per client with a random password
-//!   and revokes it when the client goes. GC is a rustic prune run directly
-//!   on the repository directory while the server keeps serving.
-//! - A client opens the repository through rustic's REST backend with its
-//!   own cache directory. rustic's REST client is blocking: every call here
-//!   must run on a blocking thread, never inside async code.
-//! - rustic_core takes no repository locks. The default GC is rustic's
-//!   two-phase prune, which keeps unused data for a grace period; the
-//!   aggressive GC deletes at once and can remove data an in-flight backup
-//!   relies on.
+//! The embedded backend's Server: the repository on disk, snapstorm's REST
+//! server serving it, and the fault proxy in front that clients connect
+//! through. GC, listing and the full check run directly on the directory.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use rustic_backend::BackendOptions;
 use rustic_core::repofile::{MasterKey, SnapshotFile};
 use rustic_core::{
-    BackupOptions, CheckOptions, ConfigOptions, Credentials, KeyOptions, LimitOption,
-    LocalDestination, LsOptions, OpenStatus, PathList, PruneOptions, Repository,
-    RepositoryBackends, RepositoryOptions, RestoreOptions, RusticError, SnapshotOptions,
+    CheckOptions, ConfigOptions, Credentials, KeyOptions, LimitOption, OpenStatus, PruneOptions,
+    Repository, RepositoryBackends, RepositoryOptions,
 };
 use serde_json::json;
 
+use super::REPO_NAME;
+use super::evidence::Evidence;
+use super::proxy::FaultProxy;
 use crate::engine::brief::brief;
-use crate::engine::exec::catch_panic;
 use crate::engine::file_writer::disk_usage;
+use crate::engine::guard::catch_panic;
 use crate::engine::traits::{
-    BackendError, BackendResult, ClientCredentials, ClientFactory, ClientId, ClientSnapshotter,
-    Details, GcOptions, RepoCheck, Server, ServerInfo, SnapshotId, Snapshotter,
+    BackendError, BackendResult, ClientCredentials, ClientId, Details, GcOptions, RepoCheck,
+    Server, ServerInfo, SnapshotId,
 };
-use crate::faults::proxy::FaultProxy;
 use crate::server::{RestServer, RunningServer, ServerConfig, Users};
-
-/// The repository's name on the server: clients use `http://…/repo/`.
-pub const REPO_NAME: &str = "repo";
-
-/// How patient rustic's REST client is. The defaults (5 retries, 10 minutes)
-/// would hide a dead server for minutes; these make it an error in seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientTimeouts {
-    pub request_timeout: Duration,
-    pub retries: u32,
-}
-
-impl Default for ClientTimeouts {
-    fn default() -> Self {
-        ClientTimeouts {
-            request_timeout: Duration::from_secs(30),
-            retries: 2,
-        }
-    }
-}
-
-impl From<Box<RusticError>> for BackendError {
-    fn from(error: Box<RusticError>) -> Self {
-        let text = error.display_log();
-        if is_transient(&text) {
-            BackendError::Transient(text)
-        } else {
-            BackendError::Failed(text)
-        }
-    }
-}
-
-/// Whether a rustic error says the request did not get through (the server
-/// away, a refused user, a dropped connection) or raced a concurrent prune
-/// that replaced an index file — as opposed to data that is not there or
-/// not intact. Only the latter can make a restore a verification failure.
-fn is_transient(text: &str) -> bool {
-    let index_replaced = text.contains("404 Not Found") && text.contains("/index/");
-    let not_through = [
-        "error sending request",
-        "request or response body error",
-        "connection closed",
-        "Connection refused",
-        "operation timed out",
-        "401 Unauthorized",
-        "403 Forbidden",
-        "500 Internal Server Error",
-        "502 Bad Gateway",
-        "503 Service Unavailable",
-    ]
-    .iter()
-    .any(|marker| text.contains(marker));
-    index_replaced || not_through
-}
 
 /// Opens the repository directory itself (no server, no cache).
 fn local_backends(repo_dir: &Path) -> BackendResult<RepositoryBackends> {
@@ -103,7 +38,7 @@ fn local_backends(repo_dir: &Path) -> BackendResult<RepositoryBackends> {
         .to_backends()?)
 }
 
-fn open_with_key(
+pub(super) fn open_with_key(
     options: &RepositoryOptions,
     backends: &RepositoryBackends,
     key: &MasterKey,
@@ -125,6 +60,8 @@ pub struct EmbeddedServer {
     key: MasterKey,
     /// Prunes never overlap each other.
     gc_lock: Mutex<()>,
+    /// What happened to requests, outages and GCs: the clients' evidence.
+    evidence: Arc<Evidence>,
 }
 
 impl EmbeddedServer {
@@ -145,13 +82,15 @@ impl EmbeddedServer {
                 .map_err(BackendError::failed)??
         };
         let users = Arc::new(Users::new());
+        let evidence = Arc::new(Evidence::new());
         let mut config = ServerConfig::loopback(data_dir, users.clone());
+        config.observer = Some(evidence.clone());
         let running = RestServer::start(config.clone())
             .await
             .map_err(BackendError::failed)?;
         // A restart comes back on the same port.
         config.listen = running.addr();
-        let proxy = FaultProxy::start(running.addr(), seed)
+        let proxy = FaultProxy::start(running.addr(), seed, evidence.clone())
             .await
             .map_err(|e| BackendError::failed(format!("cannot start the fault proxy: {e}")))?;
         Ok(Arc::new(EmbeddedServer {
@@ -164,6 +103,7 @@ impl EmbeddedServer {
             repo_dir,
             key,
             gc_lock: Mutex::new(()),
+            evidence,
         }))
     }
 
@@ -189,9 +129,14 @@ impl EmbeddedServer {
         &self.repo_dir
     }
 
+    pub fn evidence(&self) -> &Arc<Evidence> {
+        &self.evidence
+    }
+
     /// Stops serving: the proxy, then the server (in-flight requests get the
     /// server's grace period).
     pub async fn stop(&self) {
+        self.evidence.server_stopped();
         self.proxy.stop().await;
         if let Some(running) = self.running.lock().await.take() {
             running.stop().await;
@@ -211,7 +156,9 @@ impl EmbeddedServer {
         self.proxy
             .restart()
             .await
-            .map_err(|e| BackendError::failed(format!("cannot restart the fault proxy: {e}")))
+            .map_err(|e| BackendError::failed(format!("cannot restart the fault proxy: {e}")))?;
+        self.evidence.server_serving();
+        Ok(())
     }
 
     /// Lets a revoked client in again, with the password it already has.
@@ -301,6 +248,7 @@ impl Server for EmbeddedServer {
 
     fn run_gc(&self, options: &GcOptions) -> BackendResult<Details> {
         let _one_at_a_time = self.gc_lock.lock().expect("gc lock");
+        let _seen = self.evidence.gc_running();
         let repo = self.open_local()?;
         let prune = if options.aggressive {
             PruneOptions::default()
@@ -413,189 +361,10 @@ fn files_not_matching_their_id(repo_dir: &Path) -> Vec<String> {
     problems
 }
 
-fn snapshot_ids(mut snapshots: Vec<SnapshotFile>) -> Vec<SnapshotId> {
+pub(super) fn snapshot_ids(mut snapshots: Vec<SnapshotFile>) -> Vec<SnapshotId> {
     snapshots.sort_unstable();
     snapshots
         .into_iter()
         .map(|s| s.id.to_hex().to_string())
         .collect()
-}
-
-/// What a connected client holds: enough to open the repository again
-/// cheaply (with the master key, no key derivation) for every call, so no
-/// state survives from one action to the next.
-#[derive(Clone)]
-struct Connection {
-    backends: RepositoryBackends,
-    options: RepositoryOptions,
-    key: MasterKey,
-}
-
-/// A rustic_core client of the embedded server.
-pub struct RusticClient {
-    cache_dir: PathBuf,
-    repo_password: String,
-    timeouts: ClientTimeouts,
-    connection: Mutex<Option<Connection>>,
-}
-
-impl RusticClient {
-    pub fn new(cache_dir: PathBuf, repo_password: String, timeouts: ClientTimeouts) -> Self {
-        RusticClient {
-            cache_dir,
-            repo_password,
-            timeouts,
-            connection: Mutex::new(None),
-        }
-    }
-
-    fn open(&self, client: ClientId) -> BackendResult<Repository<OpenStatus>> {
-        let connection = self
-            .connection
-            .lock()
-            .expect("connection lock")
-            .clone()
-            .ok_or(BackendError::NotConnected(client))?;
-        // The repository exists (this client opened it when it connected): if
-        // it cannot be opened now, the requests did not get through. rustic
-        // reports a refused `HEAD config` as a missing config, whatever the
-        // status, so the error text alone would not say so.
-        open_with_key(&connection.options, &connection.backends, &connection.key).map_err(|error| {
-            match error {
-                BackendError::Failed(text) => {
-                    BackendError::Transient(format!("cannot open the repository: {text}"))
-                }
-                other => other,
-            }
-        })
-    }
-}
-
-impl Snapshotter for RusticClient {
-    fn create_snapshot(&self, client: ClientId, source: &Path) -> BackendResult<SnapshotId> {
-        let repo = self.open(client)?.to_indexed_ids()?;
-        let snapshot = SnapshotOptions::default()
-            .host(client.to_string())
-            .label("snapstorm".to_string())
-            .to_snapshot()?;
-        let source = source
-            .to_str()
-            .ok_or_else(|| BackendError::failed("source path is not UTF-8"))?;
-        let sources = PathList::from_string(source)?
-            .sanitize()
-            .map_err(BackendError::failed)?;
-        // Contents at the snapshot root, so a restore gives back the directory itself.
-        let options = BackupOptions::default().as_path(PathBuf::from("/"));
-        let snapshot = repo.backup(&options, &sources, snapshot)?;
-        Ok(snapshot.id.to_hex().to_string())
-    }
-
-    fn list_snapshots(&self, client: ClientId) -> BackendResult<Vec<SnapshotId>> {
-        let repo = self.open(client)?;
-        Ok(snapshot_ids(repo.get_all_snapshots()?))
-    }
-
-    fn restore_snapshot(&self, client: ClientId, id: &str, target: &Path) -> BackendResult<()> {
-        let repo = self.open(client)?.to_indexed()?;
-        let snapshot = repo
-            .get_snapshots(&[id])?
-            .pop()
-            .ok_or_else(|| BackendError::failed(format!("snapshot {id} not found")))?;
-        let node = repo.node_from_snapshot_and_path(&snapshot, "")?;
-        let entries = repo.ls(&node, &LsOptions::default())?;
-        let target = target
-            .to_str()
-            .ok_or_else(|| BackendError::failed("restore path is not UTF-8"))?;
-        let destination = LocalDestination::new(target, true, !node.is_dir())?;
-        let options = RestoreOptions::default();
-        let plan = repo.prepare_restore(&options, entries.clone(), &destination, false)?;
-        repo.restore(plan, &options, entries, &destination)?;
-        Ok(())
-    }
-
-    fn delete_snapshot(&self, client: ClientId, id: &str) -> BackendResult<()> {
-        let repo = self.open(client)?;
-        let id = id.parse().map_err(BackendError::failed)?;
-        repo.delete_snapshots(&[id])?;
-        Ok(())
-    }
-
-    fn run_gc(&self, _client: ClientId, _options: &GcOptions) -> BackendResult<Details> {
-        Err(BackendError::failed(
-            "GC runs on the Server, not on a client",
-        ))
-    }
-}
-
-impl ClientSnapshotter for RusticClient {
-    fn connect(&self, _client: ClientId, credentials: &ClientCredentials) -> BackendResult<()> {
-        std::fs::create_dir_all(&self.cache_dir).map_err(BackendError::failed)?;
-        let rest_options = BTreeMap::from([
-            ("retry".to_owned(), self.timeouts.retries.to_string()),
-            (
-                "timeout".to_owned(),
-                format!("{}s", self.timeouts.request_timeout.as_secs().max(1)),
-            ),
-        ]);
-        let backends = BackendOptions::default()
-            .repository(&credentials.url)
-            .options(rest_options)
-            .to_backends()?;
-        let options = RepositoryOptions::default().cache_dir(&self.cache_dir);
-        let repo = Repository::new(&options, &backends)?
-            .open(&Credentials::password(&self.repo_password))?;
-        *self.connection.lock().expect("connection lock") = Some(Connection {
-            backends,
-            options,
-            key: repo.key(),
-        });
-        Ok(())
-    }
-
-    fn disconnect(&self, _client: ClientId) -> BackendResult<()> {
-        self.connection.lock().expect("connection lock").take();
-        Ok(())
-    }
-}
-
-/// Makes a `RusticClient` per client, each with its own cache directory.
-pub struct RusticClients {
-    pub cache_dir_for: Box<dyn Fn(ClientId) -> PathBuf + Send + Sync>,
-    pub repo_password: String,
-    pub timeouts: ClientTimeouts,
-}
-
-impl ClientFactory for RusticClients {
-    fn new_client(&self, client: ClientId) -> BackendResult<Box<dyn ClientSnapshotter>> {
-        Ok(Box::new(RusticClient::new(
-            (self.cache_dir_for)(client),
-            self.repo_password.clone(),
-            self.timeouts,
-        )))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_transient;
-
-    #[test]
-    fn requests_that_did_not_get_through_are_transient_lost_data_is_not() {
-        assert!(is_transient(
-            "Error: Backoff failed (kind: related to the backend): caused by: HTTP status client error (404 Not Found) for url (http://127.0.0.1:1/repo/index/35c4)"
-        ));
-        assert!(is_transient(
-            "caused by: error sending request for url (http://127.0.0.1:1/repo/config)"
-        ));
-        assert!(is_transient(
-            "HTTP status client error (401 Unauthorized) for url"
-        ));
-        assert!(!is_transient(
-            "HTTP status client error (404 Not Found) for url (http://127.0.0.1:1/repo/data/ab/abcd)"
-        ));
-        assert!(!is_transient(
-            "Error: Tree ID `18ac1e4c` not found in index"
-        ));
-        assert!(!is_transient("Data decryption failed, MAC check failed."));
-    }
 }

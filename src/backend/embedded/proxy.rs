@@ -5,7 +5,8 @@
 //!
 //! Bodies stream through in both directions. A dropped request is answered
 //! with nothing at all — the connection closes — so a client can never
-//! mistake it for a success.
+//! mistake it for a success. Every request the proxy disturbs is recorded
+//! in the backend's evidence, under the user it carried.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -22,7 +23,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use rand::{RngExt, SeedableRng};
 
-use super::NetworkFault;
+use super::evidence::{Disturbance, Evidence};
+use crate::faults::NetworkFault;
 use crate::server::Serving;
 use crate::server::listener::BoxError;
 
@@ -65,6 +67,7 @@ struct ProxyState {
     network: Mutex<Option<(NetworkFault, Instant)>>,
     kills: Mutex<HashMap<String, Kill>>,
     rng: Mutex<rand_chacha::ChaCha8Rng>,
+    evidence: Arc<Evidence>,
 }
 
 /// The proxy; cheap to share.
@@ -76,13 +79,18 @@ pub struct FaultProxy {
 
 impl FaultProxy {
     /// Starts a proxy on 127.0.0.1 (OS-chosen port) in front of `upstream`.
-    pub async fn start(upstream: SocketAddr, seed: u64) -> std::io::Result<FaultProxy> {
+    pub async fn start(
+        upstream: SocketAddr,
+        seed: u64,
+        evidence: Arc<Evidence>,
+    ) -> std::io::Result<FaultProxy> {
         let state = Arc::new(ProxyState {
             upstream,
             client: Client::builder(TokioExecutor::new()).build_http(),
             network: Mutex::new(None),
             kills: Mutex::new(HashMap::new()),
             rng: Mutex::new(rand_chacha::ChaCha8Rng::seed_from_u64(seed)),
+            evidence,
         });
         let serving = serve(state.clone(), SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         Ok(FaultProxy {
@@ -100,6 +108,16 @@ impl FaultProxy {
     /// Applies `fault` to every request until `until`.
     pub fn set_network(&self, fault: NetworkFault, until: Instant) {
         *self.state.network.lock().expect("network lock") = Some((fault, until));
+    }
+
+    /// Ends the network fault now.
+    pub fn clear_network(&self) {
+        self.state.network.lock().expect("network lock").take();
+    }
+
+    /// Ends every kill now, armed or cutting.
+    pub fn clear_kills(&self) {
+        self.state.kills.lock().expect("kills lock").clear();
     }
 
     /// Once a data pack of `user` has landed, its next upload starts a cut
@@ -214,9 +232,12 @@ async fn forward(
     state: &ProxyState,
     mut request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, BoxError> {
-    if let Some((user, _)) = crate::server::http::basic_credentials(request.headers())
-        && state.cut(&user, &request)
-    {
+    let user = crate::server::http::basic_credentials(request.headers())
+        .map(|(user, _)| user)
+        .unwrap_or_default();
+    let disturbed = |what: Disturbance| state.evidence.request(&user, what);
+    if state.cut(&user, &request) {
+        disturbed(Disturbance::CutOff);
         return Err(Dropped::Killed.into());
     }
     if let Some(fault) = state.network() {
@@ -224,9 +245,11 @@ async fn forward(
         let roll: u8 = state.rng.lock().expect("rng lock").random_range(0..100);
         tracing::debug!(target: "snapstorm::faults", roll, path = %request.uri().path(), "network fault roll");
         if roll < fault.drop_percent {
+            disturbed(Disturbance::Dropped);
             return Err(Dropped::Network.into());
         }
         if roll < fault.drop_percent.saturating_add(fault.error_percent) {
+            disturbed(Disturbance::InjectedError);
             let body = Full::new(Bytes::from_static(b"injected network fault\n"))
                 .map_err(|never| match never {})
                 .boxed();
@@ -245,6 +268,9 @@ async fn forward(
         .map_err(|e: http::uri::InvalidUri| Dropped::Upstream(e.to_string()))?;
     match state.client.request(request).await {
         Ok(response) => Ok(response.map(|body| body.boxed())),
-        Err(error) => Err(Dropped::Upstream(error.to_string()).into()),
+        Err(error) => {
+            disturbed(Disturbance::UpstreamFailed);
+            Err(Dropped::Upstream(error.to_string()).into())
+        }
     }
 }

@@ -1,0 +1,237 @@
+//! The embedded backend's clients: rustic_core over HTTP, through the
+//! fault proxy, one user per client. Every call is classified with the
+//! backend's evidence (see `errors.rs`), and a panic inside rustic becomes
+//! the call's error.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use rustic_backend::BackendOptions;
+use rustic_core::repofile::MasterKey;
+use rustic_core::{
+    BackupOptions, Credentials, LocalDestination, LsOptions, OpenStatus, PathList, Repository,
+    RepositoryBackends, RepositoryOptions, RestoreOptions, RusticError, SnapshotOptions,
+};
+
+use super::ClientTimeouts;
+use super::errors::CallContext;
+use super::evidence::Evidence;
+use super::server::snapshot_ids;
+use crate::engine::guard::catch_panic;
+use crate::engine::traits::{
+    BackendError, BackendResult, ClientCredentials, ClientFactory, ClientId, ClientSnapshotter,
+    Details, GcOptions, SnapshotId, Snapshotter,
+};
+
+/// What a connected client holds: enough to open the repository again
+/// cheaply (with the master key, no key derivation) for every call, so no
+/// state survives from one action to the next.
+#[derive(Clone)]
+struct Connection {
+    backends: RepositoryBackends,
+    options: RepositoryOptions,
+    key: MasterKey,
+    /// The user its requests carry, to look it up in the evidence.
+    user: String,
+}
+
+/// Why a call failed, before classification: rustic's error, or an
+/// outcome already classified.
+enum CallError {
+    Rustic(Box<RusticError>),
+    Classified(BackendError),
+}
+
+impl From<Box<RusticError>> for CallError {
+    fn from(error: Box<RusticError>) -> Self {
+        CallError::Rustic(error)
+    }
+}
+
+impl From<BackendError> for CallError {
+    fn from(error: BackendError) -> Self {
+        CallError::Classified(error)
+    }
+}
+
+type CallResult<T> = Result<T, CallError>;
+
+/// A rustic_core client of the embedded server.
+pub struct RusticClient {
+    cache_dir: PathBuf,
+    repo_password: String,
+    timeouts: ClientTimeouts,
+    evidence: Arc<Evidence>,
+    connection: Mutex<Option<Connection>>,
+}
+
+impl RusticClient {
+    pub fn new(
+        cache_dir: PathBuf,
+        repo_password: String,
+        timeouts: ClientTimeouts,
+        evidence: Arc<Evidence>,
+    ) -> Self {
+        RusticClient {
+            cache_dir,
+            repo_password,
+            timeouts,
+            evidence,
+            connection: Mutex::new(None),
+        }
+    }
+
+    /// Opens the repository for one call and runs `work` on it; its error
+    /// or panic is classified with what the evidence saw meanwhile.
+    fn call<T>(
+        &self,
+        client: ClientId,
+        work: impl FnOnce(Repository<OpenStatus>) -> CallResult<T>,
+    ) -> BackendResult<T> {
+        let connection = self
+            .connection
+            .lock()
+            .expect("connection lock")
+            .clone()
+            .ok_or(BackendError::NotConnected(client))?;
+        let context = CallContext {
+            evidence: &self.evidence,
+            user: &connection.user,
+            started: Instant::now(),
+        };
+        let outcome = catch_panic(|| {
+            let repo = Repository::new(&connection.options, &connection.backends)?
+                .open(&Credentials::Masterkey(connection.key.clone()))?;
+            work(repo)
+        });
+        match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(CallError::Rustic(error))) => Err(context.classify(&error)),
+            Ok(Err(CallError::Classified(error))) => Err(error),
+            Err(panic) => Err(context.classify_panic(panic)),
+        }
+    }
+}
+
+fn utf8(path: &Path, what: &str) -> CallResult<String> {
+    path.to_str().map(str::to_owned).ok_or_else(|| {
+        CallError::Classified(BackendError::Local(format!("{what} path is not UTF-8")))
+    })
+}
+
+impl Snapshotter for RusticClient {
+    fn create_snapshot(&self, client: ClientId, source: &Path) -> BackendResult<SnapshotId> {
+        self.call(client, |repo| {
+            let repo = repo.to_indexed_ids()?;
+            let snapshot = SnapshotOptions::default()
+                .host(client.to_string())
+                .label("snapstorm".to_string())
+                .to_snapshot()?;
+            let sources = PathList::from_string(&utf8(source, "source")?)?
+                .sanitize()
+                .map_err(|e| CallError::Classified(BackendError::Local(e.to_string())))?;
+            // Contents at the snapshot root, so a restore gives back the directory itself.
+            let options = BackupOptions::default().as_path(PathBuf::from("/"));
+            let snapshot = repo.backup(&options, &sources, snapshot)?;
+            Ok(snapshot.id.to_hex().to_string())
+        })
+    }
+
+    fn list_snapshots(&self, client: ClientId) -> BackendResult<Vec<SnapshotId>> {
+        self.call(client, |repo| Ok(snapshot_ids(repo.get_all_snapshots()?)))
+    }
+
+    fn restore_snapshot(&self, client: ClientId, id: &str, target: &Path) -> BackendResult<()> {
+        self.call(client, |repo| {
+            let repo = repo.to_indexed()?;
+            let snapshot = repo.get_snapshots(&[id])?.pop().ok_or_else(|| {
+                CallError::Classified(BackendError::Data(format!("snapshot {id} not found")))
+            })?;
+            let node = repo.node_from_snapshot_and_path(&snapshot, "")?;
+            let entries = repo.ls(&node, &LsOptions::default())?;
+            let destination =
+                LocalDestination::new(&utf8(target, "restore")?, true, !node.is_dir())?;
+            let options = RestoreOptions::default();
+            let plan = repo.prepare_restore(&options, entries.clone(), &destination, false)?;
+            repo.restore(plan, &options, entries, &destination)?;
+            Ok(())
+        })
+    }
+
+    fn delete_snapshot(&self, client: ClientId, id: &str) -> BackendResult<()> {
+        self.call(client, |repo| {
+            let id = id.parse()?;
+            repo.delete_snapshots(&[id])?;
+            Ok(())
+        })
+    }
+
+    fn run_gc(&self, _client: ClientId, _options: &GcOptions) -> BackendResult<Details> {
+        Err(BackendError::failed(
+            "GC runs on the Server, not on a client",
+        ))
+    }
+}
+
+impl ClientSnapshotter for RusticClient {
+    fn connect(&self, _client: ClientId, credentials: &ClientCredentials) -> BackendResult<()> {
+        std::fs::create_dir_all(&self.cache_dir).map_err(|e| BackendError::Local(e.to_string()))?;
+        let rest_options = BTreeMap::from([
+            ("retry".to_owned(), self.timeouts.retries.to_string()),
+            (
+                "timeout".to_owned(),
+                format!("{}s", self.timeouts.request_timeout.as_secs().max(1)),
+            ),
+        ]);
+        let context = CallContext {
+            evidence: &self.evidence,
+            user: &credentials.user,
+            started: Instant::now(),
+        };
+        let classify = |error: Box<RusticError>| context.classify(&error);
+        let backends = BackendOptions::default()
+            .repository(&credentials.url)
+            .options(rest_options)
+            .to_backends()
+            .map_err(classify)?;
+        let options = RepositoryOptions::default().cache_dir(&self.cache_dir);
+        let repo = Repository::new(&options, &backends)
+            .map_err(classify)?
+            .open(&Credentials::password(&self.repo_password))
+            .map_err(classify)?;
+        *self.connection.lock().expect("connection lock") = Some(Connection {
+            backends,
+            options,
+            key: repo.key(),
+            user: credentials.user.clone(),
+        });
+        Ok(())
+    }
+
+    fn disconnect(&self, _client: ClientId) -> BackendResult<()> {
+        self.connection.lock().expect("connection lock").take();
+        Ok(())
+    }
+}
+
+/// Makes a `RusticClient` per client, each with its own cache directory.
+pub struct RusticClients {
+    pub cache_dir_for: Box<dyn Fn(ClientId) -> PathBuf + Send + Sync>,
+    pub repo_password: String,
+    pub timeouts: ClientTimeouts,
+    /// The server's evidence, that every client classifies its errors with.
+    pub evidence: Arc<Evidence>,
+}
+
+impl ClientFactory for RusticClients {
+    fn new_client(&self, client: ClientId) -> BackendResult<Box<dyn ClientSnapshotter>> {
+        Ok(Box::new(RusticClient::new(
+            (self.cache_dir_for)(client),
+            self.repo_password.clone(),
+            self.timeouts,
+            self.evidence.clone(),
+        )))
+    }
+}

@@ -1,0 +1,216 @@
+//! What the embedded backend saw happen to requests: the proxy's drops,
+//! injected errors and cuts, the server's refusals, the times the server
+//! was down and the times a GC ran. A client that fails looks here first:
+//! if its requests were disturbed while it worked, the failure says nothing
+//! about the data, whatever the error's text.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Requests remembered; older ones are forgotten (an action lasts far less
+/// than the time a busy run needs to disturb this many requests).
+const REQUESTS_KEPT: usize = 16_384;
+/// Server outages and GC runs remembered.
+const SPANS_KEPT: usize = 4_096;
+/// A GC that ended this shortly before an action started can still have
+/// replaced a file the action had listed (clocks are read on both sides).
+const GC_SLACK: Duration = Duration::from_secs(1);
+
+/// What happened to one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disturbance {
+    /// The proxy closed the connection without an answer (network fault).
+    Dropped,
+    /// The proxy answered HTTP 500 in the server's stead (network fault).
+    InjectedError,
+    /// The proxy cut a killed client off.
+    CutOff,
+    /// The proxy could not reach the server.
+    UpstreamFailed,
+    /// The server refused the user (HTTP status).
+    Refused(u16),
+}
+
+impl fmt::Display for Disturbance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Disturbance::Dropped => f.write_str("the proxy dropped a request (network fault)"),
+            Disturbance::InjectedError => {
+                f.write_str("the proxy answered a request with HTTP 500 (network fault)")
+            }
+            Disturbance::CutOff => f.write_str("the proxy cut the client off (kill-client)"),
+            Disturbance::UpstreamFailed => f.write_str("the proxy could not reach the server"),
+            Disturbance::Refused(status) => write!(f, "the server refused the user ({status})"),
+        }
+    }
+}
+
+/// A span of time something lasted; `end` is `None` while it goes on.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: Instant,
+    end: Option<Instant>,
+}
+
+impl Span {
+    fn overlaps(&self, since: Instant, slack: Duration) -> bool {
+        self.end.is_none_or(|end| end + slack >= since)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Log {
+    requests: VecDeque<(Instant, String, Disturbance)>,
+    outages: VecDeque<Span>,
+    gcs: VecDeque<Span>,
+}
+
+fn push_bounded<T>(queue: &mut VecDeque<T>, item: T, kept: usize) {
+    if queue.len() == kept {
+        queue.pop_front();
+    }
+    queue.push_back(item);
+}
+
+/// The evidence of one embedded server and its proxy; shared by its clients.
+#[derive(Debug, Default)]
+pub struct Evidence {
+    log: Mutex<Log>,
+}
+
+/// A GC in progress; dropping it records the GC's end.
+pub struct GcRunning<'a> {
+    evidence: &'a Evidence,
+    start: Instant,
+}
+
+impl Drop for GcRunning<'_> {
+    fn drop(&mut self) {
+        let mut log = self.evidence.log.lock().expect("evidence lock");
+        if let Some(span) = log.gcs.iter_mut().rev().find(|s| s.start == self.start) {
+            span.end = Some(Instant::now());
+        }
+    }
+}
+
+impl Evidence {
+    pub fn new() -> Self {
+        Evidence::default()
+    }
+
+    /// Records what happened to a request of `user` now.
+    pub fn request(&self, user: &str, what: Disturbance) {
+        let mut log = self.log.lock().expect("evidence lock");
+        push_bounded(
+            &mut log.requests,
+            (Instant::now(), user.to_owned(), what),
+            REQUESTS_KEPT,
+        );
+    }
+
+    /// The server stops answering (connections refused) from now on.
+    pub fn server_stopped(&self) {
+        let mut log = self.log.lock().expect("evidence lock");
+        let span = Span {
+            start: Instant::now(),
+            end: None,
+        };
+        push_bounded(&mut log.outages, span, SPANS_KEPT);
+    }
+
+    /// The server answers again.
+    pub fn server_serving(&self) {
+        let mut log = self.log.lock().expect("evidence lock");
+        if let Some(span) = log.outages.back_mut().filter(|s| s.end.is_none()) {
+            span.end = Some(Instant::now());
+        }
+    }
+
+    /// A GC starts now; it ends when the returned value is dropped.
+    pub fn gc_running(&self) -> GcRunning<'_> {
+        let start = Instant::now();
+        let mut log = self.log.lock().expect("evidence lock");
+        push_bounded(&mut log.gcs, Span { start, end: None }, SPANS_KEPT);
+        GcRunning {
+            evidence: self,
+            start,
+        }
+    }
+
+    /// Why `user`'s requests since `since` may not have got through: the
+    /// server was down, or one of them was dropped, failed or refused.
+    pub fn disturbed(&self, user: &str, since: Instant) -> Option<String> {
+        let log = self.log.lock().expect("evidence lock");
+        if log
+            .outages
+            .iter()
+            .any(|s| s.overlaps(since, Duration::ZERO))
+        {
+            return Some("the server was down".to_owned());
+        }
+        log.requests
+            .iter()
+            .rev()
+            .take_while(|(at, _, _)| *at >= since)
+            .find(|(_, who, _)| who == user)
+            .map(|(_, _, what)| what.to_string())
+    }
+
+    /// Whether a GC ran at some time since `since`.
+    pub fn gc_since(&self, since: Instant) -> bool {
+        let log = self.log.lock().expect("evidence lock");
+        log.gcs.iter().any(|s| s.overlaps(since, GC_SLACK))
+    }
+}
+
+impl crate::server::RefusalObserver for Evidence {
+    fn refused(&self, claimed_user: Option<&str>, status: http::StatusCode) {
+        if let Some(user) = claimed_user {
+            self.request(user, Disturbance::Refused(status.as_u16()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disturbances_count_for_their_user_and_their_time_only() {
+        let evidence = Evidence::new();
+        let before = Instant::now();
+        evidence.request("client-1", Disturbance::Dropped);
+        std::thread::sleep(Duration::from_millis(2));
+        let after = Instant::now();
+        assert!(evidence.disturbed("client-1", before).is_some());
+        assert_eq!(evidence.disturbed("client-2", before), None);
+        assert_eq!(evidence.disturbed("client-1", after), None);
+    }
+
+    #[test]
+    fn an_outage_disturbs_everyone_while_it_lasts() {
+        let evidence = Evidence::new();
+        let before = Instant::now();
+        evidence.server_stopped();
+        assert!(evidence.disturbed("anyone", Instant::now()).is_some());
+        evidence.server_serving();
+        assert!(evidence.disturbed("anyone", before).is_some());
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(evidence.disturbed("anyone", Instant::now()), None);
+    }
+
+    #[test]
+    fn a_gc_is_seen_while_it_runs_and_shortly_after() {
+        let evidence = Evidence::new();
+        let before = Instant::now();
+        assert!(!evidence.gc_since(before));
+        {
+            let _gc = evidence.gc_running();
+            assert!(evidence.gc_since(Instant::now()));
+        }
+        assert!(evidence.gc_since(before));
+        assert!(!evidence.gc_since(Instant::now() + GC_SLACK + Duration::from_secs(1)));
+    }
+}

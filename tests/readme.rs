@@ -1,0 +1,195 @@
+//! Every command the README shows in a `sh` block, run as a newcomer would
+//! type it: from a fresh working directory, with the README's relative
+//! paths, expecting the exit code its `# exit N` comment names (0 without one).
+//! `cargo run --release [-- ARGS]` is the snapstorm binary cargo built for
+//! the tests; the console's command runs in a tmux pane.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::tmux::Tmux;
+
+/// One command of the README, with the exit code it promises.
+#[derive(Debug, Clone)]
+struct ReadmeCommand {
+    line: String,
+    exit: i32,
+}
+
+/// The commands of every ```sh block, but the `serve` example's (run as a
+/// whole by `tests/server_restic.rs`).
+fn readme_commands() -> Vec<ReadmeCommand> {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let (before, rest) = readme.split_once("<!-- serve-example -->").unwrap();
+    let after = rest.split_once("<!-- /serve-example -->").unwrap().1;
+    let mut commands = Vec::new();
+    for text in [before, after] {
+        for block in text.split("```sh\n").skip(1) {
+            let block = block.split("\n```").next().unwrap();
+            for line in block
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            {
+                let (line, exit) = match line.split_once("# exit ") {
+                    Some((command, code)) => (command.trim(), code.trim().parse().unwrap()),
+                    None => (line, 0),
+                };
+                commands.push(ReadmeCommand {
+                    line: line.to_owned(),
+                    exit,
+                });
+            }
+        }
+    }
+    commands
+}
+
+/// A directory whose `snapstorm` is the binary under test, for PATH.
+fn bin_dir(root: &Path) -> PathBuf {
+    let bin = root.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_snapstorm"), bin.join("snapstorm")).unwrap();
+    bin
+}
+
+fn path_with(bin: &Path) -> String {
+    format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+/// The command as the shell runs it here: `cargo run --release --` is the binary.
+fn as_run(line: &str) -> String {
+    match line.strip_prefix("cargo run --release -- ") {
+        Some(args) => format!("snapstorm {args}"),
+        None => line.to_owned(),
+    }
+}
+
+/// Runs a headless command in its own fresh directory; checks its exit
+/// code and that a `--report` it names was written there.
+fn run_headless(root: &Path, n: usize, command: &ReadmeCommand, path: &str) -> Result<(), String> {
+    let cwd = root.join(format!("fresh-{n}"));
+    std::fs::create_dir(&cwd).unwrap();
+    let shell = as_run(&command.line);
+    let out = std::process::Command::new("bash")
+        .args(["-c", &shell])
+        .current_dir(&cwd)
+        .env("PATH", path)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let code = out.status.code().unwrap_or(-1);
+    let said = format!(
+        "`{}` exited {code}, the README says {}\n{}\n{}",
+        command.line,
+        command.exit,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if code != command.exit {
+        return Err(said);
+    }
+    if let Some(report) = shell.split("--report ").nth(1) {
+        let report = cwd.join(report.split_whitespace().next().unwrap());
+        let json: serde_json::Value = std::fs::read(&report)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .ok_or_else(|| format!("no report at {}: {said}", report.display()))?;
+        if json["seed"].is_null() {
+            return Err(format!("{} is not a report: {json}", report.display()));
+        }
+    }
+    Ok(())
+}
+
+/// The console's command in a tmux pane: the screen comes up with four
+/// clients, `q` quits with exit 0 and the shell gets its prompt back.
+fn run_console(root: &Path, command: &ReadmeCommand, path: &str) {
+    let cwd = root.join("fresh-console");
+    std::fs::create_dir(&cwd).unwrap();
+    let tmux = Tmux::sized_in(140, 45, Some(&cwd));
+    tmux.wait_for("the shell prompt", Duration::from_secs(10), |s| {
+        s.contains("PROMPT$")
+    });
+    let typed = format!("export PATH='{path}'; snapstorm; echo EXIT=$?");
+    assert_eq!(command.line, "cargo run --release");
+    tmux.send(&[&typed, "Enter"]);
+    tmux.wait_for(
+        "the console with four clients",
+        Duration::from_secs(120),
+        |s| s.contains("snapstorm ·") && s.contains("clients 4") && s.contains("client-4"),
+    );
+    tmux.send(&["q"]);
+    let screen = tmux.wait_for("the exit code", Duration::from_secs(120), |s| {
+        s.lines().any(|l| l.starts_with("EXIT="))
+    });
+    assert!(
+        screen.contains(&format!("EXIT={}", command.exit)),
+        "`{}`:\n{screen}",
+        command.line
+    );
+}
+
+#[test]
+fn every_readme_command_runs_verbatim_from_a_fresh_directory() {
+    let commands = readme_commands();
+    let lines: Vec<&str> = commands.iter().map(|c| c.line.as_str()).collect();
+    for expected in [
+        "cargo run --release",
+        "cargo run --release -- run --clients 4 --duration 60s --seed 7 --report r.json",
+        "cargo test --locked",
+    ] {
+        assert!(
+            lines.contains(&expected),
+            "README lost `{expected}`: {lines:#?}"
+        );
+    }
+    let root = tempfile::tempdir().unwrap();
+    let path = path_with(&bin_dir(root.path()));
+
+    // The test command is this suite itself: CI runs exactly it.
+    let ci =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/run")).unwrap();
+    for command in commands.iter().filter(|c| c.line.starts_with("cargo test")) {
+        assert!(
+            ci.lines().any(|l| l.trim() == command.line),
+            ".ci/run runs `{}`",
+            command.line
+        );
+    }
+    let headless: Vec<&ReadmeCommand> = commands
+        .iter()
+        .filter(|c| !c.line.starts_with("cargo test") && c.line != "cargo run --release")
+        .collect();
+    for command in &headless {
+        assert!(
+            as_run(&command.line).starts_with("snapstorm "),
+            "a README command this test does not know how to run: `{}`",
+            command.line
+        );
+    }
+    let failures: Vec<String> = std::thread::scope(|scope| {
+        let runs: Vec<_> = headless
+            .iter()
+            .enumerate()
+            .map(|(n, command)| {
+                let (root, path) = (root.path(), path.as_str());
+                scope.spawn(move || run_headless(root, n, command, path))
+            })
+            .collect();
+        for console in commands.iter().filter(|c| c.line == "cargo run --release") {
+            run_console(root.path(), console, &path);
+        }
+        runs.into_iter()
+            .filter_map(|run| run.join().unwrap().err())
+            .collect()
+    });
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
