@@ -5,7 +5,8 @@
 //! ratio printed is b3sum's time divided by snapstorm's: 1.0 means as fast,
 //! the target is at least 0.8.
 //!
-//! Run with `cargo bench --bench fingerprint` (needs `b3sum` on PATH).
+//! Run with `cargo bench --bench fingerprint`; it needs `b3sum` on PATH
+//! (`apt-get install -y b3sum`) and says so when it is missing.
 
 use std::path::Path;
 use std::process::Command;
@@ -59,6 +60,12 @@ fn compare(label: &str, dir: &Path, names: &[String], bytes: u64) {
 
 fn main() {
     // `cargo bench` passes --bench; there are no other options.
+    if Command::new("b3sum").arg("--version").output().is_err() {
+        eprintln!(
+            "fingerprint bench: `b3sum` is not on PATH; it is what snapstorm is measured against: install it with `apt-get install -y b3sum`"
+        );
+        std::process::exit(2);
+    }
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
     let root =
         tempfile::tempdir_in(std::env::var_os("SNAPSTORM_BENCH_DIR").unwrap_or_else(|| ".".into()))

@@ -6,25 +6,10 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::{read_json, snapstorm};
+use common::{read_json, snapstorm, snapstorm_run};
 
 fn run(state: &Path, extra: &[&str]) -> (i32, String, String, serde_json::Value) {
-    let report = state.with_extension("report.json");
-    let mut args = vec![
-        "run",
-        "--state-dir",
-        state.to_str().unwrap(),
-        "--report",
-        report.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let (code, out, err) = snapstorm(&args);
-    let json = if report.exists() {
-        read_json(&report)
-    } else {
-        serde_json::Value::Null
-    };
-    (code, out, err, json)
+    snapstorm_run(state, &state.with_extension("report.json"), extra)
 }
 
 fn preset_runs_clean(preset: &str, actions: &str) {

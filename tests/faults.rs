@@ -7,6 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::KEEP_EVERYTHING;
 use snapstorm::backend::embedded::{ClientTimeouts, EmbeddedFaults};
 use snapstorm::engine::scenario::Scenario;
 use snapstorm::engine::traits::{ClientId, FaultHost, FaultInjector};
@@ -14,21 +15,6 @@ use snapstorm::engine::{Action, ActionParams, Outcome, Report};
 use snapstorm::faults::{FaultKind, FaultSpec, NetworkFault};
 use snapstorm::multiclient::launch::{RunSpec, launch};
 use snapstorm::multiclient::run::{Event, RunHandle, RunLimit};
-
-/// Writes, snapshots and restores, never deletes a snapshot: every pack
-/// stays referenced, so damage to any of them must show.
-const KEEP_EVERYTHING: &str = r#"
-description = "write, snapshot, verify; no deletes"
-[weights]
-write-random-files = 2
-snapshot-root = 2
-restore-random-snapID = 3
-[options]
-max-num-files-per-write = 20
-max-file-size = "256KiB"
-min-dedup-percent = 0
-max-dedup-percent = 0
-"#;
 
 /// What a run reported, and when each event arrived.
 struct Observed {

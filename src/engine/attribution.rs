@@ -24,15 +24,11 @@ use super::actions::Origin;
 use super::stats::FaultReport;
 use super::store::{FailureKind, now_rfc3339};
 use super::traits::{ClientId, ErrorClass};
-use crate::faults::FaultKind;
+use crate::faults::{FaultKind, KILL_ARMED_FOR, KILL_CUT};
 
 /// After a transient fault ends, errors this long after still count as its
 /// doing (a retry in flight, a back-off that ends after the fault).
 pub const TRANSIENT_SLACK: Duration = Duration::from_secs(5);
-
-/// How long a killed client stays cut off: long enough for its retries to
-/// give up, so the snapshot in flight fails with its partial upload left behind.
-pub const KILL_WINDOW: Duration = Duration::from_secs(10);
 
 /// What happened, as attribution sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,14 +89,24 @@ struct Entry {
     duration: Option<Duration>,
     /// When it stops explaining; `None`: at the end of the run.
     window_end: Option<Instant>,
+    /// When it said it stopped acting (a GC fault's GCs are over): races
+    /// with a GC after that are another GC's.
+    ended: Option<Instant>,
     first_detection: Option<Instant>,
     incidents: u64,
 }
 
 impl Entry {
     fn explains(&self, incident: &Incident) -> bool {
-        let overlaps = incident.ended >= self.injected
-            && self.window_end.is_none_or(|end| incident.started <= end);
+        let window_end = match incident.kind {
+            IncidentKind::Error(ErrorClass::Raced) => self
+                .ended
+                .map(|ended| ended + TRANSIENT_SLACK)
+                .or(self.window_end),
+            _ => self.window_end,
+        };
+        let overlaps =
+            incident.ended >= self.injected && window_end.is_none_or(|end| incident.started <= end);
         let right_client = self.client.is_none_or(|c| c == incident.client);
         overlaps && right_client && can_cause(self.kind, incident)
     }
@@ -128,6 +134,11 @@ impl FaultLedger {
         *self.started.lock().expect("clock lock") = at;
     }
 
+    /// When the run's clock started.
+    pub fn clock_started(&self) -> Instant {
+        *self.started.lock().expect("clock lock")
+    }
+
     /// Records a fault that takes effect now; returns its label (`corrupt-pack@15.2s`).
     pub fn record(
         &self,
@@ -142,7 +153,9 @@ impl FaultLedger {
         let window_end = match kind {
             _ if kind.damages_data() => None,
             FaultKind::RevokeClient if duration.is_none() => None,
-            FaultKind::KillClient => Some(now + KILL_WINDOW + TRANSIENT_SLACK),
+            // The cut starts when the client's upload reaches it, at the latest
+            // when the kill stops waiting, and lasts KILL_CUT.
+            FaultKind::KillClient => Some(now + KILL_ARMED_FOR + KILL_CUT + TRANSIENT_SLACK),
             _ => Some(now + duration.unwrap_or_default() + TRANSIENT_SLACK),
         };
         self.entries.lock().expect("ledger lock").push(Entry {
@@ -155,11 +168,20 @@ impl FaultLedger {
             client,
             duration,
             window_end,
+            ended: None,
             first_detection: None,
             incidents: 0,
         });
         tracing::warn!(target: "snapstorm::faults", fault = %label, target, "fault injected");
         label
+    }
+
+    /// Records that the fault labelled `label` stopped acting now.
+    pub fn ended(&self, label: &str) {
+        let mut entries = self.entries.lock().expect("ledger lock");
+        if let Some(entry) = entries.iter_mut().find(|e| e.label == label) {
+            entry.ended = Some(Instant::now());
+        }
     }
 
     /// Whether any injected fault damaged the repository's data.
@@ -403,6 +425,36 @@ mod tests {
         assert_eq!(
             ledger.explain(&incident(1, Action::SnapshotRoot, NOT_THROUGH, before)),
             None
+        );
+
+        let ledger = FaultLedger::new(Instant::now());
+        let aggressive = ledger.record(FaultKind::AggressiveGc, "repository", None, None);
+        assert_eq!(
+            ledger.explain(&incident(1, Action::SnapshotRoot, RACED, before)),
+            Some(aggressive.clone()),
+            "a race while its GC runs"
+        );
+        ledger.ended(&aggressive);
+        let later = Instant::now() + TRANSIENT_SLACK + Duration::from_secs(1);
+        let late_race = Incident {
+            started: later,
+            ended: later,
+            ..incident(1, Action::SnapshotRoot, RACED, before)
+        };
+        assert_eq!(
+            ledger.explain(&late_race),
+            None,
+            "a race long after its GC ended is another GC's"
+        );
+        let late_loss = Incident {
+            kind: RESTORE_FAILED,
+            origin: Origin::Action(Action::RestoreRandomSnapshot),
+            ..late_race
+        };
+        assert_eq!(
+            ledger.explain(&late_loss),
+            Some(aggressive),
+            "its damage stays"
         );
 
         let ledger = FaultLedger::new(Instant::now());

@@ -52,9 +52,10 @@ impl CheckerError {
 /// snapshot gets, after every fault ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RestoreAttempt {
-    /// An error that says nothing about the data (the request did not get
-    /// through, it raced a GC, snapstorm's own side) is an error of the
-    /// action; the snapshot is restored again at the end of the run.
+    /// Only data that is missing or unreadable fails the snapshot now; any
+    /// other error (the request did not get through, it raced a GC, an error
+    /// nobody could classify, snapstorm's own side) is an error of the
+    /// action, and the snapshot is restored again at the end of the run.
     DuringRun,
     /// Every fault has ended: a snapshot that still cannot be restored is
     /// lost, unless snapstorm's own side is what failed.
@@ -138,6 +139,7 @@ impl Checker {
             entries: fingerprint.len(),
             bytes: fingerprint.content_bytes(),
             deleting: false,
+            unsettled: false,
         };
         self.store
             .record_snapshot(client, record.clone(), &fingerprint)?;
@@ -169,7 +171,7 @@ impl Checker {
             Ok(()) => {}
             Err(error) => {
                 let says_nothing = match attempt_kind {
-                    RestoreAttempt::DuringRun => error.class().says_nothing_about_data(),
+                    RestoreAttempt::DuringRun => error.class() != ErrorClass::Data,
                     RestoreAttempt::Last => error.class() == ErrorClass::Local,
                 };
                 if says_nothing {

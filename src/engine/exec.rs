@@ -31,8 +31,8 @@ use super::stats::{Counts, Effects, FailureReport, Outcome, Report, Stats};
 use super::store::{Failure, FailureKind, MetadataStore, now_rfc3339};
 use super::trace::Trace;
 use super::traits::{
-    ActionRng, BackendResult, ClientId, Details, ErrorClass, FaultHost, FileWriter, GcOptions,
-    Server, SnapshotId, Snapshotter, WriteEffect,
+    ActionRng, BackendError, BackendResult, ClientId, Details, ErrorClass, FaultHost, FileWriter,
+    GcOptions, Server, SnapshotId, Snapshotter, WriteEffect,
 };
 use crate::faults::FaultKind;
 
@@ -145,6 +145,10 @@ impl Step {
         let class = error.class();
         Step::error(error, class)
     }
+    fn backend_error(error: BackendError) -> Self {
+        let class = error.class();
+        Step::error(error, class)
+    }
     fn failure(summary: String) -> Self {
         Step {
             outcome: Some(Outcome::Failure),
@@ -183,15 +187,10 @@ pub struct Engine {
     /// Live snapshots from earlier runs, per client, at start.
     inherited: BTreeMap<ClientId, Vec<SnapshotId>>,
     inherited_verified: AtomicU64,
-    /// When the run's clock started (see [`Engine::start_clock`]).
-    started: Mutex<Instant>,
-    /// Injected faults, and which incident each explains.
+    /// Injected faults (and the run's clock, see [`Engine::start_clock`]), and which incident each explains.
     faults: FaultLedger,
     /// Listing failures already reported in this run.
     listing_reported: Mutex<HashSet<(SnapshotId, FailureKind)>>,
-    /// Snapshots whose last restore ended in an error, by client: each is
-    /// restored again at the end of the run, after every fault ended.
-    unsettled: Mutex<BTreeMap<SnapshotId, ClientId>>,
     restores_retried_at_end: AtomicU64,
 }
 
@@ -226,7 +225,6 @@ impl Engine {
     ) -> std::io::Result<Self> {
         let trace = Trace::open(&store.layout().trace())?;
         let run = store.run_number();
-        let started = Instant::now();
         let inherited = store
             .state()
             .clients
@@ -254,10 +252,8 @@ impl Engine {
             cursors: Mutex::new(HashMap::new()),
             inherited,
             inherited_verified: AtomicU64::new(0),
-            started: Mutex::new(started),
-            faults: FaultLedger::new(started),
+            faults: FaultLedger::new(Instant::now()),
             listing_reported: Mutex::new(HashSet::new()),
-            unsettled: Mutex::new(BTreeMap::new()),
             restores_retried_at_end: AtomicU64::new(0),
         })
     }
@@ -270,7 +266,6 @@ impl Engine {
     /// Starts the run's clock at `at`: the run's duration, fault times and
     /// labels count from here (the first clients connected; the schedule starts).
     pub fn start_clock(&self, at: Instant) {
-        *self.started.lock().expect("clock lock") = at;
         self.faults.start_clock(at);
     }
 
@@ -452,10 +447,6 @@ impl Engine {
             }
             if failure.kind == FailureKind::SnapshotLost {
                 self.store().mark_lost(failure.client, &snapshot)?;
-                self.unsettled
-                    .lock()
-                    .expect("unsettled lock")
-                    .remove(&snapshot);
             }
             found.push(self.record_failure(failure, started, false));
         }
@@ -496,11 +487,10 @@ impl Engine {
     /// cannot be restored is lost (`restore-failed`), unless snapstorm's own
     /// side is what failed.
     pub fn retry_unsettled_restores(&self) -> Vec<ActionRecord> {
-        let unsettled = std::mem::take(&mut *self.unsettled.lock().expect("unsettled lock"));
-        unsettled
+        self.store()
+            .unsettled()
             .into_iter()
-            .filter(|(id, client)| self.store().live(*client).iter().any(|s| &s.id == id))
-            .map(|(id, client)| {
+            .map(|(client, id)| {
                 self.restores_retried_at_end.fetch_add(1, Ordering::Relaxed);
                 let params = ActionParams {
                     snapshot_id: Some(id),
@@ -647,7 +637,7 @@ impl Engine {
                 self.restore(client, params, rng, action, attempt, origin)
             }
             Action::DeleteRandomSnapshot => self.delete_random_snapshot(client, rng),
-            Action::RunGc => self.run_gc(client),
+            Action::RunGc => self.run_gc(),
             Action::WriteRandomFiles => self.write_random_files(client, options, rng),
             Action::DeleteRandomSubdirectory => {
                 writer_step(self.writer.delete_random_subdirectory(client, options, rng))
@@ -732,13 +722,11 @@ impl Engine {
         if !into_data_dir {
             let _ = std::fs::remove_dir_all(&target);
         }
-        {
-            let mut unsettled = self.unsettled.lock().expect("unsettled lock");
-            if verification.is_err() && attempt == RestoreAttempt::DuringRun {
-                unsettled.insert(id.clone(), client);
-            } else {
-                unsettled.remove(&id);
-            }
+        // An error leaves the snapshot to the end of the run; anything
+        // else settles it. The last attempt settles it whatever happens.
+        let unsettled = verification.is_err() && attempt == RestoreAttempt::DuringRun;
+        if let Err(error) = self.store().mark_unsettled(client, &id, unsettled) {
+            tracing::error!(%client, snapshot = %id, %error, "cannot record a restore to try again");
         }
         let mut step = match verification {
             Ok(Verification::Verified { entries }) => {
@@ -792,7 +780,6 @@ impl Engine {
             .delete_snapshot(self.snapshotter.as_ref(), client, &id)
         {
             Ok(()) => {
-                self.unsettled.lock().expect("unsettled lock").remove(&id);
                 let mut step = Step::ok();
                 step.effects.snapshots_deleted = 1;
                 step
@@ -803,18 +790,14 @@ impl Engine {
         step
     }
 
-    fn run_gc(&self, client: ClientId) -> Step {
-        match self.snapshotter.run_gc(client, &GcOptions::default()) {
+    fn run_gc(&self) -> Step {
+        match self.gc(&GcOptions::default()) {
             Ok(details) => {
-                self.stats.record_gc();
                 let mut step = Step::ok();
                 step.details = details;
                 step
             }
-            Err(error) => {
-                let class = error.class();
-                Step::error(error, class)
-            }
+            Err(error) => Step::backend_error(error),
         }
     }
 
@@ -901,10 +884,7 @@ impl Engine {
                 )
                 .detail("problems", json!(problems))
             }
-            Err(error) => {
-                let class = error.class();
-                Step::error(error, class)
-            }
+            Err(error) => Step::backend_error(error),
         }
     }
 
@@ -933,14 +913,8 @@ impl Engine {
             run_counter: run,
             inherited_snapshots: self.inherited.values().map(|ids| ids.len() as u64).sum(),
             inherited_verified: self.inherited_verified.load(Ordering::Relaxed),
-            duration_ms: u64::try_from(
-                self.started
-                    .lock()
-                    .expect("clock lock")
-                    .elapsed()
-                    .as_millis(),
-            )
-            .unwrap_or(u64::MAX),
+            duration_ms: u64::try_from(self.faults.clock_started().elapsed().as_millis())
+                .unwrap_or(u64::MAX),
             gc_runs: counts.gc_runs,
             clients: counts.clients,
             totals: counts.totals,
@@ -976,6 +950,10 @@ impl FaultHost for Engine {
             "duration_ms": duration.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         }));
         label
+    }
+
+    fn fault_ends(&self, label: &str) {
+        self.faults.ended(label);
     }
 
     fn run_gc(&self, options: &GcOptions) -> BackendResult<Details> {

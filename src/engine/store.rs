@@ -95,6 +95,11 @@ pub struct SnapshotRecord {
     /// until the next listing check settles it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deleting: bool,
+    /// Its last restore ended in an error that said nothing about its data:
+    /// it is restored once more at the end of the run (this one, or the next
+    /// if this one ended before).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unsettled: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -386,6 +391,39 @@ impl MetadataStore {
         read_fingerprint(&self.layout, id)
     }
 
+    /// Records, durably, whether the snapshot's last restore ended in an
+    /// error (see [`SnapshotRecord::unsettled`]); writes only on a change.
+    pub fn mark_unsettled(
+        &self,
+        client: ClientId,
+        id: &str,
+        unsettled: bool,
+    ) -> Result<(), StoreError> {
+        let mut state = self.state.lock().expect("state lock");
+        let record = state.clients.entry(client).or_default();
+        match record.live.iter_mut().find(|s| s.id == id) {
+            Some(snapshot) if snapshot.unsettled != unsettled => snapshot.unsettled = unsettled,
+            _ => return Ok(()),
+        }
+        self.save(&state)
+    }
+
+    /// Live snapshots whose last restore ended in an error, with their clients.
+    pub fn unsettled(&self) -> Vec<(ClientId, SnapshotId)> {
+        self.state
+            .lock()
+            .expect("state lock")
+            .clients
+            .iter()
+            .flat_map(|(id, c)| {
+                c.live
+                    .iter()
+                    .filter(|s| s.unsettled && !s.deleting)
+                    .map(move |s| (*id, s.id.clone()))
+            })
+            .collect()
+    }
+
     /// Records, durably, that a delete of the snapshot is about to be asked.
     pub fn mark_deleting(&self, client: ClientId, id: &str) -> Result<(), StoreError> {
         let mut state = self.state.lock().expect("state lock");
@@ -401,7 +439,9 @@ impl MetadataStore {
         let mut state = self.state.lock().expect("state lock");
         let record = state.clients.entry(client).or_default();
         record.live.retain(|s| s.id != id);
-        record.deleted.push(id.to_owned());
+        if !record.deleted.iter().any(|d| d == id) {
+            record.deleted.push(id.to_owned());
+        }
         self.save(&state)?;
         drop(state);
         let _ = fs::remove_file(self.layout.fingerprint(id));
@@ -518,6 +558,7 @@ mod tests {
             entries: 0,
             bytes: 0,
             deleting: false,
+            unsettled: false,
         }
     }
 

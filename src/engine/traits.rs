@@ -57,17 +57,6 @@ pub enum ErrorClass {
     Other,
 }
 
-impl ErrorClass {
-    /// Errors that say nothing about the repository's data: a restore that
-    /// ends in one is an error of the action, tried again at the end of the run.
-    pub fn says_nothing_about_data(self) -> bool {
-        matches!(
-            self,
-            ErrorClass::NotThrough | ErrorClass::Raced | ErrorClass::Local
-        )
-    }
-}
-
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum BackendError {
     /// The request did not get through (see [`ErrorClass::NotThrough`]).
@@ -256,6 +245,9 @@ pub trait FaultHost: Send + Sync {
         client: Option<ClientId>,
         duration: Option<Duration>,
     ) -> String;
+    /// Records that the fault labelled `label` stopped acting now (a GC
+    /// fault's GCs are over): what happens after is not its doing.
+    fn fault_ends(&self, label: &str);
     /// Garbage-collects on the server, counted with every other GC.
     fn run_gc(&self, options: &GcOptions) -> BackendResult<Details>;
 }
@@ -273,6 +265,9 @@ pub trait FaultInjector: Send + Sync {
     ) -> Result<Injected, InjectError>;
     /// Ends every fault still in effect — storms stopped, revoked clients
     /// let in again, the server serving, the network clean — and waits for
-    /// that, so the run's final checks see the repository as it is. Blocking.
-    fn end_all(&self);
+    /// that, so the run's final checks see the repository as it is. An error
+    /// says what could not be undone: the final restores are then left to
+    /// the next run rather than judged against a server that is not back.
+    /// Blocking.
+    fn end_all(&self) -> Result<(), InjectError>;
 }

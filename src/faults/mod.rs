@@ -13,6 +13,14 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+/// How long a killed client stays cut off: long enough for its retries to
+/// give up, so the snapshot in flight fails with its partial upload left behind.
+pub const KILL_CUT: Duration = Duration::from_secs(10);
+
+/// How long a `kill-client` waits for the client's upload to cut into
+/// before it gives up.
+pub const KILL_ARMED_FOR: Duration = Duration::from_secs(120);
+
 /// The faults snapstorm can inject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

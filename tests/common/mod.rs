@@ -12,6 +12,21 @@ use std::time::Duration;
 
 use snapstorm::server::{RestServer, RunningServer, ServerConfig, Users};
 
+/// Writes, snapshots and restores, never deletes a snapshot: every pack
+/// stays referenced, so damage to any of them must show.
+pub const KEEP_EVERYTHING: &str = r#"
+description = "write, snapshot, verify; no deletes"
+[weights]
+write-random-files = 2
+snapshot-root = 2
+restore-random-snapID = 3
+[options]
+max-num-files-per-write = 20
+max-file-size = "256KiB"
+min-dedup-percent = 0
+max-dedup-percent = 0
+"#;
+
 pub const ID_A: &str = "a000000000000000000000000000000000000000000000000000000000000000";
 
 /// A two-thread runtime for in-process servers and runs.
@@ -142,11 +157,16 @@ pub fn basic_auth(user: &str, password: &str) -> String {
     )
 }
 
-/// Fails the test with a clear message when a required external program is missing.
+/// Fails the test with a clear message when a required external program is
+/// missing: never a silent skip that would hide what was not tested.
 pub fn require_program(name: &str) -> PathBuf {
+    let package = match name {
+        "htpasswd" => "apache2-utils",
+        other => other,
+    };
     which(name).unwrap_or_else(|| {
         panic!(
-            "`{name}` is not on PATH; install it (e.g. `apt-get install -y {name}`) — .ci/run does"
+            "`{name}` is not on PATH: install it with `apt-get install -y {package}`, or run the tests with `./scripts/test`, which does"
         )
     })
 }
@@ -367,6 +387,30 @@ pub fn snapstorm(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// `snapstorm run --state-dir STATE --report REPORT EXTRA…`; returns the
+/// exit code, stdout, stderr and the report (null when none was written).
+pub fn snapstorm_run(
+    state: &Path,
+    report: &Path,
+    extra: &[&str],
+) -> (i32, String, String, serde_json::Value) {
+    let mut args = vec![
+        "run",
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let (code, out, err) = snapstorm(&args);
+    let json = if report.exists() {
+        read_json(report)
+    } else {
+        serde_json::Value::Null
+    };
+    (code, out, err, json)
 }
 
 pub fn read_json(path: &Path) -> serde_json::Value {

@@ -45,15 +45,17 @@ impl CallContext<'_> {
                     BackendError::Raced(format!("a GC replaced an index file: {text}"))
                 }
                 Typed::IndexNotFound | Typed::NotFound => BackendError::Data(text),
-                Typed::ServerError => BackendError::Failed(text),
+                Typed::ServerError | Typed::Unknown => BackendError::Failed(text),
                 Typed::Local => BackendError::Local(text),
+                Typed::Damaged => BackendError::Data(text),
             };
         }
         from_text(text)
     }
 
     /// Classifies a panic inside rustic during this call (it panics instead
-    /// of returning an error on, e.g., a pack that fails its MAC check).
+    /// of returning an error on, e.g., a pack that fails its MAC check, or a
+    /// restore target it cannot write).
     pub fn classify_panic(&self, message: String) -> BackendError {
         if let Some(why) = self.evidence.disturbed(self.user, self.started) {
             return BackendError::NotThrough(format!(
@@ -61,9 +63,9 @@ impl CallContext<'_> {
                 brief(&message)
             ));
         }
-        match text::class(&message) {
-            Some(TextClass::Data) => BackendError::Data(format!("rustic panicked: {message}")),
-            _ => BackendError::Panicked(message),
+        match from_text(message) {
+            BackendError::Failed(message) => BackendError::Panicked(message),
+            classified => classified,
         }
     }
 }
@@ -97,10 +99,16 @@ enum Typed {
     IndexNotFound,
     /// HTTP 404 for any other repository file.
     NotFound,
-    /// The server answered with an error of its own (5xx, other 4xx).
+    /// The server answered with an error of its own (5xx, other 4xx), or an
+    /// answer the client could not decode.
     ServerError,
-    /// The local file system failed (restore target, cache).
+    /// The local file system failed (restore target, cache): full, read-only,
+    /// a name too long, no permission.
     Local,
+    /// Data read did not decode (a compressed blob cut short or garbled).
+    Damaged,
+    /// An I/O error of another kind.
+    Unknown,
 }
 
 /// The first HTTP or I/O error in the chain, and what it says.
@@ -110,14 +118,33 @@ fn typed(error: &(dyn StdError + 'static)) -> Option<Typed> {
         if let Some(http) = error.downcast_ref::<reqwest::Error>() {
             return Some(from_http(http));
         }
-        if error.downcast_ref::<std::io::Error>().is_some() {
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
             // The HTTP client's own I/O errors come wrapped in its error
-            // type (found above): a bare one is the local file system's.
-            return Some(Typed::Local);
+            // type (found above); a bare one is the local file system's, or
+            // a decoder's that read damaged data.
+            return Some(from_io(io.kind()));
         }
         current = error.source();
     }
     None
+}
+
+fn from_io(kind: std::io::ErrorKind) -> Typed {
+    use std::io::ErrorKind;
+    match kind {
+        ErrorKind::StorageFull
+        | ErrorKind::ReadOnlyFilesystem
+        | ErrorKind::InvalidFilename
+        | ErrorKind::PermissionDenied
+        | ErrorKind::QuotaExceeded
+        | ErrorKind::FileTooLarge
+        | ErrorKind::NotADirectory
+        | ErrorKind::IsADirectory
+        | ErrorKind::DirectoryNotEmpty
+        | ErrorKind::AlreadyExists => Typed::Local,
+        ErrorKind::InvalidData | ErrorKind::UnexpectedEof => Typed::Damaged,
+        _ => Typed::Unknown,
+    }
 }
 
 fn from_http(error: &reqwest::Error) -> Typed {
@@ -130,6 +157,9 @@ fn from_http(error: &reqwest::Error) -> Typed {
             404 => Typed::NotFound,
             _ => Typed::ServerError,
         };
+    }
+    if error.is_decode() {
+        return Typed::ServerError;
     }
     // No answer at all: connection, timeout, a body cut short.
     Typed::NotThrough
@@ -381,12 +411,19 @@ mod tests {
         let refused = reqwest::blocking::get("http://127.0.0.1:1/repo/config").unwrap_err();
         let refused = RusticError::with_source(ErrorKind::Backend, "backoff failed", refused);
         assert_eq!(call.classify(&refused).class(), ErrorClass::NotThrough);
-        let local = RusticError::with_source(
-            ErrorKind::InputOutput,
-            "writing the restore target failed",
-            std::io::Error::from(std::io::ErrorKind::StorageFull),
+        let io = |kind: std::io::ErrorKind| {
+            let error =
+                RusticError::with_source(ErrorKind::InputOutput, "io", std::io::Error::from(kind));
+            call.classify(&error).class()
+        };
+        assert_eq!(io(std::io::ErrorKind::StorageFull), ErrorClass::Local);
+        assert_eq!(io(std::io::ErrorKind::InvalidFilename), ErrorClass::Local);
+        assert_eq!(
+            io(std::io::ErrorKind::InvalidData),
+            ErrorClass::Data,
+            "a compressed blob that does not decode is damaged data"
         );
-        assert_eq!(call.classify(&local).class(), ErrorClass::Local);
+        assert_eq!(io(std::io::ErrorKind::Interrupted), ErrorClass::Other);
     }
 
     #[test]
@@ -400,6 +437,15 @@ mod tests {
         assert_eq!(
             call.classify_panic("index out of bounds".into()).class(),
             ErrorClass::Other
+        );
+        assert_eq!(
+            call.classify_panic(
+                "called `Result::unwrap()` on an `Err` value: No space left on device (os error 28)"
+                    .into()
+            )
+            .class(),
+            ErrorClass::Local,
+            "a restore target that cannot be written is snapstorm's side"
         );
         evidence.server_stopped();
         assert_eq!(

@@ -110,9 +110,13 @@ impl Evidence {
         );
     }
 
-    /// The server stops answering (connections refused) from now on.
+    /// The server stops answering (connections refused) from now on; an
+    /// outage already going on goes on.
     pub fn server_stopped(&self) {
         let mut log = self.log.lock().expect("evidence lock");
+        if log.outages.iter().any(|s| s.end.is_none()) {
+            return;
+        }
         let span = Span {
             start: Instant::now(),
             end: None,
@@ -120,11 +124,12 @@ impl Evidence {
         push_bounded(&mut log.outages, span, SPANS_KEPT);
     }
 
-    /// The server answers again.
+    /// The server answers again: every outage going on ends.
     pub fn server_serving(&self) {
         let mut log = self.log.lock().expect("evidence lock");
-        if let Some(span) = log.outages.back_mut().filter(|s| s.end.is_none()) {
-            span.end = Some(Instant::now());
+        let now = Instant::now();
+        for span in log.outages.iter_mut().filter(|s| s.end.is_none()) {
+            span.end = Some(now);
         }
     }
 
@@ -195,10 +200,15 @@ mod tests {
         let before = Instant::now();
         evidence.server_stopped();
         assert!(evidence.disturbed("anyone", Instant::now()).is_some());
+        evidence.server_stopped();
         evidence.server_serving();
         assert!(evidence.disturbed("anyone", before).is_some());
         std::thread::sleep(Duration::from_millis(2));
-        assert_eq!(evidence.disturbed("anyone", Instant::now()), None);
+        assert_eq!(
+            evidence.disturbed("anyone", Instant::now()),
+            None,
+            "a second stop while down leaves no outage open"
+        );
     }
 
     #[test]

@@ -14,12 +14,11 @@ use rand::{RngExt, SeedableRng};
 
 use super::EmbeddedServer;
 use crate::engine::Action;
-use crate::engine::attribution::KILL_WINDOW;
 use crate::engine::brief::brief;
 use crate::engine::traits::{
     ClientId, FaultHost, FaultInjector, GcOptions, InjectError, Injected, Server,
 };
-use crate::faults::{FaultKind, FaultSpec};
+use crate::faults::{FaultKind, FaultSpec, KILL_CUT};
 
 /// Faults for the embedded backend.
 pub struct EmbeddedFaults {
@@ -201,9 +200,7 @@ impl FaultInjector for EmbeddedFaults {
             FaultKind::KillClient => {
                 let client = self.pick_client(spec, clients)?;
                 let label = starts(&client.to_string(), Some(client));
-                self.server
-                    .proxy()
-                    .arm_kill(&client.to_string(), KILL_WINDOW);
+                self.server.proxy().arm_kill(&client.to_string(), KILL_CUT);
                 // Make sure it has something to upload, and uploads it now.
                 enqueue = vec![
                     (client, Action::WriteRandomFiles),
@@ -254,7 +251,7 @@ impl FaultInjector for EmbeddedFaults {
         })
     }
 
-    fn end_all(&self) {
+    fn end_all(&self) -> Result<(), InjectError> {
         self.stopping.store(true, Ordering::SeqCst);
         let storms: Vec<_> = self.storms.lock().expect("storms lock").drain(..).collect();
         for storm in storms {
@@ -264,12 +261,12 @@ impl FaultInjector for EmbeddedFaults {
         self.server.proxy().clear_kills();
         let revoked = std::mem::take(&mut *self.revoked.lock().expect("revoked lock"));
         for client in revoked {
-            if let Err(error) = self.server.readmit_client(client) {
-                tracing::error!(target: "snapstorm::faults", %client, %error, "cannot readmit at the end of the run");
-            }
+            self.server
+                .readmit_client(client)
+                .map_err(|e| fail(format!("cannot let {client} in again: {e}")))?;
         }
-        if let Err(error) = self.runtime.block_on(self.server.restart()) {
-            tracing::error!(target: "snapstorm::faults", %error, "cannot serve again at the end of the run");
-        }
+        self.runtime
+            .block_on(self.server.restart())
+            .map_err(|e| fail(format!("the server does not serve again: {e}")))
     }
 }

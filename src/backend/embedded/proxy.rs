@@ -24,7 +24,7 @@ use hyper_util::rt::TokioExecutor;
 use rand::{RngExt, SeedableRng};
 
 use super::evidence::{Disturbance, Evidence};
-use crate::faults::NetworkFault;
+use crate::faults::{KILL_ARMED_FOR, NetworkFault};
 use crate::server::Serving;
 use crate::server::listener::BoxError;
 
@@ -32,8 +32,6 @@ type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
 /// How long a stopping proxy lets in-flight requests finish.
 const GRACE: Duration = Duration::from_secs(2);
-/// An armed kill that never met an upload gives up after this long.
-const ARMED_FOR: Duration = Duration::from_secs(120);
 
 /// Why the proxy closed a connection instead of answering.
 #[derive(Debug, thiserror::Error)]
@@ -126,7 +124,7 @@ impl FaultProxy {
         self.state.kills.lock().expect("kills lock").insert(
             user.to_owned(),
             Kill::Armed {
-                expires: Instant::now() + ARMED_FOR,
+                expires: Instant::now() + KILL_ARMED_FOR,
                 window,
                 data_landed: false,
             },
