@@ -92,6 +92,9 @@ struct Entry {
     /// When it said it stopped acting (a GC fault's GCs are over): races
     /// with a GC after that are another GC's.
     ended: Option<Instant>,
+    /// Its own action failed: it explains only what no fault that took
+    /// effect explains.
+    failed: bool,
     first_detection: Option<Instant>,
     incidents: u64,
 }
@@ -169,6 +172,7 @@ impl FaultLedger {
             duration,
             window_end,
             ended: None,
+            failed: false,
             first_detection: None,
             incidents: 0,
         });
@@ -178,9 +182,18 @@ impl FaultLedger {
 
     /// Records that the fault labelled `label` stopped acting now.
     pub fn ended(&self, label: &str) {
+        self.update(label, |entry| entry.ended = Some(Instant::now()));
+    }
+
+    /// Records that the fault labelled `label` failed to carry out its action.
+    pub fn failed(&self, label: &str) {
+        self.update(label, |entry| entry.failed = true);
+    }
+
+    fn update(&self, label: &str, change: impl FnOnce(&mut Entry)) {
         let mut entries = self.entries.lock().expect("ledger lock");
         if let Some(entry) = entries.iter_mut().find(|e| e.label == label) {
-            entry.ended = Some(Instant::now());
+            change(entry);
         }
     }
 
@@ -194,13 +207,14 @@ impl FaultLedger {
     }
 
     /// The fault that best explains `incident`: one whose kind causes such
-    /// incidents, whose window and client match, the most recent first.
+    /// incidents, whose window and client match; one that took effect before
+    /// one whose action failed; the most recent first.
     pub fn explain(&self, incident: &Incident) -> Option<String> {
         let mut entries = self.entries.lock().expect("ledger lock");
         let entry = entries
             .iter_mut()
             .filter(|e| e.explains(incident))
-            .max_by_key(|e| e.injected)?;
+            .max_by_key(|e| (!e.failed, e.injected))?;
         entry.first_detection.get_or_insert(incident.ended);
         entry.incidents += 1;
         Some(entry.label.clone())
@@ -395,6 +409,29 @@ mod tests {
             let reports = ledger.fault_reports();
             assert!(reports.iter().all(|r| r.detected), "{reports:?}");
         }
+    }
+
+    #[test]
+    fn a_fault_whose_action_failed_explains_last() {
+        let ledger = FaultLedger::new(Instant::now());
+        let before = Instant::now();
+        let pruned = ledger.record(FaultKind::AggressiveGc, "repository", None, None);
+        let failed = ledger.record(FaultKind::AggressiveGc, "repository", None, None);
+        ledger.failed(&failed);
+        let restore = Action::RestoreRandomSnapshot;
+        assert_eq!(
+            ledger.explain(&incident(1, restore, RESTORE_FAILED, before)),
+            Some(pruned),
+            "the prune that ran, not the later one that failed"
+        );
+        let only = FaultLedger::new(Instant::now());
+        let failed = only.record(FaultKind::AggressiveGc, "repository", None, None);
+        only.failed(&failed);
+        assert_eq!(
+            only.explain(&incident(1, restore, RESTORE_FAILED, before)),
+            Some(failed),
+            "it may have acted in part: never a false unexpected failure"
+        );
     }
 
     #[test]

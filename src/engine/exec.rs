@@ -956,6 +956,10 @@ impl FaultHost for Engine {
         self.faults.ended(label);
     }
 
+    fn fault_failed(&self, label: &str) {
+        self.faults.failed(label);
+    }
+
     fn run_gc(&self, options: &GcOptions) -> BackendResult<Details> {
         self.gc(options)
     }

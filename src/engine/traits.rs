@@ -248,6 +248,10 @@ pub trait FaultHost: Send + Sync {
     /// Records that the fault labelled `label` stopped acting now (a GC
     /// fault's GCs are over): what happens after is not its doing.
     fn fault_ends(&self, label: &str);
+    /// Records that the fault's own action failed (an aggressive GC that
+    /// could not prune). It may have acted in part, so it still explains
+    /// what it could have caused, but only after faults that took effect.
+    fn fault_failed(&self, label: &str);
     /// Garbage-collects on the server, counted with every other GC.
     fn run_gc(&self, options: &GcOptions) -> BackendResult<Details>;
 }

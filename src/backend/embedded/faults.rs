@@ -215,7 +215,10 @@ impl FaultInjector for EmbeddedFaults {
                 // is a consequence to report, not a fault that did not happen.
                 let target = match host.run_gc(&GcOptions { aggressive: true }) {
                     Ok(_) => target,
-                    Err(error) => format!("{target}; the GC failed: {}", brief(&error.to_string())),
+                    Err(error) => {
+                        host.fault_failed(&label);
+                        format!("{target}; the GC failed: {}", brief(&error.to_string()))
+                    }
                 };
                 (label, target)
             }
