@@ -92,6 +92,21 @@ pub struct SessionArgs {
     /// (repeatable; e.g. corrupt-pack@15s, server-restart@20s:5s; see `snapstorm faults`).
     #[arg(long = "fault", value_name = "KIND@TIME[:DURATION]")]
     pub faults: Vec<FaultSpec>,
+
+    /// When resuming, each client first restores and verifies this many of
+    /// its most recent snapshots from earlier runs; `all` verifies every one.
+    #[arg(long, value_name = "N|all", default_value = "1", value_parser = parse_count_or_all)]
+    pub verify_inherited: usize,
+}
+
+/// A count, or `all` (as many as there are).
+fn parse_count_or_all(text: &str) -> Result<usize, String> {
+    match text {
+        "all" => Ok(usize::MAX),
+        _ => text
+            .parse()
+            .map_err(|_| format!("`{text}` is neither a number nor `all`")),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -313,6 +328,7 @@ pub fn session_spec(args: &SessionArgs) -> Result<RunSpec, UsageError> {
     };
     let mut spec = RunSpec::new(scenario, state_dir, seed);
     spec.clients = args.clients;
+    spec.verify_inherited_per_client = args.verify_inherited;
     spec.faults = spec.scenario.faults.clone();
     spec.faults.extend(args.faults.iter().cloned());
     Ok(spec)

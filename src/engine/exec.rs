@@ -233,7 +233,8 @@ impl Engine {
                 let ids = record
                     .live
                     .into_iter()
-                    .filter(|s| s.run < run)
+                    // A snapshot whose delete was in flight is being deleted, not inherited.
+                    .filter(|s| s.run < run && !s.deleting)
                     .map(|s| s.id)
                     .collect::<Vec<_>>();
                 (client, ids)
