@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::engine::scenario::Scenario;
 use crate::engine::store::write_durably;
-use crate::faults::{FaultKind, FaultSpec};
+use crate::faults::{FaultKind, FaultSpec, RunBounds};
 use crate::multiclient::launch::{RunSpec, launch};
 use crate::multiclient::run::{RunHandle, RunLimit};
 use crate::server::{Auth, RestServer, ServerConfig, Users};
@@ -22,6 +22,10 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILURES: u8 = 1;
 /// Exit code for bad usage or a setup problem; nothing was run.
 pub const EXIT_USAGE: u8 = 2;
+/// Exit code when the run stopped on snapstorm's own side (its trace in the
+/// state dir could not be written): what it found until then is recorded,
+/// and no verdict is drawn on the repository from the rest.
+pub const EXIT_HALTED: u8 = 3;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -56,7 +60,8 @@ pub enum Command {
 Every client runs the scenario's actions against the shared repository; every restore is \
 verified against the fingerprint taken when its snapshot was made. Progress goes to stderr, \
 a summary to stdout.\n\n\
-Exit codes: 0 no verification failure, 1 at least one, 2 bad usage or setup."
+Exit codes: 0 no verification failure, 1 at least one, 2 bad usage or setup, \
+3 the run stopped on snapstorm's own side (its trace could not be written)."
     )]
     Run(RunArgs),
     /// List the scenario presets.
@@ -135,8 +140,8 @@ pub struct RunArgs {
 pub const DEFAULT_RUN_DURATION: Duration = Duration::from_secs(30);
 
 fn parse_positive_duration(text: &str) -> Result<Duration, String> {
-    let duration =
-        humantime::parse_duration(text).map_err(|e| format!("{e} (write e.g. 30s, 5m, 1h)"))?;
+    let duration = humantime::parse_duration(text)
+        .map_err(|e| format!("`{text}` is not a duration ({e}; write e.g. 30s, 5m, 1h)"))?;
     if duration.is_zero() {
         return Err("must be longer than 0s".into());
     }
@@ -284,14 +289,141 @@ pub fn faults() -> ExitCode {
     ExitCode::from(EXIT_OK)
 }
 
-/// The exit code of a finished run: failures no fault explains (or, strict, any failure) give 1.
+/// The exit code of a finished run: failures no fault explains (or, strict,
+/// any failure) give 1 — found before a halt, they still stand; a run that
+/// stopped on snapstorm's own side gives 3.
 pub fn exit_code(report: &crate::engine::Report, strict: bool) -> ExitCode {
     let failed = if strict {
         !report.failures.is_empty()
     } else {
         report.unexpected_failures() > 0
     };
-    ExitCode::from(if failed { EXIT_FAILURES } else { EXIT_OK })
+    ExitCode::from(if failed {
+        EXIT_FAILURES
+    } else if report.halted.is_some() {
+        EXIT_HALTED
+    } else {
+        EXIT_OK
+    })
+}
+
+/// Says why a run stopped on snapstorm's own side, if it did.
+fn say_if_halted(report: &crate::engine::Report) {
+    if let Some(reason) = &report.halted {
+        eprintln!(
+            "snapstorm: the run stopped early: {reason}; nothing after it is a verdict on the repository"
+        );
+    }
+}
+
+/// clap's own error for `--help` and `--version` (printed as clap prints
+/// them); any other is a usage error said in one line, exit code 2.
+pub fn parse_error(error: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match error.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => error.exit(),
+        _ => {
+            let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+            eprintln!("snapstorm: {}", usage_line(&error, &args));
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+/// A clap usage error in the project's one line, the problem and then the
+/// fix: `--clients: 0 is not in 1..=64 (run `snapstorm run --help`)`. Built
+/// from the error's kind and context, not from clap's text.
+pub fn usage_line(error: &clap::Error, args: &[std::ffi::OsString]) -> String {
+    use clap::CommandFactory;
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let text = |kind: ContextKind| -> Option<String> {
+        match error.get(kind)? {
+            ContextValue::String(s) => Some(s.clone()),
+            ContextValue::Strings(v) if !v.is_empty() => Some(v.join(", ")),
+            ContextValue::StyledStr(s) => Some(s.to_string()),
+            ContextValue::StyledStrs(v) if !v.is_empty() => Some(
+                v.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+            ContextValue::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    };
+    // `--clients <N>`: the option, and clap's placeholder for its value.
+    let arg = text(ContextKind::InvalidArg).unwrap_or_default();
+    let option = arg.split_whitespace().next().unwrap_or_default().to_owned();
+    let value = text(ContextKind::InvalidValue).unwrap_or_default();
+    let did_you_mean = |kind: ContextKind| {
+        text(kind)
+            .map(|s| format!("; did you mean `{s}`?"))
+            .unwrap_or_default()
+    };
+    let problem = match error.kind() {
+        ErrorKind::ValueValidation => {
+            let why = std::error::Error::source(error)
+                .map(ToString::to_string)
+                .unwrap_or_else(|| format!("`{value}` is not valid"));
+            format!("{option}: {why}")
+        }
+        ErrorKind::InvalidValue if value.is_empty() => {
+            format!("{option} needs a value: write {arg}")
+        }
+        ErrorKind::InvalidValue => format!(
+            "{option}: `{value}` is not one of {}{}",
+            text(ContextKind::ValidValue).unwrap_or_default(),
+            did_you_mean(ContextKind::SuggestedValue)
+        ),
+        ErrorKind::UnknownArgument => format!(
+            "unexpected argument `{arg}`{}{}",
+            did_you_mean(ContextKind::SuggestedArg),
+            text(ContextKind::Suggested)
+                .map(|s| format!("; {s}"))
+                .unwrap_or_default()
+        ),
+        ErrorKind::InvalidSubcommand => format!(
+            "unknown command `{}`{}",
+            text(ContextKind::InvalidSubcommand).unwrap_or_default(),
+            did_you_mean(ContextKind::SuggestedSubcommand)
+        ),
+        ErrorKind::MissingRequiredArgument => match error.get(ContextKind::InvalidArg) {
+            Some(ContextValue::Strings(v)) if v.len() > 1 => format!("{arg} are required"),
+            _ => format!("{arg} is required"),
+        },
+        ErrorKind::ArgumentConflict => format!(
+            "{} cannot be used with {}",
+            text(ContextKind::InvalidArg)
+                .or_else(|| text(ContextKind::InvalidSubcommand))
+                .unwrap_or_default(),
+            text(ContextKind::PriorArg).unwrap_or_else(|| "one of the other arguments".into())
+        ),
+        ErrorKind::NoEquals => format!("{option} takes its value after `=`: write {option}=VALUE"),
+        ErrorKind::TooManyValues => format!("{option}: `{value}` is one value too many"),
+        ErrorKind::TooFewValues | ErrorKind::WrongNumberOfValues => {
+            format!("{option}: wrong number of values")
+        }
+        ErrorKind::InvalidUtf8 => "an argument is not valid UTF-8".to_owned(),
+        // Kinds with no context to build from: clap's first line, without its prefix.
+        _ => {
+            let rendered = error.render().to_string();
+            let first = rendered.lines().next().unwrap_or_default();
+            first.strip_prefix("error: ").unwrap_or(first).to_owned()
+        }
+    };
+    // The help of the command the user was typing.
+    let command = Cli::command()
+        .ignore_errors(true)
+        .try_get_matches_from(args)
+        .ok()
+        .and_then(|m| m.subcommand_name().map(str::to_owned));
+    let help = match command {
+        Some(name) => format!("snapstorm {name} --help"),
+        None => "snapstorm --help".to_owned(),
+    };
+    format!("{problem} (run `{help}`)")
 }
 
 /// `snapstorm scenarios`.
@@ -302,9 +434,22 @@ pub fn scenarios() -> ExitCode {
     ExitCode::from(EXIT_OK)
 }
 
-/// Turns session options into a run spec, checking everything before anything is written.
-pub fn session_spec(args: &SessionArgs) -> Result<RunSpec, UsageError> {
+/// Turns session options into a run spec, checking everything before
+/// anything is written: faults are checked against the run's `bounds`
+/// where they are known.
+pub fn session_spec(args: &SessionArgs, bounds: RunBounds) -> Result<RunSpec, UsageError> {
     let scenario = Scenario::resolve(&args.scenario).map_err(|e| UsageError(e.to_string()))?;
+    let faults: Vec<FaultSpec> = scenario
+        .faults
+        .iter()
+        .chain(&args.faults)
+        .cloned()
+        .collect();
+    for fault in &faults {
+        fault
+            .check_bounds(&bounds)
+            .map_err(|e| UsageError(e.to_string()))?;
+    }
     let seed = args.seed.unwrap_or_else(rand::random);
     let state_dir = match &args.state_dir {
         Some(dir) => {
@@ -329,8 +474,7 @@ pub fn session_spec(args: &SessionArgs) -> Result<RunSpec, UsageError> {
     let mut spec = RunSpec::new(scenario, state_dir, seed);
     spec.clients = args.clients;
     spec.verify_inherited_per_client = args.verify_inherited;
-    spec.faults = spec.scenario.faults.clone();
-    spec.faults.extend(args.faults.iter().cloned());
+    spec.faults = faults;
     Ok(spec)
 }
 
@@ -360,13 +504,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(report) = &args.report {
         check_report_path(report)?;
     }
-    let mut spec = session_spec(&args.session)?;
-    spec.limit = RunLimit {
+    let limit = RunLimit {
         duration: args
             .duration
             .or((args.actions.is_none()).then_some(DEFAULT_RUN_DURATION)),
         actions_per_client: args.actions,
     };
+    // A headless run never adds clients: a fault can name only these.
+    let bounds = RunBounds {
+        duration: limit.duration,
+        clients: Some(args.session.clients),
+    };
+    let mut spec = session_spec(&args.session, bounds)?;
+    spec.limit = limit;
     let runtime = tokio::runtime::Runtime::new()?;
     let report = runtime.block_on(async {
         let handle = launch(spec).await.map_err(|e| UsageError(e.to_string()))?;
@@ -384,6 +534,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         anyhow::Ok(report)
     })?;
     print!("{}", crate::headless::summary(&report));
+    say_if_halted(&report);
     if let Some(path) = &args.report {
         let json = serde_json::to_vec_pretty(&report)?;
         write_durably(path, &json)
@@ -415,13 +566,16 @@ pub fn console(args: SessionArgs, verbose: u8) -> anyhow::Result<ExitCode> {
             strict: false,
         });
     }
-    let spec = session_spec(&args)?;
+    // Clients can be added in the console and it runs until quit: faults
+    // that never come to pass are reported as not injected instead.
+    let spec = session_spec(&args, RunBounds::default())?;
     init_console_logging(verbose);
     let report = crate::console::run(spec).map_err(|e| match e {
         crate::console::ConsoleError::Launch(e) => anyhow::Error::from(UsageError(e.to_string())),
         other => anyhow::Error::from(other),
     })?;
     print!("{}", crate::headless::summary(&report));
+    say_if_halted(&report);
     println!(
         "state kept in {0}; resume with --state-dir {0}",
         report.state_dir

@@ -213,6 +213,15 @@ pub fn summary(report: &Report) -> String {
     if !report.faults.is_empty() {
         let _ = writeln!(out, "\nfaults injected:");
         for fault in &report.faults {
+            if !fault.injected {
+                let _ = writeln!(
+                    out,
+                    "  {} NOT INJECTED: {}",
+                    fault.label,
+                    fault.reason.as_deref().unwrap_or("no reason given")
+                );
+                continue;
+            }
             let detection = match fault.detection_ms {
                 Some(ms) => format!(
                     "detected after {:.1}s · {} incident(s)",

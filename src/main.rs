@@ -4,7 +4,10 @@ use clap::Parser;
 use snapstorm::cli::{self, Cli, Command, EXIT_USAGE, UsageError};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return cli::parse_error(error),
+    };
     snapstorm::console::install_panic_hook();
     let result = match cli.command {
         Some(Command::Serve(args)) => {

@@ -10,43 +10,9 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
-use common::{read_json, snapstorm_run};
-
-/// Unmounts when dropped, also when the test fails.
-struct Tmpfs<'a>(&'a Path);
-
-impl<'a> Tmpfs<'a> {
-    fn mount(at: &'a Path, size: &str) -> Self {
-        std::fs::create_dir_all(at).unwrap();
-        let out = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(at)
-            .output()
-            .expect("run mount");
-        assert!(
-            out.status.success(),
-            "cannot mount a {size} tmpfs at {} ({}): this test needs root; run it as root (CI does)",
-            at.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-        Tmpfs(at)
-    }
-}
-
-impl Drop for Tmpfs<'_> {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.0).status();
-    }
-}
+use common::{TmpfsMount, read_json, snapstorm_run};
 
 const BIG_WRITES: &str = r#"
 description = "writes of megabytes on a small disk"
@@ -67,9 +33,8 @@ free-space-limit = "96MiB"
 #[test]
 fn a_full_disk_is_recovered_from_and_never_a_verdict() {
     let dir = tempfile::tempdir().unwrap();
-    let mount = dir.path().join("small");
-    let _tmpfs = Tmpfs::mount(&mount, "192m");
-    let state = mount.join("state");
+    let small = TmpfsMount::new("192m");
+    let state = small.path().join("state");
     let scenario = dir.path().join("big.toml");
     std::fs::write(&scenario, BIG_WRITES).unwrap();
     let report = dir.path().join("report.json");

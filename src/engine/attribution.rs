@@ -24,7 +24,7 @@ use super::actions::Origin;
 use super::stats::FaultReport;
 use super::store::{FailureKind, now_rfc3339};
 use super::traits::{ClientId, ErrorClass};
-use crate::faults::{FaultKind, KILL_ARMED_FOR, KILL_CUT};
+use crate::faults::{FaultKind, FaultSpec, KILL_ARMED_FOR, KILL_CUT};
 
 /// After a transient fault ends, errors this long after still count as its
 /// doing (a retry in flight, a back-off that ends after the fault).
@@ -115,12 +115,28 @@ impl Entry {
     }
 }
 
+/// A fault that was asked for and never took effect: reported as such, so a
+/// run that "survived" a fault which never happened does not look like one
+/// that survived it.
+#[derive(Debug, Clone)]
+struct NotInjected {
+    kind: FaultKind,
+    /// The spec as a user writes it (`corrupt-pack@999h`).
+    label: String,
+    time: String,
+    at: Duration,
+    duration: Option<Duration>,
+    reason: String,
+}
+
 /// Every fault injected in a run, in order, and what each explained.
 #[derive(Debug)]
 pub struct FaultLedger {
     /// When the run's clock started: labels and `at_ms` count from here.
     started: Mutex<Instant>,
     entries: Mutex<Vec<Entry>>,
+    /// Faults asked for that never took effect; they explain nothing.
+    not_injected: Mutex<Vec<NotInjected>>,
 }
 
 impl FaultLedger {
@@ -128,7 +144,24 @@ impl FaultLedger {
         FaultLedger {
             started: Mutex::new(started),
             entries: Mutex::new(Vec::new()),
+            not_injected: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Records that `spec`, due `at` into the run, never took effect, and why.
+    pub fn not_injected(&self, spec: &FaultSpec, at: Duration, reason: &str) {
+        tracing::warn!(target: "snapstorm::faults", fault = %spec, reason, "fault not injected");
+        self.not_injected
+            .lock()
+            .expect("ledger lock")
+            .push(NotInjected {
+                kind: spec.kind,
+                label: spec.to_string(),
+                time: now_rfc3339(),
+                at,
+                duration: spec.duration,
+                reason: reason.to_owned(),
+            });
     }
 
     /// Starts the run's clock again (once the first clients are connected,
@@ -220,10 +253,31 @@ impl FaultLedger {
         Some(entry.label.clone())
     }
 
-    /// The faults injected so far, with what they were seen to cause.
+    /// The faults injected so far, with what they were seen to cause, then
+    /// those that were asked for and never took effect.
     pub fn fault_reports(&self) -> Vec<FaultReport> {
         let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        self.entries
+        let not_injected: Vec<FaultReport> = self
+            .not_injected
+            .lock()
+            .expect("ledger lock")
+            .iter()
+            .map(|n| FaultReport {
+                kind: n.kind.name().to_owned(),
+                label: n.label.clone(),
+                time: n.time.clone(),
+                at_ms: millis(n.at),
+                target: "-".to_owned(),
+                duration_ms: n.duration.map(millis),
+                injected: false,
+                reason: Some(n.reason.clone()),
+                detected: false,
+                detection_ms: None,
+                incidents: 0,
+            })
+            .collect();
+        let mut reports: Vec<FaultReport> = self
+            .entries
             .lock()
             .expect("ledger lock")
             .iter()
@@ -234,15 +288,20 @@ impl FaultLedger {
                 at_ms: millis(e.at),
                 target: e.target.clone(),
                 duration_ms: e.duration.map(millis),
+                injected: true,
+                reason: None,
                 detected: e.first_detection.is_some(),
                 detection_ms: e
                     .first_detection
                     .map(|d| millis(d.saturating_duration_since(e.injected))),
                 incidents: e.incidents,
             })
-            .collect()
+            .collect();
+        reports.extend(not_injected);
+        reports
     }
 
+    /// Faults that took effect (those never injected not counted).
     pub fn injected(&self) -> usize {
         self.entries.lock().expect("ledger lock").len()
     }
@@ -515,6 +574,33 @@ mod tests {
             )),
             None,
             "the safe GC must not lose data: a failure during a gc-storm is unexpected"
+        );
+    }
+
+    #[test]
+    fn a_fault_never_injected_is_reported_and_explains_nothing() {
+        let ledger = FaultLedger::new(Instant::now());
+        let before = Instant::now();
+        let spec: FaultSpec = "corrupt-pack@999h".parse().unwrap();
+        ledger.not_injected(&spec, spec.at, "the run ended at 5.0s, before its time");
+        assert_eq!(
+            ledger.explain(&incident(
+                1,
+                Action::RestoreRandomSnapshot,
+                RESTORE_FAILED,
+                before
+            )),
+            None
+        );
+        assert_eq!(ledger.injected(), 0);
+        assert!(!ledger.damaged_data());
+        let reports = ledger.fault_reports();
+        assert_eq!(reports.len(), 1);
+        assert!(!reports[0].injected);
+        assert_eq!(reports[0].label, "corrupt-pack@999h");
+        assert_eq!(
+            reports[0].reason.as_deref(),
+            Some("the run ended at 5.0s, before its time")
         );
     }
 

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
@@ -192,6 +192,11 @@ pub struct Engine {
     /// Listing failures already reported in this run.
     listing_reported: Mutex<HashSet<(SnapshotId, FailureKind)>>,
     restores_retried_at_end: AtomicU64,
+    /// Why the run must stop on snapstorm's own side (the trace cannot be
+    /// written); set once. Nothing after it is a verdict on the repository.
+    halt: OnceLock<String>,
+    /// Wakes the run's supervisor when `halt` is set.
+    halt_notify: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Engine {
@@ -256,7 +261,37 @@ impl Engine {
             faults: FaultLedger::new(Instant::now()),
             listing_reported: Mutex::new(HashSet::new()),
             restores_retried_at_end: AtomicU64::new(0),
+            halt: OnceLock::new(),
+            halt_notify: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Why the run had to stop on snapstorm's own side, if it had to.
+    pub fn halted(&self) -> Option<&str> {
+        self.halt.get().map(String::as_str)
+    }
+
+    /// Resolves once the run has to stop (see [`Engine::halted`]).
+    pub async fn wait_halted(&self) {
+        if self.halted().is_none() {
+            self.halt_notify.notified().await;
+        }
+    }
+
+    /// Stops the run on snapstorm's own problem; the first reason is kept.
+    fn halt(&self, reason: String) {
+        tracing::error!("the run stops: {reason}");
+        if self.halt.set(reason).is_ok() {
+            // A stored permit: the supervisor sees it even if it is not waiting yet.
+            self.halt_notify.notify_one();
+        }
+    }
+
+    /// Writes a line of the trace; a trace that cannot be written halts the run.
+    fn trace_line(&self, line: &impl Serialize) {
+        if let Err(error) = self.trace.write(line) {
+            self.halt(error.to_string());
+        }
     }
 
     /// The faults injected into this run.
@@ -602,9 +637,7 @@ impl Engine {
             deleted: self.store().deleted_count(client),
             failure,
         };
-        if let Err(error) = self.trace.write(&record) {
-            tracing::warn!(%error, "cannot write the action trace");
-        }
+        self.trace_line(&record);
         match outcome {
             // Failures were logged when recorded.
             Outcome::Failure => {}
@@ -804,9 +837,7 @@ impl Engine {
 
     /// Writes a line that is not an action (an injected fault) into the trace.
     pub fn trace_event(&self, event: &impl Serialize) {
-        if let Err(error) = self.trace.write(event) {
-            tracing::warn!(%error, "cannot write the action trace");
-        }
+        self.trace_line(event);
     }
 
     fn write_random_files(
@@ -928,6 +959,7 @@ impl Engine {
                 .map(FailureReport::from)
                 .collect(),
             faults: self.faults.fault_reports(),
+            halted: self.halted().map(str::to_owned),
         }
     }
 }

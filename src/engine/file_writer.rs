@@ -104,15 +104,51 @@ fn random_dedup_percent(options: &ActionOptions, rng: &mut ActionRng) -> u8 {
     options.min_dedup_percent + step * rng.random_range(0..=steps)
 }
 
-/// Writes `size` bytes: first `dedup_percent` of shared content, then random bytes.
-fn write_file(path: &Path, size: u64, dedup_percent: u8, rng: &mut ActionRng) -> io::Result<()> {
-    let mut file = io::BufWriter::with_capacity(WRITE_CHUNK, fs::File::create_new(path)?);
+/// The free space a write must leave on the data directory's file system
+/// (the scenario's `free-space-limit`). Checked before every chunk, not only
+/// before the write: one write of a huge file must not fill the disk that
+/// holds the state dir's metadata and trace.
+#[derive(Debug, Clone, Copy)]
+struct SpaceFloor<'a> {
+    dir: &'a Path,
+    floor: u64,
+}
+
+impl SpaceFloor<'_> {
+    /// Bytes that may still be written before free space drops below the floor.
+    fn room(&self) -> io::Result<u64> {
+        Ok(available_space(self.dir)?.saturating_sub(self.floor))
+    }
+}
+
+/// What one file write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Written {
+    bytes: u64,
+    /// Stopped before its size: free space reached the floor.
+    cut_short: bool,
+}
+
+/// Writes up to `size` bytes: first `dedup_percent` of shared content, then
+/// random bytes; stops early when free space reaches `floor`.
+fn write_file(
+    path: &Path,
+    size: u64,
+    dedup_percent: u8,
+    rng: &mut ActionRng,
+    floor: SpaceFloor<'_>,
+) -> io::Result<Written> {
+    // Unbuffered: every chunk reaches the file system before free space is
+    // measured again, so the floor is never overshot by a buffer's worth.
+    let mut file = fs::File::create_new(path)?;
     let shared = size * u64::from(dedup_percent) / 100;
     let mut shared_rng = ActionRng::seed_from_u64(SHARED_CONTENT_SEED);
-    let mut buf = vec![0u8; WRITE_CHUNK];
+    let mut buf = vec![0u8; WRITE_CHUNK.min(usize::try_from(size).unwrap_or(WRITE_CHUNK))];
     let mut written = 0u64;
     while written < size {
-        let n = (size - written).min(WRITE_CHUNK as u64) as usize;
+        let wanted = (size - written).min(WRITE_CHUNK as u64);
+        let room = floor.room()?;
+        let n = wanted.min(room) as usize;
         let chunk = &mut buf[..n];
         if written < shared {
             // The shared stream restarts at every file, so every file's prefix is the same.
@@ -124,9 +160,17 @@ fn write_file(path: &Path, size: u64, dedup_percent: u8, rng: &mut ActionRng) ->
         }
         file.write_all(chunk)?;
         written += n as u64;
+        if room < wanted {
+            return Ok(Written {
+                bytes: written,
+                cut_short: true,
+            });
+        }
     }
-    file.flush()?;
-    Ok(())
+    Ok(Written {
+        bytes: written,
+        cut_short: false,
+    })
 }
 
 impl FileWriter for LocalFileWriter {
@@ -145,8 +189,13 @@ impl FileWriter for LocalFileWriter {
         let files =
             rng.random_range(options.min_num_files_per_write..=options.max_num_files_per_write);
         let limit = options.io_limit_per_write.as_u64();
+        let floor = SpaceFloor {
+            dir: &dir,
+            floor: options.free_space_limit.as_u64(),
+        };
         let mut bytes = 0u64;
         let mut written = 0u32;
+        let mut cut_short = None;
         for _ in 0..files {
             let mut size = random_size(
                 options.min_file_size.as_u64(),
@@ -161,15 +210,35 @@ impl FileWriter for LocalFileWriter {
             }
             let dedup = random_dedup_percent(options, rng);
             let path = dir.join(format!("file-{:016x}", rng.random::<u64>()));
-            write_file(&path, size, dedup, rng)?;
-            bytes += size;
+            let free = available_space(&dir)?;
+            if free <= floor.floor {
+                cut_short = Some(free);
+                break;
+            }
+            let file = write_file(&path, size, dedup, rng, floor)?;
+            bytes += file.bytes;
             written += 1;
+            if file.cut_short {
+                cut_short = Some(available_space(&dir)?);
+                break;
+            }
         }
         let mut details = Details::new();
         details.insert("dir".into(), json!(self.relative(&dir)));
         details.insert("depth".into(), json!(depth));
         details.insert("files".into(), json!(written));
         details.insert("bytes".into(), json!(bytes));
+        if let Some(free) = cut_short {
+            // Said in the record, so a smaller write than drawn is never a mystery.
+            details.insert(
+                "cut-short".into(),
+                json!({
+                    "reason": "free space reached free-space-limit",
+                    "free-space-limit": floor.floor,
+                    "free-bytes": free,
+                }),
+            );
+        }
         Ok(WriteEffect::Done(details))
     }
 
@@ -323,6 +392,41 @@ mod tests {
         );
     }
 
+    /// A write stops where free space would drop below `free-space-limit`,
+    /// and says so; it never runs the file system full.
+    #[test]
+    fn a_write_stops_at_the_free_space_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = LocalFileWriter::new(dir.path()).unwrap();
+        let room = 256 * 1024;
+        let options = ActionOptions {
+            min_num_files_per_write: 3,
+            max_num_files_per_write: 3,
+            min_file_size: bytesize::ByteSize::mib(8),
+            max_file_size: bytesize::ByteSize::mib(8),
+            free_space_limit: bytesize::ByteSize::b(available_space(dir.path()).unwrap() - room),
+            ..options()
+        };
+        let WriteEffect::Done(details) = writer
+            .write_random_files(ClientId(1), &options, &mut rng(1))
+            .unwrap()
+        else {
+            panic!("a write is never a no-op");
+        };
+        let bytes = details["bytes"].as_u64().unwrap();
+        assert!(bytes <= room, "{details:?}");
+        assert_eq!(details["files"], json!(1), "{details:?}");
+        assert_eq!(
+            details["cut-short"]["reason"],
+            json!("free space reached free-space-limit"),
+            "{details:?}"
+        );
+        assert_eq!(
+            Fingerprint::of_tree(dir.path()).unwrap().content_bytes(),
+            bytes
+        );
+    }
+
     #[test]
     fn deletes_on_an_empty_tree_are_no_ops() {
         let dir = tempfile::tempdir().unwrap();
@@ -385,8 +489,12 @@ mod tests {
     #[test]
     fn dedup_prefix_is_shared_between_files() {
         let dir = tempfile::tempdir().unwrap();
-        write_file(&dir.path().join("a"), 100_000, 50, &mut rng(1)).unwrap();
-        write_file(&dir.path().join("b"), 100_000, 50, &mut rng(2)).unwrap();
+        let floor = SpaceFloor {
+            dir: dir.path(),
+            floor: 0,
+        };
+        write_file(&dir.path().join("a"), 100_000, 50, &mut rng(1), floor).unwrap();
+        write_file(&dir.path().join("b"), 100_000, 50, &mut rng(2), floor).unwrap();
         let (a, b) = (
             fs::read(dir.path().join("a")).unwrap(),
             fs::read(dir.path().join("b")).unwrap(),

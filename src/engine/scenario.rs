@@ -60,6 +60,11 @@ pub const PRESETS: [(&str, &str); 6] = [
 
 pub const DEFAULT_SCENARIO: &str = "randomized-small";
 
+/// The largest scenario file read. Real ones are a few hundred bytes; the
+/// cap keeps `--scenario /dev/zero` (or a log file given by mistake) from
+/// being read without end into memory.
+pub const MAX_SCENARIO_BYTES: u64 = 4 * 1024 * 1024;
+
 /// How a client chooses its next action.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan {
@@ -108,6 +113,11 @@ pub enum ScenarioError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "{path}: a scenario file is at most {} MiB, and this one is larger; give a scenario TOML file",
+        MAX_SCENARIO_BYTES / (1024 * 1024)
+    )]
+    TooLarge { path: PathBuf },
     #[error("{origin}:{line}:{column}: {message}")]
     Parse {
         origin: String,
@@ -130,10 +140,7 @@ impl Scenario {
         if !looks_like_path && !path.exists() {
             return Err(ScenarioError::Unknown(name_or_path.to_owned()));
         }
-        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = read_capped(path)?;
         let name = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
@@ -225,6 +232,32 @@ impl Scenario {
             .map(|(name, text)| Scenario::parse(name, text, name).expect("presets are valid"))
             .collect()
     }
+}
+
+/// Reads a scenario file, refusing one over [`MAX_SCENARIO_BYTES`]: the
+/// read stops there, so an endless source (`/dev/zero`) is never read to its end.
+fn read_capped(path: &Path) -> Result<String, ScenarioError> {
+    use std::io::Read;
+    let read_error = |source| ScenarioError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_SCENARIO_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    if bytes.len() as u64 > MAX_SCENARIO_BYTES {
+        return Err(ScenarioError::TooLarge {
+            path: path.to_path_buf(),
+        });
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        read_error(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not UTF-8 text ({e})"),
+        ))
+    })
 }
 
 /// Options from a table; errors point at the table's place in the file.

@@ -336,8 +336,13 @@ pub struct Report {
     pub actions: BTreeMap<String, ActionReport>,
     /// Verification failures found by this run.
     pub failures: Vec<FailureReport>,
-    /// Faults injected in this run.
+    /// Faults injected in this run (and those asked for that never took effect).
     pub faults: Vec<FaultReport>,
+    /// Why the run stopped early on snapstorm's own side (its trace could
+    /// not be written). The run's final checks were not made; the next run
+    /// of the state dir makes them. Not a verdict on the repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub halted: Option<String>,
 }
 
 impl Report {
@@ -360,12 +365,24 @@ pub struct FaultReport {
     /// What it hit: a file, a client, the server.
     pub target: String,
     pub duration_ms: Option<u64>,
+    /// Whether it took effect. A fault asked for that never did (the run
+    /// ended before its time, no pack to corrupt yet, no such client) is
+    /// listed with `injected: false` and the `reason`; it explains nothing.
+    #[serde(default = "injected_by_default")]
+    pub injected: bool,
+    /// Why it was not injected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// Whether any failure or error was attributed to it.
     pub detected: bool,
     /// Milliseconds from injection to the first failure or error it explains.
     pub detection_ms: Option<u64>,
     /// Failures and errors attributed to it.
     pub incidents: u64,
+}
+
+fn injected_by_default() -> bool {
+    true
 }
 
 #[cfg(test)]

@@ -16,10 +16,22 @@
 //! Every change is written to a temp file, fsynced and renamed over the old
 //! file, then the directory is fsynced: a reader sees the old or the new
 //! state, never half of one.
+//!
+//! Nothing is written before the directory is known to be usable: opening
+//! only reads and checks (a fresh directory excepted, which gets its layout
+//! and a `state.json` holding the new repository's password before the
+//! repository is made); the run is counted and recorded by
+//! [`MetadataStore::begin_run`], once the repository opened with that password.
+//!
+//! The state dir holds the repository's password and everything the clients
+//! wrote: a directory snapstorm sets up is made `0700`. An existing one that
+//! others can read is left as it is, with a warning (its owner may have
+//! opened it on purpose).
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
@@ -194,6 +206,14 @@ pub enum StoreError {
         found: String,
         wanted: String,
     },
+    #[error(
+        "state directory {path}: {what} but state.json is missing, so the repository's password and what its snapshots hold are unknown; restore state.json from a copy, or choose another --state-dir"
+    )]
+    MissingState { path: PathBuf, what: String },
+    #[error(
+        "state directory {path} is not empty and holds no state.json, so it is not a snapstorm state dir; give a new or empty directory"
+    )]
+    NotAStateDir { path: PathBuf },
     #[error("no fingerprint recorded for snapshot {0}")]
     NoFingerprint(SnapshotId),
     #[error(
@@ -228,45 +248,52 @@ pub struct MetadataStore {
 }
 
 impl MetadataStore {
-    /// Opens (or creates) the state directory and starts a new run in it.
-    pub fn open(
-        layout: StateLayout,
-        backend: &str,
-        seed: u64,
-        scenario: &str,
-    ) -> Result<Self, StoreError> {
+    /// Opens the state directory, or sets up a new or empty one, and checks
+    /// its metadata. Writes nothing to a directory that holds a state (see
+    /// [`MetadataStore::begin_run`]); refuses one that holds snapstorm's data
+    /// without its `state.json`, or that is not snapstorm's at all.
+    pub fn open(layout: StateLayout, backend: &str) -> Result<Self, StoreError> {
         let root = layout.root().to_path_buf();
-        fs::create_dir_all(&root).map_err(io_error(&root))?;
+        let created = create_private_dir(&root)?;
+        let state_file = layout.state_file();
+        if !created && !state_file.exists() {
+            check_fresh(&layout)?;
+        }
         let lock_path = layout.lock_file();
         let lock = fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
             .open(&lock_path)
             .map_err(io_error(&lock_path))?;
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
             .map_err(|_| StoreError::InUse(root.clone()))?;
-        for dir in [layout.fingerprints(), layout.scratch(), layout.repository()] {
-            fs::create_dir_all(&dir).map_err(io_error(&dir))?;
-        }
 
-        let state_file = layout.state_file();
-        let mut state = match fs::read(&state_file) {
+        let (state, fresh) = match fs::read(&state_file) {
             Ok(bytes) => {
-                serde_json::from_slice::<State>(&bytes).map_err(|e| StoreError::Corrupt {
-                    path: state_file.clone(),
-                    message: e.to_string(),
-                })?
+                let state =
+                    serde_json::from_slice::<State>(&bytes).map_err(|e| StoreError::Corrupt {
+                        path: state_file.clone(),
+                        message: e.to_string(),
+                    })?;
+                (state, false)
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => State {
-                format: FORMAT,
-                run_counter: 0,
-                backend: backend.to_owned(),
-                repository_password: random_password(),
-                clients: BTreeMap::new(),
-                failures: Vec::new(),
-                runs: Vec::new(),
-            },
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // Checked again under the lock: another snapstorm may have
+                // set it up since.
+                check_fresh(&layout)?;
+                let state = State {
+                    format: FORMAT,
+                    run_counter: 0,
+                    backend: backend.to_owned(),
+                    repository_password: random_password(),
+                    clients: BTreeMap::new(),
+                    failures: Vec::new(),
+                    runs: Vec::new(),
+                };
+                (state, true)
+            }
             Err(e) => return Err(io_error(&state_file)(e)),
         };
         if state.format != FORMAT {
@@ -283,21 +310,51 @@ impl MetadataStore {
             });
         }
         check_fingerprints(&layout, &state)?;
-        state.run_counter += 1;
-        state.runs.push(RunRecord {
-            number: state.run_counter,
-            seed,
-            scenario: scenario.to_owned(),
-            started: now_rfc3339(),
-            ended: None,
-        });
         let store = MetadataStore {
             layout,
             state: Mutex::new(state),
             _lock: lock,
         };
-        store.save(&store.state.lock().expect("state lock"))?;
+        if fresh {
+            use std::os::unix::fs::PermissionsExt;
+            // An empty directory the user gave becomes snapstorm's: private.
+            fs::set_permissions(&root, fs::Permissions::from_mode(0o700))
+                .map_err(io_error(&root))?;
+            for dir in [
+                store.layout.fingerprints(),
+                store.layout.scratch(),
+                store.layout.repository(),
+            ] {
+                fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+            }
+            // The password is durable before any repository is made with it.
+            store.save(&store.state.lock().expect("state lock"))?;
+        } else {
+            warn_if_others_can_read(&root);
+            for dir in [store.layout.fingerprints(), store.layout.scratch()] {
+                fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+            }
+        }
         Ok(store)
+    }
+
+    /// Counts and records a new run, durably. Call it once the repository
+    /// opened with this state's password: a run that cannot start is not
+    /// recorded. Returns the run's number.
+    pub fn begin_run(&self, seed: u64, scenario: &str) -> Result<u32, StoreError> {
+        let mut state = self.state.lock().expect("state lock");
+        let mut next = state.clone();
+        next.run_counter += 1;
+        next.runs.push(RunRecord {
+            number: next.run_counter,
+            seed,
+            scenario: scenario.to_owned(),
+            started: now_rfc3339(),
+            ended: None,
+        });
+        self.save(&next)?;
+        *state = next;
+        Ok(state.run_counter)
     }
 
     pub fn layout(&self) -> &StateLayout {
@@ -525,6 +582,79 @@ fn check_fingerprints(layout: &StateLayout, state: &State) -> Result<(), StoreEr
     })
 }
 
+/// Creates `root` (its parents as usual, itself `0700`) if missing; says whether it did.
+fn create_private_dir(root: &Path) -> Result<bool, StoreError> {
+    use std::os::unix::fs::DirBuilderExt;
+    if root.is_dir() {
+        return Ok(false);
+    }
+    if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent).map_err(io_error(parent))?;
+    }
+    match fs::DirBuilder::new().mode(0o700).create(root) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && root.is_dir() => Ok(false),
+        Err(e) => Err(io_error(root)(e)),
+    }
+}
+
+/// A directory without `state.json` may be set up only if it holds nothing
+/// of value: it is empty but for what a set-up cut short leaves (the lock,
+/// a temp file, empty layout directories). One whose `repository/` or
+/// fingerprints hold data lost its `state.json`: starting afresh would make
+/// a new password the repository refuses, and every later run would fail.
+fn check_fresh(layout: &StateLayout) -> Result<(), StoreError> {
+    let root = layout.root();
+    let entries = fs::read_dir(root).map_err(io_error(root))?;
+    let mut found = Vec::new();
+    let mut other = false;
+    for entry in entries {
+        let entry = entry.map_err(io_error(root))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        let is_empty_dir =
+            path.is_dir() && fs::read_dir(&path).is_ok_and(|mut d| d.next().is_none());
+        match name.as_str() {
+            ".lock" => {}
+            _ if name.starts_with(".tmp-") => {}
+            "fingerprints" | "scratch" | "repository" if is_empty_dir => {}
+            "repository" => found.push("repository/ holds a repository"),
+            "fingerprints" => found.push("fingerprints/ holds fingerprints"),
+            "trace.jsonl" => found.push("trace.jsonl holds a trace"),
+            "clients" => found.push("clients/ holds client data"),
+            _ => other = true,
+        }
+    }
+    if !found.is_empty() {
+        return Err(StoreError::MissingState {
+            path: root.to_path_buf(),
+            what: found.join(", "),
+        });
+    }
+    if other {
+        return Err(StoreError::NotAStateDir {
+            path: root.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
+/// Warns when others can read or enter an existing state dir (it holds the
+/// repository's password); it is not changed behind its owner's back.
+fn warn_if_others_can_read(root: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = fs::metadata(root) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                "state directory {} is open to others (mode {mode:o}) and holds the repository's password; make it private with `chmod 700 {}`",
+                root.display(),
+                root.display()
+            );
+        }
+    }
+}
+
 /// Replaces `path` atomically and durably with `bytes`.
 pub fn write_durably(path: &Path, bytes: &[u8]) -> io::Result<()> {
     // A bare file name's parent is the empty path: the working directory.
@@ -549,6 +679,13 @@ fn random_password() -> String {
 mod tests {
     use super::*;
 
+    /// Opens the state dir and begins a run in it, as a launch does.
+    fn open_run(layout: StateLayout, seed: u64) -> Result<MetadataStore, StoreError> {
+        let store = MetadataStore::open(layout, "embedded")?;
+        store.begin_run(seed, "x")?;
+        Ok(store)
+    }
+
     fn record(id: &str) -> SnapshotRecord {
         SnapshotRecord {
             id: id.into(),
@@ -567,7 +704,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let layout = StateLayout::new(dir.path().join("state"));
         {
-            let store = MetadataStore::open(layout.clone(), "embedded", 1, "x").unwrap();
+            let store = open_run(layout.clone(), 1).unwrap();
             assert_eq!(store.run_number(), 1);
             store
                 .record_snapshot(ClientId(1), record("aa"), &Fingerprint::default())
@@ -578,7 +715,7 @@ mod tests {
             store.mark_deleted(ClientId(1), "aa").unwrap();
             assert!(!layout.fingerprint("aa").exists());
         }
-        let store = MetadataStore::open(layout.clone(), "embedded", 2, "x").unwrap();
+        let store = open_run(layout.clone(), 2).unwrap();
         assert_eq!(store.run_number(), 2);
         let live: Vec<_> = store.live(ClientId(1)).into_iter().map(|s| s.id).collect();
         assert_eq!(live, vec!["bb"]);
@@ -601,7 +738,7 @@ mod tests {
     fn a_delete_in_flight_is_neither_restored_nor_lost() {
         let dir = tempfile::tempdir().unwrap();
         let layout = StateLayout::new(dir.path());
-        let store = MetadataStore::open(layout.clone(), "embedded", 1, "x").unwrap();
+        let store = open_run(layout.clone(), 1).unwrap();
         for id in ["aa", "bb"] {
             store
                 .record_snapshot(ClientId(1), record(id), &Fingerprint::default())
@@ -609,7 +746,7 @@ mod tests {
         }
         store.mark_deleting(ClientId(1), "aa").unwrap();
         drop(store);
-        let store = MetadataStore::open(layout, "embedded", 2, "x").unwrap();
+        let store = open_run(layout, 2).unwrap();
         let live: Vec<_> = store.live(ClientId(1)).into_iter().map(|s| s.id).collect();
         assert_eq!(live, vec!["bb"]);
         assert_eq!(
@@ -625,7 +762,7 @@ mod tests {
     fn unreadable_fingerprints_are_named() {
         let dir = tempfile::tempdir().unwrap();
         let layout = StateLayout::new(dir.path());
-        let store = MetadataStore::open(layout.clone(), "embedded", 1, "x").unwrap();
+        let store = open_run(layout.clone(), 1).unwrap();
         for id in ["aa", "bb", "cc"] {
             store
                 .record_snapshot(ClientId(1), record(id), &Fingerprint::default())
@@ -635,9 +772,7 @@ mod tests {
         fs::write(layout.fingerprint("aa"), b"").unwrap();
         fs::write(layout.fingerprint("bb"), b"garbage").unwrap();
         let state_before = fs::read(layout.state_file()).unwrap();
-        let err = MetadataStore::open(layout.clone(), "embedded", 2, "x")
-            .unwrap_err()
-            .to_string();
+        let err = open_run(layout.clone(), 2).unwrap_err().to_string();
         assert_eq!(
             fs::read(layout.state_file()).unwrap(),
             state_before,
@@ -653,15 +788,85 @@ mod tests {
     fn a_state_dir_is_used_by_one_snapstorm_and_one_backend() {
         let dir = tempfile::tempdir().unwrap();
         let layout = StateLayout::new(dir.path());
-        let first = MetadataStore::open(layout.clone(), "embedded", 1, "x").unwrap();
+        let first = open_run(layout.clone(), 1).unwrap();
         assert!(matches!(
-            MetadataStore::open(layout.clone(), "embedded", 1, "x"),
+            open_run(layout.clone(), 1),
             Err(StoreError::InUse(_))
         ));
         drop(first);
         assert!(matches!(
-            MetadataStore::open(layout, "restic", 1, "x"),
+            MetadataStore::open(layout, "restic"),
             Err(StoreError::OtherBackend { .. })
         ));
+    }
+
+    #[test]
+    fn opening_writes_nothing_until_the_run_begins() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = StateLayout::new(dir.path().join("state"));
+        drop(open_run(layout.clone(), 1).unwrap());
+        let before = fs::read(layout.state_file()).unwrap();
+        let store = MetadataStore::open(layout.clone(), "embedded").unwrap();
+        assert_eq!(store.run_number(), 1);
+        drop(store);
+        assert_eq!(fs::read(layout.state_file()).unwrap(), before);
+        let store = open_run(layout.clone(), 2).unwrap();
+        assert_eq!(store.run_number(), 2);
+        assert_eq!(store.state().runs.len(), 2);
+    }
+
+    #[test]
+    fn a_new_state_dir_is_private_and_keeps_its_password_before_any_run() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let layout = StateLayout::new(dir.path().join("new/state"));
+        let store = MetadataStore::open(layout.clone(), "embedded").unwrap();
+        let mode = fs::metadata(layout.root()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+        let saved: State = serde_json::from_slice(&fs::read(layout.state_file()).unwrap()).unwrap();
+        assert_eq!(saved.repository_password, store.repository_password());
+        assert_eq!((saved.run_counter, saved.runs.len()), (0, 0));
+        // An empty directory the user made is set up the same way.
+        let empty = tempfile::tempdir().unwrap();
+        fs::set_permissions(empty.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        MetadataStore::open(StateLayout::new(empty.path()), "embedded").unwrap();
+        let mode = fs::metadata(empty.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+    }
+
+    #[test]
+    fn a_repository_without_its_state_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = StateLayout::new(dir.path());
+        drop(open_run(layout.clone(), 1).unwrap());
+        fs::create_dir_all(layout.repository().join("repo/keys")).unwrap();
+        fs::write(layout.repository().join("repo/config"), b"x").unwrap();
+        fs::remove_file(layout.state_file()).unwrap();
+        let before: Vec<_> = walkdir::WalkDir::new(dir.path())
+            .into_iter()
+            .map(|e| e.unwrap().into_path())
+            .collect();
+        let err = MetadataStore::open(layout.clone(), "embedded").unwrap_err();
+        assert!(matches!(err, StoreError::MissingState { .. }), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("repository/ holds a repository but state.json is missing"),
+            "{text}"
+        );
+        let after: Vec<_> = walkdir::WalkDir::new(dir.path())
+            .into_iter()
+            .map(|e| e.unwrap().into_path())
+            .collect();
+        assert_eq!(before, after, "nothing created");
+    }
+
+    #[test]
+    fn a_directory_that_is_not_a_state_dir_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("notes.txt"), b"mine").unwrap();
+        let err = MetadataStore::open(StateLayout::new(dir.path()), "embedded").unwrap_err();
+        assert!(matches!(err, StoreError::NotAStateDir { .. }), "{err}");
+        assert!(!dir.path().join("state.json").exists());
+        assert!(!dir.path().join(".lock").exists());
     }
 }

@@ -1,20 +1,47 @@
 //! The action trace: one JSON object per line, written as each action ends,
 //! so that a run can be followed (and replayed) from its state directory.
+//!
+//! A line is written whole or not at all: a write that fails half-way (a
+//! full disk) is cut back to the end of the last whole line, so the trace
+//! never holds a torn line that would hide the lines after it. A trace that
+//! cannot be written stops the run (see [`crate::engine::Engine::halted`]):
+//! a run that cannot be followed or replayed is not worth going on with.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Write};
-use std::path::Path;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde::Serialize;
 
+/// The trace could not be written: snapstorm's own problem, never the repository's.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot write the action trace {path}: {source}; free space on its file system (or make it writable) and give the same --state-dir again to resume"
+)]
+pub struct TraceError {
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
+}
+
+#[derive(Debug)]
+struct TraceFile {
+    file: File,
+    /// Length up to the end of the last whole line.
+    len: u64,
+}
+
 #[derive(Debug)]
 pub struct Trace {
-    out: Mutex<BufWriter<File>>,
+    path: PathBuf,
+    out: Mutex<TraceFile>,
 }
 
 impl Trace {
-    /// Appends to `path`: a resumed run continues the same trace. A last
+    /// Appends to `path`: a resumed run continues the same trace. Created
+    /// readable by its owner only: it names every file and snapshot. A last
     /// line torn by a crash (no newline at its end) is cut off first, so
     /// every line of the trace stays a whole JSON object.
     pub fn open(path: &Path) -> io::Result<Self> {
@@ -22,26 +49,48 @@ impl Trace {
             .create(true)
             .append(true)
             .read(true)
+            .mode(0o600)
             .open(path)?;
         cut_torn_tail(&file)?;
+        let len = file.metadata()?.len();
         Ok(Trace {
-            out: Mutex::new(BufWriter::new(file)),
+            path: path.to_path_buf(),
+            out: Mutex::new(TraceFile { file, len }),
         })
     }
 
-    /// Writes one line and flushes it, so a crash loses at most the line being written.
-    pub fn write(&self, record: &impl Serialize) -> io::Result<()> {
-        let mut line = serde_json::to_vec(record).map_err(io::Error::other)?;
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes one line, whole or not at all (a crash loses at most the line being written).
+    pub fn write(&self, record: &impl Serialize) -> Result<(), TraceError> {
+        let fail = |source| TraceError {
+            path: self.path.clone(),
+            source,
+        };
+        let mut line = serde_json::to_vec(record).map_err(|e| fail(io::Error::other(e)))?;
         line.push(b'\n');
         let mut out = self.out.lock().expect("trace lock");
-        out.write_all(&line)?;
-        out.flush()
+        match out.file.write_all(&line) {
+            Ok(()) => {
+                out.len += line.len() as u64;
+                Ok(())
+            }
+            Err(error) => {
+                // Shrinking needs no space: cut the torn part away.
+                let len = out.len;
+                if let Err(cut) = out.file.set_len(len) {
+                    tracing::error!(path = %self.path.display(), %cut, "cannot cut a torn line from the trace");
+                }
+                Err(fail(error))
+            }
+        }
     }
 }
 
 /// Truncates `file` after its last newline, if anything follows it.
 fn cut_torn_tail(file: &File) -> io::Result<()> {
-    use std::io::{Read, Seek, SeekFrom};
     let len = file.metadata()?.len();
     if len == 0 {
         return Ok(());
@@ -81,6 +130,34 @@ fn cut_torn_tail(file: &File) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fresh_trace_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let fresh = dir.path().join("fresh.jsonl");
+        Trace::open(&fresh).unwrap();
+        let mode = std::fs::metadata(&fresh).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{mode:o}");
+    }
+
+    #[test]
+    fn a_write_that_fails_names_the_trace_and_leaves_no_torn_line() {
+        // /dev/full refuses every write with ENOSPC, as a full disk does.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trace.jsonl");
+        std::os::unix::fs::symlink("/dev/full", &path).unwrap();
+        let trace = Trace::open(&path).unwrap();
+        let error = trace.write(&serde_json::json!({"b": 2})).unwrap_err();
+        assert_eq!(error.source.raw_os_error(), Some(28), "{error}");
+        assert!(
+            error.to_string().starts_with(&format!(
+                "cannot write the action trace {}: No space left on device",
+                path.display()
+            )),
+            "{error}"
+        );
+    }
 
     #[test]
     fn a_torn_last_line_is_cut_and_whole_lines_stay() {

@@ -107,6 +107,23 @@ impl FaultKind {
         }
     }
 
+    /// Whether it lasts for a DURATION (`server-restart@20s:5s`); the others
+    /// act once, and a duration given them would be silently ignored.
+    pub fn takes_duration(self) -> bool {
+        matches!(
+            self,
+            FaultKind::ServerRestart
+                | FaultKind::Network
+                | FaultKind::RevokeClient
+                | FaultKind::GcStorm
+        )
+    }
+
+    /// Whether it hits one client (`client=N`).
+    pub fn targets_client(self) -> bool {
+        matches!(self, FaultKind::RevokeClient | FaultKind::KillClient)
+    }
+
     pub fn parse(name: &str) -> Option<FaultKind> {
         FaultKind::ALL.into_iter().find(|k| k.name() == name)
     }
@@ -161,6 +178,119 @@ impl FaultSpec {
             network: NetworkFault::default(),
             client: None,
         }
+    }
+}
+
+/// A duration as a person writes it: one unit, the largest that divides it
+/// (`999h`, `90s`, `1500ms`), where humantime would write `41days 15h`.
+pub fn compact_duration(duration: Duration) -> String {
+    let ms = duration.as_millis();
+    if ms == 0 {
+        return "0s".into();
+    }
+    if !duration.subsec_nanos().is_multiple_of(1_000_000) {
+        return humantime::format_duration(duration).to_string();
+    }
+    for (unit, per) in [("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
+        if ms.is_multiple_of(per) {
+            return format!("{}{unit}", ms / per);
+        }
+    }
+    format!("{ms}ms")
+}
+
+/// Written back the way a user writes it (`network@10s:20s,latency=300ms,drop=10,error=10`),
+/// so an error about a fault from a scenario file names it too.
+impl fmt::Display for FaultSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.kind, compact_duration(self.at))?;
+        if let Some(duration) = self.duration.filter(|_| self.kind.takes_duration()) {
+            write!(f, ":{}", compact_duration(duration))?;
+        }
+        if self.kind == FaultKind::Network {
+            let n = self.network;
+            write!(
+                f,
+                ",latency={},drop={},error={}",
+                compact_duration(n.latency),
+                n.drop_percent,
+                n.error_percent
+            )?;
+        }
+        if let Some(client) = self.client {
+            write!(f, ",client={client}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What a run lets a fault name: its length and its clients, where they are
+/// known before it starts (a headless run); `None` where they are not (a run
+/// limited by actions only, the console, where clients can be added).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunBounds {
+    pub duration: Option<Duration>,
+    pub clients: Option<u32>,
+}
+
+impl FaultSpec {
+    /// Refuses what the spec itself makes impossible: a duration a fault
+    /// does not take or of zero, options of another kind, client 0.
+    fn check(&self, duration_given: bool) -> Result<(), String> {
+        let kind = self.kind;
+        if duration_given && !kind.takes_duration() {
+            return Err(format!(
+                "{kind} acts once and takes no duration; write {kind}@{}",
+                compact_duration(self.at)
+            ));
+        }
+        if kind.takes_duration() && self.duration.is_some_and(|d| d.is_zero()) {
+            return Err(format!(
+                "a duration of 0s does nothing; give one longer than 0s, e.g. {kind}@{}:15s",
+                compact_duration(self.at)
+            ));
+        }
+        if self.client.is_some() && !kind.targets_client() {
+            return Err(format!(
+                "{kind} hits no single client; `client=` is for revoke-client and kill-client"
+            ));
+        }
+        if self.client == Some(0) {
+            return Err("clients are numbered from 1: give client=1 or more".into());
+        }
+        if kind != FaultKind::Network && self.network != NetworkFault::default() {
+            return Err(format!(
+                "latency, drop and error are options of network, not of {kind}"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses a fault that cannot happen in a run with these bounds: one
+    /// timed at or after the run's end, one aimed at a client the run never has.
+    pub fn check_bounds(&self, bounds: &RunBounds) -> Result<(), FaultSpecError> {
+        let fail = |problem: String| FaultSpecError {
+            text: self.to_string(),
+            problem,
+        };
+        if let Some(length) = bounds.duration
+            && self.at >= length
+        {
+            return Err(fail(format!(
+                "at {} the run is over (it lasts {}); give a time under {}, or a longer --duration",
+                compact_duration(self.at),
+                compact_duration(length),
+                compact_duration(length)
+            )));
+        }
+        if let (Some(clients), Some(client)) = (bounds.clients, self.client)
+            && client > clients
+        {
+            return Err(fail(format!(
+                "the run has {clients} client(s), client-1 to client-{clients}; give client=1 to {clients}, or --clients {client}"
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -234,6 +364,7 @@ impl FromStr for FaultSpec {
                 }
             }
         }
+        spec.check(duration.is_some()).map_err(fail)?;
         Ok(spec)
     }
 }
@@ -280,6 +411,15 @@ impl ScenarioFault {
             spec.network.error_percent = p;
         }
         spec.client = self.client;
+        let network_options =
+            self.latency.is_some() || self.drop_percent.is_some() || self.error_percent.is_some();
+        if network_options && self.kind != FaultKind::Network {
+            return Err(format!(
+                "latency, drop-percent and error-percent are options of network, not of {}",
+                self.kind
+            ));
+        }
+        spec.check(self.duration.is_some())?;
         Ok(spec)
     }
 }
@@ -341,5 +481,61 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("`soon` is not a duration"), "{err}");
+    }
+
+    #[test]
+    fn specs_that_cannot_apply_are_refused() {
+        let problem = |text: &str| text.parse::<FaultSpec>().unwrap_err().problem;
+        assert_eq!(
+            problem("network@1s:0s"),
+            "a duration of 0s does nothing; give one longer than 0s, e.g. network@1s:15s"
+        );
+        assert_eq!(
+            problem("corrupt-pack@1s:5s"),
+            "corrupt-pack acts once and takes no duration; write corrupt-pack@1s"
+        );
+        assert!(problem("gc-storm@1s,client=2").contains("`client=` is for"));
+        assert!(problem("kill-client@1s,client=0").contains("numbered from 1"));
+        assert!(problem("server-restart@1s,drop=5").contains("options of network"));
+
+        let bounds = RunBounds {
+            duration: Some(Duration::from_secs(5)),
+            clients: Some(4),
+        };
+        let late: FaultSpec = "corrupt-pack@999h".parse().unwrap();
+        assert_eq!(
+            late.check_bounds(&bounds).unwrap_err().to_string(),
+            "fault `corrupt-pack@999h`: at 999h the run is over (it lasts 5s); give a time under 5s, or a longer --duration"
+        );
+        let stranger: FaultSpec = "revoke-client@1s,client=99".parse().unwrap();
+        assert_eq!(
+            stranger.check_bounds(&bounds).unwrap_err().to_string(),
+            "fault `revoke-client@1s,client=99`: the run has 4 client(s), client-1 to client-4; give client=1 to 4, or --clients 99"
+        );
+        let open = RunBounds::default();
+        assert!(late.check_bounds(&open).is_ok());
+        assert!(stranger.check_bounds(&open).is_ok());
+        let fine: FaultSpec = "network@4s:20s,latency=300ms".parse().unwrap();
+        assert!(fine.check_bounds(&bounds).is_ok());
+    }
+
+    #[test]
+    fn a_spec_is_written_back_as_a_user_writes_it() {
+        for text in [
+            "corrupt-pack@15s",
+            "server-restart@20s:5s",
+            "network@1m:20s,latency=300ms,drop=5,error=20",
+            "revoke-client@3s,client=2",
+        ] {
+            let spec: FaultSpec = text.parse().unwrap();
+            assert_eq!(spec.to_string().parse::<FaultSpec>().unwrap(), spec);
+        }
+        assert_eq!(
+            "revoke-client@3s,client=2"
+                .parse::<FaultSpec>()
+                .unwrap()
+                .to_string(),
+            "revoke-client@3s,client=2"
+        );
     }
 }

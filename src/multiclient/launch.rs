@@ -70,14 +70,13 @@ pub async fn embedded_parts(spec: &RunSpec) -> Result<EmbeddedParts, LaunchError
     let layout = StateLayout::new(&spec.state_dir);
     let store = {
         let layout = layout.clone();
-        let (seed, scenario) = (spec.seed, spec.scenario.name.clone());
-        tokio::task::spawn_blocking(move || {
-            MetadataStore::open(layout, "embedded", seed, &scenario)
-        })
-        .await
-        .map_err(|e| LaunchError::Start(e.to_string()))??
+        tokio::task::spawn_blocking(move || MetadataStore::open(layout, "embedded"))
+            .await
+            .map_err(|e| LaunchError::Start(e.to_string()))??
     };
     let store = Arc::new(store);
+    // The repository opens with the state's password before the run is
+    // recorded: a state dir that does not fit its repository stays as it was.
     let server = EmbeddedServer::start(
         &layout.repository(),
         &store.repository_password(),
@@ -85,6 +84,22 @@ pub async fn embedded_parts(spec: &RunSpec) -> Result<EmbeddedParts, LaunchError
     )
     .await
     .map_err(|e| LaunchError::Backend(e.to_string()))?;
+    let begun = {
+        let store = store.clone();
+        let (seed, scenario) = (spec.seed, spec.scenario.name.clone());
+        tokio::task::spawn_blocking(move || store.begin_run(seed, &scenario)).await
+    };
+    match begun {
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => {
+            server.stop().await;
+            return Err(error.into());
+        }
+        Err(error) => {
+            server.stop().await;
+            return Err(LaunchError::Start(error.to_string()));
+        }
+    }
     let cache_layout = layout.clone();
     let clients: Arc<dyn ClientFactory> = Arc::new(RusticClients {
         cache_dir_for: Box::new(move |client| cache_layout.client_cache(client)),

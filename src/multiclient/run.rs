@@ -20,7 +20,9 @@ use crate::engine::actions::Action;
 use crate::engine::exec::{ActionParams, ActionRecord, Engine};
 use crate::engine::stats::{Counts, Report};
 use crate::engine::store::Failure;
-use crate::engine::traits::{ClientId, FaultHost, FaultInjector, GcOptions, Injected, ServerInfo};
+use crate::engine::traits::{
+    BackendResult, ClientId, Details, FaultHost, FaultInjector, GcOptions, Injected, ServerInfo,
+};
 use crate::faults::{FaultKind, FaultSpec};
 use crate::multiclient::MultiClientSnapshotter;
 
@@ -245,6 +247,7 @@ async fn supervise(
     plan.sort_by_key(|spec| spec.at);
     let mut plan = std::collections::VecDeque::from(plan);
     let mut gc_tasks: JoinSet<()> = JoinSet::new();
+    let halting = sup.engine.clone();
     loop {
         let next_fault = plan.front().map(|spec| started + spec.at);
         tokio::select! {
@@ -269,10 +272,18 @@ async fn supervise(
             }
             _ = sleep_until(deadline) => break,
             Some(_) = gc_tasks.join_next(), if !gc_tasks.is_empty() => {}
+            _ = halting.wait_halted() => break,
         }
     }
+    let ended_at = started.elapsed();
     for spec in plan {
-        tracing::warn!(fault = %spec.kind, at = ?spec.at, "fault not injected: the run ended before its time");
+        // Reported, not only logged: a run that never saw its fault must
+        // not read like one that survived it.
+        let reason = format!(
+            "the run ended at {:.1}s, before its time",
+            ended_at.as_secs_f64()
+        );
+        sup.engine.faults().not_injected(&spec, spec.at, &reason);
     }
     let all_stopped = sup.stop_workers().await;
     while gc_tasks.join_next().await.is_some() {}
@@ -291,7 +302,13 @@ async fn supervise(
         },
         None => true,
     };
-    if all_stopped {
+    if let Some(reason) = sup.engine.halted() {
+        // snapstorm's own side failed: checks made now could not be traced,
+        // and no verdict is drawn from a run stopped half-way.
+        tracing::error!(
+            "the run stopped ({reason}): the final checks are skipped; the next run with this state dir makes them"
+        );
+    } else if all_stopped {
         sup.final_checks(faults_ended).await;
     } else {
         // A check racing an action still running could report what that
@@ -380,15 +397,21 @@ impl Supervisor {
     /// Injects a fault on a blocking thread; its consequences come as events.
     fn inject(&mut self, spec: FaultSpec) {
         let Some(injector) = self.faults.clone() else {
+            let error = "this backend cannot inject faults";
+            self.engine.faults().not_injected(
+                &spec,
+                self.engine.faults().clock_started().elapsed(),
+                error,
+            );
             self.emit(Event::FaultFailed {
                 kind: spec.kind,
-                error: "this backend cannot inject faults".into(),
+                error: error.into(),
             });
             return;
         };
         let clients: Vec<ClientId> = self.clients.keys().copied().collect();
         let events = self.events.clone();
-        let host: Arc<dyn FaultHost> = self.engine.clone();
+        let engine = self.engine.clone();
         let queues: BTreeMap<ClientId, mpsc::UnboundedSender<Action>> = self
             .clients
             .iter()
@@ -396,9 +419,14 @@ impl Supervisor {
             .collect();
         self.fault_tasks.spawn(async move {
             let kind = spec.kind;
+            let asked_at = engine.faults().clock_started().elapsed();
+            let watched = Arc::new(WatchedHost::new(engine.clone()));
+            let host: Arc<dyn FaultHost> = watched.clone();
+            let attempt = spec.clone();
             let result =
-                tokio::task::spawn_blocking(move || injector.inject(&spec, &clients, &host)).await;
-            match result {
+                tokio::task::spawn_blocking(move || injector.inject(&attempt, &clients, &host))
+                    .await;
+            let error = match result {
                 Ok(Ok(injected)) => {
                     for (client, action) in &injected.enqueue {
                         if let Some(queue) = queues.get(client) {
@@ -406,21 +434,20 @@ impl Supervisor {
                         }
                     }
                     let _ = events.send(Event::FaultInjected(injected));
+                    return;
                 }
-                Ok(Err(error)) => {
-                    tracing::warn!(fault = %kind, %error, "fault not injected");
-                    let _ = events.send(Event::FaultFailed {
-                        kind,
-                        error: error.to_string(),
-                    });
+                Ok(Err(error)) => error.to_string(),
+                Err(error) => format!("injecting it crashed: {error}"),
+            };
+            match watched.started() {
+                // It took effect, then its own action failed part-way.
+                Some(label) => {
+                    tracing::warn!(fault = %label, %error, "fault took effect, then failed");
+                    engine.fault_failed(&label);
                 }
-                Err(error) => {
-                    let _ = events.send(Event::FaultFailed {
-                        kind,
-                        error: error.to_string(),
-                    });
-                }
+                None => engine.faults().not_injected(&spec, asked_at, &error),
             }
+            let _ = events.send(Event::FaultFailed { kind, error });
         });
     }
 
@@ -536,6 +563,54 @@ impl Supervisor {
     }
 }
 
+/// The engine as a fault's host, noting whether the fault took effect
+/// (`fault_starts`) before an error: a fault that failed before it started
+/// is reported as not injected, one that failed after as a fault whose
+/// action failed.
+struct WatchedHost {
+    engine: Arc<Engine>,
+    label: std::sync::Mutex<Option<String>>,
+}
+
+impl WatchedHost {
+    fn new(engine: Arc<Engine>) -> Self {
+        WatchedHost {
+            engine,
+            label: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn started(&self) -> Option<String> {
+        self.label.lock().expect("label lock").clone()
+    }
+}
+
+impl FaultHost for WatchedHost {
+    fn fault_starts(
+        &self,
+        kind: FaultKind,
+        target: &str,
+        client: Option<ClientId>,
+        duration: Option<Duration>,
+    ) -> String {
+        let label = self.engine.fault_starts(kind, target, client, duration);
+        *self.label.lock().expect("label lock") = Some(label.clone());
+        label
+    }
+
+    fn fault_ends(&self, label: &str) {
+        self.engine.fault_ends(label);
+    }
+
+    fn fault_failed(&self, label: &str) {
+        self.engine.fault_failed(label);
+    }
+
+    fn run_gc(&self, options: &GcOptions) -> BackendResult<Details> {
+        self.engine.run_gc(options)
+    }
+}
+
 struct Worker {
     client: ClientId,
     engine: Arc<Engine>,
@@ -630,7 +705,7 @@ impl Worker {
     /// while paused; a planned one only when not paused and within the limit.
     async fn next(&mut self, planned_done: u64) -> Next {
         loop {
-            if self.stopping() {
+            if self.stopping() || self.engine.halted().is_some() {
                 return Next::Stop;
             }
             if let Ok(action) = self.queue.try_recv() {

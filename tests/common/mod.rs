@@ -416,3 +416,72 @@ pub fn snapstorm_run(
 pub fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
+
+/// A tmpfs of a given size mounted for one test, unmounted when dropped.
+/// Mounting needs root: without it the test fails with a clear message
+/// rather than being skipped in silence.
+pub struct TmpfsMount {
+    dir: tempfile::TempDir,
+}
+
+impl TmpfsMount {
+    /// Mounts a tmpfs of `size` (as `mount -o size=` takes it, e.g. `16k`).
+    pub fn new(size: &str) -> Self {
+        Self::try_new(size).unwrap_or_else(|why| {
+            panic!(
+                "this test needs a tmpfs of {size} and cannot mount one: {why}; run the tests as root (or with CAP_SYS_ADMIN), e.g. in the project's container"
+            )
+        })
+    }
+
+    /// Mounts a tmpfs of `size`, or says why it cannot.
+    pub fn try_new(size: &str) -> Result<Self, String> {
+        let uid = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .map_err(|e| format!("cannot run `id -u`: {e}"))?;
+        let uid = String::from_utf8_lossy(&uid.stdout).trim().to_owned();
+        if uid != "0" {
+            return Err(format!("not root (uid {uid})"));
+        }
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700")])
+            .arg("tmpfs")
+            .arg(dir.path())
+            .output()
+            .map_err(|e| format!("cannot run `mount`: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "`mount -t tmpfs` failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(TmpfsMount { dir })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for TmpfsMount {
+    fn drop(&mut self) {
+        // Lazy: a process of the test still holding a file there cannot keep it mounted.
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// Free bytes on the file system holding `path`, as snapstorm measures them.
+pub fn available_space(path: &Path) -> u64 {
+    snapstorm::engine::file_writer::available_space(path).unwrap()
+}
+
+/// Permission bits of `path`.
+pub fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}

@@ -198,7 +198,7 @@ fn init_or_open(repo_dir: &Path, password: &str) -> BackendResult<MasterKey> {
         repo.open(&credentials).map_err(|e| {
             if e.is_incorrect_password() {
                 BackendError::failed(format!(
-                    "the repository in {} does not accept this state directory's password",
+                    "the repository in {} does not accept the password in this state dir's state.json (repository_password); restore state.json from a copy, or choose another --state-dir",
                     repo_dir.display()
                 ))
             } else {
