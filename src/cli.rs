@@ -14,7 +14,7 @@ use crate::engine::store::write_durably;
 use crate::faults::{FaultKind, FaultSpec, RunBounds};
 use crate::multiclient::launch::{RunSpec, launch};
 use crate::multiclient::run::{RunHandle, RunLimit};
-use crate::server::{Auth, RestServer, ServerConfig, Users};
+use crate::server::{Auth, ConnectionLimits, RestServer, ServerConfig, Users};
 
 /// Exit code for a run without verification failures.
 pub const EXIT_OK: u8 = 0;
@@ -69,6 +69,13 @@ Exit codes: 0 no verification failure, 1 at least one, 2 bad usage or setup, \
     /// List the faults that can be injected, and how to write them.
     Faults,
     /// Serve repositories over the restic REST protocol (for restic, rustic or snapstorm clients).
+    #[command(
+        long_about = "Serve repositories over the restic REST protocol (for restic, rustic or snapstorm clients).\n\n\
+Ctrl-C or SIGTERM stops it (in-flight requests get 5 s to finish); SIGHUP reloads the htpasswd \
+file (a bad file is reported and the users loaded before stay). Connections that stall before or \
+between requests are closed, and connections are capped per peer address and in total.\n\n\
+Exit codes: 0 stopped by a signal, 2 bad usage or setup (one line names the fix; nothing is written)."
+    )]
     Serve(ServeArgs),
 }
 
@@ -159,20 +166,52 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
 
     /// Apache htpasswd file with bcrypt entries (create one with `htpasswd -B -c FILE USER`).
+    /// SIGHUP reloads it.
     #[arg(long, value_name = "FILE", required_unless_present = "no_auth")]
     pub htpasswd: Option<PathBuf>,
 
-    /// Users may add data but not delete or overwrite it (locks excepted).
+    /// Users may add data but not delete or overwrite it (their own locks excepted).
     #[arg(long)]
     pub append_only: bool,
 
     /// Serve without authentication. Anyone who can reach the port can read and delete.
+    /// Refused on an address that is not loopback unless --i-know-no-auth-is-public is given.
     #[arg(long, conflicts_with = "htpasswd")]
     pub no_auth: bool,
+
+    /// Let --no-auth serve on an address that is not loopback.
+    #[arg(long)]
+    pub i_know_no_auth_is_public: bool,
 
     /// Accept uploads without checking that their content hashes to their id.
     #[arg(long)]
     pub no_verify_upload: bool,
+
+    /// Close a connection whose request line and headers are not complete this
+    /// long after their first byte.
+    #[arg(long, value_name = "TIME", default_value = "30s", value_parser = parse_positive_duration)]
+    pub header_timeout: Duration,
+
+    /// Close a connection that has no request in progress and moves no byte for this long.
+    #[arg(long, value_name = "TIME", default_value = "60s", value_parser = parse_positive_duration)]
+    pub idle_timeout: Duration,
+
+    /// Connections open at once; at the cap, new ones wait. Lowered if the
+    /// open-file limit cannot hold them (a warning says so).
+    #[arg(long, value_name = "N", default_value_t = ConnectionLimits::DEFAULT_MAX_CONNECTIONS, value_parser = parse_count)]
+    pub max_connections: usize,
+
+    /// Connections open at once from one IP address; more are closed at once.
+    #[arg(long, value_name = "N", default_value_t = ConnectionLimits::DEFAULT_MAX_CONNECTIONS_PER_PEER, value_parser = parse_count)]
+    pub max_connections_per_peer: usize,
+}
+
+fn parse_count(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{e} (write a whole number, e.g. 64)")),
+    }
 }
 
 /// A problem with what the user asked for: exit code 2 and one line naming the fix.
@@ -220,26 +259,48 @@ pub fn init_logging(verbose: u8, quiet_default: bool) {
         .try_init();
 }
 
-/// `snapstorm serve`: runs until Ctrl-C or SIGTERM.
+/// `snapstorm serve`: runs until Ctrl-C or SIGTERM; SIGHUP reloads the htpasswd file.
 pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let auth = if args.no_auth {
-        Auth::Open
-    } else {
-        let path = args
-            .htpasswd
-            .as_ref()
-            .expect("clap requires --htpasswd without --no-auth");
-        let users = Users::from_htpasswd_file(path).map_err(|e| UsageError(e.to_string()))?;
-        if users.names().is_empty() {
-            return Err(UsageError(format!(
-                "{}: no users; add one with `htpasswd -B {} USER`",
-                path.display(),
-                path.display()
-            ))
-            .into());
+    // Checked here: clap's `requires` counts a flag's default as given.
+    if args.i_know_no_auth_is_public && !args.no_auth {
+        return Err(UsageError(
+            "--i-know-no-auth-is-public only goes with --no-auth; drop it, or add --no-auth".into(),
+        )
+        .into());
+    }
+    if args.no_auth
+        && !args.i_know_no_auth_is_public
+        && !args.listen.ip().to_canonical().is_loopback()
+    {
+        return Err(UsageError(format!(
+            "--no-auth on {} lets anyone who can reach it read and delete every repository; \
+             listen on a loopback address (--listen 127.0.0.1:PORT), use --htpasswd, or add --i-know-no-auth-is-public",
+            args.listen
+        ))
+        .into());
+    }
+    let htpasswd = match &args.htpasswd {
+        Some(path) => {
+            let users = Users::from_htpasswd_file(path).map_err(|e| UsageError(e.to_string()))?;
+            warn_if_exposed(path);
+            Some(Htpasswd {
+                path: path.clone(),
+                users: Arc::new(users),
+            })
         }
-        Auth::Users(Arc::new(users))
+        None => None,
     };
+    let auth = match &htpasswd {
+        Some(htpasswd) => Auth::Users(htpasswd.users.clone()),
+        None => Auth::Open,
+    };
+    let limits = ConnectionLimits {
+        header_read_timeout: args.header_timeout,
+        idle_timeout: args.idle_timeout,
+        max_connections: args.max_connections,
+        max_connections_per_peer: args.max_connections_per_peer,
+    };
+    crate::server::raise_open_file_limit(&limits);
     let config = ServerConfig {
         data_dir: args.data_dir,
         listen: args.listen,
@@ -248,9 +309,13 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         verify_uploads: !args.no_verify_upload,
         shutdown_grace: crate::server::DEFAULT_SHUTDOWN_GRACE,
         observer: None,
+        limits,
     };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
+        // Before serving, so that a signal sent as soon as the address is
+        // printed is answered, not fatal.
+        let mut signals = ServeSignals::install()?;
         let server = RestServer::start(config)
             .await
             .map_err(|e| UsageError(e.to_string()))?;
@@ -259,11 +324,100 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             server.config().data_dir.display(),
             server.addr()
         );
-        wait_for_stop_signal().await;
+        while signals.next().await == ServeSignal::Reload {
+            match &htpasswd {
+                Some(htpasswd) => htpasswd.reload(),
+                None => eprintln!("snapstorm: SIGHUP: nothing to reload (serving with --no-auth)"),
+            }
+        }
         eprintln!("snapstorm: stopping");
         server.stop().await;
         Ok(ExitCode::from(EXIT_OK))
     })
+}
+
+/// The htpasswd file `snapstorm serve` serves, and the table loaded from it.
+struct Htpasswd {
+    path: PathBuf,
+    users: Arc<Users>,
+}
+
+impl Htpasswd {
+    /// Replaces the users with the file's, or keeps them when the file is bad.
+    fn reload(&self) {
+        let before = self.users.names().len();
+        match self.users.reload_htpasswd_file(&self.path) {
+            Ok(count) => eprintln!(
+                "snapstorm: SIGHUP: reloaded {}: {count} user{}",
+                self.path.display(),
+                if count == 1 { "" } else { "s" }
+            ),
+            Err(e) => eprintln!(
+                "snapstorm: SIGHUP: not reloaded, still serving the {before} user{} loaded before: {e}",
+                if before == 1 { "" } else { "s" }
+            ),
+        }
+        warn_if_exposed(&self.path);
+    }
+}
+
+/// One line when an htpasswd file is open to group or others: whoever can
+/// read its bcrypt hashes can guess passwords offline, and whoever can
+/// write it can add users.
+fn warn_if_exposed(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(mode) = std::fs::metadata(path)
+        .ok()
+        .filter(|meta| meta.is_file())
+        .map(|meta| meta.permissions().mode() & 0o777)
+    else {
+        return;
+    };
+    let exposure = if mode & 0o022 != 0 {
+        "writable by group or others: anyone who can write it can add users"
+    } else if mode & 0o044 != 0 {
+        "readable by group or others: its bcrypt hashes can be attacked offline"
+    } else {
+        return;
+    };
+    eprintln!(
+        "snapstorm: warning: {} is {exposure} (mode {mode:03o}); chmod 600 {}",
+        path.display(),
+        path.display()
+    );
+}
+
+/// What a signal asks of `snapstorm serve`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ServeSignal {
+    Stop,
+    Reload,
+}
+
+/// SIGINT and SIGTERM stop the server, SIGHUP reloads its users.
+struct ServeSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl ServeSignals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(ServeSignals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    async fn next(&mut self) -> ServeSignal {
+        tokio::select! {
+            _ = self.interrupt.recv() => ServeSignal::Stop,
+            _ = self.terminate.recv() => ServeSignal::Stop,
+            _ = self.hangup.recv() => ServeSignal::Reload,
+        }
+    }
 }
 
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM.

@@ -141,3 +141,43 @@ fn requests_are_logged_at_debug_without_credentials() {
     );
     assert!(server.interrupt().success());
 }
+
+#[test]
+fn serve_options_default_to_the_servers_own_limits() {
+    use clap::Parser;
+    use snapstorm::cli::{Cli, Command};
+    use snapstorm::server::ConnectionLimits;
+    let cli = Cli::try_parse_from(["snapstorm", "serve", "--data-dir", "d", "--no-auth"]).unwrap();
+    let Some(Command::Serve(args)) = cli.command else {
+        panic!("not serve: {cli:?}")
+    };
+    let defaults = ConnectionLimits::default();
+    assert_eq!(args.header_timeout, defaults.header_read_timeout);
+    assert_eq!(args.idle_timeout, defaults.idle_timeout);
+    assert_eq!(args.max_connections, defaults.max_connections);
+    assert_eq!(
+        args.max_connections_per_peer,
+        defaults.max_connections_per_peer
+    );
+}
+
+#[test]
+fn the_public_no_auth_flag_goes_only_with_no_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    let htpasswd = dir.path().join("users");
+    write_htpasswd(&htpasswd, &[("alice", "pw")]);
+    let data = dir.path().join("repos");
+    let (code, err) = serve(&[
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--htpasswd",
+        htpasswd.to_str().unwrap(),
+        "--i-know-no-auth-is-public",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(
+        err,
+        "snapstorm: --i-know-no-auth-is-public only goes with --no-auth; drop it, or add --no-auth\n"
+    );
+    assert!(!data.exists());
+}

@@ -12,6 +12,7 @@ use base64::Engine as _;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
+use super::locks::LockOwner;
 use super::resource::{FileId, FileType, Resource, Target};
 use super::storage::{SaveError, Storage};
 use super::users::{Access, Users};
@@ -55,6 +56,16 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
 struct Caller {
     name: Option<String>,
     access: Access,
+}
+
+impl Caller {
+    /// The owner recorded on the locks this caller creates.
+    fn as_lock_owner(&self) -> LockOwner {
+        match &self.name {
+            Some(name) => LockOwner::User(name.clone()),
+            None => LockOwner::Anonymous,
+        }
+    }
 }
 
 async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Response {
@@ -209,7 +220,7 @@ struct FileTarget {
     path: std::path::PathBuf,
     /// Set when uploads must hash to this id.
     expected_id: Option<FileId>,
-    /// Locks are the one thing an append-only user may delete.
+    /// Locks are the one thing an append-only user may delete (its own).
     is_lock: bool,
 }
 
@@ -234,9 +245,16 @@ async fn file_request(
         Method::GET => read_file(path, request.headers()).await,
         Method::POST => {
             let body = request.into_body().into_data_stream();
+            let owner = target.is_lock.then(|| caller.as_lock_owner());
             match state
                 .storage
-                .save(&resource.repo, path, target.expected_id.as_ref(), body)
+                .save(
+                    &resource.repo,
+                    path,
+                    target.expected_id.as_ref(),
+                    owner.as_ref(),
+                    body,
+                )
                 .await
             {
                 Ok(_) => StatusCode::OK.into_response(),
@@ -255,11 +273,26 @@ async fn file_request(
             }
         }
         Method::DELETE => {
-            if caller.access.append_only && !target.is_lock {
-                return plain(
-                    StatusCode::FORBIDDEN,
-                    "append-only: only locks may be deleted",
-                );
+            if caller.access.append_only {
+                if !target.is_lock {
+                    return plain(
+                        StatusCode::FORBIDDEN,
+                        "append-only: only locks may be deleted",
+                    );
+                }
+                match state.storage.lock_owner(path) {
+                    Ok(Some(owner)) if owner == caller.as_lock_owner() => {}
+                    Ok(_) => {
+                        return plain(
+                            StatusCode::FORBIDDEN,
+                            "append-only: only your own locks may be deleted",
+                        );
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        return StatusCode::NOT_FOUND.into_response();
+                    }
+                    Err(e) => return internal(e),
+                }
             }
             match state.storage.delete(path) {
                 Ok(()) => StatusCode::OK.into_response(),

@@ -76,7 +76,7 @@ pub enum RepoName {
 impl RepoName {
     /// Repository names are one path segment of `[A-Za-z0-9_-][A-Za-z0-9._-]*`,
     /// and never a file type or `config`, which would make `/NAME/` ambiguous.
-    fn parse(segment: &str) -> Option<Self> {
+    pub(crate) fn from_segment(segment: &str) -> Option<Self> {
         let mut bytes = segment.bytes();
         let first_ok = bytes
             .next()
@@ -157,7 +157,7 @@ impl Resource {
             Some((first, rest))
                 if *first != "config" && FileType::from_segment(first).is_none() =>
             {
-                let repo = RepoName::parse(first)
+                let repo = RepoName::from_segment(first)
                     .ok_or_else(|| PathError::BadRepoName((*first).to_owned()))?;
                 (repo, rest)
             }

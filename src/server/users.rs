@@ -10,15 +10,35 @@
 //! remembered as a BLAKE3 digest of the password next to the bcrypt hash it was
 //! checked against; the memory is dropped when the user is revoked or its
 //! password changes.
+//!
+//! A name that is not in the table is checked against a dummy bcrypt hash
+//! of the cost the table's users have, so a request with an unknown name
+//! takes as long as one with a known name and a wrong password: timing
+//! does not tell which users exist.
+//!
+//! bcrypt reads only the first 72 bytes of a password. Users added at run
+//! time may therefore not have longer ones; an htpasswd file cannot say how
+//! long its passwords were, so a longer password there is noticed only when
+//! it is used (a warning names the user).
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::path::Path;
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 
 /// bcrypt cost for passwords hashed at run time. Lower than the crate's
 /// default (12): users added by the engine have long random passwords, and
 /// adding a client should not stall for a quarter of a second.
 pub const RUNTIME_BCRYPT_COST: u32 = 8;
+
+/// bcrypt uses only this many bytes of a password; two passwords that share
+/// them are the same password to it.
+pub const BCRYPT_MAX_PASSWORD_BYTES: usize = 72;
+
+/// Largest htpasswd file read. An entry is about 70 bytes, so this holds
+/// some 60,000 users; anything larger is not an htpasswd file (`/dev/zero`,
+/// a disk image) and would otherwise be read into memory without end.
+pub const MAX_HTPASSWD_BYTES: u64 = 4 * 1024 * 1024;
 
 /// What an authenticated user may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +68,13 @@ pub enum UsersError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "{path}: larger than {} bytes, too large for an htpasswd file; give the file `htpasswd -B` writes",
+        MAX_HTPASSWD_BYTES
+    )]
+    TooLarge { path: String },
+    #[error("{path}: no users; add one with `htpasswd -B {path} USER`")]
+    NoUsers { path: String },
     #[error("{path}:{line}: {reason}")]
     Malformed {
         path: String,
@@ -56,8 +83,33 @@ pub enum UsersError {
     },
     #[error("invalid user name `{0}`: use letters, digits, `.`, `_` or `-`")]
     BadName(String),
+    #[error(
+        "the password of `{name}` is {len} bytes; bcrypt uses only the first {}, so give one of at most {} bytes",
+        BCRYPT_MAX_PASSWORD_BYTES,
+        BCRYPT_MAX_PASSWORD_BYTES
+    )]
+    PasswordTooLong { name: String, len: usize },
     #[error("cannot hash password: {0}")]
     Hash(#[from] bcrypt::BcryptError),
+}
+
+/// A bcrypt hash of a password nobody knows, checked for names that are
+/// not in the table.
+#[derive(Debug, Clone)]
+struct DummyHash {
+    cost: u32,
+    hash: String,
+}
+
+/// Which check decided a password, so tests can see the path taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Checked {
+    /// The same password was accepted before for the same hash.
+    Remembered,
+    /// bcrypt against the user's own hash (of this cost, if readable).
+    Bcrypt { cost: Option<u32> },
+    /// Unknown name: bcrypt against the dummy hash of this cost.
+    Dummy { cost: u32 },
 }
 
 /// The user table, shared between the HTTP handlers and whoever manages users.
@@ -65,6 +117,7 @@ pub enum UsersError {
 pub struct Users {
     users: RwLock<HashMap<String, User>>,
     verified: RwLock<HashMap<String, VerifiedPassword>>,
+    dummy: Mutex<Option<DummyHash>>,
 }
 
 impl Users {
@@ -73,14 +126,54 @@ impl Users {
     }
 
     /// Reads an Apache htpasswd file whose entries are all bcrypt
-    /// (`$2a$`, `$2b$`, `$2y$`), as `htpasswd -B` writes them.
+    /// (`$2a$`, `$2b$`, `$2y$`), as `htpasswd -B` writes them, and which
+    /// names at least one user. At most [`MAX_HTPASSWD_BYTES`] are read.
     pub fn from_htpasswd_file(path: &Path) -> Result<Self, UsersError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| UsersError::Read {
+        let read_error = |source| UsersError::Read {
             path: shown.clone(),
             source,
+        };
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .map_err(read_error)?
+            .take(MAX_HTPASSWD_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(read_error)?;
+        if bytes.len() as u64 > MAX_HTPASSWD_BYTES {
+            return Err(UsersError::TooLarge { path: shown });
+        }
+        let text = String::from_utf8(bytes).map_err(|_| {
+            read_error(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "not UTF-8 text",
+            ))
         })?;
-        Self::from_htpasswd(&text, &shown)
+        let users = Self::from_htpasswd(&text, &shown)?;
+        if users.users.read().expect("users lock").is_empty() {
+            return Err(UsersError::NoUsers { path: shown });
+        }
+        Ok(users)
+    }
+
+    /// Replaces the whole table with the users of an htpasswd file (the
+    /// server's SIGHUP). On any error the table stays as it was. Returns
+    /// how many users the file has.
+    pub fn reload_htpasswd_file(&self, path: &Path) -> Result<usize, UsersError> {
+        let fresh = Self::from_htpasswd_file(path)?;
+        let fresh = fresh.users.into_inner().expect("users lock");
+        let count = fresh.len();
+        let hashes: HashMap<String, String> = fresh
+            .iter()
+            .map(|(name, user)| (name.clone(), user.bcrypt_hash.clone()))
+            .collect();
+        *self.users.write().expect("users lock") = fresh;
+        // Remembered successes stay valid only for unchanged passwords.
+        self.verified
+            .write()
+            .expect("verified lock")
+            .retain(|name, v| hashes.get(name) == Some(&v.bcrypt_hash));
+        Ok(count)
     }
 
     /// Parses htpasswd text; `origin` names the source in error messages.
@@ -115,9 +208,17 @@ impl Users {
     }
 
     /// Adds (or replaces) a user with a plain-text password, hashed here.
+    /// Passwords longer than [`BCRYPT_MAX_PASSWORD_BYTES`] are refused:
+    /// bcrypt would silently ignore the rest.
     pub fn add(&self, name: &str, password: &str, append_only: bool) -> Result<(), UsersError> {
         if !valid_user_name(name) {
             return Err(UsersError::BadName(name.to_owned()));
+        }
+        if password.len() > BCRYPT_MAX_PASSWORD_BYTES {
+            return Err(UsersError::PasswordTooLong {
+                name: name.to_owned(),
+                len: password.len(),
+            });
         }
         let hash = bcrypt::hash(password, RUNTIME_BCRYPT_COST)?;
         self.insert_hashed(name, &hash, append_only);
@@ -168,7 +269,19 @@ impl Users {
 
     /// Checks a user's password. May run bcrypt: call it off the async threads.
     pub fn verify(&self, name: &str, password: &str) -> Option<Access> {
-        let user = self.users.read().expect("users lock").get(name).cloned()?;
+        self.check(name, password).0
+    }
+
+    fn check(&self, name: &str, password: &str) -> (Option<Access>, Checked) {
+        let Some(user) = self.users.read().expect("users lock").get(name).cloned() else {
+            // As slow as a wrong password for a known name.
+            let dummy = self.dummy_hash();
+            let _ = bcrypt::verify(password, &dummy.hash);
+            return (None, Checked::Dummy { cost: dummy.cost });
+        };
+        let checked = Checked::Bcrypt {
+            cost: bcrypt_cost(&user.bcrypt_hash),
+        };
         let access = Access {
             append_only: user.append_only,
         };
@@ -180,10 +293,10 @@ impl Users {
             .get(name)
             .is_some_and(|v| v.bcrypt_hash == user.bcrypt_hash && v.password_digest == digest);
         if remembered {
-            return Some(access);
+            return (Some(access), Checked::Remembered);
         }
         if !bcrypt::verify(password, &user.bcrypt_hash).unwrap_or(false) {
-            return None;
+            return (None, checked);
         }
         // Remember the success only if the user was not revoked or changed meanwhile.
         let still_same = self
@@ -193,7 +306,14 @@ impl Users {
             .get(name)
             .is_some_and(|u| u.bcrypt_hash == user.bcrypt_hash);
         if !still_same {
-            return None;
+            return (None, checked);
+        }
+        if password.len() > BCRYPT_MAX_PASSWORD_BYTES {
+            tracing::warn!(
+                target: "snapstorm::server",
+                user = name,
+                "password longer than {BCRYPT_MAX_PASSWORD_BYTES} bytes: bcrypt checks only the first {BCRYPT_MAX_PASSWORD_BYTES}, the rest adds no protection"
+            );
         }
         self.verified.write().expect("verified lock").insert(
             name.to_owned(),
@@ -202,8 +322,51 @@ impl Users {
                 password_digest: digest,
             },
         );
-        Some(access)
+        (Some(access), checked)
     }
+
+    /// The dummy hash for unknown names, of the cost most users' hashes
+    /// have (the higher one on a tie; the run-time cost for an empty
+    /// table), made once per cost.
+    fn dummy_hash(&self) -> DummyHash {
+        let cost = {
+            let users = self.users.read().expect("users lock");
+            let mut counts: HashMap<u32, usize> = HashMap::new();
+            for user in users.values() {
+                if let Some(cost) = bcrypt_cost(&user.bcrypt_hash) {
+                    *counts.entry(cost).or_default() += 1;
+                }
+            }
+            counts
+                .into_iter()
+                .max_by_key(|&(cost, count)| (count, cost))
+                .map_or(RUNTIME_BCRYPT_COST, |(cost, _)| cost)
+        };
+        let mut dummy = self.dummy.lock().expect("dummy hash lock");
+        match dummy.as_ref() {
+            Some(made) if made.cost == cost => made.clone(),
+            _ => {
+                let secret = hex::encode(rand::random::<[u8; 16]>());
+                // A cost bcrypt cannot make is no real user's either.
+                let cost = if (4..=31).contains(&cost) {
+                    cost
+                } else {
+                    RUNTIME_BCRYPT_COST
+                };
+                let made = DummyHash {
+                    cost,
+                    hash: bcrypt::hash(secret, cost).expect("bcrypt hashes at a valid cost"),
+                };
+                *dummy = Some(made.clone());
+                made
+            }
+        }
+    }
+}
+
+/// The cost of a bcrypt hash (`$2b$05$…` is cost 5).
+fn bcrypt_cost(hash: &str) -> Option<u32> {
+    hash.get(4..6)?.parse().ok()
 }
 
 fn valid_user_name(name: &str) -> bool {
@@ -267,5 +430,121 @@ mod tests {
         users.add("c2", "new", false).unwrap();
         assert!(users.verify("c2", "pw2").is_none());
         assert!(users.verify("c2", "new").is_some());
+    }
+
+    #[test]
+    fn unknown_names_pay_for_bcrypt_at_the_cost_users_have() {
+        let hash = |password: &str, cost| bcrypt::hash(password, cost).unwrap();
+        let text = format!(
+            "alice:{}\nbob:{}\ncarol:{}\n",
+            hash("a", 5),
+            hash("b", 5),
+            hash("c", 4)
+        );
+        let users = Users::from_htpasswd(&text, "test").unwrap();
+        assert_eq!(
+            users.check("mallory", "guess"),
+            (None, Checked::Dummy { cost: 5 })
+        );
+        assert_eq!(
+            users.check("alice", "guess"),
+            (None, Checked::Bcrypt { cost: Some(5) })
+        );
+        // An empty table: the run-time cost, the one `add` uses.
+        assert_eq!(
+            Users::new().check("anyone", "x"),
+            (
+                None,
+                Checked::Dummy {
+                    cost: RUNTIME_BCRYPT_COST
+                }
+            )
+        );
+        // The dummy follows the table when it changes.
+        users.add("dave", "d", false).unwrap();
+        users.add("erin", "e", false).unwrap();
+        users.add("frank", "f", false).unwrap();
+        assert_eq!(
+            users.check("mallory", "guess"),
+            (
+                None,
+                Checked::Dummy {
+                    cost: RUNTIME_BCRYPT_COST
+                }
+            )
+        );
+        assert_eq!(
+            users.check("dave", "d").1,
+            Checked::Bcrypt {
+                cost: Some(RUNTIME_BCRYPT_COST)
+            }
+        );
+        assert_eq!(users.check("dave", "d").1, Checked::Remembered);
+    }
+
+    #[test]
+    fn passwords_longer_than_bcrypt_reads_are_refused_at_run_time() {
+        let users = Users::new();
+        let longest = "p".repeat(BCRYPT_MAX_PASSWORD_BYTES);
+        users.add("ok", &longest, false).unwrap();
+        assert!(users.verify("ok", &longest).is_some());
+        let err = users
+            .add("long", &format!("{longest}x"), false)
+            .unwrap_err();
+        assert!(matches!(err, UsersError::PasswordTooLong { len: 73, .. }));
+        assert_eq!(
+            err.to_string(),
+            "the password of `long` is 73 bytes; bcrypt uses only the first 72, so give one of at most 72 bytes"
+        );
+        assert!(users.verify("long", &format!("{longest}x")).is_none());
+    }
+
+    #[test]
+    fn htpasswd_files_are_read_up_to_a_cap_and_need_a_user() {
+        let err = Users::from_htpasswd_file(Path::new("/dev/zero")).unwrap_err();
+        assert!(matches!(err, UsersError::TooLarge { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("/dev/zero: larger than 4194304 bytes")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "# nobody\n").unwrap();
+        assert!(matches!(
+            Users::from_htpasswd_file(&empty),
+            Err(UsersError::NoUsers { .. })
+        ));
+        let binary = dir.path().join("binary");
+        std::fs::write(&binary, [0xff, 0xfe]).unwrap();
+        assert!(matches!(
+            Users::from_htpasswd_file(&binary),
+            Err(UsersError::Read { .. })
+        ));
+    }
+
+    #[test]
+    fn reload_replaces_the_table_or_keeps_it_on_a_bad_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("htpasswd");
+        let entry =
+            |name: &str, password: &str| format!("{name}:{}\n", bcrypt::hash(password, 4).unwrap());
+        std::fs::write(&file, entry("alice", "a") + &entry("bob", "b")).unwrap();
+        let users = Users::from_htpasswd_file(&file).unwrap();
+        assert!(users.verify("alice", "a").is_some());
+        assert!(users.verify("bob", "b").is_some());
+
+        std::fs::write(&file, entry("bob", "b2") + &entry("carol", "c")).unwrap();
+        assert_eq!(users.reload_htpasswd_file(&file).unwrap(), 2);
+        assert_eq!(users.names(), ["bob", "carol"]);
+        assert!(users.verify("alice", "a").is_none(), "removed user refused");
+        assert!(users.verify("bob", "b").is_none(), "old password forgotten");
+        assert!(users.verify("bob", "b2").is_some());
+
+        for bad in ["carol:{SHA}x\n", "# nobody\n"] {
+            std::fs::write(&file, bad).unwrap();
+            assert!(users.reload_htpasswd_file(&file).is_err());
+            assert_eq!(users.names(), ["bob", "carol"], "kept after {bad:?}");
+            assert!(users.verify("carol", "c").is_some());
+        }
     }
 }

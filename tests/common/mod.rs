@@ -73,8 +73,12 @@ pub struct TestServer {
 
 impl TestServer {
     pub fn start(configure: impl FnOnce(&mut ServerConfig)) -> Self {
+        Self::start_in(tempfile::tempdir().unwrap(), configure)
+    }
+
+    /// A server on `dir`, e.g. the data directory of a server that stopped.
+    pub fn start_in(dir: tempfile::TempDir, configure: impl FnOnce(&mut ServerConfig)) -> Self {
         let runtime = runtime();
-        let dir = tempfile::tempdir().unwrap();
         let users = Arc::new(Users::new());
         let mut config = ServerConfig::loopback(dir.path(), users.clone());
         configure(&mut config);
@@ -85,6 +89,13 @@ impl TestServer {
             users,
             dir,
         }
+    }
+
+    /// Stops the server and hands back its data directory.
+    pub fn into_dir(mut self) -> tempfile::TempDir {
+        self.stop();
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, dir)
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -189,16 +200,28 @@ pub struct ServeProcess {
 impl ServeProcess {
     /// Starts `snapstorm serve --listen 127.0.0.1:0 ARGS…` and waits for its address.
     pub fn start(args: &[&std::ffi::OsStr]) -> Self {
+        Self::start_with(
+            &[&["--listen".as_ref(), "127.0.0.1:0".as_ref()], args].concat(),
+            |_| {},
+        )
+    }
+
+    /// Starts `snapstorm serve ARGS…` (which must name `--listen`), after
+    /// `configure` had its say on the command, and waits for its address.
+    pub fn start_with(
+        args: &[&std::ffi::OsStr],
+        configure: impl FnOnce(&mut std::process::Command),
+    ) -> Self {
         use std::io::BufRead;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_snapstorm"))
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_snapstorm"));
+        command
             .arg("serve")
-            .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("start snapstorm serve");
+            .stderr(std::process::Stdio::piped());
+        configure(&mut command);
+        let mut child = command.spawn().expect("start snapstorm serve");
         let stderr = child.stderr.take().unwrap();
         let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
@@ -237,11 +260,113 @@ impl ServeProcess {
 
     /// Sends SIGINT (Ctrl-C) and waits for a clean exit.
     pub fn interrupt(mut self) -> std::process::ExitStatus {
-        let _ = std::process::Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status();
+        self.signal(rustix::process::Signal::INT);
         self.child.wait().unwrap()
     }
+
+    /// Sends `signal` to the server.
+    pub fn signal(&self, signal: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
+        rustix::process::kill_process(pid, signal).unwrap();
+    }
+
+    /// Everything the server wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr_lines.lock().unwrap().join("\n")
+    }
+
+    /// Waits until a line of stderr after the first `skip` lines satisfies
+    /// `found`; returns that line. Fails the test after `timeout`.
+    pub fn wait_for_line(
+        &self,
+        what: &str,
+        skip: usize,
+        timeout: Duration,
+        found: impl Fn(&str) -> bool,
+    ) -> String {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(line) = self
+                .stderr_lines
+                .lock()
+                .unwrap()
+                .iter()
+                .skip(skip)
+                .find(|l| found(l))
+            {
+                return line.clone();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no line {what} within {timeout:?}:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// How many lines the server wrote to stderr so far.
+    pub fn stderr_line_count(&self) -> usize {
+        self.stderr_lines.lock().unwrap().len()
+    }
+}
+
+/// Raises this process's soft open-file limit to at least `wanted` (as far
+/// as the hard limit allows), for tests that hold many sockets.
+pub fn raise_open_file_limit(wanted: u64) {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let Some(soft) = limit.current else { return };
+    let target = limit.maximum.map_or(wanted, |hard| hard.min(wanted));
+    if soft < target {
+        setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(target),
+                maximum: limit.maximum,
+            },
+        )
+        .unwrap();
+    }
+    let now = getrlimit(Resource::Nofile).current;
+    assert!(
+        now.is_none_or(|n| n >= wanted),
+        "the open-file limit is {now:?}, the test needs {wanted}: raise the hard limit (ulimit -Hn)"
+    );
+}
+
+/// Makes the command's process start with `resource` limited to `limit`
+/// (soft and hard, so it cannot raise it).
+pub fn limit_child(
+    command: &mut std::process::Command,
+    resource: rustix::process::Resource,
+    limit: u64,
+) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setrlimit is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(move || {
+            rustix::process::setrlimit(
+                resource,
+                rustix::process::Rlimit {
+                    current: Some(limit),
+                    maximum: Some(limit),
+                },
+            )
+            .map_err(std::io::Error::from)
+        });
+    }
+}
+
+/// A TCP connection to `addr` from the loopback address `from` (any of
+/// 127.0.0.0/8 on Linux), so one test can be several peers.
+pub async fn connect_from(
+    from: std::net::Ipv4Addr,
+    addr: SocketAddr,
+) -> std::io::Result<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::from((from, 0)))?;
+    socket.connect(addr).await
 }
 
 impl Drop for ServeProcess {
