@@ -314,3 +314,97 @@ fn a_kill_at_each_moment_loses_nothing() {
 fn ten_kills_at_each_moment_lose_nothing() {
     survive_each(10);
 }
+
+/// `snapstorm serve` killed with SIGKILL while restic uploads into it, then
+/// started again on the same directory: the partial upload is gone and the
+/// repository passes `restic check --read-data`.
+#[test]
+fn a_server_killed_during_a_restic_upload_leaves_nothing_behind() {
+    use common::{ServeProcess, build_test_tree, require_program, write_htpasswd};
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("repos");
+    let htpasswd = work.path().join("htpasswd");
+    write_htpasswd(&htpasswd, &[("alice", "pw")]);
+    let source = work.path().join("source");
+    build_test_tree(&source, 96 * 1024 * 1024, 50);
+    let serve_args = [
+        "--data-dir".as_ref(),
+        data.as_os_str(),
+        "--htpasswd".as_ref(),
+        htpasswd.as_os_str(),
+    ];
+    let restic = |server: &ServeProcess, args: &[&str]| {
+        let mut command = Command::new(require_program("restic"));
+        command
+            .args(args)
+            .env(
+                "RESTIC_REPOSITORY",
+                format!("rest:http://alice:pw@{}/repo/", server.addr),
+            )
+            .env("RESTIC_PASSWORD", "repository-password")
+            .env("RESTIC_CACHE_DIR", work.path().join("cache"))
+            .current_dir(&source)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    };
+    let mut server = ServeProcess::start(&serve_args);
+    let init = restic(&server, &["init"]).output().unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+
+    let packs = data.join("repo/data");
+    let mut backup = restic(&server, &["backup", "."]).spawn().unwrap();
+    let until = Instant::now() + Duration::from_secs(120);
+    let partial = loop {
+        let found = walkdir::WalkDir::new(&packs)
+            .into_iter()
+            .filter_map(Result::ok)
+            .find(|e| e.file_name().to_string_lossy().starts_with(".tmp"))
+            .map(|e| e.into_path());
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(Instant::now() < until, "restic never uploaded");
+        assert!(
+            backup.try_wait().unwrap().is_none(),
+            "the backup ended before an upload was caught"
+        );
+        std::thread::sleep(Duration::from_micros(200));
+    };
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    assert!(partial.exists() || partial.parent().unwrap().is_dir());
+    let left = |dir: &Path| {
+        walkdir::WalkDir::new(dir)
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp"))
+            .count()
+    };
+    assert!(left(&packs) >= 1, "the kill left a partial upload");
+    let _ = backup.kill();
+    let _ = backup.wait();
+
+    let server = ServeProcess::start(&serve_args);
+    assert_eq!(
+        left(&packs),
+        0,
+        "the restarted server removed the partial upload"
+    );
+    let check = restic(&server, &["check", "--no-lock", "--read-data"])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(
+        check.status.success() && text.contains("no errors were found"),
+        "{text}"
+    );
+}

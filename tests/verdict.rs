@@ -411,3 +411,73 @@ fn report_percentiles_match_the_trace_for_actions_of_seconds() {
         }
     }
 }
+
+/// Damage a fault did in one run stays in the repository: a later run on the
+/// same state dir, with no fault of its own, attributes what that damage
+/// causes to it instead of calling it unexpected.
+#[test]
+fn damage_from_an_earlier_run_explains_what_it_causes_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let scenario = scenario_file(dir.path(), "keep.toml", KEEP_EVERYTHING);
+    let scenario = scenario.to_str().unwrap();
+    let first = dir.path().join("first.json");
+    let (code, text, first) = run(
+        &state,
+        &first,
+        &[
+            "--clients",
+            "1",
+            "--duration",
+            "8s",
+            "--seed",
+            "12",
+            "--scenario",
+            scenario,
+            "--fault",
+            "delete-pack@4s",
+        ],
+    );
+    assert_eq!(code, 0, "{text}");
+    let label = first["faults"][0]["label"].as_str().unwrap().to_owned();
+    // The lost pack may hold trees the client cached; a client without its
+    // cache (a new machine) reads every pack from the repository.
+    std::fs::remove_dir_all(state.join("clients/client-1/cache")).unwrap();
+
+    let second = dir.path().join("second.json");
+    let (code, text, second) = run(
+        &state,
+        &second,
+        &[
+            "--clients",
+            "1",
+            "--actions",
+            "1",
+            "--scenario",
+            scenario,
+            "--verify-inherited",
+            "all",
+        ],
+    );
+    assert_eq!(
+        code, 0,
+        "the earlier run's damage explains the lost pack\n{text}"
+    );
+    let failures = second["failures"].as_array().unwrap();
+    assert!(
+        !failures.is_empty(),
+        "a snapshot needed the deleted pack: {second:#}"
+    );
+    for failure in failures {
+        assert_eq!(
+            failure["explained_by"],
+            format!("{label} (run 1)"),
+            "{failure}"
+        );
+    }
+    assert_eq!(
+        second["faults"],
+        serde_json::json!([]),
+        "no fault of its own"
+    );
+}

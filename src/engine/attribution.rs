@@ -97,6 +97,9 @@ struct Entry {
     failed: bool,
     first_detection: Option<Instant>,
     incidents: u64,
+    /// Damage an earlier run of the state dir did: it explains, but it is
+    /// not a fault of this run's report.
+    inherited: bool,
 }
 
 impl Entry {
@@ -208,9 +211,33 @@ impl FaultLedger {
             failed: false,
             first_detection: None,
             incidents: 0,
+            inherited: false,
         });
         tracing::warn!(target: "snapstorm::faults", fault = %label, target, "fault injected");
         label
+    }
+
+    /// Takes over damage an earlier run did (`label` names it, run
+    /// included): it explains the incidents that damage can cause, from the
+    /// start of this run.
+    pub fn inherit_damage(&self, kind: FaultKind, label: String, target: &str) {
+        let started = self.clock_started();
+        self.entries.lock().expect("ledger lock").push(Entry {
+            kind,
+            label,
+            time: String::new(),
+            injected: started,
+            at: Duration::ZERO,
+            target: target.to_owned(),
+            client: None,
+            duration: None,
+            window_end: None,
+            ended: None,
+            failed: false,
+            first_detection: None,
+            incidents: 0,
+            inherited: true,
+        });
     }
 
     /// Records that the fault labelled `label` stopped acting now.
@@ -230,13 +257,13 @@ impl FaultLedger {
         }
     }
 
-    /// Whether any injected fault damaged the repository's data.
+    /// Whether a fault of this run damaged the repository's data.
     pub fn damaged_data(&self) -> bool {
         self.entries
             .lock()
             .expect("ledger lock")
             .iter()
-            .any(|e| e.kind.damages_data())
+            .any(|e| e.kind.damages_data() && !e.inherited)
     }
 
     /// The fault that best explains `incident`: one whose kind causes such
@@ -281,6 +308,7 @@ impl FaultLedger {
             .lock()
             .expect("ledger lock")
             .iter()
+            .filter(|e| !e.inherited)
             .map(|e| FaultReport {
                 kind: e.kind.name().to_owned(),
                 label: e.label.clone(),
@@ -301,9 +329,15 @@ impl FaultLedger {
         reports
     }
 
-    /// Faults that took effect (those never injected not counted).
+    /// Faults of this run that took effect (those never injected, and damage
+    /// inherited from earlier runs, not counted).
     pub fn injected(&self) -> usize {
-        self.entries.lock().expect("ledger lock").len()
+        self.entries
+            .lock()
+            .expect("ledger lock")
+            .iter()
+            .filter(|e| !e.inherited)
+            .count()
     }
 }
 

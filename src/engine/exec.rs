@@ -28,7 +28,7 @@ use super::guard::{catch_panic, guarded};
 use super::options::ActionOptions;
 use super::scenario::{Plan, Scenario};
 use super::stats::{Counts, Effects, FailureReport, Outcome, Report, Stats};
-use super::store::{Failure, FailureKind, MetadataStore, now_rfc3339};
+use super::store::{DamageRecord, Failure, FailureKind, MetadataStore, now_rfc3339};
 use super::trace::Trace;
 use super::traits::{
     ActionRng, BackendError, BackendResult, ClientId, Details, ErrorClass, FaultHost, FileWriter,
@@ -246,6 +246,11 @@ impl Engine {
             })
             .filter(|(_, ids)| !ids.is_empty())
             .collect();
+        let faults = FaultLedger::new(Instant::now());
+        for damage in store.state().damage.iter().filter(|d| d.run < run) {
+            let label = format!("{} (run {})", damage.label, damage.run);
+            faults.inherit_damage(damage.kind, label, &damage.target);
+        }
         Ok(Engine {
             checker: Checker::new(store, config.compare),
             config,
@@ -258,7 +263,7 @@ impl Engine {
             cursors: Mutex::new(HashMap::new()),
             inherited,
             inherited_verified: AtomicU64::new(0),
-            faults: FaultLedger::new(Instant::now()),
+            faults,
             listing_reported: Mutex::new(HashSet::new()),
             restores_retried_at_end: AtomicU64::new(0),
             halt: OnceLock::new(),
@@ -973,6 +978,17 @@ impl FaultHost for Engine {
         duration: Option<Duration>,
     ) -> String {
         let label = self.faults.record(kind, target, client, duration);
+        if kind.damages_data() {
+            let damage = DamageRecord {
+                run: self.run,
+                kind,
+                label: label.clone(),
+                target: target.to_owned(),
+            };
+            if let Err(error) = self.store().record_damage(damage) {
+                tracing::error!(%error, "cannot record the damage a fault did");
+            }
+        }
         self.trace_event(&json!({
             "time": now_rfc3339(),
             "run": self.run,

@@ -41,6 +41,7 @@ use serde::{Deserialize, Serialize};
 use super::actions::Origin;
 use super::fingerprint::Fingerprint;
 use super::traits::{ClientId, SnapshotId};
+use crate::faults::FaultKind;
 
 const FORMAT: u32 = 1;
 
@@ -182,6 +183,20 @@ pub struct State {
     pub clients: BTreeMap<ClientId, ClientRecord>,
     pub failures: Vec<Failure>,
     pub runs: Vec<RunRecord>,
+    /// Faults of any run that damaged the repository's data: the damage
+    /// stays, so it explains data incidents of later runs too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub damage: Vec<DamageRecord>,
+}
+
+/// A fault that damaged the repository's data in some run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DamageRecord {
+    pub run: u32,
+    pub kind: FaultKind,
+    /// How that run named it (`corrupt-pack@8.0s`).
+    pub label: String,
+    pub target: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -291,6 +306,7 @@ impl MetadataStore {
                     clients: BTreeMap::new(),
                     failures: Vec::new(),
                     runs: Vec::new(),
+                    damage: Vec::new(),
                 };
                 (state, true)
             }
@@ -354,7 +370,29 @@ impl MetadataStore {
         });
         self.save(&next)?;
         *state = next;
-        Ok(state.run_counter)
+        drop(state);
+        self.clear_scratch();
+        Ok(self.run_number())
+    }
+
+    /// Removes restore targets a killed run left in `scratch/`: nothing
+    /// there outlives the restore that made it.
+    fn clear_scratch(&self) {
+        let scratch = self.layout.scratch();
+        let Ok(entries) = fs::read_dir(&scratch) else {
+            return;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let path = entry.path();
+            let removed = if path.is_dir() && !path.is_symlink() {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+            if let Err(error) = removed {
+                tracing::warn!(path = %path.display(), %error, "cannot remove a restore target a killed run left");
+            }
+        }
     }
 
     pub fn layout(&self) -> &StateLayout {
@@ -514,6 +552,13 @@ impl MetadataStore {
             let snapshot = record.live.remove(at);
             record.lost.push(snapshot);
         }
+        self.save(&state)
+    }
+
+    /// Records, durably, a fault that damaged the repository's data.
+    pub fn record_damage(&self, damage: DamageRecord) -> Result<(), StoreError> {
+        let mut state = self.state.lock().expect("state lock");
+        state.damage.push(damage);
         self.save(&state)
     }
 
@@ -732,6 +777,23 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
             .collect();
         assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn a_run_begins_with_an_empty_scratch_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = StateLayout::new(dir.path().join("state"));
+        let store = MetadataStore::open(layout.clone(), "embedded").unwrap();
+        store.begin_run(1, "x").unwrap();
+        let left = layout.scratch().join("client-1-0123456789abcdef");
+        fs::create_dir_all(left.join("deep")).unwrap();
+        fs::write(left.join("deep/file"), b"restored").unwrap();
+        drop(store);
+        let store = MetadataStore::open(layout.clone(), "embedded").unwrap();
+        assert!(left.exists(), "opening alone writes nothing");
+        store.begin_run(1, "x").unwrap();
+        assert!(!left.exists());
+        assert!(layout.scratch().is_dir());
     }
 
     #[test]
