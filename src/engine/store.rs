@@ -442,6 +442,11 @@ impl MetadataStore {
 
     /// Snapshots whose delete was asked and not confirmed, with their clients.
     pub fn pending_deletes(&self) -> Vec<(ClientId, SnapshotId)> {
+        self.live_where(|s| s.deleting)
+    }
+
+    /// Live snapshots (deletes in flight included) that `keep` keeps, with their clients.
+    fn live_where(&self, keep: impl Fn(&SnapshotRecord) -> bool) -> Vec<(ClientId, SnapshotId)> {
         self.state
             .lock()
             .expect("state lock")
@@ -450,7 +455,7 @@ impl MetadataStore {
             .flat_map(|(id, c)| {
                 c.live
                     .iter()
-                    .filter(|s| s.deleting)
+                    .filter(|s| keep(s))
                     .map(move |s| (*id, s.id.clone()))
             })
             .collect()
@@ -505,18 +510,7 @@ impl MetadataStore {
 
     /// Live snapshots whose last restore ended in an error, with their clients.
     pub fn unsettled(&self) -> Vec<(ClientId, SnapshotId)> {
-        self.state
-            .lock()
-            .expect("state lock")
-            .clients
-            .iter()
-            .flat_map(|(id, c)| {
-                c.live
-                    .iter()
-                    .filter(|s| s.unsettled && !s.deleting)
-                    .map(move |s| (*id, s.id.clone()))
-            })
-            .collect()
+        self.live_where(|s| s.unsettled && !s.deleting)
     }
 
     /// Records, durably, that a delete of the snapshot is about to be asked.
