@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{read_json, snapstorm_run};
+use common::{read_json, rerun_verifying_everything};
 
 /// What snapstorm is doing when it is killed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,31 +252,8 @@ fn survive(moment: Moment) -> bool {
     }
 
     // The rerun verifies every snapshot it inherits and finds nothing wrong.
-    let report = dir.path().join("rerun.json");
-    let (code, out, err, report) = snapstorm_run(
-        &state,
-        &report,
-        &[
-            "--clients",
-            "1",
-            "--actions",
-            "1",
-            "--verify-inherited",
-            "all",
-            "--scenario",
-            "one-large-file",
-        ],
-    );
-    assert_eq!(code, 0, "{moment:?}: rerun\n{out}\n{err}");
-    assert_eq!(
-        report["failures"],
-        serde_json::json!([]),
-        "{moment:?}: {report:#}"
-    );
-    assert_eq!(
-        report["inherited_verified"], report["inherited_snapshots"],
-        "{moment:?}: every inherited snapshot verified: {report:#}"
-    );
+    eprintln!("{moment:?}: killed; rerunning");
+    rerun_verifying_everything(&state, &dir.path().join("rerun.json"), 1);
     let text = std::fs::read_to_string(state.join("trace.jsonl")).unwrap();
     assert!(
         text.ends_with('\n'),
@@ -310,7 +287,7 @@ fn a_kill_at_each_moment_loses_nothing() {
 }
 
 #[test]
-#[ignore = "long: ten kills at each moment (about 15 minutes)"]
+#[ignore = "long: ten kills at each moment (about 7 minutes)"]
 fn ten_kills_at_each_moment_lose_nothing() {
     survive_each(10);
 }

@@ -538,6 +538,34 @@ pub fn snapstorm_run(
     (code, out, err, json)
 }
 
+/// Runs once more on `state` with `clients` clients, each first restoring
+/// and verifying every snapshot it inherits; asserts exit 0, no failure and
+/// every inherited snapshot verified. Returns the report.
+pub fn rerun_verifying_everything(state: &Path, report: &Path, clients: u32) -> serde_json::Value {
+    let clients = clients.to_string();
+    let (code, out, err, report) = snapstorm_run(
+        state,
+        report,
+        &[
+            "--clients",
+            &clients,
+            "--actions",
+            "1",
+            "--verify-inherited",
+            "all",
+            "--scenario",
+            "one-large-file",
+        ],
+    );
+    assert_eq!(code, 0, "rerun on {}\n{out}\n{err}", state.display());
+    assert_eq!(report["failures"], serde_json::json!([]), "{report:#}");
+    assert_eq!(
+        report["inherited_verified"], report["inherited_snapshots"],
+        "every inherited snapshot verified: {report:#}"
+    );
+    report
+}
+
 pub fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
