@@ -147,8 +147,7 @@ pub struct RunArgs {
 pub const DEFAULT_RUN_DURATION: Duration = Duration::from_secs(30);
 
 fn parse_positive_duration(text: &str) -> Result<Duration, String> {
-    let duration = humantime::parse_duration(text)
-        .map_err(|e| format!("`{text}` is not a duration ({e}; write e.g. 30s, 5m, 1h)"))?;
+    let duration = crate::faults::parse_time(text)?;
     if duration.is_zero() {
         return Err("must be longer than 0s".into());
     }

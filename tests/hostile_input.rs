@@ -482,3 +482,95 @@ fn a_trace_that_cannot_be_written_stops_the_run_with_exit_3() {
         "the run was closed: {state_json}"
     );
 }
+
+/// Times past a year would overflow the clock they are added to: refused
+/// when parsed, before anything is written.
+#[test]
+fn times_longer_than_a_year_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let s = state.to_str().unwrap();
+    assert_one_line_usage_error(
+        &[
+            "run",
+            "--duration",
+            "18446744073709551615s",
+            "--state-dir",
+            s,
+        ],
+        &["--duration", "longer than a year"],
+    );
+    assert_one_line_usage_error(
+        &[
+            "run",
+            "--duration",
+            "5s",
+            "--fault",
+            "network@1s:99999999h",
+            "--state-dir",
+            s,
+        ],
+        &["--fault", "longer than a year"],
+    );
+    assert!(!state.exists(), "nothing was written");
+}
+
+/// An action repeated a billion times does not hold the run past its
+/// deadline: the repetitions stop with the run.
+#[test]
+fn a_run_ends_whatever_repeat_action_asks() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = scenario_file(
+        dir.path(),
+        "forever.toml",
+        "description = \"a write repeated forever\"\nsequence = [\"write-random-files\"]\n\
+         [options]\nmax-num-files-per-write = 1\nmax-file-size = \"4KiB\"\n\
+         [action-options.write-random-files]\nrepeat-action = 1000000000\n",
+    );
+    let state = dir.path().join("state");
+    let report = dir.path().join("report.json");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_snapstorm"))
+        .args(["run", "--clients", "1", "--duration", "3s"])
+        .arg("--scenario")
+        .arg(&scenario)
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("--report")
+        .arg(&report)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // A hang, not a speed: the run would go on for years without the fix.
+    let limit = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > limit {
+            let _ = child.kill();
+            panic!("the run did not end two minutes after its 3 s deadline");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(0));
+    let report = read_json(&report);
+    assert_eq!(
+        report["actions"]["write-random-files"]["count"], 1,
+        "{report:#}"
+    );
+    let trace = std::fs::read_to_string(state.join("trace.jsonl")).unwrap();
+    let write: serde_json::Value = trace
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|l| l["action"] == "write-random-files")
+        .unwrap();
+    assert!(
+        write["details"]["repeat-action-stopped-at"]
+            .as_u64()
+            .unwrap()
+            >= 1,
+        "{write}"
+    );
+}

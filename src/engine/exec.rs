@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -197,6 +197,8 @@ pub struct Engine {
     halt: OnceLock<String>,
     /// Wakes the run's supervisor when `halt` is set.
     halt_notify: tokio::sync::Notify,
+    /// The run is ending: repeated actions stop after the repetition in hand.
+    stopping: AtomicBool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -266,6 +268,7 @@ impl Engine {
             faults,
             listing_reported: Mutex::new(HashSet::new()),
             restores_retried_at_end: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
             halt: OnceLock::new(),
             halt_notify: tokio::sync::Notify::new(),
         })
@@ -302,6 +305,12 @@ impl Engine {
     /// The faults injected into this run.
     pub fn faults(&self) -> &FaultLedger {
         &self.faults
+    }
+
+    /// The run is ending: an action repeated with `repeat-action` stops after
+    /// the repetition in hand, so a stop never waits for a billion of them.
+    pub fn request_stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
     }
 
     /// Starts the run's clock at `at`: the run's duration, fault times and
@@ -566,7 +575,14 @@ impl Engine {
         let repeats = options.repeat_action.max(1);
 
         let mut total = Step::default();
-        for _ in 0..repeats {
+        for done in 0..repeats {
+            // A run that ends does not wait for the rest of a long repetition.
+            if done > 0 && self.stopping.load(Ordering::SeqCst) {
+                total
+                    .details
+                    .insert("repeat-action-stopped-at".into(), json!(done));
+                break;
+            }
             let step = catch_panic(|| {
                 self.step(client, action, params, &options, &mut rng, attempt, origin)
             })

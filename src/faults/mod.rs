@@ -301,9 +301,21 @@ pub struct FaultSpecError {
     pub problem: String,
 }
 
-fn parse_duration(value: &str) -> Result<Duration, String> {
-    humantime::parse_duration(value)
-        .map_err(|e| format!("`{value}` is not a duration ({e}; write e.g. 15s, 2m)"))
+/// The longest time or duration snapstorm takes anywhere (a run's length, a
+/// fault's time, a latency): a year. Anything longer is a slip of the
+/// keyboard, and would overflow the clock it is added to.
+pub const MAX_TIME: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+/// A time or duration as people write them (`15s`, `2m`, `1h30m`), at most [`MAX_TIME`].
+pub fn parse_time(value: &str) -> Result<Duration, String> {
+    let time = humantime::parse_duration(value)
+        .map_err(|e| format!("`{value}` is not a duration ({e}; write e.g. 30s, 5m, 1h)"))?;
+    if time > MAX_TIME {
+        return Err(format!(
+            "`{value}` is longer than a year, the longest snapstorm takes; write e.g. 30s, 5m, 1h"
+        ));
+    }
+    Ok(time)
 }
 
 fn parse_percent(key: &str, value: &str) -> Result<u8, String> {
@@ -338,16 +350,16 @@ impl FromStr for FaultSpec {
             Some((at, duration)) => (at, Some(duration)),
             None => (when, None),
         };
-        let mut spec = FaultSpec::new(kind, parse_duration(at).map_err(&fail)?);
+        let mut spec = FaultSpec::new(kind, parse_time(at).map_err(&fail)?);
         if let Some(duration) = duration {
-            spec.duration = Some(parse_duration(duration).map_err(&fail)?);
+            spec.duration = Some(parse_time(duration).map_err(&fail)?);
         }
         for option in parts {
             let (key, value) = option
                 .split_once('=')
                 .ok_or_else(|| fail(format!("`{option}`: options are key=value")))?;
             match key {
-                "latency" => spec.network.latency = parse_duration(value).map_err(&fail)?,
+                "latency" => spec.network.latency = parse_time(value).map_err(&fail)?,
                 "drop" => spec.network.drop_percent = parse_percent(key, value).map_err(&fail)?,
                 "error" => spec.network.error_percent = parse_percent(key, value).map_err(&fail)?,
                 "client" => {
@@ -389,12 +401,12 @@ pub struct ScenarioFault {
 
 impl ScenarioFault {
     pub fn to_spec(&self) -> Result<FaultSpec, String> {
-        let mut spec = FaultSpec::new(self.kind, parse_duration(&self.at)?);
+        let mut spec = FaultSpec::new(self.kind, parse_time(&self.at)?);
         if let Some(duration) = &self.duration {
-            spec.duration = Some(parse_duration(duration)?);
+            spec.duration = Some(parse_time(duration)?);
         }
         if let Some(latency) = &self.latency {
-            spec.network.latency = parse_duration(latency)?;
+            spec.network.latency = parse_time(latency)?;
         }
         for (key, value) in [
             ("drop-percent", self.drop_percent),
@@ -455,6 +467,18 @@ mod tests {
             "gc-storm@1s".parse::<FaultSpec>().unwrap().duration,
             Some(Duration::from_secs(15))
         );
+    }
+
+    #[test]
+    fn times_longer_than_a_year_are_refused() {
+        assert_eq!(parse_time("365d"), Ok(MAX_TIME));
+        let err = parse_time("18446744073709551615s").unwrap_err();
+        assert!(err.contains("longer than a year"), "{err}");
+        let err = "corrupt-pack@999999h"
+            .parse::<FaultSpec>()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("longer than a year"), "{err}");
     }
 
     #[test]

@@ -276,6 +276,7 @@ async fn supervise(
         }
     }
     let ended_at = started.elapsed();
+    sup.engine.request_stop();
     for spec in plan {
         // Reported, not only logged: a run that never saw its fault must
         // not read like one that survived it.
