@@ -85,6 +85,8 @@ fn run_headless(root: &Path, n: usize, command: &ReadmeCommand, path: &str) -> R
         .args(["-c", &shell])
         .current_dir(&cwd)
         .env("PATH", path)
+        // A run without --state-dir keeps its state in a temp dir: this test's.
+        .env("TMPDIR", &cwd)
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
@@ -121,7 +123,10 @@ fn run_console(root: &Path, command: &ReadmeCommand, path: &str) {
     tmux.wait_for("the shell prompt", Duration::from_secs(10), |s| {
         s.contains("PROMPT$")
     });
-    let typed = format!("export PATH='{path}'; snapstorm; echo EXIT=$?");
+    let typed = format!(
+        "export PATH='{path}' TMPDIR='{}'; snapstorm; echo EXIT=$?",
+        cwd.display()
+    );
     assert_eq!(command.line, "cargo run --release");
     tmux.send(&[&typed, "Enter"]);
     tmux.wait_for(
