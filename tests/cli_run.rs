@@ -456,8 +456,7 @@ fn damaged_metadata_stops_the_next_start_and_changes_nothing() {
         .collect();
     assert_eq!(fingerprints.len() as u64, live);
     std::fs::write(&fingerprints[0], b"").unwrap();
-    let state_before = std::fs::read(state.join("state.json")).unwrap();
-    let trace_before = std::fs::read(state.join("trace.jsonl")).unwrap();
+    let before = common::disk_state(&state);
 
     let (code, out, err) = snapstorm(&[
         "run",
@@ -477,12 +476,9 @@ fn damaged_metadata_stops_the_next_start_and_changes_nothing() {
         "{err}"
     );
     assert_eq!(
-        std::fs::read(state.join("state.json")).unwrap(),
-        state_before
-    );
-    assert_eq!(
-        std::fs::read(state.join("trace.jsonl")).unwrap(),
-        trace_before
+        common::disk_state(&state),
+        before,
+        "nothing in the state dir changed"
     );
 }
 

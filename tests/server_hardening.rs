@@ -545,13 +545,7 @@ fn sighup_reloads_the_htpasswd_file_and_sigterm_stops_cleanly() {
 /// `snapstorm serve ARGS…` that must fail: its exit code and stderr. Killed
 /// (and the test failed) if it is still running after 30 s.
 fn serve_fails(args: &[&str], configure: impl FnOnce(&mut std::process::Command)) -> (i32, String) {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_snapstorm"));
-    command
-        .arg("serve")
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
+    let mut command = common::serve_command(args);
     configure(&mut command);
     let mut child = command.spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);

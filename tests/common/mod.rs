@@ -191,6 +191,18 @@ pub fn which(name: &str) -> Option<PathBuf> {
 }
 
 /// `snapstorm serve` running as its own process (the binary under test).
+/// `snapstorm serve ARGS…`, its stderr piped, nothing on stdin or stdout.
+pub fn serve_command<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_snapstorm"));
+    command
+        .arg("serve")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    command
+}
+
 pub struct ServeProcess {
     pub child: std::process::Child,
     pub addr: SocketAddr,
@@ -213,13 +225,7 @@ impl ServeProcess {
         configure: impl FnOnce(&mut std::process::Command),
     ) -> Self {
         use std::io::BufRead;
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_snapstorm"));
-        command
-            .arg("serve")
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped());
+        let mut command = serve_command(args);
         configure(&mut command);
         let mut child = command.spawn().expect("start snapstorm serve");
         let stderr = child.stderr.take().unwrap();
