@@ -48,6 +48,10 @@ pub struct Cli {
     #[command(flatten)]
     pub session: SessionArgs,
 
+    /// Options only the console has.
+    #[command(flatten)]
+    pub console: ConsoleArgs,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -83,7 +87,7 @@ Exit codes: 0 stopped by a signal, 2 bad usage or setup (one line names the fix;
 #[derive(Debug, Clone, Args)]
 pub struct SessionArgs {
     /// Number of clients to start with.
-    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::multiclient::run::MAX_CLIENTS)))]
     pub clients: u32,
 
     /// A preset (see `snapstorm scenarios`) or the path of a scenario TOML file.
@@ -109,6 +113,14 @@ pub struct SessionArgs {
     /// its most recent snapshots from earlier runs; `all` verifies every one.
     #[arg(long, value_name = "N|all", default_value = "1", value_parser = parse_count_or_all)]
     pub verify_inherited: usize,
+}
+
+/// Options only the interactive console has.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ConsoleArgs {
+    /// Do not ring the terminal bell when the first unexpected failure shows.
+    #[arg(long)]
+    pub no_bell: bool,
 }
 
 /// A count, or `all` (as many as there are).
@@ -693,7 +705,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
 /// `snapstorm` without a command: the console, or a headless run when
 /// standard output is not a terminal.
-pub fn console(args: SessionArgs, verbose: u8) -> anyhow::Result<ExitCode> {
+pub fn console(args: SessionArgs, console: ConsoleArgs, verbose: u8) -> anyhow::Result<ExitCode> {
     use std::io::IsTerminal;
     if !std::io::stdout().is_terminal() {
         init_logging(verbose, true);
@@ -713,7 +725,10 @@ pub fn console(args: SessionArgs, verbose: u8) -> anyhow::Result<ExitCode> {
     // that never come to pass are reported as not injected instead.
     let spec = session_spec(&args, RunBounds::default())?;
     init_console_logging(verbose);
-    let report = crate::console::run(spec).map_err(|e| match e {
+    let options = crate::console::ConsoleOptions {
+        bell: !console.no_bell,
+    };
+    let report = crate::console::run(spec, options).map_err(|e| match e {
         crate::console::ConsoleError::Launch(e) => anyhow::Error::from(UsageError(e.to_string())),
         other => anyhow::Error::from(other),
     })?;

@@ -20,7 +20,7 @@ fn main() -> ExitCode {
         }
         Some(Command::Scenarios) => Ok(cli::scenarios()),
         Some(Command::Faults) => Ok(cli::faults()),
-        None => cli::console(cli.session, cli.verbose),
+        None => cli::console(cli.session, cli.console, cli.verbose),
     };
     match result {
         Ok(code) => code,

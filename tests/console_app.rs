@@ -60,7 +60,7 @@ fn keys_become_the_right_commands() {
         Some(Command::TogglePauseAll)
     );
     // Selection moves with arrows, j/k and wraps; commands go to the selected client.
-    assert_eq!(press(&mut app, KeyCode::Down), None);
+    assert_eq!(press(&mut app, KeyCode::Right), None);
     assert_eq!(
         press(&mut app, KeyCode::Char('p')),
         Some(Command::TogglePauseClient(ClientId(2)))
@@ -351,4 +351,189 @@ async fn the_console_shows_the_reports_counts() {
         })
         .sum();
     assert_eq!(recorded, t.snapshots_created);
+}
+
+fn notice(app: &App) -> String {
+    app.current_notice().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn arrows_move_in_the_grid_as_it_is_drawn() {
+    // 200×60 draws 6 clients as 3 columns of panes.
+    let mut app = app_with_clients(6);
+    app.resize(200, 60);
+    assert_eq!(snapstorm::console::layout::client_columns(&app), 3);
+    press(&mut app, KeyCode::Down);
+    assert_eq!(app.selected, Some(ClientId(4)), "down: the pane below");
+    press(&mut app, KeyCode::Right);
+    assert_eq!(app.selected, Some(ClientId(5)));
+    press(&mut app, KeyCode::Down);
+    assert_eq!(app.selected, Some(ClientId(5)), "no row below: stays");
+    press(&mut app, KeyCode::Up);
+    assert_eq!(app.selected, Some(ClientId(2)));
+    press(&mut app, KeyCode::Left);
+    assert_eq!(app.selected, Some(ClientId(1)));
+    // The table (t) has one column: down is the next row.
+    press(&mut app, KeyCode::Char('t'));
+    assert!(snapstorm::console::layout::client_table_shown(&app));
+    press(&mut app, KeyCode::Down);
+    assert_eq!(app.selected, Some(ClientId(2)));
+    // Go to a client by number, or with /.
+    press(&mut app, KeyCode::Char('6'));
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(app.selected, Some(ClientId(6)));
+    press(&mut app, KeyCode::Char('/'));
+    press(&mut app, KeyCode::Char('3'));
+    assert_eq!(app.goto.as_deref(), Some("3"));
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(app.selected, Some(ClientId(3)));
+    press(&mut app, KeyCode::Char('/'));
+    press(&mut app, KeyCode::Char('9'));
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(app.selected, Some(ClientId(3)));
+    assert!(
+        notice(&app).contains("There is no client 9"),
+        "{}",
+        notice(&app)
+    );
+}
+
+#[test]
+fn removed_clients_collapse_and_commands_on_nothing_say_so() {
+    let mut app = app_with_clients(5);
+    app.resize(80, 24);
+    press(&mut app, KeyCode::Char('2'));
+    press(&mut app, KeyCode::Enter);
+    for id in 1..=3 {
+        app.apply_event(Event::ClientRemoved(ClientId(id)));
+    }
+    assert_eq!(app.visible_clients(), vec![ClientId(4), ClientId(5)]);
+    assert_eq!(
+        app.selected,
+        Some(ClientId(4)),
+        "selection moves off a removed client"
+    );
+    // r shows them; selecting one and acting on it says why nothing happens.
+    press(&mut app, KeyCode::Char('r'));
+    assert_eq!(app.visible_clients().len(), 5);
+    press(&mut app, KeyCode::Char('1'));
+    press(&mut app, KeyCode::Enter);
+    for key in ['x', 's', 'v', 'p', 'c'] {
+        assert_eq!(press(&mut app, KeyCode::Char(key)), None, "{key}");
+        assert!(
+            notice(&app).starts_with("Nothing to") && notice(&app).contains("client-1 is removed"),
+            "{key}: {}",
+            notice(&app)
+        );
+    }
+    // The fault menu never aims at it.
+    press(&mut app, KeyCode::Char('f'));
+    assert_eq!(
+        press(&mut app, KeyCode::Char('6')),
+        None,
+        "revoke-client on a removed client"
+    );
+    assert!(
+        notice(&app).contains("none that runs is selected"),
+        "{}",
+        notice(&app)
+    );
+    press(&mut app, KeyCode::Esc);
+    // Collapsing again moves the selection off it.
+    press(&mut app, KeyCode::Char('r'));
+    assert_eq!(app.selected, Some(ClientId(4)));
+    press(&mut app, KeyCode::Char('f'));
+    match press(&mut app, KeyCode::Char('6')) {
+        Some(Command::InjectFault(spec)) => assert_eq!(spec.client, Some(4)),
+        other => panic!("revoke-client on client-4: {other:?}"),
+    }
+    // With every client removed, x says there is nothing to remove.
+    app.apply_event(Event::ClientRemoved(ClientId(4)));
+    app.apply_event(Event::ClientRemoved(ClientId(5)));
+    assert_eq!(app.selected, None);
+    assert_eq!(press(&mut app, KeyCode::Char('x')), None);
+    assert!(
+        notice(&app).contains("no client is selected"),
+        "{}",
+        notice(&app)
+    );
+}
+
+#[test]
+fn adding_stops_at_the_client_limit() {
+    let mut app = app_with_clients(60);
+    for _ in 0..4 {
+        assert_eq!(
+            press(&mut app, KeyCode::Char('a')),
+            Some(Command::AddClient)
+        );
+    }
+    assert_eq!(press(&mut app, KeyCode::Char('a')), None, "64 is the limit");
+    assert!(
+        notice(&app).contains("64 clients is the limit"),
+        "{}",
+        notice(&app)
+    );
+    // A removed client makes room.
+    app.apply_event(Event::ClientRemoved(ClientId(1)));
+    assert_eq!(
+        press(&mut app, KeyCode::Char('a')),
+        Some(Command::AddClient)
+    );
+}
+
+#[test]
+fn the_bell_rings_once_on_the_first_unexpected_failure() {
+    let mut app = app_with_clients(1);
+    let mut counts = app.counts.clone();
+    app.set_counts(counts.clone(), 1);
+    assert!(!app.take_bell());
+    counts.totals.verification_failures = 1;
+    app.set_counts(counts.clone(), 1);
+    assert!(!app.take_bell(), "an expected failure rings nothing");
+    counts.totals.unexpected_failures = 1;
+    app.set_counts(counts.clone(), 1);
+    assert!(app.take_bell());
+    counts.totals.unexpected_failures = 2;
+    app.set_counts(counts.clone(), 1);
+    assert!(!app.take_bell(), "only the first");
+    let mut quiet = app_with_clients(1);
+    quiet.bell = false;
+    quiet.set_counts(counts, 1);
+    assert!(!quiet.take_bell(), "--no-bell");
+}
+
+#[test]
+fn a_click_selects_and_the_wheel_scrolls() {
+    use crossterm::event::{MouseButton, MouseEvent, MouseEventKind};
+    let mut app = app_with_clients(4);
+    app.resize(140, 45);
+    let click = |app: &mut App, column, row| {
+        let mouse = MouseEvent {
+            kind: MouseEventKind::Down(MouseButton::Left),
+            column,
+            row,
+            modifiers: KeyModifiers::NONE,
+        };
+        let action = app.mouse_action(mouse).unwrap();
+        app.update(action)
+    };
+    // 140×45: three columns of panes under a 5-line header; client-4 starts the second row.
+    click(&mut app, 10, 25);
+    assert_eq!(app.selected, Some(ClientId(4)));
+    click(&mut app, 60, 8);
+    assert_eq!(app.selected, Some(ClientId(2)));
+    // The wheel scrolls an open overlay.
+    press(&mut app, KeyCode::Char('?'));
+    app.resize(80, 24);
+    let wheel = MouseEvent {
+        kind: MouseEventKind::ScrollDown,
+        column: 40,
+        row: 12,
+        modifiers: KeyModifiers::NONE,
+    };
+    let action = app.mouse_action(wheel).unwrap();
+    app.update(action);
+    app.update(action);
+    assert_eq!(app.overlay_scroll, 2);
 }

@@ -9,6 +9,7 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
 use ratatui::style::{Color, Modifier};
+use ratatui::text::Span;
 use snapstorm::console::app::{App, UiAction};
 use snapstorm::console::layout;
 use snapstorm::console::theme::Theme;
@@ -165,8 +166,12 @@ fn text(buffer: &Buffer) -> String {
     let mut out = String::new();
     for y in 0..area.height {
         let mut line = String::new();
-        for x in 0..area.width {
-            line.push_str(buffer[(x, y)].symbol());
+        let mut x = 0;
+        while x < area.width {
+            // A wide glyph covers the cell after it: that cell is not text.
+            let symbol = buffer[(x, y)].symbol();
+            line.push_str(symbol);
+            x += Span::raw(symbol).width().max(1) as u16;
         }
         out.push_str(line.trim_end());
         out.push('\n');
@@ -191,7 +196,8 @@ fn startup_with_four_clients() {
     let screen = render(&app, 140, 45);
     assert_screen!("startup_four_clients", screen);
     let t = text(&screen);
-    assert!(t.contains("clients 4 · gc 0"), "{t}");
+    assert!(t.contains("clients 4 · failures 0"), "{t}");
+    assert!(t.contains("· gc 0"), "{t}");
     assert!(
         t.contains("⟳ snapshot-root 1.5s"),
         "running action with elapsed time:\n{t}"
@@ -290,7 +296,7 @@ fn fault_menu_and_an_expected_failure() {
     assert_screen!("expected_failure", screen);
     let t = text(&screen);
     assert!(t.contains("failures 1 (0 unexpected)"), "{t}");
-    assert!(t.contains("⚑ expected: corrupt-pack@6.4s"), "{t}");
+    assert!(t.contains("expected: corrupt-pack@6.4s"), "{t}");
     app.update(UiAction::OpenFaultMenu);
     let menu = render(&app, 140, 45);
     assert_screen!("fault_menu", menu);
@@ -379,4 +385,263 @@ fn resize_redraws_for_the_new_size() {
     assert_eq!(t.lines().count(), 30);
     assert!(t.lines().next().unwrap().chars().count() <= 100);
     assert!(t.contains("clients 4"));
+}
+
+/// An unexpected failure of `client`, as the engine reports it.
+fn unexpected_failure(app: &mut App, client: u32, seq: u64, file: &str) {
+    let summary = format!("restore differs: 1 missing, 0 extra, 0 changed (first: missing {file})");
+    let failure = Failure {
+        run: 1,
+        time: "2026-11-25T12:01:00.000Z".into(),
+        client: ClientId(client),
+        snapshot: Some(format!(
+            "{seq:02}9a2c1be0d44e6f9a2c1be0d44e6f9a2c1be0d44e6f9a2c1be0d44e6f9a2c1b"
+        )),
+        action: Origin::Action(Action::RestoreRandomSnapshot),
+        kind: snapstorm::engine::store::FailureKind::ContentMismatch,
+        explained_by: None,
+        summary: summary.clone(),
+        details: format!(
+            "{summary}\nmissing (1):\n  {file}\n{}",
+            (1..=40)
+                .map(|i| format!("  context line {i} of the diff"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ),
+    };
+    let mut failed = record(
+        client,
+        seq,
+        Action::RestoreRandomSnapshot,
+        Outcome::Failure,
+        420,
+        1,
+    );
+    failed.message = Some(summary);
+    failed.failure = Some(failure);
+    app.apply_event(Event::ActionFinished(Box::new(failed)));
+    count_failure(app, client, true);
+}
+
+/// The run the console must hold up under: 32 clients of which 20 were
+/// removed, everything paused, an unexpected failure, a network fault in
+/// effect for 9 more seconds.
+fn storm_app(width: u16, height: u16) -> App {
+    let t0 = Instant::now();
+    let mut app = App::new(&info(), t0, Theme::coloured());
+    app.resize(width, height);
+    for client in 1..=32 {
+        app.apply_event(Event::ClientAdded(ClientId(client)));
+        for seq in 0..3u64 {
+            let (action, outcome, ms) = match seq {
+                0 => (Action::WriteRandomFiles, Outcome::Ok, 164),
+                1 => (Action::SnapshotRoot, Outcome::Ok, 1240),
+                _ => (Action::RestoreRandomSnapshot, Outcome::Ok, 310),
+            };
+            let mut done = record(client, seq, action, outcome, ms, 1);
+            if action == Action::SnapshotRoot {
+                done.message = Some("snapshot 4f2a91c0 · 12 files, 1.3 MiB".into());
+            }
+            app.apply_event(Event::ActionFinished(Box::new(done)));
+        }
+        publish(&mut app, client, |c| {
+            c.actions = 3;
+            c.snapshots_created = 1;
+            c.snapshots_live = 1;
+            c.restores_verified = 1;
+        });
+    }
+    for client in 1..=20 {
+        app.apply_event(Event::ClientRemoved(ClientId(client)));
+    }
+    let mut counts = app.counts.clone();
+    counts.faults_injected = 1;
+    app.set_counts(counts, 12);
+    unexpected_failure(&mut app, 23, 5, "dir-1/file-07");
+    app.apply_event(Event::PausedAll(true));
+    app.apply_event(Event::FaultInjected(snapstorm::engine::traits::Injected {
+        label: "network@61.0s".into(),
+        kind: snapstorm::faults::FaultKind::Network,
+        target: "proxy 127.0.0.1:41234: latency 200ms, drop 5%, error 5%".into(),
+        duration: Some(Duration::from_secs(15)),
+        enqueue: Vec::new(),
+    }));
+    let now = t0 + Duration::from_secs(6);
+    app.apply_event(Event::ActionStarted {
+        client: ClientId(24),
+        action: Action::SnapshotRoot,
+        at: now - Duration::from_millis(2500),
+    });
+    app.repo_bytes = Some(48 * 1024 * 1024);
+    app.tick(now);
+    app
+}
+
+/// What every size must show at once: paused, the unexpected failure, the fault in effect.
+fn assert_all_visible(t: &str) {
+    assert!(t.contains(" PAUSED "), "PAUSED:\n{t}");
+    assert!(t.contains("1 UNEXPECTED"), "the failure banner:\n{t}");
+    assert!(
+        t.contains("⚡ network 9s left"),
+        "the fault and its time left:\n{t}"
+    );
+    assert!(t.contains("client-23"), "the failing client:\n{t}");
+    assert!(t.contains("failures 1 (1 unexpected)"), "the totals:\n{t}");
+    assert!(
+        t.contains("20 removed client(s) collapsed — r shows them"),
+        "removed clients collapse:\n{t}"
+    );
+    assert!(t.contains("? "), "? more is always there:\n{t}");
+    for removed in 1..=20 {
+        assert!(
+            !t.contains(&format!("client-{removed} ")),
+            "removed client-{removed} is drawn:\n{t}"
+        );
+    }
+}
+
+#[test]
+fn thirty_two_clients_twenty_removed_at_every_size() {
+    for (width, height) in [(80, 24), (100, 30), (140, 45), (200, 60)] {
+        let app = storm_app(width, height);
+        let screen = render(&app, width, height);
+        let t = text(&screen);
+        assert_all_visible(&t);
+        assert_screen!(format!("storm_{width}x{height}"), screen);
+        // The selection moved off the removed clients.
+        assert_eq!(app.selected, Some(ClientId(21)));
+    }
+    // 80×24 has no room for 12 panes: the table; 200×60 has room for them all.
+    assert!(layout::client_table_shown(&storm_app(80, 24)));
+    assert!(!layout::client_table_shown(&storm_app(200, 60)));
+}
+
+#[test]
+fn overlays_scroll_to_their_end_at_80x24() {
+    let mut app = storm_app(80, 24);
+    // Help: its last line is out of view until End.
+    app.update(UiAction::ToggleHelp);
+    let t = text(&render(&app, 80, 24));
+    assert!(
+        !t.contains("r shows them)"),
+        "help's end starts out of view:\n{t}"
+    );
+    app.update(UiAction::ScrollBottom);
+    let screen = render(&app, 80, 24);
+    let t = text(&screen);
+    assert!(t.contains("r shows them)"), "help's last line:\n{t}");
+    assert!(t.contains("end ·"), "says it is at the end:\n{t}");
+    assert_screen!("help_end_80x24", screen);
+    app.update(UiAction::ScrollTop);
+    assert_eq!(app.overlay_scroll, 0);
+    app.update(UiAction::PageDown);
+    assert!(app.overlay_scroll > 5);
+    app.update(UiAction::CloseOverlay);
+
+    // Fault menu: all nine at 80×24.
+    app.update(UiAction::OpenFaultMenu);
+    app.update(UiAction::ScrollBottom);
+    let t = text(&render(&app, 80, 24));
+    assert!(t.contains("9  gc-storm"), "the last fault:\n{t}");
+    app.update(UiAction::CloseOverlay);
+
+    // A failure's diff, to its last line.
+    app.update(UiAction::SwitchFocus);
+    app.update(UiAction::OpenDetails);
+    app.update(UiAction::ScrollBottom);
+    let screen = render(&app, 80, 24);
+    let t = text(&screen);
+    assert!(t.contains("context line 40 of the diff"), "{t}");
+    assert_screen!("failure_end_80x24", screen);
+    app.update(UiAction::CloseOverlay);
+
+    // A client's whole stream, down to its first action.
+    app.update(UiAction::SwitchFocus);
+    app.update(UiAction::OpenDetails);
+    app.update(UiAction::ScrollBottom);
+    let t = text(&render(&app, 80, 24));
+    assert!(
+        t.contains("all 3 actions, newest first") || t.contains("write-random-files"),
+        "{t}"
+    );
+    assert!(t.contains("write-random-files"), "the oldest action:\n{t}");
+}
+
+#[test]
+fn failures_are_listed_newest_first_with_client_action_and_kind() {
+    let mut app = storm_app(100, 30);
+    for (n, client) in [(6u64, 24), (7, 25), (8, 26)] {
+        unexpected_failure(&mut app, client, n, &format!("dir-{n}/file"));
+    }
+    let t = text(&render(&app, 100, 30));
+    let newest = t
+        .find("client-26 restore-random-snapID content-mismatch")
+        .expect(&t);
+    let older = t
+        .find("client-25 restore-random-snapID content-mismatch")
+        .expect(&t);
+    assert!(newest < older, "newest first:\n{t}");
+    assert!(
+        t.contains("content-mismatch 089a2c1b"),
+        "kind and snapshot:\n{t}"
+    );
+    let wide = text(&render(
+        &{
+            let mut wide = storm_app(200, 60);
+            unexpected_failure(&mut wide, 26, 8, "dir-8/file");
+            wide
+        },
+        200,
+        60,
+    ));
+    assert!(
+        wide.contains("client-26 restore-random-snapID content-mismatch 089a2c1b"),
+        "one row at 200 columns:\n{wide}"
+    );
+}
+
+#[test]
+fn key_hints_fit_with_more_always_last() {
+    for width in [80u16, 100, 140] {
+        let app = storm_app(width, 30);
+        let t = text(&render(&app, width, 30));
+        let status = t.lines().last().unwrap();
+        assert!(status.contains(" q  quit"), "{status}");
+        assert!(status.trim_end().ends_with("?  more"), "{status}");
+    }
+    // A notice has its own line and leaves the hints whole.
+    let mut app = storm_app(80, 24);
+    app.update(UiAction::RemoveSelected);
+    app.apply_event(Event::ClientRemoved(ClientId(21)));
+    app.selected = Some(ClientId(21));
+    app.show_removed = true;
+    assert_eq!(app.update(UiAction::SnapshotNow), None);
+    let t = text(&render(&app, 80, 24));
+    let lines: Vec<&str> = t.lines().collect();
+    assert!(
+        lines[22].contains("Nothing to snapshot: client-21 is removed"),
+        "{t}"
+    );
+    assert!(lines[23].contains("?  more"), "{t}");
+}
+
+#[test]
+fn wide_glyphs_do_not_shift_columns() {
+    let (mut app, _) = busy_app(Theme::coloured());
+    let mut record = record(1, 9, Action::WriteRandomFiles, Outcome::Error, 50, 1);
+    record.explained_by = Some("network@1.0s".into());
+    app.apply_event(Event::ActionFinished(Box::new(record)));
+    let t = text(&render(&app, 140, 45));
+    // Display columns, not bytes: where `needle` starts on the first line holding `mark`.
+    let column = |mark: &str, needle: &str| {
+        t.lines()
+            .find(|l| l.starts_with(&format!("│{mark}")))
+            .and_then(|l| l.find(needle).map(|b| Span::raw(&l[..b]).width()))
+            .unwrap_or_else(|| panic!("{mark} … {needle} not on screen:\n{t}"))
+    };
+    assert_eq!(
+        column("⚡ ", "write-random-files"),
+        column("✓  delete-files", "delete-files"),
+        "action names line up after ⚡ and ✓:\n{t}"
+    );
 }

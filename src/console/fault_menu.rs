@@ -1,26 +1,22 @@
 //! The fault menu (key `f`): every fault, by number.
 
-use ratatui::Frame;
-use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders};
 
 use super::app::App;
-use super::layout::overlay;
+use super::layout::OverlayContent;
 use crate::faults::FaultKind;
 
-pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
+pub fn content(app: &App) -> OverlayContent<'_> {
     let theme = &app.theme;
-    let target = app
-        .selected
-        .map(|id| id.to_string())
-        .unwrap_or_else(|| "a random client".into());
+    // Never a removed client: faults that hit one take the selected running client.
+    let target = match app.selected_active() {
+        Some(id) => format!("client faults hit the selected client, {id}"),
+        None => "client faults need a running client selected: none is".into(),
+    };
     let mut lines = vec![
         Line::from(Span::styled("inject a fault now", theme.title())),
         Line::from(Span::styled(
-            format!(
-                "client faults hit the selected client ({target}); timed ones last their default"
-            ),
+            format!("{target}; timed ones last their default"),
             theme.dim(),
         )),
         Line::from(""),
@@ -41,9 +37,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         "failures a fault explains are marked expected (⚑); anything else is unexpected (✗✗)",
         theme.dim(),
     )));
-    let block = Block::default()
-        .borders(Borders::ALL)
-        .border_style(theme.error())
-        .title(" faults — 1-9 injects, esc closes ");
-    overlay(frame, area, (70, 60), block, lines);
+    OverlayContent {
+        title: " faults — 1-9 injects, esc closes ".into(),
+        border: theme.error(),
+        lines,
+        percent: (70, 60),
+    }
 }

@@ -37,6 +37,45 @@ pub fn outcome_mark(outcome: Outcome, expected: bool) -> &'static str {
     }
 }
 
+/// `text` padded with spaces to `width` terminal cells: wide glyphs such as
+/// `⚡` take two cells, so padding by characters would shift the columns after them.
+pub fn pad(text: &str, width: usize) -> String {
+    let cells = ratatui::text::Span::raw(text).width();
+    format!("{text}{}", " ".repeat(width.saturating_sub(cells)))
+}
+
+/// `text` cut to `width` cells, with `…` when cut.
+pub fn fit(text: &str, width: usize) -> String {
+    let mut out = String::new();
+    let mut cells = 0;
+    let total = ratatui::text::Span::raw(text).width();
+    if total <= width {
+        return text.to_owned();
+    }
+    for ch in text.chars() {
+        let w = ratatui::text::Span::raw(ch.to_string()).width();
+        if cells + w + 1 > width {
+            break;
+        }
+        cells += w;
+        out.push(ch);
+    }
+    if width > 0 {
+        out.push('…');
+    }
+    out
+}
+
+/// `1m05s`, `42s`: a time left, to the second.
+pub fn seconds(duration: Duration) -> String {
+    let s = duration.as_secs_f64().ceil() as u64;
+    if s < 60 {
+        format!("{s}s")
+    } else {
+        format!("{}m{:02}s", s / 60, s % 60)
+    }
+}
+
 /// The first eight characters of a snapshot id, as restic shows them.
 pub fn short_id(id: &str) -> &str {
     &id[..id.len().min(8)]
@@ -53,5 +92,10 @@ mod tests {
         assert_eq!(millis(123_000), "2m03s");
         assert_eq!(clock(Duration::from_secs(3723)), "01:02:03");
         assert_eq!(short_id("0123456789abcdef"), "01234567");
+        assert_eq!(pad("⚡", 3), "⚡ ", "⚡ takes two cells");
+        assert_eq!(pad("✓", 3), "✓  ");
+        assert_eq!(fit("restore-random-snapshot", 8), "restore…");
+        assert_eq!(fit("short", 8), "short");
+        assert_eq!(seconds(Duration::from_millis(4200)), "5s");
     }
 }

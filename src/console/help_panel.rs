@@ -1,18 +1,16 @@
-//! The help overlay: every key, in one place (the README lists the same).
+//! The help overlay: every key, in one place. [`KEYS`] is the one key map
+//! the help shows and README's table follows (a test compares them).
 
-use ratatui::Frame;
-use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders};
 
 use super::app::App;
-use super::layout::overlay;
+use super::layout::OverlayContent;
 
 /// Every key and what it does.
-pub const KEYS: [(&str, &str); 17] = [
+pub const KEYS: [(&str, &str); 25] = [
     (
         "a",
-        "add a client (authorized on the server, connected, running)",
+        "add a client (authorized on the server, connected, running; at most 64)",
     ),
     (
         "x",
@@ -30,40 +28,63 @@ pub const KEYS: [(&str, &str); 17] = [
         "c",
         "check the whole repository, reading all data (verify-repo)",
     ),
-    ("f", "fault menu: inject a fault now"),
-    ("↑ ↓ ← → j k", "select a client, or a failure"),
+    (
+        "f",
+        "fault menu: inject a fault now (client faults hit the selected client)",
+    ),
+    (
+        "↑ ↓ ← →",
+        "select a client in the grid (up and down in the table and failures)",
+    ),
+    ("j k", "next / previous client or failure"),
     ("tab", "switch between clients and failures"),
     (
         "enter",
-        "details: the client's stream, or a failure's full diff",
+        "details: the client's whole stream, or a failure's full diff",
     ),
+    (
+        "n N",
+        "in a failure's diff: the next (older) / previous failure",
+    ),
+    ("PgUp PgDn", "scroll an overlay by a page"),
+    ("Home End", "to the start / end of an overlay"),
+    ("t", "clients as a compact table, or as panes"),
+    ("r", "show / collapse removed clients"),
+    ("/ 0-9", "go to a client by number (enter selects)"),
     ("l", "log level: error, warn, info, debug, trace"),
+    (
+        "mouse",
+        "click selects a client or failure; the wheel scrolls",
+    ),
     ("?", "this help"),
     ("esc", "close an overlay"),
     ("q", "quit: finish actions in flight, save, stop the server"),
     ("ctrl-c", "quit, as q"),
 ];
 
-pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
+pub fn content(app: &App) -> OverlayContent<'_> {
     let theme = &app.theme;
-    let mut lines = vec![
-        Line::from(Span::styled("keys", theme.title())),
-        Line::from(""),
-    ];
+    let mut lines = vec![Line::from(Span::styled("keys", theme.title()))];
     for (key, what) in KEYS {
         lines.push(Line::from(vec![
-            Span::styled(format!("{key:>12}"), theme.title()),
+            Span::styled(format!("{key:>10}"), theme.title()),
             Span::raw(format!("  {what}")),
         ]));
     }
-    lines.push(Line::from(""));
-    lines.push(Line::from(Span::styled(
-        "✓ ok  – no-op  ✗ error  ✗✗ failure  ⚡ ⚑ error / failure a fault explains  ⟳ running",
-        theme.dim(),
-    )));
-    let block = Block::default()
-        .borders(Borders::ALL)
-        .border_style(theme.selected())
-        .title(" help — esc closes ");
-    overlay(frame, area, (70, 70), block, lines);
+    lines.extend([
+        Line::from(""),
+        Line::from(Span::styled("marks", theme.title())),
+        Line::from("✓ ok  – no-op  ✗ error  ✗✗ failure  ⚡ error a fault explains  ⚑ failure a fault explains  ⟳ running"),
+        Line::from(""),
+        Line::from(Span::styled("header", theme.title())),
+        Line::from("first what needs you: a red banner for unexpected failures (with a bell on the first; --no-bell), PAUSED, the server DOWN or restarting during a server-restart, and each timed fault with the time it has left"),
+        Line::from("server: the address clients connect to; that is snapstorm's fault proxy, which passes traffic on to the repository server behind it (the log names that one)"),
+        Line::from("clients N counts clients taking actions; removed ones collapse into one line (r shows them)"),
+    ]);
+    OverlayContent {
+        title: " help — esc closes ".into(),
+        border: theme.selected(),
+        lines,
+        percent: (70, 70),
+    }
 }

@@ -58,7 +58,12 @@ static TERMINAL_TAKEN: AtomicBool = AtomicBool::new(false);
 pub fn restore_terminal() {
     if TERMINAL_TAKEN.swap(false, Ordering::SeqCst) {
         let _ = disable_raw_mode();
-        let _ = execute!(io::stdout(), LeaveAlternateScreen, crossterm::cursor::Show);
+        let _ = execute!(
+            io::stdout(),
+            crossterm::event::DisableMouseCapture,
+            LeaveAlternateScreen,
+            crossterm::cursor::Show
+        );
     }
 }
 
@@ -72,7 +77,12 @@ impl TerminalGuard {
         enable_raw_mode()?;
         TERMINAL_TAKEN.store(true, Ordering::SeqCst);
         let mut stdout = io::stdout();
-        if let Err(error) = execute!(stdout, EnterAlternateScreen, crossterm::cursor::Hide) {
+        if let Err(error) = execute!(
+            stdout,
+            EnterAlternateScreen,
+            crossterm::event::EnableMouseCapture,
+            crossterm::cursor::Hide
+        ) {
             restore_terminal();
             return Err(error);
         }
@@ -118,8 +128,21 @@ pub fn install_panic_hook() {
     }));
 }
 
+/// How the console behaves, apart from the run itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsoleOptions {
+    /// Ring the terminal bell on the first unexpected failure.
+    pub bell: bool,
+}
+
+impl Default for ConsoleOptions {
+    fn default() -> Self {
+        ConsoleOptions { bell: true }
+    }
+}
+
 /// Runs the console until the person quits; returns the run's report.
-pub fn run(spec: RunSpec) -> Result<Report, ConsoleError> {
+pub fn run(spec: RunSpec, options: ConsoleOptions) -> Result<Report, ConsoleError> {
     let runtime = tokio::runtime::Runtime::new().map_err(ConsoleError::Terminal)?;
     runtime.block_on(async move {
         let handle = launch(spec).await.map_err(ConsoleError::Launch)?;
@@ -139,7 +162,15 @@ pub fn run(spec: RunSpec) -> Result<Report, ConsoleError> {
                 return Err(ConsoleError::Terminal(error));
             }
         };
-        let outcome = event_loop(&mut guard.terminal, &info, &commands, events, &counts).await;
+        let outcome = event_loop(
+            &mut guard.terminal,
+            &info,
+            options,
+            &commands,
+            events,
+            &counts,
+        )
+        .await;
         drop(guard);
         if outcome.is_err() {
             let _ = commands.send(Command::Shutdown);
@@ -162,11 +193,16 @@ pub enum ConsoleError {
 async fn event_loop(
     terminal: &mut Terminal<CrosstermBackend<Stdout>>,
     info: &RunInfo,
+    options: ConsoleOptions,
     commands: &mpsc::UnboundedSender<Command>,
     mut events: mpsc::UnboundedReceiver<Event>,
     counts: &CountsFeed,
 ) -> Result<(), ConsoleError> {
     let mut app = App::new(info, Instant::now(), theme::Theme::from_env());
+    app.bell = options.bell;
+    if let Ok(size) = terminal.size() {
+        app.resize(size.width, size.height);
+    }
     let mut input = EventStream::new();
     let mut frames = tokio::time::interval(FRAME);
     frames.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -190,8 +226,13 @@ async fn event_loop(
         tokio::select! {
             _ = frames.tick() => {}
             input_event = input.next() => match input_event {
-                Some(Ok(TermEvent::Key(key))) => {
-                    if let Some(action) = app.key_action(key) {
+                Some(Ok(event @ (TermEvent::Key(_) | TermEvent::Mouse(_)))) => {
+                    let action = match event {
+                        TermEvent::Key(key) => app.key_action(key),
+                        TermEvent::Mouse(mouse) => app.mouse_action(mouse),
+                        _ => None,
+                    };
+                    if let Some(action) = action {
                         if action == UiAction::Quit {
                             quit(&mut app, &mut quit_sent);
                         } else if let Some(command) = app.update(action) {
@@ -199,6 +240,7 @@ async fn event_loop(
                         }
                     }
                 }
+                Some(Ok(TermEvent::Resize(width, height))) => app.resize(width, height),
                 Some(Ok(_)) => {}
                 // The terminal went away: stop the run cleanly.
                 Some(Err(_)) | None => quit(&mut app, &mut quit_sent),
@@ -218,6 +260,12 @@ async fn event_loop(
             }
         }
         app.set_counts(counts.now(), counts.running_clients());
+        if app.take_bell() {
+            // BEL: the terminal beeps or flashes, as it is set up to.
+            use std::io::Write;
+            let _ = io::stdout().write_all(b"\x07");
+            let _ = io::stdout().flush();
+        }
         app.tick(Instant::now());
         tui_logger::move_events();
         if let Err(error) = terminal.draw(|frame| layout::draw(frame, &app)) {

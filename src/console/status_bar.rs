@@ -1,4 +1,6 @@
-//! The bottom line: the keys that work here, or the latest notice.
+//! The bottom lines: the keys that work here, as many as fit with `? more`
+//! always last, and above them (when there is one) the latest notice or the
+//! go-to prompt.
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -7,45 +9,100 @@ use ratatui::widgets::Paragraph;
 
 use super::app::{App, Focus, Overlay};
 
-pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
-    let theme = &app.theme;
-    let hints: &[(&str, &str)] = if app.stopping.is_some() {
-        &[("", "stopping: waiting for actions in flight")]
-    } else {
-        match (&app.overlay, app.focus) {
-            (Overlay::None, Focus::Clients) => &[
-                ("a", "add"),
-                ("x", "remove"),
-                ("g", "gc"),
-                ("space", "pause all"),
-                ("p", "pause"),
-                ("s", "snap"),
-                ("v", "verify"),
-                ("c", "check"),
-                ("f", "faults"),
-                ("tab", "failures"),
-                ("?", "help"),
-                ("q", "quit"),
-            ],
-            (Overlay::None, Focus::Failures) => &[
-                ("↑↓", "select failure"),
-                ("⏎", "full diff"),
-                ("tab", "clients"),
-                ("?", "help"),
-                ("q", "quit"),
-            ],
-            _ => &[("esc", "close"), ("q", "quit")],
-        }
-    };
+/// Key hints in the order they are dropped from the end when space runs out.
+fn hints(app: &App) -> &'static [(&'static str, &'static str)] {
+    if app.stopping.is_some() {
+        return &[("", "stopping: waiting for actions in flight")];
+    }
+    if app.goto.is_some() {
+        return &[("0-9", "client number"), ("⏎", "go"), ("esc", "cancel")];
+    }
+    match (&app.overlay, app.focus) {
+        (Overlay::None, Focus::Clients) => &[
+            ("q", "quit"),
+            ("space", "pause all"),
+            ("a", "add"),
+            ("x", "remove"),
+            ("f", "faults"),
+            ("⏎", "details"),
+            ("tab", "failures"),
+            ("t", "table"),
+            ("s", "snap"),
+            ("v", "verify"),
+            ("p", "pause"),
+            ("g", "gc"),
+            ("c", "check"),
+            ("/", "go to"),
+            ("r", "removed"),
+        ],
+        (Overlay::None, Focus::Failures) => &[
+            ("q", "quit"),
+            ("↑↓", "select failure"),
+            ("⏎", "full diff"),
+            ("tab", "clients"),
+        ],
+        (Overlay::Failure(_), _) => &[
+            ("esc", "close"),
+            ("↑↓ PgUp PgDn", "scroll"),
+            ("n N", "older/newer failure"),
+            ("q", "quit"),
+        ],
+        (Overlay::FaultMenu, _) => &[
+            ("1-9", "inject"),
+            ("esc", "close"),
+            ("↑↓", "scroll"),
+            ("q", "quit"),
+        ],
+        _ => &[
+            ("esc", "close"),
+            ("↑↓ PgUp PgDn Home End", "scroll"),
+            ("q", "quit"),
+        ],
+    }
+}
+
+fn hint_spans<'a>(app: &App, key: &'a str, what: &'a str) -> Vec<Span<'a>> {
     let mut spans = Vec::new();
-    for (key, what) in hints {
-        if !key.is_empty() {
-            spans.push(Span::styled(format!(" {key} "), theme.key()));
+    if !key.is_empty() {
+        spans.push(Span::styled(format!(" {key} "), app.theme.key()));
+    }
+    spans.push(Span::raw(format!(" {what} ")));
+    spans
+}
+
+pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
+    let more = if app.overlay == Overlay::Help || app.stopping.is_some() {
+        Vec::new()
+    } else {
+        hint_spans(app, "?", "more")
+    };
+    let more_width: usize = more.iter().map(Span::width).sum();
+    let room = (area.width as usize).saturating_sub(more_width);
+    let mut spans = Vec::new();
+    let mut used = 0;
+    for (key, what) in hints(app) {
+        let group = hint_spans(app, key, what);
+        let width: usize = group.iter().map(Span::width).sum();
+        if used + width > room {
+            break;
         }
-        spans.push(Span::raw(format!(" {what} ")));
+        used += width;
+        spans.extend(group);
     }
-    if let Some(notice) = &app.notice {
-        spans.push(Span::styled(format!("│ {notice}"), theme.error()));
-    }
+    spans.extend(more);
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+/// The notice line: the go-to prompt while typing, else the latest notice.
+pub fn draw_notice(frame: &mut Frame, area: Rect, app: &App) {
+    let line = match (&app.goto, app.current_notice()) {
+        (Some(typed), _) => Line::from(vec![
+            Span::styled(" go to client: ", app.theme.title()),
+            Span::raw(format!("{typed}▏")),
+            Span::styled("  (enter selects it, esc cancels)", app.theme.dim()),
+        ]),
+        (None, Some(notice)) => Line::from(Span::styled(format!(" {notice}"), app.theme.error())),
+        (None, None) => Line::default(),
+    };
+    frame.render_widget(Paragraph::new(line), area);
 }

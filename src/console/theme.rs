@@ -60,6 +60,17 @@ impl Theme {
         )
     }
 
+    /// A banner no one should miss: unexpected failures, a server down.
+    pub fn banner(&self) -> Style {
+        self.pick(
+            Style::new()
+                .fg(Color::White)
+                .bg(Color::Red)
+                .add_modifier(Modifier::BOLD),
+            Style::new().add_modifier(Modifier::BOLD | Modifier::REVERSED),
+        )
+    }
+
     pub fn paused(&self) -> Style {
         self.pick(
             Style::new()

@@ -141,6 +141,19 @@ pub enum FailureKind {
     RepositoryCheck,
 }
 
+impl FailureKind {
+    /// The kebab-case name the report and the console use.
+    pub fn name(self) -> &'static str {
+        match self {
+            FailureKind::ContentMismatch => "content-mismatch",
+            FailureKind::RestoreFailed => "restore-failed",
+            FailureKind::SnapshotLost => "snapshot-lost",
+            FailureKind::DeletedSnapshotPresent => "deleted-snapshot-present",
+            FailureKind::RepositoryCheck => "repository-check",
+        }
+    }
+}
+
 /// A verification failure: the repository did not give back what it was given.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {

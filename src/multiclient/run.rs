@@ -97,6 +97,9 @@ pub struct RunInfo {
     pub startup_failures: Vec<Failure>,
 }
 
+/// The most clients a run takes at once: `--clients` and the console's `a` stop here.
+pub const MAX_CLIENTS: u32 = 64;
+
 /// How long shutdown waits for in-flight actions before it stops waiting.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
 
