@@ -537,3 +537,123 @@ fn a_click_selects_and_the_wheel_scrolls() {
     app.update(action);
     assert_eq!(app.overlay_scroll, 2);
 }
+
+/// A client added while the server is down: keys still act at once, the
+/// client says it will try again, and it joins once the server is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_added_while_the_server_is_down_retries_and_joins() {
+    use snapstorm::multiclient::launch::{embedded_parts, launch_with};
+    let state = tempfile::tempdir().unwrap();
+    let scenario = Scenario::parse(
+        "small",
+        "description = \"d\"\n[weights]\nwrite-random-files = 2\nsnapshot-root = 1\n\
+         [options]\nmax-num-files-per-write = 3\nmax-file-size = \"8KiB\"\n",
+        "small",
+    )
+    .unwrap();
+    let mut spec = RunSpec::new(scenario, state.path().to_path_buf(), 21);
+    spec.clients = 1;
+    let parts = embedded_parts(&spec).await.unwrap();
+    let server = parts.server.clone();
+    let RunHandle {
+        info,
+        commands,
+        events,
+        counts,
+        task,
+    } = launch_with(spec, parts).await.unwrap();
+    let mut run = Driven { events, counts };
+    let mut app = App::new(&info, Instant::now(), Theme::plain());
+    let minute = Duration::from_secs(60);
+    run.until(&mut app, minute, "client 1", |a| a.running_clients == 1)
+        .await;
+
+    server.stop().await;
+    commands
+        .send(press(&mut app, KeyCode::Char('a')).unwrap())
+        .unwrap();
+    run.until(&mut app, minute, "client 2 failing to connect", |a| {
+        a.clients.get(&ClientId(2)).is_some_and(|c| {
+            c.message
+                .as_deref()
+                .is_some_and(|m| m.contains("trying again in"))
+        })
+    })
+    .await;
+    assert_eq!(app.clients[&ClientId(2)].state, ClientState::Connecting);
+    // The run is not stuck behind the connection: a key acts now.
+    commands
+        .send(press(&mut app, KeyCode::Char(' ')).unwrap())
+        .unwrap();
+    run.until(&mut app, Duration::from_secs(5), "paused at once", |a| {
+        a.paused_all
+    })
+    .await;
+    assert_ne!(app.clients[&ClientId(2)].state, ClientState::Running);
+
+    server.restart().await.unwrap();
+    run.until(&mut app, minute, "client 2 connected", |a| {
+        a.clients[&ClientId(2)].state == ClientState::Paused
+            || (a.clients[&ClientId(2)].state == ClientState::Running && a.running_clients == 2)
+    })
+    .await;
+    commands.send(Command::Shutdown).unwrap();
+    run.until(&mut app, minute, "finish", |a| a.finished).await;
+    let report = task.await.unwrap();
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+}
+
+/// Sixteen clients connect side by side: the console shows them coming in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_connect_at_once_and_the_header_counts_them() {
+    let state = tempfile::tempdir().unwrap();
+    let scenario = Scenario::parse(
+        "small",
+        "description = \"d\"\n[weights]\nwrite-random-files = 1\n\
+         [options]\nmax-num-files-per-write = 2\nmax-file-size = \"4KiB\"\n",
+        "small",
+    )
+    .unwrap();
+    let mut spec = RunSpec::new(scenario, state.path().to_path_buf(), 22);
+    spec.clients = 16;
+    let RunHandle {
+        info,
+        commands,
+        events,
+        counts,
+        task,
+    } = launch(spec).await.unwrap();
+    let mut run = Driven { events, counts };
+    let mut app = App::new(&info, Instant::now(), Theme::plain());
+    let most = std::cell::Cell::new(0);
+    let header = std::cell::RefCell::new(String::new());
+    run.until(&mut app, Duration::from_secs(120), "16 clients", |a| {
+        let (connecting, total) = a.connecting();
+        if connecting > most.get() {
+            most.set(connecting);
+            let mut terminal =
+                ratatui::Terminal::new(ratatui::backend::TestBackend::new(100, 30)).unwrap();
+            terminal
+                .draw(|frame| snapstorm::console::layout::draw(frame, a))
+                .unwrap();
+            let buffer = terminal.backend().buffer();
+            *header.borrow_mut() = (0..buffer.area.width)
+                .map(|x| buffer[(x, 1)].symbol().to_owned())
+                .collect();
+            assert!(total <= 16);
+        }
+        a.running_clients == 16
+    })
+    .await;
+    // Connected one after another, one would be connecting at a time.
+    assert!(most.get() >= 8, "at most {} connecting at once", most.get());
+    let header = header.into_inner();
+    assert!(
+        header.contains(&format!("connecting {}/16", 16 - most.get())),
+        "{header}"
+    );
+    commands.send(Command::Shutdown).unwrap();
+    run.until(&mut app, Duration::from_secs(60), "finish", |a| a.finished)
+        .await;
+    task.await.unwrap();
+}

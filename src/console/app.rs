@@ -120,6 +120,8 @@ pub enum Overlay {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientState {
+    /// Being connected, or waiting to try again.
+    Connecting,
     Running,
     Paused,
     /// Asked to leave; its current action finishes first.
@@ -132,6 +134,7 @@ pub enum ClientState {
 impl ClientState {
     pub fn label(self) -> &'static str {
         match self {
+            ClientState::Connecting => "connecting",
             ClientState::Running => "running",
             ClientState::Paused => "paused",
             ClientState::Removing => "removing",
@@ -236,8 +239,12 @@ pub struct App {
     pub bell: bool,
     bell_rung: bool,
     bell_due: bool,
-    /// Clients asked for with `a` and not connected yet.
+    /// Clients asked for with `a` whose connection has not begun.
     pub pending_adds: u32,
+    /// Inherited snapshots verified at start: (to verify, verified).
+    pub inherited: (u64, u64),
+    /// Snapshots inherited from earlier runs.
+    pub inherited_snapshots: u64,
 }
 
 impl App {
@@ -282,7 +289,40 @@ impl App {
             bell_rung: false,
             bell_due: false,
             pending_adds: 0,
+            inherited: (0, 0),
+            inherited_snapshots: info.inherited_snapshots,
         }
+    }
+
+    /// Selects `id` if nothing is selected yet, or only a later client that
+    /// is still connecting: clients connect side by side, in any order, and
+    /// the first one is selected when the screen comes up.
+    fn select_first(&mut self, id: ClientId) {
+        let replace = match self.selected {
+            None => true,
+            Some(current) => {
+                current > id
+                    && self.clients.get(&current).map(|v| v.state) == Some(ClientState::Connecting)
+            }
+        };
+        if replace {
+            self.selected = Some(id);
+        }
+    }
+
+    /// Clients connecting now, and clients connected or connecting (not removed).
+    pub fn connecting(&self) -> (usize, usize) {
+        let connecting = self
+            .clients
+            .values()
+            .filter(|v| v.state == ClientState::Connecting)
+            .count();
+        let total = self
+            .clients
+            .values()
+            .filter(|v| !matches!(v.state, ClientState::Removed | ClientState::Broken))
+            .count();
+        (connecting, total)
     }
 
     /// The terminal's size changed (or is known for the first time).
@@ -359,7 +399,10 @@ impl App {
             .filter(|v| {
                 matches!(
                     v.state,
-                    ClientState::Running | ClientState::Paused | ClientState::Removing
+                    ClientState::Connecting
+                        | ClientState::Running
+                        | ClientState::Paused
+                        | ClientState::Removing
                 )
             })
             .count() as u32;
@@ -397,10 +440,25 @@ impl App {
     /// Applies one event from the engine.
     pub fn apply_event(&mut self, event: Event) {
         match event {
+            Event::ClientConnecting { client, attempt } => {
+                if attempt == 1 {
+                    self.pending_adds = self.pending_adds.saturating_sub(1);
+                }
+                let view = self
+                    .clients
+                    .entry(client)
+                    .or_insert_with(|| ClientView::new(client));
+                view.state = ClientState::Connecting;
+                self.select_first(client);
+            }
             Event::ClientAdded(id) => {
-                self.pending_adds = self.pending_adds.saturating_sub(1);
-                self.clients.insert(id, ClientView::new(id));
-                self.selected.get_or_insert(id);
+                let view = self
+                    .clients
+                    .entry(id)
+                    .or_insert_with(|| ClientView::new(id));
+                view.state = ClientState::Running;
+                view.message = None;
+                self.select_first(id);
             }
             Event::ClientError(id, message) => {
                 let client = self
@@ -409,11 +467,7 @@ impl App {
                     .or_insert_with(|| ClientView::new(id));
                 client.message = Some(message.clone());
                 let acted = self.counts.client(id).is_some_and(|c| c.actions > 0);
-                if client.running.is_none() && !acted {
-                    if client.state == ClientState::Running && client.stream.is_empty() {
-                        // It never connected: no longer on its way in.
-                        self.pending_adds = self.pending_adds.saturating_sub(1);
-                    }
+                if client.state != ClientState::Connecting && client.running.is_none() && !acted {
                     client.state = ClientState::Broken;
                 }
                 self.selected.get_or_insert(id);

@@ -228,6 +228,7 @@ fn state_of(app: &App, view: &ClientView) -> (&'static str, Style) {
         view.state.label()
     };
     let style = match view.state {
+        ClientState::Connecting => theme.running(),
         ClientState::Running if paused_by_all => theme.paused(),
         ClientState::Running => theme.ok(),
         ClientState::Paused => theme.paused(),

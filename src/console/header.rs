@@ -60,6 +60,13 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     } else {
         alerts.push(vec![Span::styled("snapstorm", theme.title())]);
     }
+    let (connecting, total) = app.connecting();
+    if connecting > 0 {
+        alerts.push(vec![Span::styled(
+            format!("connecting {}/{total}", total - connecting),
+            theme.running(),
+        )]);
+    }
     if app.paused_all {
         alerts.push(vec![Span::styled(" PAUSED ", theme.paused())]);
     }
@@ -147,20 +154,32 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let second = pack(second, width, sep());
 
     // Line 3: where and what.
-    let third = pack(
-        vec![
-            vec![Span::raw(format!(
-                "up {}",
-                format::clock(app.now.duration_since(app.started))
-            ))],
-            vec![Span::raw(format!("seed {}", app.seed))],
-            vec![Span::raw(format!("run {}", app.run_counter))],
-            vec![Span::raw(format!("scenario {}", app.scenario))],
-            vec![Span::raw(format!("state {}", app.state_dir.display()))],
-        ],
-        width,
-        sep(),
-    );
+    let mut where_what: Vec<Group> = Vec::new();
+    if app.inherited_snapshots > 0 {
+        let (to_verify, verified) = app.inherited;
+        where_what.push(vec![Span::styled(
+            format!(
+                "inherited {} · verified {verified}/{to_verify}",
+                app.inherited_snapshots
+            ),
+            if verified < to_verify {
+                theme.running()
+            } else {
+                theme.ok()
+            },
+        )]);
+    }
+    where_what.extend(vec![
+        vec![Span::raw(format!(
+            "up {}",
+            format::clock(app.now.duration_since(app.started))
+        ))],
+        vec![Span::raw(format!("seed {}", app.seed))],
+        vec![Span::raw(format!("run {}", app.run_counter))],
+        vec![Span::raw(format!("scenario {}", app.scenario))],
+        vec![Span::raw(format!("state {}", app.state_dir.display()))],
+    ]);
+    let third = pack(where_what, width, sep());
     let border = if unexpected > 0 {
         theme.failure()
     } else {

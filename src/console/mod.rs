@@ -260,6 +260,9 @@ async fn event_loop(
             }
         }
         app.set_counts(counts.now(), counts.running_clients());
+        if app.inherited_snapshots > 0 {
+            app.inherited = counts.inherited_progress();
+        }
         if app.take_bell() {
             // BEL: the terminal beeps or flashes, as it is set up to.
             use std::io::Write;

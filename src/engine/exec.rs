@@ -442,17 +442,8 @@ impl Engine {
     /// Restores and verifies up to the configured number of this client's
     /// snapshots from earlier runs (most recent first).
     pub fn verify_inherited(&self, client: ClientId) -> Vec<ActionRecord> {
-        let ids = self.inherited.get(&client).cloned().unwrap_or_default();
-        let live: Vec<SnapshotId> = self
-            .store()
-            .live(client)
+        self.inherited_to_check(client)
             .into_iter()
-            .map(|s| s.id)
-            .collect();
-        ids.into_iter()
-            .rev()
-            .filter(|id| live.contains(id))
-            .take(self.config.verify_inherited_per_client)
             .map(|id| {
                 let params = ActionParams {
                     snapshot_id: Some(id),
@@ -465,6 +456,34 @@ impl Engine {
                 record
             })
             .collect()
+    }
+
+    /// The inherited snapshots `client` restores and verifies at its start:
+    /// its most recent ones still live.
+    fn inherited_to_check(&self, client: ClientId) -> Vec<SnapshotId> {
+        let ids = self.inherited.get(&client).cloned().unwrap_or_default();
+        let live: Vec<SnapshotId> = self
+            .store()
+            .live(client)
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        ids.into_iter()
+            .rev()
+            .filter(|id| live.contains(id))
+            .take(self.config.verify_inherited_per_client)
+            .collect()
+    }
+
+    /// How many inherited snapshots this run verifies at the start of its
+    /// clients (all of them together), and how many it verified so far.
+    pub fn inherited_progress(&self) -> (u64, u64) {
+        let to_check = self
+            .inherited
+            .keys()
+            .map(|client| self.inherited_to_check(*client).len() as u64)
+            .sum();
+        (to_check, self.inherited_verified.load(Ordering::Relaxed))
     }
 
     /// Compares the metadata with the repository's listing, as sets; every

@@ -54,6 +54,11 @@ pub enum Command {
 /// What a run reports while it goes.
 #[derive(Debug, Clone)]
 pub enum Event {
+    /// A client is being connected (`attempt` 1 first, more after a failure).
+    ClientConnecting {
+        client: ClientId,
+        attempt: u32,
+    },
     ClientAdded(ClientId),
     /// The client could not be connected, or its worker stopped on an error.
     ClientError(ClientId, String),
@@ -97,6 +102,12 @@ pub struct RunInfo {
     pub startup_failures: Vec<Failure>,
 }
 
+/// How long a client that could not connect waits before its next try:
+/// doubling from 1 s, at most 30 s.
+pub fn connect_backoff(attempt: u32) -> Duration {
+    Duration::from_secs(1u64 << attempt.saturating_sub(1).min(5)).min(Duration::from_secs(30))
+}
+
 /// The most clients a run takes at once: `--clients` and the console's `a` stop here.
 pub const MAX_CLIENTS: u32 = 64;
 
@@ -116,6 +127,11 @@ impl CountsFeed {
         self.engine.counts()
     }
 
+    /// Inherited snapshots to verify at start, and how many were verified.
+    pub fn inherited_progress(&self) -> (u64, u64) {
+        self.engine.inherited_progress()
+    }
+
     /// Clients taking actions now (added, not yet removed).
     pub fn running_clients(&self) -> usize {
         self.running.load(Ordering::SeqCst)
@@ -131,6 +147,13 @@ pub struct RunHandle {
     pub events: mpsc::UnboundedReceiver<Event>,
     pub counts: CountsFeed,
     pub task: tokio::task::JoinHandle<Report>,
+}
+
+/// How one try to connect a client ended.
+struct Connected {
+    client: ClientId,
+    attempt: u32,
+    result: Result<(), String>,
 }
 
 /// Per-client control, seen by its worker.
@@ -212,6 +235,12 @@ struct Supervisor {
     clients: BTreeMap<ClientId, ClientSlot>,
     workers: JoinSet<ClientId>,
     next_client: u32,
+    /// Clients being connected (or waiting to retry), each on its own task.
+    connecting: JoinSet<Option<Connected>>,
+    /// Clients that have connected or failed their first try.
+    tried_once: u32,
+    /// Set when the run ends: clients waiting to retry stop waiting.
+    stop_connects: watch::Sender<bool>,
     in_flight: Arc<AtomicUsize>,
     faults: Option<Arc<dyn FaultInjector>>,
     fault_tasks: JoinSet<()>,
@@ -235,13 +264,38 @@ async fn supervise(
         clients: BTreeMap::new(),
         workers: JoinSet::new(),
         next_client: 1,
+        connecting: JoinSet::new(),
+        tried_once: 0,
+        stop_connects: watch::channel(false).0,
         in_flight: Arc::new(AtomicUsize::new(0)),
         faults: parts.faults,
         fault_tasks: JoinSet::new(),
         running,
     };
+    // The first clients connect at once, not one after another; the clock
+    // starts when each has connected or failed its first try.
     for _ in 0..parts.initial_clients {
-        sup.add_client().await;
+        sup.add_client();
+    }
+    let mut gc_tasks: JoinSet<()> = JoinSet::new();
+    while !sup.connecting.is_empty() {
+        tokio::select! {
+            Some(joined) = sup.connecting.join_next() => {
+                if let Ok(Some(connected)) = joined {
+                    sup.connected(connected);
+                }
+                if sup.first_tries_done() {
+                    break;
+                }
+            }
+            command = commands.recv() => match command {
+                None | Some(Command::Shutdown) => {
+                    sup.stop_connecting().await;
+                    break;
+                }
+                Some(command) => sup.handle(command, &mut gc_tasks).await,
+            },
+        }
     }
     let started = tokio::time::Instant::now();
     sup.engine.start_clock(started.into_std());
@@ -249,7 +303,6 @@ async fn supervise(
     let mut plan = parts.fault_plan;
     plan.sort_by_key(|spec| spec.at);
     let mut plan = std::collections::VecDeque::from(plan);
-    let mut gc_tasks: JoinSet<()> = JoinSet::new();
     let halting = sup.engine.clone();
     loop {
         let next_fault = plan.front().map(|spec| started + spec.at);
@@ -263,6 +316,11 @@ async fn supervise(
                 sup.inject(spec);
             }
             Some(_) = sup.fault_tasks.join_next(), if !sup.fault_tasks.is_empty() => {}
+            Some(joined) = sup.connecting.join_next(), if !sup.connecting.is_empty() => {
+                if let Ok(Some(connected)) = joined {
+                    sup.connected(connected);
+                }
+            }
             finished = sup.workers.join_next(), if !sup.workers.is_empty() => {
                 if let Some(Ok(client)) = finished {
                     sup.clients.remove(&client);
@@ -280,6 +338,8 @@ async fn supervise(
     }
     let ended_at = started.elapsed();
     sup.engine.request_stop();
+    // Clients still waiting to connect: stop trying, and let a try in flight end.
+    sup.stop_connecting().await;
     for spec in plan {
         // Reported, not only logged: a run that never saw its fault must
         // not read like one that survived it.
@@ -345,7 +405,7 @@ impl Supervisor {
 
     async fn handle(&mut self, command: Command, gc_tasks: &mut JoinSet<()>) {
         match command {
-            Command::AddClient => self.add_client().await,
+            Command::AddClient => self.add_client(),
             Command::RemoveClient(client) => {
                 tracing::info!(%client, "removing client after its current action");
                 if let Some(slot) = self.clients.get(&client) {
@@ -489,27 +549,74 @@ impl Supervisor {
         }
     }
 
-    async fn add_client(&mut self) {
+    /// Starts connecting a new client on its own task: commands and events
+    /// go on meanwhile, and other clients connect at the same time.
+    fn add_client(&mut self) {
         let client = ClientId(self.next_client);
         self.next_client += 1;
         self.engine.register_client(client);
+        self.try_connect(client, 1, Duration::ZERO);
+    }
+
+    fn try_connect(&mut self, client: ClientId, attempt: u32, wait: Duration) {
         let snapshotter = self.snapshotter.clone();
-        let connected =
-            tokio::task::spawn_blocking(move || snapshotter.connect_client(client)).await;
-        match connected {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => {
-                return self.emit(Event::ClientError(
-                    client,
-                    format!("cannot connect: {error}"),
-                ));
+        let events = self.events.clone();
+        let mut stop = self.stop_connects.subscribe();
+        self.connecting.spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.wait_for(|stop| *stop) => return None,
             }
-            Err(error) => {
-                return self.emit(Event::ClientError(
-                    client,
-                    format!("cannot connect: {error}"),
-                ));
+            if *stop.borrow() {
+                return None;
             }
+            let _ = events.send(Event::ClientConnecting { client, attempt });
+            let result =
+                tokio::task::spawn_blocking(move || snapshotter.connect_client(client)).await;
+            let result = match result {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(error)) => Err(error.to_string()),
+                Err(error) => Err(format!("connecting crashed: {error}")),
+            };
+            Some(Connected {
+                client,
+                attempt,
+                result,
+            })
+        });
+    }
+
+    /// Whether every client has connected or failed at least once.
+    fn first_tries_done(&self) -> bool {
+        self.tried_once >= self.next_client.saturating_sub(1)
+    }
+
+    /// A connection attempt ended: the client starts running, or tries again later.
+    fn connected(&mut self, connected: Connected) {
+        let Connected {
+            client,
+            attempt,
+            result,
+        } = connected;
+        if attempt == 1 {
+            self.tried_once += 1;
+        }
+        if let Err(error) = result {
+            let wait = connect_backoff(attempt);
+            tracing::warn!(
+                "{client} could not connect (try {attempt}): {}; it tries again in {}s.",
+                crate::engine::brief::brief(&error),
+                wait.as_secs()
+            );
+            self.emit(Event::ClientError(
+                client,
+                format!(
+                    "cannot connect (try {attempt}): {error}; trying again in {}s",
+                    wait.as_secs()
+                ),
+            ));
+            self.try_connect(client, attempt + 1, wait);
+            return;
         }
         let (control_tx, control_rx) = watch::channel(ClientControl::default());
         let (queue_tx, queue_rx) = mpsc::unbounded_channel();
@@ -533,8 +640,29 @@ impl Supervisor {
             in_flight: self.in_flight.clone(),
         };
         self.workers.spawn(worker.run());
-        tracing::info!(%client, "client connected");
+        if attempt > 1 {
+            tracing::info!("{client} connected after {attempt} tries.");
+        } else {
+            tracing::info!("{client} connected.");
+        }
         self.emit(Event::ClientAdded(client));
+    }
+
+    /// Stops the retries; waits for connections in flight (bounded by the
+    /// client's timeouts) so none lands after the clients are disconnected.
+    async fn stop_connecting(&mut self) {
+        self.stop_connects.send_replace(true);
+        while let Some(joined) = self.connecting.join_next().await {
+            if let Ok(Some(Connected {
+                client,
+                result: Ok(()),
+                ..
+            })) = joined
+            {
+                // Connected too late to run: it is disconnected with the others.
+                tracing::info!("{client} connected as the run ended; it takes no action.");
+            }
+        }
     }
 
     /// Stops every worker after its current action and waits for them (up

@@ -67,16 +67,15 @@ impl MultiClientSnapshotter {
         if let Some(existing) = self.clients.read().expect("clients lock").get(&client) {
             return Ok(existing.clone());
         }
-        let mut clients = self.clients.write().expect("clients lock");
-        if let Some(existing) = clients.get(&client) {
-            return Ok(existing.clone());
-        }
+        // Connected without the lock held: clients connect side by side, and
+        // the others' actions never wait for a connection. Only the run
+        // connects a new id, once, so two connects of one id do not race.
         let snapshotter: Arc<dyn ClientSnapshotter> =
             guarded(|| self.factory.new_client(client))?.into();
         let credentials = guarded(|| self.server.authorize_client(client))?;
         guarded(|| snapshotter.connect(client, &credentials))?;
-        clients.insert(client, snapshotter.clone());
-        Ok(snapshotter)
+        let mut clients = self.clients.write().expect("clients lock");
+        Ok(clients.entry(client).or_insert(snapshotter).clone())
     }
 }
 
