@@ -121,6 +121,21 @@ pub struct ConsoleArgs {
     /// Do not ring the terminal bell when the first unexpected failure shows.
     #[arg(long)]
     pub no_bell: bool,
+
+    /// Also write the machine-readable JSON report to FILE on quit (it is
+    /// always written as report.json in the state dir).
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+
+    /// Without --state-dir: keep the temporary state dir on exit (the default),
+    /// so the run can be resumed or looked into.
+    #[arg(long, overrides_with = "no_keep")]
+    pub keep: bool,
+
+    /// Without --state-dir: delete the temporary state dir on exit (the
+    /// report is kept only where --report writes it).
+    #[arg(long, overrides_with = "keep")]
+    pub no_keep: bool,
 }
 
 /// A count, or `all` (as many as there are).
@@ -721,12 +736,22 @@ pub fn console(args: SessionArgs, console: ConsoleArgs, verbose: u8) -> anyhow::
             strict: false,
         });
     }
+    if let Some(report) = &console.report {
+        check_report_path(report)?;
+    }
+    if console.no_keep && args.state_dir.is_some() {
+        return Err(UsageError(
+            "--no-keep deletes only a temporary state dir; drop it, or drop --state-dir".into(),
+        )
+        .into());
+    }
     // Clients can be added in the console and it runs until quit: faults
     // that never come to pass are reported as not injected instead.
     let spec = session_spec(&args, RunBounds::default())?;
     init_console_logging(verbose);
     let options = crate::console::ConsoleOptions {
         bell: !console.no_bell,
+        ..Default::default()
     };
     let report = crate::console::run(spec, options).map_err(|e| match e {
         crate::console::ConsoleError::Launch(e) => anyhow::Error::from(UsageError(e.to_string())),
@@ -734,9 +759,43 @@ pub fn console(args: SessionArgs, console: ConsoleArgs, verbose: u8) -> anyhow::
     })?;
     print!("{}", crate::headless::summary(&report));
     say_if_halted(&report);
-    println!(
-        "state kept in {0}; resume with --state-dir {0}",
-        report.state_dir
-    );
+    let json = serde_json::to_vec_pretty(&report)?;
+    let state_dir = PathBuf::from(&report.state_dir);
+    let kept_report = state_dir.join("report.json");
+    match write_durably(&kept_report, &json) {
+        Ok(()) => println!("report written to {}", kept_report.display()),
+        Err(error) => eprintln!("snapstorm: cannot write {}: {error}", kept_report.display()),
+    }
+    if let Some(path) = &console.report {
+        write_durably(path, &json)
+            .map_err(|e| anyhow::anyhow!("cannot write report {}: {e}", path.display()))?;
+        println!("report written to {}", path.display());
+    }
+    if args.state_dir.is_none() {
+        // A temporary dir can hold gigabytes: say how much, and keep it only if asked to.
+        let size = crate::console::format_bytes(crate::engine::file_writer::disk_usage(&state_dir));
+        if console.no_keep {
+            std::fs::remove_dir_all(&state_dir).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot delete the temporary state dir {}: {e}",
+                    state_dir.display()
+                )
+            })?;
+            println!(
+                "deleted the temporary state dir {} ({size}), as --no-keep asked",
+                state_dir.display()
+            );
+        } else {
+            println!(
+                "state kept in the temporary dir {0} ({size}); resume with --state-dir {0}, delete it when done (or run with --no-keep)",
+                state_dir.display()
+            );
+        }
+    } else {
+        println!(
+            "state kept in {0}; resume with --state-dir {0}",
+            report.state_dir
+        );
+    }
     Ok(exit_code(&report, false))
 }

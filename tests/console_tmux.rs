@@ -108,3 +108,64 @@ fn console_in_tmux_adds_a_client_runs_gc_pauses_and_quits() {
         "summary printed after the console:\n{screen}"
     );
 }
+
+/// At 80×24 the console shows its clients as a table, the help scrolls to
+/// its last line, and quitting writes the report where `--report` says and
+/// into the state dir.
+#[test]
+fn at_80x24_a_table_scrolling_help_and_the_report_on_quit() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmux = Tmux::sized_in(80, 24, None);
+    tmux.wait_for("the shell prompt", Duration::from_secs(10), |s| {
+        s.contains("PROMPT$")
+    });
+    let report = dir.path().join("console-report.json");
+    let state = dir.path().join("state");
+    let command = format!(
+        "{} --clients 4 --seed 8 --no-bell --state-dir {} --report {}; echo EXIT=$?",
+        env!("CARGO_BIN_EXE_snapstorm"),
+        state.display(),
+        report.display()
+    );
+    tmux.send(&[&command, "Enter"]);
+    let minutes = Duration::from_secs(120);
+    // Four panes do not fit 80×24: one row per client instead.
+    let screen = tmux.wait_for("the client table", minutes, |s| {
+        s.contains("client     state") && s.contains("clients 4 · failures")
+    });
+    for client in 1..=4 {
+        assert!(screen.contains(&format!("client-{client} ")), "{screen}");
+    }
+    assert!(screen.contains("?  more"), "{screen}");
+    // t switches to panes (they scroll by rows) and back.
+    tmux.send(&["t"]);
+    tmux.wait_for("panes", minutes, |s| s.contains("(↑↓) · t: table"));
+    tmux.send(&["t"]);
+    tmux.wait_for("the table again", minutes, |s| {
+        s.contains("client     state")
+    });
+    // The help does not fit: End shows its last line.
+    tmux.send(&["?"]);
+    tmux.wait_for("help", minutes, |s| s.contains("help — esc closes"));
+    tmux.send(&["End"]);
+    tmux.wait_for("the end of the help", minutes, |s| {
+        s.contains("r shows them)") && s.contains("· end ·")
+    });
+    tmux.send(&["Home"]);
+    tmux.wait_for("the start of the help", minutes, |s| s.contains("lines 1–"));
+    tmux.send(&["Escape"]);
+    tmux.wait_for("help closed", minutes, |s| !s.contains("help — esc closes"));
+    tmux.send(&["q"]);
+    let screen = tmux.wait_for("exit", minutes, exited_to_prompt);
+    assert!(screen.lines().any(|l| l == "EXIT=0"), "{screen}");
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).expect("--report written")).unwrap();
+    assert_eq!(written["clients"].as_array().unwrap().len(), 4);
+    let kept: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(state.join("report.json")).expect("report.json in the state dir"),
+    )
+    .unwrap();
+    assert_eq!(kept, written);
+    let joined: String = screen.lines().map(str::trim_end).collect();
+    assert!(joined.contains("report written to"), "{screen}");
+}

@@ -245,6 +245,8 @@ pub struct App {
     pub inherited: (u64, u64),
     /// Snapshots inherited from earlier runs.
     pub inherited_snapshots: u64,
+    /// The server's own address when clients reach it through the fault proxy.
+    pub behind_proxy: Option<String>,
 }
 
 impl App {
@@ -291,6 +293,7 @@ impl App {
             pending_adds: 0,
             inherited: (0, 0),
             inherited_snapshots: info.inherited_snapshots,
+            behind_proxy: None,
         }
     }
 

@@ -262,6 +262,10 @@ fn now_spans<'a>(app: &App, view: &ClientView) -> Span<'a> {
         (None, ClientState::Broken) => {
             Span::styled(view.message.clone().unwrap_or_default(), theme.failure())
         }
+        (None, ClientState::Connecting) => match &view.message {
+            Some(message) => Span::styled(message.clone(), theme.error()),
+            None => Span::styled("connecting…", theme.running()),
+        },
         (None, _) => Span::styled("idle", theme.dim()),
     }
 }

@@ -94,10 +94,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         .repo_bytes
         .map(format::bytes)
         .unwrap_or_else(|| "…".into());
-    alerts.push(vec![Span::raw(format!(
-        "{} server {}",
-        app.backend, app.address
-    ))]);
+    alerts.push(vec![Span::raw(match &app.behind_proxy {
+        Some(server) => format!("{} server {} → proxy → {server}", app.backend, app.address),
+        None => format!("{} server {}", app.backend, app.address),
+    })]);
     alerts.push(vec![Span::raw(format!("repository {repo_size}"))]);
     let first = pack(alerts, width, sep());
 

@@ -78,7 +78,7 @@ pub fn content(app: &App) -> OverlayContent<'_> {
         Line::from(""),
         Line::from(Span::styled("header", theme.title())),
         Line::from("first what needs you: a red banner for unexpected failures (with a bell on the first; --no-bell), PAUSED, the server DOWN or restarting during a server-restart, and each timed fault with the time it has left"),
-        Line::from("server: the address clients connect to; that is snapstorm's fault proxy, which passes traffic on to the repository server behind it (the log names that one)"),
+        Line::from("server A → proxy → B: clients connect to A, snapstorm's fault proxy (network faults act there), which passes their requests on to the repository server at B (the log names B)"),
         Line::from("clients N counts clients taking actions; removed ones collapse into one line (r shows them)"),
     ]);
     OverlayContent {

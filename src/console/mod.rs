@@ -39,11 +39,12 @@ use ratatui::backend::CrosstermBackend;
 use tokio::sync::mpsc;
 
 pub use app::{App, UiAction};
+pub use format::bytes as format_bytes;
 pub use help_panel::KEYS;
 
 use crate::engine::file_writer::disk_usage;
 use crate::engine::stats::Report;
-use crate::multiclient::launch::{LaunchError, RunSpec, launch};
+use crate::multiclient::launch::{LaunchError, RunSpec, embedded_parts, launch_with};
 use crate::multiclient::run::{Command, CountsFeed, Event, RunHandle, RunInfo};
 
 /// Frames per second: the rate at which events are drained and the screen redrawn.
@@ -129,15 +130,20 @@ pub fn install_panic_hook() {
 }
 
 /// How the console behaves, apart from the run itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsoleOptions {
     /// Ring the terminal bell on the first unexpected failure.
     pub bell: bool,
+    /// The server's own address, when clients reach it through a proxy.
+    pub behind_proxy: Option<String>,
 }
 
 impl Default for ConsoleOptions {
     fn default() -> Self {
-        ConsoleOptions { bell: true }
+        ConsoleOptions {
+            bell: true,
+            behind_proxy: None,
+        }
     }
 }
 
@@ -145,7 +151,12 @@ impl Default for ConsoleOptions {
 pub fn run(spec: RunSpec, options: ConsoleOptions) -> Result<Report, ConsoleError> {
     let runtime = tokio::runtime::Runtime::new().map_err(ConsoleError::Terminal)?;
     runtime.block_on(async move {
-        let handle = launch(spec).await.map_err(ConsoleError::Launch)?;
+        let parts = embedded_parts(&spec).await.map_err(ConsoleError::Launch)?;
+        // Clients connect through the fault proxy; the header names the server behind it too.
+        let behind_proxy = parts.server.server_addr().to_string();
+        let handle = launch_with(spec, parts)
+            .await
+            .map_err(ConsoleError::Launch)?;
         let RunHandle {
             info,
             commands,
@@ -165,7 +176,10 @@ pub fn run(spec: RunSpec, options: ConsoleOptions) -> Result<Report, ConsoleErro
         let outcome = event_loop(
             &mut guard.terminal,
             &info,
-            options,
+            ConsoleOptions {
+                behind_proxy: Some(behind_proxy),
+                ..options
+            },
             &commands,
             events,
             &counts,
@@ -200,6 +214,7 @@ async fn event_loop(
 ) -> Result<(), ConsoleError> {
     let mut app = App::new(info, Instant::now(), theme::Theme::from_env());
     app.bell = options.bell;
+    app.behind_proxy = options.behind_proxy;
     if let Ok(size) = terminal.size() {
         app.resize(size.width, size.height);
     }
