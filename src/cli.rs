@@ -256,7 +256,7 @@ pub fn init_console_logging(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let subscriber = tracing_subscriber::registry()
         .with(filter)
-        .with(tui_logger::TuiTracingSubscriberLayer);
+        .with(crate::console::LogLayer);
     let _ = tracing::subscriber::set_global_default(subscriber);
     // rustic logs through the `log` crate; tui-logger takes those records directly.
     let _ = tui_logger::init_logger(tui_logger::LevelFilter::Trace);

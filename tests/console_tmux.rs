@@ -39,7 +39,7 @@ fn fault_menu_injects_and_the_screen_marks_what_it_explains() {
     // A full check now finds the flipped bytes; the failure is shown as expected.
     tmux.send(&["c"]);
     tmux.wait_for("an expected failure", minutes, |s| {
-        s.contains("⚑ expected: corrupt-pack@")
+        s.contains("expected: corrupt-pack@")
     });
     let screen = tmux.screen();
     assert!(screen.contains("(0 unexpected)"), "{screen}");

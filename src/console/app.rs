@@ -213,6 +213,8 @@ pub struct App {
     /// Clients taking actions now, as the run last said.
     pub running_clients: usize,
     pub log_level: LevelFilter,
+    /// The log pane's page (PgUp/PgDn when no overlay is open).
+    pub log: super::log_pane::LogView,
     /// Actions finished per second, oldest first.
     pub throughput: VecDeque<u64>,
     finished_this_second: u64,
@@ -274,6 +276,7 @@ impl App {
             counts: Counts::default(),
             running_clients: 0,
             log_level: LevelFilter::Info,
+            log: super::log_pane::LogView::new(LevelFilter::Info),
             throughput: VecDeque::with_capacity(THROUGHPUT_SECONDS),
             finished_this_second: 0,
             second_started: now,
@@ -636,6 +639,8 @@ impl App {
             KeyCode::Char(digit @ '0'..='9') => UiAction::GoTo(Some(digit)),
             KeyCode::Char('q') => UiAction::Quit,
             KeyCode::Esc => UiAction::CloseOverlay,
+            KeyCode::PageUp => UiAction::PageUp,
+            KeyCode::PageDown => UiAction::PageDown,
             _ => return None,
         })
     }
@@ -751,6 +756,9 @@ impl App {
                 None
             }
             UiAction::CloseOverlay => {
+                if self.overlay == Overlay::None && self.goto.is_none() {
+                    self.log.follow();
+                }
                 self.goto = None;
                 self.open(Overlay::None);
                 None
@@ -763,6 +771,7 @@ impl App {
                     LevelFilter::Debug => LevelFilter::Trace,
                     _ => LevelFilter::Error,
                 };
+                self.log = super::log_pane::LogView::new(self.log_level);
                 None
             }
             UiAction::OpenFaultMenu => {
@@ -798,6 +807,14 @@ impl App {
             UiAction::WheelUp => self.step(-1, 1),
             UiAction::WheelDown => self.step(1, 1),
             UiAction::ScrollUp | UiAction::ScrollDown => None,
+            UiAction::PageUp if self.overlay == Overlay::None => {
+                self.log.page_up();
+                None
+            }
+            UiAction::PageDown if self.overlay == Overlay::None => {
+                self.log.page_down();
+                None
+            }
             UiAction::PageUp => {
                 self.scroll_by(-(self.overlay_page() as i32));
                 None

@@ -46,7 +46,10 @@ pub const KEYS: [(&str, &str); 25] = [
         "n N",
         "in a failure's diff: the next (older) / previous failure",
     ),
-    ("PgUp PgDn", "scroll an overlay by a page"),
+    (
+        "PgUp PgDn",
+        "scroll an overlay by a page; with none open, page the log (esc follows it again)",
+    ),
     ("Home End", "to the start / end of an overlay"),
     ("t", "clients as a compact table, or as panes"),
     ("r", "show / collapse removed clients"),

@@ -41,6 +41,7 @@ use tokio::sync::mpsc;
 pub use app::{App, UiAction};
 pub use format::bytes as format_bytes;
 pub use help_panel::KEYS;
+pub use log_pane::PaneLayer as LogLayer;
 
 use crate::engine::file_writer::disk_usage;
 use crate::engine::stats::Report;
@@ -121,7 +122,7 @@ pub fn install_panic_hook() {
                 .unwrap_or_default();
             tracing::error!(
                 target: "snapstorm::panic",
-                "panic in {}{location}: {}",
+                "A backend call panicked in {}{location}; it counts as that action's error: {}",
                 std::thread::current().name().unwrap_or("a worker thread"),
                 crate::engine::brief::brief(&message)
             );
@@ -285,6 +286,7 @@ async fn event_loop(
             let _ = io::stdout().flush();
         }
         app.tick(Instant::now());
+        log_pane::flush_folded();
         tui_logger::move_events();
         if let Err(error) = terminal.draw(|frame| layout::draw(frame, &app)) {
             break Err(ConsoleError::Terminal(error));

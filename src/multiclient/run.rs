@@ -407,7 +407,7 @@ impl Supervisor {
         match command {
             Command::AddClient => self.add_client(),
             Command::RemoveClient(client) => {
-                tracing::info!(%client, "removing client after its current action");
+                tracing::info!("{client} is removed after its current action.");
                 if let Some(slot) = self.clients.get(&client) {
                     slot.control.send_modify(|c| c.stop = true);
                 }
@@ -415,7 +415,14 @@ impl Supervisor {
             Command::Gc(options) => {
                 let engine = self.engine.clone();
                 let events = self.events.clone();
-                tracing::info!(aggressive = options.aggressive, "GC started");
+                tracing::info!(
+                    "GC started{}.",
+                    if options.aggressive {
+                        " (aggressive: unused data deleted at once)"
+                    } else {
+                        ""
+                    }
+                );
                 self.emit(Event::GcStarted);
                 gc_tasks.spawn(async move {
                     let result = tokio::task::spawn_blocking(move || engine.gc(&options)).await;
@@ -425,8 +432,8 @@ impl Supervisor {
                         Err(e) => Err(e.to_string()),
                     };
                     match &result {
-                        Ok(()) => tracing::info!("GC finished"),
-                        Err(error) => tracing::warn!(%error, "GC failed"),
+                        Ok(()) => tracing::info!("GC finished."),
+                        Err(error) => tracing::warn!("GC failed: {error}."),
                     }
                     let _ = events.send(Event::GcFinished(result));
                 });
@@ -434,11 +441,13 @@ impl Supervisor {
             Command::TogglePauseAll => {
                 self.run_control.send_modify(|c| c.paused = !c.paused);
                 let paused = self.run_control.borrow().paused;
-                tracing::info!(
-                    paused,
-                    "all clients {}",
-                    if paused { "paused" } else { "resumed" }
-                );
+                if paused {
+                    tracing::info!(
+                        "All clients paused: actions in flight finish, no new ones start."
+                    );
+                } else {
+                    tracing::info!("All clients resumed.");
+                }
                 self.emit(Event::PausedAll(paused));
             }
             Command::TogglePauseClient(client) => {
@@ -506,7 +515,7 @@ impl Supervisor {
             match watched.started() {
                 // It took effect, then its own action failed part-way.
                 Some(label) => {
-                    tracing::warn!(fault = %label, %error, "fault took effect, then failed");
+                    tracing::warn!("{label} took effect, then failed: {error}.");
                     engine.fault_failed(&label);
                 }
                 None => engine.faults().not_injected(&spec, asked_at, &error),
@@ -542,10 +551,10 @@ impl Supervisor {
                 match listing {
                     Ok(failures) if failures.is_empty() => {}
                     Ok(failures) => self.emit(Event::Failures(failures)),
-                    Err(error) => tracing::warn!(%error, "final listing check failed"),
+                    Err(error) => tracing::warn!("The final listing check failed: {error}."),
                 }
             }
-            Err(error) => tracing::error!(%error, "final checks crashed"),
+            Err(error) => tracing::error!("The final checks crashed: {error}."),
         }
     }
 
