@@ -439,8 +439,21 @@ fn storm_app(width: u16, height: u16) -> App {
                 _ => (Action::RestoreRandomSnapshot, Outcome::Ok, 310),
             };
             let mut done = record(client, seq, action, outcome, ms, 1);
-            if action == Action::SnapshotRoot {
-                done.message = Some("snapshot 4f2a91c0 · 12 files, 1.3 MiB".into());
+            if action == Action::RestoreRandomSnapshot {
+                done.snapshot = Some(format!("4f2a91c0{client:02}"));
+            }
+            match action {
+                Action::SnapshotRoot => {
+                    done.snapshot = Some(format!(
+                        "4f2a91c0{client:02}e6f9a2c1be0d44e6f9a2c1be0d44e6f9a2c1be0d44e6f9a2c1be0d4"
+                    ))
+                }
+                Action::WriteRandomFiles => {
+                    done.details.insert("files".into(), serde_json::json!(12));
+                    done.details
+                        .insert("bytes".into(), serde_json::json!(1_363_148));
+                }
+                _ => {}
             }
             app.apply_event(Event::ActionFinished(Box::new(done)));
         }
@@ -507,6 +520,10 @@ fn thirty_two_clients_twenty_removed_at_every_size() {
         let screen = render(&app, width, height);
         let t = text(&screen);
         assert_all_visible(&t);
+        if width >= 100 {
+            // What the last actions made: the snapshots a restore checked, in panes or table.
+            assert!(t.contains("4f2a91c0"), "what actions made:\n{t}");
+        }
         assert_screen!(format!("storm_{width}x{height}"), screen);
         // The selection moved off the removed clients.
         assert_eq!(app.selected, Some(ClientId(21)));

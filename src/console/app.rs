@@ -151,8 +151,35 @@ pub struct StreamEntry {
     pub outcome: Outcome,
     pub duration_ms: u64,
     pub note: Option<String>,
+    /// What it made or touched: the snapshot a `snapshot-root` created, the
+    /// files and bytes a write wrote, the snapshot a restore checked.
+    pub made: Option<String>,
     /// An injected fault explains this error or failure.
     pub expected: bool,
+}
+
+/// What an action made or touched, in a few words (see [`StreamEntry::made`]).
+fn made_by(record: &crate::engine::exec::ActionRecord) -> Option<String> {
+    let snapshot = record
+        .snapshot
+        .as_deref()
+        .map(|id| super::format::short_id(id).to_owned());
+    match record.action {
+        // The snapshot it made, restored or deleted: its id says which.
+        Action::SnapshotRoot | Action::RestoreRandomSnapshot | Action::DeleteRandomSnapshot => {
+            snapshot
+        }
+        Action::WriteRandomFiles => {
+            let files = record.details.get("files")?.as_u64()?;
+            let bytes = record.details.get("bytes")?.as_u64()?;
+            Some(format!(
+                "{files} file{}, {}",
+                if files == 1 { "" } else { "s" },
+                super::format::bytes(bytes)
+            ))
+        }
+        _ => None,
+    }
 }
 
 /// What the console shows of one client besides its counts (those are the
@@ -506,6 +533,7 @@ impl App {
                 };
                 view.running = None;
                 let expected = record.explained_by.is_some();
+                let made = made_by(&record);
                 if view.stream.len() == STREAM_CAPACITY {
                     view.stream.pop_front();
                 }
@@ -520,6 +548,7 @@ impl App {
                         )),
                         None => record.message.clone(),
                     },
+                    made,
                     expected,
                 });
             }

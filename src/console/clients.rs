@@ -341,14 +341,18 @@ fn draw_pane(frame: &mut Frame, area: Rect, app: &App, view: &ClientView, select
             Span::raw(format!("{:<24}", entry.action.name())),
             Span::styled(format!("{timing:>7}"), style),
         ];
-        // Wide panes use the width: what the action made, or why it failed.
+        // What the action made (or why it failed), as far as the pane is wide.
         let used = 3 + 24 + 7;
-        if let Some(note) = &entry.note
-            && inner_width > used + 12
+        let extra = entry
+            .note
+            .as_deref()
+            .and_then(|note| note.lines().next())
+            .or(entry.made.as_deref());
+        if let Some(extra) = extra
+            && inner_width >= used + 2 + 8
         {
-            let note = note.lines().next().unwrap_or("");
             spans.push(Span::styled(
-                format!("  {}", format::fit(note, inner_width - used - 2)),
+                format!("  {}", format::fit(extra, inner_width - used - 2)),
                 theme.dim(),
             ));
         }
@@ -367,7 +371,7 @@ fn table_window(area: Rect, count: usize, selected_index: usize) -> (usize, usiz
     (first, fit.min(count - first))
 }
 
-const TABLE_HEADER: &str = "  client     state         live  del   ok  fail  err  now";
+const TABLE_HEADER: &str = "  client     state         live  del   ok  fail  err  now, or last";
 
 fn draw_table(
     frame: &mut Frame,
@@ -379,14 +383,27 @@ fn draw_table(
     let theme = &app.theme;
     let width = area.width.saturating_sub(2) as usize;
     let (first, shown) = table_window(area, views.len(), selected_index);
+    let narrow = width < 100;
+    let state_width = if narrow { 10 } else { 12 };
+    let header = if narrow {
+        TABLE_HEADER.replacen("state         ", "state       ", 1)
+    } else {
+        TABLE_HEADER.to_owned()
+    };
     let mut lines = vec![Line::from(Span::styled(
-        format::fit(TABLE_HEADER, width),
+        format::fit(&header, width),
         theme.dim(),
     ))];
     for (index, view) in views.iter().enumerate().skip(first).take(shown) {
         let selected = index == selected_index;
         let counts = app.client_counts(view.id);
         let (state_label, state_style) = state_of(app, view);
+        // Narrow: the header says PAUSED; the column only needs the state itself.
+        let table_state = match view.state {
+            _ if !narrow => state_label,
+            ClientState::Running if app.paused_all => "paused",
+            state => state.label(),
+        };
         let expected = counts.verification_failures - counts.unexpected_failures;
         let name_style = if selected && app.focus == Focus::Clients {
             theme.selected()
@@ -405,7 +422,10 @@ fn draw_table(
                 format!("{}{:<10}", if selected { "▶ " } else { "  " }, view.id),
                 name_style,
             ),
-            Span::styled(format!(" {:<12}", state_label), state_style),
+            Span::styled(
+                format!(" {:<width$}", table_state, width = state_width),
+                state_style,
+            ),
             Span::raw(format!(
                 "{:>5}{:>5}{:>5}",
                 counts.snapshots_live, counts.snapshots_deleted, counts.restores_verified
@@ -429,24 +449,24 @@ fn draw_table(
         ];
         let used: usize = spans.iter().map(Span::width).sum();
         let room = width.saturating_sub(used);
-        let now = now_spans(app, view);
-        let now_width = now.width();
-        spans.push(Span::styled(format::fit(&now.content, room), now.style));
-        // Wide tables use the width: the last finished action too.
-        if let Some(last) = view.stream.back()
-            && room > now_width + 30
-        {
-            let text = format!(
-                "   last {}{} {}",
-                format::pad(format::outcome_mark(last.outcome, last.expected), 3),
-                last.action,
-                format::millis(last.duration_ms)
-            );
-            spans.push(Span::styled(
-                format::fit(&text, room - now_width),
+        // Idle: what it did last, and what that made.
+        let now = match (view.running.is_none(), view.state, view.stream.back()) {
+            (true, ClientState::Running | ClientState::Paused, Some(last)) => Span::styled(
+                format!(
+                    "{}{} {}{}",
+                    format::pad(format::outcome_mark(last.outcome, last.expected), 3),
+                    last.action,
+                    format::millis(last.duration_ms),
+                    last.made
+                        .as_deref()
+                        .map(|m| format!(" · {m}"))
+                        .unwrap_or_default()
+                ),
                 entry_style(app, last.outcome, last.expected),
-            ));
-        }
+            ),
+            _ => now_spans(app, view),
+        };
+        spans.push(Span::styled(format::fit(&now.content, room), now.style));
         lines.push(Line::from(spans));
     }
     let title = Line::from(vec![
