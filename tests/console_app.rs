@@ -657,3 +657,19 @@ async fn clients_connect_at_once_and_the_header_counts_them() {
         .await;
     task.await.unwrap();
 }
+
+/// README's key table is the help's, row by row.
+#[test]
+fn the_readme_key_table_is_the_help_table() {
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .unwrap();
+    let mut table = String::from("| key | does |\n|---|---|\n");
+    for (key, what) in snapstorm::console::KEYS {
+        table.push_str(&format!("| `{key}` | {what} |\n"));
+    }
+    assert!(
+        readme.contains(&table),
+        "README's console section should hold this table:\n{table}"
+    );
+}
