@@ -673,3 +673,62 @@ fn the_readme_key_table_is_the_help_table() {
         "README's console section should hold this table:\n{table}"
     );
 }
+
+/// Every key the help lists does something: in the main view, or in the
+/// overlay it belongs to (n/N in a failure's diff, Home/End in any overlay).
+#[test]
+fn every_key_in_the_help_acts() {
+    use snapstorm::console::app::UiAction;
+    let code = |token: &str| -> Option<KeyEvent> {
+        Some(match token {
+            "space" => key(KeyCode::Char(' ')),
+            "tab" => key(KeyCode::Tab),
+            "enter" => key(KeyCode::Enter),
+            "esc" => key(KeyCode::Esc),
+            "↑" => key(KeyCode::Up),
+            "↓" => key(KeyCode::Down),
+            "←" => key(KeyCode::Left),
+            "→" => key(KeyCode::Right),
+            "PgUp" => key(KeyCode::PageUp),
+            "PgDn" => key(KeyCode::PageDown),
+            "Home" => key(KeyCode::Home),
+            "End" => key(KeyCode::End),
+            "0-9" => key(KeyCode::Char('7')),
+            "ctrl-c" => KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL),
+            "mouse" => return None,
+            single if single.chars().count() == 1 => key(KeyCode::Char(single.chars().next()?)),
+            other => panic!("the help lists a key this test cannot press: {other}"),
+        })
+    };
+    let mut failure_app = app_with_clients(2);
+    failure_app.failures.push(snapstorm::engine::store::Failure {
+        run: 1,
+        time: "t".into(),
+        client: ClientId(1),
+        snapshot: None,
+        action: snapstorm::engine::Origin::FinalCheck,
+        kind: Default::default(),
+        summary: "s".into(),
+        details: "d".into(),
+        explained_by: None,
+    });
+    failure_app.update(UiAction::SwitchFocus);
+    failure_app.update(UiAction::OpenDetails);
+    let mut help_app = app_with_clients(2);
+    help_app.update(UiAction::ToggleHelp);
+    let main_app = app_with_clients(2);
+    for (keys, what) in snapstorm::console::KEYS {
+        for token in keys.split_whitespace() {
+            let Some(event) = code(token) else { continue };
+            let acts = [&main_app, &help_app, &failure_app]
+                .iter()
+                .any(|app| app.key_action(event).is_some());
+            assert!(acts, "`{token}` ({what}) does nothing anywhere");
+        }
+    }
+    // n and N step between failures in the diff.
+    assert_eq!(
+        failure_app.key_action(key(KeyCode::Char('n'))),
+        Some(UiAction::NextFailure)
+    );
+}
