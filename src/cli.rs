@@ -722,6 +722,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 /// standard output is not a terminal.
 pub fn console(args: SessionArgs, console: ConsoleArgs, verbose: u8) -> anyhow::Result<ExitCode> {
     use std::io::IsTerminal;
+    if console.no_keep && args.state_dir.is_some() {
+        return Err(UsageError(
+            "--no-keep deletes only a temporary state dir; drop it, or drop --state-dir".into(),
+        )
+        .into());
+    }
     if !std::io::stdout().is_terminal() {
         init_logging(verbose, true);
         eprintln!(
@@ -732,18 +738,12 @@ pub fn console(args: SessionArgs, console: ConsoleArgs, verbose: u8) -> anyhow::
             session: args,
             duration: None,
             actions: None,
-            report: None,
+            report: console.report,
             strict: false,
         });
     }
     if let Some(report) = &console.report {
         check_report_path(report)?;
-    }
-    if console.no_keep && args.state_dir.is_some() {
-        return Err(UsageError(
-            "--no-keep deletes only a temporary state dir; drop it, or drop --state-dir".into(),
-        )
-        .into());
     }
     // Clients can be added in the console and it runs until quit: faults
     // that never come to pass are reported as not injected instead.

@@ -701,17 +701,19 @@ fn every_key_in_the_help_acts() {
         })
     };
     let mut failure_app = app_with_clients(2);
-    failure_app.failures.push(snapstorm::engine::store::Failure {
-        run: 1,
-        time: "t".into(),
-        client: ClientId(1),
-        snapshot: None,
-        action: snapstorm::engine::Origin::FinalCheck,
-        kind: Default::default(),
-        summary: "s".into(),
-        details: "d".into(),
-        explained_by: None,
-    });
+    failure_app
+        .failures
+        .push(snapstorm::engine::store::Failure {
+            run: 1,
+            time: "t".into(),
+            client: ClientId(1),
+            snapshot: None,
+            action: snapstorm::engine::Origin::FinalCheck,
+            kind: Default::default(),
+            summary: "s".into(),
+            details: "d".into(),
+            explained_by: None,
+        });
     failure_app.update(UiAction::SwitchFocus);
     failure_app.update(UiAction::OpenDetails);
     let mut help_app = app_with_clients(2);

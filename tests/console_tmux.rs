@@ -169,3 +169,52 @@ fn at_80x24_a_table_scrolling_help_and_the_report_on_quit() {
     let joined: String = screen.lines().map(str::trim_end).collect();
     assert!(joined.contains("report written to"), "{screen}");
 }
+
+/// Without --state-dir, --no-keep deletes the temporary state dir on exit
+/// and says how big it was; with --state-dir it is refused before anything runs.
+#[test]
+fn no_keep_deletes_the_temporary_state_dir_and_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tmux = Tmux::sized_in(100, 30, None);
+    tmux.wait_for("the shell prompt", Duration::from_secs(10), |s| {
+        s.contains("PROMPT$")
+    });
+    let command = format!(
+        "TMPDIR={} {} --clients 1 --seed 2 --no-keep --no-bell; echo EXIT=$?",
+        tmp.path().display(),
+        env!("CARGO_BIN_EXE_snapstorm")
+    );
+    tmux.send(&[&command, "Enter"]);
+    let minutes = Duration::from_secs(120);
+    tmux.wait_for("a running client", minutes, |s| {
+        s.contains("clients 1 · failures")
+    });
+    tmux.send(&["q"]);
+    let screen = tmux.wait_for("exit", minutes, exited_to_prompt);
+    assert!(screen.lines().any(|l| l == "EXIT=0"), "{screen}");
+    let joined: String = screen.lines().map(str::trim_end).collect();
+    assert!(
+        joined.contains("deleted the temporary state dir"),
+        "{screen}"
+    );
+    assert!(
+        joined.contains("), as --no-keep asked"),
+        "the size:\n{screen}"
+    );
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_snapstorm"))
+        .args(["--no-keep", "--state-dir"])
+        .arg(tmp.path().join("kept"))
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("--no-keep deletes only a temporary state dir"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert!(!tmp.path().join("kept").exists(), "nothing written");
+}
