@@ -662,3 +662,14 @@ fn wide_glyphs_do_not_shift_columns() {
         "action names line up after ⚡ and ✓:\n{t}"
     );
 }
+
+#[test]
+fn a_resumed_run_shows_its_inherited_snapshots_being_verified() {
+    let (mut app, _) = busy_app(Theme::coloured());
+    app.inherited_snapshots = 12;
+    app.inherited = (4, 3);
+    for width in [80u16, 140] {
+        let t = text(&render(&app, width, 30));
+        assert!(t.contains("inherited 12 · verified 3/4"), "{t}");
+    }
+}

@@ -57,7 +57,7 @@ pub const KEYS: [(&str, &str); 25] = [
     ("l", "log level: error, warn, info, debug, trace"),
     (
         "mouse",
-        "click selects a client or failure; the wheel scrolls",
+        "click selects a client or failure; the wheel scrolls (shift-drag selects text)",
     ),
     ("?", "this help"),
     ("esc", "close an overlay"),

@@ -215,6 +215,13 @@ async fn event_loop(
 ) -> Result<(), ConsoleError> {
     let mut app = App::new(info, Instant::now(), theme::Theme::from_env());
     app.bell = options.bell;
+    if app.inherited_snapshots > 0 {
+        // Once: it reads the metadata, which a frame should not wait for.
+        let feed = counts.clone();
+        app.inherited.0 = tokio::task::spawn_blocking(move || feed.inherited_to_verify())
+            .await
+            .unwrap_or(0);
+    }
     app.behind_proxy = options.behind_proxy;
     if let Ok(size) = terminal.size() {
         app.resize(size.width, size.height);
@@ -277,7 +284,7 @@ async fn event_loop(
         }
         app.set_counts(counts.now(), counts.running_clients());
         if app.inherited_snapshots > 0 {
-            app.inherited = counts.inherited_progress();
+            app.inherited.1 = counts.inherited_verified();
         }
         if app.take_bell() {
             // BEL: the terminal beeps or flashes, as it is set up to.

@@ -476,14 +476,17 @@ impl Engine {
     }
 
     /// How many inherited snapshots this run verifies at the start of its
-    /// clients (all of them together), and how many it verified so far.
-    pub fn inherited_progress(&self) -> (u64, u64) {
-        let to_check = self
-            .inherited
+    /// clients, all of them together.
+    pub fn inherited_to_verify(&self) -> u64 {
+        self.inherited
             .keys()
             .map(|client| self.inherited_to_check(*client).len() as u64)
-            .sum();
-        (to_check, self.inherited_verified.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// How many inherited snapshots were verified so far.
+    pub fn inherited_verified(&self) -> u64 {
+        self.inherited_verified.load(Ordering::Relaxed)
     }
 
     /// Compares the metadata with the repository's listing, as sets; every

@@ -127,9 +127,14 @@ impl CountsFeed {
         self.engine.counts()
     }
 
-    /// Inherited snapshots to verify at start, and how many were verified.
-    pub fn inherited_progress(&self) -> (u64, u64) {
-        self.engine.inherited_progress()
+    /// Inherited snapshots the clients verify at their start (reads the metadata).
+    pub fn inherited_to_verify(&self) -> u64 {
+        self.engine.inherited_to_verify()
+    }
+
+    /// Inherited snapshots verified so far.
+    pub fn inherited_verified(&self) -> u64 {
+        self.engine.inherited_verified()
     }
 
     /// Clients taking actions now (added, not yet removed).
