@@ -734,3 +734,32 @@ fn every_key_in_the_help_acts() {
         Some(UiAction::NextFailure)
     );
 }
+
+/// Quitting while the first clients still connect ends the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quitting_while_clients_connect_ends_the_run() {
+    let state = tempfile::tempdir().unwrap();
+    let scenario = Scenario::parse(
+        "small",
+        "description = \"d\"\n[weights]\nwrite-random-files = 1\n\
+         [options]\nmax-num-files-per-write = 2\nmax-file-size = \"4KiB\"\n",
+        "small",
+    )
+    .unwrap();
+    let mut spec = RunSpec::new(scenario, state.path().to_path_buf(), 23);
+    spec.clients = 8;
+    let RunHandle {
+        info,
+        commands,
+        events,
+        counts,
+        task,
+    } = launch(spec).await.unwrap();
+    commands.send(Command::Shutdown).unwrap();
+    let mut run = Driven { events, counts };
+    let mut app = App::new(&info, Instant::now(), Theme::plain());
+    run.until(&mut app, Duration::from_secs(120), "finish", |a| a.finished)
+        .await;
+    let report = task.await.unwrap();
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+}

@@ -283,6 +283,8 @@ async fn supervise(
         sup.add_client();
     }
     let mut gc_tasks: JoinSet<()> = JoinSet::new();
+    // Asked to stop while the first clients connected: the run ends at once.
+    let mut shut_down = false;
     while !sup.connecting.is_empty() {
         tokio::select! {
             Some(joined) = sup.connecting.join_next() => {
@@ -296,6 +298,7 @@ async fn supervise(
             command = commands.recv() => match command {
                 None | Some(Command::Shutdown) => {
                     sup.stop_connecting().await;
+                    shut_down = true;
                     break;
                 }
                 Some(command) => sup.handle(command, &mut gc_tasks).await,
@@ -309,7 +312,7 @@ async fn supervise(
     plan.sort_by_key(|spec| spec.at);
     let mut plan = std::collections::VecDeque::from(plan);
     let halting = sup.engine.clone();
-    loop {
+    while !shut_down {
         let next_fault = plan.front().map(|spec| started + spec.at);
         tokio::select! {
             command = commands.recv() => match command {
