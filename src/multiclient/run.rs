@@ -312,36 +312,38 @@ async fn supervise(
     plan.sort_by_key(|spec| spec.at);
     let mut plan = std::collections::VecDeque::from(plan);
     let halting = sup.engine.clone();
-    while !shut_down {
-        let next_fault = plan.front().map(|spec| started + spec.at);
-        tokio::select! {
-            command = commands.recv() => match command {
-                None | Some(Command::Shutdown) => break,
-                Some(command) => sup.handle(command, &mut gc_tasks).await,
-            },
-            _ = sleep_until(next_fault) => {
-                let spec = plan.pop_front().expect("a planned fault is due");
-                sup.inject(spec);
-            }
-            Some(_) = sup.fault_tasks.join_next(), if !sup.fault_tasks.is_empty() => {}
-            Some(joined) = sup.connecting.join_next(), if !sup.connecting.is_empty() => {
-                if let Ok(Some(connected)) = joined {
-                    sup.connected(connected);
+    if !shut_down {
+        loop {
+            let next_fault = plan.front().map(|spec| started + spec.at);
+            tokio::select! {
+                command = commands.recv() => match command {
+                    None | Some(Command::Shutdown) => break,
+                    Some(command) => sup.handle(command, &mut gc_tasks).await,
+                },
+                _ = sleep_until(next_fault) => {
+                    let spec = plan.pop_front().expect("a planned fault is due");
+                    sup.inject(spec);
                 }
-            }
-            finished = sup.workers.join_next(), if !sup.workers.is_empty() => {
-                if let Some(Ok(client)) = finished {
-                    sup.clients.remove(&client);
-                    sup.running.store(sup.clients.len(), Ordering::SeqCst);
+                Some(_) = sup.fault_tasks.join_next(), if !sup.fault_tasks.is_empty() => {}
+                Some(joined) = sup.connecting.join_next(), if !sup.connecting.is_empty() => {
+                    if let Ok(Some(connected)) = joined {
+                        sup.connected(connected);
+                    }
                 }
-                // With an action limit, the run ends when the last client is done.
-                if sup.workers.is_empty() && sup.limit.actions_per_client.is_some() {
-                    break;
+                finished = sup.workers.join_next(), if !sup.workers.is_empty() => {
+                    if let Some(Ok(client)) = finished {
+                        sup.clients.remove(&client);
+                        sup.running.store(sup.clients.len(), Ordering::SeqCst);
+                    }
+                    // With an action limit, the run ends when the last client is done.
+                    if sup.workers.is_empty() && sup.limit.actions_per_client.is_some() {
+                        break;
+                    }
                 }
+                _ = sleep_until(deadline) => break,
+                Some(_) = gc_tasks.join_next(), if !gc_tasks.is_empty() => {}
+                _ = halting.wait_halted() => break,
             }
-            _ = sleep_until(deadline) => break,
-            Some(_) = gc_tasks.join_next(), if !gc_tasks.is_empty() => {}
-            _ = halting.wait_halted() => break,
         }
     }
     let ended_at = started.elapsed();
