@@ -109,6 +109,12 @@ pub struct SessionArgs {
     /// its most recent snapshots from earlier runs; `all` verifies every one.
     #[arg(long, value_name = "N|all", default_value = "1", value_parser = parse_count_or_all)]
     pub verify_inherited: usize,
+
+    /// Which clients run: embedded (rustic_core, compiled in), restic (Debian's
+    /// restic binary, one process per call) or mixed (the two alternating on
+    /// one repository). restic and mixed need `restic` on PATH.
+    #[arg(long, value_name = "embedded|restic|mixed", default_value = "embedded")]
+    pub backend: crate::backend::BackendKind,
 }
 
 /// A count, or `all` (as many as there are).
@@ -618,6 +624,7 @@ pub fn session_spec(args: &SessionArgs, bounds: RunBounds) -> Result<RunSpec, Us
     spec.clients = args.clients;
     spec.verify_inherited_per_client = args.verify_inherited;
     spec.faults = faults;
+    spec.backend = args.backend;
     Ok(spec)
 }
 
