@@ -402,3 +402,86 @@ macro_rules! contract {
 contract!(embedded, BackendKind::Embedded, GcTool::Rustic);
 contract!(restic, BackendKind::Restic, GcTool::Restic);
 contract!(mixed, BackendKind::Mixed, GcTool::Restic);
+
+/// What a backend needs is checked before anything is written.
+mod setup {
+    use super::*;
+
+    #[test]
+    fn a_missing_restic_is_exit_2_naming_the_package() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty_path = dir.path().join("bin");
+        std::fs::create_dir(&empty_path).unwrap();
+        let state = dir.path().join("state");
+        for backend in ["restic", "mixed"] {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_snapstorm"))
+                .args(["run", "--backend", backend, "--actions", "1", "--state-dir"])
+                .arg(&state)
+                .env("PATH", &empty_path)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{stderr}");
+            assert_eq!(stderr.lines().count(), 1, "{stderr}");
+            assert!(stderr.contains("apt-get install restic"), "{stderr}");
+            assert!(!state.exists(), "nothing is written");
+        }
+    }
+
+    #[test]
+    fn gc_by_restic_needs_a_backend_with_restic() {
+        let dir = tempfile::tempdir().unwrap();
+        let scenario = dir.path().join("gc.toml");
+        std::fs::write(
+            &scenario,
+            "description = \"gc by restic\"\nsequence = [\"run-gc\"]\n[options]\ngc = \"restic\"\n",
+        )
+        .unwrap();
+        let state = dir.path().join("state");
+        let (code, _, err) = common::snapstorm(&[
+            "run",
+            "--scenario",
+            scenario.to_str().unwrap(),
+            "--actions",
+            "1",
+            "--state-dir",
+            state.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("--backend restic"), "{err}");
+        assert!(!state.exists(), "nothing is written");
+        let (code, _, err) = common::snapstorm(&["run", "--backend", "kopia", "--actions", "1"]);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("embedded, restic, mixed"), "{err}");
+    }
+}
+
+/// A state dir given as a relative path: every path a restic process gets
+/// is absolute (it runs in the directory it backs up).
+#[test]
+fn a_relative_state_dir_keeps_each_client_to_its_own_data() {
+    common::require_program("restic");
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = scaled_preset("one-large-file", dir.path());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_snapstorm"))
+        .args([
+            "run",
+            "--backend",
+            "mixed",
+            "--clients",
+            "2",
+            "--actions",
+            "3",
+        ])
+        .args(["--state-dir", "state", "--report", "r.json", "--scenario"])
+        .arg(&scenario)
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let report = common::read_json(&dir.path().join("r.json"));
+    assert_eq!(report["totals"]["restores_verified"], 2, "{stderr}");
+}

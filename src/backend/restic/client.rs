@@ -202,7 +202,8 @@ impl Snapshotter for ResticClient {
 
     fn restore_snapshot(&self, client: ClientId, id: &str, target: &Path) -> BackendResult<()> {
         let connected = self.connected(client)?;
-        let target = utf8(target, "restore")?;
+        let target = std::path::absolute(target).map_err(|e| BackendError::Local(e.to_string()))?;
+        let target = utf8(&target, "restore")?;
         self.restic(&connected, "restore", &[id, "--target", target], None)
             .map(|_| ())
     }

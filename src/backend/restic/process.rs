@@ -153,8 +153,12 @@ impl Invocation<'_> {
     /// The command line, as `ps` would show it: no secret in it.
     pub fn command(&self) -> Command {
         let mut command = Command::new(&self.binary.path);
+        // Absolute: the process runs in another directory (a backup runs in
+        // its source, and a relative cache there would be backed up).
         match self.cache_dir {
-            Some(dir) => command.arg("--cache-dir").arg(dir),
+            Some(dir) => command
+                .arg("--cache-dir")
+                .arg(std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())),
             None => command.arg("--no-cache"),
         };
         command.args(&self.args);
