@@ -485,3 +485,52 @@ fn a_relative_state_dir_keeps_each_client_to_its_own_data() {
     let report = common::read_json(&dir.path().join("r.json"));
     assert_eq!(report["totals"]["restores_verified"], 2, "{stderr}");
 }
+
+/// The README's comparison of the two GCs on a mixed repository, run as a
+/// whole, verbatim (two 60 s runs: `cargo test --test contract -- --ignored`).
+#[test]
+#[ignore = "two 60 s runs; cargo test --test contract -- --ignored"]
+fn the_readme_gc_comparison_runs_verbatim() {
+    common::require_program("restic");
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let block = readme
+        .split_once("<!-- gc-comparison -->")
+        .unwrap()
+        .1
+        .split_once("<!-- /gc-comparison -->")
+        .unwrap()
+        .0;
+    let script = block
+        .split_once("```sh\n")
+        .unwrap()
+        .1
+        .rsplit_once("```")
+        .unwrap()
+        .0;
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_snapstorm"), bin.join("snapstorm")).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-e", "-c", script])
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .env("TMPDIR", dir.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    for gc in ["rustic", "restic"] {
+        let report = common::read_json(&dir.path().join(format!("{gc}.json")));
+        assert_eq!(report["backend"], "mixed");
+        assert_eq!(report["clients"][1]["kind"], "restic");
+        assert!(report["gc_runs"].as_u64().unwrap() >= 3, "{gc}: {report}");
+    }
+}

@@ -21,10 +21,11 @@ use crate::engine::traits::{
 pub const DEFAULT_ACTION_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// restic 0.14 has no `--retry-lock`: a call that finds the repository
-/// locked by another process (a forget's or a prune's exclusive lock) is
-/// tried again for this long, after `restic unlock` removed locks whose
-/// process is gone (a client `kill-client` killed leaves its lock behind).
-const LOCK_PATIENCE: Duration = Duration::from_secs(30);
+/// locked by another process (a forget's or a prune's exclusive lock, or
+/// for a prune any lock) is tried again for this long, after `restic unlock`
+/// removed locks whose process is gone (a client `kill-client` killed leaves
+/// its lock behind).
+pub(super) const LOCK_PATIENCE: Duration = Duration::from_secs(30);
 
 /// A snapshot as `restic snapshots --json` lists it (restic 0.14,
 /// `cmd/restic/cmd_snapshots.go`, `Snapshot` with `id` and `short_id`).

@@ -42,8 +42,11 @@ pub enum Said {
 
 /// restic 0.14's fixed messages; the first that the error text contains
 /// decides. Every entry has a test below.
-pub const MESSAGES: [(&str, Said); 20] = [
+pub const MESSAGES: [(&str, Said); 21] = [
     ("repository is already locked", Said::Locked),
+    // restic refuses to snapshot an empty directory: the source's state,
+    // snapstorm's side, not the repository's.
+    ("snapshot is empty", Said::Local),
     ("no matching ID found", Said::SnapshotNotFound),
     ("unexpected HTTP response (401)", Said::NotThrough),
     ("unexpected HTTP response (403)", Said::NotThrough),
@@ -270,6 +273,13 @@ mod tests {
         is("write /t/f: disk quota exceeded", ErrorClass::Local);
         is("open /t/xxxx: file name too long", ErrorClass::Local);
         is("open /t/f: permission denied", ErrorClass::Local);
+    }
+    #[test]
+    fn an_empty_source_is_local() {
+        is(
+            "Fatal: unable to save snapshot: snapshot is empty",
+            ErrorClass::Local,
+        );
     }
     #[test]
     fn anything_else_is_the_backends_own_failure() {

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::errors::CallContext;
+use super::client::LOCK_PATIENCE;
+use super::errors::{CallContext, Said, said};
 use super::process::{Invocation, ResticBinary, Target};
 use crate::backend::embedded::EmbeddedServer;
 use crate::engine::options::GcTool;
@@ -80,12 +81,22 @@ impl ResticServer {
             .map_err(|e| BackendError::Local(format!("cannot run restic: {e}")))
         };
         let started = std::time::Instant::now();
-        let _ = run(vec!["unlock".into()])?;
         let mut args = vec!["prune".to_owned()];
         if options.aggressive {
             args.extend(["--max-unused".to_owned(), "0".to_owned()]);
         }
-        let output = run(args)?;
+        // The exclusive lock waits for every restic client's lock to go.
+        let mut pause = Duration::from_millis(250);
+        let output = loop {
+            let _ = run(vec!["unlock".into()])?;
+            let output = run(args.clone())?;
+            let locked = !output.success() && said(&output.stderr) == Some(Said::Locked);
+            if !locked || started.elapsed() + pause > LOCK_PATIENCE {
+                break output;
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_secs(4));
+        };
         if !output.success() {
             // No request: only the text and the exit tell what happened.
             return Err(CallContext {
