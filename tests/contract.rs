@@ -501,13 +501,15 @@ fn the_readme_gc_comparison_runs_verbatim() {
         .split_once("<!-- /gc-comparison -->")
         .unwrap()
         .0;
-    let script = block
-        .split_once("```sh\n")
-        .unwrap()
-        .1
-        .rsplit_once("```")
-        .unwrap()
-        .0;
+    // The block sits in a list item: its lines carry the fence's indent.
+    let mut lines = block.lines().skip_while(|l| l.trim() != "```sh");
+    let fence = lines.next().unwrap();
+    let indent = &fence[..fence.len() - fence.trim_start().len()];
+    let script: String = lines
+        .take_while(|l| l.trim() != "```")
+        .map(|l| format!("{}\n", l.strip_prefix(indent).unwrap_or(l)))
+        .collect();
+    let script = script.as_str();
     let dir = tempfile::tempdir().unwrap();
     let bin = dir.path().join("bin");
     std::fs::create_dir(&bin).unwrap();

@@ -42,7 +42,7 @@ pub enum Said {
 
 /// restic 0.14's fixed messages; the first that the error text contains
 /// decides. Every entry has a test below.
-pub const MESSAGES: [(&str, Said); 21] = [
+pub const MESSAGES: [(&str, Said); 22] = [
     ("repository is already locked", Said::Locked),
     // restic refuses to snapshot an empty directory: the source's state,
     // snapstorm's side, not the repository's.
@@ -61,6 +61,7 @@ pub const MESSAGES: [(&str, Said); 21] = [
     ("not found in repository", Said::Data),
     ("does not match", Said::Data),
     ("invalid data returned", Said::Data),
+    ("which are missing from the repository", Said::Data),
     ("no space left on device", Said::Local),
     ("read-only file system", Said::Local),
     ("disk quota exceeded", Said::Local),
@@ -265,6 +266,10 @@ mod tests {
             ErrorClass::Data,
         );
         is("invalid data returned", ErrorClass::Data);
+        is(
+            "The index references 1 needed pack files which are missing from the repository:\nd3e28921\nFatal: packs from index missing in repo",
+            ErrorClass::Data,
+        );
     }
     #[test]
     fn the_local_file_system_is_local() {
