@@ -536,3 +536,75 @@ fn the_readme_gc_comparison_runs_verbatim() {
         assert!(report["gc_runs"].as_u64().unwrap() >= 3, "{gc}: {report}");
     }
 }
+
+/// `kill-client` on a restic client SIGKILLs its restic process in the
+/// middle of a snapshot; the error is the fault's, and every snapshot the
+/// run reported still verifies.
+#[test]
+fn kill_client_sigkills_a_restic_process_mid_snapshot() {
+    common::require_program("restic");
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("writes.toml");
+    std::fs::write(&scenario, common::KEEP_EVERYTHING).unwrap();
+    let state = dir.path().join("state");
+    let (code, out, err, report) = common::snapstorm_run(
+        &state,
+        &dir.path().join("r.json"),
+        &[
+            "--backend",
+            "restic",
+            "--clients",
+            "1",
+            "--duration",
+            "20s",
+            "--seed",
+            "5",
+            "--scenario",
+            scenario.to_str().unwrap(),
+            "--fault",
+            "kill-client@3s,client=1",
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let trace = std::fs::read_to_string(state.join("trace.jsonl")).unwrap();
+    let killed: Vec<serde_json::Value> = trace
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("restic backup: killed by signal 9"))
+        })
+        .collect();
+    assert!(!killed.is_empty(), "no restic backup was SIGKILLed:\n{err}");
+    for line in &killed {
+        assert_eq!(line["error_class"], "not-through", "{line}");
+        assert!(
+            line["explained_by"]
+                .as_str()
+                .is_some_and(|f| f.starts_with("kill-client@")),
+            "{line}"
+        );
+    }
+    assert_eq!(report["faults"][0]["detected"], true, "{report}");
+    // Every snapshot the run reported, restored once more by restic.
+    let (code, out, err, rerun) = common::snapstorm_run(
+        &state,
+        &dir.path().join("r2.json"),
+        &[
+            "--backend",
+            "restic",
+            "--clients",
+            "1",
+            "--actions",
+            "1",
+            "--verify-inherited",
+            "all",
+            "--scenario",
+            scenario.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(rerun["failures"], serde_json::json!([]), "{rerun:#}");
+    assert_eq!(rerun["inherited_verified"], rerun["inherited_snapshots"]);
+}
