@@ -230,7 +230,7 @@ impl Snapshotter for ResticClient {
 }
 
 impl ClientSnapshotter for ResticClient {
-    fn connect(&self, client: ClientId, credentials: &ClientCredentials) -> BackendResult<()> {
+    fn connect(&self, _client: ClientId, credentials: &ClientCredentials) -> BackendResult<()> {
         std::fs::create_dir_all(&self.cache_dir).map_err(|e| BackendError::Local(e.to_string()))?;
         let connected = Connected {
             target: Target {
@@ -243,7 +243,6 @@ impl ClientSnapshotter for ResticClient {
         // Proves the user, the address and the repository password.
         self.restic(&connected, "cat", &["config"], None)?;
         *self.connection.lock().expect("connection lock") = Some(Arc::new(connected));
-        let _ = client;
         Ok(())
     }
 

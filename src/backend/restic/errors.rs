@@ -96,6 +96,17 @@ impl CallContext<'_> {
         if let Some(why) = self.evidence.disturbed(self.user, self.started) {
             return BackendError::NotThrough(format!("{why}: {text}"));
         }
+        self.by_output(output, text)
+    }
+
+    /// Classifies a process that sent no request (a prune run on the
+    /// repository directory): what happened to requests says nothing of it.
+    pub fn classify_local(&self, output: &Output) -> BackendError {
+        let text = format!("restic {}: {}", self.command, explanation(output));
+        self.by_output(output, text)
+    }
+
+    fn by_output(&self, output: &Output, text: String) -> BackendError {
         match output.exit {
             Exit::Signal(_) | Exit::TimedOut(_) => return BackendError::Failed(text),
             Exit::Code(3) if self.command == "backup" => return BackendError::Local(text),
@@ -157,15 +168,18 @@ mod tests {
         }
     }
 
-    fn class(evidence: &Evidence, command: &str, output: &Output) -> ErrorClass {
+    /// A call of `user` (empty: a process that sends no request), starting now.
+    fn call<'a>(evidence: &'a Evidence, user: &'a str, command: &'a str) -> CallContext<'a> {
         CallContext {
             evidence,
-            user: "client-2",
+            user,
             started: Instant::now(),
             command,
         }
-        .classify(output)
-        .class()
+    }
+
+    fn class(evidence: &Evidence, command: &str, output: &Output) -> ErrorClass {
+        call(evidence, "client-2", command).classify(output).class()
     }
 
     fn is(stderr: &str, expected: ErrorClass) {
@@ -229,12 +243,7 @@ mod tests {
             class(&evidence, "restore", &failed(stderr)),
             ErrorClass::Data
         );
-        let call = CallContext {
-            evidence: &evidence,
-            user: "client-2",
-            started: Instant::now(),
-            command: "restore",
-        };
+        let call = call(&evidence, "client-2", "restore");
         drop(evidence.gc_running());
         assert_eq!(call.classify(&failed(stderr)).class(), ErrorClass::Raced);
         assert_eq!(
@@ -314,14 +323,21 @@ mod tests {
     }
 
     #[test]
+    fn a_process_that_sent_no_request_is_judged_by_its_words() {
+        let evidence = Evidence::new();
+        let call = call(&evidence, "", "prune");
+        evidence.server_stopped();
+        let missing = failed(
+            "The index references 1 needed pack files which are missing from the repository",
+        );
+        assert_eq!(call.classify(&missing).class(), ErrorClass::NotThrough);
+        assert_eq!(call.classify_local(&missing).class(), ErrorClass::Data);
+    }
+
+    #[test]
     fn evidence_comes_first() {
         let evidence = Evidence::new();
-        let call = CallContext {
-            evidence: &evidence,
-            user: "client-2",
-            started: Instant::now(),
-            command: "backup",
-        };
+        let call = call(&evidence, "client-2", "backup");
         let killed = Output {
             exit: Exit::Signal(9),
             stdout: String::new(),

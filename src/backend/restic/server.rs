@@ -105,7 +105,7 @@ impl ResticServer {
                 started,
                 command: "prune",
             }
-            .classify(&output));
+            .classify_local(&output));
         }
         let mut details = Details::new();
         details.insert("tool".into(), json!("restic"));
