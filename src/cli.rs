@@ -113,6 +113,12 @@ pub struct SessionArgs {
     /// its most recent snapshots from earlier runs; `all` verifies every one.
     #[arg(long, value_name = "N|all", default_value = "1", value_parser = parse_count_or_all)]
     pub verify_inherited: usize,
+
+    /// Which clients run: embedded (rustic_core, compiled in), restic (Debian's
+    /// restic binary, one process per call) or mixed (the two alternating on
+    /// one repository). restic and mixed need `restic` on PATH.
+    #[arg(long, value_name = "embedded|restic|mixed", default_value = "embedded")]
+    pub backend: crate::backend::BackendKind,
 }
 
 /// Options only the interactive console has.
@@ -645,6 +651,7 @@ pub fn session_spec(args: &SessionArgs, bounds: RunBounds) -> Result<RunSpec, Us
     spec.clients = args.clients;
     spec.verify_inherited_per_client = args.verify_inherited;
     spec.faults = faults;
+    spec.backend = args.backend;
     Ok(spec)
 }
 

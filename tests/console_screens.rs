@@ -76,6 +76,7 @@ fn publish(app: &mut App, client: u32, change: impl FnOnce(&mut ClientCounts)) {
             change(&mut fresh);
             counts.clients.push(ClientReport {
                 id: ClientId(client),
+                kind: None,
                 counts: fresh,
             });
         }

@@ -343,6 +343,9 @@ impl ClientFactory for PanickingClients {
             armed: Arc::new(AtomicBool::new(true)),
         }))
     }
+    fn kind(&self, client: ClientId) -> String {
+        self.inner.kind(client)
+    }
 }
 
 #[test]

@@ -21,31 +21,35 @@ struct ReadmeCommand {
     exit: i32,
 }
 
-/// The commands of every ```sh block, but the `serve` example's (run as a
-/// whole by `tests/server_restic.rs`).
+/// Blocks run as a whole elsewhere: the `serve` example by
+/// `tests/server_restic.rs`, the GC comparison by `tests/contract.rs`.
+const WHOLE_BLOCKS: [&str; 2] = ["serve-example", "gc-comparison"];
+
+/// The commands of every ```sh block, but those of [`WHOLE_BLOCKS`].
 fn readme_commands() -> Vec<ReadmeCommand> {
-    let readme =
+    let mut readme =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    let (before, rest) = readme.split_once("<!-- serve-example -->").unwrap();
-    let after = rest.split_once("<!-- /serve-example -->").unwrap().1;
+    for name in WHOLE_BLOCKS {
+        let (before, rest) = readme.split_once(&format!("<!-- {name} -->")).unwrap();
+        let after = rest.split_once(&format!("<!-- /{name} -->")).unwrap().1;
+        readme = format!("{before}{after}");
+    }
     let mut commands = Vec::new();
-    for text in [before, after] {
-        for block in text.split("```sh\n").skip(1) {
-            let block = block.split("\n```").next().unwrap();
-            for line in block
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            {
-                let (line, exit) = match line.split_once("# exit ") {
-                    Some((command, code)) => (command.trim(), code.trim().parse().unwrap()),
-                    None => (line, 0),
-                };
-                commands.push(ReadmeCommand {
-                    line: line.to_owned(),
-                    exit,
-                });
-            }
+    for block in readme.split("```sh\n").skip(1) {
+        let block = block.split("\n```").next().unwrap();
+        for line in block
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
+            let (line, exit) = match line.split_once("# exit ") {
+                Some((command, code)) => (command.trim(), code.trim().parse().unwrap()),
+                None => (line, 0),
+            };
+            commands.push(ReadmeCommand {
+                line: line.to_owned(),
+                exit,
+            });
         }
     }
     commands

@@ -85,6 +85,9 @@ impl ClientFactory for RecordingFactory {
             passwords: self.passwords.clone(),
         }))
     }
+    fn kind(&self, client: ClientId) -> String {
+        self.inner.kind(client)
+    }
 }
 
 /// Files under `root` (but `except`) that contain `secret`.

@@ -2,3 +2,56 @@
 //! (`Server`, `ClientSnapshotter` and a `ClientFactory` that makes clients).
 
 pub mod embedded;
+pub mod process;
+pub mod restic;
+
+/// Which clients a run has.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BackendKind {
+    /// rustic_core clients, compiled in.
+    #[default]
+    Embedded,
+    /// Debian's `restic` binary as every client.
+    Restic,
+    /// rustic_core and restic clients, alternating, on one repository.
+    Mixed,
+}
+
+impl BackendKind {
+    pub const ALL: [BackendKind; 3] = [
+        BackendKind::Embedded,
+        BackendKind::Restic,
+        BackendKind::Mixed,
+    ];
+
+    /// The name on the command line, in the state dir and the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Embedded => "embedded",
+            BackendKind::Restic => "restic",
+            BackendKind::Mixed => "mixed",
+        }
+    }
+
+    /// Whether its clients include restic processes.
+    pub fn runs_restic(self) -> bool {
+        self != BackendKind::Embedded
+    }
+}
+
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for BackendKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        BackendKind::ALL
+            .into_iter()
+            .find(|kind| kind.name() == text)
+            .ok_or_else(|| format!("`{text}` is not one of embedded, restic, mixed"))
+    }
+}

@@ -379,7 +379,8 @@ impl Engine {
 
     /// Makes the client known (to stats and the cursor table) before its first action.
     pub fn register_client(&self, client: ClientId) {
-        self.stats.register_client(client);
+        self.stats
+            .register_client(client, self.snapshotter.client_kind(client));
         self.cursor_do(client, |_| ());
     }
 

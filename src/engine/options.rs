@@ -41,6 +41,27 @@ pub struct ActionOptions {
     pub delete_contents_percent: u8,
     /// How many times one chosen action is carried out.
     pub repeat_action: u32,
+    /// Which prune the Server runs as GC (a run-wide choice: `[options]` only).
+    #[serde(skip_serializing_if = "GcTool::is_default")]
+    pub gc: GcTool,
+}
+
+/// The prune a Server runs as GC. The engine only carries the choice; the
+/// backend decides whether it can (`restic` needs the restic binary).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GcTool {
+    /// rustic_core's prune, without locks.
+    #[default]
+    Rustic,
+    /// `restic prune`, with restic's exclusive lock.
+    Restic,
+}
+
+impl GcTool {
+    fn is_default(&self) -> bool {
+        *self == GcTool::default()
+    }
 }
 
 impl Default for ActionOptions {
@@ -58,6 +79,7 @@ impl Default for ActionOptions {
             free_space_limit: ByteSize::mib(100),
             delete_contents_percent: 20,
             repeat_action: 1,
+            gc: GcTool::Rustic,
         }
     }
 }

@@ -109,6 +109,8 @@ impl ActionStats {
 #[derive(Default)]
 struct Inner {
     clients: BTreeMap<ClientId, ClientCounts>,
+    /// What kind of client each is, where the backend says.
+    kinds: BTreeMap<ClientId, String>,
     actions: BTreeMap<Action, ActionStats>,
     gc_runs: u64,
 }
@@ -147,14 +149,14 @@ impl Stats {
         Stats::default()
     }
 
-    /// Makes a client appear in the report even before its first action.
-    pub fn register_client(&self, client: ClientId) {
-        self.inner
-            .lock()
-            .expect("stats lock")
-            .clients
-            .entry(client)
-            .or_default();
+    /// Makes a client appear in the report even before its first action,
+    /// with its kind when the backend names it.
+    pub fn register_client(&self, client: ClientId, kind: Option<String>) {
+        let mut inner = self.inner.lock().expect("stats lock");
+        inner.clients.entry(client).or_default();
+        if let Some(kind) = kind {
+            inner.kinds.insert(client, kind);
+        }
     }
 
     /// Counts a finished action; `expected`: an injected fault explains its error or failure.
@@ -226,7 +228,11 @@ impl Stats {
                 let mut counts = counts.clone();
                 counts.snapshots_live = live(id);
                 totals.add(&counts);
-                ClientReport { id, counts }
+                ClientReport {
+                    id,
+                    kind: inner.kinds.get(&id).cloned(),
+                    counts,
+                }
             })
             .collect();
         Counts {
@@ -266,6 +272,9 @@ impl Stats {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientReport {
     pub id: ClientId,
+    /// What kind of client it is (`rustic`, `restic`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
     #[serde(flatten)]
     pub counts: ClientCounts,
 }

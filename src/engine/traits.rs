@@ -150,6 +150,11 @@ pub trait Snapshotter: Send + Sync {
     fn restore_snapshot(&self, client: ClientId, id: &str, target: &Path) -> BackendResult<()>;
     fn delete_snapshot(&self, client: ClientId, id: &str) -> BackendResult<()>;
     fn run_gc(&self, client: ClientId, options: &GcOptions) -> BackendResult<Details>;
+    /// What kind of client `client` is (`rustic`, `restic`), for the report
+    /// and the console; `None` when the snapshotter does not say.
+    fn client_kind(&self, _client: ClientId) -> Option<String> {
+        None
+    }
 }
 
 /// How a client reaches the server: everything it needs to connect.
@@ -170,6 +175,9 @@ pub trait ClientSnapshotter: Snapshotter {
 /// Makes a backend's client snapshotters, one per client, on first use.
 pub trait ClientFactory: Send + Sync {
     fn new_client(&self, client: ClientId) -> BackendResult<Box<dyn ClientSnapshotter>>;
+    /// What kind of client it makes for `client` (`rustic`, `restic`): the
+    /// report names it per client.
+    fn kind(&self, client: ClientId) -> String;
 }
 
 /// Garbage-collection settings.

@@ -1,12 +1,19 @@
-//! Setting up a run on the embedded backend: the one path the console, the
-//! headless runner and the tests take from options to a running [`RunHandle`].
+//! Setting up a run: the one path the console, the headless runner and the
+//! tests take from options to a running [`RunHandle`]. Every backend runs on
+//! the embedded server (its REST server, proxy, evidence and faults); the
+//! backend decides the clients and the GC.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::backend::BackendKind;
 use crate::backend::embedded::{ClientTimeouts, EmbeddedFaults, EmbeddedServer, RusticClients};
+use crate::backend::restic::{
+    DEFAULT_ACTION_TIMEOUT, MixedClients, Processes, ResticBinary, ResticClients, ResticServer,
+};
 use crate::engine::exec::{Engine, EngineConfig};
 use crate::engine::fingerprint::CompareOptions;
+use crate::engine::options::GcTool;
 use crate::engine::scenario::Scenario;
 use crate::engine::store::{MetadataStore, StateLayout};
 use crate::engine::traits::{ClientFactory, FaultInjector, FileWriter, Server, Snapshotter};
@@ -27,6 +34,8 @@ pub struct RunSpec {
     pub timeouts: ClientTimeouts,
     /// Faults to inject, at their times into the run.
     pub faults: Vec<FaultSpec>,
+    /// Which clients run.
+    pub backend: BackendKind,
 }
 
 impl RunSpec {
@@ -41,6 +50,7 @@ impl RunSpec {
             verify_inherited_per_client: 1,
             timeouts: ClientTimeouts::default(),
             faults: Vec::new(),
+            backend: BackendKind::default(),
         }
     }
 }
@@ -54,23 +64,50 @@ pub enum LaunchError {
     Backend(String),
     #[error("{0}")]
     Start(String),
+    /// The backend cannot run here (a program missing, an option it lacks).
+    #[error("{0}")]
+    Setup(String),
 }
 
-/// The parts of an embedded-backend run, before any client runs. Tests use
-/// this to wrap or replace a part; [`launch`] uses it as is.
+/// The parts of a run, before any client runs. Tests use this to wrap or
+/// replace a part; [`launch`] uses it as is.
 pub struct EmbeddedParts {
     pub store: Arc<MetadataStore>,
+    /// The embedded server every backend runs on (faults act on it).
     pub server: Arc<EmbeddedServer>,
+    /// The Server the engine talks to: `server`, or the restic backends'
+    /// view of it (their name, their GC).
+    pub engine_server: Arc<dyn Server>,
     pub clients: Arc<dyn ClientFactory>,
     pub writer: Arc<MultiClientFileWriter>,
 }
 
+/// The restic binary, when the backend needs it, and a GC the backend can
+/// run: checked before anything is written.
+fn check_backend(spec: &RunSpec) -> Result<Option<ResticBinary>, LaunchError> {
+    let gc = spec.scenario.options.gc;
+    if gc == GcTool::Restic && !spec.backend.runs_restic() {
+        return Err(LaunchError::Setup(format!(
+            "scenario option gc = \"restic\" needs restic: run with --backend restic or --backend mixed, or drop the option (backend {})",
+            spec.backend
+        )));
+    }
+    if !spec.backend.runs_restic() {
+        return Ok(None);
+    }
+    ResticBinary::find()
+        .map(Some)
+        .map_err(|e| LaunchError::Setup(e.to_string()))
+}
+
 /// Opens the state directory and starts the embedded server.
 pub async fn embedded_parts(spec: &RunSpec) -> Result<EmbeddedParts, LaunchError> {
+    let restic = check_backend(spec)?;
     let layout = StateLayout::new(&spec.state_dir);
     let store = {
         let layout = layout.clone();
-        tokio::task::spawn_blocking(move || MetadataStore::open(layout, "embedded"))
+        let backend = spec.backend.name();
+        tokio::task::spawn_blocking(move || MetadataStore::open(layout, backend))
             .await
             .map_err(|e| LaunchError::Start(e.to_string()))??
     };
@@ -101,12 +138,51 @@ pub async fn embedded_parts(spec: &RunSpec) -> Result<EmbeddedParts, LaunchError
         }
     }
     let cache_layout = layout.clone();
-    let clients: Arc<dyn ClientFactory> = Arc::new(RusticClients {
+    let rustic = RusticClients {
         cache_dir_for: Box::new(move |client| cache_layout.client_cache(client)),
         repo_password: store.repository_password(),
         timeouts: spec.timeouts,
         evidence: server.evidence().clone(),
-    });
+    };
+    let (clients, engine_server): (Arc<dyn ClientFactory>, Arc<dyn Server>) = match restic {
+        None => (Arc::new(rustic), server.clone()),
+        Some(binary) => {
+            let processes = Arc::new(Processes::new());
+            // kill-client: the proxy cuts the client off mid-snapshot, and
+            // its restic process is SIGKILLed there and then.
+            let killer = processes.clone();
+            server.proxy().on_cut(Arc::new(move |user| {
+                let killed = killer.kill(user);
+                if killed > 0 {
+                    tracing::warn!(target: "snapstorm::faults", user, killed, "kill-client: SIGKILLed the client's restic process");
+                }
+            }));
+            let cache_layout = layout.clone();
+            let restic = ResticClients {
+                binary: binary.clone(),
+                cache_dir_for: Box::new(move |client| cache_layout.client_cache(client)),
+                repo_password: store.repository_password(),
+                action_timeout: DEFAULT_ACTION_TIMEOUT,
+                evidence: server.evidence().clone(),
+                processes,
+            };
+            let clients: Arc<dyn ClientFactory> = match spec.backend {
+                BackendKind::Mixed => Arc::new(MixedClients {
+                    rustic: Box::new(rustic),
+                    restic: Box::new(restic),
+                }),
+                _ => Arc::new(restic),
+            };
+            let engine_server = Arc::new(ResticServer::new(
+                server.clone(),
+                spec.backend.name(),
+                spec.scenario.options.gc,
+                binary,
+                store.repository_password(),
+            ));
+            (clients, engine_server)
+        }
+    };
     let data_layout = layout;
     let writer = Arc::new(MultiClientFileWriter::new(Box::new(move |client| {
         data_layout.client_data(client)
@@ -114,6 +190,7 @@ pub async fn embedded_parts(spec: &RunSpec) -> Result<EmbeddedParts, LaunchError
     Ok(EmbeddedParts {
         store,
         server,
+        engine_server,
         clients,
         writer,
     })
@@ -125,7 +202,7 @@ impl EmbeddedParts {
         &self,
         spec: &RunSpec,
     ) -> Result<(Arc<Engine>, Arc<MultiClientSnapshotter>), LaunchError> {
-        let server: Arc<dyn Server> = self.server.clone();
+        let server = self.engine_server.clone();
         let snapshotter = Arc::new(MultiClientSnapshotter::new(
             server.clone(),
             self.clients.clone(),
@@ -144,7 +221,7 @@ impl EmbeddedParts {
     }
 }
 
-/// Starts a run of `spec` on the embedded backend.
+/// Starts a run of `spec` on its backend.
 pub async fn launch(spec: RunSpec) -> Result<RunHandle, LaunchError> {
     let parts = embedded_parts(&spec).await?;
     launch_with(spec, parts).await

@@ -100,6 +100,10 @@ impl Snapshotter for MultiClientSnapshotter {
         guarded(|| snapshotter.delete_snapshot(client, id))
     }
 
+    fn client_kind(&self, client: ClientId) -> Option<String> {
+        Some(self.factory.kind(client))
+    }
+
     /// GC is the Server's job, whoever asks for it.
     fn run_gc(&self, _client: ClientId, options: &GcOptions) -> BackendResult<Details> {
         guarded(|| self.server.run_gc(options))

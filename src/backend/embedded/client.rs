@@ -234,4 +234,8 @@ impl ClientFactory for RusticClients {
             self.evidence.clone(),
         )))
     }
+
+    fn kind(&self, _client: ClientId) -> String {
+        super::KIND.to_owned()
+    }
 }

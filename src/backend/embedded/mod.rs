@@ -29,6 +29,9 @@ pub use client::{RusticClient, RusticClients};
 pub use faults::EmbeddedFaults;
 pub use server::EmbeddedServer;
 
+/// What the report calls a rustic_core client.
+pub const KIND: &str = "rustic";
+
 /// The repository's name on the server: clients use `http://…/repo/`.
 pub const REPO_NAME: &str = "repo";
 

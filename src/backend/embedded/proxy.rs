@@ -66,7 +66,13 @@ struct ProxyState {
     kills: Mutex<HashMap<String, Kill>>,
     rng: Mutex<rand_chacha::ChaCha8Rng>,
     evidence: Arc<Evidence>,
+    /// Called with the user each time a request of a killed client is cut:
+    /// a backend whose clients are processes kills the process there.
+    on_cut: Mutex<Option<CutHook>>,
 }
+
+/// What the proxy calls when it cuts a killed client's request.
+pub type CutHook = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// The proxy; cheap to share.
 pub struct FaultProxy {
@@ -89,6 +95,7 @@ impl FaultProxy {
             kills: Mutex::new(HashMap::new()),
             rng: Mutex::new(rand_chacha::ChaCha8Rng::seed_from_u64(seed)),
             evidence,
+            on_cut: Mutex::new(None),
         });
         let serving = serve(state.clone(), SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         Ok(FaultProxy {
@@ -129,6 +136,12 @@ impl FaultProxy {
                 data_landed: false,
             },
         );
+    }
+
+    /// Calls `hook` with the user whenever a killed client's request is cut
+    /// (after the cut is recorded in the evidence).
+    pub fn on_cut(&self, hook: CutHook) {
+        *self.state.on_cut.lock().expect("hook lock") = Some(hook);
     }
 
     /// Stops accepting (connections refused) and cuts open connections.
@@ -236,6 +249,10 @@ async fn forward(
     let disturbed = |what: Disturbance| state.evidence.request(&user, what);
     if state.cut(&user, &request) {
         disturbed(Disturbance::CutOff);
+        let hook = state.on_cut.lock().expect("hook lock").clone();
+        if let Some(hook) = hook {
+            hook(&user);
+        }
         return Err(Dropped::Killed.into());
     }
     if let Some(fault) = state.network() {

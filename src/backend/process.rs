@@ -1,0 +1,318 @@
+//! Running a backup tool's process, shared by the backends whose clients
+//! are programs (restic, kopia): secrets only in the child's environment,
+//! its own process group, a deadline after which the whole group is
+//! SIGKILLed, output kept with every secret replaced by `***`, and a table
+//! of the processes running now, so that `kill-client` can kill the one a
+//! client is running.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io::Read;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal, kill_process_group};
+
+/// The first executable `name` on `PATH`.
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| {
+            std::fs::metadata(candidate)
+                .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+        })
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    /// Killed by a signal (SIGKILL from `kill-client`, or any other).
+    Signal(i32),
+    /// Still running at the deadline: its process group was SIGKILLed.
+    TimedOut(Duration),
+}
+
+/// What a finished process left: how it ended and its output, with every
+/// secret replaced by `***`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub exit: Exit,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.exit == Exit::Code(0)
+    }
+}
+
+/// The processes running now, by the user they run as: what
+/// `kill-client` kills.
+#[derive(Debug, Default)]
+pub struct Processes {
+    running: Mutex<HashMap<String, Vec<u32>>>,
+}
+
+impl Processes {
+    pub fn new() -> Self {
+        Processes::default()
+    }
+
+    fn started(&self, user: &str, pid: u32) {
+        self.running
+            .lock()
+            .expect("processes lock")
+            .entry(user.to_owned())
+            .or_default()
+            .push(pid);
+    }
+
+    fn ended(&self, user: &str, pid: u32) {
+        let mut running = self.running.lock().expect("processes lock");
+        if let Some(pids) = running.get_mut(user) {
+            pids.retain(|p| *p != pid);
+            if pids.is_empty() {
+                running.remove(user);
+            }
+        }
+    }
+
+    /// SIGKILLs every process `user` runs now (each whole process group);
+    /// returns how many.
+    pub fn kill(&self, user: &str) -> usize {
+        let running = self.running.lock().expect("processes lock");
+        let pids = running.get(user).cloned().unwrap_or_default();
+        for pid in &pids {
+            kill_group(*pid);
+        }
+        pids.len()
+    }
+}
+
+fn kill_group(pid: u32) {
+    if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
+        // The process is its group's leader (see `process_group(0)`); a
+        // group already gone is no error.
+        let _ = kill_process_group(pid, Signal::KILL);
+    }
+}
+
+/// One run of a program.
+pub struct Run<'a> {
+    pub program: &'a Path,
+    pub args: Vec<OsString>,
+    /// The child's whole environment, besides `HOME`, `TMPDIR` and `PATH`:
+    /// nothing of snapstorm's own environment leaks in.
+    pub env: Vec<(&'static str, String)>,
+    pub cwd: Option<&'a Path>,
+    pub deadline: Duration,
+    /// Registers the process under this user while it runs.
+    pub processes: Option<(&'a Processes, &'a str)>,
+    /// Replaced by `***` in everything kept from the process.
+    pub secrets: Vec<String>,
+}
+
+impl Run<'_> {
+    /// The command, as `ps` would show it.
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(self.program);
+        command.args(&self.args);
+        command.env_clear();
+        for keep in ["HOME", "TMPDIR", "PATH"] {
+            if let Some(value) = std::env::var_os(keep) {
+                command.env(keep, value);
+            }
+        }
+        for (key, value) in &self.env {
+            command.env(key, value);
+        }
+        if let Some(cwd) = self.cwd {
+            command.current_dir(cwd);
+        }
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        command
+    }
+
+    /// Runs the process to its end or its deadline.
+    pub fn run(self) -> std::io::Result<Output> {
+        let mut child = self.command().spawn()?;
+        let pid = child.id();
+        if let Some((processes, user)) = self.processes {
+            processes.started(user, pid);
+        }
+        let read = |stream: Option<Box<dyn Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                if let Some(mut stream) = stream {
+                    let _ = stream.read_to_end(&mut bytes);
+                }
+                bytes
+            })
+        };
+        let stdout = read(
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        );
+        let stderr = read(
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        );
+        let started = Instant::now();
+        let waited = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break Ok(Some(status)),
+                Ok(None) if started.elapsed() >= self.deadline => {
+                    kill_group(pid);
+                    let _ = child.wait();
+                    break Ok(None);
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                Err(error) => {
+                    kill_group(pid);
+                    let _ = child.wait();
+                    break Err(error);
+                }
+            }
+        };
+        if let Some((processes, user)) = self.processes {
+            processes.ended(user, pid);
+        }
+        let stdout = stdout.join().unwrap_or_default();
+        let stderr = stderr.join().unwrap_or_default();
+        let exit = match waited? {
+            Some(status) => match (status.code(), status.signal()) {
+                (Some(code), _) => Exit::Code(code),
+                (None, Some(signal)) => Exit::Signal(signal),
+                (None, None) => Exit::Code(-1),
+            },
+            None => Exit::TimedOut(self.deadline),
+        };
+        Ok(Output {
+            exit,
+            stdout: scrub(&String::from_utf8_lossy(&stdout), &self.secrets),
+            stderr: scrub(&String::from_utf8_lossy(&stderr), &self.secrets),
+        })
+    }
+}
+
+/// `text` with every secret replaced by `***`.
+pub fn scrub<'a>(text: &str, secrets: impl IntoIterator<Item = &'a String>) -> String {
+    secrets
+        .into_iter()
+        .filter(|secret| !secret.is_empty())
+        .fold(text.to_owned(), |text, secret| {
+            text.replace(secret.as_str(), "***")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_is_scrubbed_of_every_secret() {
+        let secrets = ["repo-secret".to_owned(), "rest-secret".to_owned()];
+        assert_eq!(
+            scrub(
+                "Fatal: http://client-1:rest-secret@x with repo-secret",
+                &secrets
+            ),
+            "Fatal: http://client-1:***@x with ***"
+        );
+    }
+
+    /// A shell script standing in for a backup tool: the runner's own logic.
+    fn script(dir: &Path, body: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join("tool");
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    fn run<'a>(program: &'a Path, deadline: Duration) -> Run<'a> {
+        Run {
+            program,
+            args: vec![],
+            env: vec![("SECRET", "s3cret".into())],
+            cwd: None,
+            deadline,
+            processes: None,
+            secrets: vec!["s3cret".into()],
+        }
+    }
+
+    #[test]
+    fn secrets_in_the_output_are_scrubbed() {
+        let dir = tempfile::tempdir().unwrap();
+        let program = script(
+            dir.path(),
+            "echo \"out $SECRET\"; echo \"err $SECRET\" >&2; exit 3",
+        );
+        let output = run(&program, Duration::from_secs(20)).run().unwrap();
+        assert_eq!(output.exit, Exit::Code(3));
+        assert_eq!(output.stdout, "out ***\n");
+        assert_eq!(output.stderr, "err ***\n");
+    }
+
+    #[test]
+    fn a_hung_process_and_its_children_are_killed_at_the_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("child-alive");
+        // The child of the hung process writes a file if it survives.
+        let program = script(
+            dir.path(),
+            &format!("(sleep 2; touch {}) & sleep 30", marker.display()),
+        );
+        let started = Instant::now();
+        let output = run(&program, Duration::from_millis(300)).run().unwrap();
+        assert_eq!(output.exit, Exit::TimedOut(Duration::from_millis(300)));
+        assert!(started.elapsed() < Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(2500));
+        assert!(!marker.exists(), "the whole process group was killed");
+    }
+
+    #[test]
+    fn kill_sigkills_the_process_a_user_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let program = script(dir.path(), "echo started; sleep 30");
+        let processes = std::sync::Arc::new(Processes::new());
+        let killer = {
+            let processes = processes.clone();
+            std::thread::spawn(move || {
+                let until = Instant::now() + Duration::from_secs(10);
+                while processes.kill("client-1") == 0 && Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+        };
+        let output = Run {
+            processes: Some((&processes, "client-1")),
+            ..run(&program, Duration::from_secs(20))
+        }
+        .run()
+        .unwrap();
+        killer.join().unwrap();
+        assert_eq!(output.exit, Exit::Signal(9));
+        assert_eq!(
+            processes.kill("client-1"),
+            0,
+            "an ended process is forgotten"
+        );
+    }
+}

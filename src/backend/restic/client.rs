@@ -1,0 +1,320 @@
+//! A client that is Debian's `restic`: one process per call, as the
+//! client's own REST user, with its own cache directory, its output read
+//! as JSON. Failures are classified with the embedded backend's evidence
+//! first (`errors.rs`), so attribution works as for rustic_core clients.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use super::errors::{CallContext, Said, said};
+use super::process::{Invocation, Output, Processes, ResticBinary, Target};
+use crate::backend::embedded::evidence::Evidence;
+use crate::engine::traits::{
+    BackendError, BackendResult, ClientCredentials, ClientFactory, ClientId, ClientSnapshotter,
+    Details, GcOptions, SnapshotId, Snapshotter,
+};
+
+/// How long one restic call may take before its process group is SIGKILLed.
+pub const DEFAULT_ACTION_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// restic 0.14 has no `--retry-lock`: a call that finds the repository
+/// locked by another process (a forget's or a prune's exclusive lock, or
+/// for a prune any lock) is tried again for this long, after `restic unlock`
+/// removed locks whose process is gone (a client `kill-client` killed leaves
+/// its lock behind).
+pub(super) const LOCK_PATIENCE: Duration = Duration::from_secs(30);
+
+/// A snapshot as `restic snapshots --json` lists it (restic 0.14,
+/// `cmd/restic/cmd_snapshots.go`, `Snapshot` with `id` and `short_id`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct SnapshotJson {
+    pub id: String,
+    #[serde(default)]
+    pub hostname: String,
+    #[serde(default)]
+    pub paths: Vec<String>,
+}
+
+/// One line of `restic backup --json` (`cmd/restic/json_output` in restic
+/// 0.14: `status`, `verbose_status`, `error` and the final `summary`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "message_type", rename_all = "snake_case")]
+pub enum BackupLine {
+    Summary {
+        /// Short in restic 0.14, whole in later versions.
+        snapshot_id: String,
+    },
+    #[serde(other)]
+    Progress,
+}
+
+/// The id in the summary line of `restic backup --json`.
+pub fn backup_snapshot_id(stdout: &str) -> Option<String> {
+    stdout.lines().rev().find_map(
+        |line| match serde_json::from_str::<BackupLine>(line.trim()) {
+            Ok(BackupLine::Summary { snapshot_id }) => Some(snapshot_id),
+            _ => None,
+        },
+    )
+}
+
+/// The snapshots of `restic snapshots --json`.
+pub fn parse_snapshots(stdout: &str) -> Result<Vec<SnapshotJson>, serde_json::Error> {
+    serde_json::from_str(stdout.trim())
+}
+
+struct Connected {
+    target: Target,
+    user: String,
+}
+
+/// A restic client of the embedded server.
+pub struct ResticClient {
+    binary: ResticBinary,
+    cache_dir: PathBuf,
+    repo_password: String,
+    action_timeout: Duration,
+    evidence: Arc<Evidence>,
+    processes: Arc<Processes>,
+    connection: Mutex<Option<Arc<Connected>>>,
+}
+
+impl ResticClient {
+    fn connected(&self, client: ClientId) -> BackendResult<Arc<Connected>> {
+        self.connection
+            .lock()
+            .expect("connection lock")
+            .clone()
+            .ok_or(BackendError::NotConnected(client))
+    }
+
+    /// Runs one restic command as the client; a lock held by another
+    /// process is waited out (see [`LOCK_PATIENCE`]). Returns the output of
+    /// a successful run, or the classified error.
+    fn restic(
+        &self,
+        connected: &Connected,
+        command: &str,
+        args: &[&str],
+        cwd: Option<&Path>,
+    ) -> BackendResult<Output> {
+        let started = Instant::now();
+        let context = CallContext {
+            evidence: &self.evidence,
+            user: &connected.user,
+            started,
+            command,
+        };
+        let mut pause = Duration::from_millis(250);
+        loop {
+            let remaining = self.action_timeout.saturating_sub(started.elapsed());
+            let output = self.run(connected, command, args, cwd, remaining)?;
+            let locked = !output.success() && said(&output.stderr) == Some(Said::Locked);
+            if output.success() {
+                return Ok(output);
+            }
+            if !locked || started.elapsed() + pause > LOCK_PATIENCE.min(self.action_timeout) {
+                return Err(context.classify(&output));
+            }
+            // Locks of processes that are gone go; live ones stay.
+            let _ = self.run(connected, "unlock", &[], None, remaining);
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_secs(4));
+        }
+    }
+
+    fn run(
+        &self,
+        connected: &Connected,
+        command: &str,
+        args: &[&str],
+        cwd: Option<&Path>,
+        deadline: Duration,
+    ) -> BackendResult<Output> {
+        let mut all = vec![command.to_owned()];
+        all.extend(args.iter().map(|a| (*a).to_owned()));
+        Invocation {
+            binary: &self.binary,
+            target: &connected.target,
+            cache_dir: Some(&self.cache_dir),
+            args: all,
+            cwd,
+            deadline,
+            processes: Some((&self.processes, &connected.user)),
+        }
+        .run()
+        .map_err(|e| BackendError::Local(format!("cannot run restic {command}: {e}")))
+    }
+
+    fn snapshots(&self, connected: &Connected, ids: &[&str]) -> BackendResult<Vec<SnapshotJson>> {
+        let mut args = vec!["--json"];
+        args.extend(ids);
+        let output = self.restic(connected, "snapshots", &args, None)?;
+        parse_snapshots(&output.stdout).map_err(|e| {
+            BackendError::failed(format!("restic snapshots --json: unreadable output: {e}"))
+        })
+    }
+}
+
+fn utf8<'a>(path: &'a Path, what: &str) -> BackendResult<&'a str> {
+    path.to_str()
+        .ok_or_else(|| BackendError::Local(format!("{what} path is not UTF-8")))
+}
+
+impl Snapshotter for ResticClient {
+    fn create_snapshot(&self, client: ClientId, source: &Path) -> BackendResult<SnapshotId> {
+        let connected = self.connected(client)?;
+        let host = client.to_string();
+        // Run in the source with `.`: the snapshot holds the directory's
+        // contents at its root, as the embedded clients' snapshots do.
+        let output = self.restic(
+            &connected,
+            "backup",
+            &["--json", "--host", &host, "--tag", "snapstorm", "."],
+            Some(source),
+        )?;
+        let id = backup_snapshot_id(&output.stdout).ok_or_else(|| {
+            BackendError::failed("restic backup --json: no summary line with the snapshot id")
+        })?;
+        if id.len() == 64 {
+            return Ok(id);
+        }
+        // restic 0.14 reports the short id: look the whole one up.
+        let found = self.snapshots(&connected, &[&id])?;
+        match found.as_slice() {
+            [snapshot] if snapshot.id.starts_with(&id) => Ok(snapshot.id.clone()),
+            _ => Err(BackendError::failed(format!(
+                "restic backup made snapshot {id}, which its listing does not name once"
+            ))),
+        }
+    }
+
+    fn list_snapshots(&self, client: ClientId) -> BackendResult<Vec<SnapshotId>> {
+        let connected = self.connected(client)?;
+        Ok(self
+            .snapshots(&connected, &[])?
+            .into_iter()
+            .map(|s| s.id)
+            .collect())
+    }
+
+    fn restore_snapshot(&self, client: ClientId, id: &str, target: &Path) -> BackendResult<()> {
+        let connected = self.connected(client)?;
+        let target = std::path::absolute(target).map_err(|e| BackendError::Local(e.to_string()))?;
+        let target = utf8(&target, "restore")?;
+        self.restic(&connected, "restore", &[id, "--target", target], None)
+            .map(|_| ())
+    }
+
+    fn delete_snapshot(&self, client: ClientId, id: &str) -> BackendResult<()> {
+        let connected = self.connected(client)?;
+        let output = self.restic(&connected, "forget", &[id], None)?;
+        // restic 0.14 forgets what it finds and only warns about the rest.
+        if said(&output.stderr) == Some(Said::SnapshotNotFound) {
+            return Err(BackendError::Data(format!(
+                "restic forget: snapshot {id} not found: {}",
+                output.stderr.trim()
+            )));
+        }
+        Ok(())
+    }
+
+    fn run_gc(&self, _client: ClientId, _options: &GcOptions) -> BackendResult<Details> {
+        Err(BackendError::failed(
+            "GC runs on the Server, not on a client",
+        ))
+    }
+}
+
+impl ClientSnapshotter for ResticClient {
+    fn connect(&self, _client: ClientId, credentials: &ClientCredentials) -> BackendResult<()> {
+        std::fs::create_dir_all(&self.cache_dir).map_err(|e| BackendError::Local(e.to_string()))?;
+        let connected = Connected {
+            target: Target {
+                repository: credentials.url.clone(),
+                password: self.repo_password.clone(),
+                also_secret: vec![credentials.password.clone()],
+            },
+            user: credentials.user.clone(),
+        };
+        // Proves the user, the address and the repository password.
+        self.restic(&connected, "cat", &["config"], None)?;
+        *self.connection.lock().expect("connection lock") = Some(Arc::new(connected));
+        Ok(())
+    }
+
+    fn disconnect(&self, _client: ClientId) -> BackendResult<()> {
+        self.connection.lock().expect("connection lock").take();
+        Ok(())
+    }
+}
+
+/// Makes a `ResticClient` per client, each with its own cache directory.
+pub struct ResticClients {
+    pub binary: ResticBinary,
+    pub cache_dir_for: Box<dyn Fn(ClientId) -> PathBuf + Send + Sync>,
+    pub repo_password: String,
+    pub action_timeout: Duration,
+    /// The server's evidence, that every client classifies its errors with.
+    pub evidence: Arc<Evidence>,
+    /// The processes running now, for `kill-client`.
+    pub processes: Arc<Processes>,
+}
+
+impl ClientFactory for ResticClients {
+    fn new_client(&self, client: ClientId) -> BackendResult<Box<dyn ClientSnapshotter>> {
+        Ok(Box::new(ResticClient {
+            binary: self.binary.clone(),
+            cache_dir: (self.cache_dir_for)(client),
+            repo_password: self.repo_password.clone(),
+            action_timeout: self.action_timeout,
+            evidence: self.evidence.clone(),
+            processes: self.processes.clone(),
+            connection: Mutex::new(None),
+        }))
+    }
+
+    fn kind(&self, _client: ClientId) -> String {
+        super::KIND.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Captured from restic 0.14.0 (`restic backup --json .`), the shape of
+    // `cmd/restic/cmd_backup.go`'s JSON progress printer.
+    const BACKUP: &str = r#"{"message_type":"status","percent_done":0,"total_files":1,"total_bytes":2}
+{"message_type":"summary","files_new":2,"files_changed":0,"files_unmodified":0,"dirs_new":1,"dirs_changed":0,"dirs_unmodified":0,"data_blobs":2,"tree_blobs":2,"data_added":1050,"total_files_processed":2,"total_bytes_processed":5,"total_duration":0.221201927,"snapshot_id":"4acb4822"}
+"#;
+
+    // Captured from restic 0.14.0 (`restic snapshots --json`).
+    const SNAPSHOTS: &str = r#"[{"time":"2026-11-26T00:10:39.402917358Z","tree":"cad89f4c5c3e5908c464b3733d3bdc876558bd7db1a17d5b3e9bdd92ac5de9b3","paths":["/tmp/h9t/src"],"hostname":"client-1","username":"root","tags":["snapstorm"],"id":"4acb4822eba680a6f6044a9ad03a85815889eb239165cc659bea6489b1297747","short_id":"4acb4822"}]
+"#;
+
+    #[test]
+    fn the_backup_summary_names_the_snapshot() {
+        assert_eq!(backup_snapshot_id(BACKUP).as_deref(), Some("4acb4822"));
+        assert_eq!(
+            backup_snapshot_id(r#"{"message_type":"status","percent_done":0.5}"#),
+            None
+        );
+        assert_eq!(backup_snapshot_id("Fatal: not json"), None);
+    }
+
+    #[test]
+    fn the_listing_gives_whole_ids() {
+        let snapshots = parse_snapshots(SNAPSHOTS).unwrap();
+        assert_eq!(snapshots.len(), 1);
+        assert_eq!(
+            snapshots[0].id,
+            "4acb4822eba680a6f6044a9ad03a85815889eb239165cc659bea6489b1297747"
+        );
+        assert_eq!(snapshots[0].hostname, "client-1");
+        assert_eq!(parse_snapshots("[]\n").unwrap(), vec![]);
+    }
+}

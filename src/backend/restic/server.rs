@@ -1,0 +1,158 @@
+//! The Server of the restic and mixed backends: the embedded server (the
+//! same REST server, proxy, evidence and faults), named for its backend,
+//! with a choice of GC: rustic_core's prune, or `restic prune`, which
+//! takes restic's exclusive lock, run directly on the repository directory.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::client::LOCK_PATIENCE;
+use super::errors::{CallContext, Said, said};
+use super::process::{Invocation, ResticBinary, Target};
+use crate::backend::embedded::EmbeddedServer;
+use crate::engine::options::GcTool;
+use crate::engine::traits::{
+    BackendError, BackendResult, ClientCredentials, ClientId, Details, GcOptions, RepoCheck,
+    Server, ServerInfo, SnapshotId,
+};
+
+/// How long a `restic prune` may take before it is SIGKILLed.
+const PRUNE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The embedded server under another backend's name, with its GC tool.
+pub struct ResticServer {
+    inner: Arc<EmbeddedServer>,
+    backend: String,
+    gc: GcTool,
+    binary: ResticBinary,
+    repo_password: String,
+    /// Prunes never overlap each other.
+    gc_lock: Mutex<()>,
+}
+
+impl ResticServer {
+    pub fn new(
+        inner: Arc<EmbeddedServer>,
+        backend: &str,
+        gc: GcTool,
+        binary: ResticBinary,
+        repo_password: String,
+    ) -> Self {
+        ResticServer {
+            inner,
+            backend: backend.to_owned(),
+            gc,
+            binary,
+            repo_password,
+            gc_lock: Mutex::new(()),
+        }
+    }
+
+    /// `restic unlock` (locks of processes that are gone: a killed client's)
+    /// and `restic prune`, on the repository directory.
+    fn restic_prune(&self, options: &GcOptions) -> BackendResult<Details> {
+        let _one_at_a_time = self.gc_lock.lock().expect("gc lock");
+        let evidence = self.inner.evidence();
+        let _seen = evidence.gc_running();
+        let repository = self
+            .inner
+            .repo_dir()
+            .to_str()
+            .ok_or_else(|| BackendError::failed("repository path is not UTF-8"))?
+            .to_owned();
+        let target = Target {
+            repository,
+            password: self.repo_password.clone(),
+            also_secret: Vec::new(),
+        };
+        let run = |args: Vec<String>| {
+            Invocation {
+                binary: &self.binary,
+                target: &target,
+                cache_dir: None,
+                args,
+                cwd: None,
+                deadline: PRUNE_TIMEOUT,
+                processes: None,
+            }
+            .run()
+            .map_err(|e| BackendError::Local(format!("cannot run restic: {e}")))
+        };
+        let started = std::time::Instant::now();
+        let mut args = vec!["prune".to_owned()];
+        if options.aggressive {
+            args.extend(["--max-unused".to_owned(), "0".to_owned()]);
+        }
+        // The exclusive lock waits for every restic client's lock to go.
+        let mut pause = Duration::from_millis(250);
+        let output = loop {
+            let _ = run(vec!["unlock".into()])?;
+            let output = run(args.clone())?;
+            let locked = !output.success() && said(&output.stderr) == Some(Said::Locked);
+            if !locked || started.elapsed() + pause > LOCK_PATIENCE {
+                break output;
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_secs(4));
+        };
+        if !output.success() {
+            // No request: only the text and the exit tell what happened.
+            return Err(CallContext {
+                evidence,
+                user: "",
+                started,
+                command: "prune",
+            }
+            .classify_local(&output));
+        }
+        let mut details = Details::new();
+        details.insert("tool".into(), json!("restic"));
+        details.insert("aggressive".into(), json!(options.aggressive));
+        if let Some(line) = output
+            .stdout
+            .lines()
+            .find(|line| line.trim_start().starts_with("to delete:"))
+        {
+            details.insert("to-delete".into(), json!(line.trim()));
+        }
+        Ok(details)
+    }
+}
+
+impl Server for ResticServer {
+    fn info(&self) -> ServerInfo {
+        ServerInfo {
+            backend: self.backend.clone(),
+            ..self.inner.info()
+        }
+    }
+
+    fn authorize_client(&self, client: ClientId) -> BackendResult<ClientCredentials> {
+        self.inner.authorize_client(client)
+    }
+
+    fn remove_client(&self, client: ClientId) -> BackendResult<()> {
+        self.inner.remove_client(client)
+    }
+
+    fn run_gc(&self, options: &GcOptions) -> BackendResult<Details> {
+        match self.gc {
+            GcTool::Rustic => self.inner.run_gc(options),
+            GcTool::Restic => self.restic_prune(options),
+        }
+    }
+
+    fn list_snapshots(&self) -> BackendResult<Vec<SnapshotId>> {
+        self.inner.list_snapshots()
+    }
+
+    fn verify_repo(&self) -> BackendResult<RepoCheck> {
+        self.inner.verify_repo()
+    }
+
+    fn repository_size(&self) -> u64 {
+        self.inner.repository_size()
+    }
+}

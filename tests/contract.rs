@@ -1,0 +1,610 @@
+//! The contract every backend keeps, written once and run against each
+//! (embedded, restic, mixed): byte-identical round trips of what backup
+//! tools find hard, the right error for a missing snapshot, a revoked client
+//! refused while the others go on, concurrent clients, a GC that keeps live
+//! data and removes deleted data, and the scenario presets.
+//!
+//! Each backend runs for real: snapstorm's own server, rustic_core clients,
+//! Debian's restic processes (`apt-get install restic`).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use snapstorm::backend::BackendKind;
+use snapstorm::engine::ClientId;
+use snapstorm::engine::fingerprint::{CompareOptions, Fingerprint};
+use snapstorm::engine::options::GcTool;
+use snapstorm::engine::traits::{ErrorClass, GcOptions, Snapshotter};
+use snapstorm::multiclient::MultiClientSnapshotter;
+use snapstorm::multiclient::launch::{EmbeddedParts, RunSpec, embedded_parts};
+
+/// A backend's clients and server, started on a fresh state directory.
+struct Fixture {
+    runtime: tokio::runtime::Runtime,
+    parts: EmbeddedParts,
+    clients: Arc<MultiClientSnapshotter>,
+    state: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn start(backend: BackendKind, gc: GcTool) -> Fixture {
+        if backend.runs_restic() {
+            common::require_program("restic");
+        }
+        let state = tempfile::tempdir().unwrap();
+        let mut scenario =
+            snapstorm::engine::scenario::Scenario::resolve("randomized-small").unwrap();
+        scenario.options.gc = gc;
+        let mut spec = RunSpec::new(scenario, state.path().to_path_buf(), 9);
+        spec.backend = backend;
+        let runtime = common::runtime();
+        let parts = runtime.block_on(embedded_parts(&spec)).unwrap();
+        let (_engine, clients) = parts.engine(&spec).unwrap();
+        Fixture {
+            runtime,
+            parts,
+            clients,
+            state,
+        }
+    }
+
+    /// A directory of the test's own for `name`.
+    fn dir(&self, name: &str) -> PathBuf {
+        let dir = self.state.path().join("contract").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Snapshots `source` as `client`, restores it into a fresh directory and
+    /// asserts the two are identical; returns the snapshot's id.
+    fn round_trip(&self, client: ClientId, source: &Path) -> String {
+        let id = self
+            .clients
+            .create_snapshot(client, source)
+            .unwrap_or_else(|e| panic!("{client} snapshot: {e}"));
+        let target = self.dir(&format!("restore-{client}-{}", &id[..8]));
+        self.clients
+            .restore_snapshot(client, &id, &target)
+            .unwrap_or_else(|e| panic!("{client} restore: {e}"));
+        assert_identical(source, &target);
+        id
+    }
+
+    fn kind(&self, client: ClientId) -> String {
+        self.clients.client_kind(client).unwrap()
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        self.runtime.block_on(self.parts.server.stop());
+    }
+}
+
+fn assert_identical(expected: &Path, actual: &Path) {
+    let want = Fingerprint::of_tree(expected).unwrap();
+    let got = Fingerprint::of_tree(actual).unwrap();
+    let diff = want.diff(&got, CompareOptions::default());
+    assert!(
+        diff.is_empty(),
+        "restored tree differs:\n{}",
+        diff.render(20)
+    );
+}
+
+/// Clients that cover every kind of client the backend has (mixed: a
+/// rustic_core and a restic one).
+fn clients_of(backend: BackendKind) -> Vec<ClientId> {
+    match backend {
+        BackendKind::Mixed => vec![ClientId(1), ClientId(2)],
+        _ => vec![ClientId(1)],
+    }
+}
+
+fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    use rand::{RngExt, SeedableRng};
+    let mut bytes = vec![0u8; len];
+    rand_chacha::ChaCha8Rng::seed_from_u64(seed).fill(&mut bytes[..]);
+    bytes
+}
+
+/// What backup tools find hard: an empty file, a 64 MiB file, a deep tree,
+/// symlinks (relative, absolute, dangling), names with spaces and unicode,
+/// 0750 modes, an empty directory.
+fn hard_tree(root: &Path) {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    std::fs::create_dir_all(root).unwrap();
+    std::fs::write(root.join("empty"), b"").unwrap();
+    std::fs::write(root.join("large 64 MiB.bin"), random_bytes(64, 64 << 20)).unwrap();
+    let mut deep = root.join("deep");
+    for level in 0..40 {
+        deep = deep.join(format!("level {level}"));
+    }
+    std::fs::create_dir_all(&deep).unwrap();
+    std::fs::write(deep.join("bottom.txt"), b"the bottom\n").unwrap();
+    let unicode = root.join("ünïcödé dir/日本語");
+    std::fs::create_dir_all(&unicode).unwrap();
+    std::fs::write(
+        unicode.join("файл 🦀 with spaces.txt"),
+        b"unicode content\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("empty dir")).unwrap();
+    symlink("large 64 MiB.bin", root.join("relative link")).unwrap();
+    symlink("/etc/hostname", root.join("absolute link")).unwrap();
+    symlink("nowhere/at all", root.join("dangling link")).unwrap();
+    let private = root.join("private 0750");
+    std::fs::create_dir_all(&private).unwrap();
+    let script = private.join("run.sh");
+    std::fs::write(&script, b"#!/bin/sh\necho hi\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o750)).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o750)).unwrap();
+}
+
+/// Create, list, restore byte-identical, delete, list again; a deleted
+/// snapshot cannot be restored.
+fn round_trips(backend: BackendKind) {
+    let f = Fixture::start(backend, GcTool::Rustic);
+    let source = f.dir("hard");
+    hard_tree(&source);
+    for client in clients_of(backend) {
+        let id = f.round_trip(client, &source);
+        let listed = f.clients.list_snapshots(client).unwrap();
+        assert!(listed.contains(&id), "{} lists {listed:?}", f.kind(client));
+        f.clients.delete_snapshot(client, &id).unwrap();
+        let listed = f.clients.list_snapshots(client).unwrap();
+        assert!(!listed.contains(&id), "deleted, still listed: {id}");
+        let gone = f
+            .clients
+            .restore_snapshot(client, &id, &f.dir("deleted"))
+            .unwrap_err();
+        assert_eq!(gone.class(), ErrorClass::Data, "{}: {gone}", f.kind(client));
+    }
+}
+
+/// Deleting or restoring a snapshot the repository never had is an error
+/// about data, not a success and not a transport problem.
+fn missing_snapshot(backend: BackendKind) {
+    let f = Fixture::start(backend, GcTool::Rustic);
+    let source = f.dir("one");
+    std::fs::write(source.join("f"), b"x").unwrap();
+    let missing = "0".repeat(64);
+    for client in clients_of(backend) {
+        f.clients.create_snapshot(client, &source).unwrap();
+        let deleted = f.clients.delete_snapshot(client, &missing).unwrap_err();
+        assert_eq!(
+            deleted.class(),
+            ErrorClass::Data,
+            "{}: {deleted}",
+            f.kind(client)
+        );
+        let restored = f
+            .clients
+            .restore_snapshot(client, &missing, &f.dir("missing"))
+            .unwrap_err();
+        assert_eq!(
+            restored.class(),
+            ErrorClass::Data,
+            "{}: {restored}",
+            f.kind(client)
+        );
+    }
+}
+
+/// A revoked client is refused (a request that did not get through); the
+/// others go on.
+fn revoked_client(backend: BackendKind) {
+    let f = Fixture::start(backend, GcTool::Rustic);
+    let source = f.dir("data");
+    std::fs::write(source.join("f"), b"data").unwrap();
+    let clients = [ClientId(1), ClientId(2), ClientId(3)];
+    for client in clients {
+        f.clients.create_snapshot(client, &source).unwrap();
+    }
+    for revoked in [ClientId(1), ClientId(2)] {
+        f.parts.engine_server.remove_client(revoked).unwrap();
+        let refused = f.clients.list_snapshots(revoked).unwrap_err();
+        assert_eq!(refused.class(), ErrorClass::NotThrough, "{refused}");
+        let refused = f.clients.create_snapshot(revoked, &source).unwrap_err();
+        assert_eq!(refused.class(), ErrorClass::NotThrough, "{refused}");
+        f.round_trip(ClientId(3), &source);
+        f.parts.server.readmit_client(revoked).unwrap();
+    }
+}
+
+/// Four clients snapshot and restore at once, each its own data.
+fn concurrent_clients(backend: BackendKind) {
+    let f = Fixture::start(backend, GcTool::Rustic);
+    std::thread::scope(|scope| {
+        for n in 1..=4u32 {
+            let f = &f;
+            scope.spawn(move || {
+                let client = ClientId(n);
+                let source = f.dir(&format!("data-{n}"));
+                for file in 0..20u64 {
+                    let len = 1024 * (file as usize + 1) * 16;
+                    let dir = source.join(format!("dir {}", file % 4));
+                    std::fs::create_dir_all(&dir).unwrap();
+                    std::fs::write(
+                        dir.join(format!("f{file}")),
+                        random_bytes(u64::from(n) * 100 + file, len),
+                    )
+                    .unwrap();
+                }
+                f.round_trip(client, &source);
+                std::fs::write(source.join("second"), random_bytes(u64::from(n), 100_000)).unwrap();
+                f.round_trip(client, &source);
+            });
+        }
+    });
+}
+
+/// A GC (instant delete) removes the data only a deleted snapshot used and
+/// keeps what live snapshots need, byte for byte.
+fn gc_keeps_live_data(backend: BackendKind, gc: GcTool) {
+    let f = Fixture::start(backend, gc);
+    let mut live = Vec::new();
+    for client in clients_of(backend) {
+        let source = f.dir(&format!("gc-{client}"));
+        std::fs::write(
+            source.join("kept.bin"),
+            random_bytes(u64::from(client.0), 2 << 20),
+        )
+        .unwrap();
+        let kept = f.clients.create_snapshot(client, &source).unwrap();
+        let gone_file = source.join("gone.bin");
+        std::fs::write(
+            &gone_file,
+            random_bytes(1000 + u64::from(client.0), 8 << 20),
+        )
+        .unwrap();
+        let gone = f.clients.create_snapshot(client, &source).unwrap();
+        std::fs::remove_file(&gone_file).unwrap();
+        let later = f.clients.create_snapshot(client, &source).unwrap();
+        f.clients.delete_snapshot(client, &gone).unwrap();
+        live.push((client, source, [kept, later]));
+    }
+    let before = f.parts.engine_server.repository_size();
+    f.parts
+        .engine_server
+        .run_gc(&GcOptions { aggressive: true })
+        .unwrap();
+    let after = f.parts.engine_server.repository_size();
+    let removed = (7 << 20) * live.len() as u64;
+    assert!(
+        after + removed <= before,
+        "GC removed {} bytes, the deleted snapshots alone held {removed}",
+        before.saturating_sub(after)
+    );
+    for (client, source, ids) in live {
+        for id in ids {
+            let target = f.dir(&format!("after-gc-{client}-{}", &id[..8]));
+            f.clients.restore_snapshot(client, &id, &target).unwrap();
+            assert_identical(&source, &target);
+        }
+    }
+    let check = f.parts.engine_server.verify_repo().unwrap();
+    assert!(check.healthy, "{:?}", check.problems);
+}
+
+/// A preset's scenario file, scaled down so the suite stays short: at most
+/// 1000 files per write, 10 repetitions, 16 MiB files. What each preset does
+/// stays the same.
+fn scaled_preset(name: &str, dir: &Path) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("assets/scenarios")
+        .join(format!("{name}.toml"));
+    let text = std::fs::read_to_string(path)
+        .unwrap()
+        .replace("= 10000", "= 1000")
+        .replace("repeat-action = 100", "repeat-action = 10")
+        .replace("\"40MiB\"", "\"16MiB\"")
+        .replace("\"64MiB\"", "\"16MiB\"");
+    let scaled = dir.join(format!("{name}.toml"));
+    std::fs::write(&scaled, text).unwrap();
+    scaled
+}
+
+/// Every preset passes, run by the binary with each kind of client.
+fn presets(backend: BackendKind) {
+    use snapstorm::engine::scenario::{Plan, Scenario};
+    for preset in Scenario::presets() {
+        let sequence = match &preset.plan {
+            Plan::Sequence(actions) => actions.len(),
+            Plan::Weighted(_) => 0,
+        };
+        let actions = if sequence == 0 { 8 } else { sequence };
+        let dir = tempfile::tempdir().unwrap();
+        let scenario = scaled_preset(&preset.name, dir.path());
+        let report = dir.path().join("r.json");
+        let clients = clients_of(backend).len().to_string();
+        let (code, out, err, report) = common::snapstorm_run(
+            &dir.path().join("state"),
+            &report,
+            &[
+                "--backend",
+                backend.name(),
+                "--scenario",
+                scenario.to_str().unwrap(),
+                "--clients",
+                &clients,
+                "--actions",
+                &actions.to_string(),
+                "--seed",
+                "3",
+            ],
+        );
+        let name = &preset.name;
+        assert_eq!(code, 0, "{name}: {out}\n{err}");
+        assert_eq!(report["backend"], backend.name());
+        assert_eq!(report["totals"]["verification_failures"], 0, "{name}");
+        if sequence > 0 {
+            assert!(
+                report["totals"]["restores_verified"].as_u64().unwrap() >= 1,
+                "{name}: {out}\n{err}"
+            );
+        }
+        let kinds: Vec<&str> = report["clients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["kind"].as_str().unwrap())
+            .collect();
+        let expected: &[&str] = match backend {
+            BackendKind::Embedded => &["rustic"],
+            BackendKind::Restic => &["restic"],
+            BackendKind::Mixed => &["rustic", "restic"],
+        };
+        assert_eq!(kinds, expected);
+    }
+}
+
+macro_rules! contract {
+    ($name:ident, $backend:expr, $gc:expr) => {
+        mod $name {
+            use super::*;
+
+            #[test]
+            fn round_trips_are_byte_identical() {
+                round_trips($backend);
+            }
+
+            #[test]
+            fn a_missing_snapshot_is_a_data_error() {
+                missing_snapshot($backend);
+            }
+
+            #[test]
+            fn a_revoked_client_is_refused_and_the_others_go_on() {
+                revoked_client($backend);
+            }
+
+            #[test]
+            fn concurrent_clients_each_get_their_data_back() {
+                concurrent_clients($backend);
+            }
+
+            #[test]
+            fn gc_keeps_live_data_and_removes_deleted_data() {
+                gc_keeps_live_data($backend, $gc);
+            }
+
+            #[test]
+            fn the_presets_pass() {
+                presets($backend);
+            }
+        }
+    };
+}
+
+contract!(embedded, BackendKind::Embedded, GcTool::Rustic);
+contract!(restic, BackendKind::Restic, GcTool::Restic);
+contract!(mixed, BackendKind::Mixed, GcTool::Restic);
+
+/// What a backend needs is checked before anything is written.
+mod setup {
+    use super::*;
+
+    #[test]
+    fn a_missing_restic_is_exit_2_naming_the_package() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty_path = dir.path().join("bin");
+        std::fs::create_dir(&empty_path).unwrap();
+        let state = dir.path().join("state");
+        for backend in ["restic", "mixed"] {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_snapstorm"))
+                .args(["run", "--backend", backend, "--actions", "1", "--state-dir"])
+                .arg(&state)
+                .env("PATH", &empty_path)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{stderr}");
+            assert_eq!(stderr.lines().count(), 1, "{stderr}");
+            assert!(stderr.contains("apt-get install restic"), "{stderr}");
+            assert!(!state.exists(), "nothing is written");
+        }
+    }
+
+    #[test]
+    fn gc_by_restic_needs_a_backend_with_restic() {
+        let dir = tempfile::tempdir().unwrap();
+        let scenario = dir.path().join("gc.toml");
+        std::fs::write(
+            &scenario,
+            "description = \"gc by restic\"\nsequence = [\"run-gc\"]\n[options]\ngc = \"restic\"\n",
+        )
+        .unwrap();
+        let state = dir.path().join("state");
+        let (code, _, err) = common::snapstorm(&[
+            "run",
+            "--scenario",
+            scenario.to_str().unwrap(),
+            "--actions",
+            "1",
+            "--state-dir",
+            state.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("--backend restic"), "{err}");
+        assert!(!state.exists(), "nothing is written");
+        let (code, _, err) = common::snapstorm(&["run", "--backend", "kopia", "--actions", "1"]);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("embedded, restic, mixed"), "{err}");
+    }
+}
+
+/// A state dir given as a relative path: every path a restic process gets
+/// is absolute (it runs in the directory it backs up).
+#[test]
+fn a_relative_state_dir_keeps_each_client_to_its_own_data() {
+    common::require_program("restic");
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = scaled_preset("one-large-file", dir.path());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_snapstorm"))
+        .args([
+            "run",
+            "--backend",
+            "mixed",
+            "--clients",
+            "2",
+            "--actions",
+            "3",
+        ])
+        .args(["--state-dir", "state", "--report", "r.json", "--scenario"])
+        .arg(&scenario)
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let report = common::read_json(&dir.path().join("r.json"));
+    assert_eq!(report["totals"]["restores_verified"], 2, "{stderr}");
+}
+
+/// The README's comparison of the two GCs on a mixed repository, run as a
+/// whole, verbatim (two 60 s runs: `cargo test --test contract -- --ignored`).
+#[test]
+#[ignore = "two 60 s runs; cargo test --test contract -- --ignored"]
+fn the_readme_gc_comparison_runs_verbatim() {
+    common::require_program("restic");
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let block = readme
+        .split_once("<!-- gc-comparison -->")
+        .unwrap()
+        .1
+        .split_once("<!-- /gc-comparison -->")
+        .unwrap()
+        .0;
+    // The block sits in a list item: its lines carry the fence's indent.
+    let mut lines = block.lines().skip_while(|l| l.trim() != "```sh");
+    let fence = lines.next().unwrap();
+    let indent = &fence[..fence.len() - fence.trim_start().len()];
+    let script: String = lines
+        .take_while(|l| l.trim() != "```")
+        .map(|l| format!("{}\n", l.strip_prefix(indent).unwrap_or(l)))
+        .collect();
+    let script = script.as_str();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_snapstorm"), bin.join("snapstorm")).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-e", "-c", script])
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .env("TMPDIR", dir.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    for gc in ["rustic", "restic"] {
+        let report = common::read_json(&dir.path().join(format!("{gc}.json")));
+        assert_eq!(report["backend"], "mixed");
+        assert_eq!(report["clients"][1]["kind"], "restic");
+        assert!(report["gc_runs"].as_u64().unwrap() >= 3, "{gc}: {report}");
+    }
+}
+
+/// `kill-client` on a restic client SIGKILLs its restic process in the
+/// middle of a snapshot; the error is the fault's, and every snapshot the
+/// run reported still verifies.
+#[test]
+fn kill_client_sigkills_a_restic_process_mid_snapshot() {
+    common::require_program("restic");
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("writes.toml");
+    std::fs::write(&scenario, common::KEEP_EVERYTHING).unwrap();
+    let state = dir.path().join("state");
+    let (code, out, err, report) = common::snapstorm_run(
+        &state,
+        &dir.path().join("r.json"),
+        &[
+            "--backend",
+            "restic",
+            "--clients",
+            "1",
+            "--duration",
+            "20s",
+            "--seed",
+            "5",
+            "--scenario",
+            scenario.to_str().unwrap(),
+            "--fault",
+            "kill-client@3s,client=1",
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let trace = std::fs::read_to_string(state.join("trace.jsonl")).unwrap();
+    let killed: Vec<serde_json::Value> = trace
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("restic backup: killed by signal 9"))
+        })
+        .collect();
+    assert!(!killed.is_empty(), "no restic backup was SIGKILLed:\n{err}");
+    for line in &killed {
+        assert_eq!(line["error_class"], "not-through", "{line}");
+        assert!(
+            line["explained_by"]
+                .as_str()
+                .is_some_and(|f| f.starts_with("kill-client@")),
+            "{line}"
+        );
+    }
+    assert_eq!(report["faults"][0]["detected"], true, "{report}");
+    // Every snapshot the run reported, restored once more by restic.
+    let (code, out, err, rerun) = common::snapstorm_run(
+        &state,
+        &dir.path().join("r2.json"),
+        &[
+            "--backend",
+            "restic",
+            "--clients",
+            "1",
+            "--actions",
+            "1",
+            "--verify-inherited",
+            "all",
+            "--scenario",
+            scenario.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(rerun["failures"], serde_json::json!([]), "{rerun:#}");
+    assert_eq!(rerun["inherited_verified"], rerun["inherited_snapshots"]);
+}
