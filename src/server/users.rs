@@ -272,6 +272,24 @@ impl Users {
         self.check(name, password).0
     }
 
+    /// The user's access if this password was checked before and the user
+    /// is unchanged; `None` when bcrypt is needed ([`Users::verify`]).
+    /// Never runs bcrypt, so it may be called on the async threads: a
+    /// client's requests after its first skip the hop to a blocking thread.
+    pub fn verify_remembered(&self, name: &str, password: &str) -> Option<Access> {
+        let user = self.users.read().expect("users lock").get(name).cloned()?;
+        let digest = blake3::hash(password.as_bytes());
+        let remembered = self
+            .verified
+            .read()
+            .expect("verified lock")
+            .get(name)
+            .is_some_and(|v| v.bcrypt_hash == user.bcrypt_hash && v.password_digest == digest);
+        remembered.then_some(Access {
+            append_only: user.append_only,
+        })
+    }
+
     fn check(&self, name: &str, password: &str) -> (Option<Access>, Checked) {
         let Some(user) = self.users.read().expect("users lock").get(name).cloned() else {
             // As slow as a wrong password for a known name.
