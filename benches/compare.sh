@@ -14,8 +14,9 @@
 #
 # Settings (environment):
 #   SNAPSTORM      the binary (default target/release/snapstorm)
-#   BASELINE       another snapstorm binary to run side by side (a column more)
-#   DURATION       length of each headless run (default 60s)
+#   BASELINE       another snapstorm binary to run side by side (rows of its own)
+#   BASELINE_COUNTS  client counts the baseline runs at (default: CLIENT_COUNTS)
+#   DURATION       length of each headless run, in seconds (default 60s)
 #   CLIENT_COUNTS  client counts of the scale runs (default "4 16 32 64")
 #   DATA_MB        size of the server data set in MiB (default 850)
 #   ROUNDS         repetitions of each server measurement, interleaved (default 3)
@@ -30,6 +31,7 @@ SNAPSTORM="${SNAPSTORM:-$here/target/release/snapstorm}"
 BASELINE="${BASELINE:-}"
 DURATION="${DURATION:-60s}"
 CLIENT_COUNTS="${CLIENT_COUNTS:-4 16 32 64}"
+BASELINE_COUNTS="${BASELINE_COUNTS:-$CLIENT_COUNTS}"
 DATA_MB="${DATA_MB:-850}"
 ROUNDS="${ROUNDS:-3}"
 RUSTIC_SERVER="${RUSTIC_SERVER:-$(command -v rustic-server || true)}"
@@ -88,9 +90,15 @@ peak = 0
 for line in open(d + "/time.log"):
     if "Maximum resident set size" in line:
         peak = int(line.split()[-1]) / 1024
+    if "Elapsed (wall clock)" in line:
+        parts = line.split()[-1].split(":")
+        wall = sum(float(p) * 60 ** i for i, p in enumerate(reversed(parts)))
 t = r["totals"]
-print(t["actions"], r["duration_ms"] / 1000, round(peak), round(first), round(second),
-      t["verification_failures"])
+secs = r["duration_ms"] / 1000
+# Before the run's clock starts: start-up and connecting the clients.
+ready = wall - secs
+print(t["actions"], secs, round(peak), round(first), round(second),
+      t["verification_failures"], round(ready, 1))
 EOF
   rm -rf "$dir/state"
 }
@@ -100,14 +108,16 @@ if wants memory; then
   for clients in $CLIENT_COUNTS; do
     for variant in current ${BASELINE:+baseline}; do
       bin="$SNAPSTORM"; [ "$variant" = baseline ] && bin="$BASELINE"
-      read -r actions secs peak first second failures < <(headless "$bin" "$clients" "$variant")
+      if [ "$variant" = baseline ] && [[ " $BASELINE_COUNTS " != *" $clients "* ]]; then continue; fi
+      read -r actions secs peak first second failures ready < <(headless "$bin" "$clients" "$variant")
       r=$(python3 -c "print(f'{$actions/$secs:.2f}')")
       rate["$variant-$clients"]="$r"
-      echo "[$variant] $clients clients: $actions actions in ${secs}s = $r/s, peak ${peak} MiB, RSS 1st half ${first} MiB, 2nd half ${second} MiB, failures $failures" >&2
+      echo "[$variant] $clients clients: $actions actions in ${secs}s = $r/s, peak ${peak} MiB, RSS 1st half ${first} MiB, 2nd half ${second} MiB, failures $failures, ready after ${ready}s" >&2
       row "$variant: $clients clients, $DURATION run" "peak RSS" "${peak} MiB (RSS max 1st half ${first}, 2nd half ${second})" "$( [ "$clients" -le 4 ] && echo '< 300 MiB' || echo '< 1 GiB at 64')"
       base="${rate[$variant-${CLIENT_COUNTS%% *}]}"
       ratio=$(python3 -c "print(f'{$r/$base:.2f}')")
       row "$variant: $clients clients, $DURATION run" "actions/s (vs ${CLIENT_COUNTS%% *} clients)" "$r/s (${ratio}x), $failures failures" "≥ 0.8x at 64, 0 failures"
+      row "$variant: $clients clients, $DURATION run" "start to run clock / clock past $DURATION" "${ready} s / $(python3 -c "print(f'{$secs-$(echo "$DURATION" | tr -d s):.1f}')") s" "ready < 5 s at 64; drain ≤ longest action"
     done
   done
 fi

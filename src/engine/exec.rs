@@ -203,17 +203,18 @@ pub struct Engine {
     action_slots: Arc<tokio::sync::Semaphore>,
 }
 
-/// Overrides the number of actions that run at once (default: one per core).
+/// Overrides the number of actions that run at once (default: two per core).
 pub const ACTION_SLOTS_ENV: &str = "SNAPSTORM_ACTION_SLOTS";
 
 /// Actions that run at once: `SNAPSTORM_ACTION_SLOTS` if set to a positive
-/// number, else the number of cores.
+/// number, else two per core — an action also waits for the server's disk
+/// writes, and the second one uses the core meanwhile.
 fn action_slot_count() -> usize {
     std::env::var(ACTION_SLOTS_ENV)
         .ok()
         .and_then(|value| value.trim().parse::<usize>().ok())
         .filter(|&n| n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .unwrap_or_else(|| 2 * std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 impl std::fmt::Debug for Engine {

@@ -4,7 +4,7 @@
 //!
 //! Workers are tokio tasks; each action runs on a blocking thread (backend
 //! clients are blocking), so a slow backend never stalls the commands or
-//! the events. Actions take turns on the engine's slots (one per core), so
+//! the events. Actions take turns on the engine's slots (two per core), so
 //! the work in progress does not grow with the number of clients. Pausing stops new actions from starting; the action in
 //! flight always finishes.
 
