@@ -11,25 +11,15 @@
 //!
 //! Run with `cargo bench --bench verify`; `benches/compare.sh` runs it too.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
-use rand::{RngExt, SeedableRng};
+use rand::SeedableRng;
 use snapstorm::engine::fingerprint::{CompareOptions, Fingerprint};
 
-const RUNS: usize = 3;
-
-fn best_of(mut f: impl FnMut()) -> Duration {
-    (0..RUNS)
-        .map(|_| {
-            let started = Instant::now();
-            f();
-            started.elapsed()
-        })
-        .min()
-        .expect("at least one run")
-}
+use common::best_of;
 
 fn diff_r(original: &Path, restored: &Path) {
     let status = Command::new("diff")
@@ -59,24 +49,10 @@ fn compare(label: &str, original: &Path, restored: &Path) {
     );
 }
 
-/// Writes the same random content under `a` and `b`.
-fn write_both(a: &Path, b: &Path, name: &str, content: &[u8]) {
-    std::fs::write(a.join(name), content).unwrap();
-    std::fs::write(b.join(name), content).unwrap();
-}
-
 fn main() {
     // `cargo bench` passes --bench; there are no other options.
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-    let root =
-        tempfile::tempdir_in(std::env::var_os("SNAPSTORM_BENCH_DIR").unwrap_or_else(|| ".".into()))
-            .expect("temp dir for the bench files");
-    println!(
-        "cores: {}",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    );
+    let root = common::scratch();
     let dirs = |set: &str| {
         let (a, b) = (
             root.path().join(set).join("original"),
@@ -88,27 +64,11 @@ fn main() {
     };
 
     let (a, b) = dirs("small");
-    let mut buf = vec![0u8; 4096];
-    for i in 0..10_000 {
-        rng.fill(&mut buf[..]);
-        write_both(&a, &b, &format!("f{i:05}"), &buf);
-    }
+    common::small_files(&mut rng, &[&a, &b]);
     compare("10,000 x 4 KiB", &a, &b);
     std::fs::remove_dir_all(root.path().join("small")).unwrap();
 
     let (a, b) = dirs("large");
-    {
-        use std::io::Write;
-        let mut one = std::io::BufWriter::new(std::fs::File::create(a.join("big")).unwrap());
-        let mut two = std::io::BufWriter::new(std::fs::File::create(b.join("big")).unwrap());
-        let mut chunk = vec![0u8; 1 << 20];
-        for _ in 0..1024 {
-            rng.fill(&mut chunk[..]);
-            one.write_all(&chunk).unwrap();
-            two.write_all(&chunk).unwrap();
-        }
-        one.flush().unwrap();
-        two.flush().unwrap();
-    }
+    common::one_large_file(&mut rng, &[&a, &b]);
     compare("1 x 1 GiB", &a, &b);
 }
