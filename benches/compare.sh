@@ -47,6 +47,7 @@ need python3 "apt-get install -y python3"
 if [ -n "${WORK:-}" ]; then mkdir -p "$WORK"; keep_work=1; else WORK="$(mktemp -d /tmp/snapstorm-compare.XXXXXX)"; keep_work=0; fi
 cleanup() {
   jobs -p | xargs -r kill 2>/dev/null || true
+  [ -z "${restore_to:-}" ] || rm -rf "$restore_to"
   [ "$keep_work" = 1 ] || rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -166,32 +167,37 @@ EOF
   sleep 2
   declare -A repo pid
   repo[local]="$WORK/local"; pid[local]=""
-  repo[snapstorm]="rest:http://bench:s3cret@127.0.0.1:$port_ours/repo"; pid[snapstorm]=$pid_ours
+  repo[snapstorm]="rest:http://bench:s3cret@127.0.0.1:$port_ours/bench"; pid[snapstorm]=$pid_ours
   targets="snapstorm local"
   if [ -n "$BASELINE" ]; then
-    repo[baseline]="rest:http://bench:s3cret@127.0.0.1:$port_base/repo"; pid[baseline]=$pid_base
+    repo[baseline]="rest:http://bench:s3cret@127.0.0.1:$port_base/bench"; pid[baseline]=$pid_base
     targets="$targets baseline"
   fi
   if [ -n "$pid_rustic" ]; then
     repo[rustic_server]="rest:http://bench:s3cret@127.0.0.1:$port_rustic/bench"; pid[rustic_server]=$pid_rustic
     targets="$targets rustic_server"
   fi
-  declare -A backup restore
-  for t in $targets; do restic -q -r "${repo[$t]}" init >/dev/null; backup[$t]=""; restore[$t]=""; done
+  declare -A backup restore dir
+  dir[local]="$WORK/local"; dir[snapstorm]="$WORK/ours/bench"; dir[baseline]="$WORK/base/bench"; dir[rustic_server]="$WORK/rustic/bench"
+  for t in $targets; do backup[$t]=""; restore[$t]=""; done
+  # Restores go to memory, so that the disk's write-back does not time them.
+  restore_to="$(mktemp -d /dev/shm/snapstorm-compare.XXXXXX)"
   # restic's wall time of one command, in seconds.
   timed() { /usr/bin/time -f %e -o "$WORK/t" "$@" >/dev/null 2>"$WORK/err" || { cat "$WORK/err" >&2; return 1; }; cat "$WORK/t"; }
   for round in $(seq "$ROUNDS"); do
     for t in $targets; do
-      # A fresh snapshot each round: --force reads every file again.
-      s=$(timed restic -r "${repo[$t]}" backup --force --no-cache "$data")
+      # A new repository each round, so that every backup uploads it all.
+      rm -rf "${dir[$t]}"
+      restic -q -r "${repo[$t]}" init >/dev/null
+      s=$(timed restic -r "${repo[$t]}" backup --no-cache "$data")
       backup[$t]="${backup[$t]} $s"
-      rm -rf "$WORK/restore"
-      s=$(timed restic -r "${repo[$t]}" restore latest --no-cache --target "$WORK/restore")
+      rm -rf "$restore_to/out"
+      s=$(timed restic -r "${repo[$t]}" restore latest --no-cache --target "$restore_to/out")
       restore[$t]="${restore[$t]} $s"
       echo "round $round $t: backup $(echo "${backup[$t]}" | awk '{print $NF}') s, restore $s s" >&2
     done
   done
-  rm -rf "$WORK/restore"
+  rm -rf "$restore_to"
   median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
   mb=$(du -sm "$data" | cut -f1)
   for op in backup restore; do
