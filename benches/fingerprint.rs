@@ -8,25 +8,16 @@
 //! Run with `cargo bench --bench fingerprint`; it needs `b3sum` on PATH
 //! (`apt-get install -y b3sum`) and says so when it is missing.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rand::{RngExt, SeedableRng};
+use rand::SeedableRng;
 use snapstorm::engine::fingerprint::Fingerprint;
 
-const RUNS: usize = 3;
-
-fn best_of(mut f: impl FnMut()) -> Duration {
-    (0..RUNS)
-        .map(|_| {
-            let started = Instant::now();
-            f();
-            started.elapsed()
-        })
-        .min()
-        .expect("at least one run")
-}
+use common::best_of;
 
 fn b3sum(dir: &Path, names: &[String]) {
     let status = Command::new("b3sum")
@@ -67,40 +58,15 @@ fn main() {
         std::process::exit(2);
     }
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-    let root =
-        tempfile::tempdir_in(std::env::var_os("SNAPSTORM_BENCH_DIR").unwrap_or_else(|| ".".into()))
-            .expect("temp dir for the bench files");
-    println!(
-        "cores: {}",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    );
+    let root = common::scratch();
 
     let small = root.path().join("small");
     std::fs::create_dir(&small).unwrap();
-    let mut buf = vec![0u8; 4096];
-    let names: Vec<String> = (0..10_000)
-        .map(|i| {
-            rng.fill(&mut buf[..]);
-            let name = format!("f{i:05}");
-            std::fs::write(small.join(&name), &buf).unwrap();
-            name
-        })
-        .collect();
+    let names = common::small_files(&mut rng, &[&small]);
     compare("10,000 x 4 KiB", &small, &names, 10_000 * 4096);
 
     let large = root.path().join("large");
     std::fs::create_dir(&large).unwrap();
-    {
-        use std::io::Write;
-        let mut file = std::io::BufWriter::new(std::fs::File::create(large.join("big")).unwrap());
-        let mut chunk = vec![0u8; 1 << 20];
-        for _ in 0..1024 {
-            rng.fill(&mut chunk[..]);
-            file.write_all(&chunk).unwrap();
-        }
-        file.flush().unwrap();
-    }
+    common::one_large_file(&mut rng, &[&large]);
     compare("1 x 1 GiB", &large, &["big".to_owned()], 1 << 30);
 }

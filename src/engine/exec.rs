@@ -199,6 +199,22 @@ pub struct Engine {
     halt_notify: tokio::sync::Notify,
     /// The run is ending: repeated actions stop after the repetition in hand.
     stopping: AtomicBool,
+    /// Actions that may run at once (see [`Engine::action_slots`]).
+    action_slots: Arc<tokio::sync::Semaphore>,
+}
+
+/// Overrides the number of actions that run at once (default: two per core).
+pub const ACTION_SLOTS_ENV: &str = "SNAPSTORM_ACTION_SLOTS";
+
+/// Actions that run at once: `SNAPSTORM_ACTION_SLOTS` if set to a positive
+/// number, else two per core — an action also waits for the server's disk
+/// writes, and the second one uses the core meanwhile.
+fn action_slot_count() -> usize {
+    std::env::var(ACTION_SLOTS_ENV)
+        .ok()
+        .and_then(|value| value.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| 2 * std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 impl std::fmt::Debug for Engine {
@@ -271,7 +287,20 @@ impl Engine {
             stopping: AtomicBool::new(false),
             halt: OnceLock::new(),
             halt_notify: tokio::sync::Notify::new(),
+            action_slots: Arc::new(tokio::sync::Semaphore::new(action_slot_count())),
         })
+    }
+
+    /// The slots that actions take turns on. A backend call is mostly
+    /// CPU work (compression, encryption, hashing) on this machine, and
+    /// rustic starts threads of its own for each call: with one action per
+    /// client at once, 64 clients would run hundreds of threads on a few
+    /// cores, and the time would go to switching between them. A client
+    /// holds a slot for one action and queues for it otherwise, so the
+    /// work in progress stays at the machine's size whatever the client
+    /// count. An action's duration counts from when it holds its slot.
+    pub fn action_slots(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.action_slots
     }
 
     /// Why the run had to stop on snapstorm's own side, if it had to.

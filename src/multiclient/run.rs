@@ -4,7 +4,8 @@
 //!
 //! Workers are tokio tasks; each action runs on a blocking thread (backend
 //! clients are blocking), so a slow backend never stalls the commands or
-//! the events. Pausing stops new actions from starting; the action in
+//! the events. Actions take turns on the engine's slots (two per core), so
+//! the work in progress does not grow with the number of clients. Pausing stops new actions from starting; the action in
 //! flight always finishes.
 
 use std::collections::BTreeMap;
@@ -784,11 +785,15 @@ enum Next {
 impl Worker {
     async fn run(mut self) -> ClientId {
         let client = self.client;
-        if !self.stopping() {
+        // No slot when the run stops first: nothing to verify then.
+        if let Some(slot) = self.slot().await {
             let engine = self.engine.clone();
             self.in_flight.fetch_add(1, Ordering::SeqCst);
-            let records =
-                tokio::task::spawn_blocking(move || engine.verify_inherited(client)).await;
+            let records = tokio::task::spawn_blocking(move || {
+                let _slot = slot;
+                engine.verify_inherited(client)
+            })
+            .await;
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
             for record in records.unwrap_or_default() {
                 let _ = self.events.send(Event::ActionFinished(Box::new(record)));
@@ -802,6 +807,13 @@ impl Worker {
                 Next::Queued(action) => (Some(action), true),
                 Next::Planned => (None, false),
             };
+            let Some(slot) = self.slot().await else {
+                break;
+            };
+            if !queued && self.paused() {
+                // Paused while it queued for the slot: the planned action waits.
+                continue;
+            }
             let engine = self.engine.clone();
             let action = action.unwrap_or_else(|| engine.next_planned_action(client));
             let _ = self.events.send(Event::ActionStarted {
@@ -811,6 +823,7 @@ impl Worker {
             });
             self.in_flight.fetch_add(1, Ordering::SeqCst);
             let result = tokio::task::spawn_blocking(move || {
+                let _slot = slot;
                 engine.exec_action(client, action, &ActionParams::default())
             })
             .await;
@@ -850,6 +863,24 @@ impl Worker {
 
     fn paused(&self) -> bool {
         self.control.borrow().paused || self.run_control.borrow().paused
+    }
+
+    /// Waits for one of the engine's action slots; `None` if the client or
+    /// the run stops meanwhile, so a stop never waits for the queue.
+    async fn slot(&mut self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let slots = self.engine.action_slots().clone();
+        let acquire = slots.acquire_owned();
+        tokio::pin!(acquire);
+        loop {
+            if self.stopping() || self.engine.halted().is_some() {
+                return None;
+            }
+            tokio::select! {
+                slot = &mut acquire => return slot.ok(),
+                changed = self.control.changed() => changed.ok()?,
+                changed = self.run_control.changed() => changed.ok()?,
+            }
+        }
     }
 
     /// Waits until there is something to do: a queued action runs even

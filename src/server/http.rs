@@ -9,8 +9,6 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
 
 use super::locks::LockOwner;
 use super::resource::{FileId, FileType, Resource, Target};
@@ -118,11 +116,16 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, R
     let Some((name, password)) = basic_credentials(headers) else {
         return Err(unauthorized());
     };
-    let checked_name = name.clone();
-    let access = tokio::task::spawn_blocking(move || users.verify(&checked_name, &password))
-        .await
-        .ok()
-        .flatten();
+    let access = match users.verify_remembered(&name, &password) {
+        Some(access) => Some(access),
+        None => {
+            let checked_name = name.clone();
+            tokio::task::spawn_blocking(move || users.verify(&checked_name, &password))
+                .await
+                .ok()
+                .flatten()
+        }
+    };
     match access {
         Some(access) => Ok(Caller {
             name: Some(name),
@@ -403,17 +406,74 @@ fn byte_range(header: Option<&str>, len: u64) -> ByteRange {
     }
 }
 
-async fn read_file(path: &std::path::Path, headers: &HeaderMap) -> Response {
-    let mut file = match tokio::fs::File::open(path).await {
+/// Bytes read from disk at a time for a download: few enough read and
+/// write calls per pack file, little enough memory per download.
+const DOWNLOAD_CHUNK: usize = 1 << 20;
+
+/// Chunks read ahead of the socket per download: the next chunk is read
+/// while the previous one is being sent, and a client that stops reading
+/// holds at most this many (plus the one being sent) in memory.
+const DOWNLOAD_READ_AHEAD: usize = 1;
+
+/// A file opened for a download, with its length.
+enum Opened {
+    File(std::fs::File, u64),
+    NotFound,
+}
+
+fn open_for_download(path: &std::path::Path) -> std::io::Result<Opened> {
+    let file = match std::fs::File::open(path) {
         Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return StatusCode::NOT_FOUND.into_response();
-        }
-        Err(e) => return internal(e),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Opened::NotFound),
+        Err(e) => return Err(e),
     };
-    let len = match file.metadata().await {
-        Ok(meta) if meta.is_file() => meta.len(),
-        Ok(_) => return StatusCode::NOT_FOUND.into_response(),
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Ok(Opened::NotFound);
+    }
+    Ok(Opened::File(file, meta.len()))
+}
+
+/// Streams `count` bytes of `file` from `start`: a task reads chunks on a
+/// blocking thread, one ahead of the socket, and ends when the body is
+/// dropped (the client went away). No thread waits for a slow client.
+fn download_body(file: std::fs::File, start: u64, count: u64) -> Body {
+    use std::os::unix::fs::FileExt;
+    let (chunks, mut received) =
+        tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(DOWNLOAD_READ_AHEAD);
+    let file = Arc::new(file);
+    tokio::spawn(async move {
+        let (mut offset, end) = (start, start + count);
+        while offset < end {
+            let len = usize::try_from(end - offset)
+                .map_or(DOWNLOAD_CHUNK, |left| left.min(DOWNLOAD_CHUNK));
+            let file = file.clone();
+            let read = tokio::task::spawn_blocking(move || {
+                let mut buf = vec![0u8; len];
+                file.read_exact_at(&mut buf, offset)
+                    .map(|()| bytes::Bytes::from(buf))
+            })
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            let failed = read.is_err();
+            if chunks.send(read).await.is_err() || failed {
+                return;
+            }
+            offset += len as u64;
+        }
+    });
+    Body::from_stream(futures_util::stream::poll_fn(move |cx| {
+        received.poll_recv(cx)
+    }))
+}
+
+async fn read_file(path: &std::path::Path, headers: &HeaderMap) -> Response {
+    // Opening and measuring in one hop to a blocking thread.
+    let owned = path.to_path_buf();
+    let (file, len) = match tokio::task::spawn_blocking(move || open_for_download(&owned)).await {
+        Ok(Ok(Opened::File(file, len))) => (file, len),
+        Ok(Ok(Opened::NotFound)) => return StatusCode::NOT_FOUND.into_response(),
+        Ok(Err(e)) => return internal(e),
         Err(e) => return internal(e),
     };
     let range = byte_range(
@@ -431,12 +491,6 @@ async fn read_file(path: &std::path::Path, headers: &HeaderMap) -> Response {
                 .expect("valid response");
         }
     };
-    if start > 0
-        && let Err(e) = file.seek(std::io::SeekFrom::Start(start)).await
-    {
-        return internal(e);
-    }
-    let stream = ReaderStream::with_capacity(file.take(count), 256 * 1024);
     let mut response = Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "application/octet-stream")
@@ -449,7 +503,7 @@ async fn read_file(path: &std::path::Path, headers: &HeaderMap) -> Response {
         );
     }
     response
-        .body(Body::from_stream(stream))
+        .body(download_body(file, start, count))
         .expect("valid response")
 }
 

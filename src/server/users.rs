@@ -272,6 +272,27 @@ impl Users {
         self.check(name, password).0
     }
 
+    /// The user's access if this password was checked before and the user
+    /// is unchanged; `None` when bcrypt is needed ([`Users::verify`]).
+    /// Never runs bcrypt, so it may be called on the async threads: a
+    /// client's requests after its first skip the hop to a blocking thread.
+    pub fn verify_remembered(&self, name: &str, password: &str) -> Option<Access> {
+        let user = self.users.read().expect("users lock").get(name).cloned()?;
+        let digest = blake3::hash(password.as_bytes());
+        self.remembered(name, &user, &digest).then_some(Access {
+            append_only: user.append_only,
+        })
+    }
+
+    /// Whether bcrypt accepted the password with this digest for `user`'s current hash.
+    fn remembered(&self, name: &str, user: &User, digest: &blake3::Hash) -> bool {
+        self.verified
+            .read()
+            .expect("verified lock")
+            .get(name)
+            .is_some_and(|v| v.bcrypt_hash == user.bcrypt_hash && v.password_digest == *digest)
+    }
+
     fn check(&self, name: &str, password: &str) -> (Option<Access>, Checked) {
         let Some(user) = self.users.read().expect("users lock").get(name).cloned() else {
             // As slow as a wrong password for a known name.
@@ -286,13 +307,7 @@ impl Users {
             append_only: user.append_only,
         };
         let digest = blake3::hash(password.as_bytes());
-        let remembered = self
-            .verified
-            .read()
-            .expect("verified lock")
-            .get(name)
-            .is_some_and(|v| v.bcrypt_hash == user.bcrypt_hash && v.password_digest == digest);
-        if remembered {
+        if self.remembered(name, &user, &digest) {
             return (Some(access), Checked::Remembered);
         }
         if !bcrypt::verify(password, &user.bcrypt_hash).unwrap_or(false) {
