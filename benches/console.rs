@@ -96,6 +96,7 @@ fn busy_app() -> (App, Instant) {
         counts.totals.restores_verified += own.restores_verified;
         counts.clients.push(ClientReport {
             id: ClientId(client),
+            kind: Some("rustic".into()),
             counts: own,
         });
     }

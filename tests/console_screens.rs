@@ -674,3 +674,43 @@ fn a_resumed_run_shows_its_inherited_snapshots_being_verified() {
         assert!(t.contains("inherited 12 · verified 3/4"), "{t}");
     }
 }
+
+#[test]
+fn each_client_shows_its_kind_in_panes_and_table() {
+    let (mut app, _) = busy_app(Theme::coloured());
+    let mut counts = app.counts.clone();
+    for report in &mut counts.clients {
+        report.kind = Some(
+            if report.id.0 % 2 == 1 {
+                "rustic"
+            } else {
+                "restic"
+            }
+            .into(),
+        );
+    }
+    app.set_counts(counts, 4);
+    let panes = text(&render(&app, 140, 45));
+    let title = |client: &str| {
+        panes
+            .lines()
+            .find(|l| l.contains(&format!(" {client} ")))
+            .unwrap_or_else(|| panic!("{client} has no pane:\n{panes}"))
+            .to_owned()
+    };
+    assert!(title("client-1").contains("rustic"), "{panes}");
+    assert!(title("client-2").contains("restic"), "{panes}");
+    app.table = Some(true);
+    let table = text(&render(&app, 140, 45));
+    let header = table
+        .lines()
+        .find(|l| l.contains("client     kind    state"))
+        .unwrap_or_else(|| panic!("no kind column:\n{table}"));
+    let kind_at = Span::raw(&header[..header.find("kind").unwrap()]).width();
+    let row = table
+        .lines()
+        .find(|l| l.contains("client-2 "))
+        .unwrap_or_else(|| panic!("no row for client-2:\n{table}"));
+    let restic_at = Span::raw(&row[..row.find("restic").expect("kind in row")]).width();
+    assert_eq!(kind_at, restic_at, "kind column lines up:\n{table}");
+}

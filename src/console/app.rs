@@ -457,6 +457,15 @@ impl App {
         self.counts.client(id).cloned().unwrap_or_default()
     }
 
+    /// What kind of client it is (`rustic`, `restic`), as the engine reports it.
+    pub fn client_kind(&self, id: ClientId) -> Option<&str> {
+        self.counts
+            .clients
+            .iter()
+            .find(|c| c.id == id)
+            .and_then(|c| c.kind.as_deref())
+    }
+
     /// Moves the clock: finishes throughput seconds that have passed.
     pub fn tick(&mut self, now: Instant) {
         self.now = now;

@@ -294,6 +294,16 @@ fn draw_pane(frame: &mut Frame, area: Rect, app: &App, view: &ClientView, select
         ),
         Span::styled(format!("{state_label} "), state_style),
     ]);
+    let title = match app.client_kind(view.id) {
+        Some(kind) => {
+            let mut title = title;
+            title
+                .spans
+                .push(Span::styled(format!("{kind} "), theme.dim()));
+            title
+        }
+        None => title,
+    };
     let block = Block::default()
         .borders(Borders::ALL)
         .border_style(border)
@@ -385,8 +395,12 @@ fn draw_table(
     let (first, shown) = table_window(area, views.len(), selected_index);
     let narrow = width < 100;
     let state_width = if narrow { 10 } else { 12 };
+    // The kind column appears when the engine names kinds (and there is room).
+    let kinds = !narrow && views.iter().any(|v| app.client_kind(v.id).is_some());
     let header = if narrow {
         TABLE_HEADER.replacen("state         ", "state       ", 1)
+    } else if kinds {
+        TABLE_HEADER.replacen("client     ", "client     kind    ", 1)
     } else {
         TABLE_HEADER.to_owned()
     };
@@ -419,8 +433,20 @@ fn draw_table(
         };
         let mut spans = vec![
             Span::styled(
-                format!("{}{:<10}", if selected { "▶ " } else { "  " }, view.id),
+                format!(
+                    "{}{:<10}",
+                    if selected { "▶ " } else { "  " },
+                    view.id.to_string()
+                ),
                 name_style,
+            ),
+            Span::styled(
+                if kinds {
+                    format!(" {:<7}", app.client_kind(view.id).unwrap_or("-"))
+                } else {
+                    String::new()
+                },
+                theme.dim(),
             ),
             Span::styled(
                 format!(" {:<width$}", table_state, width = state_width),
