@@ -131,9 +131,16 @@ pub type LogLine = (log::Level, String, String);
 
 impl Folder {
     fn key_of(text: &str) -> String {
-        text.chars()
-            .map(|c| if c.is_ascii_digit() { '#' } else { c })
-            .collect()
+        let mut key = String::with_capacity(text.len());
+        for c in text.chars() {
+            if !c.is_ascii_digit() {
+                key.push(c);
+            } else if !key.ends_with('#') {
+                // A number of any length is one `#`: `:9` and `:10` fold.
+                key.push('#');
+            }
+        }
+        key
     }
 
     fn repeated_line(&mut self) -> Option<LogLine> {
