@@ -119,7 +119,11 @@ pub struct SessionArgs {
     /// one repository) or kopia (the kopia program as server and clients).
     /// restic and mixed need `restic` on PATH; kopia needs `kopia` on PATH
     /// or at KOPIA_EXE.
-    #[arg(long, value_name = "embedded|restic|mixed|kopia", default_value = "embedded")]
+    #[arg(
+        long,
+        value_name = "embedded|restic|mixed|kopia",
+        default_value = "embedded"
+    )]
     pub backend: crate::backend::BackendKind,
 }
 

@@ -43,8 +43,8 @@ struct Fixture {
 /// Whether the backend's tests are skipped here: kopia cannot be installed
 /// from the registries these tests run with, so without it they say so.
 fn skipped(backend: BackendKind) -> bool {
-    let missing = backend == BackendKind::Kopia
-        && snapstorm::backend::kopia::KopiaBinary::find().is_err();
+    let missing =
+        backend == BackendKind::Kopia && snapstorm::backend::kopia::KopiaBinary::find().is_err();
     if missing {
         println!("skipped: kopia not found (put kopia on PATH or set KOPIA_EXE)");
         eprintln!("skipped: kopia not found (put kopia on PATH or set KOPIA_EXE)");
@@ -312,9 +312,7 @@ fn gc_keeps_live_data(backend: BackendKind, gc: GcTool) {
         live.push((client, source, [kept, later]));
     }
     let before = f.server.repository_size();
-    f.server
-        .run_gc(&GcOptions { aggressive: true })
-        .unwrap();
+    f.server.run_gc(&GcOptions { aggressive: true }).unwrap();
     let after = f.server.repository_size();
     let removed = (7 << 20) * live.len() as u64;
     assert!(

@@ -215,13 +215,22 @@ fn engine_over(
     };
     let writer: Arc<dyn FileWriter> = writer.clone();
     let as_snapshotter: Arc<dyn Snapshotter> = snapshotter.clone();
-    let engine = Engine::new(config, writer, as_snapshotter, server.clone(), store.clone())
-        .map_err(|e| LaunchError::Start(format!("cannot open the action trace: {e}")))?;
+    let engine = Engine::new(
+        config,
+        writer,
+        as_snapshotter,
+        server.clone(),
+        store.clone(),
+    )
+    .map_err(|e| LaunchError::Start(format!("cannot open the action trace: {e}")))?;
     Ok((Arc::new(engine), snapshotter))
 }
 
 /// Opens (or creates) the state directory for the spec's backend.
-async fn open_store(spec: &RunSpec, layout: &StateLayout) -> Result<Arc<MetadataStore>, LaunchError> {
+async fn open_store(
+    spec: &RunSpec,
+    layout: &StateLayout,
+) -> Result<Arc<MetadataStore>, LaunchError> {
     let layout = layout.clone();
     let backend = spec.backend.name();
     let store = tokio::task::spawn_blocking(move || MetadataStore::open(layout, backend))

@@ -156,7 +156,9 @@ impl Snapshotter for KopiaClient {
         let source = absolute_utf8(source, "source")?;
         let output = self.kopia(&connected, "snapshot create", args::create(&source))?;
         let created = parse_created(&output.stdout).map_err(|e| {
-            BackendError::failed(format!("kopia snapshot create --json: unreadable output: {e}"))
+            BackendError::failed(format!(
+                "kopia snapshot create --json: unreadable output: {e}"
+            ))
         })?;
         if let Some(reason) = created.incomplete_reason.filter(|r| !r.is_empty()) {
             return Err(BackendError::failed(format!(
@@ -173,7 +175,9 @@ impl Snapshotter for KopiaClient {
         parse_listed(&output.stdout)
             .map(|listed| listed.into_iter().map(|m| m.id).collect())
             .map_err(|e| {
-                BackendError::failed(format!("kopia snapshot list --json: unreadable output: {e}"))
+                BackendError::failed(format!(
+                    "kopia snapshot list --json: unreadable output: {e}"
+                ))
             })
     }
 
@@ -284,7 +288,13 @@ mod tests {
         );
         assert_eq!(
             args::create("/d/my data"),
-            ["snapshot", "create", "/d/my data", "--json", "--no-progress"]
+            [
+                "snapshot",
+                "create",
+                "/d/my data",
+                "--json",
+                "--no-progress"
+            ]
         );
         assert_eq!(args::list(), ["snapshot", "list", "--all", "--json"]);
         assert_eq!(
@@ -298,7 +308,10 @@ mod tests {
                 "--no-ignore-permission-errors"
             ]
         );
-        assert_eq!(args::delete("b4c1"), ["snapshot", "delete", "b4c1", "--delete"]);
+        assert_eq!(
+            args::delete("b4c1"),
+            ["snapshot", "delete", "b4c1", "--delete"]
+        );
     }
 
     /// A script standing in for kopia: prints a fixture and records how it

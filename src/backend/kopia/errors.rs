@@ -34,15 +34,10 @@ pub enum Said {
 /// kopia's fixed messages (v0.23, the file each comes from in a comment);
 /// the first the error text contains, case-insensitively, decides. Every
 /// entry has a test below.
-pub const MESSAGES: [(&str, Said); 20] = [
-    // snapshot/manager.go ErrSnapshotNotFound
-    ("snapshot not found", Said::SnapshotNotFound),
-    // cli/command_snapshot_delete.go: no manifest and no root object with the id
-    ("no snapshots matched", Said::SnapshotNotFound),
-    ("error deleting snapshots by root id", Said::SnapshotNotFound),
-    // snapshot/snapshotfs/objref.go: an id that is neither manifest nor object
-    ("unable to find snapshots by id", Said::SnapshotNotFound),
-    ("can't parse object id", Said::SnapshotNotFound),
+pub const MESSAGES: [(&str, Said); 21] = [
+    // First: a refusal or a broken connection wrapped in any other message
+    // ("unable to find snapshots by ID x: … access denied") says nothing
+    // about the data.
     // internal/server/grpc_session.go: a user the server does not know
     ("access denied", Said::NotThrough),
     ("missing credentials", Said::NotThrough),
@@ -51,6 +46,18 @@ pub const MESSAGES: [(&str, Said); 20] = [
     ("connection reset by peer", Said::NotThrough),
     ("context deadline exceeded", Said::NotThrough),
     ("unexpected eof", Said::NotThrough),
+    // snapshot/manager.go ErrSnapshotNotFound
+    ("snapshot not found", Said::SnapshotNotFound),
+    // cli/command_snapshot_delete.go: no manifest and no root object with the id
+    ("no snapshots matched", Said::SnapshotNotFound),
+    (
+        "error deleting snapshots by root id",
+        Said::SnapshotNotFound,
+    ),
+    // snapshot/snapshotfs/objref.go: an id that is neither manifest nor object
+    ("unable to find snapshots by id", Said::SnapshotNotFound),
+    ("error parsing root object id", Said::SnapshotNotFound),
+    ("can't parse object id", Said::SnapshotNotFound),
     // repo/object/object_manager.go, repo/content/content_manager.go,
     // repo/blob/storage.go
     ("object not found", Said::Data),
@@ -162,6 +169,10 @@ mod tests {
             "ERROR unable to get filesystem entry: can't parse object ID zz: malformed",
             ErrorClass::Data,
         );
+        is(
+            "ERROR unable to get filesystem entry: error parsing root object ID: malformed",
+            ErrorClass::Data,
+        );
     }
     #[test]
     fn a_refused_user_did_not_get_through() {
@@ -171,6 +182,11 @@ mod tests {
         );
         is(
             "rpc error: code = PermissionDenied desc = missing credentials",
+            ErrorClass::NotThrough,
+        );
+        // Wrapped in a message about a snapshot: still not through.
+        is(
+            "ERROR unable to get filesystem entry: unable to find snapshots by ID b4c1: rpc error: code = PermissionDenied desc = access denied for client-1@snapstorm",
             ErrorClass::NotThrough,
         );
     }
@@ -185,7 +201,10 @@ mod tests {
             "rpc error: code = DeadlineExceeded desc = context deadline exceeded",
             ErrorClass::NotThrough,
         );
-        is("error reading from server: unexpected EOF", ErrorClass::NotThrough);
+        is(
+            "error reading from server: unexpected EOF",
+            ErrorClass::NotThrough,
+        );
     }
     #[test]
     fn missing_repository_data_is_data() {
@@ -193,10 +212,7 @@ mod tests {
             "ERROR error restoring: unable to open object: object not found",
             ErrorClass::Data,
         );
-        is(
-            "error getting content: content not found",
-            ErrorClass::Data,
-        );
+        is("error getting content: content not found", ErrorClass::Data);
         is("error reading pack: BLOB not found", ErrorClass::Data);
     }
     #[test]
@@ -210,10 +226,7 @@ mod tests {
     }
     #[test]
     fn snapstorms_own_file_system_is_local() {
-        is(
-            "mkdir /t/r: no space left on device",
-            ErrorClass::Local,
-        );
+        is("mkdir /t/r: no space left on device", ErrorClass::Local);
         is("open /t/r: read-only file system", ErrorClass::Local);
         is("open /t/r/x: file name too long", ErrorClass::Local);
         is("open /t/r: permission denied", ErrorClass::Local);
@@ -230,14 +243,20 @@ mod tests {
             stdout: String::new(),
             stderr: "snapshot not found".into(),
         };
-        assert_eq!(classify("snapshot create", &killed).class(), ErrorClass::Other);
+        assert_eq!(
+            classify("snapshot create", &killed).class(),
+            ErrorClass::Other
+        );
         let hung = Output {
             exit: Exit::TimedOut(Duration::from_secs(1)),
             ..killed.clone()
         };
         let error = classify("snapshot create", &hung);
         assert_eq!(error.class(), ErrorClass::Other);
-        assert!(error.to_string().contains("still running after 1s"), "{error}");
+        assert!(
+            error.to_string().contains("still running after 1s"),
+            "{error}"
+        );
     }
 
     #[test]

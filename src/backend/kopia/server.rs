@@ -166,7 +166,14 @@ impl KopiaServer {
         if enabled.success() {
             let added = run(
                 &[
-                    "server", "acl", "add", "--user", "*@*", "--access", "FULL", "--target",
+                    "server",
+                    "acl",
+                    "add",
+                    "--user",
+                    "*@*",
+                    "--access",
+                    "FULL",
+                    "--target",
                     "type=snapshot",
                 ],
                 COMMAND_TIMEOUT,
@@ -456,12 +463,17 @@ fn start_server(
     };
     let pem = std::fs::read_to_string(&cert).map_err(local)?;
     let fingerprint = certificate_fingerprint(&pem).ok_or_else(|| {
-        BackendError::Failed(format!("kopia server: no certificate in {}", cert.display()))
+        BackendError::Failed(format!(
+            "kopia server: no certificate in {}",
+            cert.display()
+        ))
     })?;
     // What kopia printed for a certificate it generated must be the file's.
-    let printed = read_log()
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("SERVER CERT SHA256: ").map(str::to_owned));
+    let printed = read_log().lines().find_map(|l| {
+        l.trim()
+            .strip_prefix("SERVER CERT SHA256: ")
+            .map(str::to_owned)
+    });
     if let Some(printed) = printed
         && printed != fingerprint
     {
@@ -543,7 +555,9 @@ impl Server for KopiaServer {
         parse_listed(&output.stdout)
             .map(|listed| listed.into_iter().map(|m| m.id).collect())
             .map_err(|e| {
-                BackendError::failed(format!("kopia snapshot list --json: unreadable output: {e}"))
+                BackendError::failed(format!(
+                    "kopia snapshot list --json: unreadable output: {e}"
+                ))
             })
     }
 
@@ -557,6 +571,12 @@ impl Server for KopiaServer {
                 healthy: true,
                 problems: Vec::new(),
             }),
+            // snapstorm's own side or an unreachable repository: no verdict.
+            super::process::Exit::Code(_)
+                if matches!(said(&output.stderr), Some(Said::Local | Said::NotThrough)) =>
+            {
+                Err(classify("snapshot verify", &output))
+            }
             super::process::Exit::Code(_) => Ok(RepoCheck {
                 healthy: false,
                 problems: output
@@ -603,7 +623,10 @@ nYE=
             certificate_fingerprint(CERT).as_deref(),
             Some("90980844b8ce28a14f8de4f31bffd5670fd9f626e3e68444f39dbeae06f61acf")
         );
-        assert_eq!(certificate_fingerprint(&format!("junk\n{CERT}junk\n")).as_deref(), certificate_fingerprint(CERT).as_deref());
+        assert_eq!(
+            certificate_fingerprint(&format!("junk\n{CERT}junk\n")).as_deref(),
+            certificate_fingerprint(CERT).as_deref()
+        );
         assert_eq!(certificate_fingerprint("no certificate"), None);
     }
 
