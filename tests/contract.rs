@@ -493,6 +493,49 @@ mod setup {
         }
     }
 
+    /// The kopia server is not behind the fault proxy: a fault is refused
+    /// before anything is written, whether kopia is here or not.
+    #[test]
+    fn kopia_takes_no_faults() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let (code, _, err) = common::snapstorm(&[
+            "run",
+            "--backend",
+            "kopia",
+            "--actions",
+            "1",
+            "--fault",
+            "kill-client@3s,client=1",
+            "--state-dir",
+            state.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 2, "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("--fault") && err.contains("kopia"), "{err}");
+        assert!(!state.exists(), "nothing is written");
+    }
+
+    /// The console's path (the embedded server's parts) refuses kopia and
+    /// says how to run it, before anything is written.
+    #[test]
+    fn the_embedded_parts_refuse_kopia() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let scenario = snapstorm::engine::scenario::Scenario::resolve("randomized-small").unwrap();
+        let mut spec = RunSpec::new(scenario, state.clone(), 1);
+        spec.backend = BackendKind::Kopia;
+        let refused = match common::runtime().block_on(embedded_parts(&spec)) {
+            Ok(_) => panic!("the embedded server started for kopia"),
+            Err(error) => error.to_string(),
+        };
+        assert!(
+            refused.contains("snapstorm run --backend kopia"),
+            "{refused}"
+        );
+        assert!(!state.exists(), "nothing is written");
+    }
+
     #[test]
     fn gc_by_restic_needs_a_backend_with_restic() {
         let dir = tempfile::tempdir().unwrap();
