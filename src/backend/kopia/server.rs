@@ -644,6 +644,99 @@ nYE=
         assert_eq!(server_address("opening repository\n"), None);
     }
 
+    /// A script standing in for kopia, so that the server's own logic runs
+    /// for real: it records every call's arguments and password, and as
+    /// `server start` writes the certificate, prints what kopia prints and
+    /// serves until its stdin closes (`--shutdown-on-stdin`).
+    fn fake_kopia(dir: &Path) -> KopiaBinary {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join("fake-kopia");
+        let script = format!(
+            r#"#!/bin/sh
+echo "$* | $KOPIA_PASSWORD" >> {calls}
+case "$*" in
+  *"server start"*)
+    cert=$(echo "$*" | sed 's/.*--tls-cert-file \([^ ]*\).*/\1/')
+    key=$(echo "$*" | sed 's/.*--tls-key-file \([^ ]*\).*/\1/')
+    cat > "$cert" <<'PEM'
+{CERT}PEM
+    echo key > "$key"
+    echo "SERVER CERT SHA256: 90980844b8ce28a14f8de4f31bffd5670fd9f626e3e68444f39dbeae06f61acf" >&2
+    echo "SERVER ADDRESS: https://127.0.0.1:4711" >&2
+    cat > /dev/null
+    echo stopped >> {calls}
+    ;;
+  *"snapshot list"*) echo "[]" ;;
+esac
+exit 0
+"#,
+            calls = dir.join("calls").display()
+        );
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        KopiaBinary { path }
+    }
+
+    #[test]
+    fn the_server_starts_adds_users_and_ends_with_its_stdin() {
+        let dir = tempfile::tempdir().unwrap();
+        let kopia = fake_kopia(dir.path());
+        let repo = dir.path().join("repository");
+        let server =
+            KopiaServer::start(kopia, &repo, &dir.path().join("kopia"), "repo-secret").unwrap();
+        assert_eq!(server.address(), "https://127.0.0.1:4711");
+        assert_eq!(
+            server.fingerprint(),
+            "90980844b8ce28a14f8de4f31bffd5670fd9f626e3e68444f39dbeae06f61acf"
+        );
+        let credentials = server.authorize_client(ClientId(1)).unwrap();
+        assert_eq!(credentials.user, "client-1@snapstorm");
+        assert_eq!(credentials.url, "https://127.0.0.1:4711");
+        server.remove_client(ClientId(1)).unwrap();
+        assert_eq!(server.list_snapshots().unwrap(), Vec::<String>::new());
+        server.stop();
+        let calls = std::fs::read_to_string(dir.path().join("calls")).unwrap();
+        let commands: Vec<&str> = calls
+            .lines()
+            .map(|line| {
+                let args = line.split(" | ").next().unwrap();
+                // Past the --config-file and --log-dir of every call.
+                args.splitn(5, ' ').nth(4).unwrap_or(args)
+            })
+            .collect();
+        let starts = |prefix: &str| commands.iter().position(|c| c.starts_with(prefix));
+        let order = [
+            "repository create filesystem --path",
+            "server acl enable",
+            "server acl add --user *@* --access FULL --target type=snapshot",
+            "server start --address 127.0.0.1:0",
+            "server status --address https://127.0.0.1:4711 --server-cert-fingerprint 9098",
+            "server user add client-1@snapstorm --user-password-hash",
+            "server refresh --address https://127.0.0.1:4711",
+            "server user delete client-1@snapstorm",
+            "snapshot list --all --json",
+        ];
+        let positions: Vec<usize> = order
+            .iter()
+            .map(|prefix| starts(prefix).unwrap_or_else(|| panic!("no `{prefix}` in\n{calls}")))
+            .collect();
+        assert!(positions.is_sorted(), "{calls}");
+        assert!(calls.contains("--tls-generate-cert"), "{calls}");
+        assert_eq!(
+            calls.lines().last(),
+            Some("stopped"),
+            "ended with its stdin"
+        );
+        // The repository password only ever in the environment, the
+        // client's password nowhere.
+        for line in calls.lines().filter(|l| l.contains(" | ")) {
+            let (args, password) = line.split_once(" | ").unwrap();
+            assert_eq!(password, "repo-secret", "{line}");
+            assert!(!args.contains("repo-secret"), "{line}");
+            assert!(!args.contains(&credentials.password), "{line}");
+        }
+    }
+
     #[test]
     fn the_server_listens_on_loopback_with_tls_and_ends_with_snapstorm() {
         let first = server_start_args("/s/server.cert", "/s/server.key", true);
