@@ -440,17 +440,18 @@ fn start_server(
         if let Some(address) = server_address(&text) {
             break address;
         }
-        let ended = matches!(child.try_wait(), Ok(Some(_)));
-        if ended || started.elapsed() > START_TIMEOUT {
-            if !ended {
-                let _ = child.kill();
-            }
-            let _ = child.wait();
+        let ended = child.try_wait().ok().flatten();
+        if ended.is_some() || started.elapsed() > START_TIMEOUT {
+            let exit = match ended {
+                Some(status) => super::process::Exit::Code(status.code().unwrap_or(-1)),
+                None => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    super::process::Exit::TimedOut(START_TIMEOUT)
+                }
+            };
             let output = Output {
-                exit: match child.try_wait() {
-                    Ok(Some(status)) => super::process::Exit::Code(status.code().unwrap_or(-1)),
-                    _ => super::process::Exit::TimedOut(START_TIMEOUT),
-                },
+                exit,
                 stdout: String::new(),
                 stderr: crate::backend::process::scrub(
                     &text,
@@ -735,6 +736,31 @@ exit 0
             assert!(!args.contains("repo-secret"), "{line}");
             assert!(!args.contains(&credentials.password), "{line}");
         }
+    }
+
+    #[test]
+    fn a_server_that_cannot_start_is_an_error_in_its_own_words() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fake-kopia");
+        std::fs::write(
+            &path,
+            "#!/bin/sh\ncase \"$*\" in *\"server start\"*) echo \"ERROR unable to initialize repository: invalid repository password $KOPIA_PASSWORD\" >&2; exit 1;; esac\nexit 0\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let started = Instant::now();
+        let error = match KopiaServer::start(
+            KopiaBinary { path },
+            &dir.path().join("repository"),
+            &dir.path().join("kopia"),
+            "repo-secret",
+        ) {
+            Ok(_) => panic!("a server that exited started"),
+            Err(error) => error.to_string(),
+        };
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert!(error.contains("kopia server start: ERROR unable to initialize repository: invalid repository password *** (exit code 1)"), "{error}");
     }
 
     #[test]
