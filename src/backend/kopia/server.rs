@@ -126,10 +126,7 @@ impl KopiaServer {
         let local = |e: std::io::Error| BackendError::Local(format!("kopia server: {e}"));
         std::fs::create_dir_all(dir).map_err(local)?;
         std::fs::create_dir_all(repo_dir).map_err(local)?;
-        let control_password = {
-            use rand::RngExt;
-            hex::encode(rand::rng().random::<[u8; 24]>())
-        };
+        let control_password = random_password();
         let run = |args: &[&str], deadline| {
             run_on_repository(
                 &binary,
