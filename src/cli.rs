@@ -116,8 +116,14 @@ pub struct SessionArgs {
 
     /// Which clients run: embedded (rustic_core, compiled in), restic (Debian's
     /// restic binary, one process per call) or mixed (the two alternating on
-    /// one repository). restic and mixed need `restic` on PATH.
-    #[arg(long, value_name = "embedded|restic|mixed", default_value = "embedded")]
+    /// one repository) or kopia (the kopia program as server and clients).
+    /// restic and mixed need `restic` on PATH; kopia needs `kopia` on PATH
+    /// or at KOPIA_EXE.
+    #[arg(
+        long,
+        value_name = "embedded|restic|mixed|kopia",
+        default_value = "embedded"
+    )]
     pub backend: crate::backend::BackendKind,
 }
 

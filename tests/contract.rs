@@ -1,11 +1,13 @@
 //! The contract every backend keeps, written once and run against each
-//! (embedded, restic, mixed): byte-identical round trips of what backup
+//! (embedded, restic, mixed; kopia where it is found): byte-identical round trips of what backup
 //! tools find hard, the right error for a missing snapshot, a revoked client
 //! refused while the others go on, concurrent clients, a GC that keeps live
 //! data and removes deleted data, and the scenario presets.
 //!
 //! Each backend runs for real: snapstorm's own server, rustic_core clients,
-//! Debian's restic processes (`apt-get install restic`).
+//! Debian's restic processes (`apt-get install restic`), the `kopia` program
+//! (on PATH or at KOPIA_EXE; without it the kopia tests print `skipped:
+//! kopia not found` and pass).
 
 mod common;
 
@@ -16,16 +18,38 @@ use snapstorm::backend::BackendKind;
 use snapstorm::engine::ClientId;
 use snapstorm::engine::fingerprint::{CompareOptions, Fingerprint};
 use snapstorm::engine::options::GcTool;
-use snapstorm::engine::traits::{ErrorClass, GcOptions, Snapshotter};
+use snapstorm::engine::traits::{ErrorClass, GcOptions, Server, Snapshotter};
 use snapstorm::multiclient::MultiClientSnapshotter;
-use snapstorm::multiclient::launch::{EmbeddedParts, RunSpec, embedded_parts};
+use snapstorm::multiclient::launch::{
+    EmbeddedParts, KopiaParts, RunSpec, embedded_parts, kopia_parts,
+};
+
+/// The running server of a backend.
+enum Started {
+    Embedded(EmbeddedParts),
+    Kopia(KopiaParts),
+}
 
 /// A backend's clients and server, started on a fresh state directory.
 struct Fixture {
     runtime: tokio::runtime::Runtime,
-    parts: EmbeddedParts,
+    started: Started,
+    /// The Server the engine talks to.
+    server: Arc<dyn Server>,
     clients: Arc<MultiClientSnapshotter>,
     state: tempfile::TempDir,
+}
+
+/// Whether the backend's tests are skipped here: kopia cannot be installed
+/// from the registries these tests run with, so without it they say so.
+fn skipped(backend: BackendKind) -> bool {
+    let missing =
+        backend == BackendKind::Kopia && snapstorm::backend::kopia::KopiaBinary::find().is_err();
+    if missing {
+        println!("skipped: kopia not found (put kopia on PATH or set KOPIA_EXE)");
+        eprintln!("skipped: kopia not found (put kopia on PATH or set KOPIA_EXE)");
+    }
+    missing
 }
 
 impl Fixture {
@@ -40,13 +64,31 @@ impl Fixture {
         let mut spec = RunSpec::new(scenario, state.path().to_path_buf(), 9);
         spec.backend = backend;
         let runtime = common::runtime();
-        let parts = runtime.block_on(embedded_parts(&spec)).unwrap();
-        let (_engine, clients) = parts.engine(&spec).unwrap();
+        let (started, server, clients) = if backend == BackendKind::Kopia {
+            let parts = runtime.block_on(kopia_parts(&spec)).unwrap();
+            let (_engine, clients) = parts.engine(&spec).unwrap();
+            let server = parts.engine_server.clone();
+            (Started::Kopia(parts), server, clients)
+        } else {
+            let parts = runtime.block_on(embedded_parts(&spec)).unwrap();
+            let (_engine, clients) = parts.engine(&spec).unwrap();
+            let server = parts.engine_server.clone();
+            (Started::Embedded(parts), server, clients)
+        };
         Fixture {
             runtime,
-            parts,
+            started,
+            server,
             clients,
             state,
+        }
+    }
+
+    /// Lets a revoked client in again.
+    fn readmit(&self, client: ClientId) {
+        match &self.started {
+            Started::Embedded(parts) => parts.server.readmit_client(client).unwrap(),
+            Started::Kopia(parts) => parts.server.readmit_client(client).unwrap(),
         }
     }
 
@@ -79,7 +121,10 @@ impl Fixture {
 
 impl Drop for Fixture {
     fn drop(&mut self) {
-        self.runtime.block_on(self.parts.server.stop());
+        match &self.started {
+            Started::Embedded(parts) => self.runtime.block_on(parts.server.stop()),
+            Started::Kopia(parts) => parts.server.stop(),
+        }
     }
 }
 
@@ -204,13 +249,13 @@ fn revoked_client(backend: BackendKind) {
         f.clients.create_snapshot(client, &source).unwrap();
     }
     for revoked in [ClientId(1), ClientId(2)] {
-        f.parts.engine_server.remove_client(revoked).unwrap();
+        f.server.remove_client(revoked).unwrap();
         let refused = f.clients.list_snapshots(revoked).unwrap_err();
         assert_eq!(refused.class(), ErrorClass::NotThrough, "{refused}");
         let refused = f.clients.create_snapshot(revoked, &source).unwrap_err();
         assert_eq!(refused.class(), ErrorClass::NotThrough, "{refused}");
         f.round_trip(ClientId(3), &source);
-        f.parts.server.readmit_client(revoked).unwrap();
+        f.readmit(revoked);
     }
 }
 
@@ -266,12 +311,9 @@ fn gc_keeps_live_data(backend: BackendKind, gc: GcTool) {
         f.clients.delete_snapshot(client, &gone).unwrap();
         live.push((client, source, [kept, later]));
     }
-    let before = f.parts.engine_server.repository_size();
-    f.parts
-        .engine_server
-        .run_gc(&GcOptions { aggressive: true })
-        .unwrap();
-    let after = f.parts.engine_server.repository_size();
+    let before = f.server.repository_size();
+    f.server.run_gc(&GcOptions { aggressive: true }).unwrap();
+    let after = f.server.repository_size();
     let removed = (7 << 20) * live.len() as u64;
     assert!(
         after + removed <= before,
@@ -285,7 +327,7 @@ fn gc_keeps_live_data(backend: BackendKind, gc: GcTool) {
             assert_identical(&source, &target);
         }
     }
-    let check = f.parts.engine_server.verify_repo().unwrap();
+    let check = f.server.verify_repo().unwrap();
     assert!(check.healthy, "{:?}", check.problems);
 }
 
@@ -356,6 +398,7 @@ fn presets(backend: BackendKind) {
             BackendKind::Embedded => &["rustic"],
             BackendKind::Restic => &["restic"],
             BackendKind::Mixed => &["rustic", "restic"],
+            BackendKind::Kopia => &["kopia"],
         };
         assert_eq!(kinds, expected);
     }
@@ -368,31 +411,49 @@ macro_rules! contract {
 
             #[test]
             fn round_trips_are_byte_identical() {
+                if skipped($backend) {
+                    return;
+                }
                 round_trips($backend);
             }
 
             #[test]
             fn a_missing_snapshot_is_a_data_error() {
+                if skipped($backend) {
+                    return;
+                }
                 missing_snapshot($backend);
             }
 
             #[test]
             fn a_revoked_client_is_refused_and_the_others_go_on() {
+                if skipped($backend) {
+                    return;
+                }
                 revoked_client($backend);
             }
 
             #[test]
             fn concurrent_clients_each_get_their_data_back() {
+                if skipped($backend) {
+                    return;
+                }
                 concurrent_clients($backend);
             }
 
             #[test]
             fn gc_keeps_live_data_and_removes_deleted_data() {
+                if skipped($backend) {
+                    return;
+                }
                 gc_keeps_live_data($backend, $gc);
             }
 
             #[test]
             fn the_presets_pass() {
+                if skipped($backend) {
+                    return;
+                }
                 presets($backend);
             }
         }
@@ -402,6 +463,9 @@ macro_rules! contract {
 contract!(embedded, BackendKind::Embedded, GcTool::Rustic);
 contract!(restic, BackendKind::Restic, GcTool::Restic);
 contract!(mixed, BackendKind::Mixed, GcTool::Restic);
+// kopia's GC is its own (`maintenance run --full --safety=none`); the
+// scenario option is not read.
+contract!(kopia, BackendKind::Kopia, GcTool::Rustic);
 
 /// What a backend needs is checked before anything is written.
 mod setup {
@@ -429,6 +493,49 @@ mod setup {
         }
     }
 
+    /// The kopia server is not behind the fault proxy: a fault is refused
+    /// before anything is written, whether kopia is here or not.
+    #[test]
+    fn kopia_takes_no_faults() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let (code, _, err) = common::snapstorm(&[
+            "run",
+            "--backend",
+            "kopia",
+            "--actions",
+            "1",
+            "--fault",
+            "kill-client@3s,client=1",
+            "--state-dir",
+            state.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 2, "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("--fault") && err.contains("kopia"), "{err}");
+        assert!(!state.exists(), "nothing is written");
+    }
+
+    /// The console's path (the embedded server's parts) refuses kopia and
+    /// says how to run it, before anything is written.
+    #[test]
+    fn the_embedded_parts_refuse_kopia() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let scenario = snapstorm::engine::scenario::Scenario::resolve("randomized-small").unwrap();
+        let mut spec = RunSpec::new(scenario, state.clone(), 1);
+        spec.backend = BackendKind::Kopia;
+        let refused = match common::runtime().block_on(embedded_parts(&spec)) {
+            Ok(_) => panic!("the embedded server started for kopia"),
+            Err(error) => error.to_string(),
+        };
+        assert!(
+            refused.contains("snapstorm run --backend kopia"),
+            "{refused}"
+        );
+        assert!(!state.exists(), "nothing is written");
+    }
+
     #[test]
     fn gc_by_restic_needs_a_backend_with_restic() {
         let dir = tempfile::tempdir().unwrap();
@@ -451,9 +558,42 @@ mod setup {
         assert_eq!(code, 2, "{err}");
         assert!(err.contains("--backend restic"), "{err}");
         assert!(!state.exists(), "nothing is written");
-        let (code, _, err) = common::snapstorm(&["run", "--backend", "kopia", "--actions", "1"]);
+        let (code, _, err) = common::snapstorm(&["run", "--backend", "borg", "--actions", "1"]);
         assert_eq!(code, 2, "{err}");
-        assert!(err.contains("embedded, restic, mixed"), "{err}");
+        assert!(err.contains("embedded, restic, mixed, kopia"), "{err}");
+    }
+
+    /// No kopia on PATH and no KOPIA_EXE, or a KOPIA_EXE that is not a
+    /// program: exit 2, one line naming what to do, nothing written.
+    #[test]
+    fn a_missing_kopia_is_exit_2_naming_path_and_kopia_exe() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty_path = dir.path().join("bin");
+        std::fs::create_dir(&empty_path).unwrap();
+        let state = dir.path().join("state");
+        let missing = dir.path().join("no-such-kopia");
+        for kopia_exe in [None, Some(&missing)] {
+            let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_snapstorm"));
+            command
+                .args(["run", "--backend", "kopia", "--actions", "1", "--state-dir"])
+                .arg(&state)
+                .env("PATH", &empty_path)
+                .env_remove("KOPIA_EXE")
+                .stdin(std::process::Stdio::null());
+            if let Some(exe) = kopia_exe {
+                command.env("KOPIA_EXE", exe);
+            }
+            let out = command.output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{stderr}");
+            assert_eq!(stderr.lines().count(), 1, "{stderr}");
+            assert!(stderr.contains("KOPIA_EXE"), "{stderr}");
+            match kopia_exe {
+                None => assert!(stderr.contains("on PATH"), "{stderr}"),
+                Some(exe) => assert!(stderr.contains(exe.to_str().unwrap()), "{stderr}"),
+            }
+            assert!(!state.exists(), "nothing is written");
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! (`Server`, `ClientSnapshotter` and a `ClientFactory` that makes clients).
 
 pub mod embedded;
+pub mod kopia;
 pub mod process;
 pub mod restic;
 
@@ -15,13 +16,16 @@ pub enum BackendKind {
     Restic,
     /// rustic_core and restic clients, alternating, on one repository.
     Mixed,
+    /// The `kopia` program as the server and every client.
+    Kopia,
 }
 
 impl BackendKind {
-    pub const ALL: [BackendKind; 3] = [
+    pub const ALL: [BackendKind; 4] = [
         BackendKind::Embedded,
         BackendKind::Restic,
         BackendKind::Mixed,
+        BackendKind::Kopia,
     ];
 
     /// The name on the command line, in the state dir and the report.
@@ -30,12 +34,13 @@ impl BackendKind {
             BackendKind::Embedded => "embedded",
             BackendKind::Restic => "restic",
             BackendKind::Mixed => "mixed",
+            BackendKind::Kopia => "kopia",
         }
     }
 
     /// Whether its clients include restic processes.
     pub fn runs_restic(self) -> bool {
-        self != BackendKind::Embedded
+        matches!(self, BackendKind::Restic | BackendKind::Mixed)
     }
 }
 
@@ -52,6 +57,6 @@ impl std::str::FromStr for BackendKind {
         BackendKind::ALL
             .into_iter()
             .find(|kind| kind.name() == text)
-            .ok_or_else(|| format!("`{text}` is not one of embedded, restic, mixed"))
+            .ok_or_else(|| format!("`{text}` is not one of embedded, restic, mixed, kopia"))
     }
 }

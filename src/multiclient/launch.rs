@@ -1,13 +1,15 @@
 //! Setting up a run: the one path the console, the headless runner and the
-//! tests take from options to a running [`RunHandle`]. Every backend runs on
-//! the embedded server (its REST server, proxy, evidence and faults); the
-//! backend decides the clients and the GC.
+//! tests take from options to a running [`RunHandle`]. The embedded, restic
+//! and mixed backends run on the embedded server (its REST server, proxy,
+//! evidence and faults) and decide the clients and the GC; the kopia backend
+//! runs kopia's own server and clients, without faults.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::backend::BackendKind;
 use crate::backend::embedded::{ClientTimeouts, EmbeddedFaults, EmbeddedServer, RusticClients};
+use crate::backend::kopia::{KopiaBinary, KopiaClients, KopiaServer};
 use crate::backend::restic::{
     DEFAULT_ACTION_TIMEOUT, MixedClients, Processes, ResticBinary, ResticClients, ResticServer,
 };
@@ -102,16 +104,14 @@ fn check_backend(spec: &RunSpec) -> Result<Option<ResticBinary>, LaunchError> {
 
 /// Opens the state directory and starts the embedded server.
 pub async fn embedded_parts(spec: &RunSpec) -> Result<EmbeddedParts, LaunchError> {
+    if spec.backend == BackendKind::Kopia {
+        return Err(LaunchError::Setup(
+            "the kopia backend runs kopia's own server, not the embedded one: run it headless with `snapstorm run --backend kopia`".into(),
+        ));
+    }
     let restic = check_backend(spec)?;
     let layout = StateLayout::new(&spec.state_dir);
-    let store = {
-        let layout = layout.clone();
-        let backend = spec.backend.name();
-        tokio::task::spawn_blocking(move || MetadataStore::open(layout, backend))
-            .await
-            .map_err(|e| LaunchError::Start(e.to_string()))??
-    };
-    let store = Arc::new(store);
+    let store = open_store(spec, &layout).await?;
     // The repository opens with the state's password before the run is
     // recorded: a state dir that does not fit its repository stays as it was.
     let server = EmbeddedServer::start(
@@ -121,21 +121,9 @@ pub async fn embedded_parts(spec: &RunSpec) -> Result<EmbeddedParts, LaunchError
     )
     .await
     .map_err(|e| LaunchError::Backend(e.to_string()))?;
-    let begun = {
-        let store = store.clone();
-        let (seed, scenario) = (spec.seed, spec.scenario.name.clone());
-        tokio::task::spawn_blocking(move || store.begin_run(seed, &scenario)).await
-    };
-    match begun {
-        Ok(Ok(_)) => {}
-        Ok(Err(error)) => {
-            server.stop().await;
-            return Err(error.into());
-        }
-        Err(error) => {
-            server.stop().await;
-            return Err(LaunchError::Start(error.to_string()));
-        }
+    if let Err(error) = begin_run(spec, &store).await {
+        server.stop().await;
+        return Err(error);
     }
     let cache_layout = layout.clone();
     let rustic = RusticClients {
@@ -183,10 +171,7 @@ pub async fn embedded_parts(spec: &RunSpec) -> Result<EmbeddedParts, LaunchError
             (clients, engine_server)
         }
     };
-    let data_layout = layout;
-    let writer = Arc::new(MultiClientFileWriter::new(Box::new(move |client| {
-        data_layout.client_data(client)
-    })));
+    let writer = writer_for(layout);
     Ok(EmbeddedParts {
         store,
         server,
@@ -202,27 +187,189 @@ impl EmbeddedParts {
         &self,
         spec: &RunSpec,
     ) -> Result<(Arc<Engine>, Arc<MultiClientSnapshotter>), LaunchError> {
-        let server = self.engine_server.clone();
-        let snapshotter = Arc::new(MultiClientSnapshotter::new(
-            server.clone(),
-            self.clients.clone(),
-        ));
-        let config = EngineConfig {
-            seed: spec.seed,
-            scenario: spec.scenario.clone(),
-            compare: spec.compare,
-            verify_inherited_per_client: spec.verify_inherited_per_client,
-        };
-        let writer: Arc<dyn FileWriter> = self.writer.clone();
-        let as_snapshotter: Arc<dyn Snapshotter> = snapshotter.clone();
-        let engine = Engine::new(config, writer, as_snapshotter, server, self.store.clone())
-            .map_err(|e| LaunchError::Start(format!("cannot open the action trace: {e}")))?;
-        Ok((Arc::new(engine), snapshotter))
+        engine_over(
+            spec,
+            &self.store,
+            &self.engine_server,
+            &self.clients,
+            &self.writer,
+        )
+    }
+}
+
+/// The engine over a backend's server and clients, delegating to one
+/// client per id.
+fn engine_over(
+    spec: &RunSpec,
+    store: &Arc<MetadataStore>,
+    server: &Arc<dyn Server>,
+    clients: &Arc<dyn ClientFactory>,
+    writer: &Arc<MultiClientFileWriter>,
+) -> Result<(Arc<Engine>, Arc<MultiClientSnapshotter>), LaunchError> {
+    let snapshotter = Arc::new(MultiClientSnapshotter::new(server.clone(), clients.clone()));
+    let config = EngineConfig {
+        seed: spec.seed,
+        scenario: spec.scenario.clone(),
+        compare: spec.compare,
+        verify_inherited_per_client: spec.verify_inherited_per_client,
+    };
+    let writer: Arc<dyn FileWriter> = writer.clone();
+    let as_snapshotter: Arc<dyn Snapshotter> = snapshotter.clone();
+    let engine = Engine::new(
+        config,
+        writer,
+        as_snapshotter,
+        server.clone(),
+        store.clone(),
+    )
+    .map_err(|e| LaunchError::Start(format!("cannot open the action trace: {e}")))?;
+    Ok((Arc::new(engine), snapshotter))
+}
+
+/// Opens (or creates) the state directory for the spec's backend.
+async fn open_store(
+    spec: &RunSpec,
+    layout: &StateLayout,
+) -> Result<Arc<MetadataStore>, LaunchError> {
+    let layout = layout.clone();
+    let backend = spec.backend.name();
+    let store = tokio::task::spawn_blocking(move || MetadataStore::open(layout, backend))
+        .await
+        .map_err(|e| LaunchError::Start(e.to_string()))??;
+    Ok(Arc::new(store))
+}
+
+/// Records the run's start, once its repository opened with the state's
+/// password: a state dir that does not fit its repository stays as it was.
+async fn begin_run(spec: &RunSpec, store: &Arc<MetadataStore>) -> Result<(), LaunchError> {
+    let store = store.clone();
+    let (seed, scenario) = (spec.seed, spec.scenario.name.clone());
+    match tokio::task::spawn_blocking(move || store.begin_run(seed, &scenario)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(error)) => Err(error.into()),
+        Err(error) => Err(LaunchError::Start(error.to_string())),
+    }
+}
+
+fn writer_for(layout: StateLayout) -> Arc<MultiClientFileWriter> {
+    Arc::new(MultiClientFileWriter::new(Box::new(move |client| {
+        layout.client_data(client)
+    })))
+}
+
+/// The parts of a kopia run: kopia's server and clients, before any client
+/// runs.
+pub struct KopiaParts {
+    pub store: Arc<MetadataStore>,
+    /// The running `kopia server start`.
+    pub server: Arc<KopiaServer>,
+    /// `server`, as the engine sees it.
+    pub engine_server: Arc<dyn Server>,
+    pub clients: Arc<dyn ClientFactory>,
+    pub writer: Arc<MultiClientFileWriter>,
+}
+
+/// The kopia program, and a run it can do: checked before anything is
+/// written.
+fn check_kopia(spec: &RunSpec) -> Result<KopiaBinary, LaunchError> {
+    check_backend(spec)?;
+    if let Some(fault) = spec.faults.first() {
+        return Err(LaunchError::Setup(format!(
+            "--fault {fault} acts on the embedded server; the kopia backend runs kopia's own server and takes no faults: drop --fault, or run with --backend embedded, restic or mixed"
+        )));
+    }
+    KopiaBinary::find().map_err(|e| LaunchError::Setup(e.to_string()))
+}
+
+/// Opens the state directory, creates or connects to its kopia repository
+/// and starts `kopia server start` on it.
+pub async fn kopia_parts(spec: &RunSpec) -> Result<KopiaParts, LaunchError> {
+    let binary = check_kopia(spec)?;
+    let layout = StateLayout::new(&spec.state_dir);
+    let store = open_store(spec, &layout).await?;
+    let server = {
+        let binary = binary.clone();
+        let (repo, dir) = (layout.repository(), layout.root().join("kopia"));
+        let password = store.repository_password();
+        tokio::task::spawn_blocking(move || KopiaServer::start(binary, &repo, &dir, &password))
+            .await
+            .map_err(|e| LaunchError::Start(e.to_string()))?
+            .map_err(|e| LaunchError::Backend(e.to_string()))?
+    };
+    let server = Arc::new(server);
+    if let Err(error) = begin_run(spec, &store).await {
+        let server = server.clone();
+        let _ = tokio::task::spawn_blocking(move || server.stop()).await;
+        return Err(error);
+    }
+    let (dir_layout, cache_layout) = (layout.clone(), layout.clone());
+    let clients: Arc<dyn ClientFactory> = Arc::new(KopiaClients {
+        binary,
+        dir_for: Box::new(move |client| dir_layout.client_dir(client)),
+        cache_dir_for: Box::new(move |client| cache_layout.client_cache(client)),
+        fingerprint: server.fingerprint().to_owned(),
+        action_timeout: crate::backend::kopia::DEFAULT_ACTION_TIMEOUT,
+        processes: Arc::new(Processes::new()),
+    });
+    Ok(KopiaParts {
+        store,
+        engine_server: server.clone(),
+        server,
+        clients,
+        writer: writer_for(layout),
+    })
+}
+
+impl KopiaParts {
+    /// The engine over these parts, delegating to one client per id.
+    pub fn engine(
+        &self,
+        spec: &RunSpec,
+    ) -> Result<(Arc<Engine>, Arc<MultiClientSnapshotter>), LaunchError> {
+        engine_over(
+            spec,
+            &self.store,
+            &self.engine_server,
+            &self.clients,
+            &self.writer,
+        )
+    }
+}
+
+/// Starts a kopia run: no faults (kopia's server is not behind the proxy).
+async fn launch_kopia(spec: RunSpec, parts: KopiaParts) -> Result<RunHandle, LaunchError> {
+    let (engine, snapshotter) = parts.engine(&spec)?;
+    let server = parts.server.clone();
+    let stop_server = Box::pin(async move {
+        let _ = tokio::task::spawn_blocking(move || server.stop()).await;
+    });
+    let handle = run::start(RunParts {
+        engine,
+        snapshotter,
+        initial_clients: spec.clients,
+        limit: spec.limit,
+        state_dir: spec.state_dir.clone(),
+        faults: None,
+        fault_plan: Vec::new(),
+        on_finish: stop_server,
+    })
+    .await;
+    match handle {
+        Ok(handle) => Ok(handle),
+        Err(error) => {
+            let server = parts.server.clone();
+            let _ = tokio::task::spawn_blocking(move || server.stop()).await;
+            Err(LaunchError::Start(error))
+        }
     }
 }
 
 /// Starts a run of `spec` on its backend.
 pub async fn launch(spec: RunSpec) -> Result<RunHandle, LaunchError> {
+    if spec.backend == BackendKind::Kopia {
+        let parts = kopia_parts(&spec).await?;
+        return launch_kopia(spec, parts).await;
+    }
     let parts = embedded_parts(&spec).await?;
     launch_with(spec, parts).await
 }

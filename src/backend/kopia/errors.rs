@@ -1,0 +1,268 @@
+//! What a failed kopia process means for the verdict, decided in this order:
+//!
+//! 1. How the process ended: killed by a signal, or SIGKILLed at its
+//!    deadline (a hang) — the backend's own failure, whatever it wrote.
+//! 2. Text: kopia ends every failure with exit code 1 and a wrapped Go
+//!    error (`ERROR …: …`), so its fixed messages are the only type left.
+//!    They are listed once, in [`MESSAGES`], each with a test.
+//!
+//! The kopia server is not behind snapstorm's fault proxy, so there is no
+//! evidence of disturbed requests to come first (the restic backend's step 1).
+
+use super::process::{Exit, Output};
+use crate::engine::brief::brief;
+use crate::engine::traits::BackendError;
+
+/// What a kopia message says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Said {
+    /// The snapshot asked for does not exist.
+    SnapshotNotFound,
+    /// The server refused the user (deleted, wrong password) or the
+    /// connection broke: the request did not get through.
+    NotThrough,
+    /// Data the repository should hold is missing or unreadable.
+    Data,
+    /// `server user add` of a user the repository already has.
+    UserExists,
+    /// `server acl enable` on a repository whose ACLs are on.
+    AclEnabled,
+    /// snapstorm's own file system (restore target, cache, config).
+    Local,
+}
+
+/// kopia's fixed messages (v0.23, the file each comes from in a comment);
+/// the first the error text contains, case-insensitively, decides. Every
+/// entry has a test below.
+pub const MESSAGES: [(&str, Said); 21] = [
+    // First: a refusal or a broken connection wrapped in any other message
+    // ("unable to find snapshots by ID x: … access denied") says nothing
+    // about the data.
+    // internal/server/grpc_session.go: a user the server does not know
+    ("access denied", Said::NotThrough),
+    ("missing credentials", Said::NotThrough),
+    // gRPC and net/http transport errors
+    ("connection refused", Said::NotThrough),
+    ("connection reset by peer", Said::NotThrough),
+    ("context deadline exceeded", Said::NotThrough),
+    ("unexpected eof", Said::NotThrough),
+    // snapshot/manager.go ErrSnapshotNotFound
+    ("snapshot not found", Said::SnapshotNotFound),
+    // cli/command_snapshot_delete.go: no manifest and no root object with the id
+    ("no snapshots matched", Said::SnapshotNotFound),
+    (
+        "error deleting snapshots by root id",
+        Said::SnapshotNotFound,
+    ),
+    // snapshot/snapshotfs/objref.go: an id that is neither manifest nor object
+    ("unable to find snapshots by id", Said::SnapshotNotFound),
+    ("error parsing root object id", Said::SnapshotNotFound),
+    ("can't parse object id", Said::SnapshotNotFound),
+    // repo/object/object_manager.go, repo/content/content_manager.go,
+    // repo/blob/storage.go
+    ("object not found", Said::Data),
+    ("content not found", Said::Data),
+    ("blob not found", Said::Data),
+    // internal/user/user_manager.go ErrUserAlreadyExists
+    ("user already exists", Said::UserExists),
+    // cli/command_acl_enable.go
+    ("acls already enabled", Said::AclEnabled),
+    ("no space left on device", Said::Local),
+    ("read-only file system", Said::Local),
+    ("file name too long", Said::Local),
+    ("permission denied", Said::Local),
+];
+
+/// What kopia said, by the first known message the text contains.
+pub fn said(text: &str) -> Option<Said> {
+    let text = text.to_lowercase();
+    MESSAGES
+        .iter()
+        .find(|(message, _)| text.contains(message))
+        .map(|(_, said)| *said)
+}
+
+/// Classifies a kopia `command` (`snapshot create`…) that did not succeed.
+pub fn classify(command: &str, output: &Output) -> BackendError {
+    let text = format!("kopia {command}: {}", explanation(output));
+    match output.exit {
+        Exit::Signal(_) | Exit::TimedOut(_) => return BackendError::Failed(text),
+        Exit::Code(_) => {}
+    }
+    match said(&output.stderr) {
+        Some(Said::SnapshotNotFound | Said::Data) => BackendError::Data(text),
+        Some(Said::NotThrough) => BackendError::NotThrough(text),
+        Some(Said::Local) => BackendError::Local(text),
+        Some(Said::UserExists | Said::AclEnabled) | None => BackendError::Failed(text),
+    }
+}
+
+/// The process's own words: how it ended and the last lines it wrote.
+pub fn explanation(output: &Output) -> String {
+    let said = output
+        .stderr
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>();
+    let said = said[said.len().saturating_sub(3)..].join("; ");
+    let how = match &output.exit {
+        Exit::Code(code) => format!("exit code {code}"),
+        Exit::Signal(signal) => format!("killed by signal {signal}"),
+        Exit::TimedOut(after) => format!("still running after {}s, killed", after.as_secs_f64()),
+    };
+    if said.is_empty() {
+        how
+    } else {
+        format!("{} ({how})", brief(&said))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::traits::ErrorClass;
+    use std::time::Duration;
+
+    fn failed(stderr: &str) -> Output {
+        Output {
+            exit: Exit::Code(1),
+            stdout: String::new(),
+            stderr: stderr.to_owned(),
+        }
+    }
+
+    fn is(stderr: &str, expected: ErrorClass) {
+        assert_eq!(
+            classify("snapshot restore", &failed(stderr)).class(),
+            expected,
+            "{stderr}"
+        );
+    }
+
+    // Each message as kopia wraps it (`errors.Wrap` joins with ": ").
+    #[test]
+    fn a_missing_manifest_is_data() {
+        is(
+            "ERROR error loading snapshot 0a1b: snapshot not found",
+            ErrorClass::Data,
+        );
+    }
+    #[test]
+    fn a_delete_of_an_id_nothing_has_is_data() {
+        is(
+            "ERROR error deleting snapshots by root ID 0000: no snapshots matched 0000",
+            ErrorClass::Data,
+        );
+        is(
+            "ERROR error deleting snapshots by root ID 0000: invalid object ID: malformed",
+            ErrorClass::Data,
+        );
+    }
+    #[test]
+    fn a_restore_of_an_id_nothing_has_is_data() {
+        is(
+            "ERROR unable to get filesystem entry: unable to find snapshots by ID 0000: not found",
+            ErrorClass::Data,
+        );
+        is(
+            "ERROR unable to get filesystem entry: can't parse object ID zz: malformed",
+            ErrorClass::Data,
+        );
+        is(
+            "ERROR unable to get filesystem entry: error parsing root object ID: malformed",
+            ErrorClass::Data,
+        );
+    }
+    #[test]
+    fn a_refused_user_did_not_get_through() {
+        is(
+            "ERROR error connecting to API server: rpc error: code = PermissionDenied desc = access denied for client-1@snapstorm",
+            ErrorClass::NotThrough,
+        );
+        is(
+            "rpc error: code = PermissionDenied desc = missing credentials",
+            ErrorClass::NotThrough,
+        );
+        // Wrapped in a message about a snapshot: still not through.
+        is(
+            "ERROR unable to get filesystem entry: unable to find snapshots by ID b4c1: rpc error: code = PermissionDenied desc = access denied for client-1@snapstorm",
+            ErrorClass::NotThrough,
+        );
+    }
+    #[test]
+    fn a_broken_connection_did_not_get_through() {
+        is(
+            "dial tcp 127.0.0.1:4711: connect: connection refused",
+            ErrorClass::NotThrough,
+        );
+        is("read tcp: connection reset by peer", ErrorClass::NotThrough);
+        is(
+            "rpc error: code = DeadlineExceeded desc = context deadline exceeded",
+            ErrorClass::NotThrough,
+        );
+        is(
+            "error reading from server: unexpected EOF",
+            ErrorClass::NotThrough,
+        );
+    }
+    #[test]
+    fn missing_repository_data_is_data() {
+        is(
+            "ERROR error restoring: unable to open object: object not found",
+            ErrorClass::Data,
+        );
+        is("error getting content: content not found", ErrorClass::Data);
+        is("error reading pack: BLOB not found", ErrorClass::Data);
+    }
+    #[test]
+    fn user_and_acl_answers_are_recognised_and_no_verdict() {
+        assert_eq!(
+            said("ERROR error getting new user profile: user already exists"),
+            Some(Said::UserExists)
+        );
+        assert_eq!(said("ERROR ACLs already enabled"), Some(Said::AclEnabled));
+        is("ERROR user already exists", ErrorClass::Other);
+    }
+    #[test]
+    fn snapstorms_own_file_system_is_local() {
+        is("mkdir /t/r: no space left on device", ErrorClass::Local);
+        is("open /t/r: read-only file system", ErrorClass::Local);
+        is("open /t/r/x: file name too long", ErrorClass::Local);
+        is("open /t/r: permission denied", ErrorClass::Local);
+    }
+    #[test]
+    fn anything_else_is_the_backends_own_failure() {
+        is("ERROR something new", ErrorClass::Other);
+    }
+
+    #[test]
+    fn how_the_process_ended_decides_before_the_text() {
+        let killed = Output {
+            exit: Exit::Signal(9),
+            stdout: String::new(),
+            stderr: "snapshot not found".into(),
+        };
+        assert_eq!(
+            classify("snapshot create", &killed).class(),
+            ErrorClass::Other
+        );
+        let hung = Output {
+            exit: Exit::TimedOut(Duration::from_secs(1)),
+            ..killed.clone()
+        };
+        let error = classify("snapshot create", &hung);
+        assert_eq!(error.class(), ErrorClass::Other);
+        assert!(
+            error.to_string().contains("still running after 1s"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn every_message_is_lower_case_so_it_can_match() {
+        for (message, _) in MESSAGES {
+            assert_eq!(message, message.to_lowercase());
+        }
+    }
+}

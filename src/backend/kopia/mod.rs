@@ -1,0 +1,41 @@
+//! The kopia backend: the `kopia` program (on `PATH` or at `KOPIA_EXE`) as
+//! the server and every client, after kopia's own multi-client robustness
+//! test. The CLI it drives is kopia's at v0.23.1-83-g4ebb2be6c (flags and
+//! JSON shapes read from `cli/`, `snapshot/manifest.go` and
+//! `tests/tools/kopiarunner/`).
+//!
+//! - The Server creates (or connects to) a filesystem repository in the
+//!   state directory and runs `kopia server start` on 127.0.0.1 with a TLS
+//!   certificate it generates; a client is a repository user, added and
+//!   deleted at run time and made known with `server refresh`. GC is
+//!   `maintenance run --full --safety=none` directly on the repository.
+//! - A client connects with `repository connect server`, the certificate
+//!   fingerprint and its own user and host name, with its own config file
+//!   and cache; every call is one process (`snapshot create/list/restore/
+//!   delete`, `--json` where kopia has it), in its own process group with a
+//!   deadline.
+//! - No password reaches a command line: the repository password, a
+//!   client's password and the server-control password go through the
+//!   environment; a user is added with its password's hash.
+//! - The kopia server is not behind snapstorm's fault proxy: the embedded
+//!   server's faults do not apply, and a run with `--fault` is refused.
+
+mod client;
+mod errors;
+mod json;
+mod password;
+pub mod process;
+mod server;
+
+pub use client::{DEFAULT_ACTION_TIMEOUT, KopiaClient, KopiaClients, args};
+pub use errors::{MESSAGES, Said, classify, said};
+pub use json::{ManifestJson, SourceJson, parse_created, parse_listed};
+pub use password::user_password_hash;
+pub use process::{KOPIA_EXE, KopiaBinary, KopiaMissing, Processes};
+pub use server::{CLIENT_HOST, KopiaServer, certificate_fingerprint, kopia_user, server_address};
+
+/// What the report calls a kopia client.
+pub const KIND: &str = "kopia";
+
+/// The kopia release whose CLI this backend follows.
+pub const KOPIA_CLI_VERSION: &str = "v0.23.1-83-g4ebb2be6c";
