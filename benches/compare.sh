@@ -10,7 +10,8 @@
 # Sections (ONLY picks some): memory + scale (headless runs at several client
 # counts), server (restic backup and restore through `snapstorm serve`, a
 # local repository and rustic_server), verify (`cargo bench --bench verify`),
-# console (`cargo bench --bench console`).
+# console (`cargo bench --bench console`), keys (key-to-screen latency of the
+# console with 32 clients running, benches/key_latency.py, needs tmux).
 #
 # Settings (environment):
 #   SNAPSTORM      the binary (default target/release/snapstorm)
@@ -35,7 +36,7 @@ BASELINE_COUNTS="${BASELINE_COUNTS:-$CLIENT_COUNTS}"
 DATA_MB="${DATA_MB:-850}"
 ROUNDS="${ROUNDS:-3}"
 RUSTIC_SERVER="${RUSTIC_SERVER:-$(command -v rustic-server || true)}"
-ONLY="${ONLY:-memory server verify console}"
+ONLY="${ONLY:-memory server verify console keys}"
 
 need() { command -v "$1" >/dev/null || { echo "compare.sh: $1 is needed ($2)" >&2; exit 2; }; }
 [ -x "$SNAPSTORM" ] || { echo "compare.sh: no binary at $SNAPSTORM: run cargo build --release first" >&2; exit 2; }
@@ -238,6 +239,11 @@ if wants console; then
   estimates="${CARGO_TARGET_DIR:-$here/target}/criterion/console frame, 64 clients, 200x90/new/estimates.json"
   median=$(python3 -c "import json,sys; e=json.load(open(sys.argv[1])); print(f\"{e['median']['point_estimate']/1000:.0f} µs (mean {e['mean']['point_estimate']/1000:.0f} µs)\")" "$estimates")
   row "console: full frame, 64 clients, TestBackend 200x90" "criterion median" "$median" "< 2 ms"
+fi
+
+if wants keys; then
+  read -r _ n med p95 max < <(python3 "$here/benches/key_latency.py" "$SNAPSTORM" 32 20)
+  row "console: key to screen, 32 clients running" "? and esc, $n presses" "median ${med} ms, p95 ${p95} ms, max ${max} ms" "< 100 ms"
 fi
 
 echo
