@@ -1,0 +1,486 @@
+//! Shrinking: the smallest run that still fails the same way. Delta
+//! debugging (Zeller's ddmin) over a recording: first whole clients, then
+//! single actions and faults, then shorter faults and smaller files. Each
+//! candidate is tried up to N times, and counts as failing if any try finds
+//! the recording's kind of failure (a race does not fail every time).
+//!
+//! The search runs candidates through a runner it is given, so it is the
+//! same against the embedded backend and against a test backend.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use bytesize::ByteSize;
+
+use crate::engine::options::ActionOptions;
+use crate::engine::scenario::{ClientScript, Scenario, Schedule};
+use crate::faults::FaultSpec;
+use crate::multiclient::replay::{Found, Recording, renumber, scripted};
+
+/// How big a run is: what a shrink makes smaller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Size {
+    pub clients: usize,
+    pub actions: usize,
+    pub faults: usize,
+}
+
+impl Size {
+    pub fn of(scenario: &Scenario) -> Size {
+        Size {
+            clients: scenario.clients.len(),
+            actions: scenario.clients.iter().map(|c| c.steps.len()).sum(),
+            faults: scenario.faults.len(),
+        }
+    }
+}
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+        write!(
+            f,
+            "{} · {} · {}",
+            plural(self.clients, "client"),
+            plural(self.actions, "action"),
+            plural(self.faults, "fault")
+        )
+    }
+}
+
+/// What the search reports after each candidate.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    pub phase: &'static str,
+    pub candidates: usize,
+    pub runs: usize,
+    /// The candidate just tried, and whether it failed the same way.
+    pub tried: Size,
+    pub failed: bool,
+    pub best: Size,
+    pub elapsed: Duration,
+}
+
+/// How a shrink is run.
+pub struct ShrinkConfig {
+    /// Tries per candidate.
+    pub tries: u32,
+    /// The search stops after this long, keeping the best found.
+    pub budget: Duration,
+    pub schedule: Schedule,
+}
+
+/// What one try of a candidate found: its failures, or `None` when it was
+/// cut short (the shrink is stopping).
+pub type TryResult = Option<Vec<Found>>;
+
+/// Why the search ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Nothing smaller fails the same way.
+    Minimal,
+    /// The budget ran out.
+    Budget,
+    /// Asked to stop (Ctrl-C).
+    Stopped,
+    /// The recording itself did not fail the same way in any try.
+    NotReproduced,
+}
+
+pub struct Shrunk {
+    /// The smallest scenario that failed the same way.
+    pub scenario: Scenario,
+    pub before: Size,
+    pub after: Size,
+    pub candidates: usize,
+    pub runs: usize,
+    pub ended: Ended,
+}
+
+/// One action or fault of the recording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Unit {
+    Step { client: usize, step: usize },
+    Fault(usize),
+}
+
+/// The search's state: what is kept, and how the rest is scaled down.
+#[derive(Debug, Clone)]
+struct Candidate {
+    units: Vec<Unit>,
+    /// Durations of the faults, by index in the recording.
+    durations: Vec<Option<Duration>>,
+    options: ActionOptions,
+    action_options: Vec<(crate::engine::Action, ActionOptions)>,
+}
+
+enum Verdict {
+    Fails,
+    Passes,
+    Stop,
+}
+
+struct Search<'a> {
+    recording: &'a Recording,
+    config: &'a ShrinkConfig,
+    runner: &'a mut dyn FnMut(&Scenario) -> TryResult,
+    progress: &'a mut dyn FnMut(&Progress),
+    stop: &'a dyn Fn() -> bool,
+    seen: HashMap<String, bool>,
+    candidates: usize,
+    runs: usize,
+    started: Instant,
+    best: Candidate,
+    phase: &'static str,
+    ended: Option<Ended>,
+}
+
+/// Shrinks `recording` to the smallest scenario whose run still finds one
+/// of its kinds of failure. `runner` runs a scenario once; `stop` is asked between
+/// candidates (and the runner should end a run early when it says so).
+pub fn shrink(
+    recording: &Recording,
+    config: &ShrinkConfig,
+    runner: &mut dyn FnMut(&Scenario) -> TryResult,
+    progress: &mut dyn FnMut(&Progress),
+    stop: &dyn Fn() -> bool,
+) -> Shrunk {
+    let units: Vec<Unit> = recording
+        .clients
+        .iter()
+        .enumerate()
+        .flat_map(|(client, script)| {
+            (0..script.steps.len()).map(move |step| Unit::Step { client, step })
+        })
+        .chain((0..recording.faults.len()).map(Unit::Fault))
+        .collect();
+    let whole = Candidate {
+        units,
+        durations: recording.faults.iter().map(|f| f.duration).collect(),
+        options: recording.scenario.options.clone(),
+        action_options: recording
+            .scenario
+            .action_options
+            .iter()
+            .map(|(a, o)| (*a, o.clone()))
+            .collect(),
+    };
+    let mut search = Search {
+        recording,
+        config,
+        runner,
+        progress,
+        stop,
+        seen: HashMap::new(),
+        candidates: 0,
+        runs: 0,
+        started: Instant::now(),
+        best: whole.clone(),
+        phase: "the recording",
+        ended: None,
+    };
+    let before = Size::of(&search.scenario(&whole));
+    if !matches!(search.test(&whole), Verdict::Fails) {
+        let ended = search.ended.unwrap_or(Ended::NotReproduced);
+        return search.finish(before, ended);
+    }
+    search.run_phases();
+    let ended = search.ended.unwrap_or(Ended::Minimal);
+    search.finish(before, ended)
+}
+
+impl Search<'_> {
+    fn finish(self, before: Size, ended: Ended) -> Shrunk {
+        let scenario = self.scenario(&self.best);
+        Shrunk {
+            after: Size::of(&scenario),
+            scenario,
+            before,
+            candidates: self.candidates,
+            runs: self.runs,
+            ended,
+        }
+    }
+
+    fn run_phases(&mut self) {
+        // Whole clients first: the cheapest big cut.
+        self.phase = "clients";
+        let clients: Vec<usize> = (0..self.recording.clients.len()).collect();
+        let kept = self.ddmin(clients, |best, keep: &[usize]| {
+            let mut c = best.clone();
+            c.units.retain(|u| match u {
+                Unit::Step { client, .. } => keep.contains(client),
+                Unit::Fault(_) => true,
+            });
+            c
+        });
+        if kept.is_none() {
+            return;
+        }
+        self.phase = "actions and faults";
+        let units = self.best.units.clone();
+        if self
+            .ddmin(units, |best, keep: &[Unit]| {
+                let mut c = best.clone();
+                c.units = keep.to_vec();
+                c
+            })
+            .is_none()
+        {
+            return;
+        }
+        self.phase = "shorter faults";
+        let kept_faults: Vec<usize> = self
+            .best
+            .units
+            .iter()
+            .filter_map(|u| match u {
+                Unit::Fault(i) => Some(*i),
+                _ => None,
+            })
+            .collect();
+        for fault in kept_faults {
+            while let Some(duration) = self.best.durations[fault] {
+                let shorter = duration / 2;
+                if shorter < Duration::from_secs(1) {
+                    break;
+                }
+                let mut c = self.best.clone();
+                c.durations[fault] = Some(shorter);
+                match self.test(&c) {
+                    Verdict::Fails => self.best = c,
+                    Verdict::Passes => break,
+                    Verdict::Stop => return,
+                }
+            }
+        }
+        self.phase = "smaller files";
+        loop {
+            let c = smaller_files(&self.best);
+            let Some(c) = c else { break };
+            match self.test(&c) {
+                Verdict::Fails => self.best = c,
+                Verdict::Passes => break,
+                Verdict::Stop => return,
+            }
+        }
+    }
+
+    /// ddmin over `items`, each subset made a candidate by `make` from the
+    /// best so far. `None` when the search was stopped.
+    fn ddmin<T: Clone>(
+        &mut self,
+        mut items: Vec<T>,
+        make: impl Fn(&Candidate, &[T]) -> Candidate,
+    ) -> Option<Vec<T>> {
+        let mut n = 2usize;
+        while items.len() >= 2 {
+            let chunks = split(&items, n);
+            let mut reduced = false;
+            // Complements first: a failure that needs parts of several chunks survives them.
+            for skip in 0..chunks.len() {
+                let complement: Vec<T> = chunks
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != skip)
+                    .flat_map(|(_, c)| c.iter().cloned())
+                    .collect();
+                let c = make(&self.best, &complement);
+                match self.test(&c) {
+                    Verdict::Fails => {
+                        self.best = c;
+                        items = complement;
+                        n = (n - 1).max(2);
+                        reduced = true;
+                        break;
+                    }
+                    Verdict::Passes => {}
+                    Verdict::Stop => return None,
+                }
+            }
+            if !reduced && n > 2 {
+                for chunk in &chunks {
+                    let c = make(&self.best, chunk);
+                    match self.test(&c) {
+                        Verdict::Fails => {
+                            self.best = c;
+                            items = chunk.clone();
+                            n = 2;
+                            reduced = true;
+                            break;
+                        }
+                        Verdict::Passes => {}
+                        Verdict::Stop => return None,
+                    }
+                }
+            }
+            if !reduced {
+                if n >= items.len() {
+                    break;
+                }
+                n = (n * 2).min(items.len());
+            }
+        }
+        Some(items)
+    }
+
+    /// Whether the candidate fails the same way in any of its tries.
+    fn test(&mut self, candidate: &Candidate) -> Verdict {
+        if (self.stop)() {
+            self.ended = Some(Ended::Stopped);
+            return Verdict::Stop;
+        }
+        if self.started.elapsed() >= self.config.budget {
+            self.ended = Some(Ended::Budget);
+            return Verdict::Stop;
+        }
+        let scenario = self.scenario(candidate);
+        // A run with no action is not a run of fixed sequences at all.
+        if scenario.clients.is_empty() {
+            return Verdict::Passes;
+        }
+        let key = scenario.to_toml();
+        if let Some(&failed) = self.seen.get(&key) {
+            return if failed {
+                Verdict::Fails
+            } else {
+                Verdict::Passes
+            };
+        }
+        self.candidates += 1;
+        let mut failed = false;
+        for _ in 0..self.config.tries.max(1) {
+            self.runs += 1;
+            match (self.runner)(&scenario) {
+                None => {
+                    self.ended = Some(Ended::Stopped);
+                    return Verdict::Stop;
+                }
+                Some(found) if self.recording.matches(&found).is_some() => {
+                    failed = true;
+                    break;
+                }
+                Some(_) => {}
+            }
+        }
+        self.seen.insert(key, failed);
+        let best = if failed {
+            Size::of(&scenario)
+        } else {
+            Size::of(&self.scenario(&self.best))
+        };
+        (self.progress)(&Progress {
+            phase: self.phase,
+            candidates: self.candidates,
+            runs: self.runs,
+            tried: Size::of(&scenario),
+            failed,
+            best,
+            elapsed: self.started.elapsed(),
+        });
+        if failed {
+            Verdict::Fails
+        } else {
+            Verdict::Passes
+        }
+    }
+
+    /// The candidate as a scenario: clients left without actions are left
+    /// out, the rest keep the inputs they drew, places are renumbered.
+    fn scenario(&self, candidate: &Candidate) -> Scenario {
+        let recording = self.recording;
+        let mut clients: Vec<ClientScript> = recording
+            .clients
+            .iter()
+            .enumerate()
+            .filter_map(|(index, script)| {
+                let steps: Vec<_> = script
+                    .steps
+                    .iter()
+                    .enumerate()
+                    .filter(|(step, _)| {
+                        candidate.units.contains(&Unit::Step {
+                            client: index,
+                            step: *step,
+                        })
+                    })
+                    .map(|(_, s)| *s)
+                    .collect();
+                (!steps.is_empty()).then(|| ClientScript {
+                    steps,
+                    ..script.clone()
+                })
+            })
+            .collect();
+        let mut faults: Vec<FaultSpec> = recording
+            .faults
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| candidate.units.contains(&Unit::Fault(*i)))
+            .map(|(i, f)| FaultSpec {
+                duration: candidate.durations[i],
+                ..f.clone()
+            })
+            .collect();
+        renumber(&mut clients, &mut faults);
+        let mut scenario = scripted(
+            &recording.scenario,
+            recording.seed,
+            self.config.schedule,
+            &clients,
+            &faults,
+        );
+        scenario.options = candidate.options.clone();
+        scenario.action_options = candidate.action_options.iter().cloned().collect();
+        scenario
+    }
+}
+
+/// Halves the largest file size and the files per write, where they can go lower.
+fn smaller_files(candidate: &Candidate) -> Option<Candidate> {
+    let shrink = |o: &ActionOptions| {
+        let mut o = o.clone();
+        let max = (o.max_file_size.as_u64() / 2).max(o.min_file_size.as_u64());
+        o.max_file_size = ByteSize::b(max);
+        o.max_num_files_per_write = (o.max_num_files_per_write / 2).max(o.min_num_files_per_write);
+        o
+    };
+    let mut c = candidate.clone();
+    c.options = shrink(&c.options);
+    for (_, options) in &mut c.action_options {
+        *options = shrink(options);
+    }
+    let changed = c.options != candidate.options
+        || c.action_options
+            .iter()
+            .zip(&candidate.action_options)
+            .any(|(a, b)| a.1 != b.1);
+    changed.then_some(c)
+}
+
+/// `items` in `n` chunks of nearly equal length.
+fn split<T: Clone>(items: &[T], n: usize) -> Vec<Vec<T>> {
+    let n = n.min(items.len()).max(1);
+    let mut chunks = Vec::with_capacity(n);
+    let mut start = 0;
+    for i in 0..n {
+        let end = start + (items.len() - start) / (n - i);
+        chunks.push(items[start..end].to_vec());
+        start = end;
+    }
+    chunks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_cover_the_items_in_order() {
+        let items: Vec<u32> = (0..7).collect();
+        let chunks = split(&items, 3);
+        assert_eq!(chunks, vec![vec![0, 1], vec![2, 3], vec![4, 5, 6]]);
+        assert_eq!(split(&items, 10).len(), 7);
+    }
+}
