@@ -265,7 +265,30 @@ pub fn shrink_run(args: ShrinkArgs) -> anyhow::Result<ExitCode> {
         bar.enable_steady_tick(Duration::from_millis(200));
         bar
     });
-    let mut progress = |p: &Progress| {
+    let describe_best = |scenario: &Scenario, before: Size| {
+        let mut scenario = scenario.clone();
+        scenario.description = format!(
+            "shrunk from run {} of {}: {} ({} → {})",
+            recording.run,
+            recording.state_dir.display(),
+            target,
+            before,
+            Size::of(&scenario)
+        );
+        scenario
+    };
+    let before = Size::of(&recording.scenario(args.schedule));
+    let mut write_error = None;
+    let mut progress = |p: &Progress<'_>| {
+        // Each new smallest is written at once: a stop at any moment keeps it.
+        if let Some(best) = p.new_best
+            && let Err(e) = write_durably(
+                &args.output,
+                describe_best(best, before).to_toml().as_bytes(),
+            )
+        {
+            write_error = Some(format!("cannot write {}: {e}", args.output.display()));
+        }
         let line = format!(
             "[{:>5}s] {} · candidates {} · runs {} · tried {} ({}) · best {}",
             p.elapsed.as_secs(),
@@ -299,15 +322,10 @@ pub fn shrink_run(args: ShrinkArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(EXIT_FAILURES));
     }
-    let mut scenario = shrunk.scenario;
-    scenario.description = format!(
-        "shrunk from run {} of {}: {} ({} → {})",
-        recording.run,
-        recording.state_dir.display(),
-        target,
-        shrunk.before,
-        shrunk.after
-    );
+    if let Some(error) = write_error {
+        anyhow::bail!(error);
+    }
+    let scenario = describe_best(&shrunk.scenario, shrunk.before);
     write_durably(&args.output, scenario.to_toml().as_bytes())
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", args.output.display()))?;
     let why = match shrunk.ended {

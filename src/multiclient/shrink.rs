@@ -51,7 +51,7 @@ impl fmt::Display for Size {
 
 /// What the search reports after each candidate.
 #[derive(Debug, Clone)]
-pub struct Progress {
+pub struct Progress<'a> {
     pub phase: &'static str,
     pub candidates: usize,
     pub runs: usize,
@@ -60,6 +60,9 @@ pub struct Progress {
     pub failed: bool,
     pub best: Size,
     pub elapsed: Duration,
+    /// The candidate, when it is the new smallest failing one (worth
+    /// writing down at once: the search may be stopped any moment).
+    pub new_best: Option<&'a Scenario>,
 }
 
 /// How a shrink is run.
@@ -125,7 +128,7 @@ struct Search<'a> {
     recording: &'a Recording,
     config: &'a ShrinkConfig,
     runner: &'a mut dyn FnMut(&Scenario) -> TryResult,
-    progress: &'a mut dyn FnMut(&Progress),
+    progress: &'a mut dyn FnMut(&Progress<'_>),
     stop: &'a dyn Fn() -> bool,
     seen: HashMap<String, bool>,
     candidates: usize,
@@ -143,7 +146,7 @@ pub fn shrink(
     recording: &Recording,
     config: &ShrinkConfig,
     runner: &mut dyn FnMut(&Scenario) -> TryResult,
-    progress: &mut dyn FnMut(&Progress),
+    progress: &mut dyn FnMut(&Progress<'_>),
     stop: &dyn Fn() -> bool,
 ) -> Shrunk {
     let units: Vec<Unit> = recording
@@ -256,7 +259,13 @@ impl Search<'_> {
             }
         }
         self.phase = "smaller files";
-        loop {
+        let writes = self
+            .scenario(&self.best)
+            .clients
+            .iter()
+            .flat_map(|c| &c.steps)
+            .any(|s| s.action == crate::engine::Action::WriteRandomFiles);
+        while writes {
             let c = smaller_files(&self.best);
             let Some(c) = c else { break };
             match self.test(&c) {
@@ -378,6 +387,7 @@ impl Search<'_> {
             failed,
             best,
             elapsed: self.started.elapsed(),
+            new_best: failed.then_some(&scenario),
         });
         if failed {
             Verdict::Fails
