@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 pub mod reproduce;
-pub use reproduce::{ReplayArgs, ShrinkArgs, shrink_command};
+pub use reproduce::{ReplayArgs, ShrinkArgs};
 
 use crate::engine::scenario::Scenario;
 use crate::engine::store::write_durably;

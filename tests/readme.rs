@@ -22,14 +22,24 @@ struct ReadmeCommand {
 }
 
 /// The commands of every ```sh block, but the `serve` example's (run as a
-/// whole by `tests/server_restic.rs`).
+/// whole by `tests/server_restic.rs`) and the shrink example's (one state
+/// dir through several commands, run as a whole by `tests/reproduce.rs`).
 fn readme_commands() -> Vec<ReadmeCommand> {
     let readme =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    let (before, rest) = readme.split_once("<!-- serve-example -->").unwrap();
-    let after = rest.split_once("<!-- /serve-example -->").unwrap().1;
+    let mut texts = vec![readme.as_str()];
+    for example in ["serve-example", "shrink-example"] {
+        let (open, close) = (
+            format!("<!-- {example} -->"),
+            format!("<!-- /{example} -->"),
+        );
+        let at = texts.iter().position(|t| t.contains(&open)).unwrap();
+        let (before, rest) = texts[at].split_once(&open).unwrap();
+        let after = rest.split_once(&close).unwrap().1;
+        texts.splice(at..=at, [before, after]);
+    }
     let mut commands = Vec::new();
-    for text in [before, after] {
+    for text in texts {
         for block in text.split("```sh\n").skip(1) {
             let block = block.split("\n```").next().unwrap();
             for line in block

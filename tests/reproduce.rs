@@ -525,3 +525,74 @@ fn a_failure_of_two_interleaved_actions_shrinks_to_exactly_them() {
     assert_eq!(report.failures[0].kind, FailureKind::RestoreFailed);
     assert_eq!(report.failures[0].client, ClientId(1));
 }
+
+/// The README's shrink example, run as shown: record the aggressive-GC data
+/// loss, replay it, shrink it, and run the scenario the shrink wrote. Takes
+/// most of an hour (the shrink alone is given 50 minutes):
+/// `cargo test --release --test reproduce -- --ignored the_readme_shrink_example`.
+#[test]
+#[ignore = "records a 60 s run and shrinks it for up to 50 minutes"]
+fn the_readme_shrink_example_runs_as_shown() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let block = readme
+        .split_once("<!-- shrink-example -->")
+        .unwrap()
+        .1
+        .split_once("<!-- /shrink-example -->")
+        .unwrap()
+        .0;
+    let block = block
+        .split_once("```sh\n")
+        .unwrap()
+        .1
+        .split_once("\n```")
+        .unwrap()
+        .0;
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_snapstorm"), bin.join("snapstorm")).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let lines: Vec<&str> = block
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(lines.len(), 4, "{block}");
+    for (n, line) in lines.iter().enumerate() {
+        let (command, exit) = match line.split_once("# exit ") {
+            Some((command, code)) => (command.trim(), code.trim().parse::<i32>().unwrap()),
+            None => (*line, 0),
+        };
+        // The shrunk scenario reproduces in at least half of its runs, as the README says.
+        let attempts = if n == lines.len() - 1 { 4 } else { 1 };
+        let mut codes = Vec::new();
+        for _ in 0..attempts {
+            let out = std::process::Command::new("bash")
+                .args(["-c", command])
+                .current_dir(dir.path())
+                .env("PATH", &path)
+                .env("TMPDIR", dir.path())
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap();
+            codes.push(out.status.code().unwrap_or(-1));
+            eprintln!(
+                "`{command}` exited {:?}\n{}{}",
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let hits = codes.iter().filter(|&&c| c == exit).count();
+        assert!(
+            hits * 2 >= attempts,
+            "`{command}`: exit {exit} in {hits} of {attempts} ({codes:?})"
+        );
+    }
+}

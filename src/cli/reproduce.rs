@@ -15,7 +15,7 @@ use super::{EXIT_FAILURES, EXIT_OK, UsageError};
 use crate::engine::scenario::{Scenario, Schedule};
 use crate::engine::store::write_durably;
 use crate::multiclient::replay::{Found, Recording, ReplayError, found_in, run_scenario};
-use crate::multiclient::shrink::{Ended, Progress, ShrinkConfig, Size, shrink};
+use crate::multiclient::shrink::{Ended, Progress, ShrinkConfig, Size, shell_word, shrink};
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
@@ -73,29 +73,6 @@ pub fn init_logging(verbose: u8) {
         1 => "warn",
         _ => "info",
     });
-}
-
-/// The command that shrinks the failure of the run in `state_dir` into
-/// `output`: what the console shows for a failure it wrote the state of.
-pub fn shrink_command(state_dir: &Path, output: &Path) -> String {
-    format!(
-        "snapstorm shrink {} -o {}",
-        shell_word(&state_dir.display().to_string()),
-        shell_word(&output.display().to_string())
-    )
-}
-
-/// A word a POSIX shell reads back as it is.
-fn shell_word(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._-+:=@%,".contains(c));
-    if plain {
-        word.to_owned()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
 }
 
 /// The recording, or a usage error (exit 2) that names the fix.

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytesize::ByteSize;
@@ -149,15 +150,29 @@ pub fn shrink(
     progress: &mut dyn FnMut(&Progress<'_>),
     stop: &dyn Fn() -> bool,
 ) -> Shrunk {
-    let units: Vec<Unit> = recording
+    // In the order they started: ddmin's halves are then stretches of the
+    // run (all that came after the failure, say), not clients again.
+    let mut units: Vec<(Option<u64>, Unit)> = recording
         .clients
         .iter()
         .enumerate()
         .flat_map(|(client, script)| {
-            (0..script.steps.len()).map(move |step| Unit::Step { client, step })
+            script
+                .steps
+                .iter()
+                .enumerate()
+                .map(move |(step, s)| (s.order, Unit::Step { client, step }))
         })
-        .chain((0..recording.faults.len()).map(Unit::Fault))
+        .chain(
+            recording
+                .faults
+                .iter()
+                .enumerate()
+                .map(|(i, f)| (f.after, Unit::Fault(i))),
+        )
         .collect();
+    units.sort_by_key(|(order, _)| *order);
+    let units: Vec<Unit> = units.into_iter().map(|(_, unit)| unit).collect();
     let whole = Candidate {
         units,
         durations: recording.faults.iter().map(|f| f.duration).collect(),
@@ -447,6 +462,29 @@ impl Search<'_> {
     }
 }
 
+/// The command that shrinks the failure of the run in `state_dir` into
+/// `output`: what a front end shows for a failure whose state it kept.
+pub fn shrink_command(state_dir: &Path, output: &Path) -> String {
+    format!(
+        "snapstorm shrink {} -o {}",
+        shell_word(&state_dir.display().to_string()),
+        shell_word(&output.display().to_string())
+    )
+}
+
+/// A word a POSIX shell reads back as it is.
+pub fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:=@%,".contains(c));
+    if plain {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
 /// Halves the largest file size and the files per write, where they can go lower.
 fn smaller_files(candidate: &Candidate) -> Option<Candidate> {
     let shrink = |o: &ActionOptions| {
@@ -485,6 +523,18 @@ fn split<T: Clone>(items: &[T], n: usize) -> Vec<Vec<T>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shrink_command_quotes_what_a_shell_would_split() {
+        assert_eq!(
+            shrink_command(Path::new("/tmp/snapstorm-x1"), Path::new("minimal.toml")),
+            "snapstorm shrink /tmp/snapstorm-x1 -o minimal.toml"
+        );
+        assert_eq!(
+            shrink_command(Path::new("/tmp/it's here"), Path::new("a b.toml")),
+            r"snapstorm shrink '/tmp/it'\''s here' -o 'a b.toml'"
+        );
+    }
 
     #[test]
     fn chunks_cover_the_items_in_order() {
