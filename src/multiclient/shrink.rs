@@ -280,7 +280,11 @@ impl Search<'_> {
             .iter()
             .flat_map(|c| &c.steps)
             .any(|s| s.action == crate::engine::Action::WriteRandomFiles);
-        while writes {
+        // Without a write, file sizes change nothing.
+        if !writes {
+            return;
+        }
+        loop {
             let c = smaller_files(&self.best);
             let Some(c) = c else { break };
             match self.test(&c) {
