@@ -116,7 +116,8 @@ fn a_replay_runs_every_client_s_recorded_actions_with_the_same_options() {
     }
     assert!(compared >= 10, "{compared}");
     // Replaying the replay draws the same inputs again: its record says whose they were.
-    let draws = |r: &Recording| -> Vec<(u32, u32, Vec<(Action, u64)>)> {
+    type Draws = Vec<(u32, u32, Vec<(Action, u64)>)>;
+    let draws = |r: &Recording| -> Draws {
         r.clients
             .iter()
             .map(|c| {
@@ -194,12 +195,14 @@ fn a_state_dir_with_no_recorded_failure_is_refused() {
 const UPLOAD: Duration = Duration::from_millis(400);
 const GC_LISTS: Duration = Duration::from_millis(150);
 
+/// A snapshot's files (path, content for a file, mode), and whether a GC lost them.
+type Stored = (Vec<(PathBuf, Option<Vec<u8>>, u32)>, bool);
+
 #[derive(Default)]
 struct Repo {
     gcs: AtomicU64,
     next_id: AtomicU64,
-    /// Per snapshot: its files (path, content, mode) and whether a GC lost them.
-    snapshots: Mutex<BTreeMap<SnapshotId, (Vec<(PathBuf, Option<Vec<u8>>, u32)>, bool)>>,
+    snapshots: Mutex<BTreeMap<SnapshotId, Stored>>,
 }
 
 struct FakeServer(Arc<Repo>);
