@@ -448,6 +448,7 @@ fn a_failure_of_two_interleaved_actions_shrinks_to_exactly_them() {
     };
     let recording = Recording {
         state_dir: PathBuf::from("synthetic"),
+        backend: "synthetic".into(),
         run: 1,
         seed: 5,
         scenario: base.clone(),

@@ -84,6 +84,13 @@ fn load(state_dir: &Path) -> Result<Recording, UsageError> {
         )));
     }
     let recording = Recording::load(state_dir).map_err(|e| UsageError(e.to_string()))?;
+    if recording.backend != "embedded" {
+        return Err(UsageError(format!(
+            "{}: recorded on the `{}` backend; replay and shrink run on the embedded backend only, so give the state dir of an embedded run",
+            state_dir.display(),
+            recording.backend
+        )));
+    }
     if recording.targets.is_empty() {
         return Err(UsageError(
             ReplayError::NoFailure(state_dir.to_path_buf()).to_string(),

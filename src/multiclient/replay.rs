@@ -97,6 +97,8 @@ impl fmt::Display for Found {
 #[derive(Debug, Clone)]
 pub struct Recording {
     pub state_dir: PathBuf,
+    /// The backend the run was recorded on.
+    pub backend: String,
     /// The run of the state dir that is replayed.
     pub run: u32,
     pub seed: u64,
@@ -244,6 +246,7 @@ impl Recording {
         }
         Ok(Recording {
             state_dir: state_dir.to_path_buf(),
+            backend: state.backend.clone(),
             run,
             seed: start.seed,
             scenario,
