@@ -469,6 +469,7 @@ fn a_failure_of_two_interleaved_actions_shrinks_to_exactly_them() {
 
     let config = ShrinkConfig {
         tries: 2,
+        at_least: 1,
         budget: Duration::from_secs(600),
         schedule: Schedule::Recorded,
     };

@@ -47,6 +47,12 @@ pub struct ShrinkArgs {
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub tries: u32,
 
+    /// A candidate counts as failing when at least K of its tries fail the
+    /// same way (default 1: any). A larger K keeps only candidates that fail
+    /// reliably; a race that fails now and then otherwise shrinks to a lucky run.
+    #[arg(long, value_name = "K", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub at_least: u32,
+
     /// Stop searching after this long and keep the smallest found (e.g. 10m, 1h).
     #[arg(long, value_name = "TIME", default_value = "10m", value_parser = super::parse_positive_duration)]
     pub budget: Duration,
@@ -213,11 +219,23 @@ pub fn shrink_run(args: ShrinkArgs) -> anyhow::Result<ExitCode> {
     let recording = load(&args.state_dir)?;
     let into = check_into(&args.into)?;
     super::check_output_path("-o", &args.output)?;
+    if args.at_least > args.tries {
+        return Err(UsageError(format!(
+            "--at-least {}: more than the {} tries a candidate gets; give --tries {} or more",
+            args.at_least, args.tries, args.at_least
+        ))
+        .into());
+    }
     let target = recording.looking_for();
     eprintln!(
-        "snapstorm: shrinking {} on the {} schedule, {} tr{} per candidate, for at most {}; looking for {target}",
+        "snapstorm: shrinking {} on the {} schedule, failing in {} of {} tr{} per candidate, for at most {}; looking for {target}",
         describe(&recording),
         args.schedule.name(),
+        if args.at_least == 1 {
+            "any".to_owned()
+        } else {
+            format!("at least {}", args.at_least)
+        },
         args.tries,
         if args.tries == 1 { "y" } else { "ies" },
         crate::faults::compact_duration(args.budget)
@@ -225,6 +243,7 @@ pub fn shrink_run(args: ShrinkArgs) -> anyhow::Result<ExitCode> {
     let (runtime, stop) = runtime_with_interrupt()?;
     let config = ShrinkConfig {
         tries: args.tries,
+        at_least: args.at_least,
         budget: args.budget,
         schedule: args.schedule,
     };

@@ -70,6 +70,10 @@ pub struct Progress<'a> {
 pub struct ShrinkConfig {
     /// Tries per candidate.
     pub tries: u32,
+    /// A candidate fails when at least this many of its tries fail the same
+    /// way (1: any). More keeps only candidates that fail reliably, where a
+    /// race that fails once in a while would otherwise shrink to a lucky run.
+    pub at_least: u32,
     /// The search stops after this long, keeping the best found.
     pub budget: Duration,
     pub schedule: Schedule,
@@ -377,21 +381,23 @@ impl Search<'_> {
             };
         }
         self.candidates += 1;
-        let mut failed = false;
-        for _ in 0..self.config.tries.max(1) {
+        let tries = self.config.tries.max(1);
+        let needed = self.config.at_least.clamp(1, tries);
+        let (mut failing, mut done) = (0, 0);
+        // Stops as soon as the answer is known either way.
+        while failing < needed && failing + (tries - done) >= needed {
             self.runs += 1;
+            done += 1;
             match (self.runner)(&scenario) {
                 None => {
                     self.ended = Some(Ended::Stopped);
                     return Verdict::Stop;
                 }
-                Some(found) if self.recording.matches(&found).is_some() => {
-                    failed = true;
-                    break;
-                }
+                Some(found) if self.recording.matches(&found).is_some() => failing += 1,
                 Some(_) => {}
             }
         }
+        let failed = failing >= needed;
         self.seen.insert(key, failed);
         let best = if failed {
             Size::of(&scenario)
