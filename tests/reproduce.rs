@@ -601,3 +601,59 @@ fn the_readme_shrink_example_runs_as_shown() {
         );
     }
 }
+
+/// A failure that comes every other run: with any try counting it shrinks;
+/// asked to fail in 2 of 2 tries, even the whole recording does not count.
+#[test]
+fn at_least_k_failing_tries_keeps_only_reliable_candidates() {
+    let recording = Recording {
+        state_dir: PathBuf::from("flaky"),
+        backend: "synthetic".into(),
+        run: 1,
+        seed: 1,
+        scenario: Scenario::parse("flaky", "description = \"d\"\n", "flaky.toml").unwrap(),
+        clients: vec![ClientScript {
+            draws_as: 1,
+            run: 1,
+            steps: (0..4)
+                .map(|seq| step(Action::SnapshotRoot, seq, seq))
+                .collect(),
+        }],
+        faults: Vec::new(),
+        targets: vec![Found {
+            signature: Signature {
+                kind: FailureKind::RestoreFailed,
+                explained_by: None,
+            },
+            client: ClientId(1),
+            origin: Origin::FinalCheck,
+            summary: String::new(),
+        }],
+    };
+    let shrink_with = |at_least: u32| {
+        let mut runs = 0u32;
+        let mut runner = |scenario: &Scenario| {
+            runs += 1;
+            let has_seq_2 = scenario.clients[0].steps.iter().any(|s| s.seq == 2);
+            Some(if has_seq_2 && runs % 2 == 1 {
+                recording.targets.clone()
+            } else {
+                Vec::new()
+            })
+        };
+        let config = ShrinkConfig {
+            tries: 2,
+            at_least,
+            budget: Duration::from_secs(60),
+            schedule: Schedule::Recorded,
+        };
+        let shrunk = shrink(&recording, &config, &mut runner, &mut |_| {}, &|| false);
+        (shrunk.ended, shrunk.scenario.clients, runs)
+    };
+    let (ended, clients, _) = shrink_with(1);
+    assert_eq!(ended, Ended::Minimal);
+    assert_eq!(clients[0].steps, vec![step(Action::SnapshotRoot, 2, 0)]);
+    let (ended, _, runs) = shrink_with(2);
+    assert_eq!(ended, Ended::NotReproduced);
+    assert_eq!(runs, 2, "one failing and one passing try settle it");
+}
