@@ -533,10 +533,10 @@ fn a_failure_of_two_interleaved_actions_shrinks_to_exactly_them() {
 
 /// The README's shrink example, run as shown: record the aggressive-GC data
 /// loss, replay it, shrink it, and run the scenario the shrink wrote. Takes
-/// most of an hour (the shrink alone is given 50 minutes):
+/// most of an hour (the shrink alone is given 32 minutes):
 /// `cargo test --release --test reproduce -- --ignored the_readme_shrink_example`.
 #[test]
-#[ignore = "records a 60 s run and shrinks it for up to 50 minutes"]
+#[ignore = "records a 60 s run and shrinks it for up to 32 minutes"]
 fn the_readme_shrink_example_runs_as_shown() {
     let readme =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
