@@ -9,6 +9,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+pub mod reproduce;
+pub use reproduce::{ReplayArgs, ShrinkArgs};
+
 use crate::engine::scenario::Scenario;
 use crate::engine::store::write_durably;
 use crate::faults::{FaultKind, FaultSpec, RunBounds};
@@ -81,6 +84,32 @@ between requests are closed, and connections are capped per peer address and in 
 Exit codes: 0 stopped by a signal, 2 bad usage or setup (one line names the fix; nothing is written)."
     )]
     Serve(ServeArgs),
+    /// Run a recorded run again on a fresh repository; say whether its failure comes back.
+    #[command(
+        long_about = "Run a recorded run again on a fresh repository; say whether its failure comes back.\n\n\
+Every client's recorded actions run again, each drawing the same inputs (files, sizes, dedup \
+shares, which snapshot) from the recorded seed, and the faults that took effect are injected again. \
+The recorded state dir is only read: each try runs in a fresh state dir (under --into), kept when \
+the failure came back. Each try says whether the same kind of failure (what failed, and the \
+kind of fault that explains it) came back.\n\n\
+Exit codes: 1 the failure came back in at least one try (as `snapstorm run` exits 1 on a \
+failure, so `git bisect run` reads it as bad), 0 it never did, 2 bad usage or a state dir \
+with no recorded failure (nothing is run or written)."
+    )]
+    Replay(ReplayArgs),
+    /// Search for the smallest scenario that still fails as a recorded run did.
+    #[command(
+        long_about = "Search for the smallest scenario that still fails as a recorded run did.\n\n\
+Delta debugging over the recorded run: fewer clients, fewer actions per client, fewer and \
+shorter faults, smaller files. Each candidate runs on a fresh repository up to --tries times \
+and counts as failing if any try fails the same way. Progress goes to stderr (a live line on a \
+terminal, a line per candidate otherwise); Ctrl-C stops and writes the smallest found so far. \
+The output is a scenario file with a fixed sequence per client and its faults: \
+`snapstorm run --scenario FILE --strict` runs it (exit 1 when it fails).\n\n\
+Exit codes: 0 the scenario was written, 1 the recording did not fail the same way in any try \
+(nothing written), 2 bad usage or a state dir with no recorded failure (nothing is run or written)."
+    )]
+    Shrink(ShrinkArgs),
 }
 
 /// Options shared by the console and the headless runner.
@@ -285,6 +314,11 @@ pub fn init_logging(verbose: u8, quiet_default: bool) {
         1 => "snapstorm=debug,info",
         _ => "trace",
     };
+    init_logging_filter(default);
+}
+
+/// Logs to stderr with this filter, unless RUST_LOG gives one.
+pub fn init_logging_filter(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     use std::io::IsTerminal;
@@ -632,7 +666,7 @@ pub fn session_spec(args: &SessionArgs, bounds: RunBounds) -> Result<RunSpec, Us
             .check_bounds(&bounds)
             .map_err(|e| UsageError(e.to_string()))?;
     }
-    let seed = args.seed.unwrap_or_else(rand::random);
+    let seed = args.seed.or(scenario.seed).unwrap_or_else(rand::random);
     let state_dir = match &args.state_dir {
         Some(dir) => {
             if dir.exists() && !dir.is_dir() {
@@ -653,8 +687,13 @@ pub fn session_spec(args: &SessionArgs, bounds: RunBounds) -> Result<RunSpec, Us
             })?
             .keep(),
     };
+    // Fixed per-client sequences bring their own clients.
+    let clients = match scenario.clients.len() {
+        0 => args.clients,
+        scripted => scripted as u32,
+    };
     let mut spec = RunSpec::new(scenario, state_dir, seed);
-    spec.clients = args.clients;
+    spec.clients = clients;
     spec.verify_inherited_per_client = args.verify_inherited;
     spec.faults = faults;
     spec.backend = args.backend;
@@ -662,20 +701,25 @@ pub fn session_spec(args: &SessionArgs, bounds: RunBounds) -> Result<RunSpec, Us
 }
 
 fn check_report_path(path: &Path) -> Result<(), UsageError> {
+    check_output_path("--report", path)
+}
+
+/// A file `option` is to write: its directory must exist, and it must not be one.
+fn check_output_path(option: &str, path: &Path) -> Result<(), UsageError> {
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
     if !parent.is_dir() {
         return Err(UsageError(format!(
-            "--report {}: directory {} does not exist; create it or write the report elsewhere",
+            "{option} {}: directory {} does not exist; create it or write the file elsewhere",
             path.display(),
             parent.display()
         )));
     }
     if path.is_dir() {
         return Err(UsageError(format!(
-            "--report {}: is a directory; give a file name",
+            "{option} {}: is a directory; give a file name",
             path.display()
         )));
     }
@@ -687,10 +731,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(report) = &args.report {
         check_report_path(report)?;
     }
+    // Fixed per-client sequences end the run when they are done.
+    let scripted = Scenario::resolve(&args.session.scenario).is_ok_and(|s| !s.clients.is_empty());
     let limit = RunLimit {
         duration: args
             .duration
-            .or((args.actions.is_none()).then_some(DEFAULT_RUN_DURATION)),
+            .or((args.actions.is_none() && !scripted).then_some(DEFAULT_RUN_DURATION)),
         actions_per_client: args.actions,
     };
     // A headless run never adds clients: a fault can name only these.

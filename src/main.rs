@@ -50,6 +50,14 @@ fn main() -> ExitCode {
             cli::init_logging(cli.verbose, true);
             cli::run(args)
         }
+        Some(Command::Replay(args)) => {
+            cli::reproduce::init_logging(cli.verbose);
+            cli::reproduce::replay(args)
+        }
+        Some(Command::Shrink(args)) => {
+            cli::reproduce::init_logging(cli.verbose);
+            cli::reproduce::shrink_run(args)
+        }
         Some(Command::Scenarios) => Ok(cli::scenarios()),
         Some(Command::Faults) => Ok(cli::faults()),
         None => cli::console(cli.session, cli.console, cli.verbose),

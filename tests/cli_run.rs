@@ -77,6 +77,10 @@ fn sequences(state: &Path) -> BTreeMap<u64, Vec<String>> {
     let mut per_client: BTreeMap<u64, Vec<(u64, String)>> = BTreeMap::new();
     for line in trace.lines() {
         let record: serde_json::Value = serde_json::from_str(line).unwrap();
+        // A run's start line and fault lines are not actions.
+        if record.get("action").is_none() {
+            continue;
+        }
         let client = record["client"].as_u64().unwrap();
         let seq = record["seq"].as_u64().unwrap();
         let summary = format!(

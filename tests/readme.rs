@@ -22,8 +22,10 @@ struct ReadmeCommand {
 }
 
 /// Blocks run as a whole elsewhere: the `serve` example by
-/// `tests/server_restic.rs`, the GC comparison by `tests/contract.rs`.
-const WHOLE_BLOCKS: [&str; 2] = ["serve-example", "gc-comparison"];
+/// `tests/server_restic.rs`, the GC comparison by `tests/contract.rs`, the
+/// shrink example (one state dir through several commands) by
+/// `tests/reproduce.rs`.
+const WHOLE_BLOCKS: [&str; 3] = ["serve-example", "gc-comparison", "shrink-example"];
 
 /// The commands of every ```sh block, but those of [`WHOLE_BLOCKS`].
 fn readme_commands() -> Vec<ReadmeCommand> {

@@ -26,15 +26,15 @@ use super::file_writer::available_space;
 use super::fingerprint::CompareOptions;
 use super::guard::{catch_panic, guarded};
 use super::options::ActionOptions;
-use super::scenario::{Plan, Scenario};
+use super::scenario::{ClientScript, Plan, Scenario, ScriptStep};
 use super::stats::{Counts, Effects, FailureReport, Outcome, Report, Stats};
 use super::store::{DamageRecord, Failure, FailureKind, MetadataStore, now_rfc3339};
-use super::trace::Trace;
+use super::trace::{FaultLine, Trace};
 use super::traits::{
     ActionRng, BackendError, BackendResult, ClientId, Details, ErrorClass, FaultHost, FileWriter,
     GcOptions, Server, SnapshotId, Snapshotter, WriteEffect,
 };
-use crate::faults::FaultKind;
+use crate::faults::{FaultKind, FaultSpec};
 
 /// What the engine runs with besides its parts.
 #[derive(Debug, Clone)]
@@ -72,6 +72,15 @@ pub struct ActionRecord {
     pub client: ClientId,
     /// Position in this client's stream of actions in this run (from 0).
     pub seq: u64,
+    /// Its place in the order in which this run's actions and faults started.
+    #[serde(default)]
+    pub order: u64,
+    /// When it started, in milliseconds into the run.
+    #[serde(default)]
+    pub at_ms: u64,
+    /// A step of a fixed sequence: whose recorded inputs it drew.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drawn_as: Option<Drawn>,
     pub action: Action,
     #[serde(default, skip_serializing_if = "is_default")]
     pub params: ActionParams,
@@ -101,6 +110,16 @@ pub struct ActionRecord {
     /// (kept in the metadata store, not repeated in the trace).
     #[serde(skip)]
     pub failure: Option<Failure>,
+}
+
+/// Which recorded action's inputs an action drew: every input (file names,
+/// sizes, dedup shares, which snapshot) comes from a generator derived from
+/// the seed and these, so the same key draws the same inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Drawn {
+    pub client: ClientId,
+    pub run: u32,
+    pub seq: u64,
 }
 
 fn is_default<T: Default + PartialEq>(value: &T) -> bool {
@@ -201,6 +220,8 @@ pub struct Engine {
     stopping: AtomicBool,
     /// Actions that may run at once (see [`Engine::action_slots`]).
     action_slots: Arc<tokio::sync::Semaphore>,
+    /// Places handed out in the order in which actions and faults start.
+    starts: AtomicU64,
 }
 
 /// Overrides the number of actions that run at once (default: two per core).
@@ -285,6 +306,7 @@ impl Engine {
             listing_reported: Mutex::new(HashSet::new()),
             restores_retried_at_end: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
+            starts: AtomicU64::new(0),
             halt: OnceLock::new(),
             halt_notify: tokio::sync::Notify::new(),
             action_slots: Arc::new(tokio::sync::Semaphore::new(action_slot_count())),
@@ -445,7 +467,41 @@ impl Engine {
             c.next_seq += 1;
             c.next_seq - 1
         });
-        self.run_action(client, seq, action, params, attempt)
+        self.run_action(client, seq, action, params, attempt, None)
+    }
+
+    /// Carries out a step of `client`'s fixed sequence, drawing the inputs
+    /// the step's recorded action drew.
+    pub fn exec_step(
+        &self,
+        client: ClientId,
+        script: &ClientScript,
+        step: &ScriptStep,
+    ) -> ActionRecord {
+        let seq = self.cursor_do(client, |c| {
+            c.next_seq += 1;
+            c.next_seq - 1
+        });
+        let drawn = Drawn {
+            client: ClientId(script.draws_as),
+            run: script.run,
+            seq: step.seq,
+        };
+        self.run_action(
+            client,
+            seq,
+            step.action,
+            &ActionParams::default(),
+            RestoreAttempt::DuringRun,
+            Some(drawn),
+        )
+    }
+
+    /// The next place in the order in which actions and faults start.
+    fn take_start(&self) -> (u64, u64) {
+        let order = self.starts.fetch_add(1, Ordering::SeqCst);
+        let at = self.faults.clock_started().elapsed();
+        (order, u64::try_from(at.as_millis()).unwrap_or(u64::MAX))
     }
 
     /// The action the scenario picks next for `client`, without running it.
@@ -615,10 +671,15 @@ impl Engine {
         action: Action,
         params: &ActionParams,
         attempt: RestoreAttempt,
+        drawn_as: Option<Drawn>,
     ) -> ActionRecord {
         let time = now_rfc3339();
         let started = Instant::now();
-        let mut rng = derive_rng(self.config.seed, self.run, client, "action", seq);
+        let (order, at_ms) = self.take_start();
+        let mut rng = match drawn_as {
+            Some(d) => derive_rng(self.config.seed, d.run, d.client, "action", d.seq),
+            None => derive_rng(self.config.seed, self.run, client, "action", seq),
+        };
         let origin = match attempt {
             RestoreAttempt::DuringRun => Origin::Action(action),
             RestoreAttempt::Last => Origin::FinalCheck,
@@ -696,6 +757,9 @@ impl Engine {
             run: self.run,
             client,
             seq,
+            order,
+            at_ms,
+            drawn_as,
             action,
             params: params.clone(),
             outcome,
@@ -1037,14 +1101,18 @@ impl Engine {
     }
 }
 
-impl FaultHost for Engine {
-    fn fault_starts(
+impl Engine {
+    /// Records that a fault takes effect now (see [`FaultHost::fault_starts`]);
+    /// `spec`, when known, goes into the trace whole, for a replay.
+    pub fn fault_starts_as(
         &self,
+        spec: Option<&FaultSpec>,
         kind: FaultKind,
         target: &str,
         client: Option<ClientId>,
         duration: Option<Duration>,
     ) -> String {
+        let (order, at_ms) = self.take_start();
         let label = self.faults.record(kind, target, client, duration);
         if kind.damages_data() {
             let damage = DamageRecord {
@@ -1057,16 +1125,31 @@ impl FaultHost for Engine {
                 tracing::error!(%error, "cannot record the damage a fault did");
             }
         }
-        self.trace_event(&json!({
-            "time": now_rfc3339(),
-            "run": self.run,
-            "fault": label,
-            "kind": kind,
-            "target": target,
-            "client": client,
-            "duration_ms": duration.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-        }));
+        self.trace_event(&FaultLine {
+            time: now_rfc3339(),
+            run: self.run,
+            fault: label.clone(),
+            kind,
+            target: target.to_owned(),
+            client,
+            duration_ms: duration.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            spec: spec.map(ToString::to_string),
+            at_ms,
+            order,
+        });
         label
+    }
+}
+
+impl FaultHost for Engine {
+    fn fault_starts(
+        &self,
+        kind: FaultKind,
+        target: &str,
+        client: Option<ClientId>,
+        duration: Option<Duration>,
+    ) -> String {
+        self.fault_starts_as(None, kind, target, client, duration)
     }
 
     fn fault_ends(&self, label: &str) {

@@ -20,11 +20,30 @@
 //! at = "20s"
 //! duration = "5s"
 //! ```
+//!
+//! Instead of a shared `sequence` or `[weights]`, a scenario can give each
+//! client its own fixed sequence, run once (what `snapstorm shrink` writes):
+//!
+//! ```toml
+//! description = "two clients, each its own actions"
+//! seed = 42              # the seed their inputs are drawn from (unless --seed)
+//! schedule = "recorded"  # start actions and faults in `order` (default "free")
+//! [[clients]]            # client-1
+//! draws-as = 2           # draw inputs as client-2 did (default: its own number)
+//! sequence = [
+//!   { action = "write-random-files", seq = 0, order = 0 },
+//!   { action = "snapshot-root", seq = 3, order = 2 },
+//! ]
+//! [[clients]]            # client-2: plain names draw as positions 0, 1, …
+//! sequence = ["run-gc"]
+//! ```
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
 
 use super::actions::{Action, Weights};
 use super::options::ActionOptions;
@@ -83,12 +102,90 @@ pub struct Scenario {
     pub action_options: BTreeMap<Action, ActionOptions>,
     /// Faults to inject (`[[faults]]`).
     pub faults: Vec<FaultSpec>,
+    /// The seed the scenario was recorded with; `--seed` overrides it.
+    pub seed: Option<u64>,
+    /// How fixed per-client sequences are paced (`schedule`).
+    pub schedule: Schedule,
+    /// Fixed per-client sequences (`[[clients]]`), run once each; when
+    /// given, `plan` is unused and the run ends when every client is done
+    /// and every fault started.
+    pub clients: Vec<ClientScript>,
+}
+
+/// How the actions of fixed per-client sequences start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Schedule {
+    /// Every client runs its sequence as fast as it goes; faults at their times.
+    #[default]
+    Free,
+    /// Actions and faults start in their recorded `order`: each waits until
+    /// everything before it has started. Makes most races reproducible.
+    Recorded,
+}
+
+impl Schedule {
+    pub fn name(self) -> &'static str {
+        match self {
+            Schedule::Free => "free",
+            Schedule::Recorded => "recorded",
+        }
+    }
+}
+
+/// One action of a client's fixed sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ScriptStep {
+    pub action: Action,
+    /// The position in the client's recorded stream whose inputs it draws
+    /// (file names, sizes, dedup shares, which snapshot): a step kept alone
+    /// draws what it drew in the whole run.
+    pub seq: u64,
+    /// Its place in the recorded order in which actions and faults start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<u64>,
+}
+
+/// One client's fixed sequence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientScript {
+    /// Inputs are drawn as this client's were in the recording.
+    pub draws_as: u32,
+    /// … in this run of the recorded state dir.
+    pub run: u32,
+    pub steps: Vec<ScriptStep>,
+}
+
+/// A `[[clients]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct ClientFile {
+    #[serde(default)]
+    draws_as: Option<u32>,
+    #[serde(default)]
+    run: Option<u32>,
+    sequence: Vec<StepEntry>,
+}
+
+/// A step as written: an action's name, or a table with its draw and order.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum StepEntry {
+    Name(Action),
+    Step(ScriptStep),
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 struct ScenarioFile {
     description: String,
+    #[serde(default)]
+    seed: Option<u64>,
+    #[serde(default)]
+    schedule: Option<Schedule>,
+    #[serde(default)]
+    clients: Vec<ClientFile>,
     #[serde(default)]
     sequence: Option<Vec<Action>>,
     #[serde(default)]
@@ -191,6 +288,47 @@ impl Scenario {
                 })?;
             faults.push(spec);
         }
+        if !file.clients.is_empty() && (file.sequence.is_some() || file.weights.is_some()) {
+            return Err(invalid(
+                "give either `[[clients]]` (a sequence per client) or a shared `sequence`/`[weights]`, not both".into(),
+            ));
+        }
+        let mut clients = Vec::new();
+        for (index, client) in file.clients.into_iter().enumerate() {
+            let number = index + 1;
+            if client.sequence.is_empty() {
+                return Err(invalid(format!(
+                    "client {number}: `sequence` is empty: list at least one action"
+                )));
+            }
+            if client.draws_as == Some(0) || client.run == Some(0) {
+                return Err(invalid(format!(
+                    "client {number}: clients and runs are numbered from 1"
+                )));
+            }
+            let steps = client
+                .sequence
+                .into_iter()
+                .enumerate()
+                .map(|(position, entry)| match entry {
+                    StepEntry::Name(action) => ScriptStep {
+                        action,
+                        seq: position as u64,
+                        order: None,
+                    },
+                    StepEntry::Step(step) => step,
+                })
+                .collect();
+            clients.push(ClientScript {
+                draws_as: client.draws_as.unwrap_or(number as u32),
+                run: client.run.unwrap_or(1),
+                steps,
+            });
+        }
+        let schedule = file.schedule.unwrap_or_default();
+        if schedule == Schedule::Recorded {
+            check_recorded_orders(&clients, &faults).map_err(invalid)?;
+        }
         let plan = match (file.sequence, file.weights) {
             (Some(_), Some(_)) => {
                 return Err(invalid(
@@ -218,7 +356,77 @@ impl Scenario {
             options: base,
             action_options,
             faults,
+            seed: file.seed,
+            schedule,
+            clients,
         })
+    }
+
+    /// The scenario as a scenario file that parses back to it.
+    pub fn to_toml(&self) -> String {
+        let mut out = String::new();
+        let quoted = |s: &str| toml::Value::String(s.to_owned()).to_string();
+        let _ = writeln!(out, "description = {}", quoted(&self.description));
+        if let Some(seed) = self.seed {
+            let _ = writeln!(out, "seed = {seed}");
+        }
+        if self.schedule != Schedule::Free {
+            let _ = writeln!(out, "schedule = {}", quoted(self.schedule.name()));
+        }
+        if self.clients.is_empty() {
+            match &self.plan {
+                Plan::Sequence(actions) => {
+                    let names: Vec<String> = actions.iter().map(|a| quoted(a.name())).collect();
+                    let _ = writeln!(out, "sequence = [{}]", names.join(", "));
+                }
+                Plan::Weighted(weights) => {
+                    let _ = writeln!(out, "\n[weights]");
+                    for (action, weight) in &weights.0 {
+                        let _ = writeln!(out, "{} = {weight}", action.name());
+                    }
+                }
+            }
+        }
+        let table =
+            |options: &ActionOptions| toml::to_string(options).expect("options serialize to TOML");
+        let _ = write!(out, "\n[options]\n{}", table(&self.options));
+        for (action, options) in &self.action_options {
+            let _ = write!(
+                out,
+                "\n[action-options.{}]\n{}",
+                action.name(),
+                table(options)
+            );
+        }
+        for (index, client) in self.clients.iter().enumerate() {
+            let _ = writeln!(out, "\n[[clients]]  # client-{}", index + 1);
+            if client.draws_as != index as u32 + 1 {
+                let _ = writeln!(out, "draws-as = {}", client.draws_as);
+            }
+            if client.run != 1 {
+                let _ = writeln!(out, "run = {}", client.run);
+            }
+            let _ = writeln!(out, "sequence = [");
+            for step in &client.steps {
+                let order = step
+                    .order
+                    .map(|o| format!(", order = {o}"))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "  {{ action = {}, seq = {}{order} }},",
+                    quoted(step.action.name()),
+                    step.seq
+                );
+            }
+            let _ = writeln!(out, "]");
+        }
+        for fault in &self.faults {
+            let entry = toml::to_string(&ScenarioFault::from_spec(fault))
+                .expect("a fault serializes to TOML");
+            let _ = write!(out, "\n[[faults]]\n{entry}");
+        }
+        out
     }
 
     /// The options one action runs with.
@@ -232,6 +440,42 @@ impl Scenario {
             .map(|(name, text)| Scenario::parse(name, text, name).expect("presets are valid"))
             .collect()
     }
+}
+
+/// On the recorded schedule every step needs its `order` and every fault
+/// its `after`, each place taken once.
+fn check_recorded_orders(clients: &[ClientScript], faults: &[FaultSpec]) -> Result<(), String> {
+    if clients.is_empty() {
+        return Err("`schedule = \"recorded\"` paces `[[clients]]` sequences; give them".into());
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (index, client) in clients.iter().enumerate() {
+        for step in &client.steps {
+            let order = step.order.ok_or_else(|| {
+                format!(
+                    "client {}: on the recorded schedule every step needs its `order`, and `{}` has none",
+                    index + 1,
+                    step.action
+                )
+            })?;
+            if !seen.insert(order) {
+                return Err(format!(
+                    "order {order} is given twice; each place is taken once"
+                ));
+            }
+        }
+    }
+    for fault in faults {
+        let order = fault.after.ok_or_else(|| {
+            format!("on the recorded schedule every fault needs `after`, and {fault} has none")
+        })?;
+        if !seen.insert(order) {
+            return Err(format!(
+                "order {order} is given twice; each place is taken once"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Reads a scenario file, refusing one over [`MAX_SCENARIO_BYTES`]: the
@@ -340,6 +584,104 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("unknown variant `meteor`"), "{err}");
+    }
+
+    #[test]
+    fn per_client_sequences_round_trip_through_a_file() {
+        let text = r#"description = "two clients"
+seed = 42
+schedule = "recorded"
+[options]
+max-file-size = "64KiB"
+[action-options.write-random-files]
+repeat-action = 2
+[[clients]]
+draws-as = 3
+sequence = [
+  { action = "write-random-files", seq = 4, order = 0 },
+  { action = "snapshot-root", seq = 7, order = 2 },
+]
+[[clients]]
+sequence = [{ action = "run-gc", seq = 0, order = 1 }]
+[[faults]]
+kind = "network"
+at = "2s"
+duration = "5s"
+drop-percent = 30
+after = 3
+"#;
+        let scenario = Scenario::parse("x", text, "x.toml").unwrap();
+        assert_eq!(scenario.seed, Some(42));
+        assert_eq!(scenario.schedule, Schedule::Recorded);
+        assert_eq!(scenario.clients.len(), 2);
+        assert_eq!(scenario.clients[0].draws_as, 3);
+        assert_eq!(scenario.clients[1].draws_as, 2, "its own number by default");
+        assert_eq!(
+            scenario.clients[0].steps[1],
+            ScriptStep {
+                action: Action::SnapshotRoot,
+                seq: 7,
+                order: Some(2)
+            }
+        );
+        assert_eq!(scenario.faults[0].after, Some(3));
+        let written = scenario.to_toml();
+        let again = Scenario::parse("x", &written, "x.toml").unwrap();
+        assert_eq!(again, scenario, "{written}");
+
+        let plain = "description = \"d\"\n[[clients]]\nsequence = [\"write-random-files\", \"snapshot-root\"]\n";
+        let plain = Scenario::parse("x", plain, "x.toml").unwrap();
+        assert_eq!(
+            plain.clients[0]
+                .steps
+                .iter()
+                .map(|s| s.seq)
+                .collect::<Vec<_>>(),
+            vec![0, 1],
+            "plain names draw as positions"
+        );
+        assert_eq!(plain.schedule, Schedule::Free);
+        let written = Scenario::resolve(DEFAULT_SCENARIO).unwrap().to_toml();
+        let preset = Scenario::parse(DEFAULT_SCENARIO, &written, "x.toml").unwrap();
+        assert_eq!(preset, Scenario::resolve(DEFAULT_SCENARIO).unwrap());
+    }
+
+    #[test]
+    fn per_client_sequences_are_checked() {
+        let both =
+            "description = \"d\"\nsequence = [\"run-gc\"]\n[[clients]]\nsequence = [\"run-gc\"]\n";
+        let err = Scenario::parse("x", both, "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("x.toml: give either `[[clients]]`"),
+            "{err}"
+        );
+        let unordered =
+            "description = \"d\"\nschedule = \"recorded\"\n[[clients]]\nsequence = [\"run-gc\"]\n";
+        let err = Scenario::parse("x", unordered, "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "x.toml: client 1: on the recorded schedule every step needs its `order`, and `run-gc` has none"
+        );
+        let twice = "description = \"d\"\nschedule = \"recorded\"\n[[clients]]\nsequence = [{ action = \"run-gc\", seq = 0, order = 1 }, { action = \"run-gc\", seq = 1, order = 1 }]\n";
+        let err = Scenario::parse("x", twice, "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "x.toml: order 1 is given twice; each place is taken once"
+        );
+        let empty = "description = \"d\"\n[[clients]]\nsequence = []\n";
+        let err = Scenario::parse("x", empty, "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "x.toml: client 1: `sequence` is empty: list at least one action"
+        );
     }
 
     #[test]

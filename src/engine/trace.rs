@@ -13,7 +13,111 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use super::exec::ActionRecord;
+use super::traits::ClientId;
+use crate::faults::FaultKind;
+
+/// The first line of each run: everything a replay needs besides the
+/// actions and faults that follow it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunStartLine {
+    pub time: String,
+    pub run: u32,
+    /// Always `true`: marks the line as a run's start.
+    pub start: bool,
+    pub seed: u64,
+    pub scenario: String,
+    /// The whole scenario, as a scenario file.
+    pub scenario_toml: String,
+    pub clients: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actions_per_client: Option<u64>,
+    /// The faults planned, as `--fault` takes them.
+    #[serde(default)]
+    pub faults: Vec<String>,
+}
+
+/// A fault that took effect.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultLine {
+    pub time: String,
+    pub run: u32,
+    /// Its label (`aggressive-gc@20.0s`).
+    pub fault: String,
+    pub kind: FaultKind,
+    pub target: String,
+    pub client: Option<ClientId>,
+    pub duration_ms: Option<u64>,
+    /// As `--fault` takes it, with every setting (`network@10s:20s,latency=…`);
+    /// absent for faults that did not come through the run (the console's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<String>,
+    /// Milliseconds into the run.
+    #[serde(default)]
+    pub at_ms: u64,
+    /// Its place in the order in which actions and faults started.
+    #[serde(default)]
+    pub order: u64,
+}
+
+/// One line of a trace, read back.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TraceLine {
+    Start(Box<RunStartLine>),
+    Action(Box<ActionRecord>),
+    Fault(Box<FaultLine>),
+}
+
+/// A trace that cannot be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum TraceReadError {
+    #[error("cannot read the action trace {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path}:{line}: not a trace line: {message}")]
+    Line {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+}
+
+/// Reads every line of the trace at `path`.
+pub fn read_trace(path: &Path) -> Result<Vec<TraceLine>, TraceReadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| TraceReadError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut lines = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = |message: String| TraceReadError::Line {
+            path: path.to_path_buf(),
+            line: index + 1,
+            message,
+        };
+        let value: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
+        let parsed = if value.get("start").is_some() {
+            serde_json::from_value(value).map(|l| TraceLine::Start(Box::new(l)))
+        } else if value.get("fault").is_some() {
+            serde_json::from_value(value).map(|l| TraceLine::Fault(Box::new(l)))
+        } else {
+            serde_json::from_value(value).map(|l| TraceLine::Action(Box::new(l)))
+        };
+        lines.push(parsed.map_err(|e| bad(e.to_string()))?);
+    }
+    Ok(lines)
+}
 
 /// The trace could not be written: snapstorm's own problem, never the repository's.
 #[derive(Debug, thiserror::Error)]

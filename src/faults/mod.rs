@@ -167,6 +167,10 @@ pub struct FaultSpec {
     /// `revoke-client` / `kill-client`: client number N (`client-N`)
     /// instead of a random one.
     pub client: Option<u32>,
+    /// In a run of fixed per-client sequences on the recorded schedule: the
+    /// fault's place in the order in which actions and faults start (it
+    /// starts once everything before it has started); `at` is then unused.
+    pub after: Option<u64>,
 }
 
 impl FaultSpec {
@@ -177,6 +181,7 @@ impl FaultSpec {
             duration: kind.default_duration(),
             network: NetworkFault::default(),
             client: None,
+            after: None,
         }
     }
 }
@@ -382,24 +387,46 @@ impl FromStr for FaultSpec {
 }
 
 /// A `[[faults]]` entry of a scenario file.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct ScenarioFault {
     pub kind: FaultKind,
     pub at: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drop_percent: Option<u8>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_percent: Option<u8>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<u32>,
+    /// Its place in the recorded order of starts (see [`FaultSpec::after`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<u64>,
 }
 
 impl ScenarioFault {
+    /// The entry a scenario file holds for `spec`: written back with
+    /// exactly the settings it has.
+    pub fn from_spec(spec: &FaultSpec) -> Self {
+        let network = (spec.kind == FaultKind::Network).then_some(spec.network);
+        ScenarioFault {
+            kind: spec.kind,
+            at: compact_duration(spec.at),
+            duration: spec
+                .duration
+                .filter(|_| spec.kind.takes_duration())
+                .map(compact_duration),
+            latency: network.map(|n| compact_duration(n.latency)),
+            drop_percent: network.map(|n| n.drop_percent),
+            error_percent: network.map(|n| n.error_percent),
+            client: spec.client,
+            after: spec.after,
+        }
+    }
+
     pub fn to_spec(&self) -> Result<FaultSpec, String> {
         let mut spec = FaultSpec::new(self.kind, parse_time(&self.at)?);
         if let Some(duration) = &self.duration {
@@ -423,6 +450,7 @@ impl ScenarioFault {
             spec.network.error_percent = p;
         }
         spec.client = self.client;
+        spec.after = self.after;
         let network_options =
             self.latency.is_some() || self.drop_percent.is_some() || self.error_percent.is_some();
         if network_options && self.kind != FaultKind::Network {

@@ -5,7 +5,10 @@
 pub mod file_writer;
 pub mod harness;
 pub mod launch;
+pub mod replay;
 pub mod run;
+pub mod schedule;
+pub mod shrink;
 pub mod snapshotter;
 
 pub use file_writer::MultiClientFileWriter;

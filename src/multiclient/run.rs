@@ -19,13 +19,17 @@ use tokio::task::JoinSet;
 
 use crate::engine::actions::Action;
 use crate::engine::exec::{ActionParams, ActionRecord, Engine};
+use crate::engine::scenario::Schedule;
 use crate::engine::stats::{Counts, Report};
 use crate::engine::store::Failure;
+use crate::engine::store::now_rfc3339;
+use crate::engine::trace::RunStartLine;
 use crate::engine::traits::{
     BackendResult, ClientId, Details, FaultHost, FaultInjector, GcOptions, Injected, ServerInfo,
 };
 use crate::faults::{FaultKind, FaultSpec};
 use crate::multiclient::MultiClientSnapshotter;
+use crate::multiclient::schedule::Gate;
 
 /// When a run ends on its own.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -252,6 +256,23 @@ struct Supervisor {
     fault_tasks: JoinSet<()>,
     /// How many clients take actions now, for the counts feed.
     running: Arc<AtomicUsize>,
+    /// Paces fixed per-client sequences on the recorded schedule.
+    gate: Option<Arc<Gate>>,
+}
+
+/// When the next planned fault is due: at a time, or at its turn on the
+/// recorded schedule.
+enum Due {
+    At(tokio::time::Instant),
+    Turn(Arc<Gate>, u64),
+}
+
+async fn wait_due(due: Option<Due>) {
+    match due {
+        Some(Due::At(at)) => tokio::time::sleep_until(at).await,
+        Some(Due::Turn(gate, order)) => gate.wait_turn(order).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn supervise(
@@ -261,6 +282,27 @@ async fn supervise(
     running: Arc<AtomicUsize>,
 ) -> Report {
     let (run_control, _) = watch::channel(RunControl::default());
+    let scenario = parts.engine.config().scenario.clone();
+    // A scenario of fixed per-client sequences runs each once, one client each.
+    let scripted = !scenario.clients.is_empty();
+    let gate = (scripted && scenario.schedule == Schedule::Recorded).then(|| {
+        let gate = Gate::default();
+        let places: std::collections::BTreeSet<u64> = scenario
+            .clients
+            .iter()
+            .flat_map(|c| c.steps.iter().filter_map(|s| s.order))
+            .chain(parts.fault_plan.iter().filter_map(|f| f.after))
+            .collect();
+        // Numbers nobody holds are no one's turn.
+        let last = places.last().copied().unwrap_or(0);
+        gate.give_up((0..last).filter(|n| !places.contains(n)));
+        Arc::new(gate)
+    });
+    let initial_clients = if scripted {
+        scenario.clients.len() as u32
+    } else {
+        parts.initial_clients
+    };
     let mut sup = Supervisor {
         engine: parts.engine,
         snapshotter: parts.snapshotter,
@@ -277,10 +319,31 @@ async fn supervise(
         faults: parts.faults,
         fault_tasks: JoinSet::new(),
         running,
+        gate: gate.clone(),
     };
+    let mut plan = parts.fault_plan;
+    match &gate {
+        Some(_) => plan.sort_by_key(|spec| spec.after),
+        None => plan.sort_by_key(|spec| spec.at),
+    }
+    sup.engine.trace_event(&RunStartLine {
+        time: now_rfc3339(),
+        run: sup.engine.store().run_number(),
+        start: true,
+        seed: sup.engine.config().seed,
+        scenario: scenario.name.clone(),
+        scenario_toml: scenario.to_toml(),
+        clients: initial_clients,
+        duration_ms: sup
+            .limit
+            .duration
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        actions_per_client: sup.limit.actions_per_client,
+        faults: plan.iter().map(ToString::to_string).collect(),
+    });
     // The first clients connect at once, not one after another; the clock
     // starts when each has connected or failed its first try.
-    for _ in 0..parts.initial_clients {
+    for _ in 0..initial_clients {
         sup.add_client();
     }
     let mut gc_tasks: JoinSet<()> = JoinSet::new();
@@ -309,19 +372,24 @@ async fn supervise(
     let started = tokio::time::Instant::now();
     sup.engine.start_clock(started.into_std());
     let deadline = sup.limit.duration.map(|d| started + d);
-    let mut plan = parts.fault_plan;
-    plan.sort_by_key(|spec| spec.at);
     let mut plan = std::collections::VecDeque::from(plan);
     let halting = sup.engine.clone();
     if !shut_down {
         loop {
-            let next_fault = plan.front().map(|spec| started + spec.at);
+            // A scenario of fixed sequences ends when every client has run its own.
+            if scripted && sup.workers.is_empty() && sup.connecting.is_empty() && plan.is_empty() {
+                break;
+            }
+            let next_fault = plan.front().map(|spec| match (&gate, spec.after) {
+                (Some(gate), Some(order)) => Due::Turn(gate.clone(), order),
+                _ => Due::At(started + spec.at),
+            });
             tokio::select! {
                 command = commands.recv() => match command {
                     None | Some(Command::Shutdown) => break,
                     Some(command) => sup.handle(command, &mut gc_tasks).await,
                 },
-                _ = sleep_until(next_fault) => {
+                _ = wait_due(next_fault) => {
                     let spec = plan.pop_front().expect("a planned fault is due");
                     sup.inject(spec);
                 }
@@ -480,7 +548,12 @@ impl Supervisor {
 
     /// Injects a fault on a blocking thread; its consequences come as events.
     fn inject(&mut self, spec: FaultSpec) {
+        // Its place on the recorded schedule, handed on once it starts (or fails to).
+        let place = self.gate.clone().zip(spec.after);
         let Some(injector) = self.faults.clone() else {
+            if let Some((gate, order)) = &place {
+                gate.give_up([*order]);
+            }
             let error = "this backend cannot inject faults";
             self.engine.faults().not_injected(
                 &spec,
@@ -504,12 +577,19 @@ impl Supervisor {
         self.fault_tasks.spawn(async move {
             let kind = spec.kind;
             let asked_at = engine.faults().clock_started().elapsed();
-            let watched = Arc::new(WatchedHost::new(engine.clone()));
+            let watched = Arc::new(WatchedHost::new(
+                engine.clone(),
+                spec.clone(),
+                place.clone(),
+            ));
             let host: Arc<dyn FaultHost> = watched.clone();
             let attempt = spec.clone();
             let result =
                 tokio::task::spawn_blocking(move || injector.inject(&attempt, &clients, &host))
                     .await;
+            if let Some((gate, order)) = &place {
+                gate.give_up([*order]);
+            }
             let error = match result {
                 Ok(Ok(injected)) => {
                     for (client, action) in &injected.enqueue {
@@ -622,6 +702,20 @@ impl Supervisor {
             self.tried_once += 1;
         }
         if let Err(error) = result {
+            if let Some(gate) = &self.gate {
+                // A recorded schedule cannot wait for a client that may
+                // never connect: nobody waits for its places, and it stays out.
+                gate.give_up(script_places(&self.engine, client, 0));
+                tracing::warn!(
+                    "{client} could not connect: {}.",
+                    crate::engine::brief::brief(&error)
+                );
+                self.emit(Event::ClientError(
+                    client,
+                    format!("cannot connect: {error}"),
+                ));
+                return;
+            }
             let wait = connect_backoff(attempt);
             tracing::warn!(
                 "{client} could not connect (try {attempt}): {}; it tries again in {}s.",
@@ -658,6 +752,7 @@ impl Supervisor {
             events: self.events.clone(),
             actions_limit: self.limit.actions_per_client,
             in_flight: self.in_flight.clone(),
+            gate: self.gate.clone(),
         };
         self.workers.spawn(worker.run());
         if attempt > 1 {
@@ -722,13 +817,19 @@ impl Supervisor {
 struct WatchedHost {
     engine: Arc<Engine>,
     label: std::sync::Mutex<Option<String>>,
+    /// What was asked, for the trace.
+    spec: FaultSpec,
+    /// Its place on the recorded schedule: the next may start once it did.
+    place: Option<(Arc<Gate>, u64)>,
 }
 
 impl WatchedHost {
-    fn new(engine: Arc<Engine>) -> Self {
+    fn new(engine: Arc<Engine>, spec: FaultSpec, place: Option<(Arc<Gate>, u64)>) -> Self {
         WatchedHost {
             engine,
             label: std::sync::Mutex::new(None),
+            spec,
+            place,
         }
     }
 
@@ -745,8 +846,13 @@ impl FaultHost for WatchedHost {
         client: Option<ClientId>,
         duration: Option<Duration>,
     ) -> String {
-        let label = self.engine.fault_starts(kind, target, client, duration);
+        let label = self
+            .engine
+            .fault_starts_as(Some(&self.spec), kind, target, client, duration);
         *self.label.lock().expect("label lock") = Some(label.clone());
+        if let Some((gate, order)) = &self.place {
+            gate.started(*order);
+        }
         label
     }
 
@@ -773,6 +879,25 @@ struct Worker {
     events: mpsc::UnboundedSender<Event>,
     actions_limit: Option<u64>,
     in_flight: Arc<AtomicUsize>,
+    gate: Option<Arc<Gate>>,
+}
+
+/// The places on the recorded schedule of `client`'s fixed sequence, from step `from` on.
+fn script_places(engine: &Engine, client: ClientId, from: usize) -> Vec<u64> {
+    engine
+        .config()
+        .scenario
+        .clients
+        .get(client.0 as usize - 1)
+        .map(|script| {
+            script
+                .steps
+                .iter()
+                .skip(from)
+                .filter_map(|s| s.order)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// What a worker does next.
@@ -800,6 +925,13 @@ impl Worker {
             }
         }
         let mut planned_done = 0u64;
+        // A scenario of fixed per-client sequences: this client's, run once.
+        let scenario = &self.engine.config().scenario;
+        let scripted = !scenario.clients.is_empty();
+        let script = scenario.clients.get(client.0 as usize - 1).cloned();
+        if scripted {
+            self.actions_limit = Some(script.as_ref().map_or(0, |s| s.steps.len() as u64));
+        }
         loop {
             let next = self.next(planned_done).await;
             let (action, queued) = match next {
@@ -807,6 +939,22 @@ impl Worker {
                 Next::Queued(action) => (Some(action), true),
                 Next::Planned => (None, false),
             };
+            let step = match (&script, queued) {
+                (Some(script), false) => {
+                    Some((script.clone(), script.steps[planned_done as usize]))
+                }
+                _ => None,
+            };
+            // Its turn first, then a slot: a client holding a slot while it
+            // waits for its turn could keep the one whose turn it is out.
+            if let (Some(gate), Some((_, step))) = (self.gate.clone(), &step)
+                && let Some(order) = step.order
+            {
+                tokio::select! {
+                    _ = gate.wait_turn(order) => {}
+                    _ = self.stopped() => break,
+                }
+            }
             let Some(slot) = self.slot().await else {
                 break;
             };
@@ -815,16 +963,29 @@ impl Worker {
                 continue;
             }
             let engine = self.engine.clone();
-            let action = action.unwrap_or_else(|| engine.next_planned_action(client));
+            let action = match (action, &step) {
+                (Some(action), _) => action,
+                (None, Some((_, step))) => step.action,
+                (None, None) => engine.next_planned_action(client),
+            };
             let _ = self.events.send(Event::ActionStarted {
                 client,
                 action,
                 at: Instant::now(),
             });
             self.in_flight.fetch_add(1, Ordering::SeqCst);
+            let gate = self.gate.clone();
             let result = tokio::task::spawn_blocking(move || {
                 let _slot = slot;
-                engine.exec_action(client, action, &ActionParams::default())
+                match step {
+                    Some((script, step)) => {
+                        if let (Some(gate), Some(order)) = (gate, step.order) {
+                            gate.started(order);
+                        }
+                        engine.exec_step(client, &script, &step)
+                    }
+                    None => engine.exec_action(client, action, &ActionParams::default()),
+                }
             })
             .await;
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
@@ -843,6 +1004,9 @@ impl Worker {
                 planned_done += 1;
             }
         }
+        if let Some(gate) = &self.gate {
+            gate.give_up(script_places(&self.engine, client, planned_done as usize));
+        }
         let removed = self.control.borrow().stop;
         if removed {
             let snapshotter = self.snapshotter.clone();
@@ -859,6 +1023,17 @@ impl Worker {
 
     fn stopping(&self) -> bool {
         self.control.borrow().stop || self.run_control.borrow().stop
+    }
+
+    /// Resolves once this worker is to stop.
+    async fn stopped(&mut self) {
+        while !self.stopping() && self.engine.halted().is_none() {
+            tokio::select! {
+                _ = self.control.changed() => {}
+                _ = self.run_control.changed() => {}
+                _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+            }
+        }
     }
 
     fn paused(&self) -> bool {

@@ -1,0 +1,350 @@
+//! `snapstorm replay` and `snapstorm shrink`: a failure found in a run,
+//! reproduced on a fresh repository, and cut down to the smallest scenario
+//! that still fails the same way.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio::sync::watch;
+
+use super::{EXIT_FAILURES, EXIT_OK, UsageError};
+use crate::engine::scenario::{Scenario, Schedule};
+use crate::engine::store::write_durably;
+use crate::multiclient::replay::{Found, Recording, ReplayError, found_in, run_scenario};
+use crate::multiclient::shrink::{Ended, Progress, ShrinkConfig, Size, shell_word, shrink};
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The state dir of the run to replay (only read; never changed).
+    #[arg(value_name = "STATE_DIR")]
+    pub state_dir: PathBuf,
+
+    /// How many times to run it.
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub tries: u32,
+
+    /// free: every client runs its actions back to back, faults at their
+    /// times; recorded: actions and faults start in the recorded order.
+    #[arg(long, value_enum, default_value_t = Schedule::Free)]
+    pub schedule: Schedule,
+
+    /// Where each try's fresh state dir is made (default: the system's temp dir).
+    #[arg(long, value_name = "DIR")]
+    pub into: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ShrinkArgs {
+    /// The state dir of the run whose failure to shrink (only read; never changed).
+    #[arg(value_name = "STATE_DIR")]
+    pub state_dir: PathBuf,
+
+    /// Tries per candidate; a candidate fails if any try fails the same way.
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub tries: u32,
+
+    /// A candidate counts as failing when at least K of its tries fail the
+    /// same way (default 1: any). A larger K keeps only candidates that fail
+    /// reliably; a race that fails now and then otherwise shrinks to a lucky run.
+    #[arg(long, value_name = "K", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub at_least: u32,
+
+    /// Stop searching after this long and keep the smallest found (e.g. 10m, 1h).
+    #[arg(long, value_name = "TIME", default_value = "10m", value_parser = super::parse_positive_duration)]
+    pub budget: Duration,
+
+    /// recorded (default): candidates start actions and faults in the recorded
+    /// order, which keeps a race when actions around it are left out; free: as fast as they go.
+    #[arg(long, value_enum, default_value_t = Schedule::Recorded)]
+    pub schedule: Schedule,
+
+    /// The scenario file to write; `snapstorm run --scenario FILE` runs it.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+
+    /// Where each candidate's fresh state dir is made (default: the system's temp dir).
+    #[arg(long, value_name = "DIR")]
+    pub into: Option<PathBuf>,
+}
+
+/// Every try is a whole run whose log would bury the verdicts: quiet
+/// unless asked (-v: warnings, -vv: the runs' log).
+pub fn init_logging(verbose: u8) {
+    super::init_logging_filter(match verbose {
+        0 => "off",
+        1 => "warn",
+        _ => "info",
+    });
+}
+
+/// The recording, or a usage error (exit 2) that names the fix.
+fn load(state_dir: &Path) -> Result<Recording, UsageError> {
+    if !state_dir.is_dir() {
+        return Err(UsageError(format!(
+            "{}: no such directory; give the --state-dir of a run",
+            state_dir.display()
+        )));
+    }
+    let recording = Recording::load(state_dir).map_err(|e| UsageError(e.to_string()))?;
+    if recording.backend != "embedded" {
+        return Err(UsageError(format!(
+            "{}: recorded on the `{}` backend; replay and shrink run on the embedded backend only, so give the state dir of an embedded run",
+            state_dir.display(),
+            recording.backend
+        )));
+    }
+    if recording.targets.is_empty() {
+        return Err(UsageError(
+            ReplayError::NoFailure(state_dir.to_path_buf()).to_string(),
+        ));
+    }
+    Ok(recording)
+}
+
+fn check_into(into: &Option<PathBuf>) -> Result<PathBuf, UsageError> {
+    match into {
+        Some(dir) if !dir.is_dir() => Err(UsageError(format!(
+            "--into {}: no such directory; create it or leave --into out",
+            dir.display()
+        ))),
+        Some(dir) => Ok(dir.clone()),
+        None => Ok(std::env::temp_dir()),
+    }
+}
+
+/// A fresh state dir for one try.
+fn fresh_dir(into: &Path, prefix: &str) -> anyhow::Result<PathBuf> {
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(into)
+        .map_err(|e| anyhow::anyhow!("cannot make a state dir in {}: {e}", into.display()))?;
+    Ok(dir.keep())
+}
+
+/// A runtime, and a flag Ctrl-C sets.
+fn runtime_with_interrupt() -> anyhow::Result<(tokio::runtime::Runtime, watch::Receiver<bool>)> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    runtime.spawn(async move {
+        let mut interrupts =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+                .expect("install the SIGINT handler");
+        interrupts.recv().await;
+        eprintln!("snapstorm: interrupted; finishing the run in hand (Ctrl-C again to abort)");
+        let _ = stop_tx.send(true);
+        interrupts.recv().await;
+        std::process::exit(130);
+    });
+    Ok((runtime, stop_rx))
+}
+
+fn describe(recording: &Recording) -> String {
+    let scenario = recording.scenario(Schedule::Free);
+    format!(
+        "run {} of {} (seed {}, scenario {}): {}",
+        recording.run,
+        recording.state_dir.display(),
+        recording.seed,
+        recording.scenario.name,
+        Size::of(&scenario)
+    )
+}
+
+/// `snapstorm replay`: exit 1 when the failure came back in some try, 0 when it never did.
+pub fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let recording = load(&args.state_dir)?;
+    let into = check_into(&args.into)?;
+    let scenario = recording.scenario(args.schedule);
+    eprintln!(
+        "snapstorm: replaying {} on the {} schedule; looking for {}",
+        describe(&recording),
+        args.schedule.name(),
+        recording.looking_for()
+    );
+    let (runtime, stop) = runtime_with_interrupt()?;
+    let mut reproduced = 0u32;
+    let mut tried = 0u32;
+    let mut first: Option<Found> = None;
+    for number in 1..=args.tries {
+        if *stop.borrow() {
+            break;
+        }
+        let dir = fresh_dir(&into, "snapstorm-replay-")?;
+        let report = runtime
+            .block_on(run_scenario(scenario.clone(), dir.clone(), stop.clone()))
+            .map_err(|e| anyhow::anyhow!("try {number}: {e}"))?;
+        if *stop.borrow() {
+            // Cut short: says nothing either way.
+            let _ = std::fs::remove_dir_all(&dir);
+            break;
+        }
+        tried += 1;
+        let found = found_in(&report, &scenario);
+        match recording.matches(&found) {
+            Some(hit) => {
+                reproduced += 1;
+                first.get_or_insert_with(|| hit.clone());
+                println!(
+                    "try {number}/{}: reproduced: {hit} · state kept in {}",
+                    args.tries,
+                    dir.display()
+                );
+            }
+            None => {
+                let other = match found.first() {
+                    Some(other) => format!("found {other} instead"),
+                    None => "no failure".to_owned(),
+                };
+                println!("try {number}/{}: not reproduced ({other})", args.tries);
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+        }
+    }
+    let shown = first.as_ref().unwrap_or(&recording.targets[0]);
+    println!("reproduced {reproduced} of {tried}: {shown}");
+    Ok(ExitCode::from(if reproduced > 0 {
+        EXIT_FAILURES
+    } else {
+        EXIT_OK
+    }))
+}
+
+/// `snapstorm shrink`: exit 0 with the smallest scenario written, 1 when the
+/// recording did not fail the same way in any try (nothing written).
+pub fn shrink_run(args: ShrinkArgs) -> anyhow::Result<ExitCode> {
+    let recording = load(&args.state_dir)?;
+    let into = check_into(&args.into)?;
+    super::check_output_path("-o", &args.output)?;
+    if args.at_least > args.tries {
+        return Err(UsageError(format!(
+            "--at-least {}: more than the {} tries a candidate gets; give --tries {} or more",
+            args.at_least, args.tries, args.at_least
+        ))
+        .into());
+    }
+    let target = recording.looking_for();
+    eprintln!(
+        "snapstorm: shrinking {} on the {} schedule, failing in {} of {} tr{} per candidate, for at most {}; looking for {target}",
+        describe(&recording),
+        args.schedule.name(),
+        if args.at_least == 1 {
+            "any".to_owned()
+        } else {
+            format!("at least {}", args.at_least)
+        },
+        args.tries,
+        if args.tries == 1 { "y" } else { "ies" },
+        crate::faults::compact_duration(args.budget)
+    );
+    let (runtime, stop) = runtime_with_interrupt()?;
+    let config = ShrinkConfig {
+        tries: args.tries,
+        at_least: args.at_least,
+        budget: args.budget,
+        schedule: args.schedule,
+    };
+    let mut runner = |scenario: &Scenario| {
+        let dir = fresh_dir(&into, "snapstorm-shrink-").ok()?;
+        let report = runtime.block_on(run_scenario(scenario.clone(), dir.clone(), stop.clone()));
+        let _ = std::fs::remove_dir_all(&dir);
+        if *stop.borrow() {
+            return None;
+        }
+        match report {
+            Ok(report) => Some(found_in(&report, scenario)),
+            Err(error) => {
+                eprintln!("snapstorm: a candidate could not run: {error}");
+                Some(Vec::new())
+            }
+        }
+    };
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("valid template"));
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar
+    });
+    let describe_best = |scenario: &Scenario, before: Size| {
+        let mut scenario = scenario.clone();
+        scenario.description = format!(
+            "shrunk from run {} of {}: {} ({} → {})",
+            recording.run,
+            recording.state_dir.display(),
+            target,
+            before,
+            Size::of(&scenario)
+        );
+        scenario
+    };
+    let before = Size::of(&recording.scenario(args.schedule));
+    let mut write_error = None;
+    let mut progress = |p: &Progress<'_>| {
+        // Each new smallest is written at once: a stop at any moment keeps it.
+        if let Some(best) = p.new_best
+            && let Err(e) = write_durably(
+                &args.output,
+                describe_best(best, before).to_toml().as_bytes(),
+            )
+        {
+            write_error = Some(format!("cannot write {}: {e}", args.output.display()));
+        }
+        let line = format!(
+            "[{:>5}s] {} · candidates {} · runs {} · tried {} ({}) · best {}",
+            p.elapsed.as_secs(),
+            p.phase,
+            p.candidates,
+            p.runs,
+            p.tried,
+            if p.failed { "fails" } else { "passes" },
+            p.best
+        );
+        match &bar {
+            Some(bar) => bar.set_message(line),
+            None => eprintln!("{line}"),
+        }
+    };
+    let stop_flag = stop.clone();
+    let stopped = move || *stop_flag.borrow();
+    let shrunk = shrink(&recording, &config, &mut runner, &mut progress, &stopped);
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    if shrunk.ended == Ended::NotReproduced {
+        eprintln!(
+            "snapstorm: the recording did not fail with {target} in {} tr{}; nothing written (give more --tries, or try --schedule {})",
+            args.tries,
+            if args.tries == 1 { "y" } else { "ies" },
+            match args.schedule {
+                Schedule::Free => "recorded",
+                Schedule::Recorded => "free",
+            }
+        );
+        return Ok(ExitCode::from(EXIT_FAILURES));
+    }
+    if let Some(error) = write_error {
+        anyhow::bail!(error);
+    }
+    let scenario = describe_best(&shrunk.scenario, shrunk.before);
+    write_durably(&args.output, scenario.to_toml().as_bytes())
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", args.output.display()))?;
+    let why = match shrunk.ended {
+        Ended::Minimal => "nothing smaller fails the same way",
+        Ended::Budget => "the budget ran out; the best so far is written",
+        Ended::Stopped => "interrupted; the best so far is written",
+        Ended::NotReproduced => unreachable!("handled above"),
+    };
+    println!(
+        "{} → {} in {} candidates ({} runs): {why}",
+        shrunk.before, shrunk.after, shrunk.candidates, shrunk.runs
+    );
+    println!(
+        "wrote {}; run it with: snapstorm run --scenario {} --strict",
+        args.output.display(),
+        shell_word(&args.output.display().to_string())
+    );
+    Ok(ExitCode::from(EXIT_OK))
+}

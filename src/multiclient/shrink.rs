@@ -1,0 +1,556 @@
+//! Shrinking: the smallest run that still fails the same way. Delta
+//! debugging (Zeller's ddmin) over a recording: first whole clients, then
+//! single actions and faults, then shorter faults and smaller files. Each
+//! candidate is tried up to N times, and counts as failing if any try finds
+//! the recording's kind of failure (a race does not fail every time).
+//!
+//! The search runs candidates through a runner it is given, so it is the
+//! same against the embedded backend and against a test backend.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bytesize::ByteSize;
+
+use crate::engine::options::ActionOptions;
+use crate::engine::scenario::{ClientScript, Scenario, Schedule};
+use crate::faults::FaultSpec;
+use crate::multiclient::replay::{Found, Recording, renumber, scripted};
+
+/// How big a run is: what a shrink makes smaller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Size {
+    pub clients: usize,
+    pub actions: usize,
+    pub faults: usize,
+}
+
+impl Size {
+    pub fn of(scenario: &Scenario) -> Size {
+        Size {
+            clients: scenario.clients.len(),
+            actions: scenario.clients.iter().map(|c| c.steps.len()).sum(),
+            faults: scenario.faults.len(),
+        }
+    }
+}
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+        write!(
+            f,
+            "{} · {} · {}",
+            plural(self.clients, "client"),
+            plural(self.actions, "action"),
+            plural(self.faults, "fault")
+        )
+    }
+}
+
+/// What the search reports after each candidate.
+#[derive(Debug, Clone)]
+pub struct Progress<'a> {
+    pub phase: &'static str,
+    pub candidates: usize,
+    pub runs: usize,
+    /// The candidate just tried, and whether it failed the same way.
+    pub tried: Size,
+    pub failed: bool,
+    pub best: Size,
+    pub elapsed: Duration,
+    /// The candidate, when it is the new smallest failing one (worth
+    /// writing down at once: the search may be stopped any moment).
+    pub new_best: Option<&'a Scenario>,
+}
+
+/// How a shrink is run.
+pub struct ShrinkConfig {
+    /// Tries per candidate.
+    pub tries: u32,
+    /// A candidate fails when at least this many of its tries fail the same
+    /// way (1: any). More keeps only candidates that fail reliably, where a
+    /// race that fails once in a while would otherwise shrink to a lucky run.
+    pub at_least: u32,
+    /// The search stops after this long, keeping the best found.
+    pub budget: Duration,
+    pub schedule: Schedule,
+}
+
+/// What one try of a candidate found: its failures, or `None` when it was
+/// cut short (the shrink is stopping).
+pub type TryResult = Option<Vec<Found>>;
+
+/// Why the search ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Nothing smaller fails the same way.
+    Minimal,
+    /// The budget ran out.
+    Budget,
+    /// Asked to stop (Ctrl-C).
+    Stopped,
+    /// The recording itself did not fail the same way in any try.
+    NotReproduced,
+}
+
+pub struct Shrunk {
+    /// The smallest scenario that failed the same way.
+    pub scenario: Scenario,
+    pub before: Size,
+    pub after: Size,
+    pub candidates: usize,
+    pub runs: usize,
+    pub ended: Ended,
+}
+
+/// One action or fault of the recording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Unit {
+    Step { client: usize, step: usize },
+    Fault(usize),
+}
+
+/// The search's state: what is kept, and how the rest is scaled down.
+#[derive(Debug, Clone)]
+struct Candidate {
+    units: Vec<Unit>,
+    /// Durations of the faults, by index in the recording.
+    durations: Vec<Option<Duration>>,
+    options: ActionOptions,
+    action_options: Vec<(crate::engine::Action, ActionOptions)>,
+}
+
+enum Verdict {
+    Fails,
+    Passes,
+    Stop,
+}
+
+struct Search<'a> {
+    recording: &'a Recording,
+    config: &'a ShrinkConfig,
+    runner: &'a mut dyn FnMut(&Scenario) -> TryResult,
+    progress: &'a mut dyn FnMut(&Progress<'_>),
+    stop: &'a dyn Fn() -> bool,
+    seen: HashMap<String, bool>,
+    candidates: usize,
+    runs: usize,
+    started: Instant,
+    best: Candidate,
+    phase: &'static str,
+    ended: Option<Ended>,
+}
+
+/// Shrinks `recording` to the smallest scenario whose run still finds one
+/// of its kinds of failure. `runner` runs a scenario once; `stop` is asked between
+/// candidates (and the runner should end a run early when it says so).
+pub fn shrink(
+    recording: &Recording,
+    config: &ShrinkConfig,
+    runner: &mut dyn FnMut(&Scenario) -> TryResult,
+    progress: &mut dyn FnMut(&Progress<'_>),
+    stop: &dyn Fn() -> bool,
+) -> Shrunk {
+    // In the order they started: ddmin's halves are then stretches of the
+    // run (all that came after the failure, say), not clients again.
+    let mut units: Vec<(Option<u64>, Unit)> = recording
+        .clients
+        .iter()
+        .enumerate()
+        .flat_map(|(client, script)| {
+            script
+                .steps
+                .iter()
+                .enumerate()
+                .map(move |(step, s)| (s.order, Unit::Step { client, step }))
+        })
+        .chain(
+            recording
+                .faults
+                .iter()
+                .enumerate()
+                .map(|(i, f)| (f.after, Unit::Fault(i))),
+        )
+        .collect();
+    units.sort_by_key(|(order, _)| *order);
+    let units: Vec<Unit> = units.into_iter().map(|(_, unit)| unit).collect();
+    let whole = Candidate {
+        units,
+        durations: recording.faults.iter().map(|f| f.duration).collect(),
+        options: recording.scenario.options.clone(),
+        action_options: recording
+            .scenario
+            .action_options
+            .iter()
+            .map(|(a, o)| (*a, o.clone()))
+            .collect(),
+    };
+    let mut search = Search {
+        recording,
+        config,
+        runner,
+        progress,
+        stop,
+        seen: HashMap::new(),
+        candidates: 0,
+        runs: 0,
+        started: Instant::now(),
+        best: whole.clone(),
+        phase: "the recording",
+        ended: None,
+    };
+    let before = Size::of(&search.scenario(&whole));
+    if !matches!(search.test(&whole), Verdict::Fails) {
+        let ended = search.ended.unwrap_or(Ended::NotReproduced);
+        return search.finish(before, ended);
+    }
+    search.run_phases();
+    let ended = search.ended.unwrap_or(Ended::Minimal);
+    search.finish(before, ended)
+}
+
+impl Search<'_> {
+    fn finish(self, before: Size, ended: Ended) -> Shrunk {
+        let scenario = self.scenario(&self.best);
+        Shrunk {
+            after: Size::of(&scenario),
+            scenario,
+            before,
+            candidates: self.candidates,
+            runs: self.runs,
+            ended,
+        }
+    }
+
+    fn run_phases(&mut self) {
+        // Whole clients first: the cheapest big cut.
+        self.phase = "clients";
+        let clients: Vec<usize> = (0..self.recording.clients.len()).collect();
+        let kept = self.ddmin(clients, |best, keep: &[usize]| {
+            let mut c = best.clone();
+            c.units.retain(|u| match u {
+                Unit::Step { client, .. } => keep.contains(client),
+                Unit::Fault(_) => true,
+            });
+            c
+        });
+        if kept.is_none() {
+            return;
+        }
+        self.phase = "actions and faults";
+        let units = self.best.units.clone();
+        if self
+            .ddmin(units, |best, keep: &[Unit]| {
+                let mut c = best.clone();
+                c.units = keep.to_vec();
+                c
+            })
+            .is_none()
+        {
+            return;
+        }
+        self.phase = "shorter faults";
+        let kept_faults: Vec<usize> = self
+            .best
+            .units
+            .iter()
+            .filter_map(|u| match u {
+                Unit::Fault(i) => Some(*i),
+                _ => None,
+            })
+            .collect();
+        for fault in kept_faults {
+            while let Some(duration) = self.best.durations[fault] {
+                let shorter = duration / 2;
+                if shorter < Duration::from_secs(1) {
+                    break;
+                }
+                let mut c = self.best.clone();
+                c.durations[fault] = Some(shorter);
+                match self.test(&c) {
+                    Verdict::Fails => self.best = c,
+                    Verdict::Passes => break,
+                    Verdict::Stop => return,
+                }
+            }
+        }
+        self.phase = "smaller files";
+        let writes = self
+            .scenario(&self.best)
+            .clients
+            .iter()
+            .flat_map(|c| &c.steps)
+            .any(|s| s.action == crate::engine::Action::WriteRandomFiles);
+        // Without a write, file sizes change nothing.
+        if !writes {
+            return;
+        }
+        loop {
+            let c = smaller_files(&self.best);
+            let Some(c) = c else { break };
+            match self.test(&c) {
+                Verdict::Fails => self.best = c,
+                Verdict::Passes => break,
+                Verdict::Stop => return,
+            }
+        }
+    }
+
+    /// ddmin over `items`, each subset made a candidate by `make` from the
+    /// best so far. `None` when the search was stopped.
+    fn ddmin<T: Clone>(
+        &mut self,
+        mut items: Vec<T>,
+        make: impl Fn(&Candidate, &[T]) -> Candidate,
+    ) -> Option<Vec<T>> {
+        let mut n = 2usize;
+        while items.len() >= 2 {
+            let chunks = split(&items, n);
+            let mut reduced = false;
+            // Complements first: a failure that needs parts of several chunks survives them.
+            for skip in 0..chunks.len() {
+                let complement: Vec<T> = chunks
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != skip)
+                    .flat_map(|(_, c)| c.iter().cloned())
+                    .collect();
+                let c = make(&self.best, &complement);
+                match self.test(&c) {
+                    Verdict::Fails => {
+                        self.best = c;
+                        items = complement;
+                        n = (n - 1).max(2);
+                        reduced = true;
+                        break;
+                    }
+                    Verdict::Passes => {}
+                    Verdict::Stop => return None,
+                }
+            }
+            if !reduced && n > 2 {
+                for chunk in &chunks {
+                    let c = make(&self.best, chunk);
+                    match self.test(&c) {
+                        Verdict::Fails => {
+                            self.best = c;
+                            items = chunk.clone();
+                            n = 2;
+                            reduced = true;
+                            break;
+                        }
+                        Verdict::Passes => {}
+                        Verdict::Stop => return None,
+                    }
+                }
+            }
+            if !reduced {
+                if n >= items.len() {
+                    break;
+                }
+                n = (n * 2).min(items.len());
+            }
+        }
+        Some(items)
+    }
+
+    /// Whether the candidate fails the same way in any of its tries.
+    fn test(&mut self, candidate: &Candidate) -> Verdict {
+        if (self.stop)() {
+            self.ended = Some(Ended::Stopped);
+            return Verdict::Stop;
+        }
+        if self.started.elapsed() >= self.config.budget {
+            self.ended = Some(Ended::Budget);
+            return Verdict::Stop;
+        }
+        let scenario = self.scenario(candidate);
+        // A run with no action is not a run of fixed sequences at all.
+        if scenario.clients.is_empty() {
+            return Verdict::Passes;
+        }
+        let key = scenario.to_toml();
+        if let Some(&failed) = self.seen.get(&key) {
+            return if failed {
+                Verdict::Fails
+            } else {
+                Verdict::Passes
+            };
+        }
+        self.candidates += 1;
+        let tries = self.config.tries.max(1);
+        let needed = self.config.at_least.clamp(1, tries);
+        let (mut failing, mut done) = (0, 0);
+        // Stops as soon as the answer is known either way.
+        while failing < needed && failing + (tries - done) >= needed {
+            self.runs += 1;
+            done += 1;
+            match (self.runner)(&scenario) {
+                None => {
+                    self.ended = Some(Ended::Stopped);
+                    return Verdict::Stop;
+                }
+                Some(found) if self.recording.matches(&found).is_some() => failing += 1,
+                Some(_) => {}
+            }
+        }
+        let failed = failing >= needed;
+        self.seen.insert(key, failed);
+        let best = if failed {
+            Size::of(&scenario)
+        } else {
+            Size::of(&self.scenario(&self.best))
+        };
+        (self.progress)(&Progress {
+            phase: self.phase,
+            candidates: self.candidates,
+            runs: self.runs,
+            tried: Size::of(&scenario),
+            failed,
+            best,
+            elapsed: self.started.elapsed(),
+            new_best: failed.then_some(&scenario),
+        });
+        if failed {
+            Verdict::Fails
+        } else {
+            Verdict::Passes
+        }
+    }
+
+    /// The candidate as a scenario: clients left without actions are left
+    /// out, the rest keep the inputs they drew, places are renumbered.
+    fn scenario(&self, candidate: &Candidate) -> Scenario {
+        let recording = self.recording;
+        let mut clients: Vec<ClientScript> = recording
+            .clients
+            .iter()
+            .enumerate()
+            .filter_map(|(index, script)| {
+                let steps: Vec<_> = script
+                    .steps
+                    .iter()
+                    .enumerate()
+                    .filter(|(step, _)| {
+                        candidate.units.contains(&Unit::Step {
+                            client: index,
+                            step: *step,
+                        })
+                    })
+                    .map(|(_, s)| *s)
+                    .collect();
+                (!steps.is_empty()).then(|| ClientScript {
+                    steps,
+                    ..script.clone()
+                })
+            })
+            .collect();
+        let mut faults: Vec<FaultSpec> = recording
+            .faults
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| candidate.units.contains(&Unit::Fault(*i)))
+            .map(|(i, f)| FaultSpec {
+                duration: candidate.durations[i],
+                ..f.clone()
+            })
+            .collect();
+        renumber(&mut clients, &mut faults);
+        let mut scenario = scripted(
+            &recording.scenario,
+            recording.seed,
+            self.config.schedule,
+            &clients,
+            &faults,
+        );
+        scenario.options = candidate.options.clone();
+        scenario.action_options = candidate.action_options.iter().cloned().collect();
+        scenario
+    }
+}
+
+/// The command that shrinks the failure of the run in `state_dir` into
+/// `output`: what a front end shows for a failure whose state it kept.
+pub fn shrink_command(state_dir: &Path, output: &Path) -> String {
+    format!(
+        "snapstorm shrink {} -o {}",
+        shell_word(&state_dir.display().to_string()),
+        shell_word(&output.display().to_string())
+    )
+}
+
+/// A word a POSIX shell reads back as it is.
+pub fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:=@%,".contains(c));
+    if plain {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// Halves the largest file size and the files per write, where they can go lower.
+fn smaller_files(candidate: &Candidate) -> Option<Candidate> {
+    let shrink = |o: &ActionOptions| {
+        let mut o = o.clone();
+        let max = (o.max_file_size.as_u64() / 2).max(o.min_file_size.as_u64());
+        o.max_file_size = ByteSize::b(max);
+        o.max_num_files_per_write = (o.max_num_files_per_write / 2).max(o.min_num_files_per_write);
+        o
+    };
+    let mut c = candidate.clone();
+    c.options = shrink(&c.options);
+    for (_, options) in &mut c.action_options {
+        *options = shrink(options);
+    }
+    let changed = c.options != candidate.options
+        || c.action_options
+            .iter()
+            .zip(&candidate.action_options)
+            .any(|(a, b)| a.1 != b.1);
+    changed.then_some(c)
+}
+
+/// `items` in `n` chunks of nearly equal length.
+fn split<T: Clone>(items: &[T], n: usize) -> Vec<Vec<T>> {
+    let n = n.min(items.len()).max(1);
+    let mut chunks = Vec::with_capacity(n);
+    let mut start = 0;
+    for i in 0..n {
+        let end = start + (items.len() - start) / (n - i);
+        chunks.push(items[start..end].to_vec());
+        start = end;
+    }
+    chunks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shrink_command_quotes_what_a_shell_would_split() {
+        assert_eq!(
+            shrink_command(Path::new("/tmp/snapstorm-x1"), Path::new("minimal.toml")),
+            "snapstorm shrink /tmp/snapstorm-x1 -o minimal.toml"
+        );
+        assert_eq!(
+            shrink_command(Path::new("/tmp/it's here"), Path::new("a b.toml")),
+            r"snapstorm shrink '/tmp/it'\''s here' -o 'a b.toml'"
+        );
+    }
+
+    #[test]
+    fn chunks_cover_the_items_in_order() {
+        let items: Vec<u32> = (0..7).collect();
+        let chunks = split(&items, 3);
+        assert_eq!(chunks, vec![vec![0, 1], vec![2, 3], vec![4, 5, 6]]);
+        assert_eq!(split(&items, 10).len(), 7);
+    }
+}

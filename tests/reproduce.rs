@@ -1,0 +1,659 @@
+//! Replay and shrink: a recorded run runs again with the same per-client
+//! actions and inputs; a failure that needs two actions of two clients to
+//! interleave shrinks to exactly those; a state dir with no failure is
+//! refused.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{disk_state, runtime, snapstorm};
+use snapstorm::engine::actions::Origin;
+use snapstorm::engine::exec::{ActionRecord, Drawn, Engine, EngineConfig};
+use snapstorm::engine::scenario::{ClientScript, Scenario, Schedule, ScriptStep};
+use snapstorm::engine::stats::Report;
+use snapstorm::engine::store::{FailureKind, MetadataStore, StateLayout};
+use snapstorm::engine::trace::{TraceLine, read_trace};
+use snapstorm::engine::traits::{
+    BackendError, BackendResult, ClientCredentials, ClientFactory, ClientSnapshotter, Details,
+    FaultHost, FaultInjector, GcOptions, InjectError, Injected, RepoCheck, Server, ServerInfo,
+    SnapshotId, Snapshotter,
+};
+use snapstorm::engine::{Action, ClientId};
+use snapstorm::faults::{FaultKind, FaultSpec};
+use snapstorm::multiclient::replay::{Found, Recording, Signature, found_in, run_scenario};
+use snapstorm::multiclient::run::{self, RunLimit, RunParts};
+use snapstorm::multiclient::shrink::{Ended, ShrinkConfig, Size, shrink};
+use snapstorm::multiclient::{MultiClientFileWriter, MultiClientSnapshotter};
+
+/// Records a short run of the real embedded backend with the binary.
+fn record(state: &Path, clients: &str, actions: &str, seed: &str) {
+    let state = state.to_str().unwrap();
+    let (code, _, stderr) = snapstorm(&[
+        "run",
+        "--clients",
+        clients,
+        "--actions",
+        actions,
+        "--seed",
+        seed,
+        "--state-dir",
+        state,
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+}
+
+/// Each action's record, by the recorded action whose inputs it drew.
+fn by_draw(trace: &Path) -> BTreeMap<(u32, u64), ActionRecord> {
+    read_trace(trace)
+        .unwrap()
+        .into_iter()
+        .filter_map(|line| match line {
+            TraceLine::Action(record)
+                if !record.final_check && record.params == Default::default() =>
+            {
+                let drawn = record.drawn_as.unwrap_or(Drawn {
+                    client: record.client,
+                    run: record.run,
+                    seq: record.seq,
+                });
+                Some(((drawn.client.0, drawn.seq), *record))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_replay_runs_every_client_s_recorded_actions_with_the_same_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorded = dir.path().join("recorded");
+    record(&recorded, "2", "8", "11");
+    let before = disk_state(&recorded);
+
+    let recording = Recording::load(&recorded).unwrap();
+    assert_eq!((recording.run, recording.seed), (1, 11));
+    assert_eq!(recording.clients.len(), 2);
+    assert_eq!(recording.actions(), 16);
+    assert!(
+        recording.targets.is_empty(),
+        "the recorded run found no failure"
+    );
+
+    let replayed = dir.path().join("replayed");
+    let scenario = recording.scenario(Schedule::Recorded);
+    let (_tx, stop) = tokio::sync::watch::channel(false);
+    let report = runtime()
+        .block_on(run_scenario(scenario, replayed.clone(), stop))
+        .unwrap();
+    assert_eq!(report.totals.actions, 16, "{report:?}");
+
+    let original = by_draw(&StateLayout::new(&recorded).trace());
+    let replay = by_draw(&StateLayout::new(&replayed).trace());
+    assert_eq!(
+        original.keys().collect::<Vec<_>>(),
+        replay.keys().collect::<Vec<_>>(),
+        "every recorded action, and only those, ran again"
+    );
+    let mut compared = 0;
+    for (key, was) in &original {
+        let now = &replay[key];
+        assert_eq!(now.client.0, key.0, "client-{} runs as itself", key.0);
+        assert_eq!(now.action, was.action, "{key:?}");
+        // A GC's details count what all clients left behind: timing, not options.
+        if !matches!(was.action, Action::RunGc | Action::VerifyRepo) {
+            assert_eq!(now.outcome, was.outcome, "{key:?}: {was:?} / {now:?}");
+            assert_eq!(
+                now.details, was.details,
+                "{key:?}: the same options and files"
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared >= 10, "{compared}");
+    // Replaying the replay draws the same inputs again: its record says whose they were.
+    type Draws = Vec<(u32, u32, Vec<(Action, u64)>)>;
+    let draws = |r: &Recording| -> Draws {
+        r.clients
+            .iter()
+            .map(|c| {
+                (
+                    c.draws_as,
+                    c.run,
+                    c.steps.iter().map(|s| (s.action, s.seq)).collect(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        draws(&Recording::load(&replayed).unwrap()),
+        draws(&recording)
+    );
+    assert_eq!(
+        disk_state(&recorded),
+        before,
+        "the recorded state dir is only read"
+    );
+}
+
+#[test]
+fn a_state_dir_with_no_recorded_failure_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorded = dir.path().join("clean");
+    record(&recorded, "1", "2", "3");
+    let before = disk_state(&recorded);
+    let state = recorded.to_str().unwrap();
+    let into = dir.path().join("tries");
+    std::fs::create_dir(&into).unwrap();
+    let into = into.to_str().unwrap();
+
+    let (code, stdout, stderr) = snapstorm(&["replay", state, "--into", into]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert_eq!(
+        stderr.trim(),
+        format!(
+            "snapstorm: {state}: no run recorded a verification failure, so there is nothing to reproduce; give the state dir of a run that failed"
+        )
+    );
+    let output = dir.path().join("minimal.toml");
+    let (code, _, stderr) = snapstorm(&[
+        "shrink",
+        state,
+        "--into",
+        into,
+        "-o",
+        output.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("nothing to reproduce"), "{stderr}");
+    assert!(!output.exists(), "nothing written");
+
+    // Bad arguments: one line, exit 2, nothing written.
+    let (code, _, stderr) = snapstorm(&["shrink", state, "--into", into]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--output"), "{stderr}");
+    let missing = dir.path().join("no-such-dir");
+    let (code, _, stderr) = snapstorm(&["replay", missing.to_str().unwrap()]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("no such directory"), "{stderr}");
+    let (code, _, stderr) = snapstorm(&["replay", state, "--tries", "0"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(std::fs::read_dir(into).unwrap().count(), 0, "no try ran");
+    assert_eq!(disk_state(&recorded), before);
+}
+
+// A synthetic repository for the shrink test: a snapshot whose upload a GC
+// overlaps loses its data (as an aggressive prune deletes the packs of a
+// backup in flight), so restoring it fails. Only that pair of actions,
+// interleaved, fails.
+
+/// How long a snapshot's upload takes, and how long a GC lists before it deletes.
+const UPLOAD: Duration = Duration::from_millis(400);
+const GC_LISTS: Duration = Duration::from_millis(150);
+
+/// A snapshot's files (path, content for a file, mode), and whether a GC lost them.
+type Stored = (Vec<(PathBuf, Option<Vec<u8>>, u32)>, bool);
+
+#[derive(Default)]
+struct Repo {
+    gcs: AtomicU64,
+    next_id: AtomicU64,
+    snapshots: Mutex<BTreeMap<SnapshotId, Stored>>,
+}
+
+struct FakeServer(Arc<Repo>);
+
+impl Server for FakeServer {
+    fn info(&self) -> ServerInfo {
+        ServerInfo {
+            backend: "synthetic".into(),
+            address: "memory".into(),
+            repository: PathBuf::from("memory"),
+        }
+    }
+    fn authorize_client(&self, client: ClientId) -> BackendResult<ClientCredentials> {
+        Ok(ClientCredentials {
+            user: client.to_string(),
+            password: String::new(),
+            url: "memory".into(),
+        })
+    }
+    fn remove_client(&self, _: ClientId) -> BackendResult<()> {
+        Ok(())
+    }
+    fn run_gc(&self, _: &GcOptions) -> BackendResult<Details> {
+        std::thread::sleep(GC_LISTS);
+        self.0.gcs.fetch_add(1, Ordering::SeqCst);
+        Ok(Details::new())
+    }
+    fn list_snapshots(&self) -> BackendResult<Vec<SnapshotId>> {
+        Ok(self.0.snapshots.lock().unwrap().keys().cloned().collect())
+    }
+    fn verify_repo(&self) -> BackendResult<RepoCheck> {
+        Ok(RepoCheck {
+            healthy: true,
+            problems: Vec::new(),
+        })
+    }
+    fn repository_size(&self) -> u64 {
+        0
+    }
+}
+
+struct FakeClient(Arc<Repo>);
+
+impl Snapshotter for FakeClient {
+    fn create_snapshot(&self, _: ClientId, source: &Path) -> BackendResult<SnapshotId> {
+        use std::os::unix::fs::PermissionsExt;
+        let gcs_before = self.0.gcs.load(Ordering::SeqCst);
+        let mut files = Vec::new();
+        for entry in walkdir::WalkDir::new(source).min_depth(1) {
+            let entry = entry.map_err(|e| BackendError::Local(e.to_string()))?;
+            let mode = entry.metadata().unwrap().permissions().mode();
+            let relative = entry.path().strip_prefix(source).unwrap().to_path_buf();
+            let content = entry
+                .file_type()
+                .is_file()
+                .then(|| std::fs::read(entry.path()).unwrap());
+            files.push((relative, content, mode));
+        }
+        std::thread::sleep(UPLOAD);
+        let lost = self.0.gcs.load(Ordering::SeqCst) != gcs_before;
+        let id = format!("{:08x}", self.0.next_id.fetch_add(1, Ordering::SeqCst));
+        self.0
+            .snapshots
+            .lock()
+            .unwrap()
+            .insert(id.clone(), (files, lost));
+        Ok(id)
+    }
+    fn list_snapshots(&self, _: ClientId) -> BackendResult<Vec<SnapshotId>> {
+        Ok(self.0.snapshots.lock().unwrap().keys().cloned().collect())
+    }
+    fn restore_snapshot(&self, _: ClientId, id: &str, target: &Path) -> BackendResult<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let snapshots = self.0.snapshots.lock().unwrap();
+        let (files, lost) = snapshots
+            .get(id)
+            .ok_or_else(|| BackendError::Data(format!("no snapshot {id}")))?;
+        if *lost {
+            return Err(BackendError::Data(format!(
+                "snapshot {id}: a pack a GC deleted is missing"
+            )));
+        }
+        std::fs::create_dir_all(target).unwrap();
+        for (path, content, mode) in files {
+            let to = target.join(path);
+            match content {
+                Some(bytes) => std::fs::write(&to, bytes).unwrap(),
+                None => std::fs::create_dir_all(&to).unwrap(),
+            }
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(*mode)).unwrap();
+        }
+        Ok(())
+    }
+    fn delete_snapshot(&self, _: ClientId, id: &str) -> BackendResult<()> {
+        self.0.snapshots.lock().unwrap().remove(id);
+        Ok(())
+    }
+    fn run_gc(&self, _: ClientId, options: &GcOptions) -> BackendResult<Details> {
+        FakeServer(self.0.clone()).run_gc(options)
+    }
+}
+
+impl ClientSnapshotter for FakeClient {
+    fn connect(&self, _: ClientId, _: &ClientCredentials) -> BackendResult<()> {
+        Ok(())
+    }
+    fn disconnect(&self, _: ClientId) -> BackendResult<()> {
+        Ok(())
+    }
+}
+
+struct FakeClients(Arc<Repo>);
+
+impl ClientFactory for FakeClients {
+    fn new_client(&self, _: ClientId) -> BackendResult<Box<dyn ClientSnapshotter>> {
+        Ok(Box::new(FakeClient(self.0.clone())))
+    }
+}
+
+/// Faults that take effect and do nothing: they can only be left out.
+struct IdleFaults;
+
+impl FaultInjector for IdleFaults {
+    fn inject(
+        &self,
+        spec: &FaultSpec,
+        _: &[ClientId],
+        host: &Arc<dyn FaultHost>,
+    ) -> Result<Injected, InjectError> {
+        let label = host.fault_starts(spec.kind, "nothing", None, spec.duration);
+        host.fault_ends(&label);
+        Ok(Injected {
+            label,
+            kind: spec.kind,
+            target: "nothing".into(),
+            duration: spec.duration,
+            enqueue: Vec::new(),
+        })
+    }
+    fn end_all(&self) -> Result<(), InjectError> {
+        Ok(())
+    }
+}
+
+/// Runs a scenario of fixed sequences on the synthetic repository.
+fn run_synthetic(rt: &tokio::runtime::Runtime, scenario: &Scenario) -> Report {
+    let state = tempfile::tempdir().unwrap();
+    let layout = StateLayout::new(state.path());
+    let store = Arc::new(MetadataStore::open(layout.clone(), "synthetic").unwrap());
+    store
+        .begin_run(scenario.seed.unwrap(), &scenario.name)
+        .unwrap();
+    let repo = Arc::new(Repo::default());
+    let server: Arc<dyn Server> = Arc::new(FakeServer(repo.clone()));
+    let snapshotter = Arc::new(MultiClientSnapshotter::new(
+        server.clone(),
+        Arc::new(FakeClients(repo)),
+    ));
+    let writer = Arc::new(MultiClientFileWriter::new(Box::new(move |client| {
+        layout.client_data(client)
+    })));
+    let config = EngineConfig {
+        seed: scenario.seed.unwrap(),
+        scenario: scenario.clone(),
+        compare: Default::default(),
+        verify_inherited_per_client: 0,
+    };
+    let engine = Engine::new(config, writer, snapshotter.clone(), server, store).unwrap();
+    rt.block_on(async {
+        let handle = run::start(RunParts {
+            engine: Arc::new(engine),
+            snapshotter,
+            initial_clients: scenario.clients.len() as u32,
+            limit: RunLimit::default(),
+            state_dir: state.path().to_path_buf(),
+            faults: Some(Arc::new(IdleFaults)),
+            fault_plan: scenario.faults.clone(),
+            on_finish: Box::pin(async {}),
+        })
+        .await
+        .unwrap();
+        let mut events = handle.events;
+        tokio::spawn(async move { while events.recv().await.is_some() {} });
+        handle.task.await.unwrap()
+    })
+}
+
+fn step(action: Action, seq: u64, order: u64) -> ScriptStep {
+    ScriptStep {
+        action,
+        seq,
+        order: Some(order),
+    }
+}
+
+#[test]
+fn a_failure_of_two_interleaved_actions_shrinks_to_exactly_them() {
+    use Action::*;
+    let base = Scenario::parse(
+        "synthetic",
+        "description = \"a snapshot a GC overlaps loses its data\"\n[options]\nmax-file-size = \"8KiB\"\nmax-num-files-per-write = 3\n",
+        "synthetic.toml",
+    )
+    .unwrap();
+    // client-1 snapshots at place 3, client-2's GC starts at place 4 while
+    // that upload runs, client-1 restores the snapshot at place 7. The rest
+    // is noise, a fault that does nothing included.
+    let clients = vec![
+        ClientScript {
+            draws_as: 1,
+            run: 1,
+            steps: vec![
+                step(WriteRandomFiles, 0, 1),
+                step(SnapshotRoot, 1, 3),
+                step(WriteRandomFiles, 2, 5),
+                step(RestoreRandomSnapshot, 3, 7),
+                step(DeleteFiles, 4, 9),
+                step(SnapshotRoot, 5, 10),
+            ],
+        },
+        ClientScript {
+            draws_as: 2,
+            run: 1,
+            steps: vec![
+                step(WriteRandomFiles, 0, 2),
+                step(RunGc, 1, 4),
+                step(WriteRandomFiles, 2, 6),
+                step(DeleteRandomSubdirectory, 3, 8),
+                step(SnapshotRoot, 4, 11),
+            ],
+        },
+    ];
+    let mut fault = FaultSpec::new(FaultKind::ServerRestart, Duration::from_secs(1));
+    fault.after = Some(0);
+    let target = Found {
+        signature: Signature {
+            kind: FailureKind::RestoreFailed,
+            explained_by: None,
+        },
+        client: ClientId(1),
+        origin: Origin::Action(RestoreRandomSnapshot),
+        summary: "restore failed".into(),
+    };
+    let recording = Recording {
+        state_dir: PathBuf::from("synthetic"),
+        backend: "synthetic".into(),
+        run: 1,
+        seed: 5,
+        scenario: base.clone(),
+        clients,
+        faults: vec![fault],
+        targets: vec![target],
+    };
+
+    let rt = runtime();
+    let whole = recording.scenario(Schedule::Recorded);
+    assert_eq!(
+        recording
+            .matches(&found_in(&run_synthetic(&rt, &whole), &whole))
+            .map(|f| f.client),
+        Some(ClientId(1)),
+        "the recording fails as recorded"
+    );
+
+    let config = ShrinkConfig {
+        tries: 2,
+        at_least: 1,
+        budget: Duration::from_secs(600),
+        schedule: Schedule::Recorded,
+    };
+    let mut steps = Vec::new();
+    let shrunk = shrink(
+        &recording,
+        &config,
+        &mut |scenario| Some(found_in(&run_synthetic(&rt, scenario), scenario)),
+        &mut |p| steps.push((p.tried, p.failed)),
+        &|| false,
+    );
+    assert_eq!(shrunk.ended, Ended::Minimal);
+    assert_eq!(
+        shrunk.before,
+        Size {
+            clients: 2,
+            actions: 11,
+            faults: 1
+        }
+    );
+    let minimal = vec![
+        ClientScript {
+            draws_as: 1,
+            run: 1,
+            steps: vec![step(SnapshotRoot, 1, 0), step(RestoreRandomSnapshot, 3, 2)],
+        },
+        ClientScript {
+            draws_as: 2,
+            run: 1,
+            steps: vec![step(RunGc, 1, 1)],
+        },
+    ];
+    assert_eq!(
+        shrunk.scenario.clients,
+        minimal,
+        "{}",
+        shrunk.scenario.to_toml()
+    );
+    assert!(shrunk.scenario.faults.is_empty());
+    assert_eq!(
+        shrunk.scenario.options, base.options,
+        "no write left to make smaller"
+    );
+    assert_eq!(shrunk.candidates, steps.len());
+    assert!(
+        steps.iter().any(|(_, failed)| !failed),
+        "smaller candidates passed"
+    );
+
+    // Written out, it parses back to itself and fails again when run.
+    let text = shrunk.scenario.to_toml();
+    let parsed = Scenario::parse("minimal", &text, "minimal.toml").unwrap();
+    assert_eq!(parsed.clients, minimal);
+    assert_eq!(parsed.schedule, Schedule::Recorded);
+    assert_eq!(parsed.seed, Some(5));
+    let report = run_synthetic(&rt, &parsed);
+    assert_eq!(report.failures.len(), 1, "{report:?}");
+    assert_eq!(report.failures[0].kind, FailureKind::RestoreFailed);
+    assert_eq!(report.failures[0].client, ClientId(1));
+}
+
+/// The README's shrink example, run as shown: record the aggressive-GC data
+/// loss, replay it, shrink it, and run the scenario the shrink wrote. Takes
+/// most of an hour (the shrink alone is given 32 minutes):
+/// `cargo test --release --test reproduce -- --ignored the_readme_shrink_example`.
+#[test]
+#[ignore = "records a 60 s run and shrinks it for up to 32 minutes"]
+fn the_readme_shrink_example_runs_as_shown() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let block = readme
+        .split_once("<!-- shrink-example -->")
+        .unwrap()
+        .1
+        .split_once("<!-- /shrink-example -->")
+        .unwrap()
+        .0;
+    let block = block
+        .split_once("```sh\n")
+        .unwrap()
+        .1
+        .split_once("\n```")
+        .unwrap()
+        .0;
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_snapstorm"), bin.join("snapstorm")).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let lines: Vec<&str> = block
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(lines.len(), 4, "{block}");
+    for (n, line) in lines.iter().enumerate() {
+        let (command, exit) = match line.split_once("# exit ") {
+            Some((command, code)) => (command.trim(), code.trim().parse::<i32>().unwrap()),
+            None => (*line, 0),
+        };
+        // The shrunk scenario reproduces in at least half of its runs, as the README says.
+        let attempts = if n == lines.len() - 1 { 4 } else { 1 };
+        let mut codes = Vec::new();
+        for _ in 0..attempts {
+            let out = std::process::Command::new("bash")
+                .args(["-c", command])
+                .current_dir(dir.path())
+                .env("PATH", &path)
+                .env("TMPDIR", dir.path())
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap();
+            codes.push(out.status.code().unwrap_or(-1));
+            eprintln!(
+                "`{command}` exited {:?}\n{}{}",
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let hits = codes.iter().filter(|&&c| c == exit).count();
+        assert!(
+            hits * 2 >= attempts,
+            "`{command}`: exit {exit} in {hits} of {attempts} ({codes:?})"
+        );
+    }
+}
+
+/// A failure that comes every other run: with any try counting it shrinks;
+/// asked to fail in 2 of 2 tries, even the whole recording does not count.
+#[test]
+fn at_least_k_failing_tries_keeps_only_reliable_candidates() {
+    let recording = Recording {
+        state_dir: PathBuf::from("flaky"),
+        backend: "synthetic".into(),
+        run: 1,
+        seed: 1,
+        scenario: Scenario::parse("flaky", "description = \"d\"\n", "flaky.toml").unwrap(),
+        clients: vec![ClientScript {
+            draws_as: 1,
+            run: 1,
+            steps: (0..4)
+                .map(|seq| step(Action::SnapshotRoot, seq, seq))
+                .collect(),
+        }],
+        faults: Vec::new(),
+        targets: vec![Found {
+            signature: Signature {
+                kind: FailureKind::RestoreFailed,
+                explained_by: None,
+            },
+            client: ClientId(1),
+            origin: Origin::FinalCheck,
+            summary: String::new(),
+        }],
+    };
+    let shrink_with = |at_least: u32| {
+        let mut runs = 0u32;
+        let mut runner = |scenario: &Scenario| {
+            runs += 1;
+            let has_seq_2 = scenario.clients[0].steps.iter().any(|s| s.seq == 2);
+            Some(if has_seq_2 && runs % 2 == 1 {
+                recording.targets.clone()
+            } else {
+                Vec::new()
+            })
+        };
+        let config = ShrinkConfig {
+            tries: 2,
+            at_least,
+            budget: Duration::from_secs(60),
+            schedule: Schedule::Recorded,
+        };
+        let shrunk = shrink(&recording, &config, &mut runner, &mut |_| {}, &|| false);
+        (shrunk.ended, shrunk.scenario.clients, runs)
+    };
+    let (ended, clients, _) = shrink_with(1);
+    assert_eq!(ended, Ended::Minimal);
+    assert_eq!(clients[0].steps, vec![step(Action::SnapshotRoot, 2, 0)]);
+    let (ended, _, runs) = shrink_with(2);
+    assert_eq!(ended, Ended::NotReproduced);
+    assert_eq!(runs, 2, "one failing and one passing try settle it");
+}
