@@ -320,6 +320,10 @@ impl ClientFactory for FakeClients {
     fn new_client(&self, _: ClientId) -> BackendResult<Box<dyn ClientSnapshotter>> {
         Ok(Box::new(FakeClient(self.0.clone())))
     }
+
+    fn kind(&self, _: ClientId) -> String {
+        "fake".into()
+    }
 }
 
 /// Faults that take effect and do nothing: they can only be left out.
