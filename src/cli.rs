@@ -812,12 +812,13 @@ pub fn console(args: SessionArgs, console: ConsoleArgs, verbose: u8) -> anyhow::
         bell: !console.no_bell,
         ..Default::default()
     };
-    let report = crate::console::run(spec, options).map_err(|e| match e {
+    let outcome = crate::console::run(spec, options).map_err(|e| match e {
         crate::console::ConsoleError::Launch(e) => anyhow::Error::from(UsageError(e.to_string())),
         other => anyhow::Error::from(other),
     })?;
-    print!("{}", crate::headless::summary(&report));
-    say_if_halted(&report);
+    let report = &outcome.report;
+    print!("{}", crate::headless::summary(report));
+    say_if_halted(report);
     let json = serde_json::to_vec_pretty(&report)?;
     let state_dir = PathBuf::from(&report.state_dir);
     let kept_report = state_dir.join("report.json");
@@ -833,7 +834,12 @@ pub fn console(args: SessionArgs, console: ConsoleArgs, verbose: u8) -> anyhow::
     if args.state_dir.is_none() {
         // A temporary dir can hold gigabytes: say how much, and keep it only if asked to.
         let size = crate::console::format_bytes(crate::engine::file_writer::disk_usage(&state_dir));
-        if console.no_keep {
+        if console.no_keep && outcome.shrink_command.is_some() {
+            println!(
+                "state kept in the temporary dir {} ({size}) despite --no-keep: R asked to shrink a failure from it",
+                state_dir.display()
+            );
+        } else if console.no_keep {
             std::fs::remove_dir_all(&state_dir).map_err(|e| {
                 anyhow::anyhow!(
                     "cannot delete the temporary state dir {}: {e}",
@@ -856,5 +862,8 @@ pub fn console(args: SessionArgs, console: ConsoleArgs, verbose: u8) -> anyhow::
             report.state_dir
         );
     }
-    Ok(exit_code(&report, false))
+    if let Some(command) = &outcome.shrink_command {
+        println!("to shrink the failure R selected: {command}");
+    }
+    Ok(exit_code(report, false))
 }

@@ -763,3 +763,47 @@ async fn quitting_while_clients_connect_ends_the_run() {
     let report = task.await.unwrap();
     assert!(report.failures.is_empty(), "{:?}", report.failures);
 }
+
+/// `R` on a selected failure keeps the state and shows the shrink command;
+/// with no failure selected it says what to do instead.
+#[test]
+fn shrink_key_shows_the_command_for_the_selected_failure() {
+    use snapstorm::console::app::UiAction;
+    let mut app = app_with_clients(2);
+    assert_eq!(app.update(UiAction::ShrinkSelected), None);
+    assert!(
+        app.current_notice()
+            .is_some_and(|n| n.starts_with("Nothing to shrink")),
+        "{:?}",
+        app.current_notice()
+    );
+    assert_eq!(app.shrink_command, None);
+    app.failures.push(snapstorm::engine::store::Failure {
+        run: 1,
+        time: "t".into(),
+        client: ClientId(1),
+        snapshot: None,
+        action: snapstorm::engine::Origin::FinalCheck,
+        kind: Default::default(),
+        summary: "s".into(),
+        details: "d".into(),
+        explained_by: None,
+    });
+    app.update(UiAction::SwitchFocus);
+    assert_eq!(
+        app.key_action(key(KeyCode::Char('R'))),
+        Some(UiAction::ShrinkSelected)
+    );
+    assert_eq!(app.update(UiAction::ShrinkSelected), None);
+    let expected = snapstorm::multiclient::shrink::shrink_command(
+        &app.state_dir,
+        std::path::Path::new("minimal.toml"),
+    );
+    assert!(expected.starts_with("snapstorm shrink "), "{expected}");
+    assert_eq!(app.shrink_command.as_deref(), Some(expected.as_str()));
+    assert!(
+        app.current_notice().is_some_and(|n| n.contains(&expected)),
+        "{:?}",
+        app.current_notice()
+    );
+}

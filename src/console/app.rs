@@ -68,6 +68,8 @@ pub enum UiAction {
     ToggleTable,
     /// Show removed clients again (or collapse them).
     ToggleRemoved,
+    /// Keep the state for `snapstorm shrink` of the selected failure.
+    ShrinkSelected,
     /// Start typing a client number to go to (`/`, or a digit).
     GoTo(Option<char>),
     GoToInput(char),
@@ -262,6 +264,9 @@ pub struct App {
     pub table: Option<bool>,
     /// Removed clients shown (they collapse into one line otherwise).
     pub show_removed: bool,
+    /// `R` asked to shrink a failure: the command to print on exit (and the
+    /// state dir must then be kept).
+    pub shrink_command: Option<String>,
     /// The client number being typed after `/` or a digit.
     pub goto: Option<String>,
     /// Ring the terminal bell on the first unexpected failure.
@@ -316,6 +321,7 @@ impl App {
             overlay_scroll: 0,
             table: None,
             show_removed: false,
+            shrink_command: None,
             goto: None,
             bell: true,
             bell_rung: false,
@@ -673,6 +679,7 @@ impl App {
             KeyCode::Char('f') => UiAction::OpenFaultMenu,
             KeyCode::Char('t') => UiAction::ToggleTable,
             KeyCode::Char('r') => UiAction::ToggleRemoved,
+            KeyCode::Char('R') => UiAction::ShrinkSelected,
             KeyCode::Char('/') => UiAction::GoTo(None),
             KeyCode::Char(digit @ '0'..='9') => UiAction::GoTo(Some(digit)),
             KeyCode::Char('q') => UiAction::Quit,
@@ -889,6 +896,23 @@ impl App {
             UiAction::ToggleTable => {
                 let now_table = super::layout::client_table_shown(self);
                 self.table = Some(!now_table);
+                None
+            }
+            UiAction::ShrinkSelected => {
+                if self.focus != Focus::Failures || self.failures.is_empty() {
+                    self.notify(
+                        "Nothing to shrink: select a failure first (tab to the failures panel).",
+                    );
+                    return None;
+                }
+                let command = crate::multiclient::shrink::shrink_command(
+                    &self.state_dir,
+                    std::path::Path::new("minimal.toml"),
+                );
+                self.notify(format!(
+                    "The state is kept; after quitting, shrink this failure with: {command}"
+                ));
+                self.shrink_command = Some(command);
                 None
             }
             UiAction::ToggleRemoved => {

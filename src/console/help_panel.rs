@@ -7,7 +7,7 @@ use super::app::App;
 use super::layout::OverlayContent;
 
 /// Every key and what it does.
-pub const KEYS: [(&str, &str); 25] = [
+pub const KEYS: [(&str, &str); 26] = [
     (
         "a",
         "add a client (authorized on the server, connected, running; at most 64)",
@@ -53,6 +53,10 @@ pub const KEYS: [(&str, &str); 25] = [
     ("Home End", "to the start / end of an overlay"),
     ("t", "clients as a compact table, or as panes"),
     ("r", "show / collapse removed clients"),
+    (
+        "R",
+        "shrink the selected failure: its state is kept, the command shown",
+    ),
     ("/ 0-9", "go to a client by number (enter selects)"),
     ("l", "log level: error, warn, info, debug, trace"),
     (

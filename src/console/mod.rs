@@ -149,7 +149,14 @@ impl Default for ConsoleOptions {
 }
 
 /// Runs the console until the person quits; returns the run's report.
-pub fn run(spec: RunSpec, options: ConsoleOptions) -> Result<Report, ConsoleError> {
+/// What a console session leaves: the run's report, and the shrink command
+/// if `R` asked for one (its state dir must then be kept).
+pub struct ConsoleOutcome {
+    pub report: Report,
+    pub shrink_command: Option<String>,
+}
+
+pub fn run(spec: RunSpec, options: ConsoleOptions) -> Result<ConsoleOutcome, ConsoleError> {
     let runtime = tokio::runtime::Runtime::new().map_err(ConsoleError::Terminal)?;
     runtime.block_on(async move {
         let parts = embedded_parts(&spec).await.map_err(ConsoleError::Launch)?;
@@ -193,7 +200,10 @@ pub fn run(spec: RunSpec, options: ConsoleOptions) -> Result<Report, ConsoleErro
         let report = task
             .await
             .map_err(|e| ConsoleError::Terminal(io::Error::other(e)))?;
-        outcome.map(|()| report)
+        outcome.map(|shrink_command| ConsoleOutcome {
+            report,
+            shrink_command,
+        })
     })
 }
 
@@ -212,7 +222,7 @@ async fn event_loop(
     commands: &mpsc::UnboundedSender<Command>,
     mut events: mpsc::UnboundedReceiver<Event>,
     counts: &CountsFeed,
-) -> Result<(), ConsoleError> {
+) -> Result<Option<String>, ConsoleError> {
     let mut app = App::new(info, Instant::now(), theme::Theme::from_env());
     app.bell = options.bell;
     if app.inherited_snapshots > 0 {
@@ -299,7 +309,7 @@ async fn event_loop(
             break Err(ConsoleError::Terminal(error));
         }
         if app.finished {
-            break Ok(());
+            break Ok(app.shrink_command.take());
         }
     };
     sampler.abort();
