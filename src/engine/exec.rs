@@ -220,6 +220,8 @@ pub struct Engine {
     stopping: AtomicBool,
     /// Actions that may run at once (see [`Engine::action_slots`]).
     action_slots: Arc<tokio::sync::Semaphore>,
+    /// How many slots there are.
+    slot_count: usize,
     /// Places handed out in the order in which actions and faults start.
     starts: AtomicU64,
 }
@@ -269,6 +271,7 @@ impl Engine {
     ) -> std::io::Result<Self> {
         let trace = Trace::open(&store.layout().trace())?;
         let run = store.run_number();
+        let slot_count = action_slot_count();
         let inherited = store
             .state()
             .clients
@@ -309,7 +312,8 @@ impl Engine {
             starts: AtomicU64::new(0),
             halt: OnceLock::new(),
             halt_notify: tokio::sync::Notify::new(),
-            action_slots: Arc::new(tokio::sync::Semaphore::new(action_slot_count())),
+            action_slots: Arc::new(tokio::sync::Semaphore::new(slot_count)),
+            slot_count,
         })
     }
 
@@ -323,6 +327,11 @@ impl Engine {
     /// count. An action's duration counts from when it holds its slot.
     pub fn action_slots(&self) -> &Arc<tokio::sync::Semaphore> {
         &self.action_slots
+    }
+
+    /// How many actions may run at once.
+    pub fn slot_count(&self) -> usize {
+        self.slot_count
     }
 
     /// Why the run had to stop on snapstorm's own side, if it had to.

@@ -251,6 +251,10 @@ struct Supervisor {
     tried_once: u32,
     /// Set when the run ends: clients waiting to retry stop waiting.
     stop_connects: watch::Sender<bool>,
+    /// Connections in progress at once, as many as action slots: opening a
+    /// repository derives its key (scrypt: CPU and tens of MiB each), so 64
+    /// at once would only share the cores and add up their memory.
+    connect_slots: Arc<tokio::sync::Semaphore>,
     in_flight: Arc<AtomicUsize>,
     faults: Option<Arc<dyn FaultInjector>>,
     fault_tasks: JoinSet<()>,
@@ -303,6 +307,7 @@ async fn supervise(
     } else {
         parts.initial_clients
     };
+    let connect_slots = parts.engine.slot_count();
     let mut sup = Supervisor {
         engine: parts.engine,
         snapshotter: parts.snapshotter,
@@ -315,6 +320,7 @@ async fn supervise(
         connecting: JoinSet::new(),
         tried_once: 0,
         stop_connects: watch::channel(false).0,
+        connect_slots: Arc::new(tokio::sync::Semaphore::new(connect_slots)),
         in_flight: Arc::new(AtomicUsize::new(0)),
         faults: parts.faults,
         fault_tasks: JoinSet::new(),
@@ -662,17 +668,25 @@ impl Supervisor {
         let snapshotter = self.snapshotter.clone();
         let events = self.events.clone();
         let mut stop = self.stop_connects.subscribe();
+        let slots = self.connect_slots.clone();
         self.connecting.spawn(async move {
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = stop.wait_for(|stop| *stop) => return None,
             }
+            let slot = tokio::select! {
+                slot = slots.acquire_owned() => slot.ok()?,
+                _ = stop.wait_for(|stop| *stop) => return None,
+            };
             if *stop.borrow() {
                 return None;
             }
             let _ = events.send(Event::ClientConnecting { client, attempt });
-            let result =
-                tokio::task::spawn_blocking(move || snapshotter.connect_client(client)).await;
+            let result = tokio::task::spawn_blocking(move || {
+                let _slot = slot;
+                snapshotter.connect_client(client)
+            })
+            .await;
             let result = match result {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(error)) => Err(error.to_string()),
