@@ -658,6 +658,21 @@ async fn clients_connect_at_once_and_the_header_counts_them() {
     task.await.unwrap();
 }
 
+/// A failure of client-1, as the engine would report it.
+fn a_failure() -> snapstorm::engine::store::Failure {
+    snapstorm::engine::store::Failure {
+        run: 1,
+        time: "t".into(),
+        client: ClientId(1),
+        snapshot: None,
+        action: snapstorm::engine::Origin::FinalCheck,
+        kind: Default::default(),
+        summary: "s".into(),
+        details: "d".into(),
+        explained_by: None,
+    }
+}
+
 /// README's key table is the help's, row by row.
 #[test]
 fn the_readme_key_table_is_the_help_table() {
@@ -701,19 +716,7 @@ fn every_key_in_the_help_acts() {
         })
     };
     let mut failure_app = app_with_clients(2);
-    failure_app
-        .failures
-        .push(snapstorm::engine::store::Failure {
-            run: 1,
-            time: "t".into(),
-            client: ClientId(1),
-            snapshot: None,
-            action: snapstorm::engine::Origin::FinalCheck,
-            kind: Default::default(),
-            summary: "s".into(),
-            details: "d".into(),
-            explained_by: None,
-        });
+    failure_app.failures.push(a_failure());
     failure_app.update(UiAction::SwitchFocus);
     failure_app.update(UiAction::OpenDetails);
     let mut help_app = app_with_clients(2);
@@ -778,17 +781,7 @@ fn shrink_key_shows_the_command_for_the_selected_failure() {
         app.current_notice()
     );
     assert_eq!(app.shrink_command, None);
-    app.failures.push(snapstorm::engine::store::Failure {
-        run: 1,
-        time: "t".into(),
-        client: ClientId(1),
-        snapshot: None,
-        action: snapstorm::engine::Origin::FinalCheck,
-        kind: Default::default(),
-        summary: "s".into(),
-        details: "d".into(),
-        explained_by: None,
-    });
+    app.failures.push(a_failure());
     app.update(UiAction::SwitchFocus);
     assert_eq!(
         app.key_action(key(KeyCode::Char('R'))),

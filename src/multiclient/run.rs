@@ -674,6 +674,9 @@ impl Supervisor {
                 _ = tokio::time::sleep(wait) => {}
                 _ = stop.wait_for(|stop| *stop) => return None,
             }
+            // Said before it queues for a slot: the console counts every
+            // client on its way in, not only those connecting this moment.
+            let _ = events.send(Event::ClientConnecting { client, attempt });
             let slot = tokio::select! {
                 slot = slots.acquire_owned() => slot.ok()?,
                 _ = stop.wait_for(|stop| *stop) => return None,
@@ -681,7 +684,6 @@ impl Supervisor {
             if *stop.borrow() {
                 return None;
             }
-            let _ = events.send(Event::ClientConnecting { client, attempt });
             let result = tokio::task::spawn_blocking(move || {
                 let _slot = slot;
                 snapshotter.connect_client(client)
