@@ -166,15 +166,13 @@ fn actions(app: &App) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_drive_a_real_run() {
     let state = tempfile::tempdir().unwrap();
-    let scenario = Scenario::parse(
-        "small",
+    let spec = small_run(
+        state.path(),
         "description = \"d\"\n[weights]\nwrite-random-files = 2\nsnapshot-root = 2\nrestore-random-snapID = 1\n\
          [options]\nmax-num-files-per-write = 10\nmax-file-size = \"32KiB\"\n",
-        "small",
-    )
-    .unwrap();
-    let mut spec = RunSpec::new(scenario, state.path().to_path_buf(), 9);
-    spec.clients = 2;
+        9,
+        2,
+    );
     let RunHandle {
         info,
         commands,
@@ -544,15 +542,13 @@ fn a_click_selects_and_the_wheel_scrolls() {
 async fn a_client_added_while_the_server_is_down_retries_and_joins() {
     use snapstorm::multiclient::launch::{embedded_parts, launch_with};
     let state = tempfile::tempdir().unwrap();
-    let scenario = Scenario::parse(
-        "small",
+    let spec = small_run(
+        state.path(),
         "description = \"d\"\n[weights]\nwrite-random-files = 2\nsnapshot-root = 1\n\
          [options]\nmax-num-files-per-write = 3\nmax-file-size = \"8KiB\"\n",
-        "small",
-    )
-    .unwrap();
-    let mut spec = RunSpec::new(scenario, state.path().to_path_buf(), 21);
-    spec.clients = 1;
+        21,
+        1,
+    );
     let parts = embedded_parts(&spec).await.unwrap();
     let server = parts.server.clone();
     let RunHandle {
@@ -607,15 +603,7 @@ async fn a_client_added_while_the_server_is_down_retries_and_joins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_connect_at_once_and_the_header_counts_them() {
     let state = tempfile::tempdir().unwrap();
-    let scenario = Scenario::parse(
-        "small",
-        "description = \"d\"\n[weights]\nwrite-random-files = 1\n\
-         [options]\nmax-num-files-per-write = 2\nmax-file-size = \"4KiB\"\n",
-        "small",
-    )
-    .unwrap();
-    let mut spec = RunSpec::new(scenario, state.path().to_path_buf(), 22);
-    spec.clients = 16;
+    let spec = small_run(state.path(), WRITES_ONLY, 22, 16);
     let RunHandle {
         info,
         commands,
@@ -656,6 +644,18 @@ async fn clients_connect_at_once_and_the_header_counts_them() {
     run.until(&mut app, Duration::from_secs(60), "finish", |a| a.finished)
         .await;
     task.await.unwrap();
+}
+
+/// A scenario of small writes only.
+const WRITES_ONLY: &str = "description = \"d\"\n[weights]\nwrite-random-files = 1\n\
+     [options]\nmax-num-files-per-write = 2\nmax-file-size = \"4KiB\"\n";
+
+/// A run of `clients` clients on `state`, with a scenario of small files.
+fn small_run(state: &std::path::Path, scenario: &str, seed: u64, clients: u32) -> RunSpec {
+    let scenario = Scenario::parse("small", scenario, "small").unwrap();
+    let mut spec = RunSpec::new(scenario, state.to_path_buf(), seed);
+    spec.clients = clients;
+    spec
 }
 
 /// A failure of client-1, as the engine would report it.
@@ -742,15 +742,7 @@ fn every_key_in_the_help_acts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quitting_while_clients_connect_ends_the_run() {
     let state = tempfile::tempdir().unwrap();
-    let scenario = Scenario::parse(
-        "small",
-        "description = \"d\"\n[weights]\nwrite-random-files = 1\n\
-         [options]\nmax-num-files-per-write = 2\nmax-file-size = \"4KiB\"\n",
-        "small",
-    )
-    .unwrap();
-    let mut spec = RunSpec::new(scenario, state.path().to_path_buf(), 23);
-    spec.clients = 8;
+    let spec = small_run(state.path(), WRITES_ONLY, 23, 8);
     let RunHandle {
         info,
         commands,
