@@ -51,6 +51,42 @@ impl Output {
     pub fn success(&self) -> bool {
         self.exit == Exit::Code(0)
     }
+
+    /// What the process said last (its last three lines of stderr, but
+    /// those starting with one of `noise`) and how it ended: the text of
+    /// an error that names the tool's own words.
+    pub fn explanation(&self, noise: &[&str]) -> String {
+        let said = self
+            .stderr
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .filter(|line| !noise.iter().any(|prefix| line.starts_with(prefix)))
+            .collect::<Vec<_>>();
+        let said = said[said.len().saturating_sub(3)..].join("; ");
+        let how = match &self.exit {
+            Exit::Code(code) => format!("exit code {code}"),
+            Exit::Signal(signal) => format!("killed by signal {signal}"),
+            Exit::TimedOut(after) => {
+                format!("still running after {}s, killed", after.as_secs_f64())
+            }
+        };
+        if said.is_empty() {
+            how
+        } else {
+            format!("{} ({how})", crate::engine::brief::brief(&said))
+        }
+    }
+}
+
+/// What a tool said, by the first entry of its message `table` the text
+/// contains (case-insensitively): one lookup for every tool's table.
+pub fn first_message<T: Copy>(table: &[(&str, T)], text: &str) -> Option<T> {
+    let text = text.to_lowercase();
+    table
+        .iter()
+        .find(|(message, _)| text.contains(&message.to_lowercase()))
+        .map(|(_, said)| *said)
 }
 
 /// The processes running now, by the user they run as: what

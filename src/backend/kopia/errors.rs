@@ -10,7 +10,6 @@
 //! evidence of disturbed requests to come first (the restic backend's step 1).
 
 use super::process::{Exit, Output};
-use crate::engine::brief::brief;
 use crate::engine::traits::BackendError;
 
 /// What a kopia message says.
@@ -75,11 +74,7 @@ pub const MESSAGES: [(&str, Said); 21] = [
 
 /// What kopia said, by the first known message the text contains.
 pub fn said(text: &str) -> Option<Said> {
-    let text = text.to_lowercase();
-    MESSAGES
-        .iter()
-        .find(|(message, _)| text.contains(message))
-        .map(|(_, said)| *said)
+    crate::backend::process::first_message(&MESSAGES, text)
 }
 
 /// Classifies a kopia `command` (`snapshot create`…) that did not succeed.
@@ -99,23 +94,7 @@ pub fn classify(command: &str, output: &Output) -> BackendError {
 
 /// The process's own words: how it ended and the last lines it wrote.
 pub fn explanation(output: &Output) -> String {
-    let said = output
-        .stderr
-        .lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty())
-        .collect::<Vec<_>>();
-    let said = said[said.len().saturating_sub(3)..].join("; ");
-    let how = match &output.exit {
-        Exit::Code(code) => format!("exit code {code}"),
-        Exit::Signal(signal) => format!("killed by signal {signal}"),
-        Exit::TimedOut(after) => format!("still running after {}s, killed", after.as_secs_f64()),
-    };
-    if said.is_empty() {
-        how
-    } else {
-        format!("{} ({how})", brief(&said))
-    }
+    output.explanation(&[])
 }
 
 #[cfg(test)]

@@ -15,7 +15,6 @@ use std::time::Instant;
 
 use super::process::{Exit, Output};
 use crate::backend::embedded::evidence::Evidence;
-use crate::engine::brief::brief;
 use crate::engine::traits::BackendError;
 
 /// What a restic message says.
@@ -71,11 +70,7 @@ pub const MESSAGES: [(&str, Said); 22] = [
 
 /// What restic said, by the first known message the text contains.
 pub fn said(text: &str) -> Option<Said> {
-    let text = text.to_lowercase();
-    MESSAGES
-        .iter()
-        .find(|(message, _)| text.contains(&message.to_lowercase()))
-        .map(|(_, said)| *said)
+    crate::backend::process::first_message(&MESSAGES, text)
 }
 
 /// Whose process, since when: what the evidence is asked about.
@@ -130,27 +125,8 @@ impl CallContext<'_> {
 
 /// The process's own words: how it ended and the last lines it wrote.
 fn explanation(output: &Output) -> String {
-    let said = output
-        .stderr
-        .lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty())
-        .filter(|line| !line.starts_with("Is there a repository at"))
-        .filter(|line| !line.starts_with("rest:"))
-        .collect::<Vec<_>>();
-    let said = said[said.len().saturating_sub(3)..].join("; ");
-    let how = match &output.exit {
-        Exit::Code(code) => format!("exit code {code}"),
-        Exit::Signal(signal) => format!("killed by signal {signal}"),
-        Exit::TimedOut(after) => {
-            format!("still running after {}s, killed", after.as_secs_f64())
-        }
-    };
-    if said.is_empty() {
-        how
-    } else {
-        format!("{} ({how})", brief(&said))
-    }
+    // restic repeats the repository URL after a failure: noise, not news.
+    output.explanation(&["Is there a repository at", "rest:"])
 }
 
 #[cfg(test)]
