@@ -289,6 +289,7 @@ pub struct UsageError(pub String);
 /// Routes tracing (and the backend's `log` records) into the console's log pane.
 pub fn init_console_logging(verbose: u8) {
     use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let default = match verbose {
         0 => "info,snapstorm=debug,snapstorm::server=info,rustic_core=warn,rustic_backend=warn",
         _ => "debug",
@@ -298,8 +299,10 @@ pub fn init_console_logging(verbose: u8) {
     let subscriber = tracing_subscriber::registry()
         .with(filter)
         .with(crate::console::LogLayer);
-    let _ = tracing::subscriber::set_global_default(subscriber);
-    // rustic logs through the `log` crate; tui-logger takes those records directly.
+    // rustic logs through the `log` crate: `try_init` also turns those
+    // records into events, so they are filtered, folded and trimmed like
+    // snapstorm's own (tui-logger with tracing support takes none itself).
+    let _ = subscriber.try_init();
     let _ = tui_logger::init_logger(tui_logger::LevelFilter::Trace);
     tui_logger::set_default_level(tui_logger::LevelFilter::Debug);
     for target in ["rustic_core", "rustic_backend", "reqwest", "hyper"] {

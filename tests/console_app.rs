@@ -351,6 +351,110 @@ async fn the_console_shows_the_reports_counts() {
     assert_eq!(recorded, t.snapshots_created);
 }
 
+/// The screen as text, one line per row.
+fn screen(app: &App, width: u16, height: u16) -> String {
+    let mut terminal =
+        ratatui::Terminal::new(ratatui::backend::TestBackend::new(width, height)).unwrap();
+    terminal
+        .draw(|frame| snapstorm::console::layout::draw(frame, app))
+        .unwrap();
+    let buffer = terminal.backend().buffer().clone();
+    (0..buffer.area.height)
+        .map(|y| {
+            (0..buffer.area.width)
+                .map(|x| buffer[(x, y)].symbol().to_owned())
+                .collect::<String>()
+                + "\n"
+        })
+        .collect()
+}
+
+/// What a pane said of a running action: its share done, and the bytes
+/// done and in all, as drawn (`⟳ snapshot-root 1.2s 37% 106.0 MiB/288.0 MiB`).
+fn progress_shown(screen: &str, action: &str) -> Vec<(u64, String, String)> {
+    let running = format!("⟳ {action} ");
+    screen
+        .lines()
+        .filter_map(|line| {
+            let rest = &line[line.find(&running)? + running.len()..];
+            let mut words = rest.split_whitespace().skip(1);
+            let percent = words.next()?.strip_suffix('%')?.parse().ok()?;
+            let (done, total) = words
+                .by_ref()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+                .split_once('/')
+                .map(|(d, t)| (d.to_owned(), t.to_owned()))?;
+            Some((percent, done, total))
+        })
+        .collect()
+}
+
+/// A snapshot and a restore of 288 MiB, in a real run: while each runs its
+/// pane shows how far it got, and the total it shows is what was written
+/// (three files of 96 MiB, as the scenario asks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_snapshot_and_restore_show_how_far_they_got() {
+    let state = tempfile::tempdir().unwrap();
+    let scenario = Scenario::parse(
+        "long",
+        "description = \"d\"\n[options]\nmin-num-files-per-write = 3\nmax-num-files-per-write = 3\n\
+         min-file-size = \"96MiB\"\nmax-file-size = \"96MiB\"\nmax-dir-depth = 1\n\
+         [[clients]]\nsequence = [\"write-random-files\", \"snapshot-root\", \"restore-random-snapID\"]\n",
+        "long",
+    )
+    .unwrap();
+    let spec = RunSpec::new(scenario, state.path().to_path_buf(), 3);
+    let RunHandle {
+        info,
+        commands: _commands,
+        events,
+        counts,
+        task,
+    } = launch(spec).await.unwrap();
+    let mut run = Driven { events, counts };
+    let mut app = App::new(&info, Instant::now(), Theme::plain());
+    let mut shown: Vec<(&str, (u64, String, String))> = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+    while !app.finished {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the run never ended"
+        );
+        let frame = tokio::time::Instant::now() + Duration::from_millis(10);
+        while let Ok(Some(event)) = tokio::time::timeout_at(frame, run.events.recv()).await {
+            app.apply_event(event);
+        }
+        run.refresh(&mut app);
+        let text = screen(&app, 140, 45);
+        for action in ["snapshot-root", "restore-random-snapID"] {
+            shown.extend(
+                progress_shown(&text, action)
+                    .into_iter()
+                    .map(|p| (action, p)),
+            );
+        }
+    }
+    let report = task.await.unwrap();
+    assert_eq!(report.totals.restores_verified, 1, "{report:?}");
+    for action in ["snapshot-root", "restore-random-snapID"] {
+        let of_action: Vec<_> = shown.iter().filter(|(a, _)| *a == action).collect();
+        assert!(
+            of_action
+                .iter()
+                .any(|(_, (percent, _, _))| (1..100).contains(percent)),
+            "{action} never showed a share under way: {of_action:?}"
+        );
+        assert!(
+            of_action
+                .iter()
+                .all(|(_, (_, _, total))| total == "288.0 MiB"),
+            "{action} showed another total: {of_action:?}"
+        );
+    }
+}
+
 fn notice(app: &App) -> String {
     app.current_notice().unwrap_or_default().to_owned()
 }

@@ -14,6 +14,7 @@ use snapstorm::console::app::{App, UiAction};
 use snapstorm::console::layout;
 use snapstorm::console::theme::Theme;
 use snapstorm::engine::exec::ActionRecord;
+use snapstorm::engine::progress::{ProgressView, Stage};
 use snapstorm::engine::stats::{ClientCounts, ClientReport};
 use snapstorm::engine::store::Failure;
 use snapstorm::engine::traits::{ClientId, ServerInfo};
@@ -154,6 +155,20 @@ fn busy_app(theme: Theme) -> (App, Instant) {
         action: Action::WriteRandomFiles,
         at: now - Duration::from_millis(250),
     });
+    // client-2's snapshot is part way, as the engine publishes it.
+    let mut counts = app.counts.clone();
+    counts.in_progress.insert(
+        ClientId(2),
+        ProgressView {
+            stage: Stage::Transfer,
+            files_done: None,
+            files_total: Some(212),
+            bytes_done: 45 << 20,
+            bytes_total: Some(120 << 20),
+        },
+    );
+    let running = app.clients.len();
+    app.set_counts(counts, running);
     app.repo_bytes = Some(48 * 1024 * 1024 + 300 * 1024);
     app.tick(now);
     (app, now)

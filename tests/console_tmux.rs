@@ -9,17 +9,73 @@ use common::tmux::Tmux;
 
 /// Starts the console for 2 clients in a fresh tmux pane, from a shell.
 fn start_console(state: &std::path::Path, seed: u32) -> Tmux {
+    start_console_with(state, &format!("--clients 2 --seed {seed}"))
+}
+
+/// Starts the console with `args` in a fresh tmux pane, from a shell.
+fn start_console_with(state: &std::path::Path, args: &str) -> Tmux {
     let tmux = Tmux::new();
     tmux.wait_for("the shell prompt", Duration::from_secs(10), |s| {
         s.contains("PROMPT$")
     });
     let command = format!(
-        "{} --clients 2 --seed {seed} --state-dir {}; echo EXIT=$?",
+        "{} {args} --state-dir {}; echo EXIT=$?",
         env!("CARGO_BIN_EXE_snapstorm"),
         state.join("state").display()
     );
     tmux.send(&[&command, "Enter"]);
     tmux
+}
+
+/// With `-v` rustic's own `log` records reach the log pane as sentences
+/// of their own (its source places left out); reading them must not hang
+/// the console (jiff logs while it reads the time zones the pane stamps
+/// lines with).
+#[test]
+fn verbose_shows_rustics_own_records_in_the_log() {
+    let state = tempfile::tempdir().unwrap();
+    let tmux = start_console_with(state.path(), "-v --clients 1 --seed 3");
+    let minutes = Duration::from_secs(120);
+    let screen = tmux.wait_for("rustic's own record", minutes, |s| {
+        s.contains("starting to backup")
+    });
+    assert!(!screen.contains("log.file"), "{screen}");
+    tmux.send(&["q"]);
+    let screen = tmux.wait_for("exit", minutes, exited_to_prompt);
+    assert!(screen.lines().any(|l| l == "EXIT=0"), "{screen}");
+}
+
+/// A long snapshot of the real binary shows how far it got in its pane.
+#[test]
+fn a_long_snapshot_shows_its_share_done() {
+    let state = tempfile::tempdir().unwrap();
+    let scenario = state.path().join("long.toml");
+    std::fs::write(
+        &scenario,
+        "description = \"three files of 96 MiB\"\nsequence = [\"write-random-files\", \"snapshot-root\"]\n\
+         [options]\nmin-num-files-per-write = 3\nmax-num-files-per-write = 3\n\
+         min-file-size = \"96MiB\"\nmax-file-size = \"96MiB\"\nmax-dir-depth = 1\n",
+    )
+    .unwrap();
+    let tmux = start_console_with(
+        state.path(),
+        &format!("--clients 1 --seed 3 --scenario {}", scenario.display()),
+    );
+    let minutes = Duration::from_secs(120);
+    let screen = tmux.wait_for("a snapshot part way", minutes, |s| {
+        s.lines().any(|line| {
+            line.contains("⟳ snapshot-root")
+                && line.contains(" MiB/")
+                && line.split_whitespace().any(|w| {
+                    w.strip_suffix('%')
+                        .and_then(|p| p.parse::<u32>().ok())
+                        .is_some_and(|p| (1..100).contains(&p))
+                })
+        })
+    });
+    assert!(screen.contains("/288.0 MiB"), "{screen}");
+    tmux.send(&["q"]);
+    tmux.wait_for("exit", minutes, exited_to_prompt);
 }
 
 #[test]

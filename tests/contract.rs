@@ -18,6 +18,7 @@ use snapstorm::backend::BackendKind;
 use snapstorm::engine::ClientId;
 use snapstorm::engine::fingerprint::{CompareOptions, Fingerprint};
 use snapstorm::engine::options::GcTool;
+use snapstorm::engine::progress::{Progress, ProgressView};
 use snapstorm::engine::traits::{ErrorClass, GcOptions, Server, Snapshotter};
 use snapstorm::multiclient::MultiClientSnapshotter;
 use snapstorm::multiclient::launch::{
@@ -104,11 +105,11 @@ impl Fixture {
     fn round_trip(&self, client: ClientId, source: &Path) -> String {
         let id = self
             .clients
-            .create_snapshot(client, source)
+            .create_snapshot(client, source, &Progress::unobserved())
             .unwrap_or_else(|e| panic!("{client} snapshot: {e}"));
         let target = self.dir(&format!("restore-{client}-{}", &id[..8]));
         self.clients
-            .restore_snapshot(client, &id, &target)
+            .restore_snapshot(client, &id, &target, &Progress::unobserved())
             .unwrap_or_else(|e| panic!("{client} restore: {e}"));
         assert_identical(source, &target);
         id
@@ -203,7 +204,7 @@ fn round_trips(backend: BackendKind) {
         assert!(!listed.contains(&id), "deleted, still listed: {id}");
         let gone = f
             .clients
-            .restore_snapshot(client, &id, &f.dir("deleted"))
+            .restore_snapshot(client, &id, &f.dir("deleted"), &Progress::unobserved())
             .unwrap_err();
         assert_eq!(gone.class(), ErrorClass::Data, "{}: {gone}", f.kind(client));
     }
@@ -217,7 +218,9 @@ fn missing_snapshot(backend: BackendKind) {
     std::fs::write(source.join("f"), b"x").unwrap();
     let missing = "0".repeat(64);
     for client in clients_of(backend) {
-        f.clients.create_snapshot(client, &source).unwrap();
+        f.clients
+            .create_snapshot(client, &source, &Progress::unobserved())
+            .unwrap();
         let deleted = f.clients.delete_snapshot(client, &missing).unwrap_err();
         assert_eq!(
             deleted.class(),
@@ -227,7 +230,7 @@ fn missing_snapshot(backend: BackendKind) {
         );
         let restored = f
             .clients
-            .restore_snapshot(client, &missing, &f.dir("missing"))
+            .restore_snapshot(client, &missing, &f.dir("missing"), &Progress::unobserved())
             .unwrap_err();
         assert_eq!(
             restored.class(),
@@ -246,13 +249,18 @@ fn revoked_client(backend: BackendKind) {
     std::fs::write(source.join("f"), b"data").unwrap();
     let clients = [ClientId(1), ClientId(2), ClientId(3)];
     for client in clients {
-        f.clients.create_snapshot(client, &source).unwrap();
+        f.clients
+            .create_snapshot(client, &source, &Progress::unobserved())
+            .unwrap();
     }
     for revoked in [ClientId(1), ClientId(2)] {
         f.server.remove_client(revoked).unwrap();
         let refused = f.clients.list_snapshots(revoked).unwrap_err();
         assert_eq!(refused.class(), ErrorClass::NotThrough, "{refused}");
-        let refused = f.clients.create_snapshot(revoked, &source).unwrap_err();
+        let refused = f
+            .clients
+            .create_snapshot(revoked, &source, &Progress::unobserved())
+            .unwrap_err();
         assert_eq!(refused.class(), ErrorClass::NotThrough, "{refused}");
         f.round_trip(ClientId(3), &source);
         f.readmit(revoked);
@@ -298,16 +306,25 @@ fn gc_keeps_live_data(backend: BackendKind, gc: GcTool) {
             random_bytes(u64::from(client.0), 2 << 20),
         )
         .unwrap();
-        let kept = f.clients.create_snapshot(client, &source).unwrap();
+        let kept = f
+            .clients
+            .create_snapshot(client, &source, &Progress::unobserved())
+            .unwrap();
         let gone_file = source.join("gone.bin");
         std::fs::write(
             &gone_file,
             random_bytes(1000 + u64::from(client.0), 8 << 20),
         )
         .unwrap();
-        let gone = f.clients.create_snapshot(client, &source).unwrap();
+        let gone = f
+            .clients
+            .create_snapshot(client, &source, &Progress::unobserved())
+            .unwrap();
         std::fs::remove_file(&gone_file).unwrap();
-        let later = f.clients.create_snapshot(client, &source).unwrap();
+        let later = f
+            .clients
+            .create_snapshot(client, &source, &Progress::unobserved())
+            .unwrap();
         f.clients.delete_snapshot(client, &gone).unwrap();
         live.push((client, source, [kept, later]));
     }
@@ -323,7 +340,9 @@ fn gc_keeps_live_data(backend: BackendKind, gc: GcTool) {
     for (client, source, ids) in live {
         for id in ids {
             let target = f.dir(&format!("after-gc-{client}-{}", &id[..8]));
-            f.clients.restore_snapshot(client, &id, &target).unwrap();
+            f.clients
+                .restore_snapshot(client, &id, &target, &Progress::unobserved())
+                .unwrap();
             assert_identical(&source, &target);
         }
     }
@@ -404,6 +423,112 @@ fn presets(backend: BackendKind) {
     }
 }
 
+/// Runs `call` with a fresh progress, sampled every 5 ms while it runs;
+/// returns its result, the samples and the progress at its end.
+fn watched<T: Send>(
+    call: impl FnOnce(&Progress) -> T + Send,
+) -> (T, Vec<ProgressView>, ProgressView) {
+    let progress = Progress::unobserved();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (result, samples) = std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| {
+            let mut samples = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                samples.push(progress.view());
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            samples
+        });
+        let result = call(&progress);
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        (result, sampler.join().unwrap())
+    });
+    (result, samples, progress.view())
+}
+
+/// Whether some sample was under way: more than nothing done, less than all.
+fn midway(samples: &[ProgressView], total: u64) -> bool {
+    samples
+        .iter()
+        .any(|s| s.bytes_done > 0 && s.bytes_done < total)
+}
+
+/// A long snapshot and restore report how far they got while they run:
+/// rustic_core both, to the whole size; restic its backup, with files
+/// (restic 0.14's restore prints no progress, so it reports nothing).
+fn long_calls_report_progress(backend: BackendKind) {
+    const BIG: u64 = 256 << 20;
+    let f = Fixture::start(backend, GcTool::Rustic);
+    let source = f.dir("long");
+    std::fs::write(source.join("big.bin"), random_bytes(5, BIG as usize)).unwrap();
+    std::fs::write(source.join("small.txt"), b"small\n").unwrap();
+    let total = BIG + 6;
+    for client in clients_of(backend) {
+        let kind = f.kind(client);
+        let (id, samples, end) = watched(|progress| {
+            // As the engine does: the totals of its fingerprint first.
+            progress.set_totals(Some(2), Some(total));
+            f.clients
+                .create_snapshot(client, &source, progress)
+                .unwrap()
+        });
+        let target = f.dir(&format!("long-restore-{client}"));
+        let ((), restore_samples, restore_end) = watched(|progress| {
+            progress.set_totals(Some(2), Some(total));
+            f.clients
+                .restore_snapshot(client, &id, &target, progress)
+                .unwrap()
+        });
+        assert_identical(&source, &target);
+        let seen = |samples: &[ProgressView]| {
+            samples
+                .iter()
+                .map(|s| (s.bytes_done, s.files_done))
+                .collect::<std::collections::BTreeSet<_>>()
+        };
+        match kind.as_str() {
+            "rustic" => {
+                assert!(
+                    midway(&samples, total),
+                    "{kind} backup: {:?}",
+                    seen(&samples)
+                );
+                assert_eq!(
+                    end.bytes_done, total,
+                    "{kind} backup ends at the whole size"
+                );
+                assert!(
+                    midway(&restore_samples, total),
+                    "{kind} restore: {:?}",
+                    seen(&restore_samples)
+                );
+                assert_eq!(
+                    restore_end.bytes_done, total,
+                    "{kind} restore ends at the whole size"
+                );
+            }
+            "restic" => {
+                assert!(
+                    midway(&samples, total),
+                    "{kind} backup: {:?}",
+                    seen(&samples)
+                );
+                assert!(
+                    samples.iter().any(|s| s.files_done.is_some()),
+                    "{kind} backup counts files"
+                );
+                assert!(end.bytes_done <= total);
+                assert_eq!(end.bytes_total, Some(total), "the engine's total stays");
+                assert!(
+                    restore_samples.iter().all(|s| s.bytes_done == 0),
+                    "restic 0.14's restore reports nothing"
+                );
+            }
+            _ => {}
+        }
+    }
+}
+
 macro_rules! contract {
     ($name:ident, $backend:expr, $gc:expr) => {
         mod $name {
@@ -447,6 +572,14 @@ macro_rules! contract {
                     return;
                 }
                 gc_keeps_live_data($backend, $gc);
+            }
+
+            #[test]
+            fn long_calls_report_their_progress() {
+                if skipped($backend) {
+                    return;
+                }
+                long_calls_report_progress($backend);
             }
 
             #[test]

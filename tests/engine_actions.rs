@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::EngineFixture;
+use snapstorm::engine::progress::Progress;
 use snapstorm::engine::traits::{
     BackendResult, ClientCredentials, ClientFactory, ClientSnapshotter, Details, GcOptions, Server,
     SnapshotId, Snapshotter,
@@ -298,11 +299,12 @@ impl Snapshotter for PanicOnce {
         &self,
         client: ClientId,
         source: &std::path::Path,
+        progress: &Progress,
     ) -> BackendResult<SnapshotId> {
         if self.armed.swap(false, Ordering::SeqCst) {
             panic!("injected panic inside the backend");
         }
-        self.inner.create_snapshot(client, source)
+        self.inner.create_snapshot(client, source, progress)
     }
     fn list_snapshots(&self, client: ClientId) -> BackendResult<Vec<SnapshotId>> {
         self.inner.list_snapshots(client)
@@ -312,8 +314,9 @@ impl Snapshotter for PanicOnce {
         client: ClientId,
         id: &str,
         target: &std::path::Path,
+        progress: &Progress,
     ) -> BackendResult<()> {
-        self.inner.restore_snapshot(client, id, target)
+        self.inner.restore_snapshot(client, id, target, progress)
     }
     fn delete_snapshot(&self, client: ClientId, id: &str) -> BackendResult<()> {
         self.inner.delete_snapshot(client, id)

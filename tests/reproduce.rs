@@ -14,6 +14,7 @@ use std::time::Duration;
 use common::{disk_state, runtime, snapstorm};
 use snapstorm::engine::actions::Origin;
 use snapstorm::engine::exec::{ActionRecord, Drawn, Engine, EngineConfig};
+use snapstorm::engine::progress::Progress;
 use snapstorm::engine::scenario::{ClientScript, Scenario, Schedule, ScriptStep};
 use snapstorm::engine::stats::Report;
 use snapstorm::engine::store::{FailureKind, MetadataStore, StateLayout};
@@ -247,7 +248,12 @@ impl Server for FakeServer {
 struct FakeClient(Arc<Repo>);
 
 impl Snapshotter for FakeClient {
-    fn create_snapshot(&self, _: ClientId, source: &Path) -> BackendResult<SnapshotId> {
+    fn create_snapshot(
+        &self,
+        _: ClientId,
+        source: &Path,
+        _: &Progress,
+    ) -> BackendResult<SnapshotId> {
         use std::os::unix::fs::PermissionsExt;
         let gcs_before = self.0.gcs.load(Ordering::SeqCst);
         let mut files = Vec::new();
@@ -274,7 +280,13 @@ impl Snapshotter for FakeClient {
     fn list_snapshots(&self, _: ClientId) -> BackendResult<Vec<SnapshotId>> {
         Ok(self.0.snapshots.lock().unwrap().keys().cloned().collect())
     }
-    fn restore_snapshot(&self, _: ClientId, id: &str, target: &Path) -> BackendResult<()> {
+    fn restore_snapshot(
+        &self,
+        _: ClientId,
+        id: &str,
+        target: &Path,
+        _: &Progress,
+    ) -> BackendResult<()> {
         use std::os::unix::fs::PermissionsExt;
         let snapshots = self.0.snapshots.lock().unwrap();
         let (files, lost) = snapshots

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use common::KEEP_EVERYTHING;
 use snapstorm::backend::embedded::ClientTimeouts;
+use snapstorm::engine::progress::Progress;
 use snapstorm::engine::scenario::Scenario;
 use snapstorm::engine::traits::{
     BackendResult, ClientCredentials, ClientFactory, ClientId, ClientSnapshotter, Details,
@@ -43,14 +44,25 @@ struct Recording {
 }
 
 impl Snapshotter for Recording {
-    fn create_snapshot(&self, client: ClientId, source: &Path) -> BackendResult<SnapshotId> {
-        self.inner.create_snapshot(client, source)
+    fn create_snapshot(
+        &self,
+        client: ClientId,
+        source: &Path,
+        progress: &Progress,
+    ) -> BackendResult<SnapshotId> {
+        self.inner.create_snapshot(client, source, progress)
     }
     fn list_snapshots(&self, client: ClientId) -> BackendResult<Vec<SnapshotId>> {
         self.inner.list_snapshots(client)
     }
-    fn restore_snapshot(&self, client: ClientId, id: &str, target: &Path) -> BackendResult<()> {
-        self.inner.restore_snapshot(client, id, target)
+    fn restore_snapshot(
+        &self,
+        client: ClientId,
+        id: &str,
+        target: &Path,
+        progress: &Progress,
+    ) -> BackendResult<()> {
+        self.inner.restore_snapshot(client, id, target, progress)
     }
     fn delete_snapshot(&self, client: ClientId, id: &str) -> BackendResult<()> {
         self.inner.delete_snapshot(client, id)

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use common::{assert_same_tree, build_test_tree};
 use snapstorm::backend::embedded::{ClientTimeouts, EmbeddedServer, RusticClient};
+use snapstorm::engine::progress::Progress;
 use snapstorm::engine::traits::{ClientId, ClientSnapshotter, Server, Snapshotter};
 
 const PASSWORD: &str = "shared-repository-password";
@@ -52,7 +53,11 @@ fn rustic_and_restic_back_up_into_one_repository_at_the_same_time() {
     let cache = work.path().join("restic-cache");
 
     let (rustic_id, _) = std::thread::scope(|scope| {
-        let rustic_backup = scope.spawn(|| rustic.create_snapshot(client, &rustic_source).unwrap());
+        let rustic_backup = scope.spawn(|| {
+            rustic
+                .create_snapshot(client, &rustic_source, &Progress::unobserved())
+                .unwrap()
+        });
         let restic_backup =
             scope.spawn(|| restic(&restic_url, &cache, &restic_source, &["backup", "."]));
         (rustic_backup.join().unwrap(), restic_backup.join().unwrap())
@@ -65,7 +70,7 @@ fn rustic_and_restic_back_up_into_one_repository_at_the_same_time() {
 
     let rustic_target = work.path().join("rustic-restored");
     rustic
-        .restore_snapshot(client, &rustic_id, &rustic_target)
+        .restore_snapshot(client, &rustic_id, &rustic_target, &Progress::unobserved())
         .unwrap();
     assert_same_tree(&rustic_source, &rustic_target);
 
@@ -85,7 +90,9 @@ fn rustic_and_restic_back_up_into_one_repository_at_the_same_time() {
     assert_same_tree(&rustic_source, &restic_target);
     let restic_id = listed.iter().find(|id| **id != rustic_id).unwrap();
     let cross = work.path().join("rustic-restores-restic");
-    rustic.restore_snapshot(client, restic_id, &cross).unwrap();
+    rustic
+        .restore_snapshot(client, restic_id, &cross, &Progress::unobserved())
+        .unwrap();
     assert_same_tree(&restic_source, &cross);
 
     restic(&restic_url, &cache, work.path(), &["check", "--read-data"]);

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -153,6 +153,9 @@ pub struct Run<'a> {
     pub processes: Option<(&'a Processes, &'a str)>,
     /// Replaced by `***` in everything kept from the process.
     pub secrets: Vec<String>,
+    /// Called with each line of standard output as it comes (progress
+    /// lines); the output is kept whole all the same.
+    pub on_stdout_line: Option<&'a (dyn Fn(&str) + Sync)>,
 }
 
 impl Run<'_> {
@@ -187,49 +190,34 @@ impl Run<'_> {
         if let Some((processes, user)) = self.processes {
             processes.started(user, pid);
         }
-        let read = |stream: Option<Box<dyn Read + Send>>| {
-            std::thread::spawn(move || {
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let on_line = self.on_stdout_line;
+        let (waited, stdout, stderr) = std::thread::scope(|scope| {
+            let stdout = scope.spawn(move || match (stdout, on_line) {
+                (Some(stream), Some(on_line)) => read_lines(stream, on_line),
+                (Some(mut stream), None) => {
+                    let mut bytes = Vec::new();
+                    let _ = stream.read_to_end(&mut bytes);
+                    bytes
+                }
+                (None, _) => Vec::new(),
+            });
+            let stderr = scope.spawn(move || {
                 let mut bytes = Vec::new();
-                if let Some(mut stream) = stream {
+                if let Some(mut stream) = stderr {
                     let _ = stream.read_to_end(&mut bytes);
                 }
                 bytes
-            })
-        };
-        let stdout = read(
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>),
-        );
-        let stderr = read(
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn Read + Send>),
-        );
-        let started = Instant::now();
-        let waited = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break Ok(Some(status)),
-                Ok(None) if started.elapsed() >= self.deadline => {
-                    kill_group(pid);
-                    let _ = child.wait();
-                    break Ok(None);
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-                Err(error) => {
-                    kill_group(pid);
-                    let _ = child.wait();
-                    break Err(error);
-                }
-            }
-        };
+            });
+            let waited = self.wait(&mut child, pid);
+            let stdout = stdout.join().unwrap_or_default();
+            let stderr = stderr.join().unwrap_or_default();
+            (waited, stdout, stderr)
+        });
         if let Some((processes, user)) = self.processes {
             processes.ended(user, pid);
         }
-        let stdout = stdout.join().unwrap_or_default();
-        let stderr = stderr.join().unwrap_or_default();
         let exit = match waited? {
             Some(status) => match (status.code(), status.signal()) {
                 (Some(code), _) => Exit::Code(code),
@@ -244,6 +232,47 @@ impl Run<'_> {
             stderr: scrub(&String::from_utf8_lossy(&stderr), &self.secrets),
         })
     }
+
+    /// Waits for the child to end; at the deadline (or if waiting fails)
+    /// its whole group is killed. `None`: it was killed at the deadline.
+    fn wait(
+        &self,
+        child: &mut std::process::Child,
+        pid: u32,
+    ) -> std::io::Result<Option<std::process::ExitStatus>> {
+        let started = Instant::now();
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return Ok(Some(status)),
+                Ok(None) if started.elapsed() >= self.deadline => {
+                    kill_group(pid);
+                    let _ = child.wait();
+                    return Ok(None);
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                Err(error) => {
+                    kill_group(pid);
+                    let _ = child.wait();
+                    return Err(error);
+                }
+            }
+        }
+    }
+}
+
+/// Reads `stream` to its end, handing each whole line to `on_line`; returns
+/// everything read.
+fn read_lines(stream: impl Read, on_line: &(dyn Fn(&str) + Sync)) -> Vec<u8> {
+    let mut reader = std::io::BufReader::new(stream);
+    let mut bytes = Vec::new();
+    loop {
+        let start = bytes.len();
+        match reader.read_until(b'\n', &mut bytes) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => on_line(String::from_utf8_lossy(&bytes[start..]).trim_end()),
+        }
+    }
+    bytes
 }
 
 /// `text` with every secret replaced by `***`.
@@ -290,6 +319,7 @@ mod tests {
             deadline,
             processes: None,
             secrets: vec!["s3cret".into()],
+            on_stdout_line: None,
         }
     }
 

@@ -248,17 +248,26 @@ fn entry_style(app: &App, outcome: Outcome, expected: bool) -> Style {
     }
 }
 
-/// What the client does now: its running action and for how long, or why it does nothing.
+/// What the client does now: its running action, for how long and how far
+/// it has got, or why it does nothing.
 fn now_spans<'a>(app: &App, view: &ClientView) -> Span<'a> {
     let theme = &app.theme;
     match (&view.running, view.state) {
-        (Some((action, started)), _) => Span::styled(
-            format!(
-                "⟳ {action} {}",
-                format::millis(app.now.saturating_duration_since(*started).as_millis() as u64)
-            ),
-            theme.running(),
-        ),
+        (Some((action, started)), _) => {
+            let elapsed = app.now.saturating_duration_since(*started).as_millis() as u64;
+            let progress = app
+                .counts
+                .in_progress
+                .get(&view.id)
+                .map(format::progress)
+                .filter(|p| !p.is_empty())
+                .map(|p| format!(" {p}"))
+                .unwrap_or_default();
+            Span::styled(
+                format!("⟳ {action} {}{progress}", format::millis(elapsed)),
+                theme.running(),
+            )
+        }
         (None, ClientState::Broken) => {
             Span::styled(view.message.clone().unwrap_or_default(), theme.failure())
         }
@@ -358,11 +367,12 @@ fn draw_pane(frame: &mut Frame, area: Rect, app: &App, view: &ClientView, select
             .as_deref()
             .and_then(|note| note.lines().next())
             .or(entry.made.as_deref());
+        // One space before it: a snapshot id (8) then fits a third of 140 columns.
         if let Some(extra) = extra
-            && inner_width >= used + 2 + 8
+            && inner_width >= used + 1 + 8
         {
             spans.push(Span::styled(
-                format!("  {}", format::fit(extra, inner_width - used - 2)),
+                format!(" {}", format::fit(extra, inner_width - used - 1)),
                 theme.dim(),
             ));
         }

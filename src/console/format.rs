@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::engine::progress::{ProgressView, Stage};
 use crate::engine::stats::Outcome;
 
 /// `123ms`, `4.5s`, `2m03s`.
@@ -76,6 +77,33 @@ pub fn seconds(duration: Duration) -> String {
     }
 }
 
+/// How far a snapshot or restore has got, most telling first (the pane
+/// cuts the end): `37% 45.0 MiB/120.0 MiB 3/4 files`, `reading source`.
+/// Empty when nothing is known yet.
+pub fn progress(view: &ProgressView) -> String {
+    match view.stage {
+        Stage::Reading => return "reading source".to_owned(),
+        Stage::Verifying => return "comparing".to_owned(),
+        Stage::Transfer => {}
+    }
+    let mut parts = Vec::new();
+    match (view.percent(), view.bytes_total) {
+        (Some(percent), Some(total)) => {
+            parts.push(format!("{percent}%"));
+            parts.push(format!("{}/{}", bytes(view.bytes_done), bytes(total)));
+        }
+        _ if view.bytes_done > 0 => parts.push(bytes(view.bytes_done)),
+        _ => {}
+    }
+    if let Some(done) = view.files_done {
+        match view.files_total {
+            Some(total) => parts.push(format!("{done}/{total} files")),
+            None => parts.push(format!("{done} files")),
+        }
+    }
+    parts.join(" ")
+}
+
 /// The first eight characters of a snapshot id, as restic shows them.
 pub fn short_id(id: &str) -> &str {
     &id[..id.len().min(8)]
@@ -97,5 +125,38 @@ mod tests {
         assert_eq!(fit("restore-random-snapshot", 8), "restore…");
         assert_eq!(fit("short", 8), "short");
         assert_eq!(seconds(Duration::from_millis(4200)), "5s");
+    }
+
+    #[test]
+    fn progress_says_the_share_first() {
+        let view = ProgressView {
+            stage: Stage::Transfer,
+            files_done: None,
+            files_total: Some(4),
+            bytes_done: 45 << 20,
+            bytes_total: Some(120 << 20),
+        };
+        assert_eq!(progress(&view), "37% 45.0 MiB/120.0 MiB");
+        let restic = ProgressView {
+            files_done: Some(3),
+            ..view
+        };
+        assert_eq!(progress(&restic), "37% 45.0 MiB/120.0 MiB 3/4 files");
+        let no_total = ProgressView {
+            bytes_total: None,
+            ..view
+        };
+        assert_eq!(progress(&no_total), "45.0 MiB");
+        let empty_source = ProgressView {
+            bytes_done: 0,
+            bytes_total: Some(0),
+            ..view
+        };
+        assert_eq!(progress(&empty_source), "");
+        let reading = ProgressView {
+            stage: Stage::Reading,
+            ..view
+        };
+        assert_eq!(progress(&reading), "reading source");
     }
 }

@@ -230,35 +230,57 @@ pub fn flush_folded() {
 struct Fields {
     message: String,
     rest: String,
+    /// A `log` record's own target (its event's is `log`).
+    log_target: Option<String>,
 }
 
 impl Visit for Fields {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "message" {
-            let _ = write!(self.message, "{value:?}");
-        } else {
-            let _ = write!(self.rest, "; {} {value:?}", field.name());
+        match field.name() {
+            "message" => {
+                let _ = write!(self.message, "{value:?}");
+            }
+            // Where in rustic's source a `log` record was made: noise here.
+            "log.module_path" | "log.file" | "log.line" => {}
+            name => {
+                let _ = write!(self.rest, "; {name} {value:?}");
+            }
         }
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
-            self.message.push_str(value);
-        } else {
-            let _ = write!(self.rest, "; {} {value}", field.name());
+        match field.name() {
+            "message" => self.message.push_str(value),
+            "log.target" => self.log_target = Some(value.to_owned()),
+            "log.module_path" | "log.file" => {}
+            name => {
+                let _ = write!(self.rest, "; {name} {value}");
+            }
         }
     }
 }
 
-/// Sends tracing events to the log pane, folded and trimmed.
+/// Sends tracing events (and the `log` records they carry) to the log
+/// pane, folded and trimmed.
 pub struct PaneLayer;
+
+/// Records this pane cannot take: tui-logger stamps each line with jiff's
+/// clock, and jiff logs while it reads the time zones for that clock, so
+/// taking jiff's own records would wait on itself.
+fn never_shown(target: &str) -> bool {
+    target == "jiff" || target.starts_with("jiff::")
+}
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for PaneLayer {
     fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
         let mut fields = Fields::default();
         event.record(&mut fields);
-        let text = trim_paths(&format!("{}{}", fields.message, fields.rest));
         let meta = event.metadata();
+        let target = fields.log_target.as_deref().unwrap_or(meta.target());
+        if never_shown(target) {
+            return;
+        }
+        let text = trim_paths(&format!("{}{}", fields.message, fields.rest));
         let level = match *meta.level() {
             tracing::Level::ERROR => log::Level::Error,
             tracing::Level::WARN => log::Level::Warn,
@@ -268,7 +290,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for PaneLayer {
         };
         let lines = FOLDER
             .lock()
-            .map(|mut f| f.fold(level, meta.target(), &text, Instant::now()))
+            .map(|mut f| f.fold(level, target, &text, Instant::now()))
             .unwrap_or_default();
         write(lines);
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::actions::Origin;
 use super::brief::{brief, without_backtrace};
 use super::fingerprint::{CompareOptions, Fingerprint, FingerprintError, TreeDiff};
+use super::progress::{Progress, Stage};
 use super::store::{Failure, FailureKind, MetadataStore, SnapshotRecord, StoreError, now_rfc3339};
 use super::traits::{BackendError, ClientId, ErrorClass, SnapshotId, Snapshotter};
 
@@ -124,13 +125,20 @@ impl Checker {
         client: ClientId,
         source: &Path,
         sub_path: Option<&str>,
+        progress: &Progress,
     ) -> Result<SnapshotRecord, CheckerError> {
         std::fs::create_dir_all(source).map_err(|source_err| CheckerError::Io {
             context: format!("create {}", source.display()),
             source: source_err,
         })?;
+        progress.start(Stage::Reading);
         let fingerprint = Fingerprint::of_tree(source)?;
-        let id = snapshotter.create_snapshot(client, source)?;
+        progress.set_totals(
+            Some(fingerprint.file_count()),
+            Some(fingerprint.content_bytes()),
+        );
+        progress.start(Stage::Transfer);
+        let id = snapshotter.create_snapshot(client, source, progress)?;
         let record = SnapshotRecord {
             id,
             run: self.store.run_number(),
@@ -155,17 +163,21 @@ impl Checker {
         id: &str,
         target: &Path,
         attempt_kind: RestoreAttempt,
+        progress: &Progress,
     ) -> Result<Verification, CheckerError> {
         let expected = self.store.fingerprint(id)?;
         empty_dir(target)?;
-        let mut attempt = snapshotter.restore_snapshot(client, id, target);
+        progress.set_totals(Some(expected.file_count()), Some(expected.content_bytes()));
+        progress.start(Stage::Transfer);
+        let mut attempt = snapshotter.restore_snapshot(client, id, target, progress);
         for pause in RESTORE_RETRY_PAUSES {
             if attempt.is_ok() {
                 break;
             }
             std::thread::sleep(pause);
             empty_dir(target)?;
-            attempt = snapshotter.restore_snapshot(client, id, target);
+            progress.start(Stage::Transfer);
+            attempt = snapshotter.restore_snapshot(client, id, target, progress);
         }
         match attempt {
             Ok(()) => {}
@@ -180,6 +192,7 @@ impl Checker {
                 return Ok(Verification::RestoreFailed(error.to_string()));
             }
         }
+        progress.start(Stage::Verifying);
         let actual = Fingerprint::of_tree(target)?;
         let diff = expected.diff(&actual, self.compare);
         Ok(if diff.is_empty() {

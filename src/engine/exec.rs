@@ -26,6 +26,7 @@ use super::file_writer::available_space;
 use super::fingerprint::CompareOptions;
 use super::guard::{catch_panic, guarded};
 use super::options::ActionOptions;
+use super::progress::ProgressBoard;
 use super::scenario::{ClientScript, Plan, Scenario, ScriptStep};
 use super::stats::{Counts, Effects, FailureReport, Outcome, Report, Stats};
 use super::store::{DamageRecord, Failure, FailureKind, MetadataStore, now_rfc3339};
@@ -224,6 +225,8 @@ pub struct Engine {
     slot_count: usize,
     /// Places handed out in the order in which actions and faults start.
     starts: AtomicU64,
+    /// How far each client's snapshot or restore under way has got.
+    progress: ProgressBoard,
 }
 
 /// Overrides the number of actions that run at once (default: two per core).
@@ -314,6 +317,7 @@ impl Engine {
             halt_notify: tokio::sync::Notify::new(),
             action_slots: Arc::new(tokio::sync::Semaphore::new(slot_count)),
             slot_count,
+            progress: ProgressBoard::default(),
         })
     }
 
@@ -423,10 +427,12 @@ impl Engine {
     /// The run's counts: the one source every display reads.
     pub fn counts(&self) -> Counts {
         let live = self.store().live_counts();
-        self.stats.counts(
+        let mut counts = self.stats.counts(
             |id| live.get(&id).copied().unwrap_or(0),
             self.faults.injected() as u64,
-        )
+        );
+        counts.in_progress = self.progress.views();
+        counts
     }
 
     /// Garbage-collects on the server now (the console's key, a GC fault),
@@ -843,6 +849,7 @@ impl Engine {
             client,
             &source,
             params.sub_path.as_deref(),
+            &self.progress.begin(client),
         ) {
             Ok(record) => {
                 let mut step = Step::ok()
@@ -898,6 +905,7 @@ impl Engine {
             &id,
             &target,
             attempt,
+            &self.progress.begin(client),
         );
         if !into_data_dir {
             let _ = std::fs::remove_dir_all(&target);

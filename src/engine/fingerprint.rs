@@ -122,6 +122,14 @@ impl Fingerprint {
         self.entries.is_empty()
     }
 
+    /// How many regular files it holds.
+    pub fn file_count(&self) -> u64 {
+        self.entries
+            .values()
+            .filter(|e| e.kind == EntryKind::File)
+            .count() as u64
+    }
+
     /// Total bytes of file content.
     pub fn content_bytes(&self) -> u64 {
         self.entries.values().map(|e| e.size).sum()

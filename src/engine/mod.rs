@@ -12,6 +12,7 @@ pub mod file_writer;
 pub mod fingerprint;
 pub mod guard;
 pub mod options;
+pub mod progress;
 pub mod scenario;
 pub mod stats;
 pub mod store;

@@ -8,6 +8,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use super::actions::{Action, Origin};
+use super::progress::ProgressView;
 use super::store::{Failure, FailureKind};
 use super::traits::ClientId;
 
@@ -124,6 +125,10 @@ pub struct Counts {
     /// GCs that finished, whoever started them (an action, a key, a fault).
     pub gc_runs: u64,
     pub faults_injected: u64,
+    /// Snapshots and restores under way, per client: how far each has got.
+    /// Of the moment only, so never in a report.
+    #[serde(skip)]
+    pub in_progress: BTreeMap<ClientId, ProgressView>,
 }
 
 impl Counts {
@@ -240,6 +245,7 @@ impl Stats {
             totals,
             gc_runs: inner.gc_runs,
             faults_injected,
+            in_progress: BTreeMap::new(),
         }
     }
 

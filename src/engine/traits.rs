@@ -16,6 +16,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::options::ActionOptions;
+use super::progress::Progress;
 use crate::faults::{FaultKind, FaultSpec};
 
 /// One client of the repository.
@@ -143,11 +144,26 @@ pub trait FileWriter: Send + Sync {
 }
 
 /// Snapshots and restores directories; every call names its client.
+///
+/// The long calls get a [`Progress`] to report how far they got (bytes, and
+/// files where the backend counts them); a backend that cannot tell may
+/// leave it alone, and the console then shows only the time taken.
 pub trait Snapshotter: Send + Sync {
-    fn create_snapshot(&self, client: ClientId, source: &Path) -> BackendResult<SnapshotId>;
+    fn create_snapshot(
+        &self,
+        client: ClientId,
+        source: &Path,
+        progress: &Progress,
+    ) -> BackendResult<SnapshotId>;
     fn list_snapshots(&self, client: ClientId) -> BackendResult<Vec<SnapshotId>>;
     /// Restores the snapshot's content so that `target` holds what `source` held.
-    fn restore_snapshot(&self, client: ClientId, id: &str, target: &Path) -> BackendResult<()>;
+    fn restore_snapshot(
+        &self,
+        client: ClientId,
+        id: &str,
+        target: &Path,
+        progress: &Progress,
+    ) -> BackendResult<()>;
     fn delete_snapshot(&self, client: ClientId, id: &str) -> BackendResult<()>;
     fn run_gc(&self, client: ClientId, options: &GcOptions) -> BackendResult<Details>;
     /// What kind of client `client` is (`rustic`, `restic`), for the report

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 use crate::engine::guard::guarded;
+use crate::engine::progress::Progress;
 use crate::engine::traits::{
     BackendResult, ClientFactory, ClientId, ClientSnapshotter, Details, GcOptions, Server,
     SnapshotId, Snapshotter,
@@ -80,9 +81,14 @@ impl MultiClientSnapshotter {
 }
 
 impl Snapshotter for MultiClientSnapshotter {
-    fn create_snapshot(&self, client: ClientId, source: &Path) -> BackendResult<SnapshotId> {
+    fn create_snapshot(
+        &self,
+        client: ClientId,
+        source: &Path,
+        progress: &Progress,
+    ) -> BackendResult<SnapshotId> {
         let snapshotter = self.client(client)?;
-        guarded(|| snapshotter.create_snapshot(client, source))
+        guarded(|| snapshotter.create_snapshot(client, source, progress))
     }
 
     fn list_snapshots(&self, client: ClientId) -> BackendResult<Vec<SnapshotId>> {
@@ -90,9 +96,15 @@ impl Snapshotter for MultiClientSnapshotter {
         guarded(|| snapshotter.list_snapshots(client))
     }
 
-    fn restore_snapshot(&self, client: ClientId, id: &str, target: &Path) -> BackendResult<()> {
+    fn restore_snapshot(
+        &self,
+        client: ClientId,
+        id: &str,
+        target: &Path,
+        progress: &Progress,
+    ) -> BackendResult<()> {
         let snapshotter = self.client(client)?;
-        guarded(|| snapshotter.restore_snapshot(client, id, target))
+        guarded(|| snapshotter.restore_snapshot(client, id, target, progress))
     }
 
     fn delete_snapshot(&self, client: ClientId, id: &str) -> BackendResult<()> {

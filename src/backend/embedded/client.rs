@@ -11,8 +11,9 @@ use std::time::Instant;
 use rustic_backend::BackendOptions;
 use rustic_core::repofile::MasterKey;
 use rustic_core::{
-    BackupOptions, Credentials, LocalDestination, LsOptions, OpenStatus, PathList, Repository,
-    RepositoryBackends, RepositoryOptions, RestoreOptions, RusticError, SnapshotOptions,
+    BackupOptions, Credentials, LocalDestination, LsOptions, OpenStatus, PathList,
+    Progress as RusticProgressBar, ProgressBars, ProgressType, Repository, RepositoryBackends,
+    RepositoryOptions, RestoreOptions, RusticError, RusticProgress, SnapshotOptions,
 };
 
 use super::ClientTimeouts;
@@ -20,6 +21,7 @@ use super::errors::CallContext;
 use super::evidence::Evidence;
 use super::server::snapshot_ids;
 use crate::engine::guard::catch_panic;
+use crate::engine::progress::Progress;
 use crate::engine::traits::{
     BackendError, BackendResult, ClientCredentials, ClientFactory, ClientId, ClientSnapshotter,
     Details, GcOptions, SnapshotId, Snapshotter,
@@ -90,6 +92,17 @@ impl RusticClient {
         client: ClientId,
         work: impl FnOnce(Repository<OpenStatus>) -> CallResult<T>,
     ) -> BackendResult<T> {
+        self.call_reporting(client, &Progress::unobserved(), work)
+    }
+
+    /// As [`RusticClient::call`], with rustic's byte counts of a backup or
+    /// restore reported into `progress`.
+    fn call_reporting<T>(
+        &self,
+        client: ClientId,
+        progress: &Progress,
+        work: impl FnOnce(Repository<OpenStatus>) -> CallResult<T>,
+    ) -> BackendResult<T> {
         let connection = self
             .connection
             .lock()
@@ -102,8 +115,10 @@ impl RusticClient {
             started: Instant::now(),
         };
         let outcome = catch_panic(|| {
-            let repo = Repository::new(&connection.options, &connection.backends)?
-                .open(&Credentials::Masterkey(connection.key.clone()))?;
+            let bars = BytesProgress(progress.clone());
+            let repo =
+                Repository::new_with_progress(&connection.options, &connection.backends, bars)?
+                    .open(&Credentials::Masterkey(connection.key.clone()))?;
             work(repo)
         });
         match outcome {
@@ -115,6 +130,46 @@ impl RusticClient {
     }
 }
 
+/// rustic's progress bars, as snapstorm listens to them: the byte bar of a
+/// backup (`backing up...`) or restore (`restoring file contents...`) goes
+/// into the call's [`Progress`]; the counters and spinners of reading
+/// indexes and snapshots say nothing about how far the call has got.
+#[derive(Debug)]
+struct BytesProgress(Progress);
+
+impl ProgressBars for BytesProgress {
+    fn progress(&self, kind: ProgressType, _prefix: &str) -> RusticProgressBar {
+        match kind {
+            ProgressType::Bytes => RusticProgressBar::new(BytesBar(self.0.clone())),
+            ProgressType::Counter | ProgressType::Spinner => RusticProgressBar::hidden(),
+        }
+    }
+}
+
+/// One byte bar. It says it is hidden only so that a backup does not walk
+/// its source a second time to count its size: the engine's fingerprint
+/// of the source already gave the total.
+#[derive(Debug)]
+struct BytesBar(Progress);
+
+impl RusticProgress for BytesBar {
+    fn is_hidden(&self) -> bool {
+        true
+    }
+
+    fn set_length(&self, len: u64) {
+        self.0.set_bytes_total(len);
+    }
+
+    fn set_title(&self, _title: &str) {}
+
+    fn inc(&self, inc: u64) {
+        self.0.add_bytes(inc);
+    }
+
+    fn finish(&self) {}
+}
+
 fn utf8(path: &Path, what: &str) -> CallResult<String> {
     path.to_str().map(str::to_owned).ok_or_else(|| {
         CallError::Classified(BackendError::Local(format!("{what} path is not UTF-8")))
@@ -122,8 +177,13 @@ fn utf8(path: &Path, what: &str) -> CallResult<String> {
 }
 
 impl Snapshotter for RusticClient {
-    fn create_snapshot(&self, client: ClientId, source: &Path) -> BackendResult<SnapshotId> {
-        self.call(client, |repo| {
+    fn create_snapshot(
+        &self,
+        client: ClientId,
+        source: &Path,
+        progress: &Progress,
+    ) -> BackendResult<SnapshotId> {
+        self.call_reporting(client, progress, |repo| {
             let repo = repo.to_indexed_ids()?;
             let snapshot = SnapshotOptions::default()
                 .host(client.to_string())
@@ -143,8 +203,14 @@ impl Snapshotter for RusticClient {
         self.call(client, |repo| Ok(snapshot_ids(repo.get_all_snapshots()?)))
     }
 
-    fn restore_snapshot(&self, client: ClientId, id: &str, target: &Path) -> BackendResult<()> {
-        self.call(client, |repo| {
+    fn restore_snapshot(
+        &self,
+        client: ClientId,
+        id: &str,
+        target: &Path,
+        progress: &Progress,
+    ) -> BackendResult<()> {
+        self.call_reporting(client, progress, |repo| {
             let repo = repo.to_indexed()?;
             let snapshot = repo.get_snapshots(&[id])?.pop().ok_or_else(|| {
                 CallError::Classified(BackendError::Data(format!("snapshot {id} not found")))

@@ -13,6 +13,7 @@ use super::errors::classify;
 use super::json::{parse_created, parse_listed};
 use super::process::{Invocation, KopiaBinary, Output, Processes};
 use super::server::CLIENT_HOST;
+use crate::engine::progress::Progress;
 use crate::engine::traits::{
     BackendError, BackendResult, ClientCredentials, ClientFactory, ClientId, ClientSnapshotter,
     Details, GcOptions, SnapshotId, Snapshotter,
@@ -151,7 +152,13 @@ fn absolute_utf8(path: &Path, what: &str) -> BackendResult<String> {
 }
 
 impl Snapshotter for KopiaClient {
-    fn create_snapshot(&self, client: ClientId, source: &Path) -> BackendResult<SnapshotId> {
+    /// kopia's `--json` prints no progress: the console shows the time taken.
+    fn create_snapshot(
+        &self,
+        client: ClientId,
+        source: &Path,
+        _progress: &Progress,
+    ) -> BackendResult<SnapshotId> {
         let connected = self.connected(client)?;
         let source = absolute_utf8(source, "source")?;
         let output = self.kopia(&connected, "snapshot create", args::create(&source))?;
@@ -181,7 +188,13 @@ impl Snapshotter for KopiaClient {
             })
     }
 
-    fn restore_snapshot(&self, client: ClientId, id: &str, target: &Path) -> BackendResult<()> {
+    fn restore_snapshot(
+        &self,
+        client: ClientId,
+        id: &str,
+        target: &Path,
+        _progress: &Progress,
+    ) -> BackendResult<()> {
         let connected = self.connected(client)?;
         let target = absolute_utf8(target, "restore")?;
         self.kopia(&connected, "snapshot restore", args::restore(id, &target))
@@ -369,7 +382,9 @@ mod tests {
         assert!(!args.contains("user-secret"), "{args}");
         let password = std::fs::read_to_string(dir.path().join("password")).unwrap();
         assert_eq!(password.trim(), "user-secret");
-        let id = c.create_snapshot(ClientId(1), Path::new("/d")).unwrap();
+        let id = c
+            .create_snapshot(ClientId(1), Path::new("/d"), &Progress::unobserved())
+            .unwrap();
         assert_eq!(id, "b4c1f0a29e8d7c6b5a4f3e2d1c0b9a87");
 
         let kopia = fake_kopia(dir.path(), super::super::json::fixtures::LISTED, 0);
@@ -378,7 +393,9 @@ mod tests {
 
         let kopia = fake_kopia(dir.path(), super::super::json::fixtures::PARTIAL, 0);
         let c = client(kopia, dir.path());
-        let partial = c.create_snapshot(ClientId(1), Path::new("/d")).unwrap_err();
+        let partial = c
+            .create_snapshot(ClientId(1), Path::new("/d"), &Progress::unobserved())
+            .unwrap_err();
         assert!(partial.to_string().contains("incomplete"), "{partial}");
 
         let kopia = fake_kopia(dir.path(), "", 0);
@@ -386,7 +403,7 @@ mod tests {
         // The same `kopia` now fails: the restore is a data error.
         fake_kopia(dir.path(), "", 1);
         let gone = c
-            .restore_snapshot(ClientId(1), "x", Path::new("/r"))
+            .restore_snapshot(ClientId(1), "x", Path::new("/r"), &Progress::unobserved())
             .unwrap_err();
         assert_eq!(gone.class(), ErrorClass::Data, "{gone}");
         c.disconnect(ClientId(1)).unwrap_err();

@@ -111,6 +111,7 @@ impl Invocation<'_> {
             deadline: self.deadline,
             processes: self.processes,
             secrets,
+            on_stdout_line: None,
         }
     }
 

@@ -57,6 +57,8 @@ pub struct Invocation<'a> {
     pub deadline: Duration,
     /// Registers the process under this user while it runs.
     pub processes: Option<(&'a Processes, &'a str)>,
+    /// Called with each line restic prints as it prints it (`--json` status).
+    pub on_stdout_line: Option<&'a (dyn Fn(&str) + Sync)>,
 }
 
 impl Invocation<'_> {
@@ -84,13 +86,15 @@ impl Invocation<'_> {
             env: vec![
                 ("RESTIC_REPOSITORY", self.target.repository.clone()),
                 ("RESTIC_PASSWORD", self.target.password.clone()),
-                // restic's own progress lines only every few seconds.
-                ("RESTIC_PROGRESS_FPS", "0.2".to_owned()),
+                // restic's `--json` status lines four times a second: enough
+                // for the console, few enough to read as they come.
+                ("RESTIC_PROGRESS_FPS", "4".to_owned()),
             ],
             cwd: self.cwd,
             deadline: self.deadline,
             processes: self.processes,
             secrets,
+            on_stdout_line: self.on_stdout_line,
         }
     }
 
@@ -128,6 +132,7 @@ mod tests {
             cwd: None,
             deadline: Duration::from_secs(1),
             processes: None,
+            on_stdout_line: None,
         };
         let command = invocation.command();
         let args: Vec<String> = command

@@ -76,6 +76,7 @@ impl ResticServer {
                 cwd: None,
                 deadline: PRUNE_TIMEOUT,
                 processes: None,
+                on_stdout_line: None,
             }
             .run()
             .map_err(|e| BackendError::Local(format!("cannot run restic: {e}")))
