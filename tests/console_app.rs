@@ -127,6 +127,28 @@ struct Driven {
     counts: CountsFeed,
 }
 
+/// A run taken apart for a test that plays the console: the app fed by the
+/// run's events and counts, the commands that go in, and the task that ends
+/// with the report.
+fn playing(
+    handle: RunHandle,
+) -> (
+    Driven,
+    App,
+    tokio::sync::mpsc::UnboundedSender<Command>,
+    tokio::task::JoinHandle<snapstorm::engine::Report>,
+) {
+    let RunHandle {
+        info,
+        commands,
+        events,
+        counts,
+        task,
+    } = handle;
+    let app = App::new(&info, Instant::now(), Theme::plain());
+    (Driven { events, counts }, app, commands, task)
+}
+
 impl Driven {
     fn refresh(&self, app: &mut App) {
         app.set_counts(self.counts.now(), self.counts.running_clients());
@@ -173,15 +195,7 @@ async fn keys_drive_a_real_run() {
         9,
         2,
     );
-    let RunHandle {
-        info,
-        commands,
-        events,
-        counts,
-        task,
-    } = launch(spec).await.unwrap();
-    let mut run = Driven { events, counts };
-    let mut app = App::new(&info, Instant::now(), Theme::plain());
+    let (mut run, mut app, commands, task) = playing(launch(spec).await.unwrap());
     let send = |app: &mut App, code: KeyCode| {
         if let Some(command) = press(app, code) {
             commands.send(command).unwrap();
@@ -252,7 +266,6 @@ async fn keys_drive_a_real_run() {
 /// the snapshots it counts are the ones the metadata recorded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_shows_the_reports_counts() {
-    use snapstorm::console::layout;
     let state = tempfile::tempdir().unwrap();
     let scenario = Scenario::parse(
         "repeated",
@@ -269,15 +282,7 @@ async fn the_console_shows_the_reports_counts() {
     let mut storm = snapstorm::faults::FaultSpec::new(FaultKind::GcStorm, Duration::from_secs(2));
     storm.duration = Some(Duration::from_secs(4));
     spec.faults = vec![storm];
-    let RunHandle {
-        info,
-        commands: _commands,
-        events,
-        counts,
-        task,
-    } = launch(spec).await.unwrap();
-    let mut run = Driven { events, counts };
-    let mut app = App::new(&info, Instant::now(), Theme::plain());
+    let (mut run, mut app, _commands, task) = playing(launch(spec).await.unwrap());
     run.until(&mut app, Duration::from_secs(120), "finish", |a| a.finished)
         .await;
     let report = task.await.unwrap();
@@ -300,17 +305,7 @@ async fn the_console_shows_the_reports_counts() {
     assert_eq!(app.counts.faults_injected, report.faults.len() as u64);
 
     // The screen shows those numbers.
-    let mut terminal = ratatui::Terminal::new(ratatui::backend::TestBackend::new(140, 45)).unwrap();
-    terminal.draw(|frame| layout::draw(frame, &app)).unwrap();
-    let buffer = terminal.backend().buffer().clone();
-    let screen: String = (0..buffer.area.height)
-        .map(|y| {
-            (0..buffer.area.width)
-                .map(|x| buffer[(x, y)].symbol().to_owned())
-                .collect::<String>()
-                + "\n"
-        })
-        .collect();
+    let screen = screen(&app, 140, 45);
     let t = &report.totals;
     for shown in [
         format!("gc {}", report.gc_runs),
@@ -406,15 +401,7 @@ async fn a_long_snapshot_and_restore_show_how_far_they_got() {
     )
     .unwrap();
     let spec = RunSpec::new(scenario, state.path().to_path_buf(), 3);
-    let RunHandle {
-        info,
-        commands: _commands,
-        events,
-        counts,
-        task,
-    } = launch(spec).await.unwrap();
-    let mut run = Driven { events, counts };
-    let mut app = App::new(&info, Instant::now(), Theme::plain());
+    let (mut run, mut app, _commands, task) = playing(launch(spec).await.unwrap());
     let mut shown: Vec<(&str, (u64, String, String))> = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
     while !app.finished {
@@ -655,15 +642,7 @@ async fn a_client_added_while_the_server_is_down_retries_and_joins() {
     );
     let parts = embedded_parts(&spec).await.unwrap();
     let server = parts.server.clone();
-    let RunHandle {
-        info,
-        commands,
-        events,
-        counts,
-        task,
-    } = launch_with(spec, parts).await.unwrap();
-    let mut run = Driven { events, counts };
-    let mut app = App::new(&info, Instant::now(), Theme::plain());
+    let (mut run, mut app, commands, task) = playing(launch_with(spec, parts).await.unwrap());
     let minute = Duration::from_secs(60);
     run.until(&mut app, minute, "client 1", |a| a.running_clients == 1)
         .await;
@@ -708,15 +687,7 @@ async fn a_client_added_while_the_server_is_down_retries_and_joins() {
 async fn clients_connect_at_once_and_the_header_counts_them() {
     let state = tempfile::tempdir().unwrap();
     let spec = small_run(state.path(), WRITES_ONLY, 22, 16);
-    let RunHandle {
-        info,
-        commands,
-        events,
-        counts,
-        task,
-    } = launch(spec).await.unwrap();
-    let mut run = Driven { events, counts };
-    let mut app = App::new(&info, Instant::now(), Theme::plain());
+    let (mut run, mut app, commands, task) = playing(launch(spec).await.unwrap());
     let most = std::cell::Cell::new(0);
     let header = std::cell::RefCell::new(String::new());
     run.until(&mut app, Duration::from_secs(120), "16 clients", |a| {
@@ -847,16 +818,8 @@ fn every_key_in_the_help_acts() {
 async fn quitting_while_clients_connect_ends_the_run() {
     let state = tempfile::tempdir().unwrap();
     let spec = small_run(state.path(), WRITES_ONLY, 23, 8);
-    let RunHandle {
-        info,
-        commands,
-        events,
-        counts,
-        task,
-    } = launch(spec).await.unwrap();
+    let (mut run, mut app, commands, task) = playing(launch(spec).await.unwrap());
     commands.send(Command::Shutdown).unwrap();
-    let mut run = Driven { events, counts };
-    let mut app = App::new(&info, Instant::now(), Theme::plain());
     run.until(&mut app, Duration::from_secs(120), "finish", |a| a.finished)
         .await;
     let report = task.await.unwrap();
