@@ -111,6 +111,23 @@ fn count_failure(app: &mut App, client: u32, unexpected: bool) {
     });
 }
 
+/// The client's snapshot is part way (45 of 120 MiB), as the engine publishes it.
+fn snapshot_part_way(app: &mut App, client: u32) {
+    let mut counts = app.counts.clone();
+    counts.in_progress.insert(
+        ClientId(client),
+        ProgressView {
+            stage: Stage::Transfer,
+            files_done: None,
+            files_total: Some(212),
+            bytes_done: 45 << 20,
+            bytes_total: Some(120 << 20),
+        },
+    );
+    let running = app.running_clients;
+    app.set_counts(counts, running);
+}
+
 /// Four clients, each having written, snapshotted and verified; two running now.
 fn busy_app(theme: Theme) -> (App, Instant) {
     let t0 = Instant::now();
@@ -155,20 +172,7 @@ fn busy_app(theme: Theme) -> (App, Instant) {
         action: Action::WriteRandomFiles,
         at: now - Duration::from_millis(250),
     });
-    // client-2's snapshot is part way, as the engine publishes it.
-    let mut counts = app.counts.clone();
-    counts.in_progress.insert(
-        ClientId(2),
-        ProgressView {
-            stage: Stage::Transfer,
-            files_done: None,
-            files_total: Some(212),
-            bytes_done: 45 << 20,
-            bytes_total: Some(120 << 20),
-        },
-    );
-    let running = app.clients.len();
-    app.set_counts(counts, running);
+    snapshot_part_way(&mut app, 2);
     app.repo_bytes = Some(48 * 1024 * 1024 + 300 * 1024);
     app.tick(now);
     (app, now)
@@ -504,6 +508,7 @@ fn storm_app(width: u16, height: u16) -> App {
         action: Action::SnapshotRoot,
         at: now - Duration::from_millis(2500),
     });
+    snapshot_part_way(&mut app, 24);
     app.repo_bytes = Some(48 * 1024 * 1024);
     app.tick(now);
     app
@@ -518,6 +523,10 @@ fn assert_all_visible(t: &str) {
         "the fault and its time left:\n{t}"
     );
     assert!(t.contains("client-23"), "the failing client:\n{t}");
+    assert!(
+        t.contains("⟳ snapshot-root 2.5s 37%"),
+        "how far the running snapshot got:\n{t}"
+    );
     assert!(t.contains("failures 1 (1 unexpected)"), "the totals:\n{t}");
     assert!(
         t.contains("20 removed client(s) collapsed — r shows them"),
