@@ -122,6 +122,7 @@ fn snapshot_part_way(app: &mut App, client: u32) {
             files_total: Some(212),
             bytes_done: 45 << 20,
             bytes_total: Some(120 << 20),
+            reported: true,
         },
     );
     let running = app.running_clients;

@@ -78,13 +78,22 @@ pub fn seconds(duration: Duration) -> String {
 }
 
 /// How far a snapshot or restore has got, most telling first (the pane
-/// cuts the end): `37% 45.0 MiB/120.0 MiB 3/4 files`, `reading source`.
-/// Empty when nothing is known yet.
+/// cuts the end): `37% 45.0 MiB/120.0 MiB 3/4 files`, `reading source`;
+/// only what it covers (`1.1 GiB in 12 files`) when the backend cannot
+/// tell how far it got. Empty when nothing is known.
 pub fn progress(view: &ProgressView) -> String {
     match view.stage {
         Stage::Reading => return "reading source".to_owned(),
         Stage::Verifying => return "comparing".to_owned(),
         Stage::Transfer => {}
+    }
+    if !view.reported {
+        return match (view.bytes_total, view.files_total) {
+            (Some(bytes_total), Some(files)) if files > 0 => {
+                format!("{} in {files} files", bytes(bytes_total))
+            }
+            _ => String::new(),
+        };
     }
     let mut parts = Vec::new();
     match (view.percent(), view.bytes_total) {
@@ -135,6 +144,7 @@ mod tests {
             files_total: Some(4),
             bytes_done: 45 << 20,
             bytes_total: Some(120 << 20),
+            reported: true,
         };
         assert_eq!(progress(&view), "37% 45.0 MiB/120.0 MiB");
         let restic = ProgressView {
@@ -158,5 +168,11 @@ mod tests {
             ..view
         };
         assert_eq!(progress(&reading), "reading source");
+        let silent_backend = ProgressView {
+            bytes_done: 0,
+            reported: false,
+            ..view
+        };
+        assert_eq!(progress(&silent_backend), "120.0 MiB in 4 files");
     }
 }

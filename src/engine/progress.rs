@@ -9,7 +9,7 @@
 //! its own total replaces them.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::traits::ClientId;
@@ -53,6 +53,9 @@ struct Counters {
     files_total: AtomicU64,
     bytes_done: AtomicU64,
     bytes_total: AtomicU64,
+    /// Whether the backend has said anything: one that cannot tell leaves
+    /// only the engine's totals, and `0 %` would then be a guess.
+    reported: AtomicBool,
 }
 
 impl Default for Counters {
@@ -63,6 +66,7 @@ impl Default for Counters {
             files_total: AtomicU64::new(UNKNOWN),
             bytes_done: AtomicU64::new(0),
             bytes_total: AtomicU64::new(UNKNOWN),
+            reported: AtomicBool::new(false),
         }
     }
 }
@@ -97,15 +101,18 @@ impl Progress {
     /// The backend's own count of the bytes it will cover.
     pub fn set_bytes_total(&self, bytes: u64) {
         self.counters.bytes_total.store(bytes, Ordering::Relaxed);
+        self.counters.reported.store(true, Ordering::Relaxed);
     }
 
     /// `bytes` more are done (a backend that reports chunk by chunk).
     pub fn add_bytes(&self, bytes: u64) {
         self.counters.bytes_done.fetch_add(bytes, Ordering::Relaxed);
+        self.counters.reported.store(true, Ordering::Relaxed);
     }
 
     /// How much is done so far (a backend that reports running totals).
     pub fn set_done(&self, files: Option<u64>, bytes: u64) {
+        self.counters.reported.store(true, Ordering::Relaxed);
         self.counters
             .files_done
             .store(files.unwrap_or(UNKNOWN), Ordering::Relaxed);
@@ -120,6 +127,7 @@ impl Progress {
             files_total: known(self.counters.files_total.load(Ordering::Relaxed)),
             bytes_done: self.counters.bytes_done.load(Ordering::Relaxed),
             bytes_total: known(self.counters.bytes_total.load(Ordering::Relaxed)),
+            reported: self.counters.reported.load(Ordering::Relaxed),
         }
     }
 }
@@ -133,6 +141,8 @@ pub struct ProgressView {
     pub files_total: Option<u64>,
     pub bytes_done: u64,
     pub bytes_total: Option<u64>,
+    /// The backend reported into it (else only the totals are known).
+    pub reported: bool,
 }
 
 impl ProgressView {
@@ -215,6 +225,10 @@ mod tests {
         {
             let progress = board.begin(ClientId(3));
             progress.set_totals(Some(4), Some(1000));
+            assert!(
+                !board.views()[&ClientId(3)].reported,
+                "totals are the engine's"
+            );
             progress.add_bytes(250);
             let views = board.views();
             let view = views[&ClientId(3)];
@@ -223,6 +237,7 @@ mod tests {
             assert_eq!(view.files_total, Some(4));
             assert_eq!(view.files_done, None);
             assert_eq!(view.percent(), Some(25));
+            assert!(view.reported);
         }
         assert!(board.views().is_empty());
     }
