@@ -291,7 +291,9 @@ pub fn init_console_logging(verbose: u8) {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let default = match verbose {
-        0 => "info,snapstorm=debug,snapstorm::server=info,rustic_core=warn,rustic_backend=warn",
+        // rustic_backend warns of every request it retries: the evidence
+        // already tells of those, and a network fault would fill the pane.
+        0 => "info,snapstorm=debug,snapstorm::server=info,rustic_core=warn,rustic_backend=error",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -130,16 +130,28 @@ pub struct Folder {
 pub type LogLine = (log::Level, String, String);
 
 impl Folder {
+    /// `text` with each number or hex id (a run of hex digits holding a
+    /// digit) as one `#`: `:9` and `:10` fold, and so do two snapshot ids.
     fn key_of(text: &str) -> String {
         let mut key = String::with_capacity(text.len());
-        for c in text.chars() {
-            if !c.is_ascii_digit() {
-                key.push(c);
-            } else if !key.ends_with('#') {
-                // A number of any length is one `#`: `:9` and `:10` fold.
+        let mut run = String::new();
+        let end_run = |key: &mut String, run: &mut String| {
+            if run.chars().any(|c| c.is_ascii_digit()) {
                 key.push('#');
+            } else {
+                key.push_str(run);
+            }
+            run.clear();
+        };
+        for c in text.chars() {
+            if c.is_ascii_hexdigit() {
+                run.push(c);
+            } else {
+                end_run(&mut key, &mut run);
+                key.push(c);
             }
         }
+        end_run(&mut key, &mut run);
         key
     }
 
@@ -321,6 +333,32 @@ mod tests {
         let flushed = folder.flush(t0 + FOLD_FLUSH).unwrap();
         assert_eq!(flushed.2, "The line above repeated 1 more time.");
         assert_eq!(folder.flush(t0 + FOLD_FLUSH * 2), None);
+    }
+
+    #[test]
+    fn lines_that_differ_in_ids_fold_and_words_stay() {
+        // rustic_backend's retries during a network fault, as the pane got them.
+        let retry = |id: &str, port: u16| {
+            format!(
+                "Error error sending request for url (http://127.0.0.1:{port}/repo/snapshots/{id}) at 1s, retrying"
+            )
+        };
+        let one = retry(
+            "845830f7e37a1fb48a5c0f4c277797fc21f8f9510244b4863aa76bd6767c9d86",
+            33469,
+        );
+        let other = retry(
+            "05925d04507e680db8f374ff4c59822d6f6353b11228c0d2075f44543630f71e",
+            4100,
+        );
+        assert_eq!(Folder::key_of(&one), Folder::key_of(&other));
+        assert_ne!(
+            Folder::key_of("Error HTTP status server error"),
+            Folder::key_of(&one),
+        );
+        // Words of hex letters only are words.
+        assert_eq!(Folder::key_of("added a bad cafe"), "added a bad cafe");
+        assert_eq!(Folder::key_of("pack ab12 at :10"), "pack # at :#");
     }
 
     #[test]
