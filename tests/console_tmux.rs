@@ -45,7 +45,8 @@ fn verbose_shows_rustics_own_records_in_the_log() {
     assert!(screen.lines().any(|l| l == "EXIT=0"), "{screen}");
 }
 
-/// A long snapshot of the real binary shows how far it got in its pane.
+/// A long snapshot of the real binary shows how far it got in its pane
+/// (its total against the data written: `console_app`'s test of the same).
 #[test]
 fn a_long_snapshot_shows_its_share_done() {
     let state = tempfile::tempdir().unwrap();
@@ -62,10 +63,10 @@ fn a_long_snapshot_shows_its_share_done() {
         &format!("--clients 1 --seed 3 --scenario {}", scenario.display()),
     );
     let minutes = Duration::from_secs(120);
-    let screen = tmux.wait_for("a snapshot part way", minutes, |s| {
+    tmux.wait_for("a snapshot part way", minutes, |s| {
         s.lines().any(|line| {
             line.contains("⟳ snapshot-root")
-                && line.contains(" MiB/")
+                && line.contains("iB/")
                 && line.split_whitespace().any(|w| {
                     w.strip_suffix('%')
                         .and_then(|p| p.parse::<u32>().ok())
@@ -73,7 +74,6 @@ fn a_long_snapshot_shows_its_share_done() {
                 })
         })
     });
-    assert!(screen.contains("/288.0 MiB"), "{screen}");
     tmux.send(&["q"]);
     tmux.wait_for("exit", minutes, exited_to_prompt);
 }
