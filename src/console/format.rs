@@ -89,6 +89,7 @@ pub fn progress(view: &ProgressView) -> String {
     }
     if !view.reported {
         return match (view.bytes_total, view.files_total) {
+            (Some(bytes_total), Some(1)) => format!("{} in 1 file", bytes(bytes_total)),
             (Some(bytes_total), Some(files)) if files > 0 => {
                 format!("{} in {files} files", bytes(bytes_total))
             }
@@ -174,5 +175,10 @@ mod tests {
             ..view
         };
         assert_eq!(progress(&silent_backend), "120.0 MiB in 4 files");
+        let one_file = ProgressView {
+            files_total: Some(1),
+            ..silent_backend
+        };
+        assert_eq!(progress(&one_file), "120.0 MiB in 1 file");
     }
 }
