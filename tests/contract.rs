@@ -16,7 +16,6 @@ use std::sync::Arc;
 
 use snapstorm::backend::BackendKind;
 use snapstorm::engine::ClientId;
-use snapstorm::engine::fingerprint::{CompareOptions, Fingerprint};
 use snapstorm::engine::options::GcTool;
 use snapstorm::engine::progress::{Progress, ProgressView};
 use snapstorm::engine::traits::{ErrorClass, GcOptions, Server, Snapshotter};
@@ -111,7 +110,7 @@ impl Fixture {
         self.clients
             .restore_snapshot(client, &id, &target, &Progress::unobserved())
             .unwrap_or_else(|e| panic!("{client} restore: {e}"));
-        assert_identical(source, &target);
+        common::assert_same_tree(source, &target);
         id
     }
 
@@ -127,17 +126,6 @@ impl Drop for Fixture {
             Started::Kopia(parts) => parts.server.stop(),
         }
     }
-}
-
-fn assert_identical(expected: &Path, actual: &Path) {
-    let want = Fingerprint::of_tree(expected).unwrap();
-    let got = Fingerprint::of_tree(actual).unwrap();
-    let diff = want.diff(&got, CompareOptions::default());
-    assert!(
-        diff.is_empty(),
-        "restored tree differs:\n{}",
-        diff.render(20)
-    );
 }
 
 /// Clients that cover every kind of client the backend has (mixed: a
@@ -343,7 +331,7 @@ fn gc_keeps_live_data(backend: BackendKind, gc: GcTool) {
             f.clients
                 .restore_snapshot(client, &id, &target, &Progress::unobserved())
                 .unwrap();
-            assert_identical(&source, &target);
+            common::assert_same_tree(&source, &target);
         }
     }
     let check = f.server.verify_repo().unwrap();
@@ -480,7 +468,7 @@ fn long_calls_report_progress(backend: BackendKind) {
                 .restore_snapshot(client, &id, &target, progress)
                 .unwrap()
         });
-        assert_identical(&source, &target);
+        common::assert_same_tree(&source, &target);
         let seen = |samples: &[ProgressView]| {
             samples
                 .iter()
@@ -766,33 +754,10 @@ fn a_relative_state_dir_keeps_each_client_to_its_own_data() {
 #[ignore = "two 60 s runs; cargo test --test contract -- --ignored"]
 fn the_readme_gc_comparison_runs_verbatim() {
     common::require_program("restic");
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    let block = readme
-        .split_once("<!-- gc-comparison -->")
-        .unwrap()
-        .1
-        .split_once("<!-- /gc-comparison -->")
-        .unwrap()
-        .0;
-    // The block sits in a list item: its lines carry the fence's indent.
-    let mut lines = block.lines().skip_while(|l| l.trim() != "```sh");
-    let fence = lines.next().unwrap();
-    let indent = &fence[..fence.len() - fence.trim_start().len()];
-    let script: String = lines
-        .take_while(|l| l.trim() != "```")
-        .map(|l| format!("{}\n", l.strip_prefix(indent).unwrap_or(l)))
-        .collect();
+    let script = common::readme_script("gc-comparison");
     let script = script.as_str();
     let dir = tempfile::tempdir().unwrap();
-    let bin = dir.path().join("bin");
-    std::fs::create_dir(&bin).unwrap();
-    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_snapstorm"), bin.join("snapstorm")).unwrap();
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = common::path_with(&common::snapstorm_bin_dir(dir.path()));
     let out = std::process::Command::new("bash")
         .args(["-e", "-c", script])
         .current_dir(dir.path())

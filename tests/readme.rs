@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use common::tmux::Tmux;
@@ -55,22 +55,6 @@ fn readme_commands() -> Vec<ReadmeCommand> {
         }
     }
     commands
-}
-
-/// A directory whose `snapstorm` is the binary under test, for PATH.
-fn bin_dir(root: &Path) -> PathBuf {
-    let bin = root.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_snapstorm"), bin.join("snapstorm")).unwrap();
-    bin
-}
-
-fn path_with(bin: &Path) -> String {
-    format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    )
 }
 
 /// The command as the shell runs it here: `cargo run --release --` is the binary.
@@ -166,7 +150,7 @@ fn every_readme_command_runs_verbatim_from_a_fresh_directory() {
         );
     }
     let root = tempfile::tempdir().unwrap();
-    let path = path_with(&bin_dir(root.path()));
+    let path = common::path_with(&common::snapstorm_bin_dir(root.path()));
 
     // The test command is this suite itself: CI runs exactly it.
     let ci =

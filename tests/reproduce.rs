@@ -554,31 +554,9 @@ fn a_failure_of_two_interleaved_actions_shrinks_to_exactly_them() {
 #[test]
 #[ignore = "records a 60 s run and shrinks it for up to 32 minutes"]
 fn the_readme_shrink_example_runs_as_shown() {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    let block = readme
-        .split_once("<!-- shrink-example -->")
-        .unwrap()
-        .1
-        .split_once("<!-- /shrink-example -->")
-        .unwrap()
-        .0;
-    let block = block
-        .split_once("```sh\n")
-        .unwrap()
-        .1
-        .split_once("\n```")
-        .unwrap()
-        .0;
+    let block = common::readme_script("shrink-example");
     let dir = tempfile::tempdir().unwrap();
-    let bin = dir.path().join("bin");
-    std::fs::create_dir(&bin).unwrap();
-    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_snapstorm"), bin.join("snapstorm")).unwrap();
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = common::path_with(&common::snapstorm_bin_dir(dir.path()));
     let lines: Vec<&str> = block
         .lines()
         .map(str::trim)

@@ -92,18 +92,7 @@ fn restic_backs_up_restores_checks_and_prunes_through_snapstorm_serve() {
 #[test]
 fn readme_serve_example_works_as_written() {
     require_program("htpasswd");
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let block = readme
-        .split("<!-- serve-example -->")
-        .nth(1)
-        .and_then(|rest| rest.split("<!-- /serve-example -->").next())
-        .expect("README has the serve example");
-    let script: String = block
-        .lines()
-        .filter(|l| !l.starts_with("```"))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let script = common::readme_script("serve-example");
     let work = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -29,6 +29,46 @@ max-dedup-percent = 0
 
 pub const ID_A: &str = "a000000000000000000000000000000000000000000000000000000000000000";
 
+/// The `sh` block the README marks with `<!-- name -->` … `<!-- /name -->`,
+/// as a script: the lines inside its fence, with the fence's indent taken
+/// off (a block in a list item is indented).
+pub fn readme_script(name: &str) -> String {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let block = readme
+        .split_once(&format!("<!-- {name} -->"))
+        .and_then(|(_, rest)| rest.split_once(&format!("<!-- /{name} -->")))
+        .unwrap_or_else(|| panic!("README has no block marked {name}"))
+        .0;
+    let mut lines = block.lines().skip_while(|l| l.trim() != "```sh");
+    let fence = lines
+        .next()
+        .unwrap_or_else(|| panic!("README's {name} block has no ```sh fence"));
+    let indent = &fence[..fence.len() - fence.trim_start().len()];
+    lines
+        .take_while(|l| l.trim() != "```")
+        .map(|l| format!("{}\n", l.strip_prefix(indent).unwrap_or(l)))
+        .collect()
+}
+
+/// A directory under `root` whose `snapstorm` is the binary under test, to
+/// put first on PATH (see [`path_with`]).
+pub fn snapstorm_bin_dir(root: &Path) -> PathBuf {
+    let bin = root.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_snapstorm"), bin.join("snapstorm")).unwrap();
+    bin
+}
+
+/// This process's PATH with `bin` first.
+pub fn path_with(bin: &Path) -> String {
+    format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
 /// A two-thread runtime for in-process servers and runs.
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
