@@ -88,6 +88,12 @@ impl BackendError {
         BackendError::Failed(error.to_string())
     }
 
+    /// What a client's snapshotter answers when asked to GC: GC runs on the
+    /// [`Server`] (the delegating snapshotter sends it there).
+    pub fn gc_is_the_servers() -> Self {
+        BackendError::failed("GC runs on the Server, not on a client")
+    }
+
     pub fn class(&self) -> ErrorClass {
         match self {
             BackendError::NotThrough(_) => ErrorClass::NotThrough,

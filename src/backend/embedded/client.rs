@@ -235,9 +235,7 @@ impl Snapshotter for RusticClient {
     }
 
     fn run_gc(&self, _client: ClientId, _options: &GcOptions) -> BackendResult<Details> {
-        Err(BackendError::failed(
-            "GC runs on the Server, not on a client",
-        ))
+        Err(BackendError::gc_is_the_servers())
     }
 }
 
