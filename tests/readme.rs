@@ -24,8 +24,14 @@ struct ReadmeCommand {
 /// Blocks run as a whole elsewhere: the `serve` example by
 /// `tests/server_restic.rs`, the GC comparison by `tests/contract.rs`, the
 /// shrink example (one state dir through several commands) by
-/// `tests/reproduce.rs`.
-const WHOLE_BLOCKS: [&str; 3] = ["serve-example", "gc-comparison", "shrink-example"];
+/// `tests/reproduce.rs`; the gc-storm example, whose exit depends on a race,
+/// by [`the_gc_storm_example_gives_nothing_back_wrong`].
+const WHOLE_BLOCKS: [&str; 4] = [
+    "serve-example",
+    "gc-comparison",
+    "shrink-example",
+    "gc-storm-example",
+];
 
 /// The commands of every ```sh block, but those of [`WHOLE_BLOCKS`].
 fn readme_commands() -> Vec<ReadmeCommand> {
@@ -187,4 +193,44 @@ fn every_readme_command_runs_verbatim_from_a_fresh_directory() {
             .collect()
     });
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// The README's gc-storm example, verbatim: exit 0, or 1 only for what the
+/// README says the safe GC may do — a snapshot it hid (`not found in
+/// index`), reported as unexpected. Nothing given back wrong, nothing else.
+#[test]
+fn the_gc_storm_example_gives_nothing_back_wrong() {
+    let root = tempfile::tempdir().unwrap();
+    let path = common::path_with(&common::snapstorm_bin_dir(root.path()));
+    let fresh = root.path().join("fresh");
+    std::fs::create_dir(&fresh).unwrap();
+    let out = std::process::Command::new("bash")
+        .args(["-e", "-c", &common::readme_script("gc-storm-example")])
+        .current_dir(&fresh)
+        .env("PATH", path)
+        .env("TMPDIR", root.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = common::read_json(&fresh.join("storm.json"));
+    let failures = report["failures"].as_array().unwrap();
+    for failure in failures {
+        assert_eq!(failure["kind"], "restore-failed", "{said}");
+        assert_eq!(failure["unexpected"], true, "{said}");
+        assert!(
+            failure["details"]
+                .as_str()
+                .unwrap()
+                .contains("not found in index"),
+            "{said}"
+        );
+    }
+    let expected_exit = if failures.is_empty() { 0 } else { 1 };
+    assert_eq!(out.status.code(), Some(expected_exit), "{said}");
+    assert!(report["gc_runs"].as_u64().unwrap() >= 1, "{said}");
 }
