@@ -62,7 +62,7 @@ fn record(client: u32, seq: u64, action: Action, ms: u64) -> ActionRecord {
         explained_by: None,
         live: 1,
         deleted: 0,
-        failure: None,
+        failures: Vec::new(),
     }
 }
 

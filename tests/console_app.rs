@@ -745,6 +745,7 @@ fn a_failure() -> snapstorm::engine::store::Failure {
         summary: "s".into(),
         details: "d".into(),
         explained_by: None,
+        unreadable: None,
     }
 }
 

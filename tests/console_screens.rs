@@ -65,7 +65,7 @@ fn record(
         explained_by: None,
         live,
         deleted: 0,
-        failure: None,
+        failures: Vec::new(),
     }
 }
 
@@ -239,6 +239,7 @@ fn a_failure_is_shown_and_its_diff_opens_with_enter() {
         action: Origin::Action(Action::RestoreRandomSnapshot),
         kind: snapstorm::engine::store::FailureKind::ContentMismatch,
         explained_by: None,
+        unreadable: None,
         summary: "restore differs: 1 missing, 0 extra, 1 changed (first: missing dir-1/file-07)".into(),
         details: "restore differs: 1 missing, 0 extra, 1 changed (first: missing dir-1/file-07)\nmissing (1):\n  dir-1/file-07\nchanged (1):\n  dir-2/file-99: content differs".into(),
     };
@@ -251,7 +252,7 @@ fn a_failure_is_shown_and_its_diff_opens_with_enter() {
         1,
     );
     failed.message = Some(failure.summary.clone());
-    failed.failure = Some(failure);
+    failed.failures = vec![failure];
     app.apply_event(Event::ActionFinished(Box::new(failed)));
     count_failure(&mut app, 3, true);
     let screen = render(&app, 140, 45);
@@ -302,7 +303,7 @@ fn fault_menu_and_an_expected_failure() {
     expected.message =
         Some("restore failed: backend panicked: Data decryption failed, MAC check failed.".into());
     expected.explained_by = Some("corrupt-pack@6.4s".into());
-    expected.failure = Some(Failure {
+    expected.failures = vec![Failure {
         run: 1,
         time: "2026-11-25T12:02:00.000Z".into(),
         client: ClientId(1),
@@ -313,7 +314,8 @@ fn fault_menu_and_an_expected_failure() {
             .into(),
         details: "Data decryption failed, MAC check failed.".into(),
         explained_by: Some("corrupt-pack@6.4s".into()),
-    });
+        unreadable: None,
+    }];
     app.apply_event(Event::ActionFinished(Box::new(expected)));
     count_failure(&mut app, 1, false);
     let screen = render(&app, 140, 45);
@@ -350,7 +352,7 @@ fn no_color_keeps_selection_and_failures_visible_without_colour() {
     );
     let summary = "restore differs: 0 missing, 1 extra, 0 changed (first: extra x)";
     failed.message = Some(summary.into());
-    failed.failure = Some(Failure {
+    failed.failures = vec![Failure {
         run: 1,
         time: "2026-11-25T12:03:00.000Z".into(),
         client: ClientId(2),
@@ -362,7 +364,8 @@ fn no_color_keeps_selection_and_failures_visible_without_colour() {
   x"
         .into(),
         explained_by: None,
-    });
+        unreadable: None,
+    }];
     app.apply_event(Event::ActionFinished(Box::new(failed)));
     count_failure(&mut app, 2, true);
     let screen = render(&app, 140, 45);
@@ -424,6 +427,7 @@ fn unexpected_failure(app: &mut App, client: u32, seq: u64, file: &str) {
         action: Origin::Action(Action::RestoreRandomSnapshot),
         kind: snapstorm::engine::store::FailureKind::ContentMismatch,
         explained_by: None,
+        unreadable: None,
         summary: summary.clone(),
         details: format!(
             "{summary}\nmissing (1):\n  {file}\n{}",
@@ -442,7 +446,7 @@ fn unexpected_failure(app: &mut App, client: u32, seq: u64, file: &str) {
         1,
     );
     failed.message = Some(summary);
-    failed.failure = Some(failure);
+    failed.failures = vec![failure];
     app.apply_event(Event::ActionFinished(Box::new(failed)));
     count_failure(app, client, true);
 }

@@ -604,6 +604,7 @@ mod setup {
                 .args(["run", "--backend", backend, "--actions", "1", "--state-dir"])
                 .arg(&state)
                 .env("PATH", &empty_path)
+                .env_remove("RESTIC_EXE")
                 .stdin(std::process::Stdio::null())
                 .output()
                 .unwrap();

@@ -194,11 +194,11 @@ fn faults_that_cannot_happen_in_the_run_are_refused() {
 #[test]
 fn a_fault_that_never_took_effect_is_reported_as_not_injected() {
     let dir = tempfile::tempdir().unwrap();
-    // A snapshot takes long enough for the fault due at 0 s to come first.
+    // Nothing is ever backed up: there is no index file to delete.
     let scenario = scenario_file(
         dir.path(),
-        "snapshot.toml",
-        "description = \"write, snapshot\"\nsequence = [\"write-random-files\", \"snapshot-root\"]\n\
+        "write.toml",
+        "description = \"write only\"\nsequence = [\"write-random-files\"]\n\
          [options]\nmax-num-files-per-write = 2\nmax-file-size = \"4KiB\"\n",
     );
     let (code, out, err, report) = snapstorm_run(
@@ -235,11 +235,11 @@ fn a_fault_that_never_took_effect_is_reported_as_not_injected() {
         late["reason"].as_str().unwrap().contains("before its time"),
         "{late}"
     );
-    // Nothing has been backed up at 0 s: there is no index file to delete.
+    // It waited for an index file to delete, and the run ended first.
     let early = by_label("delete-index@0s");
     assert_eq!(early["injected"], false, "{early}");
     assert_eq!(
-        early["reason"], "the repository has no index file yet",
+        early["reason"], "the run ended first: the repository has no index file yet",
         "{early}"
     );
     assert!(
@@ -247,6 +247,49 @@ fn a_fault_that_never_took_effect_is_reported_as_not_injected() {
         "{out}"
     );
     assert_eq!(report["failures"], serde_json::json!([]));
+}
+
+/// A data fault due before anything exists to damage waits for its first
+/// victim: here the index the first snapshot writes. It keeps the name of
+/// the time it was asked for; the report says when it happened.
+#[test]
+fn a_data_fault_due_before_its_victim_exists_waits_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = scenario_file(
+        dir.path(),
+        "snapshot.toml",
+        "description = \"write, snapshot\"\nsequence = [\"write-random-files\", \"snapshot-root\"]\n\
+         [options]\nmax-num-files-per-write = 2\nmax-file-size = \"4KiB\"\n",
+    );
+    let (code, out, err, report) = snapstorm_run(
+        &dir.path().join("state"),
+        &dir.path().join("report.json"),
+        &[
+            "--clients",
+            "1",
+            "--actions",
+            "2",
+            "--seed",
+            "2",
+            "--scenario",
+            scenario.to_str().unwrap(),
+            "--fault",
+            "delete-index@0s",
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let fault = &report["faults"][0];
+    assert_eq!(fault["injected"], true, "{report}");
+    assert_eq!(fault["label"], "delete-index@0.0s", "{fault}");
+    assert!(fault["at_ms"].as_u64().unwrap() > 0, "{fault}");
+    assert!(fault["target"].as_str().unwrap().starts_with("index/"));
+    // The final check finds the snapshot's blobs in no index: its doing.
+    let failures = report["failures"].as_array().unwrap();
+    assert!(!failures.is_empty(), "{report}");
+    for failure in failures {
+        assert_eq!(failure["explained_by"], "delete-index@0.0s", "{failure}");
+    }
+    assert_eq!(fault["detected"], true);
 }
 
 #[test]

@@ -21,8 +21,8 @@ use snapstorm::engine::store::{FailureKind, MetadataStore, StateLayout};
 use snapstorm::engine::trace::{TraceLine, read_trace};
 use snapstorm::engine::traits::{
     BackendError, BackendResult, ClientCredentials, ClientFactory, ClientSnapshotter, Details,
-    FaultHost, FaultInjector, GcOptions, InjectError, Injected, RepoCheck, Server, ServerInfo,
-    SnapshotId, Snapshotter,
+    FaultHost, FaultInjector, GcDone, GcOptions, InjectError, Injected, RepoCheck, Server,
+    ServerInfo, SnapshotId, Snapshotter,
 };
 use snapstorm::engine::{Action, ClientId};
 use snapstorm::faults::{FaultKind, FaultSpec};
@@ -226,10 +226,10 @@ impl Server for FakeServer {
     fn remove_client(&self, _: ClientId) -> BackendResult<()> {
         Ok(())
     }
-    fn run_gc(&self, _: &GcOptions) -> BackendResult<Details> {
+    fn run_gc(&self, _: &GcOptions) -> BackendResult<GcDone> {
         std::thread::sleep(GC_LISTS);
         self.0.gcs.fetch_add(1, Ordering::SeqCst);
-        Ok(Details::new())
+        Ok(GcDone::default())
     }
     fn list_snapshots(&self) -> BackendResult<Vec<SnapshotId>> {
         Ok(self.0.snapshots.lock().unwrap().keys().cloned().collect())
@@ -313,7 +313,9 @@ impl Snapshotter for FakeClient {
         Ok(())
     }
     fn run_gc(&self, _: ClientId, options: &GcOptions) -> BackendResult<Details> {
-        FakeServer(self.0.clone()).run_gc(options)
+        FakeServer(self.0.clone())
+            .run_gc(options)
+            .map(|done| done.details)
     }
 }
 

@@ -143,7 +143,7 @@ fn a_server_that_fails_every_pack_read_with_no_fault_is_a_failure() {
     let finals = f.engine.retry_unsettled_restores();
     assert_eq!(finals.len(), 1);
     assert_eq!(finals[0].outcome, Outcome::Failure, "{:?}", finals[0]);
-    let failure = finals[0].failure.as_ref().unwrap();
+    let failure = finals[0].failures.first().unwrap();
     assert_eq!(failure.kind, FailureKind::RestoreFailed);
     assert_eq!(failure.explained_by, None, "no fault was injected");
     assert_eq!(f.engine.report().unexpected_failures(), 1);
@@ -168,7 +168,7 @@ fn a_restore_that_keeps_failing_after_every_fault_ended_is_a_failure() {
     let last = &finals[0];
     assert!(last.final_check);
     assert_eq!(last.outcome, Outcome::Failure, "{last:?}");
-    let failure = last.failure.as_ref().unwrap();
+    let failure = last.failures.first().unwrap();
     assert_eq!(failure.kind, FailureKind::RestoreFailed);
     assert_eq!(failure.action, Origin::FinalCheck);
     assert_eq!(failure.explained_by, None);

@@ -18,14 +18,77 @@ use rustix::process::{Pid, Signal, kill_process_group};
 
 /// The first executable `name` on `PATH`.
 pub fn find_program(name: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join(name))
-        .find(|candidate| {
-            std::fs::metadata(candidate)
-                .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
-        })
+        .find(|candidate| runnable(candidate))
+}
+
+fn runnable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+}
+
+/// A program a backend runs, as users name it: the environment variable
+/// (`RESTIC_EXE`, `KOPIA_EXE`) when it is set, else the first on `PATH`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Program {
+    /// `restic`, `kopia`.
+    pub name: &'static str,
+    /// `RESTIC_EXE`, `KOPIA_EXE`.
+    pub variable: &'static str,
+    /// How to get it, for the message when it is missing.
+    pub install: &'static str,
+    /// What needs it (`the restic and mixed backends`).
+    pub needed_by: &'static str,
+}
+
+/// A program that is not there, and what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProgramMissing {
+    #[error(
+        "{name} not found on PATH: {needed_by} run the `{name}` program; {install}, or name it with {variable}=/path/to/{name}, or run with --backend embedded"
+    )]
+    NotOnPath {
+        name: &'static str,
+        variable: &'static str,
+        install: &'static str,
+        needed_by: &'static str,
+    },
+    #[error(
+        "{variable}={path} is not an executable file: point {variable} at the {name} program, or unset it to use {name} on PATH"
+    )]
+    BadVariable {
+        name: &'static str,
+        variable: &'static str,
+        path: String,
+    },
+}
+
+impl Program {
+    pub fn find(&self) -> Result<PathBuf, ProgramMissing> {
+        match std::env::var_os(self.variable).filter(|v| !v.is_empty()) {
+            Some(exe) => {
+                let path = PathBuf::from(&exe);
+                if runnable(&path) {
+                    Ok(path)
+                } else {
+                    Err(ProgramMissing::BadVariable {
+                        name: self.name,
+                        variable: self.variable,
+                        path: path.display().to_string(),
+                    })
+                }
+            }
+            None => find_program(self.name).ok_or(ProgramMissing::NotOnPath {
+                name: self.name,
+                variable: self.variable,
+                install: self.install,
+                needed_by: self.needed_by,
+            }),
+        }
+    }
 }
 
 /// How a process ended.

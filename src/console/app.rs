@@ -540,9 +540,7 @@ impl App {
                 if let Some(stopping) = self.stopping.as_mut() {
                     stopping.in_flight = stopping.in_flight.saturating_sub(1);
                 }
-                if let Some(failure) = &record.failure {
-                    self.failures.push(failure.clone());
-                }
+                self.failures.extend(record.failures.iter().cloned());
                 let Some(view) = self.clients.get_mut(&record.client) else {
                     return;
                 };

@@ -7,20 +7,27 @@
 //!   snapshot that is listed again, are never explained: the restic format
 //!   authenticates every blob, so damage shows as an error, never as other bytes.
 //! - Damage to data (`corrupt-pack`, `delete-pack`, `delete-index`,
-//!   `aggressive-gc`) explains, from its injection to the end of the run,
-//!   only incidents that read data it could have touched: restores that
-//!   failed, data errors of actions that read data, the full check.
+//!   `aggressive-gc`) is a set, recorded when it is done: the packs, blobs
+//!   and index files the fault damaged. It explains an incident that reads
+//!   data (a restore that failed, a data error, a check finding) only when
+//!   everything the incident could not read lies in damage of faults
+//!   injected before it: by cause, not by time. Where the backend cannot
+//!   name what an incident could not read, or what a fault damaged, the
+//!   fault's time decides instead (the weaker rule, said in the docs).
 //! - Transport faults (`server-restart`, `network`, `revoke-client`,
-//!   `kill-client`) explain errors whose requests did not get through, while
-//!   they last (plus a few seconds for retries); client faults only for their client.
+//!   `kill-client`) explain errors whose requests did not get through (the
+//!   proxy or the server recorded their fate), while they last (plus a few
+//!   seconds for retries); client faults only for their client.
 //! - GC faults (`gc-storm`, `aggressive-gc`) explain errors that raced a GC.
 //! - Among the faults that explain an incident, the most recent wins, and
-//!   each fault that explained one is detected.
+//!   each fault whose damage it needed is detected.
 
-use std::sync::Mutex;
+use std::collections::BTreeSet;
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::actions::Origin;
+use super::damage::{Damage, DataRef, Unreadable};
 use super::stats::FaultReport;
 use super::store::{FailureKind, now_rfc3339};
 use super::traits::{ClientId, ErrorClass};
@@ -29,6 +36,13 @@ use crate::faults::{FaultKind, FaultSpec, KILL_ARMED_FOR, KILL_CUT};
 /// After a transient fault ends, errors this long after still count as its
 /// doing (a retry in flight, a back-off that ends after the fault).
 pub const TRANSIENT_SLACK: Duration = Duration::from_secs(5);
+
+/// How long an incident waits for the damage of a fault that is still
+/// acting (an aggressive GC pruning) before it is judged without it.
+const DAMAGE_WAIT: Duration = Duration::from_secs(15 * 60);
+
+/// How many items a note about unreadable data names.
+const ITEMS_SHOWN: usize = 4;
 
 /// What happened, as attribution sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,14 +53,39 @@ pub enum IncidentKind {
     Failure(FailureKind),
 }
 
+impl IncidentKind {
+    /// Whether only damage to data can explain it, and then by its evidence.
+    pub fn about_data(self) -> bool {
+        matches!(
+            self,
+            IncidentKind::Failure(FailureKind::RestoreFailed | FailureKind::RepositoryCheck)
+                | IncidentKind::Error(ErrorClass::Data | ErrorClass::Other)
+        )
+    }
+}
+
 /// Something that went wrong during an action or a check.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Incident {
     pub client: ClientId,
     pub origin: Origin,
     pub kind: IncidentKind,
     pub started: Instant,
     pub ended: Instant,
+    /// What it could not read (for incidents about data).
+    pub unreadable: Unreadable,
+}
+
+/// The verdict on one incident.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attribution {
+    /// The injected fault that explains it (its label); `None`: unexpected.
+    pub explained_by: Option<String>,
+    /// What it could not read, where that was named.
+    pub unreadable: Option<BTreeSet<DataRef>>,
+    /// For an unexpected incident about data, why no damage explains it:
+    /// `3 of 5 unreadable items are in no fault's damage: pack 3f2a1b2c, …`.
+    pub note: Option<String>,
 }
 
 /// Whether a fault of `fault` kind can cause this kind of incident at all.
@@ -77,6 +116,18 @@ fn can_cause(fault: FaultKind, incident: &Incident) -> bool {
     }
 }
 
+/// What is known of a fault's damage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum DamageState {
+    /// Not a fault that damages data.
+    NotData,
+    /// Still being done or read (an aggressive GC pruning).
+    Pending,
+    Known(Damage),
+    /// The backend cannot tell what it damaged: its time decides.
+    Unknown,
+}
+
 #[derive(Debug, Clone)]
 struct Entry {
     kind: FaultKind,
@@ -95,6 +146,7 @@ struct Entry {
     /// Its own action failed: it explains only what no fault that took
     /// effect explains.
     failed: bool,
+    damage: DamageState,
     first_detection: Option<Instant>,
     incidents: u64,
     /// Damage an earlier run of the state dir did: it explains, but it is
@@ -103,7 +155,9 @@ struct Entry {
 }
 
 impl Entry {
-    fn explains(&self, incident: &Incident) -> bool {
+    /// Whether its kind, window and client fit the incident (for an
+    /// incident about data, its damage decides the rest).
+    fn fits(&self, incident: &Incident) -> bool {
         let window_end = match incident.kind {
             IncidentKind::Error(ErrorClass::Raced) => self
                 .ended
@@ -115,6 +169,17 @@ impl Entry {
             incident.ended >= self.injected && window_end.is_none_or(|end| incident.started <= end);
         let right_client = self.client.is_none_or(|c| c == incident.client);
         overlaps && right_client && can_cause(self.kind, incident)
+    }
+
+    /// The order in which fitting faults explain: one that took effect
+    /// before one whose action failed, then the most recent.
+    fn rank(&self) -> (bool, Instant) {
+        (!self.failed, self.injected)
+    }
+
+    fn detected(&mut self, at: Instant) {
+        self.first_detection.get_or_insert(at);
+        self.incidents += 1;
     }
 }
 
@@ -138,6 +203,8 @@ pub struct FaultLedger {
     /// When the run's clock started: labels and `at_ms` count from here.
     started: Mutex<Instant>,
     entries: Mutex<Vec<Entry>>,
+    /// Signalled when a fault's damage becomes known.
+    damage_known: Condvar,
     /// Faults asked for that never took effect; they explain nothing.
     not_injected: Mutex<Vec<NotInjected>>,
 }
@@ -147,6 +214,7 @@ impl FaultLedger {
         FaultLedger {
             started: Mutex::new(started),
             entries: Mutex::new(Vec::new()),
+            damage_known: Condvar::new(),
             not_injected: Mutex::new(Vec::new()),
         }
     }
@@ -178,17 +246,22 @@ impl FaultLedger {
         *self.started.lock().expect("clock lock")
     }
 
-    /// Records a fault that takes effect now; returns its label (`corrupt-pack@15.2s`).
+    /// Records a fault that takes effect now; returns its label
+    /// (`corrupt-pack@15.2s`, or with `asked`, the time it was asked for:
+    /// a data fault that waited for something to damage keeps that name).
+    /// A data fault's damage is pending until [`FaultLedger::damaged`] or
+    /// [`FaultLedger::settle`].
     pub fn record(
         &self,
         kind: FaultKind,
         target: &str,
         client: Option<ClientId>,
         duration: Option<Duration>,
+        asked: Option<Duration>,
     ) -> String {
         let now = Instant::now();
         let at = now.saturating_duration_since(*self.started.lock().expect("clock lock"));
-        let label = format!("{kind}@{:.1}s", at.as_secs_f64());
+        let label = format!("{kind}@{:.1}s", asked.unwrap_or(at).as_secs_f64());
         let window_end = match kind {
             _ if kind.damages_data() => None,
             FaultKind::RevokeClient if duration.is_none() => None,
@@ -209,6 +282,11 @@ impl FaultLedger {
             window_end,
             ended: None,
             failed: false,
+            damage: if kind.damages_data() {
+                DamageState::Pending
+            } else {
+                DamageState::NotData
+            },
             first_detection: None,
             incidents: 0,
             inherited: false,
@@ -219,8 +297,14 @@ impl FaultLedger {
 
     /// Takes over damage an earlier run did (`label` names it, run
     /// included): it explains the incidents that damage can cause, from the
-    /// start of this run.
-    pub fn inherit_damage(&self, kind: FaultKind, label: String, target: &str) {
+    /// start of this run. `None`: that run could not tell what it damaged.
+    pub fn inherit_damage(
+        &self,
+        kind: FaultKind,
+        label: String,
+        target: &str,
+        damage: Option<Damage>,
+    ) {
         let started = self.clock_started();
         self.entries.lock().expect("ledger lock").push(Entry {
             kind,
@@ -234,10 +318,33 @@ impl FaultLedger {
             window_end: None,
             ended: None,
             failed: false,
+            damage: damage.map_or(DamageState::Unknown, DamageState::Known),
             first_detection: None,
             incidents: 0,
             inherited: true,
         });
+    }
+
+    /// Records what the data fault labelled `label` damaged (`None`: the
+    /// backend cannot tell); incidents waiting for it are judged now.
+    pub fn damaged(&self, label: &str, damage: Option<Damage>) {
+        self.update(label, |entry| {
+            if entry.damage != DamageState::NotData {
+                entry.damage = damage.map_or(DamageState::Unknown, DamageState::Known);
+            }
+        });
+        self.damage_known.notify_all();
+    }
+
+    /// The fault labelled `label` is done acting: damage it never reported
+    /// is unknown from now on, so nothing waits for it.
+    pub fn settle(&self, label: &str) {
+        self.update(label, |entry| {
+            if entry.damage == DamageState::Pending {
+                entry.damage = DamageState::Unknown;
+            }
+        });
+        self.damage_known.notify_all();
     }
 
     /// Records that the fault labelled `label` stopped acting now.
@@ -266,18 +373,126 @@ impl FaultLedger {
             .any(|e| e.kind.damages_data() && !e.inherited)
     }
 
-    /// The fault that best explains `incident`: one whose kind causes such
-    /// incidents, whose window and client match; one that took effect before
-    /// one whose action failed; the most recent first.
-    pub fn explain(&self, incident: &Incident) -> Option<String> {
-        let mut entries = self.entries.lock().expect("ledger lock");
-        let entry = entries
-            .iter_mut()
-            .filter(|e| e.explains(incident))
-            .max_by_key(|e| (!e.failed, e.injected))?;
-        entry.first_detection.get_or_insert(incident.ended);
-        entry.incidents += 1;
-        Some(entry.label.clone())
+    /// Whether any damage to data (of this run or an earlier one) was done
+    /// before `at`: only then is it worth finding out what an incident
+    /// could not read.
+    pub fn damage_before(&self, at: Instant) -> bool {
+        self.entries
+            .lock()
+            .expect("ledger lock")
+            .iter()
+            .any(|e| e.kind.damages_data() && e.injected <= at)
+    }
+
+    /// The entries, once no fault that could explain `incident` is still
+    /// reading its damage (or [`DAMAGE_WAIT`] has passed).
+    fn entries_for(&self, incident: &Incident) -> MutexGuard<'_, Vec<Entry>> {
+        let entries = self.entries.lock().expect("ledger lock");
+        if !incident.kind.about_data() || !incident.unreadable.is_known() {
+            return entries;
+        }
+        let pending = |entries: &mut Vec<Entry>| {
+            entries
+                .iter()
+                .any(|e| e.damage == DamageState::Pending && e.fits(incident))
+        };
+        self.damage_known
+            .wait_timeout_while(entries, DAMAGE_WAIT, pending)
+            .expect("ledger lock")
+            .0
+    }
+
+    /// The verdict on `incident`: the fault that explains it, if any (see
+    /// the rules at the top), counted as that fault's detection.
+    pub fn explain(&self, incident: &Incident) -> Attribution {
+        let mut entries = self.entries_for(incident);
+        let fitting: Vec<usize> = (0..entries.len())
+            .filter(|&i| entries[i].fits(incident))
+            .collect();
+        let best = |candidates: &[usize], entries: &[Entry]| {
+            candidates
+                .iter()
+                .copied()
+                .max_by_key(|&i| entries[i].rank())
+        };
+        let by_time = |entries: &mut Vec<Entry>, candidates: &[usize]| {
+            let i = best(candidates, entries)?;
+            entries[i].detected(incident.ended);
+            Some(entries[i].label.clone())
+        };
+        let items = match (&incident.unreadable, incident.kind.about_data()) {
+            (Unreadable::Named(items), true) => items,
+            // Not about data, or the backend cannot say what was unreadable.
+            _ => {
+                return Attribution {
+                    explained_by: by_time(&mut entries, &fitting),
+                    ..Attribution::default()
+                };
+            }
+        };
+        let unknown: Vec<usize> = fitting
+            .iter()
+            .copied()
+            .filter(|&i| !matches!(entries[i].damage, DamageState::Known(_)))
+            .collect();
+        let damaged = |i: usize, item: &DataRef| match &entries[i].damage {
+            DamageState::Known(damage) => damage.contains(item),
+            _ => false,
+        };
+        let outside: BTreeSet<DataRef> = items
+            .iter()
+            .filter(|item| !fitting.iter().any(|&i| damaged(i, item)))
+            .cloned()
+            .collect();
+        let mut attribution = Attribution {
+            unreadable: Some(items.clone()),
+            ..Attribution::default()
+        };
+        if items.is_empty() {
+            attribution.note = (!fitting.is_empty())
+                .then(|| "nothing it needs is unreadable now, so no damage explains it".to_owned());
+            return attribution;
+        }
+        if outside.is_empty() {
+            let causes: Vec<usize> = fitting
+                .iter()
+                .copied()
+                .filter(|&i| items.iter().any(|item| damaged(i, item)))
+                .collect();
+            let chosen = best(&causes, &entries).expect("some damage holds each item");
+            for &i in &causes {
+                entries[i].detected(incident.ended);
+            }
+            attribution.explained_by = Some(entries[chosen].label.clone());
+            return attribution;
+        }
+        // A fault whose damage is unknown may have done the rest.
+        if let Some(label) = by_time(&mut entries, &unknown) {
+            attribution.explained_by = Some(label);
+            return attribution;
+        }
+        if !fitting.is_empty() {
+            attribution.note = Some(format!(
+                "{} of {} unreadable item(s) are in no fault's damage: {}",
+                outside.len(),
+                items.len(),
+                Unreadable::describe(&outside, ITEMS_SHOWN)
+            ));
+        }
+        attribution
+    }
+
+    /// What the fault labelled `label` damaged, when known.
+    pub fn damage_of(&self, label: &str) -> Option<Damage> {
+        self.entries
+            .lock()
+            .expect("ledger lock")
+            .iter()
+            .find(|e| e.label == label)
+            .and_then(|e| match &e.damage {
+                DamageState::Known(damage) => Some(damage.clone()),
+                _ => None,
+            })
     }
 
     /// The faults injected so far, with what they were seen to cause, then
@@ -301,6 +516,7 @@ impl FaultLedger {
                 detected: false,
                 detection_ms: None,
                 incidents: 0,
+                damaged: None,
             })
             .collect();
         let mut reports: Vec<FaultReport> = self
@@ -323,6 +539,10 @@ impl FaultLedger {
                     .first_detection
                     .map(|d| millis(d.saturating_duration_since(e.injected))),
                 incidents: e.incidents,
+                damaged: match &e.damage {
+                    DamageState::Known(damage) => Some(damage.len() as u64),
+                    _ => None,
+                },
             })
             .collect();
         reports.extend(not_injected);
@@ -353,7 +573,12 @@ mod tests {
             kind,
             started,
             ended: Instant::now(),
+            unreadable: Unreadable::Unknown,
         }
+    }
+
+    fn explained(ledger: &FaultLedger, incident: &Incident) -> Option<String> {
+        ledger.explain(incident).explained_by
     }
 
     const MISMATCH: IncidentKind = IncidentKind::Failure(FailureKind::ContentMismatch);
@@ -367,11 +592,11 @@ mod tests {
         let ledger = FaultLedger::new(Instant::now());
         let before = Instant::now();
         for kind in FaultKind::ALL {
-            ledger.record(kind, "x", None, Some(Duration::from_secs(60)));
+            ledger.record(kind, "x", None, Some(Duration::from_secs(60)), None);
         }
         let restore = Action::RestoreRandomSnapshot;
         assert_eq!(
-            ledger.explain(&incident(1, restore, MISMATCH, before)),
+            explained(&ledger, &incident(1, restore, MISMATCH, before)),
             None
         );
         let listed_again = Incident {
@@ -383,7 +608,7 @@ mod tests {
                 before,
             )
         };
-        assert_eq!(ledger.explain(&listed_again), None);
+        assert_eq!(explained(&ledger, &listed_again), None);
         let lost = Incident {
             origin: Origin::StartupCheck,
             ..incident(
@@ -393,47 +618,54 @@ mod tests {
                 before,
             )
         };
-        assert_eq!(ledger.explain(&lost), None);
+        assert_eq!(explained(&ledger, &lost), None);
     }
 
     #[test]
     fn data_damage_explains_only_what_reads_data() {
         let ledger = FaultLedger::new(Instant::now());
         let before = Instant::now();
-        let label = ledger.record(FaultKind::CorruptPack, "data/ab/abcd", None, None);
+        let label = ledger.record(FaultKind::CorruptPack, "data/ab/abcd", None, None, None);
         assert!(label.starts_with("corrupt-pack@"));
         let restore = Action::RestoreRandomSnapshot;
         assert_eq!(
-            ledger.explain(&incident(1, restore, RESTORE_FAILED, before)),
+            explained(&ledger, &incident(1, restore, RESTORE_FAILED, before)),
             Some(label.clone())
         );
         assert_eq!(
-            ledger.explain(&incident(1, Action::SnapshotRoot, DATA, before)),
+            explained(&ledger, &incident(1, Action::SnapshotRoot, DATA, before)),
             Some(label.clone()),
             "a backup that failed on a missing blob"
         );
         assert_eq!(
-            ledger.explain(&incident(1, Action::SnapshotRoot, NOT_THROUGH, before)),
+            explained(
+                &ledger,
+                &incident(1, Action::SnapshotRoot, NOT_THROUGH, before)
+            ),
             None,
             "a refused connection is not damage's doing"
         );
         assert_eq!(
-            ledger.explain(&incident(1, Action::WriteRandomFiles, DATA, before)),
+            explained(
+                &ledger,
+                &incident(1, Action::WriteRandomFiles, DATA, before)
+            ),
             None,
             "a local write is not the repository's doing"
         );
         assert_eq!(
-            ledger.explain(&incident(1, Action::DeleteRandomSnapshot, DATA, before)),
+            explained(
+                &ledger,
+                &incident(1, Action::DeleteRandomSnapshot, DATA, before)
+            ),
             None,
             "deleting a snapshot reads no data"
         );
         assert_eq!(
-            ledger.explain(&incident(
-                1,
-                restore,
-                IncidentKind::Error(ErrorClass::Local),
-                before
-            )),
+            explained(
+                &ledger,
+                &incident(1, restore, IncidentKind::Error(ErrorClass::Local), before)
+            ),
             None
         );
         let reports = ledger.fault_reports();
@@ -451,18 +683,24 @@ mod tests {
             "proxy",
             None,
             Some(Duration::from_secs(10)),
+            None,
         );
         let restore = Action::RestoreRandomSnapshot;
         assert!(
-            ledger
-                .explain(&incident(2, Action::SnapshotRoot, NOT_THROUGH, before))
-                .is_some()
+            explained(
+                &ledger,
+                &incident(2, Action::SnapshotRoot, NOT_THROUGH, before)
+            )
+            .is_some()
         );
         assert_eq!(
-            ledger.explain(&incident(2, restore, RESTORE_FAILED, before)),
+            explained(&ledger, &incident(2, restore, RESTORE_FAILED, before)),
             None
         );
-        assert_eq!(ledger.explain(&incident(2, restore, DATA, before)), None);
+        assert_eq!(
+            explained(&ledger, &incident(2, restore, DATA, before)),
+            None
+        );
         assert!(!ledger.damaged_data());
     }
 
@@ -472,12 +710,13 @@ mod tests {
             let ledger = FaultLedger::new(Instant::now());
             let before = Instant::now();
             let (corrupt, restart) = if damage_first {
-                let c = ledger.record(FaultKind::CorruptPack, "data/x", None, None);
+                let c = ledger.record(FaultKind::CorruptPack, "data/x", None, None, None);
                 let r = ledger.record(
                     FaultKind::ServerRestart,
                     "server",
                     None,
                     Some(Duration::from_secs(5)),
+                    None,
                 );
                 (c, r)
             } else {
@@ -486,17 +725,21 @@ mod tests {
                     "server",
                     None,
                     Some(Duration::from_secs(5)),
+                    None,
                 );
-                let c = ledger.record(FaultKind::CorruptPack, "data/x", None, None);
+                let c = ledger.record(FaultKind::CorruptPack, "data/x", None, None, None);
                 (c, r)
             };
             let restore = Action::RestoreRandomSnapshot;
             assert_eq!(
-                ledger.explain(&incident(1, Action::SnapshotRoot, NOT_THROUGH, before)),
+                explained(
+                    &ledger,
+                    &incident(1, Action::SnapshotRoot, NOT_THROUGH, before)
+                ),
                 Some(restart.clone())
             );
             assert_eq!(
-                ledger.explain(&incident(1, restore, RESTORE_FAILED, before)),
+                explained(&ledger, &incident(1, restore, RESTORE_FAILED, before)),
                 Some(corrupt.clone())
             );
             let reports = ledger.fault_reports();
@@ -508,20 +751,20 @@ mod tests {
     fn a_fault_whose_action_failed_explains_last() {
         let ledger = FaultLedger::new(Instant::now());
         let before = Instant::now();
-        let pruned = ledger.record(FaultKind::AggressiveGc, "repository", None, None);
-        let failed = ledger.record(FaultKind::AggressiveGc, "repository", None, None);
+        let pruned = ledger.record(FaultKind::AggressiveGc, "repository", None, None, None);
+        let failed = ledger.record(FaultKind::AggressiveGc, "repository", None, None, None);
         ledger.failed(&failed);
         let restore = Action::RestoreRandomSnapshot;
         assert_eq!(
-            ledger.explain(&incident(1, restore, RESTORE_FAILED, before)),
+            explained(&ledger, &incident(1, restore, RESTORE_FAILED, before)),
             Some(pruned),
             "the prune that ran, not the later one that failed"
         );
         let only = FaultLedger::new(Instant::now());
-        let failed = only.record(FaultKind::AggressiveGc, "repository", None, None);
+        let failed = only.record(FaultKind::AggressiveGc, "repository", None, None, None);
         only.failed(&failed);
         assert_eq!(
-            only.explain(&incident(1, restore, RESTORE_FAILED, before)),
+            explained(&only, &incident(1, restore, RESTORE_FAILED, before)),
             Some(failed),
             "it may have acted in part: never a false unexpected failure"
         );
@@ -531,11 +774,11 @@ mod tests {
     fn the_most_recent_matching_fault_wins() {
         let ledger = FaultLedger::new(Instant::now());
         let before = Instant::now();
-        let first = ledger.record(FaultKind::DeletePack, "data/a", None, None);
-        let second = ledger.record(FaultKind::DeleteIndex, "index/b", None, None);
+        let first = ledger.record(FaultKind::DeletePack, "data/a", None, None, None);
+        let second = ledger.record(FaultKind::DeleteIndex, "index/b", None, None, None);
         let restore = Action::RestoreRandomSnapshot;
         assert_eq!(
-            ledger.explain(&incident(1, restore, RESTORE_FAILED, before)),
+            explained(&ledger, &incident(1, restore, RESTORE_FAILED, before)),
             Some(second)
         );
         assert_ne!(first, "");
@@ -546,21 +789,32 @@ mod tests {
     fn client_faults_explain_only_their_client_and_gc_only_races() {
         let ledger = FaultLedger::new(Instant::now());
         let before = Instant::now();
-        ledger.record(FaultKind::RevokeClient, "client-2", Some(ClientId(2)), None);
+        ledger.record(
+            FaultKind::RevokeClient,
+            "client-2",
+            Some(ClientId(2)),
+            None,
+            None,
+        );
         assert!(
-            ledger
-                .explain(&incident(2, Action::SnapshotRoot, NOT_THROUGH, before))
-                .is_some()
+            explained(
+                &ledger,
+                &incident(2, Action::SnapshotRoot, NOT_THROUGH, before)
+            )
+            .is_some()
         );
         assert_eq!(
-            ledger.explain(&incident(1, Action::SnapshotRoot, NOT_THROUGH, before)),
+            explained(
+                &ledger,
+                &incident(1, Action::SnapshotRoot, NOT_THROUGH, before)
+            ),
             None
         );
 
         let ledger = FaultLedger::new(Instant::now());
-        let aggressive = ledger.record(FaultKind::AggressiveGc, "repository", None, None);
+        let aggressive = ledger.record(FaultKind::AggressiveGc, "repository", None, None, None);
         assert_eq!(
-            ledger.explain(&incident(1, Action::SnapshotRoot, RACED, before)),
+            explained(&ledger, &incident(1, Action::SnapshotRoot, RACED, before)),
             Some(aggressive.clone()),
             "a race while its GC runs"
         );
@@ -572,7 +826,7 @@ mod tests {
             ..incident(1, Action::SnapshotRoot, RACED, before)
         };
         assert_eq!(
-            ledger.explain(&late_race),
+            explained(&ledger, &late_race),
             None,
             "a race long after its GC ended is another GC's"
         );
@@ -582,7 +836,7 @@ mod tests {
             ..late_race
         };
         assert_eq!(
-            ledger.explain(&late_loss),
+            explained(&ledger, &late_loss),
             Some(aggressive),
             "its damage stays"
         );
@@ -593,19 +847,14 @@ mod tests {
             "server",
             None,
             Some(Duration::from_secs(5)),
+            None,
         );
-        assert!(
-            ledger
-                .explain(&incident(1, Action::SnapshotRoot, RACED, before))
-                .is_some()
-        );
+        assert!(explained(&ledger, &incident(1, Action::SnapshotRoot, RACED, before)).is_some());
         assert_eq!(
-            ledger.explain(&incident(
-                1,
-                Action::RestoreRandomSnapshot,
-                RESTORE_FAILED,
-                before
-            )),
+            explained(
+                &ledger,
+                &incident(1, Action::RestoreRandomSnapshot, RESTORE_FAILED, before)
+            ),
             None,
             "the safe GC must not lose data: a failure during a gc-storm is unexpected"
         );
@@ -618,12 +867,10 @@ mod tests {
         let spec: FaultSpec = "corrupt-pack@999h".parse().unwrap();
         ledger.not_injected(&spec, spec.at, "the run ended at 5.0s, before its time");
         assert_eq!(
-            ledger.explain(&incident(
-                1,
-                Action::RestoreRandomSnapshot,
-                RESTORE_FAILED,
-                before
-            )),
+            explained(
+                &ledger,
+                &incident(1, Action::RestoreRandomSnapshot, RESTORE_FAILED, before)
+            ),
             None
         );
         assert_eq!(ledger.injected(), 0);
@@ -638,13 +885,198 @@ mod tests {
         );
     }
 
+    fn named(items: &[DataRef]) -> Unreadable {
+        Unreadable::named(items.iter().cloned())
+    }
+
+    fn pack(id: &str) -> DataRef {
+        DataRef::Pack(id.into())
+    }
+
+    fn blob(id: &str) -> DataRef {
+        DataRef::Blob(id.into())
+    }
+
+    fn restore_failed(unreadable: Unreadable, before: Instant) -> Incident {
+        Incident {
+            unreadable,
+            ..incident(1, Action::RestoreRandomSnapshot, RESTORE_FAILED, before)
+        }
+    }
+
+    #[test]
+    fn damage_explains_only_what_it_damaged() {
+        let ledger = FaultLedger::new(Instant::now());
+        let before = Instant::now();
+        let corrupt = ledger.record(FaultKind::CorruptPack, "data/aa", None, None, None);
+        ledger.damaged(&corrupt, Some([pack("aa"), blob("a1")].into()));
+
+        let only_its_pack = ledger.explain(&restore_failed(named(&[pack("aa")]), before));
+        assert_eq!(only_its_pack.explained_by, Some(corrupt.clone()));
+        assert_eq!(only_its_pack.note, None);
+
+        let another_pack = ledger.explain(&restore_failed(named(&[pack("bb")]), before));
+        assert_eq!(another_pack.explained_by, None, "a pack no fault touched");
+        assert_eq!(
+            another_pack.note.as_deref(),
+            Some("1 of 1 unreadable item(s) are in no fault's damage: pack bb")
+        );
+
+        let both = ledger.explain(&restore_failed(
+            named(&[pack("aa"), pack("bb"), blob("b2")]),
+            before,
+        ));
+        assert_eq!(both.explained_by, None, "part of it is no fault's doing");
+        assert_eq!(
+            both.note.as_deref(),
+            Some("2 of 3 unreadable item(s) are in no fault's damage: pack bb, blob b2")
+        );
+
+        let nothing = ledger.explain(&restore_failed(named(&[]), before));
+        assert_eq!(nothing.explained_by, None);
+        assert!(
+            nothing
+                .note
+                .unwrap()
+                .contains("nothing it needs is unreadable")
+        );
+
+        let reports = ledger.fault_reports();
+        assert_eq!(reports[0].incidents, 1);
+        assert_eq!(reports[0].damaged, Some(2));
+    }
+
+    #[test]
+    fn the_damage_of_several_faults_together_explains_and_each_is_detected() {
+        let ledger = FaultLedger::new(Instant::now());
+        let before = Instant::now();
+        let index = ledger.record(FaultKind::DeleteIndex, "index/ii", None, None, None);
+        ledger.damaged(
+            &index,
+            Some([DataRef::File("index/ii".into()), blob("b1")].into()),
+        );
+        let corrupt = ledger.record(FaultKind::CorruptPack, "data/aa", None, None, None);
+        ledger.damaged(&corrupt, Some([pack("aa")].into()));
+        let unrelated = ledger.record(FaultKind::DeletePack, "data/cc", None, None, None);
+        ledger.damaged(&unrelated, Some([pack("cc")].into()));
+
+        let verdict = ledger.explain(&restore_failed(named(&[blob("b1"), pack("aa")]), before));
+        assert_eq!(
+            verdict.explained_by,
+            Some(corrupt),
+            "the most recent of its causes"
+        );
+        let reports = ledger.fault_reports();
+        assert!(reports[0].detected && reports[1].detected, "{reports:?}");
+        assert!(!reports[2].detected, "a fault whose damage it did not need");
+    }
+
+    #[test]
+    fn a_fault_injected_after_the_incident_explains_nothing_of_it() {
+        let ledger = FaultLedger::new(Instant::now());
+        let before = Instant::now();
+        let failure = restore_failed(named(&[pack("aa")]), before);
+        std::thread::sleep(Duration::from_millis(5));
+        let late = ledger.record(FaultKind::DeletePack, "data/aa", None, None, None);
+        ledger.damaged(&late, Some([pack("aa")].into()));
+        assert_eq!(ledger.explain(&failure).explained_by, None);
+    }
+
+    #[test]
+    fn damage_a_backend_cannot_name_explains_by_time() {
+        let ledger = FaultLedger::new(Instant::now());
+        let before = Instant::now();
+        let label = ledger.record(FaultKind::CorruptPack, "p", None, None, None);
+        ledger.damaged(&label, None);
+        assert_eq!(
+            ledger
+                .explain(&restore_failed(named(&[pack("zz")]), before))
+                .explained_by,
+            Some(label.clone()),
+            "it may have damaged zz: never a false unexpected"
+        );
+        assert_eq!(
+            ledger
+                .explain(&restore_failed(Unreadable::Unknown, before))
+                .explained_by,
+            Some(label)
+        );
+    }
+
+    #[test]
+    fn an_incident_waits_for_the_damage_of_a_fault_still_acting() {
+        let ledger = std::sync::Arc::new(FaultLedger::new(Instant::now()));
+        let before = Instant::now();
+        let gc = ledger.record(FaultKind::AggressiveGc, "repository", None, None, None);
+        let pruning = {
+            let ledger = ledger.clone();
+            let gc = gc.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(100));
+                ledger.damaged(&gc, Some([pack("gone"), blob("g1")].into()));
+            })
+        };
+        let verdict = ledger.explain(&restore_failed(named(&[blob("g1")]), before));
+        pruning.join().unwrap();
+        assert_eq!(verdict.explained_by, Some(gc.clone()));
+        // A fault settled without damage reported explains by time.
+        let other = ledger.record(FaultKind::DeletePack, "x", None, None, None);
+        ledger.settle(&other);
+        ledger.settle(&gc);
+        assert_eq!(
+            ledger.damage_of(&gc).map(|d| d.len()),
+            Some(2),
+            "settling keeps what is known"
+        );
+        assert_eq!(ledger.damage_of(&other), None);
+    }
+
+    #[test]
+    fn inherited_damage_keeps_its_set() {
+        let ledger = FaultLedger::new(Instant::now());
+        let before = Instant::now();
+        ledger.inherit_damage(
+            FaultKind::DeletePack,
+            "delete-pack@3.0s (run 1)".into(),
+            "data/aa",
+            Some([pack("aa")].into()),
+        );
+        assert_eq!(
+            ledger
+                .explain(&restore_failed(named(&[pack("aa")]), before))
+                .explained_by
+                .as_deref(),
+            Some("delete-pack@3.0s (run 1)")
+        );
+        assert_eq!(
+            ledger
+                .explain(&restore_failed(named(&[pack("bb")]), before))
+                .explained_by,
+            None
+        );
+        assert_eq!(ledger.injected(), 0);
+    }
+
+    #[test]
+    fn a_fault_that_waited_keeps_the_time_it_was_asked_for() {
+        let ledger = FaultLedger::new(Instant::now());
+        let label = ledger.record(
+            FaultKind::CorruptPack,
+            "p",
+            None,
+            None,
+            Some(Duration::from_secs(15)),
+        );
+        assert_eq!(label, "corrupt-pack@15.0s");
+    }
+
     #[test]
     fn an_incident_before_the_fault_is_not_its_doing() {
         let ledger = FaultLedger::new(Instant::now());
         let early = incident(1, Action::SnapshotRoot, DATA, Instant::now());
         std::thread::sleep(Duration::from_millis(5));
-        ledger.record(FaultKind::DeletePack, "x", None, None);
-        assert_eq!(ledger.explain(&early), None);
+        ledger.record(FaultKind::DeletePack, "x", None, None, None);
+        assert_eq!(explained(&ledger, &early), None);
         assert!(!ledger.fault_reports()[0].detected);
     }
 }

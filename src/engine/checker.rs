@@ -240,6 +240,7 @@ impl Checker {
             summary,
             details,
             explained_by: None,
+            unreadable: None,
         }
     }
 

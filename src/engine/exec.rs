@@ -19,9 +19,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::actions::{Action, Origin};
-use super::attribution::{FaultLedger, Incident, IncidentKind};
+use super::attribution::{Attribution, FaultLedger, Incident, IncidentKind};
 use super::brief::{brief, without_backtrace};
 use super::checker::{Checker, CheckerError, RestoreAttempt, Verification};
+use super::damage::{Damage, Unreadable};
 use super::file_writer::available_space;
 use super::fingerprint::CompareOptions;
 use super::guard::{catch_panic, guarded};
@@ -33,7 +34,7 @@ use super::store::{DamageRecord, Failure, FailureKind, MetadataStore, now_rfc333
 use super::trace::{FaultLine, Trace};
 use super::traits::{
     ActionRng, BackendError, BackendResult, ClientId, Details, ErrorClass, FaultHost, FileWriter,
-    GcOptions, Server, SnapshotId, Snapshotter, WriteEffect,
+    GcDone, GcOptions, Server, SnapshotId, Snapshotter, WriteEffect,
 };
 use crate::faults::{FaultKind, FaultSpec};
 
@@ -107,10 +108,12 @@ pub struct ActionRecord {
     /// The client's live and deleted snapshot counts after the action.
     pub live: usize,
     pub deleted: usize,
-    /// The verification failure this action found, with its full details
-    /// (kept in the metadata store, not repeated in the trace).
+    /// The verification failures this action found (one for a restore; a
+    /// repository check's findings grouped by the fault that explains
+    /// them), with their full details (kept in the metadata store, not
+    /// repeated in the trace).
     #[serde(skip)]
-    pub failure: Option<Failure>,
+    pub failures: Vec<Failure>,
 }
 
 /// Which recorded action's inputs an action drew: every input (file names,
@@ -136,7 +139,15 @@ struct Step {
     message: Option<String>,
     error_class: Option<ErrorClass>,
     effects: Effects,
-    failure: Option<Failure>,
+    failures: Vec<Found>,
+}
+
+/// A verification failure a step found, with the verdict on it when the
+/// step made it (a check's findings are judged one by one, then grouped).
+#[derive(Debug)]
+struct Found {
+    failure: Failure,
+    attribution: Option<Attribution>,
 }
 
 impl Step {
@@ -162,12 +173,22 @@ impl Step {
         }
     }
     fn checker_error(error: CheckerError) -> Self {
-        let class = error.class();
-        Step::error(error, class)
+        match error {
+            CheckerError::Backend(error) => Step::backend_error(error),
+            error => {
+                let class = error.class();
+                Step::error(error, class)
+            }
+        }
     }
     fn backend_error(error: BackendError) -> Self {
-        let class = error.class();
-        Step::error(error, class)
+        match error {
+            BackendError::NothingToDo(why) => Step::no_op(why),
+            error => {
+                let class = error.class();
+                Step::error(error, class)
+            }
+        }
     }
     fn failure(summary: String) -> Self {
         Step {
@@ -294,7 +315,7 @@ impl Engine {
         let faults = FaultLedger::new(Instant::now());
         for damage in store.state().damage.iter().filter(|d| d.run < run) {
             let label = format!("{} (run {})", damage.label, damage.run);
-            faults.inherit_damage(damage.kind, label, &damage.target);
+            faults.inherit_damage(damage.kind, label, &damage.target, damage.damage.clone());
         }
         Ok(Engine {
             checker: Checker::new(store, config.compare),
@@ -377,28 +398,42 @@ impl Engine {
         self.stopping.store(true, Ordering::SeqCst);
     }
 
+    /// Whether the run is ending (see [`Engine::request_stop`]).
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
     /// Starts the run's clock at `at`: the run's duration, fault times and
     /// labels count from here (the first clients connected; the schedule starts).
     pub fn start_clock(&self, at: Instant) {
         self.faults.start_clock(at);
     }
 
-    /// Attributes a failure, records it durably and counts it.
-    fn record_failure(&self, mut failure: Failure, started: Instant, in_action: bool) -> Failure {
-        failure.explained_by = self.faults.explain(&Incident {
-            client: failure.client,
-            origin: failure.action,
-            kind: IncidentKind::Failure(failure.kind),
-            started,
-            ended: Instant::now(),
+    /// Judges a failure (unless its step already did), records it durably
+    /// and counts it: the one path every verification failure takes.
+    fn record_failure(&self, found: Found, started: Instant) -> Failure {
+        let Found {
+            mut failure,
+            attribution,
+        } = found;
+        let attribution = attribution.unwrap_or_else(|| {
+            let kind = IncidentKind::Failure(failure.kind);
+            let snapshots: Vec<SnapshotId> = failure.snapshot.iter().cloned().collect();
+            self.faults.explain(&Incident {
+                client: failure.client,
+                origin: failure.action,
+                kind,
+                started,
+                ended: Instant::now(),
+                unreadable: self.unreadable_for(kind, &snapshots),
+            })
         });
+        apply(&mut failure, attribution);
         if let Err(error) = self.store().record_failure(failure.clone()) {
             tracing::error!(%error, "cannot record a verification failure");
         }
-        if !in_action {
-            self.stats
-                .record_failure_outside_actions(failure.client, failure.explained_by.is_some());
-        }
+        self.stats
+            .count_failure(failure.client, failure.explained_by.is_some());
         let expected = failure.explained_by.as_deref().unwrap_or("unexpected");
         tracing::error!(
             client = %failure.client, action = %failure.action,
@@ -406,6 +441,19 @@ impl Engine {
             "verification failure ({expected}): {}", failure.summary
         );
         failure
+    }
+
+    /// What restoring `snapshots` needs that the repository cannot give
+    /// back now — asked of the server only when damage was done that could
+    /// explain an incident of `kind`; otherwise nothing needs naming.
+    fn unreadable_for(&self, kind: IncidentKind, snapshots: &[SnapshotId]) -> Unreadable {
+        if !kind.about_data() || !self.faults.damage_before(Instant::now()) {
+            return Unreadable::Unknown;
+        }
+        catch_panic(|| self.server.unreadable(snapshots)).unwrap_or_else(|panic| {
+            tracing::warn!("finding what a failure could not read panicked: {panic}");
+            Unreadable::Unknown
+        })
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -437,10 +485,10 @@ impl Engine {
 
     /// Garbage-collects on the server now (the console's key, a GC fault),
     /// counted with the GCs of `run-gc` actions.
-    pub fn gc(&self, options: &GcOptions) -> BackendResult<Details> {
-        let details = guarded(|| self.server.run_gc(options))?;
+    pub fn gc(&self, options: &GcOptions) -> BackendResult<GcDone> {
+        let done = guarded(|| self.server.run_gc(options))?;
         self.stats.record_gc();
-        Ok(details)
+        Ok(done)
     }
 
     /// Makes the client known (to stats and the cursor table) before its first action.
@@ -621,7 +669,11 @@ impl Engine {
             if failure.kind == FailureKind::SnapshotLost {
                 self.store().mark_lost(failure.client, &snapshot)?;
             }
-            found.push(self.record_failure(failure, started, false));
+            let found_now = Found {
+                failure,
+                attribution: None,
+            };
+            found.push(self.record_failure(found_now, started));
         }
         Ok(found)
     }
@@ -722,7 +774,7 @@ impl Engine {
             total.details = step.details;
             total.message = step.message;
             total.error_class = step.error_class;
-            total.failure = step.failure.or(total.failure);
+            total.failures.extend(step.failures);
             total.outcome = Some(match (total.outcome, outcome) {
                 (None, o) => o,
                 // An error or failure ends the repetitions; no-ops only count if all were.
@@ -744,19 +796,42 @@ impl Engine {
         }
         let outcome = total.outcome();
         let duration = started.elapsed();
-        let failure = total
-            .failure
-            .map(|failure| self.record_failure(failure, started, true));
+        let failures: Vec<Failure> = std::mem::take(&mut total.failures)
+            .into_iter()
+            .map(|found| self.record_failure(found, started))
+            .collect();
         let error_class = total.error_class.filter(|_| outcome == Outcome::Error);
-        let explained_by = match (&failure, error_class) {
-            (Some(failure), _) => failure.explained_by.clone(),
-            (None, Some(class)) => self.faults.explain(&Incident {
-                client,
-                origin,
-                kind: IncidentKind::Error(class),
-                started,
-                ended: Instant::now(),
-            }),
+        let explained_by = match (failures.first(), error_class) {
+            // Expected only if every failure it found is.
+            (Some(_), _) => failures
+                .iter()
+                .map(|f| f.explained_by.clone())
+                .collect::<Option<Vec<String>>>()
+                .and_then(|labels| labels.into_iter().next()),
+            (None, Some(class)) => {
+                let kind = IncidentKind::Error(class);
+                // A data error of a restore is about its snapshot; of a
+                // backup, about the snapshots it builds on.
+                let snapshots: Vec<SnapshotId> = match &total.snapshot {
+                    Some(id) => vec![id.clone()],
+                    None => self
+                        .store()
+                        .live(client)
+                        .into_iter()
+                        .map(|s| s.id)
+                        .collect(),
+                };
+                self.faults
+                    .explain(&Incident {
+                        client,
+                        origin,
+                        kind,
+                        started,
+                        ended: Instant::now(),
+                        unreadable: self.unreadable_for(kind, &snapshots),
+                    })
+                    .explained_by
+            }
             _ => None,
         };
         self.stats.record(
@@ -787,7 +862,7 @@ impl Engine {
             explained_by,
             live: self.store().live(client).len(),
             deleted: self.store().deleted_count(client),
-            failure,
+            failures,
         };
         self.trace_line(&record);
         match outcome {
@@ -947,10 +1022,12 @@ impl Engine {
         details: String,
     ) -> Step {
         let mut step = Step::failure(summary.clone());
-        step.failure = Some(
-            self.checker
+        step.failures.push(Found {
+            failure: self
+                .checker
                 .failure(client, snapshot, origin, kind, summary, details),
-        );
+            attribution: None,
+        });
         step
     }
 
@@ -980,9 +1057,9 @@ impl Engine {
 
     fn run_gc(&self) -> Step {
         match self.gc(&GcOptions::default()) {
-            Ok(details) => {
+            Ok(done) => {
                 let mut step = Step::ok();
-                step.details = details;
+                step.details = done.details;
                 step
             }
             Err(error) => Step::backend_error(error),
@@ -1041,37 +1118,79 @@ impl Engine {
         step.detail("low-disk-recovery", json!({ "free-bytes": free }))
     }
 
+    /// The backend's full check. Each problem it finds is judged on its own
+    /// (a pack missing that no fault deleted is unexpected even when another
+    /// pack's corruption is explained); problems explained by the same fault
+    /// make one failure, the unexpected ones another.
     fn verify_repo(&self, client: ClientId, origin: Origin) -> Step {
-        match guarded(|| self.server.verify_repo()) {
-            Ok(check) if check.healthy => Step::ok().detail("problems", json!(0)),
-            Ok(check) => {
-                let summary = format!(
-                    "repository check found {} problem(s): {}",
-                    check.problems.len(),
-                    check
-                        .problems
-                        .first()
-                        .map(|p| brief(p))
-                        .unwrap_or_else(|| "(none described)".into())
-                );
-                let problems = check.problems.len();
-                self.fail(
+        let started = Instant::now();
+        let check = match guarded(|| self.server.verify_repo()) {
+            Ok(check) if check.healthy => return Step::ok().detail("problems", json!(0)),
+            Ok(check) => check,
+            Err(error) => return Step::backend_error(error),
+        };
+        let problems = check.problems.len();
+        let kind = IncidentKind::Failure(FailureKind::RepositoryCheck);
+        let mut groups: BTreeMap<Option<String>, Vec<(String, Attribution)>> = BTreeMap::new();
+        for problem in check.problems {
+            let attribution = self.faults.explain(&Incident {
+                client,
+                origin,
+                kind,
+                started,
+                ended: Instant::now(),
+                unreadable: problem.unreadable,
+            });
+            groups
+                .entry(attribution.explained_by.clone())
+                .or_default()
+                .push((problem.text, attribution));
+        }
+        // Unexpected problems (the `None` group) come first.
+        let mut failures = Vec::new();
+        for (explained_by, found) in groups {
+            let summary = format!(
+                "repository check found {} problem(s){}: {}",
+                found.len(),
+                if problems > found.len() {
+                    format!(" of {problems}")
+                } else {
+                    String::new()
+                },
+                brief(&found[0].0)
+            );
+            let details = found
+                .iter()
+                .map(|(text, attribution)| match &attribution.note {
+                    Some(note) => format!("{} — {note}", without_backtrace(text)),
+                    None => without_backtrace(text).to_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            let unreadable = found
+                .iter()
+                .map(|(_, a)| a.unreadable.clone())
+                .collect::<Option<Vec<_>>>()
+                .map(|sets| sets.into_iter().flatten().collect());
+            failures.push(Found {
+                failure: self.checker.failure(
                     client,
                     None,
                     origin,
                     FailureKind::RepositoryCheck,
                     summary,
-                    check
-                        .problems
-                        .iter()
-                        .map(|p| without_backtrace(p))
-                        .collect::<Vec<_>>()
-                        .join("\n"),
-                )
-                .detail("problems", json!(problems))
-            }
-            Err(error) => Step::backend_error(error),
+                    details,
+                ),
+                attribution: Some(Attribution {
+                    explained_by,
+                    unreadable,
+                    note: None,
+                }),
+            });
         }
+        let mut step = Step::failure(failures[0].failure.summary.clone());
+        step.failures = failures;
+        step.detail("problems", json!(problems))
     }
 
     /// Runs the full repository check as one of the final checks (after a
@@ -1120,23 +1239,27 @@ impl Engine {
 
 impl Engine {
     /// Records that a fault takes effect now (see [`FaultHost::fault_starts`]);
-    /// `spec`, when known, goes into the trace whole, for a replay.
+    /// `spec`, when known, goes into the trace whole, for a replay. A fault
+    /// that waited for something to damage is named by `asked`, the time it
+    /// was asked for; the trace and the report keep the time it took effect.
     pub fn fault_starts_as(
         &self,
         spec: Option<&FaultSpec>,
+        asked: Option<Duration>,
         kind: FaultKind,
         target: &str,
         client: Option<ClientId>,
         duration: Option<Duration>,
     ) -> String {
         let (order, at_ms) = self.take_start();
-        let label = self.faults.record(kind, target, client, duration);
+        let label = self.faults.record(kind, target, client, duration, asked);
         if kind.damages_data() {
             let damage = DamageRecord {
                 run: self.run,
                 kind,
                 label: label.clone(),
                 target: target.to_owned(),
+                damage: None,
             };
             if let Err(error) = self.store().record_damage(damage) {
                 tracing::error!(%error, "cannot record the damage a fault did");
@@ -1166,7 +1289,7 @@ impl FaultHost for Engine {
         client: Option<ClientId>,
         duration: Option<Duration>,
     ) -> String {
-        self.fault_starts_as(None, kind, target, client, duration)
+        self.fault_starts_as(None, None, kind, target, client, duration)
     }
 
     fn fault_ends(&self, label: &str) {
@@ -1177,8 +1300,28 @@ impl FaultHost for Engine {
         self.faults.failed(label);
     }
 
-    fn run_gc(&self, options: &GcOptions) -> BackendResult<Details> {
+    fn fault_damaged(&self, label: &str, damage: Option<Damage>) {
+        if let Some(damage) = &damage
+            && let Err(error) = self.store().set_damage(label, damage.clone())
+        {
+            tracing::error!(%error, "cannot record the damage a fault did");
+        }
+        self.faults.damaged(label, damage);
+    }
+
+    fn run_gc(&self, options: &GcOptions) -> BackendResult<GcDone> {
         self.gc(options)
+    }
+}
+
+/// Puts the verdict on a failure: who explains it, what it could not
+/// read, and — for one no fault explains — why not, in its own words.
+fn apply(failure: &mut Failure, attribution: Attribution) {
+    failure.explained_by = attribution.explained_by;
+    failure.unreadable = attribution.unreadable;
+    if let Some(note) = attribution.note {
+        failure.summary = format!("{}; {note}", failure.summary);
+        failure.details = format!("{}\n\n{note}", failure.details);
     }
 }
 

@@ -7,6 +7,7 @@ pub mod actions;
 pub mod attribution;
 pub mod brief;
 pub mod checker;
+pub mod damage;
 pub mod exec;
 pub mod file_writer;
 pub mod fingerprint;

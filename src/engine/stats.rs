@@ -1,6 +1,6 @@
 //! Counters and latency histograms of a run, and the JSON report built from them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -8,6 +8,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use super::actions::{Action, Origin};
+use super::damage::DataRef;
 use super::progress::ProgressView;
 use super::store::{Failure, FailureKind};
 use super::traits::ClientId;
@@ -164,7 +165,8 @@ impl Stats {
         }
     }
 
-    /// Counts a finished action; `expected`: an injected fault explains its error or failure.
+    /// Counts a finished action; `expected`: an injected fault explains its
+    /// error. Its failures are counted one by one with [`Stats::count_failure`].
     pub fn record(
         &self,
         client: ClientId,
@@ -184,10 +186,7 @@ impl Stats {
                 counts.errors += 1;
                 counts.expected_errors += u64::from(expected);
             }
-            Outcome::Failure => {
-                counts.verification_failures += 1;
-                counts.unexpected_failures += u64::from(!expected);
-            }
+            Outcome::Failure => {}
         }
         counts.snapshots_created += effects.snapshots_created;
         counts.snapshots_deleted += effects.snapshots_deleted;
@@ -214,8 +213,9 @@ impl Stats {
         self.inner.lock().expect("stats lock").gc_runs += 1;
     }
 
-    /// A failure found outside any action (the listing checks).
-    pub fn record_failure_outside_actions(&self, client: ClientId, expected: bool) {
+    /// Counts a verification failure, found by an action or a check: the
+    /// one count every display, the report and the exit code read.
+    pub fn count_failure(&self, client: ClientId, expected: bool) {
         let mut inner = self.inner.lock().expect("stats lock");
         let counts = inner.clients.entry(client).or_default();
         counts.verification_failures += 1;
@@ -310,6 +310,9 @@ pub struct FailureReport {
     /// `false` when an injected fault explains it (see `explained_by`).
     pub unexpected: bool,
     pub explained_by: Option<String>,
+    /// What it could not read, where the backend named it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<BTreeSet<DataRef>>,
 }
 
 impl From<&Failure> for FailureReport {
@@ -324,6 +327,7 @@ impl From<&Failure> for FailureReport {
             time: f.time.clone(),
             unexpected: f.explained_by.is_none(),
             explained_by: f.explained_by.clone(),
+            unreadable: f.unreadable.clone(),
         }
     }
 }
@@ -361,9 +365,10 @@ pub struct Report {
 }
 
 impl Report {
-    /// Failures no injected fault explains.
-    pub fn unexpected_failures(&self) -> usize {
-        self.failures.iter().filter(|f| f.unexpected).count()
+    /// Failures no injected fault explains: the engine's count, which the
+    /// exit code, the console's banner and the summary all show.
+    pub fn unexpected_failures(&self) -> u64 {
+        self.totals.unexpected_failures
     }
 }
 
@@ -394,6 +399,9 @@ pub struct FaultReport {
     pub detection_ms: Option<u64>,
     /// Failures and errors attributed to it.
     pub incidents: u64,
+    /// How many packs, blobs and files it damaged, where that is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub damaged: Option<u64>,
 }
 
 fn injected_by_default() -> bool {
@@ -434,8 +442,9 @@ mod tests {
             Outcome::Failure,
             Duration::from_millis(3),
             Effects::default(),
-            true,
+            false,
         );
+        stats.count_failure(ClientId(2), true);
         let counts = stats.counts(|id| u64::from(id.0) * 10, 0);
         let (clients, totals, actions) = (counts.clients, counts.totals, stats.actions());
         assert_eq!(clients.len(), 2);

@@ -28,7 +28,7 @@
 //! others can read is left as it is, with a warning (its owner may have
 //! opened it on purpose).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -39,6 +39,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use super::actions::Origin;
+use super::damage::{Damage, DataRef};
 use super::fingerprint::Fingerprint;
 use super::traits::{ClientId, SnapshotId};
 use crate::faults::FaultKind;
@@ -172,6 +173,9 @@ pub struct Failure {
     /// The injected fault that explains it (`corrupt-pack@15.0s`); `None`: unexpected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub explained_by: Option<String>,
+    /// What it could not read, where the backend named it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<BTreeSet<DataRef>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -210,6 +214,10 @@ pub struct DamageRecord {
     /// How that run named it (`corrupt-pack@8.0s`).
     pub label: String,
     pub target: String,
+    /// What it damaged, read from the repository when it did it; `None`
+    /// where the backend could not tell (then its time decides).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub damage: Option<Damage>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -566,6 +574,20 @@ impl MetadataStore {
     pub fn record_damage(&self, damage: DamageRecord) -> Result<(), StoreError> {
         let mut state = self.state.lock().expect("state lock");
         state.damage.push(damage);
+        self.save(&state)
+    }
+
+    /// Records what the fault of this run labelled `label` damaged.
+    pub fn set_damage(&self, label: &str, damage: Damage) -> Result<(), StoreError> {
+        let mut state = self.state.lock().expect("state lock");
+        let run = state.run_counter;
+        if let Some(record) = state
+            .damage
+            .iter_mut()
+            .find(|d| d.run == run && d.label == label)
+        {
+            record.damage = Some(damage);
+        }
         self.save(&state)
     }
 

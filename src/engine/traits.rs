@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::damage::{Damage, Unreadable};
 use super::options::ActionOptions;
 use super::progress::Progress;
 use crate::faults::{FaultKind, FaultSpec};
@@ -81,6 +82,10 @@ pub enum BackendError {
     /// The client is not (or no longer) connected.
     #[error("{0} is not connected to the server")]
     NotConnected(ClientId),
+    /// The backend had nothing to do, as a tool sees it (restic refuses to
+    /// snapshot an empty directory): a no-op, not an error.
+    #[error("{0}")]
+    NothingToDo(String),
 }
 
 impl BackendError {
@@ -99,7 +104,10 @@ impl BackendError {
             BackendError::NotThrough(_) => ErrorClass::NotThrough,
             BackendError::Raced(_) => ErrorClass::Raced,
             BackendError::Data(_) => ErrorClass::Data,
-            BackendError::Local(_) | BackendError::NotConnected(_) => ErrorClass::Local,
+            // A no-op never reaches attribution; it is snapstorm's side if it did.
+            BackendError::Local(_)
+            | BackendError::NotConnected(_)
+            | BackendError::NothingToDo(_) => ErrorClass::Local,
             BackendError::Failed(_) | BackendError::Panicked(_) => ErrorClass::Other,
         }
     }
@@ -214,8 +222,37 @@ pub struct GcOptions {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RepoCheck {
     pub healthy: bool,
-    /// Problems found, in the backend's words.
-    pub problems: Vec<String>,
+    /// Problems found, each attributed on its own.
+    pub problems: Vec<Problem>,
+}
+
+/// One finding of a repository check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    /// In the backend's words.
+    pub text: String,
+    /// What it names as unreadable, for attribution by cause.
+    pub unreadable: Unreadable,
+}
+
+impl Problem {
+    /// A finding the backend cannot tie to repository items.
+    pub fn unnamed(text: impl Into<String>) -> Self {
+        Problem {
+            text: text.into(),
+            unreadable: Unreadable::Unknown,
+        }
+    }
+}
+
+/// What a GC did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GcDone {
+    /// Named values for the trace and the UI.
+    pub details: Details,
+    /// The packs it removed and the blobs in them; `None` when the backend
+    /// cannot tell. A GC fault's damage is this.
+    pub removed: Option<Damage>,
 }
 
 /// What the console shows about a server.
@@ -237,11 +274,17 @@ pub trait Server: Send + Sync {
     /// Revokes the client's permission; its next request is refused.
     fn remove_client(&self, client: ClientId) -> BackendResult<()>;
     /// GC directly on the repository, while the server keeps serving.
-    fn run_gc(&self, options: &GcOptions) -> BackendResult<Details>;
+    fn run_gc(&self, options: &GcOptions) -> BackendResult<GcDone>;
     /// Every snapshot the repository holds.
     fn list_snapshots(&self) -> BackendResult<Vec<SnapshotId>>;
     /// A full check, reading all data.
     fn verify_repo(&self) -> BackendResult<RepoCheck>;
+    /// What restoring these snapshots needs that the repository cannot
+    /// give back now: the evidence of a failure that named nothing itself.
+    /// Blocking; a backend that cannot tell answers `Unknown`.
+    fn unreadable(&self, _snapshots: &[SnapshotId]) -> Unreadable {
+        Unreadable::Unknown
+    }
     /// Bytes the repository takes on disk.
     fn repository_size(&self) -> u64;
 }
@@ -259,10 +302,17 @@ pub struct Injected {
     pub enqueue: Vec<(ClientId, super::actions::Action)>,
 }
 
-/// Why a fault could not be injected (no pack yet, no such client…).
+/// Why a fault could not be injected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct InjectError(pub String);
+pub enum InjectError {
+    /// Nothing it could damage exists yet (no data pack): the run tries
+    /// again until something does.
+    #[error("{0}")]
+    NoVictimYet(String),
+    /// It cannot happen (no such client, the backend failed).
+    #[error("{0}")]
+    Failed(String),
+}
 
 /// What an injector reports to the run it injects into; the engine is one.
 pub trait FaultHost: Send + Sync {
@@ -282,8 +332,12 @@ pub trait FaultHost: Send + Sync {
     /// could not prune). It may have acted in part, so it still explains
     /// what it could have caused, but only after faults that took effect.
     fn fault_failed(&self, label: &str);
+    /// Records what a data fault damaged, read from the repository when it
+    /// did it (`None`: the backend cannot tell). Until then, incidents that
+    /// it could explain wait for it.
+    fn fault_damaged(&self, label: &str, damage: Option<Damage>);
     /// Garbage-collects on the server, counted with every other GC.
-    fn run_gc(&self, options: &GcOptions) -> BackendResult<Details>;
+    fn run_gc(&self, options: &GcOptions) -> BackendResult<GcDone>;
 }
 
 /// Injects faults into a running run; each backend that can brings its own.

@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::engine::actions::Action;
+use crate::engine::damage::Damage;
 use crate::engine::exec::{ActionParams, ActionRecord, Engine};
 use crate::engine::scenario::Schedule;
 use crate::engine::stats::{Counts, Report};
@@ -25,7 +26,8 @@ use crate::engine::store::Failure;
 use crate::engine::store::now_rfc3339;
 use crate::engine::trace::RunStartLine;
 use crate::engine::traits::{
-    BackendResult, ClientId, Details, FaultHost, FaultInjector, GcOptions, Injected, ServerInfo,
+    BackendResult, ClientId, FaultHost, FaultInjector, GcDone, GcOptions, InjectError, Injected,
+    ServerInfo,
 };
 use crate::faults::{FaultKind, FaultSpec};
 use crate::multiclient::MultiClientSnapshotter;
@@ -118,6 +120,9 @@ pub const MAX_CLIENTS: u32 = 64;
 
 /// How long shutdown waits for in-flight actions before it stops waiting.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
+
+/// How often a data fault waiting for its first victim looks again.
+const VICTIM_POLL: Duration = Duration::from_millis(500);
 
 /// The engine's counts as a front end reads them: the console, the progress
 /// line and the summary display these and count nothing themselves.
@@ -588,13 +593,35 @@ impl Supervisor {
                 spec.clone(),
                 place.clone(),
             ));
-            let host: Arc<dyn FaultHost> = watched.clone();
-            let attempt = spec.clone();
-            let result =
-                tokio::task::spawn_blocking(move || injector.inject(&attempt, &clients, &host))
-                    .await;
+            // A data fault with nothing to damage yet waits for its first
+            // victim, until the run ends.
+            let result = loop {
+                let host: Arc<dyn FaultHost> = watched.clone();
+                let (attempt, clients, injector) = (spec.clone(), clients.clone(), injector.clone());
+                let result =
+                    tokio::task::spawn_blocking(move || injector.inject(&attempt, &clients, &host))
+                        .await;
+                match result {
+                    Ok(Err(InjectError::NoVictimYet(why))) if !engine.is_stopping() => {
+                        if !watched.waited() {
+                            tracing::info!(target: "snapstorm::faults", "{spec}: {why}; it waits for its first victim");
+                        }
+                        tokio::time::sleep(VICTIM_POLL).await;
+                    }
+                    Ok(Err(InjectError::NoVictimYet(why))) => {
+                        break Ok(Err(InjectError::NoVictimYet(format!(
+                            "the run ended first: {why}"
+                        ))));
+                    }
+                    other => break other,
+                }
+            };
             if let Some((gate, order)) = &place {
                 gate.give_up([*order]);
+            }
+            // Damage it did not report by now is damage nobody can name.
+            if let Some(label) = watched.started() {
+                engine.faults().settle(&label);
             }
             let error = match result {
                 Ok(Ok(injected)) => {
@@ -835,6 +862,8 @@ struct WatchedHost {
     label: std::sync::Mutex<Option<String>>,
     /// What was asked, for the trace.
     spec: FaultSpec,
+    /// It waited for something to damage: named by the time it was asked for.
+    waited: std::sync::atomic::AtomicBool,
     /// Its place on the recorded schedule: the next may start once it did.
     place: Option<(Arc<Gate>, u64)>,
 }
@@ -845,12 +874,18 @@ impl WatchedHost {
             engine,
             label: std::sync::Mutex::new(None),
             spec,
+            waited: std::sync::atomic::AtomicBool::new(false),
             place,
         }
     }
 
     fn started(&self) -> Option<String> {
         self.label.lock().expect("label lock").clone()
+    }
+
+    /// Notes that it has to wait; returns whether it had waited before.
+    fn waited(&self) -> bool {
+        self.waited.swap(true, Ordering::SeqCst)
     }
 }
 
@@ -862,9 +897,10 @@ impl FaultHost for WatchedHost {
         client: Option<ClientId>,
         duration: Option<Duration>,
     ) -> String {
-        let label = self
-            .engine
-            .fault_starts_as(Some(&self.spec), kind, target, client, duration);
+        let asked = self.waited.load(Ordering::SeqCst).then_some(self.spec.at);
+        let label =
+            self.engine
+                .fault_starts_as(Some(&self.spec), asked, kind, target, client, duration);
         *self.label.lock().expect("label lock") = Some(label.clone());
         if let Some((gate, order)) = &self.place {
             gate.started(*order);
@@ -880,7 +916,11 @@ impl FaultHost for WatchedHost {
         self.engine.fault_failed(label);
     }
 
-    fn run_gc(&self, options: &GcOptions) -> BackendResult<Details> {
+    fn fault_damaged(&self, label: &str, damage: Option<Damage>) {
+        self.engine.fault_damaged(label, damage);
+    }
+
+    fn run_gc(&self, options: &GcOptions) -> BackendResult<GcDone> {
         self.engine.run_gc(options)
     }
 }

@@ -118,6 +118,6 @@ impl Snapshotter for MultiClientSnapshotter {
 
     /// GC is the Server's job, whoever asks for it.
     fn run_gc(&self, _client: ClientId, options: &GcOptions) -> BackendResult<Details> {
-        guarded(|| self.server.run_gc(options))
+        guarded(|| self.server.run_gc(options)).map(|done| done.details)
     }
 }

@@ -27,11 +27,14 @@ pub enum Auth {
     Open,
 }
 
-/// Told of every request the server refuses, so that a program embedding
-/// the server can tell a refused request from data the repository lost.
-pub trait RefusalObserver: Send + Sync + std::fmt::Debug {
+/// Told of every request the server refuses, and of every file it did not
+/// find, so that a program embedding the server can tell a refused request
+/// from data the repository lost, whatever the client makes of it.
+pub trait RequestObserver: Send + Sync + std::fmt::Debug {
     /// `claimed_user`: the name the request gave, authenticated or not.
     fn refused(&self, claimed_user: Option<&str>, status: StatusCode);
+    /// An authenticated `user` asked for `path`, and there was no such file.
+    fn not_found(&self, _user: &str, _path: &str) {}
 }
 
 /// Everything a request handler needs.
@@ -43,7 +46,7 @@ pub struct AppState {
     pub append_only: bool,
     /// Check that uploaded content hashes to its id, as restic's rest-server does.
     pub verify_uploads: bool,
-    pub observer: Option<Arc<dyn RefusalObserver>>,
+    pub observer: Option<Arc<dyn RequestObserver>>,
 }
 
 pub fn router(state: Arc<AppState>) -> axum::Router {
@@ -83,10 +86,15 @@ async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Respons
         Err(refusal) => (refusal, None),
     };
     let status = response.status();
-    if let Some(observer) = &state.observer
-        && (status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN)
-    {
-        observer.refused(claimed_user.as_deref(), status);
+    if let Some(observer) = &state.observer {
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            observer.refused(claimed_user.as_deref(), status);
+        }
+        if status == StatusCode::NOT_FOUND
+            && let Some(user) = &user
+        {
+            observer.not_found(user, &path);
+        }
     }
     // Never log credentials: only the user name the request authenticated as.
     tracing::debug!(

@@ -31,7 +31,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use http::{Auth, RefusalObserver};
+pub use http::{Auth, RequestObserver};
 pub use listener::{ConnectionLimits, Serving};
 pub use locks::LockOwner;
 pub use storage::{Reclaimed, Storage};
@@ -58,7 +58,7 @@ pub struct ServerConfig {
     pub verify_uploads: bool,
     pub shutdown_grace: Duration,
     /// Told of every request the server refuses (401, 403).
-    pub observer: Option<Arc<dyn RefusalObserver>>,
+    pub observer: Option<Arc<dyn RequestObserver>>,
     /// Timeouts and caps that keep stalled clients from starving the
     /// others; lowered at start when the open-file limit cannot hold them.
     pub limits: ConnectionLimits,

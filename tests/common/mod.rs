@@ -208,21 +208,44 @@ pub fn basic_auth(user: &str, password: &str) -> String {
     )
 }
 
+/// The variable that names a program the tests drive, as users name it
+/// (`RESTIC_EXE=/path/to/restic`).
+pub fn program_variable(name: &str) -> Option<&'static str> {
+    match name {
+        "restic" => Some("RESTIC_EXE"),
+        "kopia" => Some("KOPIA_EXE"),
+        "rest-server" => Some("REST_SERVER_EXE"),
+        _ => None,
+    }
+}
+
 /// Fails the test with a clear message when a required external program is
 /// missing: never a silent skip that would hide what was not tested.
 pub fn require_program(name: &str) -> PathBuf {
-    let package = match name {
-        "htpasswd" => "apache2-utils",
-        other => other,
+    let how = match name {
+        "htpasswd" => "install it with `apt-get install -y apache2-utils`".to_owned(),
+        "kopia" | "rest-server" => format!(
+            "set {} to it (../shared/bin has one)",
+            program_variable(name).unwrap()
+        ),
+        other => format!("install it with `apt-get install -y {other}`"),
     };
     which(name).unwrap_or_else(|| {
         panic!(
-            "`{name}` is not on PATH: install it with `apt-get install -y {package}`, or run the tests with `./scripts/test`, which does"
+            "`{name}` is not on PATH nor named by its variable: {how}, or run the tests with `./scripts/test`, which does"
         )
     })
 }
 
+/// A program as snapstorm finds it: its variable (`RESTIC_EXE`) when set,
+/// else the first on PATH.
 pub fn which(name: &str) -> Option<PathBuf> {
+    if let Some(exe) = program_variable(name)
+        .and_then(std::env::var_os)
+        .filter(|v| !v.is_empty())
+    {
+        return Some(PathBuf::from(exe)).filter(|p| p.is_file());
+    }
     std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|dir| dir.join(name))

@@ -63,6 +63,17 @@ impl CallContext<'_> {
                 brief(&message)
             ));
         }
+        if let Some(path) = self.evidence.not_found_since(self.user, self.started) {
+            let text = format!(
+                "the server has no {path}; rustic panicked: {}",
+                brief(&message)
+            );
+            return if path.contains("/index/") && self.evidence.gc_since(self.started) {
+                BackendError::Raced(format!("a GC replaced an index file: {text}"))
+            } else {
+                BackendError::Data(text)
+            };
+        }
         match from_text(message) {
             BackendError::Failed(message) => BackendError::Panicked(message),
             classified => classified,
@@ -424,6 +435,33 @@ mod tests {
             "a compressed blob that does not decode is damaged data"
         );
         assert_eq!(io(std::io::ErrorKind::Interrupted), ErrorClass::Other);
+    }
+
+    #[test]
+    fn a_panic_after_the_server_found_no_pack_is_missing_data() {
+        use crate::server::RequestObserver;
+        let evidence = Evidence::new();
+        let call = context(&evidence);
+        let backoff = "called `Result::unwrap()` on an `Err` value: Backoff failed";
+        assert_eq!(
+            call.classify_panic(backoff.into()).class(),
+            ErrorClass::Other
+        );
+        evidence.not_found("client-2", "/repo/data/ab/abcd");
+        assert_eq!(
+            call.classify_panic(backoff.into()).class(),
+            ErrorClass::Other,
+            "another client's 404 says nothing of this call"
+        );
+        evidence.not_found("client-1", "/repo/locks/ab");
+        assert_eq!(
+            call.classify_panic(backoff.into()).class(),
+            ErrorClass::Other
+        );
+        evidence.not_found("client-1", "/repo/data/ab/abcd");
+        let error = call.classify_panic(backoff.into());
+        assert_eq!(error.class(), ErrorClass::Data);
+        assert!(error.to_string().contains("/repo/data/ab/abcd"), "{error}");
     }
 
     #[test]

@@ -63,6 +63,8 @@ impl Span {
 #[derive(Debug, Default)]
 struct Log {
     requests: VecDeque<(Instant, String, Disturbance)>,
+    /// Files the server did not find, by user and path.
+    not_found: VecDeque<(Instant, String, String)>,
     outages: VecDeque<Span>,
     gcs: VecDeque<Span>,
 }
@@ -163,6 +165,24 @@ impl Evidence {
             .map(|(_, _, what)| what.to_string())
     }
 
+    /// A repository file `user` asked for since `since` that the server did
+    /// not have (its path), when one was: a client that panicked on it
+    /// keeps only the words of its error, the server keeps the fact.
+    pub fn not_found_since(&self, user: &str, since: Instant) -> Option<String> {
+        let log = self.log.lock().expect("evidence lock");
+        log.not_found
+            .iter()
+            .rev()
+            .take_while(|(at, _, _)| *at >= since)
+            .find(|(_, who, path)| {
+                who == user
+                    && ["/data/", "/index/", "/snapshots/"]
+                        .iter()
+                        .any(|kind| path.contains(kind))
+            })
+            .map(|(_, _, path)| path.clone())
+    }
+
     /// Whether a GC ran at some time since `since`.
     pub fn gc_since(&self, since: Instant) -> bool {
         let log = self.log.lock().expect("evidence lock");
@@ -170,11 +190,20 @@ impl Evidence {
     }
 }
 
-impl crate::server::RefusalObserver for Evidence {
+impl crate::server::RequestObserver for Evidence {
     fn refused(&self, claimed_user: Option<&str>, status: http::StatusCode) {
         if let Some(user) = claimed_user {
             self.request(user, Disturbance::Refused(status.as_u16()));
         }
+    }
+
+    fn not_found(&self, user: &str, path: &str) {
+        let mut log = self.log.lock().expect("evidence lock");
+        push_bounded(
+            &mut log.not_found,
+            (Instant::now(), user.to_owned(), path.to_owned()),
+            REQUESTS_KEPT,
+        );
     }
 }
 

@@ -15,6 +15,7 @@ use rand::{RngExt, SeedableRng};
 use super::EmbeddedServer;
 use crate::engine::Action;
 use crate::engine::brief::brief;
+use crate::engine::damage::{Damage, DataRef};
 use crate::engine::traits::{
     ClientId, FaultHost, FaultInjector, GcOptions, InjectError, Injected, Server,
 };
@@ -33,7 +34,7 @@ pub struct EmbeddedFaults {
 }
 
 fn fail(text: impl Into<String>) -> InjectError {
-    InjectError(text.into())
+    InjectError::Failed(text.into())
 }
 
 impl EmbeddedFaults {
@@ -87,7 +88,29 @@ impl EmbeddedFaults {
     /// A random file of `kind` to damage, named relative to the repository.
     fn victim(&self, kind: &str, what: &str) -> Result<PathBuf, InjectError> {
         self.pick(&self.repository_files(kind))
-            .ok_or_else(|| fail(format!("the repository has no {what} yet")))
+            .ok_or_else(|| InjectError::NoVictimYet(format!("the repository has no {what} yet")))
+    }
+
+    /// What damaging `victim` (a data pack, or an index file) damages, read
+    /// from the repository before it is done.
+    fn damage_of(&self, kind: FaultKind, victim: &Path) -> Damage {
+        let inspector = self.server.inspector();
+        match kind {
+            FaultKind::DeleteIndex => {
+                let name = victim
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let blobs = inspector
+                    .index()
+                    .map(|index| index.named_only_by(&name))
+                    .unwrap_or_default();
+                std::iter::once(DataRef::File(self.relative(victim)))
+                    .chain(blobs.into_iter().map(DataRef::Blob))
+                    .collect()
+            }
+            _ => inspector.pack_damage(victim, || inspector.index().ok()),
+        }
     }
 
     fn corrupt(&self, pack: &Path) -> Result<(), InjectError> {
@@ -129,7 +152,9 @@ impl FaultInjector for EmbeddedFaults {
                 };
                 let victim = self.victim(files, what)?;
                 let target = self.relative(&victim);
+                let damage = self.damage_of(spec.kind, &victim);
                 let label = starts(&target, None);
+                host.fault_damaged(&label, Some(damage));
                 match spec.kind {
                     FaultKind::CorruptPack => self.corrupt(&victim)?,
                     _ => self.delete(&victim)?,
@@ -214,7 +239,10 @@ impl FaultInjector for EmbeddedFaults {
                 // On an already damaged repository the prune itself can fail: that
                 // is a consequence to report, not a fault that did not happen.
                 let target = match host.run_gc(&GcOptions { aggressive: true }) {
-                    Ok(_) => target,
+                    Ok(done) => {
+                        host.fault_damaged(&label, done.removed);
+                        target
+                    }
                     Err(error) => {
                         host.fault_failed(&label);
                         format!("{target}; the GC failed: {}", brief(&error.to_string()))

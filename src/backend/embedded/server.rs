@@ -7,23 +7,27 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use rustic_backend::BackendOptions;
 use rustic_core::repofile::{MasterKey, SnapshotFile};
 use rustic_core::{
-    CheckOptions, ConfigOptions, Credentials, KeyOptions, LimitOption, OpenStatus, PruneOptions,
-    Repository, RepositoryBackends, RepositoryOptions,
+    BytesList, CheckOptions, ConfigOptions, Credentials, FileType, Id, KeyOptions, LimitOption,
+    OpenStatus, PruneOptions, ReadBackend, Repository, RepositoryBackends, RepositoryOptions,
+    RusticResult, WriteBackend,
 };
 use serde_json::json;
 
 use super::REPO_NAME;
 use super::evidence::Evidence;
+use super::inspect::Inspector;
 use super::proxy::FaultProxy;
 use crate::engine::brief::brief;
+use crate::engine::damage::{Damage, DataRef, Unreadable};
 use crate::engine::file_writer::disk_usage;
 use crate::engine::guard::catch_panic;
 use crate::engine::traits::{
-    BackendError, BackendResult, ClientCredentials, ClientId, Details, GcOptions, RepoCheck,
-    Server, ServerInfo, SnapshotId,
+    BackendError, BackendResult, ClientCredentials, ClientId, Details, GcDone, GcOptions, Problem,
+    RepoCheck, Server, ServerInfo, SnapshotId,
 };
 use crate::server::{RestServer, RunningServer, ServerConfig, Users};
 
@@ -62,6 +66,8 @@ pub struct EmbeddedServer {
     gc_lock: Mutex<()>,
     /// What happened to requests, outages and GCs: the clients' evidence.
     evidence: Arc<Evidence>,
+    /// The repository read directly: what faults damage, what failures need.
+    inspector: Arc<Inspector>,
 }
 
 impl EmbeddedServer {
@@ -100,6 +106,7 @@ impl EmbeddedServer {
             config,
             proxy,
             data_dir: data_dir.to_path_buf(),
+            inspector: Arc::new(Inspector::new(&repo_dir, &key)),
             repo_dir,
             key,
             gc_lock: Mutex::new(()),
@@ -131,6 +138,11 @@ impl EmbeddedServer {
 
     pub fn evidence(&self) -> &Arc<Evidence> {
         &self.evidence
+    }
+
+    /// The repository read directly (damage, what a failure needs).
+    pub fn inspector(&self) -> &Arc<Inspector> {
+        &self.inspector
     }
 
     /// Stops serving: the proxy, then the server (in-flight requests get the
@@ -178,6 +190,85 @@ impl EmbeddedServer {
     fn open_local(&self) -> BackendResult<Repository<OpenStatus>> {
         let options = RepositoryOptions::default().no_cache(true);
         open_with_key(&options, &local_backends(&self.repo_dir)?, &self.key)
+    }
+
+    /// The repository directory, with every pack a GC removes recorded
+    /// first, with the blobs its header names.
+    fn open_recording(&self) -> BackendResult<(Repository<OpenStatus>, Arc<Removals>)> {
+        let local = local_backends(&self.repo_dir)?.repository();
+        let removals = Arc::new(Removals {
+            inner: local,
+            inspector: self.inspector.clone(),
+            removed: Mutex::new(Damage::new()),
+        });
+        let backends = RepositoryBackends::new(removals.clone(), None);
+        let options = RepositoryOptions::default().no_cache(true);
+        Ok((open_with_key(&options, &backends, &self.key)?, removals))
+    }
+}
+
+/// The repository directory as a GC sees it, recording each pack it
+/// removes — and the blobs the pack held, read from its header just before
+/// — so an aggressive GC's damage is exactly what it removed.
+struct Removals {
+    inner: Arc<dyn WriteBackend>,
+    inspector: Arc<Inspector>,
+    removed: Mutex<Damage>,
+}
+
+impl Removals {
+    fn removed(&self) -> Damage {
+        self.removed.lock().expect("removals lock").clone()
+    }
+}
+
+impl ReadBackend for Removals {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    fn list_with_size(&self, tpe: FileType) -> RusticResult<Vec<(Id, u32)>> {
+        self.inner.list_with_size(tpe)
+    }
+    fn read_full(&self, tpe: FileType, id: &Id) -> RusticResult<Bytes> {
+        self.inner.read_full(tpe, id)
+    }
+    fn read_partial(
+        &self,
+        tpe: FileType,
+        id: &Id,
+        cacheable: bool,
+        offset: u32,
+        length: u32,
+    ) -> RusticResult<Bytes> {
+        self.inner.read_partial(tpe, id, cacheable, offset, length)
+    }
+    fn warmup_path(&self, tpe: FileType, id: &Id) -> String {
+        self.inner.warmup_path(tpe, id)
+    }
+}
+
+impl WriteBackend for Removals {
+    fn create(&self) -> RusticResult<()> {
+        self.inner.create()
+    }
+    fn write_bytes(
+        &self,
+        tpe: FileType,
+        id: &Id,
+        cacheable: bool,
+        content: BytesList,
+    ) -> RusticResult<()> {
+        self.inner.write_bytes(tpe, id, cacheable, content)
+    }
+    fn remove(&self, tpe: FileType, id: &Id, cacheable: bool) -> RusticResult<()> {
+        if tpe == FileType::Pack {
+            let path = self.inspector.pack_path(&id.to_hex());
+            let damage = self
+                .inspector
+                .pack_damage(&path, || self.inspector.index().ok());
+            self.removed.lock().expect("removals lock").extend(damage);
+        }
+        self.inner.remove(tpe, id, cacheable)
     }
 }
 
@@ -246,10 +337,10 @@ impl Server for EmbeddedServer {
         Ok(())
     }
 
-    fn run_gc(&self, options: &GcOptions) -> BackendResult<Details> {
+    fn run_gc(&self, options: &GcOptions) -> BackendResult<GcDone> {
         let _one_at_a_time = self.gc_lock.lock().expect("gc lock");
         let _seen = self.evidence.gc_running();
-        let repo = self.open_local()?;
+        let (repo, removals) = self.open_recording()?;
         let prune = if options.aggressive {
             PruneOptions::default()
                 .instant_delete(true)
@@ -269,7 +360,16 @@ impl Server for EmbeddedServer {
         details.insert("packs-removed".into(), json!(stats.packs_to_delete.remove));
         details.insert("bytes-unused".into(), json!(stats.size_sum().unused));
         repo.prune(&prune, plan)?;
-        Ok(details)
+        let removed = removals.removed();
+        let packs = removed
+            .iter()
+            .filter(|r| matches!(r, DataRef::Pack(_)))
+            .count();
+        details.insert("packs-deleted".into(), json!(packs));
+        Ok(GcDone {
+            details,
+            removed: Some(removed),
+        })
     }
 
     fn list_snapshots(&self) -> BackendResult<Vec<SnapshotId>> {
@@ -277,37 +377,51 @@ impl Server for EmbeddedServer {
         Ok(snapshot_ids(repo.get_all_snapshots()?))
     }
 
-    /// rustic's check reading all data — which reads only the packs live
-    /// snapshots use — plus a scan of every file against its id, so damage
-    /// to data no snapshot needs any more is reported too.
+    /// snapstorm's own check of the repository (every file against its
+    /// id, every pack the index names, everything every snapshot needs),
+    /// whose problems name what they found unreadable; and rustic's check
+    /// reading all data as a second opinion: what rustic finds where the
+    /// first found nothing names nothing, so no damage explains it.
     fn verify_repo(&self) -> BackendResult<RepoCheck> {
-        // rustic's check can itself fail, or panic, on a damaged repository:
-        // either way the damage is what gets reported.
-        let checked = catch_panic(|| -> BackendResult<Vec<String>> {
-            let repo = self.open_local()?;
-            let results = repo.check(CheckOptions::default().read_data(true))?;
-            Ok(results
-                .0
+        let mut problems = self
+            .inspector
+            .check()
+            .map_err(|e| BackendError::Failed(format!("the repository check failed: {e}")))?;
+        let rustic = rustic_check(self);
+        if !rustic.is_empty() {
+            let text = format!(
+                "rustic's check found {} error(s): {}",
+                rustic.len(),
+                rustic.join("; ")
+            );
+            // Where snapstorm's check found problems too, rustic's words are
+            // about them: explained as they are, no more.
+            let named: Damage = problems
                 .iter()
-                // rustic does not export the level type; warnings (e.g. a pack no
-                // index names yet) are not damage.
-                .filter(|(level, _)| format!("{level:?}") == "Error")
-                .map(|(level, error)| format!("{level:?}: {error}"))
-                .collect())
-        });
-        let mut problems = match checked {
-            Ok(Ok(problems)) => problems,
-            Ok(Err(error)) => vec![format!("Error: the repository check failed: {error}")],
-            Err(panic) => vec![format!(
-                "Error: the repository check panicked: {}",
-                brief(&panic)
-            )],
-        };
-        problems.extend(files_not_matching_their_id(&self.repo_dir));
+                .flat_map(|p| match &p.unreadable {
+                    Unreadable::Named(items) => items.clone(),
+                    Unreadable::Unknown => Damage::new(),
+                })
+                .collect();
+            problems.push(Problem {
+                text,
+                unreadable: Unreadable::Named(named),
+            });
+        }
         Ok(RepoCheck {
             healthy: problems.is_empty(),
             problems,
         })
+    }
+
+    fn unreadable(&self, snapshots: &[SnapshotId]) -> Unreadable {
+        match self.inspector.unreadable(snapshots) {
+            Ok(items) => Unreadable::Named(items),
+            Err(error) => {
+                tracing::warn!(%error, "cannot tell what a failure could not read");
+                Unreadable::Unknown
+            }
+        }
     }
 
     fn repository_size(&self) -> u64 {
@@ -315,50 +429,26 @@ impl Server for EmbeddedServer {
     }
 }
 
-/// Repository files (all but `config`) are named by the SHA-256 of their
-/// content; every file whose content does not match is listed.
-fn files_not_matching_their_id(repo_dir: &Path) -> Vec<String> {
-    use rayon::prelude::*;
-    use sha2::Digest;
-    let files: Vec<PathBuf> = ["data", "index", "snapshots", "keys"]
-        .iter()
-        .flat_map(|kind| walkdir::WalkDir::new(repo_dir.join(kind)))
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_file() && !e.file_name().to_string_lossy().starts_with('.'))
-        .map(|e| e.into_path())
-        .collect();
-    let mut problems: Vec<String> = files
-        .par_iter()
-        .filter_map(|path| {
-            let name = path.file_name()?.to_string_lossy().into_owned();
-            let relative = path
-                .strip_prefix(repo_dir)
-                .unwrap_or(path)
-                .display()
-                .to_string();
-            let mut file = match std::fs::File::open(path) {
-                Ok(file) => file,
-                // Removed meanwhile (a delete or a prune): nothing to compare.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-                Err(e) => return Some(format!("Error: {relative}: cannot read: {e}")),
-            };
-            let mut hasher = sha2::Sha256::new();
-            let mut buffer = vec![0u8; 1 << 20];
-            loop {
-                match std::io::Read::read(&mut file, &mut buffer) {
-                    Ok(0) => break,
-                    Ok(n) => hasher.update(&buffer[..n]),
-                    Err(e) => return Some(format!("Error: {relative}: cannot read: {e}")),
-                }
-            }
-            let actual = hex::encode(hasher.finalize());
-            (actual != name).then(|| {
-                format!("Error: {relative}: content does not match its id (SHA-256 {actual})")
-            })
-        })
-        .collect();
-    problems.sort();
-    problems
+/// rustic's check reading all data, its errors in its own words (it can
+/// itself fail, or panic, on a damaged repository: then that is its finding).
+fn rustic_check(server: &EmbeddedServer) -> Vec<String> {
+    let checked = catch_panic(|| -> BackendResult<Vec<String>> {
+        let repo = server.open_local()?;
+        let results = repo.check(CheckOptions::default().read_data(true))?;
+        Ok(results
+            .0
+            .iter()
+            // rustic does not export the level type; warnings (e.g. a pack no
+            // index names yet) are not damage.
+            .filter(|(level, _)| format!("{level:?}") == "Error")
+            .map(|(_, error)| error.to_string())
+            .collect())
+    });
+    match checked {
+        Ok(Ok(problems)) => problems,
+        Ok(Err(error)) => vec![format!("the check failed: {error}")],
+        Err(panic) => vec![format!("the check panicked: {}", brief(&panic))],
+    }
 }
 
 pub(super) fn snapshot_ids(mut snapshots: Vec<SnapshotFile>) -> Vec<SnapshotId> {

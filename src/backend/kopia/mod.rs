@@ -31,7 +31,7 @@ pub use client::{DEFAULT_ACTION_TIMEOUT, KopiaClient, KopiaClients, args};
 pub use errors::{MESSAGES, Said, classify, said};
 pub use json::{ManifestJson, SourceJson, parse_created, parse_listed};
 pub use password::user_password_hash;
-pub use process::{KOPIA_EXE, KopiaBinary, KopiaMissing, Processes};
+pub use process::{KOPIA_EXE, KopiaBinary, Processes};
 pub use server::{CLIENT_HOST, KopiaServer, certificate_fingerprint, kopia_user, server_address};
 
 /// What the report calls a kopia client.

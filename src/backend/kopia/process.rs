@@ -7,12 +7,20 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use crate::backend::process::{Exit, Output, Processes};
-use crate::backend::process::{Run, find_program};
+pub use crate::backend::process::{Exit, Output, Processes, ProgramMissing};
+use crate::backend::process::{Program, Run};
 
 /// The environment variable that names the kopia program, as in kopia's
 /// own robustness framework (`tests/tools/kopiarunner/kopiarun.go`).
 pub const KOPIA_EXE: &str = "KOPIA_EXE";
+
+/// kopia, as the kopia backend looks for it.
+pub const KOPIA: Program = Program {
+    name: "kopia",
+    variable: KOPIA_EXE,
+    install: "put it on PATH",
+    needed_by: "the kopia backend",
+};
 
 /// The `kopia` program snapstorm runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,38 +28,10 @@ pub struct KopiaBinary {
     pub path: PathBuf,
 }
 
-/// No kopia found: where snapstorm looked and what to do.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum KopiaMissing {
-    #[error(
-        "kopia not found on PATH: the kopia backend runs the `kopia` program; put it on PATH or name it with KOPIA_EXE=/path/to/kopia, or run with --backend embedded"
-    )]
-    NotOnPath,
-    #[error(
-        "KOPIA_EXE={0} is not an executable file: point KOPIA_EXE at the kopia program, or unset it to use kopia on PATH"
-    )]
-    BadExe(String),
-}
-
 impl KopiaBinary {
     /// `KOPIA_EXE` when it is set, otherwise the first `kopia` on `PATH`.
-    pub fn find() -> Result<Self, KopiaMissing> {
-        match std::env::var_os(KOPIA_EXE).filter(|v| !v.is_empty()) {
-            Some(exe) => {
-                use std::os::unix::fs::PermissionsExt;
-                let path = PathBuf::from(&exe);
-                let runnable = std::fs::metadata(&path)
-                    .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0);
-                if runnable {
-                    Ok(KopiaBinary { path })
-                } else {
-                    Err(KopiaMissing::BadExe(path.display().to_string()))
-                }
-            }
-            None => find_program("kopia")
-                .map(|path| KopiaBinary { path })
-                .ok_or(KopiaMissing::NotOnPath),
-        }
+    pub fn find() -> Result<Self, ProgramMissing> {
+        KOPIA.find().map(|path| KopiaBinary { path })
     }
 }
 

@@ -26,8 +26,8 @@ use super::json::parse_listed;
 use super::password::{random_salt, user_password_hash};
 use super::process::{Invocation, KopiaBinary, Output};
 use crate::engine::traits::{
-    BackendError, BackendResult, ClientCredentials, ClientId, Details, GcOptions, RepoCheck,
-    Server, ServerInfo, SnapshotId,
+    BackendError, BackendResult, ClientCredentials, ClientId, Details, GcDone, GcOptions, Problem,
+    RepoCheck, Server, ServerInfo, SnapshotId,
 };
 
 /// How long a kopia command on the repository may take.
@@ -530,7 +530,7 @@ impl Server for KopiaServer {
         self.refresh()
     }
 
-    fn run_gc(&self, options: &GcOptions) -> BackendResult<Details> {
+    fn run_gc(&self, options: &GcOptions) -> BackendResult<GcDone> {
         let _one_at_a_time = self.gc_lock.lock().expect("gc lock");
         self.kopia_ok(
             "maintenance run",
@@ -541,7 +541,10 @@ impl Server for KopiaServer {
         details.insert("tool".into(), json!("kopia"));
         details.insert("safety".into(), json!("none"));
         details.insert("aggressive".into(), json!(options.aggressive));
-        Ok(details)
+        Ok(GcDone {
+            details,
+            removed: None,
+        })
     }
 
     fn list_snapshots(&self) -> BackendResult<Vec<SnapshotId>> {
@@ -582,7 +585,7 @@ impl Server for KopiaServer {
                     .lines()
                     .map(str::trim)
                     .filter(|l| !l.is_empty())
-                    .map(str::to_owned)
+                    .map(Problem::unnamed)
                     .collect(),
             }),
             _ => Err(classify("snapshot verify", &output)),

@@ -37,15 +37,18 @@ pub enum Said {
     ServerError,
     /// snapstorm's own file system (restore target, cache).
     Local,
+    /// Nothing to do as restic sees it: restic before 0.15 refuses to
+    /// snapshot an empty directory (0.18 saves an empty snapshot).
+    NothingToDo,
 }
 
 /// restic 0.14's fixed messages; the first that the error text contains
 /// decides. Every entry has a test below.
 pub const MESSAGES: [(&str, Said); 22] = [
     ("repository is already locked", Said::Locked),
-    // restic refuses to snapshot an empty directory: the source's state,
-    // snapstorm's side, not the repository's.
-    ("snapshot is empty", Said::Local),
+    // restic 0.14 refuses to snapshot an empty directory: nothing to do,
+    // not a repository event.
+    ("snapshot is empty", Said::NothingToDo),
     ("no matching ID found", Said::SnapshotNotFound),
     ("unexpected HTTP response (401)", Said::NotThrough),
     ("unexpected HTTP response (403)", Said::NotThrough),
@@ -118,6 +121,10 @@ impl CallContext<'_> {
             }
             Some(Said::FileNotFound) => BackendError::Data(text),
             Some(Said::Local) => BackendError::Local(text),
+            Some(Said::NothingToDo) => BackendError::NothingToDo(
+                "nothing to snapshot: the data dir is empty (restic refuses an empty snapshot)"
+                    .to_owned(),
+            ),
             Some(Said::ServerError) | None => BackendError::Failed(text),
         }
     }
@@ -265,10 +272,13 @@ mod tests {
         is("open /t/f: permission denied", ErrorClass::Local);
     }
     #[test]
-    fn an_empty_source_is_local() {
-        is(
-            "Fatal: unable to save snapshot: snapshot is empty",
-            ErrorClass::Local,
+    fn an_empty_source_is_nothing_to_do() {
+        let evidence = Evidence::new();
+        let empty = failed("Fatal: unable to save snapshot: snapshot is empty");
+        let error = call(&evidence, "client-1", "backup").classify(&empty);
+        assert!(
+            matches!(&error, BackendError::NothingToDo(why) if why.starts_with("nothing to snapshot")),
+            "{error:?}"
         );
     }
     #[test]

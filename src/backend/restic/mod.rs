@@ -26,7 +26,7 @@ pub use client::{
 };
 pub use errors::{MESSAGES, Said, said};
 pub use mixed::MixedClients;
-pub use process::{Processes, ResticBinary, ResticMissing};
+pub use process::{Processes, RESTIC_EXE, ResticBinary};
 pub use server::ResticServer;
 
 /// What the report calls a restic client.

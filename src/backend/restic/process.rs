@@ -6,8 +6,19 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use crate::backend::process::{Exit, Output, Processes};
-use crate::backend::process::{Run, find_program};
+pub use crate::backend::process::{Exit, Output, Processes, ProgramMissing};
+use crate::backend::process::{Program, Run};
+
+/// The environment variable that names the restic program.
+pub const RESTIC_EXE: &str = "RESTIC_EXE";
+
+/// restic, as the restic and mixed backends look for it.
+pub const RESTIC: Program = Program {
+    name: "restic",
+    variable: RESTIC_EXE,
+    install: "install it with `apt-get install restic` (Debian's is 0.14)",
+    needed_by: "the restic and mixed backends",
+};
 
 /// The `restic` program snapstorm runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,19 +26,10 @@ pub struct ResticBinary {
     pub path: PathBuf,
 }
 
-/// No `restic` on `PATH`: what to install.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "restic not found on PATH: the restic and mixed backends run Debian's restic; install it with `apt-get install restic`, or run with --backend embedded"
-)]
-pub struct ResticMissing;
-
 impl ResticBinary {
-    /// The first executable `restic` on `PATH`.
-    pub fn find() -> Result<Self, ResticMissing> {
-        find_program("restic")
-            .map(|path| ResticBinary { path })
-            .ok_or(ResticMissing)
+    /// `RESTIC_EXE` when it is set, otherwise the first `restic` on `PATH`.
+    pub fn find() -> Result<Self, ProgramMissing> {
+        RESTIC.find().map(|path| ResticBinary { path })
     }
 }
 

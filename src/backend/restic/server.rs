@@ -12,10 +12,11 @@ use super::client::LOCK_PATIENCE;
 use super::errors::{CallContext, Said, said};
 use super::process::{Invocation, ResticBinary, Target};
 use crate::backend::embedded::EmbeddedServer;
+use crate::engine::damage::Unreadable;
 use crate::engine::options::GcTool;
 use crate::engine::traits::{
-    BackendError, BackendResult, ClientCredentials, ClientId, Details, GcOptions, RepoCheck,
-    Server, ServerInfo, SnapshotId,
+    BackendError, BackendResult, ClientCredentials, ClientId, Details, GcDone, GcOptions,
+    RepoCheck, Server, ServerInfo, SnapshotId,
 };
 
 /// How long a `restic prune` may take before it is SIGKILLed.
@@ -138,11 +139,19 @@ impl Server for ResticServer {
         self.inner.remove_client(client)
     }
 
-    fn run_gc(&self, options: &GcOptions) -> BackendResult<Details> {
+    fn run_gc(&self, options: &GcOptions) -> BackendResult<GcDone> {
         match self.gc {
             GcTool::Rustic => self.inner.run_gc(options),
-            GcTool::Restic => self.restic_prune(options),
+            // restic prunes on its own: what it removed is not seen.
+            GcTool::Restic => Ok(GcDone {
+                details: self.restic_prune(options)?,
+                removed: None,
+            }),
         }
+    }
+
+    fn unreadable(&self, snapshots: &[SnapshotId]) -> Unreadable {
+        self.inner.unreadable(snapshots)
     }
 
     fn list_snapshots(&self) -> BackendResult<Vec<SnapshotId>> {

@@ -1,0 +1,391 @@
+//! A fault explains only the damage it did: through the real embedded
+//! backend, a data fault is injected and then the test itself damages the
+//! repository where no fault did (what a repository bug, a broken disk or a
+//! bad prune looks like). Failures that need only the fault's damage are
+//! explained; failures that need what the test removed are unexpected, and
+//! say which items no fault damaged. The engine's one count of unexpected
+//! failures is what the report lists.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{EngineFixture, KEEP_EVERYTHING};
+use snapstorm::backend::embedded::EmbeddedFaults;
+use snapstorm::engine::damage::DataRef;
+use snapstorm::engine::store::FailureKind;
+use snapstorm::engine::traits::{ClientId, FaultHost, FaultInjector};
+use snapstorm::engine::{Action, ActionParams, ActionRecord, Outcome};
+use snapstorm::faults::{FaultKind, FaultSpec};
+
+/// Every pack file of the repository, by id.
+fn packs(repo: &Path) -> BTreeSet<String> {
+    walkdir::WalkDir::new(repo.join("data"))
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+fn pack_path(repo: &Path, id: &str) -> PathBuf {
+    repo.join("data").join(&id[..2]).join(id)
+}
+
+struct Bench {
+    f: EngineFixture,
+    faults: EmbeddedFaults,
+    host: Arc<dyn FaultHost>,
+}
+
+impl Bench {
+    fn new(seed: u64) -> Self {
+        let f = EngineFixture::inline(KEEP_EVERYTHING, seed);
+        let faults = EmbeddedFaults::new(f.parts.server.clone(), f.runtime.handle().clone(), seed);
+        let host: Arc<dyn FaultHost> = f.engine.clone();
+        Bench { f, faults, host }
+    }
+
+    fn repo(&self) -> PathBuf {
+        self.f.parts.server.repo_dir().to_path_buf()
+    }
+
+    fn exec(&self, client: u32, action: Action, snapshot_id: Option<&str>) -> ActionRecord {
+        let params = ActionParams {
+            snapshot_id: snapshot_id.map(str::to_owned),
+            sub_path: None,
+        };
+        self.f.engine.exec_action(ClientId(client), action, &params)
+    }
+
+    /// Writes and snapshots for `client`; returns the snapshot and the packs it added.
+    fn snapshot(&self, client: u32) -> (String, BTreeSet<String>) {
+        let before = packs(&self.repo());
+        assert_eq!(
+            self.exec(client, Action::WriteRandomFiles, None).outcome,
+            Outcome::Ok
+        );
+        let record = self.exec(client, Action::SnapshotRoot, None);
+        assert_eq!(record.outcome, Outcome::Ok, "{record:?}");
+        let added = packs(&self.repo()).difference(&before).cloned().collect();
+        (record.snapshot.unwrap(), added)
+    }
+
+    fn inject(&self, kind: FaultKind) -> String {
+        let injected = self
+            .faults
+            .inject(
+                &FaultSpec::new(kind, Duration::ZERO),
+                &[ClientId(1), ClientId(2)],
+                &self.host,
+            )
+            .unwrap();
+        // As the run does once an injection returns.
+        self.f.engine.faults().settle(&injected.label);
+        injected.label
+    }
+
+    /// Removes packs behind snapstorm's back.
+    fn remove(&self, ids: &BTreeSet<String>) {
+        for id in ids {
+            std::fs::remove_file(pack_path(&self.repo(), id)).unwrap();
+        }
+    }
+
+    /// Restores with an empty cache, so every pack is read from the
+    /// repository (a client's cache keeps tree packs it has read before).
+    fn restore(&self, client: u32, id: &str) -> ActionRecord {
+        let cache = self
+            .f
+            .engine
+            .store()
+            .layout()
+            .client_cache(ClientId(client));
+        let _ = std::fs::remove_dir_all(cache);
+        self.exec(client, Action::RestoreRandomSnapshot, Some(id))
+    }
+
+    /// The engine's one count, the report's list and the report's totals agree.
+    fn assert_one_count(&self, unexpected: u64) {
+        let report = self.f.engine.report();
+        let listed = report.failures.iter().filter(|f| f.unexpected).count() as u64;
+        assert_eq!(listed, unexpected, "{:#?}", report.failures);
+        assert_eq!(report.unexpected_failures(), unexpected);
+        assert_eq!(
+            self.f.engine.counts().totals.unexpected_failures,
+            unexpected
+        );
+        assert_eq!(
+            report.totals.verification_failures,
+            report.failures.len() as u64
+        );
+    }
+}
+
+fn failure_of(record: &ActionRecord) -> &snapstorm::engine::store::Failure {
+    assert_eq!(record.outcome, Outcome::Failure, "{record:#?}");
+    record.failures.first().unwrap()
+}
+
+fn items(failure: &snapstorm::engine::store::Failure) -> BTreeSet<DataRef> {
+    failure
+        .unreadable
+        .clone()
+        .expect("what it could not read is named")
+}
+
+#[test]
+fn a_corrupted_pack_explains_its_own_failures_and_none_of_the_packs_removed_after() {
+    let b = Bench::new(41);
+    let (first, first_packs) = b.snapshot(1);
+    // The only packs there are: the fault damages one of the first snapshot's.
+    let corrupt = b.inject(FaultKind::CorruptPack);
+    let (second, second_packs) = b.snapshot(2);
+    assert!(first_packs.is_disjoint(&second_packs));
+    b.remove(&second_packs);
+
+    let explained = failure_of(&b.restore(1, &first)).clone();
+    assert_eq!(explained.kind, FailureKind::RestoreFailed);
+    assert_eq!(explained.explained_by.as_deref(), Some(corrupt.as_str()));
+    assert!(
+        items(&explained)
+            .iter()
+            .all(|item| matches!(item, DataRef::Pack(p) if first_packs.contains(p))),
+        "{explained:#?}"
+    );
+
+    let unexpected = failure_of(&b.restore(2, &second)).clone();
+    assert_eq!(unexpected.explained_by, None, "{unexpected:#?}");
+    let removed: BTreeSet<DataRef> = second_packs.iter().cloned().map(DataRef::Pack).collect();
+    assert!(items(&unexpected).is_subset(&removed), "{unexpected:#?}");
+    assert!(
+        unexpected
+            .summary
+            .contains("unreadable item(s) are in no fault's damage: pack"),
+        "the failure says which items no fault damaged: {}",
+        unexpected.summary
+    );
+
+    // The check: the corrupted pack explained, the removed ones not.
+    let check = b.f.engine.final_verify_repo(ClientId(1));
+    assert_eq!(check.outcome, Outcome::Failure);
+    assert_eq!(
+        check.explained_by, None,
+        "part of what it found is unexpected"
+    );
+    let (surprises, explained_findings): (Vec<_>, Vec<_>) = check
+        .failures
+        .iter()
+        .partition(|f| f.explained_by.is_none());
+    assert_eq!(surprises.len(), 1, "{:#?}", check.failures);
+    assert!(
+        surprises[0]
+            .details
+            .contains("is named by the index but missing"),
+        "{}",
+        surprises[0].details
+    );
+    assert!(items(surprises[0]).is_superset(&removed));
+    assert_eq!(explained_findings.len(), 1, "{:#?}", check.failures);
+    assert_eq!(
+        explained_findings[0].explained_by.as_deref(),
+        Some(corrupt.as_str())
+    );
+    assert!(
+        explained_findings[0]
+            .details
+            .contains("content does not match its id")
+    );
+    let report = b.f.engine.report();
+    assert!(report.faults[0].detected);
+    assert_eq!(
+        report.faults[0].damaged.map(|n| n > 1),
+        Some(true),
+        "the pack and its blobs"
+    );
+    b.assert_one_count(2);
+}
+
+#[test]
+fn a_deleted_index_explains_what_it_named_and_not_a_pack_removed_beside_it() {
+    let b = Bench::new(42);
+    let (first, _) = b.snapshot(1);
+    let index = b.inject(FaultKind::DeleteIndex);
+    let (second, second_packs) = b.snapshot(2);
+    let one: BTreeSet<String> = second_packs.iter().take(1).cloned().collect();
+    b.remove(&one);
+
+    let explained = failure_of(&b.restore(1, &first)).clone();
+    assert_eq!(explained.explained_by.as_deref(), Some(index.as_str()));
+    assert!(
+        items(&explained)
+            .iter()
+            .all(|item| matches!(item, DataRef::Blob(_))),
+        "blobs no index names any more: {explained:#?}"
+    );
+
+    let unexpected = failure_of(&b.restore(2, &second)).clone();
+    assert_eq!(unexpected.explained_by, None, "{unexpected:#?}");
+    assert!(items(&unexpected).contains(&DataRef::Pack(one.first().unwrap().clone())));
+
+    let check = b.f.engine.final_verify_repo(ClientId(1));
+    assert_eq!(check.outcome, Outcome::Failure);
+    let labels: Vec<Option<&str>> = check
+        .failures
+        .iter()
+        .map(|f| f.explained_by.as_deref())
+        .collect();
+    assert_eq!(
+        labels,
+        vec![None, Some(index.as_str())],
+        "{:#?}",
+        check.failures
+    );
+    b.assert_one_count(2);
+}
+
+#[test]
+fn an_aggressive_gc_explains_the_packs_it_removed_and_not_one_removed_by_hand() {
+    let b = Bench::new(43);
+    let (first, first_packs) = b.snapshot(1);
+    let (second, second_packs) = b.snapshot(2);
+    // The first snapshot is out of sight while the GC runs, as a backup in
+    // flight is: its packs look unused, and an aggressive GC removes them.
+    let snapshot_file = b.repo().join("snapshots").join(&first);
+    let aside = b.repo().join("aside");
+    std::fs::rename(&snapshot_file, &aside).unwrap();
+    let gc = b.inject(FaultKind::AggressiveGc);
+    std::fs::rename(&aside, &snapshot_file).unwrap();
+    let left = packs(&b.repo());
+    assert!(
+        first_packs.is_disjoint(&left),
+        "the GC removed the first snapshot's packs"
+    );
+    let one: BTreeSet<String> = second_packs.iter().take(1).cloned().collect();
+    b.remove(&one);
+
+    let explained = failure_of(&b.restore(1, &first)).clone();
+    assert_eq!(
+        explained.explained_by.as_deref(),
+        Some(gc.as_str()),
+        "{explained:#?}"
+    );
+
+    let unexpected = failure_of(&b.restore(2, &second)).clone();
+    assert_eq!(unexpected.explained_by, None, "{unexpected:#?}");
+    assert_eq!(
+        items(&unexpected),
+        [DataRef::Pack(one.first().unwrap().clone())].into()
+    );
+    let report = b.f.engine.report();
+    assert!(report.faults[0].detected);
+    b.assert_one_count(1);
+}
+
+#[test]
+fn a_data_fault_before_anything_exists_waits_for_its_first_victim() {
+    let b = Bench::new(44);
+    let error = b
+        .faults
+        .inject(
+            &FaultSpec::new(FaultKind::CorruptPack, Duration::ZERO),
+            &[ClientId(1)],
+            &b.host,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            snapstorm::engine::traits::InjectError::NoVictimYet(_)
+        ),
+        "{error:?}"
+    );
+}
+
+/// The issue's own measurement, scaled down, through the binary: one pack
+/// corrupted by a fault, then every other pack removed behind the run's
+/// back. Before, every failure went to the fault and the run exited 0.
+#[test]
+fn a_run_whose_other_packs_are_removed_behind_its_back_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let report_path = dir.path().join("report.json");
+    let scenario = dir.path().join("keep.toml");
+    std::fs::write(&scenario, KEEP_EVERYTHING).unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_snapstorm"))
+        .args(["run", "--clients", "3", "--duration", "16s", "--seed", "12"])
+        .args(["--fault", "corrupt-pack@2s", "--scenario"])
+        .arg(&scenario)
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("--report")
+        .arg(&report_path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the fault in the trace, then remove every pack but its victim.
+    let trace = state.join("trace.jsonl");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let target = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no fault in the trace"
+        );
+        let found = std::fs::read_to_string(&trace).unwrap_or_default();
+        let fault = found
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .find(|line| line["kind"] == "corrupt-pack");
+        if let Some(fault) = fault {
+            break fault["target"].as_str().unwrap().to_owned();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    std::thread::sleep(Duration::from_secs(3));
+    let repo = state.join("repository").join("repo");
+    let victim = target.rsplit('/').next().unwrap().to_owned();
+    let others: BTreeSet<String> = packs(&repo)
+        .into_iter()
+        .filter(|id| *id != victim)
+        .collect();
+    assert!(!others.is_empty());
+    for id in &others {
+        let _ = std::fs::remove_file(pack_path(&repo, id));
+    }
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
+    let failures = report["failures"].as_array().unwrap();
+    let unexpected = failures.iter().filter(|f| f["unexpected"] == true).count();
+    let explained = failures
+        .iter()
+        .filter(|f| {
+            f["explained_by"]
+                .as_str()
+                .is_some_and(|by| by.starts_with("corrupt-pack@"))
+        })
+        .count();
+    assert!(unexpected >= 1, "{report:#}");
+    assert!(
+        explained >= 1,
+        "the corrupted pack is still the fault's: {report:#}"
+    );
+    assert_eq!(report["totals"]["unexpected_failures"], unexpected);
+    assert_eq!(report["totals"]["verification_failures"], failures.len());
+    assert!(
+        stdout.contains(&format!(
+            "{} VERIFICATION FAILURE(S), {unexpected} unexpected:",
+            failures.len()
+        )),
+        "the summary shows the engine's count: {stdout}"
+    );
+    assert!(stdout.contains("UNEXPECTED"), "{stdout}");
+}
