@@ -1,6 +1,8 @@
-//! Every command the README shows in a `sh` block, run as a newcomer would
-//! type it: from a fresh working directory, with the README's relative
-//! paths, expecting the exit code its `# exit N` comment names (0 without one).
+//! Every command the README and docs/ show in a `sh` block, run as a
+//! newcomer would type it: from a fresh working directory, with the
+//! documents' relative paths, expecting the exit code its `# exit N`
+//! comment names (0 without one). And every relative link and anchor in
+//! them resolves.
 //! `cargo run --release [-- ARGS]` is the snapstorm binary cargo built for
 //! the tests; the console's command runs in a tmux pane.
 
@@ -33,17 +35,23 @@ const WHOLE_BLOCKS: [&str; 4] = [
     "gc-storm-example",
 ];
 
-/// The commands of every ```sh block, but those of [`WHOLE_BLOCKS`].
+/// The commands of every ```sh block of README.md and docs/, but those of
+/// [`WHOLE_BLOCKS`].
 fn readme_commands() -> Vec<ReadmeCommand> {
-    let mut readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let mut all = common::documents()
+        .into_iter()
+        .map(|(_, text)| text)
+        .collect::<Vec<_>>()
+        .join("\n");
     for name in WHOLE_BLOCKS {
-        let (before, rest) = readme.split_once(&format!("<!-- {name} -->")).unwrap();
+        let (before, rest) = all
+            .split_once(&format!("<!-- {name} -->"))
+            .unwrap_or_else(|| panic!("no document marks {name}"));
         let after = rest.split_once(&format!("<!-- /{name} -->")).unwrap().1;
-        readme = format!("{before}{after}");
+        all = format!("{before}{after}");
     }
     let mut commands = Vec::new();
-    for block in readme.split("```sh\n").skip(1) {
+    for block in all.split("```sh\n").skip(1) {
         let block = block.split("\n```").next().unwrap();
         for line in block
             .lines()
@@ -233,4 +241,82 @@ fn the_gc_storm_example_gives_nothing_back_wrong() {
     let expected_exit = if failures.is_empty() { 0 } else { 1 };
     assert_eq!(out.status.code(), Some(expected_exit), "{said}");
     assert!(report["gc_runs"].as_u64().unwrap() >= 1, "{said}");
+}
+
+/// A heading's anchor as GitHub makes it: lower case, spaces to hyphens,
+/// everything but letters, digits, hyphens and underscores dropped.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The anchors of a Markdown text's headings.
+fn anchors(text: &str) -> Vec<String> {
+    let mut in_code = false;
+    text.lines()
+        .filter(|line| {
+            if line.trim_start().starts_with("```") {
+                in_code = !in_code;
+            }
+            !in_code && line.starts_with('#')
+        })
+        .map(|line| anchor(line.trim_start_matches('#')))
+        .collect()
+}
+
+#[test]
+fn every_relative_link_and_anchor_resolves() {
+    let documents = common::documents();
+    let mut broken = Vec::new();
+    let mut links = 0;
+    for (path, text) in &documents {
+        let dir = path.parent().unwrap();
+        for target in text
+            .split("](")
+            .skip(1)
+            .filter_map(|rest| rest.split(')').next())
+            .filter(|t| !t.starts_with("http://") && !t.starts_with("https://"))
+        {
+            links += 1;
+            let (file, fragment) = match target.split_once('#') {
+                Some((file, fragment)) => (file, Some(fragment)),
+                None => (target, None),
+            };
+            let file = if file.is_empty() {
+                path.clone()
+            } else {
+                dir.join(file)
+            };
+            if !file.exists() {
+                broken.push(format!("{}: {target}: no such file", path.display()));
+                continue;
+            }
+            if let Some(fragment) = fragment {
+                let text = std::fs::read_to_string(&file).unwrap();
+                if !anchors(&text).iter().any(|a| a == fragment) {
+                    broken.push(format!("{}: {target}: no such heading", path.display()));
+                }
+            }
+        }
+    }
+    assert!(links > 20, "the documents link to each other: {links} links");
+    assert!(broken.is_empty(), "{}", broken.join("\n"));
+}
+
+#[test]
+fn anchors_are_made_as_github_makes_them() {
+    assert_eq!(anchor(" Backends: `--backend`"), "backends---backend");
+    assert_eq!(anchor(" The console: `snapstorm`"), "the-console-snapstorm");
+    assert_eq!(
+        anchor(" The aggressive-GC data loss, shrunk"),
+        "the-aggressive-gc-data-loss-shrunk"
+    );
 }

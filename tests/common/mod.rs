@@ -29,21 +29,46 @@ max-dedup-percent = 0
 
 pub const ID_A: &str = "a000000000000000000000000000000000000000000000000000000000000000";
 
-/// The `sh` block the README marks with `<!-- name -->` … `<!-- /name -->`,
-/// as a script: the lines inside its fence, with the fence's indent taken
-/// off (a block in a list item is indented).
+/// The front door and the reference: README.md and every file of docs/,
+/// with their text.
+pub fn documents() -> Vec<(PathBuf, String)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![root.join("README.md")];
+    let mut docs: Vec<PathBuf> = std::fs::read_dir(root.join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    docs.sort();
+    files.extend(docs);
+    files
+        .into_iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).unwrap();
+            (path, text)
+        })
+        .collect()
+}
+
+/// The `sh` block that README.md or a file of docs/ marks with
+/// `<!-- name -->` … `<!-- /name -->`, as a script: the lines inside its
+/// fence, with the fence's indent taken off (a block in a list item is indented).
 pub fn readme_script(name: &str) -> String {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    let block = readme
-        .split_once(&format!("<!-- {name} -->"))
-        .and_then(|(_, rest)| rest.split_once(&format!("<!-- /{name} -->")))
-        .unwrap_or_else(|| panic!("README has no block marked {name}"))
-        .0;
+    let (path, block) = documents()
+        .into_iter()
+        .find_map(|(path, text)| {
+            let block = text
+                .split_once(&format!("<!-- {name} -->"))
+                .and_then(|(_, rest)| rest.split_once(&format!("<!-- /{name} -->")))?
+                .0
+                .to_owned();
+            Some((path, block))
+        })
+        .unwrap_or_else(|| panic!("no document has a block marked {name}"));
     let mut lines = block.lines().skip_while(|l| l.trim() != "```sh");
     let fence = lines
         .next()
-        .unwrap_or_else(|| panic!("README's {name} block has no ```sh fence"));
+        .unwrap_or_else(|| panic!("{}: the {name} block has no ```sh fence", path.display()));
     let indent = &fence[..fence.len() - fence.trim_start().len()];
     lines
         .take_while(|l| l.trim() != "```")
