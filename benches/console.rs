@@ -14,7 +14,7 @@ use ratatui::backend::TestBackend;
 use snapstorm::console::app::App;
 use snapstorm::console::layout;
 use snapstorm::console::theme::Theme;
-use snapstorm::engine::exec::ActionRecord;
+use snapstorm::engine::record::ActionRecord;
 use snapstorm::engine::stats::{ClientCounts, ClientReport, Counts};
 use snapstorm::engine::traits::{ClientId, ServerInfo};
 use snapstorm::engine::{Action, Outcome};

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::mpsc;
 
-use crate::engine::stats::{Counts, Outcome, Report};
+use crate::engine::report::Report;
+use crate::engine::stats::{Counts, Outcome};
 use crate::multiclient::run::{Command, CountsFeed, Event, RunInfo};
 
 /// How often a non-terminal gets a progress line.

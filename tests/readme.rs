@@ -307,7 +307,10 @@ fn every_relative_link_and_anchor_resolves() {
             }
         }
     }
-    assert!(links > 20, "the documents link to each other: {links} links");
+    assert!(
+        links > 20,
+        "the documents link to each other: {links} links"
+    );
     assert!(broken.is_empty(), "{}", broken.join("\n"));
 }
 

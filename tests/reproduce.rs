@@ -13,10 +13,11 @@ use std::time::Duration;
 
 use common::{disk_state, runtime, snapstorm};
 use snapstorm::engine::actions::Origin;
-use snapstorm::engine::exec::{ActionRecord, Drawn, Engine, EngineConfig};
+use snapstorm::engine::exec::{Engine, EngineConfig};
 use snapstorm::engine::progress::Progress;
+use snapstorm::engine::record::{ActionRecord, Drawn};
+use snapstorm::engine::report::Report;
 use snapstorm::engine::scenario::{ClientScript, Scenario, Schedule, ScriptStep};
-use snapstorm::engine::stats::Report;
 use snapstorm::engine::store::{FailureKind, MetadataStore, StateLayout};
 use snapstorm::engine::trace::{TraceLine, read_trace};
 use snapstorm::engine::traits::{

@@ -161,7 +161,7 @@ pub struct StreamEntry {
 }
 
 /// What an action made or touched, in a few words (see [`StreamEntry::made`]).
-fn made_by(record: &crate::engine::exec::ActionRecord) -> Option<String> {
+fn made_by(record: &crate::engine::record::ActionRecord) -> Option<String> {
     let snapshot = record
         .snapshot
         .as_deref()

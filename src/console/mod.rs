@@ -44,7 +44,7 @@ pub use help_panel::KEYS;
 pub use log_pane::PaneLayer as LogLayer;
 
 use crate::engine::file_writer::disk_usage;
-use crate::engine::stats::Report;
+use crate::engine::report::Report;
 use crate::multiclient::launch::{LaunchError, RunSpec, embedded_parts, launch_with};
 use crate::multiclient::run::{Command, CountsFeed, Event, RunHandle, RunInfo};
 

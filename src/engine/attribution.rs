@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use super::actions::Origin;
 use super::damage::{Damage, DataRef, Unreadable};
-use super::stats::FaultReport;
+use super::report::FaultReport;
 use super::store::{FailureKind, now_rfc3339};
 use super::traits::{ClientId, ErrorClass};
 use crate::faults::{FaultKind, FaultSpec, KILL_ARMED_FOR, KILL_CUT};

@@ -1,16 +1,14 @@
 //! Counters and latency histograms of a run, and the JSON report built from them.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use super::actions::{Action, Origin};
-use super::damage::DataRef;
+use super::actions::Action;
 use super::progress::ProgressView;
-use super::store::{Failure, FailureKind};
 use super::traits::ClientId;
 
 /// The longest latency the histograms hold exactly: a day, in milliseconds.
@@ -295,117 +293,6 @@ pub struct ActionReport {
     pub p95_ms: u64,
     pub p99_ms: u64,
     pub max_ms: u64,
-}
-
-/// A failure as the report lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FailureReport {
-    pub client: ClientId,
-    pub snapshot: Option<String>,
-    pub action: Origin,
-    pub kind: FailureKind,
-    pub summary: String,
-    pub details: String,
-    pub time: String,
-    /// `false` when an injected fault explains it (see `explained_by`).
-    pub unexpected: bool,
-    pub explained_by: Option<String>,
-    /// What it could not read, where the backend named it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unreadable: Option<BTreeSet<DataRef>>,
-}
-
-impl From<&Failure> for FailureReport {
-    fn from(f: &Failure) -> Self {
-        FailureReport {
-            client: f.client,
-            snapshot: f.snapshot.clone(),
-            action: f.action,
-            kind: f.kind,
-            summary: f.summary.clone(),
-            details: f.details.clone(),
-            time: f.time.clone(),
-            unexpected: f.explained_by.is_none(),
-            explained_by: f.explained_by.clone(),
-            unreadable: f.unreadable.clone(),
-        }
-    }
-}
-
-/// The machine-readable report of a run (`--report FILE`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Report {
-    pub seed: u64,
-    pub scenario: String,
-    pub backend: String,
-    pub state_dir: String,
-    /// Runs this state directory has seen, this one included.
-    pub run_counter: u32,
-    /// Live snapshots inherited from earlier runs.
-    pub inherited_snapshots: u64,
-    /// Inherited snapshots this run restored and verified.
-    pub inherited_verified: u64,
-    pub duration_ms: u64,
-    pub gc_runs: u64,
-    pub clients: Vec<ClientReport>,
-    pub totals: ClientCounts,
-    /// Snapshots whose restore had ended in errors, restored again after
-    /// every fault ended.
-    pub restores_retried_at_end: u64,
-    pub actions: BTreeMap<String, ActionReport>,
-    /// Verification failures found by this run.
-    pub failures: Vec<FailureReport>,
-    /// Faults injected in this run (and those asked for that never took effect).
-    pub faults: Vec<FaultReport>,
-    /// Why the run stopped early on snapstorm's own side (its trace could
-    /// not be written). The run's final checks were not made; the next run
-    /// of the state dir makes them. Not a verdict on the repository.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub halted: Option<String>,
-}
-
-impl Report {
-    /// Failures no injected fault explains: the engine's count, which the
-    /// exit code, the console's banner and the summary all show.
-    pub fn unexpected_failures(&self) -> u64 {
-        self.totals.unexpected_failures
-    }
-}
-
-/// One injected fault, as the report lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FaultReport {
-    pub kind: String,
-    /// How failures and errors name it (`corrupt-pack@15.2s`).
-    pub label: String,
-    /// Wall-clock time of the injection.
-    pub time: String,
-    /// Milliseconds into the run.
-    pub at_ms: u64,
-    /// What it hit: a file, a client, the server.
-    pub target: String,
-    pub duration_ms: Option<u64>,
-    /// Whether it took effect. A fault asked for that never did (the run
-    /// ended before its time, no pack to corrupt yet, no such client) is
-    /// listed with `injected: false` and the `reason`; it explains nothing.
-    #[serde(default = "injected_by_default")]
-    pub injected: bool,
-    /// Why it was not injected.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// Whether any failure or error was attributed to it.
-    pub detected: bool,
-    /// Milliseconds from injection to the first failure or error it explains.
-    pub detection_ms: Option<u64>,
-    /// Failures and errors attributed to it.
-    pub incidents: u64,
-    /// How many packs, blobs and files it damaged, where that is known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub damaged: Option<u64>,
-}
-
-fn injected_by_default() -> bool {
-    true
 }
 
 #[cfg(test)]

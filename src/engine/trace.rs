@@ -15,7 +15,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use super::exec::ActionRecord;
+use super::record::ActionRecord;
 use super::traits::ClientId;
 use crate::faults::FaultKind;
 

@@ -11,8 +11,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::engine::actions::Origin;
+use crate::engine::report::{FailureReport, Report};
 use crate::engine::scenario::{ClientScript, Scenario, Schedule, ScriptStep};
-use crate::engine::stats::{FailureReport, Report};
 use crate::engine::store::{FailureKind, State, StateLayout};
 use crate::engine::trace::{FaultLine, RunStartLine, TraceLine, read_trace};
 use crate::engine::traits::ClientId;

@@ -19,9 +19,11 @@ use tokio::task::JoinSet;
 
 use crate::engine::actions::Action;
 use crate::engine::damage::Damage;
-use crate::engine::exec::{ActionParams, ActionRecord, Engine};
+use crate::engine::exec::Engine;
+use crate::engine::record::{ActionParams, ActionRecord};
+use crate::engine::report::Report;
 use crate::engine::scenario::Schedule;
-use crate::engine::stats::{Counts, Report};
+use crate::engine::stats::Counts;
 use crate::engine::store::Failure;
 use crate::engine::store::now_rfc3339;
 use crate::engine::trace::RunStartLine;

@@ -25,6 +25,7 @@ use crate::engine::brief::brief;
 use crate::engine::damage::{Damage, DataRef, Unreadable};
 use crate::engine::file_writer::disk_usage;
 use crate::engine::guard::catch_panic;
+use crate::engine::store::random_password;
 use crate::engine::traits::{
     BackendError, BackendResult, ClientCredentials, ClientId, Details, GcDone, GcOptions, Problem,
     RepoCheck, Server, ServerInfo, SnapshotId,
@@ -298,11 +299,6 @@ fn init_or_open(repo_dir: &Path, password: &str) -> BackendResult<MasterKey> {
         })?
     };
     Ok(opened.key())
-}
-
-fn random_password() -> String {
-    use rand::RngExt;
-    hex::encode(rand::rng().random::<[u8; 16]>())
 }
 
 impl Server for EmbeddedServer {

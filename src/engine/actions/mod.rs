@@ -1,5 +1,15 @@
-//! The actions a client can take, by their user-facing names, and how one
-//! is picked by weight.
+//! The actions a client can take, by their user-facing names, how one is
+//! picked by weight, and what each does: one file per family, each a part
+//! of the [`Engine`]'s work (`snapshot`, `restore`, `delete`, `gc`,
+//! `write`, `verify`), returning a [`Step`] the engine records.
+
+mod delete;
+mod gc;
+mod restore;
+mod snapshot;
+mod step;
+mod verify;
+mod write;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -7,8 +17,49 @@ use std::fmt;
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
 
-use super::traits::ActionRng;
+pub(super) use step::{Found, Step};
 
+use super::checker::RestoreAttempt;
+use super::exec::Engine;
+use super::options::ActionOptions;
+use super::record::ActionParams;
+use super::traits::{ActionRng, ClientId};
+use step::writer_step;
+
+impl Engine {
+    /// One repetition of `action` for `client`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn step(
+        &self,
+        client: ClientId,
+        action: Action,
+        params: &ActionParams,
+        options: &ActionOptions,
+        rng: &mut ActionRng,
+        attempt: RestoreAttempt,
+        origin: Origin,
+    ) -> Step {
+        match action {
+            Action::SnapshotRoot => self.snapshot_root(client, params),
+            Action::RestoreRandomSnapshot | Action::RestoreIntoDataDir => {
+                self.restore(client, params, rng, action, attempt, origin)
+            }
+            Action::DeleteRandomSnapshot => self.delete_random_snapshot(client, rng),
+            Action::RunGc => self.run_gc(),
+            Action::WriteRandomFiles => self.write_random_files(client, options, rng),
+            Action::DeleteRandomSubdirectory => {
+                writer_step(self.writer.delete_random_subdirectory(client, options, rng))
+            }
+            Action::DeleteFiles => writer_step(self.writer.delete_directory_contents(
+                client,
+                options,
+                options.delete_contents_percent,
+                rng,
+            )),
+            Action::VerifyRepo => self.verify_repo(client, origin),
+        }
+    }
+}
 /// One kind of action. The names are the seed's, kebab-case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Action {

@@ -1,0 +1,89 @@
+//! The engine as the host of injected faults: it records each fault's
+//! start, end and damage for attribution, in the ledger, the trace and the
+//! state dir.
+
+use std::time::Duration;
+
+use super::damage::Damage;
+use super::exec::Engine;
+use super::store::{DamageRecord, now_rfc3339};
+use super::trace::FaultLine;
+use super::traits::{BackendResult, ClientId, FaultHost, GcDone, GcOptions};
+use crate::faults::{FaultKind, FaultSpec};
+
+impl Engine {
+    /// Records that a fault takes effect now (see [`FaultHost::fault_starts`]);
+    /// `spec`, when known, goes into the trace whole, for a replay. A fault
+    /// that waited for something to damage is named by `asked`, the time it
+    /// was asked for; the trace and the report keep the time it took effect.
+    pub fn fault_starts_as(
+        &self,
+        spec: Option<&FaultSpec>,
+        asked: Option<Duration>,
+        kind: FaultKind,
+        target: &str,
+        client: Option<ClientId>,
+        duration: Option<Duration>,
+    ) -> String {
+        let (order, at_ms) = self.take_start();
+        let label = self.faults.record(kind, target, client, duration, asked);
+        if kind.damages_data() {
+            let damage = DamageRecord {
+                run: self.run,
+                kind,
+                label: label.clone(),
+                target: target.to_owned(),
+                damage: None,
+            };
+            if let Err(error) = self.store().record_damage(damage) {
+                tracing::error!(%error, "cannot record the damage a fault did");
+            }
+        }
+        self.trace_event(&FaultLine {
+            time: now_rfc3339(),
+            run: self.run,
+            fault: label.clone(),
+            kind,
+            target: target.to_owned(),
+            client,
+            duration_ms: duration.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            spec: spec.map(ToString::to_string),
+            at_ms,
+            order,
+        });
+        label
+    }
+}
+
+impl FaultHost for Engine {
+    fn fault_starts(
+        &self,
+        kind: FaultKind,
+        target: &str,
+        client: Option<ClientId>,
+        duration: Option<Duration>,
+    ) -> String {
+        self.fault_starts_as(None, None, kind, target, client, duration)
+    }
+
+    fn fault_ends(&self, label: &str) {
+        self.faults.ended(label);
+    }
+
+    fn fault_failed(&self, label: &str) {
+        self.faults.failed(label);
+    }
+
+    fn fault_damaged(&self, label: &str, damage: Option<Damage>) {
+        if let Some(damage) = &damage
+            && let Err(error) = self.store().set_damage(label, damage.clone())
+        {
+            tracing::error!(%error, "cannot record the damage a fault did");
+        }
+        self.faults.damaged(label, damage);
+    }
+
+    fn run_gc(&self, options: &GcOptions) -> BackendResult<GcDone> {
+        self.gc(options)
+    }
+}
