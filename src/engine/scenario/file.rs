@@ -1,0 +1,349 @@
+//! A scenario as a TOML file: read (capped in size, every error naming
+//! its line and the fix), checked, and written back (what `shrink` writes).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::presets::PRESETS;
+use super::{
+    ClientScript, MAX_SCENARIO_BYTES, Plan, Scenario, ScenarioError, Schedule, ScriptStep,
+};
+use crate::engine::actions::{Action, Weights};
+use crate::engine::options::ActionOptions;
+use crate::faults::{FaultSpec, ScenarioFault};
+
+/// A `[[clients]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct ClientFile {
+    #[serde(default)]
+    draws_as: Option<u32>,
+    #[serde(default)]
+    run: Option<u32>,
+    sequence: Vec<StepEntry>,
+}
+
+/// A step as written: an action's name, or a table with its draw and order.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum StepEntry {
+    Name(Action),
+    Step(ScriptStep),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct ScenarioFile {
+    description: String,
+    #[serde(default)]
+    seed: Option<u64>,
+    #[serde(default)]
+    schedule: Option<Schedule>,
+    #[serde(default)]
+    clients: Vec<ClientFile>,
+    #[serde(default)]
+    sequence: Option<Vec<Action>>,
+    #[serde(default)]
+    weights: Option<Weights>,
+    #[serde(default)]
+    options: Option<toml::Spanned<toml::Table>>,
+    #[serde(default)]
+    action_options: BTreeMap<Action, toml::Spanned<toml::Table>>,
+    #[serde(default)]
+    faults: Vec<toml::Spanned<ScenarioFault>>,
+}
+
+impl Scenario {
+    /// A preset name, or else the path of a scenario file.
+    pub fn resolve(name_or_path: &str) -> Result<Scenario, ScenarioError> {
+        if let Some((name, text)) = PRESETS.iter().find(|(name, _)| *name == name_or_path) {
+            return Scenario::parse(name, text, name);
+        }
+        let path = Path::new(name_or_path);
+        let looks_like_path = name_or_path.contains('/') || name_or_path.ends_with(".toml");
+        if !looks_like_path && !path.exists() {
+            return Err(ScenarioError::Unknown(name_or_path.to_owned()));
+        }
+        let text = read_capped(path)?;
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| name_or_path.to_owned());
+        Scenario::parse(&name, &text, &path.display().to_string())
+    }
+    /// Parses scenario TOML; `origin` names it in errors.
+    pub fn parse(name: &str, text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
+        let file: ScenarioFile = toml::from_str(text).map_err(|e| {
+            let (line, column) = e
+                .span()
+                .map(|span| line_and_column(text, span.start))
+                .unwrap_or((1, 1));
+            ScenarioError::Parse {
+                origin: origin.to_owned(),
+                line,
+                column,
+                message: e.message().trim().to_owned(),
+            }
+        })?;
+        let invalid = |message: String| ScenarioError::Invalid {
+            origin: origin.to_owned(),
+            message,
+        };
+        let base = match file.options {
+            Some(table) => options_from(table.get_ref().clone(), text, table.span(), origin)?,
+            None => ActionOptions::default(),
+        };
+        let mut action_options = BTreeMap::new();
+        for (action, table) in file.action_options {
+            let mut merged = toml::Table::try_from(&base).expect("options serialize to a table");
+            merged.extend(table.get_ref().clone());
+            let options = options_from(merged, text, table.span(), origin)?;
+            action_options.insert(action, options);
+        }
+        let mut faults = Vec::new();
+        for fault in file.faults {
+            let (line, column) = line_and_column(text, fault.span().start);
+            let spec = fault
+                .get_ref()
+                .to_spec()
+                .map_err(|message| ScenarioError::Parse {
+                    origin: origin.to_owned(),
+                    line,
+                    column,
+                    message,
+                })?;
+            faults.push(spec);
+        }
+        if !file.clients.is_empty() && (file.sequence.is_some() || file.weights.is_some()) {
+            return Err(invalid(
+                "give either `[[clients]]` (a sequence per client) or a shared `sequence`/`[weights]`, not both".into(),
+            ));
+        }
+        let mut clients = Vec::new();
+        for (index, client) in file.clients.into_iter().enumerate() {
+            let number = index + 1;
+            if client.sequence.is_empty() {
+                return Err(invalid(format!(
+                    "client {number}: `sequence` is empty: list at least one action"
+                )));
+            }
+            if client.draws_as == Some(0) || client.run == Some(0) {
+                return Err(invalid(format!(
+                    "client {number}: clients and runs are numbered from 1"
+                )));
+            }
+            let steps = client
+                .sequence
+                .into_iter()
+                .enumerate()
+                .map(|(position, entry)| match entry {
+                    StepEntry::Name(action) => ScriptStep {
+                        action,
+                        seq: position as u64,
+                        order: None,
+                    },
+                    StepEntry::Step(step) => step,
+                })
+                .collect();
+            clients.push(ClientScript {
+                draws_as: client.draws_as.unwrap_or(number as u32),
+                run: client.run.unwrap_or(1),
+                steps,
+            });
+        }
+        let schedule = file.schedule.unwrap_or_default();
+        if schedule == Schedule::Recorded {
+            check_recorded_orders(&clients, &faults).map_err(invalid)?;
+        }
+        let plan = match (file.sequence, file.weights) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "give either `sequence` or `[weights]`, not both".into(),
+                ));
+            }
+            (Some(sequence), None) if sequence.is_empty() => {
+                return Err(invalid(
+                    "`sequence` is empty: list at least one action".into(),
+                ));
+            }
+            (Some(sequence), None) => Plan::Sequence(sequence),
+            (None, Some(weights)) if weights.total() == 0 => {
+                return Err(invalid(
+                    "every weight is 0: give at least one action a weight".into(),
+                ));
+            }
+            (None, Some(weights)) => Plan::Weighted(weights),
+            (None, None) => Plan::Weighted(Weights::default()),
+        };
+        Ok(Scenario {
+            name: name.to_owned(),
+            description: file.description,
+            plan,
+            options: base,
+            action_options,
+            faults,
+            seed: file.seed,
+            schedule,
+            clients,
+        })
+    }
+    /// The scenario as a scenario file that parses back to it.
+    pub fn to_toml(&self) -> String {
+        let mut out = String::new();
+        let quoted = |s: &str| toml::Value::String(s.to_owned()).to_string();
+        let _ = writeln!(out, "description = {}", quoted(&self.description));
+        if let Some(seed) = self.seed {
+            let _ = writeln!(out, "seed = {seed}");
+        }
+        if self.schedule != Schedule::Free {
+            let _ = writeln!(out, "schedule = {}", quoted(self.schedule.name()));
+        }
+        if self.clients.is_empty() {
+            match &self.plan {
+                Plan::Sequence(actions) => {
+                    let names: Vec<String> = actions.iter().map(|a| quoted(a.name())).collect();
+                    let _ = writeln!(out, "sequence = [{}]", names.join(", "));
+                }
+                Plan::Weighted(weights) => {
+                    let _ = writeln!(out, "\n[weights]");
+                    for (action, weight) in &weights.0 {
+                        let _ = writeln!(out, "{} = {weight}", action.name());
+                    }
+                }
+            }
+        }
+        let table =
+            |options: &ActionOptions| toml::to_string(options).expect("options serialize to TOML");
+        let _ = write!(out, "\n[options]\n{}", table(&self.options));
+        for (action, options) in &self.action_options {
+            let _ = write!(
+                out,
+                "\n[action-options.{}]\n{}",
+                action.name(),
+                table(options)
+            );
+        }
+        for (index, client) in self.clients.iter().enumerate() {
+            let _ = writeln!(out, "\n[[clients]]  # client-{}", index + 1);
+            if client.draws_as != index as u32 + 1 {
+                let _ = writeln!(out, "draws-as = {}", client.draws_as);
+            }
+            if client.run != 1 {
+                let _ = writeln!(out, "run = {}", client.run);
+            }
+            let _ = writeln!(out, "sequence = [");
+            for step in &client.steps {
+                let order = step
+                    .order
+                    .map(|o| format!(", order = {o}"))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "  {{ action = {}, seq = {}{order} }},",
+                    quoted(step.action.name()),
+                    step.seq
+                );
+            }
+            let _ = writeln!(out, "]");
+        }
+        for fault in &self.faults {
+            let entry = toml::to_string(&ScenarioFault::from_spec(fault))
+                .expect("a fault serializes to TOML");
+            let _ = write!(out, "\n[[faults]]\n{entry}");
+        }
+        out
+    }
+}
+
+/// On the recorded schedule every step needs its `order` and every fault
+/// its `after`, each place taken once.
+fn check_recorded_orders(clients: &[ClientScript], faults: &[FaultSpec]) -> Result<(), String> {
+    if clients.is_empty() {
+        return Err("`schedule = \"recorded\"` paces `[[clients]]` sequences; give them".into());
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (index, client) in clients.iter().enumerate() {
+        for step in &client.steps {
+            let order = step.order.ok_or_else(|| {
+                format!(
+                    "client {}: on the recorded schedule every step needs its `order`, and `{}` has none",
+                    index + 1,
+                    step.action
+                )
+            })?;
+            if !seen.insert(order) {
+                return Err(format!(
+                    "order {order} is given twice; each place is taken once"
+                ));
+            }
+        }
+    }
+    for fault in faults {
+        let order = fault.after.ok_or_else(|| {
+            format!("on the recorded schedule every fault needs `after`, and {fault} has none")
+        })?;
+        if !seen.insert(order) {
+            return Err(format!(
+                "order {order} is given twice; each place is taken once"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Reads a scenario file, refusing one over [`MAX_SCENARIO_BYTES`]: the
+/// read stops there, so an endless source (`/dev/zero`) is never read to its end.
+fn read_capped(path: &Path) -> Result<String, ScenarioError> {
+    use std::io::Read;
+    let read_error = |source| ScenarioError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_SCENARIO_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    if bytes.len() as u64 > MAX_SCENARIO_BYTES {
+        return Err(ScenarioError::TooLarge {
+            path: path.to_path_buf(),
+        });
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        read_error(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not UTF-8 text ({e})"),
+        ))
+    })
+}
+
+/// Options from a table; errors point at the table's place in the file.
+fn options_from(
+    table: toml::Table,
+    text: &str,
+    span: std::ops::Range<usize>,
+    origin: &str,
+) -> Result<ActionOptions, ScenarioError> {
+    let (line, column) = line_and_column(text, span.start);
+    let at = |message: String| ScenarioError::Parse {
+        origin: origin.to_owned(),
+        line,
+        column,
+        message,
+    };
+    let options: ActionOptions = table
+        .try_into()
+        .map_err(|e: toml::de::Error| at(e.message().trim().to_owned()))?;
+    options.validate().map_err(|e| at(e.to_string()))?;
+    Ok(options)
+}
+
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+    (line, column)
+}

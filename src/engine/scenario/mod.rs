@@ -1,0 +1,169 @@
+//! Scenarios: which actions a client takes (by weight, or a fixed sequence)
+//! and with which options. The seed's tests ship as presets in
+//! `assets/scenarios/`; a user can pass a TOML file of the same form:
+//!
+//! ```toml
+//! description = "what this scenario exercises"
+//! # either a fixed sequence, repeated …
+//! sequence = ["write-random-files", "snapshot-root", "restore-random-snapID"]
+//! # … or weights (actions left out have weight 0)
+//! [weights]
+//! snapshot-root = 2
+//! [options]
+//! max-file-size = "64MiB"
+//! # options for one action only, over `[options]`
+//! [action-options.write-random-files]
+//! repeat-action = 100
+//! # faults to inject (see `snapstorm faults`)
+//! [[faults]]
+//! kind = "server-restart"
+//! at = "20s"
+//! duration = "5s"
+//! ```
+//!
+//! Instead of a shared `sequence` or `[weights]`, a scenario can give each
+//! client its own fixed sequence, run once (what `snapstorm shrink` writes):
+//!
+//! ```toml
+//! description = "two clients, each its own actions"
+//! seed = 42              # the seed their inputs are drawn from (unless --seed)
+//! schedule = "recorded"  # start actions and faults in `order` (default "free")
+//! [[clients]]            # client-1
+//! draws-as = 2           # draw inputs as client-2 did (default: its own number)
+//! sequence = [
+//!   { action = "write-random-files", seq = 0, order = 0 },
+//!   { action = "snapshot-root", seq = 3, order = 2 },
+//! ]
+//! [[clients]]            # client-2: plain names draw as positions 0, 1, …
+//! sequence = ["run-gc"]
+//! ```
+
+mod file;
+mod presets;
+
+pub use presets::{DEFAULT_SCENARIO, PRESETS};
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::actions::{Action, Weights};
+use super::options::ActionOptions;
+use crate::faults::FaultSpec;
+
+/// The largest scenario file read. Real ones are a few hundred bytes; the
+/// cap keeps `--scenario /dev/zero` (or a log file given by mistake) from
+/// being read without end into memory.
+pub const MAX_SCENARIO_BYTES: u64 = 4 * 1024 * 1024;
+
+/// How a client chooses its next action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    Weighted(Weights),
+    /// The same actions in order, over and over.
+    Sequence(Vec<Action>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scenario {
+    pub name: String,
+    pub description: String,
+    pub plan: Plan,
+    pub options: ActionOptions,
+    /// Options of single actions that differ from `options`.
+    pub action_options: BTreeMap<Action, ActionOptions>,
+    /// Faults to inject (`[[faults]]`).
+    pub faults: Vec<FaultSpec>,
+    /// The seed the scenario was recorded with; `--seed` overrides it.
+    pub seed: Option<u64>,
+    /// How fixed per-client sequences are paced (`schedule`).
+    pub schedule: Schedule,
+    /// Fixed per-client sequences (`[[clients]]`), run once each; when
+    /// given, `plan` is unused and the run ends when every client is done
+    /// and every fault started.
+    pub clients: Vec<ClientScript>,
+}
+
+/// How the actions of fixed per-client sequences start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Schedule {
+    /// Every client runs its sequence as fast as it goes; faults at their times.
+    #[default]
+    Free,
+    /// Actions and faults start in their recorded `order`: each waits until
+    /// everything before it has started. Makes most races reproducible.
+    Recorded,
+}
+
+impl Schedule {
+    pub fn name(self) -> &'static str {
+        match self {
+            Schedule::Free => "free",
+            Schedule::Recorded => "recorded",
+        }
+    }
+}
+
+/// One action of a client's fixed sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ScriptStep {
+    pub action: Action,
+    /// The position in the client's recorded stream whose inputs it draws
+    /// (file names, sizes, dedup shares, which snapshot): a step kept alone
+    /// draws what it drew in the whole run.
+    pub seq: u64,
+    /// Its place in the recorded order in which actions and faults start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<u64>,
+}
+
+/// One client's fixed sequence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientScript {
+    /// Inputs are drawn as this client's were in the recording.
+    pub draws_as: u32,
+    /// … in this run of the recorded state dir.
+    pub run: u32,
+    pub steps: Vec<ScriptStep>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error(
+        "unknown scenario `{0}`: run `snapstorm scenarios` for the presets, or give the path of a TOML file"
+    )]
+    Unknown(String),
+    #[error("{path}: cannot read scenario file: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{path}: a scenario file is at most {} MiB, and this one is larger; give a scenario TOML file",
+        MAX_SCENARIO_BYTES / (1024 * 1024)
+    )]
+    TooLarge { path: PathBuf },
+    #[error("{origin}:{line}:{column}: {message}")]
+    Parse {
+        origin: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{origin}: {message}")]
+    Invalid { origin: String, message: String },
+}
+
+impl Scenario {
+    /// The options one action runs with.
+    pub fn options_for(&self, action: Action) -> &ActionOptions {
+        self.action_options.get(&action).unwrap_or(&self.options)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,199 @@
+//! Scenarios as users write them, good and bad.
+
+use super::*;
+
+#[test]
+fn every_preset_parses() {
+    let presets = Scenario::presets();
+    assert_eq!(presets.len(), PRESETS.len());
+    let randomized = Scenario::resolve(DEFAULT_SCENARIO).unwrap();
+    let Plan::Weighted(weights) = &randomized.plan else {
+        panic!("randomized-small is weighted");
+    };
+    assert_eq!(weights.0[&Action::SnapshotRoot], 2);
+    assert_eq!(weights.0[&Action::DeleteFiles], 1);
+}
+
+#[test]
+fn action_options_override_the_common_ones() {
+    let tree = Scenario::resolve("many-small-files-across-directory-tree").unwrap();
+    assert_eq!(
+        tree.options_for(Action::WriteRandomFiles).repeat_action,
+        100
+    );
+    assert_eq!(tree.options_for(Action::WriteRandomFiles).max_dir_depth, 15);
+    assert_eq!(tree.options_for(Action::SnapshotRoot).repeat_action, 1);
+
+    let text = "description = \"d\"\n[action-options.write-random-files]\nrepeat-actoin = 2\n";
+    let err = Scenario::parse("x", text, "x.toml").unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("x.toml:2:1: unknown field `repeat-actoin`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn faults_in_a_scenario() {
+    let text = "description = \"d\"\n[[faults]]\nkind = \"network\"\nat = \"10s\"\nduration = \"20s\"\ndrop-percent = 30\n";
+    let scenario = Scenario::parse("x", text, "x.toml").unwrap();
+    assert_eq!(scenario.faults.len(), 1);
+    assert_eq!(scenario.faults[0].network.drop_percent, 30);
+    let bad = "description = \"d\"\n\n[[faults]]\nkind = \"network\"\nat = \"later\"\n";
+    let err = Scenario::parse("x", bad, "x.toml").unwrap_err().to_string();
+    assert!(
+        err.starts_with("x.toml:3:1: `later` is not a duration"),
+        "{err}"
+    );
+    let unknown = "description = \"d\"\n[[faults]]\nkind = \"meteor\"\nat = \"1s\"\n";
+    let err = Scenario::parse("x", unknown, "x.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown variant `meteor`"), "{err}");
+}
+
+#[test]
+fn per_client_sequences_round_trip_through_a_file() {
+    let text = r#"description = "two clients"
+seed = 42
+schedule = "recorded"
+[options]
+max-file-size = "64KiB"
+[action-options.write-random-files]
+repeat-action = 2
+[[clients]]
+draws-as = 3
+sequence = [
+  { action = "write-random-files", seq = 4, order = 0 },
+  { action = "snapshot-root", seq = 7, order = 2 },
+]
+[[clients]]
+sequence = [{ action = "run-gc", seq = 0, order = 1 }]
+[[faults]]
+kind = "network"
+at = "2s"
+duration = "5s"
+drop-percent = 30
+after = 3
+"#;
+    let scenario = Scenario::parse("x", text, "x.toml").unwrap();
+    assert_eq!(scenario.seed, Some(42));
+    assert_eq!(scenario.schedule, Schedule::Recorded);
+    assert_eq!(scenario.clients.len(), 2);
+    assert_eq!(scenario.clients[0].draws_as, 3);
+    assert_eq!(scenario.clients[1].draws_as, 2, "its own number by default");
+    assert_eq!(
+        scenario.clients[0].steps[1],
+        ScriptStep {
+            action: Action::SnapshotRoot,
+            seq: 7,
+            order: Some(2)
+        }
+    );
+    assert_eq!(scenario.faults[0].after, Some(3));
+    let written = scenario.to_toml();
+    let again = Scenario::parse("x", &written, "x.toml").unwrap();
+    assert_eq!(again, scenario, "{written}");
+
+    let plain = "description = \"d\"\n[[clients]]\nsequence = [\"write-random-files\", \"snapshot-root\"]\n";
+    let plain = Scenario::parse("x", plain, "x.toml").unwrap();
+    assert_eq!(
+        plain.clients[0]
+            .steps
+            .iter()
+            .map(|s| s.seq)
+            .collect::<Vec<_>>(),
+        vec![0, 1],
+        "plain names draw as positions"
+    );
+    assert_eq!(plain.schedule, Schedule::Free);
+    let written = Scenario::resolve(DEFAULT_SCENARIO).unwrap().to_toml();
+    let preset = Scenario::parse(DEFAULT_SCENARIO, &written, "x.toml").unwrap();
+    assert_eq!(preset, Scenario::resolve(DEFAULT_SCENARIO).unwrap());
+}
+
+#[test]
+fn per_client_sequences_are_checked() {
+    let both =
+        "description = \"d\"\nsequence = [\"run-gc\"]\n[[clients]]\nsequence = [\"run-gc\"]\n";
+    let err = Scenario::parse("x", both, "x.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("x.toml: give either `[[clients]]`"),
+        "{err}"
+    );
+    let unordered =
+        "description = \"d\"\nschedule = \"recorded\"\n[[clients]]\nsequence = [\"run-gc\"]\n";
+    let err = Scenario::parse("x", unordered, "x.toml")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "x.toml: client 1: on the recorded schedule every step needs its `order`, and `run-gc` has none"
+    );
+    let twice = "description = \"d\"\nschedule = \"recorded\"\n[[clients]]\nsequence = [{ action = \"run-gc\", seq = 0, order = 1 }, { action = \"run-gc\", seq = 1, order = 1 }]\n";
+    let err = Scenario::parse("x", twice, "x.toml")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "x.toml: order 1 is given twice; each place is taken once"
+    );
+    let empty = "description = \"d\"\n[[clients]]\nsequence = []\n";
+    let err = Scenario::parse("x", empty, "x.toml")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "x.toml: client 1: `sequence` is empty: list at least one action"
+    );
+}
+
+#[test]
+fn errors_name_file_line_and_problem() {
+    let err = Scenario::parse(
+        "x",
+        "description = \"d\"\n[options]\nmax-dir-dpth = 3\n",
+        "x.toml",
+    )
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with("x.toml:2:1: unknown field `max-dir-dpth`"),
+        "{text}"
+    );
+
+    let err = Scenario::parse("x", "description = 5\n", "x.toml").unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("x.toml:1:15: invalid type: integer `5`, expected a string"),
+        "{err}"
+    );
+
+    let err = Scenario::parse(
+        "x",
+        "description = \"d\"\n[weights]\nsnapshot-all = 1\n",
+        "x.toml",
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("x.toml:3:1: unknown variant `snapshot-all`"),
+        "{err}"
+    );
+
+    let err = Scenario::parse(
+        "x",
+        "description = \"d\"\n\n[options]\nmin-dedup-percent = 120\n",
+        "x.toml",
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "x.toml:3:1: option `min-dedup-percent`: 120 is not a percentage (0..=100)"
+    );
+
+    let err = Scenario::resolve("no-such-preset").unwrap_err();
+    assert!(err.to_string().contains("snapstorm scenarios"), "{err}");
+}
