@@ -18,7 +18,7 @@ use snapstorm::engine::record::ActionRecord;
 use snapstorm::engine::stats::{ClientCounts, ClientReport, Counts};
 use snapstorm::engine::traits::{ClientId, ServerInfo};
 use snapstorm::engine::{Action, Outcome};
-use snapstorm::multiclient::run::{Event, RunInfo};
+use snapstorm::run::{Event, RunInfo};
 
 const CLIENTS: u32 = 64;
 /// A large terminal, so that every client's row is drawn.

@@ -15,8 +15,8 @@ pub use reproduce::{ReplayArgs, ShrinkArgs};
 use crate::engine::scenario::Scenario;
 use crate::engine::store::write_durably;
 use crate::faults::{FaultKind, FaultSpec, RunBounds};
-use crate::multiclient::launch::{RunSpec, launch};
-use crate::multiclient::run::{RunHandle, RunLimit};
+use crate::run::launch::{RunSpec, launch};
+use crate::run::{RunHandle, RunLimit};
 use crate::server::{Auth, ConnectionLimits, RestServer, ServerConfig, Users};
 
 /// Exit code for a run without verification failures.
@@ -116,7 +116,7 @@ Exit codes: 0 the scenario was written, 1 the recording did not fail the same wa
 #[derive(Debug, Clone, Args)]
 pub struct SessionArgs {
     /// Number of clients to start with.
-    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::multiclient::run::MAX_CLIENTS)))]
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::run::MAX_CLIENTS)))]
     pub clients: u32,
 
     /// A preset (see `snapstorm scenarios`) or the path of a scenario TOML file.

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use crate::engine::report::Report;
 use crate::engine::stats::{Counts, Outcome};
-use crate::multiclient::run::{Command, CountsFeed, Event, RunInfo};
+use crate::run::{Command, CountsFeed, Event, RunInfo};
 
 /// How often a non-terminal gets a progress line.
 const LINE_EVERY: Duration = Duration::from_secs(5);

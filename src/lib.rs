@@ -10,4 +10,6 @@ pub mod engine;
 pub mod faults;
 pub mod headless;
 pub mod multiclient;
+pub mod reproduce;
+pub mod run;
 pub mod server;

@@ -10,8 +10,8 @@ use snapstorm::engine::Action;
 use snapstorm::engine::scenario::Scenario;
 use snapstorm::engine::traits::{ClientId, GcOptions};
 use snapstorm::faults::FaultKind;
-use snapstorm::multiclient::launch::{RunSpec, launch};
-use snapstorm::multiclient::run::{Command, CountsFeed, Event, RunHandle};
+use snapstorm::run::launch::{RunSpec, launch};
+use snapstorm::run::{Command, CountsFeed, Event, RunHandle};
 
 fn key(code: KeyCode) -> KeyEvent {
     KeyEvent::new(code, KeyModifiers::NONE)
@@ -24,7 +24,7 @@ fn press(app: &mut App, code: KeyCode) -> Option<Command> {
 }
 
 fn app_with_clients(n: u32) -> App {
-    let info = snapstorm::multiclient::run::RunInfo {
+    let info = snapstorm::run::RunInfo {
         seed: 1,
         scenario: "x".into(),
         state_dir: "/tmp/x".into(),
@@ -631,7 +631,7 @@ fn a_click_selects_and_the_wheel_scrolls() {
 /// client says it will try again, and it joins once the server is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_added_while_the_server_is_down_retries_and_joins() {
-    use snapstorm::multiclient::launch::{embedded_parts, launch_with};
+    use snapstorm::run::launch::{embedded_parts, launch_with};
     let state = tempfile::tempdir().unwrap();
     let spec = small_run(
         state.path(),
@@ -848,7 +848,7 @@ fn shrink_key_shows_the_command_for_the_selected_failure() {
         Some(UiAction::ShrinkSelected)
     );
     assert_eq!(app.update(UiAction::ShrinkSelected), None);
-    let expected = snapstorm::multiclient::shrink::shrink_command(
+    let expected = snapstorm::reproduce::shrink::shrink_command(
         &app.state_dir,
         std::path::Path::new("minimal.toml"),
     );

@@ -19,7 +19,7 @@ use snapstorm::engine::stats::{ClientCounts, ClientReport};
 use snapstorm::engine::store::Failure;
 use snapstorm::engine::traits::{ClientId, ServerInfo};
 use snapstorm::engine::{Action, Origin, Outcome};
-use snapstorm::multiclient::run::{Event, RunInfo};
+use snapstorm::run::{Event, RunInfo};
 
 fn info() -> RunInfo {
     RunInfo {

@@ -20,9 +20,7 @@ use snapstorm::engine::options::GcTool;
 use snapstorm::engine::progress::{Progress, ProgressView};
 use snapstorm::engine::traits::{ErrorClass, GcOptions, Server, Snapshotter};
 use snapstorm::multiclient::MultiClientSnapshotter;
-use snapstorm::multiclient::launch::{
-    EmbeddedParts, KopiaParts, RunSpec, embedded_parts, kopia_parts,
-};
+use snapstorm::run::launch::{EmbeddedParts, KopiaParts, RunSpec, embedded_parts, kopia_parts};
 
 /// The running server of a backend.
 enum Started {

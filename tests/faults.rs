@@ -14,8 +14,8 @@ use snapstorm::engine::store::FailureKind;
 use snapstorm::engine::traits::{ClientId, FaultHost, FaultInjector};
 use snapstorm::engine::{Action, ActionParams, Outcome, Report};
 use snapstorm::faults::{FaultKind, FaultSpec, NetworkFault};
-use snapstorm::multiclient::launch::{RunSpec, launch};
-use snapstorm::multiclient::run::{Event, RunHandle, RunLimit};
+use snapstorm::run::launch::{RunSpec, launch};
+use snapstorm::run::{Event, RunHandle, RunLimit};
 
 /// What a run reported, and when each event arrived.
 struct Observed {

@@ -1,6 +1,8 @@
 //! The layout shows the architecture, and imports run downward only:
-//! console/cli → multiclient → backend → engine, server, fault model. A
-//! module that imports upward fails here, naming the file and the line.
+//! front ends (console, cli, headless) → reproduce → run → backend →
+//! multiclient (the delegating writer and snapshotter) → engine, server,
+//! fault model. A module that imports upward fails here, naming the file
+//! and the line.
 
 use std::path::Path;
 
@@ -53,19 +55,25 @@ fn assert_layer(layer: &str, forbidden: &[&str]) {
     );
 }
 
+/// Front ends, above everything else.
+const FRONT_ENDS: [&str; 3] = ["console", "cli", "headless"];
+
+fn with_front_ends(more: &[&'static str]) -> Vec<&'static str> {
+    more.iter().chain(FRONT_ENDS.iter()).copied().collect()
+}
+
 #[test]
 fn the_fault_model_imports_nothing_else_of_snapstorm() {
     assert_layer(
         "faults",
-        &[
+        &with_front_ends(&[
             "engine",
             "server",
             "backend",
             "multiclient",
-            "console",
-            "cli",
-            "headless",
-        ],
+            "run",
+            "reproduce",
+        ]),
     );
 }
 
@@ -73,14 +81,7 @@ fn the_fault_model_imports_nothing_else_of_snapstorm() {
 fn the_engine_imports_no_backend_no_injector_and_no_front_end() {
     assert_layer(
         "engine",
-        &[
-            "backend",
-            "multiclient",
-            "console",
-            "cli",
-            "headless",
-            "server",
-        ],
+        &with_front_ends(&["backend", "multiclient", "run", "reproduce", "server"]),
     );
 }
 
@@ -88,24 +89,36 @@ fn the_engine_imports_no_backend_no_injector_and_no_front_end() {
 fn the_server_imports_only_itself() {
     assert_layer(
         "server",
-        &[
+        &with_front_ends(&[
             "engine",
             "faults",
             "backend",
             "multiclient",
-            "console",
-            "cli",
-            "headless",
-        ],
+            "run",
+            "reproduce",
+        ]),
     );
 }
 
 #[test]
-fn backends_import_no_front_end() {
-    assert_layer("backend", &["multiclient", "console", "cli", "headless"]);
+fn the_delegating_writer_and_snapshotter_sit_on_the_engine() {
+    assert_layer(
+        "multiclient",
+        &with_front_ends(&["backend", "run", "reproduce", "server"]),
+    );
 }
 
 #[test]
-fn multiclient_imports_no_front_end() {
-    assert_layer("multiclient", &["console", "cli", "headless"]);
+fn backends_import_no_run_and_no_front_end() {
+    assert_layer("backend", &with_front_ends(&["run", "reproduce"]));
+}
+
+#[test]
+fn the_run_imports_no_reproduction_and_no_front_end() {
+    assert_layer("run", &with_front_ends(&["reproduce"]));
+}
+
+#[test]
+fn reproduction_imports_no_front_end() {
+    assert_layer("reproduce", &FRONT_ENDS);
 }

@@ -27,10 +27,10 @@ use snapstorm::engine::traits::{
 };
 use snapstorm::engine::{Action, ClientId};
 use snapstorm::faults::{FaultKind, FaultSpec};
-use snapstorm::multiclient::replay::{Found, Recording, Signature, found_in, run_scenario};
-use snapstorm::multiclient::run::{self, RunLimit, RunParts};
-use snapstorm::multiclient::shrink::{Ended, ShrinkConfig, Size, shrink};
 use snapstorm::multiclient::{MultiClientFileWriter, MultiClientSnapshotter};
+use snapstorm::reproduce::replay::{Found, Recording, Signature, found_in, run_scenario};
+use snapstorm::reproduce::shrink::{Ended, ShrinkConfig, Size, shrink};
+use snapstorm::run::{self, RunLimit, RunParts};
 
 /// Records a short run of the real embedded backend with the binary.
 fn record(state: &Path, clients: &str, actions: &str, seed: &str) {

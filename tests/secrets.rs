@@ -18,8 +18,8 @@ use snapstorm::engine::traits::{
     BackendResult, ClientCredentials, ClientFactory, ClientId, ClientSnapshotter, Details,
     GcOptions, SnapshotId, Snapshotter,
 };
-use snapstorm::multiclient::launch::{RunSpec, embedded_parts, launch_with};
-use snapstorm::multiclient::run::{Event, RunHandle, RunLimit};
+use snapstorm::run::launch::{RunSpec, embedded_parts, launch_with};
+use snapstorm::run::{Event, RunHandle, RunLimit};
 
 /// Everything the run logs, at every level.
 #[derive(Clone, Default)]

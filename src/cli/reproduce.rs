@@ -14,8 +14,8 @@ use tokio::sync::watch;
 use super::{EXIT_FAILURES, EXIT_OK, UsageError};
 use crate::engine::scenario::{Scenario, Schedule};
 use crate::engine::store::write_durably;
-use crate::multiclient::replay::{Found, Recording, ReplayError, found_in, run_scenario};
-use crate::multiclient::shrink::{Ended, Progress, ShrinkConfig, Size, shell_word, shrink};
+use crate::reproduce::replay::{Found, Recording, ReplayError, found_in, run_scenario};
+use crate::reproduce::shrink::{Ended, Progress, ShrinkConfig, Size, shell_word, shrink};
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {

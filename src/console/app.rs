@@ -16,7 +16,7 @@ use crate::engine::stats::{ClientCounts, Counts, Outcome};
 use crate::engine::store::Failure;
 use crate::engine::traits::{ClientId, GcOptions, Injected};
 use crate::faults::{FaultKind, FaultSpec};
-use crate::multiclient::run::{Command, Event, MAX_CLIENTS, RunInfo};
+use crate::run::{Command, Event, MAX_CLIENTS, RunInfo};
 
 /// Actions kept per client: the details overlay shows them all; bounded memory.
 pub const STREAM_CAPACITY: usize = 1000;
@@ -903,7 +903,7 @@ impl App {
                     );
                     return None;
                 }
-                let command = crate::multiclient::shrink::shrink_command(
+                let command = crate::reproduce::shrink::shrink_command(
                     &self.state_dir,
                     std::path::Path::new("minimal.toml"),
                 );

@@ -45,8 +45,8 @@ pub use log_pane::PaneLayer as LogLayer;
 
 use crate::engine::file_writer::disk_usage;
 use crate::engine::report::Report;
-use crate::multiclient::launch::{LaunchError, RunSpec, embedded_parts, launch_with};
-use crate::multiclient::run::{Command, CountsFeed, Event, RunHandle, RunInfo};
+use crate::run::launch::{LaunchError, RunSpec, embedded_parts, launch_with};
+use crate::run::{Command, CountsFeed, Event, RunHandle, RunInfo};
 
 /// Frames per second: the rate at which events are drained and the screen redrawn.
 const FRAME: Duration = Duration::from_millis(100);

@@ -1,14 +1,9 @@
-//! The seed's multi-client framework: writers and snapshotters that
-//! delegate to one instance per client, and the harness that runs clients
-//! concurrently.
+//! The seed's multi-client framework (the seed: Kopia's robustness test,
+//! which snapstorm re-designs): writers and snapshotters that delegate to
+//! one instance per client, and the harness that runs clients concurrently.
 
 pub mod file_writer;
 pub mod harness;
-pub mod launch;
-pub mod replay;
-pub mod run;
-pub mod schedule;
-pub mod shrink;
 pub mod snapshotter;
 
 pub use file_writer::MultiClientFileWriter;

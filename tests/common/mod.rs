@@ -526,7 +526,7 @@ pub fn assert_same_tree(expected: &Path, actual: &Path) {
 /// clients), driven directly from the test thread.
 pub struct EngineFixture {
     pub runtime: tokio::runtime::Runtime,
-    pub parts: snapstorm::multiclient::launch::EmbeddedParts,
+    pub parts: snapstorm::run::launch::EmbeddedParts,
     pub engine: Arc<snapstorm::engine::Engine>,
     pub snapshotter: Arc<snapstorm::multiclient::MultiClientSnapshotter>,
     pub state: tempfile::TempDir,
@@ -567,7 +567,7 @@ impl EngineFixture {
             Arc<dyn snapstorm::engine::traits::ClientFactory>,
         ) -> Arc<dyn snapstorm::engine::traits::ClientFactory>,
     ) -> Self {
-        use snapstorm::multiclient::launch::{RunSpec, embedded_parts};
+        use snapstorm::run::launch::{RunSpec, embedded_parts};
         let runtime = runtime();
         let spec = RunSpec::new(scenario, state.path().to_path_buf(), seed);
         let mut parts = runtime.block_on(embedded_parts(&spec)).unwrap();

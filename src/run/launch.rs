@@ -20,8 +20,8 @@ use crate::engine::scenario::Scenario;
 use crate::engine::store::{MetadataStore, StateLayout};
 use crate::engine::traits::{ClientFactory, FaultInjector, FileWriter, Server, Snapshotter};
 use crate::faults::FaultSpec;
-use crate::multiclient::run::{self, RunHandle, RunLimit, RunParts};
 use crate::multiclient::{MultiClientFileWriter, MultiClientSnapshotter};
+use crate::run::{self, RunHandle, RunLimit, RunParts};
 
 /// Everything that defines a run.
 #[derive(Debug, Clone)]

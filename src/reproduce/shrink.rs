@@ -17,7 +17,7 @@ use bytesize::ByteSize;
 use crate::engine::options::ActionOptions;
 use crate::engine::scenario::{ClientScript, Scenario, Schedule};
 use crate::faults::FaultSpec;
-use crate::multiclient::replay::{Found, Recording, renumber, scripted};
+use crate::reproduce::replay::{Found, Recording, renumber, scripted};
 
 /// How big a run is: what a shrink makes smaller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -17,8 +17,8 @@ use crate::engine::store::{FailureKind, State, StateLayout};
 use crate::engine::trace::{FaultLine, RunStartLine, TraceLine, read_trace};
 use crate::engine::traits::ClientId;
 use crate::faults::{FaultKind, FaultSpec};
-use crate::multiclient::launch::{LaunchError, RunSpec, launch};
-use crate::multiclient::run::{Command, RunHandle};
+use crate::run::launch::{LaunchError, RunSpec, launch};
+use crate::run::{Command, RunHandle};
 
 /// A state dir that cannot be replayed; the text names the problem and the fix.
 #[derive(Debug, thiserror::Error)]

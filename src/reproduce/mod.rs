@@ -1,0 +1,5 @@
+//! A recorded run again: `replay` runs the recorded streams on a fresh
+//! repository, `shrink` searches for the smallest scenario that still fails.
+
+pub mod replay;
+pub mod shrink;

@@ -1,0 +1,630 @@
+//! A running robustness run: the Server, the engine and one worker task per
+//! client, driven by commands and observed through events. The console, the
+//! headless runner and the tests all drive a run through this one type.
+//!
+//! Workers are tokio tasks; each action runs on a blocking thread (backend
+//! clients are blocking), so a slow backend never stalls the commands or
+//! the events. Actions take turns on the engine's slots (two per core), so
+//! the work in progress does not grow with the number of clients. Pausing stops new actions from starting; the action in
+//! flight always finishes.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use super::api::{Command, Event, RunLimit, RunParts, SHUTDOWN_GRACE, connect_backoff};
+use super::worker::{Worker, script_places};
+use crate::engine::actions::Action;
+use crate::engine::exec::Engine;
+use crate::engine::report::Report;
+use crate::engine::scenario::{Scenario, Schedule};
+use crate::engine::store::now_rfc3339;
+use crate::engine::trace::RunStartLine;
+use crate::engine::traits::{ClientId, FaultInjector};
+use crate::faults::FaultSpec;
+use crate::multiclient::MultiClientSnapshotter;
+use crate::run::schedule::Gate;
+
+/// How one try to connect a client ended.
+pub(super) struct Connected {
+    pub(super) client: ClientId,
+    pub(super) attempt: u32,
+    pub(super) result: Result<(), String>,
+}
+
+/// Per-client control, seen by its worker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct ClientControl {
+    pub(super) paused: bool,
+    pub(super) stop: bool,
+}
+
+/// Run-wide control, seen by every worker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct RunControl {
+    pub(super) paused: bool,
+    pub(super) stop: bool,
+}
+
+pub(super) struct ClientSlot {
+    pub(super) control: watch::Sender<ClientControl>,
+    pub(super) queue: mpsc::UnboundedSender<Action>,
+}
+
+pub(super) struct Supervisor {
+    pub(super) engine: Arc<Engine>,
+    pub(super) snapshotter: Arc<MultiClientSnapshotter>,
+    pub(super) limit: RunLimit,
+    pub(super) events: mpsc::UnboundedSender<Event>,
+    pub(super) run_control: watch::Sender<RunControl>,
+    pub(super) clients: BTreeMap<ClientId, ClientSlot>,
+    pub(super) workers: JoinSet<ClientId>,
+    pub(super) next_client: u32,
+    /// Clients being connected (or waiting to retry), each on its own task.
+    pub(super) connecting: JoinSet<Option<Connected>>,
+    /// Clients that have connected or failed their first try.
+    pub(super) tried_once: u32,
+    /// Set when the run ends: clients waiting to retry stop waiting.
+    pub(super) stop_connects: watch::Sender<bool>,
+    /// Connections in progress at once, as many as action slots: opening a
+    /// repository derives its key (scrypt: CPU and tens of MiB each), so 64
+    /// at once would only share the cores and add up their memory.
+    pub(super) connect_slots: Arc<tokio::sync::Semaphore>,
+    pub(super) in_flight: Arc<AtomicUsize>,
+    pub(super) faults: Option<Arc<dyn FaultInjector>>,
+    pub(super) fault_tasks: JoinSet<()>,
+    /// GCs asked for with the console's key, each on its own task.
+    pub(super) gc_tasks: JoinSet<()>,
+    /// How many clients take actions now, for the counts feed.
+    pub(super) running: Arc<AtomicUsize>,
+    /// Paces fixed per-client sequences on the recorded schedule.
+    pub(super) gate: Option<Arc<Gate>>,
+}
+
+/// When the next planned fault is due: at a time, or at its turn on the
+/// recorded schedule.
+pub(super) enum Due {
+    At(tokio::time::Instant),
+    Turn(Arc<Gate>, u64),
+}
+
+pub(super) async fn wait_due(due: Option<Due>) {
+    match due {
+        Some(Due::At(at)) => tokio::time::sleep_until(at).await,
+        Some(Due::Turn(gate, order)) => gate.wait_turn(order).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The run, phase by phase: set up, connect the first clients, run until
+/// a limit or a stop, wind down (workers, GCs, faults), conclude (the final
+/// checks, the report).
+pub(super) async fn supervise(
+    parts: RunParts,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    events: mpsc::UnboundedSender<Event>,
+    running: Arc<AtomicUsize>,
+) -> Report {
+    let scenario = parts.engine.config().scenario.clone();
+    // A scenario of fixed per-client sequences runs each once, one client each.
+    let scripted = !scenario.clients.is_empty();
+    let gate = recorded_gate(&scenario, &parts.fault_plan);
+    let initial_clients = if scripted {
+        scenario.clients.len() as u32
+    } else {
+        parts.initial_clients
+    };
+    let mut plan = parts.fault_plan;
+    match &gate {
+        Some(_) => plan.sort_by_key(|spec| spec.after),
+        None => plan.sort_by_key(|spec| spec.at),
+    }
+    let connect_slots = parts.engine.slot_count();
+    let mut sup = Supervisor {
+        engine: parts.engine,
+        snapshotter: parts.snapshotter,
+        limit: parts.limit,
+        events,
+        run_control: watch::channel(RunControl::default()).0,
+        clients: BTreeMap::new(),
+        workers: JoinSet::new(),
+        next_client: 1,
+        connecting: JoinSet::new(),
+        tried_once: 0,
+        stop_connects: watch::channel(false).0,
+        connect_slots: Arc::new(tokio::sync::Semaphore::new(connect_slots)),
+        in_flight: Arc::new(AtomicUsize::new(0)),
+        faults: parts.faults,
+        fault_tasks: JoinSet::new(),
+        gc_tasks: JoinSet::new(),
+        running,
+        gate,
+    };
+    sup.record_start(&scenario, &plan, initial_clients);
+    let shut_down = sup.connect_first(initial_clients, &mut commands).await;
+    let started = tokio::time::Instant::now();
+    sup.engine.start_clock(started.into_std());
+    let mut plan = VecDeque::from(plan);
+    if !shut_down {
+        sup.run_until_done(&mut commands, &mut plan, started, scripted)
+            .await;
+    }
+    let (all_stopped, faults_ended) = sup.wind_down(plan, started.elapsed()).await;
+    let report = sup.conclude(all_stopped, faults_ended).await;
+    parts.on_finish.await;
+    let _ = sup.events.send(Event::Finished(Box::new(report.clone())));
+    report
+}
+
+/// For fixed per-client sequences on the recorded schedule: the gate that
+/// lets each action and fault start in its recorded place.
+fn recorded_gate(scenario: &Scenario, plan: &[FaultSpec]) -> Option<Arc<Gate>> {
+    let recorded = !scenario.clients.is_empty() && scenario.schedule == Schedule::Recorded;
+    recorded.then(|| {
+        let gate = Gate::default();
+        let places: std::collections::BTreeSet<u64> = scenario
+            .clients
+            .iter()
+            .flat_map(|c| c.steps.iter().filter_map(|s| s.order))
+            .chain(plan.iter().filter_map(|f| f.after))
+            .collect();
+        // Numbers nobody holds are no one's turn.
+        let last = places.last().copied().unwrap_or(0);
+        gate.give_up((0..last).filter(|n| !places.contains(n)));
+        Arc::new(gate)
+    })
+}
+
+impl Supervisor {
+    /// The trace's first line of the run: everything a replay needs.
+    fn record_start(&self, scenario: &Scenario, plan: &[FaultSpec], initial_clients: u32) {
+        self.engine.trace_event(&RunStartLine {
+            time: now_rfc3339(),
+            run: self.engine.store().run_number(),
+            start: true,
+            seed: self.engine.config().seed,
+            scenario: scenario.name.clone(),
+            scenario_toml: scenario.to_toml(),
+            clients: initial_clients,
+            duration_ms: self
+                .limit
+                .duration
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            actions_per_client: self.limit.actions_per_client,
+            faults: plan.iter().map(ToString::to_string).collect(),
+        });
+    }
+
+    /// Connects the first clients side by side, not one after another;
+    /// returns once each has connected or failed its first try. Returns
+    /// whether the run was asked to stop meanwhile (it then ends at once).
+    async fn connect_first(
+        &mut self,
+        clients: u32,
+        commands: &mut mpsc::UnboundedReceiver<Command>,
+    ) -> bool {
+        for _ in 0..clients {
+            self.add_client();
+        }
+        while !self.connecting.is_empty() {
+            tokio::select! {
+                Some(joined) = self.connecting.join_next() => {
+                    if let Ok(Some(connected)) = joined {
+                        self.connected(connected);
+                    }
+                    if self.first_tries_done() {
+                        break;
+                    }
+                }
+                command = commands.recv() => match command {
+                    None | Some(Command::Shutdown) => {
+                        self.stop_connecting().await;
+                        return true;
+                    }
+                    Some(command) => self.handle(command).await,
+                },
+            }
+        }
+        false
+    }
+
+    /// The run proper: commands, planned faults, clients that finish,
+    /// until its duration is up, its actions are done, it is asked to stop,
+    /// or snapstorm's own side halts it. Faults not yet due stay in `plan`.
+    async fn run_until_done(
+        &mut self,
+        commands: &mut mpsc::UnboundedReceiver<Command>,
+        plan: &mut VecDeque<FaultSpec>,
+        started: tokio::time::Instant,
+        scripted: bool,
+    ) {
+        let deadline = self.limit.duration.map(|d| started + d);
+        let halting = self.engine.clone();
+        loop {
+            // A scenario of fixed sequences ends when every client has run its own.
+            if scripted && self.workers.is_empty() && self.connecting.is_empty() && plan.is_empty()
+            {
+                return;
+            }
+            let next_fault = plan.front().map(|spec| match (&self.gate, spec.after) {
+                (Some(gate), Some(order)) => Due::Turn(gate.clone(), order),
+                _ => Due::At(started + spec.at),
+            });
+            tokio::select! {
+                command = commands.recv() => match command {
+                    None | Some(Command::Shutdown) => return,
+                    Some(command) => self.handle(command).await,
+                },
+                _ = wait_due(next_fault) => {
+                    let spec = plan.pop_front().expect("a planned fault is due");
+                    self.inject(spec);
+                }
+                Some(_) = self.fault_tasks.join_next(), if !self.fault_tasks.is_empty() => {}
+                Some(joined) = self.connecting.join_next(), if !self.connecting.is_empty() => {
+                    if let Ok(Some(connected)) = joined {
+                        self.connected(connected);
+                    }
+                }
+                finished = self.workers.join_next(), if !self.workers.is_empty() => {
+                    if let Some(Ok(client)) = finished {
+                        self.clients.remove(&client);
+                        self.running.store(self.clients.len(), Ordering::SeqCst);
+                    }
+                    // With an action limit, the run ends when the last client is done.
+                    if self.workers.is_empty() && self.limit.actions_per_client.is_some() {
+                        return;
+                    }
+                }
+                _ = sleep_until(deadline) => return,
+                Some(_) = self.gc_tasks.join_next(), if !self.gc_tasks.is_empty() => {}
+                _ = halting.wait_halted() => return,
+            }
+        }
+    }
+
+    /// No new action starts; the ones in flight finish, GCs and fault
+    /// injections end, every fault is ended. Returns whether every worker
+    /// stopped within the grace and whether every fault could be ended.
+    async fn wind_down(&mut self, plan: VecDeque<FaultSpec>, ended_at: Duration) -> (bool, bool) {
+        self.engine.request_stop();
+        // Clients still waiting to connect: stop trying, and let a try in flight end.
+        self.stop_connecting().await;
+        for spec in plan {
+            // Reported, not only logged: a run that never saw its fault must
+            // not read like one that survived it.
+            let reason = format!(
+                "the run ended at {:.1}s, before its time",
+                ended_at.as_secs_f64()
+            );
+            self.engine.faults().not_injected(&spec, spec.at, &reason);
+        }
+        let all_stopped = self.stop_workers().await;
+        while self.gc_tasks.join_next().await.is_some() {}
+        while self.fault_tasks.join_next().await.is_some() {}
+        let faults_ended = match self.faults.clone() {
+            Some(faults) => match tokio::task::spawn_blocking(move || faults.end_all()).await {
+                Ok(Ok(())) => true,
+                Ok(Err(error)) => {
+                    tracing::error!(%error, "a fault could not be ended; the restores left to the end wait for the next run");
+                    false
+                }
+                Err(error) => {
+                    tracing::error!(%error, "ending the faults crashed");
+                    false
+                }
+            },
+            None => true,
+        };
+        (all_stopped, faults_ended)
+    }
+
+    /// The final checks when a verdict can be drawn, the clients
+    /// disconnected, the run recorded as ended; returns the report.
+    async fn conclude(&mut self, all_stopped: bool, faults_ended: bool) -> Report {
+        if let Some(reason) = self.engine.halted() {
+            // snapstorm's own side failed: checks made now could not be traced,
+            // and no verdict is drawn from a run stopped half-way.
+            tracing::error!(
+                "the run stopped ({reason}): the final checks are skipped; the next run with this state dir makes them"
+            );
+        } else if all_stopped {
+            self.final_checks(faults_ended).await;
+        } else {
+            // A check racing an action still running could report what that
+            // action is about to record as lost: no verdict rather than a false one.
+            tracing::error!(
+                "actions still running after {SHUTDOWN_GRACE:?}: the final checks are skipped; the next run with this state dir makes them"
+            );
+        }
+        self.disconnect_all().await;
+        if let Err(error) = self.engine.store().finish_run() {
+            tracing::error!(%error, "cannot record the end of the run");
+        }
+        self.engine.report()
+    }
+}
+
+pub(super) async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Supervisor {
+    pub(super) fn emit(&self, event: Event) {
+        let _ = self.events.send(event);
+    }
+
+    pub(super) async fn handle(&mut self, command: Command) {
+        match command {
+            Command::AddClient => self.add_client(),
+            Command::RemoveClient(client) => {
+                tracing::info!("{client} is removed after its current action.");
+                if let Some(slot) = self.clients.get(&client) {
+                    slot.control.send_modify(|c| c.stop = true);
+                }
+            }
+            Command::Gc(options) => {
+                let engine = self.engine.clone();
+                let events = self.events.clone();
+                tracing::info!(
+                    "GC started{}.",
+                    if options.aggressive {
+                        " (aggressive: unused data deleted at once)"
+                    } else {
+                        ""
+                    }
+                );
+                self.emit(Event::GcStarted);
+                self.gc_tasks.spawn(async move {
+                    let result = tokio::task::spawn_blocking(move || engine.gc(&options)).await;
+                    let result = match result {
+                        Ok(Ok(_)) => Ok(()),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    match &result {
+                        Ok(()) => tracing::info!("GC finished."),
+                        Err(error) => tracing::warn!("GC failed: {error}."),
+                    }
+                    let _ = events.send(Event::GcFinished(result));
+                });
+            }
+            Command::TogglePauseAll => {
+                self.run_control.send_modify(|c| c.paused = !c.paused);
+                let paused = self.run_control.borrow().paused;
+                if paused {
+                    tracing::info!(
+                        "All clients paused: actions in flight finish, no new ones start."
+                    );
+                } else {
+                    tracing::info!("All clients resumed.");
+                }
+                self.emit(Event::PausedAll(paused));
+            }
+            Command::TogglePauseClient(client) => {
+                if let Some(slot) = self.clients.get(&client) {
+                    slot.control.send_modify(|c| c.paused = !c.paused);
+                    let paused = slot.control.borrow().paused;
+                    self.emit(Event::ClientPaused(client, paused));
+                }
+            }
+            Command::Enqueue(client, action) => {
+                if let Some(slot) = self.clients.get(&client) {
+                    let _ = slot.queue.send(action);
+                }
+            }
+            Command::InjectFault(spec) => self.inject(spec),
+            Command::Shutdown => {}
+        }
+    }
+
+    /// After the last action and after every fault ended: the restores that
+    /// had ended in errors once more, a full repository check if a fault
+    /// damaged data (so no injected damage goes unreported), then the
+    /// listing compared with the metadata.
+    pub(super) async fn final_checks(&mut self, faults_ended: bool) {
+        let engine = self.engine.clone();
+        let checker = ClientId(self.next_client.saturating_sub(1).max(1));
+        let result = tokio::task::spawn_blocking(move || {
+            let mut records = if faults_ended {
+                engine.retry_unsettled_restores()
+            } else {
+                Vec::new()
+            };
+            if engine.faults().damaged_data() {
+                records.push(engine.final_verify_repo(checker));
+            }
+            (records, engine.final_check())
+        })
+        .await;
+        match result {
+            Ok((records, listing)) => {
+                for record in records {
+                    self.emit(Event::ActionFinished(Box::new(record)));
+                }
+                match listing {
+                    Ok(failures) if failures.is_empty() => {}
+                    Ok(failures) => self.emit(Event::Failures(failures)),
+                    Err(error) => tracing::warn!("The final listing check failed: {error}."),
+                }
+            }
+            Err(error) => tracing::error!("The final checks crashed: {error}."),
+        }
+    }
+
+    /// Starts connecting a new client on its own task: commands and events
+    /// go on meanwhile, and other clients connect at the same time.
+    pub(super) fn add_client(&mut self) {
+        let client = ClientId(self.next_client);
+        self.next_client += 1;
+        self.engine.register_client(client);
+        self.try_connect(client, 1, Duration::ZERO);
+    }
+
+    pub(super) fn try_connect(&mut self, client: ClientId, attempt: u32, wait: Duration) {
+        let snapshotter = self.snapshotter.clone();
+        let events = self.events.clone();
+        let mut stop = self.stop_connects.subscribe();
+        let slots = self.connect_slots.clone();
+        self.connecting.spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.wait_for(|stop| *stop) => return None,
+            }
+            // Said before it queues for a slot: the console counts every
+            // client on its way in, not only those connecting this moment.
+            let _ = events.send(Event::ClientConnecting { client, attempt });
+            let slot = tokio::select! {
+                slot = slots.acquire_owned() => slot.ok()?,
+                _ = stop.wait_for(|stop| *stop) => return None,
+            };
+            if *stop.borrow() {
+                return None;
+            }
+            let result = tokio::task::spawn_blocking(move || {
+                let _slot = slot;
+                snapshotter.connect_client(client)
+            })
+            .await;
+            let result = match result {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(error)) => Err(error.to_string()),
+                Err(error) => Err(format!("connecting crashed: {error}")),
+            };
+            Some(Connected {
+                client,
+                attempt,
+                result,
+            })
+        });
+    }
+
+    /// Whether every client has connected or failed at least once.
+    pub(super) fn first_tries_done(&self) -> bool {
+        self.tried_once >= self.next_client.saturating_sub(1)
+    }
+
+    /// A connection attempt ended: the client starts running, or tries again later.
+    pub(super) fn connected(&mut self, connected: Connected) {
+        let Connected {
+            client,
+            attempt,
+            result,
+        } = connected;
+        if attempt == 1 {
+            self.tried_once += 1;
+        }
+        if let Err(error) = result {
+            if let Some(gate) = &self.gate {
+                // A recorded schedule cannot wait for a client that may
+                // never connect: nobody waits for its places, and it stays out.
+                gate.give_up(script_places(&self.engine, client, 0));
+                tracing::warn!(
+                    "{client} could not connect: {}.",
+                    crate::engine::brief::brief(&error)
+                );
+                self.emit(Event::ClientError(
+                    client,
+                    format!("cannot connect: {error}"),
+                ));
+                return;
+            }
+            let wait = connect_backoff(attempt);
+            tracing::warn!(
+                "{client} could not connect (try {attempt}): {}; it tries again in {}s.",
+                crate::engine::brief::brief(&error),
+                wait.as_secs()
+            );
+            self.emit(Event::ClientError(
+                client,
+                format!(
+                    "cannot connect (try {attempt}): {error}; trying again in {}s",
+                    wait.as_secs()
+                ),
+            ));
+            self.try_connect(client, attempt + 1, wait);
+            return;
+        }
+        let (control_tx, control_rx) = watch::channel(ClientControl::default());
+        let (queue_tx, queue_rx) = mpsc::unbounded_channel();
+        self.clients.insert(
+            client,
+            ClientSlot {
+                control: control_tx,
+                queue: queue_tx,
+            },
+        );
+        self.running.store(self.clients.len(), Ordering::SeqCst);
+        let worker = Worker {
+            client,
+            engine: self.engine.clone(),
+            snapshotter: self.snapshotter.clone(),
+            control: control_rx,
+            run_control: self.run_control.subscribe(),
+            queue: queue_rx,
+            events: self.events.clone(),
+            actions_limit: self.limit.actions_per_client,
+            in_flight: self.in_flight.clone(),
+            gate: self.gate.clone(),
+        };
+        self.workers.spawn(worker.run());
+        if attempt > 1 {
+            tracing::info!("{client} connected after {attempt} tries.");
+        } else {
+            tracing::info!("{client} connected.");
+        }
+        self.emit(Event::ClientAdded(client));
+    }
+
+    /// Stops the retries; waits for connections in flight (bounded by the
+    /// client's timeouts) so none lands after the clients are disconnected.
+    pub(super) async fn stop_connecting(&mut self) {
+        self.stop_connects.send_replace(true);
+        while let Some(joined) = self.connecting.join_next().await {
+            if let Ok(Some(Connected {
+                client,
+                result: Ok(()),
+                ..
+            })) = joined
+            {
+                // Connected too late to run: it is disconnected with the others.
+                tracing::info!("{client} connected as the run ended; it takes no action.");
+            }
+        }
+    }
+
+    /// Stops every worker after its current action and waits for them (up
+    /// to the grace period); false when some were still running then.
+    pub(super) async fn stop_workers(&mut self) -> bool {
+        self.run_control.send_modify(|c| c.stop = true);
+        let in_flight = self.in_flight.load(Ordering::SeqCst);
+        self.emit(Event::Stopping {
+            in_flight,
+            grace: SHUTDOWN_GRACE,
+        });
+        let all_done = async { while self.workers.join_next().await.is_some() {} };
+        let stopped = tokio::time::timeout(SHUTDOWN_GRACE, all_done).await.is_ok();
+        if !stopped {
+            tracing::warn!("actions still running after {SHUTDOWN_GRACE:?}; stopping without them");
+            self.workers.abort_all();
+        }
+        self.clients.clear();
+        self.running.store(0, Ordering::SeqCst);
+        stopped
+    }
+
+    /// Disconnects and revokes every client still connected.
+    pub(super) async fn disconnect_all(&mut self) {
+        let remaining: Vec<ClientId> = self.snapshotter.connected_clients();
+        for client in remaining {
+            let snapshotter = self.snapshotter.clone();
+            let _ = tokio::task::spawn_blocking(move || snapshotter.remove_client(client)).await;
+        }
+    }
+}

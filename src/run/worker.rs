@@ -1,0 +1,236 @@
+//! One client's worker: takes its turn on an action slot, runs the next
+//! action (queued, scripted or planned), pauses and stops when told.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use tokio::sync::{mpsc, watch};
+
+use super::api::Event;
+use super::supervisor::{ClientControl, RunControl};
+use crate::engine::actions::Action;
+use crate::engine::exec::Engine;
+use crate::engine::record::ActionParams;
+use crate::engine::traits::ClientId;
+use crate::multiclient::MultiClientSnapshotter;
+use crate::run::schedule::Gate;
+
+pub(super) struct Worker {
+    pub(super) client: ClientId,
+    pub(super) engine: Arc<Engine>,
+    pub(super) snapshotter: Arc<MultiClientSnapshotter>,
+    pub(super) control: watch::Receiver<ClientControl>,
+    pub(super) run_control: watch::Receiver<RunControl>,
+    pub(super) queue: mpsc::UnboundedReceiver<Action>,
+    pub(super) events: mpsc::UnboundedSender<Event>,
+    pub(super) actions_limit: Option<u64>,
+    pub(super) in_flight: Arc<AtomicUsize>,
+    pub(super) gate: Option<Arc<Gate>>,
+}
+
+/// The places on the recorded schedule of `client`'s fixed sequence, from step `from` on.
+pub(super) fn script_places(engine: &Engine, client: ClientId, from: usize) -> Vec<u64> {
+    engine
+        .config()
+        .scenario
+        .clients
+        .get(client.0 as usize - 1)
+        .map(|script| {
+            script
+                .steps
+                .iter()
+                .skip(from)
+                .filter_map(|s| s.order)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What a worker does next.
+pub(super) enum Next {
+    Queued(Action),
+    Planned,
+    Stop,
+}
+
+impl Worker {
+    pub(super) async fn run(mut self) -> ClientId {
+        let client = self.client;
+        // No slot when the run stops first: nothing to verify then.
+        if let Some(slot) = self.slot().await {
+            let engine = self.engine.clone();
+            self.in_flight.fetch_add(1, Ordering::SeqCst);
+            let records = tokio::task::spawn_blocking(move || {
+                let _slot = slot;
+                engine.verify_inherited(client)
+            })
+            .await;
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            for record in records.unwrap_or_default() {
+                let _ = self.events.send(Event::ActionFinished(Box::new(record)));
+            }
+        }
+        let mut planned_done = 0u64;
+        // A scenario of fixed per-client sequences: this client's, run once.
+        let scenario = &self.engine.config().scenario;
+        let scripted = !scenario.clients.is_empty();
+        let script = scenario.clients.get(client.0 as usize - 1).cloned();
+        if scripted {
+            self.actions_limit = Some(script.as_ref().map_or(0, |s| s.steps.len() as u64));
+        }
+        loop {
+            let next = self.next(planned_done).await;
+            let (action, queued) = match next {
+                Next::Stop => break,
+                Next::Queued(action) => (Some(action), true),
+                Next::Planned => (None, false),
+            };
+            let step = match (&script, queued) {
+                (Some(script), false) => {
+                    Some((script.clone(), script.steps[planned_done as usize]))
+                }
+                _ => None,
+            };
+            // Its turn first, then a slot: a client holding a slot while it
+            // waits for its turn could keep the one whose turn it is out.
+            if let (Some(gate), Some((_, step))) = (self.gate.clone(), &step)
+                && let Some(order) = step.order
+            {
+                tokio::select! {
+                    _ = gate.wait_turn(order) => {}
+                    _ = self.stopped() => break,
+                }
+            }
+            let Some(slot) = self.slot().await else {
+                break;
+            };
+            if !queued && self.paused() {
+                // Paused while it queued for the slot: the planned action waits.
+                continue;
+            }
+            let engine = self.engine.clone();
+            let action = match (action, &step) {
+                (Some(action), _) => action,
+                (None, Some((_, step))) => step.action,
+                (None, None) => engine.next_planned_action(client),
+            };
+            let _ = self.events.send(Event::ActionStarted {
+                client,
+                action,
+                at: Instant::now(),
+            });
+            self.in_flight.fetch_add(1, Ordering::SeqCst);
+            let gate = self.gate.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                let _slot = slot;
+                match step {
+                    Some((script, step)) => {
+                        if let (Some(gate), Some(order)) = (gate, step.order) {
+                            gate.started(order);
+                        }
+                        engine.exec_step(client, &script, &step)
+                    }
+                    None => engine.exec_action(client, action, &ActionParams::default()),
+                }
+            })
+            .await;
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            match result {
+                Ok(record) => {
+                    let _ = self.events.send(Event::ActionFinished(Box::new(record)));
+                }
+                Err(error) => {
+                    let _ = self.events.send(Event::ClientError(
+                        client,
+                        format!("action crashed: {error}"),
+                    ));
+                }
+            }
+            if !queued {
+                planned_done += 1;
+            }
+        }
+        if let Some(gate) = &self.gate {
+            gate.give_up(script_places(&self.engine, client, planned_done as usize));
+        }
+        let removed = self.control.borrow().stop;
+        if removed {
+            let snapshotter = self.snapshotter.clone();
+            let result =
+                tokio::task::spawn_blocking(move || snapshotter.remove_client(client)).await;
+            if let Ok(Err(error)) = result {
+                tracing::warn!(%client, %error, "removing the client failed");
+            }
+            tracing::info!(%client, "client removed and revoked");
+            let _ = self.events.send(Event::ClientRemoved(client));
+        }
+        client
+    }
+
+    pub(super) fn stopping(&self) -> bool {
+        self.control.borrow().stop || self.run_control.borrow().stop
+    }
+
+    /// Resolves once this worker is to stop.
+    pub(super) async fn stopped(&mut self) {
+        while !self.stopping() && self.engine.halted().is_none() {
+            tokio::select! {
+                _ = self.control.changed() => {}
+                _ = self.run_control.changed() => {}
+                _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+            }
+        }
+    }
+
+    pub(super) fn paused(&self) -> bool {
+        self.control.borrow().paused || self.run_control.borrow().paused
+    }
+
+    /// Waits for one of the engine's action slots; `None` if the client or
+    /// the run stops meanwhile, so a stop never waits for the queue.
+    pub(super) async fn slot(&mut self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let slots = self.engine.action_slots().clone();
+        let acquire = slots.acquire_owned();
+        tokio::pin!(acquire);
+        loop {
+            if self.stopping() || self.engine.halted().is_some() {
+                return None;
+            }
+            tokio::select! {
+                slot = &mut acquire => return slot.ok(),
+                changed = self.control.changed() => changed.ok()?,
+                changed = self.run_control.changed() => changed.ok()?,
+            }
+        }
+    }
+
+    /// Waits until there is something to do: a queued action runs even
+    /// while paused; a planned one only when not paused and within the limit.
+    pub(super) async fn next(&mut self, planned_done: u64) -> Next {
+        loop {
+            if self.stopping() || self.engine.halted().is_some() {
+                return Next::Stop;
+            }
+            if let Ok(action) = self.queue.try_recv() {
+                return Next::Queued(action);
+            }
+            let limit_reached = self
+                .actions_limit
+                .is_some_and(|limit| planned_done >= limit);
+            if limit_reached {
+                return Next::Stop;
+            }
+            if !self.paused() {
+                return Next::Planned;
+            }
+            tokio::select! {
+                _ = self.control.changed() => {}
+                _ = self.run_control.changed() => {}
+                queued = self.queue.recv() => if let Some(action) = queued {
+                    return Next::Queued(action);
+                },
+            }
+        }
+    }
+}
