@@ -749,46 +749,40 @@ fn a_failure() -> snapstorm::engine::store::Failure {
     }
 }
 
-/// README's key table is the help's, row by row.
+/// README's key table is the key map's, row by row.
 #[test]
-fn the_readme_key_table_is_the_help_table() {
+fn the_readme_key_table_is_the_key_map() {
     let readme =
         std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
             .unwrap();
-    let mut table = String::from("| key | does |\n|---|---|\n");
-    for (key, what) in snapstorm::console::KEYS {
-        table.push_str(&format!("| `{key}` | {what} |\n"));
-    }
+    let table = snapstorm::console::keymap::markdown_table();
     assert!(
         readme.contains(&table),
         "README's console section should hold this table:\n{table}"
     );
 }
 
-/// Every key the help lists does something: in the main view, or in the
-/// overlay it belongs to (n/N in a failure's diff, Home/End in any overlay).
+/// Every key the help lists does something somewhere: pressed in the
+/// main view, in an overlay and in a failure's diff, through the same
+/// dispatch the console uses.
 #[test]
 fn every_key_in_the_help_acts() {
     use snapstorm::console::app::UiAction;
-    let code = |token: &str| -> Option<KeyEvent> {
-        Some(match token {
-            "space" => key(KeyCode::Char(' ')),
-            "tab" => key(KeyCode::Tab),
-            "enter" => key(KeyCode::Enter),
-            "esc" => key(KeyCode::Esc),
-            "↑" => key(KeyCode::Up),
-            "↓" => key(KeyCode::Down),
-            "←" => key(KeyCode::Left),
-            "→" => key(KeyCode::Right),
-            "PgUp" => key(KeyCode::PageUp),
-            "PgDn" => key(KeyCode::PageDown),
-            "Home" => key(KeyCode::Home),
-            "End" => key(KeyCode::End),
-            "0-9" => key(KeyCode::Char('7')),
-            "ctrl-c" => KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL),
-            "mouse" => return None,
-            single if single.chars().count() == 1 => key(KeyCode::Char(single.chars().next()?)),
-            other => panic!("the help lists a key this test cannot press: {other}"),
+    use snapstorm::console::keymap::{KEYMAP, Key};
+    let event = |k: Key| -> Option<KeyEvent> {
+        Some(match k {
+            Key::Char(c) => KeyEvent::new(
+                KeyCode::Char(c),
+                if c.is_uppercase() {
+                    KeyModifiers::SHIFT
+                } else {
+                    KeyModifiers::NONE
+                },
+            ),
+            Key::Code(code) => key(code),
+            Key::Digits(from, _) => key(KeyCode::Char(from)),
+            Key::Ctrl(c) => KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL),
+            Key::Mouse => return None,
         })
     };
     let mut failure_app = app_with_clients(2);
@@ -797,21 +791,41 @@ fn every_key_in_the_help_acts() {
     failure_app.update(UiAction::OpenDetails);
     let mut help_app = app_with_clients(2);
     help_app.update(UiAction::ToggleHelp);
+    let mut menu_app = app_with_clients(2);
+    menu_app.update(UiAction::OpenFaultMenu);
+    let mut goto_app = app_with_clients(2);
+    goto_app.update(UiAction::GoTo(None));
     let main_app = app_with_clients(2);
-    for (keys, what) in snapstorm::console::KEYS {
-        for token in keys.split_whitespace() {
-            let Some(event) = code(token) else { continue };
-            let acts = [&main_app, &help_app, &failure_app]
+    for row in KEYMAP {
+        for binding in row.bindings {
+            let Some(pressed) = event(binding.key) else {
+                continue;
+            };
+            let acts = [&main_app, &help_app, &failure_app, &menu_app, &goto_app]
                 .iter()
-                .any(|app| app.key_action(event).is_some());
-            assert!(acts, "`{token}` ({what}) does nothing anywhere");
+                .any(|app| app.key_action(pressed).is_some());
+            assert!(
+                acts,
+                "`{}` ({}) does nothing anywhere",
+                row.keys,
+                row.does()
+            );
         }
     }
-    // n and N step between failures in the diff.
+    // n and N step between failures in the diff; 1-9 inject from the menu.
     assert_eq!(
         failure_app.key_action(key(KeyCode::Char('n'))),
         Some(UiAction::NextFailure)
     );
+    assert_eq!(
+        menu_app.key_action(key(KeyCode::Char('1'))),
+        Some(UiAction::InjectFault(snapstorm::faults::FaultKind::ALL[0]))
+    );
+    assert_eq!(
+        goto_app.key_action(key(KeyCode::Char('3'))),
+        Some(UiAction::GoToInput('3'))
+    );
+    assert_eq!(main_app.key_action(key(KeyCode::F(5))), None);
 }
 
 /// Quitting while the first clients still connect ends the run.

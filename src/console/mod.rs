@@ -17,6 +17,7 @@ mod fault_menu;
 mod format;
 mod header;
 mod help_panel;
+pub mod keymap;
 pub mod layout;
 mod log_pane;
 mod status_bar;
@@ -40,7 +41,6 @@ use tokio::sync::mpsc;
 
 pub use app::{App, UiAction};
 pub use format::bytes as format_bytes;
-pub use help_panel::KEYS;
 pub use log_pane::PaneLayer as LogLayer;
 
 use crate::engine::file_writer::disk_usage;

@@ -8,57 +8,26 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use super::app::{App, Focus, Overlay};
+use super::keymap::{self, Bar};
 
-/// Key hints in the order they are dropped from the end when space runs out.
-fn hints(app: &App) -> &'static [(&'static str, &'static str)] {
+/// Key hints from the key map, in the order they are dropped from the end
+/// when space runs out.
+fn hints(app: &App) -> Vec<(&'static str, &'static str)> {
     if app.stopping.is_some() {
-        return &[("", "stopping: waiting for actions in flight")];
+        return vec![("", "stopping: waiting for actions in flight")];
     }
-    if app.goto.is_some() {
-        return &[("0-9", "client number"), ("⏎", "go"), ("esc", "cancel")];
-    }
-    match (&app.overlay, app.focus) {
-        (Overlay::None, Focus::Clients) => &[
-            ("q", "quit"),
-            ("space", "pause all"),
-            ("a", "add"),
-            ("x", "remove"),
-            ("f", "faults"),
-            ("⏎", "details"),
-            ("tab", "failures"),
-            ("t", "table"),
-            ("s", "snap"),
-            ("v", "verify"),
-            ("p", "pause"),
-            ("g", "gc"),
-            ("c", "check"),
-            ("/", "go to"),
-            ("r", "removed"),
-        ],
-        (Overlay::None, Focus::Failures) => &[
-            ("q", "quit"),
-            ("↑↓", "select failure"),
-            ("⏎", "full diff"),
-            ("tab", "clients"),
-        ],
-        (Overlay::Failure(_), _) => &[
-            ("esc", "close"),
-            ("↑↓ PgUp PgDn", "scroll"),
-            ("n N", "older/newer failure"),
-            ("q", "quit"),
-        ],
-        (Overlay::FaultMenu, _) => &[
-            ("1-9", "inject"),
-            ("esc", "close"),
-            ("↑↓", "scroll"),
-            ("q", "quit"),
-        ],
-        _ => &[
-            ("esc", "close"),
-            ("↑↓ PgUp PgDn Home End", "scroll"),
-            ("q", "quit"),
-        ],
-    }
+    let bar = if app.goto.is_some() {
+        Bar::GoTo
+    } else {
+        match (&app.overlay, app.focus) {
+            (Overlay::None, Focus::Clients) => Bar::Clients,
+            (Overlay::None, Focus::Failures) => Bar::Failures,
+            (Overlay::Failure(_), _) => Bar::FailureDiff,
+            (Overlay::FaultMenu, _) => Bar::FaultMenu,
+            _ => Bar::OtherOverlay,
+        }
+    };
+    keymap::hints(bar)
 }
 
 fn hint_spans<'a>(app: &App, key: &'a str, what: &'a str) -> Vec<Span<'a>> {
