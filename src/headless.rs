@@ -33,14 +33,23 @@ fn progress_line(counts: &Counts, running_clients: usize, elapsed: Duration) -> 
     )
 }
 
+/// How following a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Followed {
+    /// The run reported its end.
+    Finished,
+    /// A second Ctrl-C: leave at once, waiting for nothing.
+    Aborted,
+}
+
 /// Shows progress until the run reports `Finished`; a first Ctrl-C asks
-/// the run to stop gracefully.
+/// the run to stop gracefully, a second aborts.
 pub async fn follow(
     info: &RunInfo,
     mut events: mpsc::UnboundedReceiver<Event>,
     commands: mpsc::UnboundedSender<Command>,
     counts: &CountsFeed,
-) {
+) -> Followed {
     let started = Instant::now();
     // One signal stream for the whole run: a fresh `ctrl_c()` future per loop
     // turn would miss a signal that arrives between two turns.
@@ -124,7 +133,10 @@ pub async fn follow(
             _ = interrupts.recv() => {
                 if interrupted {
                     print_line(bar.as_ref(), "snapstorm: aborted");
-                    std::process::exit(130);
+                    if let Some(bar) = &bar {
+                        bar.finish_and_clear();
+                    }
+                    return Followed::Aborted;
                 }
                 interrupted = true;
                 print_line(bar.as_ref(), "snapstorm: interrupted; finishing the actions in flight (Ctrl-C again to abort)");
@@ -148,6 +160,7 @@ pub async fn follow(
         "{}",
         progress_line(&counts.now(), counts.running_clients(), started.elapsed())
     );
+    Followed::Finished
 }
 
 fn print_line(bar: Option<&ProgressBar>, text: &str) {

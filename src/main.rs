@@ -43,19 +43,19 @@ fn main() -> ExitCode {
     snapstorm::console::install_panic_hook();
     let result = match cli.command {
         Some(Command::Serve(args)) => {
-            cli::init_logging(cli.verbose, false);
+            cli::init_logging(cli::Logs::Serve, cli.verbose);
             cli::serve(args)
         }
         Some(Command::Run(args)) => {
-            cli::init_logging(cli.verbose, true);
+            cli::init_logging(cli::Logs::Run, cli.verbose);
             cli::run(args)
         }
         Some(Command::Replay(args)) => {
-            cli::reproduce::init_logging(cli.verbose);
+            cli::init_logging(cli::Logs::Reproduce, cli.verbose);
             cli::reproduce::replay(args)
         }
         Some(Command::Shrink(args)) => {
-            cli::reproduce::init_logging(cli.verbose);
+            cli::init_logging(cli::Logs::Reproduce, cli.verbose);
             cli::reproduce::shrink_run(args)
         }
         Some(Command::Scenarios) => Ok(cli::scenarios()),

@@ -11,7 +11,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::watch;
 
-use super::{EXIT_FAILURES, EXIT_OK, UsageError};
+use super::{EXIT_ABORTED, EXIT_FAILURES, EXIT_OK, UsageError};
 use crate::engine::scenario::{Scenario, Schedule};
 use crate::engine::store::write_durably;
 use crate::reproduce::replay::{Found, Recording, ReplayError, found_in, run_scenario};
@@ -71,16 +71,6 @@ pub struct ShrinkArgs {
     pub into: Option<PathBuf>,
 }
 
-/// Every try is a whole run whose log would bury the verdicts: quiet
-/// unless asked (-v: warnings, -vv: the runs' log).
-pub fn init_logging(verbose: u8) {
-    super::init_logging_filter(match verbose {
-        0 => "off",
-        1 => "warn",
-        _ => "info",
-    });
-}
-
 /// The recording, or a usage error (exit 2) that names the fix.
 fn load(state_dir: &Path) -> Result<Recording, UsageError> {
     if !state_dir.is_dir() {
@@ -125,21 +115,57 @@ fn fresh_dir(into: &Path, prefix: &str) -> anyhow::Result<PathBuf> {
     Ok(dir.keep())
 }
 
-/// A runtime, and a flag Ctrl-C sets.
-fn runtime_with_interrupt() -> anyhow::Result<(tokio::runtime::Runtime, watch::Receiver<bool>)> {
-    let runtime = tokio::runtime::Runtime::new()?;
-    let (stop_tx, stop_rx) = watch::channel(false);
-    runtime.spawn(async move {
-        let mut interrupts =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-                .expect("install the SIGINT handler");
-        interrupts.recv().await;
-        eprintln!("snapstorm: interrupted; finishing the run in hand (Ctrl-C again to abort)");
-        let _ = stop_tx.send(true);
-        interrupts.recv().await;
-        std::process::exit(130);
-    });
-    Ok((runtime, stop_rx))
+/// A runtime, and what Ctrl-C asked: the first stops after the run in
+/// hand, the second aborts it.
+struct Interrupts {
+    runtime: tokio::runtime::Runtime,
+    stop: watch::Receiver<bool>,
+    abort: watch::Receiver<bool>,
+}
+
+impl Interrupts {
+    fn new() -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Runtime::new()?;
+        let (stop_tx, stop) = watch::channel(false);
+        let (abort_tx, abort) = watch::channel(false);
+        runtime.spawn(async move {
+            let mut interrupts =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+                    .expect("install the SIGINT handler");
+            interrupts.recv().await;
+            eprintln!("snapstorm: interrupted; finishing the run in hand (Ctrl-C again to abort)");
+            let _ = stop_tx.send(true);
+            interrupts.recv().await;
+            let _ = abort_tx.send(true);
+        });
+        Ok(Interrupts {
+            runtime,
+            stop,
+            abort,
+        })
+    }
+
+    fn stopped(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// Runs `work` to its end, or `None` when a second Ctrl-C aborts it.
+    fn run<T>(&self, work: impl std::future::Future<Output = T>) -> Option<T> {
+        let mut abort = self.abort.clone();
+        self.runtime.block_on(async move {
+            tokio::select! {
+                value = work => Some(value),
+                _ = abort.wait_for(|aborted| *aborted) => None,
+            }
+        })
+    }
+
+    /// Leaves at once: runs in hand are dropped, nothing waits for them.
+    fn abort(self) -> ExitCode {
+        eprintln!("snapstorm: aborted");
+        self.runtime.shutdown_background();
+        ExitCode::from(EXIT_ABORTED)
+    }
 }
 
 fn describe(recording: &Recording) -> String {
@@ -165,19 +191,24 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         args.schedule.name(),
         recording.looking_for()
     );
-    let (runtime, stop) = runtime_with_interrupt()?;
+    let interrupts = Interrupts::new()?;
     let mut reproduced = 0u32;
     let mut tried = 0u32;
     let mut first: Option<Found> = None;
     for number in 1..=args.tries {
-        if *stop.borrow() {
+        if interrupts.stopped() {
             break;
         }
         let dir = fresh_dir(&into, "snapstorm-replay-")?;
-        let report = runtime
-            .block_on(run_scenario(scenario.clone(), dir.clone(), stop.clone()))
-            .map_err(|e| anyhow::anyhow!("try {number}: {e}"))?;
-        if *stop.borrow() {
+        let Some(report) = interrupts.run(run_scenario(
+            scenario.clone(),
+            dir.clone(),
+            interrupts.stop.clone(),
+        )) else {
+            return Ok(interrupts.abort());
+        };
+        let report = report.map_err(|e| anyhow::anyhow!("try {number}: {e}"))?;
+        if interrupts.stopped() {
             // Cut short: says nothing either way.
             let _ = std::fs::remove_dir_all(&dir);
             break;
@@ -240,7 +271,8 @@ pub fn shrink_run(args: ShrinkArgs) -> anyhow::Result<ExitCode> {
         if args.tries == 1 { "y" } else { "ies" },
         crate::faults::compact_duration(args.budget)
     );
-    let (runtime, stop) = runtime_with_interrupt()?;
+    let interrupts = Interrupts::new()?;
+    let aborted = std::cell::Cell::new(false);
     let config = ShrinkConfig {
         tries: args.tries,
         at_least: args.at_least,
@@ -249,9 +281,17 @@ pub fn shrink_run(args: ShrinkArgs) -> anyhow::Result<ExitCode> {
     };
     let mut runner = |scenario: &Scenario| {
         let dir = fresh_dir(&into, "snapstorm-shrink-").ok()?;
-        let report = runtime.block_on(run_scenario(scenario.clone(), dir.clone(), stop.clone()));
+        let report = interrupts.run(run_scenario(
+            scenario.clone(),
+            dir.clone(),
+            interrupts.stop.clone(),
+        ));
         let _ = std::fs::remove_dir_all(&dir);
-        if *stop.borrow() {
+        let Some(report) = report else {
+            aborted.set(true);
+            return None;
+        };
+        if interrupts.stopped() {
             return None;
         }
         match report {
@@ -307,11 +347,14 @@ pub fn shrink_run(args: ShrinkArgs) -> anyhow::Result<ExitCode> {
             None => eprintln!("{line}"),
         }
     };
-    let stop_flag = stop.clone();
-    let stopped = move || *stop_flag.borrow();
+    let stopped = || interrupts.stopped();
     let shrunk = shrink(&recording, &config, &mut runner, &mut progress, &stopped);
     if let Some(bar) = bar {
         bar.finish_and_clear();
+    }
+    if aborted.get() {
+        // Each new smallest was written when it was found.
+        return Ok(interrupts.abort());
     }
     if shrunk.ended == Ended::NotReproduced {
         eprintln!(

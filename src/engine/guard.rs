@@ -13,12 +13,21 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "unknown panic".to_owned())
 }
 
-/// Runs `f`, turning a panic into its message.
-pub fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
-    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| panic_message(payload.as_ref()))
+/// A panic caught, with its message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Panicked {
+    pub message: String,
+}
+
+/// Runs `f`, turning a panic into a [`Panicked`].
+pub fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T, Panicked> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| Panicked {
+        message: panic_message(payload.as_ref()),
+    })
 }
 
 /// Runs a backend call so that a panic comes back as [`BackendError::Panicked`].
 pub fn guarded<T>(call: impl FnOnce() -> BackendResult<T>) -> BackendResult<T> {
-    catch_panic(call).unwrap_or_else(|message| Err(BackendError::Panicked(message)))
+    catch_panic(call).unwrap_or_else(|panic| Err(BackendError::Panicked(panic.message)))
 }

@@ -410,5 +410,5 @@ pub async fn run_scenario(
         report = task => report,
         _ = async { tokio::join!(drain, watch_stop) } => unreachable!("waits for the task"),
     };
-    report.map_err(|e| LaunchError::Start(format!("the run crashed: {e}")))
+    report.map_err(LaunchError::Crashed)
 }

@@ -15,7 +15,9 @@ use crate::engine::record::ActionRecord;
 use crate::engine::report::Report;
 use crate::engine::stats::Counts;
 use crate::engine::store::Failure;
-use crate::engine::traits::{ClientId, FaultInjector, GcOptions, Injected, ServerInfo};
+use crate::engine::traits::{
+    BackendError, ClientId, FaultInjector, GcOptions, Injected, ServerInfo,
+};
 use crate::faults::{FaultKind, FaultSpec};
 use crate::multiclient::MultiClientSnapshotter;
 
@@ -63,7 +65,7 @@ pub enum Event {
     },
     ActionFinished(Box<ActionRecord>),
     GcStarted,
-    GcFinished(Result<(), String>),
+    GcFinished(Result<(), BackendError>),
     PausedAll(bool),
     ClientPaused(ClientId, bool),
     FaultInjected(Injected),
@@ -162,15 +164,23 @@ pub struct RunParts {
     pub on_finish: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
 }
 
+/// Why a run could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("the start-up check crashed: {0}")]
+    Crashed(#[from] tokio::task::JoinError),
+    #[error("cannot list the repository's snapshots: {0}")]
+    Listing(#[source] crate::engine::checker::CheckerError),
+}
+
 /// Starts a run: checks the metadata against the repository, connects the
 /// initial clients and starts their workers.
-pub async fn start(parts: RunParts) -> Result<RunHandle, String> {
+pub async fn start(parts: RunParts) -> Result<RunHandle, StartError> {
     let engine = parts.engine.clone();
     let check_engine = engine.clone();
     let startup_failures = tokio::task::spawn_blocking(move || check_engine.startup_check())
-        .await
-        .map_err(|e| format!("start-up check crashed: {e}"))?
-        .map_err(|e| format!("cannot list the repository's snapshots: {e}"))?;
+        .await?
+        .map_err(StartError::Listing)?;
     let report = engine.report();
     let info = RunInfo {
         seed: engine.config().seed,

@@ -63,9 +63,14 @@ pub enum LaunchError {
     #[error(transparent)]
     State(#[from] crate::engine::store::StoreError),
     #[error("cannot start the repository server: {0}")]
-    Backend(String),
-    #[error("{0}")]
-    Start(String),
+    Backend(#[source] crate::engine::traits::BackendError),
+    #[error(transparent)]
+    Start(#[from] run::StartError),
+    #[error("cannot open the action trace: {0}")]
+    Trace(#[source] std::io::Error),
+    /// A task of the launch (or of the run it awaited) panicked.
+    #[error("crashed: {0}")]
+    Crashed(#[from] tokio::task::JoinError),
     /// The backend cannot run here (a program missing, an option it lacks).
     #[error("{0}")]
     Setup(String),
@@ -120,7 +125,7 @@ pub async fn embedded_parts(spec: &RunSpec) -> Result<EmbeddedParts, LaunchError
         spec.seed,
     )
     .await
-    .map_err(|e| LaunchError::Backend(e.to_string()))?;
+    .map_err(LaunchError::Backend)?;
     if let Err(error) = begin_run(spec, &store).await {
         server.stop().await;
         return Err(error);
@@ -222,7 +227,7 @@ fn engine_over(
         server.clone(),
         store.clone(),
     )
-    .map_err(|e| LaunchError::Start(format!("cannot open the action trace: {e}")))?;
+    .map_err(LaunchError::Trace)?;
     Ok((Arc::new(engine), snapshotter))
 }
 
@@ -233,9 +238,7 @@ async fn open_store(
 ) -> Result<Arc<MetadataStore>, LaunchError> {
     let layout = layout.clone();
     let backend = spec.backend.name();
-    let store = tokio::task::spawn_blocking(move || MetadataStore::open(layout, backend))
-        .await
-        .map_err(|e| LaunchError::Start(e.to_string()))??;
+    let store = tokio::task::spawn_blocking(move || MetadataStore::open(layout, backend)).await??;
     Ok(Arc::new(store))
 }
 
@@ -247,7 +250,7 @@ async fn begin_run(spec: &RunSpec, store: &Arc<MetadataStore>) -> Result<(), Lau
     match tokio::task::spawn_blocking(move || store.begin_run(seed, &scenario)).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(error)) => Err(error.into()),
-        Err(error) => Err(LaunchError::Start(error.to_string())),
+        Err(error) => Err(error.into()),
     }
 }
 
@@ -292,9 +295,8 @@ pub async fn kopia_parts(spec: &RunSpec) -> Result<KopiaParts, LaunchError> {
         let (repo, dir) = (layout.repository(), layout.root().join("kopia"));
         let password = store.repository_password();
         tokio::task::spawn_blocking(move || KopiaServer::start(binary, &repo, &dir, &password))
-            .await
-            .map_err(|e| LaunchError::Start(e.to_string()))?
-            .map_err(|e| LaunchError::Backend(e.to_string()))?
+            .await?
+            .map_err(LaunchError::Backend)?
     };
     let server = Arc::new(server);
     if let Err(error) = begin_run(spec, &store).await {

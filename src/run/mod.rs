@@ -11,5 +11,5 @@ mod worker;
 
 pub use api::{
     Command, CountsFeed, Event, MAX_CLIENTS, RunHandle, RunInfo, RunLimit, RunParts,
-    SHUTDOWN_GRACE, connect_backoff, start,
+    SHUTDOWN_GRACE, StartError, connect_backoff, start,
 };

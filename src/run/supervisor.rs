@@ -24,7 +24,7 @@ use crate::engine::report::Report;
 use crate::engine::scenario::{Scenario, Schedule};
 use crate::engine::store::now_rfc3339;
 use crate::engine::trace::RunStartLine;
-use crate::engine::traits::{ClientId, FaultInjector};
+use crate::engine::traits::{BackendError, ClientId, FaultInjector};
 use crate::faults::FaultSpec;
 use crate::multiclient::MultiClientSnapshotter;
 use crate::run::schedule::Gate;
@@ -33,7 +33,7 @@ use crate::run::schedule::Gate;
 pub(super) struct Connected {
     pub(super) client: ClientId,
     pub(super) attempt: u32,
-    pub(super) result: Result<(), String>,
+    pub(super) result: Result<(), BackendError>,
 }
 
 /// Per-client control, seen by its worker.
@@ -385,8 +385,8 @@ impl Supervisor {
                     let result = tokio::task::spawn_blocking(move || engine.gc(&options)).await;
                     let result = match result {
                         Ok(Ok(_)) => Ok(()),
-                        Ok(Err(e)) => Err(e.to_string()),
-                        Err(e) => Err(e.to_string()),
+                        Ok(Err(error)) => Err(error),
+                        Err(crashed) => Err(BackendError::Panicked(crashed.to_string())),
                     };
                     match &result {
                         Ok(()) => tracing::info!("GC finished."),
@@ -494,8 +494,10 @@ impl Supervisor {
             .await;
             let result = match result {
                 Ok(Ok(())) => Ok(()),
-                Ok(Err(error)) => Err(error.to_string()),
-                Err(error) => Err(format!("connecting crashed: {error}")),
+                Ok(Err(error)) => Err(error),
+                Err(crashed) => Err(BackendError::Panicked(format!(
+                    "connecting crashed: {crashed}"
+                ))),
             };
             Some(Connected {
                 client,
@@ -527,7 +529,7 @@ impl Supervisor {
                 gate.give_up(script_places(&self.engine, client, 0));
                 tracing::warn!(
                     "{client} could not connect: {}.",
-                    crate::engine::brief::brief(&error)
+                    crate::engine::brief::brief(&error.to_string())
                 );
                 self.emit(Event::ClientError(
                     client,
@@ -538,7 +540,7 @@ impl Supervisor {
             let wait = connect_backoff(attempt);
             tracing::warn!(
                 "{client} could not connect (try {attempt}): {}; it tries again in {}s.",
-                crate::engine::brief::brief(&error),
+                crate::engine::brief::brief(&error.to_string()),
                 wait.as_secs()
             );
             self.emit(Event::ClientError(

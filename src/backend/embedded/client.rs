@@ -125,7 +125,7 @@ impl RusticClient {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(CallError::Rustic(error))) => Err(context.classify(&error)),
             Ok(Err(CallError::Classified(error))) => Err(error),
-            Err(panic) => Err(context.classify_panic(panic)),
+            Err(panic) => Err(context.classify_panic(panic.message)),
         }
     }
 }

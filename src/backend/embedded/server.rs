@@ -443,7 +443,7 @@ fn rustic_check(server: &EmbeddedServer) -> Vec<String> {
     match checked {
         Ok(Ok(problems)) => problems,
         Ok(Err(error)) => vec![format!("the check failed: {error}")],
-        Err(panic) => vec![format!("the check panicked: {}", brief(&panic))],
+        Err(panic) => vec![format!("the check panicked: {}", brief(&panic.message))],
     }
 }
 

@@ -1,0 +1,30 @@
+//! Command-line interface: what a person can type, and what each command does
+//! at the binary's edge (argument checks, exit codes, signals).
+
+mod args;
+mod logging;
+pub mod reproduce;
+mod run;
+mod serve;
+mod usage;
+
+pub use args::*;
+pub use logging::{Logs, init_logging};
+pub use reproduce::{ReplayArgs, ShrinkArgs};
+pub use run::{console, exit_code, faults, run, scenarios, session_spec};
+pub use serve::serve;
+pub use usage::{UsageError, parse_error, usage_line};
+use usage::{check_output_path, check_report_path};
+
+/// Exit code for a run without verification failures.
+pub const EXIT_OK: u8 = 0;
+/// Exit code when a verification failure was found.
+pub const EXIT_FAILURES: u8 = 1;
+/// Exit code for bad usage or a setup problem; nothing was run.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code when the run stopped on snapstorm's own side (its trace in the
+/// state dir could not be written): what it found until then is recorded,
+/// and no verdict is drawn on the repository from the rest.
+pub const EXIT_HALTED: u8 = 3;
+/// Exit code after a second Ctrl-C: nothing waited for, no verdict (a shell's 128 + SIGINT).
+pub const EXIT_ABORTED: u8 = 130;

@@ -1,0 +1,261 @@
+//! The commands that run: `run` (headless), the console, and the lists
+//! (`scenarios`, `faults`); their exit codes.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::engine::scenario::Scenario;
+use crate::engine::store::write_durably;
+use crate::faults::{FaultKind, FaultSpec, RunBounds};
+use crate::run::launch::{RunSpec, launch};
+use crate::run::{RunHandle, RunLimit};
+
+use super::*;
+use crate::headless::Followed;
+
+/// `snapstorm faults`.
+pub fn faults() -> ExitCode {
+    for kind in FaultKind::ALL {
+        println!("{:<16} {}", kind.name(), kind.describe());
+    }
+    println!(
+        "\nwrite KIND@TIME[:DURATION][,key=value…], e.g. --fault corrupt-pack@15s --fault server-restart@20s:5s\n\
+         network options: latency=200ms, drop=10 (percent of requests), error=10 (percent answered 500)\n\
+         revoke-client / kill-client option: client=N (default: a random client)"
+    );
+    ExitCode::from(EXIT_OK)
+}
+
+/// The exit code of a finished run: failures no fault explains (or, strict,
+/// any failure) give 1 — found before a halt, they still stand; a run that
+/// stopped on snapstorm's own side gives 3.
+pub fn exit_code(report: &crate::engine::Report, strict: bool) -> ExitCode {
+    let failed = if strict {
+        !report.failures.is_empty()
+    } else {
+        report.unexpected_failures() > 0
+    };
+    ExitCode::from(if failed {
+        EXIT_FAILURES
+    } else if report.halted.is_some() {
+        EXIT_HALTED
+    } else {
+        EXIT_OK
+    })
+}
+
+/// Says why a run stopped on snapstorm's own side, if it did.
+pub(super) fn say_if_halted(report: &crate::engine::Report) {
+    if let Some(reason) = &report.halted {
+        eprintln!(
+            "snapstorm: the run stopped early: {reason}; nothing after it is a verdict on the repository"
+        );
+    }
+}
+
+/// `snapstorm scenarios`.
+pub fn scenarios() -> ExitCode {
+    for scenario in Scenario::presets() {
+        println!("{:<40} {}", scenario.name, scenario.description);
+    }
+    ExitCode::from(EXIT_OK)
+}
+
+/// Turns session options into a run spec, checking everything before
+/// anything is written: faults are checked against the run's `bounds`
+/// where they are known.
+pub fn session_spec(args: &SessionArgs, bounds: RunBounds) -> Result<RunSpec, UsageError> {
+    let scenario = Scenario::resolve(&args.scenario).map_err(|e| UsageError(e.to_string()))?;
+    let faults: Vec<FaultSpec> = scenario
+        .faults
+        .iter()
+        .chain(&args.faults)
+        .cloned()
+        .collect();
+    for fault in &faults {
+        fault
+            .check_bounds(&bounds)
+            .map_err(|e| UsageError(e.to_string()))?;
+    }
+    let seed = args.seed.or(scenario.seed).unwrap_or_else(rand::random);
+    let state_dir = match &args.state_dir {
+        Some(dir) => {
+            if dir.exists() && !dir.is_dir() {
+                return Err(UsageError(format!(
+                    "--state-dir {}: not a directory; give a directory (it is created if missing)",
+                    dir.display()
+                )));
+            }
+            dir.clone()
+        }
+        None => tempfile::Builder::new()
+            .prefix("snapstorm-")
+            .tempdir()
+            .map_err(|e| {
+                UsageError(format!(
+                    "cannot create a temporary state dir: {e}; give one with --state-dir"
+                ))
+            })?
+            .keep(),
+    };
+    // Fixed per-client sequences bring their own clients.
+    let clients = match scenario.clients.len() {
+        0 => args.clients,
+        scripted => scripted as u32,
+    };
+    let mut spec = RunSpec::new(scenario, state_dir, seed);
+    spec.clients = clients;
+    spec.verify_inherited_per_client = args.verify_inherited;
+    spec.faults = faults;
+    spec.backend = args.backend;
+    Ok(spec)
+}
+
+/// `snapstorm run`: a headless run; exit 0 clean, 1 on verification failures.
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    if let Some(report) = &args.report {
+        check_report_path(report)?;
+    }
+    // Fixed per-client sequences end the run when they are done.
+    let scripted = Scenario::resolve(&args.session.scenario).is_ok_and(|s| !s.clients.is_empty());
+    let limit = RunLimit {
+        duration: args
+            .duration
+            .or((args.actions.is_none() && !scripted).then_some(DEFAULT_RUN_DURATION)),
+        actions_per_client: args.actions,
+    };
+    // A headless run never adds clients: a fault can name only these.
+    let bounds = RunBounds {
+        duration: limit.duration,
+        clients: Some(args.session.clients),
+    };
+    let mut spec = session_spec(&args.session, bounds)?;
+    spec.limit = limit;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let report = runtime.block_on(async {
+        let handle = launch(spec).await.map_err(|e| UsageError(e.to_string()))?;
+        let RunHandle {
+            info,
+            commands,
+            events,
+            counts,
+            task,
+        } = handle;
+        if crate::headless::follow(&info, events, commands, &counts).await == Followed::Aborted {
+            return anyhow::Ok(None);
+        }
+        let report = task
+            .await
+            .map_err(|e| anyhow::anyhow!("run crashed: {e}"))?;
+        anyhow::Ok(Some(report))
+    })?;
+    let Some(report) = report else {
+        // A second Ctrl-C: the actions in hand are left, nothing waits for them.
+        runtime.shutdown_background();
+        return Ok(ExitCode::from(EXIT_ABORTED));
+    };
+    print!("{}", crate::headless::summary(&report));
+    say_if_halted(&report);
+    if let Some(path) = &args.report {
+        let json = serde_json::to_vec_pretty(&report)?;
+        write_durably(path, &json)
+            .map_err(|e| anyhow::anyhow!("cannot write report {}: {e}", path.display()))?;
+        eprintln!("snapstorm: report written to {}", path.display());
+    }
+    eprintln!(
+        "snapstorm: state kept in {0}; resume with --state-dir {0}",
+        report.state_dir
+    );
+    Ok(exit_code(&report, args.strict))
+}
+
+/// `snapstorm` without a command: the console, or a headless run when
+/// standard output is not a terminal.
+pub fn console(args: SessionArgs, console: ConsoleArgs, verbose: u8) -> anyhow::Result<ExitCode> {
+    use std::io::IsTerminal;
+    if console.no_keep && args.state_dir.is_some() {
+        return Err(UsageError(
+            "--no-keep deletes only a temporary state dir; drop it, or drop --state-dir".into(),
+        )
+        .into());
+    }
+    if !std::io::stdout().is_terminal() {
+        init_logging(Logs::Run, verbose);
+        eprintln!(
+            "snapstorm: standard output is not a terminal; running headless for {}s (see `snapstorm run --help`)",
+            DEFAULT_RUN_DURATION.as_secs()
+        );
+        return run(RunArgs {
+            session: args,
+            duration: None,
+            actions: None,
+            report: console.report,
+            strict: false,
+        });
+    }
+    if let Some(report) = &console.report {
+        check_report_path(report)?;
+    }
+    // Clients can be added in the console and it runs until quit: faults
+    // that never come to pass are reported as not injected instead.
+    let spec = session_spec(&args, RunBounds::default())?;
+    init_logging(Logs::Console, verbose);
+    let options = crate::console::ConsoleOptions {
+        bell: !console.no_bell,
+        ..Default::default()
+    };
+    let outcome = crate::console::run(spec, options).map_err(|e| match e {
+        crate::console::ConsoleError::Launch(e) => anyhow::Error::from(UsageError(e.to_string())),
+        other => anyhow::Error::from(other),
+    })?;
+    let report = &outcome.report;
+    print!("{}", crate::headless::summary(report));
+    say_if_halted(report);
+    let json = serde_json::to_vec_pretty(&report)?;
+    let state_dir = PathBuf::from(&report.state_dir);
+    let kept_report = state_dir.join("report.json");
+    match write_durably(&kept_report, &json) {
+        Ok(()) => println!("report written to {}", kept_report.display()),
+        Err(error) => eprintln!("snapstorm: cannot write {}: {error}", kept_report.display()),
+    }
+    if let Some(path) = &console.report {
+        write_durably(path, &json)
+            .map_err(|e| anyhow::anyhow!("cannot write report {}: {e}", path.display()))?;
+        println!("report written to {}", path.display());
+    }
+    if args.state_dir.is_none() {
+        // A temporary dir can hold gigabytes: say how much, and keep it only if asked to.
+        let size = crate::console::format_bytes(crate::engine::file_writer::disk_usage(&state_dir));
+        if console.no_keep && outcome.shrink_command.is_some() {
+            println!(
+                "state kept in the temporary dir {} ({size}) despite --no-keep: R asked to shrink a failure from it",
+                state_dir.display()
+            );
+        } else if console.no_keep {
+            std::fs::remove_dir_all(&state_dir).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot delete the temporary state dir {}: {e}",
+                    state_dir.display()
+                )
+            })?;
+            println!(
+                "deleted the temporary state dir {} ({size}), as --no-keep asked",
+                state_dir.display()
+            );
+        } else {
+            println!(
+                "state kept in the temporary dir {0} ({size}); resume with --state-dir {0}, delete it when done (or run with --no-keep)",
+                state_dir.display()
+            );
+        }
+    } else {
+        println!(
+            "state kept in {0}; resume with --state-dir {0}",
+            report.state_dir
+        );
+    }
+    if let Some(command) = &outcome.shrink_command {
+        println!("to shrink the failure R selected: {command}");
+    }
+    Ok(exit_code(report, false))
+}
