@@ -113,6 +113,9 @@ fn busy_app() -> (App, Instant) {
         });
     }
     app.repo_bytes = Some(512 * 1024 * 1024);
+    app.counts.throughput = std::iter::once(app.counts.totals.actions)
+        .chain(std::iter::repeat_n(0, 74))
+        .collect();
     app.tick(now);
     (app, now)
 }

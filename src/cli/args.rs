@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -94,6 +95,18 @@ Exit codes: 0 the scenario was written, 1 the recording did not fail the same wa
     Shrink(ShrinkArgs),
 }
 
+/// Defaults shown in `--help`, written from the constants they stand for.
+static HEADER_TIMEOUT: LazyLock<String> = LazyLock::new(|| {
+    crate::faults::compact_duration(ConnectionLimits::DEFAULT_HEADER_READ_TIMEOUT)
+});
+static IDLE_TIMEOUT: LazyLock<String> =
+    LazyLock::new(|| crate::faults::compact_duration(ConnectionLimits::DEFAULT_IDLE_TIMEOUT));
+static BACKEND_NAMES: LazyLock<String> = LazyLock::new(|| {
+    crate::backend::BackendKind::ALL
+        .map(crate::backend::BackendKind::name)
+        .join("|")
+});
+
 /// Options shared by the console and the headless runner.
 #[derive(Debug, Clone, Args)]
 pub struct SessionArgs {
@@ -125,15 +138,15 @@ pub struct SessionArgs {
     #[arg(long, value_name = "N|all", default_value = "1", value_parser = parse_count_or_all)]
     pub verify_inherited: usize,
 
-    /// Which clients run: embedded (rustic_core, compiled in), restic (Debian's
+    /// Which clients run: embedded (rustic_core, compiled in), restic (the
     /// restic binary, one process per call) or mixed (the two alternating on
     /// one repository) or kopia (the kopia program as server and clients).
-    /// restic and mixed need `restic` on PATH; kopia needs `kopia` on PATH
+    /// restic and mixed need `restic` on PATH or at RESTIC_EXE; kopia needs `kopia` on PATH
     /// or at KOPIA_EXE.
     #[arg(
         long,
-        value_name = "embedded|restic|mixed|kopia",
-        default_value = "embedded"
+        value_name = BACKEND_NAMES.as_str(),
+        default_value = crate::backend::BackendKind::Embedded.name()
     )]
     pub backend: crate::backend::BackendKind,
 }
@@ -238,11 +251,11 @@ pub struct ServeArgs {
 
     /// Close a connection whose request line and headers are not complete this
     /// long after their first byte.
-    #[arg(long, value_name = "TIME", default_value = "30s", value_parser = parse_positive_duration)]
+    #[arg(long, value_name = "TIME", default_value = HEADER_TIMEOUT.as_str(), value_parser = parse_positive_duration)]
     pub header_timeout: Duration,
 
     /// Close a connection that has no request in progress and moves no byte for this long.
-    #[arg(long, value_name = "TIME", default_value = "60s", value_parser = parse_positive_duration)]
+    #[arg(long, value_name = "TIME", default_value = IDLE_TIMEOUT.as_str(), value_parser = parse_positive_duration)]
     pub idle_timeout: Duration,
 
     /// Connections open at once; at the cap, new ones wait. Lowered if the

@@ -18,10 +18,14 @@ pub fn faults() -> ExitCode {
     for kind in FaultKind::ALL {
         println!("{:<16} {}", kind.name(), kind.describe());
     }
+    let network = crate::faults::NetworkFault::default();
     println!(
         "\nwrite KIND@TIME[:DURATION][,key=value…], e.g. --fault corrupt-pack@15s --fault server-restart@20s:5s\n\
-         network options: latency=200ms, drop=10 (percent of requests), error=10 (percent answered 500)\n\
-         revoke-client / kill-client option: client=N (default: a random client)"
+         network options: latency={}, drop={} (percent of requests), error={} (percent answered 500)\n\
+         revoke-client / kill-client option: client=N (default: a random client)",
+        crate::faults::compact_duration(network.latency),
+        network.drop_percent,
+        network.error_percent
     );
     ExitCode::from(EXIT_OK)
 }

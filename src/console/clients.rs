@@ -282,7 +282,7 @@ fn now_spans<'a>(app: &App, view: &ClientView) -> Span<'a> {
 fn draw_pane(frame: &mut Frame, area: Rect, app: &App, view: &ClientView, selected: bool) {
     let theme = &app.theme;
     let counts = app.client_counts(view.id);
-    let expected_failures = counts.verification_failures - counts.unexpected_failures;
+    let expected_failures = counts.expected_failures();
     let (state_label, state_style) = state_of(app, view);
     let border = if selected && app.focus == Focus::Clients {
         theme.selected()
@@ -428,7 +428,7 @@ fn draw_table(
             ClientState::Running if app.paused_all => "paused",
             state => state.label(),
         };
-        let expected = counts.verification_failures - counts.unexpected_failures;
+        let expected = counts.expected_failures();
         let name_style = if selected && app.focus == Focus::Clients {
             theme.selected()
         } else if counts.unexpected_failures > 0 {

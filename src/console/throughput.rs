@@ -1,4 +1,4 @@
-//! Actions finished per second, over the last minutes.
+//! Actions finished per second, over the last minutes, as the engine counts them.
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -10,10 +10,10 @@ pub const HEIGHT: u16 = 6;
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let width = area.width.saturating_sub(2) as usize;
-    let data: Vec<u64> = app
-        .throughput
+    let seconds = &app.counts.throughput;
+    let data: Vec<u64> = seconds
         .iter()
-        .skip(app.throughput.len().saturating_sub(width))
+        .skip(seconds.len().saturating_sub(width))
         .copied()
         .collect();
     let last = data.last().copied().unwrap_or(0);

@@ -1,8 +1,8 @@
 //! Counters and latency histograms of a run, and the JSON report built from them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
@@ -48,6 +48,11 @@ pub struct ClientCounts {
 }
 
 impl ClientCounts {
+    /// Failures an injected fault explains.
+    pub fn expected_failures(&self) -> u64 {
+        self.verification_failures - self.unexpected_failures
+    }
+
     fn add(&mut self, other: &ClientCounts) {
         self.actions += other.actions;
         self.snapshots_created += other.snapshots_created;
@@ -113,6 +118,61 @@ struct Inner {
     kinds: BTreeMap<ClientId, String>,
     actions: BTreeMap<Action, ActionStats>,
     gc_runs: u64,
+    throughput: Throughput,
+}
+
+/// Seconds of throughput the counts carry.
+pub const THROUGHPUT_SECONDS: usize = 240;
+
+/// Actions finished in each second, the last [`THROUGHPUT_SECONDS`] of them.
+#[derive(Debug)]
+struct Throughput {
+    /// Second 0 starts here.
+    since: Instant,
+    /// Counts of the seconds up to `current`, the last one still going.
+    seconds: VecDeque<u64>,
+    current: u64,
+}
+
+impl Default for Throughput {
+    fn default() -> Self {
+        Throughput {
+            since: Instant::now(),
+            seconds: VecDeque::from([0]),
+            current: 0,
+        }
+    }
+}
+
+impl Throughput {
+    /// Moves on to the second `at` falls in.
+    fn advance(&mut self, at: Instant) {
+        let second = at.saturating_duration_since(self.since).as_secs();
+        while self.current < second {
+            if self.seconds.len() > THROUGHPUT_SECONDS {
+                self.seconds.pop_front();
+            }
+            self.seconds.push_back(0);
+            self.current += 1;
+        }
+    }
+
+    fn count(&mut self, at: Instant) {
+        self.advance(at);
+        *self.seconds.back_mut().expect("never empty") += 1;
+    }
+
+    /// The seconds that are over, oldest first.
+    fn finished(&mut self, now: Instant) -> Vec<u64> {
+        self.advance(now);
+        let done = self.seconds.len() - 1;
+        self.seconds
+            .iter()
+            .take(done)
+            .skip(done.saturating_sub(THROUGHPUT_SECONDS))
+            .copied()
+            .collect()
+    }
 }
 
 /// The run's counts as the engine publishes them: the console, the progress
@@ -128,6 +188,9 @@ pub struct Counts {
     /// Of the moment only, so never in a report.
     #[serde(skip)]
     pub in_progress: BTreeMap<ClientId, ProgressView>,
+    /// Actions finished in each of the last seconds, oldest first.
+    #[serde(skip)]
+    pub throughput: Vec<u64>,
 }
 
 impl Counts {
@@ -175,6 +238,7 @@ impl Stats {
         expected: bool,
     ) {
         let mut inner = self.inner.lock().expect("stats lock");
+        inner.throughput.count(Instant::now());
         let counts = inner.clients.entry(client).or_default();
         counts.actions += 1;
         match outcome {
@@ -222,7 +286,8 @@ impl Stats {
 
     /// Counters per client (with `snapshots_live` filled from `live`).
     pub fn counts(&self, live: impl Fn(ClientId) -> u64, faults_injected: u64) -> Counts {
-        let inner = self.inner.lock().expect("stats lock");
+        let mut inner = self.inner.lock().expect("stats lock");
+        let throughput = inner.throughput.finished(Instant::now());
         let mut totals = ClientCounts::default();
         let clients = inner
             .clients
@@ -244,6 +309,7 @@ impl Stats {
             gc_runs: inner.gc_runs,
             faults_injected,
             in_progress: BTreeMap::new(),
+            throughput,
         }
     }
 
@@ -370,5 +436,27 @@ mod tests {
         assert!(within(snap.p50_ms, 9_000), "{snap:?}");
         assert!(within(snap.p95_ms, LATENCY_MAX_MS), "{snap:?}");
         assert!(within(snap.max_ms, LATENCY_MAX_MS), "{snap:?}");
+    }
+
+    #[test]
+    fn throughput_counts_whole_seconds_and_keeps_the_last_ones() {
+        let t0 = Instant::now();
+        let mut throughput = Throughput {
+            since: t0,
+            ..Throughput::default()
+        };
+        let at = |ms| t0 + Duration::from_millis(ms);
+        throughput.count(at(0));
+        throughput.count(at(500));
+        throughput.count(at(2_100));
+        assert_eq!(
+            throughput.finished(at(2_900)),
+            vec![2, 0],
+            "the third second is not over"
+        );
+        assert_eq!(throughput.finished(at(3_500)), vec![2, 0, 1]);
+        let later = throughput.finished(at(1_000 * (THROUGHPUT_SECONDS as u64 + 10)));
+        assert_eq!(later.len(), THROUGHPUT_SECONDS);
+        assert!(later.iter().all(|&n| n == 0));
     }
 }

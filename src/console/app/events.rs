@@ -1,7 +1,7 @@
 //! What the run reports, applied to the console's state: every count is
 //! the engine's, kept as it comes; the console counts nothing itself.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::engine::Action;
 use crate::engine::stats::Counts;
@@ -43,17 +43,9 @@ impl App {
         self.counts = counts;
         self.running_clients = running_clients;
     }
-    /// Moves the clock: finishes throughput seconds that have passed.
+    /// Moves the clock (time left of faults, how long actions have run).
     pub fn tick(&mut self, now: Instant) {
         self.now = now;
-        while now.duration_since(self.second_started) >= Duration::from_secs(1) {
-            if self.throughput.len() == THROUGHPUT_SECONDS {
-                self.throughput.pop_front();
-            }
-            self.throughput.push_back(self.finished_this_second);
-            self.finished_this_second = 0;
-            self.second_started += Duration::from_secs(1);
-        }
     }
     /// Applies one event from the engine.
     pub fn apply_event(&mut self, event: Event) {
@@ -106,7 +98,6 @@ impl App {
                 }
             }
             Event::ActionFinished(record) => {
-                self.finished_this_second += 1;
                 if let Some(stopping) = self.stopping.as_mut() {
                     stopping.in_flight = stopping.in_flight.saturating_sub(1);
                 }

@@ -22,8 +22,6 @@ pub const STREAM_CAPACITY: usize = 1000;
 pub const NOTICE_FOR: Duration = Duration::from_secs(20);
 /// How long after a server-restart's down time the header says "restarting".
 pub(super) const RESTARTING_FOR: Duration = Duration::from_secs(3);
-/// Seconds of throughput history.
-pub const THROUGHPUT_SECONDS: usize = 240;
 
 /// What a key press asks the console to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,9 +217,6 @@ pub struct App {
     /// The log pane's page (PgUp/PgDn when no overlay is open).
     pub log: crate::console::log_pane::LogView,
     /// Actions finished per second, oldest first.
-    pub throughput: VecDeque<u64>,
-    pub(super) finished_this_second: u64,
-    pub(super) second_started: Instant,
     pub stopping: Option<Stopping>,
     pub finished: bool,
     /// Faults injected so far.
@@ -283,9 +278,6 @@ impl App {
             running_clients: 0,
             log_level: LevelFilter::Info,
             log: crate::console::log_pane::LogView::new(LevelFilter::Info),
-            throughput: VecDeque::with_capacity(THROUGHPUT_SECONDS),
-            finished_this_second: 0,
-            second_started: now,
             stopping: None,
             finished: false,
             faults: Vec::new(),
