@@ -4,8 +4,10 @@
 //!
 //! Run with `cargo bench --bench console`.
 
+#[path = "../tests/common/console.rs"]
+mod console_fixtures;
+
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -16,61 +18,25 @@ use snapstorm::console::layout;
 use snapstorm::console::theme::Theme;
 use snapstorm::engine::record::ActionRecord;
 use snapstorm::engine::stats::{ClientCounts, ClientReport, Counts};
-use snapstorm::engine::traits::{ClientId, ServerInfo};
+use snapstorm::engine::traits::ClientId;
 use snapstorm::engine::{Action, Outcome};
-use snapstorm::run::{Event, RunInfo};
+use snapstorm::run::Event;
 
 const CLIENTS: u32 = 64;
 /// A large terminal, so that every client's row is drawn.
 const WIDTH: u16 = 200;
 const HEIGHT: u16 = 90;
 
-fn info() -> RunInfo {
-    RunInfo {
-        seed: 1,
-        scenario: "randomized-small".into(),
-        state_dir: PathBuf::from("/tmp/snapstorm-bench"),
-        server: ServerInfo {
-            backend: "embedded".into(),
-            address: "http://127.0.0.1:41234/repo/".into(),
-            repository: PathBuf::from("/tmp/snapstorm-bench/repository/repo"),
-        },
-        run_counter: 1,
-        inherited_snapshots: 0,
-        startup_failures: Vec::new(),
-    }
-}
-
+/// A finished action of `client`, as the console receives it.
 fn record(client: u32, seq: u64, action: Action, ms: u64) -> ActionRecord {
-    ActionRecord {
-        time: "2026-11-25T12:00:00.000Z".into(),
-        run: 1,
-        client: ClientId(client),
-        seq,
-        order: seq,
-        at_ms: 0,
-        drawn_as: None,
-        action,
-        params: Default::default(),
-        outcome: Outcome::Ok,
-        duration_ms: ms,
-        snapshot: None,
-        details: Default::default(),
-        message: None,
-        error_class: None,
-        final_check: false,
-        explained_by: None,
-        live: 1,
-        deleted: 0,
-        failures: Vec::new(),
-    }
+    console_fixtures::record(client, seq, action, Outcome::Ok, ms, 1)
 }
 
 /// 64 clients that have each done a few actions, half of them busy now,
 /// with a minute of throughput history: what the console shows mid-run.
 fn busy_app() -> (App, Instant) {
     let t0 = Instant::now();
-    let mut app = App::new(&info(), t0, Theme::coloured());
+    let mut app = App::new(&console_fixtures::info(), t0, Theme::coloured());
     let script = [
         Action::WriteRandomFiles,
         Action::SnapshotRoot,

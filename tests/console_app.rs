@@ -1,6 +1,8 @@
 //! The console's App driven by keys: the commands it sends, and — against a
 //! real run on the embedded backend — what the engine does with them.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -24,20 +26,7 @@ fn press(app: &mut App, code: KeyCode) -> Option<Command> {
 }
 
 fn app_with_clients(n: u32) -> App {
-    let info = snapstorm::run::RunInfo {
-        seed: 1,
-        scenario: "x".into(),
-        state_dir: "/tmp/x".into(),
-        server: snapstorm::engine::traits::ServerInfo {
-            backend: "embedded".into(),
-            address: "http://127.0.0.1:1/repo/".into(),
-            repository: "/tmp/x/repository/repo".into(),
-        },
-        run_counter: 1,
-        inherited_snapshots: 0,
-        startup_failures: vec![],
-    };
-    let mut app = App::new(&info, Instant::now(), Theme::plain());
+    let mut app = App::new(&common::console::info(), Instant::now(), Theme::plain());
     for id in 1..=n {
         app.apply_event(Event::ClientAdded(ClientId(id)));
     }
@@ -348,20 +337,7 @@ async fn the_console_shows_the_reports_counts() {
 
 /// The screen as text, one line per row.
 fn screen(app: &App, width: u16, height: u16) -> String {
-    let mut terminal =
-        ratatui::Terminal::new(ratatui::backend::TestBackend::new(width, height)).unwrap();
-    terminal
-        .draw(|frame| snapstorm::console::layout::draw(frame, app))
-        .unwrap();
-    let buffer = terminal.backend().buffer().clone();
-    (0..buffer.area.height)
-        .map(|y| {
-            (0..buffer.area.width)
-                .map(|x| buffer[(x, y)].symbol().to_owned())
-                .collect::<String>()
-                + "\n"
-        })
-        .collect()
+    common::console::text(&common::console::render(app, width, height))
 }
 
 /// What a pane said of a running action: its share done, and the bytes
@@ -694,15 +670,7 @@ async fn clients_connect_at_once_and_the_header_counts_them() {
         let (connecting, total) = a.connecting();
         if connecting > most.get() {
             most.set(connecting);
-            let mut terminal =
-                ratatui::Terminal::new(ratatui::backend::TestBackend::new(100, 30)).unwrap();
-            terminal
-                .draw(|frame| snapstorm::console::layout::draw(frame, a))
-                .unwrap();
-            let buffer = terminal.backend().buffer();
-            *header.borrow_mut() = (0..buffer.area.width)
-                .map(|x| buffer[(x, 1)].symbol().to_owned())
-                .collect();
+            *header.borrow_mut() = screen(a, 100, 30).lines().nth(1).unwrap_or("").to_owned();
             assert!(total <= 16);
         }
         a.running_clients == 16

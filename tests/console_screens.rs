@@ -2,72 +2,25 @@
 //! from an `App` fed with the same events a run sends. Run-specific values
 //! (port, state directory) are filtered out of the snapshots.
 
-use std::path::PathBuf;
+mod common;
+
 use std::time::{Duration, Instant};
 
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
-use ratatui::buffer::Buffer;
 use ratatui::style::{Color, Modifier};
 use ratatui::text::Span;
 use snapstorm::console::app::{App, UiAction};
 use snapstorm::console::layout;
 use snapstorm::console::theme::Theme;
 use snapstorm::engine::progress::{ProgressView, Stage};
-use snapstorm::engine::record::ActionRecord;
 use snapstorm::engine::stats::{ClientCounts, ClientReport};
 use snapstorm::engine::store::Failure;
-use snapstorm::engine::traits::{ClientId, ServerInfo};
+use snapstorm::engine::traits::ClientId;
 use snapstorm::engine::{Action, Origin, Outcome};
-use snapstorm::run::{Event, RunInfo};
+use snapstorm::run::Event;
 
-fn info() -> RunInfo {
-    RunInfo {
-        seed: 7,
-        scenario: "randomized-small".into(),
-        state_dir: PathBuf::from("/tmp/snapstorm-Xy12ab"),
-        server: ServerInfo {
-            backend: "embedded".into(),
-            address: "http://127.0.0.1:41234/repo/".into(),
-            repository: PathBuf::from("/tmp/snapstorm-Xy12ab/repository/repo"),
-        },
-        run_counter: 1,
-        inherited_snapshots: 0,
-        startup_failures: Vec::new(),
-    }
-}
-
-fn record(
-    client: u32,
-    seq: u64,
-    action: Action,
-    outcome: Outcome,
-    ms: u64,
-    live: usize,
-) -> ActionRecord {
-    ActionRecord {
-        time: "2026-11-25T12:00:00.000Z".into(),
-        run: 1,
-        client: ClientId(client),
-        seq,
-        order: seq,
-        at_ms: 0,
-        drawn_as: None,
-        action,
-        params: Default::default(),
-        outcome,
-        duration_ms: ms,
-        snapshot: None,
-        details: Default::default(),
-        message: None,
-        error_class: None,
-        final_check: false,
-        explained_by: None,
-        live,
-        deleted: 0,
-        failures: Vec::new(),
-    }
-}
+use common::console::{info, record, render, text};
 
 /// Publishes counts as the engine would, after changing one client's:
 /// the screen displays these, it counts nothing itself.
@@ -187,30 +140,6 @@ fn busy_app(theme: Theme) -> (App, Instant) {
     finished_in_the_first_second(&mut app, (now - t0).as_secs());
     app.tick(now);
     (app, now)
-}
-
-fn render(app: &App, width: u16, height: u16) -> Buffer {
-    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
-    terminal.draw(|frame| layout::draw(frame, app)).unwrap();
-    terminal.backend().buffer().clone()
-}
-
-fn text(buffer: &Buffer) -> String {
-    let area = buffer.area;
-    let mut out = String::new();
-    for y in 0..area.height {
-        let mut line = String::new();
-        let mut x = 0;
-        while x < area.width {
-            // A wide glyph covers the cell after it: that cell is not text.
-            let symbol = buffer[(x, y)].symbol();
-            line.push_str(symbol);
-            x += Span::raw(symbol).width().max(1) as u16;
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
 }
 
 macro_rules! assert_screen {
