@@ -1,3 +1,4 @@
+// Over 500 lines: the panes and the table draw the same client views; apart, each would need the other's cells.
 //! The clients: one pane per client in a grid, or a compact table with one
 //! row per client when panes would not fit (or `t` asks for it). Removed
 //! clients collapse into the footer line until `r` shows them. Both views

@@ -3,6 +3,7 @@
 //! backend's parts into it. Front ends drive it through [`RunHandle`].
 
 mod api;
+mod clients;
 mod fault_host;
 pub mod launch;
 pub mod schedule;

@@ -1,3 +1,4 @@
+// Over 500 lines: one reader of the restic format: index, pack headers, trees, and the check built on them.
 //! Reading the repository directly, as the verdict needs it: which blobs
 //! the index names and where, which blobs a pack holds (its own header),
 //! what a snapshot needs, and whether each pack is still what its id says.

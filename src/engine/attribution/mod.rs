@@ -1,3 +1,4 @@
+// Over 500 lines: the verdict's rules and the ledger they read are one piece; the tests are in tests.rs.
 //! Attribution: which injected fault, if any, explains an incident (a
 //! verification failure or an action error). It is the engine's verdict, so
 //! it lives here; the fault model says what faults are, backends carry them out.

@@ -1,0 +1,126 @@
+//! Tests of `faults`.
+
+use super::*;
+
+#[test]
+fn specs_parse() {
+    let spec: FaultSpec = "corrupt-pack@15s".parse().unwrap();
+    assert_eq!(
+        (spec.kind, spec.at, spec.duration),
+        (FaultKind::CorruptPack, Duration::from_secs(15), None)
+    );
+    let spec: FaultSpec = "server-restart@20s:5s".parse().unwrap();
+    assert_eq!(spec.duration, Some(Duration::from_secs(5)));
+    let spec: FaultSpec = "network@1m:20s,latency=300ms,drop=5,error=20%"
+        .parse()
+        .unwrap();
+    assert_eq!(spec.at, Duration::from_secs(60));
+    assert_eq!(
+        spec.network,
+        NetworkFault {
+            latency: Duration::from_millis(300),
+            drop_percent: 5,
+            error_percent: 20
+        }
+    );
+    let spec: FaultSpec = "revoke-client@3s,client=client-2".parse().unwrap();
+    assert_eq!(spec.client, Some(2));
+    assert_eq!(
+        "gc-storm@1s".parse::<FaultSpec>().unwrap().duration,
+        Some(Duration::from_secs(15))
+    );
+}
+
+#[test]
+fn times_longer_than_a_year_are_refused() {
+    assert_eq!(parse_time("365d"), Ok(MAX_TIME));
+    let err = parse_time("18446744073709551615s").unwrap_err();
+    assert!(err.contains("longer than a year"), "{err}");
+    let err = "corrupt-pack@999999h"
+        .parse::<FaultSpec>()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("longer than a year"), "{err}");
+}
+
+#[test]
+fn bad_specs_name_the_problem() {
+    let err = "corrupt-packs@15s"
+        .parse::<FaultSpec>()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with(
+            "fault `corrupt-packs@15s`: unknown kind `corrupt-packs`; one of: corrupt-pack,"
+        ),
+        "{err}"
+    );
+    let err = "corrupt-pack".parse::<FaultSpec>().unwrap_err().to_string();
+    assert!(err.contains("write KIND@TIME"), "{err}");
+    let err = "network@1s:2s,drop=150"
+        .parse::<FaultSpec>()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not a percentage"), "{err}");
+    let err = "server-restart@soon"
+        .parse::<FaultSpec>()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`soon` is not a duration"), "{err}");
+}
+
+#[test]
+fn specs_that_cannot_apply_are_refused() {
+    let problem = |text: &str| text.parse::<FaultSpec>().unwrap_err().problem;
+    assert_eq!(
+        problem("network@1s:0s"),
+        "a duration of 0s does nothing; give one longer than 0s, e.g. network@1s:15s"
+    );
+    assert_eq!(
+        problem("corrupt-pack@1s:5s"),
+        "corrupt-pack acts once and takes no duration; write corrupt-pack@1s"
+    );
+    assert!(problem("gc-storm@1s,client=2").contains("`client=` is for"));
+    assert!(problem("kill-client@1s,client=0").contains("numbered from 1"));
+    assert!(problem("server-restart@1s,drop=5").contains("options of network"));
+
+    let bounds = RunBounds {
+        duration: Some(Duration::from_secs(5)),
+        clients: Some(4),
+    };
+    let late: FaultSpec = "corrupt-pack@999h".parse().unwrap();
+    assert_eq!(
+        late.check_bounds(&bounds).unwrap_err().to_string(),
+        "fault `corrupt-pack@999h`: at 999h the run is over (it lasts 5s); give a time under 5s, or a longer --duration"
+    );
+    let stranger: FaultSpec = "revoke-client@1s,client=99".parse().unwrap();
+    assert_eq!(
+        stranger.check_bounds(&bounds).unwrap_err().to_string(),
+        "fault `revoke-client@1s,client=99`: the run has 4 client(s), client-1 to client-4; give client=1 to 4, or --clients 99"
+    );
+    let open = RunBounds::default();
+    assert!(late.check_bounds(&open).is_ok());
+    assert!(stranger.check_bounds(&open).is_ok());
+    let fine: FaultSpec = "network@4s:20s,latency=300ms".parse().unwrap();
+    assert!(fine.check_bounds(&bounds).is_ok());
+}
+
+#[test]
+fn a_spec_is_written_back_as_a_user_writes_it() {
+    for text in [
+        "corrupt-pack@15s",
+        "server-restart@20s:5s",
+        "network@1m:20s,latency=300ms,drop=5,error=20",
+        "revoke-client@3s,client=2",
+    ] {
+        let spec: FaultSpec = text.parse().unwrap();
+        assert_eq!(spec.to_string().parse::<FaultSpec>().unwrap(), spec);
+    }
+    assert_eq!(
+        "revoke-client@3s,client=2"
+            .parse::<FaultSpec>()
+            .unwrap()
+            .to_string(),
+        "revoke-client@3s,client=2"
+    );
+}
