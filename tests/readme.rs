@@ -323,3 +323,37 @@ fn anchors_are_made_as_github_makes_them() {
         "the-aggressive-gc-data-loss-shrunk"
     );
 }
+
+/// docs/architecture.md's layout table is true: every path it names
+/// exists, and every room of src/ and every file of benches/ is named.
+#[test]
+fn the_layout_table_names_every_room() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("docs/architecture.md")).unwrap();
+    let layout = doc.split("## Layout").nth(1).expect("a Layout section");
+    let rows: Vec<&str> = layout.lines().filter(|l| l.starts_with("| `")).collect();
+    let named: Vec<String> = rows
+        .iter()
+        .flat_map(|row| row.split('|').nth(1).unwrap().split('`').skip(1).step_by(2))
+        .map(str::to_owned)
+        .collect();
+    for path in &named {
+        assert!(
+            root.join(path).exists(),
+            "the layout names {path}, which is not there"
+        );
+    }
+    let text = layout.to_owned();
+    for dir in ["src", "benches"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            if name == "common" {
+                continue;
+            }
+            assert!(
+                text.contains(&name.to_string()),
+                "docs/architecture.md's layout does not name {dir}/{name}"
+            );
+        }
+    }
+}

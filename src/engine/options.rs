@@ -1,4 +1,5 @@
-//! Action options: the seed's named keys, with laptop-sized defaults.
+//! Action options: the named keys of the seed (Kopia's robustness framework,
+//! which snapstorm re-designs), with laptop-sized defaults.
 //!
 //! | key | default | seed default |
 //! |---|---|---|

@@ -1,5 +1,5 @@
-//! The interfaces a backend implements, after the seed's robustness
-//! framework: a `FileWriter` that owns data directories, a `Snapshotter`
+//! The interfaces a backend implements, after the seed (Kopia's robustness
+//! framework, which snapstorm re-designs): a `FileWriter` that owns data directories, a `Snapshotter`
 //! that snapshots and restores them, a `ClientSnapshotter` that can also
 //! connect to a `Server`, and the `Server` that serves the repository.
 //!

@@ -212,12 +212,10 @@ pub mod text {
         ("Disk quota exceeded", TextClass::Local),
     ];
 
-    /// The class of the first known message `text` contains.
+    /// The class of the first known message `text` contains (the one
+    /// lookup every tool's table goes through).
     pub fn class(text: &str) -> Option<TextClass> {
-        MESSAGES
-            .iter()
-            .find(|(message, _)| text.contains(message))
-            .map(|(_, class)| *class)
+        crate::backend::process::first_message(&MESSAGES, text)
     }
 
     #[cfg(test)]

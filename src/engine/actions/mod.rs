@@ -60,7 +60,8 @@ impl Engine {
         }
     }
 }
-/// One kind of action. The names are the seed's, kebab-case.
+/// One kind of action. The names are those of the seed (Kopia's robustness
+/// framework, which snapstorm re-designs), kebab-case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Action {
     /// Snapshot the client's data dir (or `sub-path`) and record its fingerprint.
