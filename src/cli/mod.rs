@@ -3,6 +3,7 @@
 
 mod args;
 mod logging;
+mod output;
 pub mod reproduce;
 mod run;
 mod serve;
@@ -14,7 +15,6 @@ pub use reproduce::{ReplayArgs, ShrinkArgs};
 pub use run::{console, exit_code, faults, run, scenarios, session_spec};
 pub use serve::serve;
 pub use usage::{UsageError, parse_error, usage_line};
-use usage::{check_output_path, check_report_path};
 
 /// Exit code for a run without verification failures.
 pub const EXIT_OK: u8 = 0;

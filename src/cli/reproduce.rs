@@ -13,7 +13,6 @@ use tokio::sync::watch;
 
 use super::{EXIT_ABORTED, EXIT_FAILURES, EXIT_OK, UsageError};
 use crate::engine::scenario::{Scenario, Schedule};
-use crate::engine::store::write_durably;
 use crate::reproduce::replay::{Found, Recording, ReplayError, found_in, run_scenario};
 use crate::reproduce::shrink::{Ended, Progress, ShrinkConfig, Size, shell_word, shrink};
 
@@ -95,13 +94,14 @@ fn load(state_dir: &Path) -> Result<Recording, UsageError> {
     Ok(recording)
 }
 
-fn check_into(into: &Option<PathBuf>) -> Result<PathBuf, UsageError> {
+/// Where the tries' state dirs go: never inside the recorded state dir,
+/// which replay and shrink only read.
+fn check_into(into: &Option<PathBuf>, recorded: &Path) -> Result<PathBuf, UsageError> {
     match into {
-        Some(dir) if !dir.is_dir() => Err(UsageError(format!(
-            "--into {}: no such directory; create it or leave --into out",
-            dir.display()
-        ))),
-        Some(dir) => Ok(dir.clone()),
+        Some(dir) => {
+            super::output::check_dir("--into", dir, &[recorded])?;
+            Ok(dir.clone())
+        }
         None => Ok(std::env::temp_dir()),
     }
 }
@@ -183,7 +183,7 @@ fn describe(recording: &Recording) -> String {
 /// `snapstorm replay`: exit 1 when the failure came back in some try, 0 when it never did.
 pub fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let recording = load(&args.state_dir)?;
-    let into = check_into(&args.into)?;
+    let into = check_into(&args.into, &args.state_dir)?;
     let scenario = recording.scenario(args.schedule);
     eprintln!(
         "snapstorm: replaying {} on the {} schedule; looking for {}",
@@ -248,8 +248,8 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
 /// recording did not fail the same way in any try (nothing written).
 pub fn shrink_run(args: ShrinkArgs) -> anyhow::Result<ExitCode> {
     let recording = load(&args.state_dir)?;
-    let into = check_into(&args.into)?;
-    super::check_output_path("-o", &args.output)?;
+    let into = check_into(&args.into, &args.state_dir)?;
+    let output = super::output::check_file("-o", &args.output, &[&args.state_dir])?;
     if args.at_least > args.tries {
         return Err(UsageError(format!(
             "--at-least {}: more than the {} tries a candidate gets; give --tries {} or more",
@@ -324,11 +324,10 @@ pub fn shrink_run(args: ShrinkArgs) -> anyhow::Result<ExitCode> {
     let mut write_error = None;
     let mut progress = |p: &Progress<'_>| {
         // Each new smallest is written at once: a stop at any moment keeps it.
+        // (into a stream — a FIFO, a device — only the last one is written)
         if let Some(best) = p.new_best
-            && let Err(e) = write_durably(
-                &args.output,
-                describe_best(best, before).to_toml().as_bytes(),
-            )
+            && matches!(output, super::output::Output::File(_))
+            && let Err(e) = output.write(describe_best(best, before).to_toml().as_bytes())
         {
             write_error = Some(format!("cannot write {}: {e}", args.output.display()));
         }
@@ -372,8 +371,12 @@ pub fn shrink_run(args: ShrinkArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!(error);
     }
     let scenario = describe_best(&shrunk.scenario, shrunk.before);
-    write_durably(&args.output, scenario.to_toml().as_bytes())
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", args.output.display()))?;
+    output.write(scenario.to_toml().as_bytes()).map_err(|e| {
+        UsageError(format!(
+            "-o {}: cannot write it: {e}",
+            args.output.display()
+        ))
+    })?;
     let why = match shrunk.ended {
         Ended::Minimal => "nothing smaller fails the same way",
         Ended::Budget => "the budget ran out; the best so far is written",

@@ -1,7 +1,7 @@
 //! The commands that run: `run` (headless), the console, and the lists
 //! (`scenarios`, `faults`); their exit codes.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::engine::scenario::Scenario;
@@ -10,6 +10,7 @@ use crate::faults::{FaultKind, FaultSpec, RunBounds};
 use crate::run::launch::{RunSpec, launch};
 use crate::run::{RunHandle, RunLimit};
 
+use super::output::{self, Output};
 use super::*;
 use crate::headless::Followed;
 
@@ -115,11 +116,49 @@ pub fn session_spec(args: &SessionArgs, bounds: RunBounds) -> Result<RunSpec, Us
     Ok(spec)
 }
 
+/// Where `--report` goes, checked before anything runs: never into the
+/// state dir the run uses.
+fn report_output(
+    report: &Option<PathBuf>,
+    session: &SessionArgs,
+) -> Result<Option<Output>, UsageError> {
+    let state_dirs: Vec<&Path> = session.state_dir.iter().map(PathBuf::as_path).collect();
+    report
+        .as_ref()
+        .map(|path| output::check_file("--report", path, &state_dirs))
+        .transpose()
+}
+
+/// Writes the report as `report.json` in the state dir, and to `--report`
+/// if given; `say` tells where. A `--report` that cannot be written is an
+/// error (exit 2), the copy in the state dir named.
+fn keep_report(
+    report: &crate::engine::Report,
+    output: Option<&Output>,
+    say: impl Fn(String),
+) -> anyhow::Result<()> {
+    let json = serde_json::to_vec_pretty(report)?;
+    let kept = PathBuf::from(&report.state_dir).join("report.json");
+    match write_durably(&kept, &json) {
+        Ok(()) => say(format!("report written to {}", kept.display())),
+        Err(error) => say(format!("cannot write {}: {error}", kept.display())),
+    }
+    if let Some(output) = output {
+        output.write(&json).map_err(|e| {
+            UsageError(format!(
+                "--report {}: cannot write it: {e}; the report is in {}",
+                output.path().display(),
+                kept.display()
+            ))
+        })?;
+        say(format!("report written to {}", output.path().display()));
+    }
+    Ok(())
+}
+
 /// `snapstorm run`: a headless run; exit 0 clean, 1 on verification failures.
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    if let Some(report) = &args.report {
-        check_report_path(report)?;
-    }
+    let output = report_output(&args.report, &args.session)?;
     // Fixed per-client sequences end the run when they are done.
     let scripted = Scenario::resolve(&args.session.scenario).is_ok_and(|s| !s.clients.is_empty());
     let limit = RunLimit {
@@ -160,12 +199,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     print!("{}", crate::headless::summary(&report));
     say_if_halted(&report);
-    if let Some(path) = &args.report {
-        let json = serde_json::to_vec_pretty(&report)?;
-        write_durably(path, &json)
-            .map_err(|e| anyhow::anyhow!("cannot write report {}: {e}", path.display()))?;
-        eprintln!("snapstorm: report written to {}", path.display());
-    }
+    keep_report(&report, output.as_ref(), |line| {
+        eprintln!("snapstorm: {line}")
+    })?;
     eprintln!(
         "snapstorm: state kept in {0}; resume with --state-dir {0}",
         report.state_dir
@@ -197,9 +233,7 @@ pub fn console(args: SessionArgs, console: ConsoleArgs, verbose: u8) -> anyhow::
             strict: false,
         });
     }
-    if let Some(report) = &console.report {
-        check_report_path(report)?;
-    }
+    let output = report_output(&console.report, &args)?;
     // Clients can be added in the console and it runs until quit: faults
     // that never come to pass are reported as not injected instead.
     let spec = session_spec(&args, RunBounds::default())?;
@@ -215,18 +249,8 @@ pub fn console(args: SessionArgs, console: ConsoleArgs, verbose: u8) -> anyhow::
     let report = &outcome.report;
     print!("{}", crate::headless::summary(report));
     say_if_halted(report);
-    let json = serde_json::to_vec_pretty(&report)?;
     let state_dir = PathBuf::from(&report.state_dir);
-    let kept_report = state_dir.join("report.json");
-    match write_durably(&kept_report, &json) {
-        Ok(()) => println!("report written to {}", kept_report.display()),
-        Err(error) => eprintln!("snapstorm: cannot write {}: {error}", kept_report.display()),
-    }
-    if let Some(path) = &console.report {
-        write_durably(path, &json)
-            .map_err(|e| anyhow::anyhow!("cannot write report {}: {e}", path.display()))?;
-        println!("report written to {}", path.display());
-    }
+    keep_report(report, output.as_ref(), |line| println!("{line}"))?;
     if args.state_dir.is_none() {
         // A temporary dir can hold gigabytes: say how much, and keep it only if asked to.
         let size = crate::console::format_bytes(crate::engine::file_writer::disk_usage(&state_dir));

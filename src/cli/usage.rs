@@ -1,7 +1,6 @@
 //! Usage errors: one line, the problem then the fix, exit code 2; and the
 //! checks of output paths before anything runs.
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use super::*;
@@ -119,30 +118,4 @@ pub fn usage_line(error: &clap::Error, args: &[std::ffi::OsString]) -> String {
         None => "snapstorm --help".to_owned(),
     };
     format!("{problem} (run `{help}`)")
-}
-
-pub(super) fn check_report_path(path: &Path) -> Result<(), UsageError> {
-    check_output_path("--report", path)
-}
-
-/// A file `option` is to write: its directory must exist, and it must not be one.
-pub(super) fn check_output_path(option: &str, path: &Path) -> Result<(), UsageError> {
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    if !parent.is_dir() {
-        return Err(UsageError(format!(
-            "{option} {}: directory {} does not exist; create it or write the file elsewhere",
-            path.display(),
-            parent.display()
-        )));
-    }
-    if path.is_dir() {
-        return Err(UsageError(format!(
-            "{option} {}: is a directory; give a file name",
-            path.display()
-        )));
-    }
-    Ok(())
 }
