@@ -138,6 +138,10 @@ struct Step {
     details: Details,
     message: Option<String>,
     error_class: Option<ErrorClass>,
+    /// The client whose disturbed process held the error's call up, and
+    /// when that process started ([`BackendError::HeldUp`]): attribution
+    /// judges the error as that client's, from then.
+    held_up: Option<(ClientId, Instant)>,
     effects: Effects,
     failures: Vec<Found>,
 }
@@ -184,6 +188,10 @@ impl Step {
     fn backend_error(error: BackendError) -> Self {
         match error {
             BackendError::NothingToDo(why) => Step::no_op(why),
+            BackendError::HeldUp { by, since, .. } => Step {
+                held_up: Some((by, since)),
+                ..Step::error(&error, error.class())
+            },
             error => {
                 let class = error.class();
                 Step::error(error, class)
@@ -774,6 +782,7 @@ impl Engine {
             total.details = step.details;
             total.message = step.message;
             total.error_class = step.error_class;
+            total.held_up = step.held_up;
             total.failures.extend(step.failures);
             total.outcome = Some(match (total.outcome, outcome) {
                 (None, o) => o,
@@ -821,12 +830,18 @@ impl Engine {
                         .map(|s| s.id)
                         .collect(),
                 };
+                // Held up by another client's disturbed process: its
+                // client and its time are what a fault could have cut off.
+                let (incident_client, incident_started) = match total.held_up {
+                    Some((by, since)) => (by, since.min(started)),
+                    None => (client, started),
+                };
                 self.faults
                     .explain(&Incident {
-                        client,
+                        client: incident_client,
                         origin,
                         kind,
-                        started,
+                        started: incident_started,
                         ended: Instant::now(),
                         unreadable: self.unreadable_for(kind, &snapshots),
                     })
