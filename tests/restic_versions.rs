@@ -140,6 +140,11 @@ fn live_locks(program: &Path, repo: &Path, password: &str) -> usize {
     locks(repo)
 }
 
+/// The repository of a state dir (the embedded server serves `repo` there).
+fn repository(state: &Path) -> std::path::PathBuf {
+    state.join("repository").join("repo")
+}
+
 /// The repository password of a state dir (`state.json`).
 fn repository_password(state: &Path) -> String {
     let state = common::read_json(&state.join("state.json"));
@@ -335,7 +340,7 @@ fn kill_client_sigkills_restic_of_each_release() {
         assert_eq!(
             live_locks(
                 &binary.path,
-                &state.join("repository"),
+                &repository(&state),
                 &repository_password(&state)
             ),
             0,
@@ -430,7 +435,7 @@ fn a_mixed_run_through_network_faults_and_a_restart_explains_every_error() {
         assert_eq!(
             live_locks(
                 &binary.path,
-                &state.join("repository"),
+                &repository(&state),
                 &repository_password(&state)
             ),
             0,
