@@ -113,15 +113,19 @@ pub fn said_by(output: &Output) -> Option<Said> {
 /// restic's own account of what went wrong: its standard error without
 /// the notices of requests it retried (`… returned error, retrying after
 /// …`, and 0.18's `… operation successful after N retries`), which it got
-/// past or gave up on in a later line; with `--json` (0.17 on), its JSON
-/// lines as the words they carry: `exit_error` (`cmd/restic/main.go`) as
-/// its message, `error` (`ui/…/json.go`) as `ITEM: MESSAGE`.
+/// past or gave up on in a later line, nor 0.18's notices of a lock file
+/// that went between its listing and its reading (`Load(<lock/…>, 0, 0)
+/// failed: <lock/…> does not exist`: another process unlocked; restic
+/// passes over it); with `--json` (0.17 on), its JSON lines as the words
+/// they carry: `exit_error` (`cmd/restic/main.go`) as its message, `error`
+/// (`ui/…/json.go`) as `ITEM: MESSAGE`.
 pub fn final_words(stderr: &str) -> String {
     stderr
         .lines()
         .filter(|line| {
             !line.contains("returned error, retrying after")
                 && !line.contains("operation successful after")
+                && !line.trim_start().starts_with("Load(<lock/")
         })
         .map(|line| json_words(line).unwrap_or_else(|| line.to_owned()))
         .collect::<Vec<_>>()
@@ -181,9 +185,14 @@ pub struct CallContext<'a> {
 }
 
 impl CallContext<'_> {
-    /// Classifies a process that did not succeed.
+    /// Classifies a process that did not succeed. Nothing to do (an empty
+    /// source) is a fact of snapstorm's side, whatever befell the requests
+    /// on the way.
     pub fn classify(&self, output: &Output) -> BackendError {
         let text = self.text(output);
+        if said_by(output) == Some(Said::NothingToDo) {
+            return self.by_output(output, text);
+        }
         if let Some(why) = self.evidence.disturbed(self.user, self.started) {
             return BackendError::NotThrough(format!("{why}: {text}"));
         }
@@ -618,6 +627,30 @@ mod tests {
             );
         }
     }
+    #[test]
+    fn an_empty_source_is_nothing_to_do_whatever_befell_the_requests() {
+        // As restic 0.18.1 ended a backup in a measured run while the proxy
+        // failed some of its requests: lock files another process removed
+        // meanwhile, then the empty source.
+        let stderr = "Load(<lock/44f1167473>, 0, 0) failed: <lock/44f1167473> does not exist\nLoad(<lock/44f1167473>, 0, 0) failed: <lock/44f1167473> does not exist\n{\"message_type\":\"exit_error\",\"code\":1,\"message\":\"Fatal: unable to save snapshot: snapshot is empty\"}\n";
+        assert_eq!(
+            final_words(stderr),
+            "Fatal: unable to save snapshot: snapshot is empty"
+        );
+        let evidence = Evidence::new();
+        let call = call(&evidence, "client-4", "backup");
+        evidence.request("client-4", Disturbance::InjectedError);
+        let error = call.classify(&failed(stderr));
+        assert!(matches!(error, BackendError::NothingToDo(_)), "{error:?}");
+        // A lock file gone is no verdict: the rest of the words decide.
+        assert_eq!(
+            said(&final_words(
+                "Load(<lock/44f1167473>, 0, 0) failed: <lock/44f1167473> does not exist\nFatal: something new"
+            )),
+            None
+        );
+    }
+
     #[test]
     fn anything_else_is_the_backends_own_failure() {
         is("Fatal: something new", ErrorClass::Other);
