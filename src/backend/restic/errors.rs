@@ -207,50 +207,59 @@ impl CallContext<'_> {
     }
 
     /// Classifies a call that gave up waiting for the lock of `holder` (a
-    /// process snapstorm ran; `None`: one it does not know). The call's own
-    /// requests come first, as for any call; then the holder's: a client's
-    /// process whose requests did not get through while it ran held the
-    /// call up, and the error is judged as that client's, from when that
-    /// process started. Otherwise the call raced the holder (a GC's prune,
-    /// a long backup).
+    /// process snapstorm ran; `None`: one it does not know). The holder
+    /// first — the lock held is what stopped the call: a client's process
+    /// whose requests did not get through while it ran held the call up,
+    /// and the error is judged as that client's, from when that process
+    /// started. Then the call's own requests, as for any call (its `restic
+    /// unlock` cut off, say). Otherwise the call raced the holder (a GC's
+    /// prune, a long backup).
     pub fn gave_up_waiting(&self, output: &Output, holder: Option<&ProcessRecord>) -> BackendError {
         let text = self.text(output);
+        let now = Instant::now();
+        let waited = now.duration_since(self.started).as_secs_f64();
+        let who = holder.map(|holder| {
+            let state = match holder.ended {
+                None => format!(
+                    "running for {:.1} s",
+                    now.duration_since(holder.started).as_secs_f64()
+                ),
+                Some(ended) => format!(
+                    "ended {:.1} s ago, its lock left behind",
+                    now.duration_since(ended).as_secs_f64()
+                ),
+            };
+            format!(
+                "{}'s restic process (PID {}, {state})",
+                holder.user, holder.pid
+            )
+        });
+        let disturbed = holder.and_then(|holder| {
+            let client = holder.user.parse::<ClientId>().ok()?;
+            let why = self.evidence.disturbed_between(
+                &holder.user,
+                holder.started,
+                holder.ended.unwrap_or(now),
+            )?;
+            Some((client, holder.started, why))
+        });
+        if let (Some((by, since, why)), Some(who)) = (disturbed, &who) {
+            return BackendError::HeldUp {
+                by,
+                since,
+                why: format!(
+                    "held up {waited:.1} s by the lock of {who}, whose requests did not get through ({why}): {text}"
+                ),
+            };
+        }
         if let Some(why) = self.evidence.disturbed(self.user, self.started) {
             return BackendError::NotThrough(format!("{why}: {text}"));
         }
-        let Some(holder) = holder else {
-            return BackendError::Raced(text);
-        };
-        let now = Instant::now();
-        let whose = match holder.user.parse::<ClientId>() {
-            Ok(client) => format!("{client}'s restic process"),
-            Err(_) => format!("{}'s restic process", holder.user),
-        };
-        let state = match holder.ended {
-            None => format!(
-                "running for {:.1} s",
-                now.duration_since(holder.started).as_secs_f64()
-            ),
-            Some(ended) => format!(
-                "ended {:.1} s ago, its lock left behind",
-                now.duration_since(ended).as_secs_f64()
-            ),
-        };
-        let who = format!("{whose} (PID {}, {state})", holder.pid);
-        let disturbed = holder.user.parse::<ClientId>().ok().and_then(|client| {
-            self.evidence
-                .disturbed_between(&holder.user, holder.started, holder.ended.unwrap_or(now))
-                .map(|why| (client, why))
-        });
-        match disturbed {
-            Some((by, why)) => BackendError::HeldUp {
-                by,
-                since: holder.started,
-                why: format!(
-                    "held up by the lock of {who}, whose requests did not get through ({why}): {text}"
-                ),
-            },
-            None => BackendError::Raced(format!("waited for the lock of {who}: {text}")),
+        match who {
+            Some(who) => BackendError::Raced(format!(
+                "waited {waited:.1} s for the lock of {who}: {text}"
+            )),
+            None => BackendError::Raced(text),
         }
     }
 
@@ -809,5 +818,32 @@ mod tests {
         evidence.request("client-4", Disturbance::InjectedError);
         let error = waiter.gave_up_waiting(&failed(LOCKED_0_14), None);
         assert!(matches!(error, BackendError::NotThrough(_)), "{error:?}");
+        let undisturbed = holder("client-2", Instant::now(), None);
+        let error = waiter.gave_up_waiting(&failed(LOCKED_0_14), Some(&undisturbed));
+        assert!(matches!(error, BackendError::NotThrough(_)), "{error:?}");
+    }
+
+    #[test]
+    fn the_holder_comes_before_the_waiters_own_requests() {
+        // The server down for everyone while the waiter waited: what held
+        // the lock is the cause, and its client is the one judged.
+        let evidence = Evidence::new();
+        let holder_started = Instant::now();
+        let waiter = call(&evidence, "client-4", "forget");
+        evidence.server_stopped();
+        evidence.server_serving();
+        let running = holder("client-2", holder_started, None);
+        let error = waiter.gave_up_waiting(&failed(LOCKED_0_14), Some(&running));
+        assert!(
+            matches!(
+                &error,
+                BackendError::HeldUp {
+                    by: ClientId(2),
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("the server was down"), "{error}");
     }
 }
