@@ -239,7 +239,8 @@ fn a_lock_held_by_a_process_a_fault_cut_off_is_that_faults() {
                 Outcome::Error => {
                     let message = forget.message.as_deref().unwrap_or("");
                     assert!(
-                        message.contains("held up by the lock of client-2's restic process"),
+                        message.starts_with("held up ")
+                            && message.contains(" s by the lock of client-2's restic process"),
                         "{version}: {forget:?}"
                     );
                     assert_eq!(

@@ -752,8 +752,11 @@ mod tests {
             BackendError::HeldUp { by, since, why } => {
                 assert_eq!(by, ClientId(2));
                 assert_eq!(since, holder_started);
+                assert!(why.starts_with("held up "), "{why}");
                 assert!(
-                    why.contains("client-2's restic process (PID 15996, running for"),
+                    why.contains(
+                        " s by the lock of client-2's restic process (PID 15996, running for"
+                    ),
                     "{why}"
                 );
                 assert!(
