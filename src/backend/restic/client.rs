@@ -1,7 +1,9 @@
-//! A client that is Debian's `restic`: one process per call, as the
-//! client's own REST user, with its own cache directory, its output read
-//! as JSON. Failures are classified with the embedded backend's evidence
-//! first (`errors.rs`), so attribution works as for rustic_core clients.
+//! A client that is the `restic` program (Debian's 0.14 to the current
+//! 0.18; what differs between them is decided by the version the program
+//! gave once): one process per call, as the client's own REST user, with
+//! its own cache directory, its output read as JSON. Failures are
+//! classified with the embedded backend's evidence first (`errors.rs`), so
+//! attribution works as for rustic_core clients.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
