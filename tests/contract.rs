@@ -5,7 +5,9 @@
 //! data and removes deleted data, and the scenario presets.
 //!
 //! Each backend runs for real: snapstorm's own server, rustic_core clients,
-//! Debian's restic processes (`apt-get install restic`), the `kopia` program
+//! restic processes — the restic and mixed variants once with Debian's
+//! restic on PATH (`apt-get install restic`, 0.14) and once with the one
+//! `RESTIC_EXE` names (`./scripts/test`: 0.18.1) —, the `kopia` program
 //! (on PATH or at KOPIA_EXE; without it the kopia tests print `skipped:
 //! kopia not found` and pass).
 
@@ -38,6 +40,23 @@ struct Fixture {
     state: tempfile::TempDir,
 }
 
+// restic-real: which restic program this test thread's restic-backed
+// fixtures and runs use (the restic and mixed variants run once per program).
+thread_local! {
+    static RESTIC: std::cell::Cell<Option<common::ResticProgram>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// The restic program of this test (failing the test, naming it, when it
+/// is missing): the variant's, else as users name it.
+fn restic_program() -> PathBuf {
+    match RESTIC.get() {
+        Some(program) => program.path(),
+        None => common::require_program("restic"),
+    }
+}
+// end restic-real
+
 /// Whether the backend's tests are skipped here: kopia cannot be installed
 /// from the registries these tests run with, so without it they say so.
 fn skipped(backend: BackendKind) -> bool {
@@ -52,15 +71,14 @@ fn skipped(backend: BackendKind) -> bool {
 
 impl Fixture {
     fn start(backend: BackendKind, gc: GcTool) -> Fixture {
-        if backend.runs_restic() {
-            common::require_program("restic");
-        }
+        let restic = backend.runs_restic().then(restic_program);
         let state = tempfile::tempdir().unwrap();
         let mut scenario =
             snapstorm::engine::scenario::Scenario::resolve("randomized-small").unwrap();
         scenario.options.gc = gc;
         let mut spec = RunSpec::new(scenario, state.path().to_path_buf(), 9);
         spec.backend = backend;
+        spec.restic_exe = restic;
         let runtime = common::runtime();
         let (started, server, clients) = if backend == BackendKind::Kopia {
             let parts = runtime.block_on(kopia_parts(&spec)).unwrap();
@@ -367,7 +385,8 @@ fn presets(backend: BackendKind) {
         let scenario = scaled_preset(&preset.name, dir.path());
         let report = dir.path().join("r.json");
         let clients = clients_of(backend).len().to_string();
-        let (code, out, err, report) = common::snapstorm_run(
+        let restic = backend.runs_restic().then(restic_program);
+        let (code, out, err, report) = common::snapstorm_run_with(
             &dir.path().join("state"),
             &report,
             &[
@@ -382,6 +401,7 @@ fn presets(backend: BackendKind) {
                 "--seed",
                 "3",
             ],
+            restic.as_deref(),
         );
         let name = &preset.name;
         assert_eq!(code, 0, "{name}: {out}\n{err}");
@@ -440,9 +460,9 @@ fn midway(samples: &[ProgressView], total: u64) -> bool {
 }
 
 /// A long snapshot and restore report how far they got while they run:
-/// rustic_core both, to the whole size; restic its backup, with files
-/// (restic 0.14's restore prints no progress, so it reports nothing, and
-/// the console shows only what the restore covers).
+/// rustic_core both, to the whole size; restic its backup, with files, and
+/// from 0.16 on its restore (restic 0.14's restore prints no progress, so
+/// it reports nothing, and the console shows only what the restore covers).
 fn long_calls_report_progress(backend: BackendKind) {
     const BIG: u64 = 256 << 20;
     let f = Fixture::start(backend, GcTool::Rustic);
@@ -506,10 +526,22 @@ fn long_calls_report_progress(backend: BackendKind) {
                 );
                 assert!(end.bytes_done <= total);
                 assert_eq!(end.bytes_total, Some(total), "the engine's total stays");
-                assert!(
-                    restore_samples.iter().all(|s| !s.reported) && !restore_end.reported,
-                    "restic 0.14's restore reports nothing"
-                );
+                let version = snapstorm::backend::restic::ResticBinary::at(restic_program())
+                    .unwrap()
+                    .version;
+                if version.restore_reports_progress() {
+                    assert!(
+                        midway(&restore_samples, total),
+                        "restic {version} restore: {:?}",
+                        seen(&restore_samples)
+                    );
+                    assert_eq!(restore_end.bytes_done, total, "restic {version} restore");
+                } else {
+                    assert!(
+                        restore_samples.iter().all(|s| !s.reported) && !restore_end.reported,
+                        "restic {version}'s restore reports nothing"
+                    );
+                }
             }
             _ => {}
         }
@@ -518,12 +550,21 @@ fn long_calls_report_progress(backend: BackendKind) {
 
 macro_rules! contract {
     ($name:ident, $backend:expr, $gc:expr) => {
+        contract!($name, $backend, $gc, None);
+    };
+    ($name:ident, $backend:expr, $gc:expr, $restic:expr) => {
         mod $name {
             use super::*;
 
+            /// Sets this test's restic program; whether the backend is skipped.
+            fn skipped_here() -> bool {
+                RESTIC.set($restic);
+                skipped($backend)
+            }
+
             #[test]
             fn round_trips_are_byte_identical() {
-                if skipped($backend) {
+                if skipped_here() {
                     return;
                 }
                 round_trips($backend);
@@ -531,7 +572,7 @@ macro_rules! contract {
 
             #[test]
             fn a_missing_snapshot_is_a_data_error() {
-                if skipped($backend) {
+                if skipped_here() {
                     return;
                 }
                 missing_snapshot($backend);
@@ -539,7 +580,7 @@ macro_rules! contract {
 
             #[test]
             fn a_revoked_client_is_refused_and_the_others_go_on() {
-                if skipped($backend) {
+                if skipped_here() {
                     return;
                 }
                 revoked_client($backend);
@@ -547,7 +588,7 @@ macro_rules! contract {
 
             #[test]
             fn concurrent_clients_each_get_their_data_back() {
-                if skipped($backend) {
+                if skipped_here() {
                     return;
                 }
                 concurrent_clients($backend);
@@ -555,7 +596,7 @@ macro_rules! contract {
 
             #[test]
             fn gc_keeps_live_data_and_removes_deleted_data() {
-                if skipped($backend) {
+                if skipped_here() {
                     return;
                 }
                 gc_keeps_live_data($backend, $gc);
@@ -563,7 +604,7 @@ macro_rules! contract {
 
             #[test]
             fn long_calls_report_their_progress() {
-                if skipped($backend) {
+                if skipped_here() {
                     return;
                 }
                 long_calls_report_progress($backend);
@@ -571,7 +612,7 @@ macro_rules! contract {
 
             #[test]
             fn the_presets_pass() {
-                if skipped($backend) {
+                if skipped_here() {
                     return;
                 }
                 presets($backend);
@@ -581,8 +622,32 @@ macro_rules! contract {
 }
 
 contract!(embedded, BackendKind::Embedded, GcTool::Rustic);
-contract!(restic, BackendKind::Restic, GcTool::Restic);
-contract!(mixed, BackendKind::Mixed, GcTool::Restic);
+// restic-real: each restic-backed variant with both restic programs.
+contract!(
+    restic,
+    BackendKind::Restic,
+    GcTool::Restic,
+    Some(common::ResticProgram::OnPath)
+);
+contract!(
+    restic_exe,
+    BackendKind::Restic,
+    GcTool::Restic,
+    Some(common::ResticProgram::Exe)
+);
+contract!(
+    mixed,
+    BackendKind::Mixed,
+    GcTool::Restic,
+    Some(common::ResticProgram::OnPath)
+);
+contract!(
+    mixed_exe,
+    BackendKind::Mixed,
+    GcTool::Restic,
+    Some(common::ResticProgram::Exe)
+);
+// end restic-real
 // kopia's GC is its own (`maintenance run --full --safety=none`); the
 // scenario option is not read.
 contract!(kopia, BackendKind::Kopia, GcTool::Rustic);

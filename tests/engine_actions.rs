@@ -428,3 +428,126 @@ fn a_snapshot_removed_behind_the_engines_back_is_lost_on_the_next_start() {
         Outcome::Ok
     );
 }
+
+/// A client snapshotter whose deletes wait for another client's lock and
+/// are held up by it (what a restic client reports when the holder's
+/// requests did not get through): `BackendError::HeldUp`.
+struct HeldUpDeletes {
+    inner: Box<dyn ClientSnapshotter>,
+    /// The holder's client, and when its process started.
+    holder: Arc<std::sync::Mutex<Option<(ClientId, std::time::Instant)>>>,
+}
+
+impl Snapshotter for HeldUpDeletes {
+    fn create_snapshot(
+        &self,
+        client: ClientId,
+        source: &std::path::Path,
+        progress: &Progress,
+    ) -> BackendResult<SnapshotId> {
+        self.inner.create_snapshot(client, source, progress)
+    }
+    fn list_snapshots(&self, client: ClientId) -> BackendResult<Vec<SnapshotId>> {
+        self.inner.list_snapshots(client)
+    }
+    fn restore_snapshot(
+        &self,
+        client: ClientId,
+        id: &str,
+        target: &std::path::Path,
+        progress: &Progress,
+    ) -> BackendResult<()> {
+        self.inner.restore_snapshot(client, id, target, progress)
+    }
+    fn delete_snapshot(&self, client: ClientId, id: &str) -> BackendResult<()> {
+        match *self.holder.lock().unwrap() {
+            Some((by, since)) => Err(snapstorm::engine::traits::BackendError::HeldUp {
+                by,
+                since,
+                why: format!("held up by the lock of {by}'s process"),
+            }),
+            None => self.inner.delete_snapshot(client, id),
+        }
+    }
+    fn run_gc(&self, client: ClientId, options: &GcOptions) -> BackendResult<Details> {
+        self.inner.run_gc(client, options)
+    }
+}
+
+impl ClientSnapshotter for HeldUpDeletes {
+    fn connect(&self, client: ClientId, credentials: &ClientCredentials) -> BackendResult<()> {
+        self.inner.connect(client, credentials)
+    }
+    fn disconnect(&self, client: ClientId) -> BackendResult<()> {
+        self.inner.disconnect(client)
+    }
+}
+
+struct HeldUpClients {
+    inner: Arc<dyn ClientFactory>,
+    holder: Arc<std::sync::Mutex<Option<(ClientId, std::time::Instant)>>>,
+}
+
+impl ClientFactory for HeldUpClients {
+    fn new_client(&self, client: ClientId) -> BackendResult<Box<dyn ClientSnapshotter>> {
+        Ok(Box::new(HeldUpDeletes {
+            inner: self.inner.new_client(client)?,
+            holder: self.holder.clone(),
+        }))
+    }
+    fn kind(&self, client: ClientId) -> String {
+        self.inner.kind(client)
+    }
+}
+
+/// An error held up by another client is judged as that client's, from
+/// when its process started: a fault aimed at that client, over before the
+/// waiting call began, explains it; the same call held up by nobody does
+/// not get that fault's excuse.
+#[test]
+fn an_error_held_up_by_another_client_is_judged_as_that_clients() {
+    use snapstorm::engine::traits::FaultHost;
+    use snapstorm::faults::FaultKind;
+    let scenario = snapstorm::engine::scenario::Scenario::parse("inline", SMALL, "inline").unwrap();
+    let holder = Arc::new(std::sync::Mutex::new(None));
+    let f = EngineFixture::open(tempfile::tempdir().unwrap(), scenario, 3, {
+        let holder = holder.clone();
+        move |inner| Arc::new(HeldUpClients { inner, holder })
+    });
+    let c4 = ClientId(4);
+    let exec4 = |action| f.engine.exec_action(c4, action, &ActionParams::default());
+    for _ in 0..3 {
+        assert_eq!(exec4(Action::WriteRandomFiles).outcome, Outcome::Ok);
+        assert_eq!(exec4(Action::SnapshotRoot).outcome, Outcome::Ok);
+    }
+    let host: Arc<dyn FaultHost> = f.engine.clone();
+    let label = host.fault_starts(
+        FaultKind::RevokeClient,
+        "client-2",
+        Some(ClientId(2)),
+        Some(std::time::Duration::ZERO),
+    );
+    let holder_started = std::time::Instant::now();
+    // The revoke explains client-2's errors for 5 s more; the wait is later.
+    std::thread::sleep(std::time::Duration::from_millis(5500));
+    *holder.lock().unwrap() = Some((ClientId(2), holder_started));
+    let held = exec4(Action::DeleteRandomSnapshot);
+    assert_eq!(held.outcome, Outcome::Error, "{held:?}");
+    assert_eq!(
+        held.error_class,
+        Some(snapstorm::engine::traits::ErrorClass::NotThrough)
+    );
+    assert_eq!(
+        held.explained_by.as_deref(),
+        Some(label.as_str()),
+        "{held:?}"
+    );
+    // Held up by a process of client-3's, which no fault touched: unexplained.
+    *holder.lock().unwrap() = Some((ClientId(3), holder_started));
+    let raced = exec4(Action::DeleteRandomSnapshot);
+    assert_eq!(raced.outcome, Outcome::Error, "{raced:?}");
+    assert_eq!(raced.explained_by, None, "{raced:?}");
+    let report = f.engine.report();
+    assert_eq!(report.totals.errors, 2);
+    assert_eq!(report.totals.expected_errors, 1);
+}

@@ -2,8 +2,8 @@
 //! are programs (restic, kopia): secrets only in the child's environment,
 //! its own process group, a deadline after which the whole group is
 //! SIGKILLed, output kept with every secret replaced by `***`, and a table
-//! of the processes running now, so that `kill-client` can kill the one a
-//! client is running.
+//! of the processes run, so that `kill-client` can kill the one a client is
+//! running, and a lock a process left can be traced to whose it was.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -152,11 +152,39 @@ pub fn first_message<T: Copy>(table: &[(&str, T)], text: &str) -> Option<T> {
         .map(|(_, said)| *said)
 }
 
-/// The processes running now, by the user they run as: what
-/// `kill-client` kills.
+/// A process a backend ran: whose it was and when it ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessRecord {
+    pub pid: u32,
+    /// The user it ran as (`client-N`, or the GC's name).
+    pub user: String,
+    pub started: Instant,
+    /// `None` while it runs.
+    pub ended: Option<Instant>,
+}
+
+/// How long an ended process is remembered: restic takes a lock older than
+/// this (its `StaleLockTimeout`, 30 minutes in 0.14 and 0.18) for stale
+/// whoever held it, so no later question needs the process.
+const ENDED_KEPT_FOR: Duration = Duration::from_secs(30 * 60);
+/// At most this many ended processes are remembered (the oldest go first).
+const ENDED_KEPT: usize = 16_384;
+
+#[derive(Debug, Default)]
+struct Table {
+    running: HashMap<u32, ProcessRecord>,
+    ended: std::collections::VecDeque<ProcessRecord>,
+}
+
+/// The processes a backend runs, by the user they run as: the ones running
+/// now are what `kill-client` kills; the ones that ended are remembered for
+/// a while with their start and end, so that a lock a process left behind
+/// can be traced to whose it was and when it ran.
 #[derive(Debug, Default)]
 pub struct Processes {
-    running: Mutex<HashMap<String, Vec<u32>>>,
+    table: Mutex<Table>,
+    /// Signalled whenever a process ends.
+    ended_one: std::sync::Condvar,
 }
 
 impl Processes {
@@ -165,33 +193,85 @@ impl Processes {
     }
 
     fn started(&self, user: &str, pid: u32) {
-        self.running
+        let record = ProcessRecord {
+            pid,
+            user: user.to_owned(),
+            started: Instant::now(),
+            ended: None,
+        };
+        self.table
             .lock()
             .expect("processes lock")
-            .entry(user.to_owned())
-            .or_default()
-            .push(pid);
+            .running
+            .insert(pid, record);
     }
 
-    fn ended(&self, user: &str, pid: u32) {
-        let mut running = self.running.lock().expect("processes lock");
-        if let Some(pids) = running.get_mut(user) {
-            pids.retain(|p| *p != pid);
-            if pids.is_empty() {
-                running.remove(user);
+    fn ended(&self, pid: u32) {
+        let now = Instant::now();
+        let mut table = self.table.lock().expect("processes lock");
+        if let Some(mut record) = table.running.remove(&pid) {
+            record.ended = Some(now);
+            while table.ended.len() >= ENDED_KEPT
+                || table
+                    .ended
+                    .front()
+                    .and_then(|r| r.ended)
+                    .is_some_and(|ended| now.duration_since(ended) > ENDED_KEPT_FOR)
+            {
+                table.ended.pop_front();
             }
+            table.ended.push_back(record);
         }
+        self.ended_one.notify_all();
+    }
+
+    /// Waits until the process `pid` is not running (it ended, or it is
+    /// not one of these), at most `timeout`; returns whether it is not.
+    pub fn wait_ended(&self, pid: u32, timeout: Duration) -> bool {
+        let table = self.table.lock().expect("processes lock");
+        let (table, _) = self
+            .ended_one
+            .wait_timeout_while(table, timeout, |table| table.running.contains_key(&pid))
+            .expect("processes lock");
+        !table.running.contains_key(&pid)
     }
 
     /// SIGKILLs every process `user` runs now (each whole process group);
     /// returns how many.
     pub fn kill(&self, user: &str) -> usize {
-        let running = self.running.lock().expect("processes lock");
-        let pids = running.get(user).cloned().unwrap_or_default();
+        let table = self.table.lock().expect("processes lock");
+        let pids: Vec<u32> = table
+            .running
+            .values()
+            .filter(|r| r.user == user)
+            .map(|r| r.pid)
+            .collect();
         for pid in &pids {
             kill_group(*pid);
         }
         pids.len()
+    }
+
+    /// The id of a process `user` runs now, if any.
+    pub fn running_pid(&self, user: &str) -> Option<u32> {
+        let table = self.table.lock().expect("processes lock");
+        table
+            .running
+            .values()
+            .find(|r| r.user == user)
+            .map(|r| r.pid)
+    }
+
+    /// The process with this id: the one running now, else the last one
+    /// that ended (ids are reused only after the kernel's `pid_max` went
+    /// round, far more processes than a run starts while it remembers).
+    pub fn find(&self, pid: u32) -> Option<ProcessRecord> {
+        let table = self.table.lock().expect("processes lock");
+        table
+            .running
+            .get(&pid)
+            .or_else(|| table.ended.iter().rev().find(|r| r.pid == pid))
+            .cloned()
     }
 }
 
@@ -278,8 +358,8 @@ impl Run<'_> {
             let stderr = stderr.join().unwrap_or_default();
             (waited, stdout, stderr)
         });
-        if let Some((processes, user)) = self.processes {
-            processes.ended(user, pid);
+        if let Some((processes, _)) = self.processes {
+            processes.ended(pid);
         }
         let exit = match waited? {
             Some(status) => match (status.code(), status.signal()) {
@@ -441,7 +521,67 @@ mod tests {
         assert_eq!(
             processes.kill("client-1"),
             0,
-            "an ended process is forgotten"
+            "an ended process is not killed"
         );
+    }
+
+    #[test]
+    fn an_ended_process_is_remembered_with_its_times() {
+        let dir = tempfile::tempdir().unwrap();
+        let program = script(dir.path(), "echo $$");
+        let processes = Processes::new();
+        let before = Instant::now();
+        let output = Run {
+            processes: Some((&processes, "client-2")),
+            ..run(&program, Duration::from_secs(20))
+        }
+        .run()
+        .unwrap();
+        let pid: u32 = output.stdout.trim().parse().unwrap();
+        let record = processes.find(pid).expect("the process is remembered");
+        assert_eq!(record.user, "client-2");
+        assert!(record.started >= before);
+        assert!(record.ended.is_some_and(|ended| ended >= record.started));
+        assert_eq!(processes.find(pid.wrapping_add(1)), None);
+        assert!(processes.wait_ended(pid, Duration::ZERO));
+    }
+
+    #[test]
+    fn a_wait_for_a_process_ends_when_it_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let program = script(dir.path(), "echo $$; sleep 1");
+        let processes = std::sync::Arc::new(Processes::new());
+        let runner = {
+            let (processes, program) = (processes.clone(), program.clone());
+            std::thread::spawn(move || {
+                Run {
+                    processes: Some((&processes, "client-1")),
+                    ..run(&program, Duration::from_secs(20))
+                }
+                .run()
+                .unwrap()
+            })
+        };
+        let pid = loop {
+            let running = processes
+                .table
+                .lock()
+                .unwrap()
+                .running
+                .keys()
+                .next()
+                .copied();
+            if let Some(pid) = running {
+                break pid;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert!(
+            !processes.wait_ended(pid, Duration::from_millis(10)),
+            "still running"
+        );
+        assert!(processes.wait_ended(pid, Duration::from_secs(20)));
+        assert!(processes.find(pid).unwrap().ended.is_some());
+        runner.join().unwrap();
     }
 }

@@ -410,6 +410,7 @@ impl Engine {
             total.details = step.details;
             total.message = step.message;
             total.error_class = step.error_class;
+            total.held_up = step.held_up;
             total.failures.extend(step.failures);
             total.outcome = Some(match (total.outcome, outcome) {
                 (None, o) => o,
@@ -457,12 +458,18 @@ impl Engine {
                         .map(|s| s.id)
                         .collect(),
                 };
+                // Held up by another client's disturbed process: its
+                // client and its time are what a fault could have cut off.
+                let (incident_client, incident_started) = match total.held_up {
+                    Some((by, since)) => (by, since.min(started)),
+                    None => (client, started),
+                };
                 self.faults
                     .explain(&Incident {
-                        client,
+                        client: incident_client,
                         origin,
                         kind,
-                        started,
+                        started: incident_started,
                         ended: Instant::now(),
                         unreadable: self.unreadable_for(kind, &snapshots),
                     })

@@ -31,6 +31,19 @@ impl fmt::Display for ClientId {
     }
 }
 
+/// `client-N`, as [`ClientId`] displays (and the embedded server names its
+/// users): what a backend that keeps users' names maps back to clients.
+impl std::str::FromStr for ClientId {
+    type Err = std::num::ParseIntError;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        name.strip_prefix("client-")
+            .unwrap_or("")
+            .parse()
+            .map(ClientId)
+    }
+}
+
 /// A snapshot id as the backend names it.
 pub type SnapshotId = String;
 
@@ -86,6 +99,19 @@ pub enum BackendError {
     /// snapshot an empty directory): a no-op, not an error.
     #[error("{0}")]
     NothingToDo(String),
+    /// The call waited for another client (a lock its process held) whose
+    /// requests did not get through while that process ran: a request that
+    /// did not get through, and it is judged as that client's, from when
+    /// that process started — the fault that cut it off held this call up,
+    /// whenever and wherever this call ran.
+    #[error("{why}")]
+    HeldUp {
+        /// The client that held this call up.
+        by: ClientId,
+        /// When that client's disturbed process started.
+        since: std::time::Instant,
+        why: String,
+    },
 }
 
 impl BackendError {
@@ -101,7 +127,7 @@ impl BackendError {
 
     pub fn class(&self) -> ErrorClass {
         match self {
-            BackendError::NotThrough(_) => ErrorClass::NotThrough,
+            BackendError::NotThrough(_) | BackendError::HeldUp { .. } => ErrorClass::NotThrough,
             BackendError::Raced(_) => ErrorClass::Raced,
             BackendError::Data(_) => ErrorClass::Data,
             // A no-op never reaches attribution; it is snapstorm's side if it did.
@@ -358,4 +384,29 @@ pub trait FaultInjector: Send + Sync {
     /// the next run rather than judged against a server that is not back.
     /// Blocking.
     fn end_all(&self) -> Result<(), InjectError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_id_reads_back_as_it_displays() {
+        assert_eq!("client-12".parse::<ClientId>(), Ok(ClientId(12)));
+        assert_eq!(ClientId(3).to_string().parse::<ClientId>(), Ok(ClientId(3)));
+        assert!("snapstorm-gc".parse::<ClientId>().is_err());
+        assert!("client-".parse::<ClientId>().is_err());
+        assert!("12".parse::<ClientId>().is_err());
+    }
+
+    #[test]
+    fn a_call_held_up_by_another_client_did_not_get_through() {
+        let held = BackendError::HeldUp {
+            by: ClientId(2),
+            since: std::time::Instant::now(),
+            why: "waited for client-2's lock".into(),
+        };
+        assert_eq!(held.class(), ErrorClass::NotThrough);
+        assert_eq!(held.to_string(), "waited for client-2's lock");
+    }
 }

@@ -38,6 +38,9 @@ pub struct RunSpec {
     pub faults: Vec<FaultSpec>,
     /// Which clients run.
     pub backend: BackendKind,
+    /// The restic program of the restic and mixed backends; `None`: as
+    /// users name it (`RESTIC_EXE`, else `restic` on PATH).
+    pub restic_exe: Option<PathBuf>,
 }
 
 impl RunSpec {
@@ -53,6 +56,7 @@ impl RunSpec {
             timeouts: ClientTimeouts::default(),
             faults: Vec::new(),
             backend: BackendKind::default(),
+            restic_exe: None,
         }
     }
 }
@@ -102,9 +106,12 @@ fn check_backend(spec: &RunSpec) -> Result<Option<ResticBinary>, LaunchError> {
     if !spec.backend.runs_restic() {
         return Ok(None);
     }
-    ResticBinary::find()
-        .map(Some)
-        .map_err(|e| LaunchError::Setup(e.to_string()))
+    match &spec.restic_exe {
+        Some(path) => ResticBinary::at(path.clone()),
+        None => ResticBinary::find(),
+    }
+    .map(Some)
+    .map_err(|e| LaunchError::Setup(e.to_string()))
 }
 
 /// Opens the state directory and starts the embedded server.
@@ -157,8 +164,11 @@ pub async fn embedded_parts(spec: &RunSpec) -> Result<EmbeddedParts, LaunchError
                 repo_password: store.repository_password(),
                 action_timeout: DEFAULT_ACTION_TIMEOUT,
                 evidence: server.evidence().clone(),
-                processes,
+                processes: processes.clone(),
             };
+            // The GC's restic prune runs in the same table: clients and
+            // the GC wait for each other's locks by it.
+            let restic_processes = processes;
             let clients: Arc<dyn ClientFactory> = match spec.backend {
                 BackendKind::Mixed => Arc::new(MixedClients {
                     rustic: Box::new(rustic),
@@ -172,6 +182,7 @@ pub async fn embedded_parts(spec: &RunSpec) -> Result<EmbeddedParts, LaunchError
                 spec.scenario.options.gc,
                 binary,
                 store.repository_password(),
+                restic_processes,
             ));
             (clients, engine_server)
         }

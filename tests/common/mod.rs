@@ -263,6 +263,53 @@ pub fn require_program(name: &str) -> PathBuf {
     })
 }
 
+/// The restic programs the restic-backed tests run, each of them: the one
+/// on PATH (Debian's 0.14) and the one `RESTIC_EXE` names (the restic users
+/// run today: `./scripts/test` sets it to `../shared/bin/restic`, 0.18.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResticProgram {
+    OnPath,
+    Exe,
+}
+
+impl ResticProgram {
+    pub const BOTH: [ResticProgram; 2] = [ResticProgram::OnPath, ResticProgram::Exe];
+
+    /// The program; a missing one fails the test, naming it and the fix.
+    pub fn path(self) -> PathBuf {
+        match self {
+            ResticProgram::OnPath => std::env::var_os("PATH")
+                .and_then(|paths| {
+                    std::env::split_paths(&paths)
+                        .map(|dir| dir.join("restic"))
+                        .find(|candidate| candidate.is_file())
+                })
+                .unwrap_or_else(|| {
+                    panic!(
+                        "`restic` is not on PATH: install it with `apt-get install -y restic` (Debian's 0.14), or run the tests with `./scripts/test`, which does"
+                    )
+                }),
+            ResticProgram::Exe => std::env::var_os("RESTIC_EXE")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .filter(|path| path.is_file())
+                .unwrap_or_else(|| {
+                    panic!(
+                        "RESTIC_EXE does not name a restic program ({:?}): set it to a current restic (../shared/bin/restic is 0.18.1), or run the tests with `./scripts/test`, which does",
+                        std::env::var_os("RESTIC_EXE")
+                    )
+                }),
+        }
+    }
+
+    /// The program and the version `restic version` gives.
+    pub fn binary(self) -> snapstorm::backend::restic::ResticBinary {
+        let path = self.path();
+        snapstorm::backend::restic::ResticBinary::at(path.clone())
+            .unwrap_or_else(|e| panic!("{self:?} ({}): {e}", path.display()))
+    }
+}
+
 /// A program as snapstorm finds it: its variable (`RESTIC_EXE`) when set,
 /// else the first on PATH.
 pub fn which(name: &str) -> Option<PathBuf> {
@@ -616,6 +663,17 @@ pub fn snapstorm_run(
     report: &Path,
     extra: &[&str],
 ) -> (i32, String, String, serde_json::Value) {
+    snapstorm_run_with(state, report, extra, None)
+}
+
+/// [`snapstorm_run`] with the restic program `restic` (as `RESTIC_EXE`;
+/// `None`: this process's environment decides).
+pub fn snapstorm_run_with(
+    state: &Path,
+    report: &Path,
+    extra: &[&str],
+    restic: Option<&Path>,
+) -> (i32, String, String, serde_json::Value) {
     let mut args = vec![
         "run",
         "--state-dir",
@@ -624,7 +682,17 @@ pub fn snapstorm_run(
         report.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    let (code, out, err) = snapstorm(&args);
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_snapstorm"));
+    command.args(&args).stdin(std::process::Stdio::null());
+    if let Some(restic) = restic {
+        command.env("RESTIC_EXE", restic);
+    }
+    let out = command.output().unwrap();
+    let (code, out, err) = (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
     let json = if report.exists() {
         read_json(report)
     } else {

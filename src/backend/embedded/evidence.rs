@@ -165,6 +165,28 @@ impl Evidence {
             .map(|(_, _, what)| what.to_string())
     }
 
+    /// Why `user`'s requests between `since` and `until` may not have got
+    /// through, as [`Evidence::disturbed`] says for a time that has ended:
+    /// what befell another process of the user (one that held a lock
+    /// another waited for) while it ran.
+    pub fn disturbed_between(&self, user: &str, since: Instant, until: Instant) -> Option<String> {
+        let log = self.log.lock().expect("evidence lock");
+        if log
+            .outages
+            .iter()
+            .any(|s| s.start <= until && s.overlaps(since, Duration::ZERO))
+        {
+            return Some("the server was down".to_owned());
+        }
+        log.requests
+            .iter()
+            .rev()
+            .skip_while(|(at, _, _)| *at > until)
+            .take_while(|(at, _, _)| *at >= since)
+            .find(|(_, who, _)| who == user)
+            .map(|(_, _, what)| what.to_string())
+    }
+
     /// A repository file `user` asked for since `since` that the server did
     /// not have (its path), when one was: a client that panicked on it
     /// keeps only the words of its error, the server keeps the fact.
@@ -221,6 +243,43 @@ mod tests {
         assert!(evidence.disturbed("client-1", before).is_some());
         assert_eq!(evidence.disturbed("client-2", before), None);
         assert_eq!(evidence.disturbed("client-1", after), None);
+    }
+
+    #[test]
+    fn a_span_that_ended_sees_only_what_happened_in_it() {
+        let evidence = Evidence::new();
+        let before = Instant::now();
+        std::thread::sleep(Duration::from_millis(2));
+        evidence.request("client-2", Disturbance::Dropped);
+        std::thread::sleep(Duration::from_millis(2));
+        let after = Instant::now();
+        std::thread::sleep(Duration::from_millis(2));
+        evidence.request("client-2", Disturbance::InjectedError);
+        let later = Instant::now();
+        assert_eq!(
+            evidence
+                .disturbed_between("client-2", before, after)
+                .as_deref(),
+            Some("the proxy dropped a request (network fault)")
+        );
+        assert_eq!(evidence.disturbed_between("client-1", before, later), None);
+        assert_eq!(
+            evidence.disturbed_between("client-2", before, before),
+            None,
+            "nothing had happened yet"
+        );
+        evidence.server_stopped();
+        evidence.server_serving();
+        assert_eq!(
+            evidence.disturbed_between("client-1", before, after),
+            None,
+            "the outage came after"
+        );
+        assert!(
+            evidence
+                .disturbed_between("client-1", before, Instant::now())
+                .is_some()
+        );
     }
 
     #[test]

@@ -1,7 +1,9 @@
-//! A client that is Debian's `restic`: one process per call, as the
-//! client's own REST user, with its own cache directory, its output read
-//! as JSON. Failures are classified with the embedded backend's evidence
-//! first (`errors.rs`), so attribution works as for rustic_core clients.
+//! A client that is the `restic` program (Debian's 0.14 to the current
+//! 0.18; what differs between them is decided by the version the program
+//! gave once): one process per call, as the client's own REST user, with
+//! its own cache directory, its output read as JSON. Failures are
+//! classified with the embedded backend's evidence first (`errors.rs`), so
+//! attribution works as for rustic_core clients.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -9,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use super::errors::{CallContext, Said, said};
+use super::errors::{CallContext, Said, said_by};
+use super::locks::{LockWait, Waited};
 use super::process::{Invocation, Output, Processes, ResticBinary, Target};
 use crate::backend::embedded::evidence::Evidence;
 use crate::engine::progress::Progress;
@@ -21,11 +24,11 @@ use crate::engine::traits::{
 /// How long one restic call may take before its process group is SIGKILLed.
 pub const DEFAULT_ACTION_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// restic 0.14 has no `--retry-lock`: a call that finds the repository
-/// locked by another process (a forget's or a prune's exclusive lock, or
-/// for a prune any lock) is tried again for this long, after `restic unlock`
-/// removed locks whose process is gone (a client `kill-client` killed leaves
-/// its lock behind).
+/// How long a call that finds the repository locked by another process (a
+/// forget's or a prune's exclusive lock, or for those any lock) waits for
+/// it, in all (`locks.rs`: until the holder ends, or after `restic unlock`
+/// removed the locks of processes that are gone — a client `kill-client`
+/// killed leaves its lock behind).
 pub(super) const LOCK_PATIENCE: Duration = Duration::from_secs(30);
 
 /// A snapshot as `restic snapshots --json` lists it (restic 0.14,
@@ -74,6 +77,35 @@ fn report_status(line: &str, progress: &Progress) {
     }
 }
 
+/// One line of `restic restore --json` (restic 0.16 on,
+/// `internal/ui/restore/json.go`: `status` lines and the `summary`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "message_type", rename_all = "snake_case")]
+pub enum RestoreLine {
+    /// How far the restore has got; the summary, where it ended.
+    #[serde(alias = "summary")]
+    Status {
+        #[serde(default)]
+        files_restored: u64,
+        #[serde(default)]
+        bytes_restored: u64,
+    },
+    #[serde(other)]
+    Other,
+}
+
+/// Reports a `restic restore --json` status or summary line into
+/// `progress`; any other line is left alone.
+fn report_restore_status(line: &str, progress: &Progress) {
+    if let Ok(RestoreLine::Status {
+        files_restored,
+        bytes_restored,
+    }) = serde_json::from_str(line.trim())
+    {
+        progress.set_done(Some(files_restored), bytes_restored);
+    }
+}
+
 /// The id in the summary line of `restic backup --json`.
 pub fn backup_snapshot_id(stdout: &str) -> Option<String> {
     stdout.lines().rev().find_map(
@@ -115,8 +147,8 @@ impl ResticClient {
     }
 
     /// Runs one restic command as the client; a lock held by another
-    /// process is waited out (see [`LOCK_PATIENCE`]). Returns the output of
-    /// a successful run, or the classified error.
+    /// process is waited out (see [`LOCK_PATIENCE`], `locks.rs`). Returns
+    /// the output of a successful run, or the classified error.
     fn restic(
         &self,
         connected: &Connected,
@@ -144,47 +176,56 @@ impl ResticClient {
             started,
             command,
         };
-        let mut pause = Duration::from_millis(250);
-        loop {
-            let remaining = self.action_timeout.saturating_sub(started.elapsed());
-            let output = self.run(connected, command, args, cwd, remaining, on_line)?;
-            let locked = !output.success() && said(&output.stderr) == Some(Said::Locked);
-            if output.success() {
-                return Ok(output);
+        let remaining = || self.action_timeout.saturating_sub(started.elapsed());
+        let waited = LockWait {
+            version: self.binary.version,
+            processes: &self.processes,
+            patience: LOCK_PATIENCE.min(self.action_timeout),
+            started,
+        }
+        .run(
+            |retry_lock| {
+                // restic 0.16 on waits for the lock itself this long.
+                let wait = retry_lock.map(|wait| format!("{}ms", wait.as_millis()));
+                let mut all = Vec::new();
+                if let Some(wait) = &wait {
+                    all.extend(["--retry-lock", wait.as_str()]);
+                }
+                all.push(command);
+                all.extend(args);
+                self.run(connected, &all, cwd, remaining(), on_line)
+            },
+            || self.run(connected, &["unlock"], None, remaining(), None),
+        )?;
+        match waited {
+            Waited::Done(output) if output.success() => Ok(output),
+            Waited::Done(output) => Err(context.classify(&output)),
+            Waited::GaveUp { output, holder } => {
+                Err(context.gave_up_waiting(&output, holder.as_ref()))
             }
-            if !locked || started.elapsed() + pause > LOCK_PATIENCE.min(self.action_timeout) {
-                return Err(context.classify(&output));
-            }
-            // Locks of processes that are gone go; live ones stay.
-            let _ = self.run(connected, "unlock", &[], None, remaining, None);
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_secs(4));
         }
     }
 
     fn run(
         &self,
         connected: &Connected,
-        command: &str,
         args: &[&str],
         cwd: Option<&Path>,
         deadline: Duration,
         on_line: Option<&(dyn Fn(&str) + Sync)>,
     ) -> BackendResult<Output> {
-        let mut all = vec![command.to_owned()];
-        all.extend(args.iter().map(|a| (*a).to_owned()));
         Invocation {
             binary: &self.binary,
             target: &connected.target,
             cache_dir: Some(&self.cache_dir),
-            args: all,
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
             cwd,
             deadline,
             processes: Some((&self.processes, &connected.user)),
             on_stdout_line: on_line,
         }
         .run()
-        .map_err(|e| BackendError::Local(format!("cannot run restic {command}: {e}")))
+        .map_err(|e| BackendError::Local(format!("cannot run restic {}: {e}", args.join(" "))))
     }
 
     fn snapshots(&self, connected: &Connected, ids: &[&str]) -> BackendResult<Vec<SnapshotJson>> {
@@ -246,27 +287,40 @@ impl Snapshotter for ResticClient {
             .collect())
     }
 
-    /// restic 0.14's restore prints no progress: the console shows the
-    /// engine's totals and the time taken.
+    /// restic reports a restore's progress from 0.16 on (`restore
+    /// --json`); restic 0.14's restore prints none, and the console shows
+    /// the engine's totals and the time taken.
     fn restore_snapshot(
         &self,
         client: ClientId,
         id: &str,
         target: &Path,
-        _progress: &Progress,
+        progress: &Progress,
     ) -> BackendResult<()> {
         let connected = self.connected(client)?;
         let target = std::path::absolute(target).map_err(|e| BackendError::Local(e.to_string()))?;
         let target = utf8(&target, "restore")?;
-        self.restic(&connected, "restore", &[id, "--target", target], None)
-            .map(|_| ())
+        if self.binary.version.restore_reports_progress() {
+            let report = |line: &str| report_restore_status(line, progress);
+            self.restic_reporting(
+                &connected,
+                "restore",
+                &["--json", id, "--target", target],
+                None,
+                Some(&report),
+            )
+        } else {
+            self.restic(&connected, "restore", &[id, "--target", target], None)
+        }
+        .map(|_| ())
     }
 
     fn delete_snapshot(&self, client: ClientId, id: &str) -> BackendResult<()> {
         let connected = self.connected(client)?;
         let output = self.restic(&connected, "forget", &[id], None)?;
-        // restic 0.14 forgets what it finds and only warns about the rest.
-        if said(&output.stderr) == Some(Said::SnapshotNotFound) {
+        // restic forgets what it finds and only warns about the rest
+        // (exit code 0 in 0.14 and 0.18).
+        if said_by(&output) == Some(Said::SnapshotNotFound) {
             return Err(BackendError::Data(format!(
                 "restic forget: snapshot {id} not found: {}",
                 output.stderr.trim()
@@ -385,6 +439,36 @@ mod tests {
         // The summary and anything else leave it as it was.
         report_status(BACKUP.lines().last().unwrap(), &progress);
         report_status("Fatal: not json", &progress);
+        assert_eq!(progress.view(), view);
+    }
+
+    // Captured from restic 0.18.1 (`RESTIC_PROGRESS_FPS=4 restic restore
+    // --json latest`, a 200 MB file and two small ones).
+    const RESTORE: &str = r#"{"message_type":"status","percent_done":0.06615801380062049,"total_files":3,"files_restored":2,"total_bytes":203000003,"bytes_restored":13430077}
+{"message_type":"status","percent_done":0.4038156048697201,"total_files":3,"files_restored":2,"total_bytes":203000003,"bytes_restored":81974569}
+{"message_type":"summary","total_files":3,"files_restored":3,"total_bytes":203000003,"bytes_restored":203000003}
+"#;
+
+    #[test]
+    fn restore_status_lines_say_what_is_done() {
+        let progress = Progress::unobserved();
+        progress.set_totals(Some(3), Some(203_000_003));
+        let mut lines = RESTORE.lines();
+        report_restore_status(lines.next().unwrap(), &progress);
+        let view = progress.view();
+        assert_eq!((view.files_done, view.bytes_done), (Some(2), 13_430_077));
+        report_restore_status(lines.next().unwrap(), &progress);
+        assert_eq!(progress.view().bytes_done, 81_974_569);
+        // The summary: where it ended.
+        report_restore_status(lines.next().unwrap(), &progress);
+        let view = progress.view();
+        assert_eq!((view.files_done, view.bytes_done), (Some(3), 203_000_003));
+        // An error, anything else: left alone.
+        report_restore_status(
+            r#"{"message_type":"error","error":{"message":"x"},"during":"restore","item":"/f"}"#,
+            &progress,
+        );
+        report_restore_status("Fatal: not json", &progress);
         assert_eq!(progress.view(), view);
     }
 

@@ -5,17 +5,26 @@
 //!    server's outages and the GCs): a disturbed request of this client
 //!    while the process ran → the request did not get through.
 //! 2. How the process ended: killed by a signal, or SIGKILLed at its
-//!    deadline (a hang); exit code 3 of `backup` (source files unreadable:
-//!    snapstorm's own side).
-//! 3. Text: restic 0.14 ends every other failure with exit code 1, so its
-//!    fixed messages are the only type left. They are listed once, in
-//!    [`MESSAGES`], each with a test.
+//!    deadline (a hang); its exit code where restic gives one — 3 of
+//!    `backup` (source files unreadable: snapstorm's own side) in every
+//!    version; from 0.17 on 10 (the repository does not exist) and 11 (it
+//!    is locked), which restic 0.14 still reports as exit code 1.
+//! 3. Text: restic's fixed messages are the only type left for the rest.
+//!    They are listed once, in [`MESSAGES`], each with a test, and read in
+//!    restic's final words ([`final_words`]): not in its notices of
+//!    requests it retried, which it got past or gave up on later.
+//!
+//! A call that gave up waiting for another process's lock is judged by
+//! that process ([`CallContext::gave_up_waiting`]): a client's process
+//! whose requests a fault disturbed while it held the lock held the call
+//! up ([`BackendError::HeldUp`]); otherwise the call raced it.
 
 use std::time::Instant;
 
 use super::process::{Exit, Output};
 use crate::backend::embedded::evidence::Evidence;
-use crate::engine::traits::BackendError;
+use crate::backend::process::ProcessRecord;
+use crate::engine::traits::{BackendError, ClientId};
 
 /// What a restic message says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,18 +46,26 @@ pub enum Said {
     ServerError,
     /// snapstorm's own file system (restore target, cache).
     Local,
-    /// Nothing to do as restic sees it: restic before 0.15 refuses to
-    /// snapshot an empty directory (0.18 saves an empty snapshot).
+    /// Nothing to do as restic sees it: restic refuses to snapshot an
+    /// empty directory (0.14.0 and 0.18.1 alike: `archiver.go`, a tree
+    /// with no node), where rustic_core saves an empty snapshot.
     NothingToDo,
 }
 
-/// restic 0.14's fixed messages; the first that the error text contains
-/// decides. Every entry has a test below.
-pub const MESSAGES: [(&str, Said); 22] = [
+/// restic's fixed messages, as restic 0.14.0 and 0.18.1 print them; the
+/// first entry (in this order) that restic's final words contain decides.
+/// Every entry has a test below with the words as captured from each
+/// version.
+pub const MESSAGES: [(&str, Said); 24] = [
+    // Both versions (`Lock.String`); 0.18 also exits 11.
     ("repository is already locked", Said::Locked),
-    // restic 0.14 refuses to snapshot an empty directory: nothing to do,
-    // not a repository event.
+    // An empty directory: nothing to do, not a repository event.
     ("snapshot is empty", Said::NothingToDo),
+    // `forget`'s warning for an id it did not find, and goes on (exit 0):
+    // 0.14 `Ignoring "ID": no matching ID found…`, 0.18 `Ignoring "ID":
+    // failed to load snapshot [null]: <snapshot/…> does not exist`.
+    ("Ignoring \"", Said::SnapshotNotFound),
+    // 0.14 for any id, 0.18 for a short one.
     ("no matching ID found", Said::SnapshotNotFound),
     ("unexpected HTTP response (401)", Said::NotThrough),
     ("unexpected HTTP response (403)", Said::NotThrough),
@@ -56,8 +73,14 @@ pub const MESSAGES: [(&str, Said); 22] = [
     ("connection reset by peer", Said::NotThrough),
     ("unexpected EOF", Said::NotThrough),
     ("context deadline exceeded", Said::NotThrough),
-    ("unexpected HTTP response (404)", Said::FileNotFound),
     ("unexpected HTTP response (5", Said::ServerError),
+    // 0.18's restore of a whole id it did not find (`failed to load
+    // snapshot [null]: <snapshot/…> does not exist`).
+    ("failed to find snapshot", Said::SnapshotNotFound),
+    // Both versions' words for a 404 on a file (`notExistError`, 0.18
+    // `restError`): `<index/4122a5381e> does not exist`; and 0.18's
+    // `repository does not exist`, which it exits 10 for.
+    ("does not exist", Said::FileNotFound),
     ("ciphertext verification failed", Said::Data),
     ("not found in index", Said::Data),
     ("not found in repository", Said::Data),
@@ -76,6 +99,80 @@ pub fn said(text: &str) -> Option<Said> {
     crate::backend::process::first_message(&MESSAGES, text)
 }
 
+/// What a finished restic process said: its exit code where restic gives
+/// one for it (0.17 on: 11 locked, 10 no repository), else its final words
+/// by the table.
+pub fn said_by(output: &Output) -> Option<Said> {
+    match output.exit {
+        Exit::Code(11) => Some(Said::Locked),
+        Exit::Code(10) => Some(Said::FileNotFound),
+        _ => said(&final_words(&output.stderr)),
+    }
+}
+
+/// restic's own account of what went wrong: its standard error without
+/// the notices of requests it retried (`… returned error, retrying after
+/// …`, and 0.18's `… operation successful after N retries`), which it got
+/// past or gave up on in a later line, nor 0.18's notices of a lock file
+/// that went between its listing and its reading (`Load(<lock/…>, 0, 0)
+/// failed: <lock/…> does not exist`: another process unlocked; restic
+/// passes over it); with `--json` (0.17 on), its JSON lines as the words
+/// they carry: `exit_error` (`cmd/restic/main.go`) as its message, `error`
+/// (`ui/…/json.go`) as `ITEM: MESSAGE`.
+pub fn final_words(stderr: &str) -> String {
+    stderr
+        .lines()
+        .filter(|line| {
+            !line.contains("returned error, retrying after")
+                && !line.contains("operation successful after")
+                && !line.trim_start().starts_with("Load(<lock/")
+        })
+        .map(|line| json_words(line).unwrap_or_else(|| line.to_owned()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The words of one JSON line restic printed for an error.
+fn json_words(line: &str) -> Option<String> {
+    let line: serde_json::Value = serde_json::from_str(line.trim()).ok()?;
+    match line.get("message_type")?.as_str()? {
+        "exit_error" => Some(line.get("message")?.as_str()?.to_owned()),
+        "error" => {
+            let message = line.get("error")?.get("message")?.as_str()?;
+            Some(match line.get("item").and_then(|item| item.as_str()) {
+                Some(item) if !item.is_empty() => format!("{item}: {message}"),
+                _ => message.to_owned(),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// The process whose lock another could not take, as restic names it in
+/// both versions (`Lock.String`): `repository is already locked
+/// [exclusively ]by PID 4711 on HOST by USER (UID 0, GID 0)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockHolder {
+    pub pid: u32,
+    /// The host the lock was made on (Go's `os.Hostname`).
+    pub host: String,
+    pub exclusive: bool,
+}
+
+/// The holder of the lock restic could not take, when it says so.
+pub fn lock_holder(text: &str) -> Option<LockHolder> {
+    let (_, rest) = text.split_once("repository is already locked ")?;
+    let exclusive = rest.starts_with("exclusively ");
+    let (_, rest) = rest.split_once("by PID ")?;
+    let (pid, rest) = rest.split_once(" on ")?;
+    let (host, _) = rest.split_once(" by ")?;
+    Some(LockHolder {
+        pid: pid.trim().parse().ok()?,
+        host: host.to_owned(),
+        exclusive,
+    })
+}
+
 /// Whose process, since when: what the evidence is asked about.
 #[derive(Debug, Clone, Copy)]
 pub struct CallContext<'a> {
@@ -88,9 +185,14 @@ pub struct CallContext<'a> {
 }
 
 impl CallContext<'_> {
-    /// Classifies a process that did not succeed.
+    /// Classifies a process that did not succeed. Nothing to do (an empty
+    /// source) is a fact of snapstorm's side, whatever befell the requests
+    /// on the way.
     pub fn classify(&self, output: &Output) -> BackendError {
-        let text = format!("restic {}: {}", self.command, explanation(output));
+        let text = self.text(output);
+        if said_by(output) == Some(Said::NothingToDo) {
+            return self.by_output(output, text);
+        }
         if let Some(why) = self.evidence.disturbed(self.user, self.started) {
             return BackendError::NotThrough(format!("{why}: {text}"));
         }
@@ -100,8 +202,69 @@ impl CallContext<'_> {
     /// Classifies a process that sent no request (a prune run on the
     /// repository directory): what happened to requests says nothing of it.
     pub fn classify_local(&self, output: &Output) -> BackendError {
-        let text = format!("restic {}: {}", self.command, explanation(output));
+        let text = self.text(output);
         self.by_output(output, text)
+    }
+
+    /// Classifies a call that gave up waiting for the lock of `holder` (a
+    /// process snapstorm ran; `None`: one it does not know). The holder
+    /// first — the lock held is what stopped the call: a client's process
+    /// whose requests did not get through while it ran held the call up,
+    /// and the error is judged as that client's, from when that process
+    /// started. Then the call's own requests, as for any call (its `restic
+    /// unlock` cut off, say). Otherwise the call raced the holder (a GC's
+    /// prune, a long backup).
+    pub fn gave_up_waiting(&self, output: &Output, holder: Option<&ProcessRecord>) -> BackendError {
+        let text = self.text(output);
+        let now = Instant::now();
+        let waited = now.duration_since(self.started).as_secs_f64();
+        let who = holder.map(|holder| {
+            let state = match holder.ended {
+                None => format!(
+                    "running for {:.1} s",
+                    now.duration_since(holder.started).as_secs_f64()
+                ),
+                Some(ended) => format!(
+                    "ended {:.1} s ago, its lock left behind",
+                    now.duration_since(ended).as_secs_f64()
+                ),
+            };
+            format!(
+                "{}'s restic process (PID {}, {state})",
+                holder.user, holder.pid
+            )
+        });
+        let disturbed = holder.and_then(|holder| {
+            let client = holder.user.parse::<ClientId>().ok()?;
+            let why = self.evidence.disturbed_between(
+                &holder.user,
+                holder.started,
+                holder.ended.unwrap_or(now),
+            )?;
+            Some((client, holder.started, why))
+        });
+        if let (Some((by, since, why)), Some(who)) = (disturbed, &who) {
+            return BackendError::HeldUp {
+                by,
+                since,
+                why: format!(
+                    "held up {waited:.1} s by the lock of {who}, whose requests did not get through ({why}): {text}"
+                ),
+            };
+        }
+        if let Some(why) = self.evidence.disturbed(self.user, self.started) {
+            return BackendError::NotThrough(format!("{why}: {text}"));
+        }
+        match who {
+            Some(who) => BackendError::Raced(format!(
+                "waited {waited:.1} s for the lock of {who}: {text}"
+            )),
+            None => BackendError::Raced(text),
+        }
+    }
+
+    fn text(&self, output: &Output) -> String {
+        format!("restic {}: {}", self.command, explanation(output))
     }
 
     fn by_output(&self, output: &Output, text: String) -> BackendError {
@@ -110,12 +273,13 @@ impl CallContext<'_> {
             Exit::Code(3) if self.command == "backup" => return BackendError::Local(text),
             Exit::Code(_) => {}
         }
-        match said(&output.stderr) {
+        match said_by(output) {
             Some(Said::Locked) => BackendError::Raced(text),
             Some(Said::SnapshotNotFound | Said::Data) => BackendError::Data(text),
             Some(Said::NotThrough) => BackendError::NotThrough(text),
             Some(Said::FileNotFound)
-                if output.stderr.contains("<index/") && self.evidence.gc_since(self.started) =>
+                if final_words(&output.stderr).contains("<index/")
+                    && self.evidence.gc_since(self.started) =>
             {
                 BackendError::Raced(format!("a GC replaced an index file: {text}"))
             }
@@ -130,10 +294,20 @@ impl CallContext<'_> {
     }
 }
 
-/// The process's own words: how it ended and the last lines it wrote.
+/// The process's own words: how it ended and the last lines of its final
+/// words (see [`final_words`]).
 fn explanation(output: &Output) -> String {
-    // restic repeats the repository URL after a failure: noise, not news.
-    output.explanation(&["Is there a repository at", "rest:"])
+    let words = Output {
+        stderr: final_words(&output.stderr),
+        ..output.clone()
+    };
+    // restic repeats the repository URL after a failure, and names the
+    // command that removes stale locks: noise, not news.
+    words.explanation(&[
+        "Is there a repository at",
+        "rest:",
+        "the `unlock` command can be used",
+    ])
 }
 
 #[cfg(test)]
@@ -144,8 +318,12 @@ mod tests {
     use std::time::Duration;
 
     fn failed(stderr: &str) -> Output {
+        exited(1, stderr)
+    }
+
+    fn exited(code: i32, stderr: &str) -> Output {
         Output {
-            exit: Exit::Code(1),
+            exit: Exit::Code(code),
             stdout: String::new(),
             stderr: stderr.to_owned(),
         }
@@ -166,32 +344,171 @@ mod tests {
     }
 
     fn is(stderr: &str, expected: ErrorClass) {
+        is_output(&failed(stderr), expected);
+    }
+
+    fn is_output(output: &Output, expected: ErrorClass) {
         assert_eq!(
-            class(&Evidence::new(), "backup", &failed(stderr)),
+            class(&Evidence::new(), "backup", output),
             expected,
-            "{stderr}"
+            "{output:?}"
         );
     }
 
-    // Each message as restic 0.14 prints it.
+    // Captured from restic 0.14.0: `forget` while a backup held its lock.
+    const LOCKED_0_14: &str = "unable to create lock in backend: repository is already locked by PID 15996 on vm by root (UID 0, GID 0)\nlock was created at 2026-12-02 07:50:20 (4.4419485s ago)\nstorage ID 34c24b1e\nthe `unlock` command can be used to remove stale locks\n";
+    // Captured from restic 0.18.1, the same, with --json (exit code 11).
+    const LOCKED_0_18_JSON: &str = r#"{"message_type":"exit_error","code":11,"message":"unable to create lock in backend: repository is already locked by PID 16505 on vm by root (UID 0, GID 0)\nlock was created at 2026-12-02 07:50:29 (4.895737324s ago)\nstorage ID 4a2242b3\nthe `unlock` command can be used to remove stale locks"}
+"#;
+    // Captured from restic 0.18.1 without --json (exit code 11).
+    const LOCKED_0_18: &str = "repo already locked, waiting up to 0s for the lock\nunable to create lock in backend: repository is already locked by PID 16505 on vm by root (UID 0, GID 0)\nlock was created at 2026-12-02 07:50:29 (4.36375665s ago)\nstorage ID 4a2242b3\nthe `unlock` command can be used to remove stale locks\n";
+
     #[test]
     fn a_lock_held_by_another_process_is_a_race() {
+        is(LOCKED_0_14, ErrorClass::Raced);
+        is_output(&exited(11, LOCKED_0_18), ErrorClass::Raced);
+        is_output(&exited(11, LOCKED_0_18_JSON), ErrorClass::Raced);
+        assert_eq!(said_by(&failed(LOCKED_0_14)), Some(Said::Locked));
+        // 0.17 on: the exit code says it, whatever the words.
+        assert_eq!(said_by(&exited(11, "")), Some(Said::Locked));
+        // An exclusive lock (a prune's, a forget's), as both versions word it.
         is(
-            "unable to create lock in backend: repository is already locked exclusively by PID 4711 on host by root (UID 0, GID 0)\nlock was created at 2026-11-26 00:10:39 (1.2s ago)",
+            "unable to create lock in backend: repository is already locked exclusively by PID 4711 on vm by root (UID 0, GID 0)",
             ErrorClass::Raced,
         );
     }
+
+    #[test]
+    fn the_lock_holder_is_read_from_both_versions() {
+        let holder = LockHolder {
+            pid: 15996,
+            host: "vm".into(),
+            exclusive: false,
+        };
+        assert_eq!(lock_holder(LOCKED_0_14), Some(holder));
+        let holder = LockHolder {
+            pid: 16505,
+            host: "vm".into(),
+            exclusive: false,
+        };
+        assert_eq!(
+            lock_holder(&final_words(LOCKED_0_18_JSON)),
+            Some(holder.clone())
+        );
+        assert_eq!(lock_holder(LOCKED_0_18), Some(holder));
+        assert_eq!(
+            lock_holder(
+                "repository is already locked exclusively by PID 7 on host-a.example by root (UID 0, GID 0)"
+            ),
+            Some(LockHolder {
+                pid: 7,
+                host: "host-a.example".into(),
+                exclusive: true,
+            })
+        );
+        assert_eq!(lock_holder("Fatal: something else"), None);
+        assert_eq!(
+            lock_holder("repository is already locked by PID x on h by u"),
+            None
+        );
+    }
+
+    #[test]
+    fn a_json_exit_error_is_read_as_its_message() {
+        // Captured from restic 0.18.1 (`backup --json` of an empty directory).
+        let json = r#"{"message_type":"exit_error","code":1,"message":"Fatal: unable to save snapshot: snapshot is empty"}"#;
+        assert_eq!(
+            final_words(json),
+            "Fatal: unable to save snapshot: snapshot is empty"
+        );
+        let output = failed(json);
+        // The lock's words, without restic's hint at `unlock`.
+        let locked = call(&Evidence::new(), "client-1", "forget")
+            .classify(&exited(11, LOCKED_0_18_JSON))
+            .to_string();
+        assert!(
+            locked.starts_with("restic forget: unable to create lock in backend: repository is already locked by PID 16505"),
+            "{locked}"
+        );
+        assert!(
+            locked.ends_with("storage ID 4a2242b3 (exit code 11)"),
+            "{locked}"
+        );
+        let error = call(&Evidence::new(), "client-1", "backup").classify(&output);
+        assert!(matches!(error, BackendError::NothingToDo(_)), "{error:?}");
+    }
+
+    #[test]
+    fn a_json_error_line_is_read_as_its_words() {
+        // Captured from restic 0.18.1: `restore --json` of a pack with 16
+        // bytes flipped (`ui/restore/json.go`, `errorUpdate`; Go escapes `<`).
+        let stderr = r#"{"message_type":"error","error":{"message":"decrypting blob \u003cdata/1cbbc2f6\u003e from 7e8653b3 failed: ciphertext verification failed"},"during":"restore","item":"/big"}
+{"message_type":"exit_error","code":1,"message":"Fatal: There were 1 errors\n"}
+"#;
+        assert_eq!(
+            final_words(stderr),
+            "/big: decrypting blob <data/1cbbc2f6> from 7e8653b3 failed: ciphertext verification failed\nFatal: There were 1 errors\n"
+        );
+        is(stderr, ErrorClass::Data);
+        // An index file gone in a GC's race, in JSON: its name still counts.
+        let evidence = Evidence::new();
+        let call = call(&evidence, "client-2", "restore");
+        drop(evidence.gc_running());
+        let json = r#"{"message_type":"exit_error","code":1,"message":"Fatal: \u003cindex/4418130495\u003e does not exist"}"#;
+        assert_eq!(call.classify(&failed(json)).class(), ErrorClass::Raced);
+        // A status line is not words.
+        let status = r#"{"message_type":"status","percent_done":0.5}"#;
+        assert_eq!(final_words(status), status);
+    }
+
+    #[test]
+    fn notices_of_retries_are_not_the_verdict() {
+        // Captured from restic 0.18.1: a server that refused connections
+        // for a while, then a short id it does not have.
+        let stderr = "Stat(<config/>) returned error, retrying after 704.037503ms: Head \"http://client-1:***@127.0.0.1:1/r18/config\": dial tcp 127.0.0.1:1: connect: connection refused\nStat(<config/>) operation successful after 1 retries\nFatal: failed to find snapshot: no matching ID found for prefix \"00000000\"\n";
+        assert_eq!(said(&final_words(stderr)), Some(Said::SnapshotNotFound));
+        is(stderr, ErrorClass::Data);
+    }
+
     #[test]
     fn a_missing_snapshot_is_data() {
+        // restic 0.14.0, `restore` of an id it does not have.
         is(
             "invalid id \"abcdef12\": no matching ID found for prefix \"abcdef12\"",
             ErrorClass::Data,
         );
+        // restic 0.18.1 through snapstorm's server: a whole id, a short one.
+        is(
+            "Load(<snapshot/0000000000>, 0, 0) failed: <snapshot/0000000000> does not exist\nLoad(<snapshot/0000000000>, 0, 0) failed: <snapshot/0000000000> does not exist\nFatal: failed to find snapshot: failed to load snapshot [null]: <snapshot/0000000000> does not exist\n",
+            ErrorClass::Data,
+        );
+        is(
+            "Fatal: failed to find snapshot: no matching ID found for prefix \"00000000\"\n",
+            ErrorClass::Data,
+        );
     }
+
+    #[test]
+    fn forget_warns_of_an_id_it_did_not_find() {
+        // `forget` of an id the repository does not have: a warning and
+        // exit code 0, in both versions.
+        let v0_14 = "Ignoring \"0000000000000000000000000000000000000000000000000000000000000000\": no matching ID found for prefix \"0000000000000000000000000000000000000000000000000000000000000000\"\n";
+        let v0_18 = "Load(<snapshot/0000000000>, 0, 0) failed: <snapshot/0000000000> does not exist\nLoad(<snapshot/0000000000>, 0, 0) failed: <snapshot/0000000000> does not exist\nIgnoring \"0000000000000000000000000000000000000000000000000000000000000000\": failed to load snapshot [null]: <snapshot/0000000000> does not exist\n";
+        for stderr in [v0_14, v0_18] {
+            assert_eq!(said_by(&exited(0, stderr)), Some(Said::SnapshotNotFound));
+        }
+    }
+
     #[test]
     fn a_refused_user_did_not_get_through() {
+        // restic 0.14.0.
         is(
             "Fatal: unable to open config file: unexpected HTTP response (401): 401 Unauthorized\nIs there a repository at the following location?\nrest:http://client-2:***@127.0.0.1:1/repo/",
+            ErrorClass::NotThrough,
+        );
+        // restic 0.18.1, `snapshots --json` (401 is final there: no retry).
+        is(
+            "Stat(<config/>) failed: unexpected HTTP response (401): 401 Unauthorized\n{\"message_type\":\"exit_error\",\"code\":1,\"message\":\"Fatal: unable to open config file: unexpected HTTP response (401): 401 Unauthorized\\nIs there a repository at the following location?\\nrest:http://client-1:***@127.0.0.1:18765/r18/\"}\n",
             ErrorClass::NotThrough,
         );
         is(
@@ -201,6 +518,8 @@ mod tests {
     }
     #[test]
     fn a_refused_connection_did_not_get_through() {
+        // restic 0.14.0 (0.18.1 retries these for 15 minutes, its words
+        // the same: Go's net/http).
         is(
             "Fatal: unable to open config file: client.Head: Head \"http://client-2:***@127.0.0.1:1/repo/config\": dial tcp 127.0.0.1:1: connect: connection refused",
             ErrorClass::NotThrough,
@@ -220,23 +539,45 @@ mod tests {
     }
     #[test]
     fn a_404_on_an_index_file_is_a_race_with_a_gc_and_lost_data_without() {
-        let stderr = "Load(<index/35c4a1b2c3>, 0, 0) returned error, giving up: unexpected HTTP response (404): 404 Not Found";
+        // `cat index` of an index file deleted after it was listed:
+        // restic 0.14.0 (after ten retries) and restic 0.18.1 (no retry).
+        let retry = "Load(<index/4122a5381e>, 0, 0) returned error, retrying after 552.330144ms: <index/4122a5381e> does not exist\n";
+        let v0_14 = format!("{}<index/4122a5381e> does not exist\n", retry.repeat(10));
+        let v0_18 = "Load(<index/4418130495>, 0, 0) failed: <index/4418130495> does not exist\nLoad(<index/4418130495>, 0, 0) failed: <index/4418130495> does not exist\n<index/4418130495> does not exist\n";
+        for stderr in [v0_14.as_str(), v0_18] {
+            let evidence = Evidence::new();
+            assert_eq!(
+                class(&evidence, "restore", &failed(stderr)),
+                ErrorClass::Data
+            );
+            let call = call(&evidence, "client-2", "restore");
+            drop(evidence.gc_running());
+            assert_eq!(call.classify(&failed(stderr)).class(), ErrorClass::Raced);
+        }
+        // A pack that is gone (`restore`): restic 0.14.0, then 0.18.1.
         let evidence = Evidence::new();
-        assert_eq!(
-            class(&evidence, "restore", &failed(stderr)),
-            ErrorClass::Data
-        );
         let call = call(&evidence, "client-2", "restore");
         drop(evidence.gc_running());
-        assert_eq!(call.classify(&failed(stderr)).class(), ErrorClass::Raced);
-        assert_eq!(
-            call.classify(&failed(
-                "Load(<data/ab12>, 0, 0) returned error: unexpected HTTP response (404): 404 Not Found"
-            ))
-            .class(),
-            ErrorClass::Data,
-            "a GC never removes a pack in use"
+        for pack_gone in [
+            "ignoring error for /big: StreamPack: <data/8fd552dc80> does not exist\nignoring error for /f: StreamPack: <data/8fd552dc80> does not exist\nignoring error for /big: UtimesNano: no such file or directory\nignoring error for /f: UtimesNano: no such file or directory\nFatal: There were 4 errors\n",
+            "Load(<data/7e8653b3b0>, 3000200, 0) failed: <data/7e8653b3b0> does not exist\nignoring error for /big: ReadFull(<data/7e8653b3b0>): <data/7e8653b3b0> does not exist\nFatal: There were 3 errors\n",
+        ] {
+            assert_eq!(
+                call.classify(&failed(pack_gone)).class(),
+                ErrorClass::Data,
+                "a GC never removes a pack in use: {pack_gone}"
+            );
+        }
+    }
+    #[test]
+    fn no_repository_is_data() {
+        // restic 0.18.1 (exit code 10) for a repository without a config.
+        let output = exited(
+            10,
+            "Fatal: repository does not exist: unable to open config file: stat nothere18/config: no such file or directory\nIs there a repository at the following location?\nnothere18\n",
         );
+        assert_eq!(said_by(&output), Some(Said::FileNotFound));
+        is_output(&output, ErrorClass::Data);
     }
     #[test]
     fn a_500_nobody_injected_is_the_servers_failure() {
@@ -247,12 +588,21 @@ mod tests {
     }
     #[test]
     fn damaged_data_is_data() {
+        // restic 0.14.0, then 0.18.1: a pack with 16 bytes flipped.
         is(
-            "ignoring error for /f: decrypting blob 12ab failed: ciphertext verification failed",
+            "ignoring error for /big: ciphertext verification failed\nFatal: There were 1 errors\n",
+            ErrorClass::Data,
+        );
+        is(
+            "ignoring error for /big: decrypting blob <data/1cbbc2f6> from 7e8653b3 failed: ciphertext verification failed\nFatal: There were 1 errors\n",
+            ErrorClass::Data,
+        );
+        // Both: every index file gone.
+        is(
+            "ignoring error for /: id 57217ab25be04627527e76167c58955c9f5e6d1ca19e983fb6acc88a44d22840 not found in repository\nFatal: There were 2 errors\n",
             ErrorClass::Data,
         );
         is("id 5f3e2a not found in index", ErrorClass::Data);
-        is("tree 5f3e2a not found in repository", ErrorClass::Data);
         is(
             "Pack ID does not match, want 1a2b, got 3c4d",
             ErrorClass::Data,
@@ -274,16 +624,58 @@ mod tests {
     #[test]
     fn an_empty_source_is_nothing_to_do() {
         let evidence = Evidence::new();
-        let empty = failed("Fatal: unable to save snapshot: snapshot is empty");
-        let error = call(&evidence, "client-1", "backup").classify(&empty);
-        assert!(
-            matches!(&error, BackendError::NothingToDo(why) if why.starts_with("nothing to snapshot")),
-            "{error:?}"
+        // restic 0.14.0, and 0.18.1 with --json: both refuse.
+        for stderr in [
+            "Fatal: unable to save snapshot: snapshot is empty",
+            r#"{"message_type":"exit_error","code":1,"message":"Fatal: unable to save snapshot: snapshot is empty"}"#,
+        ] {
+            let error = call(&evidence, "client-1", "backup").classify(&failed(stderr));
+            assert!(
+                matches!(&error, BackendError::NothingToDo(why) if why.starts_with("nothing to snapshot")),
+                "{error:?}"
+            );
+        }
+    }
+    #[test]
+    fn an_empty_source_is_nothing_to_do_whatever_befell_the_requests() {
+        // As restic 0.18.1 ended a backup in a measured run while the proxy
+        // failed some of its requests: lock files another process removed
+        // meanwhile, then the empty source.
+        let stderr = "Load(<lock/44f1167473>, 0, 0) failed: <lock/44f1167473> does not exist\nLoad(<lock/44f1167473>, 0, 0) failed: <lock/44f1167473> does not exist\n{\"message_type\":\"exit_error\",\"code\":1,\"message\":\"Fatal: unable to save snapshot: snapshot is empty\"}\n";
+        assert_eq!(
+            final_words(stderr),
+            "Fatal: unable to save snapshot: snapshot is empty"
+        );
+        let evidence = Evidence::new();
+        let call = call(&evidence, "client-4", "backup");
+        evidence.request("client-4", Disturbance::InjectedError);
+        let error = call.classify(&failed(stderr));
+        assert!(matches!(error, BackendError::NothingToDo(_)), "{error:?}");
+        // A lock file gone is no verdict: the rest of the words decide.
+        assert_eq!(
+            said(&final_words(
+                "Load(<lock/44f1167473>, 0, 0) failed: <lock/44f1167473> does not exist\nFatal: something new"
+            )),
+            None
         );
     }
+
     #[test]
     fn anything_else_is_the_backends_own_failure() {
         is("Fatal: something new", ErrorClass::Other);
+    }
+
+    #[test]
+    fn every_message_has_a_test() {
+        let tested = include_str!("errors.rs")
+            .split("#[cfg(test)]")
+            .nth(1)
+            .unwrap()
+            .to_lowercase();
+        for (message, _) in MESSAGES {
+            let message = message.to_lowercase().replace('"', "\\\"");
+            assert!(tested.contains(&message), "no test names {message:?}");
+        }
     }
 
     #[test]
@@ -335,5 +727,126 @@ mod tests {
         let error = call.classify(&killed);
         assert_eq!(error.class(), ErrorClass::NotThrough);
         assert!(error.to_string().contains("kill-client"), "{error}");
+    }
+
+    fn holder(user: &str, started: Instant, ended: Option<Instant>) -> ProcessRecord {
+        ProcessRecord {
+            pid: 15996,
+            user: user.into(),
+            started,
+            ended,
+        }
+    }
+
+    #[test]
+    fn a_lock_wait_is_the_doing_of_what_disturbed_its_holder() {
+        let evidence = Evidence::new();
+        let holder_started = Instant::now();
+        std::thread::sleep(Duration::from_millis(2));
+        evidence.request("client-2", Disturbance::Dropped);
+        std::thread::sleep(Duration::from_millis(2));
+        let waiter = call(&evidence, "client-4", "forget");
+        let locked = failed(LOCKED_0_14);
+        let running = holder("client-2", holder_started, None);
+        match waiter.gave_up_waiting(&locked, Some(&running)) {
+            BackendError::HeldUp { by, since, why } => {
+                assert_eq!(by, ClientId(2));
+                assert_eq!(since, holder_started);
+                assert!(why.starts_with("held up "), "{why}");
+                assert!(
+                    why.contains(
+                        " s by the lock of client-2's restic process (PID 15996, running for"
+                    ),
+                    "{why}"
+                );
+                assert!(
+                    why.contains("the proxy dropped a request (network fault)"),
+                    "{why}"
+                );
+                assert!(
+                    why.contains("restic forget: unable to create lock"),
+                    "{why}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // Its lock left behind by a process that ended after the fault cut it off.
+        let ended = holder("client-2", holder_started, Some(Instant::now()));
+        let error = waiter.gave_up_waiting(&locked, Some(&ended));
+        assert_eq!(error.class(), ErrorClass::NotThrough);
+        assert!(
+            error.to_string().contains("its lock left behind"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_lock_wait_on_an_undisturbed_holder_is_a_race() {
+        let evidence = Evidence::new();
+        // Another client's trouble, and the holder's after it ended, are not the holder's.
+        evidence.request("client-3", Disturbance::Dropped);
+        let holder_started = Instant::now();
+        let ended = Instant::now();
+        std::thread::sleep(Duration::from_millis(2));
+        evidence.request("client-2", Disturbance::Dropped);
+        let waiter = call(&evidence, "client-4", "forget");
+        let locked = failed(LOCKED_0_14);
+        let long_backup = holder("client-2", holder_started, Some(ended));
+        let error = waiter.gave_up_waiting(&locked, Some(&long_backup));
+        assert_eq!(error.class(), ErrorClass::Raced, "{error}");
+        assert!(
+            error.to_string().contains("client-2's restic process"),
+            "{error}"
+        );
+        // The GC's prune is raced, whatever befell requests.
+        let gc = holder(super::super::GC_USER, holder_started, None);
+        evidence.server_stopped();
+        evidence.server_serving();
+        let later = call(&evidence, "client-4", "forget");
+        assert_eq!(
+            later.gave_up_waiting(&locked, Some(&gc)).class(),
+            ErrorClass::Raced
+        );
+        // A holder snapstorm does not know.
+        assert_eq!(
+            later.gave_up_waiting(&locked, None).class(),
+            ErrorClass::Raced
+        );
+    }
+
+    #[test]
+    fn a_waiter_whose_own_requests_were_disturbed_did_not_get_through() {
+        let evidence = Evidence::new();
+        let waiter = call(&evidence, "client-4", "forget");
+        evidence.request("client-4", Disturbance::InjectedError);
+        let error = waiter.gave_up_waiting(&failed(LOCKED_0_14), None);
+        assert!(matches!(error, BackendError::NotThrough(_)), "{error:?}");
+        let undisturbed = holder("client-2", Instant::now(), None);
+        let error = waiter.gave_up_waiting(&failed(LOCKED_0_14), Some(&undisturbed));
+        assert!(matches!(error, BackendError::NotThrough(_)), "{error:?}");
+    }
+
+    #[test]
+    fn the_holder_comes_before_the_waiters_own_requests() {
+        // The server down for everyone while the waiter waited: what held
+        // the lock is the cause, and its client is the one judged.
+        let evidence = Evidence::new();
+        let holder_started = Instant::now();
+        let waiter = call(&evidence, "client-4", "forget");
+        evidence.server_stopped();
+        evidence.server_serving();
+        let running = holder("client-2", holder_started, None);
+        let error = waiter.gave_up_waiting(&failed(LOCKED_0_14), Some(&running));
+        assert!(
+            matches!(
+                &error,
+                BackendError::HeldUp {
+                    by: ClientId(2),
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("the server was down"), "{error}");
     }
 }

@@ -1,5 +1,5 @@
 //! Mixed clients on one repository: odd clients are rustic_core, even
-//! clients Debian's restic. The restic repository format allows it; the
+//! clients the restic program. The restic repository format allows it; the
 //! interesting races are between the two implementations (rustic_core
 //! takes no locks, restic does).
 

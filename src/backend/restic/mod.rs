@@ -1,4 +1,5 @@
-//! The restic backend: Debian's `restic` binary as the clients, one process
+//! The restic backend: the `restic` program as the clients (Debian's 0.14,
+//! or the restic users run today, 0.17–0.18, through `RESTIC_EXE`), one process
 //! per call, against the embedded backend's server (the same REST server,
 //! fault proxy, evidence and faults); and the mixed backend, rustic_core and
 //! restic clients alternating on one repository.
@@ -16,6 +17,7 @@
 
 mod client;
 mod errors;
+mod locks;
 mod mixed;
 pub mod process;
 mod server;
@@ -26,8 +28,12 @@ pub use client::{
 };
 pub use errors::{MESSAGES, Said, said};
 pub use mixed::MixedClients;
-pub use process::{Processes, RESTIC_EXE, ResticBinary};
+pub use process::{Processes, RESTIC_EXE, ResticBinary, ResticUnusable, ResticVersion};
 pub use server::ResticServer;
 
 /// What the report calls a restic client.
 pub const KIND: &str = "restic";
+
+/// The name the GC's `restic prune` runs under in the table of processes
+/// (no client's: a client waiting for its lock raced a GC).
+pub const GC_USER: &str = "snapstorm-gc";

@@ -20,16 +20,112 @@ pub const RESTIC: Program = Program {
     needed_by: "the restic and mixed backends",
 };
 
-/// The `restic` program snapstorm runs.
+/// A restic release, as `restic version` names it (`restic 0.18.1
+/// compiled with go1.26.8 on linux/amd64`). What restic can do differs by
+/// release; the backend asks this, never the text of a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ResticVersion {
+    pub major: u32,
+    pub minor: u32,
+    pub patch: u32,
+}
+
+impl ResticVersion {
+    pub const fn new(major: u32, minor: u32, patch: u32) -> Self {
+        ResticVersion {
+            major,
+            minor,
+            patch,
+        }
+    }
+
+    /// The version in the output of `restic version` (a build of a
+    /// development tree, `restic 0.18.1-dev (compiled manually)`, counts as
+    /// its release).
+    pub fn parse(text: &str) -> Option<Self> {
+        let rest = text.trim_start().strip_prefix("restic ")?;
+        let word = rest.split_whitespace().next()?;
+        let mut numbers = word
+            .split(['.', '-'])
+            .map(|part| part.trim_start_matches('v').parse::<u32>());
+        let (Some(Ok(major)), Some(Ok(minor)), Some(Ok(patch))) =
+            (numbers.next(), numbers.next(), numbers.next())
+        else {
+            return None;
+        };
+        Some(ResticVersion::new(major, minor, patch))
+    }
+
+    /// `--retry-lock DURATION` (restic 0.16.0 on): restic waits for a lock
+    /// in its own process instead of failing at once, so a wait costs no
+    /// new process (each opens the repository: a key derivation).
+    pub fn retries_locks(self) -> bool {
+        self >= ResticVersion::new(0, 16, 0)
+    }
+
+    /// `restore --json` prints status lines as `backup --json` does
+    /// (restic 0.16.0 on); before, a restore prints no progress.
+    pub fn restore_reports_progress(self) -> bool {
+        self >= ResticVersion::new(0, 16, 0)
+    }
+}
+
+impl std::fmt::Display for ResticVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+/// A restic program snapstorm cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResticUnusable {
+    #[error(transparent)]
+    Missing(#[from] ProgramMissing),
+    #[error(
+        "{path}: `restic version` did not name a restic version ({said}): point RESTIC_EXE at the restic program"
+    )]
+    NoVersion { path: String, said: String },
+}
+
+/// The `restic` program snapstorm runs, and its release (asked once, when
+/// the program is found: never per call).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResticBinary {
     pub path: PathBuf,
+    pub version: ResticVersion,
 }
 
 impl ResticBinary {
     /// `RESTIC_EXE` when it is set, otherwise the first `restic` on `PATH`.
-    pub fn find() -> Result<Self, ProgramMissing> {
-        RESTIC.find().map(|path| ResticBinary { path })
+    pub fn find() -> Result<Self, ResticUnusable> {
+        ResticBinary::at(RESTIC.find()?)
+    }
+
+    /// The restic program at `path`, its version asked with `restic version`.
+    pub fn at(path: PathBuf) -> Result<Self, ResticUnusable> {
+        let unusable = |said: String| ResticUnusable::NoVersion {
+            path: path.display().to_string(),
+            said,
+        };
+        let output = Run {
+            program: &path,
+            args: vec!["version".into()],
+            env: Vec::new(),
+            cwd: None,
+            deadline: Duration::from_secs(60),
+            processes: None,
+            secrets: Vec::new(),
+            on_stdout_line: None,
+        }
+        .run()
+        .map_err(|e| unusable(e.to_string()))?;
+        match ResticVersion::parse(&output.stdout) {
+            Some(version) if output.success() => Ok(ResticBinary { path, version }),
+            _ => Err(unusable(match output.stdout.trim() {
+                "" => output.explanation(&[]),
+                printed => format!("printed {printed:?}, {}", output.explanation(&[])),
+            })),
+        }
     }
 }
 
@@ -117,9 +213,56 @@ mod tests {
     use std::collections::HashMap;
 
     #[test]
+    fn the_version_is_read_from_restic_version() {
+        // Captured: Debian's restic, and restic 0.18.1 built from its module.
+        assert_eq!(
+            ResticVersion::parse("restic 0.14.0 compiled with go1.19.8 on linux/amd64\n"),
+            Some(ResticVersion::new(0, 14, 0))
+        );
+        assert_eq!(
+            ResticVersion::parse("restic 0.18.1 compiled with go1.26.8 on linux/amd64\n"),
+            Some(ResticVersion::new(0, 18, 1))
+        );
+        // A build of restic's development tree (`version.go` appends -dev).
+        assert_eq!(
+            ResticVersion::parse(
+                "restic 0.18.1-dev (compiled manually) compiled with go1.24.1 on linux/amd64"
+            ),
+            Some(ResticVersion::new(0, 18, 1))
+        );
+        assert_eq!(ResticVersion::parse("kopia 0.23.1"), None);
+        assert_eq!(ResticVersion::parse(""), None);
+        assert_eq!(ResticVersion::new(0, 18, 1).to_string(), "0.18.1");
+    }
+
+    #[test]
+    fn what_a_version_can_do() {
+        let debian = ResticVersion::new(0, 14, 0);
+        let current = ResticVersion::new(0, 18, 1);
+        assert!(!debian.retries_locks() && current.retries_locks());
+        assert!(ResticVersion::new(0, 16, 0).retries_locks());
+        assert!(!ResticVersion::new(0, 15, 2).retries_locks());
+        assert!(!debian.restore_reports_progress() && current.restore_reports_progress());
+    }
+
+    #[test]
+    fn a_program_that_names_no_restic_version_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("restic");
+        std::fs::write(&fake, "#!/bin/sh\necho 'not restic'\n").unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let refused = ResticBinary::at(fake.clone()).unwrap_err().to_string();
+        assert!(refused.contains(fake.to_str().unwrap()), "{refused}");
+        assert!(refused.contains("not restic"), "{refused}");
+        assert!(refused.contains("RESTIC_EXE"), "{refused}");
+    }
+
+    #[test]
     fn secrets_go_into_the_environment_never_the_arguments() {
         let binary = ResticBinary {
             path: "/bin/restic".into(),
+            version: ResticVersion::new(0, 14, 0),
         };
         let target = Target {
             repository: "rest:http://client-1:rest-secret@127.0.0.1:1/repo/".into(),

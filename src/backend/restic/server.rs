@@ -9,8 +9,9 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::client::LOCK_PATIENCE;
-use super::errors::{CallContext, Said, said};
-use super::process::{Invocation, ResticBinary, Target};
+use super::errors::CallContext;
+use super::locks::{LockWait, Waited};
+use super::process::{Invocation, Processes, ResticBinary, Target};
 use crate::backend::embedded::EmbeddedServer;
 use crate::engine::damage::Unreadable;
 use crate::engine::options::GcTool;
@@ -29,6 +30,10 @@ pub struct ResticServer {
     gc: GcTool,
     binary: ResticBinary,
     repo_password: String,
+    /// Every restic process of the run: a prune runs as [`super::GC_USER`]
+    /// there, so a client waiting for its lock knows it raced the GC, and
+    /// the prune waits for the clients' processes to end.
+    processes: Arc<Processes>,
     /// Prunes never overlap each other.
     gc_lock: Mutex<()>,
 }
@@ -40,6 +45,7 @@ impl ResticServer {
         gc: GcTool,
         binary: ResticBinary,
         repo_password: String,
+        processes: Arc<Processes>,
     ) -> Self {
         ResticServer {
             inner,
@@ -47,6 +53,7 @@ impl ResticServer {
             gc,
             binary,
             repo_password,
+            processes,
             gc_lock: Mutex::new(()),
         }
     }
@@ -76,7 +83,7 @@ impl ResticServer {
                 args,
                 cwd: None,
                 deadline: PRUNE_TIMEOUT,
-                processes: None,
+                processes: Some((&self.processes, super::GC_USER)),
                 on_stdout_line: None,
             }
             .run()
@@ -87,17 +94,30 @@ impl ResticServer {
         if options.aggressive {
             args.extend(["--max-unused".to_owned(), "0".to_owned()]);
         }
-        // The exclusive lock waits for every restic client's lock to go.
-        let mut pause = Duration::from_millis(250);
-        let output = loop {
-            let _ = run(vec!["unlock".into()])?;
-            let output = run(args.clone())?;
-            let locked = !output.success() && said(&output.stderr) == Some(Said::Locked);
-            if !locked || started.elapsed() + pause > LOCK_PATIENCE {
-                break output;
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_secs(4));
+        // Locks of processes that are gone first (a killed client's); then
+        // the exclusive lock waits for every restic client's lock to go.
+        let _ = run(vec!["unlock".into()])?;
+        let waited = LockWait {
+            version: self.binary.version,
+            processes: &self.processes,
+            patience: LOCK_PATIENCE,
+            started,
+        }
+        .run(
+            |retry_lock| {
+                let mut all = args.clone();
+                if let Some(wait) = retry_lock {
+                    all.splice(
+                        0..0,
+                        ["--retry-lock".to_owned(), format!("{}ms", wait.as_millis())],
+                    );
+                }
+                run(all)
+            },
+            || run(vec!["unlock".into()]),
+        )?;
+        let output = match waited {
+            Waited::Done(output) | Waited::GaveUp { output, .. } => output,
         };
         if !output.success() {
             // No request: only the text and the exit tell what happened.

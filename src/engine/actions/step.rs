@@ -4,7 +4,9 @@
 use super::super::checker::CheckerError;
 use super::super::stats::{Effects, Outcome};
 use super::super::store::Failure;
-use super::super::traits::{BackendError, Details, ErrorClass, SnapshotId, WriteEffect};
+use std::time::Instant;
+
+use super::super::traits::{BackendError, ClientId, Details, ErrorClass, SnapshotId, WriteEffect};
 use crate::engine::attribution::Attribution;
 use crate::engine::brief::brief;
 
@@ -16,6 +18,10 @@ pub(in crate::engine) struct Step {
     pub(in crate::engine) details: Details,
     pub(in crate::engine) message: Option<String>,
     pub(in crate::engine) error_class: Option<ErrorClass>,
+    /// The client whose disturbed process held the error's call up, and
+    /// when that process started ([`BackendError::HeldUp`]): attribution
+    /// judges the error as that client's, from then.
+    pub(in crate::engine) held_up: Option<(ClientId, Instant)>,
     pub(in crate::engine) effects: Effects,
     pub(in crate::engine) failures: Vec<Found>,
 }
@@ -62,6 +68,10 @@ impl Step {
     pub(in crate::engine) fn backend_error(error: BackendError) -> Self {
         match error {
             BackendError::NothingToDo(why) => Step::no_op(why),
+            BackendError::HeldUp { by, since, .. } => Step {
+                held_up: Some((by, since)),
+                ..Step::error(&error, error.class())
+            },
             error => {
                 let class = error.class();
                 Step::error(error, class)
