@@ -23,7 +23,7 @@ use snapstorm::backend::embedded::EmbeddedFaults;
 use snapstorm::engine::traits::{ClientId, FaultHost, FaultInjector};
 use snapstorm::engine::{Action, ActionParams, Outcome};
 use snapstorm::faults::{FaultKind, FaultSpec};
-use snapstorm::multiclient::launch::{RunSpec, embedded_parts};
+use snapstorm::run::launch::{RunSpec, embedded_parts};
 
 /// The two programs are two restic releases: otherwise the suite covers one.
 #[test]
