@@ -388,4 +388,14 @@ fn a_run_whose_other_packs_are_removed_behind_its_back_fails() {
         "the summary shows the engine's count: {stdout}"
     );
     assert!(stdout.contains("UNEXPECTED"), "{stdout}");
+    // Backends panicked on the missing packs: one line each on stderr, never
+    // a backtrace (the whole text is in the trace).
+    assert!(
+        !stderr
+            .lines()
+            .any(|l| l.trim_start().starts_with("Backtrace")
+                || l.trim_start().starts_with("0: ")
+                || l.contains("stack backtrace")),
+        "{stderr}"
+    );
 }

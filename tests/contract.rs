@@ -8,8 +8,8 @@
 //! restic processes — the restic and mixed variants once with Debian's
 //! restic on PATH (`apt-get install restic`, 0.14) and once with the one
 //! `RESTIC_EXE` names (`./scripts/test`: 0.18.1) —, the `kopia` program
-//! (on PATH or at KOPIA_EXE; without it the kopia tests print `skipped:
-//! kopia not found` and pass).
+//! (on PATH or at KOPIA_EXE: kopia 0.23.1 from `../shared/bin` with
+//! `./scripts/test`; without it the kopia tests fail naming it).
 
 mod common;
 
@@ -40,8 +40,8 @@ struct Fixture {
     state: tempfile::TempDir,
 }
 
-// restic-real: which restic program this test thread's restic-backed
-// fixtures and runs use (the restic and mixed variants run once per program).
+// Which restic program this test thread's restic-backed fixtures and runs
+// use (the restic and mixed variants run once per program).
 thread_local! {
     static RESTIC: std::cell::Cell<Option<common::ResticProgram>> =
         const { std::cell::Cell::new(None) };
@@ -55,18 +55,13 @@ fn restic_program() -> PathBuf {
         None => common::require_program("restic"),
     }
 }
-// end restic-real
 
-/// Whether the backend's tests are skipped here: kopia cannot be installed
-/// from the registries these tests run with, so without it they say so.
-fn skipped(backend: BackendKind) -> bool {
-    let missing =
-        backend == BackendKind::Kopia && snapstorm::backend::kopia::KopiaBinary::find().is_err();
-    if missing {
-        println!("skipped: kopia not found (put kopia on PATH or set KOPIA_EXE)");
-        eprintln!("skipped: kopia not found (put kopia on PATH or set KOPIA_EXE)");
+/// Fails the test, naming the program, when the backend's program is
+/// missing: a contract that did not run is no pass.
+fn require_programs(backend: BackendKind) {
+    if backend == BackendKind::Kopia {
+        common::require_program("kopia");
     }
-    missing
 }
 
 impl Fixture {
@@ -556,65 +551,51 @@ macro_rules! contract {
         mod $name {
             use super::*;
 
-            /// Sets this test's restic program; whether the backend is skipped.
-            fn skipped_here() -> bool {
+            /// Sets this test's restic program; fails naming a missing one.
+            fn prepare() {
                 RESTIC.set($restic);
-                skipped($backend)
+                require_programs($backend);
             }
 
             #[test]
             fn round_trips_are_byte_identical() {
-                if skipped_here() {
-                    return;
-                }
+                prepare();
                 round_trips($backend);
             }
 
             #[test]
             fn a_missing_snapshot_is_a_data_error() {
-                if skipped_here() {
-                    return;
-                }
+                prepare();
                 missing_snapshot($backend);
             }
 
             #[test]
             fn a_revoked_client_is_refused_and_the_others_go_on() {
-                if skipped_here() {
-                    return;
-                }
+                prepare();
                 revoked_client($backend);
             }
 
             #[test]
             fn concurrent_clients_each_get_their_data_back() {
-                if skipped_here() {
-                    return;
-                }
+                prepare();
                 concurrent_clients($backend);
             }
 
             #[test]
             fn gc_keeps_live_data_and_removes_deleted_data() {
-                if skipped_here() {
-                    return;
-                }
+                prepare();
                 gc_keeps_live_data($backend, $gc);
             }
 
             #[test]
             fn long_calls_report_their_progress() {
-                if skipped_here() {
-                    return;
-                }
+                prepare();
                 long_calls_report_progress($backend);
             }
 
             #[test]
             fn the_presets_pass() {
-                if skipped_here() {
-                    return;
-                }
+                prepare();
                 presets($backend);
             }
         }
@@ -622,7 +603,7 @@ macro_rules! contract {
 }
 
 contract!(embedded, BackendKind::Embedded, GcTool::Rustic);
-// restic-real: each restic-backed variant with both restic programs.
+// Each restic-backed variant with both restic programs.
 contract!(
     restic,
     BackendKind::Restic,
@@ -647,9 +628,8 @@ contract!(
     GcTool::Restic,
     Some(common::ResticProgram::Exe)
 );
-// end restic-real
-// kopia's GC is its own (`maintenance run --full --safety=none`); the
-// scenario option is not read.
+// kopia's GC is its own (`src/backend/kopia/gc.rs`: the aggressive one
+// frees at once); the scenario option is not read.
 contract!(kopia, BackendKind::Kopia, GcTool::Rustic);
 
 /// What a backend needs is checked before anything is written.

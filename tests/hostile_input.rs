@@ -4,65 +4,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-
-use common::{TmpfsMount, available_space, disk_state, mode, read_json, snapstorm, snapstorm_run};
-
-/// Only actions on the client's own data: fast, and no repository traffic.
-const LOCAL_ONLY: &str = r#"
-description = "local writes and deletes only"
-[weights]
-write-random-files = 3
-delete-files = 1
-delete-random-subdirectory = 1
-[options]
-max-dir-depth = 2
-min-num-files-per-write = 1
-max-num-files-per-write = 2
-min-file-size = "1KiB"
-max-file-size = "4KiB"
-"#;
-
-fn scenario_file(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-/// One line on stderr, `snapstorm: PROBLEM…`, and exit code 2.
-fn assert_one_line_usage_error(args: &[&str], expected: &[&str]) -> String {
-    let (code, out, err) = snapstorm(args);
-    assert_eq!(code, 2, "{args:?}: {out}\n{err}");
-    let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(lines.len(), 1, "{args:?}: one line expected:\n{err}");
-    assert!(lines[0].starts_with("snapstorm: "), "{args:?}: {err}");
-    for part in expected {
-        assert!(err.contains(part), "{args:?}: expected `{part}` in:\n{err}");
-    }
-    err
-}
-
-/// A state dir after one short, clean run.
-fn state_after_one_run(dir: &Path) -> PathBuf {
-    let scenario = scenario_file(dir, "local.toml", LOCAL_ONLY);
-    let state = dir.join("state");
-    let (code, out, err, _) = snapstorm_run(
-        &state,
-        &dir.join("first.json"),
-        &[
-            "--clients",
-            "1",
-            "--actions",
-            "2",
-            "--seed",
-            "1",
-            "--scenario",
-            scenario.to_str().unwrap(),
-        ],
-    );
-    assert_eq!(code, 0, "{out}\n{err}");
-    state
-}
+use common::{
+    TmpfsMount, assert_one_line_usage_error, available_space, disk_state, mode, read_json,
+    scenario_file, snapstorm, snapstorm_run, state_after_one_run,
+};
 
 #[test]
 fn usage_errors_are_one_line_with_the_fix_and_help_stays_as_is() {
@@ -378,7 +323,7 @@ fn a_scenario_file_without_end_is_refused_after_a_bounded_read() {
     assert_one_line_usage_error(
         &["run", "--scenario", "/dev/zero", "--state-dir", s],
         &[
-            "/dev/zero: a scenario file is at most 4 MiB, and this one is larger; give a scenario TOML file",
+            "cannot read the scenario file: /dev/zero: is a device, not a regular file; give the file itself",
         ],
     );
     let big = dir.path().join("big.toml");

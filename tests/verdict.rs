@@ -5,19 +5,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{EngineFixture, KEEP_EVERYTHING, read_json, snapstorm_run};
+use common::{EngineFixture, KEEP_EVERYTHING, read_json, scenario_file, snapstorm_run};
 use snapstorm::engine::store::FailureKind;
 use snapstorm::engine::traits::{ClientId, ErrorClass};
 use snapstorm::engine::{Action, ActionParams, ActionRecord, Origin, Outcome};
-
-fn scenario_file(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
 
 /// `snapstorm run` with a state dir and a report; returns (exit code, output, report).
 fn run(state: &Path, report: &Path, extra: &[&str]) -> (i32, String, serde_json::Value) {

@@ -182,8 +182,8 @@ fn describe(recording: &Recording) -> String {
 
 /// `snapstorm replay`: exit 1 when the failure came back in some try, 0 when it never did.
 pub fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
-    let recording = load(&args.state_dir)?;
     let into = check_into(&args.into, &args.state_dir)?;
+    let recording = load(&args.state_dir)?;
     let scenario = recording.scenario(args.schedule);
     eprintln!(
         "snapstorm: replaying {} on the {} schedule; looking for {}",
@@ -247,9 +247,11 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
 /// `snapstorm shrink`: exit 0 with the smallest scenario written, 1 when the
 /// recording did not fail the same way in any try (nothing written).
 pub fn shrink_run(args: ShrinkArgs) -> anyhow::Result<ExitCode> {
-    let recording = load(&args.state_dir)?;
+    // Where things go is checked first: a wrong place is refused whatever
+    // the recording holds.
     let into = check_into(&args.into, &args.state_dir)?;
     let output = super::output::check_file("-o", &args.output, &[&args.state_dir])?;
+    let recording = load(&args.state_dir)?;
     if args.at_least > args.tries {
         return Err(UsageError(format!(
             "--at-least {}: more than the {} tries a candidate gets; give --tries {} or more",

@@ -62,7 +62,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         limits,
     };
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         // Before serving, so that a signal sent as soon as the address is
         // printed is answered, not fatal.
         let mut signals = ServeSignals::install()?;
@@ -83,7 +83,11 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         eprintln!("snapstorm: stopping");
         server.stop().await;
         Ok(ExitCode::from(EXIT_OK))
-    })
+    });
+    // A password check still running (bcrypt cannot be interrupted) does
+    // not hold the exit beyond the grace.
+    runtime.shutdown_timeout(crate::server::DEFAULT_SHUTDOWN_GRACE);
+    served
 }
 
 /// The htpasswd file `snapstorm serve` serves, and the table loaded from it.

@@ -14,6 +14,7 @@ mod fault_host;
 pub mod file_writer;
 pub mod fingerprint;
 pub mod guard;
+pub mod input;
 pub mod options;
 pub mod progress;
 pub mod record;
@@ -26,6 +27,10 @@ pub mod traits;
 mod verdict;
 
 pub use actions::{Action, Origin};
+
+/// The most clients a run takes at once: `--clients`, a scenario's
+/// `[[clients]]` and the console's `a` stop here.
+pub const MAX_CLIENTS: u32 = 64;
 pub use exec::{Engine, EngineConfig};
 pub use record::{ActionParams, ActionRecord, Drawn};
 pub use report::Report;

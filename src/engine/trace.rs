@@ -7,6 +7,7 @@
 //! cannot be written stops the run (see [`crate::engine::Engine::halted`]):
 //! a run that cannot be followed or replayed is not worth going on with.
 
+use crate::engine::input::{MAX_TRACE_BYTES, MAX_TRACE_LINE_BYTES, read_lines_bounded};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -75,12 +76,8 @@ pub enum TraceLine {
 /// A trace that cannot be read back.
 #[derive(Debug, thiserror::Error)]
 pub enum TraceReadError {
-    #[error("cannot read the action trace {path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error("cannot read the action trace: {0}")]
+    Io(#[from] crate::engine::input::InputError),
     #[error("{path}:{line}: not a trace line: {message}")]
     Line {
         path: PathBuf,
@@ -91,12 +88,9 @@ pub enum TraceReadError {
 
 /// Reads every line of the trace at `path`.
 pub fn read_trace(path: &Path) -> Result<Vec<TraceLine>, TraceReadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| TraceReadError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = read_lines_bounded(path, MAX_TRACE_BYTES, MAX_TRACE_LINE_BYTES)?;
     let mut lines = Vec::new();
-    for (index, line) in text.lines().enumerate() {
+    for (index, line) in text.iter().enumerate() {
         if line.trim().is_empty() {
             continue;
         }

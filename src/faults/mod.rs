@@ -359,10 +359,17 @@ impl FromStr for FaultSpec {
         if let Some(duration) = duration {
             spec.duration = Some(parse_time(duration).map_err(&fail)?);
         }
+        let mut given: Vec<&str> = Vec::new();
         for option in parts {
             let (key, value) = option
                 .split_once('=')
                 .ok_or_else(|| fail(format!("`{option}`: options are key=value")))?;
+            if given.contains(&key) {
+                return Err(fail(format!(
+                    "`{key}` is given twice: which one holds is unclear; give it once"
+                )));
+            }
+            given.push(key);
             match key {
                 "latency" => spec.network.latency = parse_time(value).map_err(&fail)?,
                 "drop" => spec.network.drop_percent = parse_percent(key, value).map_err(&fail)?,

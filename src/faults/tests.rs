@@ -45,6 +45,11 @@ fn times_longer_than_a_year_are_refused() {
 
 #[test]
 fn bad_specs_name_the_problem() {
+    let err = "network@1s:5s,drop=1,drop=2"
+        .parse::<FaultSpec>()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`drop` is given twice"), "{err}");
     let err = "corrupt-packs@15s"
         .parse::<FaultSpec>()
         .unwrap_err()

@@ -103,8 +103,7 @@ pub fn connect_backoff(attempt: u32) -> Duration {
     Duration::from_secs(1u64 << attempt.saturating_sub(1).min(5)).min(Duration::from_secs(30))
 }
 
-/// The most clients a run takes at once: `--clients` and the console's `a` stop here.
-pub const MAX_CLIENTS: u32 = 64;
+pub use crate::engine::MAX_CLIENTS;
 
 /// How long shutdown waits for in-flight actions before it stops waiting.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(60);

@@ -132,9 +132,11 @@ pub async fn embedded_parts(spec: &RunSpec) -> Result<EmbeddedParts, LaunchError
         spec.seed,
     )
     .await
-    .map_err(LaunchError::Backend)?;
+    .map_err(LaunchError::Backend)
+    .inspect_err(|_| store.undo_setup())?;
     if let Err(error) = begin_run(spec, &store).await {
         server.stop().await;
+        store.undo_setup();
         return Err(error);
     }
     let cache_layout = layout.clone();
@@ -307,12 +309,14 @@ pub async fn kopia_parts(spec: &RunSpec) -> Result<KopiaParts, LaunchError> {
         let password = store.repository_password();
         tokio::task::spawn_blocking(move || KopiaServer::start(binary, &repo, &dir, &password))
             .await?
-            .map_err(LaunchError::Backend)?
+            .map_err(LaunchError::Backend)
+            .inspect_err(|_| store.undo_setup())?
     };
     let server = Arc::new(server);
     if let Err(error) = begin_run(spec, &store).await {
         let server = server.clone();
         let _ = tokio::task::spawn_blocking(move || server.stop()).await;
+        store.undo_setup();
         return Err(error);
     }
     let (dir_layout, cache_layout) = (layout.clone(), layout.clone());

@@ -77,7 +77,9 @@ impl Worker {
         let scripted = !scenario.clients.is_empty();
         let script = scenario.clients.get(client.0 as usize - 1).cloned();
         if scripted {
-            self.actions_limit = Some(script.as_ref().map_or(0, |s| s.steps.len() as u64));
+            // Its sequence once, or fewer steps when `--actions` says so.
+            let steps = script.as_ref().map_or(0, |s| s.steps.len() as u64);
+            self.actions_limit = Some(self.actions_limit.map_or(steps, |limit| limit.min(steps)));
         }
         loop {
             let next = self.next(planned_done).await;

@@ -48,6 +48,16 @@ pub struct AppState {
     /// Check that uploaded content hashes to its id, as restic's rest-server does.
     pub verify_uploads: bool,
     pub observer: Option<Arc<dyn RequestObserver>>,
+    /// bcrypt checks running at once, at most one per core: a flood of
+    /// wrong passwords queues here instead of taking every core.
+    pub password_checks: tokio::sync::Semaphore,
+}
+
+impl AppState {
+    /// The slots for password checks: one per core.
+    pub fn password_check_slots() -> tokio::sync::Semaphore {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
 }
 
 pub fn router(state: Arc<AppState>) -> axum::Router {
@@ -128,6 +138,9 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, R
     let access = match users.verify_remembered(&name, &password) {
         Some(access) => Some(access),
         None => {
+            let Ok(_slot) = state.password_checks.acquire().await else {
+                return Err(unauthorized());
+            };
             let checked_name = name.clone();
             tokio::task::spawn_blocking(move || users.verify(&checked_name, &password))
                 .await

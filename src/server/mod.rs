@@ -150,6 +150,7 @@ impl RestServer {
             append_only: config.append_only,
             verify_uploads: config.verify_uploads,
             observer: config.observer.clone(),
+            password_checks: http::AppState::password_check_slots(),
         });
         let serving = Serving::serve(listener, http::router(state), config.shutdown_grace, limits)
             .map_err(|source| ServerError::Bind {

@@ -184,6 +184,7 @@ impl Users {
             line,
             reason,
         };
+        let mut first_line = std::collections::HashMap::new();
         for (index, raw) in text.lines().enumerate() {
             let line_no = index + 1;
             let line = raw.trim();
@@ -196,11 +197,33 @@ impl Users {
             if !valid_user_name(name) {
                 return Err(malformed(line_no, format!("invalid user name `{name}`")));
             }
-            if !is_bcrypt_hash(hash) {
+            if let Some(first) = first_line.insert(name.to_owned(), line_no) {
                 return Err(malformed(
                     line_no,
-                    format!("the entry for `{name}` is not bcrypt; create it with `htpasswd -B`"),
+                    format!(
+                        "`{name}` is given twice (first on line {first}): which password holds is unclear; keep one entry"
+                    ),
                 ));
+            }
+            match bcrypt_cost(hash) {
+                None => {
+                    return Err(malformed(
+                        line_no,
+                        format!(
+                            "the entry for `{name}` is not bcrypt; create it with `htpasswd -B`"
+                        ),
+                    ));
+                }
+                Some(cost) if cost > MAX_HTPASSWD_COST => {
+                    return Err(malformed(
+                        line_no,
+                        format!(
+                            "the hash of `{name}` has cost {cost}: each check would take {} or more, and a few requests would keep the server's cores busy; give cost {MAX_HTPASSWD_COST} or less (`htpasswd -B -C 10`)",
+                            humantime::format_duration(check_time(cost))
+                        ),
+                    ));
+                }
+                Some(_) => {}
             }
             users.insert_hashed(name, hash, false);
         }
@@ -379,11 +402,6 @@ impl Users {
     }
 }
 
-/// The cost of a bcrypt hash (`$2b$05$…` is cost 5).
-fn bcrypt_cost(hash: &str) -> Option<u32> {
-    hash.get(4..6)?.parse().ok()
-}
-
 fn valid_user_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 128
@@ -392,11 +410,27 @@ fn valid_user_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'))
 }
 
-fn is_bcrypt_hash(hash: &str) -> bool {
-    ["$2a$", "$2b$", "$2y$", "$2x$"]
+/// The highest bcrypt cost an htpasswd file may give: about a second per
+/// check on a core of today (cost 12 is about a quarter of one, each step
+/// doubles it), so a request never holds a core for minutes.
+pub const MAX_HTPASSWD_COST: u32 = 14;
+
+/// About how long one check of this cost takes (cost 12: 250 ms).
+fn check_time(cost: u32) -> std::time::Duration {
+    std::time::Duration::from_millis(250).saturating_mul(1 << cost.saturating_sub(12).min(20))
+}
+
+/// The cost of a well-formed bcrypt hash (`$2b$10$` and 53 characters of
+/// bcrypt's base64), or `None`.
+fn bcrypt_cost(hash: &str) -> Option<u32> {
+    let rest = ["$2a$", "$2b$", "$2y$", "$2x$"]
         .iter()
-        .any(|prefix| hash.starts_with(prefix))
-        && hash.len() == 60
+        .find_map(|prefix| hash.strip_prefix(prefix))?;
+    let (cost, salt_and_hash) = rest.split_once('$')?;
+    let cost: u32 = (cost.len() == 2).then(|| cost.parse().ok()).flatten()?;
+    let alphabet = |c: char| c.is_ascii_alphanumeric() || c == '.' || c == '/';
+    ((4..=31).contains(&cost) && salt_and_hash.len() == 53 && salt_and_hash.chars().all(alphabet))
+        .then_some(cost)
 }
 
 #[cfg(test)]

@@ -801,3 +801,59 @@ pub fn mode(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
+
+/// Only actions on the client's own data: fast, and no repository traffic.
+pub const LOCAL_ONLY: &str = r#"
+description = "local writes and deletes only"
+[weights]
+write-random-files = 3
+delete-files = 1
+delete-random-subdirectory = 1
+[options]
+max-dir-depth = 2
+min-num-files-per-write = 1
+max-num-files-per-write = 2
+min-file-size = "1KiB"
+max-file-size = "4KiB"
+"#;
+
+pub fn scenario_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// One line on stderr, `snapstorm: PROBLEM…`, and exit code 2.
+pub fn assert_one_line_usage_error(args: &[&str], expected: &[&str]) -> String {
+    let (code, out, err) = snapstorm(args);
+    assert_eq!(code, 2, "{args:?}: {out}\n{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "{args:?}: one line expected:\n{err}");
+    assert!(lines[0].starts_with("snapstorm: "), "{args:?}: {err}");
+    for part in expected {
+        assert!(err.contains(part), "{args:?}: expected `{part}` in:\n{err}");
+    }
+    err
+}
+
+/// A state dir after one short, clean run.
+pub fn state_after_one_run(dir: &Path) -> PathBuf {
+    let scenario = scenario_file(dir, "local.toml", LOCAL_ONLY);
+    let state = dir.join("state");
+    let (code, out, err, _) = snapstorm_run(
+        &state,
+        &dir.join("first.json"),
+        &[
+            "--clients",
+            "1",
+            "--actions",
+            "2",
+            "--seed",
+            "1",
+            "--scenario",
+            scenario.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    state
+}

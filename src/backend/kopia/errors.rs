@@ -33,7 +33,7 @@ pub enum Said {
 /// kopia's fixed messages (v0.23, the file each comes from in a comment);
 /// the first the error text contains, case-insensitively, decides. Every
 /// entry has a test below.
-pub const MESSAGES: [(&str, Said); 21] = [
+pub const MESSAGES: [(&str, Said); 23] = [
     // First: a refusal or a broken connection wrapped in any other message
     // ("unable to find snapshots by ID x: … access denied") says nothing
     // about the data.
@@ -57,6 +57,11 @@ pub const MESSAGES: [(&str, Said); 21] = [
     ("unable to find snapshots by id", Said::SnapshotNotFound),
     ("error parsing root object id", Said::SnapshotNotFound),
     ("can't parse object id", Said::SnapshotNotFound),
+    // repo/content/index: an id of the wrong length for the repository's
+    // hash (a 64-hex id where kopia's ids are 32) names nothing it has
+    ("invalid content id", Said::SnapshotNotFound),
+    // cli/command_snapshot_restore.go: an id that matches no snapshot
+    ("no snapshots contain data for", Said::SnapshotNotFound),
     // repo/object/object_manager.go, repo/content/content_manager.go,
     // repo/blob/storage.go
     ("object not found", Said::Data),
@@ -153,6 +158,31 @@ mod tests {
             ErrorClass::Data,
         );
     }
+    /// What kopia 0.23.1 printed for ids it never had (captured from the
+    /// program, `snapshot restore ID DIR`).
+    #[test]
+    fn ids_kopia_0_23_1_never_had_are_data() {
+        let zeros = "0".repeat(64);
+        is(
+            &format!(
+                "error restoring: restore error: error copying: copy file: error creating file: unable to open snapshot file for /t/out: unable to open object: {zeros}: unexpected content error: error getting content info from index: error getting id {zeros} from index shard: invalid content ID: \"{zeros}\" (33 vs 17)"
+            ),
+            ErrorClass::Data,
+        );
+        let short = "0".repeat(32);
+        is(
+            &format!(
+                "error restoring: restore error: error copying: copy file: error creating file: unable to open snapshot file for /t/out: unable to open object: {short}: content {short} not found: object not found"
+            ),
+            ErrorClass::Data,
+        );
+        is("no snapshots contain data for zz", ErrorClass::Data);
+        is(
+            &format!("error deleting snapshots by root ID {zeros}: no snapshots matched {zeros}"),
+            ErrorClass::Data,
+        );
+    }
+
     #[test]
     fn a_refused_user_did_not_get_through() {
         is(

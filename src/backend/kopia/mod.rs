@@ -8,7 +8,8 @@
 //!   state directory and runs `kopia server start` on 127.0.0.1 with a TLS
 //!   certificate it generates; a client is a repository user, added and
 //!   deleted at run time and made known with `server refresh`. GC is
-//!   `maintenance run --full --safety=none` directly on the repository.
+//!   kopia's maintenance directly on the repository (`gc.rs`: a normal GC
+//!   at kopia's default safety, an aggressive one frees at once).
 //! - A client connects with `repository connect server`, the certificate
 //!   fingerprint and its own user and host name, with its own config file
 //!   and cache; every call is one process (`snapshot create/list/restore/
@@ -22,6 +23,7 @@
 
 mod client;
 mod errors;
+mod gc;
 mod json;
 mod password;
 pub mod process;

@@ -2,8 +2,8 @@
 //! by `kopia server start` on 127.0.0.1 with a TLS certificate kopia
 //! generates; users added and deleted at run time with `server user
 //! add/delete` directly on the repository and made known to the running
-//! server with `server refresh`; GC is `maintenance run --full
-//! --safety=none` directly on the repository while the server serves.
+//! server with `server refresh`; GC is kopia's maintenance directly on the
+//! repository while the server serves (`gc.rs` says which).
 //!
 //! The flags follow kopia's robustness framework
 //! (`tests/tools/kopiarunner/kopia_snapshotter.go`: `CreateServer`,
@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::errors::{Said, classify, explanation, said};
+use super::gc;
 use super::json::parse_listed;
 use super::password::{random_salt, user_password_hash};
 use super::process::{Invocation, KopiaBinary, Output};
@@ -256,6 +257,46 @@ impl KopiaServer {
             COMMAND_TIMEOUT,
         )
         .map(|_| ())
+    }
+
+    fn maintenance(&self, flags: &[&str]) -> BackendResult<Output> {
+        let mut args = vec!["maintenance", "run"];
+        args.extend_from_slice(flags);
+        self.kopia_ok("maintenance run", &args, LONG_TIMEOUT)
+    }
+
+    /// The aggressive GC of [`super::gc`]: frees now what only deleted
+    /// snapshots held. Returns how many contents were rewritten.
+    fn free_at_once(&self) -> BackendResult<usize> {
+        let none = ["--full", "--safety=none"];
+        self.maintenance(&none)?;
+        self.maintenance(&none)?;
+        let listed = |command: &str, args: &[&str]| -> BackendResult<String> {
+            Ok(self.kopia_ok(command, args, LONG_TIMEOUT)?.stdout)
+        };
+        let unreadable = |command: &str, e: serde_json::Error| {
+            BackendError::failed(format!("kopia {command} --json: unreadable output: {e}"))
+        };
+        let contents: Vec<gc::ContentJson> =
+            gc::parse_list(&listed("content list", &["content", "list", "--json"])?)
+                .map_err(|e| unreadable("content list", e))?;
+        let blobs: Vec<gc::BlobJson> =
+            gc::parse_list(&listed("blob list", &["blob", "list", "--json"])?)
+                .map_err(|e| unreadable("blob list", e))?;
+        let rewrite = gc::packs_to_compact(&contents, &blobs);
+        // A few hundred ids a process keeps each command line short.
+        for ids in rewrite.chunks(500) {
+            let mut args = vec![
+                "content",
+                "rewrite",
+                "--safety=none",
+                "--dangerous-commands=enabled",
+            ];
+            args.extend(ids.iter().map(String::as_str));
+            self.kopia_ok("content rewrite", &args, LONG_TIMEOUT)?;
+        }
+        self.maintenance(&none)?;
+        Ok(rewrite.len())
     }
 
     /// Adds (or, when it exists, updates) `client`'s user with `password`.
@@ -532,15 +573,19 @@ impl Server for KopiaServer {
 
     fn run_gc(&self, options: &GcOptions) -> BackendResult<GcDone> {
         let _one_at_a_time = self.gc_lock.lock().expect("gc lock");
-        self.kopia_ok(
-            "maintenance run",
-            &["maintenance", "run", "--full", "--safety=none"],
-            LONG_TIMEOUT,
-        )?;
         let mut details = Details::new();
         details.insert("tool".into(), json!("kopia"));
-        details.insert("safety".into(), json!("none"));
         details.insert("aggressive".into(), json!(options.aggressive));
+        if options.aggressive {
+            let rewritten = self.free_at_once()?;
+            details.insert("safety".into(), json!("none"));
+            details.insert("contents_rewritten".into(), json!(rewritten));
+        } else {
+            self.maintenance(&["--full"])?;
+            details.insert("safety".into(), json!("full"));
+        }
+        // The server reads the index again: the packs it knew may be gone.
+        self.refresh()?;
         Ok(GcDone {
             details,
             removed: None,

@@ -11,6 +11,7 @@ use super::presets::PRESETS;
 use super::{
     ClientScript, MAX_SCENARIO_BYTES, Plan, Scenario, ScenarioError, Schedule, ScriptStep,
 };
+use crate::engine::MAX_CLIENTS;
 use crate::engine::actions::{Action, Weights};
 use crate::engine::options::ActionOptions;
 use crate::faults::{FaultSpec, ScenarioFault};
@@ -27,11 +28,44 @@ struct ClientFile {
 }
 
 /// A step as written: an action's name, or a table with its draw and order.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 enum StepEntry {
     Name(Action),
     Step(ScriptStep),
+}
+
+/// What a step that names no action says, with the actions there are.
+fn unknown_action(name: &str) -> String {
+    let known: Vec<&str> = Action::ALL.iter().map(|a| a.name()).collect();
+    format!(
+        "unknown action `{name}` in a sequence; the actions are {}",
+        known.join(", ")
+    )
+}
+
+impl<'de> Deserialize<'de> for StepEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match toml::Value::deserialize(deserializer)? {
+            toml::Value::String(name) => Action::parse(&name)
+                .map(StepEntry::Name)
+                .ok_or_else(|| D::Error::custom(unknown_action(&name))),
+            toml::Value::Table(table) => {
+                if let Some(toml::Value::String(name)) = table.get("action")
+                    && Action::parse(name).is_none()
+                {
+                    return Err(D::Error::custom(unknown_action(name)));
+                }
+                ScriptStep::deserialize(table)
+                    .map(StepEntry::Step)
+                    .map_err(|e| D::Error::custom(format!("a step: {}", e.message())))
+            }
+            other => Err(D::Error::custom(format!(
+                "a step is an action's name or a table {{ action = …, seq = …, order = … }}, not a {}",
+                other.type_str()
+            ))),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -122,6 +156,12 @@ impl Scenario {
                 "give either `[[clients]]` (a sequence per client) or a shared `sequence`/`[weights]`, not both".into(),
             ));
         }
+        if file.clients.len() > MAX_CLIENTS as usize {
+            return Err(invalid(format!(
+                "{} `[[clients]]` sequences: a run takes at most {MAX_CLIENTS} clients, as --clients does",
+                file.clients.len()
+            )));
+        }
         let mut clients = Vec::new();
         for (index, client) in file.clients.into_iter().enumerate() {
             let number = index + 1;
@@ -157,6 +197,10 @@ impl Scenario {
         let schedule = file.schedule.unwrap_or_default();
         if schedule == Schedule::Recorded {
             check_recorded_orders(&clients, &faults).map_err(invalid)?;
+        } else if let Some(fault) = faults.iter().find(|f| f.after.is_some()) {
+            return Err(invalid(format!(
+                "{fault}: `after` places a fault on the recorded schedule, and this scenario's schedule is free; give `schedule = \"recorded\"` or drop `after`"
+            )));
         }
         let plan = match (file.sequence, file.weights) {
             (Some(_), Some(_)) => {
@@ -266,7 +310,8 @@ fn check_recorded_orders(clients: &[ClientScript], faults: &[FaultSpec]) -> Resu
     }
     let mut seen = std::collections::BTreeSet::new();
     for (index, client) in clients.iter().enumerate() {
-        for step in &client.steps {
+        let mut before: Option<(u64, Action)> = None;
+        for (position, step) in client.steps.iter().enumerate() {
             let order = step.order.ok_or_else(|| {
                 format!(
                     "client {}: on the recorded schedule every step needs its `order`, and `{}` has none",
@@ -279,12 +324,33 @@ fn check_recorded_orders(clients: &[ClientScript], faults: &[FaultSpec]) -> Resu
                     "order {order} is given twice; each place is taken once"
                 ));
             }
+            // A client runs its steps one after another: a step placed
+            // before the one ahead of it would wait for a turn that the
+            // step ahead holds, for ever.
+            if let Some((previous, action)) = before
+                && order < previous
+            {
+                return Err(format!(
+                    "client {}: step {} (`{}`, order {order}) comes after `{action}` (order {previous}) in its sequence but before it on the schedule, so it could never start; give orders that rise along each sequence",
+                    index + 1,
+                    position + 1,
+                    step.action
+                ));
+            }
+            before = Some((order, step.action));
         }
     }
+    let last = seen.last().copied().unwrap_or(0);
     for fault in faults {
         let order = fault.after.ok_or_else(|| {
             format!("on the recorded schedule every fault needs `after`, and {fault} has none")
         })?;
+        if order > last + 1 {
+            return Err(format!(
+                "{fault}: `after = {order}` names a place the schedule does not have (its steps take places up to {last}); give an `after` from 0 to {}",
+                last + 1
+            ));
+        }
         if !seen.insert(order) {
             return Err(format!(
                 "order {order} is given twice; each place is taken once"
@@ -297,26 +363,19 @@ fn check_recorded_orders(clients: &[ClientScript], faults: &[FaultSpec]) -> Resu
 /// Reads a scenario file, refusing one over [`MAX_SCENARIO_BYTES`]: the
 /// read stops there, so an endless source (`/dev/zero`) is never read to its end.
 fn read_capped(path: &Path) -> Result<String, ScenarioError> {
-    use std::io::Read;
-    let read_error = |source| ScenarioError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(read_error)?;
-    let mut bytes = Vec::new();
-    file.take(MAX_SCENARIO_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(read_error)?;
-    if bytes.len() as u64 > MAX_SCENARIO_BYTES {
-        return Err(ScenarioError::TooLarge {
-            path: path.to_path_buf(),
-        });
-    }
+    use crate::engine::input::{InputError, read_bounded};
+    let bytes = read_bounded(path, MAX_SCENARIO_BYTES).map_err(|e| match e {
+        InputError::TooLarge { path, .. } => ScenarioError::TooLarge { path },
+        other => ScenarioError::Read(other),
+    })?;
     String::from_utf8(bytes).map_err(|e| {
-        read_error(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("not UTF-8 text ({e})"),
-        ))
+        ScenarioError::Read(InputError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("not UTF-8 text ({e})"),
+            ),
+        })
     })
 }
 

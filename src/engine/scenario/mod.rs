@@ -55,7 +55,7 @@ use crate::faults::FaultSpec;
 /// The largest scenario file read. Real ones are a few hundred bytes; the
 /// cap keeps `--scenario /dev/zero` (or a log file given by mistake) from
 /// being read without end into memory.
-pub const MAX_SCENARIO_BYTES: u64 = 4 * 1024 * 1024;
+pub use crate::engine::input::MAX_SCENARIO_BYTES;
 
 /// How a client chooses its next action.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,12 +136,8 @@ pub enum ScenarioError {
         "unknown scenario `{0}`: run `snapstorm scenarios` for the presets, or give the path of a TOML file"
     )]
     Unknown(String),
-    #[error("{path}: cannot read scenario file: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot read the scenario file: {0}")]
+    Read(#[source] crate::engine::input::InputError),
     #[error(
         "{path}: a scenario file is at most {} MiB, and this one is larger; give a scenario TOML file",
         MAX_SCENARIO_BYTES / (1024 * 1024)

@@ -197,3 +197,70 @@ fn errors_name_file_line_and_problem() {
     let err = Scenario::resolve("no-such-preset").unwrap_err();
     assert!(err.to_string().contains("snapstorm scenarios"), "{err}");
 }
+
+fn refusal(toml: &str) -> String {
+    Scenario::parse("x", toml, "x.toml")
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn a_sequence_with_an_unknown_action_lists_the_actions() {
+    for step in [
+        "\"snapshot-everything\"",
+        "{ action = \"snapshot-everything\", seq = 0 }",
+    ] {
+        let err = refusal(&format!(
+            "description = \"d\"\n[[clients]]\nsequence = [{step}]\n"
+        ));
+        assert!(
+            err.contains("unknown action `snapshot-everything` in a sequence; the actions are ")
+                && err.contains("run-gc"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn more_clients_than_a_run_takes_are_refused() {
+    let mut toml = String::from("description = \"d\"\n");
+    for _ in 0..=crate::engine::MAX_CLIENTS {
+        toml.push_str("[[clients]]\nsequence = [\"run-gc\"]\n");
+    }
+    assert_eq!(
+        refusal(&toml),
+        format!(
+            "x.toml: {} `[[clients]]` sequences: a run takes at most {} clients, as --clients does",
+            crate::engine::MAX_CLIENTS + 1,
+            crate::engine::MAX_CLIENTS
+        )
+    );
+}
+
+#[test]
+fn a_recorded_order_that_could_never_start_is_refused_naming_the_step() {
+    let backwards = "description = \"d\"\nschedule = \"recorded\"\n[[clients]]\nsequence = [{ action = \"run-gc\", seq = 0, order = 2 }, { action = \"snapshot-root\", seq = 1, order = 1 }]\n";
+    let err = refusal(backwards);
+    assert!(
+        err.contains("client 1: step 2 (`snapshot-root`, order 1) comes after `run-gc` (order 2)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn after_is_only_for_the_recorded_schedule_and_its_places() {
+    let free = "description = \"d\"\n[[clients]]\nsequence = [\"run-gc\"]\n[[faults]]\nkind = \"gc-storm\"\nat = \"1s\"\nduration = \"1s\"\nafter = 1\n";
+    let err = refusal(free);
+    assert!(
+        err.contains(
+            "`after` places a fault on the recorded schedule, and this scenario's schedule is free"
+        ),
+        "{err}"
+    );
+    let beyond = "description = \"d\"\nschedule = \"recorded\"\n[[clients]]\nsequence = [{ action = \"run-gc\", seq = 0, order = 0 }]\n[[faults]]\nkind = \"gc-storm\"\nat = \"1s\"\nduration = \"1s\"\nafter = 7\n";
+    let err = refusal(beyond);
+    assert!(
+        err.contains("`after = 7` names a place the schedule does not have (its steps take places up to 0); give an `after` from 0 to 1"),
+        "{err}"
+    );
+}

@@ -41,6 +41,8 @@ use super::fingerprint::Fingerprint;
 use super::traits::{ClientId, SnapshotId};
 
 mod durable;
+
+use crate::engine::input::{MAX_STATE_BYTES, read_bounded};
 mod layout;
 mod open;
 mod records;
@@ -86,6 +88,8 @@ pub enum StoreError {
         "state directory {path} is not empty and holds no state.json, so it is not a snapstorm state dir; give a new or empty directory"
     )]
     NotAStateDir { path: PathBuf },
+    #[error("state directory: {0}")]
+    Input(#[source] crate::engine::input::InputError),
     #[error("no fingerprint recorded for snapshot {0}")]
     NoFingerprint(SnapshotId),
     #[error(
@@ -117,6 +121,10 @@ pub struct MetadataStore {
     state: Mutex<State>,
     /// Held for the store's lifetime: one snapstorm per state directory.
     _lock: fs::File,
+    /// This store set the directory up: whether it also made the directory
+    /// itself (else it was an empty one given), so a start that fails can
+    /// leave it as it found it. `None` for a state dir it only opened.
+    set_up: Option<bool>,
 }
 
 impl MetadataStore {
@@ -142,7 +150,7 @@ impl MetadataStore {
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
             .map_err(|_| StoreError::InUse(root.clone()))?;
 
-        let (state, fresh) = match fs::read(&state_file) {
+        let (state, fresh) = match read_bounded(&state_file, MAX_STATE_BYTES) {
             Ok(bytes) => {
                 let state =
                     serde_json::from_slice::<State>(&bytes).map_err(|e| StoreError::Corrupt {
@@ -151,7 +159,7 @@ impl MetadataStore {
                     })?;
                 (state, false)
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Err(e) if e.is_not_found() => {
                 // Checked again under the lock: another snapstorm may have
                 // set it up since.
                 check_fresh(&layout)?;
@@ -167,7 +175,7 @@ impl MetadataStore {
                 };
                 (state, true)
             }
-            Err(e) => return Err(io_error(&state_file)(e)),
+            Err(e) => return Err(StoreError::Input(e)),
         };
         if state.format != FORMAT {
             return Err(StoreError::Corrupt {
@@ -187,6 +195,7 @@ impl MetadataStore {
             layout,
             state: Mutex::new(state),
             _lock: lock,
+            set_up: fresh.then_some(created),
         };
         if fresh {
             use std::os::unix::fs::PermissionsExt;
@@ -431,6 +440,37 @@ impl MetadataStore {
         let mut state = self.state.lock().expect("state lock");
         state.failures.push(failure);
         self.save(&state)
+    }
+
+    /// Undoes the setting up of a fresh state dir whose run never began (a
+    /// backend that could not start): a later run finds the directory as
+    /// it was — gone if this store made it, empty if it was given empty.
+    /// A state dir that was opened, not set up, is left alone.
+    pub fn undo_setup(&self) {
+        let Some(made_root) = self.set_up else {
+            return;
+        };
+        if self.state.lock().expect("state lock").run_counter > 0 {
+            return;
+        }
+        let root = self.layout.root();
+        let result = if made_root {
+            fs::remove_dir_all(root)
+        } else {
+            fs::read_dir(root).and_then(|entries| {
+                entries.flatten().try_for_each(|entry| {
+                    let path = entry.path();
+                    if entry.file_type()?.is_dir() {
+                        fs::remove_dir_all(path)
+                    } else {
+                        fs::remove_file(path)
+                    }
+                })
+            })
+        };
+        if let Err(error) = result {
+            tracing::warn!(%error, dir = %root.display(), "cannot undo the state dir's setup");
+        }
     }
 
     /// Marks the current run as ended.

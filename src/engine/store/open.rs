@@ -6,16 +6,17 @@ use std::path::Path;
 
 use super::{State, StateLayout, StoreError, io_error};
 use crate::engine::fingerprint::Fingerprint;
+use crate::engine::input::{MAX_FINGERPRINT_BYTES, read_bounded};
 use crate::engine::traits::ClientId;
 
 pub(super) fn read_fingerprint(layout: &StateLayout, id: &str) -> Result<Fingerprint, StoreError> {
     let path = layout.fingerprint(id);
-    let bytes = match fs::read(&path) {
+    let bytes = match read_bounded(&path, MAX_FINGERPRINT_BYTES) {
         Ok(bytes) => bytes,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+        Err(e) if e.is_not_found() => {
             return Err(StoreError::NoFingerprint(id.to_owned()));
         }
-        Err(e) => return Err(io_error(&path)(e)),
+        Err(e) => return Err(StoreError::Input(e)),
     };
     serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
         path,

@@ -21,8 +21,34 @@ fn malformed_htpasswd_names_the_line() {
         err.to_string(),
         "pw:1: the entry for `alice` is not bcrypt; create it with `htpasswd -B`"
     );
+    // A bcrypt prefix with a broken body is no hash either.
+    let err = Users::from_htpasswd("alice:$2y$05$short\n", "pw").unwrap_err();
+    assert!(err.to_string().contains("is not bcrypt"), "{err}");
     let err = Users::from_htpasswd("\nno-colon\n", "pw").unwrap_err();
     assert_eq!(err.to_string(), "pw:2: expected `user:hash`");
+}
+
+#[test]
+fn a_user_given_twice_is_refused_naming_both_lines() {
+    let hash = bcrypt::hash("a", 4).unwrap();
+    let err = Users::from_htpasswd(&format!("alice:{hash}\nbob:{hash}\nalice:{hash}\n"), "pw")
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "pw:3: `alice` is given twice (first on line 1): which password holds is unclear; keep one entry"
+    );
+}
+
+#[test]
+fn a_cost_that_would_hold_a_core_for_seconds_is_refused() {
+    let at = |cost: u32| format!("alice:$2y${cost:02}${}\n", "a".repeat(53));
+    assert!(Users::from_htpasswd(&at(MAX_HTPASSWD_COST), "pw").is_ok());
+    let err = Users::from_htpasswd(&at(MAX_HTPASSWD_COST + 1), "pw").unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("has cost 15: each check would take 2s or more"),
+        "{err}"
+    );
 }
 
 #[test]
