@@ -274,3 +274,55 @@ fn no_keep_deletes_the_temporary_state_dir_and_says_so() {
     );
     assert!(!tmp.path().join("kept").exists(), "nothing written");
 }
+
+/// kopia in the console: four kopia clients snapshot through kopia's own
+/// server, `a` adds a fifth (a new kopia user, connected), `x` removes the
+/// selected one (its kopia user deleted), and the run ends clean.
+#[test]
+fn the_console_runs_kopia_clients_adds_one_and_removes_one() {
+    let kopia = common::require_program("kopia");
+    let state = tempfile::tempdir().unwrap();
+    let tmux = Tmux::new();
+    tmux.wait_for("the shell prompt", Duration::from_secs(10), |s| {
+        s.contains("PROMPT$")
+    });
+    let command = format!(
+        "KOPIA_EXE={} {} --backend kopia --clients 4 --seed 3 --state-dir {}; echo EXIT=$?",
+        kopia.display(),
+        env!("CARGO_BIN_EXE_snapstorm"),
+        state.path().join("state").display()
+    );
+    tmux.send(&[&command, "Enter"]);
+
+    let minutes = Duration::from_secs(180);
+    tmux.wait_for("four kopia clients with snapshots", minutes, |s| {
+        s.contains("clients 4")
+            && live_snapshots(s, 0).is_some_and(|n| n >= 1)
+            && live_snapshots(s, 1).is_some_and(|n| n >= 1)
+    });
+    tmux.send(&["a"]);
+    tmux.wait_for("clients 5", minutes, |s| s.contains("clients 5"));
+    tmux.send(&["x"]);
+    tmux.wait_for("clients 4 again", minutes, |s| s.contains("clients 4"));
+
+    tmux.send(&["q"]);
+    let screen = tmux.wait_for("exit code and prompt", minutes, exited_to_prompt);
+    assert!(
+        screen.lines().any(|l| l == "EXIT=0"),
+        "a clean kopia run exits 0:\n{screen}"
+    );
+    let report = common::read_json(&state.path().join("state/report.json"));
+    assert_eq!(report["backend"], "kopia", "{report:#}");
+    let kinds: Vec<_> = report["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["kind"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(kinds.len(), 5, "four, then a fifth: {report:#}");
+    assert!(kinds.iter().all(|k| k == "kopia"), "{kinds:?}");
+    assert!(
+        report["totals"]["snapshots_created"].as_u64().unwrap() >= 2,
+        "{report:#}"
+    );
+}

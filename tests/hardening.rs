@@ -270,3 +270,48 @@ fn a_fault_option_given_twice_is_refused() {
     assert_eq!(code, 2, "{out}\n{err}");
     assert!(err.contains("`drop` is given twice"), "{err}");
 }
+
+/// Password checks at the highest cost an htpasswd file may give (about a
+/// second each) from many requests at once: they run at most one per core,
+/// and SIGTERM still stops the server within its grace, however many wait.
+#[test]
+fn serve_stops_on_sigterm_within_its_grace_under_costly_password_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let htpasswd = dir.path().join("htpasswd");
+    let hash = bcrypt::hash("a", snapstorm::server::users::MAX_HTPASSWD_COST).unwrap();
+    std::fs::write(&htpasswd, format!("alice:{hash}\n")).unwrap();
+    let data = dir.path().join("repos");
+    let mut server = common::ServeProcess::start(&[
+        "--data-dir".as_ref(),
+        data.as_os_str(),
+        "--htpasswd".as_ref(),
+        htpasswd.as_os_str(),
+    ]);
+    let addr = server.addr;
+    let knocking: Vec<_> = (0..24)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let _ = reqwest::blocking::Client::new()
+                    .head(format!("http://{addr}/config"))
+                    .basic_auth("alice", Some("wrong"))
+                    .timeout(Duration::from_secs(120))
+                    .send();
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let asked = Instant::now();
+    server.signal(rustix::process::Signal::TERM);
+    let status = server.child.wait().unwrap();
+    let took = asked.elapsed();
+    assert!(status.success(), "{status:?}: {}", server.stderr());
+    let grace = snapstorm::server::DEFAULT_SHUTDOWN_GRACE;
+    assert!(
+        took <= grace + Duration::from_secs(3),
+        "stopped after {took:?}, the grace is {grace:?}: {}",
+        server.stderr()
+    );
+    for thread in knocking {
+        thread.join().unwrap();
+    }
+}

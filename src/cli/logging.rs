@@ -47,7 +47,7 @@ fn filter(logs: Logs, verbose: u8) -> tracing_subscriber::EnvFilter {
 pub fn init_logging(logs: Logs, verbose: u8) {
     match logs {
         Logs::Console => init_console_logging(verbose),
-        _ => init_stderr(filter(logs, verbose)),
+        _ => init_stderr(filter(logs, verbose), verbose),
     }
 }
 
@@ -69,14 +69,60 @@ fn init_console_logging(verbose: u8) {
     }
 }
 
-/// Logs to stderr with this filter.
-fn init_stderr(filter: tracing_subscriber::EnvFilter) {
+/// Logs to stderr with this filter; each record on one line unless `-v`
+/// asks for everything.
+fn init_stderr(filter: tracing_subscriber::EnvFilter, verbose: u8) {
     use std::io::IsTerminal;
     let colour = std::io::stderr().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let format = tracing_subscriber::fmt::format().with_ansi(colour);
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(colour)
+        .event_format(OneLine {
+            inner: format,
+            whole: verbose > 0,
+        })
         .try_init();
+}
+
+/// A record as one line: rustic_core's errors carry a `Message:` block, a
+/// cause and a backtrace over dozens of lines, which would bury the
+/// progress line of a headless run. The whole text stays where it belongs
+/// (the action's error in the trace, the check's problems in the report).
+struct OneLine<F> {
+    inner: F,
+    /// `-v`: every line, as the record has it.
+    whole: bool,
+}
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for OneLine<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        if self.whole {
+            return self.inner.format_event(ctx, writer, event);
+        }
+        let mut text = String::new();
+        self.inner.format_event(
+            ctx,
+            tracing_subscriber::fmt::format::Writer::new(&mut text),
+            event,
+        )?;
+        if text.trim_end().contains('\n') {
+            writeln!(writer, "{}", crate::engine::brief::brief(&text))
+        } else {
+            // One line already: written again with the terminal's colours.
+            self.inner.format_event(ctx, writer, event)
+        }
+    }
 }

@@ -43,9 +43,10 @@ pub use app::{App, UiAction};
 pub use format::bytes as format_bytes;
 pub use log_pane::PaneLayer as LogLayer;
 
+use crate::backend::BackendKind;
 use crate::engine::file_writer::disk_usage;
 use crate::engine::report::Report;
-use crate::run::launch::{LaunchError, RunSpec, embedded_parts, launch_with};
+use crate::run::launch::{LaunchError, RunSpec, embedded_parts, launch, launch_with};
 use crate::run::{Command, CountsFeed, Event, RunHandle, RunInfo};
 
 /// Frames per second: the rate at which events are drained and the screen redrawn.
@@ -159,12 +160,19 @@ pub struct ConsoleOutcome {
 pub fn run(spec: RunSpec, options: ConsoleOptions) -> Result<ConsoleOutcome, ConsoleError> {
     let runtime = tokio::runtime::Runtime::new().map_err(ConsoleError::Terminal)?;
     runtime.block_on(async move {
-        let parts = embedded_parts(&spec).await.map_err(ConsoleError::Launch)?;
-        // Clients connect through the fault proxy; the header names the server behind it too.
-        let behind_proxy = parts.server.server_addr().to_string();
-        let handle = launch_with(spec, parts)
-            .await
-            .map_err(ConsoleError::Launch)?;
+        let (handle, behind_proxy) = if spec.backend == BackendKind::Kopia {
+            // kopia's own server, which its clients reach directly.
+            (launch(spec).await.map_err(ConsoleError::Launch)?, None)
+        } else {
+            let parts = embedded_parts(&spec).await.map_err(ConsoleError::Launch)?;
+            // Clients connect through the fault proxy; the header names the
+            // server behind it too.
+            let behind_proxy = parts.server.server_addr().to_string();
+            let handle = launch_with(spec, parts)
+                .await
+                .map_err(ConsoleError::Launch)?;
+            (handle, Some(behind_proxy))
+        };
         let RunHandle {
             info,
             commands,
@@ -185,7 +193,7 @@ pub fn run(spec: RunSpec, options: ConsoleOptions) -> Result<ConsoleOutcome, Con
             &mut guard.terminal,
             &info,
             ConsoleOptions {
-                behind_proxy: Some(behind_proxy),
+                behind_proxy,
                 ..options
             },
             &commands,

@@ -28,6 +28,7 @@ mod json;
 mod password;
 pub mod process;
 mod server;
+mod starting;
 
 pub use client::{DEFAULT_ACTION_TIMEOUT, KopiaClient, KopiaClients, args};
 pub use errors::{MESSAGES, Said, classify, said};

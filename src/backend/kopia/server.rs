@@ -13,9 +13,8 @@
 //! through the environment, a user's password as its hash.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Stdio};
+use std::process::{Child, ChildStdin};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -26,6 +25,9 @@ use super::gc;
 use super::json::parse_listed;
 use super::password::{random_salt, user_password_hash};
 use super::process::{Invocation, KopiaBinary, Output};
+use super::starting::{START_TIMEOUT, start_server};
+pub use super::starting::{certificate_fingerprint, server_address};
+use crate::engine::store::random_password;
 use crate::engine::traits::{
     BackendError, BackendResult, ClientCredentials, ClientId, Details, GcDone, GcOptions, Problem,
     RepoCheck, Server, ServerInfo, SnapshotId,
@@ -35,8 +37,6 @@ use crate::engine::traits::{
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long a maintenance run (the GC) or a full verify may take.
 const LONG_TIMEOUT: Duration = Duration::from_secs(1200);
-/// How long the server may take to open the repository and answer.
-const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The host name every client connects with (`--override-hostname`);
 /// kopia users are `user@host`.
@@ -45,35 +45,6 @@ pub const CLIENT_HOST: &str = "snapstorm";
 /// kopia's user name for a client.
 pub fn kopia_user(client: ClientId) -> String {
     format!("{client}@{CLIENT_HOST}")
-}
-
-/// The SHA-256 of the first certificate of a PEM file, in hex: what
-/// `--server-cert-fingerprint` takes (kopia prints the same as `SERVER CERT
-/// SHA256:`, `cli/command_server_tls.go`; its robustness framework computes
-/// it from the file, `getFingerPrintFromCert`).
-pub fn certificate_fingerprint(pem: &str) -> Option<String> {
-    use base64::Engine as _;
-    use sha2::Digest as _;
-    let body: String = pem
-        .lines()
-        .map(str::trim)
-        .skip_while(|line| *line != "-----BEGIN CERTIFICATE-----")
-        .skip(1)
-        .take_while(|line| *line != "-----END CERTIFICATE-----")
-        .collect();
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(body)
-        .ok()
-        .filter(|der| !der.is_empty())?;
-    Some(hex::encode(sha2::Sha256::digest(&der)))
-}
-
-/// The address in kopia's `SERVER ADDRESS: https://127.0.0.1:PORT` line.
-pub fn server_address(log: &str) -> Option<String> {
-    log.lines()
-        .find_map(|line| line.trim().strip_prefix("SERVER ADDRESS: "))
-        .filter(|address| address.starts_with("https://"))
-        .map(str::to_owned)
 }
 
 /// A running `kopia server start` and the repository it serves.
@@ -365,7 +336,7 @@ impl Drop for KopiaServer {
     }
 }
 
-fn utf8(path: &Path) -> BackendResult<&str> {
+pub(super) fn utf8(path: &Path) -> BackendResult<&str> {
     path.to_str()
         .ok_or_else(|| BackendError::Local(format!("{} is not UTF-8", path.display())))
 }
@@ -400,132 +371,6 @@ fn run_on_repository(
     }
     .run()
     .map_err(|e| BackendError::Local(format!("cannot run kopia {}: {e}", args.join(" "))))
-}
-
-/// The arguments of `server start`: an address kopia picks, the
-/// certificate generated on the first start and reused later.
-pub fn server_start_args(cert: &str, key: &str, generate: bool) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "server",
-        "start",
-        "--address",
-        "127.0.0.1:0",
-        "--no-ui",
-        "--shutdown-on-stdin",
-        "--tls-cert-file",
-        cert,
-        "--tls-key-file",
-        key,
-    ]
-    .iter()
-    .map(|a| (*a).to_owned())
-    .collect();
-    if generate {
-        args.push("--tls-generate-cert".to_owned());
-    }
-    args
-}
-
-/// Starts `kopia server start`, its output into `dir/server.log`, and waits
-/// for the address it serves on.
-fn start_server(
-    binary: &KopiaBinary,
-    dir: &Path,
-    repo_password: &str,
-    control_password: &str,
-) -> BackendResult<(Child, ChildStdin, String, String)> {
-    let local = |e: std::io::Error| BackendError::Local(format!("kopia server: {e}"));
-    let cert = dir.join("server.cert");
-    let key = dir.join("server.key");
-    let generate = !(cert.exists() && key.exists());
-    if generate {
-        // kopia refuses to generate over either file.
-        let _ = std::fs::remove_file(&cert);
-        let _ = std::fs::remove_file(&key);
-    }
-    let log_path = dir.join("server.log");
-    let log = std::fs::File::create(&log_path).map_err(local)?;
-    let config_file = dir.join("server.config");
-    let log_dir = dir.join("logs");
-    let invocation = Invocation {
-        binary,
-        config_file: &config_file,
-        log_dir: &log_dir,
-        password: repo_password,
-        secret_env: vec![("KOPIA_SERVER_CONTROL_PASSWORD", control_password.to_owned())],
-        args: server_start_args(utf8(&cert)?, utf8(&key)?, generate),
-        cwd: None,
-        deadline: START_TIMEOUT,
-        processes: None,
-    };
-    let mut command = invocation.command();
-    command
-        .stdin(Stdio::piped())
-        .stdout(log.try_clone().map_err(local)?)
-        .stderr(log);
-    let mut child = command.spawn().map_err(local)?;
-    let stdin = child.stdin.take().expect("piped stdin");
-    let started = Instant::now();
-    let read_log = || {
-        let mut text = String::new();
-        if let Ok(mut file) = std::fs::File::open(&log_path) {
-            let _ = file.read_to_string(&mut text);
-        }
-        text
-    };
-    let address = loop {
-        let text = read_log();
-        if let Some(address) = server_address(&text) {
-            break address;
-        }
-        let ended = child.try_wait().ok().flatten();
-        if ended.is_some() || started.elapsed() > START_TIMEOUT {
-            let exit = match ended {
-                Some(status) => super::process::Exit::Code(status.code().unwrap_or(-1)),
-                None => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    super::process::Exit::TimedOut(START_TIMEOUT)
-                }
-            };
-            let output = Output {
-                exit,
-                stdout: String::new(),
-                stderr: crate::backend::process::scrub(
-                    &text,
-                    &[repo_password.to_owned(), control_password.to_owned()],
-                ),
-            };
-            return Err(classify("server start", &output));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let pem = std::fs::read_to_string(&cert).map_err(local)?;
-    let fingerprint = certificate_fingerprint(&pem).ok_or_else(|| {
-        BackendError::Failed(format!(
-            "kopia server: no certificate in {}",
-            cert.display()
-        ))
-    })?;
-    // What kopia printed for a certificate it generated must be the file's.
-    let printed = read_log().lines().find_map(|l| {
-        l.trim()
-            .strip_prefix("SERVER CERT SHA256: ")
-            .map(str::to_owned)
-    });
-    if let Some(printed) = printed
-        && printed != fingerprint
-    {
-        return Err(BackendError::Failed(format!(
-            "kopia server: printed certificate fingerprint {printed}, the file's is {fingerprint}"
-        )));
-    }
-    Ok((child, stdin, address, fingerprint))
-}
-
-fn random_password() -> String {
-    use rand::RngExt;
-    hex::encode(rand::rng().random::<[u8; 24]>())
 }
 
 fn dir_size(dir: &Path) -> u64 {
@@ -643,192 +488,4 @@ impl Server for KopiaServer {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A self-signed certificate (`openssl req -x509 -newkey ec -pkeyopt
-    /// ec_paramgen_curve:P-256 -subj /CN=127.0.0.1`), the PEM kind kopia's
-    /// `tlsutil.WriteCertificateToFile` writes.
-    const CERT: &str = "-----BEGIN CERTIFICATE-----
-MIIBfjCCASOgAwIBAgIUAe/DyOuUYd3yootHZ6tZp3uCU2YwCgYIKoZIzj0EAwIw
-FDESMBAGA1UEAwwJMTI3LjAuMC4xMB4XDTI2MTEyNjAxMjQ0OVoXDTM2MTEyMzAx
-MjQ0OVowFDESMBAGA1UEAwwJMTI3LjAuMC4xMFkwEwYHKoZIzj0CAQYIKoZIzj0D
-AQcDQgAEbVxTfXRy1fPKq+OPvfkEZ4x+Y9+usqHyxz6GpRRoaRAEPBUUEP368RK4
-+ErXy4xcyhjLHTK44ImgimiVYvLsXqNTMFEwHQYDVR0OBBYEFJAwPGwfoXMhP2m8
-EShyfpUF0dfGMB8GA1UdIwQYMBaAFJAwPGwfoXMhP2m8EShyfpUF0dfGMA8GA1Ud
-EwEB/wQFMAMBAf8wCgYIKoZIzj0EAwIDSQAwRgIhAOsi3oNvLHRIkszwsNniC1D2
-XxHFOPeMR8JgAoo6xe5iAiEA240BkGYKIycNm8UxSMq4fmgCL9FFSZDq+/GOGF/R
-nYE=
------END CERTIFICATE-----
-";
-
-    #[test]
-    fn the_fingerprint_is_the_sha256_of_the_certificates_der() {
-        // `openssl x509 -noout -fingerprint -sha256`, lower case, no colons.
-        assert_eq!(
-            certificate_fingerprint(CERT).as_deref(),
-            Some("90980844b8ce28a14f8de4f31bffd5670fd9f626e3e68444f39dbeae06f61acf")
-        );
-        assert_eq!(
-            certificate_fingerprint(&format!("junk\n{CERT}junk\n")).as_deref(),
-            certificate_fingerprint(CERT).as_deref()
-        );
-        assert_eq!(certificate_fingerprint("no certificate"), None);
-    }
-
-    /// What `kopia server start` writes to stderr (`cli/command_server_tls.go`,
-    /// `maybeGenerateTLS` and `startServerWithOptionalTLSAndListener`).
-    const STARTED: &str = "SERVER CERT SHA256: 3f1c0d7e\nSERVER ADDRESS: https://127.0.0.1:40123\n\nServer will allow connections from users whose accounts are stored in the repository.\n";
-
-    #[test]
-    fn the_address_is_read_from_what_the_server_prints() {
-        assert_eq!(
-            server_address(STARTED).as_deref(),
-            Some("https://127.0.0.1:40123")
-        );
-        assert_eq!(server_address("SERVER ADDRESS: http://127.0.0.1:1\n"), None);
-        assert_eq!(server_address("opening repository\n"), None);
-    }
-
-    /// A script standing in for kopia, so that the server's own logic runs
-    /// for real: it records every call's arguments and password, and as
-    /// `server start` writes the certificate, prints what kopia prints and
-    /// serves until its stdin closes (`--shutdown-on-stdin`).
-    fn fake_kopia(dir: &Path) -> KopiaBinary {
-        use std::os::unix::fs::PermissionsExt;
-        let path = dir.join("fake-kopia");
-        let script = format!(
-            r#"#!/bin/sh
-echo "$* | $KOPIA_PASSWORD" >> {calls}
-case "$*" in
-  *"server start"*)
-    cert=$(echo "$*" | sed 's/.*--tls-cert-file \([^ ]*\).*/\1/')
-    key=$(echo "$*" | sed 's/.*--tls-key-file \([^ ]*\).*/\1/')
-    cat > "$cert" <<'PEM'
-{CERT}PEM
-    echo key > "$key"
-    echo "SERVER CERT SHA256: 90980844b8ce28a14f8de4f31bffd5670fd9f626e3e68444f39dbeae06f61acf" >&2
-    echo "SERVER ADDRESS: https://127.0.0.1:4711" >&2
-    cat > /dev/null
-    echo stopped >> {calls}
-    ;;
-  *"snapshot list"*) echo "[]" ;;
-esac
-exit 0
-"#,
-            calls = dir.join("calls").display()
-        );
-        std::fs::write(&path, script).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        KopiaBinary { path }
-    }
-
-    #[test]
-    fn the_server_starts_adds_users_and_ends_with_its_stdin() {
-        let dir = tempfile::tempdir().unwrap();
-        let kopia = fake_kopia(dir.path());
-        let repo = dir.path().join("repository");
-        let server =
-            KopiaServer::start(kopia, &repo, &dir.path().join("kopia"), "repo-secret").unwrap();
-        assert_eq!(server.address(), "https://127.0.0.1:4711");
-        assert_eq!(
-            server.fingerprint(),
-            "90980844b8ce28a14f8de4f31bffd5670fd9f626e3e68444f39dbeae06f61acf"
-        );
-        let credentials = server.authorize_client(ClientId(1)).unwrap();
-        assert_eq!(credentials.user, "client-1@snapstorm");
-        assert_eq!(credentials.url, "https://127.0.0.1:4711");
-        server.remove_client(ClientId(1)).unwrap();
-        assert_eq!(server.list_snapshots().unwrap(), Vec::<String>::new());
-        server.stop();
-        let calls = std::fs::read_to_string(dir.path().join("calls")).unwrap();
-        let commands: Vec<&str> = calls
-            .lines()
-            .map(|line| {
-                let args = line.split(" | ").next().unwrap();
-                // Past the --config-file and --log-dir of every call.
-                args.splitn(5, ' ').nth(4).unwrap_or(args)
-            })
-            .collect();
-        let starts = |prefix: &str| commands.iter().position(|c| c.starts_with(prefix));
-        let order = [
-            "repository create filesystem --path",
-            "server acl enable",
-            "server acl add --user *@* --access FULL --target type=snapshot",
-            "server start --address 127.0.0.1:0",
-            "server status --address https://127.0.0.1:4711 --server-cert-fingerprint 9098",
-            "server user add client-1@snapstorm --user-password-hash",
-            "server refresh --address https://127.0.0.1:4711",
-            "server user delete client-1@snapstorm",
-            "snapshot list --all --json",
-        ];
-        let positions: Vec<usize> = order
-            .iter()
-            .map(|prefix| starts(prefix).unwrap_or_else(|| panic!("no `{prefix}` in\n{calls}")))
-            .collect();
-        assert!(positions.is_sorted(), "{calls}");
-        assert!(calls.contains("--tls-generate-cert"), "{calls}");
-        assert_eq!(
-            calls.lines().last(),
-            Some("stopped"),
-            "ended with its stdin"
-        );
-        // The repository password only ever in the environment, the
-        // client's password nowhere.
-        for line in calls.lines().filter(|l| l.contains(" | ")) {
-            let (args, password) = line.split_once(" | ").unwrap();
-            assert_eq!(password, "repo-secret", "{line}");
-            assert!(!args.contains("repo-secret"), "{line}");
-            assert!(!args.contains(&credentials.password), "{line}");
-        }
-    }
-
-    #[test]
-    fn a_server_that_cannot_start_is_an_error_in_its_own_words() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("fake-kopia");
-        std::fs::write(
-            &path,
-            "#!/bin/sh\ncase \"$*\" in *\"server start\"*) echo \"ERROR unable to initialize repository: invalid repository password $KOPIA_PASSWORD\" >&2; exit 1;; esac\nexit 0\n",
-        )
-        .unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let started = Instant::now();
-        let error = match KopiaServer::start(
-            KopiaBinary { path },
-            &dir.path().join("repository"),
-            &dir.path().join("kopia"),
-            "repo-secret",
-        ) {
-            Ok(_) => panic!("a server that exited started"),
-            Err(error) => error.to_string(),
-        };
-        assert!(started.elapsed() < Duration::from_secs(10));
-        assert!(error.contains("kopia server start: ERROR unable to initialize repository: invalid repository password *** (exit code 1)"), "{error}");
-    }
-
-    #[test]
-    fn the_server_listens_on_loopback_with_tls_and_ends_with_snapstorm() {
-        let first = server_start_args("/s/server.cert", "/s/server.key", true);
-        assert_eq!(
-            first,
-            [
-                "server",
-                "start",
-                "--address",
-                "127.0.0.1:0",
-                "--no-ui",
-                "--shutdown-on-stdin",
-                "--tls-cert-file",
-                "/s/server.cert",
-                "--tls-key-file",
-                "/s/server.key",
-                "--tls-generate-cert"
-            ]
-        );
-        let later = server_start_args("/s/server.cert", "/s/server.key", false);
-        assert!(!later.contains(&"--tls-generate-cert".to_owned()));
-        assert_eq!(kopia_user(ClientId(3)), "client-3@snapstorm");
-    }
-}
+mod tests;
