@@ -266,6 +266,27 @@ fn revoked_client(backend: BackendKind) {
     }
 }
 
+/// Every snapshot a client makes stays until snapstorm deletes it: no
+/// retention policy of the backend's own expires any (kopia keeps the
+/// latest 10 of a source by default).
+fn snapshots_stay(backend: BackendKind) {
+    let f = Fixture::start(backend, GcTool::Rustic);
+    let source = f.dir("kept");
+    let client = clients_of(backend)[0];
+    let mut made = Vec::new();
+    for n in 0..14u64 {
+        std::fs::write(source.join("f"), random_bytes(n, 100)).unwrap();
+        made.push(
+            f.clients
+                .create_snapshot(client, &source, &Progress::unobserved())
+                .unwrap(),
+        );
+    }
+    let listed = f.clients.list_snapshots(client).unwrap();
+    let gone: Vec<_> = made.iter().filter(|id| !listed.contains(id)).collect();
+    assert!(gone.is_empty(), "{}: {gone:?} vanished", f.kind(client));
+}
+
 /// Four clients snapshot and restore at once, each its own data.
 fn concurrent_clients(backend: BackendKind) {
     let f = Fixture::start(backend, GcTool::Rustic);
@@ -573,6 +594,12 @@ macro_rules! contract {
             fn a_revoked_client_is_refused_and_the_others_go_on() {
                 prepare();
                 revoked_client($backend);
+            }
+
+            #[test]
+            fn every_snapshot_stays_until_deleted() {
+                prepare();
+                snapshots_stay($backend);
             }
 
             #[test]

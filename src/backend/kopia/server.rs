@@ -38,6 +38,22 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long a maintenance run (the GC) or a full verify may take.
 const LONG_TIMEOUT: Duration = Duration::from_secs(1200);
 
+/// The repository's global policy: keep every snapshot (as many as kopia
+/// counts), expire none by age, skip no cache directory.
+pub const GLOBAL_POLICY: [&str; 11] = [
+    "policy",
+    "set",
+    "--global",
+    "--keep-latest=2147483647",
+    "--keep-hourly=0",
+    "--keep-daily=0",
+    "--keep-weekly=0",
+    "--keep-monthly=0",
+    "--keep-annual=0",
+    "--ignore-cache-dirs=false",
+    "--ignore-identical-snapshots=false",
+];
+
 /// The host name every client connects with (`--override-hostname`);
 /// kopia users are `user@host`.
 pub const CLIENT_HOST: &str = "snapstorm";
@@ -152,6 +168,16 @@ impl KopiaServer {
             }
         } else if said(&enabled.stderr) != Some(Said::AclEnabled) {
             return Err(classify("server acl enable", &enabled));
+        }
+        // kopia expires snapshots by its retention policy at every
+        // `snapshot create` (by default it keeps the latest 10 of a source
+        // within the hour): a snapshot snapstorm recorded live would vanish
+        // without anyone deleting it, and the verdict would blame the
+        // repository. Only snapstorm's own deletes remove snapshots here;
+        // nothing a client writes is skipped as a cache directory.
+        let policy = run(&GLOBAL_POLICY, COMMAND_TIMEOUT)?;
+        if !policy.success() {
+            return Err(classify("policy set --global", &policy));
         }
         let (child, stdin, address, fingerprint) =
             start_server(&binary, dir, repo_password, &control_password)?;
