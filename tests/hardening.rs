@@ -9,8 +9,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{
-    LOCAL_ONLY, assert_one_line_usage_error, disk_state, scenario_file, snapstorm, snapstorm_run,
-    state_after_one_run,
+    LOCAL_ONLY, assert_one_line_usage_error, disk_state, local_run_args, mkfifo, scenario_file,
+    snapstorm, snapstorm_run, state_after_one_run,
 };
 
 /// The binary with `args`, killed if it runs longer than `limit`: an input
@@ -37,19 +37,6 @@ fn snapstorm_within(limit: Duration, args: &[&str]) -> (i32, String) {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn local_run_args(scenario: &Path) -> Vec<&str> {
-    vec![
-        "--clients",
-        "1",
-        "--actions",
-        "2",
-        "--seed",
-        "1",
-        "--scenario",
-        scenario.to_str().unwrap(),
-    ]
 }
 
 #[test]
@@ -123,14 +110,7 @@ fn a_report_to_a_device_or_fifo_is_written_into_and_a_full_one_is_an_error() {
     assert!(err.contains("/dev/full"), "{err}");
 
     let fifo = dir.path().join("report.fifo");
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        &fifo,
-        rustix::fs::FileType::Fifo,
-        rustix::fs::Mode::from_raw_mode(0o600),
-        0,
-    )
-    .unwrap();
+    mkfifo(&fifo);
     let reader = {
         let fifo = fifo.clone();
         std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
@@ -187,14 +167,7 @@ fn a_trace_that_never_ends_is_refused_at_once() {
 
     // A FIFO nobody writes to: opening it to read would wait for ever.
     std::fs::remove_file(&trace).unwrap();
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        &trace,
-        rustix::fs::FileType::Fifo,
-        rustix::fs::Mode::from_raw_mode(0o600),
-        0,
-    )
-    .unwrap();
+    mkfifo(&trace);
     let (code, err) = snapstorm_within(Duration::from_secs(60), &["replay", s]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("is a FIFO, not a regular file"), "{err}");

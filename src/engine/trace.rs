@@ -7,7 +7,6 @@
 //! cannot be written stops the run (see [`crate::engine::Engine::halted`]):
 //! a run that cannot be followed or replayed is not worth going on with.
 
-use crate::engine::input::{MAX_TRACE_BYTES, MAX_TRACE_LINE_BYTES, read_lines_bounded};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -16,6 +15,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
+use super::input::{MAX_TRACE_BYTES, MAX_TRACE_LINE_BYTES, read_lines_bounded};
 use super::record::ActionRecord;
 use super::traits::ClientId;
 use crate::faults::FaultKind;

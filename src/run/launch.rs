@@ -118,7 +118,7 @@ fn check_backend(spec: &RunSpec) -> Result<Option<ResticBinary>, LaunchError> {
 pub async fn embedded_parts(spec: &RunSpec) -> Result<EmbeddedParts, LaunchError> {
     if spec.backend == BackendKind::Kopia {
         return Err(LaunchError::Setup(
-            "the kopia backend runs kopia's own server, not the embedded one: start it with `launch`".into(),
+            "the kopia backend runs kopia's own server, not the embedded one: start it with `launch`, as `snapstorm run --backend kopia` and the console do".into(),
         ));
     }
     let restic = check_backend(spec)?;

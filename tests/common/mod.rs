@@ -840,20 +840,34 @@ pub fn assert_one_line_usage_error(args: &[&str], expected: &[&str]) -> String {
 pub fn state_after_one_run(dir: &Path) -> PathBuf {
     let scenario = scenario_file(dir, "local.toml", LOCAL_ONLY);
     let state = dir.join("state");
-    let (code, out, err, _) = snapstorm_run(
-        &state,
-        &dir.join("first.json"),
-        &[
-            "--clients",
-            "1",
-            "--actions",
-            "2",
-            "--seed",
-            "1",
-            "--scenario",
-            scenario.to_str().unwrap(),
-        ],
-    );
+    let (code, out, err, _) =
+        snapstorm_run(&state, &dir.join("first.json"), &local_run_args(&scenario));
     assert_eq!(code, 0, "{out}\n{err}");
     state
+}
+
+/// One client, two actions of `scenario` (a [`LOCAL_ONLY`] file), seed 1.
+pub fn local_run_args(scenario: &Path) -> Vec<&str> {
+    vec![
+        "--clients",
+        "1",
+        "--actions",
+        "2",
+        "--seed",
+        "1",
+        "--scenario",
+        scenario.to_str().unwrap(),
+    ]
+}
+
+/// Makes a FIFO at `path`.
+pub fn mkfifo(path: &Path) {
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
 }

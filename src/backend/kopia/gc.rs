@@ -11,14 +11,20 @@
 //! packs copies the deleted contents along with the live ones (kopia keeps
 //! them until they are dropped from the index), and later runs drop them
 //! from the index but never rewrite a single short pack, so the dead bytes
-//! stay in a pack that is still referenced. So an aggressive GC is:
+//! stay in a pack that is still referenced. When kopia drops a deleted
+//! content from the index also depends on the times of earlier GC runs (it
+//! waits for a later run to start after the deletion), so the number of
+//! runs it takes differs from run to run. An aggressive GC is therefore
+//! rounds of, at most [`MAX_ROUNDS`]:
 //!
-//! 1. `maintenance run --full --safety=none` twice: mark, then drop;
+//! 1. `maintenance run --full --safety=none`: marks what no snapshot uses
+//!    as deleted, drops what earlier rounds marked, deletes packs left
+//!    with no content;
 //! 2. `content rewrite --safety=none` of the live contents of every pack
-//!    that is mostly dead ([`packs_to_compact`]), from `content list --json`
-//!    and `blob list --json`;
-//! 3. `maintenance run --full --safety=none` once more: the packs left
-//!    without live contents are deleted.
+//!    that is mostly dead or deleted ([`packs_to_compact`]), from `content
+//!    list --deleted --json` and `blob list --json`;
+//!
+//! until no pack is worth compacting and no deleted content is left.
 
 use std::collections::BTreeMap;
 
@@ -43,6 +49,10 @@ pub struct BlobJson {
     pub id: String,
     pub length: u64,
 }
+
+/// The most rounds an aggressive GC takes; the GC's details say how many
+/// it took.
+pub const MAX_ROUNDS: usize = 6;
 
 /// The fewest dead bytes worth a rewrite: below this a pack's own header
 /// and local index are most of the difference.

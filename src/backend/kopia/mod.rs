@@ -1,8 +1,9 @@
 //! The kopia backend: the `kopia` program (on `PATH` or at `KOPIA_EXE`) as
 //! the server and every client, after kopia's own multi-client robustness
-//! test. The CLI it drives is kopia's at v0.23.1-83-g4ebb2be6c (flags and
-//! JSON shapes read from `cli/`, `snapshot/manifest.go` and
-//! `tests/tools/kopiarunner/`).
+//! test. Tested against kopia 0.23.1 (the contract suite); its flags and
+//! JSON shapes follow kopia's `cli/`, `snapshot/manifest.go` and
+//! `tests/tools/kopiarunner/`. The repository keeps every snapshot (no
+//! retention policy of kopia's expires one behind snapstorm's back).
 //!
 //! - The Server creates (or connects to) a filesystem repository in the
 //!   state directory and runs `kopia server start` on 127.0.0.1 with a TLS

@@ -263,37 +263,46 @@ impl KopiaServer {
     }
 
     /// The aggressive GC of [`super::gc`]: frees now what only deleted
-    /// snapshots held. Returns how many contents were rewritten.
-    fn free_at_once(&self) -> BackendResult<usize> {
+    /// snapshots held. Returns how many contents were rewritten and in how
+    /// many rounds.
+    fn free_at_once(&self) -> BackendResult<(usize, usize)> {
         let none = ["--full", "--safety=none"];
-        self.maintenance(&none)?;
-        self.maintenance(&none)?;
         let listed = |command: &str, args: &[&str]| -> BackendResult<String> {
             Ok(self.kopia_ok(command, args, LONG_TIMEOUT)?.stdout)
         };
         let unreadable = |command: &str, e: serde_json::Error| {
             BackendError::failed(format!("kopia {command} --json: unreadable output: {e}"))
         };
-        let contents: Vec<gc::ContentJson> =
-            gc::parse_list(&listed("content list", &["content", "list", "--json"])?)
-                .map_err(|e| unreadable("content list", e))?;
-        let blobs: Vec<gc::BlobJson> =
-            gc::parse_list(&listed("blob list", &["blob", "list", "--json"])?)
-                .map_err(|e| unreadable("blob list", e))?;
-        let rewrite = gc::packs_to_compact(&contents, &blobs);
-        // A few hundred ids a process keeps each command line short.
-        for ids in rewrite.chunks(500) {
-            let mut args = vec![
-                "content",
-                "rewrite",
-                "--safety=none",
-                "--dangerous-commands=enabled",
-            ];
-            args.extend(ids.iter().map(String::as_str));
-            self.kopia_ok("content rewrite", &args, LONG_TIMEOUT)?;
+        let mut rewritten = 0;
+        for round in 1..=gc::MAX_ROUNDS {
+            self.maintenance(&none)?;
+            let contents: Vec<gc::ContentJson> = gc::parse_list(&listed(
+                "content list",
+                &["content", "list", "--deleted", "--json"],
+            )?)
+            .map_err(|e| unreadable("content list", e))?;
+            let blobs: Vec<gc::BlobJson> =
+                gc::parse_list(&listed("blob list", &["blob", "list", "--json"])?)
+                    .map_err(|e| unreadable("blob list", e))?;
+            let rewrite = gc::packs_to_compact(&contents, &blobs);
+            if rewrite.is_empty() && !contents.iter().any(|c| c.deleted) {
+                return Ok((rewritten, round));
+            }
+            // A few hundred ids a process keeps each command line short.
+            for ids in rewrite.chunks(500) {
+                let mut args = vec![
+                    "content",
+                    "rewrite",
+                    "--safety=none",
+                    "--dangerous-commands=enabled",
+                ];
+                args.extend(ids.iter().map(String::as_str));
+                self.kopia_ok("content rewrite", &args, LONG_TIMEOUT)?;
+            }
+            rewritten += rewrite.len();
         }
         self.maintenance(&none)?;
-        Ok(rewrite.len())
+        Ok((rewritten, gc::MAX_ROUNDS + 1))
     }
 
     /// Adds (or, when it exists, updates) `client`'s user with `password`.
@@ -448,9 +457,10 @@ impl Server for KopiaServer {
         details.insert("tool".into(), json!("kopia"));
         details.insert("aggressive".into(), json!(options.aggressive));
         if options.aggressive {
-            let rewritten = self.free_at_once()?;
+            let (rewritten, rounds) = self.free_at_once()?;
             details.insert("safety".into(), json!("none"));
             details.insert("contents_rewritten".into(), json!(rewritten));
+            details.insert("rounds".into(), json!(rounds));
         } else {
             self.maintenance(&["--full"])?;
             details.insert("safety".into(), json!("full"));

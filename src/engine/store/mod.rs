@@ -39,10 +39,9 @@ use std::time::SystemTime;
 use super::damage::Damage;
 use super::fingerprint::Fingerprint;
 use super::traits::{ClientId, SnapshotId};
+use crate::engine::input::{MAX_STATE_BYTES, read_bounded};
 
 mod durable;
-
-use crate::engine::input::{MAX_STATE_BYTES, read_bounded};
 mod layout;
 mod open;
 mod records;
