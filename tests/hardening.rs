@@ -246,7 +246,8 @@ fn a_fault_option_given_twice_is_refused() {
 
 /// Password checks at the highest cost an htpasswd file may give (about a
 /// second each) from many requests at once: they run at most one per core,
-/// and SIGTERM still stops the server within its grace, however many wait.
+/// and SIGTERM stops the server within its grace (and one check in flight),
+/// however many wait.
 #[test]
 fn serve_stops_on_sigterm_within_its_grace_under_costly_password_checks() {
     let dir = tempfile::tempdir().unwrap();
@@ -261,7 +262,9 @@ fn serve_stops_on_sigterm_within_its_grace_under_costly_password_checks() {
         htpasswd.as_os_str(),
     ]);
     let addr = server.addr;
-    let knocking: Vec<_> = (0..24)
+    // 48 checks of about a second each: two dozen seconds of work on two
+    // cores, which a server that waited for them all would take to stop.
+    let knocking: Vec<_> = (0..48)
         .map(|_| {
             std::thread::spawn(move || {
                 let _ = reqwest::blocking::Client::new()
@@ -278,9 +281,12 @@ fn serve_stops_on_sigterm_within_its_grace_under_costly_password_checks() {
     let status = server.child.wait().unwrap();
     let took = asked.elapsed();
     assert!(status.success(), "{status:?}: {}", server.stderr());
+    // The grace for the requests, then at most the grace again for a check
+    // already running (bcrypt cannot be interrupted); a noisy machine's
+    // margin on top. Never the whole queue.
     let grace = snapstorm::server::DEFAULT_SHUTDOWN_GRACE;
     assert!(
-        took <= grace + Duration::from_secs(3),
+        took <= grace * 2 + Duration::from_secs(2),
         "stopped after {took:?}, the grace is {grace:?}: {}",
         server.stderr()
     );
