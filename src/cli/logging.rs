@@ -120,9 +120,11 @@ where
         )?;
         if text.trim_end().contains('\n') {
             writeln!(writer, "{}", crate::engine::brief::brief(&text))
-        } else {
-            // One line already: written again with the terminal's colours.
+        } else if writer.has_ansi_escapes() {
+            // One line already: written again, with the terminal's colours.
             self.inner.format_event(ctx, writer, event)
+        } else {
+            writer.write_str(&text)
         }
     }
 }

@@ -85,18 +85,10 @@ pub fn packs_to_compact(contents: &[ContentJson], blobs: &[BlobJson]) -> Vec<Str
     rewrite
 }
 
-/// Parses a JSON list kopia printed (an empty listing may be `null`).
-pub fn parse_list<T: for<'de> Deserialize<'de>>(stdout: &str) -> Result<Vec<T>, serde_json::Error> {
-    let text = stdout.trim();
-    if text.is_empty() {
-        return Ok(Vec::new());
-    }
-    Ok(serde_json::from_str::<Option<Vec<T>>>(text)?.unwrap_or_default())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::kopia::json::parse_list;
 
     /// `content list --json` and `blob list --json --prefix=p` as kopia
     /// 0.23.1 printed them after two maintenance runs: a 10 MB pack holding

@@ -35,14 +35,21 @@ pub fn parse_created(stdout: &str) -> Result<ManifestJson, serde_json::Error> {
         .unwrap_or_else(|| serde_json::from_str::<ManifestJson>(""))
 }
 
-/// The manifests of `snapshot list --json` (an empty listing may print
-/// nothing, `null` or `[]`).
+/// The manifests of `snapshot list --json`.
 pub fn parse_listed(stdout: &str) -> Result<Vec<ManifestJson>, serde_json::Error> {
+    parse_list(stdout)
+}
+
+/// A JSON list kopia printed (`snapshot list`, `content list`, `blob list`
+/// with `--json`); an empty listing may print nothing, `null` or `[]`.
+pub fn parse_list<T: serde::de::DeserializeOwned>(
+    stdout: &str,
+) -> Result<Vec<T>, serde_json::Error> {
     let text = stdout.trim();
     if text.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(serde_json::from_str::<Option<Vec<ManifestJson>>>(text)?.unwrap_or_default())
+    Ok(serde_json::from_str::<Option<Vec<T>>>(text)?.unwrap_or_default())
 }
 
 #[cfg(test)]

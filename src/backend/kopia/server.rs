@@ -22,7 +22,7 @@ use serde_json::json;
 
 use super::errors::{Said, classify, explanation, said};
 use super::gc;
-use super::json::parse_listed;
+use super::json::{parse_list, parse_listed};
 use super::password::{random_salt, user_password_hash};
 use super::process::{Invocation, KopiaBinary, Output};
 use super::starting::{START_TIMEOUT, start_server};
@@ -276,13 +276,13 @@ impl KopiaServer {
         let mut rewritten = 0;
         for round in 1..=gc::MAX_ROUNDS {
             self.maintenance(&none)?;
-            let contents: Vec<gc::ContentJson> = gc::parse_list(&listed(
+            let contents: Vec<gc::ContentJson> = parse_list(&listed(
                 "content list",
                 &["content", "list", "--deleted", "--json"],
             )?)
             .map_err(|e| unreadable("content list", e))?;
             let blobs: Vec<gc::BlobJson> =
-                gc::parse_list(&listed("blob list", &["blob", "list", "--json"])?)
+                parse_list(&listed("blob list", &["blob", "list", "--json"])?)
                     .map_err(|e| unreadable("blob list", e))?;
             let rewrite = gc::packs_to_compact(&contents, &blobs);
             if rewrite.is_empty() && !contents.iter().any(|c| c.deleted) {
