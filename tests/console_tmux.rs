@@ -277,9 +277,10 @@ fn no_keep_deletes_the_temporary_state_dir_and_says_so() {
 
 /// kopia in the console: four kopia clients snapshot through kopia's own
 /// server, `a` adds a fifth (a new kopia user, connected), `x` removes the
-/// selected one (its kopia user deleted), and the run ends clean.
+/// selected one (its kopia user deleted), the fault menu revokes one and
+/// disturbs the network at the proxy, and the run ends clean.
 #[test]
-fn the_console_runs_kopia_clients_adds_one_and_removes_one() {
+fn the_console_runs_kopia_clients_adds_removes_and_injects_faults() {
     let kopia = common::require_program("kopia");
     let state = tempfile::tempdir().unwrap();
     let tmux = Tmux::new();
@@ -303,13 +304,32 @@ fn the_console_runs_kopia_clients_adds_one_and_removes_one() {
     tmux.send(&["a"]);
     tmux.wait_for("clients 5", minutes, |s| s.contains("clients 5"));
     tmux.send(&["x"]);
-    tmux.wait_for("clients 4 again", minutes, |s| s.contains("clients 4"));
+    let screen = tmux.wait_for("clients 4 again", minutes, |s| s.contains("clients 4"));
+    assert!(
+        screen.contains(
+            "kopia server 127.0.0.1, a proxy port per client → proxy → https://127.0.0.1:"
+        ),
+        "the header names the proxy and kopia's server behind it:\n{screen}"
+    );
+    // The fault menu: revoke the selected client, then a network fault.
+    tmux.send(&["f"]);
+    tmux.wait_for("the fault menu", minutes, |s| s.contains("revoke-client"));
+    tmux.send(&["6"]);
+    tmux.wait_for("the revoke noted", minutes, |s| {
+        s.contains("Injected revoke-client@")
+    });
+    tmux.send(&["f"]);
+    tmux.wait_for("the fault menu", minutes, |s| s.contains("network"));
+    tmux.send(&["5"]);
+    tmux.wait_for("the network fault in effect", minutes, |s| {
+        s.contains("⚡ network")
+    });
 
     tmux.send(&["q"]);
     let screen = tmux.wait_for("exit code and prompt", minutes, exited_to_prompt);
     assert!(
         screen.lines().any(|l| l == "EXIT=0"),
-        "a clean kopia run exits 0:\n{screen}"
+        "a kopia run whose faults explain its errors exits 0:\n{screen}"
     );
     let report = common::read_json(&state.path().join("state/report.json"));
     assert_eq!(report["backend"], "kopia", "{report:#}");
@@ -321,6 +341,17 @@ fn the_console_runs_kopia_clients_adds_one_and_removes_one() {
         .collect();
     assert_eq!(kinds.len(), 5, "four, then a fifth: {report:#}");
     assert!(kinds.iter().all(|k| k == "kopia"), "{kinds:?}");
+    let faults: Vec<_> = report["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["kind"].as_str().unwrap(), f["injected"] == true))
+        .collect();
+    assert_eq!(
+        faults,
+        [("revoke-client", true), ("network", true)],
+        "{report:#}"
+    );
     assert!(
         report["totals"]["snapshots_created"].as_u64().unwrap() >= 2,
         "{report:#}"

@@ -686,10 +686,11 @@ mod setup {
         }
     }
 
-    /// The kopia server is not behind the fault proxy: a fault is refused
-    /// before anything is written, whether kopia is here or not.
+    /// A fault kopia cannot have (`delete-index`: its index also indexes
+    /// the snapshot manifests) is refused before anything is written,
+    /// whether kopia is here or not, and says why.
     #[test]
-    fn kopia_takes_no_faults() {
+    fn kopia_refuses_a_fault_it_cannot_have() {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
         let (code, _, err) = common::snapstorm(&[
@@ -700,17 +701,23 @@ mod setup {
             "1",
             "--fault",
             "kill-client@3s,client=1",
+            "--fault",
+            "delete-index@5s",
             "--state-dir",
             state.to_str().unwrap(),
         ]);
         assert_eq!(code, 2, "{err}");
         assert_eq!(err.lines().count(), 1, "{err}");
-        assert!(err.contains("--fault") && err.contains("kopia"), "{err}");
+        assert!(
+            err.contains("--fault delete-index@5s cannot happen on kopia")
+                && err.contains("manifests"),
+            "{err}"
+        );
         assert!(!state.exists(), "nothing is written");
     }
 
-    /// The console's path (the embedded server's parts) refuses kopia and
-    /// says how to run it, before anything is written.
+    /// The embedded server's parts (which tests wrap) refuse kopia and say
+    /// how to run it, before anything is written.
     #[test]
     fn the_embedded_parts_refuse_kopia() {
         let dir = tempfile::tempdir().unwrap();

@@ -214,6 +214,7 @@ impl Server for FakeServer {
         ServerInfo {
             backend: "synthetic".into(),
             address: "memory".into(),
+            behind_proxy: None,
             repository: PathBuf::from("memory"),
         }
     }

@@ -2,6 +2,7 @@
 //! (`Server`, `ClientSnapshotter` and a `ClientFactory` that makes clients).
 
 pub mod embedded;
+pub mod fault_kit;
 pub mod kopia;
 pub mod process;
 pub mod restic;

@@ -240,7 +240,6 @@ pub fn console(args: SessionArgs, console: ConsoleArgs, verbose: u8) -> anyhow::
     init_logging(Logs::Console, verbose);
     let options = crate::console::ConsoleOptions {
         bell: !console.no_bell,
-        ..Default::default()
     };
     let outcome = crate::console::run(spec, options).map_err(|e| match e {
         crate::console::ConsoleError::Launch(e) => anyhow::Error::from(UsageError(e.to_string())),

@@ -43,10 +43,9 @@ pub use app::{App, UiAction};
 pub use format::bytes as format_bytes;
 pub use log_pane::PaneLayer as LogLayer;
 
-use crate::backend::BackendKind;
 use crate::engine::file_writer::disk_usage;
 use crate::engine::report::Report;
-use crate::run::launch::{LaunchError, RunSpec, embedded_parts, launch, launch_with};
+use crate::run::launch::{LaunchError, RunSpec, launch};
 use crate::run::{Command, CountsFeed, Event, RunHandle, RunInfo};
 
 /// Frames per second: the rate at which events are drained and the screen redrawn.
@@ -136,16 +135,11 @@ pub fn install_panic_hook() {
 pub struct ConsoleOptions {
     /// Ring the terminal bell on the first unexpected failure.
     pub bell: bool,
-    /// The server's own address, when clients reach it through a proxy.
-    pub behind_proxy: Option<String>,
 }
 
 impl Default for ConsoleOptions {
     fn default() -> Self {
-        ConsoleOptions {
-            bell: true,
-            behind_proxy: None,
-        }
+        ConsoleOptions { bell: true }
     }
 }
 
@@ -160,19 +154,7 @@ pub struct ConsoleOutcome {
 pub fn run(spec: RunSpec, options: ConsoleOptions) -> Result<ConsoleOutcome, ConsoleError> {
     let runtime = tokio::runtime::Runtime::new().map_err(ConsoleError::Terminal)?;
     runtime.block_on(async move {
-        let (handle, behind_proxy) = if spec.backend == BackendKind::Kopia {
-            // kopia's own server, which its clients reach directly.
-            (launch(spec).await.map_err(ConsoleError::Launch)?, None)
-        } else {
-            let parts = embedded_parts(&spec).await.map_err(ConsoleError::Launch)?;
-            // Clients connect through the fault proxy; the header names the
-            // server behind it too.
-            let behind_proxy = parts.server.server_addr().to_string();
-            let handle = launch_with(spec, parts)
-                .await
-                .map_err(ConsoleError::Launch)?;
-            (handle, Some(behind_proxy))
-        };
+        let handle = launch(spec).await.map_err(ConsoleError::Launch)?;
         let RunHandle {
             info,
             commands,
@@ -192,10 +174,7 @@ pub fn run(spec: RunSpec, options: ConsoleOptions) -> Result<ConsoleOutcome, Con
         let outcome = event_loop(
             &mut guard.terminal,
             &info,
-            ConsoleOptions {
-                behind_proxy,
-                ..options
-            },
+            options,
             &commands,
             events,
             &counts,
@@ -240,7 +219,6 @@ async fn event_loop(
             .await
             .unwrap_or(0);
     }
-    app.behind_proxy = options.behind_proxy;
     if let Ok(size) = terminal.size() {
         app.resize(size.width, size.height);
     }

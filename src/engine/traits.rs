@@ -288,6 +288,10 @@ pub struct ServerInfo {
     pub backend: String,
     /// Where clients connect.
     pub address: String,
+    /// The server's own address, when clients reach it through snapstorm's
+    /// fault proxy (at `address`).
+    #[serde(default)]
+    pub behind_proxy: Option<String>,
     /// Where the repository lives on disk.
     pub repository: PathBuf,
 }

@@ -2,14 +2,15 @@
 //! tests take from options to a running [`RunHandle`]. The embedded, restic
 //! and mixed backends run on the embedded server (its REST server, proxy,
 //! evidence and faults) and decide the clients and the GC; the kopia backend
-//! runs kopia's own server and clients, without faults.
+//! runs kopia's own server and clients, behind its own proxy, with its own
+//! faults.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::backend::BackendKind;
 use crate::backend::embedded::{ClientTimeouts, EmbeddedFaults, EmbeddedServer, RusticClients};
-use crate::backend::kopia::{KopiaBinary, KopiaClients, KopiaServer};
+use crate::backend::kopia::{KopiaBinary, KopiaClients, KopiaFaults, KopiaServer};
 use crate::backend::restic::{
     DEFAULT_ACTION_TIMEOUT, MixedClients, Processes, ResticBinary, ResticClients, ResticServer,
 };
@@ -289,10 +290,12 @@ pub struct KopiaParts {
 /// written.
 fn check_kopia(spec: &RunSpec) -> Result<KopiaBinary, LaunchError> {
     check_backend(spec)?;
-    if let Some(fault) = spec.faults.first() {
-        return Err(LaunchError::Setup(format!(
-            "--fault {fault} acts on the embedded server; the kopia backend runs kopia's own server and takes no faults: drop --fault, or run with --backend embedded, restic or mixed"
-        )));
+    for fault in &spec.faults {
+        if let Some(why) = crate::backend::kopia::refusal(fault.kind) {
+            return Err(LaunchError::Setup(format!(
+                "--fault {fault} cannot happen on kopia: {why}"
+            )));
+        }
     }
     KopiaBinary::find().map_err(|e| LaunchError::Setup(e.to_string()))
 }
@@ -307,10 +310,13 @@ pub async fn kopia_parts(spec: &RunSpec) -> Result<KopiaParts, LaunchError> {
         let binary = binary.clone();
         let (repo, dir) = (layout.repository(), layout.root().join("kopia"));
         let password = store.repository_password();
-        tokio::task::spawn_blocking(move || KopiaServer::start(binary, &repo, &dir, &password))
-            .await?
-            .map_err(LaunchError::Backend)
-            .inspect_err(|_| store.undo_setup())?
+        let (runtime, seed) = (tokio::runtime::Handle::current(), spec.seed);
+        tokio::task::spawn_blocking(move || {
+            KopiaServer::start(binary, &repo, &dir, &password, runtime, seed)
+        })
+        .await?
+        .map_err(LaunchError::Backend)
+        .inspect_err(|_| store.undo_setup())?
     };
     let server = Arc::new(server);
     if let Err(error) = begin_run(spec, &store).await {
@@ -319,6 +325,16 @@ pub async fn kopia_parts(spec: &RunSpec) -> Result<KopiaParts, LaunchError> {
         store.undo_setup();
         return Err(error);
     }
+    let processes = Arc::new(Processes::new());
+    // kill-client: the proxy cuts the client off mid-upload, and its kopia
+    // process is SIGKILLed there and then.
+    let killer = processes.clone();
+    server.proxy().on_cut(Arc::new(move |user| {
+        let killed = killer.kill(user);
+        if killed > 0 {
+            tracing::warn!(target: "snapstorm::faults", user, killed, "kill-client: SIGKILLed the client's kopia process");
+        }
+    }));
     let (dir_layout, cache_layout) = (layout.clone(), layout.clone());
     let clients: Arc<dyn ClientFactory> = Arc::new(KopiaClients {
         binary,
@@ -326,7 +342,8 @@ pub async fn kopia_parts(spec: &RunSpec) -> Result<KopiaParts, LaunchError> {
         cache_dir_for: Box::new(move |client| cache_layout.client_cache(client)),
         fingerprint: server.fingerprint().to_owned(),
         action_timeout: crate::backend::kopia::DEFAULT_ACTION_TIMEOUT,
-        processes: Arc::new(Processes::new()),
+        processes,
+        evidence: server.evidence().clone(),
     });
     Ok(KopiaParts {
         store,
@@ -353,9 +370,11 @@ impl KopiaParts {
     }
 }
 
-/// Starts a kopia run: no faults (kopia's server is not behind the proxy).
+/// Starts a kopia run, its faults carried out by [`KopiaFaults`].
 async fn launch_kopia(spec: RunSpec, parts: KopiaParts) -> Result<RunHandle, LaunchError> {
     let (engine, snapshotter) = parts.engine(&spec)?;
+    let faults: Arc<dyn FaultInjector> =
+        Arc::new(KopiaFaults::new(parts.server.clone(), spec.seed));
     let server = parts.server.clone();
     let stop_server = Box::pin(async move {
         let _ = tokio::task::spawn_blocking(move || server.stop()).await;
@@ -366,8 +385,8 @@ async fn launch_kopia(spec: RunSpec, parts: KopiaParts) -> Result<RunHandle, Lau
         initial_clients: spec.clients,
         limit: spec.limit,
         state_dir: spec.state_dir.clone(),
-        faults: None,
-        fault_plan: Vec::new(),
+        faults: Some(faults),
+        fault_plan: spec.faults.clone(),
         on_finish: stop_server,
     })
     .await;

@@ -24,6 +24,7 @@ pub fn info() -> RunInfo {
         server: ServerInfo {
             backend: "embedded".into(),
             address: "http://127.0.0.1:41234/repo/".into(),
+            behind_proxy: None,
             repository: PathBuf::from("/tmp/snapstorm-Xy12ab/repository/repo"),
         },
         run_counter: 1,

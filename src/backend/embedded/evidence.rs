@@ -25,6 +25,9 @@ pub enum Disturbance {
     Dropped,
     /// The proxy answered HTTP 500 in the server's stead (network fault).
     InjectedError,
+    /// The proxy reset the connection (network fault, where the proxy
+    /// sees bytes and cannot answer an HTTP 500).
+    Reset,
     /// The proxy cut a killed client off.
     CutOff,
     /// The proxy could not reach the server.
@@ -40,6 +43,7 @@ impl fmt::Display for Disturbance {
             Disturbance::InjectedError => {
                 f.write_str("the proxy answered a request with HTTP 500 (network fault)")
             }
+            Disturbance::Reset => f.write_str("the proxy reset a connection (network fault)"),
             Disturbance::CutOff => f.write_str("the proxy cut the client off (kill-client)"),
             Disturbance::UpstreamFailed => f.write_str("the proxy could not reach the server"),
             Disturbance::Refused(status) => write!(f, "the server refused the user ({status})"),

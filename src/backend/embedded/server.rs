@@ -306,6 +306,7 @@ impl Server for EmbeddedServer {
         ServerInfo {
             backend: "embedded".into(),
             address: format!("http://{}/{REPO_NAME}/", self.addr()),
+            behind_proxy: Some(self.server_addr().to_string()),
             repository: self.repo_dir.clone(),
         }
     }

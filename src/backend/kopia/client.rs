@@ -7,12 +7,13 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use super::errors::classify;
+use super::errors::classify_with;
 use super::json::{parse_created, parse_listed};
 use super::process::{Invocation, KopiaBinary, Output, Processes};
 use super::server::CLIENT_HOST;
+use crate::backend::embedded::evidence::Evidence;
 use crate::engine::progress::Progress;
 use crate::engine::traits::{
     BackendError, BackendResult, ClientCredentials, ClientFactory, ClientId, ClientSnapshotter,
@@ -101,6 +102,8 @@ pub struct KopiaClient {
     fingerprint: String,
     action_timeout: Duration,
     processes: Arc<Processes>,
+    /// What the fault proxy saw happen to the connections.
+    evidence: Arc<Evidence>,
     connection: Mutex<Option<Arc<Connected>>>,
 }
 
@@ -123,6 +126,7 @@ impl KopiaClient {
     ) -> BackendResult<Output> {
         let config_file = self.dir.join("kopia.config");
         let log_dir = self.dir.join("kopia-logs");
+        let started = Instant::now();
         let output = Invocation {
             binary: &self.binary,
             config_file: &config_file,
@@ -139,7 +143,8 @@ impl KopiaClient {
         if output.success() {
             Ok(output)
         } else {
-            Err(classify(command, &output))
+            let disturbed = self.evidence.disturbed(&connected.user, started);
+            Err(classify_with(command, &output, disturbed))
         }
     }
 }
@@ -251,6 +256,8 @@ pub struct KopiaClients {
     pub fingerprint: String,
     pub action_timeout: Duration,
     pub processes: Arc<Processes>,
+    /// The server's proxy's evidence.
+    pub evidence: Arc<Evidence>,
 }
 
 impl ClientFactory for KopiaClients {
@@ -262,6 +269,7 @@ impl ClientFactory for KopiaClients {
             fingerprint: self.fingerprint.clone(),
             action_timeout: self.action_timeout,
             processes: self.processes.clone(),
+            evidence: self.evidence.clone(),
             connection: Mutex::new(None),
         }))
     }
@@ -354,6 +362,7 @@ mod tests {
             fingerprint: "ab12".into(),
             action_timeout: Duration::from_secs(20),
             processes: Arc::new(Processes::new()),
+            evidence: Arc::new(Evidence::new()),
             connection: Mutex::new(None),
         };
         client

@@ -1,13 +1,14 @@
 //! What a failed kopia process means for the verdict, decided in this order:
 //!
-//! 1. How the process ended: killed by a signal, or SIGKILLed at its
+//! 1. Evidence ([`classify_with`]): the fault proxy disturbed the client's
+//!    connections while the call ran, or the server was down — the call
+//!    says nothing about the data, whatever kopia wrote (a client killed by
+//!    `kill-client` dies by SIGKILL, and that is this).
+//! 2. How the process ended: killed by a signal, or SIGKILLed at its
 //!    deadline (a hang) — the backend's own failure, whatever it wrote.
-//! 2. Text: kopia ends every failure with exit code 1 and a wrapped Go
+//! 3. Text: kopia ends every failure with exit code 1 and a wrapped Go
 //!    error (`ERROR …: …`), so its fixed messages are the only type left.
 //!    They are listed once, in [`MESSAGES`], each with a test.
-//!
-//! The kopia server is not behind snapstorm's fault proxy, so there is no
-//! evidence of disturbed requests to come first (the restic backend's step 1).
 
 use super::process::{Exit, Output};
 use crate::engine::traits::BackendError;
@@ -33,7 +34,7 @@ pub enum Said {
 /// kopia's fixed messages (v0.23, the file each comes from in a comment);
 /// the first the error text contains, case-insensitively, decides. Every
 /// entry has a test below.
-pub const MESSAGES: [(&str, Said); 23] = [
+pub const MESSAGES: [(&str, Said); 25] = [
     // First: a refusal or a broken connection wrapped in any other message
     // ("unable to find snapshots by ID x: … access denied") says nothing
     // about the data.
@@ -67,6 +68,11 @@ pub const MESSAGES: [(&str, Said); 23] = [
     ("object not found", Said::Data),
     ("content not found", Said::Data),
     ("blob not found", Said::Data),
+    // snapshot/snapshotfs/snapshot_verifier.go: an object whose pack is gone
+    ("backed by missing blob", Said::Data),
+    // repo/content/content_manager.go: a content whose bytes are not what
+    // its id says (a flipped pack)
+    ("invalid checksum", Said::Data),
     // internal/user/user_manager.go ErrUserAlreadyExists
     ("user already exists", Said::UserExists),
     // cli/command_acl_enable.go
@@ -94,6 +100,17 @@ pub fn classify(command: &str, output: &Output) -> BackendError {
         Some(Said::NotThrough) => BackendError::NotThrough(text),
         Some(Said::Local) => BackendError::Local(text),
         Some(Said::UserExists | Said::AclEnabled) | None => BackendError::Failed(text),
+    }
+}
+
+/// Classifies as [`classify`] does, with the proxy's evidence first:
+/// `disturbed` says why the call's connections may not have got through.
+pub fn classify_with(command: &str, output: &Output, disturbed: Option<String>) -> BackendError {
+    match disturbed {
+        Some(why) => {
+            BackendError::NotThrough(format!("kopia {command}: {why}: {}", explanation(output)))
+        }
+        None => classify(command, output),
     }
 }
 
@@ -223,6 +240,39 @@ mod tests {
         );
         is("error getting content: content not found", ErrorClass::Data);
         is("error reading pack: BLOB not found", ErrorClass::Data);
+    }
+    /// What kopia 0.23.1 printed after a pack was flipped and after one was
+    /// deleted (captured from the program: `snapshot restore`, `snapshot
+    /// verify --verify-files-percent=100`).
+    #[test]
+    fn a_flipped_or_missing_pack_of_kopia_0_23_1_is_data() {
+        is(
+            "error restoring: restore error: copy file: error creating file: cannot write data to file \"/tmp/kx/r1/f1\": unexpected content error: invalid checksum at p5c61ed540d73f73add8e114ce65a0153-s671d563724c3e73b147 offset 3000060 length 2356926/2356926: decrypt: unable to decrypt content: cipher: message authentication failed",
+            ErrorClass::Data,
+        );
+        is(
+            "error processing root@vm:/tmp/kx/data@2026-12-02 15:23:52 UTC/f4: object 483d098253951771aaf0df2399449a13 is backed by missing blob pf21f11027f2aab8bad4c3dce51e541eb-sf73b3d5713ba8dd5147",
+            ErrorClass::Data,
+        );
+        is(
+            "error restoring: restore error: copy file: error creating file: unable to open snapshot file for /tmp/kx/r2/f4: unable to open object: 483d098253951771aaf0df2399449a13: unexpected content error: error getting cached content from blob \"pf21f11027f2aab8bad4c3dce51e541eb-sf73b3d5713ba8dd5147\": failed to get blob with ID pf21f11027f2aab8bad4c3dce51e541eb-sf73b3d5713ba8dd5147: BLOB not found",
+            ErrorClass::Data,
+        );
+    }
+    #[test]
+    fn a_disturbed_call_did_not_get_through_whatever_kopia_said() {
+        let output = failed("error restoring: content not found");
+        let error = classify_with(
+            "snapshot restore",
+            &output,
+            Some("the proxy dropped a request (network fault)".into()),
+        );
+        assert_eq!(error.class(), ErrorClass::NotThrough);
+        assert!(error.to_string().contains("network fault"), "{error}");
+        assert_eq!(
+            classify_with("snapshot restore", &output, None).class(),
+            ErrorClass::Data
+        );
     }
     #[test]
     fn user_and_acl_answers_are_recognised_and_no_verdict() {

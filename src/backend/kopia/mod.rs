@@ -19,20 +19,25 @@
 //! - No password reaches a command line: the repository password, a
 //!   client's password and the server-control password go through the
 //!   environment; a user is added with its password's hash.
-//! - The kopia server is not behind snapstorm's fault proxy: the embedded
-//!   server's faults do not apply, and a run with `--fault` is refused.
+//! - Clients reach the server through a fault proxy that passes TLS
+//!   through untouched, a port per client (`proxy.rs`); faults act there,
+//!   on the server and on the repository's files (`faults.rs`), and the
+//!   proxy's evidence comes first when a client's error is classified.
 
 mod client;
 mod errors;
+mod faults;
 mod gc;
 mod json;
 mod password;
 pub mod process;
+mod proxy;
 mod server;
 mod starting;
 
 pub use client::{DEFAULT_ACTION_TIMEOUT, KopiaClient, KopiaClients, args};
 pub use errors::{MESSAGES, Said, classify, said};
+pub use faults::{KopiaFaults, refusal};
 pub use json::{ManifestJson, SourceJson, parse_created, parse_listed};
 pub use password::user_password_hash;
 pub use process::{KOPIA_EXE, KopiaBinary, Processes};

@@ -13,9 +13,10 @@
 //! through the environment, a user's password as its hash.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -25,8 +26,11 @@ use super::gc;
 use super::json::{parse_list, parse_listed};
 use super::password::{random_salt, user_password_hash};
 use super::process::{Invocation, KopiaBinary, Output};
-use super::starting::{START_TIMEOUT, start_server};
+use super::proxy::ConnectionProxy;
+use super::starting::{FIRST_LISTEN, START_TIMEOUT, start_server};
 pub use super::starting::{certificate_fingerprint, server_address};
+use crate::backend::embedded::evidence::Evidence;
+use crate::engine::damage::{DataRef, Unreadable};
 use crate::engine::store::random_password;
 use crate::engine::traits::{
     BackendError, BackendResult, ClientCredentials, ClientId, Details, GcDone, GcOptions, Problem,
@@ -71,14 +75,26 @@ pub struct KopiaServer {
     repo_dir: PathBuf,
     repo_password: String,
     control_password: String,
+    /// `https://127.0.0.1:PORT`, where the server itself listens (a
+    /// restart listens there again).
     address: String,
     fingerprint: String,
     /// The server; its stdin kept open (`--shutdown-on-stdin`): when
-    /// snapstorm ends, however it ends, the server ends too.
+    /// snapstorm ends, however it ends, the server ends too. `None` while
+    /// it is stopped.
     child: Mutex<Option<(Child, ChildStdin)>>,
+    /// Where the clients connect: a port of its own for each.
+    proxy: ConnectionProxy,
+    /// What the proxy saw happen to the clients' connections.
+    evidence: Arc<Evidence>,
     /// Each client's password, so that a revoked client can be let in again.
     passwords: Mutex<HashMap<ClientId, String>>,
     gc_lock: Mutex<()>,
+    /// One uncached check at a time.
+    check_lock: Mutex<()>,
+    /// One stop or start at a time (a restart's timer and the run's end
+    /// may both start the server).
+    restart_lock: Mutex<()>,
 }
 
 impl KopiaServer {
@@ -86,12 +102,57 @@ impl KopiaServer {
     fn kopia(&self, args: &[&str], deadline: Duration) -> BackendResult<Output> {
         run_on_repository(
             &self.binary,
-            &self.dir,
+            &self.dir.join(SERVER_CONFIG),
             &self.repo_password,
             &self.control_password,
             args,
             deadline,
         )
+    }
+
+    /// One kopia command on the repository that reads it from the storage
+    /// itself: a connection of its own whose cache is emptied first. kopia
+    /// keeps the contents it read in its cache and reads them from there
+    /// again, so a pack flipped after a restore read it would pass any
+    /// check made through a cache. One at a time (they share the cache).
+    fn kopia_uncached(&self, args: &[&str], deadline: Duration) -> BackendResult<Output> {
+        let _one_at_a_time = self.check_lock.lock().expect("check lock");
+        let config = self.dir.join(CHECK_CONFIG);
+        let cache = self.dir.join("check-cache");
+        let run = |args: &[&str], deadline| {
+            run_on_repository(
+                &self.binary,
+                &config,
+                &self.repo_password,
+                &self.control_password,
+                args,
+                deadline,
+            )
+        };
+        if let Err(error) = std::fs::remove_dir_all(&cache)
+            && error.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(BackendError::Local(format!(
+                "kopia check cache {}: {error}",
+                cache.display()
+            )));
+        }
+        if !config.exists() {
+            let connect = [
+                "repository",
+                "connect",
+                "filesystem",
+                "--path",
+                utf8(&self.repo_dir)?,
+                "--cache-directory",
+                utf8(&cache)?,
+            ];
+            let output = run(&connect, COMMAND_TIMEOUT)?;
+            if !output.success() {
+                return Err(classify("repository connect filesystem", &output));
+            }
+        }
+        run(args, deadline)
     }
 
     fn kopia_ok(&self, command: &str, args: &[&str], deadline: Duration) -> BackendResult<Output> {
@@ -104,21 +165,28 @@ impl KopiaServer {
     }
 
     /// Creates (or connects to) the repository in `repo_dir` and starts the
-    /// server on it. Blocking.
+    /// server on it, with the fault proxy (seeded with `seed`) in front of
+    /// it on `runtime`. Blocking.
     pub fn start(
         binary: KopiaBinary,
         repo_dir: &Path,
         dir: &Path,
         repo_password: &str,
+        runtime: tokio::runtime::Handle,
+        seed: u64,
     ) -> BackendResult<KopiaServer> {
         let local = |e: std::io::Error| BackendError::Local(format!("kopia server: {e}"));
+        // kopia takes only an absolute repository path; a state dir given
+        // as `st` is as good as any.
+        let dir = &std::path::absolute(dir).map_err(local)?;
+        let repo_dir = &std::path::absolute(repo_dir).map_err(local)?;
         std::fs::create_dir_all(dir).map_err(local)?;
         std::fs::create_dir_all(repo_dir).map_err(local)?;
         let control_password = random_password();
         let run = |args: &[&str], deadline| {
             run_on_repository(
                 &binary,
-                dir,
+                &dir.join(SERVER_CONFIG),
                 repo_password,
                 &control_password,
                 args,
@@ -180,7 +248,9 @@ impl KopiaServer {
             return Err(classify("policy set --global", &policy));
         }
         let (child, stdin, address, fingerprint) =
-            start_server(&binary, dir, repo_password, &control_password)?;
+            start_server(&binary, FIRST_LISTEN, dir, repo_password, &control_password)?;
+        let evidence = Arc::new(Evidence::new());
+        let proxy = ConnectionProxy::new(socket_of(&address)?, runtime, seed, evidence.clone());
         let server = KopiaServer {
             binary,
             dir: dir.to_path_buf(),
@@ -190,11 +260,90 @@ impl KopiaServer {
             address,
             fingerprint,
             child: Mutex::new(Some((child, stdin))),
+            proxy,
+            evidence,
             passwords: Mutex::new(HashMap::new()),
             gc_lock: Mutex::new(()),
+            check_lock: Mutex::new(()),
+            restart_lock: Mutex::new(()),
         };
         server.wait_until_answering()?;
         Ok(server)
+    }
+
+    /// The repository's directory (kopia's filesystem storage).
+    pub fn repo_dir(&self) -> &Path {
+        &self.repo_dir
+    }
+
+    /// The packs the index names live contents in: the ones whose damage
+    /// some snapshot or check will meet (a pack whose contents all have a
+    /// newer copy elsewhere is needed by nothing).
+    pub fn packs_in_use(&self) -> BackendResult<std::collections::BTreeSet<String>> {
+        let listed = self.kopia_ok(
+            "content list",
+            &["content", "list", "--json"],
+            COMMAND_TIMEOUT,
+        )?;
+        let contents: Vec<gc::ContentJson> = parse_list(&listed.stdout).map_err(|e| {
+            BackendError::failed(format!("kopia content list --json: unreadable output: {e}"))
+        })?;
+        Ok(contents
+            .into_iter()
+            .filter(|c| !c.deleted)
+            .map(|c| c.pack_file)
+            .collect())
+    }
+
+    /// The fault proxy the clients connect through.
+    pub fn proxy(&self) -> &ConnectionProxy {
+        &self.proxy
+    }
+
+    /// What the proxy saw happen to the clients' connections: every client
+    /// classifies its errors with it.
+    pub fn evidence(&self) -> &Arc<Evidence> {
+        &self.evidence
+    }
+
+    /// Stops the server (`server-restart`): connections are refused until
+    /// [`KopiaServer::serve_again`]. Blocking.
+    pub fn stop_serving(&self) {
+        let _one_at_a_time = self.restart_lock.lock().expect("restart lock");
+        self.evidence.server_stopped();
+        self.proxy.set_upstream(None);
+        self.stop();
+    }
+
+    /// Starts the server again where it listened, on the same repository
+    /// and certificate; a server that runs is left alone. Blocking.
+    pub fn serve_again(&self) -> BackendResult<()> {
+        let _one_at_a_time = self.restart_lock.lock().expect("restart lock");
+        if self.running() {
+            return Ok(());
+        }
+        let listen = socket_of(&self.address)?;
+        let (child, stdin, address, fingerprint) = start_server(
+            &self.binary,
+            &listen.to_string(),
+            &self.dir,
+            &self.repo_password,
+            &self.control_password,
+        )?;
+        *self.child.lock().expect("server lock") = Some((child, stdin));
+        if (address.as_str(), fingerprint.as_str())
+            != (self.address.as_str(), self.fingerprint.as_str())
+        {
+            self.stop();
+            return Err(BackendError::Failed(format!(
+                "kopia server: restarted at {address} with certificate {fingerprint}, the clients trust {} at {}",
+                self.fingerprint, self.address
+            )));
+        }
+        self.wait_until_answering()?;
+        self.proxy.set_upstream(Some(listen));
+        self.evidence.server_serving();
+        Ok(())
     }
 
     /// The `--server-cert-fingerprint` clients connect with.
@@ -202,7 +351,7 @@ impl KopiaServer {
         &self.fingerprint
     }
 
-    /// `https://127.0.0.1:PORT`.
+    /// `https://127.0.0.1:PORT`, where the server itself listens.
     pub fn address(&self) -> &str {
         &self.address
     }
@@ -371,25 +520,38 @@ impl Drop for KopiaServer {
     }
 }
 
+/// The socket address of `https://127.0.0.1:PORT`.
+fn socket_of(address: &str) -> BackendResult<SocketAddr> {
+    address
+        .strip_prefix("https://")
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| BackendError::Failed(format!("kopia server: unusable address {address}")))
+}
+
 pub(super) fn utf8(path: &Path) -> BackendResult<&str> {
     path.to_str()
         .ok_or_else(|| BackendError::Local(format!("{} is not UTF-8", path.display())))
 }
 
-/// One kopia command with the server's config file in `dir`.
+/// The server's connection to the repository, in the server's directory.
+pub(super) const SERVER_CONFIG: &str = "server.config";
+/// The checks' connection, beside it.
+const CHECK_CONFIG: &str = "check.config";
+
+/// One kopia command with `config_file`, a connection to the repository;
+/// its logs beside it.
 fn run_on_repository(
     binary: &KopiaBinary,
-    dir: &Path,
+    config_file: &Path,
     repo_password: &str,
     control_password: &str,
     args: &[&str],
     deadline: Duration,
 ) -> BackendResult<Output> {
-    let config_file = dir.join("server.config");
-    let log_dir = dir.join("logs");
+    let log_dir = config_file.with_file_name("logs");
     Invocation {
         binary,
-        config_file: &config_file,
+        config_file,
         log_dir: &log_dir,
         password: repo_password,
         // The server-control password: `server start` reads it from
@@ -422,7 +584,8 @@ impl Server for KopiaServer {
     fn info(&self) -> ServerInfo {
         ServerInfo {
             backend: super::KIND.into(),
-            address: self.address.clone(),
+            address: "127.0.0.1, a proxy port per client".into(),
+            behind_proxy: Some(self.address.clone()),
             repository: self.repo_dir.clone(),
         }
     }
@@ -434,10 +597,14 @@ impl Server for KopiaServer {
             .lock()
             .expect("passwords lock")
             .insert(client, password.clone());
+        let user = kopia_user(client);
+        let listener = self.proxy.listener_for(&user).map_err(|e| {
+            BackendError::Local(format!("the fault proxy cannot listen for {user}: {e}"))
+        })?;
         Ok(ClientCredentials {
-            user: kopia_user(client),
+            user,
             password,
-            url: self.address.clone(),
+            url: format!("https://{listener}"),
         })
     }
 
@@ -488,39 +655,146 @@ impl Server for KopiaServer {
             })
     }
 
+    /// kopia's two checks: every file of every snapshot read
+    /// (`snapshot verify`: an object nothing can give back), and every
+    /// content the index names read against its id (`content verify`: a
+    /// pack missing or flipped, whichever snapshot needs it).
     fn verify_repo(&self) -> BackendResult<RepoCheck> {
-        let output = self.kopia(
-            &["snapshot", "verify", "--verify-files-percent=100"],
-            LONG_TIMEOUT,
-        )?;
-        match output.exit {
-            super::process::Exit::Code(0) => Ok(RepoCheck {
-                healthy: true,
-                problems: Vec::new(),
-            }),
-            // snapstorm's own side or an unreachable repository: no verdict.
-            super::process::Exit::Code(_)
-                if matches!(said(&output.stderr), Some(Said::Local | Said::NotThrough)) =>
-            {
-                Err(classify("snapshot verify", &output))
+        let content_verify = ["content", "verify", "--download-percent=100"];
+        let mut problems = Vec::new();
+        for (command, output) in [
+            ("snapshot verify", self.verify(&[])?),
+            (
+                "content verify",
+                self.kopia_uncached(&content_verify, LONG_TIMEOUT)?,
+            ),
+        ] {
+            match output.exit {
+                super::process::Exit::Code(0) => {}
+                // snapstorm's own side or an unreachable repository: no verdict.
+                super::process::Exit::Code(_)
+                    if matches!(said(&output.stderr), Some(Said::Local | Said::NotThrough)) =>
+                {
+                    return Err(classify(command, &output));
+                }
+                super::process::Exit::Code(_) => {
+                    let found = problems.len();
+                    problems.extend(output.stderr.lines().filter(|l| is_verify_error(l)).map(
+                        |line| Problem {
+                            text: line.trim().to_owned(),
+                            unreadable:
+                                unreadable_in(line).map_or(Unreadable::Unknown, Unreadable::named),
+                        },
+                    ));
+                    if problems.len() == found {
+                        // It failed without an error line: its words, unnamed.
+                        problems.push(Problem::unnamed(format!(
+                            "kopia {command}: {}",
+                            explanation(&output)
+                        )));
+                    }
+                }
+                _ => return Err(classify(command, &output)),
             }
-            super::process::Exit::Code(_) => Ok(RepoCheck {
-                healthy: false,
-                problems: output
-                    .stderr
-                    .lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty())
-                    .map(Problem::unnamed)
-                    .collect(),
-            }),
-            _ => Err(classify("snapshot verify", &output)),
         }
+        Ok(RepoCheck {
+            healthy: problems.is_empty(),
+            problems,
+        })
+    }
+
+    /// What kopia's own verify of these snapshots, reading every file,
+    /// could not read: the packs its errors name.
+    fn unreadable(&self, snapshots: &[SnapshotId]) -> Unreadable {
+        let ids: Vec<&str> = snapshots.iter().map(String::as_str).collect();
+        let output = match self.verify(&ids) {
+            Ok(output) => output,
+            Err(_) => return Unreadable::Unknown,
+        };
+        if output.success() {
+            return Unreadable::named([]);
+        }
+        if said(&output.stderr).is_some_and(|s| matches!(s, Said::Local | Said::NotThrough)) {
+            return Unreadable::Unknown;
+        }
+        let mut items = Vec::new();
+        for line in output.stderr.lines().filter(|l| is_verify_error(l)) {
+            match unreadable_in(line) {
+                Some(named) => items.extend(named),
+                None => return Unreadable::Unknown,
+            }
+        }
+        if items.is_empty() {
+            // It failed and named nothing: no telling what.
+            return Unreadable::Unknown;
+        }
+        Unreadable::named(items)
     }
 
     fn repository_size(&self) -> u64 {
         dir_size(&self.repo_dir)
     }
+}
+
+impl KopiaServer {
+    /// `snapshot verify` reading every file, of `snapshots` (all, when none).
+    fn verify(&self, snapshots: &[&str]) -> BackendResult<Output> {
+        let mut args = vec!["snapshot", "verify", "--verify-files-percent=100"];
+        args.extend_from_slice(snapshots);
+        self.kopia_uncached(&args, LONG_TIMEOUT)
+    }
+}
+
+/// Whether a line of `snapshot verify` or `content verify` reports one
+/// thing it could not read (not its progress or its count of errors).
+fn is_verify_error(line: &str) -> bool {
+    let line = line.trim();
+    line.starts_with("error")
+        || (line.starts_with("content ")
+            && (line.contains(" is invalid: ") || line.contains(" depends on missing blob ")))
+}
+
+/// What one error line of kopia names as unreadable: the blobs (packs) it
+/// names, else the object it could not read; `None` when it names neither.
+fn unreadable_in(line: &str) -> Option<Vec<DataRef>> {
+    let words = || {
+        line.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+            .filter(|w| !w.is_empty())
+    };
+    let blobs: Vec<DataRef> = words()
+        .filter(|w| is_blob_id(w))
+        .map(|w| DataRef::Pack(w.to_owned()))
+        .collect();
+    if !blobs.is_empty() {
+        return Some(dedup(blobs));
+    }
+    let mut after_object = words().skip_while(|w| *w != "object").skip(1);
+    after_object
+        .next()
+        .filter(|id| id.len() >= 32 && id.chars().all(|c| c.is_ascii_alphanumeric()))
+        .map(|id| vec![DataRef::Blob(id.to_owned())])
+}
+
+fn dedup(mut items: Vec<DataRef>) -> Vec<DataRef> {
+    items.sort();
+    items.dedup();
+    items
+}
+
+/// A kopia pack blob id: `p` or `q`, 32 hex digits, then an optional
+/// session suffix (`-s…`) and an optional `-c…` (`pf21f11…-sf73b3d…`).
+fn is_blob_id(word: &str) -> bool {
+    let Some(rest) = word.strip_prefix(['p', 'q']) else {
+        return false;
+    };
+    let (hash, suffix) = rest.split_at(rest.find('-').unwrap_or(rest.len()));
+    hash.len() == 32
+        && hash.chars().all(|c| c.is_ascii_hexdigit())
+        && suffix.split('-').skip(1).all(|part| {
+            part.len() > 1
+                && matches!(part.as_bytes()[0], b's' | b'c')
+                && part[1..].chars().all(|c| c.is_ascii_hexdigit())
+        })
 }
 
 #[cfg(test)]

@@ -44,14 +44,18 @@ pub fn server_address(log: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The arguments of `server start`: an address kopia picks, the
-/// certificate generated on the first start and reused later.
-pub fn server_start_args(cert: &str, key: &str, generate: bool) -> Vec<String> {
+/// The address the first start listens on: a port kopia picks. A restart
+/// asks for the same port again, so the address users saw stays right.
+pub const FIRST_LISTEN: &str = "127.0.0.1:0";
+
+/// The arguments of `server start` on `listen`: the certificate generated
+/// on the first start and reused later.
+pub fn server_start_args(listen: &str, cert: &str, key: &str, generate: bool) -> Vec<String> {
     let mut args: Vec<String> = [
         "server",
         "start",
         "--address",
-        "127.0.0.1:0",
+        listen,
         "--no-ui",
         "--shutdown-on-stdin",
         "--tls-cert-file",
@@ -68,10 +72,11 @@ pub fn server_start_args(cert: &str, key: &str, generate: bool) -> Vec<String> {
     args
 }
 
-/// Starts `kopia server start`, its output into `dir/server.log`, and waits
-/// for the address it serves on.
+/// Starts `kopia server start` on `listen`, its output into
+/// `dir/server.log`, and waits for the address it serves on.
 pub(super) fn start_server(
     binary: &KopiaBinary,
+    listen: &str,
     dir: &Path,
     repo_password: &str,
     control_password: &str,
@@ -87,7 +92,7 @@ pub(super) fn start_server(
     }
     let log_path = dir.join("server.log");
     let log = std::fs::File::create(&log_path).map_err(local)?;
-    let config_file = dir.join("server.config");
+    let config_file = dir.join(super::server::SERVER_CONFIG);
     let log_dir = dir.join("logs");
     let invocation = Invocation {
         binary,
@@ -95,7 +100,7 @@ pub(super) fn start_server(
         log_dir: &log_dir,
         password: repo_password,
         secret_env: vec![("KOPIA_SERVER_CONTROL_PASSWORD", control_password.to_owned())],
-        args: server_start_args(utf8(&cert)?, utf8(&key)?, generate),
+        args: server_start_args(listen, utf8(&cert)?, utf8(&key)?, generate),
         cwd: None,
         deadline: START_TIMEOUT,
         processes: None,

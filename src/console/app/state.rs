@@ -295,7 +295,7 @@ impl App {
             pending_adds: 0,
             inherited: (0, 0),
             inherited_snapshots: info.inherited_snapshots,
-            behind_proxy: None,
+            behind_proxy: info.server.behind_proxy.clone(),
         }
     }
 

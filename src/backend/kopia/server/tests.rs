@@ -1,7 +1,7 @@
 //! Tests of the kopia server.
 
 use super::*;
-use crate::backend::kopia::starting::server_start_args;
+use crate::backend::kopia::starting::{FIRST_LISTEN, server_start_args};
 
 /// A self-signed certificate (`openssl req -x509 -newkey ec -pkeyopt
 /// ec_paramgen_curve:P-256 -subj /CN=127.0.0.1`), the PEM kind kopia's
@@ -85,8 +85,16 @@ fn the_server_starts_adds_users_and_ends_with_its_stdin() {
     let dir = tempfile::tempdir().unwrap();
     let kopia = fake_kopia(dir.path());
     let repo = dir.path().join("repository");
-    let server =
-        KopiaServer::start(kopia, &repo, &dir.path().join("kopia"), "repo-secret").unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = KopiaServer::start(
+        kopia,
+        &repo,
+        &dir.path().join("kopia"),
+        "repo-secret",
+        runtime.handle().clone(),
+        1,
+    )
+    .unwrap();
     assert_eq!(server.address(), "https://127.0.0.1:4711");
     assert_eq!(
         server.fingerprint(),
@@ -94,7 +102,14 @@ fn the_server_starts_adds_users_and_ends_with_its_stdin() {
     );
     let credentials = server.authorize_client(ClientId(1)).unwrap();
     assert_eq!(credentials.user, "client-1@snapstorm");
-    assert_eq!(credentials.url, "https://127.0.0.1:4711");
+    // The client connects to a proxy port of its own, in front of the server.
+    let proxied = credentials.url.strip_prefix("https://127.0.0.1:").unwrap();
+    assert_ne!(proxied, "4711");
+    assert_eq!(
+        server.authorize_client(ClientId(1)).unwrap().url,
+        credentials.url,
+        "a client authorized again keeps its port"
+    );
     server.remove_client(ClientId(1)).unwrap();
     assert_eq!(server.list_snapshots().unwrap(), Vec::<String>::new());
     server.stop();
@@ -152,11 +167,14 @@ fn a_server_that_cannot_start_is_an_error_in_its_own_words() {
     .unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     let started = Instant::now();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
     let error = match KopiaServer::start(
         KopiaBinary { path },
         &dir.path().join("repository"),
         &dir.path().join("kopia"),
         "repo-secret",
+        runtime.handle().clone(),
+        1,
     ) {
         Ok(_) => panic!("a server that exited started"),
         Err(error) => error.to_string(),
@@ -167,7 +185,7 @@ fn a_server_that_cannot_start_is_an_error_in_its_own_words() {
 
 #[test]
 fn the_server_listens_on_loopback_with_tls_and_ends_with_snapstorm() {
-    let first = server_start_args("/s/server.cert", "/s/server.key", true);
+    let first = server_start_args(FIRST_LISTEN, "/s/server.cert", "/s/server.key", true);
     assert_eq!(
         first,
         [
@@ -184,7 +202,58 @@ fn the_server_listens_on_loopback_with_tls_and_ends_with_snapstorm() {
             "--tls-generate-cert"
         ]
     );
-    let later = server_start_args("/s/server.cert", "/s/server.key", false);
+    let later = server_start_args("127.0.0.1:4711", "/s/server.cert", "/s/server.key", false);
     assert!(!later.contains(&"--tls-generate-cert".to_owned()));
+    assert_eq!(
+        later[3], "127.0.0.1:4711",
+        "a restart listens where the first start did"
+    );
     assert_eq!(kopia_user(ClientId(3)), "client-3@snapstorm");
+}
+
+/// kopia 0.23.1's `snapshot verify --verify-files-percent=100` and
+/// `content verify --download-percent=100` after a pack was flipped and
+/// another deleted (captured from the program).
+#[test]
+fn what_kopia_could_not_read_is_named_by_its_packs() {
+    let missing = "error processing root@vm:/tmp/kx/data@2026-12-02 15:23:52 UTC/f4: object 483d098253951771aaf0df2399449a13 is backed by missing blob pf21f11027f2aab8bad4c3dce51e541eb-sf73b3d5713ba8dd5147";
+    let flipped = "error processing root@vm:/tmp/kx/data@2026-12-02 15:23:52 UTC/f3: error reading object e475fbaa6852fe09d34a414154548fa0: unable to open object e475fbaa6852fe09d34a414154548fa0: unexpected content error: invalid checksum at p5c61ed540d73f73add8e114ce65a0153-s671d563724c3e73b147 offset 32 length 3000028/3000028: decrypt: unable to decrypt content: cipher: message authentication failed";
+    assert!(is_verify_error(missing) && is_verify_error(flipped));
+    assert!(!is_verify_error("encountered 2 errors"));
+    // `content verify --download-percent=100`, the same damage.
+    let content_missing = "content 7d376cd0cad598537e0ec5d6d573c4c6 depends on missing blob p828c4163682d44fa2c48729586168130-sf1c1a4f18c5886ad147";
+    assert!(is_verify_error(content_missing));
+    assert!(!is_verify_error(
+        "verify contents: encountered 6 errors: the repository is corrupted"
+    ));
+    assert_eq!(
+        unreadable_in(content_missing).unwrap(),
+        [DataRef::Pack(
+            "p828c4163682d44fa2c48729586168130-sf1c1a4f18c5886ad147".into()
+        )]
+    );
+    assert!(!is_verify_error("Listed 10 blobs."));
+    assert_eq!(
+        unreadable_in(missing).unwrap(),
+        [DataRef::Pack(
+            "pf21f11027f2aab8bad4c3dce51e541eb-sf73b3d5713ba8dd5147".into()
+        )]
+    );
+    assert_eq!(
+        unreadable_in(flipped).unwrap(),
+        [DataRef::Pack(
+            "p5c61ed540d73f73add8e114ce65a0153-s671d563724c3e73b147".into()
+        )]
+    );
+    // A content missing from the index names no pack: the object stands for it.
+    assert_eq!(
+        unreadable_in("error processing x/f: unable to open object 0c9f9c5499ba1d39d402e66a6fec8d57: content 0c9f9c5499ba1d39d402e66a6fec8d57 not found: object not found").unwrap(),
+        [DataRef::Blob("0c9f9c5499ba1d39d402e66a6fec8d57".into())]
+    );
+    assert_eq!(unreadable_in("error processing x/f: something new"), None);
+    assert!(!is_blob_id("p5c61ed"));
+    assert!(!is_blob_id("processing"));
+    assert!(is_blob_id(
+        "q8dd77ded0b9308be7c15366d08c5dae9-sf73b3d5713ba8dd5147"
+    ));
 }

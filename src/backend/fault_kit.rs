@@ -1,0 +1,183 @@
+//! What every backend's fault injector does alike, whatever its server:
+//! picking a victim and a client by the run's seed, flipping or deleting a
+//! repository file, the GC faults (which act through the run's own GC),
+//! revoking a client for a while, and ending all of it when the run ends.
+//! A backend's injector keeps only what is its own: where its files are,
+//! what damaging one damages, how its server stops and its proxy disturbs.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::seq::IndexedRandom;
+use rand::{RngExt, SeedableRng};
+
+use crate::engine::brief::brief;
+use crate::engine::traits::{BackendResult, ClientId, FaultHost, GcOptions, InjectError};
+use crate::faults::FaultSpec;
+
+/// A fault that could not be carried out, in its own words.
+pub fn fail(text: impl Into<String>) -> InjectError {
+    InjectError::Failed(text.into())
+}
+
+/// Lets a revoked client in again; blocking.
+pub type Readmit = Arc<dyn Fn(ClientId) -> BackendResult<()> + Send + Sync>;
+
+/// The state every injector shares: its random choices, the storms it
+/// started and the clients it revoked.
+pub struct FaultKit {
+    rng: Mutex<rand_chacha::ChaCha8Rng>,
+    /// Set when the run ends: long-running faults stop.
+    stopping: Arc<AtomicBool>,
+    storms: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Clients a `revoke-client` revoked and did not let in again yet.
+    revoked: Arc<Mutex<BTreeSet<ClientId>>>,
+}
+
+impl FaultKit {
+    pub fn new(seed: u64) -> Self {
+        FaultKit {
+            rng: Mutex::new(rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0xfa17)),
+            stopping: Arc::new(AtomicBool::new(false)),
+            storms: Mutex::new(Vec::new()),
+            revoked: Arc::new(Mutex::new(BTreeSet::new())),
+        }
+    }
+
+    /// Whether the run is ending (a fault waiting to undo itself leaves
+    /// that to [`FaultKit::end`]).
+    pub fn stopping(&self) -> Arc<AtomicBool> {
+        self.stopping.clone()
+    }
+
+    pub fn pick<T: Clone>(&self, items: &[T]) -> Option<T> {
+        items
+            .choose(&mut *self.rng.lock().expect("rng lock"))
+            .cloned()
+    }
+
+    /// The client the spec names, or one of the running ones.
+    pub fn pick_client(
+        &self,
+        spec: &FaultSpec,
+        clients: &[ClientId],
+    ) -> Result<ClientId, InjectError> {
+        match spec.client.map(ClientId) {
+            Some(client) if clients.contains(&client) => Ok(client),
+            Some(client) => Err(fail(format!("{client} is not running"))),
+            None => self
+                .pick(clients)
+                .ok_or_else(|| fail("no client is running")),
+        }
+    }
+
+    /// Flips 16 bytes in the first nine tenths of `file`: the stored data,
+    /// before any header a format keeps at the end.
+    pub fn corrupt(&self, file: &Path) -> Result<(), InjectError> {
+        let mut bytes =
+            std::fs::read(file).map_err(|e| fail(format!("read {}: {e}", file.display())))?;
+        let data_part = (bytes.len() * 9 / 10).max(1);
+        let mut rng = self.rng.lock().expect("rng lock");
+        for _ in 0..16 {
+            let at = rng.random_range(0..data_part);
+            if let Some(byte) = bytes.get_mut(at) {
+                *byte ^= 0xff;
+            }
+        }
+        drop(rng);
+        std::fs::write(file, &bytes).map_err(|e| fail(format!("write {}: {e}", file.display())))
+    }
+
+    pub fn delete(&self, file: &Path) -> Result<(), InjectError> {
+        std::fs::remove_file(file).map_err(|e| fail(format!("delete {}: {e}", file.display())))
+    }
+
+    /// `aggressive-gc` (labelled `label`): the run's GC with instant
+    /// delete; its damage is what the GC says it removed. Returns the
+    /// target as the report shows it.
+    pub fn aggressive_gc(&self, host: &Arc<dyn FaultHost>, label: &str, target: String) -> String {
+        // On an already damaged repository the prune itself can fail: that
+        // is a consequence to report, not a fault that did not happen.
+        match host.run_gc(&GcOptions { aggressive: true }) {
+            Ok(done) => {
+                host.fault_damaged(label, done.removed);
+                target
+            }
+            Err(error) => {
+                host.fault_failed(label);
+                format!("{target}; the GC failed: {}", brief(&error.to_string()))
+            }
+        }
+    }
+
+    /// `gc-storm`: the run's safe GC over and over until `until`, on a
+    /// thread of its own.
+    pub fn gc_storm(&self, host: &Arc<dyn FaultHost>, until: Instant) -> Result<(), InjectError> {
+        let host = host.clone();
+        let stopping = self.stopping.clone();
+        let storm = std::thread::Builder::new()
+            .name("gc-storm".into())
+            .spawn(move || {
+                let mut runs = 0u32;
+                while Instant::now() < until && !stopping.load(Ordering::SeqCst) {
+                    match host.run_gc(&GcOptions::default()) {
+                        Ok(_) => runs += 1,
+                        Err(error) => tracing::warn!(target: "snapstorm::faults", %error, "gc-storm: GC failed"),
+                    }
+                }
+                tracing::warn!(target: "snapstorm::faults", runs, "gc-storm over");
+            })
+            .map_err(|e| fail(e.to_string()))?;
+        self.storms.lock().expect("storms lock").push(storm);
+        Ok(())
+    }
+
+    /// Records `client` as revoked (the backend has just revoked it) and,
+    /// for a `duration`, lets it in again with `readmit` when that ends.
+    pub fn revoked(&self, client: ClientId, duration: Option<Duration>, readmit: Readmit) {
+        self.revoked.lock().expect("revoked lock").insert(client);
+        let Some(duration) = duration else {
+            return;
+        };
+        let revoked = self.revoked.clone();
+        let stopping = self.stopping.clone();
+        let _ = std::thread::Builder::new()
+            .name("readmit".into())
+            .spawn(move || {
+                let until = Instant::now() + duration;
+                while Instant::now() < until && !stopping.load(Ordering::SeqCst) {
+                    std::thread::sleep(
+                        Duration::from_millis(50).min(until.saturating_duration_since(Instant::now())),
+                    );
+                }
+                // The run's end lets every revoked client in itself.
+                if stopping.load(Ordering::SeqCst)
+                    || !revoked.lock().expect("revoked lock").remove(&client)
+                {
+                    return;
+                }
+                match readmit(client) {
+                    Ok(()) => tracing::warn!(target: "snapstorm::faults", %client, "revoke-client: readmitted"),
+                    Err(error) => tracing::error!(target: "snapstorm::faults", %client, %error, "cannot readmit"),
+                }
+            });
+    }
+
+    /// The run ends: storms stop (and are waited for), and every client
+    /// still revoked is let in again.
+    pub fn end(&self, readmit: &Readmit) -> Result<(), InjectError> {
+        self.stopping.store(true, Ordering::SeqCst);
+        let storms: Vec<_> = self.storms.lock().expect("storms lock").drain(..).collect();
+        for storm in storms {
+            let _ = storm.join();
+        }
+        let revoked = std::mem::take(&mut *self.revoked.lock().expect("revoked lock"));
+        for client in revoked {
+            readmit(client).map_err(|e| fail(format!("cannot let {client} in again: {e}")))?;
+        }
+        Ok(())
+    }
+}
