@@ -389,7 +389,14 @@ fn scaled_preset(name: &str, dir: &Path) -> PathBuf {
 }
 
 /// Every preset passes, run by the binary with each kind of client.
-fn presets(backend: BackendKind) {
+/// How a preset runs: scaled down to seconds, or as shipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Size {
+    ScaledDown,
+    AsShipped,
+}
+
+fn presets(backend: BackendKind, size: Size) {
     use snapstorm::engine::scenario::{Plan, Scenario};
     for preset in Scenario::presets() {
         let sequence = match &preset.plan {
@@ -398,7 +405,13 @@ fn presets(backend: BackendKind) {
         };
         let actions = if sequence == 0 { 8 } else { sequence };
         let dir = tempfile::tempdir().unwrap();
-        let scenario = scaled_preset(&preset.name, dir.path());
+        let scenario = match size {
+            Size::ScaledDown => scaled_preset(&preset.name, dir.path())
+                .to_str()
+                .unwrap()
+                .to_owned(),
+            Size::AsShipped => preset.name.clone(),
+        };
         let report = dir.path().join("r.json");
         let clients = clients_of(backend).len().to_string();
         let restic = backend.runs_restic().then(restic_program);
@@ -409,7 +422,7 @@ fn presets(backend: BackendKind) {
                 "--backend",
                 backend.name(),
                 "--scenario",
-                scenario.to_str().unwrap(),
+                &scenario,
                 "--clients",
                 &clients,
                 "--actions",
@@ -623,7 +636,7 @@ macro_rules! contract {
             #[test]
             fn the_presets_pass() {
                 prepare();
-                presets($backend);
+                presets($backend, Size::ScaledDown);
             }
         }
     };
@@ -658,6 +671,16 @@ contract!(
 // kopia's GC is its own (`src/backend/kopia/gc.rs`: the aggressive one
 // frees at once); the scenario option is not read.
 contract!(kopia, BackendKind::Kopia, GcTool::Rustic);
+
+/// The seed's own scenarios on the seed's own tool: every preset as
+/// shipped (files up to 64 MiB, 10,000-file trees) on kopia
+/// (`cargo test --test contract -- --ignored every_preset_passes_on_kopia`).
+#[test]
+#[ignore = "every preset at full size on kopia: about 10 minutes"]
+fn every_preset_passes_on_kopia_as_shipped() {
+    require_programs(BackendKind::Kopia);
+    presets(BackendKind::Kopia, Size::AsShipped);
+}
 
 /// What a backend needs is checked before anything is written.
 mod setup {

@@ -23,10 +23,17 @@ pub fn faults() -> ExitCode {
     println!(
         "\nwrite KIND@TIME[:DURATION][,key=value…], e.g. --fault corrupt-pack@15s --fault server-restart@20s:5s\n\
          network options: latency={}, drop={} (percent of requests), error={} (percent answered 500)\n\
-         revoke-client / kill-client option: client=N (default: a random client)",
+         revoke-client / kill-client option: client=N (default: a random client)\n\
+         --backend kopia: every fault but {refused}; network's error= resets the connection (TLS passes the proxy untouched)",
         crate::faults::compact_duration(network.latency),
         network.drop_percent,
-        network.error_percent
+        network.error_percent,
+        refused = FaultKind::ALL
+            .into_iter()
+            .filter(|kind| crate::backend::kopia::refusal(*kind).is_some())
+            .map(FaultKind::name)
+            .collect::<Vec<_>>()
+            .join(", "),
     );
     ExitCode::from(EXIT_OK)
 }
