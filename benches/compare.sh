@@ -9,7 +9,7 @@
 #
 # Sections (ONLY picks some): memory + scale (headless runs at several client
 # counts), server (restic backup and restore through `snapstorm serve`, a
-# local repository and rustic_server), verify (`cargo bench --bench verify`),
+# local repository, restic's rest-server and rustic_server), verify (`cargo bench --bench verify`),
 # console (`cargo bench --bench console`), keys (key-to-screen latency of the
 # console with 32 clients running, benches/key_latency.py, needs tmux).
 #
@@ -22,6 +22,7 @@
 #   DATA_MB        size of the server data set in MiB (default 850)
 #   ROUNDS         repetitions of each server measurement, interleaved (default 3)
 #   RUSTIC_SERVER  the rustic-server binary (default: on PATH; row skipped if absent)
+#   REST_SERVER    restic's rest-server (default: REST_SERVER_EXE, else on PATH; row skipped if absent)
 #   WORK           scratch directory (default: a new one under /tmp, removed at the end)
 #
 # Needs: restic, htpasswd (apache2-utils), /usr/bin/time (time), python3.
@@ -36,6 +37,7 @@ BASELINE_COUNTS="${BASELINE_COUNTS:-$CLIENT_COUNTS}"
 DATA_MB="${DATA_MB:-850}"
 ROUNDS="${ROUNDS:-3}"
 RUSTIC_SERVER="${RUSTIC_SERVER:-$(command -v rustic-server || true)}"
+REST_SERVER="${REST_SERVER:-${REST_SERVER_EXE:-$(command -v rest-server || true)}}"
 ONLY="${ONLY:-memory server verify console keys}"
 
 need() { command -v "$1" >/dev/null || { echo "compare.sh: $1 is needed ($2)" >&2; exit 2; }; }
@@ -150,7 +152,7 @@ EOF
   export RESTIC_PASSWORD=bench-password
   htpasswd -B -b -c "$WORK/htpasswd" bench s3cret 2>/dev/null
   chmod 600 "$WORK/htpasswd"
-  port_ours=18431; port_base=18432; port_rustic=18433
+  port_ours=18431; port_base=18432; port_rustic=18433; port_rest=18434
   "$SNAPSTORM" serve --data-dir "$WORK/ours" --htpasswd "$WORK/htpasswd" --listen "127.0.0.1:$port_ours" >"$WORK/serve.log" 2>&1 &
   pid_ours=$!
   if [ -n "$BASELINE" ]; then
@@ -165,6 +167,13 @@ EOF
       --htpasswd-file "$WORK/htpasswd" --acl-path "$WORK/acl.toml" >"$WORK/rustic.log" 2>&1 &
     pid_rustic=$!
   fi
+  pid_rest=""
+  if [ -n "$REST_SERVER" ]; then
+    mkdir -p "$WORK/restsrv"
+    "$REST_SERVER" --listen "127.0.0.1:$port_rest" --path "$WORK/restsrv" --private-repos \
+      --htpasswd-file "$WORK/htpasswd" >"$WORK/rest-server.log" 2>&1 &
+    pid_rest=$!
+  fi
   sleep 2
   declare -A repo pid
   repo[local]="$WORK/local"; pid[local]=""
@@ -178,8 +187,12 @@ EOF
     repo[rustic_server]="rest:http://bench:s3cret@127.0.0.1:$port_rustic/bench"; pid[rustic_server]=$pid_rustic
     targets="$targets rustic_server"
   fi
+  if [ -n "$pid_rest" ]; then
+    repo[rest_server]="rest:http://bench:s3cret@127.0.0.1:$port_rest/bench/"; pid[rest_server]=$pid_rest
+    targets="$targets rest_server"
+  fi
   declare -A backup restore dir
-  dir[local]="$WORK/local"; dir[snapstorm]="$WORK/ours/bench"; dir[baseline]="$WORK/base/bench"; dir[rustic_server]="$WORK/rustic/bench"
+  dir[local]="$WORK/local"; dir[snapstorm]="$WORK/ours/bench"; dir[baseline]="$WORK/base/bench"; dir[rustic_server]="$WORK/rustic/bench"; dir[rest_server]="$WORK/restsrv/bench"
   for t in $targets; do backup[$t]=""; restore[$t]=""; done
   # Restores go to memory, so that the disk's write-back does not time them.
   restore_to="$(mktemp -d /dev/shm/snapstorm-compare.XXXXXX)"
@@ -216,7 +229,7 @@ EOF
     hwm=$(awk '/^VmHWM/ {printf "%.0f", $2/1024}' "/proc/${pid[$t]}/status")
     row "$t server process" "peak RSS over all rounds" "${hwm} MiB" "$( [ "$t" = snapstorm ] && echo '< 32 MiB' || echo reference)"
   done
-  for p in $pid_ours ${pid_base:-} $pid_rustic; do kill "$p" 2>/dev/null || true; done
+  for p in $pid_ours ${pid_base:-} $pid_rustic $pid_rest; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$data"
 fi

@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use rand::seq::IndexedRandom;
 use rand::{RngExt, SeedableRng};
 
+use crate::engine::Action;
 use crate::engine::brief::brief;
-use crate::engine::traits::{BackendResult, ClientId, FaultHost, GcOptions, InjectError};
+use crate::engine::traits::{BackendResult, ClientId, FaultHost, GcOptions, InjectError, Injected};
 use crate::faults::FaultSpec;
 
 /// A fault that could not be carried out, in its own words.
@@ -135,9 +136,52 @@ impl FaultKit {
         Ok(())
     }
 
+    /// `revoke-client`: the spec's client (or a running one) revoked by
+    /// `revoke`, and let in again with `readmit` when the spec's duration
+    /// ends. Returns its label and target.
+    pub fn revoke_client(
+        &self,
+        spec: &FaultSpec,
+        clients: &[ClientId],
+        host: &Arc<dyn FaultHost>,
+        revoke: impl FnOnce(ClientId) -> BackendResult<()>,
+        readmit: Readmit,
+    ) -> Result<(String, String), InjectError> {
+        let client = self.pick_client(spec, clients)?;
+        let label = host.fault_starts(spec.kind, &client.to_string(), Some(client), spec.duration);
+        revoke(client).map_err(|e| fail(e.to_string()))?;
+        self.revoked(client, spec.duration, readmit);
+        Ok((label, client.to_string()))
+    }
+
+    /// `kill-client`: the spec's client (or a running one) is cut off by
+    /// the backend's proxy once it uploads (`arm` arms that); a write and
+    /// a snapshot are queued so that it has something to upload now.
+    pub fn kill_client(
+        &self,
+        spec: &FaultSpec,
+        clients: &[ClientId],
+        host: &Arc<dyn FaultHost>,
+        arm: impl FnOnce(ClientId),
+    ) -> Result<Injected, InjectError> {
+        let client = self.pick_client(spec, clients)?;
+        let label = host.fault_starts(spec.kind, &client.to_string(), Some(client), spec.duration);
+        arm(client);
+        Ok(Injected {
+            label,
+            kind: spec.kind,
+            target: client.to_string(),
+            duration: spec.duration,
+            enqueue: vec![
+                (client, Action::WriteRandomFiles),
+                (client, Action::SnapshotRoot),
+            ],
+        })
+    }
+
     /// Records `client` as revoked (the backend has just revoked it) and,
     /// for a `duration`, lets it in again with `readmit` when that ends.
-    pub fn revoked(&self, client: ClientId, duration: Option<Duration>, readmit: Readmit) {
+    fn revoked(&self, client: ClientId, duration: Option<Duration>, readmit: Readmit) {
         self.revoked.lock().expect("revoked lock").insert(client);
         let Some(duration) = duration else {
             return;

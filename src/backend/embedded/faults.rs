@@ -10,7 +10,6 @@ use std::time::Instant;
 
 use super::EmbeddedServer;
 use crate::backend::fault_kit::{FaultKit, Readmit, fail};
-use crate::engine::Action;
 use crate::engine::damage::{Damage, DataRef};
 use crate::engine::traits::{ClientId, FaultHost, FaultInjector, InjectError, Injected, Server};
 use crate::faults::{FaultKind, FaultSpec, KILL_CUT};
@@ -93,7 +92,6 @@ impl FaultInjector for EmbeddedFaults {
         clients: &[ClientId],
         host: &Arc<dyn FaultHost>,
     ) -> Result<Injected, InjectError> {
-        let mut enqueue = Vec::new();
         let duration = spec.duration;
         let starts = |target: &str, client: Option<ClientId>| {
             host.fault_starts(spec.kind, target, client, duration)
@@ -154,24 +152,19 @@ impl FaultInjector for EmbeddedFaults {
                 (label, target)
             }
             FaultKind::RevokeClient => {
-                let client = self.kit.pick_client(spec, clients)?;
-                let label = starts(&client.to_string(), Some(client));
-                self.server
-                    .remove_client(client)
-                    .map_err(|e| fail(e.to_string()))?;
-                self.kit.revoked(client, duration, self.readmit());
-                (label, client.to_string())
+                let server = self.server.clone();
+                self.kit.revoke_client(
+                    spec,
+                    clients,
+                    host,
+                    |client| server.remove_client(client),
+                    self.readmit(),
+                )?
             }
             FaultKind::KillClient => {
-                let client = self.kit.pick_client(spec, clients)?;
-                let label = starts(&client.to_string(), Some(client));
-                self.server.proxy().arm_kill(&client.to_string(), KILL_CUT);
-                // Make sure it has something to upload, and uploads it now.
-                enqueue = vec![
-                    (client, Action::WriteRandomFiles),
-                    (client, Action::SnapshotRoot),
-                ];
-                (label, client.to_string())
+                return self.kit.kill_client(spec, clients, host, |client| {
+                    self.server.proxy().arm_kill(&client.to_string(), KILL_CUT)
+                });
             }
             FaultKind::AggressiveGc => {
                 let target = "repository (instant delete, keep-delete 0)".to_owned();
@@ -192,7 +185,7 @@ impl FaultInjector for EmbeddedFaults {
             kind: spec.kind,
             target,
             duration,
-            enqueue,
+            enqueue: Vec::new(),
         })
     }
 

@@ -30,7 +30,6 @@ use std::time::Instant;
 
 use super::server::{KopiaServer, kopia_user};
 use crate::backend::fault_kit::{FaultKit, Readmit, fail};
-use crate::engine::Action;
 use crate::engine::damage::DataRef;
 use crate::engine::traits::{ClientId, FaultHost, FaultInjector, InjectError, Injected, Server};
 use crate::faults::{FaultKind, FaultSpec, KILL_CUT};
@@ -105,7 +104,6 @@ impl FaultInjector for KopiaFaults {
         clients: &[ClientId],
         host: &Arc<dyn FaultHost>,
     ) -> Result<Injected, InjectError> {
-        let mut enqueue = Vec::new();
         let duration = spec.duration;
         let starts = |target: &str, client: Option<ClientId>| {
             host.fault_starts(spec.kind, target, client, duration)
@@ -163,24 +161,19 @@ impl FaultInjector for KopiaFaults {
                 (label, target)
             }
             FaultKind::RevokeClient => {
-                let client = self.kit.pick_client(spec, clients)?;
-                let label = starts(&client.to_string(), Some(client));
-                self.server
-                    .remove_client(client)
-                    .map_err(|e| fail(e.to_string()))?;
-                self.kit.revoked(client, duration, self.readmit());
-                (label, client.to_string())
+                let server = self.server.clone();
+                self.kit.revoke_client(
+                    spec,
+                    clients,
+                    host,
+                    |client| server.remove_client(client),
+                    self.readmit(),
+                )?
             }
             FaultKind::KillClient => {
-                let client = self.kit.pick_client(spec, clients)?;
-                let label = starts(&client.to_string(), Some(client));
-                self.server.proxy().arm_kill(&kopia_user(client), KILL_CUT);
-                // Make sure it has something to upload, and uploads it now.
-                enqueue = vec![
-                    (client, Action::WriteRandomFiles),
-                    (client, Action::SnapshotRoot),
-                ];
-                (label, client.to_string())
+                return self.kit.kill_client(spec, clients, host, |client| {
+                    self.server.proxy().arm_kill(&kopia_user(client), KILL_CUT)
+                });
             }
             FaultKind::AggressiveGc => {
                 let target =
@@ -203,7 +196,7 @@ impl FaultInjector for KopiaFaults {
             kind: spec.kind,
             target,
             duration,
-            enqueue,
+            enqueue: Vec::new(),
         })
     }
 
