@@ -676,7 +676,7 @@ contract!(kopia, BackendKind::Kopia, GcTool::Rustic);
 /// shipped (files up to 64 MiB, 10,000-file trees) on kopia
 /// (`cargo test --test contract -- --ignored every_preset_passes_on_kopia`).
 #[test]
-#[ignore = "every preset at full size on kopia: about 10 minutes"]
+#[ignore = "every preset at full size on kopia: about 3 minutes (158 s measured)"]
 fn every_preset_passes_on_kopia_as_shipped() {
     require_programs(BackendKind::Kopia);
     presets(BackendKind::Kopia, Size::AsShipped);

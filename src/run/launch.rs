@@ -143,7 +143,7 @@ pub async fn embedded_parts(spec: &RunSpec) -> Result<EmbeddedParts, LaunchError
     let cache_layout = layout.clone();
     let rustic = RusticClients {
         cache_dir_for: Box::new(move |client| cache_layout.client_cache(client)),
-        repo_password: store.repository_password(),
+        key: server.master_key(),
         timeouts: spec.timeouts,
         evidence: server.evidence().clone(),
     };

@@ -63,7 +63,8 @@ type CallResult<T> = Result<T, CallError>;
 /// A rustic_core client of the embedded server.
 pub struct RusticClient {
     cache_dir: PathBuf,
-    repo_password: String,
+    /// The repository's master key (see [`RusticClients::key`]).
+    key: MasterKey,
     timeouts: ClientTimeouts,
     evidence: Arc<Evidence>,
     connection: Mutex<Option<Connection>>,
@@ -72,13 +73,13 @@ pub struct RusticClient {
 impl RusticClient {
     pub fn new(
         cache_dir: PathBuf,
-        repo_password: String,
+        key: MasterKey,
         timeouts: ClientTimeouts,
         evidence: Arc<Evidence>,
     ) -> Self {
         RusticClient {
             cache_dir,
-            repo_password,
+            key,
             timeouts,
             evidence,
             connection: Mutex::new(None),
@@ -263,7 +264,7 @@ impl ClientSnapshotter for RusticClient {
         let options = RepositoryOptions::default().cache_dir(&self.cache_dir);
         let repo = Repository::new(&options, &backends)
             .map_err(classify)?
-            .open(&Credentials::password(&self.repo_password))
+            .open(&Credentials::Masterkey(self.key.clone()))
             .map_err(classify)?;
         *self.connection.lock().expect("connection lock") = Some(Connection {
             backends,
@@ -283,7 +284,11 @@ impl ClientSnapshotter for RusticClient {
 /// Makes a `RusticClient` per client, each with its own cache directory.
 pub struct RusticClients {
     pub cache_dir_for: Box<dyn Fn(ClientId) -> PathBuf + Send + Sync>,
-    pub repo_password: String,
+    /// The repository's master key, derived once for the run: a client's
+    /// connect reads the repository as its user, without a key derivation
+    /// (scrypt, about half a second of CPU) of its own — 64 of those were
+    /// most of a 64-client start.
+    pub key: MasterKey,
     pub timeouts: ClientTimeouts,
     /// The server's evidence, that every client classifies its errors with.
     pub evidence: Arc<Evidence>,
@@ -293,7 +298,7 @@ impl ClientFactory for RusticClients {
     fn new_client(&self, client: ClientId) -> BackendResult<Box<dyn ClientSnapshotter>> {
         Ok(Box::new(RusticClient::new(
             (self.cache_dir_for)(client),
-            self.repo_password.clone(),
+            self.key.clone(),
             self.timeouts,
             self.evidence.clone(),
         )))

@@ -129,6 +129,11 @@ impl EmbeddedServer {
         &self.users
     }
 
+    /// The repository's master key, for clients of this run.
+    pub fn master_key(&self) -> MasterKey {
+        self.key.clone()
+    }
+
     pub fn proxy(&self) -> &FaultProxy {
         &self.proxy
     }
