@@ -3,6 +3,7 @@
 
 pub mod embedded;
 pub mod kopia;
+pub mod location;
 pub mod process;
 pub mod restic;
 

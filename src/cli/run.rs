@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::backend::location::{LocationError, RepositoryLocation};
 use crate::engine::scenario::Scenario;
 use crate::engine::store::write_durably;
 use crate::faults::{FaultKind, FaultSpec, RunBounds};
@@ -113,7 +114,44 @@ pub fn session_spec(args: &SessionArgs, bounds: RunBounds) -> Result<RunSpec, Us
     spec.verify_inherited_per_client = args.verify_inherited;
     spec.faults = faults;
     spec.backend = args.backend;
+    spec.repository = repository(args)?;
     Ok(spec)
+}
+
+/// The `--repository` location, with its credentials; a password written
+/// in it is used, with a warning (it was visible to `ps` while snapstorm
+/// started), and shown nowhere after.
+fn repository(args: &SessionArgs) -> Result<RepositoryLocation, UsageError> {
+    let Some(text) = &args.repository else {
+        return Ok(RepositoryLocation::Embedded);
+    };
+    let usage = |e: LocationError| UsageError(e.to_string());
+    match RepositoryLocation::parse(text).map_err(usage)? {
+        RepositoryLocation::Rest(rest) => {
+            let rest = rest
+                .with_credentials(
+                    |name| std::env::var(name).ok(),
+                    args.repository_credentials.as_deref(),
+                )
+                .map_err(usage)?;
+            if rest.password_in_url() {
+                eprintln!(
+                    "snapstorm: warning: the password written in --repository was visible to other users of this machine (ps) while snapstorm started; give it in RESTIC_REST_PASSWORD or --repository-credentials instead"
+                );
+            }
+            Ok(RepositoryLocation::Rest(rest))
+        }
+        _ if args.repository_credentials.is_some() => Err(UsageError(
+            "--repository-credentials is for a rest: repository; drop it for a directory".into(),
+        )),
+        RepositoryLocation::Directory(dir) => {
+            // Recorded in the state dir: the same directory from anywhere.
+            let dir = std::path::absolute(&dir)
+                .map_err(|e| UsageError(format!("--repository {}: {e}", dir.display())))?;
+            Ok(RepositoryLocation::Directory(dir))
+        }
+        RepositoryLocation::Embedded => Ok(RepositoryLocation::Embedded),
+    }
 }
 
 /// Where `--report` goes, checked before anything runs: never into the

@@ -8,8 +8,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::backend::BackendKind;
-use crate::backend::embedded::{ClientTimeouts, EmbeddedFaults, EmbeddedServer, RusticClients};
+use crate::backend::embedded::{
+    ClientTimeouts, EmbeddedFaults, EmbeddedServer, RusticClients, StorageError,
+};
 use crate::backend::kopia::{KopiaBinary, KopiaClients, KopiaServer};
+use crate::backend::location::RepositoryLocation;
 use crate::backend::restic::{
     DEFAULT_ACTION_TIMEOUT, MixedClients, Processes, ResticBinary, ResticClients, ResticServer,
 };
@@ -19,7 +22,7 @@ use crate::engine::options::GcTool;
 use crate::engine::scenario::Scenario;
 use crate::engine::store::{MetadataStore, StateLayout};
 use crate::engine::traits::{ClientFactory, FaultInjector, FileWriter, Server, Snapshotter};
-use crate::faults::FaultSpec;
+use crate::faults::{FaultKind, FaultSpec};
 use crate::multiclient::{MultiClientFileWriter, MultiClientSnapshotter};
 use crate::run::{self, RunHandle, RunLimit, RunParts};
 
@@ -41,6 +44,9 @@ pub struct RunSpec {
     /// The restic program of the restic and mixed backends; `None`: as
     /// users name it (`RESTIC_EXE`, else `restic` on PATH).
     pub restic_exe: Option<PathBuf>,
+    /// Where the repository is (`--repository`); the state dir's own
+    /// directory by default.
+    pub repository: RepositoryLocation,
 }
 
 impl RunSpec {
@@ -57,6 +63,7 @@ impl RunSpec {
             faults: Vec::new(),
             backend: BackendKind::default(),
             restic_exe: None,
+            repository: RepositoryLocation::Embedded,
         }
     }
 }
@@ -68,6 +75,9 @@ pub enum LaunchError {
     State(#[from] crate::engine::store::StoreError),
     #[error("cannot start the repository server: {0}")]
     Backend(#[source] crate::engine::traits::BackendError),
+    /// The repository's storage cannot be reached, or refuses snapstorm.
+    #[error(transparent)]
+    Storage(StorageError),
     #[error(transparent)]
     Start(#[from] run::StartError),
     #[error("cannot open the action trace: {0}")]
@@ -103,6 +113,7 @@ fn check_backend(spec: &RunSpec) -> Result<Option<ResticBinary>, LaunchError> {
             spec.backend
         )));
     }
+    check_location(spec)?;
     if !spec.backend.runs_restic() {
         return Ok(None);
     }
@@ -112,6 +123,35 @@ fn check_backend(spec: &RunSpec) -> Result<Option<ResticBinary>, LaunchError> {
     }
     .map(Some)
     .map_err(|e| LaunchError::Setup(e.to_string()))
+}
+
+/// What the repository's location cannot do, refused before anything is
+/// written: kopia keeps its own repository, and an external REST server's
+/// files cannot be damaged from here (yet).
+fn check_location(spec: &RunSpec) -> Result<(), LaunchError> {
+    if spec.repository == RepositoryLocation::Embedded {
+        return Ok(());
+    }
+    if spec.backend == BackendKind::Kopia {
+        return Err(LaunchError::Setup(format!(
+            "--repository {} is for the embedded, restic and mixed backends; kopia keeps its own repository in the state dir: drop --repository, or choose another --backend",
+            spec.repository
+        )));
+    }
+    if let RepositoryLocation::Rest(_) = &spec.repository
+        && let Some(fault) = spec.faults.iter().find(|f| {
+            matches!(
+                f.kind,
+                FaultKind::CorruptPack | FaultKind::DeletePack | FaultKind::DeleteIndex
+            )
+        })
+    {
+        return Err(LaunchError::Setup(format!(
+            "--fault {fault} damages the repository's files, which is not yet supported on a REST server ({}): drop the fault, or give a directory as --repository",
+            spec.repository
+        )));
+    }
+    Ok(())
 }
 
 /// Opens the state directory and starts the embedded server.
@@ -126,13 +166,17 @@ pub async fn embedded_parts(spec: &RunSpec) -> Result<EmbeddedParts, LaunchError
     let store = open_store(spec, &layout).await?;
     // The repository opens with the state's password before the run is
     // recorded: a state dir that does not fit its repository stays as it was.
-    let server = EmbeddedServer::start(
+    let server = EmbeddedServer::start_on(
+        &spec.repository,
         &layout.repository(),
         &store.repository_password(),
         spec.seed,
     )
     .await
-    .map_err(LaunchError::Backend)
+    .map_err(|error| match error {
+        StorageError::Backend(error) => LaunchError::Backend(error),
+        other => LaunchError::Storage(other),
+    })
     .inspect_err(|_| store.undo_setup())?;
     if let Err(error) = begin_run(spec, &store).await {
         server.stop().await;
@@ -251,7 +295,11 @@ async fn open_store(
 ) -> Result<Arc<MetadataStore>, LaunchError> {
     let layout = layout.clone();
     let backend = spec.backend.name();
-    let store = tokio::task::spawn_blocking(move || MetadataStore::open(layout, backend)).await??;
+    let repository = spec.repository.recorded();
+    let store = tokio::task::spawn_blocking(move || {
+        MetadataStore::open_for(layout, backend, repository.as_deref())
+    })
+    .await??;
     Ok(Arc::new(store))
 }
 
