@@ -44,6 +44,7 @@ pub use format::bytes as format_bytes;
 pub use log_pane::PaneLayer as LogLayer;
 
 use crate::backend::BackendKind;
+use crate::backend::location::RepositoryLocation;
 use crate::engine::file_writer::disk_usage;
 use crate::engine::report::Report;
 use crate::run::launch::{LaunchError, RunSpec, embedded_parts, launch, launch_with};
@@ -166,8 +167,11 @@ pub fn run(spec: RunSpec, options: ConsoleOptions) -> Result<ConsoleOutcome, Con
         } else {
             let parts = embedded_parts(&spec).await.map_err(ConsoleError::Launch)?;
             // Clients connect through the fault proxy; the header names the
-            // server behind it too.
-            let behind_proxy = parts.server.server_addr().to_string();
+            // storage behind it too (a location without its credentials).
+            let behind_proxy = match parts.server.location() {
+                RepositoryLocation::Embedded => parts.server.server_addr().to_string(),
+                location => location.short(),
+            };
             let handle = launch_with(spec, parts)
                 .await
                 .map_err(ConsoleError::Launch)?;
