@@ -314,3 +314,56 @@ fn file_holds(path: &Path, secret: &str) -> bool {
         .windows(secret.len())
         .any(|window| window == secret.as_bytes())
 }
+
+/// On an append-only rest-server a GC fault is refused before anything is
+/// written, naming why; a scenario that never deletes runs there.
+#[test]
+fn an_append_only_server_refuses_gc_faults_and_takes_a_run_that_keeps_everything() {
+    let server = RestServerProcess::start(Auth::None, true);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let location = server.location("kept");
+    for fault in ["aggressive-gc@2s", "gc-storm@2s:2s"] {
+        let (code, _, err) = common::snapstorm(&[
+            "run",
+            "--repository",
+            &location,
+            "--duration",
+            "3s",
+            "--fault",
+            fault,
+            "--state-dir",
+            state.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 2, "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("append-only") && err.contains(fault), "{err}");
+        assert!(!state.exists(), "nothing is written");
+        assert!(!server.repo_dir("kept").exists(), "nothing written there");
+    }
+    let scenario = dir.path().join("keep.toml");
+    std::fs::write(&scenario, common::KEEP_EVERYTHING).unwrap();
+    let report = dir.path().join("report.json");
+    let (code, out, err, report) = common::snapstorm_run(
+        &state,
+        &report,
+        &[
+            "--repository",
+            &location,
+            "--scenario",
+            scenario.to_str().unwrap(),
+            "--duration",
+            "6s",
+            "--clients",
+            "2",
+            "--fault",
+            "kill-client@2s",
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        report["totals"]["restores_verified"].as_u64().unwrap() >= 1,
+        "{out}"
+    );
+    assert!(server.repo_dir("kept").join("config").is_file());
+}

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::backend::BackendKind;
 use crate::backend::embedded::{
-    ClientTimeouts, EmbeddedFaults, EmbeddedServer, RusticClients, StorageError,
+    ClientTimeouts, EmbeddedFaults, EmbeddedServer, RusticClients, StorageError, refuses_deletes,
 };
 use crate::backend::kopia::{KopiaBinary, KopiaClients, KopiaServer};
 use crate::backend::location::RepositoryLocation;
@@ -154,6 +154,27 @@ fn check_location(spec: &RunSpec) -> Result<(), LaunchError> {
     Ok(())
 }
 
+/// An external REST server, asked before anything is written: that it
+/// answers, takes the credentials, and can do what the faults need (an
+/// append-only server refuses the deletes of a GC fault).
+async fn check_storage(spec: &RunSpec) -> Result<(), LaunchError> {
+    let RepositoryLocation::Rest(rest) = &spec.repository else {
+        return Ok(());
+    };
+    let append_only = refuses_deletes(rest).await.map_err(LaunchError::Storage)?;
+    if append_only
+        && let Some(fault) = spec
+            .faults
+            .iter()
+            .find(|f| matches!(f.kind, FaultKind::AggressiveGc | FaultKind::GcStorm))
+    {
+        return Err(LaunchError::Setup(format!(
+            "--fault {fault} deletes from the repository, and {rest} refuses deletes (append-only): drop the fault, or serve the repository without --append-only"
+        )));
+    }
+    Ok(())
+}
+
 /// Opens the state directory and starts the embedded server.
 pub async fn embedded_parts(spec: &RunSpec) -> Result<EmbeddedParts, LaunchError> {
     if spec.backend == BackendKind::Kopia {
@@ -162,6 +183,7 @@ pub async fn embedded_parts(spec: &RunSpec) -> Result<EmbeddedParts, LaunchError
         ));
     }
     let restic = check_backend(spec)?;
+    check_storage(spec).await?;
     let layout = StateLayout::new(&spec.state_dir);
     let store = open_store(spec, &layout).await?;
     // The repository opens with the state's password before the run is

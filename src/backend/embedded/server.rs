@@ -510,6 +510,48 @@ fn check_directory(dir: &Path) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// Whether the external REST server refuses deletes (rest-server
+/// `--append-only`), asked before anything is written: a DELETE of a
+/// snapshot no repository has (all zeros) is answered 403 by an append-only
+/// server, and success or 404 by others. An unreachable server, or one that
+/// refuses the credentials, is an error here already.
+pub async fn refuses_deletes(rest: &RestLocation) -> Result<bool, StorageError> {
+    use http_body_util::Empty;
+    use hyper_util::client::legacy::Client;
+    let addr = resolve(rest).await?;
+    let client: Client<_, Empty<Bytes>> =
+        Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let uri = format!("http://{addr}{}snapshots/{}", rest.path(), "0".repeat(64));
+    let mut request = http::Request::delete(uri)
+        .body(Empty::new())
+        .map_err(BackendError::failed)?;
+    if let UpstreamAuth::Storage(Some(value)) =
+        UpstreamAuth::basic(rest.user(), rest.password().map(Secret::expose))
+    {
+        request
+            .headers_mut()
+            .insert(http::header::AUTHORIZATION, value);
+    }
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(10), client.request(request))
+        .await
+        .map_err(|_| StorageError::Unreachable {
+            location: rest.to_string(),
+            why: "no answer in 10 s".into(),
+        })?
+        .map_err(|e| StorageError::Unreachable {
+            location: rest.to_string(),
+            why: e.to_string(),
+        })?;
+    match answer.status().as_u16() {
+        401 => Err(StorageError::Refused {
+            location: rest.to_string(),
+            why: "HTTP 401".into(),
+        }),
+        403 => Ok(true),
+        _ => Ok(false),
+    }
+}
+
 /// The external server's address, resolved once (the proxy connects to it).
 async fn resolve(rest: &RestLocation) -> Result<SocketAddr, StorageError> {
     let authority = rest.authority();
