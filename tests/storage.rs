@@ -393,3 +393,49 @@ fn an_append_only_server_refuses_gc_faults_and_takes_a_run_that_keeps_everything
     );
     assert!(server.repo_dir("kept").join("config").is_file());
 }
+
+/// A scenario file's `[repository]` table names the storage; the command
+/// line's `--repository` wins over it.
+#[test]
+fn a_scenario_file_names_its_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let from_file = dir.path().join("from-file");
+    let from_line = dir.path().join("from-line");
+    std::fs::create_dir(&from_file).unwrap();
+    std::fs::create_dir(&from_line).unwrap();
+    let scenario = dir.path().join("s.toml");
+    std::fs::write(
+        &scenario,
+        format!(
+            "{}\n[repository]\nlocation = \"{}\"\n",
+            common::KEEP_EVERYTHING,
+            from_file.display()
+        ),
+    )
+    .unwrap();
+    for (state, extra, used) in [
+        ("a", vec![], &from_file),
+        (
+            "b",
+            vec!["--repository", from_line.to_str().unwrap()],
+            &from_line,
+        ),
+    ] {
+        let state = dir.path().join(state);
+        let report = dir.path().join("report.json");
+        let mut args = vec!["--scenario", scenario.to_str().unwrap(), "--actions", "3"];
+        args.extend(extra);
+        let (code, out, err, report) = common::snapstorm_run(&state, &report, &args);
+        assert_eq!(code, 0, "{out}\n{err}");
+        assert_eq!(report["repository"], used.to_str().unwrap());
+        assert!(used.join("config").is_file());
+    }
+    std::fs::write(
+        &scenario,
+        format!("{}\n[repository]\nplace = \"x\"\n", common::KEEP_EVERYTHING),
+    )
+    .unwrap();
+    let (code, _, err) = common::snapstorm(&["run", "--scenario", scenario.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("place"), "{err}");
+}

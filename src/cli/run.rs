@@ -114,7 +114,7 @@ pub fn session_spec(args: &SessionArgs, bounds: RunBounds) -> Result<RunSpec, Us
     spec.verify_inherited_per_client = args.verify_inherited;
     spec.faults = faults;
     spec.backend = args.backend;
-    spec.repository = repository(args)?;
+    spec.repository = repository(args, &spec.scenario)?;
     Ok(spec)
 }
 
@@ -179,28 +179,43 @@ fn typed_password(typed: &str) -> Option<&str> {
 /// The `--repository` location, with its credentials; a password written
 /// in it is used, with a warning (it was visible to `ps` while snapstorm
 /// started), and shown nowhere after.
-fn repository(args: &SessionArgs) -> Result<RepositoryLocation, UsageError> {
-    let Some(text) = &args.repository else {
-        return Ok(RepositoryLocation::Embedded);
+fn repository(args: &SessionArgs, scenario: &Scenario) -> Result<RepositoryLocation, UsageError> {
+    // The command line's location wins over the scenario file's `[repository]`.
+    let (text, credentials, on_command_line) = match (&args.repository, &scenario.repository) {
+        (Some(text), _) => (text, args.repository_credentials.clone(), true),
+        (None, Some(table)) => (
+            &table.location,
+            args.repository_credentials
+                .clone()
+                .or_else(|| table.credentials.clone()),
+            false,
+        ),
+        (None, None) if args.repository_credentials.is_some() => {
+            return Err(UsageError(
+                "--repository-credentials is for a rest: repository; give --repository rest:http://HOST:PORT/PATH too".into(),
+            ));
+        }
+        (None, None) => return Ok(RepositoryLocation::Embedded),
     };
     let usage = |e: LocationError| UsageError(e.to_string());
     match RepositoryLocation::parse(text).map_err(usage)? {
         RepositoryLocation::Rest(rest) => {
             let rest = rest
-                .with_credentials(
-                    |name| std::env::var(name).ok(),
-                    args.repository_credentials.as_deref(),
-                )
+                .with_credentials(|name| std::env::var(name).ok(), credentials.as_deref())
                 .map_err(usage)?;
-            if rest.password_in_url() {
+            if rest.password_in_url() && on_command_line {
                 hide_from_ps(text);
                 eprintln!(
                     "snapstorm: warning: the password written in --repository was visible to other users of this machine (ps) while snapstorm started; give it in RESTIC_REST_PASSWORD or --repository-credentials instead"
                 );
+            } else if rest.password_in_url() {
+                eprintln!(
+                    "snapstorm: warning: the scenario file's [repository] location holds a password: whoever reads the file reads it; give it in RESTIC_REST_PASSWORD or a credentials file instead"
+                );
             }
             Ok(RepositoryLocation::Rest(rest))
         }
-        _ if args.repository_credentials.is_some() => Err(UsageError(
+        _ if credentials.is_some() => Err(UsageError(
             "--repository-credentials is for a rest: repository; drop it for a directory".into(),
         )),
         RepositoryLocation::Directory(dir) => {
