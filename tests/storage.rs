@@ -444,3 +444,30 @@ fn a_scenario_file_names_its_repository() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("place"), "{err}");
 }
+
+/// The repository at the server's root (`rest-server --path DIR` serves
+/// one there), through `snapstorm run --repository rest:http://HOST:PORT/`,
+/// with the storage taken away and given back (`server-restart` stops the
+/// proxy in front of it).
+#[test]
+fn a_run_on_a_rest_servers_root_survives_a_restart() {
+    let server = RestServerProcess::start(Auth::None, false);
+    let dir = tempfile::tempdir().unwrap();
+    let location = format!("rest:http://{}/", server.addr());
+    let (code, out, err, report) = common::snapstorm_run(
+        &dir.path().join("state"),
+        &dir.path().join("report.json"),
+        &[
+            "--repository",
+            &location,
+            "--duration",
+            "10s",
+            "--fault",
+            "server-restart@4s:2s",
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(report["repository"], location);
+    assert_eq!(report["faults"][0]["injected"], true, "{report}");
+    assert!(server.dir().join("data/config").is_file());
+}
