@@ -112,6 +112,10 @@ fn locations_that_cannot_be_used_are_refused_before_anything_is_written() {
             "create the directory",
         ),
         (
+            vec!["--backend", "kopia", "--repository", &reachable],
+            "kopia keeps its own repository",
+        ),
+        (
             vec!["--repository", &reachable, "--fault", "corrupt-pack@2s"],
             "corrupt-pack",
         ),
