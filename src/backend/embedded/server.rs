@@ -2,8 +2,9 @@
 //! proxy in front that clients connect through. The storage is a directory
 //! (the state dir's own, or one `--repository` names) that snapstorm's REST
 //! server serves, or a REST server snapstorm does not run. GC, listing and
-//! the check run on the storage directly: on the directory, or through
-//! rustic's REST backend straight to the external server (not the proxy).
+//! the check run on the storage directly, never through the fault proxy:
+//! on the directory, or with rustic's REST backend through a loopback proxy
+//! of the server's own that adds the external server's credentials.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -56,7 +57,8 @@ fn rest_options() -> std::collections::BTreeMap<String, String> {
     ])
 }
 
-/// Opens an external REST server's repository directly (not through the proxy).
+/// Opens an external REST server's repository through the server's own,
+/// undisturbed proxy (not the fault proxy).
 fn rest_backends(url: &Secret) -> BackendResult<RepositoryBackends> {
     Ok(BackendOptions::default()
         .repository(url.expose())
