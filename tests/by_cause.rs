@@ -50,7 +50,12 @@ impl Bench {
     }
 
     fn repo(&self) -> PathBuf {
-        self.f.parts.server.repo_dir().to_path_buf()
+        self.f
+            .parts
+            .server
+            .repo_dir()
+            .expect("a directory")
+            .to_path_buf()
     }
 
     fn exec(&self, client: u32, action: Action, snapshot_id: Option<&str>) -> ActionRecord {

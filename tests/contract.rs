@@ -4,6 +4,10 @@
 //! refused while the others go on, concurrent clients, a GC that keeps live
 //! data and removes deleted data, and the scenario presets.
 //!
+//! The embedded, restic and mixed backends run once more on an external
+//! storage: restic's `rest-server` (0.14.0 at REST_SERVER_EXE, as
+//! `./scripts/test` sets it) with a user of its own, behind the proxy.
+//!
 //! Each backend runs for real: snapstorm's own server, rustic_core clients,
 //! restic processes — the restic and mixed variants once with Debian's
 //! restic on PATH (`apt-get install restic`, 0.14) and once with the one
@@ -17,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use snapstorm::backend::BackendKind;
+use snapstorm::backend::location::RepositoryLocation;
 use snapstorm::engine::ClientId;
 use snapstorm::engine::options::GcTool;
 use snapstorm::engine::progress::{Progress, ProgressView};
@@ -38,6 +43,41 @@ struct Fixture {
     server: Arc<dyn Server>,
     clients: Arc<MultiClientSnapshotter>,
     state: tempfile::TempDir,
+    /// The external storage of the rest variants; stopped after the parts.
+    _storage: Option<common::rest_server::RestServerProcess>,
+}
+
+/// Where a variant's repository lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Storage {
+    /// The state dir's own, served by snapstorm's REST server.
+    Own,
+    /// restic's `rest-server`, with a user and password.
+    Rest,
+}
+
+// Where this test thread's fixtures and runs keep the repository.
+thread_local! {
+    static STORAGE: std::cell::Cell<Storage> = const { std::cell::Cell::new(Storage::Own) };
+}
+
+/// `--repository` for a `rest-server` repository, with its user and password.
+fn rest_location(
+    server: &common::rest_server::RestServerProcess,
+    name: &str,
+) -> RepositoryLocation {
+    use common::rest_server::{PASSWORD, USER};
+    use snapstorm::backend::location::{REST_PASSWORD_ENV, REST_USERNAME_ENV};
+    let RepositoryLocation::Rest(rest) = RepositoryLocation::parse(&server.location(name)).unwrap()
+    else {
+        panic!("not a rest location");
+    };
+    let env = |name: &str| match name {
+        REST_USERNAME_ENV => Some(USER.to_owned()),
+        REST_PASSWORD_ENV => Some(PASSWORD.to_owned()),
+        _ => None,
+    };
+    RepositoryLocation::Rest(rest.with_credentials(env, None).unwrap())
 }
 
 // Which restic program this test thread's restic-backed fixtures and runs
@@ -74,6 +114,16 @@ impl Fixture {
         let mut spec = RunSpec::new(scenario, state.path().to_path_buf(), 9);
         spec.backend = backend;
         spec.restic_exe = restic;
+        let storage = (STORAGE.get() == Storage::Rest).then(|| {
+            common::rest_server::RestServerProcess::start(
+                common::rest_server::Auth::Htpasswd,
+                false,
+            )
+        });
+        if let Some(server) = &storage {
+            spec.repository = rest_location(server, "contract");
+        }
+        let on_rest = storage.as_ref().map(|server| server.repo_dir("contract"));
         let runtime = common::runtime();
         let (started, server, clients) = if backend == BackendKind::Kopia {
             let parts = runtime.block_on(kopia_parts(&spec)).unwrap();
@@ -86,12 +136,23 @@ impl Fixture {
             let server = parts.engine_server.clone();
             (Started::Embedded(parts), server, clients)
         };
+        if let Some(repo) = on_rest {
+            assert!(
+                repo.join("config").is_file(),
+                "the repository is on the rest-server"
+            );
+            assert!(
+                !state.path().join("repository/repo").exists(),
+                "and not in the state dir"
+            );
+        }
         Fixture {
             runtime,
             started,
             server,
             clients,
             state,
+            _storage: storage,
         }
     }
 
@@ -398,6 +459,24 @@ enum Size {
 
 fn presets(backend: BackendKind, size: Size) {
     use snapstorm::engine::scenario::{Plan, Scenario};
+    // On an external storage: one rest-server, a repository per preset
+    // (each run has a fresh state dir, so a fresh repository password).
+    let storage = (STORAGE.get() == Storage::Rest).then(|| {
+        let server = common::rest_server::RestServerProcess::start(
+            common::rest_server::Auth::Htpasswd,
+            false,
+        );
+        let credentials = server.dir().join("credentials");
+        common::write_private(
+            &credentials,
+            &format!(
+                "{}:{}\n",
+                common::rest_server::USER,
+                common::rest_server::PASSWORD
+            ),
+        );
+        (server, credentials)
+    });
     for preset in Scenario::presets() {
         let sequence = match &preset.plan {
             Plan::Sequence(actions) => actions.len(),
@@ -415,26 +494,46 @@ fn presets(backend: BackendKind, size: Size) {
         let report = dir.path().join("r.json");
         let clients = clients_of(backend).len().to_string();
         let restic = backend.runs_restic().then(restic_program);
+        let actions = actions.to_string();
+        let mut args = vec![
+            "--backend",
+            backend.name(),
+            "--scenario",
+            &scenario,
+            "--clients",
+            &clients,
+            "--actions",
+            &actions,
+            "--seed",
+            "3",
+        ];
+        let location = storage
+            .as_ref()
+            .map(|(server, _)| server.location(&preset.name));
+        if let (Some(location), Some((_, credentials))) = (&location, &storage) {
+            args.extend([
+                "--repository",
+                location,
+                "--repository-credentials",
+                credentials.to_str().unwrap(),
+            ]);
+        }
         let (code, out, err, report) = common::snapstorm_run_with(
             &dir.path().join("state"),
             &report,
-            &[
-                "--backend",
-                backend.name(),
-                "--scenario",
-                &scenario,
-                "--clients",
-                &clients,
-                "--actions",
-                &actions.to_string(),
-                "--seed",
-                "3",
-            ],
+            &args,
             restic.as_deref(),
         );
         let name = &preset.name;
         assert_eq!(code, 0, "{name}: {out}\n{err}");
         assert_eq!(report["backend"], backend.name());
+        if let Some((server, _)) = &storage {
+            assert_eq!(report["repository"], location.clone().unwrap(), "{name}");
+            assert!(
+                server.repo_dir(name).join("config").is_file(),
+                "{name}: the repository is on the rest-server"
+            );
+        }
         assert_eq!(report["totals"]["verification_failures"], 0, "{name}");
         if sequence > 0 {
             assert!(
@@ -582,13 +681,21 @@ macro_rules! contract {
         contract!($name, $backend, $gc, None);
     };
     ($name:ident, $backend:expr, $gc:expr, $restic:expr) => {
+        contract!($name, $backend, $gc, $restic, Storage::Own);
+    };
+    ($name:ident, $backend:expr, $gc:expr, $restic:expr, $storage:expr) => {
         mod $name {
             use super::*;
 
-            /// Sets this test's restic program; fails naming a missing one.
+            /// Sets this test's restic program and storage; fails naming a
+            /// missing program.
             fn prepare() {
                 RESTIC.set($restic);
+                STORAGE.set($storage);
                 require_programs($backend);
+                if $storage == Storage::Rest {
+                    common::require_program("rest-server");
+                }
             }
 
             #[test]
@@ -667,6 +774,28 @@ contract!(
     BackendKind::Mixed,
     GcTool::Restic,
     Some(common::ResticProgram::Exe)
+);
+// On restic's rest-server, behind the proxy.
+contract!(
+    embedded_on_rest,
+    BackendKind::Embedded,
+    GcTool::Rustic,
+    None,
+    Storage::Rest
+);
+contract!(
+    restic_on_rest,
+    BackendKind::Restic,
+    GcTool::Restic,
+    Some(common::ResticProgram::Exe),
+    Storage::Rest
+);
+contract!(
+    mixed_on_rest,
+    BackendKind::Mixed,
+    GcTool::Restic,
+    Some(common::ResticProgram::Exe),
+    Storage::Rest
 );
 // kopia's GC is its own (`src/backend/kopia/gc.rs`: the aggressive one
 // frees at once); the scenario option is not read.

@@ -196,7 +196,7 @@ fn a_lock_held_by_a_process_a_fault_cut_off_is_that_faults() {
         let data = parts.writer.data_dir(ClientId(2));
         std::fs::create_dir_all(&data).unwrap();
         std::fs::write(data.join("big"), common_random(400 << 20)).unwrap();
-        let repo = parts.server.repo_dir().to_path_buf();
+        let repo = parts.server.repo_dir().expect("a directory").to_path_buf();
         let packs_before = packs(&repo);
         std::thread::scope(|scope| {
             let backup = scope.spawn(|| exec(2, Action::SnapshotRoot));

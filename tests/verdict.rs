@@ -128,7 +128,7 @@ fn a_server_that_fails_every_pack_read_with_no_fault_is_a_failure() {
     let f = EngineFixture::inline(KEEP_EVERYTHING, 5);
     let client = ClientId(1);
     let id = snapshot(&f, client);
-    assert!(make_every_pack_unreadable(f.parts.server.repo_dir()) >= 1);
+    assert!(make_every_pack_unreadable(f.parts.server.repo_dir().expect("a directory")) >= 1);
     // An HTTP 500 nobody injected is the server's own failure, not a request
     // that did not get through; what it means for the data is decided at the end.
     let record = restore(&f, client, &id);

@@ -4,6 +4,7 @@
 pub mod embedded;
 pub mod fault_kit;
 pub mod kopia;
+pub mod location;
 pub mod process;
 pub mod restic;
 

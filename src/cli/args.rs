@@ -149,6 +149,23 @@ pub struct SessionArgs {
         default_value = crate::backend::BackendKind::Embedded.name()
     )]
     pub backend: crate::backend::BackendKind,
+
+    /// Where the repository under test lives, written as restic writes it:
+    /// rest:http://HOST:PORT/PATH (a REST server: rest-server, rustic_server,
+    /// `snapstorm serve` elsewhere) or a directory (local, NFS, FUSE, a slow
+    /// disk; it must exist). Default: the state dir's own repository. The
+    /// REST server's user and password come from RESTIC_REST_USERNAME and
+    /// RESTIC_REST_PASSWORD, or --repository-credentials; one written in the
+    /// URL works, with a warning. A state dir belongs to one location. A
+    /// scenario file's `[repository]` table (location, credentials) gives
+    /// one too; this option wins.
+    #[arg(long, value_name = "LOCATION")]
+    pub repository: Option<String>,
+
+    /// A file holding the REST server's USER:PASSWORD on its first line,
+    /// readable by its owner only (chmod 600).
+    #[arg(long, value_name = "FILE")]
+    pub repository_credentials: Option<PathBuf>,
 }
 
 /// Options only the interactive console has.

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::backend::location::{LocationError, RepositoryLocation};
 use crate::engine::scenario::Scenario;
 use crate::engine::store::write_durably;
 use crate::faults::{FaultKind, FaultSpec, RunBounds};
@@ -120,7 +121,118 @@ pub fn session_spec(args: &SessionArgs, bounds: RunBounds) -> Result<RunSpec, Us
     spec.verify_inherited_per_client = args.verify_inherited;
     spec.faults = faults;
     spec.backend = args.backend;
+    spec.repository = repository(args, &spec.scenario)?;
     Ok(spec)
+}
+
+/// Overwrites the password written in the location `typed` where `ps`
+/// reads this process's command line (its own memory, through
+/// `/proc/self/mem`), with as many `*`: it stays visible only from the
+/// program's start until here. Best effort: where that memory cannot be
+/// written, the warning still says what was exposed.
+fn hide_from_ps(typed: &str) {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let Some(password) = typed_password(typed).filter(|p| !p.is_empty()) else {
+        return;
+    };
+    let hide = || -> std::io::Result<()> {
+        // Fields 48 and 49 of /proc/self/stat: where the arguments are.
+        let stat = std::fs::read_to_string("/proc/self/stat")?;
+        let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        // After the name, the fields start at field 3.
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let field = |n: usize| -> Option<u64> { fields.get(n - 3)?.parse().ok() };
+        let (Some(start), Some(end)) = (field(48), field(49)) else {
+            return Ok(());
+        };
+        let mut mem = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/proc/self/mem")?;
+        let mut args = vec![0u8; end.saturating_sub(start) as usize];
+        mem.seek(SeekFrom::Start(start))?;
+        mem.read_exact(&mut args)?;
+        let needle = password.as_bytes();
+        let mut changed = false;
+        let mut at = 0;
+        while let Some(found) = args[at..]
+            .windows(needle.len())
+            .position(|window| window == needle)
+        {
+            let from = at + found;
+            args[from..from + needle.len()].fill(b'*');
+            at = from + needle.len();
+            changed = true;
+        }
+        if changed {
+            mem.seek(SeekFrom::Start(start))?;
+            mem.write_all(&args)?;
+        }
+        Ok(())
+    };
+    if let Err(error) = hide() {
+        tracing::debug!(%error, "cannot hide the password from ps");
+    }
+}
+
+/// The password as typed in `rest:http://USER:PASSWORD@HOST/…`.
+fn typed_password(typed: &str) -> Option<&str> {
+    let (_, rest) = typed.split_once("://")?;
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    let (userinfo, _) = authority.rsplit_once('@')?;
+    userinfo.split_once(':').map(|(_, password)| password)
+}
+
+/// The `--repository` location, with its credentials; a password written
+/// in it is used, with a warning (it was visible to `ps` while snapstorm
+/// started), and shown nowhere after.
+fn repository(args: &SessionArgs, scenario: &Scenario) -> Result<RepositoryLocation, UsageError> {
+    // The command line's location wins over the scenario file's `[repository]`.
+    let (text, credentials, on_command_line) = match (&args.repository, &scenario.repository) {
+        (Some(text), _) => (text, args.repository_credentials.clone(), true),
+        (None, Some(table)) => (
+            &table.location,
+            args.repository_credentials
+                .clone()
+                .or_else(|| table.credentials.clone()),
+            false,
+        ),
+        (None, None) if args.repository_credentials.is_some() => {
+            return Err(UsageError(
+                "--repository-credentials is for a rest: repository; give --repository rest:http://HOST:PORT/PATH too".into(),
+            ));
+        }
+        (None, None) => return Ok(RepositoryLocation::Embedded),
+    };
+    let usage = |e: LocationError| UsageError(e.to_string());
+    match RepositoryLocation::parse(text).map_err(usage)? {
+        RepositoryLocation::Rest(rest) => {
+            let rest = rest
+                .with_credentials(|name| std::env::var(name).ok(), credentials.as_deref())
+                .map_err(usage)?;
+            if rest.password_in_url() && on_command_line {
+                hide_from_ps(text);
+                eprintln!(
+                    "snapstorm: warning: the password written in --repository was visible to other users of this machine (ps) while snapstorm started; give it in RESTIC_REST_PASSWORD or --repository-credentials instead"
+                );
+            } else if rest.password_in_url() {
+                eprintln!(
+                    "snapstorm: warning: the scenario file's [repository] location holds a password: whoever reads the file reads it; give it in RESTIC_REST_PASSWORD or a credentials file instead"
+                );
+            }
+            Ok(RepositoryLocation::Rest(rest))
+        }
+        _ if credentials.is_some() => Err(UsageError(
+            "--repository-credentials is for a rest: repository; drop it for a directory".into(),
+        )),
+        RepositoryLocation::Directory(dir) => {
+            // Recorded in the state dir: the same directory from anywhere.
+            let dir = std::path::absolute(&dir)
+                .map_err(|e| UsageError(format!("--repository {}: {e}", dir.display())))?;
+            Ok(RepositoryLocation::Directory(dir))
+        }
+        RepositoryLocation::Embedded => Ok(RepositoryLocation::Embedded),
+    }
 }
 
 /// Where `--report` goes, checked before anything runs: never into the

@@ -23,6 +23,7 @@ impl Engine {
             seed: self.config.seed,
             scenario: self.config.scenario.name.clone(),
             backend: state.backend.clone(),
+            repository: state.repository.clone(),
             state_dir: store.layout().root().display().to_string(),
             run_counter: run,
             inherited_snapshots: self.inherited.values().map(|ids| ids.len() as u64).sum(),
@@ -87,6 +88,10 @@ pub struct Report {
     pub seed: u64,
     pub scenario: String,
     pub backend: String,
+    /// The `--repository` location, as the state dir records it (never
+    /// with a user or password); none: the state dir's own repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
     pub state_dir: String,
     /// Runs this state directory has seen, this one included.
     pub run_counter: u32,

@@ -9,8 +9,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::backend::BackendKind;
-use crate::backend::embedded::{ClientTimeouts, EmbeddedFaults, EmbeddedServer, RusticClients};
+use crate::backend::embedded::{
+    ClientTimeouts, EmbeddedFaults, EmbeddedServer, RusticClients, StorageError, refuses_deletes,
+};
 use crate::backend::kopia::{KopiaBinary, KopiaClients, KopiaFaults, KopiaServer};
+use crate::backend::location::RepositoryLocation;
 use crate::backend::restic::{
     DEFAULT_ACTION_TIMEOUT, MixedClients, Processes, ResticBinary, ResticClients, ResticServer,
 };
@@ -20,7 +23,7 @@ use crate::engine::options::GcTool;
 use crate::engine::scenario::Scenario;
 use crate::engine::store::{MetadataStore, StateLayout};
 use crate::engine::traits::{ClientFactory, FaultInjector, FileWriter, Server, Snapshotter};
-use crate::faults::FaultSpec;
+use crate::faults::{FaultKind, FaultSpec};
 use crate::multiclient::{MultiClientFileWriter, MultiClientSnapshotter};
 use crate::run::{self, RunHandle, RunLimit, RunParts};
 
@@ -42,6 +45,9 @@ pub struct RunSpec {
     /// The restic program of the restic and mixed backends; `None`: as
     /// users name it (`RESTIC_EXE`, else `restic` on PATH).
     pub restic_exe: Option<PathBuf>,
+    /// Where the repository is (`--repository`); the state dir's own
+    /// directory by default.
+    pub repository: RepositoryLocation,
 }
 
 impl RunSpec {
@@ -58,6 +64,7 @@ impl RunSpec {
             faults: Vec::new(),
             backend: BackendKind::default(),
             restic_exe: None,
+            repository: RepositoryLocation::Embedded,
         }
     }
 }
@@ -69,6 +76,9 @@ pub enum LaunchError {
     State(#[from] crate::engine::store::StoreError),
     #[error("cannot start the repository server: {0}")]
     Backend(#[source] crate::engine::traits::BackendError),
+    /// The repository's storage cannot be reached, or refuses snapstorm.
+    #[error(transparent)]
+    Storage(StorageError),
     #[error(transparent)]
     Start(#[from] run::StartError),
     #[error("cannot open the action trace: {0}")]
@@ -104,6 +114,7 @@ fn check_backend(spec: &RunSpec) -> Result<Option<ResticBinary>, LaunchError> {
             spec.backend
         )));
     }
+    check_location(spec)?;
     if !spec.backend.runs_restic() {
         return Ok(None);
     }
@@ -115,6 +126,56 @@ fn check_backend(spec: &RunSpec) -> Result<Option<ResticBinary>, LaunchError> {
     .map_err(|e| LaunchError::Setup(e.to_string()))
 }
 
+/// What the repository's location cannot do, refused before anything is
+/// written: kopia keeps its own repository, and an external REST server's
+/// files cannot be damaged from here (yet).
+fn check_location(spec: &RunSpec) -> Result<(), LaunchError> {
+    if spec.repository == RepositoryLocation::Embedded {
+        return Ok(());
+    }
+    if spec.backend == BackendKind::Kopia {
+        return Err(LaunchError::Setup(format!(
+            "--repository {} is for the embedded, restic and mixed backends; kopia keeps its own repository in the state dir: drop --repository, or choose another --backend",
+            spec.repository
+        )));
+    }
+    if let RepositoryLocation::Rest(_) = &spec.repository
+        && let Some(fault) = spec.faults.iter().find(|f| {
+            matches!(
+                f.kind,
+                FaultKind::CorruptPack | FaultKind::DeletePack | FaultKind::DeleteIndex
+            )
+        })
+    {
+        return Err(LaunchError::Setup(format!(
+            "--fault {fault} damages the repository's files, which is not yet supported on a REST server ({}): drop the fault, or give a directory as --repository",
+            spec.repository
+        )));
+    }
+    Ok(())
+}
+
+/// An external REST server, asked before anything is written: that it
+/// answers, takes the credentials, and can do what the faults need (an
+/// append-only server refuses the deletes of a GC fault).
+async fn check_storage(spec: &RunSpec) -> Result<(), LaunchError> {
+    let RepositoryLocation::Rest(rest) = &spec.repository else {
+        return Ok(());
+    };
+    let append_only = refuses_deletes(rest).await.map_err(LaunchError::Storage)?;
+    if append_only
+        && let Some(fault) = spec
+            .faults
+            .iter()
+            .find(|f| matches!(f.kind, FaultKind::AggressiveGc | FaultKind::GcStorm))
+    {
+        return Err(LaunchError::Setup(format!(
+            "--fault {fault} deletes from the repository, and {rest} refuses deletes (append-only): drop the fault, or serve the repository without --append-only"
+        )));
+    }
+    Ok(())
+}
+
 /// Opens the state directory and starts the embedded server.
 pub async fn embedded_parts(spec: &RunSpec) -> Result<EmbeddedParts, LaunchError> {
     if spec.backend == BackendKind::Kopia {
@@ -123,17 +184,22 @@ pub async fn embedded_parts(spec: &RunSpec) -> Result<EmbeddedParts, LaunchError
         ));
     }
     let restic = check_backend(spec)?;
+    check_storage(spec).await?;
     let layout = StateLayout::new(&spec.state_dir);
     let store = open_store(spec, &layout).await?;
     // The repository opens with the state's password before the run is
     // recorded: a state dir that does not fit its repository stays as it was.
-    let server = EmbeddedServer::start(
+    let server = EmbeddedServer::start_on(
+        &spec.repository,
         &layout.repository(),
         &store.repository_password(),
         spec.seed,
     )
     .await
-    .map_err(LaunchError::Backend)
+    .map_err(|error| match error {
+        StorageError::Backend(error) => LaunchError::Backend(error),
+        other => LaunchError::Storage(other),
+    })
     .inspect_err(|_| store.undo_setup())?;
     if let Err(error) = begin_run(spec, &store).await {
         server.stop().await;
@@ -252,7 +318,11 @@ async fn open_store(
 ) -> Result<Arc<MetadataStore>, LaunchError> {
     let layout = layout.clone();
     let backend = spec.backend.name();
-    let store = tokio::task::spawn_blocking(move || MetadataStore::open(layout, backend)).await??;
+    let repository = spec.repository.recorded();
+    let store = tokio::task::spawn_blocking(move || {
+        MetadataStore::open_for(layout, backend, repository.as_deref())
+    })
+    .await??;
     Ok(Arc::new(store))
 }
 

@@ -229,8 +229,14 @@ impl Snapshotter for RusticClient {
 
     fn delete_snapshot(&self, client: ClientId, id: &str) -> BackendResult<()> {
         self.call(client, |repo| {
-            let id = id.parse()?;
-            repo.delete_snapshots(&[id])?;
+            // Looked up first: some servers answer a DELETE of a file they
+            // do not have with success (rest-server makes deletes
+            // idempotent), and deleting what is not there is an error about
+            // data, on every storage.
+            let snapshot = repo.get_snapshots(&[id])?.pop().ok_or_else(|| {
+                CallError::Classified(BackendError::Data(format!("snapshot {id} not found")))
+            })?;
+            repo.delete_snapshots(&[snapshot.id])?;
             Ok(())
         })
     }

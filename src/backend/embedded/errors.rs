@@ -122,6 +122,20 @@ enum Typed {
     Unknown,
 }
 
+/// The HTTP client's error in the chain, if any: `Some(Some(status))` an
+/// answer with that status, `Some(None)` no answer at all (connection,
+/// timeout).
+pub(super) fn http_answer(error: &(dyn StdError + 'static)) -> Option<Option<u16>> {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if let Some(http) = error.downcast_ref::<reqwest::Error>() {
+            return Some(http.status().map(|s| s.as_u16()));
+        }
+        current = error.source();
+    }
+    None
+}
+
 /// The first HTTP or I/O error in the chain, and what it says.
 fn typed(error: &(dyn StdError + 'static)) -> Option<Typed> {
     let mut current = Some(error);

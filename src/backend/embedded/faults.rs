@@ -36,8 +36,8 @@ impl EmbeddedFaults {
     }
 
     /// Files of one kind in the repository (`data` walks its subdirectories).
-    fn repository_files(&self, kind: &str) -> Vec<PathBuf> {
-        let mut files: Vec<PathBuf> = walkdir::WalkDir::new(self.server.repo_dir().join(kind))
+    fn repository_files(&self, repo_dir: &Path, kind: &str) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = walkdir::WalkDir::new(repo_dir.join(kind))
             .into_iter()
             .filter_map(Result::ok)
             .filter(|e| e.file_type().is_file())
@@ -49,7 +49,9 @@ impl EmbeddedFaults {
     }
 
     fn relative(&self, path: &Path) -> String {
-        path.strip_prefix(self.server.repo_dir())
+        self.server
+            .repo_dir()
+            .and_then(|dir| path.strip_prefix(dir).ok())
             .unwrap_or(path)
             .display()
             .to_string()
@@ -57,15 +59,21 @@ impl EmbeddedFaults {
 
     /// A random file of `kind` to damage, named relative to the repository.
     fn victim(&self, kind: &str, what: &str) -> Result<PathBuf, InjectError> {
+        // Refused before the run starts where the storage is no directory.
+        let repo_dir = self.server.repo_dir().ok_or_else(|| {
+            fail("the repository is on a REST server: its files cannot be damaged from here")
+        })?;
         self.kit
-            .pick(&self.repository_files(kind))
+            .pick(&self.repository_files(repo_dir, kind))
             .ok_or_else(|| InjectError::NoVictimYet(format!("the repository has no {what} yet")))
     }
 
     /// What damaging `victim` (a data pack, or an index file) damages, read
     /// from the repository before it is done.
     fn damage_of(&self, kind: FaultKind, victim: &Path) -> Damage {
-        let inspector = self.server.inspector();
+        let Some(inspector) = self.server.inspector() else {
+            return Damage::new();
+        };
         match kind {
             FaultKind::DeleteIndex => {
                 let name = victim

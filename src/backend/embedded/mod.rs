@@ -28,7 +28,7 @@ use std::time::Duration;
 
 pub use client::{RusticClient, RusticClients};
 pub use faults::EmbeddedFaults;
-pub use server::EmbeddedServer;
+pub use server::{EmbeddedServer, StorageError, refuses_deletes};
 
 /// What the report calls a rustic_core client.
 pub const KIND: &str = "rustic";

@@ -3,6 +3,13 @@
 //! answer) and HTTP 500s, each for a share of requests; and the cut that
 //! kills one client in the middle of its upload.
 //!
+//! In front of a storage without a user per client (an external REST
+//! server's one user), the proxy gives each client a user of its own: it
+//! checks the client's credentials itself, refuses a revoked client there,
+//! and sends the storage's own credentials upstream in their place. So the
+//! storage's password reaches no client (no process's environment or
+//! command line), and faults and evidence still know each client.
+//!
 //! Bodies stream through in both directions. A dropped request is answered
 //! with nothing at all — the connection closes — so a client can never
 //! mistake it for a success. Every request the proxy disturbs is recorded
@@ -59,8 +66,53 @@ enum Kill {
     Cutting { until: Instant },
 }
 
+/// Where the proxy forwards, and with whose credentials.
+#[derive(Clone)]
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub auth: UpstreamAuth,
+}
+
+impl Upstream {
+    /// A server that knows every client's user itself.
+    pub fn passing(addr: SocketAddr) -> Self {
+        Upstream {
+            addr,
+            auth: UpstreamAuth::Client,
+        }
+    }
+}
+
+/// Whose credentials reach the upstream server.
+#[derive(Clone)]
+pub enum UpstreamAuth {
+    /// The client's own (the server checks them).
+    Client,
+    /// The proxy checks each client's against its own table and sends the
+    /// storage's: this `Authorization` value, or none.
+    Storage(Option<http::HeaderValue>),
+}
+
+impl UpstreamAuth {
+    /// The storage's user and password, as a Basic `Authorization` value.
+    pub fn basic(user: Option<&str>, password: Option<&str>) -> Self {
+        use base64::Engine;
+        UpstreamAuth::Storage(user.map(|user| {
+            let encoded = base64::engine::general_purpose::STANDARD
+                .encode(format!("{user}:{}", password.unwrap_or_default()));
+            let mut value = http::HeaderValue::from_str(&format!("Basic {encoded}"))
+                .expect("base64 is a valid header value");
+            value.set_sensitive(true);
+            value
+        }))
+    }
+}
+
 struct ProxyState {
     upstream: SocketAddr,
+    auth: UpstreamAuth,
+    /// With [`UpstreamAuth::Storage`]: each admitted client's user and password.
+    admitted: Mutex<HashMap<String, String>>,
     client: Client<HttpConnector, Incoming>,
     network: Mutex<Option<(NetworkFault, Instant)>>,
     kills: Mutex<HashMap<String, Kill>>,
@@ -84,12 +136,14 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// Starts a proxy on 127.0.0.1 (OS-chosen port) in front of `upstream`.
     pub async fn start(
-        upstream: SocketAddr,
+        upstream: Upstream,
         seed: u64,
         evidence: Arc<Evidence>,
     ) -> std::io::Result<FaultProxy> {
         let state = Arc::new(ProxyState {
-            upstream,
+            upstream: upstream.addr,
+            auth: upstream.auth,
+            admitted: Mutex::new(HashMap::new()),
             client: Client::builder(TokioExecutor::new()).build_http(),
             network: Mutex::new(None),
             kills: Mutex::new(HashMap::new()),
@@ -108,6 +162,29 @@ impl FaultProxy {
     /// Where clients connect.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Whether the proxy checks clients itself (the storage has one user).
+    pub fn checks_clients(&self) -> bool {
+        matches!(self.state.auth, UpstreamAuth::Storage(_))
+    }
+
+    /// Lets `user` through with `password` (when the proxy checks clients).
+    pub fn admit(&self, user: &str, password: &str) {
+        self.state
+            .admitted
+            .lock()
+            .expect("admitted lock")
+            .insert(user.to_owned(), password.to_owned());
+    }
+
+    /// Refuses `user` from now on (when the proxy checks clients).
+    pub fn refuse(&self, user: &str) {
+        self.state
+            .admitted
+            .lock()
+            .expect("admitted lock")
+            .remove(user);
     }
 
     /// Applies `fault` to every request until `until`.
@@ -239,14 +316,54 @@ impl ProxyState {
     }
 }
 
+/// The answer to a client the proxy does not let in, as a REST server's.
+fn refused() -> Response<ProxyBody> {
+    let body = Full::new(Bytes::from_static(b"401 unauthorized\n"))
+        .map_err(|never| match never {})
+        .boxed();
+    let mut response = Response::new(body);
+    *response.status_mut() = StatusCode::UNAUTHORIZED;
+    response.headers_mut().insert(
+        http::header::WWW_AUTHENTICATE,
+        http::HeaderValue::from_static("Basic realm=\"snapstorm\""),
+    );
+    response
+}
+
 async fn forward(
     state: &ProxyState,
     mut request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, BoxError> {
-    let user = crate::server::http::basic_credentials(request.headers())
-        .map(|(user, _)| user)
+    let credentials = crate::server::http::basic_credentials(request.headers());
+    let user = credentials
+        .as_ref()
+        .map(|(user, _)| user.clone())
         .unwrap_or_default();
     let disturbed = |what: Disturbance| state.evidence.request(&user, what);
+    if let UpstreamAuth::Storage(storage) = &state.auth {
+        let admitted = credentials.as_ref().is_some_and(|(user, password)| {
+            state
+                .admitted
+                .lock()
+                .expect("admitted lock")
+                .get(user)
+                .is_some_and(|known| known == password)
+        });
+        if !admitted {
+            disturbed(Disturbance::Refused(StatusCode::UNAUTHORIZED.as_u16()));
+            return Ok(refused());
+        }
+        match storage {
+            Some(value) => {
+                request
+                    .headers_mut()
+                    .insert(http::header::AUTHORIZATION, value.clone());
+            }
+            None => {
+                request.headers_mut().remove(http::header::AUTHORIZATION);
+            }
+        }
+    }
     if state.cut(&user, &request) {
         disturbed(Disturbance::CutOff);
         let hook = state.on_cut.lock().expect("hook lock").clone();
@@ -281,8 +398,23 @@ async fn forward(
     *request.uri_mut() = format!("http://{}{path}", state.upstream)
         .parse()
         .map_err(|e: http::uri::InvalidUri| Dropped::Upstream(e.to_string()))?;
+    let checked_here = matches!(state.auth, UpstreamAuth::Storage(_));
+    let asked = request.uri().path().to_owned();
     match state.client.request(request).await {
-        Ok(response) => Ok(response.map(|body| body.boxed())),
+        Ok(response) => {
+            if checked_here {
+                // What the embedded server's observer records, seen here.
+                use crate::server::RequestObserver;
+                match response.status() {
+                    StatusCode::NOT_FOUND => state.evidence.not_found(&user, &asked),
+                    status @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
+                        state.evidence.refused(Some(&user), status)
+                    }
+                    _ => {}
+                }
+            }
+            Ok(response.map(|body| body.boxed()))
+        }
         Err(error) => {
             disturbed(Disturbance::UpstreamFailed);
             Err(Dropped::Upstream(error.to_string()).into())

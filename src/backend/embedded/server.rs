@@ -1,6 +1,10 @@
-//! The embedded backend's Server: the repository on disk, snapstorm's REST
-//! server serving it, and the fault proxy in front that clients connect
-//! through. GC, listing and the full check run directly on the directory.
+//! The embedded backend's Server: the repository's storage, and the fault
+//! proxy in front that clients connect through. The storage is a directory
+//! (the state dir's own, or one `--repository` names) that snapstorm's REST
+//! server serves, or a REST server snapstorm does not run. GC, listing and
+//! the check run on the storage directly, never through the fault proxy:
+//! on the directory, or with rustic's REST backend through a loopback proxy
+//! of the server's own that adds the external server's credentials.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,7 +24,8 @@ use serde_json::json;
 use super::REPO_NAME;
 use super::evidence::Evidence;
 use super::inspect::Inspector;
-use super::proxy::FaultProxy;
+use super::proxy::{FaultProxy, Upstream, UpstreamAuth};
+use crate::backend::location::{RepositoryLocation, RestLocation, Secret};
 use crate::engine::brief::brief;
 use crate::engine::damage::{Damage, DataRef, Unreadable};
 use crate::engine::file_writer::disk_usage;
@@ -43,6 +48,75 @@ fn local_backends(repo_dir: &Path) -> BackendResult<RepositoryBackends> {
         .to_backends()?)
 }
 
+/// How patient the server's own REST client is with an external server:
+/// a dead server is an error in seconds, as for the clients.
+fn rest_options() -> std::collections::BTreeMap<String, String> {
+    std::collections::BTreeMap::from([
+        ("retry".to_owned(), "2".to_owned()),
+        ("timeout".to_owned(), "60s".to_owned()),
+    ])
+}
+
+/// Opens an external REST server's repository through the server's own,
+/// undisturbed proxy (not the fault proxy).
+fn rest_backends(url: &Secret) -> BackendResult<RepositoryBackends> {
+    Ok(BackendOptions::default()
+        .repository(url.expose())
+        .options(rest_options())
+        .to_backends()?)
+}
+
+/// Where the repository's files are, as the server's own work reaches them.
+enum Storage {
+    /// A directory snapstorm's REST server serves; read directly.
+    Directory {
+        /// What the repository's size is measured on.
+        data_dir: PathBuf,
+        repo_dir: PathBuf,
+        /// The repository read directly: what faults damage, what failures need.
+        inspector: Arc<Inspector>,
+    },
+    /// A REST server snapstorm does not run, reached through a proxy of
+    /// the server's own that adds the storage's credentials.
+    Rest {
+        /// That proxy's URL, with the internal user's password.
+        url: Secret,
+        internal: Secret,
+        _direct: FaultProxy,
+    },
+}
+
+/// The user of the server's own proxy to an external storage.
+const DIRECT_USER: &str = "snapstorm";
+
+impl Storage {
+    fn backends(&self) -> BackendResult<RepositoryBackends> {
+        match self {
+            Storage::Directory { repo_dir, .. } => local_backends(repo_dir),
+            Storage::Rest { url, .. } => rest_backends(url),
+        }
+    }
+}
+
+/// Why the repository cannot be used; each names the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("cannot reach {location} ({why}); start the server there, or correct --repository")]
+    Unreachable { location: String, why: String },
+    #[error(
+        "{location} refused snapstorm's credentials ({why}); set RESTIC_REST_USERNAME and RESTIC_REST_PASSWORD (or --repository-credentials FILE) to a user of that server"
+    )]
+    Refused { location: String, why: String },
+    #[error(
+        "the repository at {location} does not accept the password in this state dir's state.json (repository_password); give the state dir it was made with, or another --repository"
+    )]
+    OtherPassword { location: String },
+    #[error("--repository {location}: {why}")]
+    Directory { location: String, why: String },
+    #[error("cannot start the repository server: {0}")]
+    Backend(#[from] BackendError),
+}
+
 pub(super) fn open_with_key(
     options: &RepositoryOptions,
     backends: &RepositoryBackends,
@@ -58,17 +132,21 @@ pub struct EmbeddedServer {
     /// Each client's credentials, so a revoked client can be let in again.
     credentials: Mutex<HashMap<ClientId, ClientCredentials>>,
     running: tokio::sync::Mutex<Option<RunningServer>>,
-    config: ServerConfig,
+    /// snapstorm's REST server, when it serves the storage.
+    config: Option<ServerConfig>,
     proxy: FaultProxy,
-    data_dir: PathBuf,
-    repo_dir: PathBuf,
+    /// Where the proxy forwards: snapstorm's REST server or the external one.
+    upstream: SocketAddr,
+    storage: Storage,
+    /// Where the location names the repository: what clients ask the proxy
+    /// for (`/repo/`, `/` or the external server's path).
+    url_path: String,
+    location: RepositoryLocation,
     key: MasterKey,
     /// Prunes never overlap each other.
     gc_lock: Mutex<()>,
     /// What happened to requests, outages and GCs: the clients' evidence.
     evidence: Arc<Evidence>,
-    /// The repository read directly: what faults damage, what failures need.
-    inspector: Arc<Inspector>,
 }
 
 impl EmbeddedServer {
@@ -80,35 +158,124 @@ impl EmbeddedServer {
         password: &str,
         seed: u64,
     ) -> BackendResult<Arc<EmbeddedServer>> {
-        let repo_dir = data_dir.join(REPO_NAME);
-        let key = {
-            let repo_dir = repo_dir.clone();
-            let password = password.to_owned();
-            tokio::task::spawn_blocking(move || init_or_open(&repo_dir, &password))
-                .await
-                .map_err(BackendError::failed)??
-        };
-        let users = Arc::new(Users::new());
-        let evidence = Arc::new(Evidence::new());
-        let mut config = ServerConfig::loopback(data_dir, users.clone());
-        config.observer = Some(evidence.clone());
-        let running = RestServer::start(config.clone())
+        Self::start_on(&RepositoryLocation::Embedded, data_dir, password, seed)
             .await
-            .map_err(BackendError::failed)?;
-        // A restart comes back on the same port.
-        config.listen = running.addr();
-        let proxy = FaultProxy::start(running.addr(), seed, evidence.clone())
+            .map_err(|e| match e {
+                StorageError::Backend(error) => error,
+                other => BackendError::failed(other.to_string()),
+            })
+    }
+
+    /// Creates the repository at `location` (or reopens it with `password`)
+    /// and puts the fault proxy in front of it; the state dir's own
+    /// repository is under `data_dir/repo`. Nothing is created where the
+    /// storage cannot be reached or refuses snapstorm.
+    pub async fn start_on(
+        location: &RepositoryLocation,
+        data_dir: &Path,
+        password: &str,
+        seed: u64,
+    ) -> Result<Arc<EmbeddedServer>, StorageError> {
+        let evidence = Arc::new(Evidence::new());
+        let users = Arc::new(Users::new());
+        let (storage, key, url_path, running, config, upstream) = match location {
+            RepositoryLocation::Rest(rest) => {
+                let addr = resolve(rest).await?;
+                let auth = UpstreamAuth::basic(rest.user(), rest.password().map(Secret::expose));
+                // The server's own work (GC, listing, check, restic prune)
+                // reaches the storage through a proxy of its own, never
+                // disturbed, that adds the storage's credentials: the
+                // storage's password is in no URL, error text, log line or
+                // process environment.
+                let direct = FaultProxy::start(
+                    Upstream {
+                        addr,
+                        auth: auth.clone(),
+                    },
+                    seed,
+                    Arc::new(Evidence::new()),
+                )
+                .await
+                .map_err(|e| BackendError::failed(format!("cannot start a proxy: {e}")))?;
+                let internal = random_password();
+                direct.admit(DIRECT_USER, &internal);
+                let url = Secret::new(format!(
+                    "rest:http://{DIRECT_USER}:{internal}@{}{}",
+                    direct.addr(),
+                    rest.path()
+                ));
+                let key = {
+                    let (url, password, shown) =
+                        (url.clone(), password.to_owned(), location.to_string());
+                    tokio::task::spawn_blocking(move || init_or_open_rest(&shown, &url, &password))
+                        .await
+                        .map_err(BackendError::failed)??
+                };
+                let storage = Storage::Rest {
+                    url,
+                    internal: Secret::new(internal),
+                    _direct: direct,
+                };
+                let upstream = Upstream { addr, auth };
+                (storage, key, rest.path().to_owned(), None, None, upstream)
+            }
+            local => {
+                // snapstorm's server serves its data directory; a directory
+                // `--repository` names is served itself, at `/`.
+                let (served, repo_dir, url_path) = match local {
+                    RepositoryLocation::Directory(dir) => {
+                        check_directory(dir)?;
+                        (dir.clone(), dir.clone(), "/".to_owned())
+                    }
+                    _ => (
+                        data_dir.to_path_buf(),
+                        data_dir.join(REPO_NAME),
+                        format!("/{REPO_NAME}/"),
+                    ),
+                };
+                let key = {
+                    let (repo_dir, password) = (repo_dir.clone(), password.to_owned());
+                    tokio::task::spawn_blocking(move || init_or_open(&repo_dir, &password))
+                        .await
+                        .map_err(BackendError::failed)??
+                };
+                let mut config = ServerConfig::loopback(&served, users.clone());
+                config.observer = Some(evidence.clone());
+                let running = RestServer::start(config.clone())
+                    .await
+                    .map_err(BackendError::failed)?;
+                // A restart comes back on the same port.
+                config.listen = running.addr();
+                let upstream = Upstream::passing(running.addr());
+                let storage = Storage::Directory {
+                    data_dir: served,
+                    inspector: Arc::new(Inspector::new(&repo_dir, &key)),
+                    repo_dir,
+                };
+                (
+                    storage,
+                    key,
+                    url_path,
+                    Some(running),
+                    Some(config),
+                    upstream,
+                )
+            }
+        };
+        let upstream_addr = upstream.addr;
+        let proxy = FaultProxy::start(upstream, seed, evidence.clone())
             .await
             .map_err(|e| BackendError::failed(format!("cannot start the fault proxy: {e}")))?;
         Ok(Arc::new(EmbeddedServer {
             users,
             credentials: Mutex::new(HashMap::new()),
-            running: tokio::sync::Mutex::new(Some(running)),
+            running: tokio::sync::Mutex::new(running),
             config,
             proxy,
-            data_dir: data_dir.to_path_buf(),
-            inspector: Arc::new(Inspector::new(&repo_dir, &key)),
-            repo_dir,
+            upstream: upstream_addr,
+            storage,
+            url_path,
+            location: location.clone(),
             key,
             gc_lock: Mutex::new(()),
             evidence,
@@ -120,9 +287,15 @@ impl EmbeddedServer {
         self.proxy.addr()
     }
 
-    /// Where the REST server itself listens.
+    /// Where the storage itself listens (snapstorm's REST server or the
+    /// external one).
     pub fn server_addr(&self) -> SocketAddr {
-        self.config.listen
+        self.upstream
+    }
+
+    /// Where the repository is, as `--repository` names it.
+    pub fn location(&self) -> &RepositoryLocation {
+        &self.location
     }
 
     pub fn users(&self) -> &Arc<Users> {
@@ -138,17 +311,44 @@ impl EmbeddedServer {
         &self.proxy
     }
 
-    pub fn repo_dir(&self) -> &Path {
-        &self.repo_dir
+    /// The repository's directory, where the storage is one.
+    pub fn repo_dir(&self) -> Option<&Path> {
+        match &self.storage {
+            Storage::Directory { repo_dir, .. } => Some(repo_dir),
+            Storage::Rest { .. } => None,
+        }
+    }
+
+    /// The repository as a program run on it directly names it (restic's
+    /// `RESTIC_REPOSITORY`): the directory, or the URL of the server's own
+    /// proxy to the external storage — a secret, for a process's
+    /// environment only.
+    pub fn direct_repository(&self) -> Secret {
+        match &self.storage {
+            Storage::Directory { repo_dir, .. } => Secret::new(repo_dir.display().to_string()),
+            Storage::Rest { url, .. } => url.clone(),
+        }
+    }
+
+    /// What a program run on the storage directly must never print.
+    pub fn storage_secrets(&self) -> Vec<String> {
+        match &self.storage {
+            Storage::Directory { .. } => Vec::new(),
+            Storage::Rest { internal, .. } => vec![internal.expose().to_owned()],
+        }
     }
 
     pub fn evidence(&self) -> &Arc<Evidence> {
         &self.evidence
     }
 
-    /// The repository read directly (damage, what a failure needs).
-    pub fn inspector(&self) -> &Arc<Inspector> {
-        &self.inspector
+    /// The repository read directly (damage, what a failure needs), where
+    /// the storage is a directory.
+    pub fn inspector(&self) -> Option<&Arc<Inspector>> {
+        match &self.storage {
+            Storage::Directory { inspector, .. } => Some(inspector),
+            Storage::Rest { .. } => None,
+        }
     }
 
     /// Stops serving: the proxy, then the server (in-flight requests get the
@@ -164,9 +364,9 @@ impl EmbeddedServer {
     /// Serves again after [`EmbeddedServer::stop`], on the same ports, with the same users.
     pub async fn restart(&self) -> BackendResult<()> {
         let mut running = self.running.lock().await;
-        if running.is_none() {
+        if let (None, Some(config)) = (running.as_ref(), &self.config) {
             *running = Some(
-                RestServer::start(self.config.clone())
+                RestServer::start(config.clone())
                     .await
                     .map_err(BackendError::failed)?,
             );
@@ -188,23 +388,33 @@ impl EmbeddedServer {
             .get(&client)
             .cloned()
             .ok_or_else(|| BackendError::failed(format!("{client} was never authorized")))?;
+        self.admit(&credentials.user, &credentials.password)
+    }
+
+    /// Lets a user in: at the proxy where it checks clients (the storage
+    /// has one user), else at snapstorm's REST server.
+    fn admit(&self, user: &str, password: &str) -> BackendResult<()> {
+        if self.proxy.checks_clients() {
+            self.proxy.admit(user, password);
+            return Ok(());
+        }
         self.users
-            .add(&credentials.user, &credentials.password, false)
+            .add(user, password, false)
             .map_err(BackendError::failed)
     }
 
     fn open_local(&self) -> BackendResult<Repository<OpenStatus>> {
         let options = RepositoryOptions::default().no_cache(true);
-        open_with_key(&options, &local_backends(&self.repo_dir)?, &self.key)
+        open_with_key(&options, &self.storage.backends()?, &self.key)
     }
 
     /// The repository directory, with every pack a GC removes recorded
     /// first, with the blobs its header names.
     fn open_recording(&self) -> BackendResult<(Repository<OpenStatus>, Arc<Removals>)> {
-        let local = local_backends(&self.repo_dir)?.repository();
+        let inner = self.storage.backends()?.repository();
         let removals = Arc::new(Removals {
-            inner: local,
-            inspector: self.inspector.clone(),
+            inner,
+            inspector: self.inspector().cloned(),
             removed: Mutex::new(Damage::new()),
         });
         let backends = RepositoryBackends::new(removals.clone(), None);
@@ -218,7 +428,9 @@ impl EmbeddedServer {
 /// — so an aggressive GC's damage is exactly what it removed.
 struct Removals {
     inner: Arc<dyn WriteBackend>,
-    inspector: Arc<Inspector>,
+    /// The directory's reader; none on an external server, where a removed
+    /// pack's blobs are read from its header through the storage.
+    inspector: Option<Arc<Inspector>>,
     removed: Mutex<Damage>,
 }
 
@@ -268,14 +480,155 @@ impl WriteBackend for Removals {
     }
     fn remove(&self, tpe: FileType, id: &Id, cacheable: bool) -> RusticResult<()> {
         if tpe == FileType::Pack {
-            let path = self.inspector.pack_path(&id.to_hex());
-            let damage = self
-                .inspector
-                .pack_damage(&path, || self.inspector.index().ok());
+            let damage = match &self.inspector {
+                Some(inspector) => {
+                    let path = inspector.pack_path(&id.to_hex());
+                    inspector.pack_damage(&path, || inspector.index().ok())
+                }
+                // The pack's name at least; its blobs are not known here.
+                None => std::iter::once(DataRef::Pack(id.to_hex().to_string())).collect(),
+            };
             self.removed.lock().expect("removals lock").extend(damage);
         }
         self.inner.remove(tpe, id, cacheable)
     }
+}
+
+/// A directory `--repository` names must be there (a mount that is not
+/// mounted must not become an empty local directory) and be writable.
+fn check_directory(dir: &Path) -> Result<(), StorageError> {
+    let error = |why: String| StorageError::Directory {
+        location: dir.display().to_string(),
+        why,
+    };
+    let meta = std::fs::metadata(dir).map_err(|e| {
+        error(format!(
+            "{e}; create the directory (or mount the storage there) first"
+        ))
+    })?;
+    if !meta.is_dir() {
+        return Err(error("not a directory".into()));
+    }
+    if meta.permissions().readonly() {
+        return Err(error(
+            "not writable; give a directory snapstorm may write".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether the external REST server refuses deletes (rest-server
+/// `--append-only`), asked before anything is written: a DELETE of a
+/// snapshot no repository has (all zeros) is answered 403 by an append-only
+/// server, and success or 404 by others. An unreachable server, or one that
+/// refuses the credentials, is an error here already.
+pub async fn refuses_deletes(rest: &RestLocation) -> Result<bool, StorageError> {
+    use http_body_util::Empty;
+    use hyper_util::client::legacy::Client;
+    let addr = resolve(rest).await?;
+    let client: Client<_, Empty<Bytes>> =
+        Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let uri = format!("http://{addr}{}snapshots/{}", rest.path(), "0".repeat(64));
+    let mut request = http::Request::delete(uri)
+        .body(Empty::new())
+        .map_err(BackendError::failed)?;
+    if let UpstreamAuth::Storage(Some(value)) =
+        UpstreamAuth::basic(rest.user(), rest.password().map(Secret::expose))
+    {
+        request
+            .headers_mut()
+            .insert(http::header::AUTHORIZATION, value);
+    }
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(10), client.request(request))
+        .await
+        .map_err(|_| StorageError::Unreachable {
+            location: rest.to_string(),
+            why: "no answer in 10 s".into(),
+        })?
+        .map_err(|e| StorageError::Unreachable {
+            location: rest.to_string(),
+            why: e.to_string(),
+        })?;
+    match answer.status().as_u16() {
+        401 => Err(StorageError::Refused {
+            location: rest.to_string(),
+            why: "HTTP 401".into(),
+        }),
+        403 => Ok(true),
+        _ => Ok(false),
+    }
+}
+
+/// The external server's address, resolved once (the proxy connects to it).
+async fn resolve(rest: &RestLocation) -> Result<SocketAddr, StorageError> {
+    let authority = rest.authority();
+    let unreachable = |why: String| StorageError::Unreachable {
+        location: rest.to_string(),
+        why,
+    };
+    let mut addrs = tokio::net::lookup_host(&authority)
+        .await
+        .map_err(|e| unreachable(format!("cannot resolve {authority}: {e}")))?;
+    let addr = addrs
+        .next()
+        .ok_or_else(|| unreachable(format!("{authority} resolves to no address")))?;
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tokio::net::TcpStream::connect(addr),
+    )
+    .await
+    .map_err(|_| unreachable(format!("no answer from {addr} in 5 s")))?
+    .map_err(|e| unreachable(format!("{addr}: {e}")))?;
+    Ok(addr)
+}
+
+/// Initializes the external server's repository if it has no config yet,
+/// else opens it; an answer that refuses snapstorm's credentials, or a
+/// repository that refuses the state's password, names the fix.
+fn init_or_open_rest(shown: &str, url: &Secret, password: &str) -> Result<MasterKey, StorageError> {
+    let shown = shown.to_owned();
+    let classify = |error: Box<rustic_core::RusticError>| -> StorageError {
+        let answer = super::errors::http_answer(&*error);
+        let why = brief(&error.display_log());
+        match answer {
+            Some(Some(401 | 403)) => StorageError::Refused {
+                location: shown.clone(),
+                why,
+            },
+            Some(Some(_)) | None => StorageError::Backend(error.into()),
+            Some(None) => StorageError::Unreachable {
+                location: shown.clone(),
+                why,
+            },
+        }
+    };
+    let backends = BackendOptions::default()
+        .repository(url.expose())
+        .options(rest_options())
+        .to_backends()
+        .map_err(classify)?;
+    let options = RepositoryOptions::default().no_cache(true);
+    let repo = Repository::new(&options, &backends).map_err(classify)?;
+    let credentials = Credentials::password(password);
+    let opened = if repo.config_id().map_err(classify)?.is_none() {
+        repo.init(
+            &credentials,
+            &KeyOptions::default(),
+            &ConfigOptions::default(),
+        )
+        .map_err(classify)?
+    } else {
+        repo.open(&credentials).map_err(|e| {
+            if e.is_incorrect_password() {
+                StorageError::OtherPassword {
+                    location: shown.clone(),
+                }
+            } else {
+                classify(e)
+            }
+        })?
+    };
+    Ok(opened.key())
 }
 
 /// Initializes the repository if it has no config yet, else opens it; returns its master key.
@@ -310,20 +663,31 @@ impl Server for EmbeddedServer {
     fn info(&self) -> ServerInfo {
         ServerInfo {
             backend: "embedded".into(),
-            address: format!("http://{}/{REPO_NAME}/", self.addr()),
-            behind_proxy: Some(self.server_addr().to_string()),
-            repository: self.repo_dir.clone(),
+            address: format!("http://{}{}", self.addr(), self.url_path),
+            // The header names the storage behind the proxy: snapstorm's
+            // own REST server, or the location without its credentials.
+            behind_proxy: Some(match &self.location {
+                RepositoryLocation::Embedded => self.server_addr().to_string(),
+                location => location.short(),
+            }),
+            repository: match &self.storage {
+                Storage::Directory { repo_dir, .. } => repo_dir.clone(),
+                // No path on this machine: the location, as `--repository` names it.
+                Storage::Rest { .. } => PathBuf::from(self.location.to_string()),
+            },
         }
     }
 
     fn authorize_client(&self, client: ClientId) -> BackendResult<ClientCredentials> {
         let user = client.to_string();
         let password = random_password();
-        self.users
-            .add(&user, &password, false)
-            .map_err(BackendError::failed)?;
+        self.admit(&user, &password)?;
         let credentials = ClientCredentials {
-            url: format!("rest:http://{user}:{password}@{}/{REPO_NAME}/", self.addr()),
+            url: format!(
+                "rest:http://{user}:{password}@{}{}",
+                self.addr(),
+                self.url_path
+            ),
             user,
             password,
         };
@@ -335,7 +699,12 @@ impl Server for EmbeddedServer {
     }
 
     fn remove_client(&self, client: ClientId) -> BackendResult<()> {
-        self.users.revoke(&client.to_string());
+        let user = client.to_string();
+        if self.proxy.checks_clients() {
+            self.proxy.refuse(&user);
+        } else {
+            self.users.revoke(&user);
+        }
         Ok(())
     }
 
@@ -385,8 +754,22 @@ impl Server for EmbeddedServer {
     /// reading all data as a second opinion: what rustic finds where the
     /// first found nothing names nothing, so no damage explains it.
     fn verify_repo(&self) -> BackendResult<RepoCheck> {
-        let mut problems = self
-            .inspector
+        let Some(inspector) = self.inspector() else {
+            // An external server: rustic's check reading all data through
+            // it; what it finds names nothing it could not read.
+            let problems = rustic_check(self)
+                .into_iter()
+                .map(|text| Problem {
+                    text: format!("rustic's check: {text}"),
+                    unreadable: Unreadable::Unknown,
+                })
+                .collect::<Vec<_>>();
+            return Ok(RepoCheck {
+                healthy: problems.is_empty(),
+                problems,
+            });
+        };
+        let mut problems = inspector
             .check()
             .map_err(|e| BackendError::Failed(format!("the repository check failed: {e}")))?;
         let rustic = rustic_check(self);
@@ -417,7 +800,10 @@ impl Server for EmbeddedServer {
     }
 
     fn unreadable(&self, snapshots: &[SnapshotId]) -> Unreadable {
-        match self.inspector.unreadable(snapshots) {
+        let Some(inspector) = self.inspector() else {
+            return Unreadable::Unknown;
+        };
+        match inspector.unreadable(snapshots) {
             Ok(items) => Unreadable::Named(items),
             Err(error) => {
                 tracing::warn!(%error, "cannot tell what a failure could not read");
@@ -427,7 +813,14 @@ impl Server for EmbeddedServer {
     }
 
     fn repository_size(&self) -> u64 {
-        disk_usage(&self.data_dir)
+        match &self.storage {
+            Storage::Directory { data_dir, .. } => disk_usage(data_dir),
+            // The sizes the server lists (its files' bytes, not its disk's).
+            Storage::Rest { .. } => listed_size(&self.storage).unwrap_or_else(|error| {
+                tracing::warn!(%error, "cannot list the repository's sizes");
+                0
+            }),
+        }
     }
 }
 
@@ -451,6 +844,32 @@ fn rustic_check(server: &EmbeddedServer) -> Vec<String> {
         Ok(Err(error)) => vec![format!("the check failed: {error}")],
         Err(panic) => vec![format!("the check panicked: {}", brief(&panic.message))],
     }
+}
+
+/// The bytes of every file the storage lists.
+fn listed_size(storage: &Storage) -> BackendResult<u64> {
+    let backend = storage.backends()?.repository();
+    let mut total = 0u64;
+    for tpe in [
+        FileType::Config,
+        FileType::Key,
+        FileType::Snapshot,
+        FileType::Index,
+        FileType::Pack,
+    ] {
+        if tpe == FileType::Config {
+            total += backend
+                .read_full(tpe, &Id::default())
+                .map_or(0, |b| b.len() as u64);
+            continue;
+        }
+        total += backend
+            .list_with_size(tpe)?
+            .iter()
+            .map(|(_, size)| u64::from(*size))
+            .sum::<u64>();
+    }
+    Ok(total)
 }
 
 pub(super) fn snapshot_ids(mut snapshots: Vec<SnapshotFile>) -> Vec<SnapshotId> {

@@ -59,21 +59,18 @@ impl ResticServer {
     }
 
     /// `restic unlock` (locks of processes that are gone: a killed client's)
-    /// and `restic prune`, on the repository directory.
+    /// and `restic prune`, on the storage directly (not through the proxy).
     fn restic_prune(&self, options: &GcOptions) -> BackendResult<Details> {
         let _one_at_a_time = self.gc_lock.lock().expect("gc lock");
         let evidence = self.inner.evidence();
         let _seen = evidence.gc_running();
-        let repository = self
-            .inner
-            .repo_dir()
-            .to_str()
-            .ok_or_else(|| BackendError::failed("repository path is not UTF-8"))?
-            .to_owned();
+        // The directory, or the external server's URL with its password:
+        // in restic's environment only, scrubbed from what it prints.
+        let repository = self.inner.direct_repository().expose().to_owned();
         let target = Target {
             repository,
             password: self.repo_password.clone(),
-            also_secret: Vec::new(),
+            also_secret: self.inner.storage_secrets(),
         };
         let run = |args: Vec<String>| {
             Invocation {

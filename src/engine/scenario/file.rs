@@ -9,7 +9,8 @@ use serde::Deserialize;
 
 use super::presets::PRESETS;
 use super::{
-    ClientScript, MAX_SCENARIO_BYTES, Plan, Scenario, ScenarioError, Schedule, ScriptStep,
+    ClientScript, MAX_SCENARIO_BYTES, Plan, Scenario, ScenarioError, ScenarioRepository, Schedule,
+    ScriptStep,
 };
 use crate::engine::MAX_CLIENTS;
 use crate::engine::actions::{Action, Weights};
@@ -88,6 +89,8 @@ struct ScenarioFile {
     action_options: BTreeMap<Action, toml::Spanned<toml::Table>>,
     #[serde(default)]
     faults: Vec<toml::Spanned<ScenarioFault>>,
+    #[serde(default)]
+    repository: Option<ScenarioRepository>,
 }
 
 impl Scenario {
@@ -232,6 +235,7 @@ impl Scenario {
             seed: file.seed,
             schedule,
             clients,
+            repository: file.repository,
         })
     }
     /// The scenario as a scenario file that parses back to it.

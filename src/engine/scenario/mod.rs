@@ -83,6 +83,20 @@ pub struct Scenario {
     /// given, `plan` is unused and the run ends when every client is done
     /// and every fault started.
     pub clients: Vec<ClientScript>,
+    /// `[repository]`: where the repository under test lives; the command
+    /// line's `--repository` wins. Kept as written: the front end parses it.
+    pub repository: Option<ScenarioRepository>,
+}
+
+/// A scenario file's `[repository]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ScenarioRepository {
+    /// As `--repository` writes it (`rest:http://HOST:PORT/PATH`, a directory).
+    pub location: String,
+    /// As `--repository-credentials`: a file holding `USER:PASSWORD`.
+    #[serde(default)]
+    pub credentials: Option<std::path::PathBuf>,
 }
 
 /// How the actions of fixed per-client sequences start.

@@ -80,6 +80,14 @@ pub enum StoreError {
         wanted: String,
     },
     #[error(
+        "state directory {path} belongs to {found}, not {wanted}; its snapshots are in that repository: choose another --state-dir"
+    )]
+    OtherRepository {
+        path: PathBuf,
+        found: String,
+        wanted: String,
+    },
+    #[error(
         "state directory {path}: {what} but state.json is missing, so the repository's password and what its snapshots hold are unknown; restore state.json from a copy, or choose another --state-dir"
     )]
     MissingState { path: PathBuf, what: String },
@@ -109,6 +117,14 @@ pub(super) fn io_error(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_
     }
 }
 
+/// A recorded repository location, as an error names it.
+fn described(repository: Option<&str>) -> String {
+    match repository {
+        Some(location) => format!("the repository {location}"),
+        None => "its own repository (no --repository)".into(),
+    }
+}
+
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
@@ -132,6 +148,17 @@ impl MetadataStore {
     /// [`MetadataStore::begin_run`]); refuses one that holds snapstorm's data
     /// without its `state.json`, or that is not snapstorm's at all.
     pub fn open(layout: StateLayout, backend: &str) -> Result<Self, StoreError> {
+        Self::open_for(layout, backend, None)
+    }
+
+    /// [`MetadataStore::open`] for the repository at `repository` (as the
+    /// state records it; `None`: the state dir's own): a state dir set up
+    /// for another repository is refused, nothing written.
+    pub fn open_for(
+        layout: StateLayout,
+        backend: &str,
+        repository: Option<&str>,
+    ) -> Result<Self, StoreError> {
         let root = layout.root().to_path_buf();
         let created = create_private_dir(&root)?;
         let state_file = layout.state_file();
@@ -166,6 +193,7 @@ impl MetadataStore {
                     format: FORMAT,
                     run_counter: 0,
                     backend: backend.to_owned(),
+                    repository: repository.map(str::to_owned),
                     repository_password: random_password(),
                     clients: BTreeMap::new(),
                     failures: Vec::new(),
@@ -187,6 +215,13 @@ impl MetadataStore {
                 path: root,
                 found: state.backend,
                 wanted: backend.to_owned(),
+            });
+        }
+        if state.repository.as_deref() != repository {
+            return Err(StoreError::OtherRepository {
+                path: root,
+                found: described(state.repository.as_deref()),
+                wanted: described(repository),
             });
         }
         check_fingerprints(&layout, &state)?;

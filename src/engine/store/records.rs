@@ -113,6 +113,11 @@ pub struct State {
     pub run_counter: u32,
     /// The backend this state belongs to; a state dir is not shared between backends.
     pub backend: String,
+    /// The repository location this state belongs to (as `--repository`
+    /// names it, without user or password); none: the embedded directory.
+    /// A state dir's fingerprints describe one repository's snapshots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
     /// The repository's encryption password (a test repository's, not a secret worth more).
     pub repository_password: String,
     pub clients: BTreeMap<ClientId, ClientRecord>,

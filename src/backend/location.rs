@@ -1,0 +1,438 @@
+//! Where the repository under test lives, written as restic writes it:
+//! `rest:http://HOST:PORT/PATH` for a REST server snapstorm does not run, a
+//! directory path (local or mounted), or nothing for the embedded server's
+//! own directory in the state dir.
+//!
+//! A REST server's password is a secret: it is held in a [`Secret`] that
+//! never prints itself, and a location prints (and is recorded) without its
+//! user and password, so no trace, report, log line or console shows it.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Environment variables restic reads a REST server's user and password from.
+pub const REST_USERNAME_ENV: &str = "RESTIC_REST_USERNAME";
+pub const REST_PASSWORD_ENV: &str = "RESTIC_REST_PASSWORD";
+
+/// Prefixes of restic's other backends: recognised, so that they are
+/// refused by name rather than taken for a directory called `s3:…`.
+const OTHER_BACKENDS: [&str; 8] = [
+    "s3:", "sftp:", "b2:", "azure:", "gs:", "swift:", "rclone:", "opendal:",
+];
+
+/// A value that must not be shown: its `Debug` and `Display` print `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The value itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Why a location cannot be used; each text names the fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LocationError {
+    #[error(
+        "--repository {0}…: that storage is not yet supported; give rest:http://HOST:PORT/PATH or a directory"
+    )]
+    Unsupported(String),
+    #[error("--repository {location}: {why}; write it as rest:http://HOST:PORT/PATH")]
+    BadUrl { location: String, why: String },
+    #[error(
+        "--repository {0}: https is not yet supported (the fault proxy forwards plain HTTP); serve the repository over http on a network you trust, or through a local TLS tunnel"
+    )]
+    Https(String),
+    #[error("--repository: an empty location; give rest:http://HOST:PORT/PATH or a directory")]
+    Empty,
+    #[error("--repository {path}: {why}")]
+    Directory { path: String, why: String },
+    #[error("{path}: {why}")]
+    CredentialsFile { path: String, why: String },
+}
+
+/// A REST server snapstorm does not run: its address, the path of the
+/// repository on it, and the user and password it wants, if any.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RestLocation {
+    /// Scheme, host, port and path (ending in `/`); no user, no password.
+    url: url::Url,
+    user: Option<String>,
+    password: Option<Secret>,
+    /// The password came written in the location (visible in `ps` while
+    /// snapstorm starts): worth a warning.
+    password_in_url: bool,
+}
+
+impl fmt::Debug for RestLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RestLocation")
+            .field("url", &self.url.as_str())
+            .field("user", &self.user)
+            .field("password", &self.password)
+            .finish()
+    }
+}
+
+impl RestLocation {
+    /// `host:port`, as the proxy connects to it.
+    pub fn authority(&self) -> String {
+        format!(
+            "{}:{}",
+            self.url.host_str().unwrap_or_default(),
+            self.url.port_or_known_default().unwrap_or(80)
+        )
+    }
+
+    /// The repository's path on the server, starting and ending with `/`.
+    pub fn path(&self) -> &str {
+        self.url.path()
+    }
+
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
+    pub fn password(&self) -> Option<&Secret> {
+        self.password.as_ref()
+    }
+
+    /// Whether the password was written in the location itself.
+    pub fn password_in_url(&self) -> bool {
+        self.password_in_url
+    }
+
+    /// Takes the user and password from where restic takes them, unless
+    /// the location named a user itself: `RESTIC_REST_USERNAME` and
+    /// `RESTIC_REST_PASSWORD`, else a file holding `USER:PASSWORD` that
+    /// only its owner can read.
+    pub fn with_credentials(
+        mut self,
+        env: impl Fn(&str) -> Option<String>,
+        file: Option<&Path>,
+    ) -> Result<RestLocation, LocationError> {
+        if self.user.is_some() {
+            return Ok(self);
+        }
+        if let Some(path) = file {
+            let (user, password) = read_credentials_file(path)?;
+            self.user = Some(user);
+            self.password = Some(password);
+            return Ok(self);
+        }
+        if let Some(user) = env(REST_USERNAME_ENV).filter(|u| !u.is_empty()) {
+            self.user = Some(user);
+            self.password = env(REST_PASSWORD_ENV).map(Secret);
+        }
+        Ok(self)
+    }
+}
+
+impl fmt::Display for RestLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "rest:{}", self.url)
+    }
+}
+
+/// Reads `USER:PASSWORD` (one line) from a file no one but its owner may
+/// read: a password file others can read is refused, as ssh refuses a key.
+fn read_credentials_file(path: &Path) -> Result<(String, Secret), LocationError> {
+    use std::os::unix::fs::PermissionsExt;
+    let shown = path.display().to_string();
+    let error = |why: String| LocationError::CredentialsFile {
+        path: shown.clone(),
+        why,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| error(format!("cannot be read: {e}")))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(error(format!(
+            "others may read it (mode {mode:o}); run `chmod 600 {shown}`"
+        )));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| error(format!("cannot be read: {e}")))?;
+    let line = text.lines().next().unwrap_or_default();
+    match line.split_once(':') {
+        Some((user, password)) if !user.is_empty() => {
+            Ok((user.to_owned(), Secret(password.to_owned())))
+        }
+        _ => Err(error("its first line is not USER:PASSWORD".into())),
+    }
+}
+
+/// Where the repository under test lives.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum RepositoryLocation {
+    /// The embedded server's own directory in the state dir.
+    #[default]
+    Embedded,
+    /// A directory (local, NFS, FUSE, …) the embedded REST server serves.
+    Directory(PathBuf),
+    /// A REST server snapstorm does not run.
+    Rest(RestLocation),
+}
+
+impl RepositoryLocation {
+    /// Parses restic's syntax: `rest:URL`, `local:PATH` or a path.
+    /// Credentials in the URL are kept (and warned about by the caller);
+    /// others come from [`RestLocation::with_credentials`].
+    pub fn parse(text: &str) -> Result<RepositoryLocation, LocationError> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(LocationError::Empty);
+        }
+        if let Some(url) = text.strip_prefix("rest:") {
+            return parse_rest(url).map(RepositoryLocation::Rest);
+        }
+        if let Some(prefix) = OTHER_BACKENDS.iter().find(|p| text.starts_with(*p)) {
+            return Err(LocationError::Unsupported(prefix.to_string()));
+        }
+        let path = text.strip_prefix("local:").unwrap_or(text);
+        if path.is_empty() {
+            return Err(LocationError::Empty);
+        }
+        Ok(RepositoryLocation::Directory(PathBuf::from(path)))
+    }
+
+    /// How the state dir records it: the same text for the same storage,
+    /// without any user or password. `None` for the embedded directory.
+    pub fn recorded(&self) -> Option<String> {
+        match self {
+            RepositoryLocation::Embedded => None,
+            other => Some(other.to_string()),
+        }
+    }
+
+    /// The short form the console's header shows (`rest 127.0.0.1:8000/repo`).
+    pub fn short(&self) -> String {
+        match self {
+            RepositoryLocation::Embedded => "embedded".into(),
+            RepositoryLocation::Directory(path) => format!("dir {}", path.display()),
+            RepositoryLocation::Rest(rest) => format!(
+                "rest {}{}",
+                rest.authority(),
+                rest.path().trim_end_matches('/')
+            ),
+        }
+    }
+}
+
+impl fmt::Display for RepositoryLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RepositoryLocation::Embedded => f.write_str("embedded"),
+            RepositoryLocation::Directory(path) => write!(f, "{}", path.display()),
+            RepositoryLocation::Rest(rest) => rest.fmt(f),
+        }
+    }
+}
+
+fn parse_rest(text: &str) -> Result<RestLocation, LocationError> {
+    // The URL as given may hold a password: errors name it without one.
+    let bad = |why: &str| LocationError::BadUrl {
+        location: format!("rest:{}", without_userinfo(text)),
+        why: why.to_owned(),
+    };
+    let mut url = url::Url::parse(text).map_err(|e| bad(&e.to_string()))?;
+    match url.scheme() {
+        "http" => {}
+        "https" => {
+            return Err(LocationError::Https(format!(
+                "rest:{}",
+                without_userinfo(text)
+            )));
+        }
+        other => return Err(bad(&format!("the scheme `{other}` is not http"))),
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(bad("it names no host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("it has a query or fragment"));
+    }
+    let user = (!url.username().is_empty()).then(|| decode(url.username()));
+    let password = url.password().map(|p| Secret(decode(p)));
+    let password_in_url = password.is_some();
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    Ok(RestLocation {
+        url,
+        user,
+        password,
+        password_in_url,
+    })
+}
+
+/// A URL's user and password are percent-encoded in it.
+fn decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(byte) = text
+                .get(i + 1..i + 3)
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+        {
+            out.push(byte);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The URL text with anything before an `@` in its authority left out.
+fn without_userinfo(text: &str) -> String {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return text.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rest(text: &str) -> RestLocation {
+        match RepositoryLocation::parse(text).unwrap() {
+            RepositoryLocation::Rest(rest) => rest,
+            other => panic!("{text} parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_rest_url_parses_as_restic_writes_it() {
+        let location = rest("rest:http://127.0.0.1:8000/repo");
+        assert_eq!(location.authority(), "127.0.0.1:8000");
+        assert_eq!(location.path(), "/repo/");
+        assert_eq!(location.user(), None);
+        assert_eq!(location.to_string(), "rest:http://127.0.0.1:8000/repo/");
+        assert_eq!(
+            RepositoryLocation::Rest(location.clone()).short(),
+            "rest 127.0.0.1:8000/repo"
+        );
+        let root = rest("rest:http://backup.example:80/");
+        assert_eq!(root.authority(), "backup.example:80");
+        assert_eq!(root.path(), "/");
+    }
+
+    #[test]
+    fn a_password_in_the_url_is_kept_but_never_shown() {
+        let location = rest("rest:http://alice:s%40cret@127.0.0.1:8000/repo/");
+        assert_eq!(location.user(), Some("alice"));
+        assert_eq!(location.password().map(Secret::expose), Some("s@cret"));
+        assert!(location.password_in_url());
+        let whole = RepositoryLocation::Rest(location.clone());
+        for shown in [whole.to_string(), whole.short(), whole.recorded().unwrap()] {
+            assert!(!shown.contains("cret"), "{shown}");
+            assert!(!shown.contains("alice"), "{shown}");
+        }
+        let debug = format!("{whole:?}");
+        assert!(!debug.contains("cret"), "{debug}");
+        let secret = location.password().unwrap();
+        assert_eq!(format!("{secret} {secret:?}"), "*** ***");
+    }
+
+    #[test]
+    fn bad_urls_are_refused_without_their_password() {
+        let error = RepositoryLocation::parse("rest:ftp://bob:hunter2@host/x").unwrap_err();
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+        assert!(error.to_string().contains("ftp"), "{error}");
+        let error = RepositoryLocation::parse("rest:https://bob:hunter2@host/x").unwrap_err();
+        assert!(matches!(error, LocationError::Https(_)), "{error}");
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+        assert!(RepositoryLocation::parse("rest:not a url").is_err());
+        assert!(RepositoryLocation::parse("rest:http://h:1/p?x=1").is_err());
+        assert_eq!(RepositoryLocation::parse(" "), Err(LocationError::Empty));
+    }
+
+    #[test]
+    fn other_restic_backends_are_refused_by_name() {
+        for text in ["s3:s3.amazonaws.com/bucket", "sftp:host:/srv", "b2:bucket"] {
+            let error = RepositoryLocation::parse(text).unwrap_err();
+            assert!(matches!(error, LocationError::Unsupported(_)), "{text}");
+            assert!(error.to_string().contains("not yet supported"), "{error}");
+        }
+    }
+
+    #[test]
+    fn anything_else_is_a_directory() {
+        assert_eq!(
+            RepositoryLocation::parse("/mnt/nfs/repo").unwrap(),
+            RepositoryLocation::Directory("/mnt/nfs/repo".into())
+        );
+        assert_eq!(
+            RepositoryLocation::parse("local:/srv/repo").unwrap(),
+            RepositoryLocation::Directory("/srv/repo".into())
+        );
+        assert_eq!(RepositoryLocation::Embedded.recorded(), None);
+    }
+
+    #[test]
+    fn credentials_come_from_the_url_then_a_file_then_the_environment() {
+        let env = |name: &str| match name {
+            REST_USERNAME_ENV => Some("env-user".to_owned()),
+            REST_PASSWORD_ENV => Some("env-pass".to_owned()),
+            _ => None,
+        };
+        let from_env = rest("rest:http://h:1/r")
+            .with_credentials(env, None)
+            .unwrap();
+        assert_eq!(from_env.user(), Some("env-user"));
+        assert_eq!(from_env.password().unwrap().expose(), "env-pass");
+        assert!(!from_env.password_in_url());
+        let in_url = rest("rest:http://u:p@h:1/r")
+            .with_credentials(env, None)
+            .unwrap();
+        assert_eq!(in_url.user(), Some("u"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("credentials");
+        std::fs::write(&file, "file-user:file:pass\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let open = rest("rest:http://h:1/r")
+            .with_credentials(env, Some(&file))
+            .unwrap_err();
+        assert!(open.to_string().contains("chmod 600"), "{open}");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let from_file = rest("rest:http://h:1/r")
+            .with_credentials(env, Some(&file))
+            .unwrap();
+        assert_eq!(from_file.user(), Some("file-user"));
+        assert_eq!(from_file.password().unwrap().expose(), "file:pass");
+        let none = rest("rest:http://h:1/r")
+            .with_credentials(|_| None, None)
+            .unwrap();
+        assert_eq!(none.user(), None);
+        assert!(none.password().is_none());
+    }
+}

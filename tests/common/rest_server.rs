@@ -1,0 +1,116 @@
+//! restic's own `rest-server` (from `REST_SERVER_EXE`, else on PATH) as an
+//! external storage: a free loopback port, its data in a temporary
+//! directory, stopped by its pid on every path (also a failing test's).
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How the server lets clients in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    /// `--no-auth`.
+    None,
+    /// `--htpasswd-file` with one user, [`USER`] / [`PASSWORD`].
+    Htpasswd,
+}
+
+pub const USER: &str = "storage-user";
+/// Long and unusual, so that a search for it in what snapstorm wrote finds
+/// only a leak.
+pub const PASSWORD: &str = "rest-Secret-7Qx9zLw3pK";
+
+/// A running `rest-server`; dropping it kills the process.
+pub struct RestServerProcess {
+    child: Child,
+    addr: SocketAddr,
+    dir: tempfile::TempDir,
+}
+
+impl RestServerProcess {
+    /// Starts `rest-server --path DIR --listen 127.0.0.1:PORT` with `auth`,
+    /// `--append-only` if asked; fails the test, naming the program, when
+    /// it is missing.
+    pub fn start(auth: Auth, append_only: bool) -> Self {
+        let program = super::require_program("rest-server");
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        // A free port: bound, then let go for the server to take.
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut command = Command::new(&program);
+        command
+            .arg("--path")
+            .arg(&data)
+            .args(["--listen", &addr.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        match auth {
+            Auth::None => {
+                command.arg("--no-auth");
+            }
+            Auth::Htpasswd => {
+                let htpasswd = dir.path().join("htpasswd");
+                super::write_htpasswd(&htpasswd, &[(USER, PASSWORD)]);
+                command.arg("--htpasswd-file").arg(&htpasswd);
+            }
+        }
+        if append_only {
+            command.arg("--append-only");
+        }
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+        let server = RestServerProcess { child, addr, dir };
+        server.wait_listening();
+        server
+    }
+
+    fn wait_listening(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(self.addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "rest-server did not listen on {} in 10 s",
+                self.addr
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The process's id (its command line is checked for secrets).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `rest:http://127.0.0.1:PORT/NAME/`, without credentials.
+    pub fn location(&self, name: &str) -> String {
+        format!("rest:http://{}/{name}/", self.addr)
+    }
+
+    /// Where the server keeps the repository `name`.
+    pub fn repo_dir(&self, name: &str) -> PathBuf {
+        self.dir.path().join("data").join(name)
+    }
+
+    /// The temporary directory the server's data is in.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for RestServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
