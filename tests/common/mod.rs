@@ -251,6 +251,7 @@ pub fn program_variable(name: &str) -> Option<&'static str> {
 pub fn require_program(name: &str) -> PathBuf {
     let how = match name {
         "htpasswd" => "install it with `apt-get install -y apache2-utils`".to_owned(),
+        "ceph" | "radosgw-admin" => "install it with `apt-get install -y ceph-common`".to_owned(),
         "kopia" | "rest-server" => format!(
             "set {} to it (../shared/bin has one)",
             program_variable(name).unwrap()
