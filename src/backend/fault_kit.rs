@@ -1,7 +1,8 @@
 //! What every backend's fault injector does alike, whatever its server:
 //! picking a victim and a client by the run's seed, flipping or deleting a
 //! repository file, the GC faults (which act through the run's own GC),
-//! revoking a client for a while, and ending all of it when the run ends.
+//! revoking a client for a while, the network fault a proxy reads, and
+//! ending all of it when the run ends.
 //! A backend's injector keeps only what is its own: where its files are,
 //! what damaging one damages, how its server stops and its proxy disturbs.
 
@@ -17,11 +18,41 @@ use rand::{RngExt, SeedableRng};
 use crate::engine::Action;
 use crate::engine::brief::brief;
 use crate::engine::traits::{BackendResult, ClientId, FaultHost, GcOptions, InjectError, Injected};
-use crate::faults::FaultSpec;
+use crate::faults::{FaultSpec, NetworkFault};
 
 /// A fault that could not be carried out, in its own words.
 pub fn fail(text: impl Into<String>) -> InjectError {
     InjectError::Failed(text.into())
+}
+
+/// A network fault in effect until a time: set by an injector, read by
+/// its proxy for every request (or burst of bytes) it forwards.
+#[derive(Debug, Default)]
+pub struct NetworkSlot(Mutex<Option<(NetworkFault, Instant)>>);
+
+impl NetworkSlot {
+    /// `fault` from now until `until`.
+    pub fn set(&self, fault: NetworkFault, until: Instant) {
+        *self.0.lock().expect("network lock") = Some((fault, until));
+    }
+
+    /// Ends the fault now.
+    pub fn clear(&self) {
+        self.0.lock().expect("network lock").take();
+    }
+
+    /// The fault in effect now; one whose time is over is forgotten.
+    pub fn now(&self) -> Option<NetworkFault> {
+        let mut slot = self.0.lock().expect("network lock");
+        match *slot {
+            Some((fault, until)) if Instant::now() < until => Some(fault),
+            Some(_) => {
+                *slot = None;
+                None
+            }
+            None => None,
+        }
+    }
 }
 
 /// Lets a revoked client in again; blocking.

@@ -31,6 +31,7 @@ use hyper_util::rt::TokioExecutor;
 use rand::{RngExt, SeedableRng};
 
 use super::evidence::{Disturbance, Evidence};
+use crate::backend::fault_kit::NetworkSlot;
 use crate::faults::{KILL_ARMED_FOR, NetworkFault};
 use crate::server::Serving;
 use crate::server::listener::BoxError;
@@ -114,7 +115,7 @@ struct ProxyState {
     /// With [`UpstreamAuth::Storage`]: each admitted client's user and password.
     admitted: Mutex<HashMap<String, String>>,
     client: Client<HttpConnector, Incoming>,
-    network: Mutex<Option<(NetworkFault, Instant)>>,
+    network: NetworkSlot,
     kills: Mutex<HashMap<String, Kill>>,
     rng: Mutex<rand_chacha::ChaCha8Rng>,
     evidence: Arc<Evidence>,
@@ -145,7 +146,7 @@ impl FaultProxy {
             auth: upstream.auth,
             admitted: Mutex::new(HashMap::new()),
             client: Client::builder(TokioExecutor::new()).build_http(),
-            network: Mutex::new(None),
+            network: NetworkSlot::default(),
             kills: Mutex::new(HashMap::new()),
             rng: Mutex::new(rand_chacha::ChaCha8Rng::seed_from_u64(seed)),
             evidence,
@@ -189,12 +190,12 @@ impl FaultProxy {
 
     /// Applies `fault` to every request until `until`.
     pub fn set_network(&self, fault: NetworkFault, until: Instant) {
-        *self.state.network.lock().expect("network lock") = Some((fault, until));
+        self.state.network.set(fault, until);
     }
 
     /// Ends the network fault now.
     pub fn clear_network(&self) {
-        self.state.network.lock().expect("network lock").take();
+        self.state.network.clear();
     }
 
     /// Ends every kill now, armed or cutting.
@@ -302,18 +303,6 @@ impl ProxyState {
             }
         }
     }
-
-    fn network(&self) -> Option<NetworkFault> {
-        let mut network = self.network.lock().expect("network lock");
-        match *network {
-            Some((fault, until)) if Instant::now() < until => Some(fault),
-            Some(_) => {
-                *network = None;
-                None
-            }
-            None => None,
-        }
-    }
 }
 
 /// The answer to a client the proxy does not let in, as a REST server's.
@@ -372,7 +361,7 @@ async fn forward(
         }
         return Err(Dropped::Killed.into());
     }
-    if let Some(fault) = state.network() {
+    if let Some(fault) = state.network.now() {
         tokio::time::sleep(fault.latency).await;
         let roll: u8 = state.rng.lock().expect("rng lock").random_range(0..100);
         tracing::debug!(target: "snapstorm::faults", roll, path = %request.uri().path(), "network fault roll");

@@ -34,6 +34,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::backend::embedded::evidence::{Disturbance, Evidence};
 use crate::backend::embedded::proxy::CutHook;
+use crate::backend::fault_kit::NetworkSlot;
 use crate::faults::{KILL_ARMED_FOR, NetworkFault};
 
 /// A client's bytes that follow this long a silence start a new burst (a
@@ -67,7 +68,7 @@ enum Ending {
 struct State {
     /// The server's address; `None` while it is down.
     upstream: Mutex<Option<SocketAddr>>,
-    network: Mutex<Option<(NetworkFault, Instant)>>,
+    network: NetworkSlot,
     kills: Mutex<HashMap<String, Kill>>,
     rng: Mutex<rand_chacha::ChaCha8Rng>,
     evidence: Arc<Evidence>,
@@ -93,7 +94,7 @@ impl ConnectionProxy {
         ConnectionProxy {
             state: Arc::new(State {
                 upstream: Mutex::new(Some(upstream)),
-                network: Mutex::new(None),
+                network: NetworkSlot::default(),
                 kills: Mutex::new(HashMap::new()),
                 rng: Mutex::new(rand_chacha::ChaCha8Rng::seed_from_u64(seed)),
                 evidence,
@@ -145,12 +146,12 @@ impl ConnectionProxy {
 
     /// Applies `fault` to every burst until `until`.
     pub fn set_network(&self, fault: NetworkFault, until: Instant) {
-        *self.state.network.lock().expect("network lock") = Some((fault, until));
+        self.state.network.set(fault, until);
     }
 
     /// Ends the network fault now.
     pub fn clear_network(&self) {
-        self.state.network.lock().expect("network lock").take();
+        self.state.network.clear();
     }
 
     /// Once `user` uploads on a connection, every connection of it is cut
@@ -195,16 +196,8 @@ enum Burst {
 
 impl State {
     fn burst(&self) -> Burst {
-        let fault = {
-            let mut network = self.network.lock().expect("network lock");
-            match *network {
-                Some((fault, until)) if Instant::now() < until => fault,
-                Some(_) => {
-                    *network = None;
-                    return Burst::Pass;
-                }
-                None => return Burst::Pass,
-            }
+        let Some(fault) = self.network.now() else {
+            return Burst::Pass;
         };
         let roll: u8 = self.rng.lock().expect("rng lock").random_range(0..100);
         if roll < fault.drop_percent {
