@@ -5,7 +5,8 @@
 //! initialises, backs up, checks every byte and restores through the S3
 //! endpoint; then one OSD is stopped (SIGSTOP) and a backup and a check
 //! still succeed on the other two; at the end every process the script
-//! started is gone.
+//! started is gone. snapstorm's kopia backend runs on the same cluster
+//! through kopia's own S3 storage.
 
 mod common;
 
@@ -284,6 +285,177 @@ fn restic_backs_up_to_ceph_and_survives_a_stopped_osd() {
     }
     let again = cluster.stop();
     assert!(again.status.success(), "a second stop is no error");
+}
+
+/// `snapstorm ARGS` with the cluster's S3 keys in its environment
+/// (`secret` instead of the real secret key, when given).
+fn snapstorm_on(cluster: &Cluster, args: &[&str], secret: Option<&str>) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_snapstorm"))
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", &cluster.s3["access_key"])
+        .env(
+            "AWS_SECRET_ACCESS_KEY",
+            secret.unwrap_or(&cluster.s3["secret_key"]),
+        )
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// kopia's own S3 storage on the cluster: snapstorm creates the bucket it
+/// names, refuses keys the store refuses before anything is written, and a
+/// 4-client kopia run with network and server-restart faults verifies
+/// every restore, explains every error, and leaves no repository in the
+/// state dir; the same state dir then resumes on the same bucket.
+#[test]
+fn kopia_runs_on_ceph_through_s3() {
+    common::require_program("kopia");
+    let cluster = Cluster::start();
+    let work = tempfile::tempdir().unwrap();
+    // A bucket the script did not make, and a prefix in it.
+    let location = format!("s3:{}/kopia-bucket/team/a", cluster.s3["endpoint"]);
+
+    let refused_state = work.path().join("refused");
+    let (code, err) = snapstorm_on(
+        &cluster,
+        &[
+            "run",
+            "--backend",
+            "kopia",
+            "--repository",
+            &location,
+            "--duration",
+            "5s",
+            "--state-dir",
+            refused_state.to_str().unwrap(),
+        ],
+        Some("not-the-secret"),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(err.contains("refused the S3 keys"), "{err}");
+    assert!(!err.contains("not-the-secret"), "{err}");
+    assert!(
+        !refused_state.exists(),
+        "nothing is written when the keys are refused"
+    );
+
+    let state = work.path().join("state");
+    let report = work.path().join("report.json");
+    let run = |duration: &str, faults: &[&str]| {
+        let mut args = vec![
+            "run",
+            "--backend",
+            "kopia",
+            "--repository",
+            &location,
+            "--clients",
+            "4",
+            "--duration",
+            duration,
+            "--seed",
+            "5",
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ];
+        for fault in faults {
+            args.extend(["--fault", fault]);
+        }
+        let (code, err) = snapstorm_on(&cluster, &args, None);
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+        (code, err, report)
+    };
+    let started = Instant::now();
+    let (code, err, first) = run(
+        "45s",
+        &["network@8s:10s,drop=20,error=20", "server-restart@25s:6s"],
+    );
+    eprintln!(
+        "kopia on S3, 45 s run: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        !err.contains(&cluster.s3["secret_key"]),
+        "the secret key is never shown"
+    );
+    for kind in ["network", "server-restart"] {
+        let fault = first["faults"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind}: {:#}", first["faults"]));
+        assert_eq!(fault["injected"], true, "{fault}");
+        assert_eq!(fault["detected"], true, "{kind} disturbed nobody: {fault}");
+    }
+    assert_eq!(
+        first["totals"]["unexpected_failures"], 0,
+        "{:#}",
+        first["totals"]
+    );
+    assert!(
+        first["totals"]["restores_verified"].as_u64().unwrap() > 0,
+        "{:#}",
+        first["totals"]
+    );
+    let unexplained: Vec<serde_json::Value> = std::fs::read_to_string(state.join("trace.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|record| record["outcome"] == "error" && record["explained_by"].is_null())
+        .collect();
+    assert!(unexplained.is_empty(), "unexplained: {unexplained:#?}");
+    // The repository is in the bucket, not in the state dir.
+    let recorded = std::fs::read_to_string(state.join("state.json")).unwrap();
+    assert!(recorded.contains("kopia-bucket/team/a"), "{recorded}");
+    assert!(!recorded.contains(&cluster.s3["secret_key"]), "{recorded}");
+    assert!(!state.join("repo").join("kopia.repository.f").exists());
+    // Ceph's own listing of the bucket snapstorm created: kopia's objects,
+    // every one under the prefix.
+    let listed = Command::new("radosgw-admin")
+        .arg("--conf")
+        .arg(cluster.dir.path().join("ceph.conf"))
+        .args([
+            "bucket",
+            "list",
+            "--bucket",
+            "kopia-bucket",
+            "--max-entries",
+            "100000",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let objects: Vec<serde_json::Value> = serde_json::from_slice(&listed.stdout).unwrap();
+    let names: Vec<&str> = objects.iter().filter_map(|o| o["name"].as_str()).collect();
+    assert!(names.contains(&"team/a/kopia.repository"), "{names:?}");
+    assert!(
+        names.iter().any(|n| n.starts_with("team/a/p")),
+        "no pack: {names:?}"
+    );
+    assert!(names.iter().all(|n| n.starts_with("team/a/")), "{names:?}");
+    eprintln!("kopia-bucket holds {} objects", names.len());
+
+    // The same state dir again: kopia connects to the repository it made.
+    let (code, err, again) = run("15s", &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        again["totals"]["unexpected_failures"], 0,
+        "{:#}",
+        again["totals"]
+    );
 }
 
 #[test]

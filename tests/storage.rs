@@ -97,44 +97,86 @@ fn locations_that_cannot_be_used_are_refused_before_anything_is_written() {
     let wrong_password = format!("rest:http://{USER}:wrong@{}/repo/", server.addr());
     let missing_dir = dir.path().join("no-such-dir");
     let reachable = server.location("repo");
-    let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["--repository", &unreachable], "cannot reach"),
+    let s3_closed = format!("s3:http://{closed}/bucket");
+    // Each case: its arguments, what its one line names, and whether the
+    // S3 keys are in the environment.
+    let cases: Vec<(Vec<&str>, &str, bool)> = vec![
+        (vec!["--repository", &unreachable], "cannot reach", false),
         (
             vec!["--repository", &wrong_password],
             "RESTIC_REST_PASSWORD",
+            false,
         ),
         (
             vec!["--repository", "s3:s3.amazonaws.com/b"],
             "not yet supported",
+            false,
         ),
         (
             vec!["--repository", missing_dir.to_str().unwrap()],
             "create the directory",
+            false,
         ),
         (
             vec!["--backend", "kopia", "--repository", &reachable],
-            "kopia keeps its own repository",
+            "kopia keeps its repository in the state dir or in an S3 bucket",
+            false,
         ),
         (
             vec!["--repository", &reachable, "--fault", "corrupt-pack@2s"],
             "corrupt-pack",
+            false,
+        ),
+        (
+            vec!["--backend", "kopia", "--repository", &s3_closed],
+            "AWS_ACCESS_KEY_ID",
+            false,
+        ),
+        (
+            vec!["--backend", "kopia", "--repository", &s3_closed],
+            "cannot reach",
+            true,
+        ),
+        (
+            vec!["--repository", &s3_closed],
+            "S3 is taken by --backend kopia so far",
+            true,
+        ),
+        (
+            vec![
+                "--backend",
+                "kopia",
+                "--repository",
+                &s3_closed,
+                "--fault",
+                "delete-pack@2s",
+            ],
+            "delete-pack",
+            true,
         ),
     ];
-    for (extra, names) in cases {
+    for (extra, names, keys) in cases {
         let mut args = vec!["run", "--duration", "2s", "--state-dir"];
         args.push(state.to_str().unwrap());
         args.extend(extra.iter().copied());
-        let out = Command::new(env!("CARGO_BIN_EXE_snapstorm"))
-            .args(&args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_snapstorm"));
+        command.args(&args).stdin(Stdio::null());
+        if keys {
+            command
+                .env("AWS_ACCESS_KEY_ID", "snapstorm-test")
+                .env("AWS_SECRET_ACCESS_KEY", "wrong-secret");
+        } else {
+            command
+                .env_remove("AWS_ACCESS_KEY_ID")
+                .env_remove("AWS_SECRET_ACCESS_KEY");
+        }
+        let out = command.output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         // The warning about a password written in the URL comes first.
         let last = err.lines().last().unwrap_or_default();
         assert_eq!(out.status.code(), Some(2), "{extra:?}: {err}");
         assert!(last.contains(names), "{extra:?}: {err}");
-        assert!(!err.contains("wrong"), "the password is not shown: {err}");
+        assert!(!err.contains("wrong"), "no password or key is shown: {err}");
         assert!(!state.exists(), "{extra:?}: nothing is written");
     }
     assert!(!server.repo_dir("repo").exists(), "nothing written there");

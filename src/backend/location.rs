@@ -1,7 +1,8 @@
 //! Where the repository under test lives, written as restic writes it:
-//! `rest:http://HOST:PORT/PATH` for a REST server snapstorm does not run, a
-//! directory path (local or mounted), or nothing for the embedded server's
-//! own directory in the state dir.
+//! `rest:http://HOST:PORT/PATH` for a REST server snapstorm does not run,
+//! `s3:http://HOST:PORT/BUCKET[/PREFIX]` for S3-compatible object storage,
+//! a directory path (local or mounted), or nothing for the embedded
+//! server's own directory in the state dir.
 //!
 //! A REST server's password is a secret: it is held in a [`Secret`] that
 //! never prints itself, and a location prints (and is recorded) without its
@@ -14,10 +15,19 @@ use std::path::{Path, PathBuf};
 pub const REST_USERNAME_ENV: &str = "RESTIC_REST_USERNAME";
 pub const REST_PASSWORD_ENV: &str = "RESTIC_REST_PASSWORD";
 
+/// Environment variables the S3 keys and region come from, as restic,
+/// kopia and the AWS tools read them.
+pub const S3_ACCESS_KEY_ENV: &str = "AWS_ACCESS_KEY_ID";
+pub const S3_SECRET_KEY_ENV: &str = "AWS_SECRET_ACCESS_KEY";
+pub const S3_REGION_ENV: &str = "AWS_DEFAULT_REGION";
+/// The region when `AWS_DEFAULT_REGION` names none (most S3-compatible
+/// stores take any).
+pub const S3_DEFAULT_REGION: &str = "us-east-1";
+
 /// Prefixes of restic's other backends: recognised, so that they are
-/// refused by name rather than taken for a directory called `s3:…`.
-const OTHER_BACKENDS: [&str; 8] = [
-    "s3:", "sftp:", "b2:", "azure:", "gs:", "swift:", "rclone:", "opendal:",
+/// refused by name rather than taken for a directory called `sftp:…`.
+const OTHER_BACKENDS: [&str; 7] = [
+    "sftp:", "b2:", "azure:", "gs:", "swift:", "rclone:", "opendal:",
 ];
 
 /// A value that must not be shown: its `Debug` and `Display` print `***`.
@@ -51,7 +61,7 @@ impl fmt::Display for Secret {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LocationError {
     #[error(
-        "--repository {0}…: that storage is not yet supported; give rest:http://HOST:PORT/PATH or a directory"
+        "--repository {0}…: that storage is not yet supported; give rest:http://HOST:PORT/PATH, s3:http://HOST:PORT/BUCKET or a directory"
     )]
     Unsupported(String),
     #[error("--repository {location}: {why}; write it as rest:http://HOST:PORT/PATH")]
@@ -60,8 +70,20 @@ pub enum LocationError {
         "--repository {0}: https is not yet supported (the fault proxy forwards plain HTTP); serve the repository over http on a network you trust, or through a local TLS tunnel"
     )]
     Https(String),
-    #[error("--repository: an empty location; give rest:http://HOST:PORT/PATH or a directory")]
+    #[error(
+        "--repository: an empty location; give rest:http://HOST:PORT/PATH, s3:http://HOST:PORT/BUCKET or a directory"
+    )]
     Empty,
+    #[error("--repository {location}: {why}; write it as s3:http://HOST:PORT/BUCKET[/PREFIX]")]
+    BadS3 { location: String, why: String },
+    #[error(
+        "--repository {0}: S3 over https is not yet supported; give the endpoint as s3:http://HOST:PORT/BUCKET on a network you trust"
+    )]
+    S3Https(String),
+    #[error(
+        "--repository {0}: no S3 keys; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to a key pair of that storage"
+    )]
+    S3Keys(String),
     #[error("--repository {path}: {why}")]
     Directory { path: String, why: String },
     #[error("{path}: {why}")]
@@ -151,6 +173,114 @@ impl fmt::Display for RestLocation {
     }
 }
 
+/// An S3 bucket (and a prefix in it) on an S3-compatible store, reached
+/// path-style over plain HTTP, with the key pair and region from the
+/// environment.
+#[derive(Clone, PartialEq, Eq)]
+pub struct S3Location {
+    /// `http://HOST:PORT/`: the endpoint alone.
+    endpoint: url::Url,
+    bucket: String,
+    /// The repository's place in the bucket: no leading or trailing `/`,
+    /// empty for the bucket's root.
+    prefix: String,
+    region: String,
+    access_key: Option<String>,
+    secret_key: Option<Secret>,
+}
+
+impl fmt::Debug for S3Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Location")
+            .field("endpoint", &self.endpoint.as_str())
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("region", &self.region)
+            .field("access_key", &self.access_key)
+            .field("secret_key", &self.secret_key)
+            .finish()
+    }
+}
+
+impl S3Location {
+    /// `http://HOST:PORT/`.
+    pub fn endpoint(&self) -> &url::Url {
+        &self.endpoint
+    }
+
+    /// `HOST:PORT`, as kopia's `--endpoint` takes it.
+    pub fn authority(&self) -> String {
+        format!(
+            "{}:{}",
+            self.endpoint.host_str().unwrap_or_default(),
+            self.endpoint.port_or_known_default().unwrap_or(80)
+        )
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// The prefix in the bucket, without slashes at its ends; empty for
+    /// the bucket's root.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The key of an object of the repository: `PREFIX/NAME`.
+    pub fn key(&self, name: &str) -> String {
+        if self.prefix.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{}/{name}", self.prefix)
+        }
+    }
+
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// The access key id, once [`S3Location::with_credentials`] found it.
+    pub fn access_key(&self) -> Option<&str> {
+        self.access_key.as_deref()
+    }
+
+    pub fn secret_key(&self) -> Option<&Secret> {
+        self.secret_key.as_ref()
+    }
+
+    /// Takes the key pair and region from where restic and kopia take
+    /// them: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` (both needed) and
+    /// `AWS_DEFAULT_REGION` (else `us-east-1`).
+    pub fn with_credentials(
+        mut self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<S3Location, LocationError> {
+        let present = |name: &str| env(name).filter(|v| !v.is_empty());
+        match (present(S3_ACCESS_KEY_ENV), present(S3_SECRET_KEY_ENV)) {
+            (Some(access), Some(secret)) => {
+                self.access_key = Some(access);
+                self.secret_key = Some(Secret(secret));
+            }
+            _ => return Err(LocationError::S3Keys(self.to_string())),
+        }
+        if let Some(region) = present(S3_REGION_ENV) {
+            self.region = region;
+        }
+        Ok(self)
+    }
+}
+
+impl fmt::Display for S3Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s3:{}{}", self.endpoint, self.bucket)?;
+        if !self.prefix.is_empty() {
+            write!(f, "/{}", self.prefix)?;
+        }
+        Ok(())
+    }
+}
+
 /// Reads `USER:PASSWORD` (one line) from a file no one but its owner may
 /// read: a password file others can read is refused, as ssh refuses a key.
 fn read_credentials_file(path: &Path) -> Result<(String, Secret), LocationError> {
@@ -187,6 +317,8 @@ pub enum RepositoryLocation {
     Directory(PathBuf),
     /// A REST server snapstorm does not run.
     Rest(RestLocation),
+    /// A bucket of S3-compatible object storage.
+    S3(S3Location),
 }
 
 impl RepositoryLocation {
@@ -200,6 +332,9 @@ impl RepositoryLocation {
         }
         if let Some(url) = text.strip_prefix("rest:") {
             return parse_rest(url).map(RepositoryLocation::Rest);
+        }
+        if let Some(url) = text.strip_prefix("s3:") {
+            return parse_s3(url).map(RepositoryLocation::S3);
         }
         if let Some(prefix) = OTHER_BACKENDS.iter().find(|p| text.starts_with(*p)) {
             return Err(LocationError::Unsupported(prefix.to_string()));
@@ -230,6 +365,10 @@ impl RepositoryLocation {
                 rest.authority(),
                 rest.path().trim_end_matches('/')
             ),
+            RepositoryLocation::S3(s3) => {
+                let place = format!("{}/{}", s3.bucket(), s3.prefix());
+                format!("s3 {}/{}", s3.authority(), place.trim_end_matches('/'))
+            }
         }
     }
 }
@@ -240,6 +379,7 @@ impl fmt::Display for RepositoryLocation {
             RepositoryLocation::Embedded => f.write_str("embedded"),
             RepositoryLocation::Directory(path) => write!(f, "{}", path.display()),
             RepositoryLocation::Rest(rest) => rest.fmt(f),
+            RepositoryLocation::S3(s3) => s3.fmt(f),
         }
     }
 }
@@ -281,6 +421,59 @@ fn parse_rest(text: &str) -> Result<RestLocation, LocationError> {
         user,
         password,
         password_in_url,
+    })
+}
+
+/// `http://HOST:PORT/BUCKET[/PREFIX]`. restic's form without a scheme
+/// (`s3.amazonaws.com/bucket`) means https, which is not taken yet.
+fn parse_s3(text: &str) -> Result<S3Location, LocationError> {
+    let shown = format!("s3:{}", without_userinfo(text));
+    let bad = |why: &str| LocationError::BadS3 {
+        location: shown.clone(),
+        why: why.to_owned(),
+    };
+    if !text.contains("://") || text.starts_with("https://") {
+        return Err(LocationError::S3Https(shown));
+    }
+    let url = url::Url::parse(text).map_err(|e| bad(&e.to_string()))?;
+    if url.scheme() != "http" {
+        return Err(bad(&format!("the scheme `{}` is not http", url.scheme())));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(bad("it names no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad(
+            "keys are not written in the location; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("it has a query or fragment"));
+    }
+    let path = url.path().trim_matches('/');
+    let (bucket, prefix) = path.split_once('/').unwrap_or((path, ""));
+    if bucket.is_empty() {
+        return Err(bad("it names no bucket"));
+    }
+    // S3's rule for bucket names (path-style): 3 to 63 of a-z, 0-9, `.`, `-`.
+    let fits = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+    if !fits {
+        return Err(bad(&format!(
+            "`{bucket}` is not a bucket name (3 to 63 of a-z, 0-9, `.` and `-`)"
+        )));
+    }
+    let mut endpoint = url.clone();
+    endpoint.set_path("/");
+    Ok(S3Location {
+        endpoint,
+        bucket: bucket.to_owned(),
+        prefix: prefix.trim_matches('/').to_owned(),
+        region: S3_DEFAULT_REGION.to_owned(),
+        access_key: None,
+        secret_key: None,
     })
 }
 
@@ -376,10 +569,90 @@ mod tests {
 
     #[test]
     fn other_restic_backends_are_refused_by_name() {
-        for text in ["s3:s3.amazonaws.com/bucket", "sftp:host:/srv", "b2:bucket"] {
+        for text in ["sftp:host:/srv", "b2:bucket", "rclone:remote:x"] {
             let error = RepositoryLocation::parse(text).unwrap_err();
             assert!(matches!(error, LocationError::Unsupported(_)), "{text}");
             assert!(error.to_string().contains("not yet supported"), "{error}");
+        }
+    }
+
+    fn s3(text: &str) -> S3Location {
+        match RepositoryLocation::parse(text).unwrap() {
+            RepositoryLocation::S3(s3) => s3,
+            other => panic!("{text} parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_s3_url_parses_as_restic_writes_it() {
+        let location = s3("s3:http://127.0.0.1:7480/backups/team/a/");
+        assert_eq!(location.endpoint().as_str(), "http://127.0.0.1:7480/");
+        assert_eq!(location.authority(), "127.0.0.1:7480");
+        assert_eq!(location.bucket(), "backups");
+        assert_eq!(location.prefix(), "team/a");
+        assert_eq!(location.key("config"), "team/a/config");
+        assert_eq!(location.region(), S3_DEFAULT_REGION);
+        assert_eq!(
+            location.to_string(),
+            "s3:http://127.0.0.1:7480/backups/team/a"
+        );
+        let whole = RepositoryLocation::S3(location);
+        assert_eq!(whole.short(), "s3 127.0.0.1:7480/backups/team/a");
+        let root = s3("s3:http://minio:9000/bucket");
+        assert_eq!((root.prefix(), root.key("config").as_str()), ("", "config"));
+        assert_eq!(RepositoryLocation::S3(root).short(), "s3 minio:9000/bucket");
+    }
+
+    #[test]
+    fn s3_keys_come_from_the_environment_and_are_never_shown() {
+        let env = |name: &str| match name {
+            S3_ACCESS_KEY_ENV => Some("AKID".to_owned()),
+            S3_SECRET_KEY_ENV => Some("wJalrXUtnFEMI".to_owned()),
+            S3_REGION_ENV => Some("eu-west-3".to_owned()),
+            _ => None,
+        };
+        let location = s3("s3:http://h:9000/b12").with_credentials(env).unwrap();
+        assert_eq!(location.access_key(), Some("AKID"));
+        assert_eq!(location.secret_key().unwrap().expose(), "wJalrXUtnFEMI");
+        assert_eq!(location.region(), "eu-west-3");
+        let whole = RepositoryLocation::S3(location);
+        for shown in [
+            whole.to_string(),
+            whole.short(),
+            whole.recorded().unwrap(),
+            format!("{whole:?}"),
+        ] {
+            assert!(!shown.contains("wJalr"), "{shown}");
+        }
+        let missing = s3("s3:http://h:9000/b12")
+            .with_credentials(|name| (name == S3_ACCESS_KEY_ENV).then(|| "AKID".to_owned()))
+            .unwrap_err();
+        assert!(matches!(missing, LocationError::S3Keys(_)), "{missing}");
+        assert!(
+            missing.to_string().contains("AWS_SECRET_ACCESS_KEY"),
+            "{missing}"
+        );
+    }
+
+    #[test]
+    fn bad_s3_locations_are_refused_naming_the_fix() {
+        for text in ["s3:s3.amazonaws.com/bucket", "s3:https://h:443/bucket"] {
+            let error = RepositoryLocation::parse(text).unwrap_err();
+            assert!(
+                matches!(error, LocationError::S3Https(_)),
+                "{text}: {error}"
+            );
+        }
+        for (text, says) in [
+            ("s3:http://h:9000/", "no bucket"),
+            ("s3:http://h:9000/Bad_Name", "not a bucket name"),
+            ("s3:http://h:9000/ab", "not a bucket name"),
+            ("s3:http://key:secret@h:9000/bucket", "AWS_ACCESS_KEY_ID"),
+            ("s3:ftp://h/bucket", "not http"),
+        ] {
+            let error = RepositoryLocation::parse(text).unwrap_err();
+            assert!(error.to_string().contains(says), "{text}: {error}");
+            assert!(!error.to_string().contains("secret@"), "{text}: {error}");
         }
     }
 

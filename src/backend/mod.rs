@@ -1,6 +1,7 @@
 //! Backends: one module per backend, each implementing the engine's traits
 //! (`Server`, `ClientSnapshotter` and a `ClientFactory` that makes clients).
 
+pub mod bucket;
 pub mod embedded;
 pub mod fault_kit;
 pub mod kopia;

@@ -223,8 +223,12 @@ fn repository(args: &SessionArgs, scenario: &Scenario) -> Result<RepositoryLocat
             Ok(RepositoryLocation::Rest(rest))
         }
         _ if credentials.is_some() => Err(UsageError(
-            "--repository-credentials is for a rest: repository; drop it for a directory".into(),
+            "--repository-credentials is for a rest: repository; drop it (an s3: location takes its keys from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)".into(),
         )),
+        RepositoryLocation::S3(s3) => s3
+            .with_credentials(|name| std::env::var(name).ok())
+            .map(RepositoryLocation::S3)
+            .map_err(usage),
         RepositoryLocation::Directory(dir) => {
             // Recorded in the state dir: the same directory from anywhere.
             let dir = std::path::absolute(&dir)

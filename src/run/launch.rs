@@ -9,10 +9,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::backend::BackendKind;
+use crate::backend::bucket::{BucketError, BucketState, ensure_bucket};
 use crate::backend::embedded::{
     ClientTimeouts, EmbeddedFaults, EmbeddedServer, RusticClients, StorageError, refuses_deletes,
 };
-use crate::backend::kopia::{KopiaBinary, KopiaClients, KopiaFaults, KopiaServer};
+use crate::backend::kopia::{KopiaBinary, KopiaClients, KopiaFaults, KopiaServer, KopiaStorage};
 use crate::backend::location::RepositoryLocation;
 use crate::backend::restic::{
     DEFAULT_ACTION_TIMEOUT, MixedClients, Processes, ResticBinary, ResticClients, ResticServer,
@@ -79,6 +80,10 @@ pub enum LaunchError {
     /// The repository's storage cannot be reached, or refuses snapstorm.
     #[error(transparent)]
     Storage(StorageError),
+    /// The S3 store cannot be reached, refuses the keys, or has no bucket
+    /// and cannot make one.
+    #[error(transparent)]
+    Bucket(#[from] BucketError),
     #[error(transparent)]
     Start(#[from] run::StartError),
     #[error("cannot open the action trace: {0}")]
@@ -127,40 +132,57 @@ fn check_backend(spec: &RunSpec) -> Result<Option<ResticBinary>, LaunchError> {
 }
 
 /// What the repository's location cannot do, refused before anything is
-/// written: kopia keeps its own repository, and an external REST server's
-/// files cannot be damaged from here (yet).
+/// written: kopia keeps its repository in the state dir or an S3 bucket,
+/// the other backends do not take S3 yet, and the files of storage that is
+/// no directory here cannot be damaged from here (yet).
 fn check_location(spec: &RunSpec) -> Result<(), LaunchError> {
-    if spec.repository == RepositoryLocation::Embedded {
-        return Ok(());
+    let repository = &spec.repository;
+    match (spec.backend, repository) {
+        (_, RepositoryLocation::Embedded) => return Ok(()),
+        (BackendKind::Kopia, RepositoryLocation::Directory(_) | RepositoryLocation::Rest(_)) => {
+            return Err(LaunchError::Setup(format!(
+                "--repository {repository}: kopia keeps its repository in the state dir or in an S3 bucket (s3:http://HOST:PORT/BUCKET): drop --repository, give an s3: location, or choose another --backend"
+            )));
+        }
+        (BackendKind::Kopia, RepositoryLocation::S3(_)) => {}
+        (backend, RepositoryLocation::S3(_)) => {
+            return Err(LaunchError::Setup(format!(
+                "--repository {repository}: S3 is taken by --backend kopia so far, not yet by the {backend} backend: run with --backend kopia, or give rest:http://HOST:PORT/PATH or a directory"
+            )));
+        }
+        _ => {}
     }
-    if spec.backend == BackendKind::Kopia {
+    if matches!(
+        repository,
+        RepositoryLocation::Rest(_) | RepositoryLocation::S3(_)
+    ) && let Some(fault) = spec.faults.iter().find(|f| {
+        matches!(
+            f.kind,
+            FaultKind::CorruptPack | FaultKind::DeletePack | FaultKind::DeleteIndex
+        )
+    }) {
         return Err(LaunchError::Setup(format!(
-            "--repository {} is for the embedded, restic and mixed backends; kopia keeps its own repository in the state dir: drop --repository, or choose another --backend",
-            spec.repository
-        )));
-    }
-    if let RepositoryLocation::Rest(_) = &spec.repository
-        && let Some(fault) = spec.faults.iter().find(|f| {
-            matches!(
-                f.kind,
-                FaultKind::CorruptPack | FaultKind::DeletePack | FaultKind::DeleteIndex
-            )
-        })
-    {
-        return Err(LaunchError::Setup(format!(
-            "--fault {fault} damages the repository's files, which is not yet supported on a REST server ({}): drop the fault, or give a directory as --repository",
-            spec.repository
+            "--fault {fault} damages the repository's files, which is not yet supported on {repository}: drop the fault, or run on a repository in a directory"
         )));
     }
     Ok(())
 }
 
-/// An external REST server, asked before anything is written: that it
+/// The storage, asked before anything is written: an external REST server
 /// answers, takes the credentials, and can do what the faults need (an
-/// append-only server refuses the deletes of a GC fault).
+/// append-only server refuses the deletes of a GC fault); an S3 store
+/// answers, takes the keys and has the bucket (created if it had none).
 async fn check_storage(spec: &RunSpec) -> Result<(), LaunchError> {
-    let RepositoryLocation::Rest(rest) = &spec.repository else {
-        return Ok(());
+    let rest = match &spec.repository {
+        RepositoryLocation::Rest(rest) => rest,
+        RepositoryLocation::S3(s3) => {
+            let state = ensure_bucket(s3).await?;
+            if state == BucketState::Created {
+                tracing::info!(location = %s3, "created the bucket");
+            }
+            return Ok(());
+        }
+        _ => return Ok(()),
     };
     let append_only = refuses_deletes(rest).await.map_err(LaunchError::Storage)?;
     if append_only
@@ -374,15 +396,20 @@ fn check_kopia(spec: &RunSpec) -> Result<KopiaBinary, LaunchError> {
 /// and starts `kopia server start` on it.
 pub async fn kopia_parts(spec: &RunSpec) -> Result<KopiaParts, LaunchError> {
     let binary = check_kopia(spec)?;
+    check_storage(spec).await?;
     let layout = StateLayout::new(&spec.state_dir);
     let store = open_store(spec, &layout).await?;
     let server = {
         let binary = binary.clone();
-        let (repo, dir) = (layout.repository(), layout.root().join("kopia"));
+        let storage = match &spec.repository {
+            RepositoryLocation::S3(s3) => KopiaStorage::S3(s3.clone()),
+            _ => KopiaStorage::Filesystem(layout.repository()),
+        };
+        let dir = layout.root().join("kopia");
         let password = store.repository_password();
         let (runtime, seed) = (tokio::runtime::Handle::current(), spec.seed);
         tokio::task::spawn_blocking(move || {
-            KopiaServer::start(binary, &repo, &dir, &password, runtime, seed)
+            KopiaServer::start(binary, storage, &dir, &password, runtime, seed)
         })
         .await?
         .map_err(LaunchError::Backend)

@@ -219,6 +219,11 @@ impl EmbeddedServer {
                 let upstream = Upstream { addr, auth };
                 (storage, key, rest.path().to_owned(), None, None, upstream)
             }
+            RepositoryLocation::S3(s3) => {
+                return Err(StorageError::Backend(BackendError::failed(format!(
+                    "{s3}: the embedded server does not take S3 yet"
+                ))));
+            }
             local => {
                 // snapstorm's server serves its data directory; a directory
                 // `--repository` names is served itself, at `/`.

@@ -73,7 +73,11 @@ impl KopiaFaults {
             .packs_in_use()
             .inspect_err(|error| tracing::warn!(target: "snapstorm::faults", %error, "cannot tell which packs hold live contents"))
             .ok();
-        let repo = self.server.repo_dir();
+        // Data faults are refused before a run on storage that is no
+        // directory here (`run::launch`).
+        let Some(repo) = self.server.repo_dir() else {
+            return Vec::new();
+        };
         let mut packs: Vec<(PathBuf, String)> = walkdir::WalkDir::new(repo.join("p"))
             .into_iter()
             .filter_map(Result::ok)

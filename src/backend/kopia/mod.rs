@@ -6,7 +6,7 @@
 //! retention policy of kopia's expires one behind snapstorm's back).
 //!
 //! - The Server creates (or connects to) a filesystem repository in the
-//!   state directory and runs `kopia server start` on 127.0.0.1 with a TLS
+//!   state directory, or one in an S3 bucket (`storage.rs`), and runs `kopia server start` on 127.0.0.1 with a TLS
 //!   certificate it generates; a client is a repository user, added and
 //!   deleted at run time and made known with `server refresh`. GC is
 //!   kopia's maintenance directly on the repository (`gc.rs`: a normal GC
@@ -34,6 +34,7 @@ pub mod process;
 mod proxy;
 mod server;
 mod starting;
+mod storage;
 
 pub use client::{DEFAULT_ACTION_TIMEOUT, KopiaClient, KopiaClients, args};
 pub use errors::{MESSAGES, Said, classify, said};
@@ -42,6 +43,7 @@ pub use json::{ManifestJson, SourceJson, parse_created, parse_listed};
 pub use password::user_password_hash;
 pub use process::{KOPIA_EXE, KopiaBinary, Processes};
 pub use server::{CLIENT_HOST, KopiaServer, certificate_fingerprint, kopia_user, server_address};
+pub use storage::KopiaStorage;
 
 /// What the report calls a kopia client.
 pub const KIND: &str = "kopia";

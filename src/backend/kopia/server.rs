@@ -1,5 +1,5 @@
-//! The kopia Server: a filesystem repository in the state directory, served
-//! by `kopia server start` on 127.0.0.1 with a TLS certificate kopia
+//! The kopia Server: a filesystem repository in the state directory (or
+//! an S3 bucket, `storage.rs`), served by `kopia server start` on 127.0.0.1 with a TLS certificate kopia
 //! generates; users added and deleted at run time with `server user
 //! add/delete` directly on the repository and made known to the running
 //! server with `server refresh`; GC is kopia's maintenance directly on the
@@ -29,6 +29,7 @@ use super::process::{Invocation, KopiaBinary, Output};
 use super::proxy::ConnectionProxy;
 use super::starting::{FIRST_LISTEN, START_TIMEOUT, start_server};
 pub use super::starting::{certificate_fingerprint, server_address};
+use super::storage::{FORMAT_BLOB, KopiaStorage};
 use crate::backend::embedded::evidence::Evidence;
 use crate::engine::damage::{DataRef, Unreadable};
 use crate::engine::store::random_password;
@@ -72,7 +73,7 @@ pub struct KopiaServer {
     binary: KopiaBinary,
     /// `state/kopia`: the server's config, cache, logs, certificate.
     dir: PathBuf,
-    repo_dir: PathBuf,
+    storage: KopiaStorage,
     repo_password: String,
     control_password: String,
     /// `https://127.0.0.1:PORT`, where the server itself listens (a
@@ -103,11 +104,20 @@ impl KopiaServer {
         run_on_repository(
             &self.binary,
             &self.dir.join(SERVER_CONFIG),
-            &self.repo_password,
-            &self.control_password,
+            &self.secrets(),
             args,
             deadline,
         )
+    }
+
+    /// The secrets each kopia process on the repository has in its
+    /// environment.
+    fn secrets(&self) -> RepositorySecrets<'_> {
+        RepositorySecrets {
+            repo_password: &self.repo_password,
+            control_password: &self.control_password,
+            storage: &self.storage,
+        }
     }
 
     /// One kopia command on the repository that reads it from the storage
@@ -120,14 +130,7 @@ impl KopiaServer {
         let config = self.dir.join(CHECK_CONFIG);
         let cache = self.dir.join("check-cache");
         let run = |args: &[&str], deadline| {
-            run_on_repository(
-                &self.binary,
-                &config,
-                &self.repo_password,
-                &self.control_password,
-                args,
-                deadline,
-            )
+            run_on_repository(&self.binary, &config, &self.secrets(), args, deadline)
         };
         if let Err(error) = std::fs::remove_dir_all(&cache)
             && error.kind() != std::io::ErrorKind::NotFound
@@ -138,18 +141,14 @@ impl KopiaServer {
             )));
         }
         if !config.exists() {
-            let connect = [
-                "repository",
-                "connect",
-                "filesystem",
-                "--path",
-                utf8(&self.repo_dir)?,
-                "--cache-directory",
-                utf8(&cache)?,
-            ];
+            let mut connect = vec!["repository".to_owned(), "connect".to_owned()];
+            connect.extend(self.storage.args()?);
+            connect.extend(["--cache-directory".to_owned(), utf8(&cache)?.to_owned()]);
+            let connect: Vec<&str> = connect.iter().map(String::as_str).collect();
             let output = run(&connect, COMMAND_TIMEOUT)?;
             if !output.success() {
-                return Err(classify("repository connect filesystem", &output));
+                let command = format!("repository connect {}", self.storage.kind());
+                return Err(classify(&command, &output));
             }
         }
         run(args, deadline)
@@ -164,12 +163,12 @@ impl KopiaServer {
         }
     }
 
-    /// Creates (or connects to) the repository in `repo_dir` and starts the
+    /// Creates (or connects to) the repository in `storage` and starts the
     /// server on it, with the fault proxy (seeded with `seed`) in front of
     /// it on `runtime`. Blocking.
     pub fn start(
         binary: KopiaBinary,
-        repo_dir: &Path,
+        storage: KopiaStorage,
         dir: &Path,
         repo_password: &str,
         runtime: tokio::runtime::Handle,
@@ -179,39 +178,43 @@ impl KopiaServer {
         // kopia takes only an absolute repository path; a state dir given
         // as `st` is as good as any.
         let dir = &std::path::absolute(dir).map_err(local)?;
-        let repo_dir = &std::path::absolute(repo_dir).map_err(local)?;
         std::fs::create_dir_all(dir).map_err(local)?;
-        std::fs::create_dir_all(repo_dir).map_err(local)?;
-        let control_password = random_password();
-        let run = |args: &[&str], deadline| {
-            run_on_repository(
-                &binary,
-                &dir.join(SERVER_CONFIG),
-                repo_password,
-                &control_password,
-                args,
-                deadline,
-            )
+        let (storage, fresh) = match storage {
+            KopiaStorage::Filesystem(repo_dir) => {
+                let repo_dir = std::path::absolute(repo_dir).map_err(local)?;
+                std::fs::create_dir_all(&repo_dir).map_err(local)?;
+                let fresh = std::fs::read_dir(&repo_dir)
+                    .map_err(local)?
+                    .next()
+                    .is_none();
+                (KopiaStorage::Filesystem(repo_dir), fresh)
+            }
+            KopiaStorage::S3(s3) => {
+                let exists = runtime
+                    .block_on(crate::backend::bucket::object_exists(&s3, FORMAT_BLOB))
+                    .map_err(|e| BackendError::failed(e.to_string()))?;
+                (KopiaStorage::S3(s3), !exists)
+            }
         };
-        let repo = utf8(repo_dir)?;
+        let control_password = random_password();
+        let secrets = RepositorySecrets {
+            repo_password,
+            control_password: &control_password,
+            storage: &storage,
+        };
+        let run = |args: &[&str], deadline| {
+            run_on_repository(&binary, &dir.join(SERVER_CONFIG), &secrets, args, deadline)
+        };
         let cache = dir.join("cache");
-        let cache = utf8(&cache)?;
-        let fresh = std::fs::read_dir(repo_dir).map_err(local)?.next().is_none();
         let verb = if fresh { "create" } else { "connect" };
-        let output = run(
-            &[
-                "repository",
-                verb,
-                "filesystem",
-                "--path",
-                repo,
-                "--cache-directory",
-                cache,
-            ],
-            COMMAND_TIMEOUT,
-        )?;
+        let mut create = vec!["repository".to_owned(), verb.to_owned()];
+        create.extend(storage.args()?);
+        create.extend(["--cache-directory".to_owned(), utf8(&cache)?.to_owned()]);
+        let create: Vec<&str> = create.iter().map(String::as_str).collect();
+        let output = run(&create, COMMAND_TIMEOUT)?;
         if !output.success() {
-            return Err(classify(&format!("repository {verb} filesystem"), &output));
+            let command = format!("repository {verb} {}", storage.kind());
+            return Err(classify(&command, &output));
         }
         // Every client may read every snapshot: the checker restores other
         // clients' snapshots too (the framework's `setServerPermissions`).
@@ -254,7 +257,7 @@ impl KopiaServer {
         let server = KopiaServer {
             binary,
             dir: dir.to_path_buf(),
-            repo_dir: repo_dir.to_path_buf(),
+            storage,
             repo_password: repo_password.to_owned(),
             control_password,
             address,
@@ -271,9 +274,10 @@ impl KopiaServer {
         Ok(server)
     }
 
-    /// The repository's directory (kopia's filesystem storage).
-    pub fn repo_dir(&self) -> &Path {
-        &self.repo_dir
+    /// The repository's directory, where kopia's storage is one (data
+    /// faults damage its files).
+    pub fn repo_dir(&self) -> Option<&Path> {
+        self.storage.dir()
     }
 
     /// The packs the index names live contents in: the ones whose damage
@@ -538,29 +542,41 @@ pub(super) const SERVER_CONFIG: &str = "server.config";
 /// The checks' connection, beside it.
 const CHECK_CONFIG: &str = "check.config";
 
+/// What a kopia process on the repository has in its environment.
+struct RepositorySecrets<'a> {
+    repo_password: &'a str,
+    control_password: &'a str,
+    storage: &'a KopiaStorage,
+}
+
 /// One kopia command with `config_file`, a connection to the repository;
 /// its logs beside it.
 fn run_on_repository(
     binary: &KopiaBinary,
     config_file: &Path,
-    repo_password: &str,
-    control_password: &str,
+    secrets: &RepositorySecrets<'_>,
     args: &[&str],
     deadline: Duration,
 ) -> BackendResult<Output> {
     let log_dir = config_file.with_file_name("logs");
+    // The server-control password: `server start` reads it from
+    // KOPIA_SERVER_CONTROL_PASSWORD, `server refresh/status` from
+    // KOPIA_SERVER_PASSWORD (`cli/command_server.go`); the storage's keys
+    // where its flags read them.
+    let mut secret_env = vec![
+        (
+            "KOPIA_SERVER_CONTROL_PASSWORD",
+            secrets.control_password.to_owned(),
+        ),
+        ("KOPIA_SERVER_PASSWORD", secrets.control_password.to_owned()),
+    ];
+    secret_env.extend(secrets.storage.secret_env());
     Invocation {
         binary,
         config_file,
         log_dir: &log_dir,
-        password: repo_password,
-        // The server-control password: `server start` reads it from
-        // KOPIA_SERVER_CONTROL_PASSWORD, `server refresh/status` from
-        // KOPIA_SERVER_PASSWORD (`cli/command_server.go`).
-        secret_env: vec![
-            ("KOPIA_SERVER_CONTROL_PASSWORD", control_password.to_owned()),
-            ("KOPIA_SERVER_PASSWORD", control_password.to_owned()),
-        ],
+        password: secrets.repo_password,
+        secret_env,
         args: args.iter().map(|a| (*a).to_owned()).collect(),
         cwd: None,
         deadline,
@@ -586,7 +602,7 @@ impl Server for KopiaServer {
             backend: super::KIND.into(),
             address: "127.0.0.1, a proxy port per client".into(),
             behind_proxy: Some(self.address.clone()),
-            repository: self.repo_dir.clone(),
+            repository: self.storage.shown(),
         }
     }
 
@@ -732,11 +748,27 @@ impl Server for KopiaServer {
     }
 
     fn repository_size(&self) -> u64 {
-        dir_size(&self.repo_dir)
+        match self.storage.dir() {
+            Some(dir) => dir_size(dir),
+            // The sizes the storage lists (its objects' bytes).
+            None => self.listed_size().unwrap_or_else(|error| {
+                tracing::warn!(%error, "cannot list the repository's sizes");
+                0
+            }),
+        }
     }
 }
 
 impl KopiaServer {
+    /// The bytes of every blob the storage lists (`blob list --json`).
+    fn listed_size(&self) -> BackendResult<u64> {
+        let listed = self.kopia_ok("blob list", &["blob", "list", "--json"], COMMAND_TIMEOUT)?;
+        let blobs: Vec<gc::BlobJson> = parse_list(&listed.stdout).map_err(|e| {
+            BackendError::failed(format!("kopia blob list --json: unreadable output: {e}"))
+        })?;
+        Ok(blobs.iter().map(|b| b.length).sum())
+    }
+
     /// `snapshot verify` reading every file, of `snapshots` (all, when none).
     fn verify(&self, snapshots: &[&str]) -> BackendResult<Output> {
         let mut args = vec!["snapshot", "verify", "--verify-files-percent=100"];

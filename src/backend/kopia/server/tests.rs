@@ -88,7 +88,7 @@ fn the_server_starts_adds_users_and_ends_with_its_stdin() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let server = KopiaServer::start(
         kopia,
-        &repo,
+        KopiaStorage::Filesystem(repo.clone()),
         &dir.path().join("kopia"),
         "repo-secret",
         runtime.handle().clone(),
@@ -170,7 +170,7 @@ fn a_server_that_cannot_start_is_an_error_in_its_own_words() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let error = match KopiaServer::start(
         KopiaBinary { path },
-        &dir.path().join("repository"),
+        KopiaStorage::Filesystem(dir.path().join("repository")),
         &dir.path().join("kopia"),
         "repo-secret",
         runtime.handle().clone(),
