@@ -288,22 +288,35 @@ fn restic_backs_up_to_ceph_and_survives_a_stopped_osd() {
 }
 
 /// `snapstorm ARGS` with the cluster's S3 keys in its environment
-/// (`secret` instead of the real secret key, when given).
-fn snapstorm_on(cluster: &Cluster, args: &[&str], secret: Option<&str>) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_snapstorm"))
+/// (`secret` instead of the real secret key, when given), run to its end
+/// while every process's command line is sampled: its exit code and
+/// stderr, and whether the secret key was in any command line.
+fn snapstorm_on(cluster: &Cluster, args: &[&str], secret: Option<&str>) -> (i32, String, bool) {
+    let secret_key = secret.unwrap_or(&cluster.s3["secret_key"]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_snapstorm"))
         .args(args)
         .env("AWS_ACCESS_KEY_ID", &cluster.s3["access_key"])
-        .env(
-            "AWS_SECRET_ACCESS_KEY",
-            secret.unwrap_or(&cluster.s3["secret_key"]),
-        )
+        .env("AWS_SECRET_ACCESS_KEY", secret_key)
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut text).unwrap();
+        text
+    });
+    let mut in_a_command_line = false;
+    while child.try_wait().unwrap().is_none() {
+        in_a_command_line |= common::command_lines()
+            .iter()
+            .any(|(_, line)| line.contains(secret_key));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let code = child.wait().unwrap().code().unwrap_or(-1);
+    (code, reader.join().unwrap(), in_a_command_line)
 }
 
 /// kopia's own S3 storage on the cluster: snapstorm creates the bucket it
@@ -320,7 +333,7 @@ fn kopia_runs_on_ceph_through_s3() {
     let location = format!("s3:{}/kopia-bucket/team/a", cluster.s3["endpoint"]);
 
     let refused_state = work.path().join("refused");
-    let (code, err) = snapstorm_on(
+    let (code, err, _) = snapstorm_on(
         &cluster,
         &[
             "run",
@@ -367,7 +380,8 @@ fn kopia_runs_on_ceph_through_s3() {
         for fault in faults {
             args.extend(["--fault", fault]);
         }
-        let (code, err) = snapstorm_on(&cluster, &args, None);
+        let (code, err, in_a_command_line) = snapstorm_on(&cluster, &args, None);
+        assert!(!in_a_command_line, "the secret key was in a command line");
         let report: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
         (code, err, report)

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -266,7 +265,7 @@ fn the_storage_password_is_in_no_command_line_trace_report_or_log() {
     let mut saw_restic = false;
     while child.try_wait().unwrap().is_none() {
         assert!(Instant::now() < deadline, "the run did not end");
-        for (pid, cmdline) in command_lines() {
+        for (pid, cmdline) in common::command_lines() {
             assert!(
                 !cmdline.contains(PASSWORD),
                 "pid {pid}'s command line holds the password: {cmdline}"
@@ -298,7 +297,7 @@ fn the_storage_password_is_in_no_command_line_trace_report_or_log() {
         let entry = entry.unwrap();
         if entry.file_type().is_file() {
             assert!(
-                !file_holds(entry.path(), PASSWORD),
+                !common::file_holds(entry.path(), PASSWORD),
                 "{} holds the password",
                 entry.path().display()
             );
@@ -364,32 +363,12 @@ fn a_password_in_the_url_works_with_a_warning() {
         let entry = entry.unwrap();
         if entry.file_type().is_file() {
             assert!(
-                !file_holds(entry.path(), PASSWORD),
+                !common::file_holds(entry.path(), PASSWORD),
                 "{}",
                 entry.path().display()
             );
         }
     }
-}
-
-/// Each process's command line, as `ps` shows it.
-fn command_lines() -> Vec<(u32, String)> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(Result::ok)
-        .filter_map(|entry| {
-            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-            let bytes = std::fs::read(entry.path().join("cmdline")).ok()?;
-            Some((pid, String::from_utf8_lossy(&bytes).replace('\0', " ")))
-        })
-        .collect()
-}
-
-fn file_holds(path: &Path, secret: &str) -> bool {
-    let bytes = std::fs::read(path).unwrap_or_default();
-    bytes
-        .windows(secret.len())
-        .any(|window| window == secret.as_bytes())
 }
 
 /// On an append-only rest-server a GC fault is refused before anything is

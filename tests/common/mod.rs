@@ -885,3 +885,23 @@ pub fn mkfifo(path: &Path) {
     )
     .unwrap();
 }
+
+/// Each process's command line, as `ps` shows it.
+pub fn command_lines() -> Vec<(u32, String)> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let bytes = std::fs::read(entry.path().join("cmdline")).ok()?;
+            Some((pid, String::from_utf8_lossy(&bytes).replace('\0', " ")))
+        })
+        .collect()
+}
+
+pub fn file_holds(path: &Path, secret: &str) -> bool {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    bytes
+        .windows(secret.len())
+        .any(|window| window == secret.as_bytes())
+}
