@@ -80,13 +80,13 @@ impl Bench {
     }
 
     fn inject(&self, kind: FaultKind) -> String {
+        self.inject_spec(&FaultSpec::new(kind, Duration::ZERO))
+    }
+
+    fn inject_spec(&self, spec: &FaultSpec) -> String {
         let injected = self
             .faults
-            .inject(
-                &FaultSpec::new(kind, Duration::ZERO),
-                &[ClientId(1), ClientId(2)],
-                &self.host,
-            )
+            .inject(spec, &[ClientId(1), ClientId(2)], &self.host)
             .unwrap();
         // As the run does once an injection returns.
         self.f.engine.faults().settle(&injected.label);
@@ -403,4 +403,125 @@ fn a_run_whose_other_packs_are_removed_behind_its_back_fails() {
                 || l.contains("stack backtrace")),
         "{stderr}"
     );
+}
+
+/// The pack a data fault damaged, by its file's size now: the one of
+/// `packs` whose file is `len` bytes long.
+fn pack_of_len(repo: &Path, packs: &BTreeSet<String>, len: u64) -> String {
+    let cut: Vec<&String> = packs
+        .iter()
+        .filter(|id| std::fs::metadata(pack_path(repo, id)).unwrap().len() == len)
+        .collect();
+    assert_eq!(cut.len(), 1, "one pack is {len} bytes long: {cut:?}");
+    cut[0].clone()
+}
+
+#[test]
+fn a_pack_cut_short_explains_its_own_failures_and_not_a_pack_removed_by_hand() {
+    let b = Bench::new(43);
+    // No pack is longer than the 2 MiB restic #3023 cut at yet: no victim.
+    let (first, first_packs) = b.snapshot(1);
+    let error = b
+        .faults
+        .inject(
+            &FaultSpec::new(FaultKind::TruncatePack, Duration::ZERO),
+            &[ClientId(1)],
+            &b.host,
+        )
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("no data pack longer than 2MiB yet"),
+        "{error}"
+    );
+    let spec: FaultSpec = "truncate-pack@0s,size=1KiB".parse().unwrap();
+    let cut = b.inject_spec(&spec);
+    let victim = pack_of_len(&b.repo(), &first_packs, 1024);
+    let (second, second_packs) = b.snapshot(2);
+    b.remove(&second_packs);
+
+    // rustic_core 0.13 panics restoring from a pack shorter than its index
+    // says (restore.rs: "range end index … out of range"): caught, the
+    // restore is an error, and the cut explains it by what it needed.
+    let restored = b.restore(1, &first);
+    assert_eq!(restored.outcome, Outcome::Error, "{restored:#?}");
+    assert!(
+        restored
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("panicked"),
+        "{restored:#?}"
+    );
+    assert_eq!(
+        restored.explained_by.as_deref(),
+        Some(cut.as_str()),
+        "{restored:#?}"
+    );
+    let unexpected = failure_of(&b.restore(2, &second)).clone();
+    assert_eq!(unexpected.explained_by, None, "{unexpected:#?}");
+    // The check reads the cut pack: a finding the cut explains.
+    let check = b.f.engine.final_verify_repo(ClientId(1));
+    let by_cut: Vec<_> = check
+        .failures
+        .iter()
+        .filter(|f| f.explained_by.as_deref() == Some(cut.as_str()))
+        .collect();
+    assert_eq!(by_cut.len(), 1, "{:#?}", check.failures);
+    assert!(
+        items(by_cut[0]).contains(&DataRef::Pack(victim.clone())),
+        "{:#?}",
+        by_cut[0]
+    );
+
+    let report = b.f.engine.report();
+    let fault = &report.faults[0];
+    assert_eq!(fault.kind, "truncate-pack");
+    assert!(fault.detected, "{fault:#?}");
+    assert!(fault.target.ends_with(&victim), "{fault:#?}");
+    // The restore of the second snapshot and the check's finding about
+    // the packs removed by hand.
+    b.assert_one_count(2);
+}
+
+#[test]
+fn an_emptied_pack_is_stored_as_nothing_and_explains_only_what_needed_it() {
+    let b = Bench::new(47);
+    let (first, first_packs) = b.snapshot(1);
+    let emptied = b.inject(FaultKind::EmptyPack);
+    let victim = pack_of_len(&b.repo(), &first_packs, 0);
+    let (second, _) = b.snapshot(2);
+
+    // rustic_core 0.13 panics here too (the read of a range past the end
+    // fails, and the restore unwraps it): an error the emptying explains.
+    let restored = b.restore(1, &first);
+    assert_eq!(restored.outcome, Outcome::Error, "{restored:#?}");
+    assert_eq!(
+        restored.explained_by.as_deref(),
+        Some(emptied.as_str()),
+        "{restored:#?}"
+    );
+    // The snapshot made after it needs none of it: restored as it was.
+    assert_eq!(b.restore(2, &second).outcome, Outcome::Ok);
+
+    let check = b.f.engine.final_verify_repo(ClientId(1));
+    assert_eq!(check.outcome, Outcome::Failure);
+    assert_eq!(
+        check.explained_by.as_deref(),
+        Some(emptied.as_str()),
+        "{:#?}",
+        check.failures
+    );
+    assert!(
+        check
+            .failures
+            .iter()
+            .all(|f| items(f).contains(&DataRef::Pack(victim.clone()))),
+        "{:#?}",
+        check.failures
+    );
+    let report = b.f.engine.report();
+    assert!(report.faults[0].detected);
+    b.assert_one_count(0);
 }

@@ -1,5 +1,6 @@
 //! Faults on the kopia backend, through the binary and kopia 0.23.1 (its
-//! server behind snapstorm's connection proxy, its filesystem repository):
+//! server behind snapstorm's connection proxy, its filesystem repository;
+//! packs corrupted, deleted, cut short and emptied):
 //! transport faults are survived and explain every error they cause; data
 //! faults are detected and explain, by the packs they damaged, only the
 //! failures that needed those packs; a pack removed behind the run's back
@@ -120,12 +121,19 @@ fn data_faults_a_kill_and_a_revoke_on_kopia_are_detected_and_explain_by_cause() 
             "revoke-client@20s:8s",
             "--fault",
             "delete-pack@30s",
+            // Cut at 16 bytes: every content of the pack but the first few
+            // bytes is past the cut (a cut past a pack's last live content
+            // damages nothing any restore or check reads).
+            "--fault",
+            "truncate-pack@38s,size=16",
+            "--fault",
+            "empty-pack@45s",
         ],
     );
     assert_eq!(code, 0, "{err}");
     assert_eq!(report["totals"]["unexpected_failures"], 0);
     assert_every_error_explained(&dir.path().join("state"));
-    for kind in ["corrupt-pack", "delete-pack"] {
+    for kind in ["corrupt-pack", "delete-pack", "truncate-pack", "empty-pack"] {
         let fault = fault(&report, kind);
         assert_eq!(fault["detected"], true, "{kind} went unseen: {fault}");
         // By cause: each failure it explains could not read its pack.

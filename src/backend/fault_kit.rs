@@ -18,7 +18,7 @@ use rand::{RngExt, SeedableRng};
 use crate::engine::Action;
 use crate::engine::brief::brief;
 use crate::engine::traits::{BackendResult, ClientId, FaultHost, GcOptions, InjectError, Injected};
-use crate::faults::{FaultSpec, NetworkFault};
+use crate::faults::{FaultKind, FaultSpec, NetworkFault};
 
 /// A fault that could not be carried out, in its own words.
 pub fn fail(text: impl Into<String>) -> InjectError {
@@ -125,6 +125,50 @@ impl FaultKit {
 
     pub fn delete(&self, file: &Path) -> Result<(), InjectError> {
         std::fs::remove_file(file).map_err(|e| fail(format!("delete {}: {e}", file.display())))
+    }
+
+    /// Cuts `file` to `len` bytes, as storage that stored it short does.
+    pub fn truncate(&self, file: &Path, len: u64) -> Result<(), InjectError> {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(file)
+            .and_then(|f| f.set_len(len))
+            .map_err(|e| fail(format!("truncate {}: {e}", file.display())))
+    }
+
+    /// Damages the pack (or index) `file` as `spec`'s kind does: flips
+    /// bytes in it, deletes it, cuts it short or leaves it empty.
+    pub fn damage_file(&self, spec: &FaultSpec, file: &Path) -> Result<(), InjectError> {
+        match spec.kind {
+            FaultKind::CorruptPack => self.corrupt(file),
+            FaultKind::TruncatePack => self.truncate(file, spec.truncate_to().as_u64()),
+            FaultKind::EmptyPack => self.truncate(file, 0),
+            _ => self.delete(file),
+        }
+    }
+
+    /// Whether `file` can take `spec`'s damage: a cut needs a file longer
+    /// than the cut, emptying one that has content.
+    pub fn can_damage(spec: &FaultSpec, file: &Path) -> bool {
+        let len = || std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+        match spec.kind {
+            FaultKind::TruncatePack => len() > spec.truncate_to().as_u64(),
+            FaultKind::EmptyPack => len() > 0,
+            _ => true,
+        }
+    }
+
+    /// Why there is no victim yet for `spec`, naming what it wants
+    /// (`what`: "data pack", "index file").
+    pub fn no_victim(spec: &FaultSpec, what: &str) -> InjectError {
+        let wanted = match spec.kind {
+            FaultKind::TruncatePack => format!(
+                "{what} longer than {}",
+                crate::faults::compact_size(spec.truncate_to())
+            ),
+            _ => what.to_owned(),
+        };
+        InjectError::NoVictimYet(format!("the repository has no {wanted} yet"))
     }
 
     /// `aggressive-gc` (labelled `label`): the run's GC with instant

@@ -66,10 +66,24 @@ pub(super) fn say_if_halted(report: &crate::engine::Report) {
     }
 }
 
-/// `snapstorm scenarios`.
+/// `snapstorm scenarios`: the seed's presets, then the field's reported
+/// failures under a heading of their own.
 pub fn scenarios() -> ExitCode {
-    for scenario in Scenario::presets() {
-        println!("{:<40} {}", scenario.name, scenario.description);
+    use crate::engine::scenario::PresetGroup;
+    let presets = Scenario::presets();
+    for (group, heading) in [
+        (PresetGroup::Seed, None),
+        (
+            PresetGroup::Field,
+            Some("\nfailures reported from the field (each with its fault):"),
+        ),
+    ] {
+        if let Some(heading) = heading {
+            println!("{heading}");
+        }
+        for scenario in presets.iter().filter(|s| PresetGroup::of(&s.name) == group) {
+            println!("{:<40} {}", scenario.name, scenario.description);
+        }
     }
     ExitCode::from(EXIT_OK)
 }

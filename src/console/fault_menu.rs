@@ -3,6 +3,7 @@
 use ratatui::text::{Line, Span};
 
 use super::app::App;
+use super::keymap::FAULT_KEYS;
 use super::layout::OverlayContent;
 use crate::faults::FaultKind;
 
@@ -21,13 +22,13 @@ pub fn content(app: &App) -> OverlayContent<'_> {
         )),
         Line::from(""),
     ];
-    for (index, kind) in FaultKind::ALL.iter().enumerate() {
+    for (key, kind) in FAULT_KEYS.iter().zip(FaultKind::ALL) {
         let duration = kind
             .default_duration()
             .map(|d| format!(" ({}s)", d.as_secs()))
             .unwrap_or_default();
         lines.push(Line::from(vec![
-            Span::styled(format!(" {} ", index + 1), theme.key()),
+            Span::styled(format!(" {key} "), theme.key()),
             Span::styled(format!(" {:<15}", kind.name()), theme.title()),
             Span::raw(format!("{}{duration}", kind.describe())),
         ]));
@@ -38,7 +39,7 @@ pub fn content(app: &App) -> OverlayContent<'_> {
         theme.dim(),
     )));
     OverlayContent {
-        title: " faults — 1-9 injects, esc closes ".into(),
+        title: " faults — 1-9, a-b inject, esc closes ".into(),
         border: theme.error(),
         lines,
         percent: (70, 60),

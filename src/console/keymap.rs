@@ -33,7 +33,8 @@ pub enum Context {
 pub enum Key {
     Char(char),
     Code(KeyCode),
-    /// Any digit from the first to the second, handed to the action.
+    /// Any character from the first to the second (digits; the fault
+    /// menu's letters), handed to the action.
     Digits(char, char),
     /// A character with the control key.
     Ctrl(char),
@@ -174,8 +175,13 @@ impl Row {
 use Context::*;
 use Key::{Char, Code, Ctrl, Digits};
 
-fn fault_by_digit(digit: char) -> Option<UiAction> {
-    let index = (digit as usize).checked_sub('1' as usize)?;
+/// The fault menu's key of each fault, in [`FaultKind::ALL`]'s order: the
+/// digits, then letters (the menu is modal, so they mean nothing else there).
+pub const FAULT_KEYS: [char; FaultKind::ALL.len()] =
+    ['1', '2', '3', '4', '5', '6', '7', '8', '9', 'a', 'b'];
+
+fn fault_by_key(key: char) -> Option<UiAction> {
+    let index = FAULT_KEYS.iter().position(|k| *k == key)?;
     FaultKind::ALL
         .get(index)
         .map(|kind| UiAction::InjectFault(*kind))
@@ -265,7 +271,7 @@ pub const KEYMAP: &[Row] = &[
     },
     Row {
         keys: "f",
-        does: "fault menu: inject a fault now, 1-9 (client faults hit the selected client)",
+        does: "fault menu: inject a fault now, 1-9 and a-b (client faults hit the selected client)",
         bindings: &[
             hinted(
                 Char('f'),
@@ -276,8 +282,14 @@ pub const KEYMAP: &[Row] = &[
             Binding {
                 key: Digits('1', '9'),
                 context: FaultMenu,
-                does: Does::Digit(fault_by_digit),
-                hints: &[hint(Bar::FaultMenu, 0, "1-9", "inject")],
+                does: Does::Digit(fault_by_key),
+                hints: &[hint(Bar::FaultMenu, 0, "1-9 a-b", "inject")],
+            },
+            Binding {
+                key: Digits('a', 'b'),
+                context: FaultMenu,
+                does: Does::Digit(fault_by_key),
+                hints: &[],
             },
         ],
     },

@@ -5,12 +5,14 @@
 //!
 //! A fault is written `KIND@TIME[:DURATION][,key=value…]`, e.g.
 //! `corrupt-pack@15s`, `server-restart@20s:5s`,
-//! `network@10s:20s,latency=300ms,drop=10,error=10`, `revoke-client@30s,client=2`.
+//! `network@10s:20s,latency=300ms,drop=10,error=10`, `revoke-client@30s,client=2`,
+//! `truncate-pack@20s,size=2MiB`.
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use bytesize::ByteSize;
 use serde::{Deserialize, Serialize};
 
 /// How long a killed client stays cut off: long enough for its retries to
@@ -20,6 +22,10 @@ pub const KILL_CUT: Duration = Duration::from_secs(10);
 /// How long a `kill-client` waits for the client's upload to cut into
 /// before it gives up.
 pub const KILL_ARMED_FOR: Duration = Duration::from_secs(120);
+
+/// Where `truncate-pack` cuts a pack when no `size=` is given: the 2 MiB
+/// at which MinIO stored restic's packs in restic #3023.
+pub const DEFAULT_TRUNCATE_TO: ByteSize = ByteSize::mib(2);
 
 /// The faults snapstorm can inject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -43,10 +49,16 @@ pub enum FaultKind {
     AggressiveGc,
     /// GC over and over, concurrent with all clients.
     GcStorm,
+    /// Cut a data pack short (restic #3023: packs stored cut at 2 MiB).
+    TruncatePack,
+    /// Leave a data pack with no content (restic #2191: a pack stored empty).
+    EmptyPack,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 9] = [
+    /// Every fault, in the order menus number them (new ones last, so a
+    /// fault keeps its key).
+    pub const ALL: [FaultKind; 11] = [
         FaultKind::CorruptPack,
         FaultKind::DeletePack,
         FaultKind::DeleteIndex,
@@ -56,6 +68,8 @@ impl FaultKind {
         FaultKind::KillClient,
         FaultKind::AggressiveGc,
         FaultKind::GcStorm,
+        FaultKind::TruncatePack,
+        FaultKind::EmptyPack,
     ];
 
     pub fn name(self) -> &'static str {
@@ -69,6 +83,8 @@ impl FaultKind {
             FaultKind::KillClient => "kill-client",
             FaultKind::AggressiveGc => "aggressive-gc",
             FaultKind::GcStorm => "gc-storm",
+            FaultKind::TruncatePack => "truncate-pack",
+            FaultKind::EmptyPack => "empty-pack",
         }
     }
 
@@ -84,17 +100,26 @@ impl FaultKind {
             FaultKind::KillClient => "cut a client off in the middle of a snapshot",
             FaultKind::AggressiveGc => "GC with instant delete while clients back up",
             FaultKind::GcStorm => "GC over and over for DURATION",
+            FaultKind::TruncatePack => "cut a data pack short at size= (default 2 MiB)",
+            FaultKind::EmptyPack => "leave a data pack with no content",
         }
     }
 
     /// Damage to the repository's data: it stays until the end of the run.
     pub fn damages_data(self) -> bool {
+        self.damages_files() || self == FaultKind::AggressiveGc
+    }
+
+    /// Damages the repository's files themselves (not through the
+    /// repository's own GC): only where they are files snapstorm can reach.
+    pub fn damages_files(self) -> bool {
         matches!(
             self,
             FaultKind::CorruptPack
                 | FaultKind::DeletePack
                 | FaultKind::DeleteIndex
-                | FaultKind::AggressiveGc
+                | FaultKind::TruncatePack
+                | FaultKind::EmptyPack
         )
     }
 
@@ -171,6 +196,9 @@ pub struct FaultSpec {
     /// fault's place in the order in which actions and faults start (it
     /// starts once everything before it has started); `at` is then unused.
     pub after: Option<u64>,
+    /// `truncate-pack`: the size the pack is cut to (`size=`), where one
+    /// was given; [`DEFAULT_TRUNCATE_TO`] otherwise.
+    pub size: Option<ByteSize>,
 }
 
 impl FaultSpec {
@@ -182,7 +210,13 @@ impl FaultSpec {
             network: NetworkFault::default(),
             client: None,
             after: None,
+            size: None,
         }
+    }
+
+    /// Where `truncate-pack` cuts.
+    pub fn truncate_to(&self) -> ByteSize {
+        self.size.unwrap_or(DEFAULT_TRUNCATE_TO)
     }
 }
 
@@ -224,6 +258,9 @@ impl fmt::Display for FaultSpec {
         }
         if let Some(client) = self.client {
             write!(f, ",client={client}")?;
+        }
+        if let Some(size) = self.size {
+            write!(f, ",size={}", compact_size(size))?;
         }
         Ok(())
     }
@@ -267,6 +304,12 @@ impl FaultSpec {
             return Err(format!(
                 "latency, drop and error are options of network, not of {kind}"
             ));
+        }
+        if self.size.is_some() && kind != FaultKind::TruncatePack {
+            return Err(format!("size is an option of truncate-pack, not of {kind}"));
+        }
+        if self.size.is_some_and(|size| size.as_u64() == 0) {
+            return Err("size=0 leaves the pack empty: write empty-pack instead".into());
         }
         Ok(())
     }
@@ -321,6 +364,25 @@ pub fn parse_time(value: &str) -> Result<Duration, String> {
         ));
     }
     Ok(time)
+}
+
+/// A size written back as a person writes it: the largest binary unit that
+/// divides it (`2MiB`, `1536KiB`, `1000`), read back by [`parse_size`].
+pub fn compact_size(size: ByteSize) -> String {
+    let bytes = size.as_u64();
+    for (unit, per) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+        if bytes > 0 && bytes.is_multiple_of(per) {
+            return format!("{}{unit}", bytes / per);
+        }
+    }
+    bytes.to_string()
+}
+
+/// A size as people write it (`2MiB`, `512KiB`, `4096`).
+fn parse_size(value: &str) -> Result<ByteSize, String> {
+    value
+        .parse::<ByteSize>()
+        .map_err(|_| format!("`size={value}` is not a size (write e.g. 2MiB, 512KiB)"))
 }
 
 fn parse_percent(key: &str, value: &str) -> Result<u8, String> {
@@ -381,9 +443,10 @@ impl FromStr for FaultSpec {
                         .map_err(|_| fail(format!("`client={value}` is not a client number")))?;
                     spec.client = Some(id);
                 }
+                "size" => spec.size = Some(parse_size(value).map_err(&fail)?),
                 _ => {
                     return Err(fail(format!(
-                        "unknown option `{key}`; options are latency, drop, error (network) and client"
+                        "unknown option `{key}`; options are latency, drop, error (network), client (revoke-client, kill-client) and size (truncate-pack)"
                     )));
                 }
             }
@@ -412,6 +475,9 @@ pub struct ScenarioFault {
     /// Its place in the recorded order of starts (see [`FaultSpec::after`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<u64>,
+    /// `truncate-pack`: the size the pack is cut to (`"2MiB"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<String>,
 }
 
 impl ScenarioFault {
@@ -431,6 +497,7 @@ impl ScenarioFault {
             error_percent: network.map(|n| n.error_percent),
             client: spec.client,
             after: spec.after,
+            size: spec.size.map(compact_size),
         }
     }
 
@@ -458,6 +525,7 @@ impl ScenarioFault {
         }
         spec.client = self.client;
         spec.after = self.after;
+        spec.size = self.size.as_deref().map(parse_size).transpose()?;
         let network_options =
             self.latency.is_some() || self.drop_percent.is_some() || self.error_percent.is_some();
         if network_options && self.kind != FaultKind::Network {

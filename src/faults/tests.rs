@@ -129,3 +129,32 @@ fn a_spec_is_written_back_as_a_user_writes_it() {
         "revoke-client@3s,client=2"
     );
 }
+
+#[test]
+fn a_cut_takes_its_size_and_only_a_cut_does() {
+    let cut: FaultSpec = "truncate-pack@20s,size=512KiB".parse().unwrap();
+    assert_eq!(cut.truncate_to(), ByteSize::kib(512));
+    assert_eq!(cut.to_string(), "truncate-pack@20s,size=512KiB");
+    let default: FaultSpec = "truncate-pack@20s".parse().unwrap();
+    assert_eq!(default.truncate_to(), DEFAULT_TRUNCATE_TO);
+    assert_eq!(default.to_string(), "truncate-pack@20s");
+    // A scenario file's entry round-trips, size and all.
+    let entry = ScenarioFault::from_spec(&cut);
+    assert_eq!(entry.size.as_deref(), Some("512KiB"));
+    assert_eq!(entry.to_spec().unwrap(), cut);
+    for (text, says) in [
+        (
+            "empty-pack@1s,size=2MiB",
+            "size is an option of truncate-pack",
+        ),
+        ("truncate-pack@1s,size=0", "write empty-pack instead"),
+        ("truncate-pack@1s,size=lots", "is not a size"),
+        ("empty-pack@1s:5s", "acts once"),
+    ] {
+        let error = text.parse::<FaultSpec>().unwrap_err().to_string();
+        assert!(error.contains(says), "{text}: {error}");
+    }
+    assert_eq!(compact_size(ByteSize::b(1536)), "1536");
+    assert_eq!(compact_size(ByteSize::kib(1536)), "1536KiB");
+    assert_eq!(compact_size(ByteSize::mib(2)), "2MiB");
+}

@@ -155,12 +155,8 @@ fn check_location(spec: &RunSpec) -> Result<(), LaunchError> {
     if matches!(
         repository,
         RepositoryLocation::Rest(_) | RepositoryLocation::S3(_)
-    ) && let Some(fault) = spec.faults.iter().find(|f| {
-        matches!(
-            f.kind,
-            FaultKind::CorruptPack | FaultKind::DeletePack | FaultKind::DeleteIndex
-        )
-    }) {
+    ) && let Some(fault) = spec.faults.iter().find(|f| f.kind.damages_files())
+    {
         return Err(LaunchError::Setup(format!(
             "--fault {fault} damages the repository's files, which is not yet supported on {repository}: drop the fault, or run on a repository in a directory"
         )));

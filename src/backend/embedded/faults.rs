@@ -57,15 +57,17 @@ impl EmbeddedFaults {
             .to_string()
     }
 
-    /// A random file of `kind` to damage, named relative to the repository.
-    fn victim(&self, kind: &str, what: &str) -> Result<PathBuf, InjectError> {
+    /// A random file of `kind` that can take `spec`'s damage.
+    fn victim(&self, spec: &FaultSpec, kind: &str, what: &str) -> Result<PathBuf, InjectError> {
         // Refused before the run starts where the storage is no directory.
         let repo_dir = self.server.repo_dir().ok_or_else(|| {
             fail("the repository is on a REST server: its files cannot be damaged from here")
         })?;
+        let mut files = self.repository_files(repo_dir, kind);
+        files.retain(|file| FaultKit::can_damage(spec, file));
         self.kit
-            .pick(&self.repository_files(repo_dir, kind))
-            .ok_or_else(|| InjectError::NoVictimYet(format!("the repository has no {what} yet")))
+            .pick(&files)
+            .ok_or_else(|| FaultKit::no_victim(spec, what))
     }
 
     /// What damaging `victim` (a data pack, or an index file) damages, read
@@ -105,20 +107,21 @@ impl FaultInjector for EmbeddedFaults {
             host.fault_starts(spec.kind, target, client, duration)
         };
         let (label, target) = match spec.kind {
-            FaultKind::CorruptPack | FaultKind::DeletePack | FaultKind::DeleteIndex => {
+            FaultKind::CorruptPack
+            | FaultKind::DeletePack
+            | FaultKind::DeleteIndex
+            | FaultKind::TruncatePack
+            | FaultKind::EmptyPack => {
                 let (files, what) = match spec.kind {
                     FaultKind::DeleteIndex => ("index", "index file"),
                     _ => ("data", "data pack"),
                 };
-                let victim = self.victim(files, what)?;
+                let victim = self.victim(spec, files, what)?;
                 let target = self.relative(&victim);
                 let damage = self.damage_of(spec.kind, &victim);
                 let label = starts(&target, None);
                 host.fault_damaged(&label, Some(damage));
-                match spec.kind {
-                    FaultKind::CorruptPack => self.kit.corrupt(&victim)?,
-                    _ => self.kit.delete(&victim)?,
-                }
+                self.kit.damage_file(spec, &victim)?;
                 (label, target)
             }
             FaultKind::ServerRestart => {

@@ -116,16 +116,19 @@ impl FaultInjector for KopiaFaults {
             FaultKind::DeleteIndex => {
                 return Err(fail(refusal(spec.kind).unwrap_or("not on kopia")));
             }
-            FaultKind::CorruptPack | FaultKind::DeletePack => {
-                let (file, id) = self.kit.pick(&self.packs()).ok_or_else(|| {
-                    InjectError::NoVictimYet("the repository has no data pack yet".into())
-                })?;
+            FaultKind::CorruptPack
+            | FaultKind::DeletePack
+            | FaultKind::TruncatePack
+            | FaultKind::EmptyPack => {
+                let mut packs = self.packs();
+                packs.retain(|(file, _)| FaultKit::can_damage(spec, file));
+                let (file, id) = self
+                    .kit
+                    .pick(&packs)
+                    .ok_or_else(|| FaultKit::no_victim(spec, "data pack"))?;
                 let label = starts(&id, None);
                 host.fault_damaged(&label, Some([DataRef::Pack(id.clone())].into()));
-                match spec.kind {
-                    FaultKind::CorruptPack => self.kit.corrupt(&file)?,
-                    _ => self.kit.delete(&file)?,
-                }
+                self.kit.damage_file(spec, &file)?;
                 (label, id)
             }
             FaultKind::ServerRestart => {

@@ -41,7 +41,7 @@
 mod file;
 mod presets;
 
-pub use presets::{DEFAULT_SCENARIO, PRESETS};
+pub use presets::{DEFAULT_SCENARIO, PRESETS, PresetGroup};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

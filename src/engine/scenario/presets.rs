@@ -1,10 +1,12 @@
 //! The scenarios snapstorm ships (`assets/scenarios/`): the seed's tests
-//! (the seed: Kopia's robustness framework, which snapstorm re-designs).
+//! (the seed: Kopia's robustness framework, which snapstorm re-designs),
+//! and the field's reported failures (`assets/scenarios/field/`), each a
+//! report's fault with the clients it needs, named `field/…` after it.
 
 use super::Scenario;
 
-/// The presets, by name, with their TOML text.
-pub const PRESETS: [(&str, &str); 6] = [
+/// The presets, by name, with their TOML text: the seed's, then the field's.
+pub const PRESETS: [(&str, &str); 8] = [
     (
         "randomized-small",
         include_str!("../../../assets/scenarios/randomized-small.toml"),
@@ -29,7 +31,36 @@ pub const PRESETS: [(&str, &str); 6] = [
         "delete-random-snapshot",
         include_str!("../../../assets/scenarios/delete-random-snapshot.toml"),
     ),
+    (
+        "field/restic-3023-truncated-pack",
+        include_str!("../../../assets/scenarios/field/restic-3023-truncated-pack.toml"),
+    ),
+    (
+        "field/restic-2191-empty-pack",
+        include_str!("../../../assets/scenarios/field/restic-2191-empty-pack.toml"),
+    ),
 ];
+
+/// Where a preset comes from: `snapstorm scenarios` lists each group on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresetGroup {
+    /// The seed's robustness tests: no faults, every restore must verify.
+    Seed,
+    /// A reported failure from the field: its fault, and the failures it
+    /// should explain.
+    Field,
+}
+
+impl PresetGroup {
+    /// The group of the preset `name` (its `field/` prefix).
+    pub fn of(name: &str) -> PresetGroup {
+        if name.starts_with("field/") {
+            PresetGroup::Field
+        } else {
+            PresetGroup::Seed
+        }
+    }
+}
 
 pub const DEFAULT_SCENARIO: &str = "randomized-small";
 

@@ -1,0 +1,99 @@
+//! The field's reported failures as presets (`assets/scenarios/field/`),
+//! run by the binary with rustic_core and with restic clients: each
+//! injects its report's fault, the fault is detected, and every failure of
+//! the run is one it explains — what snapstorm finds today (docs/faults.md,
+//! "Failures from the field").
+
+mod common;
+
+use serde_json::Value;
+
+/// `snapstorm run --scenario PRESET` with `backend` for 20 s (the preset's
+/// fault is at 10 s); the exit code, stderr and the report.
+fn run_preset(preset: &str, backend: &str) -> (i32, String, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let restic = (backend != "embedded").then(|| common::require_program("restic"));
+    let (code, _out, err, report) = common::snapstorm_run_with(
+        &dir.path().join("state"),
+        &dir.path().join("report.json"),
+        &[
+            "--scenario",
+            preset,
+            "--backend",
+            backend,
+            "--clients",
+            "2",
+            "--duration",
+            "20s",
+            "--seed",
+            "1",
+        ],
+        restic.as_deref(),
+    );
+    (code, err, report)
+}
+
+/// The preset's one fault did its damage, was seen, and explains every
+/// failure and every error of the run; nothing is unexpected.
+fn assert_found_and_explained(preset: &str, backend: &str, kind: &str) {
+    let (code, err, report) = run_preset(preset, backend);
+    assert_eq!(code, 0, "{preset} on {backend}: {err}");
+    let faults = report["faults"].as_array().unwrap();
+    assert_eq!(faults.len(), 1, "{faults:#?}");
+    let fault = &faults[0];
+    assert_eq!(fault["kind"], kind);
+    assert_eq!(fault["injected"], true, "{fault}");
+    assert_eq!(fault["detected"], true, "{preset} on {backend}: {fault}");
+    assert!(
+        fault["target"].as_str().unwrap().starts_with("data/"),
+        "{fault}"
+    );
+    let totals = &report["totals"];
+    assert_eq!(totals["unexpected_failures"], 0, "{totals:#}");
+    assert!(
+        totals["verification_failures"].as_u64().unwrap() >= 1,
+        "{totals:#}"
+    );
+    assert_eq!(totals["errors"], totals["expected_errors"], "{totals:#}");
+    let label = &fault["label"];
+    for failure in report["failures"].as_array().unwrap() {
+        assert_eq!(&failure["explained_by"], label, "{failure:#}");
+    }
+}
+
+#[test]
+fn a_pack_cut_at_2_mib_is_found_and_explains_every_failure() {
+    for backend in ["embedded", "restic"] {
+        assert_found_and_explained("field/restic-3023-truncated-pack", backend, "truncate-pack");
+    }
+}
+
+#[test]
+fn an_emptied_pack_is_found_and_explains_every_failure() {
+    for backend in ["embedded", "restic"] {
+        assert_found_and_explained("field/restic-2191-empty-pack", backend, "empty-pack");
+    }
+}
+
+#[test]
+fn scenarios_lists_the_field_group_under_its_own_heading() {
+    let (code, out, _) = common::snapstorm(&["scenarios"]);
+    assert_eq!(code, 0);
+    let (seed, field) = out
+        .split_once("failures reported from the field")
+        .expect("a heading of its own");
+    assert!(
+        seed.contains("randomized-small") && !seed.contains("field/"),
+        "{out}"
+    );
+    for preset in [
+        "field/restic-3023-truncated-pack",
+        "field/restic-2191-empty-pack",
+    ] {
+        assert!(field.contains(preset), "{out}");
+    }
+    assert!(
+        field.contains("restic #3023") && field.contains("restic #2191"),
+        "{out}"
+    );
+}
