@@ -4,6 +4,7 @@
 mod args;
 mod logging;
 mod output;
+mod report;
 pub mod reproduce;
 mod run;
 mod serve;
@@ -11,6 +12,7 @@ mod usage;
 
 pub use args::*;
 pub use logging::{Logs, init_logging};
+pub use report::{ReportArgs, report};
 pub use reproduce::{ReplayArgs, ShrinkArgs};
 pub use run::{console, exit_code, faults, run, scenarios, session_spec};
 pub use serve::serve;

@@ -252,8 +252,8 @@ fn report_output(
         .transpose()
 }
 
-/// Writes the report as `report.json` in the state dir, and to `--report`
-/// if given; `say` tells where. A `--report` that cannot be written is an
+/// Writes the report as `report.json` in the state dir (the page drawn from
+/// it beside it, as `report.html`), and to `--report` if given; `say` tells where. A `--report` that cannot be written is an
 /// error (exit 2), the copy in the state dir named.
 fn keep_report(
     report: &crate::engine::Report,
@@ -266,6 +266,7 @@ fn keep_report(
         Ok(()) => say(format!("report written to {}", kept.display())),
         Err(error) => say(format!("cannot write {}: {error}", kept.display())),
     }
+    super::report::keep_page(Path::new(&report.state_dir), &say);
     if let Some(output) = output {
         output.write(&json).map_err(|e| {
             UsageError(format!(
