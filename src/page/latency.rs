@@ -2,9 +2,10 @@
 //! with the faults shaded; then p50/p95/p99/max per action kind in windows.
 //!
 //! Points that would land in the same two pixels as another of the same
-//! kind and outcome are drawn once: the picture is the same and a long
-//! soak stays a few megabytes. Failures are never thinned: each is drawn,
-//! as a cross.
+//! kind and outcome are drawn once: the picture is the same. When that
+//! still leaves more than [`POINT_BUDGET`] points (a long soak), the cells
+//! grow until it does not, so the page stays a few megabytes. Failures are
+//! never thinned: each is drawn, as a cross.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -20,9 +21,13 @@ use crate::engine::{Action, Outcome};
 const HEIGHT: u32 = 380;
 /// Durations under a millisecond are drawn at this floor of the log scale.
 const FLOOR_MS: f64 = 1.0;
-/// Thinning cells: about two pixels each way.
+/// Thinning cells: about two pixels each way at first.
 const CELLS_X: f64 = PLOT_WIDTH as f64 / 2.0;
 const CELLS_Y: f64 = 160.0;
+/// The most points drawn besides failures (about 100 bytes of SVG each).
+const POINT_BUDGET: usize = 20_000;
+/// How much coarser the cells get, in turn, until the points fit the budget.
+const COARSER: [f64; 6] = [1.0, 1.5, 2.0, 3.0, 4.0, 6.0];
 
 /// One action's point: seconds on the axis, milliseconds it took.
 #[derive(Debug, Clone, Copy)]
@@ -57,17 +62,23 @@ pub fn section(story: &Story) -> Markup {
         .map(|(_, ms, _)| *ms as f64)
         .fold(10.0, f64::max)
         * 1.5;
-    let mut drawn = 0usize;
-    let mut all = 0usize;
-    let series: Vec<(Action, Vec<Point>)> = kinds
-        .iter()
-        .map(|(kind, actions)| {
-            all += actions.len();
-            let points = thinned(actions, total_s, max_ms);
-            drawn += points.len();
-            (*kind, points)
-        })
-        .collect();
+    let mut series: Vec<(Action, Vec<Point>)> = Vec::new();
+    for coarser in COARSER {
+        series = kinds
+            .iter()
+            .map(|(kind, actions)| (*kind, thinned(actions, total_s, max_ms, coarser)))
+            .collect();
+        let healthy = series
+            .iter()
+            .flat_map(|(_, points)| points)
+            .filter(|p| p.failure.is_none())
+            .count();
+        if healthy <= POINT_BUDGET {
+            break;
+        }
+    }
+    let all: usize = kinds.values().map(Vec::len).sum();
+    let drawn: usize = series.iter().map(|(_, points)| points.len()).sum();
     let spans = fault_spans(story);
     html! {
         section #latency {
@@ -76,7 +87,7 @@ pub fn section(story: &Story) -> Markup {
                 "Each action's duration over time, per kind, log scale; faults shaded; failures as ✕. "
                 "No-ops are left out; durations under 1 ms are drawn at 1 ms. "
                 @if drawn < all {
-                    (all) " actions drawn as " (drawn) " points: points falling on the same pixels are drawn once (failures never are)."
+                    (all) " actions drawn as " (drawn) " points: points falling on the same few pixels are drawn once (failures never are)."
                 }
             }
             @if series.is_empty() {
@@ -90,8 +101,9 @@ pub fn section(story: &Story) -> Markup {
     }
 }
 
-/// One point per occupied cell per outcome class; every failure.
-fn thinned(actions: &[(u64, u64, Shade)], total_s: f64, max_ms: f64) -> Vec<Point> {
+/// One point per occupied cell per outcome, cells `coarser` times the
+/// smallest; every failure.
+fn thinned(actions: &[(u64, u64, Shade)], total_s: f64, max_ms: f64, coarser: f64) -> Vec<Point> {
     let mut seen = HashSet::new();
     let log_max = max_ms.ln();
     actions
@@ -101,8 +113,8 @@ fn thinned(actions: &[(u64, u64, Shade)], total_s: f64, max_ms: f64) -> Vec<Poin
             let ms = (ms as f64).max(FLOOR_MS);
             let failure = shade.is_failure().then_some(shade);
             let cell = (
-                (at_s / total_s * CELLS_X) as u32,
-                (ms.ln() / log_max * CELLS_Y) as u32,
+                (at_s / total_s * CELLS_X / coarser) as u32,
+                (ms.ln() / log_max * CELLS_Y / coarser) as u32,
                 shade,
             );
             (failure.is_some() || seen.insert(cell)).then_some(Point { at_s, ms, failure })
@@ -291,7 +303,7 @@ mod tests {
                 )
             })
             .collect();
-        let points = thinned(&actions, 1000.0, 1000.0);
+        let points = thinned(&actions, 1000.0, 1000.0, 1.0);
         assert_eq!(points.iter().filter(|p| p.failure.is_some()).count(), 10);
         assert!(points.len() < 20, "{}", points.len());
     }
