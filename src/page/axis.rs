@@ -5,6 +5,8 @@
 pub const PLOT_WIDTH: u32 = 1200;
 /// Room left of the plotting area for the lanes' names.
 pub const LEFT: u32 = 70;
+/// Width of the charts, their axes' labels included: the widest picture.
+pub const CHART_WIDTH: u32 = PLOT_WIDTH + 100;
 
 /// Milliseconds on the axis to pixels.
 #[derive(Debug, Clone, Copy)]
@@ -17,6 +19,10 @@ impl Axis {
         Axis {
             total_ms: total_ms.max(1),
         }
+    }
+
+    pub fn total_ms(&self) -> u64 {
+        self.total_ms
     }
 
     /// The x of `ms`, from the picture's left edge.
@@ -50,7 +56,7 @@ pub fn round_step(ms: u64) -> u64 {
 pub fn clock(ms: u64) -> String {
     let seconds = ms / 1000;
     if seconds < 60 {
-        if ms % 1000 == 0 {
+        if ms.is_multiple_of(1000) {
             format!("{seconds}s")
         } else {
             format!("{:.1}s", ms as f64 / 1000.0)

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashSet};
 use maud::{Markup, html};
 use plotters::prelude::*;
 
-use super::axis::PLOT_WIDTH;
+use super::axis::{CHART_WIDTH, PLOT_WIDTH};
 use super::chart::{self, DrawResult, fault_spans, inline, kind_colour, shade_faults};
 use super::story::{Shade, Story};
 use super::windows::Windows;
@@ -93,7 +93,7 @@ pub fn section(story: &Story) -> Markup {
             @if series.is_empty() {
                 p.gap { "no action took time" }
             } @else {
-                (inline(PLOT_WIDTH + 100, HEIGHT, |root| points_chart(root, &series, &spans, total_s, max_ms)))
+                (inline(CHART_WIDTH, HEIGHT, |root| points_chart(root, &series, &spans, total_s, max_ms)))
             }
             h3 { "Quantiles per window" }
             (quantiles(story, &kinds, &spans))

@@ -8,8 +8,11 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 use super::story::Story;
 use super::{failures, latency, rate, snapshots, timeline, verdict};
 
+/// The page's width in pixels: the widest picture and the body's margins.
+pub const PAGE_WIDTH: u32 = super::axis::CHART_WIDTH + 2 * 24;
+
 const STYLE: &str = r#"
-body { font-family: sans-serif; margin: 16px 24px; color: #222; max-width: 1340px; }
+body { font-family: sans-serif; margin: 16px 24px; color: #222; }
 h1 { font-size: 22px; margin: 0 0 4px; }
 h2 { font-size: 18px; border-bottom: 1px solid #ccc; padding-bottom: 2px; margin-top: 28px; }
 h3 { font-size: 15px; margin: 8px 0 4px; }
@@ -47,6 +50,8 @@ pub fn page(story: &Story) -> Markup {
         html lang="en" {
             head {
                 meta charset="utf-8";
+                // The pictures are drawn for this width; a screenshot takes it.
+                meta name="viewport" content=(format!("width={PAGE_WIDTH}"));
                 title { "snapstorm · " (dir) }
                 style { (PreEscaped(STYLE)) }
             }

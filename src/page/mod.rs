@@ -66,3 +66,44 @@ pub fn write_page(state_dir: &Path, output: &Path) -> Result<usize, PageError> {
     })?;
     Ok(html.len())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn action(run: u32, client: u32, at_ms: u64, outcome: &str) -> String {
+        format!(
+            r#"{{"time":"2026-01-01T00:00:00Z","run":{run},"client":{client},"seq":0,"at_ms":{at_ms},"action":"snapshot-root","outcome":"{outcome}","duration_ms":300,"details":{{}},"live":1,"deleted":0}}"#
+        )
+    }
+
+    #[test]
+    fn every_run_of_a_resumed_state_dir_is_drawn_with_its_boundary() {
+        let dir = tempfile::tempdir().unwrap();
+        let start = |run: u32| {
+            format!(
+                r#"{{"time":"2026-01-01T00:00:00Z","run":{run},"start":true,"seed":7,"scenario":"s","scenario_toml":"","clients":2,"duration_ms":2000}}"#
+            )
+        };
+        let trace = [
+            start(1),
+            action(1, 1, 100, "ok"),
+            action(1, 2, 900, "error"),
+            start(2),
+            action(2, 1, 50, "ok"),
+        ]
+        .join("\n");
+        std::fs::write(dir.path().join("trace.jsonl"), trace + "\n").unwrap();
+        let story = Story::read(dir.path()).unwrap();
+        assert_eq!(story.runs.len(), 2);
+        assert!(story.runs[1].offset_ms >= story.runs[0].span_ms);
+        let html = draw(&story);
+        assert!(html.contains(">run 2</text>"), "no boundary");
+        assert!(html.contains("Run 1 — exit 0") && html.contains("Run 2 — exit 0"));
+        assert!(
+            html.contains("no report.json"),
+            "the missing report is said"
+        );
+        assert!(html.contains("state.json cannot be read"));
+    }
+}

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use maud::{Markup, html};
 use plotters::prelude::*;
 
-use super::axis::{PLOT_WIDTH, clock};
+use super::axis::{CHART_WIDTH, clock};
 use super::chart::{DrawResult, fault_spans, inline, kind_colour, shade_faults};
 use super::story::Story;
 use super::windows::Windows;
@@ -102,8 +102,8 @@ pub fn section(story: &Story) -> Markup {
                     " " (rates.unsized_restores) " verified restore(s) of snapshots the trace has no size for are not counted."
                 }
             }
-            (inline(PLOT_WIDTH + 100, 240, |root| lines(root, &windows, &actions, &spans, total_s)))
-            (inline(PLOT_WIDTH + 100, 240, |root| lines(root, &windows, &mib, &spans, total_s)))
+            (inline(CHART_WIDTH, 240, |root| lines(root, &windows, &actions, &spans, total_s)))
+            (inline(CHART_WIDTH, 240, |root| lines(root, &windows, &mib, &spans, total_s)))
         }
     }
 }

@@ -53,10 +53,11 @@ pub fn section(story: &Story) -> Markup {
                 @if story.runs.len() > 1 { " Runs follow each other, their boundaries marked." }
             }
             (legend())
-            svg.timeline width=(width) height=(height) viewBox=(format!("0 0 {width} {height}")) role="img" {
+            // The axis's length and each fault's time, for whoever checks the picture.
+            svg.timeline width=(width) height=(height) viewBox=(format!("0 0 {width} {height}")) role="img" data-total-ms=(axis.total_ms()) {
                 @for (client, y) in &row {
-                    rect x=(LEFT) y=(y) width=(PLOT_WIDTH) height=(lane) fill=(if (y - TOP) / lane % 2 == 0 { "#fafafa" } else { "#f0f0f0" }) {}
-                    text x=(LEFT - 6) y=(f64::from(*y) + f64::from(lane) * 0.75) text-anchor="end" font-size=(label_size(lane)) { (client) }
+                    rect x=(LEFT) y=(y) width=(PLOT_WIDTH) height=(lane) fill=(if ((y - TOP) / lane).is_multiple_of(2) { "#fafafa" } else { "#f0f0f0" }) {}
+                    text.lane x=(LEFT - 6) y=(f64::from(*y) + f64::from(lane) * 0.75) text-anchor="end" font-size=(label_size(lane)) { (client) }
                 }
                 (fault_marks(story, &axis, lanes_height))
                 @for (client, actions) in &by_client {
@@ -199,11 +200,11 @@ fn fault_marks(story: &Story, axis: &Axis, lanes_height: u32) -> Markup {
         @for (at, fault) in story.faults() {
             @let title = format!("{} → {}{}", fault.fault, fault.target, fault.duration_ms.map(|d| format!(" for {}", duration(d))).unwrap_or_default());
             @if let Some(length) = fault.duration_ms {
-                rect.band x=(format!("{:.1}", axis.x(at))) y=(TOP) width=(format!("{:.1}", (axis.x(at + length) - axis.x(at)).max(1.0))) height=(lanes_height) {
+                rect.band data-at-ms=(at) x=(format!("{:.1}", axis.x(at))) y=(TOP) width=(format!("{:.1}", (axis.x(at + length) - axis.x(at)).max(1.0))) height=(lanes_height) {
                     title { (title) }
                 }
             } @else {
-                line.oneshot x1=(axis.x(at)) x2=(axis.x(at)) y1=(TOP - 4) y2=(TOP + lanes_height) {
+                line.oneshot data-at-ms=(at) x1=(axis.x(at)) x2=(axis.x(at)) y1=(TOP - 4) y2=(TOP + lanes_height) {
                     title { (title) }
                 }
             }
