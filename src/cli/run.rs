@@ -39,22 +39,12 @@ pub fn faults() -> ExitCode {
     ExitCode::from(EXIT_OK)
 }
 
-/// The exit code of a finished run: failures no fault explains (or, strict,
-/// any failure) give 1 — found before a halt, they still stand; a run that
-/// stopped on snapstorm's own side gives 3.
+/// The exit code of a finished run, as the engine decides it
+/// ([`crate::engine::report::RunExit`]): failures no fault explains (or,
+/// strict, any failure) give 1 — found before a halt, they still stand; a
+/// run that stopped on snapstorm's own side gives 3.
 pub fn exit_code(report: &crate::engine::Report, strict: bool) -> ExitCode {
-    let failed = if strict {
-        !report.failures.is_empty()
-    } else {
-        report.unexpected_failures() > 0
-    };
-    ExitCode::from(if failed {
-        EXIT_FAILURES
-    } else if report.halted.is_some() {
-        EXIT_HALTED
-    } else {
-        EXIT_OK
-    })
+    ExitCode::from(report.exit(strict).code())
 }
 
 /// Says why a run stopped on snapstorm's own side, if it did.

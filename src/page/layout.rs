@@ -32,7 +32,7 @@ tr.undetected td:nth-child(4) { color: #8a5a00; }
 .swatch { display: inline-block; width: 12px; height: 12px; margin-right: 4px; vertical-align: middle; }
 .swatch.fault { background: rgba(30,136,229,0.25); border: 1px solid #1e88e5; }
 svg { display: block; }
-rect.band { fill: #1e88e5; fill-opacity: 0.18; }
+rect.band { fill: #1e88e5; fill-opacity: 0.22; stroke: #1e88e5; stroke-opacity: 0.6; }
 line.oneshot { stroke: #1e88e5; stroke-width: 2; }
 text.faultname { fill: #1565c0; }
 .grid { display: grid; grid-template-columns: repeat(2, 1fr); gap: 8px; }

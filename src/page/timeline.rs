@@ -59,10 +59,10 @@ pub fn section(story: &Story) -> Markup {
                     rect x=(LEFT) y=(y) width=(PLOT_WIDTH) height=(lane) fill=(if ((y - TOP) / lane).is_multiple_of(2) { "#fafafa" } else { "#f0f0f0" }) {}
                     text.lane x=(LEFT - 6) y=(f64::from(*y) + f64::from(lane) * 0.75) text-anchor="end" font-size=(label_size(lane)) { (client) }
                 }
-                (fault_marks(story, &axis, lanes_height))
                 @for (client, actions) in &by_client {
                     (lane_bars(actions, &axis, row[client] + 1, lane.saturating_sub(2).max(1)))
                 }
+                (fault_marks(story, &axis, lanes_height))
                 (gc_marks(story, &axis, lanes_height))
                 (run_boundaries(story, &axis, lanes_height))
                 @for (ms, label) in axis.ticks() {
@@ -199,16 +199,17 @@ fn fault_marks(story: &Story, axis: &Axis, lanes_height: u32) -> Markup {
     html! {
         @for (at, fault) in story.faults() {
             @let title = format!("{} → {}{}", fault.fault, fault.target, fault.duration_ms.map(|d| format!(" for {}", duration(d))).unwrap_or_default());
+            // Over the bars, translucent, and let through to them: hovering
+            // a bar still shows the action; the fault's name says the fault.
             @if let Some(length) = fault.duration_ms {
-                rect.band data-at-ms=(at) x=(format!("{:.1}", axis.x(at))) y=(TOP) width=(format!("{:.1}", (axis.x(at + length) - axis.x(at)).max(1.0))) height=(lanes_height) {
-                    title { (title) }
-                }
+                rect.band data-at-ms=(at) x=(format!("{:.1}", axis.x(at))) y=(TOP) width=(format!("{:.1}", (axis.x(at + length) - axis.x(at)).max(1.0))) height=(lanes_height) pointer-events="none" {}
             } @else {
-                line.oneshot data-at-ms=(at) x1=(axis.x(at)) x2=(axis.x(at)) y1=(TOP - 4) y2=(TOP + lanes_height) {
-                    title { (title) }
-                }
+                line.oneshot data-at-ms=(at) x1=(axis.x(at)) x2=(axis.x(at)) y1=(TOP - 4) y2=(TOP + lanes_height) pointer-events="none" {}
             }
-            text.faultname x=(format!("{:.1}", axis.x(at) + 2.0)) y=(TOP - 4) font-size="11" { (fault.fault) }
+            text.faultname x=(format!("{:.1}", axis.x(at) + 2.0)) y=(TOP - 4) font-size="11" {
+                title { (title) }
+                (fault.fault)
+            }
         }
     }
 }

@@ -13,28 +13,20 @@ use maud::{Markup, html};
 use super::axis::{clock, duration};
 use super::story::{RunStory, Story};
 use crate::engine::Outcome;
-use crate::engine::report::FaultReport;
+use crate::engine::report::{FaultReport, RunExit};
 
-/// What a finished run's exit code says, as `snapstorm run` (without
-/// `--strict`) decides it: unexpected failures give 1, a halt on
-/// snapstorm's own side 3, else 0.
-pub fn exit_meaning(unexpected: u64, halted: Option<&str>) -> (u8, String) {
-    if unexpected > 0 {
-        (
-            1,
-            format!(
-                "{unexpected} failure(s) no injected fault explains: the repository did not give back what it was given"
-            ),
-        )
-    } else if let Some(reason) = halted {
-        (
-            3,
-            format!(
-                "the run stopped on snapstorm's own side ({reason}); no verdict on the repository after it"
-            ),
-        )
-    } else {
-        (0, "no failure that no injected fault explains".to_owned())
+/// What a finished run's exit code says (without `--strict`), as the
+/// engine decides it for `snapstorm run` and the console.
+pub fn exit_meaning(exit: RunExit, unexpected: u64, halted: Option<&str>) -> String {
+    match exit {
+        RunExit::Failed => format!(
+            "{unexpected} failure(s) no injected fault explains: the repository did not give back what it was given"
+        ),
+        RunExit::Halted => format!(
+            "the run stopped on snapstorm's own side ({}); no verdict on the repository after it",
+            halted.unwrap_or("its trace could not be written")
+        ),
+        RunExit::Clean => "no failure that no injected fault explains".to_owned(),
     }
 }
 
@@ -130,16 +122,23 @@ fn run_verdict(story: &Story, run: &RunStory) -> Markup {
             failed_actions.len(),
         ),
     };
-    let (code, meaning) = exit_meaning(unexpected, report.and_then(|r| r.halted.as_deref()));
+    let halted = report.and_then(|r| r.halted.as_deref());
+    let exit = match report {
+        Some(report) => report.exit(false),
+        None => RunExit::of(unexpected, failures, false, false),
+    };
+    let code = exit.code();
+    let meaning = exit_meaning(exit, unexpected, halted);
     let faults: Vec<FaultRow> = match report {
         Some(report) => report.faults.iter().map(FaultRow::from).collect(),
         None => faults_from_trace(run),
     };
     let source = match (report, &recorded) {
         (Some(_), _) => "the engine's report (report.json)",
-        (None, Some(_)) => {
+        (None, Some(_)) if story.report.is_some() => {
             "state.json's failures and the trace (report.json describes another run)"
         }
+        (None, Some(_)) => "state.json's failures and the trace (there is no report.json)",
         (None, None) => "the trace alone",
     };
     html! {
@@ -184,17 +183,5 @@ fn run_verdict(story: &Story, run: &RunStory) -> Markup {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_exit_code_means_what_the_run_decides() {
-        assert_eq!(exit_meaning(0, None).0, 0);
-        assert_eq!(exit_meaning(2, Some("trace full")).0, 1);
-        assert_eq!(exit_meaning(0, Some("trace full")).0, 3);
     }
 }
