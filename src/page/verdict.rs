@@ -151,7 +151,12 @@ fn run_verdict(story: &Story, run: &RunStory) -> Markup {
                 " · " (clock(run.span_ms))
             }
             p.meaning { "exit " (code) ": " (meaning) ". " (failures) " failure(s) in all, " (unexpected) " unexpected." }
-            p.note { "From " (source) ". With --strict any failure gives exit 1." }
+            p.note {
+                "From " (source) ". With --strict any failure gives exit 1."
+                @if report.is_none() {
+                    " Whether this run stopped early on snapstorm's own side (exit 3) only report.json records."
+                }
+            }
             @if let Some(report) = report {
                 p.counts {
                     (report.totals.actions) " actions · " (report.totals.snapshots_created) " snapshots made · "
