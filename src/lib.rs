@@ -10,6 +10,7 @@ pub mod engine;
 pub mod faults;
 pub mod headless;
 pub mod multiclient;
+pub mod page;
 pub mod reproduce;
 pub mod run;
 pub mod server;

@@ -58,6 +58,10 @@ fn main() -> ExitCode {
             cli::init_logging(cli::Logs::Reproduce, cli.verbose);
             cli::reproduce::shrink_run(args)
         }
+        Some(Command::Report(args)) => {
+            cli::init_logging(cli::Logs::Reproduce, cli.verbose);
+            cli::report(args)
+        }
         Some(Command::Scenarios) => Ok(cli::scenarios()),
         Some(Command::Faults) => Ok(cli::faults()),
         None => cli::console(cli.session, cli.console, cli.verbose),

@@ -222,6 +222,8 @@ fn at_80x24_a_table_scrolling_help_and_the_report_on_quit() {
     )
     .unwrap();
     assert_eq!(kept, written);
+    let page = std::fs::read_to_string(state.join("report.html")).expect("report.html beside it");
+    assert!(page.contains("client-4</text>"), "a lane per client");
     let joined: String = screen.lines().map(str::trim_end).collect();
     assert!(joined.contains("report written to"), "{screen}");
 }

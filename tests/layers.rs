@@ -1,5 +1,5 @@
 //! The layout shows the architecture, and imports run downward only:
-//! front ends (console, cli, headless) → reproduce → run → backend →
+//! front ends (console, cli, headless) → the page → reproduce → run → backend →
 //! multiclient (the delegating writer and snapshotter) → engine, server,
 //! fault model. A module that imports upward fails here, naming the file
 //! and the line.
@@ -67,6 +67,7 @@ fn the_fault_model_imports_nothing_else_of_snapstorm() {
     assert_layer(
         "faults",
         &with_front_ends(&[
+            "page",
             "engine",
             "server",
             "backend",
@@ -81,7 +82,14 @@ fn the_fault_model_imports_nothing_else_of_snapstorm() {
 fn the_engine_imports_no_backend_no_injector_and_no_front_end() {
     assert_layer(
         "engine",
-        &with_front_ends(&["backend", "multiclient", "run", "reproduce", "server"]),
+        &with_front_ends(&[
+            "page",
+            "backend",
+            "multiclient",
+            "run",
+            "reproduce",
+            "server",
+        ]),
     );
 }
 
@@ -90,6 +98,7 @@ fn the_server_imports_only_itself() {
     assert_layer(
         "server",
         &with_front_ends(&[
+            "page",
             "engine",
             "faults",
             "backend",
@@ -104,21 +113,29 @@ fn the_server_imports_only_itself() {
 fn the_delegating_writer_and_snapshotter_sit_on_the_engine() {
     assert_layer(
         "multiclient",
-        &with_front_ends(&["backend", "run", "reproduce", "server"]),
+        &with_front_ends(&["page", "backend", "run", "reproduce", "server"]),
     );
 }
 
 #[test]
 fn backends_import_no_run_and_no_front_end() {
-    assert_layer("backend", &with_front_ends(&["run", "reproduce"]));
+    assert_layer("backend", &with_front_ends(&["page", "run", "reproduce"]));
 }
 
 #[test]
 fn the_run_imports_no_reproduction_and_no_front_end() {
-    assert_layer("run", &with_front_ends(&["reproduce"]));
+    assert_layer("run", &with_front_ends(&["page", "reproduce"]));
 }
 
 #[test]
 fn reproduction_imports_no_front_end() {
-    assert_layer("reproduce", &FRONT_ENDS);
+    assert_layer("reproduce", &with_front_ends(&["page"]));
+}
+
+#[test]
+fn the_page_reads_the_engine_and_imports_no_front_end_and_no_run() {
+    assert_layer(
+        "page",
+        &with_front_ends(&["backend", "multiclient", "run", "server"]),
+    );
 }

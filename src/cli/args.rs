@@ -93,6 +93,18 @@ Exit codes: 0 the scenario was written, 1 the recording did not fail the same wa
 (nothing written), 2 bad usage or a state dir with no recorded failure (nothing is run or written)."
     )]
     Shrink(ShrinkArgs),
+    /// Draw a state dir's run as one HTML page: verdict, timeline, latency, rate, snapshots, failures.
+    #[command(
+        long_about = "Draw a state dir's run as one HTML page: verdict, timeline, latency, rate, snapshots, failures.\n\n\
+The page is drawn from the state dir's trace.jsonl (so any past run can be drawn), with the \
+failures' diffs from state.json and the engine's verdict from report.json. Every run of a resumed \
+state dir is shown, run boundaries marked. It is one self-contained file: inline SVG and CSS, no \
+script, nothing from the network; hovering over a bar shows the action. Every run also leaves \
+report.html beside report.json in its state dir.\n\n\
+Exit codes: 0 the page was written, 2 the state dir cannot be read or the page cannot be written \
+(one line names the fix; nothing is half-written)."
+    )]
+    Report(ReportArgs),
 }
 
 /// Defaults shown in `--help`, written from the constants they stand for.

@@ -4,6 +4,7 @@
 mod args;
 mod logging;
 mod output;
+mod report;
 pub mod reproduce;
 mod run;
 mod serve;
@@ -11,6 +12,7 @@ mod usage;
 
 pub use args::*;
 pub use logging::{Logs, init_logging};
+pub use report::{ReportArgs, report};
 pub use reproduce::{ReplayArgs, ShrinkArgs};
 pub use run::{console, exit_code, faults, run, scenarios, session_spec};
 pub use serve::serve;
@@ -28,3 +30,19 @@ pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_HALTED: u8 = 3;
 /// Exit code after a second Ctrl-C: nothing waited for, no verdict (a shell's 128 + SIGINT).
 pub const EXIT_ABORTED: u8 = 130;
+
+#[cfg(test)]
+mod tests {
+    use crate::engine::report::RunExit;
+
+    #[test]
+    fn the_engine_s_run_exits_are_the_documented_codes() {
+        assert_eq!(RunExit::Clean.code(), super::EXIT_OK);
+        assert_eq!(RunExit::Failed.code(), super::EXIT_FAILURES);
+        assert_eq!(RunExit::Halted.code(), super::EXIT_HALTED);
+        assert_eq!(RunExit::of(0, 2, false, true), RunExit::Failed);
+        assert_eq!(RunExit::of(0, 2, false, false), RunExit::Clean);
+        assert_eq!(RunExit::of(0, 2, true, false), RunExit::Halted);
+        assert_eq!(RunExit::of(1, 2, true, false), RunExit::Failed);
+    }
+}

@@ -39,22 +39,12 @@ pub fn faults() -> ExitCode {
     ExitCode::from(EXIT_OK)
 }
 
-/// The exit code of a finished run: failures no fault explains (or, strict,
-/// any failure) give 1 — found before a halt, they still stand; a run that
-/// stopped on snapstorm's own side gives 3.
+/// The exit code of a finished run, as the engine decides it
+/// ([`crate::engine::report::RunExit`]): failures no fault explains (or,
+/// strict, any failure) give 1 — found before a halt, they still stand; a
+/// run that stopped on snapstorm's own side gives 3.
 pub fn exit_code(report: &crate::engine::Report, strict: bool) -> ExitCode {
-    let failed = if strict {
-        !report.failures.is_empty()
-    } else {
-        report.unexpected_failures() > 0
-    };
-    ExitCode::from(if failed {
-        EXIT_FAILURES
-    } else if report.halted.is_some() {
-        EXIT_HALTED
-    } else {
-        EXIT_OK
-    })
+    ExitCode::from(report.exit(strict).code())
 }
 
 /// Says why a run stopped on snapstorm's own side, if it did.
@@ -266,8 +256,8 @@ fn report_output(
         .transpose()
 }
 
-/// Writes the report as `report.json` in the state dir, and to `--report`
-/// if given; `say` tells where. A `--report` that cannot be written is an
+/// Writes the report as `report.json` in the state dir (the page drawn from
+/// it beside it, as `report.html`), and to `--report` if given; `say` tells where. A `--report` that cannot be written is an
 /// error (exit 2), the copy in the state dir named.
 fn keep_report(
     report: &crate::engine::Report,
@@ -280,6 +270,7 @@ fn keep_report(
         Ok(()) => say(format!("report written to {}", kept.display())),
         Err(error) => say(format!("cannot write {}: {error}", kept.display())),
     }
+    super::report::keep_page(Path::new(&report.state_dir), &say);
     if let Some(output) = output {
         output.write(&json).map_err(|e| {
             UsageError(format!(

@@ -124,6 +124,51 @@ impl Report {
     pub fn unexpected_failures(&self) -> u64 {
         self.totals.unexpected_failures
     }
+
+    /// How the run ended, which its exit code and its page say.
+    pub fn exit(&self, strict: bool) -> RunExit {
+        RunExit::of(
+            self.unexpected_failures(),
+            self.failures.len(),
+            self.halted.is_some(),
+            strict,
+        )
+    }
+}
+
+/// How a finished run ended: one decision, which the exit code of `snapstorm
+/// run` and the console and the run's page all show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunExit {
+    /// No failure that no injected fault explains (strict: no failure).
+    Clean,
+    /// Failures no fault explains (strict: any failure); found before a
+    /// halt, they still stand.
+    Failed,
+    /// Stopped on snapstorm's own side (its trace could not be written).
+    Halted,
+}
+
+impl RunExit {
+    pub fn of(unexpected: u64, failures: usize, halted: bool, strict: bool) -> RunExit {
+        let failed = if strict { failures > 0 } else { unexpected > 0 };
+        if failed {
+            RunExit::Failed
+        } else if halted {
+            RunExit::Halted
+        } else {
+            RunExit::Clean
+        }
+    }
+
+    /// The process's exit code.
+    pub fn code(self) -> u8 {
+        match self {
+            RunExit::Clean => 0,
+            RunExit::Failed => 1,
+            RunExit::Halted => 3,
+        }
+    }
 }
 
 /// One injected fault, as the report lists it.
