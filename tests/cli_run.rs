@@ -569,3 +569,46 @@ fn a_bad_fault_is_a_usage_error() {
     assert!(err.contains("`soon` is not a duration"), "{err}");
     assert!(!state.exists());
 }
+
+/// Every action counts from the run's clock, the one fault times count
+/// from: no client starts before it (a client that connected first waits
+/// for the others' first tries), so each client's actions start in the
+/// order of their `seq`, and none starts after the run's duration.
+#[test]
+fn every_action_starts_on_the_runs_clock_in_its_clients_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (code, out, err, _) = run(
+        &state,
+        &["--clients", "8", "--duration", "6s", "--seed", "9"],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let trace = std::fs::read_to_string(state.join("trace.jsonl")).unwrap();
+    let mut starts: BTreeMap<u64, Vec<(u64, u64)>> = BTreeMap::new();
+    for line in trace.lines() {
+        let record: serde_json::Value = serde_json::from_str(line).unwrap();
+        if record.get("action").is_none() || record["final_check"] == true {
+            continue;
+        }
+        starts
+            .entry(record["client"].as_u64().unwrap())
+            .or_default()
+            .push((
+                record["seq"].as_u64().unwrap(),
+                record["at_ms"].as_u64().unwrap(),
+            ));
+    }
+    assert_eq!(starts.len(), 8, "every client ran");
+    for (client, mut records) in starts {
+        records.sort();
+        let at: Vec<u64> = records.iter().map(|(_, at)| *at).collect();
+        assert!(
+            at.windows(2).all(|pair| pair[0] <= pair[1]),
+            "client-{client}'s actions start out of their order: {records:?}"
+        );
+        assert!(
+            at.iter().all(|ms| *ms < 6_000),
+            "client-{client}: {records:?}"
+        );
+    }
+}

@@ -41,6 +41,10 @@ pub(super) struct ClientControl {
 pub(super) struct RunControl {
     pub(super) paused: bool,
     pub(super) stop: bool,
+    /// The run's clock has started: no action starts before it, so every
+    /// action's `at_ms` counts from the same moment as the faults' times
+    /// (a client that connected first waits for the others' first tries).
+    pub(super) started: bool,
 }
 
 pub(super) struct ClientSlot {
@@ -141,6 +145,7 @@ pub(super) async fn supervise(
     let shut_down = sup.connect_first(initial_clients, &mut commands).await;
     let started = tokio::time::Instant::now();
     sup.engine.start_clock(started.into_std());
+    sup.run_control.send_modify(|c| c.started = true);
     let mut plan = VecDeque::from(plan);
     if !shut_down {
         sup.run_until_done(&mut commands, &mut plan, started, scripted)

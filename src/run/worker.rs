@@ -189,8 +189,9 @@ impl Worker {
         self.control.borrow().paused || self.run_control.borrow().paused
     }
 
-    /// Waits for one of the engine's action slots; `None` if the client or
-    /// the run stops meanwhile, so a stop never waits for the queue.
+    /// Waits for the run's clock, then for one of the engine's action
+    /// slots; `None` if the client or the run stops meanwhile, so a stop
+    /// never waits for the queue.
     pub(super) async fn slot(&mut self) -> Option<tokio::sync::OwnedSemaphorePermit> {
         let slots = self.engine.action_slots().clone();
         let acquire = slots.acquire_owned();
@@ -198,6 +199,13 @@ impl Worker {
         loop {
             if self.stopping() || self.engine.halted().is_some() {
                 return None;
+            }
+            if !self.run_control.borrow().started {
+                tokio::select! {
+                    changed = self.control.changed() => changed.ok()?,
+                    changed = self.run_control.changed() => changed.ok()?,
+                }
+                continue;
             }
             tokio::select! {
                 slot = &mut acquire => return slot.ok(),
