@@ -25,6 +25,7 @@ pub fn faults() -> ExitCode {
         "\nwrite KIND@TIME[:DURATION][,key=value…], e.g. --fault corrupt-pack@15s --fault server-restart@20s:5s\n\
          network options: latency={}, drop={} (percent of requests), error={} (percent answered 500)\n\
          revoke-client / kill-client option: client=N (default: a random client)\n\
+         truncate-pack option: size=SIZE (default 2MiB; a pack longer than it is cut to it)\n\
          --backend kopia: every fault but {refused}; network's error= resets the connection (TLS passes the proxy untouched)",
         crate::faults::compact_duration(network.latency),
         network.drop_percent,
@@ -257,8 +258,9 @@ fn report_output(
 }
 
 /// Writes the report as `report.json` in the state dir (the page drawn from
-/// it beside it, as `report.html`), and to `--report` if given; `say` tells where. A `--report` that cannot be written is an
-/// error (exit 2), the copy in the state dir named.
+/// it beside it, as `report.html`), and to `--report` if given; `say`
+/// tells where. A `--report` that cannot be written is an error (exit 2),
+/// the copy in the state dir named.
 fn keep_report(
     report: &crate::engine::Report,
     output: Option<&Output>,

@@ -89,3 +89,23 @@ pub fn shade_faults<CT: CoordTranslate<From = (f64, f64)>>(
     }
     Ok(())
 }
+
+/// Draws the series' labels in a box at `position`, over the points
+/// beneath it (half see-through, so they still show).
+pub fn legend<'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, CT>,
+    position: SeriesLabelPosition,
+) -> DrawResult {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
+}
+
+/// A line series' mark in the legend: a short stroke of its colour.
+pub fn line_mark(colour: RGBColor) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    move |(x, y)| PathElement::new(vec![(x, y), (x + 12, y)], colour.stroke_width(2))
+}

@@ -163,13 +163,7 @@ fn points_chart(
             })
         }))?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()?;
-    Ok(())
+    chart::legend(&mut chart, SeriesLabelPosition::UpperLeft)
 }
 
 /// p50, p95, p99 and max of each window's durations.
@@ -255,17 +249,9 @@ fn quantile_chart(
                 .point_size(2),
             )?
             .label(*name)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 12, y)], colour.stroke_width(2))
-            });
+            .legend(chart::line_mark(colour));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()?;
-    Ok(())
+    chart::legend(&mut chart, SeriesLabelPosition::UpperLeft)
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use maud::{Markup, html};
 use plotters::prelude::*;
 
 use super::axis::{CHART_WIDTH, clock};
-use super::chart::{DrawResult, fault_spans, inline, kind_colour, shade_faults};
+use super::chart::{self, DrawResult, fault_spans, inline, kind_colour, shade_faults};
 use super::story::Story;
 use super::windows::Windows;
 use crate::engine::{Action, Outcome};
@@ -142,15 +142,7 @@ fn lines(
                 colour.stroke_width(2),
             ))?
             .label(*name)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 12, y)], colour.stroke_width(2))
-            });
+            .legend(chart::line_mark(colour));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()?;
-    Ok(())
+    chart::legend(&mut chart, SeriesLabelPosition::UpperRight)
 }
