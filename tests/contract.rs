@@ -410,7 +410,12 @@ fn gc_keeps_live_data(backend: BackendKind, gc: GcTool) {
         live.push((client, source, [kept, later]));
     }
     let before = f.server.repository_size();
-    f.server.run_gc(&GcOptions { aggressive: true }).unwrap();
+    f.server
+        .run_gc(&GcOptions {
+            aggressive: true,
+            ..GcOptions::default()
+        })
+        .unwrap();
     let after = f.server.repository_size();
     let removed = (7 << 20) * live.len() as u64;
     assert!(

@@ -423,6 +423,55 @@ fn aggressive_gc_during_backups_is_recorded_and_every_loss_attributed() {
     );
 }
 
+/// Two safe GCs at once, neither waiting for the other (what two hosts'
+/// maintenance does): they run, and whatever they lose between them is
+/// theirs to explain; nothing comes back wrong, nothing is unexpected
+/// unless something outside their removals is missing.
+#[test]
+fn overlapping_gcs_both_run_and_explain_only_what_they_removed() {
+    const DELETES: &str = r#"
+description = "writes, snapshots and deletes, so a GC has packs to free"
+[weights]
+write-random-files = 2
+snapshot-root = 2
+delete-random-snapID = 2
+restore-random-snapID = 1
+"#;
+    let observed = run_with(
+        DELETES,
+        3,
+        14,
+        vec![fault(FaultKind::OverlappingGc, 6, None)],
+    );
+    let report = &observed.report;
+    // Both start; where they meet over one file, one of them may fail
+    // (rustic's prune: a file the other already removed).
+    assert!(report.gc_runs >= 1, "{:#?}", report.faults);
+    let fault = &report.faults[0];
+    assert_eq!(fault.kind, "overlapping-gc");
+    assert!(fault.injected, "{fault:#?}");
+    assert!(
+        fault
+            .target
+            .starts_with("repository (two safe GCs at once)"),
+        "{fault:#?}"
+    );
+    for failure in &report.failures {
+        assert!(
+            failure.kind != FailureKind::ContentMismatch,
+            "nothing comes back wrong: {failure:#?}"
+        );
+        if let Some(by) = &failure.explained_by {
+            assert!(by.starts_with("overlapping-gc"), "{failure:#?}");
+        }
+    }
+    assert_eq!(
+        report.totals.errors, report.totals.expected_errors,
+        "{:#?}",
+        report.totals
+    );
+}
+
 /// A storm of safe GCs gives nothing back wrong and loses no snapshot. It
 /// may make a backup fail (an index it just replaced). Rarely, a restore
 /// finds a new snapshot hidden (`not found in index`: its backup raced a

@@ -76,6 +76,22 @@ fn an_emptied_pack_is_found_and_explains_every_failure() {
 }
 
 #[test]
+fn two_gcs_at_once_lose_nothing_they_do_not_explain() {
+    for backend in ["embedded", "restic"] {
+        let preset = "field/kopia-1087-overlapping-gc";
+        let (code, err, report) = run_preset(preset, backend);
+        assert_eq!(code, 0, "{preset} on {backend}: {err}");
+        let fault = &report["faults"][0];
+        assert_eq!(fault["kind"], "overlapping-gc");
+        assert_eq!(fault["injected"], true, "{fault}");
+        let totals = &report["totals"];
+        assert_eq!(totals["unexpected_failures"], 0, "{totals:#}");
+        assert_eq!(totals["errors"], totals["expected_errors"], "{totals:#}");
+        assert!(report["gc_runs"].as_u64().unwrap() >= 1, "{report:#}");
+    }
+}
+
+#[test]
 fn scenarios_lists_the_field_group_under_its_own_heading() {
     let (code, out, _) = common::snapstorm(&["scenarios"]);
     assert_eq!(code, 0);
@@ -89,6 +105,7 @@ fn scenarios_lists_the_field_group_under_its_own_heading() {
     for preset in [
         "field/restic-3023-truncated-pack",
         "field/restic-2191-empty-pack",
+        "field/kopia-1087-overlapping-gc",
     ] {
         assert!(field.contains(preset), "{out}");
     }

@@ -177,7 +177,10 @@ impl FaultKit {
     pub fn aggressive_gc(&self, host: &Arc<dyn FaultHost>, label: &str, target: String) -> String {
         // On an already damaged repository the prune itself can fail: that
         // is a consequence to report, not a fault that did not happen.
-        match host.run_gc(&GcOptions { aggressive: true }) {
+        match host.run_gc(&GcOptions {
+            aggressive: true,
+            ..GcOptions::default()
+        }) {
             Ok(done) => {
                 host.fault_damaged(label, done.removed);
                 target
@@ -186,6 +189,54 @@ impl FaultKit {
                 host.fault_failed(label);
                 format!("{target}; the GC failed: {}", brief(&error.to_string()))
             }
+        }
+    }
+
+    /// `overlapping-gc` (labelled `label`): two of the run's safe GCs at
+    /// once, neither waiting for the other; its damage is what both
+    /// removed. Returns the target as the report shows it.
+    pub fn overlapping_gc(&self, host: &Arc<dyn FaultHost>, label: &str, target: String) -> String {
+        let options = GcOptions {
+            aggressive: false,
+            overlapping: true,
+        };
+        let (first, second) = std::thread::scope(|scope| {
+            let other = scope.spawn(|| host.run_gc(&options));
+            let first = host.run_gc(&options);
+            let second = other.join().unwrap_or_else(|_| {
+                Err(crate::engine::traits::BackendError::Panicked("GC".into()))
+            });
+            (first, second)
+        });
+        let mut removed = Some(crate::engine::damage::Damage::new());
+        let mut failed = Vec::new();
+        for result in [first, second] {
+            match result {
+                Ok(done) => match (&mut removed, done.removed) {
+                    (Some(all), Some(this)) => all.extend(this),
+                    // One of them cannot tell what it removed: time decides.
+                    _ => removed = None,
+                },
+                // A GC that failed part-way may have removed some of what
+                // it meant to, and cannot say what: time decides.
+                Err(error) => {
+                    removed = None;
+                    failed.push(brief(&error.to_string()));
+                }
+            }
+        }
+        if failed.len() == 2 {
+            host.fault_failed(label);
+        } else {
+            host.fault_damaged(label, removed);
+        }
+        match failed.as_slice() {
+            [] => target,
+            failures => format!(
+                "{target}; {} of 2 failed: {}",
+                failures.len(),
+                failures.join("; ")
+            ),
         }
     }
 

@@ -22,6 +22,11 @@ pub fn content(app: &App) -> OverlayContent<'_> {
         )),
         Line::from(""),
     ];
+    let column = FaultKind::ALL
+        .iter()
+        .map(|k| k.name().len())
+        .max()
+        .unwrap_or(0);
     for (key, kind) in FAULT_KEYS.iter().zip(FaultKind::ALL) {
         let duration = kind
             .default_duration()
@@ -29,7 +34,7 @@ pub fn content(app: &App) -> OverlayContent<'_> {
             .unwrap_or_default();
         lines.push(Line::from(vec![
             Span::styled(format!(" {key} "), theme.key()),
-            Span::styled(format!(" {:<15}", kind.name()), theme.title()),
+            Span::styled(format!(" {:<column$} ", kind.name()), theme.title()),
             Span::raw(format!("{}{duration}", kind.describe())),
         ]));
     }
@@ -39,7 +44,10 @@ pub fn content(app: &App) -> OverlayContent<'_> {
         theme.dim(),
     )));
     OverlayContent {
-        title: " faults — 1-9, a-b inject, esc closes ".into(),
+        title: format!(
+            " faults — 1-9, a-{} inject, esc closes ",
+            FAULT_KEYS.last().expect("fault keys")
+        ),
         border: theme.error(),
         lines,
         percent: (70, 60),

@@ -242,6 +242,10 @@ pub struct GcOptions {
     /// Delete unused data at once with no grace period. Without repository
     /// locks this can remove data an in-flight backup relies on.
     pub aggressive: bool,
+    /// Run beside any other GC: the server's one-at-a-time lock is not
+    /// taken, as two hosts' GCs do not know of each other.
+    #[serde(default)]
+    pub overlapping: bool,
 }
 
 /// What a repository check found.

@@ -53,12 +53,15 @@ pub enum FaultKind {
     TruncatePack,
     /// Leave a data pack with no content (restic #2191: a pack stored empty).
     EmptyPack,
+    /// Two GCs at once, neither waiting for the other (kopia #1087: two
+    /// hosts' maintenance on one repository).
+    OverlappingGc,
 }
 
 impl FaultKind {
     /// Every fault, in the order menus number them (new ones last, so a
     /// fault keeps its key).
-    pub const ALL: [FaultKind; 11] = [
+    pub const ALL: [FaultKind; 12] = [
         FaultKind::CorruptPack,
         FaultKind::DeletePack,
         FaultKind::DeleteIndex,
@@ -70,6 +73,7 @@ impl FaultKind {
         FaultKind::GcStorm,
         FaultKind::TruncatePack,
         FaultKind::EmptyPack,
+        FaultKind::OverlappingGc,
     ];
 
     pub fn name(self) -> &'static str {
@@ -85,6 +89,7 @@ impl FaultKind {
             FaultKind::GcStorm => "gc-storm",
             FaultKind::TruncatePack => "truncate-pack",
             FaultKind::EmptyPack => "empty-pack",
+            FaultKind::OverlappingGc => "overlapping-gc",
         }
     }
 
@@ -102,12 +107,18 @@ impl FaultKind {
             FaultKind::GcStorm => "GC over and over for DURATION",
             FaultKind::TruncatePack => "cut a data pack short at size= (default 2 MiB)",
             FaultKind::EmptyPack => "leave a data pack with no content",
+            FaultKind::OverlappingGc => "two GCs at once, neither waiting for the other",
         }
     }
 
     /// Damage to the repository's data: it stays until the end of the run.
     pub fn damages_data(self) -> bool {
-        self.damages_files() || self == FaultKind::AggressiveGc
+        self.damages_files() || self.runs_gc()
+    }
+
+    /// Carried out by the repository's own GC: what it removed is its damage.
+    pub fn runs_gc(self) -> bool {
+        matches!(self, FaultKind::AggressiveGc | FaultKind::OverlappingGc)
     }
 
     /// Damages the repository's files themselves (not through the

@@ -185,7 +185,7 @@ async fn check_storage(spec: &RunSpec) -> Result<(), LaunchError> {
         && let Some(fault) = spec
             .faults
             .iter()
-            .find(|f| matches!(f.kind, FaultKind::AggressiveGc | FaultKind::GcStorm))
+            .find(|f| f.kind == FaultKind::GcStorm || f.kind.runs_gc())
     {
         return Err(LaunchError::Setup(format!(
             "--fault {fault} deletes from the repository, and {rest} refuses deletes (append-only): drop the fault, or serve the repository without --append-only"

@@ -183,6 +183,12 @@ impl FaultInjector for EmbeddedFaults {
                 let target = self.kit.aggressive_gc(host, &label, target);
                 (label, target)
             }
+            FaultKind::OverlappingGc => {
+                let target = "repository (two safe GCs at once)".to_owned();
+                let label = starts(&target, None);
+                let target = self.kit.overlapping_gc(host, &label, target);
+                (label, target)
+            }
             FaultKind::GcStorm => {
                 let until = Instant::now() + duration.unwrap_or_default();
                 let target = "repository (safe GC, repeatedly)".to_owned();

@@ -41,6 +41,9 @@ pub fn refusal(kind: FaultKind) -> Option<&'static str> {
         FaultKind::DeleteIndex => Some(
             "kopia's index blobs index the snapshot manifests too: deleting one hides snapshots from the listing, and a snapshot missing from the listing is one the repository lost, which no fault may explain; use corrupt-pack or delete-pack",
         ),
+        FaultKind::OverlappingGc => Some(
+            "kopia's maintenance runs here as one owner on one host; two hosts' maintenance at once (kopia #1087) is not set up yet; use gc-storm or aggressive-gc",
+        ),
         _ => None,
     }
 }
@@ -113,7 +116,7 @@ impl FaultInjector for KopiaFaults {
             host.fault_starts(spec.kind, target, client, duration)
         };
         let (label, target) = match spec.kind {
-            FaultKind::DeleteIndex => {
+            FaultKind::DeleteIndex | FaultKind::OverlappingGc => {
                 return Err(fail(refusal(spec.kind).unwrap_or("not on kopia")));
             }
             FaultKind::CorruptPack
@@ -237,16 +240,21 @@ mod tests {
     }
 
     #[test]
-    fn only_delete_index_is_refused_and_it_says_why() {
+    fn only_delete_index_and_overlapping_gc_are_refused_and_they_say_why() {
         let refused: Vec<FaultKind> = FaultKind::ALL
             .into_iter()
             .filter(|kind| refusal(*kind).is_some())
             .collect();
-        assert_eq!(refused, [FaultKind::DeleteIndex]);
+        assert_eq!(refused, [FaultKind::DeleteIndex, FaultKind::OverlappingGc]);
         assert!(
             refusal(FaultKind::DeleteIndex)
                 .unwrap()
                 .contains("manifests")
+        );
+        assert!(
+            refusal(FaultKind::OverlappingGc)
+                .unwrap()
+                .contains("one owner")
         );
     }
 }

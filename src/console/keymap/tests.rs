@@ -51,3 +51,26 @@ fn no_key_is_bound_twice_in_one_context() {
 fn limits_come_from_their_constants() {
     assert!(KEYMAP[0].does().contains(&format!("at most {MAX_CLIENTS}")));
 }
+
+/// The fault menu's letters, as bound and as the help and the menu name
+/// them, end at the last fault's key: a new fault cannot go unbound.
+#[test]
+fn every_fault_has_its_key_bound_and_named() {
+    let last = *FAULT_KEYS.last().unwrap();
+    let range = format!("a-{last}");
+    let row = KEYMAP
+        .iter()
+        .find(|row| row.does.starts_with("fault menu"))
+        .expect("the fault menu's row");
+    assert!(row.does.contains(&range), "{}", row.does);
+    for (key, kind) in FAULT_KEYS.iter().zip(FaultKind::ALL) {
+        let bound = KEYMAP.iter().flat_map(|row| row.bindings).any(|binding| {
+            binding.context == Context::FaultMenu
+                && binding
+                    .key
+                    .matches(&KeyEvent::new(KeyCode::Char(*key), KeyModifiers::NONE))
+                    .is_some()
+        });
+        assert!(bound, "{key} ({kind}) is not bound in the fault menu");
+    }
+}

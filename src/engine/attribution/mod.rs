@@ -101,7 +101,7 @@ fn can_cause(fault: FaultKind, incident: &Incident) -> bool {
             | FaultKind::RevokeClient
             | FaultKind::KillClient
     );
-    let gc = matches!(fault, FaultKind::GcStorm | FaultKind::AggressiveGc);
+    let gc = fault == FaultKind::GcStorm || fault.runs_gc();
     let damage = fault.damages_data() && incident.origin.reads_data();
     match incident.kind {
         IncidentKind::Failure(

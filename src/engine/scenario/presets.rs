@@ -6,7 +6,7 @@
 use super::Scenario;
 
 /// The presets, by name, with their TOML text: the seed's, then the field's.
-pub const PRESETS: [(&str, &str); 8] = [
+pub const PRESETS: [(&str, &str); 9] = [
     (
         "randomized-small",
         include_str!("../../../assets/scenarios/randomized-small.toml"),
@@ -38,6 +38,10 @@ pub const PRESETS: [(&str, &str); 8] = [
     (
         "field/restic-2191-empty-pack",
         include_str!("../../../assets/scenarios/field/restic-2191-empty-pack.toml"),
+    ),
+    (
+        "field/kopia-1087-overlapping-gc",
+        include_str!("../../../assets/scenarios/field/kopia-1087-overlapping-gc.toml"),
     ),
 ];
 
