@@ -304,6 +304,36 @@ fn network_faults_are_survived_and_explained() {
     );
 }
 
+/// The storage itself fails a share of requests (restic #3646): the
+/// server answers 500/503 without touching a file. Errors come, each is
+/// the fault's, the clients recover, and nothing is lost, since nothing
+/// was damaged: a lost snapshot here would be unexpected.
+#[test]
+fn storage_errors_fail_requests_at_the_server_and_explain_only_errors() {
+    let mut spec = fault(FaultKind::StorageErrors, 3, Some(5));
+    spec.share = Some(60);
+    let observed = run_with(KEEP_EVERYTHING, 2, 16, vec![spec]);
+    let report = &observed.report;
+    assert!(
+        report.totals.errors >= 1,
+        "most requests fail: {:#?} {:#?}",
+        report.totals,
+        report.faults
+    );
+    assert_errors_explained(report);
+    assert!(report.faults[0].detected, "{:#?}", report.faults);
+    let trace = std::fs::read_to_string(observed.state.path().join("trace.jsonl")).unwrap();
+    assert!(
+        trace.contains("the storage failed a request (50"),
+        "the errors name the storage, not the proxy"
+    );
+    assert_recovered(
+        &observed,
+        2,
+        observed.injected_at() + Duration::from_secs(5),
+    );
+}
+
 #[test]
 fn revoked_client_gets_errors_and_only_it() {
     let mut spec = fault(FaultKind::RevokeClient, 3, Some(4));

@@ -91,6 +91,29 @@ fn two_gcs_at_once_lose_nothing_they_do_not_explain() {
     }
 }
 
+/// The storage failing requests (restic #3646): rustic_core clients meet
+/// errors (each the fault's), restic's retries get through; either way,
+/// every snapshot that reported success restores: nothing is unexpected.
+#[test]
+fn a_failing_storage_loses_no_snapshot_that_reported_success() {
+    for backend in ["embedded", "restic"] {
+        let preset = "field/restic-3646-storage-errors";
+        let (code, err, report) = run_preset(preset, backend);
+        assert_eq!(code, 0, "{preset} on {backend}: {err}");
+        let fault = &report["faults"][0];
+        assert_eq!(fault["kind"], "storage-errors");
+        assert_eq!(fault["injected"], true, "{fault}");
+        let totals = &report["totals"];
+        assert_eq!(totals["unexpected_failures"], 0, "{totals:#}");
+        assert_eq!(totals["verification_failures"], 0, "{totals:#}");
+        assert_eq!(totals["errors"], totals["expected_errors"], "{totals:#}");
+        assert!(
+            totals["restores_verified"].as_u64().unwrap() >= 1,
+            "{totals:#}"
+        );
+    }
+}
+
 #[test]
 fn scenarios_lists_the_field_group_under_its_own_heading() {
     let (code, out, _) = common::snapstorm(&["scenarios"]);
@@ -106,6 +129,7 @@ fn scenarios_lists_the_field_group_under_its_own_heading() {
         "field/restic-3023-truncated-pack",
         "field/restic-2191-empty-pack",
         "field/kopia-1087-overlapping-gc",
+        "field/restic-3646-storage-errors",
     ] {
         assert!(field.contains(preset), "{out}");
     }

@@ -122,8 +122,13 @@ fn locations_that_cannot_be_used_are_refused_before_anything_is_written() {
             false,
         ),
         (
-            vec!["--repository", &reachable, "--fault", "corrupt-pack@2s"],
-            "corrupt-pack",
+            vec!["--repository", &reachable, "--fault", "corrupt-pack@1s"],
+            "damages the repository's files",
+            false,
+        ),
+        (
+            vec!["--repository", &reachable, "--fault", "storage-errors@1s"],
+            "snapstorm's own server",
             false,
         ),
         (

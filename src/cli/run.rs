@@ -26,10 +26,12 @@ pub fn faults() -> ExitCode {
          network options: latency={}, drop={} (percent of requests), error={} (percent answered 500)\n\
          revoke-client / kill-client option: client=N (default: a random client)\n\
          truncate-pack option: size=SIZE (default 2MiB; a pack longer than it is cut to it)\n\
+         storage-errors option: share={share} (percent of requests the storage answers 500/503)\n\
          --backend kopia: every fault but {refused}; network's error= resets the connection (TLS passes the proxy untouched)",
         crate::faults::compact_duration(network.latency),
         network.drop_percent,
         network.error_percent,
+        share = crate::faults::DEFAULT_STORAGE_ERROR_SHARE,
         refused = FaultKind::ALL
             .into_iter()
             .filter(|kind| crate::backend::kopia::refusal(*kind).is_some())

@@ -59,6 +59,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         verify_uploads: !args.no_verify_upload,
         shutdown_grace: crate::server::DEFAULT_SHUTDOWN_GRACE,
         observer: None,
+        outage: None,
         limits,
     };
     let runtime = tokio::runtime::Runtime::new()?;

@@ -6,7 +6,7 @@
 //! A fault is written `KIND@TIME[:DURATION][,key=value…]`, e.g.
 //! `corrupt-pack@15s`, `server-restart@20s:5s`,
 //! `network@10s:20s,latency=300ms,drop=10,error=10`, `revoke-client@30s,client=2`,
-//! `truncate-pack@20s,size=2MiB`.
+//! `truncate-pack@20s,size=2MiB`, `storage-errors@10s:20s,share=30`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -26,6 +26,11 @@ pub const KILL_ARMED_FOR: Duration = Duration::from_secs(120);
 /// Where `truncate-pack` cuts a pack when no `size=` is given: the 2 MiB
 /// at which MinIO stored restic's packs in restic #3023.
 pub const DEFAULT_TRUNCATE_TO: ByteSize = ByteSize::mib(2);
+
+/// The share of requests `storage-errors` fails when no `share=` is given,
+/// in percent: enough that most backups meet several, few enough that a
+/// client's retries get through.
+pub const DEFAULT_STORAGE_ERROR_SHARE: u8 = 30;
 
 /// The faults snapstorm can inject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -56,12 +61,15 @@ pub enum FaultKind {
     /// Two GCs at once, neither waiting for the other (kopia #1087: two
     /// hosts' maintenance on one repository).
     OverlappingGc,
+    /// The storage answers a share of requests with HTTP 500/503 (restic
+    /// #3646: a storage upgrade), behind the proxy, where the server is.
+    StorageErrors,
 }
 
 impl FaultKind {
     /// Every fault, in the order menus number them (new ones last, so a
     /// fault keeps its key).
-    pub const ALL: [FaultKind; 12] = [
+    pub const ALL: [FaultKind; 13] = [
         FaultKind::CorruptPack,
         FaultKind::DeletePack,
         FaultKind::DeleteIndex,
@@ -74,6 +82,7 @@ impl FaultKind {
         FaultKind::TruncatePack,
         FaultKind::EmptyPack,
         FaultKind::OverlappingGc,
+        FaultKind::StorageErrors,
     ];
 
     pub fn name(self) -> &'static str {
@@ -90,6 +99,7 @@ impl FaultKind {
             FaultKind::TruncatePack => "truncate-pack",
             FaultKind::EmptyPack => "empty-pack",
             FaultKind::OverlappingGc => "overlapping-gc",
+            FaultKind::StorageErrors => "storage-errors",
         }
     }
 
@@ -108,6 +118,9 @@ impl FaultKind {
             FaultKind::TruncatePack => "cut a data pack short at size= (default 2 MiB)",
             FaultKind::EmptyPack => "leave a data pack with no content",
             FaultKind::OverlappingGc => "two GCs at once, neither waiting for the other",
+            FaultKind::StorageErrors => {
+                "the storage fails share= of requests (30%) with 500/503 for DURATION"
+            }
         }
     }
 
@@ -138,7 +151,9 @@ impl FaultKind {
     pub fn default_duration(self) -> Option<Duration> {
         match self {
             FaultKind::ServerRestart => Some(Duration::from_secs(5)),
-            FaultKind::Network | FaultKind::GcStorm => Some(Duration::from_secs(15)),
+            FaultKind::Network | FaultKind::GcStorm | FaultKind::StorageErrors => {
+                Some(Duration::from_secs(15))
+            }
             _ => None,
         }
     }
@@ -152,7 +167,14 @@ impl FaultKind {
                 | FaultKind::Network
                 | FaultKind::RevokeClient
                 | FaultKind::GcStorm
+                | FaultKind::StorageErrors
         )
+    }
+
+    /// Carried out in snapstorm's own REST server (not at the proxy, not
+    /// on the files): only where that server serves the storage.
+    pub fn needs_own_server(self) -> bool {
+        self == FaultKind::StorageErrors
     }
 
     /// Whether it hits one client (`client=N`).
@@ -210,6 +232,9 @@ pub struct FaultSpec {
     /// `truncate-pack`: the size the pack is cut to (`size=`), where one
     /// was given; [`DEFAULT_TRUNCATE_TO`] otherwise.
     pub size: Option<ByteSize>,
+    /// `storage-errors`: the share of requests failed, in percent, where
+    /// one was given (`share=`); [`DEFAULT_STORAGE_ERROR_SHARE`] otherwise.
+    pub share: Option<u8>,
 }
 
 impl FaultSpec {
@@ -222,12 +247,18 @@ impl FaultSpec {
             client: None,
             after: None,
             size: None,
+            share: None,
         }
     }
 
     /// Where `truncate-pack` cuts.
     pub fn truncate_to(&self) -> ByteSize {
         self.size.unwrap_or(DEFAULT_TRUNCATE_TO)
+    }
+
+    /// How many requests in a hundred `storage-errors` fails.
+    pub fn error_share(&self) -> u8 {
+        self.share.unwrap_or(DEFAULT_STORAGE_ERROR_SHARE)
     }
 }
 
@@ -272,6 +303,9 @@ impl fmt::Display for FaultSpec {
         }
         if let Some(size) = self.size {
             write!(f, ",size={}", compact_size(size))?;
+        }
+        if let Some(share) = self.share {
+            write!(f, ",share={share}")?;
         }
         Ok(())
     }
@@ -318,6 +352,14 @@ impl FaultSpec {
         }
         if self.size.is_some() && kind != FaultKind::TruncatePack {
             return Err(format!("size is an option of truncate-pack, not of {kind}"));
+        }
+        if self.share.is_some() && kind != FaultKind::StorageErrors {
+            return Err(format!(
+                "share is an option of storage-errors, not of {kind}"
+            ));
+        }
+        if self.share == Some(0) {
+            return Err("share=0 fails no request: give a share of 1 to 100".into());
         }
         if self.size.is_some_and(|size| size.as_u64() == 0) {
             return Err("size=0 leaves the pack empty: write empty-pack instead".into());
@@ -455,9 +497,10 @@ impl FromStr for FaultSpec {
                     spec.client = Some(id);
                 }
                 "size" => spec.size = Some(parse_size(value).map_err(&fail)?),
+                "share" => spec.share = Some(parse_percent(key, value).map_err(&fail)?),
                 _ => {
                     return Err(fail(format!(
-                        "unknown option `{key}`; options are latency, drop, error (network), client (revoke-client, kill-client) and size (truncate-pack)"
+                        "unknown option `{key}`; options are latency, drop, error (network), client (revoke-client, kill-client), size (truncate-pack) and share (storage-errors)"
                     )));
                 }
             }
@@ -489,6 +532,9 @@ pub struct ScenarioFault {
     /// `truncate-pack`: the size the pack is cut to (`"2MiB"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<String>,
+    /// `storage-errors`: the share of requests failed, in percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<u8>,
 }
 
 impl ScenarioFault {
@@ -509,6 +555,7 @@ impl ScenarioFault {
             client: spec.client,
             after: spec.after,
             size: spec.size.map(compact_size),
+            share: spec.share,
         }
     }
 
@@ -523,6 +570,7 @@ impl ScenarioFault {
         for (key, value) in [
             ("drop-percent", self.drop_percent),
             ("error-percent", self.error_percent),
+            ("share", self.share),
         ] {
             if value.is_some_and(|v| v > 100) {
                 return Err(format!("`{key}` is not a percentage (0..=100)"));
@@ -537,6 +585,7 @@ impl ScenarioFault {
         spec.client = self.client;
         spec.after = self.after;
         spec.size = self.size.as_deref().map(parse_size).transpose()?;
+        spec.share = self.share;
         let network_options =
             self.latency.is_some() || self.drop_percent.is_some() || self.error_percent.is_some();
         if network_options && self.kind != FaultKind::Network {

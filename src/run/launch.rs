@@ -152,13 +152,18 @@ fn check_location(spec: &RunSpec) -> Result<(), LaunchError> {
         }
         _ => {}
     }
-    if matches!(
+    let external = matches!(
         repository,
         RepositoryLocation::Rest(_) | RepositoryLocation::S3(_)
-    ) && let Some(fault) = spec.faults.iter().find(|f| f.kind.damages_files())
-    {
+    );
+    if external && let Some(fault) = spec.faults.iter().find(|f| f.kind.damages_files()) {
         return Err(LaunchError::Setup(format!(
             "--fault {fault} damages the repository's files, which is not yet supported on {repository}: drop the fault, or run on a repository in a directory"
+        )));
+    }
+    if external && let Some(fault) = spec.faults.iter().find(|f| f.kind.needs_own_server()) {
+        return Err(LaunchError::Setup(format!(
+            "--fault {fault} makes snapstorm's own server fail requests, and {repository} is served by another: drop the fault, use network (HTTP 500s at the proxy), or run on a repository in a directory"
         )));
     }
     Ok(())

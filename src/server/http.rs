@@ -36,6 +36,9 @@ pub trait RequestObserver: Send + Sync + std::fmt::Debug {
     fn refused(&self, claimed_user: Option<&str>, status: StatusCode);
     /// An authenticated `user` asked for `path`, and there was no such file.
     fn not_found(&self, _user: &str, _path: &str) {}
+    /// An authenticated `user`'s request was failed with `status` by the
+    /// storage outage ([`super::StorageOutage`]), not served.
+    fn storage_failed(&self, _user: &str, _status: StatusCode) {}
 }
 
 /// Everything a request handler needs.
@@ -48,6 +51,7 @@ pub struct AppState {
     /// Check that uploaded content hashes to its id, as restic's rest-server does.
     pub verify_uploads: bool,
     pub observer: Option<Arc<dyn RequestObserver>>,
+    pub outage: Option<Arc<super::StorageOutage>>,
     /// bcrypt checks running at once, at most one per core: a flood of
     /// wrong passwords queues here instead of taking every core.
     pub password_checks: tokio::sync::Semaphore,
@@ -92,7 +96,15 @@ async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Respons
     let (response, user) = match authenticate(&state, request.headers()).await {
         Ok(caller) => {
             let user = caller.name.clone();
-            (serve(&state, caller, request).await, user)
+            match state.outage.as_ref().and_then(|outage| outage.roll()) {
+                Some(status) => {
+                    if let (Some(observer), Some(user)) = (&state.observer, &user) {
+                        observer.storage_failed(user, status);
+                    }
+                    (storage_failed(status), user)
+                }
+                None => (serve(&state, caller, request).await, user),
+            }
         }
         Err(refusal) => (refusal, None),
     };
@@ -180,6 +192,11 @@ fn unauthorized() -> Response {
         "401 unauthorized\n",
     )
         .into_response()
+}
+
+/// The answer of failing storage: nothing was read or written.
+fn storage_failed(status: StatusCode) -> Response {
+    plain(status, format!("storage error ({status}, injected)"))
 }
 
 fn plain(status: StatusCode, text: impl Into<String>) -> Response {

@@ -22,6 +22,7 @@
 pub(crate) mod http;
 pub(crate) mod listener;
 pub mod locks;
+pub mod outage;
 pub mod resource;
 pub mod storage;
 pub mod users;
@@ -34,6 +35,7 @@ use std::time::Duration;
 pub use http::{Auth, RequestObserver};
 pub use listener::{ConnectionLimits, Serving};
 pub use locks::LockOwner;
+pub use outage::StorageOutage;
 pub use storage::{Reclaimed, Storage};
 pub use users::{Access, Users, UsersError};
 
@@ -62,6 +64,8 @@ pub struct ServerConfig {
     /// Timeouts and caps that keep stalled clients from starving the
     /// others; lowered at start when the open-file limit cannot hold them.
     pub limits: ConnectionLimits,
+    /// The storage failing a share of requests when it is turned on.
+    pub outage: Option<Arc<StorageOutage>>,
 }
 
 impl ServerConfig {
@@ -82,6 +86,7 @@ impl ServerConfig {
                 max_connections_per_peer: ConnectionLimits::DEFAULT_MAX_CONNECTIONS,
                 ..ConnectionLimits::default()
             },
+            outage: None,
         }
     }
 }
@@ -150,6 +155,7 @@ impl RestServer {
             append_only: config.append_only,
             verify_uploads: config.verify_uploads,
             observer: config.observer.clone(),
+            outage: config.outage.clone(),
             password_checks: http::AppState::password_check_slots(),
         });
         let serving = Serving::serve(listener, http::router(state), config.shutdown_grace, limits)

@@ -34,6 +34,8 @@ pub enum Disturbance {
     UpstreamFailed,
     /// The server refused the user (HTTP status).
     Refused(u16),
+    /// The storage failed the request (HTTP 500 or 503: storage-errors).
+    StorageFailed(u16),
 }
 
 impl fmt::Display for Disturbance {
@@ -47,6 +49,9 @@ impl fmt::Display for Disturbance {
             Disturbance::CutOff => f.write_str("the proxy cut the client off (kill-client)"),
             Disturbance::UpstreamFailed => f.write_str("the proxy could not reach the server"),
             Disturbance::Refused(status) => write!(f, "the server refused the user ({status})"),
+            Disturbance::StorageFailed(status) => {
+                write!(f, "the storage failed a request ({status}: storage-errors)")
+            }
         }
     }
 }
@@ -221,6 +226,10 @@ impl crate::server::RequestObserver for Evidence {
         if let Some(user) = claimed_user {
             self.request(user, Disturbance::Refused(status.as_u16()));
         }
+    }
+
+    fn storage_failed(&self, user: &str, status: http::StatusCode) {
+        self.request(user, Disturbance::StorageFailed(status.as_u16()));
     }
 
     fn not_found(&self, user: &str, path: &str) {

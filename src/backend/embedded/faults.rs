@@ -162,6 +162,19 @@ impl FaultInjector for EmbeddedFaults {
                 self.server.proxy().set_network(n, until);
                 (label, target)
             }
+            FaultKind::StorageErrors => {
+                let outage = self.server.storage_outage().ok_or_else(|| {
+                    fail("the storage is an external server: snapstorm cannot make it fail")
+                })?;
+                let share = spec.error_share();
+                let target = format!(
+                    "storage behind {}: {share}% of requests answered 500/503",
+                    self.server.addr()
+                );
+                let label = starts(&target, None);
+                outage.fail(share, Instant::now() + duration.unwrap_or_default());
+                (label, target)
+            }
             FaultKind::RevokeClient => {
                 let server = self.server.clone();
                 self.kit.revoke_client(
@@ -209,6 +222,9 @@ impl FaultInjector for EmbeddedFaults {
     fn end_all(&self) -> Result<(), InjectError> {
         self.server.proxy().clear_network();
         self.server.proxy().clear_kills();
+        if let Some(outage) = self.server.storage_outage() {
+            outage.end();
+        }
         self.kit.end(&self.readmit())?;
         self.runtime
             .block_on(self.server.restart())

@@ -35,7 +35,7 @@ use crate::engine::traits::{
     BackendError, BackendResult, ClientCredentials, ClientId, Details, GcDone, GcOptions, Problem,
     RepoCheck, Server, ServerInfo, SnapshotId,
 };
-use crate::server::{RestServer, RunningServer, ServerConfig, Users};
+use crate::server::{RestServer, RunningServer, ServerConfig, StorageOutage, Users};
 
 /// Opens the repository directory itself (no server, no cache).
 fn local_backends(repo_dir: &Path) -> BackendResult<RepositoryBackends> {
@@ -246,6 +246,7 @@ impl EmbeddedServer {
                 };
                 let mut config = ServerConfig::loopback(&served, users.clone());
                 config.observer = Some(evidence.clone());
+                config.outage = Some(Arc::new(StorageOutage::new(seed)));
                 let running = RestServer::start(config.clone())
                     .await
                     .map_err(BackendError::failed)?;
@@ -314,6 +315,14 @@ impl EmbeddedServer {
 
     pub fn proxy(&self) -> &FaultProxy {
         &self.proxy
+    }
+
+    /// The failing storage of `storage-errors`, where snapstorm's own
+    /// server serves the storage; none in front of an external one.
+    pub fn storage_outage(&self) -> Option<&Arc<StorageOutage>> {
+        self.config
+            .as_ref()
+            .and_then(|config| config.outage.as_ref())
     }
 
     /// The repository's directory, where the storage is one.

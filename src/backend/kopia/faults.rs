@@ -44,6 +44,9 @@ pub fn refusal(kind: FaultKind) -> Option<&'static str> {
         FaultKind::OverlappingGc => Some(
             "kopia's maintenance runs here as one owner on one host; two hosts' maintenance at once (kopia #1087) is not set up yet; use gc-storm or aggressive-gc",
         ),
+        FaultKind::StorageErrors => Some(
+            "storage errors are answered by snapstorm's own REST server, and kopia's repository is served by kopia's own server; use network (HTTP 500s at the proxy)",
+        ),
         _ => None,
     }
 }
@@ -116,7 +119,7 @@ impl FaultInjector for KopiaFaults {
             host.fault_starts(spec.kind, target, client, duration)
         };
         let (label, target) = match spec.kind {
-            FaultKind::DeleteIndex | FaultKind::OverlappingGc => {
+            FaultKind::DeleteIndex | FaultKind::OverlappingGc | FaultKind::StorageErrors => {
                 return Err(fail(refusal(spec.kind).unwrap_or("not on kopia")));
             }
             FaultKind::CorruptPack
@@ -240,12 +243,19 @@ mod tests {
     }
 
     #[test]
-    fn only_delete_index_and_overlapping_gc_are_refused_and_they_say_why() {
+    fn only_delete_index_overlapping_gc_and_storage_errors_are_refused_and_they_say_why() {
         let refused: Vec<FaultKind> = FaultKind::ALL
             .into_iter()
             .filter(|kind| refusal(*kind).is_some())
             .collect();
-        assert_eq!(refused, [FaultKind::DeleteIndex, FaultKind::OverlappingGc]);
+        assert_eq!(
+            refused,
+            [
+                FaultKind::DeleteIndex,
+                FaultKind::OverlappingGc,
+                FaultKind::StorageErrors
+            ]
+        );
         assert!(
             refusal(FaultKind::DeleteIndex)
                 .unwrap()

@@ -16,9 +16,12 @@
 //!   name what an incident could not read, or what a fault damaged, the
 //!   fault's time decides instead (the weaker rule, said in the docs).
 //! - Transport faults (`server-restart`, `network`, `revoke-client`,
-//!   `kill-client`) explain errors whose requests did not get through (the
-//!   proxy or the server recorded their fate), while they last (plus a few
-//!   seconds for retries); client faults only for their client.
+//!   `kill-client`, and `storage-errors`, the storage failing requests)
+//!   explain errors whose requests did not get through (the proxy or the
+//!   server recorded their fate), while they last (plus a few seconds for
+//!   retries); client faults only for their client. They damage nothing:
+//!   a backup that reported success and cannot be restored is unexpected,
+//!   however many requests failed.
 //! - GC faults (`gc-storm`, `aggressive-gc`) explain errors that raced a GC.
 //! - Among the faults that explain an incident, the most recent wins, and
 //!   each fault whose damage it needed is detected.
@@ -100,6 +103,7 @@ fn can_cause(fault: FaultKind, incident: &Incident) -> bool {
             | FaultKind::Network
             | FaultKind::RevokeClient
             | FaultKind::KillClient
+            | FaultKind::StorageErrors
     );
     let gc = fault == FaultKind::GcStorm || fault.runs_gc();
     let damage = fault.damages_data() && incident.origin.reads_data();

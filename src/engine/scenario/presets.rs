@@ -6,7 +6,7 @@
 use super::Scenario;
 
 /// The presets, by name, with their TOML text: the seed's, then the field's.
-pub const PRESETS: [(&str, &str); 9] = [
+pub const PRESETS: [(&str, &str); 10] = [
     (
         "randomized-small",
         include_str!("../../../assets/scenarios/randomized-small.toml"),
@@ -42,6 +42,10 @@ pub const PRESETS: [(&str, &str); 9] = [
     (
         "field/kopia-1087-overlapping-gc",
         include_str!("../../../assets/scenarios/field/kopia-1087-overlapping-gc.toml"),
+    ),
+    (
+        "field/restic-3646-storage-errors",
+        include_str!("../../../assets/scenarios/field/restic-3646-storage-errors.toml"),
     ),
 ];
 
