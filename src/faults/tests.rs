@@ -158,3 +158,29 @@ fn a_cut_takes_its_size_and_only_a_cut_does() {
     assert_eq!(compact_size(ByteSize::kib(1536)), "1536KiB");
     assert_eq!(compact_size(ByteSize::mib(2)), "2MiB");
 }
+
+/// `storage-errors`: `share=` parsed and written back, refused on other
+/// kinds and at 0; the default the menu names is the one used.
+#[test]
+fn storage_errors_take_a_share() {
+    let spec: FaultSpec = "storage-errors@10s:20s,share=45".parse().unwrap();
+    assert_eq!(spec.error_share(), 45);
+    assert_eq!(spec.to_string(), "storage-errors@10s:20s,share=45");
+    let scenario = ScenarioFault::from_spec(&spec);
+    assert_eq!(scenario.to_spec().unwrap(), spec);
+    let plain: FaultSpec = "storage-errors@10s".parse().unwrap();
+    assert_eq!(plain.error_share(), DEFAULT_STORAGE_ERROR_SHARE);
+    assert_eq!(plain.duration, Some(Duration::from_secs(15)));
+    assert!(
+        FaultKind::StorageErrors
+            .describe()
+            .contains(&format!("({DEFAULT_STORAGE_ERROR_SHARE}%)"))
+    );
+    for bad in [
+        "network@1s,share=5",
+        "storage-errors@1s,share=0",
+        "storage-errors@1s,share=101",
+    ] {
+        assert!(bad.parse::<FaultSpec>().is_err(), "{bad}");
+    }
+}

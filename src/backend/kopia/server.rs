@@ -428,6 +428,9 @@ impl KopiaServer {
         };
         let mut rewritten = 0;
         for round in 1..=gc::MAX_ROUNDS {
+            if round > 1 {
+                gc::next_second();
+            }
             self.maintenance(&none)?;
             let contents: Vec<gc::ContentJson> = parse_list(&listed(
                 "content list",
@@ -454,6 +457,7 @@ impl KopiaServer {
             }
             rewritten += rewrite.len();
         }
+        gc::next_second();
         self.maintenance(&none)?;
         Ok((rewritten, gc::MAX_ROUNDS + 1))
     }
