@@ -706,10 +706,20 @@ impl Server for KopiaServer {
                                 unreadable_in(line).map_or(Unreadable::Unknown, Unreadable::named),
                         },
                     ));
-                    if problems.len() == found {
+                    let named = problems.len() - found;
+                    if named == 0 {
                         // It failed without an error line: its words, unnamed.
                         problems.push(Problem::unnamed(format!(
                             "kopia {command}: {}",
+                            explanation(&output)
+                        )));
+                    } else if let Some(counted) = errors_counted(&output.stderr)
+                        && counted > named
+                    {
+                        // Lines of a kind not known here: not dropped, but
+                        // unnamed, so no damage explains them by cause.
+                        problems.push(Problem::unnamed(format!(
+                            "kopia {command} counted {counted} errors, {named} of them in lines naming what they could not read: {}",
                             explanation(&output)
                         )));
                     }
@@ -787,7 +797,22 @@ fn is_verify_error(line: &str) -> bool {
     let line = line.trim();
     line.starts_with("error")
         || (line.starts_with("content ")
-            && (line.contains(" is invalid: ") || line.contains(" depends on missing blob ")))
+            && (line.contains(" is invalid: ")
+                || line.contains(" depends on missing blob ")
+                || line.contains(" out of bounds of its pack blob ")))
+}
+
+/// The errors kopia's verify says it met (`encountered 24 errors: …`).
+fn errors_counted(stderr: &str) -> Option<usize> {
+    stderr.lines().find_map(|line| {
+        let (_, after) = line.split_once("encountered ")?;
+        after
+            .strip_suffix("errors")
+            .or_else(|| after.split_once(" errors").map(|(n, _)| n))?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 /// What one error line of kopia names as unreadable: the blobs (packs) it

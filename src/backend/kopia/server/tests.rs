@@ -251,6 +251,26 @@ fn what_kopia_could_not_read_is_named_by_its_packs() {
         [DataRef::Blob("0c9f9c5499ba1d39d402e66a6fec8d57".into())]
     );
     assert_eq!(unreadable_in("error processing x/f: something new"), None);
+    // A pack cut short (truncate-pack, empty-pack), kopia 0.23.1's words.
+    let truncated = "content 19f9d76dcec1a1dbd64c0f2e5ae33397 out of bounds of its pack blob pc24585143eec5a07273c5018ccb23404-see8cc8a7d80a5124147";
+    assert!(is_verify_error(truncated));
+    assert_eq!(
+        unreadable_in(truncated).unwrap(),
+        [DataRef::Pack(
+            "pc24585143eec5a07273c5018ccb23404-see8cc8a7d80a5124147".into()
+        )]
+    );
+    // Its summary lines repeat what the content lines named.
+    assert!(!is_verify_error(
+        "truncatedPack\t{\"packID\":\"pc24585143eec5a07273c5018ccb23404-see8cc8a7d80a5124147\",\"numberOfReferencedContents\":6}"
+    ));
+    assert_eq!(
+        errors_counted(
+            "Listed 237 blobs.\nverify contents: encountered 24 errors: the repository is corrupted, it is missing pack blobs with index-referenced content\n"
+        ),
+        Some(24)
+    );
+    assert_eq!(errors_counted("Listed 237 blobs.\n"), None);
     assert!(!is_blob_id("p5c61ed"));
     assert!(!is_blob_id("processing"));
     assert!(is_blob_id(
