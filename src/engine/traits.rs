@@ -248,6 +248,17 @@ pub struct GcOptions {
     pub overlapping: bool,
 }
 
+impl GcOptions {
+    /// Takes a server's one-at-a-time GC lock, unless this GC is to
+    /// overlap the others: the one rule every server's GC keeps.
+    pub fn one_at_a_time<'a>(
+        &self,
+        gc_lock: &'a std::sync::Mutex<()>,
+    ) -> Option<std::sync::MutexGuard<'a, ()>> {
+        (!self.overlapping).then(|| gc_lock.lock().expect("gc lock"))
+    }
+}
+
 /// What a repository check found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RepoCheck {

@@ -134,6 +134,12 @@ impl FaultKind {
         matches!(self, FaultKind::AggressiveGc | FaultKind::OverlappingGc)
     }
 
+    /// Runs the repository's GC at all, once or over and over: it deletes
+    /// from the repository, and what it removes can race a reader.
+    pub fn runs_any_gc(self) -> bool {
+        self == FaultKind::GcStorm || self.runs_gc()
+    }
+
     /// Damages the repository's files themselves (not through the
     /// repository's own GC): only where they are files snapstorm can reach.
     pub fn damages_files(self) -> bool {

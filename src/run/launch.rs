@@ -24,7 +24,7 @@ use crate::engine::options::GcTool;
 use crate::engine::scenario::Scenario;
 use crate::engine::store::{MetadataStore, StateLayout};
 use crate::engine::traits::{ClientFactory, FaultInjector, FileWriter, Server, Snapshotter};
-use crate::faults::{FaultKind, FaultSpec};
+use crate::faults::FaultSpec;
 use crate::multiclient::{MultiClientFileWriter, MultiClientSnapshotter};
 use crate::run::{self, RunHandle, RunLimit, RunParts};
 
@@ -186,12 +186,7 @@ async fn check_storage(spec: &RunSpec) -> Result<(), LaunchError> {
         _ => return Ok(()),
     };
     let append_only = refuses_deletes(rest).await.map_err(LaunchError::Storage)?;
-    if append_only
-        && let Some(fault) = spec
-            .faults
-            .iter()
-            .find(|f| f.kind == FaultKind::GcStorm || f.kind.runs_gc())
-    {
+    if append_only && let Some(fault) = spec.faults.iter().find(|f| f.kind.runs_any_gc()) {
         return Err(LaunchError::Setup(format!(
             "--fault {fault} deletes from the repository, and {rest} refuses deletes (append-only): drop the fault, or serve the repository without --append-only"
         )));

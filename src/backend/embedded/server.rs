@@ -723,7 +723,7 @@ impl Server for EmbeddedServer {
     }
 
     fn run_gc(&self, options: &GcOptions) -> BackendResult<GcDone> {
-        let _one_at_a_time = (!options.overlapping).then(|| self.gc_lock.lock().expect("gc lock"));
+        let _one_at_a_time = options.one_at_a_time(&self.gc_lock);
         let _seen = self.evidence.gc_running();
         let (repo, removals) = self.open_recording()?;
         let prune = if options.aggressive {

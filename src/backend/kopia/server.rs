@@ -639,7 +639,7 @@ impl Server for KopiaServer {
     }
 
     fn run_gc(&self, options: &GcOptions) -> BackendResult<GcDone> {
-        let _one_at_a_time = (!options.overlapping).then(|| self.gc_lock.lock().expect("gc lock"));
+        let _one_at_a_time = options.one_at_a_time(&self.gc_lock);
         let mut details = Details::new();
         details.insert("tool".into(), json!("kopia"));
         details.insert("aggressive".into(), json!(options.aggressive));

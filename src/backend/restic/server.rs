@@ -61,7 +61,7 @@ impl ResticServer {
     /// `restic unlock` (locks of processes that are gone: a killed client's)
     /// and `restic prune`, on the storage directly (not through the proxy).
     fn restic_prune(&self, options: &GcOptions) -> BackendResult<Details> {
-        let _one_at_a_time = (!options.overlapping).then(|| self.gc_lock.lock().expect("gc lock"));
+        let _one_at_a_time = options.one_at_a_time(&self.gc_lock);
         let evidence = self.inner.evidence();
         let _seen = evidence.gc_running();
         // The directory, or the external server's URL with its password:

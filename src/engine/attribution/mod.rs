@@ -105,7 +105,7 @@ fn can_cause(fault: FaultKind, incident: &Incident) -> bool {
             | FaultKind::KillClient
             | FaultKind::StorageErrors
     );
-    let gc = fault == FaultKind::GcStorm || fault.runs_gc();
+    let gc = fault.runs_any_gc();
     let damage = fault.damages_data() && incident.origin.reads_data();
     match incident.kind {
         IncidentKind::Failure(
