@@ -10,7 +10,9 @@
 # Settings (environment):
 #   SNAPSTORM   the binary (default target/release/snapstorm)
 #   RESTIC_EXE  the restic program (default: restic on PATH)
-#   BACKENDS    backends to run each preset with (default "embedded restic")
+#   BACKENDS    backends to run each preset with (default "embedded restic mixed";
+#               a preset a backend cannot run, e.g. gc = "restic" on embedded,
+#               gets a row saying it was refused and why)
 #   CLIENTS     clients per run (default 2)
 #   DURATION    length of each run (default 20s; the presets' faults are at 10s)
 #   SEED        the seed of every run (default 1)
@@ -18,7 +20,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "$0")/.." && pwd)"
 SNAPSTORM="${SNAPSTORM:-$here/target/release/snapstorm}"
-BACKENDS="${BACKENDS:-embedded restic}"
+BACKENDS="${BACKENDS:-embedded restic mixed}"
 CLIENTS="${CLIENTS:-2}"
 DURATION="${DURATION:-20s}"
 SEED="${SEED:-1}"
@@ -44,6 +46,12 @@ for preset in $presets; do
       >"$run.out" 2>"$run.err"
     code=$?
     set -e
+    if [ "$code" = 2 ] && [ ! -f "$run.json" ]; then
+      why="$(grep -m1 '^snapstorm: ' "$run.err" | sed 's/^snapstorm: //; s/|/\\|/g')"
+      case "$backend" in embedded) who=rustic_core ;; mixed) who="rustic_core + restic" ;; *) who="$backend" ;; esac
+      echo "| \`$preset\` | $who | 2 | refused: $why | | | | |"
+      continue
+    fi
     [ -f "$run.json" ] || { echo "field.sh: $preset on $backend wrote no report (exit $code):" >&2; tail -3 "$run.err" >&2; exit 1; }
     python3 - "$run.json" "$preset" "$backend" "$code" <<'PY'
 import json, sys

@@ -418,6 +418,65 @@ fn killed_client_leaves_partial_work_and_the_error_is_explained() {
     assert!(text.contains("no errors were found"), "{text}");
 }
 
+/// A client frozen mid-snapshot (`pause-client`): its requests are held
+/// for the pause, longer than its 5 s request timeout, so the snapshot in
+/// flight waits and fails; the error is the pause's, the other client works
+/// on untouched, and nothing is lost (the run's own GC is lock-free-safe).
+#[test]
+fn paused_client_waits_mid_snapshot_and_only_it() {
+    let mut spec = fault(FaultKind::PauseClient, 3, Some(10));
+    spec.client = Some(2);
+    let observed = run_with(KEEP_EVERYTHING, 2, 25, vec![spec]);
+    let report = &observed.report;
+    let injected = observed.injected_at();
+    let records = observed.finished_after(injected);
+    let held: Vec<_> = records
+        .iter()
+        .filter(|r| r.client == ClientId(2) && r.action == Action::SnapshotRoot)
+        .filter(|r| r.duration_ms >= 8_000)
+        .collect();
+    assert!(
+        !held.is_empty(),
+        "client-2's snapshot in flight waited for the pause: {:#?}",
+        records
+            .iter()
+            .filter(|r| r.client == ClientId(2))
+            .map(|r| (r.action, r.outcome, r.duration_ms))
+            .collect::<Vec<_>>()
+    );
+    for record in records.iter().filter(|r| r.outcome == Outcome::Error) {
+        assert_eq!(record.client, ClientId(2), "{record:#?}");
+        assert!(
+            record
+                .explained_by
+                .as_deref()
+                .is_some_and(|f| f.starts_with("pause-client")),
+            "{record:#?}"
+        );
+    }
+    let client_1_during_pause = observed
+        .events
+        .iter()
+        .filter(|(at, _)| *at > injected + Duration::from_secs(2))
+        .filter(|(at, _)| *at < injected + Duration::from_secs(10))
+        .filter(|(_, e)| matches!(e, Event::ActionFinished(r) if r.client == ClientId(1)))
+        .count();
+    assert!(
+        client_1_during_pause > 0,
+        "client-1 went on during the pause"
+    );
+    let client_1 = &report
+        .clients
+        .iter()
+        .find(|c| c.id == ClientId(1))
+        .unwrap()
+        .counts;
+    assert_eq!(client_1.errors, 0);
+    assert_eq!(report.unexpected_failures(), 0, "{:#?}", report.failures);
+    let fault = &report.faults[0];
+    assert!(fault.injected && fault.damaged.is_none(), "{fault:#?}");
+}
+
 #[test]
 fn aggressive_gc_during_backups_is_recorded_and_every_loss_attributed() {
     let observed = run_with(

@@ -116,6 +116,54 @@ fn a_failing_storage_loses_no_snapshot_that_reported_success() {
     }
 }
 
+/// A frozen lock-free backup and `restic prune` (rustic docs #144): with
+/// a rustic_core client frozen (`--backend mixed`, client-1), the prune
+/// takes no notice of it and deletes the packs it had uploaded, and the
+/// snapshots built on them cannot be restored — unexpected, for the pause
+/// damaged nothing. A frozen restic client holds its lock, the prune waits,
+/// and nothing is lost.
+#[test]
+fn a_frozen_lock_free_backup_loses_its_packs_to_restic_prune() {
+    let preset = "field/rustic-docs-144-paused-backup";
+    let (code, err, report) = run_preset(preset, "mixed");
+    assert_eq!(code, 1, "{err}");
+    let faults = report["faults"].as_array().unwrap();
+    assert_eq!(faults[0]["kind"], "pause-client", "{faults:#?}");
+    assert_eq!(faults[0]["injected"], true, "{faults:#?}");
+    assert!(
+        err.contains("pause-client: holding the client mid-snapshot"),
+        "the pause caught client-1 mid-snapshot: {err}"
+    );
+    let failures = report["failures"].as_array().unwrap();
+    for failure in failures {
+        assert_eq!(failure["unexpected"], true, "{failure:#}");
+        assert_eq!(failure["explained_by"], Value::Null, "{failure:#}");
+    }
+    assert!(
+        failures.iter().any(|failure| failure["client"] == 1
+            && failure["kind"] == "restore-failed"
+            && failure["details"].as_str().unwrap().contains("/data/")),
+        "the frozen client's restore misses a data pack: {failures:#?}"
+    );
+    let totals = &report["totals"];
+    assert_eq!(
+        totals["unexpected_failures"].as_u64(),
+        Some(failures.len() as u64),
+        "{totals:#}"
+    );
+
+    let (code, err, report) = run_preset(preset, "restic");
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("signal=\"SIGSTOP\"") && err.contains("signal=\"SIGCONT\""),
+        "the frozen restic process was stopped and let go on: {err}"
+    );
+    assert_eq!(report["faults"][0]["injected"], true, "{report:#}");
+    let totals = &report["totals"];
+    assert_eq!(totals["verification_failures"], 0, "{totals:#}");
+    assert_eq!(totals["errors"], totals["expected_errors"], "{totals:#}");
+}
+
 #[test]
 fn scenarios_lists_the_field_group_under_its_own_heading() {
     let (code, out, _) = common::snapstorm(&["scenarios"]);
@@ -132,6 +180,7 @@ fn scenarios_lists_the_field_group_under_its_own_heading() {
         "field/restic-2191-empty-pack",
         "field/kopia-1087-overlapping-gc",
         "field/restic-3646-storage-errors",
+        "field/rustic-docs-144-paused-backup",
     ] {
         assert!(field.contains(preset), "{out}");
     }

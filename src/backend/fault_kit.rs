@@ -280,10 +280,11 @@ impl FaultKit {
         Ok((label, client.to_string()))
     }
 
-    /// `kill-client`: the spec's client (or a running one) is cut off by
-    /// the backend's proxy once it uploads (`arm` arms that); a write and
-    /// a snapshot are queued so that it has something to upload now.
-    pub fn kill_client(
+    /// `kill-client` and `pause-client`: the spec's client (or a running
+    /// one) is caught by the backend's proxy once it uploads (`arm` arms
+    /// that: a cut, or a hold); a write and a snapshot are queued so that
+    /// it has something to upload now.
+    pub fn catch_mid_snapshot(
         &self,
         spec: &FaultSpec,
         clients: &[ClientId],

@@ -239,17 +239,34 @@ impl Processes {
     /// SIGKILLs every process `user` runs now (each whole process group);
     /// returns how many.
     pub fn kill(&self, user: &str) -> usize {
-        let table = self.table.lock().expect("processes lock");
-        let pids: Vec<u32> = table
-            .running
-            .values()
-            .filter(|r| r.user == user)
-            .map(|r| r.pid)
-            .collect();
+        let pids = self.running_pids(user);
         for pid in &pids {
             kill_group(*pid);
         }
         pids.len()
+    }
+
+    /// Stops (`SIGSTOP`, `frozen`) or continues (`SIGCONT`) every process
+    /// `user` runs now, each whole process group; returns how many.
+    pub fn freeze(&self, user: &str, frozen: bool) -> usize {
+        let signal = if frozen { Signal::STOP } else { Signal::CONT };
+        let pids = self.running_pids(user);
+        for pid in &pids {
+            if let Some(pid) = i32::try_from(*pid).ok().and_then(Pid::from_raw) {
+                let _ = kill_process_group(pid, signal);
+            }
+        }
+        pids.len()
+    }
+
+    fn running_pids(&self, user: &str) -> Vec<u32> {
+        let table = self.table.lock().expect("processes lock");
+        table
+            .running
+            .values()
+            .filter(|r| r.user == user)
+            .map(|r| r.pid)
+            .collect()
     }
 
     /// The id of a process `user` runs now, if any.

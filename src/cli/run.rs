@@ -24,7 +24,7 @@ pub fn faults() -> ExitCode {
     println!(
         "\nwrite KIND@TIME[:DURATION][,key=value…], e.g. --fault corrupt-pack@15s --fault server-restart@20s:5s\n\
          network options: latency={}, drop={} (percent of requests), error={} (percent answered 500)\n\
-         revoke-client / kill-client option: client=N (default: a random client)\n\
+         revoke-client / kill-client / pause-client option: client=N (default: a random client)\n\
          truncate-pack option: size=SIZE (default 2MiB; a pack longer than it is cut to it)\n\
          storage-errors option: share={share} (percent of requests the storage answers 500/503)\n\
          --backend kopia: every fault but {refused}; network's error= resets the connection (TLS passes the proxy untouched)",

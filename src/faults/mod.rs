@@ -6,7 +6,8 @@
 //! A fault is written `KIND@TIME[:DURATION][,key=value…]`, e.g.
 //! `corrupt-pack@15s`, `server-restart@20s:5s`,
 //! `network@10s:20s,latency=300ms,drop=10,error=10`, `revoke-client@30s,client=2`,
-//! `truncate-pack@20s,size=2MiB`, `storage-errors@10s:20s,share=30`.
+//! `truncate-pack@20s,size=2MiB`, `storage-errors@10s:20s,share=30`,
+//! `pause-client@10s:20s,client=1`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -19,7 +20,7 @@ use serde::{Deserialize, Serialize};
 /// give up, so the snapshot in flight fails with its partial upload left behind.
 pub const KILL_CUT: Duration = Duration::from_secs(10);
 
-/// How long a `kill-client` waits for the client's upload to cut into
+/// How long a `kill-client` or `pause-client` waits for the client's upload to catch
 /// before it gives up.
 pub const KILL_ARMED_FOR: Duration = Duration::from_secs(120);
 
@@ -64,12 +65,16 @@ pub enum FaultKind {
     /// The storage answers a share of requests with HTTP 500/503 (restic
     /// #3646: a storage upgrade), behind the proxy, where the server is.
     StorageErrors,
+    /// Freeze a client in the middle of a snapshot for a while, its packs
+    /// uploaded and not yet indexed (rustic docs #144: a frozen lock-free
+    /// backup whose packs `restic prune` deleted).
+    PauseClient,
 }
 
 impl FaultKind {
     /// Every fault, in the order menus number them (new ones last, so a
     /// fault keeps its key).
-    pub const ALL: [FaultKind; 13] = [
+    pub const ALL: [FaultKind; 14] = [
         FaultKind::CorruptPack,
         FaultKind::DeletePack,
         FaultKind::DeleteIndex,
@@ -83,6 +88,7 @@ impl FaultKind {
         FaultKind::EmptyPack,
         FaultKind::OverlappingGc,
         FaultKind::StorageErrors,
+        FaultKind::PauseClient,
     ];
 
     pub fn name(self) -> &'static str {
@@ -100,6 +106,7 @@ impl FaultKind {
             FaultKind::EmptyPack => "empty-pack",
             FaultKind::OverlappingGc => "overlapping-gc",
             FaultKind::StorageErrors => "storage-errors",
+            FaultKind::PauseClient => "pause-client",
         }
     }
 
@@ -120,6 +127,9 @@ impl FaultKind {
             FaultKind::OverlappingGc => "two GCs at once, neither waiting for the other",
             FaultKind::StorageErrors => {
                 "the storage fails share= of requests (30%) with 500/503 for DURATION"
+            }
+            FaultKind::PauseClient => {
+                "freeze a client mid-snapshot for DURATION, then let it go on"
             }
         }
     }
@@ -157,9 +167,10 @@ impl FaultKind {
     pub fn default_duration(self) -> Option<Duration> {
         match self {
             FaultKind::ServerRestart => Some(Duration::from_secs(5)),
-            FaultKind::Network | FaultKind::GcStorm | FaultKind::StorageErrors => {
-                Some(Duration::from_secs(15))
-            }
+            FaultKind::Network
+            | FaultKind::GcStorm
+            | FaultKind::StorageErrors
+            | FaultKind::PauseClient => Some(Duration::from_secs(15)),
             _ => None,
         }
     }
@@ -174,6 +185,7 @@ impl FaultKind {
                 | FaultKind::RevokeClient
                 | FaultKind::GcStorm
                 | FaultKind::StorageErrors
+                | FaultKind::PauseClient
         )
     }
 
@@ -185,7 +197,10 @@ impl FaultKind {
 
     /// Whether it hits one client (`client=N`).
     pub fn targets_client(self) -> bool {
-        matches!(self, FaultKind::RevokeClient | FaultKind::KillClient)
+        matches!(
+            self,
+            FaultKind::RevokeClient | FaultKind::KillClient | FaultKind::PauseClient
+        )
     }
 
     pub fn parse(name: &str) -> Option<FaultKind> {
@@ -228,7 +243,7 @@ pub struct FaultSpec {
     pub at: Duration,
     pub duration: Option<Duration>,
     pub network: NetworkFault,
-    /// `revoke-client` / `kill-client`: client number N (`client-N`)
+    /// `revoke-client` / `kill-client` / `pause-client`: client number N (`client-N`)
     /// instead of a random one.
     pub client: Option<u32>,
     /// In a run of fixed per-client sequences on the recorded schedule: the
@@ -345,7 +360,7 @@ impl FaultSpec {
         }
         if self.client.is_some() && !kind.targets_client() {
             return Err(format!(
-                "{kind} hits no single client; `client=` is for revoke-client and kill-client"
+                "{kind} hits no single client; `client=` is for revoke-client, kill-client and pause-client"
             ));
         }
         if self.client == Some(0) {
@@ -506,7 +521,7 @@ impl FromStr for FaultSpec {
                 "share" => spec.share = Some(parse_percent(key, value).map_err(&fail)?),
                 _ => {
                     return Err(fail(format!(
-                        "unknown option `{key}`; options are latency, drop, error (network), client (revoke-client, kill-client), size (truncate-pack) and share (storage-errors)"
+                        "unknown option `{key}`; options are latency, drop, error (network), client (revoke-client, kill-client, pause-client), size (truncate-pack) and share (storage-errors)"
                     )));
                 }
             }

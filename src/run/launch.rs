@@ -244,6 +244,16 @@ pub async fn embedded_parts(spec: &RunSpec) -> Result<EmbeddedParts, LaunchError
                     tracing::warn!(target: "snapstorm::faults", user, killed, "kill-client: SIGKILLed the client's restic process");
                 }
             }));
+            // pause-client: while the proxy holds the client, its restic
+            // process is stopped (SIGSTOP), and it goes on after (SIGCONT).
+            let freezer = processes.clone();
+            server.proxy().on_hold(Arc::new(move |user, frozen| {
+                let signalled = freezer.freeze(user, frozen);
+                if signalled > 0 {
+                    let signal = if frozen { "SIGSTOP" } else { "SIGCONT" };
+                    tracing::warn!(target: "snapstorm::faults", user, signalled, signal, "pause-client: signalled the client's restic process");
+                }
+            }));
             let cache_layout = layout.clone();
             let restic = ResticClients {
                 binary: binary.clone(),

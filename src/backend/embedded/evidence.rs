@@ -30,6 +30,8 @@ pub enum Disturbance {
     Reset,
     /// The proxy cut a killed client off.
     CutOff,
+    /// The proxy held a paused client's request (pause-client).
+    Held,
     /// The proxy could not reach the server.
     UpstreamFailed,
     /// The server refused the user (HTTP status).
@@ -47,6 +49,7 @@ impl fmt::Display for Disturbance {
             }
             Disturbance::Reset => f.write_str("the proxy reset a connection (network fault)"),
             Disturbance::CutOff => f.write_str("the proxy cut the client off (kill-client)"),
+            Disturbance::Held => f.write_str("the proxy held the client's request (pause-client)"),
             Disturbance::UpstreamFailed => f.write_str("the proxy could not reach the server"),
             Disturbance::Refused(status) => write!(f, "the server refused the user ({status})"),
             Disturbance::StorageFailed(status) => {

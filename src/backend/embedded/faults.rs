@@ -186,8 +186,16 @@ impl FaultInjector for EmbeddedFaults {
                 )?
             }
             FaultKind::KillClient => {
-                return self.kit.kill_client(spec, clients, host, |client| {
+                return self.kit.catch_mid_snapshot(spec, clients, host, |client| {
                     self.server.proxy().arm_kill(&client.to_string(), KILL_CUT)
+                });
+            }
+            FaultKind::PauseClient => {
+                let frozen_for = duration.unwrap_or_default();
+                return self.kit.catch_mid_snapshot(spec, clients, host, |client| {
+                    self.server
+                        .proxy()
+                        .arm_pause(&client.to_string(), frozen_for)
                 });
             }
             FaultKind::AggressiveGc => {

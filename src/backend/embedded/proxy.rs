@@ -1,7 +1,8 @@
 //! A loopback HTTP proxy between the clients and the server, where network
 //! faults happen: added latency, dropped connections (closed without an
-//! answer) and HTTP 500s, each for a share of requests; and the cut that
-//! kills one client in the middle of its upload.
+//! answer) and HTTP 500s, each for a share of requests; the cut that
+//! kills one client in the middle of its upload, and the hold that freezes
+//! one there for a while.
 //!
 //! In front of a storage without a user per client (an external REST
 //! server's one user), the proxy gives each client a user of its own: it
@@ -15,7 +16,7 @@
 //! mistake it for a success. Every request the proxy disturbs is recorded
 //! in the backend's evidence, under the user it carried.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -52,19 +53,43 @@ enum Dropped {
     Upstream(String),
 }
 
+/// What happens to a client caught in the middle of its snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Catch {
+    /// Every request dropped (`kill-client`).
+    Cut,
+    /// Every request held, then let through (`pause-client`).
+    Hold,
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Kill {
     /// The user's uploads go through until a data pack has landed (the
-    /// partial work left in the repository); its next upload starts the cut.
-    /// rustic writes the index only after all packs, so the pack that landed
-    /// is named by no index.
+    /// partial work left in the repository); its next upload starts the
+    /// cut or the hold. rustic and restic write the index only after the
+    /// packs, so the pack that landed is named by no index.
     Armed {
+        catch: Catch,
         expires: Instant,
         window: Duration,
         data_landed: bool,
     },
     /// Every request of the user is dropped until then.
     Cutting { until: Instant },
+    /// Every request of the user waits until then.
+    Holding { until: Instant },
+}
+
+/// What the proxy does with one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Pass,
+    Cut,
+    /// Held until then; `first` for the request that started the hold.
+    Hold {
+        until: Instant,
+        first: bool,
+    },
 }
 
 /// Where the proxy forwards, and with whose credentials.
@@ -122,10 +147,19 @@ struct ProxyState {
     /// Called with the user each time a request of a killed client is cut:
     /// a backend whose clients are processes kills the process there.
     on_cut: Mutex<Option<CutHook>>,
+    /// Called when a paused client's hold starts (`true`) and ends
+    /// (`false`): a backend whose clients are processes stops them there
+    /// and lets them go on.
+    on_hold: Mutex<Option<HoldHook>>,
+    /// Users whose hold is on (their processes stopped).
+    held: Mutex<HashSet<String>>,
 }
 
 /// What the proxy calls when it cuts a killed client's request.
 pub type CutHook = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// What the proxy calls when a paused client's hold starts or ends.
+pub type HoldHook = Arc<dyn Fn(&str, bool) + Send + Sync>;
 
 /// The proxy; cheap to share.
 pub struct FaultProxy {
@@ -151,6 +185,8 @@ impl FaultProxy {
             rng: Mutex::new(rand_chacha::ChaCha8Rng::seed_from_u64(seed)),
             evidence,
             on_cut: Mutex::new(None),
+            on_hold: Mutex::new(None),
+            held: Mutex::new(HashSet::new()),
         });
         let serving = serve(state.clone(), SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         Ok(FaultProxy {
@@ -198,22 +234,32 @@ impl FaultProxy {
         self.state.network.clear();
     }
 
-    /// Ends every kill now, armed or cutting.
+    /// Ends every kill and every pause now, armed or acting; a paused
+    /// client goes on.
     pub fn clear_kills(&self) {
         self.state.kills.lock().expect("kills lock").clear();
+        let held: Vec<String> = self.state.held.lock().expect("held lock").drain().collect();
+        for user in held {
+            self.state.resumed(&user);
+        }
     }
 
     /// Once a data pack of `user` has landed, its next upload starts a cut
     /// of `window`: all its requests dropped.
     pub fn arm_kill(&self, user: &str, window: Duration) {
-        self.state.kills.lock().expect("kills lock").insert(
-            user.to_owned(),
-            Kill::Armed {
-                expires: Instant::now() + KILL_ARMED_FOR,
-                window,
-                data_landed: false,
-            },
-        );
+        self.state.arm(user, Catch::Cut, window);
+    }
+
+    /// Once a data pack of `user` has landed, its next upload starts a hold
+    /// of `window`: all its requests wait, the user's processes are stopped
+    /// (the hold hook), then everything goes on.
+    pub fn arm_pause(&self, user: &str, window: Duration) {
+        self.state.arm(user, Catch::Hold, window);
+    }
+
+    /// Calls `hook` when a paused client's hold starts and when it ends.
+    pub fn on_hold(&self, hook: HoldHook) {
+        *self.state.on_hold.lock().expect("hook lock") = Some(hook);
     }
 
     /// Calls `hook` with the user whenever a killed client's request is cut
@@ -248,19 +294,32 @@ async fn serve(state: Arc<ProxyState>, addr: SocketAddr) -> std::io::Result<Serv
 }
 
 impl ProxyState {
-    /// Whether this request of `user` is to be cut off.
-    fn cut(&self, user: &str, request: &Request<Incoming>) -> bool {
+    fn arm(&self, user: &str, catch: Catch, window: Duration) {
+        self.kills.lock().expect("kills lock").insert(
+            user.to_owned(),
+            Kill::Armed {
+                catch,
+                expires: Instant::now() + KILL_ARMED_FOR,
+                window,
+                data_landed: false,
+            },
+        );
+    }
+
+    /// What becomes of this request of `user`.
+    fn fate(&self, user: &str, request: &Request<Incoming>) -> Fate {
         let mut kills = self.kills.lock().expect("kills lock");
         let now = Instant::now();
         let Some(kill) = kills.get(user).copied() else {
-            return false;
+            return Fate::Pass;
         };
         match kill {
             Kill::Armed { expires, .. } if now > expires => {
                 kills.remove(user);
-                false
+                Fate::Pass
             }
             Kill::Armed {
+                catch,
                 window,
                 data_landed,
                 expires,
@@ -271,36 +330,72 @@ impl ProxyState {
                         .iter()
                         .any(|t| path.contains(t));
                 if !upload {
-                    return false;
+                    return Fate::Pass;
                 }
                 if !data_landed {
                     // Let uploads through until a data pack has landed: that
-                    // pack is the partial work the kill leaves behind.
+                    // pack is the partial work the kill or pause leaves behind.
                     let data_landed = path.contains("/data/");
                     kills.insert(
                         user.to_owned(),
                         Kill::Armed {
+                            catch,
                             expires,
                             window,
                             data_landed,
                         },
                     );
-                    return false;
+                    return Fate::Pass;
                 }
-                tracing::warn!(target: "snapstorm::faults", user, "kill-client: cutting the client off mid-snapshot");
-                kills.insert(
-                    user.to_owned(),
-                    Kill::Cutting {
-                        until: now + window,
-                    },
-                );
-                true
+                let until = now + window;
+                match catch {
+                    Catch::Cut => {
+                        tracing::warn!(target: "snapstorm::faults", user, "kill-client: cutting the client off mid-snapshot");
+                        kills.insert(user.to_owned(), Kill::Cutting { until });
+                        Fate::Cut
+                    }
+                    Catch::Hold => {
+                        tracing::warn!(target: "snapstorm::faults", user, "pause-client: holding the client mid-snapshot");
+                        kills.insert(user.to_owned(), Kill::Holding { until });
+                        Fate::Hold { until, first: true }
+                    }
+                }
             }
-            Kill::Cutting { until } if now < until => true,
-            Kill::Cutting { .. } => {
+            Kill::Cutting { until } if now < until => Fate::Cut,
+            Kill::Holding { until } if now < until => Fate::Hold {
+                until,
+                first: false,
+            },
+            Kill::Cutting { .. } | Kill::Holding { .. } => {
                 kills.remove(user);
-                false
+                Fate::Pass
             }
+        }
+    }
+
+    /// The hold of `user` starts: its processes stop (the hold hook) until
+    /// `until`, when they go on, whether or not a request is waiting.
+    fn hold_starts(self: &Arc<Self>, user: &str, until: Instant) {
+        self.held.lock().expect("held lock").insert(user.to_owned());
+        let hook = self.on_hold.lock().expect("hook lock").clone();
+        if let Some(hook) = hook {
+            hook(user, true);
+        }
+        let (state, user) = (self.clone(), user.to_owned());
+        tokio::spawn(async move {
+            tokio::time::sleep_until(until.into()).await;
+            if state.held.lock().expect("held lock").remove(&user) {
+                state.resumed(&user);
+            }
+        });
+    }
+
+    /// `user`'s hold is over: its processes go on.
+    fn resumed(&self, user: &str) {
+        tracing::warn!(target: "snapstorm::faults", user, "pause-client: the client goes on");
+        let hook = self.on_hold.lock().expect("hook lock").clone();
+        if let Some(hook) = hook {
+            hook(user, false);
         }
     }
 }
@@ -320,7 +415,7 @@ fn refused() -> Response<ProxyBody> {
 }
 
 async fn forward(
-    state: &ProxyState,
+    state: &Arc<ProxyState>,
     mut request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, BoxError> {
     let credentials = crate::server::http::basic_credentials(request.headers());
@@ -353,13 +448,23 @@ async fn forward(
             }
         }
     }
-    if state.cut(&user, &request) {
-        disturbed(Disturbance::CutOff);
-        let hook = state.on_cut.lock().expect("hook lock").clone();
-        if let Some(hook) = hook {
-            hook(&user);
+    match state.fate(&user, &request) {
+        Fate::Pass => {}
+        Fate::Cut => {
+            disturbed(Disturbance::CutOff);
+            let hook = state.on_cut.lock().expect("hook lock").clone();
+            if let Some(hook) = hook {
+                hook(&user);
+            }
+            return Err(Dropped::Killed.into());
         }
-        return Err(Dropped::Killed.into());
+        Fate::Hold { until, first } => {
+            disturbed(Disturbance::Held);
+            if first {
+                state.hold_starts(&user, until);
+            }
+            tokio::time::sleep_until(until.into()).await;
+        }
     }
     if let Some(fault) = state.network.now() {
         tokio::time::sleep(fault.latency).await;

@@ -11,7 +11,8 @@
 //! - Every process runs in its own process group with a deadline; at the
 //!   deadline the whole group is SIGKILLed and the call is an error.
 //!   `kill-client` SIGKILLs a restic client's process when the proxy cuts it
-//!   off mid-snapshot.
+//!   off mid-snapshot; `pause-client` stops it there (SIGSTOP) and lets it
+//!   go on (SIGCONT) when the pause ends.
 //! - GC stays the Server's: rustic_core's prune, or with `gc = "restic"`,
 //!   `restic prune` with restic's exclusive lock.
 

@@ -16,7 +16,8 @@
 //!   name what an incident could not read, or what a fault damaged, the
 //!   fault's time decides instead (the weaker rule, said in the docs).
 //! - Transport faults (`server-restart`, `network`, `revoke-client`,
-//!   `kill-client`, and `storage-errors`, the storage failing requests)
+//!   `kill-client`, `pause-client`, and `storage-errors`, the storage
+//!   failing requests)
 //!   explain errors whose requests did not get through (the proxy or the
 //!   server recorded their fate), while they last (plus a few seconds for
 //!   retries); client faults only for their client. They damage nothing:
@@ -104,6 +105,7 @@ fn can_cause(fault: FaultKind, incident: &Incident) -> bool {
             | FaultKind::RevokeClient
             | FaultKind::KillClient
             | FaultKind::StorageErrors
+            | FaultKind::PauseClient
     );
     let gc = fault.runs_any_gc();
     let damage = fault.damages_data() && incident.origin.reads_data();
@@ -273,6 +275,10 @@ impl FaultLedger {
             // The cut starts when the client's upload reaches it, at the latest
             // when the kill stops waiting, and lasts KILL_CUT.
             FaultKind::KillClient => Some(now + KILL_ARMED_FOR + KILL_CUT + TRANSIENT_SLACK),
+            // The hold starts as the cut does and lasts its duration.
+            FaultKind::PauseClient => {
+                Some(now + KILL_ARMED_FOR + duration.unwrap_or_default() + TRANSIENT_SLACK)
+            }
             _ => Some(now + duration.unwrap_or_default() + TRANSIENT_SLACK),
         };
         self.entries.lock().expect("ledger lock").push(Entry {

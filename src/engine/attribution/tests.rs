@@ -143,6 +143,42 @@ fn transport_faults_explain_errors_not_failures() {
     }
 }
 
+/// A paused client (`pause-client`, rustic docs #144): its own requests
+/// that did not get through are the pause's, another client's are not, and
+/// a snapshot that cannot be restored after the pause is unexpected — the
+/// pause damages nothing; whatever removed the frozen backup's packs did.
+#[test]
+fn a_pause_explains_its_clients_errors_and_no_lost_data() {
+    let ledger = FaultLedger::new(Instant::now());
+    let before = Instant::now();
+    let label = ledger.record(
+        FaultKind::PauseClient,
+        "client-1",
+        Some(ClientId(1)),
+        Some(Duration::from_secs(10)),
+        None,
+    );
+    let snapshot = Action::SnapshotRoot;
+    assert_eq!(
+        explained(&ledger, &incident(1, snapshot, NOT_THROUGH, before)),
+        Some(label)
+    );
+    assert_eq!(
+        explained(&ledger, &incident(2, snapshot, NOT_THROUGH, before)),
+        None
+    );
+    let restore = Action::RestoreRandomSnapshot;
+    assert_eq!(
+        explained(&ledger, &incident(1, restore, RESTORE_FAILED, before)),
+        None
+    );
+    assert_eq!(
+        explained(&ledger, &incident(1, restore, DATA, before)),
+        None
+    );
+    assert!(!ledger.damaged_data());
+}
+
 #[test]
 fn each_fault_gets_its_own_incidents_whatever_the_order() {
     for damage_first in [true, false] {

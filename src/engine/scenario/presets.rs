@@ -6,7 +6,7 @@
 use super::Scenario;
 
 /// The presets, by name, with their TOML text: the seed's, then the field's.
-pub const PRESETS: [(&str, &str); 10] = [
+pub const PRESETS: [(&str, &str); 11] = [
     (
         "randomized-small",
         include_str!("../../../assets/scenarios/randomized-small.toml"),
@@ -46,6 +46,10 @@ pub const PRESETS: [(&str, &str); 10] = [
     (
         "field/restic-3646-storage-errors",
         include_str!("../../../assets/scenarios/field/restic-3646-storage-errors.toml"),
+    ),
+    (
+        "field/rustic-docs-144-paused-backup",
+        include_str!("../../../assets/scenarios/field/rustic-docs-144-paused-backup.toml"),
     ),
 ];
 
