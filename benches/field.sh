@@ -14,7 +14,7 @@
 #               a preset a backend cannot run, e.g. gc = "restic" on embedded,
 #               gets a row saying it was refused and why)
 #   CLIENTS     clients per run (default 2)
-#   DURATION    length of each run (default 20s; the presets' faults are at 10s)
+#   DURATION    length of each run (default 30s: the presets act by 16s)
 #   SEED        the seed of every run (default 1)
 set -euo pipefail
 
@@ -22,7 +22,7 @@ here="$(cd "$(dirname "$0")/.." && pwd)"
 SNAPSTORM="${SNAPSTORM:-$here/target/release/snapstorm}"
 BACKENDS="${BACKENDS:-embedded restic mixed}"
 CLIENTS="${CLIENTS:-2}"
-DURATION="${DURATION:-20s}"
+DURATION="${DURATION:-30s}"
 SEED="${SEED:-1}"
 
 [ -x "$SNAPSTORM" ] || { echo "field.sh: no binary at $SNAPSTORM: run cargo build --release first" >&2; exit 2; }

@@ -11,6 +11,11 @@ use serde_json::Value;
 /// `snapstorm run --scenario PRESET` with `backend` for 20 s (the preset's
 /// fault is at 10 s); the exit code, stderr and the report.
 fn run_preset(preset: &str, backend: &str) -> (i32, String, Value) {
+    run_preset_for(preset, backend, "20s")
+}
+
+/// [`run_preset`] for `duration`.
+fn run_preset_for(preset: &str, backend: &str, duration: &str) -> (i32, String, Value) {
     let dir = tempfile::tempdir().unwrap();
     let restic = (backend != "embedded").then(|| common::require_program("restic"));
     let (code, _out, err, report) = common::snapstorm_run_with(
@@ -24,7 +29,7 @@ fn run_preset(preset: &str, backend: &str) -> (i32, String, Value) {
             "--clients",
             "2",
             "--duration",
-            "20s",
+            duration,
             "--seed",
             "1",
         ],
@@ -164,6 +169,52 @@ fn a_frozen_lock_free_backup_loses_its_packs_to_restic_prune() {
     assert_eq!(totals["errors"], totals["expected_errors"], "{totals:#}");
 }
 
+/// A lock left behind and another host's `unlock --remove-all` (restic
+/// #3126/#3182), with restic clients: the unlock removes the stale lock and
+/// the live lock of the frozen client-1 with it, `restic prune` then runs
+/// beside that backup and deletes its packs, and the check finds a pack
+/// the index names missing — unexpected, for the unlock removed locks, not
+/// data. (The same run without the unlock loses nothing: the prune waits
+/// for the frozen client's lock, as the paused-backup preset's restic run
+/// shows.)
+#[test]
+fn unlock_beside_a_frozen_backup_lets_prune_take_its_packs() {
+    let (code, err, report) =
+        run_preset_for("field/restic-3126-stale-lock-and-unlock", "restic", "30s");
+    assert_eq!(code, 1, "{err}");
+    let faults = report["faults"].as_array().unwrap();
+    let kinds: Vec<_> = faults.iter().map(|f| f["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["pause-client", "stale-lock", "unlock", "gc-storm"],
+        "{faults:#?}"
+    );
+    assert!(faults.iter().all(|f| f["injected"] == true), "{faults:#?}");
+    let removed: u32 = err
+        .split("successfully removed ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the unlock says what it removed: {err}"));
+    assert!(
+        removed >= 2,
+        "the unlock removed the stale lock and a live one: {err}"
+    );
+    let failures = report["failures"].as_array().unwrap();
+    assert!(!failures.is_empty(), "{report:#}");
+    for failure in failures {
+        assert_eq!(failure["unexpected"], true, "{failure:#}");
+        assert_eq!(failure["explained_by"], Value::Null, "{failure:#}");
+    }
+    assert!(
+        failures.iter().any(|failure| {
+            let details = failure["details"].as_str().unwrap();
+            details.contains("missing") || details.contains("/data/")
+        }),
+        "a pack the index names is gone: {failures:#?}"
+    );
+}
+
 #[test]
 fn scenarios_lists_the_field_group_under_its_own_heading() {
     let (code, out, _) = common::snapstorm(&["scenarios"]);
@@ -181,6 +232,7 @@ fn scenarios_lists_the_field_group_under_its_own_heading() {
         "field/kopia-1087-overlapping-gc",
         "field/restic-3646-storage-errors",
         "field/rustic-docs-144-paused-backup",
+        "field/restic-3126-stale-lock-and-unlock",
     ] {
         assert!(field.contains(preset), "{out}");
     }

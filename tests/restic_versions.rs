@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use common::{KEEP_EVERYTHING, ResticProgram};
 use snapstorm::backend::BackendKind;
-use snapstorm::backend::embedded::EmbeddedFaults;
+use snapstorm::backend::embedded::{EmbeddedFaults, STALE_LOCK_HOST};
 use snapstorm::engine::traits::{ClientId, FaultHost, FaultInjector};
 use snapstorm::engine::{Action, ActionParams, Outcome};
 use snapstorm::faults::{FaultKind, FaultSpec};
@@ -267,6 +267,104 @@ fn a_lock_held_by_a_process_a_fault_cut_off_is_that_faults() {
             0,
             "{version}: no process lingers with a lock"
         );
+        runtime.block_on(parts.server.stop());
+    }
+}
+
+/// `stale-lock` then `unlock`, with each release: restic reads the lock
+/// snapstorm leaves (another host's, so plain `restic unlock` keeps it), a
+/// backup waits for it until its patience runs out and gives up — an error
+/// the lock explains — and `unlock` (restic's `unlock --remove-all`) removes
+/// it, after which backups go through and nothing more is the lock's.
+#[test]
+fn a_stale_lock_holds_every_backup_until_unlock_removes_it() {
+    for program in ResticProgram::BOTH {
+        let binary = program.binary();
+        let version = binary.version;
+        let state = tempfile::tempdir().unwrap();
+        let runtime = common::runtime();
+        let scenario =
+            snapstorm::engine::scenario::Scenario::parse("locks", KEEP_EVERYTHING, "locks")
+                .unwrap();
+        let mut spec = RunSpec::new(scenario, state.path().to_path_buf(), 5);
+        spec.backend = BackendKind::Restic;
+        spec.restic_exe = Some(binary.path.clone());
+        let parts = runtime.block_on(embedded_parts(&spec)).unwrap();
+        let (engine, _) = parts.engine(&spec).unwrap();
+        let remove = parts.remove_all_locks.clone().expect("restic takes locks");
+        let faults = EmbeddedFaults::new(parts.server.clone(), runtime.handle().clone(), 5)
+            .removing_locks_with(remove);
+        let host: Arc<dyn FaultHost> = engine.clone();
+        let exec = |action| {
+            let params = ActionParams {
+                snapshot_id: None,
+                sub_path: None,
+            };
+            engine.exec_action(ClientId(1), action, &params)
+        };
+        let clients = [ClientId(1)];
+        assert_eq!(exec(Action::WriteRandomFiles).outcome, Outcome::Ok);
+        assert_eq!(exec(Action::SnapshotRoot).outcome, Outcome::Ok);
+
+        let stale = faults
+            .inject(
+                &FaultSpec::new(FaultKind::StaleLock, Duration::ZERO),
+                &clients,
+                &host,
+            )
+            .unwrap();
+        let repo = repository(state.path());
+        let password = repository_password(state.path());
+        assert_eq!(
+            live_locks(&binary.path, &repo, &password),
+            1,
+            "{version}: plain unlock keeps another host's fresh lock"
+        );
+        let lock_id = stale.target.trim_start_matches("locks/");
+        let shown = Command::new(&binary.path)
+            .args(["--no-cache", "--no-lock", "cat", "lock", lock_id])
+            .env("RESTIC_REPOSITORY", &repo)
+            .env("RESTIC_PASSWORD", &password)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let shown_text = String::from_utf8_lossy(&shown.stdout);
+        assert!(
+            shown.status.success() && shown_text.contains(STALE_LOCK_HOST),
+            "{version}: restic reads the lock left behind: {shown:?}"
+        );
+
+        assert_eq!(exec(Action::WriteRandomFiles).outcome, Outcome::Ok);
+        let held = exec(Action::SnapshotRoot);
+        assert_eq!(held.outcome, Outcome::Error, "{version}: {held:?}");
+        assert_eq!(
+            held.explained_by.as_deref(),
+            Some(stale.label.as_str()),
+            "{version}: {held:?}"
+        );
+
+        let unlock = faults
+            .inject(
+                &FaultSpec::new(FaultKind::Unlock, Duration::ZERO),
+                &clients,
+                &host,
+            )
+            .unwrap();
+        // 0.18 counts them ("removed 1 locks"), 0.14 does not.
+        assert!(
+            unlock.target.contains("successfully removed"),
+            "{version}: {}",
+            unlock.target
+        );
+        assert_eq!(locks(&repo), 0, "{version}");
+        let after = exec(Action::SnapshotRoot);
+        assert_eq!(after.outcome, Outcome::Ok, "{version}: {after:?}");
+        let report = engine.report();
+        assert_eq!(
+            report.totals.errors, report.totals.expected_errors,
+            "{version}: {report:#?}"
+        );
+        assert_eq!(report.unexpected_failures(), 0, "{version}");
         runtime.block_on(parts.server.stop());
     }
 }

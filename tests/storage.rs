@@ -123,7 +123,24 @@ fn locations_that_cannot_be_used_are_refused_before_anything_is_written() {
         ),
         (
             vec!["--repository", &reachable, "--fault", "corrupt-pack@1s"],
-            "damages the repository's files",
+            "writes the repository's files itself",
+            false,
+        ),
+        (
+            vec![
+                "--backend",
+                "restic",
+                "--repository",
+                &reachable,
+                "--fault",
+                "stale-lock@1s",
+            ],
+            "writes the repository's files itself",
+            false,
+        ),
+        (
+            vec!["--fault", "unlock@1s"],
+            "rustic_core is lock-free",
             false,
         ),
         (

@@ -69,12 +69,19 @@ pub enum FaultKind {
     /// uploaded and not yet indexed (rustic docs #144: a frozen lock-free
     /// backup whose packs `restic prune` deleted).
     PauseClient,
+    /// Leave an exclusive lock in the repository, of a process gone on
+    /// another host (restic #3126/#3182: a lock left behind).
+    StaleLock,
+    /// Remove every lock, live ones too, as another host's `restic unlock
+    /// --remove-all` does (restic #3126/#3182: a live lock removed, and a
+    /// prune ran beside a backup).
+    Unlock,
 }
 
 impl FaultKind {
     /// Every fault, in the order menus number them (new ones last, so a
     /// fault keeps its key).
-    pub const ALL: [FaultKind; 14] = [
+    pub const ALL: [FaultKind; 16] = [
         FaultKind::CorruptPack,
         FaultKind::DeletePack,
         FaultKind::DeleteIndex,
@@ -89,6 +96,8 @@ impl FaultKind {
         FaultKind::OverlappingGc,
         FaultKind::StorageErrors,
         FaultKind::PauseClient,
+        FaultKind::StaleLock,
+        FaultKind::Unlock,
     ];
 
     pub fn name(self) -> &'static str {
@@ -107,6 +116,8 @@ impl FaultKind {
             FaultKind::OverlappingGc => "overlapping-gc",
             FaultKind::StorageErrors => "storage-errors",
             FaultKind::PauseClient => "pause-client",
+            FaultKind::StaleLock => "stale-lock",
+            FaultKind::Unlock => "unlock",
         }
     }
 
@@ -131,6 +142,8 @@ impl FaultKind {
             FaultKind::PauseClient => {
                 "freeze a client mid-snapshot for DURATION, then let it go on"
             }
+            FaultKind::StaleLock => "leave an exclusive lock of a process gone on another host",
+            FaultKind::Unlock => "remove every lock, live ones too (restic unlock --remove-all)",
         }
     }
 
@@ -148,6 +161,12 @@ impl FaultKind {
     /// from the repository, and what it removes can race a reader.
     pub fn runs_any_gc(self) -> bool {
         self == FaultKind::GcStorm || self.runs_gc()
+    }
+
+    /// Writes the repository's files itself (damage, or a lock left
+    /// behind): only where they are files snapstorm can reach.
+    pub fn writes_files(self) -> bool {
+        self.damages_files() || self == FaultKind::StaleLock
     }
 
     /// Damages the repository's files themselves (not through the
@@ -187,6 +206,12 @@ impl FaultKind {
                 | FaultKind::StorageErrors
                 | FaultKind::PauseClient
         )
+    }
+
+    /// Acts on restic's locks: only where restic clients take them
+    /// (rustic_core and kopia clients take none in the repository).
+    pub fn acts_on_locks(self) -> bool {
+        matches!(self, FaultKind::StaleLock | FaultKind::Unlock)
     }
 
     /// Carried out in snapstorm's own REST server (not at the proxy, not

@@ -184,3 +184,16 @@ fn storage_errors_take_a_share() {
         assert!(bad.parse::<FaultSpec>().is_err(), "{bad}");
     }
 }
+
+/// The reference lists every fault a user can name, in its table.
+#[test]
+fn docs_list_every_fault() {
+    let docs = include_str!("../../docs/faults.md");
+    for kind in FaultKind::ALL {
+        let row = format!("| `{kind}` |");
+        assert!(
+            docs.lines().any(|line| line.starts_with(&row)),
+            "docs/faults.md has no row for {kind}"
+        );
+    }
+}

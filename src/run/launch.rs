@@ -11,7 +11,8 @@ use std::sync::Arc;
 use crate::backend::BackendKind;
 use crate::backend::bucket::{BucketError, BucketState, ensure_bucket};
 use crate::backend::embedded::{
-    ClientTimeouts, EmbeddedFaults, EmbeddedServer, RusticClients, StorageError, refuses_deletes,
+    ClientTimeouts, EmbeddedFaults, EmbeddedServer, RemoveAllLocks, RusticClients, StorageError,
+    refuses_deletes,
 };
 use crate::backend::kopia::{KopiaBinary, KopiaClients, KopiaFaults, KopiaServer, KopiaStorage};
 use crate::backend::location::RepositoryLocation;
@@ -107,6 +108,9 @@ pub struct EmbeddedParts {
     pub engine_server: Arc<dyn Server>,
     pub clients: Arc<dyn ClientFactory>,
     pub writer: Arc<MultiClientFileWriter>,
+    /// `unlock`: where the clients take locks (restic's), how every lock
+    /// is removed.
+    pub remove_all_locks: Option<RemoveAllLocks>,
 }
 
 /// The restic binary, when the backend needs it, and a GC the backend can
@@ -121,6 +125,12 @@ fn check_backend(spec: &RunSpec) -> Result<Option<ResticBinary>, LaunchError> {
     }
     check_location(spec)?;
     if !spec.backend.runs_restic() {
+        if let Some(fault) = spec.faults.iter().find(|f| f.kind.acts_on_locks()) {
+            return Err(LaunchError::Setup(format!(
+                "--fault {fault} acts on restic's locks, and the {} backend's clients take none (rustic_core is lock-free): run with --backend restic or --backend mixed, or drop the fault",
+                spec.backend
+            )));
+        }
         return Ok(None);
     }
     match &spec.restic_exe {
@@ -156,9 +166,9 @@ fn check_location(spec: &RunSpec) -> Result<(), LaunchError> {
         repository,
         RepositoryLocation::Rest(_) | RepositoryLocation::S3(_)
     );
-    if external && let Some(fault) = spec.faults.iter().find(|f| f.kind.damages_files()) {
+    if external && let Some(fault) = spec.faults.iter().find(|f| f.kind.writes_files()) {
         return Err(LaunchError::Setup(format!(
-            "--fault {fault} damages the repository's files, which is not yet supported on {repository}: drop the fault, or run on a repository in a directory"
+            "--fault {fault} writes the repository's files itself, which is not yet supported on {repository}: drop the fault, or run on a repository in a directory"
         )));
     }
     if external && let Some(fault) = spec.faults.iter().find(|f| f.kind.needs_own_server()) {
@@ -231,6 +241,7 @@ pub async fn embedded_parts(spec: &RunSpec) -> Result<EmbeddedParts, LaunchError
         timeouts: spec.timeouts,
         evidence: server.evidence().clone(),
     };
+    let mut remove_all_locks: Option<RemoveAllLocks> = None;
     let (clients, engine_server): (Arc<dyn ClientFactory>, Arc<dyn Server>) = match restic {
         None => (Arc::new(rustic), server.clone()),
         Some(binary) => {
@@ -281,6 +292,8 @@ pub async fn embedded_parts(spec: &RunSpec) -> Result<EmbeddedParts, LaunchError
                 store.repository_password(),
                 restic_processes,
             ));
+            let unlocker = engine_server.clone();
+            remove_all_locks = Some(Arc::new(move || unlocker.remove_all_locks()));
             (clients, engine_server)
         }
     };
@@ -291,6 +304,7 @@ pub async fn embedded_parts(spec: &RunSpec) -> Result<EmbeddedParts, LaunchError
         engine_server,
         clients,
         writer,
+        remove_all_locks,
     })
 }
 
@@ -516,11 +530,15 @@ pub async fn launch(spec: RunSpec) -> Result<RunHandle, LaunchError> {
 /// Starts a run over parts the caller may have adjusted.
 pub async fn launch_with(spec: RunSpec, parts: EmbeddedParts) -> Result<RunHandle, LaunchError> {
     let (engine, snapshotter) = parts.engine(&spec)?;
-    let faults: Arc<dyn FaultInjector> = Arc::new(EmbeddedFaults::new(
+    let mut faults = EmbeddedFaults::new(
         parts.server.clone(),
         tokio::runtime::Handle::current(),
         spec.seed,
-    ));
+    );
+    if let Some(remove) = parts.remove_all_locks.clone() {
+        faults = faults.removing_locks_with(remove);
+    }
+    let faults: Arc<dyn FaultInjector> = Arc::new(faults);
     let server = parts.server.clone();
     let stop_server = Box::pin(async move { server.stop().await });
     let handle = run::start(RunParts {

@@ -4,21 +4,38 @@
 //! run when it starts.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::EmbeddedServer;
 use crate::backend::fault_kit::{FaultKit, Readmit, fail};
 use crate::engine::damage::{Damage, DataRef};
-use crate::engine::traits::{ClientId, FaultHost, FaultInjector, InjectError, Injected, Server};
+use crate::engine::traits::{
+    BackendResult, ClientId, FaultHost, FaultInjector, InjectError, Injected, Server,
+};
 use crate::faults::{FaultKind, FaultSpec, KILL_CUT};
+
+/// The host a `stale-lock` names as its lock's: not this one, so restic
+/// cannot tell the process is gone and keeps the lock for 30 minutes.
+pub const STALE_LOCK_HOST: &str = "snapstorm-gone-host";
+/// The process a `stale-lock` names as its lock's.
+const STALE_LOCK_PID: u32 = 4242;
+
+/// Removes every lock in the repository, live ones too, and says what it
+/// removed (`unlock`: restic's `unlock --remove-all`, where restic runs).
+pub type RemoveAllLocks = Arc<dyn Fn() -> BackendResult<String> + Send + Sync>;
 
 /// Faults for the embedded backend.
 pub struct EmbeddedFaults {
     server: Arc<EmbeddedServer>,
     runtime: tokio::runtime::Handle,
     kit: FaultKit,
+    /// `unlock`: where the clients take locks (restic's).
+    remove_all_locks: Option<RemoveAllLocks>,
+    /// Labels of the `stale-lock`s whose lock is still there: an `unlock`
+    /// ends them.
+    stale_locks: Mutex<Vec<String>>,
 }
 
 impl EmbeddedFaults {
@@ -27,7 +44,33 @@ impl EmbeddedFaults {
             server,
             runtime,
             kit: FaultKit::new(seed),
+            remove_all_locks: None,
+            stale_locks: Mutex::new(Vec::new()),
         }
+    }
+
+    /// With clients that take locks: `unlock` removes them all this way.
+    pub fn removing_locks_with(mut self, remove: RemoveAllLocks) -> Self {
+        self.remove_all_locks = Some(remove);
+        self
+    }
+
+    /// `stale-lock`: an exclusive lock of a process gone on another host,
+    /// fresh, so restic keeps it (it cannot ask that host's processes).
+    fn leave_stale_lock(&self) -> Result<String, InjectError> {
+        let inspector = self.server.inspector().ok_or_else(|| {
+            fail("the repository is on a REST server: no lock can be left in it from here")
+        })?;
+        let lock = serde_json::json!({
+            "time": rustic_core::jiff::Timestamp::now().to_string(),
+            "exclusive": true,
+            "hostname": STALE_LOCK_HOST,
+            "username": "snapstorm",
+            "pid": STALE_LOCK_PID,
+        });
+        inspector
+            .write_sealed("locks", lock.to_string().as_bytes())
+            .map_err(|e| fail(e.to_string()))
     }
 
     fn readmit(&self) -> Readmit {
@@ -208,6 +251,52 @@ impl FaultInjector for EmbeddedFaults {
                 let target = "repository (two safe GCs at once)".to_owned();
                 let label = starts(&target, None);
                 let target = self.kit.overlapping_gc(host, &label, target);
+                (label, target)
+            }
+            FaultKind::StaleLock => {
+                if self.remove_all_locks.is_none() {
+                    return Err(fail(
+                        "the clients take no locks (rustic_core is lock-free): a lock left behind would hold nobody",
+                    ));
+                }
+                let label = starts(
+                    &format!("locks: exclusive, PID {STALE_LOCK_PID} on {STALE_LOCK_HOST}"),
+                    None,
+                );
+                let file = match self.leave_stale_lock() {
+                    Ok(file) => file,
+                    Err(error) => {
+                        host.fault_failed(&label);
+                        return Err(error);
+                    }
+                };
+                self.stale_locks
+                    .lock()
+                    .expect("stale locks lock")
+                    .push(label.clone());
+                (label, file)
+            }
+            FaultKind::Unlock => {
+                let remove = self.remove_all_locks.as_ref().ok_or_else(|| {
+                    fail("the clients take no locks (rustic_core is lock-free): there is nothing to unlock")
+                })?;
+                let label = starts("every lock (restic unlock --remove-all)", None);
+                let target = match remove() {
+                    Ok(said) => {
+                        // The locks left behind are gone with the rest.
+                        let removed = std::mem::take(
+                            &mut *self.stale_locks.lock().expect("stale locks lock"),
+                        );
+                        for stale in removed {
+                            host.fault_ends(&stale);
+                        }
+                        format!("every lock: {said}")
+                    }
+                    Err(error) => {
+                        host.fault_failed(&label);
+                        format!("every lock, failed: {error}")
+                    }
+                };
                 (label, target)
             }
             FaultKind::GcStorm => {

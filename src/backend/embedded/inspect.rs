@@ -178,6 +178,27 @@ impl Inspector {
             .map_err(|_| InspectError::Decrypt(what.to_owned()))
     }
 
+    /// Writes `plain` into `dir` (`locks`) as restic writes a file that is
+    /// no pack: encrypted with a fresh nonce, named by the SHA-256 of what
+    /// is stored (uncompressed JSON, which restic reads in either format).
+    /// Returns its path in the repository. For a fault that leaves a file
+    /// behind (`stale-lock`); the rest of the inspector only reads.
+    pub fn write_sealed(&self, dir: &str, plain: &[u8]) -> Result<String> {
+        let mut nonce = [0u8; 16];
+        rand::RngExt::fill(&mut rand::rng(), &mut nonce);
+        let sealed = self
+            .cipher
+            .encrypt(GenericArray::from_slice(&nonce), plain)
+            .map_err(|_| format(dir, "cannot be encrypted"))?;
+        let stored = [nonce.as_slice(), &sealed].concat();
+        let name = hex::encode(sha2::Sha256::digest(&stored));
+        let dir_path = self.repo_dir.join(dir);
+        std::fs::create_dir_all(&dir_path).map_err(io(&dir_path))?;
+        let path = dir_path.join(&name);
+        std::fs::write(&path, &stored).map_err(io(&path))?;
+        Ok(format!("{dir}/{name}"))
+    }
+
     /// An index or snapshot file: encrypted JSON, compressed in format 2.
     fn json_file(&self, path: &Path) -> Result<Vec<u8>> {
         let what = self.relative(path);

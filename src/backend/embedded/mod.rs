@@ -27,7 +27,7 @@ mod server;
 use std::time::Duration;
 
 pub use client::{RusticClient, RusticClients};
-pub use faults::EmbeddedFaults;
+pub use faults::{EmbeddedFaults, RemoveAllLocks, STALE_LOCK_HOST};
 pub use server::{EmbeddedServer, StorageError, refuses_deletes};
 
 /// What the report calls a rustic_core client.

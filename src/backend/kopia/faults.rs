@@ -47,6 +47,9 @@ pub fn refusal(kind: FaultKind) -> Option<&'static str> {
         FaultKind::PauseClient => Some(
             "pause-client is not carried out on kopia yet: its clients' TLS passes the proxy as bytes, where no upload can be told from another to hold; use kill-client",
         ),
+        FaultKind::StaleLock | FaultKind::Unlock => Some(
+            "kopia's clients take no locks in the repository (kopia is lock-free): there is no lock to leave or remove",
+        ),
         FaultKind::StorageErrors => Some(
             "storage errors are answered by snapstorm's own REST server, and kopia's repository is served by kopia's own server; use network (HTTP 500s at the proxy)",
         ),
@@ -125,7 +128,9 @@ impl FaultInjector for KopiaFaults {
             FaultKind::DeleteIndex
             | FaultKind::OverlappingGc
             | FaultKind::StorageErrors
-            | FaultKind::PauseClient => {
+            | FaultKind::PauseClient
+            | FaultKind::StaleLock
+            | FaultKind::Unlock => {
                 return Err(fail(refusal(spec.kind).unwrap_or("not on kopia")));
             }
             FaultKind::CorruptPack
@@ -260,7 +265,9 @@ mod tests {
                 FaultKind::DeleteIndex,
                 FaultKind::OverlappingGc,
                 FaultKind::StorageErrors,
-                FaultKind::PauseClient
+                FaultKind::PauseClient,
+                FaultKind::StaleLock,
+                FaultKind::Unlock
             ]
         );
         assert!(

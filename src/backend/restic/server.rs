@@ -11,7 +11,7 @@ use serde_json::json;
 use super::client::LOCK_PATIENCE;
 use super::errors::CallContext;
 use super::locks::{LockWait, Waited};
-use super::process::{Invocation, Processes, ResticBinary, Target};
+use super::process::{Invocation, Output, Processes, ResticBinary, Target};
 use crate::backend::embedded::EmbeddedServer;
 use crate::engine::damage::Unreadable;
 use crate::engine::options::GcTool;
@@ -19,6 +19,10 @@ use crate::engine::traits::{
     BackendError, BackendResult, ClientCredentials, ClientId, Details, GcDone, GcOptions,
     RepoCheck, Server, ServerInfo, SnapshotId,
 };
+
+/// The name `unlock`'s `restic unlock --remove-all` runs under in the
+/// table of processes: no client's, not the GC's.
+const UNLOCK_USER: &str = "snapstorm-unlock";
 
 /// How long a `restic prune` may take before it is SIGKILLed.
 const PRUNE_TIMEOUT: Duration = Duration::from_secs(600);
@@ -58,34 +62,53 @@ impl ResticServer {
         }
     }
 
+    /// restic on the storage directly (not through the proxy), as `user`
+    /// in the table of processes.
+    fn direct(&self, user: &str, args: Vec<String>) -> BackendResult<Output> {
+        // The directory, or the external server's URL with its password:
+        // in restic's environment only, scrubbed from what it prints.
+        let target = Target {
+            repository: self.inner.direct_repository().expose().to_owned(),
+            password: self.repo_password.clone(),
+            also_secret: self.inner.storage_secrets(),
+        };
+        Invocation {
+            binary: &self.binary,
+            target: &target,
+            cache_dir: None,
+            args,
+            cwd: None,
+            deadline: PRUNE_TIMEOUT,
+            processes: Some((&self.processes, user)),
+            on_stdout_line: None,
+        }
+        .run()
+        .map_err(|e| BackendError::Local(format!("cannot run restic: {e}")))
+    }
+
+    /// `restic unlock --remove-all`, as another host's user runs it to
+    /// clear a repository that says it is locked: every lock goes, live
+    /// ones too (`unlock`). Returns what restic said.
+    pub fn remove_all_locks(&self) -> BackendResult<String> {
+        let output = self.direct(UNLOCK_USER, vec!["unlock".into(), "--remove-all".into()])?;
+        if !output.success() {
+            return Err(BackendError::Failed(format!(
+                "restic unlock --remove-all: {}",
+                output.stderr.trim()
+            )));
+        }
+        Ok(format!("{}{}", output.stdout, output.stderr)
+            .trim()
+            .to_owned())
+    }
+
     /// `restic unlock` (locks of processes that are gone: a killed client's)
     /// and `restic prune`, on the storage directly (not through the proxy).
     fn restic_prune(&self, options: &GcOptions) -> BackendResult<Details> {
         let _one_at_a_time = options.one_at_a_time(&self.gc_lock);
         let evidence = self.inner.evidence();
         let _seen = evidence.gc_running();
-        // The directory, or the external server's URL with its password:
-        // in restic's environment only, scrubbed from what it prints.
-        let repository = self.inner.direct_repository().expose().to_owned();
-        let target = Target {
-            repository,
-            password: self.repo_password.clone(),
-            also_secret: self.inner.storage_secrets(),
-        };
-        let run = |args: Vec<String>| {
-            Invocation {
-                binary: &self.binary,
-                target: &target,
-                cache_dir: None,
-                args,
-                cwd: None,
-                deadline: PRUNE_TIMEOUT,
-                processes: Some((&self.processes, super::GC_USER)),
-                on_stdout_line: None,
-            }
-            .run()
-            .map_err(|e| BackendError::Local(format!("cannot run restic: {e}")))
-        };
+        let run = |args: Vec<String>| self.direct(super::GC_USER, args);
         let started = std::time::Instant::now();
         let mut args = vec!["prune".to_owned()];
         if options.aggressive {

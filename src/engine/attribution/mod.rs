@@ -24,6 +24,11 @@
 //!   a backup that reported success and cannot be restored is unexpected,
 //!   however many requests failed.
 //! - GC faults (`gc-storm`, `aggressive-gc`) explain errors that raced a GC.
+//! - A lock left behind (`stale-lock`) explains calls that gave up waiting
+//!   for a lock, until an `unlock` removes it. `unlock` removes locks, not
+//!   data, and explains nothing: a prune that ran beside a backup whose lock
+//!   it removed leaves snapshots that cannot be restored, and they are
+//!   unexpected.
 //! - Among the faults that explain an incident, the most recent wins, and
 //!   each fault whose damage it needed is detected.
 
@@ -108,6 +113,8 @@ fn can_cause(fault: FaultKind, incident: &Incident) -> bool {
             | FaultKind::PauseClient
     );
     let gc = fault.runs_any_gc();
+    // A lock left behind excludes every restic call until it is removed.
+    let locked_out = fault == FaultKind::StaleLock;
     let damage = fault.damages_data() && incident.origin.reads_data();
     match incident.kind {
         IncidentKind::Failure(
@@ -117,7 +124,7 @@ fn can_cause(fault: FaultKind, incident: &Incident) -> bool {
         IncidentKind::Failure(FailureKind::SnapshotLost) => false,
         IncidentKind::Failure(FailureKind::RestoreFailed | FailureKind::RepositoryCheck) => damage,
         IncidentKind::Error(ErrorClass::NotThrough) => transport,
-        IncidentKind::Error(ErrorClass::Raced) => gc,
+        IncidentKind::Error(ErrorClass::Raced) => gc || locked_out,
         IncidentKind::Error(ErrorClass::Data | ErrorClass::Other) => damage,
         IncidentKind::Error(ErrorClass::Local) => false,
     }
@@ -272,6 +279,8 @@ impl FaultLedger {
         let window_end = match kind {
             _ if kind.damages_data() => None,
             FaultKind::RevokeClient if duration.is_none() => None,
+            // Until an `unlock` removes the lock (it ends the fault then).
+            FaultKind::StaleLock => None,
             // The cut starts when the client's upload reaches it, at the latest
             // when the kill stops waiting, and lasts KILL_CUT.
             FaultKind::KillClient => Some(now + KILL_ARMED_FOR + KILL_CUT + TRANSIENT_SLACK),

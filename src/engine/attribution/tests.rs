@@ -179,6 +179,39 @@ fn a_pause_explains_its_clients_errors_and_no_lost_data() {
     assert!(!ledger.damaged_data());
 }
 
+/// A lock left behind (`stale-lock`) explains the calls that gave up
+/// waiting for a lock, until an `unlock` ends it; `unlock` explains
+/// nothing, and neither explains data a restore could not read.
+#[test]
+fn a_stale_lock_explains_lock_waits_until_it_is_removed() {
+    let ledger = FaultLedger::new(Instant::now());
+    let before = Instant::now();
+    let stale = ledger.record(FaultKind::StaleLock, "locks/ab", None, None, None);
+    let snapshot = Action::SnapshotRoot;
+    assert_eq!(
+        explained(&ledger, &incident(1, snapshot, RACED, before)),
+        Some(stale.clone())
+    );
+    let restore = Action::RestoreRandomSnapshot;
+    assert_eq!(
+        explained(&ledger, &incident(1, restore, RESTORE_FAILED, before)),
+        None
+    );
+    ledger.record(FaultKind::Unlock, "locks", None, None, None);
+    ledger.ended(&stale);
+    let long_after = Incident {
+        started: Instant::now() + TRANSIENT_SLACK + Duration::from_secs(1),
+        ended: Instant::now() + TRANSIENT_SLACK + Duration::from_secs(2),
+        ..incident(1, snapshot, RACED, before)
+    };
+    assert_eq!(explained(&ledger, &long_after), None);
+    assert_eq!(
+        explained(&ledger, &incident(2, snapshot, NOT_THROUGH, before)),
+        None
+    );
+    assert!(!ledger.damaged_data());
+}
+
 #[test]
 fn each_fault_gets_its_own_incidents_whatever_the_order() {
     for damage_first in [true, false] {

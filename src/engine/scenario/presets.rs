@@ -6,7 +6,7 @@
 use super::Scenario;
 
 /// The presets, by name, with their TOML text: the seed's, then the field's.
-pub const PRESETS: [(&str, &str); 11] = [
+pub const PRESETS: [(&str, &str); 12] = [
     (
         "randomized-small",
         include_str!("../../../assets/scenarios/randomized-small.toml"),
@@ -50,6 +50,10 @@ pub const PRESETS: [(&str, &str); 11] = [
     (
         "field/rustic-docs-144-paused-backup",
         include_str!("../../../assets/scenarios/field/rustic-docs-144-paused-backup.toml"),
+    ),
+    (
+        "field/restic-3126-stale-lock-and-unlock",
+        include_str!("../../../assets/scenarios/field/restic-3126-stale-lock-and-unlock.toml"),
     ),
 ];
 
