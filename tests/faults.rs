@@ -89,6 +89,17 @@ fn run_with(scenario: &str, clients: u32, seconds: u64, faults: Vec<FaultSpec>) 
     }
 }
 
+/// How many errors `client`'s actions had in the run.
+fn errors_of(report: &Report, client: ClientId) -> u64 {
+    report
+        .clients
+        .iter()
+        .find(|c| c.id == client)
+        .expect("the client ran")
+        .counts
+        .errors
+}
+
 fn fault(kind: FaultKind, at_secs: u64, duration_secs: Option<u64>) -> FaultSpec {
     let mut spec = FaultSpec::new(kind, Duration::from_secs(at_secs));
     spec.duration = duration_secs.map(Duration::from_secs);
@@ -386,13 +397,7 @@ fn killed_client_leaves_partial_work_and_the_error_is_explained() {
             .is_some_and(|f| f.starts_with("kill-client"))
     }));
     assert_eq!(report.unexpected_failures(), 0, "{:#?}", report.failures);
-    let client_1 = &report
-        .clients
-        .iter()
-        .find(|c| c.id == ClientId(1))
-        .unwrap()
-        .counts;
-    assert_eq!(client_1.errors, 0);
+    assert_eq!(errors_of(report, ClientId(1)), 0);
 
     // The pack uploaded before the cut is in the repository, named by no
     // index: restic counts it as an additional file (the repository is
@@ -465,13 +470,7 @@ fn paused_client_waits_mid_snapshot_and_only_it() {
         client_1_during_pause > 0,
         "client-1 went on during the pause"
     );
-    let client_1 = &report
-        .clients
-        .iter()
-        .find(|c| c.id == ClientId(1))
-        .unwrap()
-        .counts;
-    assert_eq!(client_1.errors, 0);
+    assert_eq!(errors_of(report, ClientId(1)), 0);
     assert_eq!(report.unexpected_failures(), 0, "{:#?}", report.failures);
     let fault = &report.faults[0];
     assert!(fault.injected && fault.damaged.is_none(), "{fault:#?}");

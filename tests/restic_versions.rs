@@ -20,10 +20,11 @@ use std::time::{Duration, Instant};
 use common::{KEEP_EVERYTHING, ResticProgram};
 use snapstorm::backend::BackendKind;
 use snapstorm::backend::embedded::{EmbeddedFaults, STALE_LOCK_HOST};
+use snapstorm::engine::Engine;
 use snapstorm::engine::traits::{ClientId, FaultHost, FaultInjector};
 use snapstorm::engine::{Action, ActionParams, Outcome};
 use snapstorm::faults::{FaultKind, FaultSpec};
-use snapstorm::run::launch::{RunSpec, embedded_parts};
+use snapstorm::run::launch::{EmbeddedParts, RunSpec, embedded_parts};
 
 /// The two programs are two restic releases: otherwise the suite covers one.
 #[test]
@@ -167,25 +168,10 @@ fn a_lock_held_by_a_process_a_fault_cut_off_is_that_faults() {
     for program in ResticProgram::BOTH {
         let binary = program.binary();
         let version = binary.version;
-        let state = tempfile::tempdir().unwrap();
-        let runtime = common::runtime();
-        let scenario =
-            snapstorm::engine::scenario::Scenario::parse("locks", KEEP_EVERYTHING, "locks")
-                .unwrap();
-        let mut spec = RunSpec::new(scenario, state.path().to_path_buf(), 5);
-        spec.backend = BackendKind::Restic;
-        spec.restic_exe = Some(binary.path.clone());
-        let parts = runtime.block_on(embedded_parts(&spec)).unwrap();
-        let (engine, _) = parts.engine(&spec).unwrap();
-        let faults = EmbeddedFaults::new(parts.server.clone(), runtime.handle().clone(), 5);
-        let host: Arc<dyn FaultHost> = engine.clone();
-        let exec = |client: u32, action| {
-            let params = ActionParams {
-                snapshot_id: None,
-                sub_path: None,
-            };
-            engine.exec_action(ClientId(client), action, &params)
-        };
+        let run = DrivenRun::start(&binary);
+        let (state, parts, engine, faults, host) =
+            (&run.state, &run.parts, &run.engine, &run.faults, &run.host);
+        let exec = |client: u32, action| run.exec(client, action);
         for _ in 0..2 {
             assert_eq!(exec(4, Action::WriteRandomFiles).outcome, Outcome::Ok);
             let snapshot = exec(4, Action::SnapshotRoot);
@@ -217,7 +203,7 @@ fn a_lock_held_by_a_process_a_fault_cut_off_is_that_faults() {
             revoke.client = Some(2);
             revoke.duration = Some(Duration::from_secs(40));
             let injected = faults
-                .inject(&revoke, &[ClientId(2), ClientId(4)], &host)
+                .inject(&revoke, &[ClientId(2), ClientId(4)], host)
                 .unwrap();
             let forget = exec(4, Action::DeleteRandomSnapshot);
             println!("restic {version}: client-4's forget: {forget:?}");
@@ -267,7 +253,7 @@ fn a_lock_held_by_a_process_a_fault_cut_off_is_that_faults() {
             0,
             "{version}: no process lingers with a lock"
         );
-        runtime.block_on(parts.server.stop());
+        run.stop();
     }
 }
 
@@ -281,27 +267,9 @@ fn a_stale_lock_holds_every_backup_until_unlock_removes_it() {
     for program in ResticProgram::BOTH {
         let binary = program.binary();
         let version = binary.version;
-        let state = tempfile::tempdir().unwrap();
-        let runtime = common::runtime();
-        let scenario =
-            snapstorm::engine::scenario::Scenario::parse("locks", KEEP_EVERYTHING, "locks")
-                .unwrap();
-        let mut spec = RunSpec::new(scenario, state.path().to_path_buf(), 5);
-        spec.backend = BackendKind::Restic;
-        spec.restic_exe = Some(binary.path.clone());
-        let parts = runtime.block_on(embedded_parts(&spec)).unwrap();
-        let (engine, _) = parts.engine(&spec).unwrap();
-        let remove = parts.remove_all_locks.clone().expect("restic takes locks");
-        let faults = EmbeddedFaults::new(parts.server.clone(), runtime.handle().clone(), 5)
-            .removing_locks_with(remove);
-        let host: Arc<dyn FaultHost> = engine.clone();
-        let exec = |action| {
-            let params = ActionParams {
-                snapshot_id: None,
-                sub_path: None,
-            };
-            engine.exec_action(ClientId(1), action, &params)
-        };
+        let run = DrivenRun::start(&binary);
+        let (state, engine, faults, host) = (&run.state, &run.engine, &run.faults, &run.host);
+        let exec = |action| run.exec(1, action);
         let clients = [ClientId(1)];
         assert_eq!(exec(Action::WriteRandomFiles).outcome, Outcome::Ok);
         assert_eq!(exec(Action::SnapshotRoot).outcome, Outcome::Ok);
@@ -310,7 +278,7 @@ fn a_stale_lock_holds_every_backup_until_unlock_removes_it() {
             .inject(
                 &FaultSpec::new(FaultKind::StaleLock, Duration::ZERO),
                 &clients,
-                &host,
+                host,
             )
             .unwrap();
         let repo = repository(state.path());
@@ -347,7 +315,7 @@ fn a_stale_lock_holds_every_backup_until_unlock_removes_it() {
             .inject(
                 &FaultSpec::new(FaultKind::Unlock, Duration::ZERO),
                 &clients,
-                &host,
+                host,
             )
             .unwrap();
         // 0.18 counts them ("removed 1 locks"), 0.14 does not.
@@ -365,7 +333,57 @@ fn a_stale_lock_holds_every_backup_until_unlock_removes_it() {
             "{version}: {report:#?}"
         );
         assert_eq!(report.unexpected_failures(), 0, "{version}");
-        runtime.block_on(parts.server.stop());
+        run.stop();
+    }
+}
+
+/// A restic-backend run over a fresh state dir, driven action by action:
+/// its parts, its engine (the faults' host) and its faults.
+struct DrivenRun {
+    state: tempfile::TempDir,
+    runtime: tokio::runtime::Runtime,
+    parts: EmbeddedParts,
+    engine: Arc<Engine>,
+    faults: EmbeddedFaults,
+    host: Arc<dyn FaultHost>,
+}
+
+impl DrivenRun {
+    fn start(binary: &snapstorm::backend::restic::ResticBinary) -> DrivenRun {
+        let state = tempfile::tempdir().unwrap();
+        let runtime = common::runtime();
+        let scenario =
+            snapstorm::engine::scenario::Scenario::parse("locks", KEEP_EVERYTHING, "locks")
+                .unwrap();
+        let mut spec = RunSpec::new(scenario, state.path().to_path_buf(), 5);
+        spec.backend = BackendKind::Restic;
+        spec.restic_exe = Some(binary.path.clone());
+        let parts = runtime.block_on(embedded_parts(&spec)).unwrap();
+        let (engine, _) = parts.engine(&spec).unwrap();
+        let remove = parts.remove_all_locks.clone().expect("restic takes locks");
+        let faults = EmbeddedFaults::new(parts.server.clone(), runtime.handle().clone(), 5)
+            .removing_locks_with(remove);
+        let host: Arc<dyn FaultHost> = engine.clone();
+        DrivenRun {
+            state,
+            runtime,
+            parts,
+            engine,
+            faults,
+            host,
+        }
+    }
+
+    fn exec(&self, client: u32, action: Action) -> snapstorm::engine::ActionRecord {
+        let params = ActionParams {
+            snapshot_id: None,
+            sub_path: None,
+        };
+        self.engine.exec_action(ClientId(client), action, &params)
+    }
+
+    fn stop(&self) {
+        self.runtime.block_on(self.parts.server.stop());
     }
 }
 
