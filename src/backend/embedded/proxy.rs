@@ -153,6 +153,8 @@ struct ProxyState {
     on_hold: Mutex<Option<HoldHook>>,
     /// Users whose hold is on (their processes stopped).
     held: Mutex<HashSet<String>>,
+    /// Wakes every held request when the holds end early (the run ends).
+    released: tokio::sync::Notify,
 }
 
 /// What the proxy calls when it cuts a killed client's request.
@@ -187,6 +189,7 @@ impl FaultProxy {
             on_cut: Mutex::new(None),
             on_hold: Mutex::new(None),
             held: Mutex::new(HashSet::new()),
+            released: tokio::sync::Notify::new(),
         });
         let serving = serve(state.clone(), SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         Ok(FaultProxy {
@@ -242,6 +245,7 @@ impl FaultProxy {
         for user in held {
             self.state.resumed(&user);
         }
+        self.state.released.notify_waiters();
     }
 
     /// Once a data pack of `user` has landed, its next upload starts a cut
@@ -463,7 +467,10 @@ async fn forward(
             if first {
                 state.hold_starts(&user, until);
             }
-            tokio::time::sleep_until(until.into()).await;
+            tokio::select! {
+                () = tokio::time::sleep_until(until.into()) => {}
+                () = state.released.notified() => {}
+            }
         }
     }
     if let Some(fault) = state.network.now() {
