@@ -306,6 +306,11 @@ fn a_stale_lock_holds_every_backup_until_unlock_removes_it() {
         let held = exec(Action::SnapshotRoot);
         assert_eq!(held.outcome, Outcome::Error, "{version}: {held:?}");
         assert_eq!(
+            held.error_class,
+            Some(snapstorm::engine::traits::ErrorClass::LockedOut),
+            "{version}: locked out by another host's lock, not a race: {held:?}"
+        );
+        assert_eq!(
             held.explained_by.as_deref(),
             Some(stale.label.as_str()),
             "{version}: {held:?}"

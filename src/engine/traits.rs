@@ -62,6 +62,10 @@ pub enum ErrorClass {
     /// Raced a concurrent change of the repository (a GC replaced an index
     /// file between listing and reading it). Says nothing about the data.
     Raced,
+    /// Waited for a lock that no process of this run holds (another host's,
+    /// live or left behind) until its patience ran out. Says nothing about
+    /// the data.
+    LockedOut,
     /// Data the repository should hold is missing or unreadable (a blob not
     /// in any index, a pack gone, a MAC check that failed).
     Data,
@@ -80,6 +84,10 @@ pub enum BackendError {
     /// Raced a concurrent change (see [`ErrorClass::Raced`]).
     #[error("{0}")]
     Raced(String),
+    /// Locked out by a lock of no process of this run (see
+    /// [`ErrorClass::LockedOut`]).
+    #[error("{0}")]
+    LockedOut(String),
     /// Data missing or unreadable (see [`ErrorClass::Data`]).
     #[error("{0}")]
     Data(String),
@@ -129,6 +137,7 @@ impl BackendError {
         match self {
             BackendError::NotThrough(_) | BackendError::HeldUp { .. } => ErrorClass::NotThrough,
             BackendError::Raced(_) => ErrorClass::Raced,
+            BackendError::LockedOut(_) => ErrorClass::LockedOut,
             BackendError::Data(_) => ErrorClass::Data,
             // A no-op never reaches attribution; it is snapstorm's side if it did.
             BackendError::Local(_)

@@ -259,7 +259,9 @@ impl CallContext<'_> {
             Some(who) => BackendError::Raced(format!(
                 "waited {waited:.1} s for the lock of {who}: {text}"
             )),
-            None => BackendError::Raced(text),
+            // No process of this run holds it: another host's lock, live
+            // or left behind (`stale-lock`), that restic's unlock keeps.
+            None => BackendError::LockedOut(text),
         }
     }
 

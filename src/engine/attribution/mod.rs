@@ -24,8 +24,8 @@
 //!   a backup that reported success and cannot be restored is unexpected,
 //!   however many requests failed.
 //! - GC faults (`gc-storm`, `aggressive-gc`) explain errors that raced a GC.
-//! - A lock left behind (`stale-lock`) explains calls that gave up waiting
-//!   for a lock, until an `unlock` removes it. `unlock` removes locks, not
+//! - A lock left behind (`stale-lock`) explains calls locked out by a lock
+//!   no process of the run holds, until an `unlock` removes it. `unlock` removes locks, not
 //!   data, and explains nothing: a prune that ran beside a backup whose lock
 //!   it removed leaves snapshots that cannot be restored, and they are
 //!   unexpected.
@@ -113,7 +113,7 @@ fn can_cause(fault: FaultKind, incident: &Incident) -> bool {
             | FaultKind::PauseClient
     );
     let gc = fault.runs_any_gc();
-    // A lock left behind excludes every restic call until it is removed.
+    // A lock of no process of the run excludes restic calls until it goes.
     let locked_out = fault == FaultKind::StaleLock;
     let damage = fault.damages_data() && incident.origin.reads_data();
     match incident.kind {
@@ -124,7 +124,8 @@ fn can_cause(fault: FaultKind, incident: &Incident) -> bool {
         IncidentKind::Failure(FailureKind::SnapshotLost) => false,
         IncidentKind::Failure(FailureKind::RestoreFailed | FailureKind::RepositoryCheck) => damage,
         IncidentKind::Error(ErrorClass::NotThrough) => transport,
-        IncidentKind::Error(ErrorClass::Raced) => gc || locked_out,
+        IncidentKind::Error(ErrorClass::Raced) => gc,
+        IncidentKind::Error(ErrorClass::LockedOut) => locked_out,
         IncidentKind::Error(ErrorClass::Data | ErrorClass::Other) => damage,
         IncidentKind::Error(ErrorClass::Local) => false,
     }
@@ -173,7 +174,8 @@ impl Entry {
     /// incident about data, its damage decides the rest).
     fn fits(&self, incident: &Incident) -> bool {
         let window_end = match incident.kind {
-            IncidentKind::Error(ErrorClass::Raced) => self
+            // A GC fault's GCs, a lock left behind: over when it said so.
+            IncidentKind::Error(ErrorClass::Raced | ErrorClass::LockedOut) => self
                 .ended
                 .map(|ended| ended + TRANSIENT_SLACK)
                 .or(self.window_end),

@@ -23,6 +23,7 @@ const RESTORE_FAILED: IncidentKind = IncidentKind::Failure(FailureKind::RestoreF
 const NOT_THROUGH: IncidentKind = IncidentKind::Error(ErrorClass::NotThrough);
 const DATA: IncidentKind = IncidentKind::Error(ErrorClass::Data);
 const RACED: IncidentKind = IncidentKind::Error(ErrorClass::Raced);
+const LOCKED_OUT: IncidentKind = IncidentKind::Error(ErrorClass::LockedOut);
 
 #[test]
 fn wrong_data_is_never_explained() {
@@ -186,11 +187,23 @@ fn a_pause_explains_its_clients_errors_and_no_lost_data() {
 fn a_stale_lock_explains_lock_waits_until_it_is_removed() {
     let ledger = FaultLedger::new(Instant::now());
     let before = Instant::now();
+    let storm = ledger.record(
+        FaultKind::GcStorm,
+        "repository",
+        None,
+        Some(Duration::from_secs(60)),
+        None,
+    );
     let stale = ledger.record(FaultKind::StaleLock, "locks/ab", None, None, None);
     let snapshot = Action::SnapshotRoot;
     assert_eq!(
-        explained(&ledger, &incident(1, snapshot, RACED, before)),
+        explained(&ledger, &incident(1, snapshot, LOCKED_OUT, before)),
         Some(stale.clone())
+    );
+    // A race with a GC stays the GC's, however recent the lock.
+    assert_eq!(
+        explained(&ledger, &incident(1, snapshot, RACED, before)),
+        Some(storm)
     );
     let restore = Action::RestoreRandomSnapshot;
     assert_eq!(
@@ -202,7 +215,7 @@ fn a_stale_lock_explains_lock_waits_until_it_is_removed() {
     let long_after = Incident {
         started: Instant::now() + TRANSIENT_SLACK + Duration::from_secs(1),
         ended: Instant::now() + TRANSIENT_SLACK + Duration::from_secs(2),
-        ..incident(1, snapshot, RACED, before)
+        ..incident(1, snapshot, LOCKED_OUT, before)
     };
     assert_eq!(explained(&ledger, &long_after), None);
     assert_eq!(

@@ -488,10 +488,10 @@ fn a_lock_wait_on_an_undisturbed_holder_is_a_race() {
         later.gave_up_waiting(&locked, Some(&gc)).class(),
         ErrorClass::Raced
     );
-    // A holder snapstorm does not know.
+    // A holder no process of the run is: locked out, not raced.
     assert_eq!(
         later.gave_up_waiting(&locked, None).class(),
-        ErrorClass::Raced
+        ErrorClass::LockedOut
     );
 }
 
