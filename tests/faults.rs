@@ -89,15 +89,14 @@ fn run_with(scenario: &str, clients: u32, seconds: u64, faults: Vec<FaultSpec>) 
     }
 }
 
-/// How many errors `client`'s actions had in the run.
-fn errors_of(report: &Report, client: ClientId) -> u64 {
-    report
+/// What `client`'s actions came to in the run.
+fn counts_of(report: &Report, client: ClientId) -> &snapstorm::engine::stats::ClientCounts {
+    &report
         .clients
         .iter()
         .find(|c| c.id == client)
         .expect("the client ran")
         .counts
-        .errors
 }
 
 fn fault(kind: FaultKind, at_secs: u64, duration_secs: Option<u64>) -> FaultSpec {
@@ -346,14 +345,7 @@ fn revoked_client_gets_errors_and_only_it() {
     spec.client = Some(1);
     let observed = run_with(KEEP_EVERYTHING, 2, 14, vec![spec]);
     let report = &observed.report;
-    let counts = |id: u32| {
-        &report
-            .clients
-            .iter()
-            .find(|c| c.id == ClientId(id))
-            .unwrap()
-            .counts
-    };
+    let counts = |id: u32| counts_of(report, ClientId(id));
     assert!(
         counts(1).errors >= 1,
         "the revoked client is refused: {:#?}",
@@ -397,7 +389,7 @@ fn killed_client_leaves_partial_work_and_the_error_is_explained() {
             .is_some_and(|f| f.starts_with("kill-client"))
     }));
     assert_eq!(report.unexpected_failures(), 0, "{:#?}", report.failures);
-    assert_eq!(errors_of(report, ClientId(1)), 0);
+    assert_eq!(counts_of(report, ClientId(1)).errors, 0);
 
     // The pack uploaded before the cut is in the repository, named by no
     // index: restic counts it as an additional file (the repository is
@@ -470,7 +462,7 @@ fn paused_client_waits_mid_snapshot_and_only_it() {
         client_1_during_pause > 0,
         "client-1 went on during the pause"
     );
-    assert_eq!(errors_of(report, ClientId(1)), 0);
+    assert_eq!(counts_of(report, ClientId(1)).errors, 0);
     assert_eq!(report.unexpected_failures(), 0, "{:#?}", report.failures);
     let fault = &report.faults[0];
     assert!(fault.injected && fault.damaged.is_none(), "{fault:#?}");

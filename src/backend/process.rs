@@ -252,9 +252,7 @@ impl Processes {
         let signal = if frozen { Signal::STOP } else { Signal::CONT };
         let pids = self.running_pids(user);
         for pid in &pids {
-            if let Some(pid) = i32::try_from(*pid).ok().and_then(Pid::from_raw) {
-                let _ = kill_process_group(pid, signal);
-            }
+            signal_group(*pid, signal);
         }
         pids.len()
     }
@@ -293,10 +291,14 @@ impl Processes {
 }
 
 fn kill_group(pid: u32) {
+    signal_group(pid, Signal::KILL);
+}
+
+fn signal_group(pid: u32, signal: Signal) {
     if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
         // The process is its group's leader (see `process_group(0)`); a
         // group already gone is no error.
-        let _ = kill_process_group(pid, Signal::KILL);
+        let _ = kill_process_group(pid, signal);
     }
 }
 
