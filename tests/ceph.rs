@@ -6,7 +6,8 @@
 //! endpoint; then one OSD is stopped (SIGSTOP) and a backup and a check
 //! still succeed on the other two; at the end every process the script
 //! started is gone. snapstorm's kopia backend runs on the same cluster
-//! through kopia's own S3 storage.
+//! through kopia's own S3 storage, and its rustic_core and restic clients
+//! through the fault proxy on one prefix.
 
 mod common;
 
@@ -40,13 +41,21 @@ fn script() -> PathBuf {
 struct Cluster {
     dir: tempfile::TempDir,
     s3: BTreeMap<String, String>,
+    /// One cluster at a time: each takes about 600 MB and a core while it
+    /// starts, and the tests' runs are timed against it.
+    _one_at_a_time: std::sync::MutexGuard<'static, ()>,
 }
+
+static ONE_CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Cluster {
     fn start() -> Cluster {
         for program in CLUSTER_PROGRAMS {
             common::require_program(program);
         }
+        let one_at_a_time = ONE_CLUSTER
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let dir = tempfile::tempdir().unwrap();
         let started = Instant::now();
         let out = Command::new(script())
@@ -59,6 +68,7 @@ impl Cluster {
         let mut cluster = Cluster {
             dir,
             s3: BTreeMap::new(),
+            _one_at_a_time: one_at_a_time,
         };
         assert!(
             out.status.success(),
@@ -167,12 +177,27 @@ fn resident_kib(pid: i32) -> u64 {
 /// Runs restic against the cluster; fails the test if it fails or is still
 /// running after [`RESTIC_DEADLINE`]. Returns its stdout and how long it took.
 fn restic(cluster: &Cluster, work: &Path, args: &[&str]) -> (String, Duration) {
+    restic_on(
+        cluster,
+        work,
+        (&cluster.repository(), "ceph-test-password"),
+        args,
+    )
+}
+
+/// As [`restic`], on another repository of the cluster (location, password).
+fn restic_on(
+    cluster: &Cluster,
+    work: &Path,
+    (repository, password): (&str, &str),
+    args: &[&str],
+) -> (String, Duration) {
     let started = Instant::now();
     let mut child = Command::new(common::require_program("restic"))
         .args(args)
         .current_dir(work)
-        .env("RESTIC_REPOSITORY", cluster.repository())
-        .env("RESTIC_PASSWORD", "ceph-test-password")
+        .env("RESTIC_REPOSITORY", repository)
+        .env("RESTIC_PASSWORD", password)
         .env("RESTIC_CACHE_DIR", work.join("cache"))
         .env("AWS_ACCESS_KEY_ID", &cluster.s3["access_key"])
         .env("AWS_SECRET_ACCESS_KEY", &cluster.s3["secret_key"])
@@ -292,9 +317,24 @@ fn restic_backs_up_to_ceph_and_survives_a_stopped_osd() {
 /// while every process's command line is sampled: its exit code and
 /// stderr, and whether the secret key was in any command line.
 fn snapstorm_on(cluster: &Cluster, args: &[&str], secret: Option<&str>) -> (i32, String, bool) {
+    snapstorm_as(cluster, args, secret, &[])
+}
+
+/// As [`snapstorm_on`], with more variables in its environment.
+fn snapstorm_with(cluster: &Cluster, args: &[&str], env: &[(&str, &str)]) -> (i32, String, bool) {
+    snapstorm_as(cluster, args, None, env)
+}
+
+fn snapstorm_as(
+    cluster: &Cluster,
+    args: &[&str],
+    secret: Option<&str>,
+    env: &[(&str, &str)],
+) -> (i32, String, bool) {
     let secret_key = secret.unwrap_or(&cluster.s3["secret_key"]);
     let mut child = Command::new(env!("CARGO_BIN_EXE_snapstorm"))
         .args(args)
+        .envs(env.iter().copied())
         .env("AWS_ACCESS_KEY_ID", &cluster.s3["access_key"])
         .env("AWS_SECRET_ACCESS_KEY", secret_key)
         .stdin(Stdio::null())
@@ -317,6 +357,87 @@ fn snapstorm_on(cluster: &Cluster, args: &[&str], secret: Option<&str>) -> (i32,
     }
     let code = child.wait().unwrap().code().unwrap_or(-1);
     (code, reader.join().unwrap(), in_a_command_line)
+}
+
+/// A run that met `faults` and should have survived them: each injected
+/// and detected, no unexpected failure, every error in the trace explained.
+fn assert_survived(report: &serde_json::Value, state: &Path, faults: &[&str]) {
+    for kind in faults {
+        let fault = report["faults"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["kind"] == *kind)
+            .unwrap_or_else(|| panic!("no {kind}: {:#}", report["faults"]));
+        assert_eq!(fault["injected"], true, "{fault}");
+        assert_eq!(fault["detected"], true, "{kind} disturbed nobody: {fault}");
+    }
+    assert_eq!(
+        report["totals"]["unexpected_failures"], 0,
+        "{:#}",
+        report["totals"]
+    );
+    let unexplained: Vec<serde_json::Value> = trace_of(state)
+        .into_iter()
+        .filter(|record| record["outcome"] == "error" && record["explained_by"].is_null())
+        .collect();
+    assert!(unexplained.is_empty(), "unexplained: {unexplained:#?}");
+}
+
+/// A 4-client run on the cluster, as the S3 tests make them.
+struct FourClients<'a> {
+    cluster: &'a Cluster,
+    backend: &'a str,
+    location: &'a str,
+    seed: &'a str,
+    state: &'a Path,
+    report: &'a Path,
+    /// More arguments (a scenario).
+    extra: Vec<&'a str>,
+}
+
+impl FourClients<'_> {
+    /// Runs for `duration` with `faults`: its exit code, stderr and report.
+    /// The secret key was in no command line and is not in stderr.
+    fn run(&self, duration: &str, faults: &[&str]) -> (i32, String, serde_json::Value) {
+        let (state, report) = (self.state.to_str().unwrap(), self.report.to_str().unwrap());
+        let mut args = vec![
+            "run",
+            "--backend",
+            self.backend,
+            "--repository",
+            self.location,
+            "--clients",
+            "4",
+            "--duration",
+            duration,
+            "--seed",
+            self.seed,
+            "--state-dir",
+            state,
+            "--report",
+            report,
+        ];
+        args.extend(self.extra.iter().copied());
+        for fault in faults {
+            args.extend(["--fault", fault]);
+        }
+        let started = Instant::now();
+        let (code, err, in_a_command_line) = snapstorm_on(self.cluster, &args, None);
+        eprintln!(
+            "{} on S3, {duration} run: {:.1} s",
+            self.backend,
+            started.elapsed().as_secs_f64()
+        );
+        assert!(!in_a_command_line, "the secret key was in a command line");
+        assert!(
+            !err.contains(&self.cluster.s3["secret_key"]),
+            "the secret key is never shown"
+        );
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(self.report).unwrap()).unwrap();
+        (code, err, report)
+    }
 }
 
 /// kopia's own S3 storage on the cluster: snapstorm creates the bucket it
@@ -359,74 +480,27 @@ fn kopia_runs_on_ceph_through_s3() {
 
     let state = work.path().join("state");
     let report = work.path().join("report.json");
-    let run = |duration: &str, faults: &[&str]| {
-        let mut args = vec![
-            "run",
-            "--backend",
-            "kopia",
-            "--repository",
-            &location,
-            "--clients",
-            "4",
-            "--duration",
-            duration,
-            "--seed",
-            "5",
-            "--state-dir",
-            state.to_str().unwrap(),
-            "--report",
-            report.to_str().unwrap(),
-        ];
-        for fault in faults {
-            args.extend(["--fault", fault]);
-        }
-        let (code, err, in_a_command_line) = snapstorm_on(&cluster, &args, None);
-        assert!(!in_a_command_line, "the secret key was in a command line");
-        let report: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-        (code, err, report)
+    let runs = FourClients {
+        cluster: &cluster,
+        backend: "kopia",
+        location: &location,
+        seed: "5",
+        state: &state,
+        report: &report,
+        extra: vec![],
     };
-    let started = Instant::now();
+    let run = |duration: &str, faults: &[&str]| runs.run(duration, faults);
     let (code, err, first) = run(
         "45s",
         &["network@8s:10s,drop=20,error=20", "server-restart@25s:6s"],
     );
-    eprintln!(
-        "kopia on S3, 45 s run: {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
     assert_eq!(code, 0, "{err}");
-    assert!(
-        !err.contains(&cluster.s3["secret_key"]),
-        "the secret key is never shown"
-    );
-    for kind in ["network", "server-restart"] {
-        let fault = first["faults"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|f| f["kind"] == kind)
-            .unwrap_or_else(|| panic!("no {kind}: {:#}", first["faults"]));
-        assert_eq!(fault["injected"], true, "{fault}");
-        assert_eq!(fault["detected"], true, "{kind} disturbed nobody: {fault}");
-    }
-    assert_eq!(
-        first["totals"]["unexpected_failures"], 0,
-        "{:#}",
-        first["totals"]
-    );
+    assert_survived(&first, &state, &["network", "server-restart"]);
     assert!(
         first["totals"]["restores_verified"].as_u64().unwrap() > 0,
         "{:#}",
         first["totals"]
     );
-    let unexplained: Vec<serde_json::Value> = std::fs::read_to_string(state.join("trace.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
-        .filter(|record| record["outcome"] == "error" && record["explained_by"].is_null())
-        .collect();
-    assert!(unexplained.is_empty(), "unexplained: {unexplained:#?}");
     // The repository is in the bucket, not in the state dir.
     let recorded = std::fs::read_to_string(state.join("state.json")).unwrap();
     assert!(recorded.contains("kopia-bucket/team/a"), "{recorded}");
@@ -434,27 +508,11 @@ fn kopia_runs_on_ceph_through_s3() {
     assert!(!state.join("repo").join("kopia.repository.f").exists());
     // Ceph's own listing of the bucket snapstorm created: kopia's objects,
     // every one under the prefix.
-    let listed = Command::new("radosgw-admin")
-        .arg("--conf")
-        .arg(cluster.dir.path().join("ceph.conf"))
-        .args([
-            "bucket",
-            "list",
-            "--bucket",
-            "kopia-bucket",
-            "--max-entries",
-            "100000",
-        ])
-        .output()
-        .unwrap();
+    let names = bucket_objects(&cluster, "kopia-bucket");
     assert!(
-        listed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&listed.stderr)
+        names.iter().any(|n| n == "team/a/kopia.repository"),
+        "{names:?}"
     );
-    let objects: Vec<serde_json::Value> = serde_json::from_slice(&listed.stdout).unwrap();
-    let names: Vec<&str> = objects.iter().filter_map(|o| o["name"].as_str()).collect();
-    assert!(names.contains(&"team/a/kopia.repository"), "{names:?}");
     assert!(
         names.iter().any(|n| n.starts_with("team/a/p")),
         "no pack: {names:?}"
@@ -470,6 +528,308 @@ fn kopia_runs_on_ceph_through_s3() {
         "{:#}",
         again["totals"]
     );
+}
+
+/// Ceph's own listing of `bucket`: every object's name.
+fn bucket_objects(cluster: &Cluster, bucket: &str) -> Vec<String> {
+    let listed = Command::new("radosgw-admin")
+        .arg("--conf")
+        .arg(cluster.dir.path().join("ceph.conf"))
+        .args([
+            "bucket",
+            "list",
+            "--bucket",
+            bucket,
+            "--max-entries",
+            "100000",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let objects: Vec<serde_json::Value> = serde_json::from_slice(&listed.stdout).unwrap();
+    objects
+        .iter()
+        .filter_map(|o| o["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The records of a state dir's trace.
+fn trace_of(state: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(state.join("trace.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+/// randomized-small's mix with small files and a check now and then: the
+/// cluster's OSDs hold little (see the file).
+const SMALL_FILES: &str = include_str!("scenarios/small-files.toml");
+
+/// rustic_core and restic clients on one S3 prefix of the cluster, each
+/// through its own listener of the fault proxy: a 4-client mixed run with
+/// network and kill-client faults verifies restores of both kinds of
+/// client and explains every error; the bucket holds restic's layout
+/// under the prefix, and restic itself then reads every byte of it
+/// (`check --read-data`). A snapshot object removed behind the run's back
+/// is then an unexpected failure of the next run on the same state dir.
+#[test]
+fn mixed_clients_run_on_ceph_through_s3() {
+    let cluster = Cluster::start();
+    let work = tempfile::tempdir().unwrap();
+    let bucket = "mixed-bucket";
+    let location = format!("s3:{}/{bucket}/team/b", cluster.s3["endpoint"]);
+    let state = work.path().join("state");
+    let report = work.path().join("report.json");
+    let scenario = work.path().join("small-files.toml");
+    std::fs::write(&scenario, SMALL_FILES).unwrap();
+    let runs = FourClients {
+        cluster: &cluster,
+        backend: "mixed",
+        location: &location,
+        seed: "3",
+        state: &state,
+        report: &report,
+        extra: vec!["--scenario", scenario.to_str().unwrap()],
+    };
+    let run = |duration: &str, faults: &[&str]| runs.run(duration, faults);
+
+    let (code, err, first) = run(
+        "40s",
+        &["network@8s:10s,drop=50,error=50", "kill-client@22s"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_survived(&first, &state, &["network", "kill-client"]);
+    for kind in ["rustic", "restic"] {
+        let verified: u64 = first["clients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["kind"] == kind)
+            .map(|c| c["restores_verified"].as_u64().unwrap())
+            .sum();
+        assert!(
+            verified > 0,
+            "no {kind} restore verified: {:#}",
+            first["clients"]
+        );
+    }
+    assert_eq!(first["repository"], location.as_str());
+
+    // restic's layout, every object under the prefix, in the bucket
+    // snapstorm created.
+    let names = bucket_objects(&cluster, bucket);
+    assert!(names.iter().any(|n| n == "team/b/config"), "{names:?}");
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with("team/b/data/") && n.split('/').count() == 5),
+        "no pack under data/XX/: {names:?}"
+    );
+    assert!(names.iter().all(|n| n.starts_with("team/b/")), "{names:?}");
+    eprintln!("{bucket} holds {} objects", names.len());
+
+    // restic, outside snapstorm, reads every byte the clients wrote.
+    let recorded: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(state.join("state.json")).unwrap()).unwrap();
+    assert!(!recorded.to_string().contains(&cluster.s3["secret_key"]));
+    let password = recorded["repository_password"].as_str().unwrap();
+    // The killed client's lock first, as a user would after a crash (its
+    // process is gone from this host, so restic removes it).
+    restic_on(&cluster, work.path(), (&location, password), &["unlock"]);
+    restic_on(
+        &cluster,
+        work.path(),
+        (&location, password),
+        &["check", "--read-data"],
+    );
+
+    // A snapshot removed behind the run's back: the next run finds it
+    // lost, and no fault explains that.
+    let removed = names
+        .iter()
+        .find(|n| n.starts_with("team/b/snapshots/"))
+        .expect("a snapshot object")
+        .clone();
+    let rm = Command::new("radosgw-admin")
+        .arg("--conf")
+        .arg(cluster.dir.path().join("ceph.conf"))
+        .args(["object", "rm", "--bucket", bucket, "--object", &removed])
+        .output()
+        .unwrap();
+    assert!(
+        rm.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rm.stderr)
+    );
+    let id = removed.rsplit('/').next().unwrap();
+    let (code, err, second) = run("5s", &[]);
+    assert_eq!(code, 1, "{err}");
+    let failures: Vec<&serde_json::Value> = second["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f.to_string().contains(id))
+        .collect();
+    assert!(
+        !failures.is_empty(),
+        "{id} not among {:#}",
+        second["failures"]
+    );
+    assert!(
+        failures
+            .iter()
+            .all(|f| f["unexpected"] == true && f["explained_by"].is_null()),
+        "{failures:#?}"
+    );
+}
+
+/// The snapshots a run's trace says its clients made.
+fn snapshots_made(state: &Path) -> std::collections::BTreeSet<String> {
+    trace_of(state)
+        .into_iter()
+        .filter(|r| r["action"] == "snapshot-root" && r["outcome"] == "ok")
+        .filter_map(|r| r["snapshot"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Two runs on one prefix at once, as from two machines sharing a bucket:
+/// the first (rustic_core clients) made the repository and runs a GC now
+/// and then, the second (mixed clients, a new state dir) joins it with its
+/// password from `RESTIC_PASSWORD`. Each checks only its own snapshots:
+/// both exit 0 with no failure, neither's trace names a snapshot of the
+/// other's, and the repository holds the live snapshots of both.
+#[test]
+fn two_runs_share_one_prefix_while_one_prunes() {
+    let cluster = Cluster::start();
+    let work = tempfile::tempdir().unwrap();
+    let location = format!(
+        "s3:{}/{}/shared",
+        cluster.s3["endpoint"], cluster.s3["bucket"]
+    );
+    let pruning = work.path().join("pruning.toml");
+    std::fs::write(
+        &pruning,
+        SMALL_FILES.replace("verify-repo = 1", "verify-repo = 1\nrun-gc = 1"),
+    )
+    .unwrap();
+    let backing_up = work.path().join("backing-up.toml");
+    std::fs::write(&backing_up, SMALL_FILES).unwrap();
+    let (first, second) = (work.path().join("first"), work.path().join("second"));
+    let args = |state: &Path, backend: &'static str, scenario: &Path, seed: &'static str| {
+        vec![
+            "run".to_owned(),
+            "--backend".to_owned(),
+            backend.to_owned(),
+            "--repository".to_owned(),
+            location.clone(),
+            "--scenario".to_owned(),
+            scenario.to_str().unwrap().to_owned(),
+            "--clients".to_owned(),
+            "2".to_owned(),
+            "--duration".to_owned(),
+            "30s".to_owned(),
+            "--seed".to_owned(),
+            seed.to_owned(),
+            "--state-dir".to_owned(),
+            state.to_str().unwrap().to_owned(),
+        ]
+    };
+    // The first run makes the repository; its password is the one to share.
+    let (code, err, _) = snapstorm_on(
+        &cluster,
+        &[
+            "run",
+            "--repository",
+            &location,
+            "--actions",
+            "1",
+            "--state-dir",
+            first.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    let recorded: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(first.join("state.json")).unwrap()).unwrap();
+    let password = recorded["repository_password"].as_str().unwrap().to_owned();
+
+    let pruning_args = args(&first, "embedded", &pruning, "11");
+    let backing_up_args = args(&second, "mixed", &backing_up, "12");
+    let (one, two) = std::thread::scope(|scope| {
+        let one = scope.spawn(|| {
+            let args: Vec<&str> = pruning_args.iter().map(String::as_str).collect();
+            snapstorm_on(&cluster, &args, None)
+        });
+        let two = scope.spawn(|| {
+            let args: Vec<&str> = backing_up_args.iter().map(String::as_str).collect();
+            snapstorm_with(&cluster, &args, &[("RESTIC_PASSWORD", &password)])
+        });
+        (one.join().unwrap(), two.join().unwrap())
+    });
+    for ((code, err, in_a_command_line), state) in [(one, &first), (two, &second)] {
+        assert!(!in_a_command_line, "the secret key was in a command line");
+        assert_eq!(code, 0, "{}: {err}", state.display());
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(state.join("report.json")).unwrap())
+                .unwrap();
+        assert_eq!(
+            report["failures"],
+            serde_json::json!([]),
+            "{}",
+            state.display()
+        );
+    }
+    let gc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(first.join("report.json")).unwrap()).unwrap();
+    assert!(
+        gc["gc_runs"].as_u64().unwrap() > 0,
+        "the first run pruned: {gc:#}"
+    );
+    let (mine, theirs) = (snapshots_made(&first), snapshots_made(&second));
+    assert!(
+        !mine.is_empty() && !theirs.is_empty(),
+        "{mine:?} {theirs:?}"
+    );
+    assert!(mine.is_disjoint(&theirs));
+    // No action of one run acted on a snapshot of the other's (a GC's
+    // error may name a file of the other's it raced, as any file).
+    for (state, others) in [(&first, &theirs), (&second, &mine)] {
+        let touched: Vec<serde_json::Value> = trace_of(state)
+            .into_iter()
+            .filter(|r| r["snapshot"].as_str().is_some_and(|id| others.contains(id)))
+            .collect();
+        assert!(touched.is_empty(), "{}: {touched:#?}", state.display());
+    }
+    // restic lists the live snapshots of both runs in the one repository.
+    let (listed, _) = restic_on(
+        &cluster,
+        work.path(),
+        (&location, &password),
+        &["snapshots", "--json", "--no-lock"],
+    );
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&listed).unwrap();
+    let listed: std::collections::BTreeSet<&str> =
+        listed.iter().filter_map(|s| s["id"].as_str()).collect();
+    for state in [&first, &second] {
+        let recorded: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(state.join("state.json")).unwrap())
+                .unwrap();
+        for client in recorded["clients"].as_object().unwrap().values() {
+            for live in client["live"].as_array().unwrap() {
+                let id = live["id"].as_str().unwrap();
+                assert!(
+                    listed.contains(id),
+                    "{id} of {} not listed",
+                    state.display()
+                );
+            }
+        }
+    }
 }
 
 #[test]

@@ -223,6 +223,7 @@ impl Server for FakeServer {
             user: client.to_string(),
             password: String::new(),
             url: "memory".into(),
+            environment: Vec::new(),
         })
     }
     fn remove_client(&self, _: ClientId) -> BackendResult<()> {

@@ -158,9 +158,15 @@ fn locations_that_cannot_be_used_are_refused_before_anything_is_written() {
             "cannot reach",
             true,
         ),
+        (vec!["--repository", &s3_closed], "cannot reach", true),
         (
-            vec!["--repository", &s3_closed],
-            "S3 is taken by --backend kopia so far",
+            vec!["--backend", "mixed", "--repository", &s3_closed],
+            "cannot reach",
+            true,
+        ),
+        (
+            vec!["--repository", &s3_closed, "--fault", "corrupt-pack@2s"],
+            "corrupt-pack",
             true,
         ),
         (

@@ -15,6 +15,10 @@ use std::path::{Path, PathBuf};
 pub const REST_USERNAME_ENV: &str = "RESTIC_REST_USERNAME";
 pub const REST_PASSWORD_ENV: &str = "RESTIC_REST_PASSWORD";
 
+/// Where a new state dir takes the password of a repository another run
+/// made, as restic takes a repository's password.
+pub const REPOSITORY_PASSWORD_ENV: &str = "RESTIC_PASSWORD";
+
 /// Environment variables the S3 keys and region come from, as restic,
 /// kopia and the AWS tools read them.
 pub const S3_ACCESS_KEY_ENV: &str = "AWS_ACCESS_KEY_ID";
@@ -206,6 +210,15 @@ impl S3Location {
     /// `http://HOST:PORT/`.
     pub fn endpoint(&self) -> &url::Url {
         &self.endpoint
+    }
+
+    /// The same bucket, prefix and keys, reached at `addr` (the fault
+    /// proxy's door for a client) instead of the storage's own address.
+    pub fn through(&self, addr: std::net::SocketAddr) -> S3Location {
+        let mut through = self.clone();
+        through.endpoint =
+            url::Url::parse(&format!("http://{addr}/")).expect("a socket address is a URL host");
+        through
     }
 
     /// `HOST:PORT`, as kopia's `--endpoint` takes it.
@@ -477,25 +490,12 @@ fn parse_s3(text: &str) -> Result<S3Location, LocationError> {
     })
 }
 
-/// A URL's user and password are percent-encoded in it.
-fn decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(byte) = text
-                .get(i + 1..i + 3)
-                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
-        {
-            out.push(byte);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// A URL's user and password are percent-encoded in it (and S3 listings'
+/// keys, asked for with `encoding-type=url`).
+pub(crate) fn decode(text: &str) -> String {
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// The URL text with anything before an `@` in its authority left out.

@@ -8,6 +8,7 @@ pub mod kopia;
 pub mod location;
 pub mod process;
 pub mod restic;
+pub mod s3;
 
 /// Which clients a run has.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -126,6 +126,7 @@ impl Output {
             .filter(|line| !line.is_empty())
             .filter(|line| !noise.iter().any(|prefix| line.starts_with(prefix)))
             .collect::<Vec<_>>();
+        let said = before_stack_trace(&said);
         let said = said[said.len().saturating_sub(3)..].join("; ");
         let how = match &self.exit {
             Exit::Code(code) => format!("exit code {code}"),
@@ -139,6 +140,24 @@ impl Output {
         } else {
             format!("{} ({how})", crate::engine::brief::brief(&said))
         }
+    }
+}
+
+/// The lines before a Go stack trace, which restic prints under an error
+/// it did not expect: the error is above it, and the trace's last lines
+/// (`runtime.goexit`) would say nothing. A frame is a function's line, then
+/// its file's (`…/errgroup.go:93`).
+fn before_stack_trace<'a>(lines: &'a [&'a str]) -> &'a [&'a str] {
+    let is_file_line = |line: &str| {
+        line.rsplit_once(':').is_some_and(|(path, number)| {
+            (path.ends_with(".go") || path.ends_with(".s"))
+                && !number.is_empty()
+                && number.bytes().all(|b| b.is_ascii_digit())
+        })
+    };
+    match lines.iter().position(|line| is_file_line(line)) {
+        Some(file) if file >= 2 => &lines[..file - 1],
+        _ => lines,
     }
 }
 
@@ -308,7 +327,7 @@ pub struct Run<'a> {
     pub args: Vec<OsString>,
     /// The child's whole environment, besides `HOME`, `TMPDIR` and `PATH`:
     /// nothing of snapstorm's own environment leaks in.
-    pub env: Vec<(&'static str, String)>,
+    pub env: Vec<(String, String)>,
     pub cwd: Option<&'a Path>,
     pub deadline: Duration,
     /// Registers the process under this user while it runs.

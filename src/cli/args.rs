@@ -165,14 +165,17 @@ pub struct SessionArgs {
     /// Where the repository under test lives, written as restic writes it:
     /// rest:http://HOST:PORT/PATH (a REST server: rest-server, rustic_server,
     /// `snapstorm serve` elsewhere), s3:http://HOST:PORT/BUCKET[/PREFIX]
-    /// (S3-compatible object storage, --backend kopia so far; the bucket is
-    /// created if missing) or a directory (local, NFS, FUSE, a slow disk; it
+    /// (S3-compatible object storage, path-style, every backend; the bucket
+    /// is created if missing) or a directory (local, NFS, FUSE, a slow disk; it
     /// must exist). Default: the state dir's own repository. The REST
     /// server's user and password come from RESTIC_REST_USERNAME and
     /// RESTIC_REST_PASSWORD, or --repository-credentials; one written in the
     /// URL works, with a warning. S3 keys come from AWS_ACCESS_KEY_ID and
     /// AWS_SECRET_ACCESS_KEY, the region from AWS_DEFAULT_REGION (default
-    /// us-east-1). A state dir belongs to one location. A
+    /// us-east-1). A state dir belongs to one location. Several runs (on
+    /// several machines) can share one repository: a new state dir takes
+    /// its password from RESTIC_PASSWORD, and each run checks only its own
+    /// snapshots. A
     /// scenario file's `[repository]` table (location, credentials) gives
     /// one too; this option wins.
     #[arg(long, value_name = "LOCATION")]

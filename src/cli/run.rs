@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::backend::location::{LocationError, RepositoryLocation};
+use crate::backend::location::{
+    LocationError, REPOSITORY_PASSWORD_ENV, RepositoryLocation, Secret,
+};
 use crate::engine::scenario::Scenario;
 use crate::engine::store::write_durably;
 use crate::faults::{FaultKind, FaultSpec, RunBounds};
@@ -130,6 +132,7 @@ pub fn session_spec(args: &SessionArgs, bounds: RunBounds) -> Result<RunSpec, Us
     spec.faults = faults;
     spec.backend = args.backend;
     spec.repository = repository(args, &spec.scenario)?;
+    spec.repository_password = joined_password(&spec.repository);
     Ok(spec)
 }
 
@@ -192,6 +195,20 @@ fn typed_password(typed: &str) -> Option<&str> {
 }
 
 /// The `--repository` location, with its credentials; a password written
+/// The password of a repository another run made on storage several runs
+/// share, from where restic users keep it (`RESTIC_PASSWORD`): a new state
+/// dir joins that repository instead of making one with a password of its
+/// own. Not for the state dir's own repository, which no other run shares.
+fn joined_password(repository: &RepositoryLocation) -> Option<Secret> {
+    if *repository == RepositoryLocation::Embedded {
+        return None;
+    }
+    std::env::var(REPOSITORY_PASSWORD_ENV)
+        .ok()
+        .filter(|password| !password.is_empty())
+        .map(Secret::new)
+}
+
 /// in it is used, with a warning (it was visible to `ps` while snapstorm
 /// started), and shown nowhere after.
 fn repository(args: &SessionArgs, scenario: &Scenario) -> Result<RepositoryLocation, UsageError> {

@@ -229,6 +229,9 @@ pub struct ClientCredentials {
     pub password: String,
     /// The address the client connects to, in the backend's own form.
     pub url: String,
+    /// What the client reads from its environment besides the address
+    /// (an S3 storage's keys, as restic reads them): secrets, every value.
+    pub environment: Vec<(String, String)>,
 }
 
 /// A `Snapshotter` for one client that connects to and disconnects from a server.

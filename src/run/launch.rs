@@ -15,7 +15,7 @@ use crate::backend::embedded::{
     refuses_deletes,
 };
 use crate::backend::kopia::{KopiaBinary, KopiaClients, KopiaFaults, KopiaServer, KopiaStorage};
-use crate::backend::location::RepositoryLocation;
+use crate::backend::location::{RepositoryLocation, Secret};
 use crate::backend::restic::{
     DEFAULT_ACTION_TIMEOUT, MixedClients, Processes, ResticBinary, ResticClients, ResticServer,
 };
@@ -50,6 +50,9 @@ pub struct RunSpec {
     /// Where the repository is (`--repository`); the state dir's own
     /// directory by default.
     pub repository: RepositoryLocation,
+    /// The password of a repository another run made, for a new state
+    /// dir (`RESTIC_PASSWORD`): several runs, one repository.
+    pub repository_password: Option<Secret>,
 }
 
 impl RunSpec {
@@ -67,6 +70,7 @@ impl RunSpec {
             backend: BackendKind::default(),
             restic_exe: None,
             repository: RepositoryLocation::Embedded,
+            repository_password: None,
         }
     }
 }
@@ -143,8 +147,8 @@ fn check_backend(spec: &RunSpec) -> Result<Option<ResticBinary>, LaunchError> {
 
 /// What the repository's location cannot do, refused before anything is
 /// written: kopia keeps its repository in the state dir or an S3 bucket,
-/// the other backends do not take S3 yet, and the files of storage that is
-/// no directory here cannot be damaged from here (yet).
+/// and the files of storage that is no directory here cannot be damaged
+/// from here (yet).
 fn check_location(spec: &RunSpec) -> Result<(), LaunchError> {
     let repository = &spec.repository;
     match (spec.backend, repository) {
@@ -152,12 +156,6 @@ fn check_location(spec: &RunSpec) -> Result<(), LaunchError> {
         (BackendKind::Kopia, RepositoryLocation::Directory(_) | RepositoryLocation::Rest(_)) => {
             return Err(LaunchError::Setup(format!(
                 "--repository {repository}: kopia keeps its repository in the state dir or in an S3 bucket (s3:http://HOST:PORT/BUCKET): drop --repository, give an s3: location, or choose another --backend"
-            )));
-        }
-        (BackendKind::Kopia, RepositoryLocation::S3(_)) => {}
-        (backend, RepositoryLocation::S3(_)) => {
-            return Err(LaunchError::Setup(format!(
-                "--repository {repository}: S3 is taken by --backend kopia so far, not yet by the {backend} backend: run with --backend kopia, or give rest:http://HOST:PORT/PATH or a directory"
             )));
         }
         _ => {}
@@ -361,8 +359,14 @@ async fn open_store(
     let layout = layout.clone();
     let backend = spec.backend.name();
     let repository = spec.repository.recorded();
+    let password = spec.repository_password.clone();
     let store = tokio::task::spawn_blocking(move || {
-        MetadataStore::open_for(layout, backend, repository.as_deref())
+        MetadataStore::open_for(
+            layout,
+            backend,
+            repository.as_deref(),
+            password.as_ref().map(Secret::expose),
+        )
     })
     .await??;
     Ok(Arc::new(store))

@@ -11,15 +11,17 @@ use std::time::Instant;
 use rustic_backend::BackendOptions;
 use rustic_core::repofile::MasterKey;
 use rustic_core::{
-    BackupOptions, Credentials, LocalDestination, LsOptions, OpenStatus, PathList,
+    BackupOptions, Credentials, ErrorKind, LocalDestination, LsOptions, OpenStatus, PathList,
     Progress as RusticProgressBar, ProgressBars, ProgressType, Repository, RepositoryBackends,
-    RepositoryOptions, RestoreOptions, RusticError, RusticProgress, SnapshotOptions,
+    RepositoryOptions, RestoreOptions, RusticError, RusticProgress, RusticResult, SnapshotOptions,
 };
 
 use super::ClientTimeouts;
 use super::errors::CallContext;
 use super::evidence::Evidence;
 use super::server::snapshot_ids;
+use crate::backend::location::RepositoryLocation;
+use crate::backend::s3::{S3Backend, S3Patience};
 use crate::engine::guard::catch_panic;
 use crate::engine::progress::Progress;
 use crate::engine::traits::{
@@ -262,11 +264,15 @@ impl ClientSnapshotter for RusticClient {
             started: Instant::now(),
         };
         let classify = |error: Box<RusticError>| context.classify(&error);
-        let backends = BackendOptions::default()
-            .repository(&credentials.url)
-            .options(rest_options)
-            .to_backends()
-            .map_err(classify)?;
+        let backends = if credentials.url.starts_with("s3:") {
+            s3_backends(credentials, self.timeouts).map_err(classify)?
+        } else {
+            BackendOptions::default()
+                .repository(&credentials.url)
+                .options(rest_options)
+                .to_backends()
+                .map_err(classify)?
+        };
         let options = RepositoryOptions::default().cache_dir(&self.cache_dir);
         let repo = Repository::new(&options, &backends)
             .map_err(classify)?
@@ -285,6 +291,40 @@ impl ClientSnapshotter for RusticClient {
         self.connection.lock().expect("connection lock").take();
         Ok(())
     }
+}
+
+/// A bucket's repository, through the address the credentials name (the
+/// client's listener of the fault proxy), signed with the keys they carry.
+fn s3_backends(
+    credentials: &ClientCredentials,
+    timeouts: ClientTimeouts,
+) -> RusticResult<RepositoryBackends> {
+    let invalid =
+        |why: String| RusticError::new(ErrorKind::InvalidInput, "{why}").attach_context("why", why);
+    let RepositoryLocation::S3(location) =
+        RepositoryLocation::parse(&credentials.url).map_err(|e| invalid(e.to_string()))?
+    else {
+        return Err(invalid(format!("{} is no S3 location", credentials.url)));
+    };
+    let location = location
+        .with_credentials(|name| {
+            credentials
+                .environment
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.clone())
+        })
+        .map_err(|e| invalid(e.to_string()))?;
+    let patience = S3Patience {
+        retries: timeouts.retries as usize,
+        timeout: timeouts
+            .request_timeout
+            .max(std::time::Duration::from_secs(1)),
+    };
+    Ok(RepositoryBackends::new(
+        Arc::new(S3Backend::new(&location, patience)?),
+        None,
+    ))
 }
 
 /// Makes a `RusticClient` per client, each with its own cache directory.

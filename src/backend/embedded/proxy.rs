@@ -11,6 +11,12 @@
 //! storage's password reaches no client (no process's environment or
 //! command line), and faults and evidence still know each client.
 //!
+//! In front of S3 storage, each client signs its requests for the storage
+//! itself, and a signature cannot be swapped: the proxy passes requests
+//! untouched (the `Host` header too, which the signature covers) and knows
+//! a client by its own listener, a port of the proxy's that only that client
+//! is given. A revoked client's listener answers 403.
+//!
 //! Bodies stream through in both directions. A dropped request is answered
 //! with nothing at all — the connection closes — so a client can never
 //! mistake it for a success. Every request the proxy disturbs is recorded
@@ -36,6 +42,7 @@ use crate::backend::fault_kit::NetworkSlot;
 use crate::faults::{KILL_ARMED_FOR, NetworkFault};
 use crate::server::Serving;
 use crate::server::listener::BoxError;
+use crate::server::listener::ConnectionLimits;
 
 type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
@@ -117,6 +124,9 @@ pub enum UpstreamAuth {
     /// The proxy checks each client's against its own table and sends the
     /// storage's: this `Authorization` value, or none.
     Storage(Option<http::HeaderValue>),
+    /// Each client's signature for the storage (S3), passed untouched: a
+    /// client is known by its own listener ([`FaultProxy::listener_for`]).
+    Signed,
 }
 
 impl UpstreamAuth {
@@ -168,6 +178,18 @@ pub struct FaultProxy {
     state: Arc<ProxyState>,
     addr: SocketAddr,
     serving: tokio::sync::Mutex<Option<Serving>>,
+    /// Each client's own port, where clients are known by the port they
+    /// came in at ([`UpstreamAuth::Signed`]); kept across a stop, to serve
+    /// again on.
+    listeners: Mutex<HashMap<String, ClientListener>>,
+    /// Where listeners are served: a client is given one from a thread of its own.
+    runtime: tokio::runtime::Handle,
+}
+
+/// A client's own port of the proxy.
+struct ClientListener {
+    addr: SocketAddr,
+    serving: Option<Serving>,
 }
 
 impl FaultProxy {
@@ -191,12 +213,43 @@ impl FaultProxy {
             held: Mutex::new(HashSet::new()),
             released: tokio::sync::Notify::new(),
         });
-        let serving = serve(state.clone(), SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let serving = serve(state.clone(), SocketAddr::from(([127, 0, 0, 1], 0)), None).await?;
         Ok(FaultProxy {
             state,
             addr: serving.addr(),
             serving: tokio::sync::Mutex::new(Some(serving)),
+            listeners: Mutex::new(HashMap::new()),
+            runtime: tokio::runtime::Handle::current(),
         })
+    }
+
+    /// `user`'s own port, opened on first asking: every request that comes
+    /// in there is `user`'s.
+    pub fn listener_for(&self, user: &str) -> std::io::Result<SocketAddr> {
+        let mut listeners = self.listeners.lock().expect("listeners lock");
+        if let Some(listener) = listeners.get(user) {
+            return Ok(listener.addr);
+        }
+        // Bound here and served on the proxy's runtime: the caller may be a
+        // client's thread or a task of that runtime.
+        let listener = std::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+        listener.set_nonblocking(true)?;
+        let _runtime = self.runtime.enter();
+        let serving = Serving::serve(
+            tokio::net::TcpListener::from_std(listener)?,
+            service(self.state.clone(), Some(user.to_owned())),
+            GRACE,
+            ConnectionLimits::UNLIMITED,
+        )?;
+        let addr = serving.addr();
+        listeners.insert(
+            user.to_owned(),
+            ClientListener {
+                addr,
+                serving: Some(serving),
+            },
+        );
+        Ok(addr)
     }
 
     /// Where clients connect.
@@ -206,7 +259,7 @@ impl FaultProxy {
 
     /// Whether the proxy checks clients itself (the storage has one user).
     pub fn checks_clients(&self) -> bool {
-        matches!(self.state.auth, UpstreamAuth::Storage(_))
+        !matches!(self.state.auth, UpstreamAuth::Client)
     }
 
     /// Lets `user` through with `password` (when the proxy checks clients).
@@ -277,24 +330,74 @@ impl FaultProxy {
         if let Some(serving) = self.serving.lock().await.take() {
             serving.stop().await;
         }
+        let listeners: Vec<Serving> = self
+            .listeners
+            .lock()
+            .expect("listeners lock")
+            .values_mut()
+            .filter_map(|listener| listener.serving.take())
+            .collect();
+        for serving in listeners {
+            serving.stop().await;
+        }
     }
 
     /// Serves again on the same port.
     pub async fn restart(&self) -> std::io::Result<()> {
         let mut serving = self.serving.lock().await;
         if serving.is_none() {
-            *serving = Some(serve(self.state.clone(), self.addr).await?);
+            *serving = Some(serve(self.state.clone(), self.addr, None).await?);
+        }
+        let closed: Vec<(String, SocketAddr)> = self
+            .listeners
+            .lock()
+            .expect("listeners lock")
+            .iter()
+            .filter(|(_, listener)| listener.serving.is_none())
+            .map(|(user, listener)| (user.clone(), listener.addr))
+            .collect();
+        for (user, addr) in closed {
+            let serving = serve(self.state.clone(), addr, Some(user.clone())).await?;
+            if let Some(listener) = self
+                .listeners
+                .lock()
+                .expect("listeners lock")
+                .get_mut(&user)
+            {
+                listener.serving = Some(serving);
+            }
         }
         Ok(())
     }
 }
 
-async fn serve(state: Arc<ProxyState>, addr: SocketAddr) -> std::io::Result<Serving> {
-    let service = tower::service_fn(move |request: Request<Incoming>| {
-        let state = state.clone();
-        async move { forward(&state, request).await }
-    });
-    Serving::bind(addr, service, GRACE).await
+/// Serves the proxy on `addr`; at a client's own listener, every request is that
+/// client's.
+async fn serve(
+    state: Arc<ProxyState>,
+    addr: SocketAddr,
+    client_of_port: Option<String>,
+) -> std::io::Result<Serving> {
+    Serving::bind(addr, service(state, client_of_port), GRACE).await
+}
+
+/// The proxy as a service; at a client's own listener, every request is that
+/// client's.
+fn service(
+    state: Arc<ProxyState>,
+    client_of_port: Option<String>,
+) -> impl tower::Service<
+    Request<Incoming>,
+    Response = Response<ProxyBody>,
+    Error = BoxError,
+    Future = impl Future<Output = Result<Response<ProxyBody>, BoxError>> + Send,
+> + Clone
++ Send
++ 'static {
+    tower::service_fn(move |request: Request<Incoming>| {
+        let (state, client) = (state.clone(), client_of_port.clone());
+        async move { forward(&state, client, request).await }
+    })
 }
 
 impl ProxyState {
@@ -329,7 +432,8 @@ impl ProxyState {
                 expires,
             } => {
                 let path = request.uri().path();
-                let upload = request.method() == Method::POST
+                // POST to a REST server, PUT to S3.
+                let upload = matches!(*request.method(), Method::POST | Method::PUT)
                     && ["/data/", "/index/", "/snapshots/"]
                         .iter()
                         .any(|t| path.contains(t));
@@ -404,6 +508,18 @@ impl ProxyState {
     }
 }
 
+/// The answer to a revoked client at its own listener, as S3 storage's.
+fn access_denied() -> Response<ProxyBody> {
+    let body = Full::new(Bytes::from_static(
+        b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code><Message>revoked by snapstorm</Message></Error>\n",
+    ))
+    .map_err(|never| match never {})
+    .boxed();
+    let mut response = Response::new(body);
+    *response.status_mut() = StatusCode::FORBIDDEN;
+    response
+}
+
 /// The answer to a client the proxy does not let in, as a REST server's.
 fn refused() -> Response<ProxyBody> {
     let body = Full::new(Bytes::from_static(b"401 unauthorized\n"))
@@ -420,14 +536,27 @@ fn refused() -> Response<ProxyBody> {
 
 async fn forward(
     state: &Arc<ProxyState>,
+    client_of_port: Option<String>,
     mut request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, BoxError> {
     let credentials = crate::server::http::basic_credentials(request.headers());
-    let user = credentials
-        .as_ref()
-        .map(|(user, _)| user.clone())
-        .unwrap_or_default();
+    let user = client_of_port.unwrap_or_else(|| {
+        credentials
+            .as_ref()
+            .map(|(user, _)| user.clone())
+            .unwrap_or_default()
+    });
     let disturbed = |what: Disturbance| state.evidence.request(&user, what);
+    if matches!(state.auth, UpstreamAuth::Signed)
+        && !state
+            .admitted
+            .lock()
+            .expect("admitted lock")
+            .contains_key(&user)
+    {
+        disturbed(Disturbance::Refused(StatusCode::FORBIDDEN.as_u16()));
+        return Ok(access_denied());
+    }
     if let UpstreamAuth::Storage(storage) = &state.auth {
         let admitted = credentials.as_ref().is_some_and(|(user, password)| {
             state
@@ -499,7 +628,7 @@ async fn forward(
     *request.uri_mut() = format!("http://{}{path}", state.upstream)
         .parse()
         .map_err(|e: http::uri::InvalidUri| Dropped::Upstream(e.to_string()))?;
-    let checked_here = matches!(state.auth, UpstreamAuth::Storage(_));
+    let checked_here = !matches!(state.auth, UpstreamAuth::Client);
     let asked = request.uri().path().to_owned();
     match state.client.request(request).await {
         Ok(response) => {

@@ -1,10 +1,11 @@
 //! The embedded backend's Server: the repository's storage, and the fault
 //! proxy in front that clients connect through. The storage is a directory
 //! (the state dir's own, or one `--repository` names) that snapstorm's REST
-//! server serves, or a REST server snapstorm does not run. GC, listing and
-//! the check run on the storage directly, never through the fault proxy:
-//! on the directory, or with rustic's REST backend through a loopback proxy
-//! of the server's own that adds the external server's credentials.
+//! server serves, a REST server snapstorm does not run, or S3 storage. GC,
+//! listing and the check run on the storage directly, never through the
+//! fault proxy: on the directory, with rustic's REST backend through a
+//! loopback proxy of the server's own that adds the external server's
+//! credentials, or on the bucket with the location's keys.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -17,7 +18,7 @@ use rustic_core::repofile::{MasterKey, SnapshotFile};
 use rustic_core::{
     BytesList, CheckOptions, ConfigOptions, Credentials, FileType, Id, KeyOptions, LimitOption,
     OpenStatus, PruneOptions, ReadBackend, Repository, RepositoryBackends, RepositoryOptions,
-    RusticResult, WriteBackend,
+    RusticError, RusticResult, WriteBackend,
 };
 use serde_json::json;
 
@@ -25,7 +26,11 @@ use super::REPO_NAME;
 use super::evidence::Evidence;
 use super::inspect::Inspector;
 use super::proxy::{FaultProxy, Upstream, UpstreamAuth};
-use crate::backend::location::{RepositoryLocation, RestLocation, Secret};
+use crate::backend::location::{
+    RepositoryLocation, RestLocation, S3_ACCESS_KEY_ENV, S3_REGION_ENV, S3_SECRET_KEY_ENV,
+    S3Location, Secret,
+};
+use crate::backend::s3::{S3Backend, S3Patience};
 use crate::engine::brief::brief;
 use crate::engine::damage::{Damage, DataRef, Unreadable};
 use crate::engine::file_writer::disk_usage;
@@ -57,6 +62,21 @@ fn rest_options() -> std::collections::BTreeMap<String, String> {
     ])
 }
 
+/// How patient the server's own work is with S3 storage: as with an
+/// external REST server.
+const S3_PATIENCE: S3Patience = S3Patience {
+    retries: 2,
+    timeout: std::time::Duration::from_secs(60),
+};
+
+/// Opens a bucket's repository with the location's keys.
+fn s3_backends(location: &S3Location, patience: S3Patience) -> BackendResult<RepositoryBackends> {
+    Ok(RepositoryBackends::new(
+        Arc::new(S3Backend::new(location, patience)?),
+        None,
+    ))
+}
+
 /// Opens an external REST server's repository through the server's own,
 /// undisturbed proxy (not the fault proxy).
 fn rest_backends(url: &Secret) -> BackendResult<RepositoryBackends> {
@@ -84,6 +104,9 @@ enum Storage {
         internal: Secret,
         _direct: FaultProxy,
     },
+    /// S3 storage, reached directly with the location's keys; clients sign
+    /// their own requests and come through their doors of the fault proxy.
+    S3 { location: S3Location },
 }
 
 /// The user of the server's own proxy to an external storage.
@@ -94,6 +117,7 @@ impl Storage {
         match self {
             Storage::Directory { repo_dir, .. } => local_backends(repo_dir),
             Storage::Rest { url, .. } => rest_backends(url),
+            Storage::S3 { location } => s3_backends(location, S3_PATIENCE),
         }
     }
 }
@@ -180,7 +204,7 @@ impl EmbeddedServer {
         let users = Arc::new(Users::new());
         let (storage, key, url_path, running, config, upstream) = match location {
             RepositoryLocation::Rest(rest) => {
-                let addr = resolve(rest).await?;
+                let addr = resolve(&rest.to_string(), &rest.authority()).await?;
                 let auth = UpstreamAuth::basic(rest.user(), rest.password().map(Secret::expose));
                 // The server's own work (GC, listing, check, restic prune)
                 // reaches the storage through a proxy of its own, never
@@ -207,9 +231,20 @@ impl EmbeddedServer {
                 let key = {
                     let (url, password, shown) =
                         (url.clone(), password.to_owned(), location.to_string());
-                    tokio::task::spawn_blocking(move || init_or_open_rest(&shown, &url, &password))
-                        .await
-                        .map_err(BackendError::failed)??
+                    tokio::task::spawn_blocking(move || {
+                        init_or_open_external(
+                            &shown,
+                            || {
+                                BackendOptions::default()
+                                    .repository(url.expose())
+                                    .options(rest_options())
+                                    .to_backends()
+                            },
+                            &password,
+                        )
+                    })
+                    .await
+                    .map_err(BackendError::failed)??
                 };
                 let storage = Storage::Rest {
                     url,
@@ -220,9 +255,31 @@ impl EmbeddedServer {
                 (storage, key, rest.path().to_owned(), None, None, upstream)
             }
             RepositoryLocation::S3(s3) => {
-                return Err(StorageError::Backend(BackendError::failed(format!(
-                    "{s3}: the embedded server does not take S3 yet"
-                ))));
+                let key = {
+                    let (s3, password) = (s3.clone(), password.to_owned());
+                    tokio::task::spawn_blocking(move || {
+                        init_or_open_external(
+                            &s3.to_string(),
+                            || s3_backends(&s3, S3_PATIENCE).map_err(rustic_error),
+                            &password,
+                        )
+                    })
+                    .await
+                    .map_err(BackendError::failed)??
+                };
+                let addr = resolve(&s3.to_string(), &s3.authority()).await?;
+                let upstream = Upstream {
+                    addr,
+                    auth: UpstreamAuth::Signed,
+                };
+                let storage = Storage::S3 {
+                    location: s3.clone(),
+                };
+                let url_path = match s3.prefix() {
+                    "" => format!("/{}/", s3.bucket()),
+                    prefix => format!("/{}/{prefix}/", s3.bucket()),
+                };
+                (storage, key, url_path, None, None, upstream)
             }
             local => {
                 // snapstorm's server serves its data directory; a directory
@@ -329,18 +386,28 @@ impl EmbeddedServer {
     pub fn repo_dir(&self) -> Option<&Path> {
         match &self.storage {
             Storage::Directory { repo_dir, .. } => Some(repo_dir),
-            Storage::Rest { .. } => None,
+            Storage::Rest { .. } | Storage::S3 { .. } => None,
         }
     }
 
     /// The repository as a program run on it directly names it (restic's
-    /// `RESTIC_REPOSITORY`): the directory, or the URL of the server's own
+    /// `RESTIC_REPOSITORY`): the directory, the URL of the server's own
     /// proxy to the external storage — a secret, for a process's
-    /// environment only.
+    /// environment only — or the S3 location.
     pub fn direct_repository(&self) -> Secret {
         match &self.storage {
             Storage::Directory { repo_dir, .. } => Secret::new(repo_dir.display().to_string()),
             Storage::Rest { url, .. } => url.clone(),
+            Storage::S3 { location } => Secret::new(location.to_string()),
+        }
+    }
+
+    /// What a program run on the storage directly reads from its
+    /// environment besides the repository: an S3 storage's keys.
+    pub fn direct_environment(&self) -> Vec<(String, String)> {
+        match &self.storage {
+            Storage::S3 { location } => s3_environment(location),
+            Storage::Directory { .. } | Storage::Rest { .. } => Vec::new(),
         }
     }
 
@@ -349,6 +416,10 @@ impl EmbeddedServer {
         match &self.storage {
             Storage::Directory { .. } => Vec::new(),
             Storage::Rest { internal, .. } => vec![internal.expose().to_owned()],
+            Storage::S3 { location } => location
+                .secret_key()
+                .map(|key| vec![key.expose().to_owned()])
+                .unwrap_or_default(),
         }
     }
 
@@ -361,7 +432,7 @@ impl EmbeddedServer {
     pub fn inspector(&self) -> Option<&Arc<Inspector>> {
         match &self.storage {
             Storage::Directory { inspector, .. } => Some(inspector),
-            Storage::Rest { .. } => None,
+            Storage::Rest { .. } | Storage::S3 { .. } => None,
         }
     }
 
@@ -539,7 +610,7 @@ fn check_directory(dir: &Path) -> Result<(), StorageError> {
 pub async fn refuses_deletes(rest: &RestLocation) -> Result<bool, StorageError> {
     use http_body_util::Empty;
     use hyper_util::client::legacy::Client;
-    let addr = resolve(rest).await?;
+    let addr = resolve(&rest.to_string(), &rest.authority()).await?;
     let client: Client<_, Empty<Bytes>> =
         Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
     let uri = format!("http://{addr}{}snapshots/{}", rest.path(), "0".repeat(64));
@@ -573,11 +644,30 @@ pub async fn refuses_deletes(rest: &RestLocation) -> Result<bool, StorageError> 
     }
 }
 
-/// The external server's address, resolved once (the proxy connects to it).
-async fn resolve(rest: &RestLocation) -> Result<SocketAddr, StorageError> {
-    let authority = rest.authority();
+/// The keys and region of S3 storage as restic (and the AWS tools) read
+/// them from the environment.
+pub(crate) fn s3_environment(location: &S3Location) -> Vec<(String, String)> {
+    vec![
+        (
+            S3_ACCESS_KEY_ENV.to_owned(),
+            location.access_key().unwrap_or_default().to_owned(),
+        ),
+        (
+            S3_SECRET_KEY_ENV.to_owned(),
+            location
+                .secret_key()
+                .map(|key| key.expose().to_owned())
+                .unwrap_or_default(),
+        ),
+        (S3_REGION_ENV.to_owned(), location.region().to_owned()),
+    ]
+}
+
+/// A storage's address (`authority`, `HOST:PORT`), resolved once: the
+/// proxy connects to it.
+async fn resolve(location: &str, authority: &str) -> Result<SocketAddr, StorageError> {
     let unreachable = |why: String| StorageError::Unreachable {
-        location: rest.to_string(),
+        location: location.to_owned(),
         why,
     };
     let mut addrs = tokio::net::lookup_host(&authority)
@@ -596,10 +686,20 @@ async fn resolve(rest: &RestLocation) -> Result<SocketAddr, StorageError> {
     Ok(addr)
 }
 
-/// Initializes the external server's repository if it has no config yet,
+/// rustic's error again, from one of ours that came from it.
+fn rustic_error(error: BackendError) -> Box<rustic_core::RusticError> {
+    rustic_core::RusticError::new(rustic_core::ErrorKind::Backend, "{error}")
+        .attach_context("error", error.to_string())
+}
+
+/// Initializes the external storage's repository if it has no config yet,
 /// else opens it; an answer that refuses snapstorm's credentials, or a
 /// repository that refuses the state's password, names the fix.
-fn init_or_open_rest(shown: &str, url: &Secret, password: &str) -> Result<MasterKey, StorageError> {
+fn init_or_open_external(
+    shown: &str,
+    backends: impl FnOnce() -> RusticResult<RepositoryBackends>,
+    password: &str,
+) -> Result<MasterKey, StorageError> {
     let shown = shown.to_owned();
     let classify = |error: Box<rustic_core::RusticError>| -> StorageError {
         let answer = super::errors::http_answer(&*error);
@@ -616,11 +716,7 @@ fn init_or_open_rest(shown: &str, url: &Secret, password: &str) -> Result<Master
             },
         }
     };
-    let backends = BackendOptions::default()
-        .repository(url.expose())
-        .options(rest_options())
-        .to_backends()
-        .map_err(classify)?;
+    let backends = backends().map_err(classify)?;
     let options = RepositoryOptions::default().no_cache(true);
     let repo = Repository::new(&options, &backends).map_err(classify)?;
     let credentials = Credentials::password(password);
@@ -687,7 +783,9 @@ impl Server for EmbeddedServer {
             repository: match &self.storage {
                 Storage::Directory { repo_dir, .. } => repo_dir.clone(),
                 // No path on this machine: the location, as `--repository` names it.
-                Storage::Rest { .. } => PathBuf::from(self.location.to_string()),
+                Storage::Rest { .. } | Storage::S3 { .. } => {
+                    PathBuf::from(self.location.to_string())
+                }
             },
         }
     }
@@ -696,14 +794,31 @@ impl Server for EmbeddedServer {
         let user = client.to_string();
         let password = random_password();
         self.admit(&user, &password)?;
-        let credentials = ClientCredentials {
-            url: format!(
-                "rest:http://{user}:{password}@{}{}",
-                self.addr(),
-                self.url_path
-            ),
-            user,
-            password,
+        let credentials = match &self.storage {
+            // Through the client's own door, signed with the storage's keys.
+            Storage::S3 { location } => {
+                let door = self.proxy.listener_for(&user).map_err(|e| {
+                    BackendError::failed(format!(
+                        "cannot open the fault proxy's door for {user}: {e}"
+                    ))
+                })?;
+                ClientCredentials {
+                    url: location.through(door).to_string(),
+                    environment: s3_environment(location),
+                    user,
+                    password,
+                }
+            }
+            _ => ClientCredentials {
+                url: format!(
+                    "rest:http://{user}:{password}@{}{}",
+                    self.addr(),
+                    self.url_path
+                ),
+                environment: Vec::new(),
+                user,
+                password,
+            },
         };
         self.credentials
             .lock()
@@ -771,7 +886,7 @@ impl Server for EmbeddedServer {
         let Some(inspector) = self.inspector() else {
             // An external server: rustic's check reading all data through
             // it; what it finds names nothing it could not read.
-            let problems = rustic_check(self)
+            let problems = rustic_check(self)?
                 .into_iter()
                 .map(|text| Problem {
                     text: format!("rustic's check: {text}"),
@@ -786,7 +901,7 @@ impl Server for EmbeddedServer {
         let mut problems = inspector
             .check()
             .map_err(|e| BackendError::Failed(format!("the repository check failed: {e}")))?;
-        let rustic = rustic_check(self);
+        let rustic = rustic_check(self)?;
         if !rustic.is_empty() {
             let text = format!(
                 "rustic's check found {} error(s): {}",
@@ -830,34 +945,80 @@ impl Server for EmbeddedServer {
         match &self.storage {
             Storage::Directory { data_dir, .. } => disk_usage(data_dir),
             // The sizes the server lists (its files' bytes, not its disk's).
-            Storage::Rest { .. } => listed_size(&self.storage).unwrap_or_else(|error| {
-                tracing::warn!(%error, "cannot list the repository's sizes");
-                0
-            }),
+            Storage::Rest { .. } | Storage::S3 { .. } => {
+                listed_size(&self.storage).unwrap_or_else(|error| {
+                    tracing::warn!(%error, "cannot list the repository's sizes");
+                    0
+                })
+            }
         }
     }
 }
 
+/// How often rustic's check runs when a file it listed is gone before it
+/// read it.
+const CHECK_ATTEMPTS: usize = 3;
+
+/// The size rustic_core 0.13's check computes for an index entry that
+/// names no blob: a sealed pack header of nothing (32 bytes) and its length
+/// (4). rustic's own prune writes such entries for the unindexed packs it
+/// marks for deletion (a killed client's, a backup's still in flight), and
+/// its check then compares them with the pack's real size.
+const EMPTY_ENTRY_SIZE: &str = "index_size: 36,";
+
 /// rustic's check reading all data, its errors in its own words (it can
-/// itself fail, or panic, on a damaged repository: then that is its finding).
-fn rustic_check(server: &EmbeddedServer) -> Vec<String> {
-    let checked = catch_panic(|| -> BackendResult<Vec<String>> {
-        let repo = server.open_local()?;
-        let results = repo.check(CheckOptions::default().read_data(true))?;
-        Ok(results
-            .0
-            .iter()
-            // rustic does not export the level type; warnings (e.g. a pack no
-            // index names yet) are not damage.
-            .filter(|(level, _)| format!("{level:?}") == "Error")
-            .map(|(_, error)| error.to_string())
-            .collect())
-    });
-    match checked {
-        Ok(Ok(problems)) => problems,
-        Ok(Err(error)) => vec![format!("the check failed: {error}")],
-        Err(panic) => vec![format!("the check panicked: {}", brief(&panic.message))],
+/// itself fail, or panic, on a damaged repository: then that is its
+/// finding). A check that failed on a file it listed and then did not find
+/// raced the run (a client deleted a snapshot, a GC replaced an index in
+/// the middle of it): it runs again, and if it never gets through, that is
+/// the action's error, not a finding.
+fn rustic_check(server: &EmbeddedServer) -> BackendResult<Vec<String>> {
+    for attempt in 1..=CHECK_ATTEMPTS {
+        let checked = catch_panic(|| -> BackendResult<Result<Vec<String>, Box<RusticError>>> {
+            let repo = server.open_local()?;
+            Ok(repo
+                .check(CheckOptions::default().read_data(true))
+                .map(|results| {
+                    results
+                        .0
+                        .iter()
+                        // rustic does not export the level type; warnings (e.g.
+                        // a pack no index names yet) are not damage.
+                        .filter(|(level, _)| format!("{level:?}") == "Error")
+                        // Nor its error type: a pack marked for deletion whose
+                        // entry names no blob is not one whose size is wrong.
+                        .filter(|(_, error)| {
+                            let error = format!("{error:?}");
+                            !(error.contains("SizeMismatchIndex")
+                                && error.contains("to_delete: true")
+                                && error.contains(EMPTY_ENTRY_SIZE))
+                        })
+                        .map(|(_, error)| error.to_string())
+                        .collect()
+                }))
+        });
+        match checked {
+            Ok(Ok(Ok(problems))) => return Ok(problems),
+            Ok(Ok(Err(error))) if super::errors::http_answer(&*error) == Some(Some(404)) => {
+                if attempt == CHECK_ATTEMPTS {
+                    return Err(BackendError::Raced(format!(
+                        "files went while rustic's check read them, {CHECK_ATTEMPTS} times: {}",
+                        brief(&error.display_log())
+                    )));
+                }
+                tracing::info!(attempt, error = %brief(&error.display_log()), "a file went while rustic's check read it; checking again");
+            }
+            Ok(Ok(Err(error))) => return Ok(vec![format!("the check failed: {error}")]),
+            Ok(Err(error)) => return Ok(vec![format!("the check failed: {error}")]),
+            Err(panic) => {
+                return Ok(vec![format!(
+                    "the check panicked: {}",
+                    brief(&panic.message)
+                )]);
+            }
+        }
     }
+    unreachable!("the last attempt returns")
 }
 
 /// The bytes of every file the storage lists.

@@ -372,6 +372,7 @@ mod tests {
                     user: "client-1@snapstorm".into(),
                     password: "user-secret".into(),
                     url: "https://127.0.0.1:4711".into(),
+                    environment: Vec::new(),
                 },
             )
             .unwrap();

@@ -86,7 +86,10 @@ impl Invocation<'_> {
         Run {
             program: &self.binary.path,
             args,
-            env,
+            env: env
+                .into_iter()
+                .map(|(key, value)| (key.to_owned(), value))
+                .collect(),
             cwd: self.cwd,
             deadline: self.deadline,
             processes: self.processes,

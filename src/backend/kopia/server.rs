@@ -625,6 +625,7 @@ impl Server for KopiaServer {
             user,
             password,
             url: format!("https://{listener}"),
+            environment: Vec::new(),
         })
     }
 

@@ -27,7 +27,7 @@ fn run<'a>(program: &'a Path, deadline: Duration) -> Run<'a> {
     Run {
         program,
         args: vec![],
-        env: vec![("SECRET", "s3cret".into())],
+        env: vec![("SECRET".into(), "s3cret".into())],
         cwd: None,
         deadline,
         processes: None,
@@ -153,4 +153,37 @@ fn a_wait_for_a_process_ends_when_it_does() {
     assert!(processes.wait_ended(pid, Duration::from_secs(20)));
     assert!(processes.find(pid).unwrap().ended.is_some());
     runner.join().unwrap();
+}
+
+#[test]
+fn the_explanation_is_the_error_above_a_go_stack_trace() {
+    // restic 0.18.1's stderr for an error it did not expect (`%+v`).
+    let stderr = "\
+Save(<data/8c0eb68404>) returned error, retrying after 1s
+unable to save snapshot: Save(<data/8c0eb68404>) failed: The specified key does not exist.
+github.com/restic/restic/internal/backend/s3.(*Backend).Save
+\t/restic/internal/backend/s3/s3.go:321
+golang.org/x/sync/errgroup.(*Group).Go.func1
+\tgolang.org/x/sync@v0.16.0/errgroup/errgroup.go:93
+runtime.goexit
+\truntime/asm_amd64.s:1771
+";
+    let output = Output {
+        exit: Exit::Code(1),
+        stdout: String::new(),
+        stderr: stderr.to_owned(),
+    };
+    let said = output.explanation(&[]);
+    assert!(said.contains("The specified key does not exist"), "{said}");
+    assert!(!said.contains("goexit"), "{said}");
+    assert!(said.ends_with("(exit code 1)"), "{said}");
+    // Without a trace, the last lines as before.
+    let plain = Output {
+        stderr: "one\ntwo\nthree\nFatal: four\n".to_owned(),
+        ..output
+    };
+    assert_eq!(
+        plain.explanation(&[]),
+        "two; three; Fatal: four (exit code 1)"
+    );
 }

@@ -342,6 +342,7 @@ impl ClientSnapshotter for ResticClient {
                 repository: credentials.url.clone(),
                 password: self.repo_password.clone(),
                 also_secret: vec![credentials.password.clone()],
+                environment: credentials.environment.clone(),
             },
             user: credentials.user.clone(),
         };

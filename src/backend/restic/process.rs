@@ -137,6 +137,9 @@ pub struct Target {
     pub password: String,
     /// Secrets to hide in any text kept from the process (the REST password).
     pub also_secret: Vec<String>,
+    /// What restic reads from its environment besides the repository and
+    /// its password: an S3 storage's keys. Every value is hidden too.
+    pub environment: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for Target {
@@ -178,16 +181,28 @@ impl Invocation<'_> {
         args.extend(self.args.iter().map(OsString::from));
         let mut secrets = vec![self.target.password.clone()];
         secrets.extend(self.target.also_secret.iter().cloned());
+        secrets.extend(
+            self.target
+                .environment
+                .iter()
+                .filter(|(name, _)| name != crate::backend::location::S3_REGION_ENV)
+                .map(|(_, value)| value.clone()),
+        );
+        let mut env = vec![
+            (
+                "RESTIC_REPOSITORY".to_owned(),
+                self.target.repository.clone(),
+            ),
+            ("RESTIC_PASSWORD".to_owned(), self.target.password.clone()),
+            // restic's `--json` status lines four times a second: enough
+            // for the console, few enough to read as they come.
+            ("RESTIC_PROGRESS_FPS".to_owned(), "4".to_owned()),
+        ];
+        env.extend(self.target.environment.iter().cloned());
         Run {
             program: &self.binary.path,
             args,
-            env: vec![
-                ("RESTIC_REPOSITORY", self.target.repository.clone()),
-                ("RESTIC_PASSWORD", self.target.password.clone()),
-                // restic's `--json` status lines four times a second: enough
-                // for the console, few enough to read as they come.
-                ("RESTIC_PROGRESS_FPS", "4".to_owned()),
-            ],
+            env,
             cwd: self.cwd,
             deadline: self.deadline,
             processes: self.processes,
@@ -268,6 +283,7 @@ mod tests {
             repository: "rest:http://client-1:rest-secret@127.0.0.1:1/repo/".into(),
             password: "repo-secret".into(),
             also_secret: vec!["rest-secret".into()],
+            environment: Vec::new(),
         };
         let invocation = Invocation {
             binary: &binary,

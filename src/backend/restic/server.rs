@@ -71,6 +71,7 @@ impl ResticServer {
             repository: self.inner.direct_repository().expose().to_owned(),
             password: self.repo_password.clone(),
             also_secret: self.inner.storage_secrets(),
+            environment: self.inner.direct_environment(),
         };
         Invocation {
             binary: &self.binary,

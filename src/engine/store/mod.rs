@@ -148,16 +148,20 @@ impl MetadataStore {
     /// [`MetadataStore::begin_run`]); refuses one that holds snapstorm's data
     /// without its `state.json`, or that is not snapstorm's at all.
     pub fn open(layout: StateLayout, backend: &str) -> Result<Self, StoreError> {
-        Self::open_for(layout, backend, None)
+        Self::open_for(layout, backend, None, None)
     }
 
     /// [`MetadataStore::open`] for the repository at `repository` (as the
     /// state records it; `None`: the state dir's own): a state dir set up
-    /// for another repository is refused, nothing written.
+    /// for another repository is refused, nothing written. A new state dir
+    /// takes `password` as the repository's, where one is given (a
+    /// repository another run made, on a storage several runs share), else
+    /// a random one; a state dir that has one keeps it.
     pub fn open_for(
         layout: StateLayout,
         backend: &str,
         repository: Option<&str>,
+        password: Option<&str>,
     ) -> Result<Self, StoreError> {
         let root = layout.root().to_path_buf();
         let created = create_private_dir(&root)?;
@@ -194,7 +198,7 @@ impl MetadataStore {
                     run_counter: 0,
                     backend: backend.to_owned(),
                     repository: repository.map(str::to_owned),
-                    repository_password: random_password(),
+                    repository_password: password.map_or_else(random_password, str::to_owned),
                     clients: BTreeMap::new(),
                     failures: Vec::new(),
                     runs: Vec::new(),

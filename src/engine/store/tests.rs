@@ -215,14 +215,14 @@ fn a_state_dir_belongs_to_one_repository_location() {
     let dir = tempfile::tempdir().unwrap();
     let layout = StateLayout::new(dir.path().join("state"));
     let rest = "rest:http://127.0.0.1:8000/repo/";
-    drop(MetadataStore::open_for(layout.clone(), "embedded", Some(rest)).unwrap());
+    drop(MetadataStore::open_for(layout.clone(), "embedded", Some(rest), None).unwrap());
     let before = fs::read(layout.state_file()).unwrap();
     for other in [
         None,
         Some("rest:http://127.0.0.1:8001/repo/"),
         Some("/mnt/repo"),
     ] {
-        let err = MetadataStore::open_for(layout.clone(), "embedded", other).unwrap_err();
+        let err = MetadataStore::open_for(layout.clone(), "embedded", other, None).unwrap_err();
         assert!(matches!(err, StoreError::OtherRepository { .. }), "{err}");
         assert!(err.to_string().contains(rest), "{err}");
     }
@@ -231,12 +231,12 @@ fn a_state_dir_belongs_to_one_repository_location() {
         before,
         "nothing written"
     );
-    let store = MetadataStore::open_for(layout.clone(), "embedded", Some(rest)).unwrap();
+    let store = MetadataStore::open_for(layout.clone(), "embedded", Some(rest), None).unwrap();
     assert_eq!(store.state().repository.as_deref(), Some(rest));
     drop(store);
     // A state dir of the embedded directory refuses a location.
     let own = StateLayout::new(dir.path().join("own"));
     drop(MetadataStore::open(own.clone(), "embedded").unwrap());
-    let err = MetadataStore::open_for(own, "embedded", Some(rest)).unwrap_err();
+    let err = MetadataStore::open_for(own, "embedded", Some(rest), None).unwrap_err();
     assert!(err.to_string().contains("no --repository"), "{err}");
 }
