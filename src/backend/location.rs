@@ -212,8 +212,8 @@ impl S3Location {
         &self.endpoint
     }
 
-    /// The same bucket, prefix and keys, reached at `addr` (the fault
-    /// proxy's door for a client) instead of the storage's own address.
+    /// The same bucket, prefix and keys, reached at `addr` (a client's own
+    /// port of the fault proxy) instead of the storage's own address.
     pub fn through(&self, addr: std::net::SocketAddr) -> S3Location {
         let mut through = self.clone();
         through.endpoint =

@@ -70,9 +70,9 @@ const S3_PATIENCE: S3Patience = S3Patience {
 };
 
 /// Opens a bucket's repository with the location's keys.
-fn s3_backends(location: &S3Location, patience: S3Patience) -> BackendResult<RepositoryBackends> {
+fn s3_backends(location: &S3Location) -> RusticResult<RepositoryBackends> {
     Ok(RepositoryBackends::new(
-        Arc::new(S3Backend::new(location, patience)?),
+        Arc::new(S3Backend::new(location, S3_PATIENCE)?),
         None,
     ))
 }
@@ -105,7 +105,8 @@ enum Storage {
         _direct: FaultProxy,
     },
     /// S3 storage, reached directly with the location's keys; clients sign
-    /// their own requests and come through their doors of the fault proxy.
+    /// their own requests and come through their own ports of the fault
+    /// proxy.
     S3 { location: S3Location },
 }
 
@@ -117,7 +118,7 @@ impl Storage {
         match self {
             Storage::Directory { repo_dir, .. } => local_backends(repo_dir),
             Storage::Rest { url, .. } => rest_backends(url),
-            Storage::S3 { location } => s3_backends(location, S3_PATIENCE),
+            Storage::S3 { location } => Ok(s3_backends(location)?),
         }
     }
 }
@@ -258,11 +259,7 @@ impl EmbeddedServer {
                 let key = {
                     let (s3, password) = (s3.clone(), password.to_owned());
                     tokio::task::spawn_blocking(move || {
-                        init_or_open_external(
-                            &s3.to_string(),
-                            || s3_backends(&s3, S3_PATIENCE).map_err(rustic_error),
-                            &password,
-                        )
+                        init_or_open_external(&s3.to_string(), || s3_backends(&s3), &password)
                     })
                     .await
                     .map_err(BackendError::failed)??
@@ -686,12 +683,6 @@ async fn resolve(location: &str, authority: &str) -> Result<SocketAddr, StorageE
     Ok(addr)
 }
 
-/// rustic's error again, from one of ours that came from it.
-fn rustic_error(error: BackendError) -> Box<rustic_core::RusticError> {
-    rustic_core::RusticError::new(rustic_core::ErrorKind::Backend, "{error}")
-        .attach_context("error", error.to_string())
-}
-
 /// Initializes the external storage's repository if it has no config yet,
 /// else opens it; an answer that refuses snapstorm's credentials, or a
 /// repository that refuses the state's password, names the fix.
@@ -795,15 +786,15 @@ impl Server for EmbeddedServer {
         let password = random_password();
         self.admit(&user, &password)?;
         let credentials = match &self.storage {
-            // Through the client's own door, signed with the storage's keys.
+            // Through the client's own port of the fault proxy, signed with the storage's keys.
             Storage::S3 { location } => {
-                let door = self.proxy.listener_for(&user).map_err(|e| {
+                let port = self.proxy.listener_for(&user).map_err(|e| {
                     BackendError::failed(format!(
-                        "cannot open the fault proxy's door for {user}: {e}"
+                        "cannot open a port of the fault proxy for {user}: {e}"
                     ))
                 })?;
                 ClientCredentials {
-                    url: location.through(door).to_string(),
+                    url: location.through(port).to_string(),
                     environment: s3_environment(location),
                     user,
                     password,
