@@ -571,9 +571,9 @@ fn trace_of(state: &Path) -> Vec<serde_json::Value> {
 const SMALL_FILES: &str = include_str!("scenarios/small-files.toml");
 
 /// rustic_core and restic clients on one S3 prefix of the cluster, each
-/// through its own listener of the fault proxy: a 4-client mixed run with
-/// network and kill-client faults verifies restores of both kinds of
-/// client and explains every error; the bucket holds restic's layout
+/// through its own listener of the fault proxy: a 4-client mixed run of
+/// 60 s with network, kill-client and stop-osd faults verifies restores of
+/// both kinds of client and explains every error; the bucket holds restic's layout
 /// under the prefix, and restic itself then reads every byte of it
 /// (`check --read-data`). A snapshot object removed behind the run's back
 /// is then an unexpected failure of the next run on the same state dir.
@@ -598,12 +598,40 @@ fn mixed_clients_run_on_ceph_through_s3() {
     };
     let run = |duration: &str, faults: &[&str]| runs.run(duration, faults);
 
+    let osd = cluster.osd_pid(1);
+    let stop_osd = format!("stop-osd@36s:12s,pid={osd}");
     let (code, err, first) = run(
-        "40s",
-        &["network@8s:10s,drop=50,error=50", "kill-client@22s"],
+        "60s",
+        &[
+            "network@8s:10s,drop=50,error=50",
+            "kill-client@22s",
+            &stop_osd,
+        ],
     );
     assert_eq!(code, 0, "{err}");
     assert_survived(&first, &state, &["network", "kill-client"]);
+    // The OSD was stopped and goes on: a cluster that lost one of three
+    // serves on, and its wait is no error of the data.
+    let stopped = first["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "stop-osd")
+        .unwrap_or_else(|| panic!("no stop-osd: {:#}", first["faults"]));
+    assert_eq!(stopped["injected"], true, "{stopped}");
+    assert!(running(osd), "the OSD was let go on");
+    let state_line = std::fs::read_to_string(format!("/proc/{osd}/stat")).unwrap();
+    let run_state = state_line
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .next();
+    assert_ne!(
+        run_state,
+        Some("T"),
+        "the OSD is still stopped: {state_line}"
+    );
     for kind in ["rustic", "restic"] {
         let verified: u64 = first["clients"]
             .as_array()

@@ -159,6 +159,8 @@ fn locations_that_cannot_be_used_are_refused_before_anything_is_written() {
             true,
         ),
         (vec!["--repository", &s3_closed], "cannot reach", true),
+        (vec!["--fault", "stop-osd@1s"], "pid=PID", false),
+        (vec!["--fault", "stop-osd@1s,pid=1"], "not ceph-osd", false),
         (
             vec!["--backend", "mixed", "--repository", &s3_closed],
             "cannot reach",

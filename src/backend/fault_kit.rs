@@ -67,6 +67,8 @@ pub struct FaultKit {
     storms: Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// Clients a `revoke-client` revoked and did not let in again yet.
     revoked: Arc<Mutex<BTreeSet<ClientId>>>,
+    /// OSD processes a `stop-osd` stopped and did not let go on yet.
+    stopped: Arc<Mutex<BTreeSet<u32>>>,
 }
 
 impl FaultKit {
@@ -76,6 +78,7 @@ impl FaultKit {
             stopping: Arc::new(AtomicBool::new(false)),
             storms: Mutex::new(Vec::new()),
             revoked: Arc::new(Mutex::new(BTreeSet::new())),
+            stopped: Arc::new(Mutex::new(BTreeSet::new())),
         }
     }
 
@@ -337,10 +340,48 @@ impl FaultKit {
             });
     }
 
-    /// The run ends: storms stop (and are waited for), and every client
-    /// still revoked is let in again.
+    /// `stop-osd`: the OSD's process (`pid=`) stopped with SIGSTOP, and
+    /// continued with SIGCONT when the spec's duration ends (or the run
+    /// does). Returns its label and target.
+    pub fn stop_osd(
+        &self,
+        spec: &FaultSpec,
+        host: &Arc<dyn FaultHost>,
+    ) -> Result<(String, String), InjectError> {
+        let pid = spec.pid.ok_or_else(|| {
+            fail("stop-osd needs the OSD's process: give it as --fault stop-osd@T:DURATION,pid=PID")
+        })?;
+        osd_process(pid).map_err(fail)?;
+        let target = format!("ceph-osd PID {pid}");
+        let label = host.fault_starts(spec.kind, &target, None, spec.duration);
+        signal_osd(pid, rustix::process::Signal::STOP)?;
+        self.stopped.lock().expect("stopped lock").insert(pid);
+        let (stopped, down_for) = (self.stopped.clone(), spec.duration.unwrap_or_default());
+        std::thread::spawn(move || {
+            std::thread::sleep(down_for);
+            // Gone from the set: the run's end let it go on already.
+            if stopped.lock().expect("stopped lock").remove(&pid) {
+                match signal_osd(pid, rustix::process::Signal::CONT) {
+                    Ok(()) => {
+                        tracing::warn!(target: "snapstorm::faults", pid, "stop-osd: the OSD goes on")
+                    }
+                    Err(error) => {
+                        tracing::error!(target: "snapstorm::faults", pid, %error, "stop-osd: cannot let the OSD go on")
+                    }
+                }
+            }
+        });
+        Ok((label, target))
+    }
+
+    /// The run ends: storms stop (and are waited for), every client still
+    /// revoked is let in again, and every OSD still stopped goes on.
     pub fn end(&self, readmit: &Readmit) -> Result<(), InjectError> {
         self.stopping.store(true, Ordering::SeqCst);
+        let stopped = std::mem::take(&mut *self.stopped.lock().expect("stopped lock"));
+        for pid in stopped {
+            signal_osd(pid, rustix::process::Signal::CONT)?;
+        }
         let storms: Vec<_> = self.storms.lock().expect("storms lock").drain(..).collect();
         for storm in storms {
             let _ = storm.join();
@@ -351,4 +392,29 @@ impl FaultKit {
         }
         Ok(())
     }
+}
+
+/// Whether `pid` is a Ceph OSD's process on this machine (its name in
+/// `/proc`, `ceph-osd`): `stop-osd` stops nothing else.
+pub fn osd_process(pid: u32) -> Result<(), String> {
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).map_err(|_| {
+        format!("no process {pid} on this machine; give the pid of a running ceph-osd (scripts/ceph start prints osdN_pid=)")
+    })?;
+    match comm.trim() {
+        "ceph-osd" => Ok(()),
+        other => Err(format!(
+            "process {pid} is {other}, not ceph-osd; give the pid of a running ceph-osd (scripts/ceph start prints osdN_pid=)"
+        )),
+    }
+}
+
+/// One signal to one OSD process (not its group: an OSD is no process of
+/// snapstorm's).
+fn signal_osd(pid: u32, signal: rustix::process::Signal) -> Result<(), InjectError> {
+    let raw = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .ok_or_else(|| fail(format!("{pid} is no process id")))?;
+    rustix::process::kill_process(raw, signal)
+        .map_err(|e| fail(format!("cannot signal ceph-osd PID {pid}: {e}")))
 }

@@ -7,7 +7,7 @@
 //! `corrupt-pack@15s`, `server-restart@20s:5s`,
 //! `network@10s:20s,latency=300ms,drop=10,error=10`, `revoke-client@30s,client=2`,
 //! `truncate-pack@20s,size=2MiB`, `storage-errors@10s:20s,share=30`,
-//! `pause-client@10s:20s,client=1`.
+//! `pause-client@10s:20s,client=1`, `stop-osd@10s:20s,pid=4242`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -76,12 +76,16 @@ pub enum FaultKind {
     /// --remove-all` does (restic #3126/#3182: a live lock removed, and a
     /// prune ran beside a backup).
     Unlock,
+    /// Stop one OSD of a Ceph cluster on this machine (SIGSTOP) for a
+    /// while, then let it go on (SIGCONT): the cluster serves on with the
+    /// others, slower while it marks the OSD down.
+    StopOsd,
 }
 
 impl FaultKind {
     /// Every fault, in the order menus number them (new ones last, so a
     /// fault keeps its key).
-    pub const ALL: [FaultKind; 16] = [
+    pub const ALL: [FaultKind; 17] = [
         FaultKind::CorruptPack,
         FaultKind::DeletePack,
         FaultKind::DeleteIndex,
@@ -98,6 +102,7 @@ impl FaultKind {
         FaultKind::PauseClient,
         FaultKind::StaleLock,
         FaultKind::Unlock,
+        FaultKind::StopOsd,
     ];
 
     pub fn name(self) -> &'static str {
@@ -118,6 +123,7 @@ impl FaultKind {
             FaultKind::PauseClient => "pause-client",
             FaultKind::StaleLock => "stale-lock",
             FaultKind::Unlock => "unlock",
+            FaultKind::StopOsd => "stop-osd",
         }
     }
 
@@ -144,6 +150,7 @@ impl FaultKind {
             }
             FaultKind::StaleLock => "leave an exclusive lock of a process gone on another host",
             FaultKind::Unlock => "remove every lock, live ones too (restic unlock --remove-all)",
+            FaultKind::StopOsd => "stop the Ceph OSD process pid= for DURATION, then let it go on",
         }
     }
 
@@ -189,7 +196,8 @@ impl FaultKind {
             FaultKind::Network
             | FaultKind::GcStorm
             | FaultKind::StorageErrors
-            | FaultKind::PauseClient => Some(Duration::from_secs(15)),
+            | FaultKind::PauseClient
+            | FaultKind::StopOsd => Some(Duration::from_secs(15)),
             _ => None,
         }
     }
@@ -205,6 +213,7 @@ impl FaultKind {
                 | FaultKind::GcStorm
                 | FaultKind::StorageErrors
                 | FaultKind::PauseClient
+                | FaultKind::StopOsd
         )
     }
 
@@ -281,6 +290,8 @@ pub struct FaultSpec {
     /// `storage-errors`: the share of requests failed, in percent, where
     /// one was given (`share=`); [`DEFAULT_STORAGE_ERROR_SHARE`] otherwise.
     pub share: Option<u8>,
+    /// `stop-osd`: the OSD's process (`pid=`), which it needs.
+    pub pid: Option<u32>,
 }
 
 impl FaultSpec {
@@ -294,6 +305,7 @@ impl FaultSpec {
             after: None,
             size: None,
             share: None,
+            pid: None,
         }
     }
 
@@ -353,6 +365,9 @@ impl fmt::Display for FaultSpec {
         if let Some(share) = self.share {
             write!(f, ",share={share}")?;
         }
+        if let Some(pid) = self.pid {
+            write!(f, ",pid={pid}")?;
+        }
         Ok(())
     }
 }
@@ -406,6 +421,15 @@ impl FaultSpec {
         }
         if self.share == Some(0) {
             return Err("share=0 fails no request: give a share of 1 to 100".into());
+        }
+        if self.pid.is_some() && kind != FaultKind::StopOsd {
+            return Err(format!("pid is an option of stop-osd, not of {kind}"));
+        }
+        if kind == FaultKind::StopOsd && self.pid.is_none_or(|pid| pid == 0) {
+            return Err(format!(
+                "stop-osd needs the OSD's process: write stop-osd@{}:15s,pid=PID (scripts/ceph start prints osdN_pid=)",
+                compact_duration(self.at)
+            ));
         }
         if self.size.is_some_and(|size| size.as_u64() == 0) {
             return Err("size=0 leaves the pack empty: write empty-pack instead".into());
@@ -544,9 +568,15 @@ impl FromStr for FaultSpec {
                 }
                 "size" => spec.size = Some(parse_size(value).map_err(&fail)?),
                 "share" => spec.share = Some(parse_percent(key, value).map_err(&fail)?),
+                "pid" => {
+                    let pid = value
+                        .parse::<u32>()
+                        .map_err(|_| fail(format!("`pid={value}` is not a process id")))?;
+                    spec.pid = Some(pid);
+                }
                 _ => {
                     return Err(fail(format!(
-                        "unknown option `{key}`; options are latency, drop, error (network), client (revoke-client, kill-client, pause-client), size (truncate-pack) and share (storage-errors)"
+                        "unknown option `{key}`; options are latency, drop, error (network), client (revoke-client, kill-client, pause-client), size (truncate-pack), share (storage-errors) and pid (stop-osd)"
                     )));
                 }
             }
@@ -581,6 +611,9 @@ pub struct ScenarioFault {
     /// `storage-errors`: the share of requests failed, in percent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub share: Option<u8>,
+    /// `stop-osd`: the OSD's process id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
 }
 
 impl ScenarioFault {
@@ -602,6 +635,7 @@ impl ScenarioFault {
             after: spec.after,
             size: spec.size.map(compact_size),
             share: spec.share,
+            pid: spec.pid,
         }
     }
 
@@ -632,6 +666,7 @@ impl ScenarioFault {
         spec.after = self.after;
         spec.size = self.size.as_deref().map(parse_size).transpose()?;
         spec.share = self.share;
+        spec.pid = self.pid;
         let network_options =
             self.latency.is_some() || self.drop_percent.is_some() || self.error_percent.is_some();
         if network_options && self.kind != FaultKind::Network {

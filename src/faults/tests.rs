@@ -185,6 +185,28 @@ fn storage_errors_take_a_share() {
     }
 }
 
+#[test]
+fn stop_osd_names_its_process_and_nothing_else_takes_a_pid() {
+    let spec: FaultSpec = "stop-osd@10s:20s,pid=4242".parse().unwrap();
+    assert_eq!(spec.pid, Some(4242));
+    assert_eq!(spec.duration, Some(Duration::from_secs(20)));
+    assert_eq!(spec.to_string(), "stop-osd@10s:20s,pid=4242");
+    let scenario = ScenarioFault::from_spec(&spec);
+    assert_eq!(scenario.to_spec().unwrap(), spec);
+    let plain: FaultSpec = "stop-osd@10s,pid=7".parse().unwrap();
+    assert_eq!(plain.duration, Some(Duration::from_secs(15)));
+    let missing = "stop-osd@10s:20s".parse::<FaultSpec>().unwrap_err();
+    assert!(missing.to_string().contains("pid=PID"), "{missing}");
+    for bad in [
+        "stop-osd@1s,pid=0",
+        "stop-osd@1s,pid=osd",
+        "network@1s,pid=5",
+        "kill-client@1s,pid=5",
+    ] {
+        assert!(bad.parse::<FaultSpec>().is_err(), "{bad}");
+    }
+}
+
 /// The reference lists every fault a user can name, in its table.
 #[test]
 fn docs_list_every_fault() {

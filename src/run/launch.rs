@@ -128,6 +128,12 @@ fn check_backend(spec: &RunSpec) -> Result<Option<ResticBinary>, LaunchError> {
         )));
     }
     check_location(spec)?;
+    for fault in &spec.faults {
+        if let Some(pid) = fault.pid {
+            crate::backend::fault_kit::osd_process(pid)
+                .map_err(|why| LaunchError::Setup(format!("--fault {fault}: {why}")))?;
+        }
+    }
     if !spec.backend.runs_restic() {
         if let Some(fault) = spec.faults.iter().find(|f| f.kind.acts_on_locks()) {
             return Err(LaunchError::Setup(format!(

@@ -253,6 +253,7 @@ impl FaultInjector for EmbeddedFaults {
                 let target = self.kit.overlapping_gc(host, &label, target);
                 (label, target)
             }
+            FaultKind::StopOsd => self.kit.stop_osd(spec, host)?,
             FaultKind::StaleLock => {
                 if self.remove_all_locks.is_none() {
                     return Err(fail(

@@ -194,6 +194,7 @@ impl FaultInjector for KopiaFaults {
                     self.readmit(),
                 )?
             }
+            FaultKind::StopOsd => self.kit.stop_osd(spec, host)?,
             FaultKind::KillClient => {
                 return self.kit.catch_mid_snapshot(spec, clients, host, |client| {
                     self.server.proxy().arm_kill(&kopia_user(client), KILL_CUT)

@@ -115,6 +115,9 @@ fn can_cause(fault: FaultKind, incident: &Incident) -> bool {
     let gc = fault.runs_any_gc();
     // A lock of no process of the run excludes restic calls until it goes.
     let locked_out = fault == FaultKind::StaleLock;
+    // A storage that lost a node answers late, or with errors of its own;
+    // it never gives back other data.
+    let degraded = fault == FaultKind::StopOsd;
     let damage = fault.damages_data() && incident.origin.reads_data();
     match incident.kind {
         IncidentKind::Failure(
@@ -123,10 +126,11 @@ fn can_cause(fault: FaultKind, incident: &Incident) -> bool {
         // No fault removes snapshot files: a lost snapshot is always unexpected.
         IncidentKind::Failure(FailureKind::SnapshotLost) => false,
         IncidentKind::Failure(FailureKind::RestoreFailed | FailureKind::RepositoryCheck) => damage,
-        IncidentKind::Error(ErrorClass::NotThrough) => transport,
+        IncidentKind::Error(ErrorClass::NotThrough) => transport || degraded,
         IncidentKind::Error(ErrorClass::Raced) => gc,
         IncidentKind::Error(ErrorClass::LockedOut) => locked_out,
-        IncidentKind::Error(ErrorClass::Data | ErrorClass::Other) => damage,
+        IncidentKind::Error(ErrorClass::Other) => damage || degraded,
+        IncidentKind::Error(ErrorClass::Data) => damage,
         IncidentKind::Error(ErrorClass::Local) => false,
     }
 }

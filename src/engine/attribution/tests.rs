@@ -180,6 +180,41 @@ fn a_pause_explains_its_clients_errors_and_no_lost_data() {
     assert!(!ledger.damaged_data());
 }
 
+/// A stopped OSD (`stop-osd`) explains errors of every client while it
+/// lasts, the storage's own errors too, and never lost or wrong data.
+#[test]
+fn a_stopped_osd_explains_errors_and_no_lost_or_wrong_data() {
+    let ledger = FaultLedger::new(Instant::now());
+    let before = Instant::now();
+    let label = ledger.record(
+        FaultKind::StopOsd,
+        "ceph-osd PID 4242",
+        None,
+        Some(Duration::from_secs(10)),
+        None,
+    );
+    let (snapshot, restore) = (Action::SnapshotRoot, Action::RestoreRandomSnapshot);
+    let storage_error = IncidentKind::Error(ErrorClass::Other);
+    for client in [1, 2] {
+        assert_eq!(
+            explained(&ledger, &incident(client, snapshot, NOT_THROUGH, before)),
+            Some(label.clone())
+        );
+        assert_eq!(
+            explained(&ledger, &incident(client, snapshot, storage_error, before)),
+            Some(label.clone())
+        );
+    }
+    for lost in [RESTORE_FAILED, MISMATCH, DATA, RACED] {
+        assert_eq!(
+            explained(&ledger, &incident(1, restore, lost, before)),
+            None,
+            "{lost:?}"
+        );
+    }
+    assert!(!ledger.damaged_data());
+}
+
 /// A lock left behind (`stale-lock`) explains the calls that gave up
 /// waiting for a lock, until an `unlock` ends it; `unlock` explains
 /// nothing, and neither explains data a restore could not read.
