@@ -599,12 +599,15 @@ fn mixed_clients_run_on_ceph_through_s3() {
     let run = |duration: &str, faults: &[&str]| runs.run(duration, faults);
 
     let osd = cluster.osd_pid(1);
-    let stop_osd = format!("stop-osd@36s:12s,pid={osd}");
+    let stop_osd = format!("stop-osd@44s:10s,pid={osd}");
+    // Every request dropped or answered 500 for 20 s: restic clients wait
+    // it out in their retries, so the rustic_core clients' actions are the
+    // ones that fail, and 20 s gives both of them several.
     let (code, err, first) = run(
         "60s",
         &[
-            "network@8s:10s,drop=50,error=50",
-            "kill-client@22s",
+            "network@6s:20s,drop=50,error=50",
+            "kill-client@30s",
             &stop_osd,
         ],
     );
