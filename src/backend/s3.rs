@@ -123,12 +123,10 @@ impl S3Backend {
         url: url::Url,
         request: impl FnOnce(&Client, &str) -> reqwest::blocking::RequestBuilder,
     ) -> Result<reqwest::blocking::Response, reqwest::Error> {
-        let mut shown = url.clone();
-        shown.set_query(None);
         request(&self.client, url.as_str())
             .send()
             .and_then(|answer| answer.error_for_status())
-            .map_err(|error| error.with_url(shown))
+            .map_err(unsigned)
     }
 
     fn get(&self, key: &str, range: Option<String>) -> RusticResult<Bytes> {
@@ -142,8 +140,18 @@ impl S3Backend {
                 }
             })?
             .bytes()
+            .map_err(unsigned)
         })
     }
+}
+
+/// The error without the query of its URL: the signature, and the access
+/// key's id, are there.
+fn unsigned(mut error: reqwest::Error) -> reqwest::Error {
+    if let Some(url) = error.url_mut() {
+        url.set_query(None);
+    }
+    error
 }
 
 impl ReadBackend for S3Backend {
@@ -176,7 +184,10 @@ impl ReadBackend for S3Backend {
                 if let Some(token) = &token {
                     list.with_continuation_token(token.as_str());
                 }
-                let text = self.send(list.sign(SIGNED_FOR), |c, u| c.get(u))?.text()?;
+                let text = self
+                    .send(list.sign(SIGNED_FOR), |c, u| c.get(u))?
+                    .text()
+                    .map_err(unsigned)?;
                 Ok(text)
             })?;
             let page = ListObjectsV2::parse_response(&page).map_err(|e| {
