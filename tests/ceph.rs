@@ -11,157 +11,14 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The programs the cluster needs (Debian bookworm's ceph-mon, ceph-osd,
-/// ceph-mgr, radosgw, ceph-common) and python3, which signs the request
-/// that creates the bucket.
-const CLUSTER_PROGRAMS: [&str; 7] = [
-    "ceph-mon",
-    "ceph-osd",
-    "ceph-mgr",
-    "radosgw",
-    "ceph",
-    "radosgw-admin",
-    "python3",
-];
+use common::ceph::{Cluster, running, script};
 
 /// Longest a restic command may take before the test calls it stuck.
 const RESTIC_DEADLINE: Duration = Duration::from_secs(120);
-
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/ceph")
-}
-
-/// A running cluster; dropping it stops it (`scripts/ceph stop`, and as a
-/// last resort SIGKILL to every pid the script recorded).
-struct Cluster {
-    dir: tempfile::TempDir,
-    s3: BTreeMap<String, String>,
-    /// One cluster at a time: each takes about 600 MB and a core while it
-    /// starts, and the tests' runs are timed against it.
-    _one_at_a_time: std::sync::MutexGuard<'static, ()>,
-}
-
-static ONE_CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-impl Cluster {
-    fn start() -> Cluster {
-        for program in CLUSTER_PROGRAMS {
-            common::require_program(program);
-        }
-        let one_at_a_time = ONE_CLUSTER
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let dir = tempfile::tempdir().unwrap();
-        let started = Instant::now();
-        let out = Command::new(script())
-            .arg("start")
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        // Whatever happened, the guard exists before anything is asserted.
-        let mut cluster = Cluster {
-            dir,
-            s3: BTreeMap::new(),
-            _one_at_a_time: one_at_a_time,
-        };
-        assert!(
-            out.status.success(),
-            "scripts/ceph start failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        eprintln!("cluster up in {:.1} s", started.elapsed().as_secs_f64());
-        cluster.s3 = parse_env(&String::from_utf8(out.stdout).unwrap());
-        let file = cluster.dir.path().join("s3.env");
-        assert_eq!(common::mode(&file), 0o600, "s3.env holds the secret key");
-        assert_eq!(
-            parse_env(&std::fs::read_to_string(&file).unwrap()),
-            cluster.s3,
-            "s3.env holds what start printed"
-        );
-        for key in ["endpoint", "bucket", "access_key", "secret_key"] {
-            assert!(cluster.s3.contains_key(key), "start printed no {key}=");
-        }
-        cluster
-    }
-
-    fn repository(&self) -> String {
-        format!("s3:{}/{}", self.s3["endpoint"], self.s3["bucket"])
-    }
-
-    /// Every pid the script recorded, by its pid file's name.
-    fn pids(&self) -> Vec<(String, i32)> {
-        let mut pids: Vec<(String, i32)> = std::fs::read_dir(self.dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "pid"))
-            .map(|p| {
-                let text = std::fs::read_to_string(&p).unwrap();
-                let pid = text.split_whitespace().next().unwrap().parse().unwrap();
-                (p.file_stem().unwrap().to_string_lossy().into_owned(), pid)
-            })
-            .collect();
-        pids.sort();
-        pids
-    }
-
-    fn osd_pid(&self, n: u32) -> i32 {
-        let pid = self.s3[&format!("osd{n}_pid")].parse().unwrap();
-        let name = format!("osd.{n}");
-        assert!(
-            self.pids().contains(&(name, pid)),
-            "start printed osd{n}_pid={pid}, DIR/osd.{n}.pid says otherwise"
-        );
-        pid
-    }
-
-    fn stop(&self) -> std::process::Output {
-        Command::new(script())
-            .arg("stop")
-            .arg(self.dir.path())
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = self.stop();
-        for (_, pid) in self.pids() {
-            if running(pid) {
-                // SAFETY: a plain signal to a pid this cluster recorded.
-                unsafe {
-                    libc::kill(pid, libc::SIGKILL);
-                }
-            }
-        }
-    }
-}
-
-fn parse_env(text: &str) -> BTreeMap<String, String> {
-    text.lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
-}
-
-/// The process exists and is not a zombie (an exited child not yet reaped).
-fn running(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let state = stat.rsplit_once(") ").map(|(_, rest)| &rest[..1]);
-            state != Some("Z") && state != Some("X")
-        }
-        Err(_) => false,
-    }
-}
 
 fn resident_kib(pid: i32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -388,25 +245,53 @@ fn assert_survived(report: &serde_json::Value, state: &Path, faults: &[&str]) {
 struct FourClients<'a> {
     cluster: &'a Cluster,
     backend: &'a str,
-    location: &'a str,
+    location: String,
     seed: &'a str,
-    state: &'a Path,
-    report: &'a Path,
+    state: PathBuf,
+    report: PathBuf,
     /// More arguments (a scenario).
-    extra: Vec<&'a str>,
+    extra: Vec<String>,
 }
 
-impl FourClients<'_> {
+impl<'a> FourClients<'a> {
+    /// `backend`'s clients on `location`, their state dir and report in `work`.
+    fn new(
+        cluster: &'a Cluster,
+        work: &Path,
+        backend: &'a str,
+        location: String,
+        seed: &'a str,
+    ) -> Self {
+        FourClients {
+            cluster,
+            backend,
+            location,
+            seed,
+            state: work.join("state"),
+            report: work.join("report.json"),
+            extra: Vec::new(),
+        }
+    }
+
+    /// With the small-files scenario (written into `work`): the cluster's
+    /// OSDs hold little.
+    fn small_files(mut self, work: &Path) -> Self {
+        let scenario = work.join("small-files.toml");
+        std::fs::write(&scenario, SMALL_FILES).unwrap();
+        self.extra = vec!["--scenario".into(), scenario.display().to_string()];
+        self
+    }
+
     /// Runs for `duration` with `faults`: its exit code, stderr and report.
     /// The secret key was in no command line and is not in stderr.
     fn run(&self, duration: &str, faults: &[&str]) -> (i32, String, serde_json::Value) {
         let (state, report) = (self.state.to_str().unwrap(), self.report.to_str().unwrap());
-        let mut args = vec![
+        let mut args: Vec<&str> = vec![
             "run",
             "--backend",
             self.backend,
             "--repository",
-            self.location,
+            &self.location,
             "--clients",
             "4",
             "--duration",
@@ -418,7 +303,7 @@ impl FourClients<'_> {
             "--report",
             report,
         ];
-        args.extend(self.extra.iter().copied());
+        args.extend(self.extra.iter().map(String::as_str));
         for fault in faults {
             args.extend(["--fault", fault]);
         }
@@ -434,8 +319,9 @@ impl FourClients<'_> {
             !err.contains(&self.cluster.s3["secret_key"]),
             "the secret key is never shown"
         );
-        let report: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(self.report).unwrap()).unwrap();
+        let written = std::fs::read_to_string(&self.report)
+            .unwrap_or_else(|e| panic!("no report ({e}); exit {code}: {err}"));
+        let report: serde_json::Value = serde_json::from_str(&written).unwrap();
         (code, err, report)
     }
 }
@@ -478,24 +364,15 @@ fn kopia_runs_on_ceph_through_s3() {
         "nothing is written when the keys are refused"
     );
 
-    let state = work.path().join("state");
-    let report = work.path().join("report.json");
-    let runs = FourClients {
-        cluster: &cluster,
-        backend: "kopia",
-        location: &location,
-        seed: "5",
-        state: &state,
-        report: &report,
-        extra: vec![],
-    };
+    let runs = FourClients::new(&cluster, work.path(), "kopia", location.clone(), "5");
+    let state = &runs.state;
     let run = |duration: &str, faults: &[&str]| runs.run(duration, faults);
     let (code, err, first) = run(
         "45s",
         &["network@8s:10s,drop=20,error=20", "server-restart@25s:6s"],
     );
     assert_eq!(code, 0, "{err}");
-    assert_survived(&first, &state, &["network", "server-restart"]);
+    assert_survived(&first, state, &["network", "server-restart"]);
     assert!(
         first["totals"]["restores_verified"].as_u64().unwrap() > 0,
         "{:#}",
@@ -583,19 +460,9 @@ fn mixed_clients_run_on_ceph_through_s3() {
     let work = tempfile::tempdir().unwrap();
     let bucket = "mixed-bucket";
     let location = format!("s3:{}/{bucket}/team/b", cluster.s3["endpoint"]);
-    let state = work.path().join("state");
-    let report = work.path().join("report.json");
-    let scenario = work.path().join("small-files.toml");
-    std::fs::write(&scenario, SMALL_FILES).unwrap();
-    let runs = FourClients {
-        cluster: &cluster,
-        backend: "mixed",
-        location: &location,
-        seed: "3",
-        state: &state,
-        report: &report,
-        extra: vec!["--scenario", scenario.to_str().unwrap()],
-    };
+    let runs = FourClients::new(&cluster, work.path(), "mixed", location.clone(), "3")
+        .small_files(work.path());
+    let state = &runs.state;
     let run = |duration: &str, faults: &[&str]| runs.run(duration, faults);
 
     let osd = cluster.osd_pid(1);
@@ -612,7 +479,7 @@ fn mixed_clients_run_on_ceph_through_s3() {
         ],
     );
     assert_eq!(code, 0, "{err}");
-    assert_survived(&first, &state, &["network", "kill-client"]);
+    assert_survived(&first, state, &["network", "kill-client"]);
     // The OSD was stopped and goes on: a cluster that lost one of three
     // serves on, and its wait is no error of the data.
     let stopped = first["faults"]
@@ -717,6 +584,65 @@ fn mixed_clients_run_on_ceph_through_s3() {
             .all(|f| f["unexpected"] == true && f["explained_by"].is_null()),
         "{failures:#?}"
     );
+}
+
+/// The data faults on S3, through the storage's API: `corrupt-pack` reads
+/// a pack's object, flips bytes and writes it back, `delete-pack` deletes
+/// one. Each fault's target is the object's key under the prefix, the
+/// cluster's own listing agrees (the deleted key gone, the corrupted one
+/// there), and every failure they cause (restores, the checks reading
+/// every object) is theirs: 4 rustic_core clients, 30 s, exit 0.
+#[test]
+fn data_faults_on_s3_damage_objects_and_explain_their_failures() {
+    let cluster = Cluster::start();
+    let work = tempfile::tempdir().unwrap();
+    let bucket = "damage-bucket";
+    let location = format!("s3:{}/{bucket}/team/c", cluster.s3["endpoint"]);
+    let runs =
+        FourClients::new(&cluster, work.path(), "embedded", location, "5").small_files(work.path());
+    let (code, err, report) = runs.run("30s", &["corrupt-pack@8s", "delete-pack@14s"]);
+    assert_eq!(code, 0, "{err}");
+    assert_survived(&report, &runs.state, &["corrupt-pack", "delete-pack"]);
+    let names = bucket_objects(&cluster, bucket);
+    let target = |kind: &str| {
+        let fault = report["faults"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["kind"] == kind)
+            .unwrap()
+            .clone();
+        let target = fault["target"].as_str().unwrap().to_owned();
+        assert!(
+            target.starts_with("data/") && target.split('/').count() == 3,
+            "{kind}'s target is no pack's key: {target}"
+        );
+        format!("team/c/{target}")
+    };
+    let corrupted = target("corrupt-pack");
+    let deleted = target("delete-pack");
+    assert!(names.contains(&corrupted), "{corrupted} not in {names:?}");
+    assert!(!names.contains(&deleted), "{deleted} still in the bucket");
+    // Each fault explained at least one failure, named by the pack it
+    // damaged: the object's id.
+    for (kind, key) in [("corrupt-pack", &corrupted), ("delete-pack", &deleted)] {
+        let id = key.rsplit('/').next().unwrap();
+        let explained: Vec<&serde_json::Value> = report["failures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| {
+                f["explained_by"]
+                    .as_str()
+                    .is_some_and(|by| by.starts_with(&format!("{kind}@")))
+            })
+            .collect();
+        assert!(!explained.is_empty(), "{kind}: {:#}", report["failures"]);
+        assert!(
+            explained.iter().any(|f| f.to_string().contains(id)),
+            "no failure of {kind} names {id}: {explained:#?}"
+        );
+    }
 }
 
 /// The snapshots a run's trace says its clients made.

@@ -4,9 +4,10 @@
 //! refused while the others go on, concurrent clients, a GC that keeps live
 //! data and removes deleted data, and the scenario presets.
 //!
-//! The embedded, restic and mixed backends run once more on an external
-//! storage: restic's `rest-server` (0.14.0 at REST_SERVER_EXE, as
-//! `./scripts/test` sets it) with a user of its own, behind the proxy.
+//! The embedded, restic and mixed backends run on external storage too,
+//! behind the proxy, each with a user of its own: restic's `rest-server`
+//! (0.14.0 at REST_SERVER_EXE, as `./scripts/test` sets it), and
+//! `snapstorm serve` in a process of its own, as on another machine.
 //!
 //! Each backend runs for real: snapstorm's own server, rustic_core clients,
 //! restic processes — the restic and mixed variants once with Debian's
@@ -44,7 +45,7 @@ struct Fixture {
     clients: Arc<MultiClientSnapshotter>,
     state: tempfile::TempDir,
     /// The external storage of the rest variants; stopped after the parts.
-    _storage: Option<common::rest_server::RestServerProcess>,
+    _storage: Option<External>,
 }
 
 /// Where a variant's repository lives.
@@ -54,30 +55,137 @@ enum Storage {
     Own,
     /// restic's `rest-server`, with a user and password.
     Rest,
+    /// `snapstorm serve` as another machine runs it, with a user and password.
+    Serve,
+    /// A bucket of the Ceph cluster this thread's test started.
+    S3,
+}
+
+/// The bucket of the cluster this thread's test started, and its keys.
+#[derive(Debug, Clone)]
+struct S3Bucket {
+    endpoint: String,
+    bucket: String,
+    access_key: String,
+    secret_key: String,
+}
+
+thread_local! {
+    static S3: std::cell::RefCell<Option<S3Bucket>> = const { std::cell::RefCell::new(None) };
+}
+
+/// A storage outside the state dir, started for one fixture or one preset
+/// run: a REST server process, or a prefix of its own in the bucket.
+enum External {
+    Rest(common::rest_server::RestServerProcess),
+    S3 { bucket: S3Bucket, prefix: String },
+}
+
+impl External {
+    /// The repository `name` of this storage, as `--repository` names it.
+    fn location_text(&self, name: &str) -> String {
+        match self {
+            External::Rest(server) => server.location(name),
+            External::S3 { bucket, prefix } => {
+                format!("s3:{}/{}/{prefix}/{name}", bucket.endpoint, bucket.bucket)
+            }
+        }
+    }
+
+    /// The repository `name`, with the credentials a run is given.
+    fn location(&self, name: &str) -> RepositoryLocation {
+        use common::rest_server::{PASSWORD, USER};
+        use snapstorm::backend::location::{
+            REST_PASSWORD_ENV, REST_USERNAME_ENV, S3_ACCESS_KEY_ENV, S3_SECRET_KEY_ENV,
+        };
+        match RepositoryLocation::parse(&self.location_text(name)).unwrap() {
+            RepositoryLocation::Rest(rest) => {
+                let env = |name: &str| match name {
+                    REST_USERNAME_ENV => Some(USER.to_owned()),
+                    REST_PASSWORD_ENV => Some(PASSWORD.to_owned()),
+                    _ => None,
+                };
+                RepositoryLocation::Rest(rest.with_credentials(env, None).unwrap())
+            }
+            RepositoryLocation::S3(s3) => {
+                let External::S3 { bucket, .. } = self else {
+                    unreachable!("an s3: location of a bucket")
+                };
+                let env = |name: &str| match name {
+                    S3_ACCESS_KEY_ENV => Some(bucket.access_key.clone()),
+                    S3_SECRET_KEY_ENV => Some(bucket.secret_key.clone()),
+                    _ => None,
+                };
+                RepositoryLocation::S3(s3.with_credentials(env).unwrap())
+            }
+            other => panic!("not an external location: {other}"),
+        }
+    }
+
+    /// Whether the repository `name` is there: its config, read from the
+    /// storage itself.
+    fn holds(&self, name: &str) -> bool {
+        match self {
+            External::Rest(server) => server.repo_dir(name).join("config").is_file(),
+            External::S3 { .. } => {
+                use snapstorm::backend::s3::{S3Backend, S3Patience};
+                let RepositoryLocation::S3(s3) = self.location(name) else {
+                    unreachable!("an s3: location")
+                };
+                let patience = S3Patience {
+                    retries: 2,
+                    timeout: std::time::Duration::from_secs(30),
+                };
+                let backend = S3Backend::new(&s3, patience).unwrap();
+                !rustic_core::ReadBackend::list_with_size(&backend, rustic_core::FileType::Config)
+                    .unwrap()
+                    .is_empty()
+            }
+        }
+    }
+
+    /// What a `snapstorm run` on the repository `name` is given besides
+    /// the location: arguments (a credentials file) and environment (keys).
+    fn run_with(&self, name: &str) -> (Vec<String>, Vec<(String, String)>) {
+        let location = self.location_text(name);
+        match self {
+            External::Rest(server) => {
+                let credentials = server.dir().join("credentials");
+                if !credentials.exists() {
+                    common::write_private(
+                        &credentials,
+                        &format!(
+                            "{}:{}\n",
+                            common::rest_server::USER,
+                            common::rest_server::PASSWORD
+                        ),
+                    );
+                }
+                let args = vec![
+                    "--repository".to_owned(),
+                    location,
+                    "--repository-credentials".to_owned(),
+                    credentials.display().to_string(),
+                ];
+                (args, Vec::new())
+            }
+            External::S3 { bucket, .. } => (
+                vec!["--repository".to_owned(), location],
+                vec![
+                    ("AWS_ACCESS_KEY_ID".to_owned(), bucket.access_key.clone()),
+                    (
+                        "AWS_SECRET_ACCESS_KEY".to_owned(),
+                        bucket.secret_key.clone(),
+                    ),
+                ],
+            ),
+        }
+    }
 }
 
 // Where this test thread's fixtures and runs keep the repository.
 thread_local! {
     static STORAGE: std::cell::Cell<Storage> = const { std::cell::Cell::new(Storage::Own) };
-}
-
-/// `--repository` for a `rest-server` repository, with its user and password.
-fn rest_location(
-    server: &common::rest_server::RestServerProcess,
-    name: &str,
-) -> RepositoryLocation {
-    use common::rest_server::{PASSWORD, USER};
-    use snapstorm::backend::location::{REST_PASSWORD_ENV, REST_USERNAME_ENV};
-    let RepositoryLocation::Rest(rest) = RepositoryLocation::parse(&server.location(name)).unwrap()
-    else {
-        panic!("not a rest location");
-    };
-    let env = |name: &str| match name {
-        REST_USERNAME_ENV => Some(USER.to_owned()),
-        REST_PASSWORD_ENV => Some(PASSWORD.to_owned()),
-        _ => None,
-    };
-    RepositoryLocation::Rest(rest.with_credentials(env, None).unwrap())
 }
 
 // Which restic program this test thread's restic-backed fixtures and runs
@@ -104,6 +212,34 @@ fn require_programs(backend: BackendKind) {
     }
 }
 
+/// This test's external storage, started (with a user and password, or
+/// a prefix of its own in the bucket), or none for the state dir's own.
+fn external_storage() -> Option<External> {
+    use common::rest_server::{Auth, Program, RestServerProcess};
+    let program = match STORAGE.get() {
+        Storage::Own => return None,
+        Storage::Rest => Program::RestServer,
+        Storage::Serve => Program::SnapstormServe,
+        Storage::S3 => {
+            static PREFIXES: std::sync::atomic::AtomicUsize =
+                std::sync::atomic::AtomicUsize::new(0);
+            let n = PREFIXES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let bucket = S3
+                .with_borrow(Clone::clone)
+                .expect("the test started a cluster");
+            return Some(External::S3 {
+                bucket,
+                prefix: format!("contract-{n}"),
+            });
+        }
+    };
+    Some(External::Rest(RestServerProcess::start_program(
+        program,
+        Auth::Htpasswd,
+        false,
+    )))
+}
+
 impl Fixture {
     fn start(backend: BackendKind, gc: GcTool) -> Fixture {
         let restic = backend.runs_restic().then(restic_program);
@@ -114,16 +250,10 @@ impl Fixture {
         let mut spec = RunSpec::new(scenario, state.path().to_path_buf(), 9);
         spec.backend = backend;
         spec.restic_exe = restic;
-        let storage = (STORAGE.get() == Storage::Rest).then(|| {
-            common::rest_server::RestServerProcess::start(
-                common::rest_server::Auth::Htpasswd,
-                false,
-            )
-        });
-        if let Some(server) = &storage {
-            spec.repository = rest_location(server, "contract");
+        let storage = external_storage();
+        if let Some(storage) = &storage {
+            spec.repository = storage.location("contract");
         }
-        let on_rest = storage.as_ref().map(|server| server.repo_dir("contract"));
         let runtime = common::runtime();
         let (started, server, clients) = if backend == BackendKind::Kopia {
             let parts = runtime.block_on(kopia_parts(&spec)).unwrap();
@@ -136,10 +266,10 @@ impl Fixture {
             let server = parts.engine_server.clone();
             (Started::Embedded(parts), server, clients)
         };
-        if let Some(repo) = on_rest {
+        if let Some(storage) = &storage {
             assert!(
-                repo.join("config").is_file(),
-                "the repository is on the rest-server"
+                storage.holds("contract"),
+                "the repository is on the external storage"
             );
             assert!(
                 !state.path().join("repository/repo").exists(),
@@ -464,24 +594,9 @@ enum Size {
 
 fn presets(backend: BackendKind, size: Size) {
     use snapstorm::engine::scenario::{Plan, PresetGroup, Scenario};
-    // On an external storage: one rest-server, a repository per preset
-    // (each run has a fresh state dir, so a fresh repository password).
-    let storage = (STORAGE.get() == Storage::Rest).then(|| {
-        let server = common::rest_server::RestServerProcess::start(
-            common::rest_server::Auth::Htpasswd,
-            false,
-        );
-        let credentials = server.dir().join("credentials");
-        common::write_private(
-            &credentials,
-            &format!(
-                "{}:{}\n",
-                common::rest_server::USER,
-                common::rest_server::PASSWORD
-            ),
-        );
-        (server, credentials)
-    });
+    // On an external storage: one server (or prefix), a repository per
+    // preset (each run has a fresh state dir, so a fresh repository password).
+    let storage = external_storage();
     // The field's presets carry their faults: `tests/field.rs` runs them.
     let seed_presets = Scenario::presets()
         .into_iter()
@@ -516,31 +631,26 @@ fn presets(backend: BackendKind, size: Size) {
             "--seed",
             "3",
         ];
-        let location = storage
+        let (more, env) = storage
             .as_ref()
-            .map(|(server, _)| server.location(&preset.name));
-        if let (Some(location), Some((_, credentials))) = (&location, &storage) {
-            args.extend([
-                "--repository",
-                location,
-                "--repository-credentials",
-                credentials.to_str().unwrap(),
-            ]);
-        }
-        let (code, out, err, report) = common::snapstorm_run_with(
+            .map(|storage| storage.run_with(&preset.name))
+            .unwrap_or_default();
+        args.extend(more.iter().map(String::as_str));
+        let (code, out, err, report) = common::snapstorm_run_env(
             &dir.path().join("state"),
             &report,
             &args,
             restic.as_deref(),
+            &env,
         );
         let name = &preset.name;
         assert_eq!(code, 0, "{name}: {out}\n{err}");
         assert_eq!(report["backend"], backend.name());
-        if let Some((server, _)) = &storage {
-            assert_eq!(report["repository"], location.clone().unwrap(), "{name}");
+        if let Some(storage) = &storage {
+            assert_eq!(report["repository"], storage.location_text(name), "{name}");
             assert!(
-                server.repo_dir(name).join("config").is_file(),
-                "{name}: the repository is on the rest-server"
+                storage.holds(name),
+                "{name}: the repository is on the external storage"
             );
         }
         assert_eq!(report["totals"]["verification_failures"], 0, "{name}");
@@ -806,6 +916,71 @@ contract!(
     Some(common::ResticProgram::Exe),
     Storage::Rest
 );
+// On `snapstorm serve` as another machine runs it, behind the proxy.
+contract!(
+    embedded_on_serve,
+    BackendKind::Embedded,
+    GcTool::Rustic,
+    None,
+    Storage::Serve
+);
+contract!(
+    restic_on_serve,
+    BackendKind::Restic,
+    GcTool::Restic,
+    Some(common::ResticProgram::Exe),
+    Storage::Serve
+);
+contract!(
+    mixed_on_serve,
+    BackendKind::Mixed,
+    GcTool::Restic,
+    Some(common::ResticProgram::Exe),
+    Storage::Serve
+);
+/// The contract on S3: the embedded and mixed backends in turn on one Ceph
+/// cluster (`scripts/ceph`), every check on a prefix of its own in the
+/// bucket, each client through its own port of the fault proxy (a revoked
+/// client's port refuses it). The mixed variant's restic clients and
+/// `restic prune` are the restic backend's; that backend alone on S3 took
+/// two more minutes for nothing the mixed one does not run. One cluster for
+/// both: each takes about 20 s and 600 MB to start.
+#[test]
+fn the_contract_holds_on_s3() {
+    let cluster = common::ceph::Cluster::start();
+    S3.set(Some(S3Bucket {
+        endpoint: cluster.s3["endpoint"].clone(),
+        bucket: cluster.s3["bucket"].clone(),
+        access_key: cluster.s3["access_key"].clone(),
+        secret_key: cluster.s3["secret_key"].clone(),
+    }));
+    STORAGE.set(Storage::S3);
+    let variants = [
+        (BackendKind::Embedded, GcTool::Rustic, None),
+        (
+            BackendKind::Mixed,
+            GcTool::Restic,
+            Some(common::ResticProgram::Exe),
+        ),
+    ];
+    for (backend, gc, restic) in variants {
+        RESTIC.set(restic);
+        let started = std::time::Instant::now();
+        round_trips(backend);
+        missing_snapshot(backend);
+        revoked_client(backend);
+        snapshots_stay(backend);
+        concurrent_clients(backend);
+        gc_keeps_live_data(backend, gc);
+        long_calls_report_progress(backend);
+        presets(backend, Size::ScaledDown);
+        eprintln!(
+            "{backend:?} on S3: the contract in {:.0} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+}
+
 // kopia's GC is its own (`src/backend/kopia/gc.rs`: the aggressive one
 // frees at once); the scenario option is not read.
 contract!(kopia, BackendKind::Kopia, GcTool::Rustic);

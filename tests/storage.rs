@@ -167,11 +167,6 @@ fn locations_that_cannot_be_used_are_refused_before_anything_is_written() {
             true,
         ),
         (
-            vec!["--repository", &s3_closed, "--fault", "corrupt-pack@2s"],
-            "corrupt-pack",
-            true,
-        ),
-        (
             vec![
                 "--backend",
                 "kopia",

@@ -109,11 +109,9 @@ impl FaultKit {
         }
     }
 
-    /// Flips 16 bytes in the first nine tenths of `file`: the stored data,
+    /// Flips 16 bytes in the first nine tenths of `bytes`: the stored data,
     /// before any header a format keeps at the end.
-    pub fn corrupt(&self, file: &Path) -> Result<(), InjectError> {
-        let mut bytes =
-            std::fs::read(file).map_err(|e| fail(format!("read {}: {e}", file.display())))?;
+    fn corrupt(&self, bytes: &mut [u8]) {
         let data_part = (bytes.len() * 9 / 10).max(1);
         let mut rng = self.rng.lock().expect("rng lock");
         for _ in 0..16 {
@@ -122,41 +120,40 @@ impl FaultKit {
                 *byte ^= 0xff;
             }
         }
-        drop(rng);
-        std::fs::write(file, &bytes).map_err(|e| fail(format!("write {}: {e}", file.display())))
     }
 
-    pub fn delete(&self, file: &Path) -> Result<(), InjectError> {
-        std::fs::remove_file(file).map_err(|e| fail(format!("delete {}: {e}", file.display())))
-    }
-
-    /// Cuts `file` to `len` bytes, as storage that stored it short does.
-    pub fn truncate(&self, file: &Path, len: u64) -> Result<(), InjectError> {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(file)
-            .and_then(|f| f.set_len(len))
-            .map_err(|e| fail(format!("truncate {}: {e}", file.display())))
-    }
-
-    /// Damages the pack (or index) `file` as `spec`'s kind does: flips
-    /// bytes in it, deletes it, cuts it short or leaves it empty.
-    pub fn damage_file(&self, spec: &FaultSpec, file: &Path) -> Result<(), InjectError> {
+    /// What `spec`'s kind leaves of a pack (or index) holding `bytes`:
+    /// flipped bytes, a cut (as storage that stored it short), nothing in
+    /// it, or no file at all (`None`).
+    pub fn damaged(&self, spec: &FaultSpec, mut bytes: Vec<u8>) -> Option<Vec<u8>> {
         match spec.kind {
-            FaultKind::CorruptPack => self.corrupt(file),
-            FaultKind::TruncatePack => self.truncate(file, spec.truncate_to().as_u64()),
-            FaultKind::EmptyPack => self.truncate(file, 0),
-            _ => self.delete(file),
+            FaultKind::CorruptPack => self.corrupt(&mut bytes),
+            FaultKind::TruncatePack => {
+                bytes.truncate(usize::try_from(spec.truncate_to().as_u64()).unwrap_or(usize::MAX))
+            }
+            FaultKind::EmptyPack => bytes.clear(),
+            _ => return None,
+        }
+        Some(bytes)
+    }
+
+    /// Damages the file at `file` as [`FaultKit::damaged`] says.
+    pub fn damage_file(&self, spec: &FaultSpec, file: &Path) -> Result<(), InjectError> {
+        let failed =
+            |what: &str, e: std::io::Error| fail(format!("{what} {}: {e}", file.display()));
+        let bytes = std::fs::read(file).map_err(|e| failed("read", e))?;
+        match self.damaged(spec, bytes) {
+            Some(bytes) => std::fs::write(file, bytes).map_err(|e| failed("write", e)),
+            None => std::fs::remove_file(file).map_err(|e| failed("delete", e)),
         }
     }
 
-    /// Whether `file` can take `spec`'s damage: a cut needs a file longer
-    /// than the cut, emptying one that has content.
-    pub fn can_damage(spec: &FaultSpec, file: &Path) -> bool {
-        let len = || std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+    /// Whether a file of `len` bytes can take `spec`'s damage: a cut needs
+    /// a file longer than the cut, emptying one that has content.
+    pub fn can_damage(spec: &FaultSpec, len: u64) -> bool {
         match spec.kind {
-            FaultKind::TruncatePack => len() > spec.truncate_to().as_u64(),
-            FaultKind::EmptyPack => len() > 0,
+            FaultKind::TruncatePack => len > spec.truncate_to().as_u64(),
+            FaultKind::EmptyPack => len > 0,
             _ => true,
         }
     }

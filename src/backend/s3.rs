@@ -145,6 +145,23 @@ impl S3Backend {
     }
 }
 
+impl S3Backend {
+    fn put(&self, key: &str, content: BytesList) -> RusticResult<()> {
+        let size = content.size() as u64;
+        self.retrying(|| {
+            let url = PutObject::new(&self.bucket, Some(&self.credentials), key).sign(SIGNED_FOR);
+            let body = Body::sized(content.clone().reader(), size);
+            self.send(url, |c, u| c.put(u).body(body)).map(drop)
+        })
+    }
+
+    /// Writes a file rustic_core has no type for (restic's `locks/…`),
+    /// named by its path in the repository.
+    pub fn write_other(&self, name: &str, content: Vec<u8>) -> RusticResult<()> {
+        self.put(&self.location.key(name), content.into())
+    }
+}
+
 /// The error without the query of its URL: the signature, and the access
 /// key's id, are there.
 fn unsigned(mut error: reqwest::Error) -> reqwest::Error {
@@ -248,13 +265,7 @@ impl WriteBackend for S3Backend {
         _cacheable: bool,
         content: BytesList,
     ) -> RusticResult<()> {
-        let key = self.key(tpe, id);
-        let size = content.size() as u64;
-        self.retrying(|| {
-            let url = PutObject::new(&self.bucket, Some(&self.credentials), &key).sign(SIGNED_FOR);
-            let body = Body::sized(content.clone().reader(), size);
-            self.send(url, |c, u| c.put(u).body(body)).map(drop)
-        })
+        self.put(&self.key(tpe, id), content)
     }
 
     fn remove(&self, tpe: FileType, id: &Id, _cacheable: bool) -> RusticResult<()> {

@@ -153,8 +153,8 @@ fn check_backend(spec: &RunSpec) -> Result<Option<ResticBinary>, LaunchError> {
 
 /// What the repository's location cannot do, refused before anything is
 /// written: kopia keeps its repository in the state dir or an S3 bucket,
-/// and the files of storage that is no directory here cannot be damaged
-/// from here (yet).
+/// and the files of an external REST server (or of kopia's bucket) cannot
+/// be damaged from here (yet).
 fn check_location(spec: &RunSpec) -> Result<(), LaunchError> {
     let repository = &spec.repository;
     match (spec.backend, repository) {
@@ -170,9 +170,21 @@ fn check_location(spec: &RunSpec) -> Result<(), LaunchError> {
         repository,
         RepositoryLocation::Rest(_) | RepositoryLocation::S3(_)
     );
-    if external && let Some(fault) = spec.faults.iter().find(|f| f.kind.writes_files()) {
+    // Files are damaged in a directory here, or through S3's API; an
+    // external REST server's files are out of reach, and so are kopia's
+    // in a bucket.
+    let files_out_of_reach = match repository {
+        RepositoryLocation::Rest(_) => Some("a REST server snapstorm does not run"),
+        RepositoryLocation::S3(_) if spec.backend == BackendKind::Kopia => {
+            Some("kopia's repository in a bucket")
+        }
+        _ => None,
+    };
+    if let Some(place) = files_out_of_reach
+        && let Some(fault) = spec.faults.iter().find(|f| f.kind.writes_files())
+    {
         return Err(LaunchError::Setup(format!(
-            "--fault {fault} writes the repository's files itself, which is not yet supported on {repository}: drop the fault, or run on a repository in a directory"
+            "--fault {fault} writes the repository's files itself, which is not yet supported on {place} ({repository}): drop the fault, or run on a repository in a directory"
         )));
     }
     if external && let Some(fault) = spec.faults.iter().find(|f| f.kind.needs_own_server()) {

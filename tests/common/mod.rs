@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod ceph;
 pub mod console;
 pub mod rest_server;
 pub mod tmux;
@@ -688,6 +689,17 @@ pub fn snapstorm_run_with(
     extra: &[&str],
     restic: Option<&Path>,
 ) -> (i32, String, String, serde_json::Value) {
+    snapstorm_run_env(state, report, extra, restic, &[])
+}
+
+/// As [`snapstorm_run_with`], with more variables in the run's environment.
+pub fn snapstorm_run_env(
+    state: &Path,
+    report: &Path,
+    extra: &[&str],
+    restic: Option<&Path>,
+    env: &[(String, String)],
+) -> (i32, String, String, serde_json::Value) {
     let mut args = vec![
         "run",
         "--state-dir",
@@ -697,7 +709,10 @@ pub fn snapstorm_run_with(
     ];
     args.extend_from_slice(extra);
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_snapstorm"));
-    command.args(&args).stdin(std::process::Stdio::null());
+    command
+        .args(&args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(std::process::Stdio::null());
     if let Some(restic) = restic {
         command.env("RESTIC_EXE", restic);
     }

@@ -28,12 +28,37 @@ pub struct RestServerProcess {
     dir: tempfile::TempDir,
 }
 
+/// Which REST server serves the storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Program {
+    /// restic's `rest-server`.
+    RestServer,
+    /// `snapstorm serve`, as on another machine: the binary under test.
+    SnapstormServe,
+}
+
 impl RestServerProcess {
     /// Starts `rest-server --path DIR --listen 127.0.0.1:PORT` with `auth`,
     /// `--append-only` if asked; fails the test, naming the program, when
     /// it is missing.
     pub fn start(auth: Auth, append_only: bool) -> Self {
-        let program = super::require_program("rest-server");
+        Self::start_program(Program::RestServer, auth, append_only)
+    }
+
+    /// As [`RestServerProcess::start`], with `program` serving.
+    pub fn start_program(program: Program, auth: Auth, append_only: bool) -> Self {
+        let (path, data_flag, htpasswd_flag) = match program {
+            Program::RestServer => (
+                super::require_program("rest-server"),
+                "--path",
+                "--htpasswd-file",
+            ),
+            Program::SnapstormServe => (
+                PathBuf::from(env!("CARGO_BIN_EXE_snapstorm")),
+                "--data-dir",
+                "--htpasswd",
+            ),
+        };
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         std::fs::create_dir(&data).unwrap();
@@ -42,9 +67,12 @@ impl RestServerProcess {
             .unwrap()
             .local_addr()
             .unwrap();
-        let mut command = Command::new(&program);
+        let mut command = Command::new(&path);
+        if program == Program::SnapstormServe {
+            command.arg("serve");
+        }
         command
-            .arg("--path")
+            .arg(data_flag)
             .arg(&data)
             .args(["--listen", &addr.to_string()])
             .stdin(Stdio::null())
@@ -57,7 +85,7 @@ impl RestServerProcess {
             Auth::Htpasswd => {
                 let htpasswd = dir.path().join("htpasswd");
                 super::write_htpasswd(&htpasswd, &[(USER, PASSWORD)]);
-                command.arg("--htpasswd-file").arg(&htpasswd);
+                command.arg(htpasswd_flag).arg(&htpasswd);
             }
         }
         if append_only {
@@ -65,7 +93,7 @@ impl RestServerProcess {
         }
         let child = command
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", path.display()));
         let server = RestServerProcess { child, addr, dir };
         server.wait_listening();
         server

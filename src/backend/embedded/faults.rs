@@ -3,12 +3,15 @@
 //! engine's business (attribution); this only makes it happen and tells the
 //! run when it starts.
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use rustic_core::FileType;
+
 use super::EmbeddedServer;
+use super::files::relative;
+use super::inspect::Inspector;
 use crate::backend::fault_kit::{FaultKit, Readmit, fail};
 use crate::engine::damage::{Damage, DataRef};
 use crate::engine::traits::{
@@ -69,7 +72,7 @@ impl EmbeddedFaults {
             "pid": STALE_LOCK_PID,
         });
         inspector
-            .write_sealed("locks", lock.to_string().as_bytes())
+            .write_lock(lock.to_string().as_bytes())
             .map_err(|e| fail(e.to_string()))
     }
 
@@ -78,63 +81,64 @@ impl EmbeddedFaults {
         Arc::new(move |client| server.readmit_client(client))
     }
 
-    /// Files of one kind in the repository (`data` walks its subdirectories).
-    fn repository_files(&self, repo_dir: &Path, kind: &str) -> Vec<PathBuf> {
-        let mut files: Vec<PathBuf> = walkdir::WalkDir::new(repo_dir.join(kind))
-            .into_iter()
-            .filter_map(Result::ok)
-            .filter(|e| e.file_type().is_file())
-            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-            .map(|e| e.into_path())
-            .collect();
-        files.sort();
-        files
-    }
-
-    fn relative(&self, path: &Path) -> String {
-        self.server
-            .repo_dir()
-            .and_then(|dir| path.strip_prefix(dir).ok())
-            .unwrap_or(path)
-            .display()
-            .to_string()
-    }
-
-    /// A random file of `kind` that can take `spec`'s damage.
-    fn victim(&self, spec: &FaultSpec, kind: &str, what: &str) -> Result<PathBuf, InjectError> {
-        // Refused before the run starts where the storage is no directory.
-        let repo_dir = self.server.repo_dir().ok_or_else(|| {
+    /// The repository read directly: refused before the run starts where
+    /// there is none (an external REST server).
+    fn inspector(&self) -> Result<&Arc<Inspector>, InjectError> {
+        self.server.inspector().ok_or_else(|| {
             fail("the repository is on a REST server: its files cannot be damaged from here")
-        })?;
-        let mut files = self.repository_files(repo_dir, kind);
-        files.retain(|file| FaultKit::can_damage(spec, file));
+        })
+    }
+
+    /// A random file of `kind` that can take `spec`'s damage: its name.
+    fn victim(&self, spec: &FaultSpec, kind: FileType, what: &str) -> Result<String, InjectError> {
+        let mut files = self
+            .inspector()?
+            .files()
+            .list(kind)
+            .map_err(|e| fail(format!("cannot list the repository's {what}s: {e}")))?;
+        files.retain(|file| FaultKit::can_damage(spec, file.version.len));
+        let mut names: Vec<String> = files.into_iter().map(|file| file.name).collect();
+        names.sort();
         self.kit
-            .pick(&files)
+            .pick(&names)
             .ok_or_else(|| FaultKit::no_victim(spec, what))
     }
 
     /// What damaging `victim` (a data pack, or an index file) damages, read
     /// from the repository before it is done.
-    fn damage_of(&self, kind: FaultKind, victim: &Path) -> Damage {
-        let Some(inspector) = self.server.inspector() else {
-            return Damage::new();
-        };
+    fn damage_of(&self, inspector: &Inspector, kind: FaultKind, victim: &str) -> Damage {
         match kind {
             FaultKind::DeleteIndex => {
-                let name = victim
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
                 let blobs = inspector
                     .index()
-                    .map(|index| index.named_only_by(&name))
+                    .map(|index| index.named_only_by(victim))
                     .unwrap_or_default();
-                std::iter::once(DataRef::File(self.relative(victim)))
+                std::iter::once(DataRef::File(relative(FileType::Index, victim)))
                     .chain(blobs.into_iter().map(DataRef::Blob))
                     .collect()
             }
             _ => inspector.pack_damage(victim, || inspector.index().ok()),
         }
+    }
+
+    /// Damages the file as `spec`'s kind does, through the storage's own
+    /// API where it is no directory (an S3 object: read, changed, written).
+    fn damage(&self, spec: &FaultSpec, kind: FileType, victim: &str) -> Result<(), InjectError> {
+        let inspector = self.inspector()?;
+        let target = relative(kind, victim);
+        let bytes = match spec.kind {
+            FaultKind::DeletePack | FaultKind::DeleteIndex => None,
+            _ => Some(
+                inspector
+                    .files()
+                    .read(kind, victim)
+                    .map_err(|e| fail(format!("read {target}: {e}")))?,
+            ),
+        };
+        let damaged = bytes.and_then(|bytes| self.kit.damaged(spec, bytes));
+        inspector
+            .replace(kind, victim, damaged)
+            .map_err(|e| fail(format!("damage {target}: {e}")))
     }
 }
 
@@ -156,15 +160,15 @@ impl FaultInjector for EmbeddedFaults {
             | FaultKind::TruncatePack
             | FaultKind::EmptyPack => {
                 let (files, what) = match spec.kind {
-                    FaultKind::DeleteIndex => ("index", "index file"),
-                    _ => ("data", "data pack"),
+                    FaultKind::DeleteIndex => (FileType::Index, "index file"),
+                    _ => (FileType::Pack, "data pack"),
                 };
                 let victim = self.victim(spec, files, what)?;
-                let target = self.relative(&victim);
-                let damage = self.damage_of(spec.kind, &victim);
+                let target = relative(files, &victim);
+                let damage = self.damage_of(self.inspector()?, spec.kind, &victim);
                 let label = starts(&target, None);
                 host.fault_damaged(&label, Some(damage));
-                self.kit.damage_file(spec, &victim)?;
+                self.damage(spec, files, &victim)?;
                 (label, target)
             }
             FaultKind::ServerRestart => {

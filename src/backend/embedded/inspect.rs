@@ -10,20 +10,18 @@
 //! is explained only by damage holding everything it could not read.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::io::Read;
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::SystemTime;
 
 use aes256ctr_poly1305aes::Aes256CtrPoly1305Aes;
 use aes256ctr_poly1305aes::aead::{Aead, generic_array::GenericArray};
 use binrw::BinRead;
 use rayon::prelude::*;
+use rustic_core::FileType;
 use rustic_core::repofile::{HeaderEntry, IndexFile, MasterKey, Tree};
 use serde::Deserialize;
 use sha2::Digest;
 
+use super::files::{RepoFiles, Version, relative};
 use crate::engine::damage::{DataRef, Unreadable};
 use crate::engine::traits::Problem;
 
@@ -32,7 +30,8 @@ use crate::engine::traits::Problem;
 pub enum InspectError {
     #[error("{path}: {source}")]
     Io {
-        path: PathBuf,
+        /// The file's name in the repository (`data/ab/<id>`).
+        path: String,
         #[source]
         source: std::io::Error,
     },
@@ -44,9 +43,14 @@ pub enum InspectError {
 
 type Result<T> = std::result::Result<T, InspectError>;
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> InspectError + '_ {
+fn io(kind: FileType, name: &str) -> impl FnOnce(std::io::Error) -> InspectError {
+    let path = relative(kind, name);
+    move |source| InspectError::Io { path, source }
+}
+
+fn listing(kind: FileType) -> impl FnOnce(std::io::Error) -> InspectError {
     move |source| InspectError::Io {
-        path: path.to_owned(),
+        path: format!("{}/", kind.dirname()),
         source,
     }
 }
@@ -118,24 +122,27 @@ pub enum PackState {
 /// A pack already hashed, as it was then.
 #[derive(Debug, Clone, Copy)]
 struct Hashed {
-    len: u64,
-    modified: SystemTime,
+    version: Version,
     intact: bool,
 }
 
-/// Reads one repository directory with its master key.
+/// The packs there are, as one listing found them: a question about many
+/// packs lists them once (on S3 a listing is a request, not a `stat`).
+struct Packs(HashMap<String, Version>);
+
+/// Reads one repository, wherever its files are, with its master key.
 pub struct Inspector {
-    repo_dir: PathBuf,
+    files: RepoFiles,
     cipher: Aes256CtrPoly1305Aes,
     /// Packs are written once: a pack hashed before is hashed again only
-    /// when its size or time changed (a fault rewrote it).
+    /// when its version changed, or when a fault rewrote it through here.
     hashed: Mutex<HashMap<String, Hashed>>,
 }
 
 impl std::fmt::Debug for Inspector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Inspector")
-            .field("repo_dir", &self.repo_dir)
+            .field("files", &self.files)
             .finish_non_exhaustive()
     }
 }
@@ -147,7 +154,7 @@ struct SnapshotTree {
 }
 
 impl Inspector {
-    pub fn new(repo_dir: &Path, key: &MasterKey) -> Self {
+    pub fn new(files: RepoFiles, key: &MasterKey) -> Self {
         // restic's key: 32 bytes of AES key, then Poly1305's k and r.
         let mut bytes = Vec::with_capacity(64);
         bytes.extend_from_slice(&key.encrypt);
@@ -155,17 +162,26 @@ impl Inspector {
         bytes.extend_from_slice(&key.mac.r);
         let key = GenericArray::clone_from_slice(&bytes);
         Inspector {
-            repo_dir: repo_dir.to_owned(),
+            files,
             cipher: Aes256CtrPoly1305Aes::new(&key),
             hashed: Mutex::new(HashMap::new()),
         }
     }
 
-    pub fn pack_path(&self, id: &str) -> PathBuf {
-        self.repo_dir
-            .join("data")
-            .join(id.get(..2).unwrap_or(id))
-            .join(id)
+    /// The repository's files, for what a fault reads and lists.
+    pub fn files(&self) -> &RepoFiles {
+        &self.files
+    }
+
+    /// Writes `bytes` over the file (or removes it, with `None`): a fault's
+    /// damage, which every later question sees.
+    pub fn replace(&self, kind: FileType, name: &str, bytes: Option<Vec<u8>>) -> Result<()> {
+        self.hashed.lock().expect("hash lock").remove(name);
+        match bytes {
+            Some(bytes) => self.files.write(kind, name, bytes),
+            None => self.files.remove(kind, name),
+        }
+        .map_err(io(kind, name))
     }
 
     fn decrypt(&self, what: &str, data: &[u8]) -> Result<Vec<u8>> {
@@ -178,31 +194,34 @@ impl Inspector {
             .map_err(|_| InspectError::Decrypt(what.to_owned()))
     }
 
-    /// Writes `plain` into `dir` (`locks`) as restic writes a file that is
-    /// no pack: encrypted with a fresh nonce, named by the SHA-256 of what
-    /// is stored (uncompressed JSON, which restic reads in either format).
-    /// Returns its path in the repository. For a fault that leaves a file
-    /// behind (`stale-lock`); the rest of the inspector only reads.
-    pub fn write_sealed(&self, dir: &str, plain: &[u8]) -> Result<String> {
+    /// Writes `plain` as a lock as restic writes a file that is no pack:
+    /// encrypted with a fresh nonce, named by the SHA-256 of what is stored
+    /// (uncompressed JSON, which restic reads in either format). Returns its
+    /// name in the repository. For a fault that leaves a lock behind
+    /// (`stale-lock`); the rest of the inspector only reads.
+    pub fn write_lock(&self, plain: &[u8]) -> Result<String> {
         let mut nonce = [0u8; 16];
         rand::RngExt::fill(&mut rand::rng(), &mut nonce);
         let sealed = self
             .cipher
             .encrypt(GenericArray::from_slice(&nonce), plain)
-            .map_err(|_| format(dir, "cannot be encrypted"))?;
+            .map_err(|_| format("locks", "cannot be encrypted"))?;
         let stored = [nonce.as_slice(), &sealed].concat();
         let name = hex::encode(sha2::Sha256::digest(&stored));
-        let dir_path = self.repo_dir.join(dir);
-        std::fs::create_dir_all(&dir_path).map_err(io(&dir_path))?;
-        let path = dir_path.join(&name);
-        std::fs::write(&path, &stored).map_err(io(&path))?;
-        Ok(format!("{dir}/{name}"))
+        let path = format!("locks/{name}");
+        self.files
+            .write_lock(&name, stored)
+            .map_err(|source| InspectError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(path)
     }
 
     /// An index or snapshot file: encrypted JSON, compressed in format 2.
-    fn json_file(&self, path: &Path) -> Result<Vec<u8>> {
-        let what = self.relative(path);
-        let data = std::fs::read(path).map_err(io(path))?;
+    fn json_file(&self, kind: FileType, name: &str) -> Result<Vec<u8>> {
+        let what = relative(kind, name);
+        let data = self.files.read(kind, name).map_err(io(kind, name))?;
         let plain = self.decrypt(&what, &data)?;
         match plain.first() {
             Some(2) => zstd::stream::decode_all(&plain[1..]).map_err(|e| format(what, e)),
@@ -210,22 +229,26 @@ impl Inspector {
         }
     }
 
-    fn relative(&self, path: &Path) -> String {
-        path.strip_prefix(&self.repo_dir)
-            .unwrap_or(path)
-            .display()
-            .to_string()
+    /// The names of the files of one kind.
+    fn names(&self, kind: FileType) -> Result<Vec<String>> {
+        Ok(self
+            .files
+            .list(kind)
+            .map_err(listing(kind))?
+            .into_iter()
+            .map(|listed| listed.name)
+            .collect())
     }
 
-    /// Files of one kind (`index`, `snapshots`, `data` with its subdirectories).
-    fn files(&self, kind: &str) -> Vec<PathBuf> {
-        walkdir::WalkDir::new(self.repo_dir.join(kind))
-            .into_iter()
-            .filter_map(std::result::Result::ok)
-            .filter(|e| e.file_type().is_file())
-            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-            .map(walkdir::DirEntry::into_path)
-            .collect()
+    fn packs(&self) -> Result<Packs> {
+        Ok(Packs(
+            self.files
+                .list(FileType::Pack)
+                .map_err(listing(FileType::Pack))?
+                .into_iter()
+                .map(|listed| (listed.name, listed.version))
+                .collect(),
+        ))
     }
 
     /// Reads every index file. A GC may replace index files meanwhile: one
@@ -248,10 +271,9 @@ impl Inspector {
 
     fn index_once(&self) -> Result<Index> {
         let mut index = Index::default();
-        for path in self.files("index") {
-            let name = file_name(&path);
-            let file: IndexFile = serde_json::from_slice(&self.json_file(&path)?)
-                .map_err(|e| format(self.relative(&path), e))?;
+        for name in self.names(FileType::Index)? {
+            let file: IndexFile = serde_json::from_slice(&self.json_file(FileType::Index, &name)?)
+                .map_err(|e| format(relative(FileType::Index, &name), e))?;
             let mut named = BTreeSet::new();
             for pack in file.packs {
                 let pack_id = pack.id.to_hex().to_string();
@@ -274,9 +296,12 @@ impl Inspector {
 
     /// The blobs a pack holds, from its own header (the index may not name
     /// it yet: a backup's pack uploaded before its index).
-    pub fn pack_blobs(&self, path: &Path) -> Result<BTreeSet<String>> {
-        let what = self.relative(path);
-        let data = std::fs::read(path).map_err(io(path))?;
+    pub fn pack_blobs(&self, id: &str) -> Result<BTreeSet<String>> {
+        let what = relative(FileType::Pack, id);
+        let data = self
+            .files
+            .read(FileType::Pack, id)
+            .map_err(io(FileType::Pack, id))?;
         let length_at = data
             .len()
             .checked_sub(4)
@@ -302,55 +327,49 @@ impl Inspector {
         Ok(blobs)
     }
 
-    /// What damaging the pack at `path` damages: the pack, and the blobs
-    /// it holds (from its header, or where that cannot be read — a pack
+    /// What damaging the pack `id` damages: the pack, and the blobs it
+    /// holds (from its header, or where that cannot be read — a pack
     /// damaged before — from the index).
     pub fn pack_damage(
         &self,
-        path: &Path,
+        id: &str,
         index: impl FnOnce() -> Option<Index>,
     ) -> BTreeSet<DataRef> {
-        let id = file_name(path);
         let blobs = self
-            .pack_blobs(path)
+            .pack_blobs(id)
             .ok()
-            .or_else(|| index().map(|index| index.blobs_in(&id)))
+            .or_else(|| index().map(|index| index.blobs_in(id)))
             .unwrap_or_default();
-        std::iter::once(DataRef::Pack(id))
+        std::iter::once(DataRef::Pack(id.to_owned()))
             .chain(blobs.into_iter().map(DataRef::Blob))
             .collect()
     }
 
-    /// Whether the pack `id` is there and still what its id says.
-    pub fn pack_state(&self, id: &str) -> PackState {
-        let path = self.pack_path(id);
-        let Ok(meta) = std::fs::metadata(&path) else {
+    /// Whether the pack `id` is there (as `packs` listed) and still what
+    /// its id says.
+    fn pack_state(&self, id: &str, packs: &Packs) -> PackState {
+        let Some(&version) = packs.0.get(id) else {
             return PackState::Missing;
         };
-        let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
         let seen = self.hashed.lock().expect("hash lock").get(id).copied();
-        if let Some(seen) = seen.filter(|s| s.len == meta.len() && s.modified == modified) {
+        if let Some(seen) = seen.filter(|s| s.version == version) {
             return if seen.intact {
                 PackState::Intact
             } else {
                 PackState::Damaged
             };
         }
-        let intact = match sha256_of(&path) {
-            Ok(hash) => hash == id,
+        let intact = match self.files.read(FileType::Pack, id) {
+            Ok(bytes) => hex::encode(sha2::Sha256::digest(&bytes)) == id,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 return PackState::Missing;
             }
             Err(_) => false,
         };
-        self.hashed.lock().expect("hash lock").insert(
-            id.to_owned(),
-            Hashed {
-                len: meta.len(),
-                modified,
-                intact,
-            },
-        );
+        self.hashed
+            .lock()
+            .expect("hash lock")
+            .insert(id.to_owned(), Hashed { version, intact });
         if intact {
             PackState::Intact
         } else {
@@ -359,11 +378,10 @@ impl Inspector {
     }
 
     fn read_blob(&self, id: &str, place: &Place) -> Result<Vec<u8>> {
-        let path = self.pack_path(&place.pack);
-        let file = std::fs::File::open(&path).map_err(io(&path))?;
-        let mut sealed = vec![0; place.length as usize];
-        file.read_exact_at(&mut sealed, u64::from(place.offset))
-            .map_err(io(&path))?;
+        let sealed = self
+            .files
+            .read_at(FileType::Pack, &place.pack, place.offset, place.length)
+            .map_err(io(FileType::Pack, &place.pack))?;
         let plain = self.decrypt(&format!("blob {id}"), &sealed)?;
         if place.compressed {
             zstd::stream::decode_all(&plain[..]).map_err(|e| format(format!("blob {id}"), e))
@@ -375,14 +393,14 @@ impl Inspector {
     /// Where `blob` cannot be read from: itself when no index names it, or
     /// each pack that should hold it and is missing or damaged (a client may
     /// have read any of them). Empty when it can be read.
-    fn blob_problems(&self, index: &Index, blob: &str, found: &mut BTreeSet<DataRef>) -> bool {
-        let Some(places) = index.blobs.get(blob) else {
+    fn blob_problems(&self, seen: &Seen, blob: &str, found: &mut BTreeSet<DataRef>) -> bool {
+        let Some(places) = seen.index.blobs.get(blob) else {
             found.insert(DataRef::Blob(blob.to_owned()));
             return false;
         };
         let mut readable = false;
         for place in places {
-            match self.pack_state(&place.pack) {
+            match self.pack_state(&place.pack, &seen.packs) {
                 PackState::Intact => readable = true,
                 PackState::Missing | PackState::Damaged => {
                     found.insert(DataRef::Pack(place.pack.clone()));
@@ -392,35 +410,43 @@ impl Inspector {
         readable
     }
 
+    /// The index and the packs, read once for a question about many blobs.
+    fn seen(&self) -> Result<Seen> {
+        Ok(Seen {
+            index: self.index()?,
+            packs: self.packs()?,
+        })
+    }
+
     /// Everything restoring `snapshots` needs that cannot be read now: blobs
     /// no index names, packs missing or damaged. Trees below an unreadable
     /// tree are not known, so not named.
     pub fn unreadable(&self, snapshots: &[String]) -> Result<BTreeSet<DataRef>> {
-        let index = self.index()?;
+        let seen = self.seen()?;
         let mut found = BTreeSet::new();
-        let mut seen = HashSet::new();
+        let mut walked = HashSet::new();
         for snapshot in snapshots {
-            let path = self.repo_dir.join("snapshots").join(snapshot);
-            let file: SnapshotTree = serde_json::from_slice(&self.json_file(&path)?)
-                .map_err(|e| format(self.relative(&path), e))?;
-            self.walk(&index, &file.tree, &mut seen, &mut found);
+            let file: SnapshotTree =
+                serde_json::from_slice(&self.json_file(FileType::Snapshot, snapshot)?)
+                    .map_err(|e| format(relative(FileType::Snapshot, snapshot), e))?;
+            self.walk(&seen, &file.tree, &mut walked, &mut found);
         }
         Ok(found)
     }
 
     fn walk(
         &self,
-        index: &Index,
+        seen: &Seen,
         root: &str,
-        seen: &mut HashSet<String>,
+        walked: &mut HashSet<String>,
         found: &mut BTreeSet<DataRef>,
     ) {
         let mut trees = vec![root.to_owned()];
         while let Some(tree_id) = trees.pop() {
-            if !seen.insert(tree_id.clone()) || !self.blob_problems(index, &tree_id, found) {
+            if !walked.insert(tree_id.clone()) || !self.blob_problems(seen, &tree_id, found) {
                 continue;
             }
-            let Some(tree) = self.tree(index, &tree_id) else {
+            let Some(tree) = self.tree(seen, &tree_id) else {
                 // Its pack hashes to its id, yet the tree does not read:
                 // the index names the wrong place.
                 found.insert(DataRef::Blob(tree_id));
@@ -429,8 +455,8 @@ impl Inspector {
             for node in tree.nodes {
                 for blob in node.content.into_iter().flatten() {
                     let blob = blob.to_hex().to_string();
-                    if seen.insert(blob.clone()) {
-                        self.blob_problems(index, &blob, found);
+                    if walked.insert(blob.clone()) {
+                        self.blob_problems(seen, &blob, found);
                     }
                 }
                 if let Some(subtree) = node.subtree {
@@ -441,9 +467,9 @@ impl Inspector {
     }
 
     /// The tree `id`, read from the first intact pack the index names for it.
-    fn tree(&self, index: &Index, id: &str) -> Option<Tree> {
-        index.blobs.get(id)?.iter().find_map(|place| {
-            (self.pack_state(&place.pack) == PackState::Intact)
+    fn tree(&self, seen: &Seen, id: &str) -> Option<Tree> {
+        seen.index.blobs.get(id)?.iter().find_map(|place| {
+            (self.pack_state(&place.pack, &seen.packs) == PackState::Intact)
                 .then(|| self.read_blob(id, place).ok())
                 .flatten()
                 .and_then(|plain| serde_json::from_slice(&plain).ok())
@@ -464,25 +490,36 @@ impl Inspector {
                 });
             }
         };
+        // Snapshots listed before the index is read: each one listed was
+        // saved after its index (as clients save them), so a backup that
+        // ends meanwhile (another run's, on a shared repository) is no
+        // snapshot needing blobs no index names.
+        let snapshots = self.names(FileType::Snapshot)?;
+        let seen = self.seen()?;
         // Packs, in parallel: hashing is most of the work.
-        let packs = self.files("data");
-        let damaged: Vec<String> = packs
+        let mut damaged: Vec<&String> = seen
+            .packs
+            .0
             .par_iter()
-            .map(|path| file_name(path))
-            .filter(|id| self.pack_state(id) == PackState::Damaged)
+            .map(|(id, _)| id)
+            .filter(|id| self.pack_state(id, &seen.packs) == PackState::Damaged)
             .collect();
+        damaged.sort();
         for id in damaged {
             add(
                 format!("Error: pack {id}: content does not match its id"),
-                DataRef::Pack(id),
+                DataRef::Pack(id.clone()),
                 &mut named,
             );
         }
-        for kind in ["index", "snapshots", "keys"] {
-            for path in self.files(kind) {
-                let id = file_name(&path);
-                if sha256_of(&path).is_ok_and(|hash| hash != id) {
-                    let relative = self.relative(&path);
+        for kind in [FileType::Index, FileType::Snapshot, FileType::Key] {
+            for name in self.names(kind)? {
+                let differs = self
+                    .files
+                    .read(kind, &name)
+                    .is_ok_and(|bytes| hex::encode(sha2::Sha256::digest(&bytes)) != name);
+                if differs {
+                    let relative = relative(kind, &name);
                     add(
                         format!("Error: {relative}: content does not match its id"),
                         DataRef::File(relative),
@@ -491,9 +528,8 @@ impl Inspector {
                 }
             }
         }
-        let index = self.index()?;
-        for pack in index.packs.keys() {
-            if self.pack_state(pack) == PackState::Missing {
+        for pack in seen.index.packs.keys() {
+            if self.pack_state(pack, &seen.packs) == PackState::Missing {
                 add(
                     format!("Error: pack {pack} is named by the index but missing"),
                     DataRef::Pack(pack.clone()),
@@ -501,23 +537,20 @@ impl Inspector {
                 );
             }
         }
-        let snapshots: Vec<String> = self
-            .files("snapshots")
-            .iter()
-            .map(|path| file_name(path))
-            .collect();
-        let mut seen = HashSet::new();
-        for snapshot in &snapshots {
-            let path = self.repo_dir.join("snapshots").join(snapshot);
-            let Ok(file) = self.json_file(&path).and_then(|json| {
-                serde_json::from_slice::<SnapshotTree>(&json).map_err(|e| format(snapshot, e))
-            }) else {
+        let mut walked = HashSet::new();
+        for snapshot in snapshots {
+            let Ok(file) = self
+                .json_file(FileType::Snapshot, &snapshot)
+                .and_then(|json| {
+                    serde_json::from_slice::<SnapshotTree>(&json).map_err(|e| format(&snapshot, e))
+                })
+            else {
                 // A snapshot removed meanwhile, or one that does not read
                 // (already reported against its id above).
                 continue;
             };
             let mut found = BTreeSet::new();
-            self.walk(&index, &file.tree, &mut seen, &mut found);
+            self.walk(&seen, &file.tree, &mut walked, &mut found);
             for item in found {
                 let text = match &item {
                     DataRef::Blob(blob) => {
@@ -536,21 +569,9 @@ impl Inspector {
     }
 }
 
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
-fn sha256_of(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = sha2::Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        match file.read(&mut buffer)? {
-            0 => break,
-            n => hasher.update(&buffer[..n]),
-        }
-    }
-    Ok(hex::encode(hasher.finalize()))
+/// What a question about many blobs reads once: the index, and which packs
+/// there are.
+struct Seen {
+    index: Index,
+    packs: Packs,
 }

@@ -20,6 +20,7 @@ mod client;
 mod errors;
 pub mod evidence;
 mod faults;
+pub mod files;
 pub mod inspect;
 pub mod proxy;
 mod server;

@@ -7,7 +7,7 @@
 //! loopback proxy of the server's own that adds the external server's
 //! credentials, or on the bucket with the location's keys.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -24,6 +24,7 @@ use serde_json::json;
 
 use super::REPO_NAME;
 use super::evidence::Evidence;
+use super::files::RepoFiles;
 use super::inspect::Inspector;
 use super::proxy::{FaultProxy, Upstream, UpstreamAuth};
 use crate::backend::location::{
@@ -107,7 +108,11 @@ enum Storage {
     /// S3 storage, reached directly with the location's keys; clients sign
     /// their own requests and come through their own ports of the fault
     /// proxy.
-    S3 { location: S3Location },
+    S3 {
+        location: S3Location,
+        /// The repository read through the storage's API with those keys.
+        inspector: Arc<Inspector>,
+    },
 }
 
 /// The user of the server's own proxy to an external storage.
@@ -118,7 +123,7 @@ impl Storage {
         match self {
             Storage::Directory { repo_dir, .. } => local_backends(repo_dir),
             Storage::Rest { url, .. } => rest_backends(url),
-            Storage::S3 { location } => Ok(s3_backends(location)?),
+            Storage::S3 { location, .. } => Ok(s3_backends(location)?),
         }
     }
 }
@@ -256,10 +261,14 @@ impl EmbeddedServer {
                 (storage, key, rest.path().to_owned(), None, None, upstream)
             }
             RepositoryLocation::S3(s3) => {
-                let key = {
+                // reqwest's blocking client is built off the async threads.
+                let (key, files) = {
                     let (s3, password) = (s3.clone(), password.to_owned());
                     tokio::task::spawn_blocking(move || {
-                        init_or_open_external(&s3.to_string(), || s3_backends(&s3), &password)
+                        let key =
+                            init_or_open_external(&s3.to_string(), || s3_backends(&s3), &password)?;
+                        let files = S3Backend::new(&s3, S3_PATIENCE).map_err(BackendError::from)?;
+                        Ok::<_, StorageError>((key, files))
                     })
                     .await
                     .map_err(BackendError::failed)??
@@ -271,6 +280,7 @@ impl EmbeddedServer {
                 };
                 let storage = Storage::S3 {
                     location: s3.clone(),
+                    inspector: Arc::new(Inspector::new(RepoFiles::S3(Arc::new(files)), &key)),
                 };
                 let url_path = match s3.prefix() {
                     "" => format!("/{}/", s3.bucket()),
@@ -309,7 +319,10 @@ impl EmbeddedServer {
                 let upstream = Upstream::passing(running.addr());
                 let storage = Storage::Directory {
                     data_dir: served,
-                    inspector: Arc::new(Inspector::new(&repo_dir, &key)),
+                    inspector: Arc::new(Inspector::new(
+                        RepoFiles::Directory(repo_dir.clone()),
+                        &key,
+                    )),
                     repo_dir,
                 };
                 (
@@ -395,7 +408,7 @@ impl EmbeddedServer {
         match &self.storage {
             Storage::Directory { repo_dir, .. } => Secret::new(repo_dir.display().to_string()),
             Storage::Rest { url, .. } => url.clone(),
-            Storage::S3 { location } => Secret::new(location.to_string()),
+            Storage::S3 { location, .. } => Secret::new(location.to_string()),
         }
     }
 
@@ -403,7 +416,7 @@ impl EmbeddedServer {
     /// environment besides the repository: an S3 storage's keys.
     pub fn direct_environment(&self) -> Vec<(String, String)> {
         match &self.storage {
-            Storage::S3 { location } => s3_environment(location),
+            Storage::S3 { location, .. } => s3_environment(location),
             Storage::Directory { .. } | Storage::Rest { .. } => Vec::new(),
         }
     }
@@ -413,7 +426,7 @@ impl EmbeddedServer {
         match &self.storage {
             Storage::Directory { .. } => Vec::new(),
             Storage::Rest { internal, .. } => vec![internal.expose().to_owned()],
-            Storage::S3 { location } => location
+            Storage::S3 { location, .. } => location
                 .secret_key()
                 .map(|key| vec![key.expose().to_owned()])
                 .unwrap_or_default(),
@@ -425,11 +438,11 @@ impl EmbeddedServer {
     }
 
     /// The repository read directly (damage, what a failure needs), where
-    /// the storage is a directory.
+    /// the storage is a directory or S3 (not an external REST server).
     pub fn inspector(&self) -> Option<&Arc<Inspector>> {
         match &self.storage {
-            Storage::Directory { inspector, .. } => Some(inspector),
-            Storage::Rest { .. } | Storage::S3 { .. } => None,
+            Storage::Directory { inspector, .. } | Storage::S3 { inspector, .. } => Some(inspector),
+            Storage::Rest { .. } => None,
         }
     }
 
@@ -563,10 +576,7 @@ impl WriteBackend for Removals {
     fn remove(&self, tpe: FileType, id: &Id, cacheable: bool) -> RusticResult<()> {
         if tpe == FileType::Pack {
             let damage = match &self.inspector {
-                Some(inspector) => {
-                    let path = inspector.pack_path(&id.to_hex());
-                    inspector.pack_damage(&path, || inspector.index().ok())
-                }
+                Some(inspector) => inspector.pack_damage(&id.to_hex(), || inspector.index().ok()),
                 // The pack's name at least; its blobs are not known here.
                 None => std::iter::once(DataRef::Pack(id.to_hex().to_string())).collect(),
             };
@@ -787,7 +797,7 @@ impl Server for EmbeddedServer {
         self.admit(&user, &password)?;
         let credentials = match &self.storage {
             // Through the client's own port of the fault proxy, signed with the storage's keys.
-            Storage::S3 { location } => {
+            Storage::S3 { location, .. } => {
                 let port = self.proxy.listener_for(&user).map_err(|e| {
                     BackendError::failed(format!(
                         "cannot open a port of the fault proxy for {user}: {e}"
@@ -889,10 +899,23 @@ impl Server for EmbeddedServer {
                 problems,
             });
         };
-        let mut problems = inspector
-            .check()
-            .map_err(|e| BackendError::Failed(format!("the repository check failed: {e}")))?;
+        // rustic's check first: damage done while it reads (a fault in the
+        // middle of a long check on S3) is still there when snapstorm's own
+        // check reads after it, and so is named.
         let rustic = rustic_check(self)?;
+        let check = || {
+            inspector
+                .check()
+                .map_err(|e| BackendError::Failed(format!("the repository check failed: {e}")))
+        };
+        // As with rustic's check: what a second look finds again is damage;
+        // what it does not was a race with work going on (another run's GC
+        // replacing the index under this one's reading).
+        let mut problems = check()?;
+        if !problems.is_empty() {
+            let again: BTreeSet<String> = check()?.into_iter().map(|p| p.text).collect();
+            problems.retain(|p| again.contains(&p.text));
+        }
         if !rustic.is_empty() {
             let text = format!(
                 "rustic's check found {} error(s): {}",

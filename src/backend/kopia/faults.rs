@@ -138,7 +138,10 @@ impl FaultInjector for KopiaFaults {
             | FaultKind::TruncatePack
             | FaultKind::EmptyPack => {
                 let mut packs = self.packs();
-                packs.retain(|(file, _)| FaultKit::can_damage(spec, file));
+                packs.retain(|(file, _)| {
+                    let len = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+                    FaultKit::can_damage(spec, len)
+                });
                 let (file, id) = self
                     .kit
                     .pick(&packs)
