@@ -770,23 +770,29 @@ fn two_runs_share_one_prefix_while_one_prunes() {
         &["snapshots", "--json", "--no-lock"],
     );
     let listed: Vec<serde_json::Value> = serde_json::from_str(&listed).unwrap();
-    let listed: std::collections::BTreeSet<&str> =
-        listed.iter().filter_map(|s| s["id"].as_str()).collect();
+    let host_of: std::collections::BTreeMap<&str, &str> = listed
+        .iter()
+        .filter_map(|s| Some((s["id"].as_str()?, s["hostname"].as_str()?)))
+        .collect();
+    let mut tags = Vec::new();
     for state in [&first, &second] {
         let recorded: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(state.join("state.json")).unwrap())
                 .unwrap();
-        for client in recorded["clients"].as_object().unwrap().values() {
-            for live in client["live"].as_array().unwrap() {
+        // Each run's clients carry its state dir's tag in their host name.
+        let tag = recorded["host_tag"].as_str().unwrap().to_owned();
+        for (client, record) in recorded["clients"].as_object().unwrap() {
+            for live in record["live"].as_array().unwrap() {
                 let id = live["id"].as_str().unwrap();
-                assert!(
-                    listed.contains(id),
-                    "{id} of {} not listed",
-                    state.display()
-                );
+                let host = host_of
+                    .get(id)
+                    .unwrap_or_else(|| panic!("{id} of {} not listed", state.display()));
+                assert_eq!(*host, format!("client-{client}.{tag}"), "{id}");
             }
         }
+        tags.push(tag);
     }
+    assert_ne!(tags[0], tags[1], "each run's host names are its own");
 }
 
 #[test]

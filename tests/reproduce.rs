@@ -90,7 +90,12 @@ fn a_replay_runs_every_client_s_recorded_actions_with_the_same_options() {
     let scenario = recording.scenario(Schedule::Recorded);
     let (_tx, stop) = tokio::sync::watch::channel(false);
     let report = runtime()
-        .block_on(run_scenario(scenario, replayed.clone(), stop))
+        .block_on(run_scenario(
+            scenario,
+            replayed.clone(),
+            snapstorm::backend::location::RepositoryLocation::Embedded,
+            stop,
+        ))
         .unwrap();
     assert_eq!(report.totals.actions, 16, "{report:?}");
 
@@ -550,6 +555,90 @@ fn a_failure_of_two_interleaved_actions_shrinks_to_exactly_them() {
     assert_eq!(report.failures.len(), 1, "{report:?}");
     assert_eq!(report.failures[0].kind, FailureKind::RestoreFailed);
     assert_eq!(report.failures[0].client, ClientId(1));
+}
+
+/// `replay --repository`: each try's repository is a fresh one on the
+/// storage given (restic's `rest-server` here), named as the try's state
+/// dir; a directory that is not there is refused (exit 2) before anything
+/// runs.
+#[test]
+fn replay_tries_run_on_the_repository_given() {
+    use common::rest_server::{Auth, PASSWORD, RestServerProcess, USER};
+    let dir = tempfile::tempdir().unwrap();
+    let recorded = dir.path().join("recorded");
+    let scenario = dir.path().join("keep.toml");
+    std::fs::write(&scenario, common::KEEP_EVERYTHING).unwrap();
+    // A pack corrupted early among many restores: a recorded failure.
+    let (code, _, stderr) = snapstorm(&[
+        "run",
+        "--clients",
+        "2",
+        "--duration",
+        "10s",
+        "--seed",
+        "12",
+        "--fault",
+        "corrupt-pack@2s",
+        "--scenario",
+        scenario.to_str().unwrap(),
+        "--state-dir",
+        recorded.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+
+    let into = dir.path().join("tries");
+    std::fs::create_dir(&into).unwrap();
+    let missing = dir.path().join("no-such-dir");
+    let (code, _, stderr) = snapstorm(&[
+        "replay",
+        recorded.to_str().unwrap(),
+        "--into",
+        into.to_str().unwrap(),
+        "--repository",
+        missing.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("no such directory"), "{stderr}");
+    assert_eq!(std::fs::read_dir(&into).unwrap().count(), 0, "nothing ran");
+
+    let server = RestServerProcess::start(Auth::Htpasswd, false);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_snapstorm"))
+        .args(["replay", recorded.to_str().unwrap(), "--tries", "1"])
+        .arg("--into")
+        .arg(&into)
+        .args(["--repository", &format!("rest:http://{}/", server.addr())])
+        .env("RESTIC_REST_USERNAME", USER)
+        .env("RESTIC_REST_PASSWORD", PASSWORD)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("try 1/1:"), "{stdout}\n{stderr}");
+    let repositories: Vec<String> = std::fs::read_dir(server.dir().join("data"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(repositories.len(), 1, "{repositories:?}");
+    assert!(
+        repositories[0].starts_with("snapstorm-replay-"),
+        "{repositories:?}"
+    );
+    assert!(
+        server
+            .dir()
+            .join("data")
+            .join(&repositories[0])
+            .join("config")
+            .is_file(),
+        "the try's repository is on the rest-server"
+    );
 }
 
 /// The README's shrink example, run as shown: record the aggressive-GC data

@@ -36,6 +36,7 @@ fn rustic_and_restic_back_up_into_one_repository_at_the_same_time() {
     let client = ClientId(1);
     let rustic = RusticClient::new(
         work.path().join("rustic-cache"),
+        client.to_string(),
         server.master_key(),
         ClientTimeouts::default(),
         server.evidence().clone(),

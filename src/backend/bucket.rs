@@ -50,23 +50,29 @@ struct Signed {
     location: String,
 }
 
+/// The bucket (path-style) and the keys every request to `s3` is signed
+/// with.
+pub fn signing(s3: &S3Location) -> Result<(Bucket, Credentials), rusty_s3::BucketError> {
+    let bucket = Bucket::new(
+        s3.endpoint().clone(),
+        UrlStyle::Path,
+        s3.bucket().to_owned(),
+        s3.region().to_owned(),
+    )?;
+    let credentials = Credentials::new(
+        s3.access_key().unwrap_or_default(),
+        s3.secret_key().map(|k| k.expose()).unwrap_or_default(),
+    );
+    Ok((bucket, credentials))
+}
+
 impl Signed {
     fn new(s3: &S3Location) -> Result<Signed, BucketError> {
         let location = s3.to_string();
-        let bucket = Bucket::new(
-            s3.endpoint().clone(),
-            UrlStyle::Path,
-            s3.bucket().to_owned(),
-            s3.region().to_owned(),
-        )
-        .map_err(|e| BucketError::Unreachable {
+        let (bucket, credentials) = signing(s3).map_err(|e| BucketError::Unreachable {
             location: location.clone(),
             why: e.to_string(),
         })?;
-        let credentials = Credentials::new(
-            s3.access_key().unwrap_or_default(),
-            s3.secret_key().map(|k| k.expose()).unwrap_or_default(),
-        );
         let client = reqwest::Client::builder()
             .timeout(ANSWER_WITHIN)
             .build()

@@ -368,6 +368,29 @@ impl RepositoryLocation {
         }
     }
 
+    /// A repository of its own under this location, named `name`: the
+    /// directory `DIR/NAME`, the path `PATH/NAME/` on the REST server, the
+    /// prefix `PREFIX/NAME` in the bucket (credentials kept). For runs that
+    /// each want a fresh repository on one storage (replay's tries, shrink's
+    /// candidates). The embedded one stays itself: each state dir has its own.
+    pub fn within(&self, name: &str) -> RepositoryLocation {
+        match self {
+            RepositoryLocation::Embedded => RepositoryLocation::Embedded,
+            RepositoryLocation::Directory(dir) => RepositoryLocation::Directory(dir.join(name)),
+            RepositoryLocation::Rest(rest) => {
+                let mut rest = rest.clone();
+                let path = format!("{}{name}/", rest.url.path());
+                rest.url.set_path(&path);
+                RepositoryLocation::Rest(rest)
+            }
+            RepositoryLocation::S3(s3) => {
+                let mut s3 = s3.clone();
+                s3.prefix = s3.key(name);
+                RepositoryLocation::S3(s3)
+            }
+        }
+    }
+
     /// The short form the console's header shows (`rest 127.0.0.1:8000/repo`).
     pub fn short(&self) -> String {
         match self {
@@ -707,5 +730,36 @@ mod tests {
             .unwrap();
         assert_eq!(none.user(), None);
         assert!(none.password().is_none());
+    }
+
+    #[test]
+    fn a_repository_within_a_location_is_a_path_or_prefix_below_it() {
+        let within = |text: &str| {
+            RepositoryLocation::parse(text)
+                .unwrap()
+                .within("try-1")
+                .to_string()
+        };
+        assert_eq!(within("/srv/repos"), "/srv/repos/try-1");
+        assert_eq!(
+            within("rest:http://127.0.0.1:8000/team/"),
+            "rest:http://127.0.0.1:8000/team/try-1/"
+        );
+        assert_eq!(
+            within("rest:http://127.0.0.1:8000/"),
+            "rest:http://127.0.0.1:8000/try-1/"
+        );
+        assert_eq!(
+            within("s3:http://127.0.0.1:7480/bucket/team"),
+            "s3:http://127.0.0.1:7480/bucket/team/try-1"
+        );
+        assert_eq!(
+            within("s3:http://127.0.0.1:7480/bucket"),
+            "s3:http://127.0.0.1:7480/bucket/try-1"
+        );
+        assert_eq!(
+            RepositoryLocation::Embedded.within("try-1"),
+            RepositoryLocation::Embedded
+        );
     }
 }

@@ -20,7 +20,7 @@ use rustic_core::{
     BytesList, ErrorKind, FileType, Id, ReadBackend, RusticError, RusticResult, WriteBackend,
 };
 use rusty_s3::actions::{DeleteObject, GetObject, HeadObject, ListObjectsV2, PutObject, S3Action};
-use rusty_s3::{Bucket, Credentials, UrlStyle};
+use rusty_s3::{Bucket, Credentials};
 
 use super::location::S3Location;
 
@@ -54,20 +54,8 @@ impl S3Backend {
             |what: &'static str, error: Box<dyn std::error::Error + Send + Sync>| {
                 RusticError::with_source(ErrorKind::Backend, what, error)
             };
-        let bucket = Bucket::new(
-            location.endpoint().clone(),
-            UrlStyle::Path,
-            location.bucket().to_owned(),
-            location.region().to_owned(),
-        )
-        .map_err(|e| backend_error("Cannot name the bucket", e.into()))?;
-        let credentials = Credentials::new(
-            location.access_key().unwrap_or_default(),
-            location
-                .secret_key()
-                .map(|k| k.expose())
-                .unwrap_or_default(),
-        );
+        let (bucket, credentials) = super::bucket::signing(location)
+            .map_err(|e| backend_error("Cannot name the bucket", e.into()))?;
         let client = Client::builder()
             .timeout(patience.timeout)
             .build()

@@ -73,7 +73,9 @@ Exit codes: 0 stopped by a signal, 2 bad usage or setup (one line names the fix;
 Every client's recorded actions run again, each drawing the same inputs (files, sizes, dedup \
 shares, which snapshot) from the recorded seed, and the faults that took effect are injected again. \
 The recorded state dir is only read: each try runs in a fresh state dir (under --into), kept when \
-the failure came back. Each try says whether the same kind of failure (what failed, and the \
+the failure came back. With --repository LOCATION, each try's repository is a fresh one below \
+LOCATION, named as its state dir (s3:…/BUCKET/PREFIX/snapstorm-replay-…); without it, the try's \
+state dir holds it. Each try says whether the same kind of failure (what failed, and the \
 kind of fault that explains it) came back.\n\n\
 Exit codes: 1 the failure came back in at least one try (as `snapstorm run` exits 1 on a \
 failure, so `git bisect run` reads it as bad), 0 it never did, 2 bad usage or a state dir \
@@ -85,7 +87,7 @@ with no recorded failure (nothing is run or written)."
         long_about = "Search for the smallest scenario that still fails as a recorded run did.\n\n\
 Delta debugging over the recorded run: fewer clients, fewer actions per client, fewer and \
 shorter faults, smaller files. Each candidate runs on a fresh repository up to --tries times \
-and counts as failing if any try fails the same way. Progress goes to stderr (a live line on a \
+(below --repository LOCATION when given, as replay's tries) and counts as failing if any try fails the same way. Progress goes to stderr (a live line on a \
 terminal, a line per candidate otherwise); Ctrl-C stops and writes the smallest found so far. \
 The output is a scenario file with a fixed sequence per client and its faults: \
 `snapstorm run --scenario FILE --strict` runs it (exit 1 when it fails).\n\n\
@@ -162,6 +164,14 @@ pub struct SessionArgs {
     )]
     pub backend: crate::backend::BackendKind,
 
+    #[command(flatten)]
+    pub storage: RepositoryArgs,
+}
+
+/// Where the repository under test lives: for a run, and for replay's and
+/// shrink's tries (each a fresh repository below it).
+#[derive(Debug, Clone, Default, Args)]
+pub struct RepositoryArgs {
     /// Where the repository under test lives, written as restic writes it:
     /// rest:http://HOST:PORT/PATH (a REST server: rest-server, rustic_server,
     /// `snapstorm serve` elsewhere), s3:http://HOST:PORT/BUCKET[/PREFIX]

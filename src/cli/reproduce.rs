@@ -11,10 +11,12 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::watch;
 
-use super::{EXIT_ABORTED, EXIT_FAILURES, EXIT_OK, UsageError};
+use super::{EXIT_ABORTED, EXIT_FAILURES, EXIT_OK, RepositoryArgs, UsageError};
+use crate::backend::location::RepositoryLocation;
 use crate::engine::scenario::{Scenario, Schedule};
 use crate::reproduce::replay::{Found, Recording, ReplayError, found_in, run_scenario};
 use crate::reproduce::shrink::{Ended, Progress, ShrinkConfig, Size, shell_word, shrink};
+use crate::run::launch::LaunchError;
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
@@ -34,6 +36,9 @@ pub struct ReplayArgs {
     /// Where each try's fresh state dir is made (default: the system's temp dir).
     #[arg(long, value_name = "DIR")]
     pub into: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub storage: RepositoryArgs,
 }
 
 #[derive(Debug, Args)]
@@ -68,6 +73,38 @@ pub struct ShrinkArgs {
     /// Where each candidate's fresh state dir is made (default: the system's temp dir).
     #[arg(long, value_name = "DIR")]
     pub into: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub storage: RepositoryArgs,
+}
+
+/// Where the tries' repositories go (`--repository`), checked before
+/// anything runs: a directory must be there, as for `run`.
+fn tries_repository(args: &RepositoryArgs) -> Result<RepositoryLocation, UsageError> {
+    let location = args.location(None)?;
+    if let RepositoryLocation::Directory(dir) = &location
+        && !dir.is_dir()
+    {
+        return Err(UsageError(format!(
+            "--repository {}: no such directory; create it (or mount the storage there) first",
+            dir.display()
+        )));
+    }
+    Ok(location)
+}
+
+/// The repository of the try in `dir`: below `base`, named as the try's
+/// state dir, so that every try starts on a fresh one.
+fn try_repository(base: &RepositoryLocation, dir: &Path) -> std::io::Result<RepositoryLocation> {
+    let name = dir
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let location = base.within(&name);
+    if let RepositoryLocation::Directory(dir) = &location {
+        std::fs::create_dir_all(dir)?;
+    }
+    Ok(location)
 }
 
 /// The recording, or a usage error (exit 2) that names the fix.
@@ -183,6 +220,7 @@ fn describe(recording: &Recording) -> String {
 /// `snapstorm replay`: exit 1 when the failure came back in some try, 0 when it never did.
 pub fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let into = check_into(&args.into, &args.state_dir)?;
+    let repository = tries_repository(&args.storage)?;
     let recording = load(&args.state_dir)?;
     let scenario = recording.scenario(args.schedule);
     eprintln!(
@@ -203,6 +241,7 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         let Some(report) = interrupts.run(run_scenario(
             scenario.clone(),
             dir.clone(),
+            try_repository(&repository, &dir)?,
             interrupts.stop.clone(),
         )) else {
             return Ok(interrupts.abort());
@@ -251,6 +290,7 @@ pub fn shrink_run(args: ShrinkArgs) -> anyhow::Result<ExitCode> {
     // the recording holds.
     let into = check_into(&args.into, &args.state_dir)?;
     let output = super::output::check_file("-o", &args.output, &[&args.state_dir])?;
+    let repository = tries_repository(&args.storage)?;
     let recording = load(&args.state_dir)?;
     if args.at_least > args.tries {
         return Err(UsageError(format!(
@@ -283,11 +323,15 @@ pub fn shrink_run(args: ShrinkArgs) -> anyhow::Result<ExitCode> {
     };
     let mut runner = |scenario: &Scenario| {
         let dir = fresh_dir(&into, "snapstorm-shrink-").ok()?;
-        let report = interrupts.run(run_scenario(
-            scenario.clone(),
-            dir.clone(),
-            interrupts.stop.clone(),
-        ));
+        let report = match try_repository(&repository, &dir) {
+            Ok(location) => interrupts.run(run_scenario(
+                scenario.clone(),
+                dir.clone(),
+                location,
+                interrupts.stop.clone(),
+            )),
+            Err(error) => Some(Err(LaunchError::Setup(error.to_string()))),
+        };
         let _ = std::fs::remove_dir_all(&dir);
         let Some(report) = report else {
             aborted.set(true);

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use crate::backend::location::{
     LocationError, REPOSITORY_PASSWORD_ENV, RepositoryLocation, Secret,
 };
-use crate::engine::scenario::Scenario;
+use crate::engine::scenario::{Scenario, ScenarioRepository};
 use crate::engine::store::write_durably;
 use crate::faults::{FaultKind, FaultSpec, RunBounds};
 use crate::run::launch::{RunSpec, launch};
@@ -195,7 +195,6 @@ fn typed_password(typed: &str) -> Option<&str> {
     userinfo.split_once(':').map(|(_, password)| password)
 }
 
-/// The `--repository` location, with its credentials; a password written
 /// The password of a repository another run made on storage several runs
 /// share, from where restic users keep it (`RESTIC_PASSWORD`): a new state
 /// dir joins that repository instead of making one with a password of its
@@ -210,58 +209,70 @@ fn joined_password(repository: &RepositoryLocation) -> Option<Secret> {
         .map(Secret::new)
 }
 
-/// in it is used, with a warning (it was visible to `ps` while snapstorm
-/// started), and shown nowhere after.
+/// The run's repository: the command line's location, else the scenario
+/// file's `[repository]`.
 fn repository(args: &SessionArgs, scenario: &Scenario) -> Result<RepositoryLocation, UsageError> {
-    // The command line's location wins over the scenario file's `[repository]`.
-    let (text, credentials, on_command_line) = match (&args.repository, &scenario.repository) {
-        (Some(text), _) => (text, args.repository_credentials.clone(), true),
-        (None, Some(table)) => (
-            &table.location,
-            args.repository_credentials
-                .clone()
-                .or_else(|| table.credentials.clone()),
-            false,
-        ),
-        (None, None) if args.repository_credentials.is_some() => {
-            return Err(UsageError(
-                "--repository-credentials is for a rest: repository; give --repository rest:http://HOST:PORT/PATH too".into(),
-            ));
-        }
-        (None, None) => return Ok(RepositoryLocation::Embedded),
-    };
-    let usage = |e: LocationError| UsageError(e.to_string());
-    match RepositoryLocation::parse(text).map_err(usage)? {
-        RepositoryLocation::Rest(rest) => {
-            let rest = rest
-                .with_credentials(|name| std::env::var(name).ok(), credentials.as_deref())
-                .map_err(usage)?;
-            if rest.password_in_url() && on_command_line {
-                hide_from_ps(text);
-                eprintln!(
-                    "snapstorm: warning: the password written in --repository was visible to other users of this machine (ps) while snapstorm started; give it in RESTIC_REST_PASSWORD or --repository-credentials instead"
-                );
-            } else if rest.password_in_url() {
-                eprintln!(
-                    "snapstorm: warning: the scenario file's [repository] location holds a password: whoever reads the file reads it; give it in RESTIC_REST_PASSWORD or a credentials file instead"
-                );
+    args.storage.location(scenario.repository.as_ref())
+}
+
+impl RepositoryArgs {
+    /// The `--repository` location (else `table`'s, a scenario file's), with
+    /// its credentials; a password written in it is used, with a warning (it
+    /// was visible to `ps` while snapstorm started), and shown nowhere after.
+    pub(super) fn location(
+        &self,
+        table: Option<&ScenarioRepository>,
+    ) -> Result<RepositoryLocation, UsageError> {
+        let args = self;
+        let (text, credentials, on_command_line) = match (&args.repository, table) {
+            (Some(text), _) => (text, args.repository_credentials.clone(), true),
+            (None, Some(table)) => (
+                &table.location,
+                args.repository_credentials
+                    .clone()
+                    .or_else(|| table.credentials.clone()),
+                false,
+            ),
+            (None, None) if args.repository_credentials.is_some() => {
+                return Err(UsageError(
+                    "--repository-credentials is for a rest: repository; give --repository rest:http://HOST:PORT/PATH too".into(),
+                ));
             }
-            Ok(RepositoryLocation::Rest(rest))
+            (None, None) => return Ok(RepositoryLocation::Embedded),
+        };
+        let usage = |e: LocationError| UsageError(e.to_string());
+        match RepositoryLocation::parse(text).map_err(usage)? {
+            RepositoryLocation::Rest(rest) => {
+                let rest = rest
+                    .with_credentials(|name| std::env::var(name).ok(), credentials.as_deref())
+                    .map_err(usage)?;
+                if rest.password_in_url() && on_command_line {
+                    hide_from_ps(text);
+                    eprintln!(
+                        "snapstorm: warning: the password written in --repository was visible to other users of this machine (ps) while snapstorm started; give it in RESTIC_REST_PASSWORD or --repository-credentials instead"
+                    );
+                } else if rest.password_in_url() {
+                    eprintln!(
+                        "snapstorm: warning: the scenario file's [repository] location holds a password: whoever reads the file reads it; give it in RESTIC_REST_PASSWORD or a credentials file instead"
+                    );
+                }
+                Ok(RepositoryLocation::Rest(rest))
+            }
+            _ if credentials.is_some() => Err(UsageError(
+                "--repository-credentials is for a rest: repository; drop it (an s3: location takes its keys from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)".into(),
+            )),
+            RepositoryLocation::S3(s3) => s3
+                .with_credentials(|name| std::env::var(name).ok())
+                .map(RepositoryLocation::S3)
+                .map_err(usage),
+            RepositoryLocation::Directory(dir) => {
+                // Recorded in the state dir: the same directory from anywhere.
+                let dir = std::path::absolute(&dir)
+                    .map_err(|e| UsageError(format!("--repository {}: {e}", dir.display())))?;
+                Ok(RepositoryLocation::Directory(dir))
+            }
+            RepositoryLocation::Embedded => Ok(RepositoryLocation::Embedded),
         }
-        _ if credentials.is_some() => Err(UsageError(
-            "--repository-credentials is for a rest: repository; drop it (an s3: location takes its keys from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)".into(),
-        )),
-        RepositoryLocation::S3(s3) => s3
-            .with_credentials(|name| std::env::var(name).ok())
-            .map(RepositoryLocation::S3)
-            .map_err(usage),
-        RepositoryLocation::Directory(dir) => {
-            // Recorded in the state dir: the same directory from anywhere.
-            let dir = std::path::absolute(&dir)
-                .map_err(|e| UsageError(format!("--repository {}: {e}", dir.display())))?;
-            Ok(RepositoryLocation::Directory(dir))
-        }
-        RepositoryLocation::Embedded => Ok(RepositoryLocation::Embedded),
     }
 }
 

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::backend::location::RepositoryLocation;
 use crate::engine::actions::Origin;
 use crate::engine::report::{FailureReport, Report};
 use crate::engine::scenario::{ClientScript, Scenario, Schedule, ScriptStep};
@@ -380,15 +381,18 @@ pub fn found_in(report: &Report, scenario: &Scenario) -> Vec<Found> {
 }
 
 /// Runs `scenario` (fixed per-client sequences) on the embedded backend in
-/// `state_dir`, a fresh directory, until every sequence is done; `stop`
-/// ends it early (the report then covers what ran).
+/// `state_dir`, a fresh directory, with its repository at `repository` (a
+/// fresh one), until every sequence is done; `stop` ends it early (the
+/// report then covers what ran).
 pub async fn run_scenario(
     scenario: Scenario,
     state_dir: PathBuf,
+    repository: RepositoryLocation,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Report, LaunchError> {
     let seed = scenario.seed.unwrap_or_default();
     let mut spec = RunSpec::new(scenario.clone(), state_dir, seed);
+    spec.repository = repository;
     spec.clients = scenario.clients.len() as u32;
     spec.faults = scenario.faults.clone();
     let RunHandle {

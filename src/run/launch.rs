@@ -251,8 +251,10 @@ pub async fn embedded_parts(spec: &RunSpec) -> Result<EmbeddedParts, LaunchError
         return Err(error);
     }
     let cache_layout = layout.clone();
+    let hosts = store.clone();
     let rustic = RusticClients {
         cache_dir_for: Box::new(move |client| cache_layout.client_cache(client)),
+        host_for: Box::new(move |client| hosts.host_of(client)),
         key: server.master_key(),
         timeouts: spec.timeouts,
         evidence: server.evidence().clone(),
@@ -282,9 +284,11 @@ pub async fn embedded_parts(spec: &RunSpec) -> Result<EmbeddedParts, LaunchError
                 }
             }));
             let cache_layout = layout.clone();
+            let hosts = store.clone();
             let restic = ResticClients {
                 binary: binary.clone(),
                 cache_dir_for: Box::new(move |client| cache_layout.client_cache(client)),
+                host_for: Box::new(move |client| hosts.host_of(client)),
                 repo_password: store.repository_password(),
                 action_timeout: DEFAULT_ACTION_TIMEOUT,
                 evidence: server.evidence().clone(),

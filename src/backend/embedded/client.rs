@@ -65,6 +65,8 @@ type CallResult<T> = Result<T, CallError>;
 /// A rustic_core client of the embedded server.
 pub struct RusticClient {
     cache_dir: PathBuf,
+    /// The host name its snapshots carry.
+    host: String,
     /// The repository's master key (see [`RusticClients::key`]).
     key: MasterKey,
     timeouts: ClientTimeouts,
@@ -75,12 +77,14 @@ pub struct RusticClient {
 impl RusticClient {
     pub fn new(
         cache_dir: PathBuf,
+        host: String,
         key: MasterKey,
         timeouts: ClientTimeouts,
         evidence: Arc<Evidence>,
     ) -> Self {
         RusticClient {
             cache_dir,
+            host,
             key,
             timeouts,
             evidence,
@@ -189,7 +193,7 @@ impl Snapshotter for RusticClient {
         self.call_reporting(client, progress, |repo| {
             let repo = repo.to_indexed_ids()?;
             let snapshot = SnapshotOptions::default()
-                .host(client.to_string())
+                .host(self.host.clone())
                 .label("snapstorm".to_string())
                 .to_snapshot()?;
             let sources = PathList::from_string(&utf8(source, "source")?)?
@@ -330,6 +334,8 @@ fn s3_backends(
 /// Makes a `RusticClient` per client, each with its own cache directory.
 pub struct RusticClients {
     pub cache_dir_for: Box<dyn Fn(ClientId) -> PathBuf + Send + Sync>,
+    /// The host name each client's snapshots carry.
+    pub host_for: Box<dyn Fn(ClientId) -> String + Send + Sync>,
     /// The repository's master key, derived once for the run: a client's
     /// connect reads the repository as its user, without a key derivation
     /// (scrypt, about half a second of CPU) of its own — 64 of those were
@@ -344,6 +350,7 @@ impl ClientFactory for RusticClients {
     fn new_client(&self, client: ClientId) -> BackendResult<Box<dyn ClientSnapshotter>> {
         Ok(Box::new(RusticClient::new(
             (self.cache_dir_for)(client),
+            (self.host_for)(client),
             self.key.clone(),
             self.timeouts,
             self.evidence.clone(),

@@ -138,6 +138,10 @@ pub enum StorageError {
     )]
     Refused { location: String, why: String },
     #[error(
+        "{location} refused the S3 keys ({why}); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to a key pair of that storage that may read and write the bucket"
+    )]
+    KeysRefused { location: String, why: String },
+    #[error(
         "the repository at {location} does not accept the password in this state dir's state.json (repository_password); give the state dir it was made with, or another --repository"
     )]
     OtherPassword { location: String },
@@ -235,11 +239,11 @@ impl EmbeddedServer {
                     rest.path()
                 ));
                 let key = {
-                    let (url, password, shown) =
-                        (url.clone(), password.to_owned(), location.to_string());
+                    let (url, password, location) =
+                        (url.clone(), password.to_owned(), location.clone());
                     tokio::task::spawn_blocking(move || {
                         init_or_open_external(
-                            &shown,
+                            &location,
                             || {
                                 BackendOptions::default()
                                     .repository(url.expose())
@@ -265,8 +269,11 @@ impl EmbeddedServer {
                 let (key, files) = {
                     let (s3, password) = (s3.clone(), password.to_owned());
                     tokio::task::spawn_blocking(move || {
-                        let key =
-                            init_or_open_external(&s3.to_string(), || s3_backends(&s3), &password)?;
+                        let key = init_or_open_external(
+                            &RepositoryLocation::S3(s3.clone()),
+                            || s3_backends(&s3),
+                            &password,
+                        )?;
                         let files = S3Backend::new(&s3, S3_PATIENCE).map_err(BackendError::from)?;
                         Ok::<_, StorageError>((key, files))
                     })
@@ -697,15 +704,20 @@ async fn resolve(location: &str, authority: &str) -> Result<SocketAddr, StorageE
 /// else opens it; an answer that refuses snapstorm's credentials, or a
 /// repository that refuses the state's password, names the fix.
 fn init_or_open_external(
-    shown: &str,
+    location: &RepositoryLocation,
     backends: impl FnOnce() -> RusticResult<RepositoryBackends>,
     password: &str,
 ) -> Result<MasterKey, StorageError> {
-    let shown = shown.to_owned();
+    let shown = location.to_string();
+    let on_s3 = matches!(location, RepositoryLocation::S3(_));
     let classify = |error: Box<rustic_core::RusticError>| -> StorageError {
         let answer = super::errors::http_answer(&*error);
         let why = brief(&error.display_log());
         match answer {
+            Some(Some(401 | 403)) if on_s3 => StorageError::KeysRefused {
+                location: shown.clone(),
+                why,
+            },
             Some(Some(401 | 403)) => StorageError::Refused {
                 location: shown.clone(),
                 why,

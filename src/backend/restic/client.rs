@@ -130,6 +130,8 @@ struct Connected {
 pub struct ResticClient {
     binary: ResticBinary,
     cache_dir: PathBuf,
+    /// The host name its snapshots carry.
+    host: String,
     repo_password: String,
     action_timeout: Duration,
     evidence: Arc<Evidence>,
@@ -251,14 +253,14 @@ impl Snapshotter for ResticClient {
         progress: &Progress,
     ) -> BackendResult<SnapshotId> {
         let connected = self.connected(client)?;
-        let host = client.to_string();
+        let host = &self.host;
         let report = |line: &str| report_status(line, progress);
         // Run in the source with `.`: the snapshot holds the directory's
         // contents at its root, as the embedded clients' snapshots do.
         let output = self.restic_reporting(
             &connected,
             "backup",
-            &["--json", "--host", &host, "--tag", "snapstorm", "."],
+            &["--json", "--host", host, "--tag", "snapstorm", "."],
             Some(source),
             Some(&report),
         )?;
@@ -362,6 +364,8 @@ impl ClientSnapshotter for ResticClient {
 pub struct ResticClients {
     pub binary: ResticBinary,
     pub cache_dir_for: Box<dyn Fn(ClientId) -> PathBuf + Send + Sync>,
+    /// The host name each client's snapshots carry (`backup --host`).
+    pub host_for: Box<dyn Fn(ClientId) -> String + Send + Sync>,
     pub repo_password: String,
     pub action_timeout: Duration,
     /// The server's evidence, that every client classifies its errors with.
@@ -375,6 +379,7 @@ impl ClientFactory for ResticClients {
         Ok(Box::new(ResticClient {
             binary: self.binary.clone(),
             cache_dir: (self.cache_dir_for)(client),
+            host: (self.host_for)(client),
             repo_password: self.repo_password.clone(),
             action_timeout: self.action_timeout,
             evidence: self.evidence.clone(),

@@ -199,6 +199,7 @@ impl MetadataStore {
                     backend: backend.to_owned(),
                     repository: repository.map(str::to_owned),
                     repository_password: password.map_or_else(random_password, str::to_owned),
+                    host_tag: repository.map(|_| random_password()[..8].to_owned()),
                     clients: BTreeMap::new(),
                     failures: Vec::new(),
                     runs: Vec::new(),
@@ -310,6 +311,15 @@ impl MetadataStore {
 
     pub fn run_number(&self) -> u32 {
         self.state.lock().expect("state lock").run_counter
+    }
+
+    /// The host name `client`'s snapshots carry: `client-N`, with this
+    /// state dir's tag on a repository other runs may share.
+    pub fn host_of(&self, client: ClientId) -> String {
+        match &self.state.lock().expect("state lock").host_tag {
+            Some(tag) => format!("{client}.{tag}"),
+            None => client.to_string(),
+        }
     }
 
     pub fn repository_password(&self) -> String {

@@ -120,6 +120,12 @@ pub struct State {
     pub repository: Option<String>,
     /// The repository's encryption password (a test repository's, not a secret worth more).
     pub repository_password: String,
+    /// What this state dir's clients add to their host name
+    /// (`client-1.TAG`) on a repository outside the state dir, where other
+    /// runs may save snapshots too: a new state dir's own, random. None on
+    /// the state dir's own repository, and in state dirs made before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_tag: Option<String>,
     pub clients: BTreeMap<ClientId, ClientRecord>,
     pub failures: Vec<Failure>,
     pub runs: Vec<RunRecord>,

@@ -240,3 +240,25 @@ fn a_state_dir_belongs_to_one_repository_location() {
     let err = MetadataStore::open_for(own, "embedded", Some(rest), None).unwrap_err();
     assert!(err.to_string().contains("no --repository"), "{err}");
 }
+
+#[test]
+fn clients_on_a_shared_repository_carry_their_state_dirs_tag() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = ClientId(3);
+    let own = MetadataStore::open(StateLayout::new(dir.path().join("own")), "embedded").unwrap();
+    assert_eq!(own.host_of(client), "client-3");
+    let shared = "s3:http://127.0.0.1:7480/bucket/team";
+    let hosts = |name: &str| {
+        let layout = StateLayout::new(dir.path().join(name));
+        let store = MetadataStore::open_for(layout, "embedded", Some(shared), None).unwrap();
+        store.host_of(client)
+    };
+    let (a, b) = (hosts("a"), hosts("b"));
+    let tag = a.strip_prefix("client-3.").unwrap();
+    assert!(
+        tag.len() == 8 && tag.chars().all(|c| c.is_ascii_hexdigit()),
+        "{a}"
+    );
+    assert_ne!(a, b, "each state dir's own");
+    assert_eq!(hosts("a"), a, "a resumed run keeps it");
+}
