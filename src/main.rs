@@ -70,10 +70,13 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             eprintln!("snapstorm: {error:#}");
+            // Anything but bad usage failed on snapstorm's own side (a
+            // crash, a file it could not write): never a verdict on the
+            // repository, so never the exit code of a failure found.
             if error.downcast_ref::<UsageError>().is_some() {
                 ExitCode::from(EXIT_USAGE)
             } else {
-                ExitCode::from(cli::EXIT_FAILURES)
+                ExitCode::from(cli::EXIT_HALTED)
             }
         }
     }

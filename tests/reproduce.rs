@@ -557,10 +557,10 @@ fn a_failure_of_two_interleaved_actions_shrinks_to_exactly_them() {
     assert_eq!(report.failures[0].client, ClientId(1));
 }
 
-/// `replay --repository`: each try's repository is a fresh one on the
-/// storage given (restic's `rest-server` here), named as the try's state
-/// dir; a directory that is not there is refused (exit 2) before anything
-/// runs.
+/// `replay --repository`: each try's repository is a fresh one below the
+/// location given, named as the try's state dir; a directory that is not
+/// there, or a storage the recorded faults cannot act on (a pack fault on
+/// restic's `rest-server`), is refused (exit 2) and nothing is left.
 #[test]
 fn replay_tries_run_on_the_repository_given() {
     use common::rest_server::{Auth, PASSWORD, RestServerProcess, USER};
@@ -601,6 +601,8 @@ fn replay_tries_run_on_the_repository_given() {
     assert!(stderr.contains("no such directory"), "{stderr}");
     assert_eq!(std::fs::read_dir(&into).unwrap().count(), 0, "nothing ran");
 
+    // A fault the storage cannot take refuses the replay (exit 2), as it
+    // would refuse the run: no try is a verdict, nothing is left.
     let server = RestServerProcess::start(Auth::Htpasswd, false);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_snapstorm"))
         .args(["replay", recorded.to_str().unwrap(), "--tries", "1"])
@@ -612,32 +614,39 @@ fn replay_tries_run_on_the_repository_given() {
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
-        matches!(out.status.code(), Some(0 | 1)),
-        "{stdout}\n{stderr}"
+        stderr.contains("try 1: --fault corrupt-pack") && stderr.contains("REST server"),
+        "{stderr}"
     );
+    assert_eq!(std::fs::read_dir(&into).unwrap().count(), 0, "nothing left");
+
+    // A directory takes it: the try's repository is below it, named as
+    // the try's state dir.
+    let repositories = dir.path().join("repositories");
+    std::fs::create_dir(&repositories).unwrap();
+    let (code, stdout, stderr) = snapstorm(&[
+        "replay",
+        recorded.to_str().unwrap(),
+        "--tries",
+        "1",
+        "--into",
+        into.to_str().unwrap(),
+        "--repository",
+        repositories.to_str().unwrap(),
+    ]);
+    assert!(matches!(code, 0 | 1), "{stdout}\n{stderr}");
     assert!(stdout.contains("try 1/1:"), "{stdout}\n{stderr}");
-    let repositories: Vec<String> = std::fs::read_dir(server.dir().join("data"))
+    let made: Vec<String> = std::fs::read_dir(&repositories)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(repositories.len(), 1, "{repositories:?}");
+    assert_eq!(made.len(), 1, "{made:?}");
+    assert!(made[0].starts_with("snapstorm-replay-"), "{made:?}");
     assert!(
-        repositories[0].starts_with("snapstorm-replay-"),
-        "{repositories:?}"
-    );
-    assert!(
-        server
-            .dir()
-            .join("data")
-            .join(&repositories[0])
-            .join("config")
-            .is_file(),
-        "the try's repository is on the rest-server"
+        repositories.join(&made[0]).join("config").is_file(),
+        "the try's repository is below --repository"
     );
 }
 

@@ -51,7 +51,7 @@ Every client runs the scenario's actions against the shared repository; every re
 verified against the fingerprint taken when its snapshot was made. Progress goes to stderr, \
 a summary to stdout.\n\n\
 Exit codes: 0 no verification failure, 1 at least one, 2 bad usage or setup, \
-3 the run stopped on snapstorm's own side (its trace could not be written)."
+3 the run stopped on snapstorm's own side (its trace could not be written, or snapstorm failed)."
     )]
     Run(RunArgs),
     /// List the scenario presets.
@@ -78,8 +78,9 @@ LOCATION, named as its state dir (s3:…/BUCKET/PREFIX/snapstorm-replay-…); wi
 state dir holds it. Each try says whether the same kind of failure (what failed, and the \
 kind of fault that explains it) came back.\n\n\
 Exit codes: 1 the failure came back in at least one try (as `snapstorm run` exits 1 on a \
-failure, so `git bisect run` reads it as bad), 0 it never did, 2 bad usage or a state dir \
-with no recorded failure (nothing is run or written)."
+failure, so `git bisect run` reads it as bad), 0 it never did, 2 bad usage, a state dir \
+with no recorded failure, or a try that cannot run where asked (nothing is left), 3 snapstorm \
+itself failed (no answer either way)."
     )]
     Replay(ReplayArgs),
     /// Search for the smallest scenario that still fails as a recorded run did.
@@ -92,7 +93,8 @@ terminal, a line per candidate otherwise); Ctrl-C stops and writes the smallest 
 The output is a scenario file with a fixed sequence per client and its faults: \
 `snapstorm run --scenario FILE --strict` runs it (exit 1 when it fails).\n\n\
 Exit codes: 0 the scenario was written, 1 the recording did not fail the same way in any try \
-(nothing written), 2 bad usage or a state dir with no recorded failure (nothing is run or written)."
+(nothing written), 2 bad usage, a state dir with no recorded failure (nothing is run or written) \
+or candidates that cannot run where asked, 3 snapstorm itself failed."
     )]
     Shrink(ShrinkArgs),
     /// Draw a state dir's run as one HTML page: verdict, timeline, latency, rate, snapshots, failures.

@@ -78,6 +78,18 @@ pub struct ShrinkArgs {
     pub storage: RepositoryArgs,
 }
 
+/// Why a try could not run: a setup problem every try would meet (a fault
+/// the storage cannot take, a program missing) is bad usage (exit 2); a
+/// crash is snapstorm's own (exit 3). Neither says anything about the
+/// failure being looked for.
+fn try_failed(which: &str, error: LaunchError) -> anyhow::Error {
+    let text = format!("{which}: {error}");
+    match error {
+        LaunchError::Crashed(_) => anyhow::anyhow!(text),
+        _ => UsageError(text).into(),
+    }
+}
+
 /// Where the tries' repositories go (`--repository`), checked before
 /// anything runs: a directory must be there, as for `run`.
 fn tries_repository(args: &RepositoryArgs) -> Result<RepositoryLocation, UsageError> {
@@ -246,7 +258,13 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         )) else {
             return Ok(interrupts.abort());
         };
-        let report = report.map_err(|e| anyhow::anyhow!("try {number}: {e}"))?;
+        let report = match report {
+            Ok(report) => report,
+            Err(error) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(try_failed(&format!("try {number}"), error));
+            }
+        };
         if interrupts.stopped() {
             // Cut short: says nothing either way.
             let _ = std::fs::remove_dir_all(&dir);
@@ -315,6 +333,7 @@ pub fn shrink_run(args: ShrinkArgs) -> anyhow::Result<ExitCode> {
     );
     let interrupts = Interrupts::new()?;
     let aborted = std::cell::Cell::new(false);
+    let cannot_run: std::cell::RefCell<Option<anyhow::Error>> = std::cell::RefCell::new(None);
     let config = ShrinkConfig {
         tries: args.tries,
         at_least: args.at_least,
@@ -342,9 +361,15 @@ pub fn shrink_run(args: ShrinkArgs) -> anyhow::Result<ExitCode> {
         }
         match report {
             Ok(report) => Some(found_in(&report, scenario)),
-            Err(error) => {
+            // Snapstorm's own crash: this candidate says nothing.
+            Err(error @ LaunchError::Crashed(_)) => {
                 eprintln!("snapstorm: a candidate could not run: {error}");
                 Some(Vec::new())
+            }
+            // A setup problem every candidate would meet: the search stops.
+            Err(error) => {
+                cannot_run.replace(Some(try_failed("a candidate", error)));
+                None
             }
         }
     };
@@ -396,6 +421,9 @@ pub fn shrink_run(args: ShrinkArgs) -> anyhow::Result<ExitCode> {
     let shrunk = shrink(&recording, &config, &mut runner, &mut progress, &stopped);
     if let Some(bar) = bar {
         bar.finish_and_clear();
+    }
+    if let Some(error) = cannot_run.take() {
+        return Err(error);
     }
     if aborted.get() {
         // Each new smallest was written when it was found.
