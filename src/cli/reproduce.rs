@@ -250,10 +250,11 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             break;
         }
         let dir = fresh_dir(&into, "snapstorm-replay-")?;
+        let location = try_repository(&repository, &dir)?;
         let Some(report) = interrupts.run(run_scenario(
             scenario.clone(),
             dir.clone(),
-            try_repository(&repository, &dir)?,
+            location.clone(),
             interrupts.stop.clone(),
         )) else {
             return Ok(interrupts.abort());
@@ -262,6 +263,10 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             Ok(report) => report,
             Err(error) => {
                 let _ = std::fs::remove_dir_all(&dir);
+                if let RepositoryLocation::Directory(made) = &location {
+                    // Only if the refused try left it empty.
+                    let _ = std::fs::remove_dir(made);
+                }
                 return Err(try_failed(&format!("try {number}"), error));
             }
         };
