@@ -24,6 +24,17 @@ use rusty_s3::{Bucket, Credentials};
 
 use super::location::S3Location;
 
+/// A file's path in a restic repository: `data/ab/<id>` for a pack (a
+/// subdirectory per id's first byte), `<kind>/<id>` for the others. The same
+/// in a directory and, under the prefix, in a bucket.
+pub fn repository_path(tpe: FileType, name: &str) -> String {
+    match tpe {
+        FileType::Config => "config".to_owned(),
+        FileType::Pack => format!("{}/{}/{name}", tpe.dirname(), name.get(..2).unwrap_or(name)),
+        _ => format!("{}/{name}", tpe.dirname()),
+    }
+}
+
 /// How long a presigned request stays valid: a pack's upload on a slow
 /// network included.
 const SIGNED_FOR: Duration = Duration::from_secs(3600);
@@ -74,13 +85,8 @@ impl S3Backend {
     /// The object a file of the repository is: packs under `data/` in
     /// subdirectories named by their id's first byte, as restic keeps them.
     fn key(&self, tpe: FileType, id: &Id) -> String {
-        let hex = id.to_hex();
-        let name = match tpe {
-            FileType::Config => "config".to_owned(),
-            FileType::Pack => format!("{}/{}/{}", tpe.dirname(), &hex[..2], hex.as_str()),
-            _ => format!("{}/{}", tpe.dirname(), hex.as_str()),
-        };
-        self.location.key(&name)
+        self.location
+            .key(&repository_path(tpe, id.to_hex().as_str()))
     }
 
     /// Runs `attempt` until it succeeds, fails with a 4xx answer (asking
@@ -308,6 +314,20 @@ mod tests {
             format!("index/{}", id.to_hex().as_str())
         );
         assert_eq!(root.location(), "s3:http://127.0.0.1:7480/bucket");
+    }
+
+    #[test]
+    fn names_follow_restics_layout() {
+        let id = "ab12".repeat(16);
+        assert_eq!(
+            repository_path(FileType::Pack, &id),
+            format!("data/ab/{id}")
+        );
+        assert_eq!(repository_path(FileType::Index, &id), format!("index/{id}"));
+        assert_eq!(
+            repository_path(FileType::Snapshot, &id),
+            format!("snapshots/{id}")
+        );
     }
 
     #[test]

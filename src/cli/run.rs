@@ -223,17 +223,16 @@ impl RepositoryArgs {
         &self,
         table: Option<&ScenarioRepository>,
     ) -> Result<RepositoryLocation, UsageError> {
-        let args = self;
-        let (text, credentials, on_command_line) = match (&args.repository, table) {
-            (Some(text), _) => (text, args.repository_credentials.clone(), true),
+        let (text, credentials, on_command_line) = match (&self.repository, table) {
+            (Some(text), _) => (text, self.repository_credentials.clone(), true),
             (None, Some(table)) => (
                 &table.location,
-                args.repository_credentials
+                self.repository_credentials
                     .clone()
                     .or_else(|| table.credentials.clone()),
                 false,
             ),
-            (None, None) if args.repository_credentials.is_some() => {
+            (None, None) if self.repository_credentials.is_some() => {
                 return Err(UsageError(
                     "--repository-credentials is for a rest: repository; give --repository rest:http://HOST:PORT/PATH too".into(),
                 ));

@@ -10,9 +10,9 @@ use std::time::Instant;
 use rustic_core::FileType;
 
 use super::EmbeddedServer;
-use super::files::relative;
 use super::inspect::Inspector;
 use crate::backend::fault_kit::{FaultKit, Readmit, fail};
+use crate::backend::s3::repository_path;
 use crate::engine::damage::{Damage, DataRef};
 use crate::engine::traits::{
     BackendResult, ClientId, FaultHost, FaultInjector, InjectError, Injected, Server,
@@ -104,41 +104,47 @@ impl EmbeddedFaults {
             .ok_or_else(|| FaultKit::no_victim(spec, what))
     }
 
+    /// What `victim` holds now, read once: its damage is recorded from it,
+    /// and a fault that changes it writes it back changed (on S3: one GET,
+    /// one PUT). A pack about to be deleted is read for the record only
+    /// (unreadable, the index names its blobs instead); an index file is
+    /// not read.
+    fn contents(
+        inspector: &Inspector,
+        spec: &FaultSpec,
+        kind: FileType,
+        victim: &str,
+    ) -> Result<Option<Vec<u8>>, InjectError> {
+        let read = || inspector.files().read(kind, victim);
+        match spec.kind {
+            FaultKind::DeleteIndex => Ok(None),
+            FaultKind::DeletePack => Ok(read().ok()),
+            _ => read()
+                .map(Some)
+                .map_err(|e| fail(format!("read {}: {e}", repository_path(kind, victim)))),
+        }
+    }
+
     /// What damaging `victim` (a data pack, or an index file) damages, read
-    /// from the repository before it is done.
-    fn damage_of(&self, inspector: &Inspector, kind: FaultKind, victim: &str) -> Damage {
+    /// from the repository (and `contents`) before it is done.
+    fn damage_of(
+        inspector: &Inspector,
+        kind: FaultKind,
+        victim: &str,
+        contents: Option<&[u8]>,
+    ) -> Damage {
         match kind {
             FaultKind::DeleteIndex => {
                 let blobs = inspector
                     .index()
                     .map(|index| index.named_only_by(victim))
                     .unwrap_or_default();
-                std::iter::once(DataRef::File(relative(FileType::Index, victim)))
+                std::iter::once(DataRef::File(repository_path(FileType::Index, victim)))
                     .chain(blobs.into_iter().map(DataRef::Blob))
                     .collect()
             }
-            _ => inspector.pack_damage(victim, || inspector.index().ok()),
+            _ => inspector.pack_damage(victim, contents, || inspector.index().ok()),
         }
-    }
-
-    /// Damages the file as `spec`'s kind does, through the storage's own
-    /// API where it is no directory (an S3 object: read, changed, written).
-    fn damage(&self, spec: &FaultSpec, kind: FileType, victim: &str) -> Result<(), InjectError> {
-        let inspector = self.inspector()?;
-        let target = relative(kind, victim);
-        let bytes = match spec.kind {
-            FaultKind::DeletePack | FaultKind::DeleteIndex => None,
-            _ => Some(
-                inspector
-                    .files()
-                    .read(kind, victim)
-                    .map_err(|e| fail(format!("read {target}: {e}")))?,
-            ),
-        };
-        let damaged = bytes.and_then(|bytes| self.kit.damaged(spec, bytes));
-        inspector
-            .replace(kind, victim, damaged)
-            .map_err(|e| fail(format!("damage {target}: {e}")))
     }
 }
 
@@ -164,11 +170,17 @@ impl FaultInjector for EmbeddedFaults {
                     _ => (FileType::Pack, "data pack"),
                 };
                 let victim = self.victim(spec, files, what)?;
-                let target = relative(files, &victim);
-                let damage = self.damage_of(self.inspector()?, spec.kind, &victim);
+                let target = repository_path(files, &victim);
+                let inspector = self.inspector()?;
+                let contents = Self::contents(inspector, spec, files, &victim)?;
+                let damage = Self::damage_of(inspector, spec.kind, &victim, contents.as_deref());
                 let label = starts(&target, None);
                 host.fault_damaged(&label, Some(damage));
-                self.damage(spec, files, &victim)?;
+                // Through the storage's own API where it is no directory.
+                let damaged = contents.and_then(|bytes| self.kit.damaged(spec, bytes));
+                inspector
+                    .replace(files, &victim, damaged)
+                    .map_err(|e| fail(format!("damage {target}: {e}")))?;
                 (label, target)
             }
             FaultKind::ServerRestart => {

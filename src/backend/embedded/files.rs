@@ -12,7 +12,7 @@ use std::time::SystemTime;
 
 use rustic_core::{FileType, Id, ReadBackend, RusticError, WriteBackend};
 
-use crate::backend::s3::S3Backend;
+use crate::backend::s3::{S3Backend, repository_path};
 
 /// What tells that a file changed since it was last read: its length and,
 /// where the storage keeps it cheaply, its modification time.
@@ -46,20 +46,6 @@ impl std::fmt::Debug for RepoFiles {
     }
 }
 
-/// A file's name in the repository: `data/ab/<id>` for a pack (restic's
-/// subdirectories), `<kind>/<id>` for the others.
-pub fn relative(kind: FileType, name: &str) -> String {
-    match kind {
-        FileType::Pack => format!(
-            "{}/{}/{name}",
-            kind.dirname(),
-            name.get(..2).unwrap_or(name)
-        ),
-        FileType::Config => "config".to_owned(),
-        _ => format!("{}/{name}", kind.dirname()),
-    }
-}
-
 /// A storage's error as an I/O error: "not found" where the storage
 /// answered 404, so a file a GC removed meanwhile reads as gone.
 fn storage_error(error: &RusticError) -> io::Error {
@@ -76,16 +62,8 @@ fn id_of(name: &str) -> io::Result<Id> {
 }
 
 impl RepoFiles {
-    /// The directory, where the repository is one.
-    pub fn directory(&self) -> Option<&Path> {
-        match self {
-            RepoFiles::Directory(dir) => Some(dir),
-            RepoFiles::S3(_) => None,
-        }
-    }
-
     fn path(dir: &Path, kind: FileType, name: &str) -> PathBuf {
-        dir.join(relative(kind, name))
+        dir.join(repository_path(kind, name))
     }
 
     /// Every file of `kind`, each with its version.
@@ -155,7 +133,7 @@ impl RepoFiles {
                 if bytes.len() != len as usize {
                     return Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
-                        format!("{}: shorter than asked", relative(kind, name)),
+                        format!("{}: shorter than asked", repository_path(kind, name)),
                     ));
                 }
                 Ok(bytes.to_vec())
@@ -207,14 +185,6 @@ impl RepoFiles {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_follow_restics_layout() {
-        let id = "ab12".repeat(16);
-        assert_eq!(relative(FileType::Pack, &id), format!("data/ab/{id}"));
-        assert_eq!(relative(FileType::Index, &id), format!("index/{id}"));
-        assert_eq!(relative(FileType::Snapshot, &id), format!("snapshots/{id}"));
-    }
 
     #[test]
     fn a_directory_lists_reads_writes_and_removes() {

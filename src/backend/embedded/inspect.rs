@@ -21,7 +21,8 @@ use rustic_core::repofile::{HeaderEntry, IndexFile, MasterKey, Tree};
 use serde::Deserialize;
 use sha2::Digest;
 
-use super::files::{RepoFiles, Version, relative};
+use super::files::{RepoFiles, Version};
+use crate::backend::s3::repository_path;
 use crate::engine::damage::{DataRef, Unreadable};
 use crate::engine::traits::Problem;
 
@@ -44,7 +45,7 @@ pub enum InspectError {
 type Result<T> = std::result::Result<T, InspectError>;
 
 fn io(kind: FileType, name: &str) -> impl FnOnce(std::io::Error) -> InspectError {
-    let path = relative(kind, name);
+    let path = repository_path(kind, name);
     move |source| InspectError::Io { path, source }
 }
 
@@ -220,7 +221,7 @@ impl Inspector {
 
     /// An index or snapshot file: encrypted JSON, compressed in format 2.
     fn json_file(&self, kind: FileType, name: &str) -> Result<Vec<u8>> {
-        let what = relative(kind, name);
+        let what = repository_path(kind, name);
         let data = self.files.read(kind, name).map_err(io(kind, name))?;
         let plain = self.decrypt(&what, &data)?;
         match plain.first() {
@@ -273,7 +274,7 @@ impl Inspector {
         let mut index = Index::default();
         for name in self.names(FileType::Index)? {
             let file: IndexFile = serde_json::from_slice(&self.json_file(FileType::Index, &name)?)
-                .map_err(|e| format(relative(FileType::Index, &name), e))?;
+                .map_err(|e| format(repository_path(FileType::Index, &name), e))?;
             let mut named = BTreeSet::new();
             for pack in file.packs {
                 let pack_id = pack.id.to_hex().to_string();
@@ -296,12 +297,17 @@ impl Inspector {
 
     /// The blobs a pack holds, from its own header (the index may not name
     /// it yet: a backup's pack uploaded before its index).
-    pub fn pack_blobs(&self, id: &str) -> Result<BTreeSet<String>> {
-        let what = relative(FileType::Pack, id);
+    fn pack_blobs(&self, id: &str) -> Result<BTreeSet<String>> {
         let data = self
             .files
             .read(FileType::Pack, id)
             .map_err(io(FileType::Pack, id))?;
+        self.header_blobs(id, &data)
+    }
+
+    /// The blobs the header of the pack `id`, holding `data`, names.
+    fn header_blobs(&self, id: &str, data: &[u8]) -> Result<BTreeSet<String>> {
+        let what = repository_path(FileType::Pack, id);
         let length_at = data
             .len()
             .checked_sub(4)
@@ -328,15 +334,20 @@ impl Inspector {
     }
 
     /// What damaging the pack `id` damages: the pack, and the blobs it
-    /// holds (from its header, or where that cannot be read — a pack
-    /// damaged before — from the index).
+    /// holds (from its header — in `contents` when the caller read it
+    /// already, else read here — or where that cannot be read, a pack
+    /// damaged before, from the index).
     pub fn pack_damage(
         &self,
         id: &str,
+        contents: Option<&[u8]>,
         index: impl FnOnce() -> Option<Index>,
     ) -> BTreeSet<DataRef> {
-        let blobs = self
-            .pack_blobs(id)
+        let blobs = match contents {
+            Some(data) => self.header_blobs(id, data),
+            None => self.pack_blobs(id),
+        };
+        let blobs = blobs
             .ok()
             .or_else(|| index().map(|index| index.blobs_in(id)))
             .unwrap_or_default();
@@ -428,7 +439,7 @@ impl Inspector {
         for snapshot in snapshots {
             let file: SnapshotTree =
                 serde_json::from_slice(&self.json_file(FileType::Snapshot, snapshot)?)
-                    .map_err(|e| format(relative(FileType::Snapshot, snapshot), e))?;
+                    .map_err(|e| format(repository_path(FileType::Snapshot, snapshot), e))?;
             self.walk(&seen, &file.tree, &mut walked, &mut found);
         }
         Ok(found)
@@ -519,7 +530,7 @@ impl Inspector {
                     .read(kind, &name)
                     .is_ok_and(|bytes| hex::encode(sha2::Sha256::digest(&bytes)) != name);
                 if differs {
-                    let relative = relative(kind, &name);
+                    let relative = repository_path(kind, &name);
                     add(
                         format!("Error: {relative}: content does not match its id"),
                         DataRef::File(relative),

@@ -583,7 +583,9 @@ impl WriteBackend for Removals {
     fn remove(&self, tpe: FileType, id: &Id, cacheable: bool) -> RusticResult<()> {
         if tpe == FileType::Pack {
             let damage = match &self.inspector {
-                Some(inspector) => inspector.pack_damage(&id.to_hex(), || inspector.index().ok()),
+                Some(inspector) => {
+                    inspector.pack_damage(&id.to_hex(), None, || inspector.index().ok())
+                }
                 // The pack's name at least; its blobs are not known here.
                 None => std::iter::once(DataRef::Pack(id.to_hex().to_string())).collect(),
             };
