@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # snapstorm's performance figures, measured side by side in one run, printed
-# as the table README "Performance" shows. Slow (about half an hour on two
-# cores) and not part of CI.
+# as the tables docs/performance.md shows. Slow (about an hour and a half on
+# two cores, the sweep alone about 45 minutes) and not part of CI.
 #
 #   cargo build --release
 #   benches/compare.sh                 # everything
 #   ONLY="memory server" benches/compare.sh
 #
-# Sections (ONLY picks some): memory + scale (headless runs at several client
-# counts), server (restic backup and restore through `snapstorm serve`, a
+# Sections (ONLY picks some): memory (the sweep: headless runs over seeds,
+# durations, scenarios and client counts — memory, scale and start — its rows
+# made by benches/sweep_table.py), server (restic backup and restore through `snapstorm serve`, a
 # local repository, restic's rest-server and rustic_server), verify (`cargo bench --bench verify`),
 # console (`cargo bench --bench console`), keys (key-to-screen latency of the
 # console with 32 clients running, benches/key_latency.py, needs tmux).
@@ -17,10 +18,15 @@
 #   SNAPSTORM      the binary (default target/release/snapstorm)
 #   BASELINE       another snapstorm binary to run side by side (rows of its own)
 #   BASELINE_COUNTS  client counts the baseline runs at (default: CLIENT_COUNTS)
-#   DURATION       length of each headless run, in seconds (default 60s)
-#   CLIENT_COUNTS  client counts of the scale runs (default "4 16 32 64")
+#   SEEDS          seeds of the sweep's headless runs (default "1 2 3 4 5")
+#   DURATIONS      lengths of its runs (default "30s 60s")
+#   SCENARIOS      its scenarios (default "randomized-small one-large-file"): the
+#                  first runs at every client count, the others at the first count
+#   CLIENT_COUNTS  client counts of the sweep (default "4 32 64"; the first is
+#                  the one the others' rates are compared with)
 #   DATA_MB        size of the server data set in MiB (default 850)
-#   ROUNDS         repetitions of each server measurement, interleaved (default 3)
+#   ROUNDS         rounds of each server measurement, the targets' order reversed
+#                  every other round (default 5)
 #   RUSTIC_SERVER  the rustic-server binary (default: on PATH; row skipped if absent)
 #   REST_SERVER    restic's rest-server (default: REST_SERVER_EXE, else on PATH; row skipped if absent)
 #   WORK           scratch directory (default: a new one under /tmp, removed at the end)
@@ -31,11 +37,13 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 SNAPSTORM="${SNAPSTORM:-$here/target/release/snapstorm}"
 BASELINE="${BASELINE:-}"
-DURATION="${DURATION:-60s}"
-CLIENT_COUNTS="${CLIENT_COUNTS:-4 16 32 64}"
+CLIENT_COUNTS="${CLIENT_COUNTS:-4 32 64}"
+SEEDS="${SEEDS:-1 2 3 4 5}"
+DURATIONS="${DURATIONS:-30s 60s}"
+SCENARIOS="${SCENARIOS:-randomized-small one-large-file}"
 BASELINE_COUNTS="${BASELINE_COUNTS:-$CLIENT_COUNTS}"
 DATA_MB="${DATA_MB:-850}"
-ROUNDS="${ROUNDS:-3}"
+ROUNDS="${ROUNDS:-5}"
 RUSTIC_SERVER="${RUSTIC_SERVER:-$(command -v rustic-server || true)}"
 REST_SERVER="${REST_SERVER:-${REST_SERVER_EXE:-$(command -v rest-server || true)}}"
 ONLY="${ONLY:-memory server verify console keys}"
@@ -62,15 +70,17 @@ wants() { case " $ONLY " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 # Peak resident memory (MiB) of a finished /usr/bin/time -v log.
 peak_mib() { awk '/Maximum resident set size/ {printf "%.0f", $6/1024}' "$1"; }
 
-# A headless run: prints "actions seconds peak_mib rss_half_mib rss_end_mib failures".
+# A headless run: prints "actions seconds peak_mib rss_half_mib rss_end_mib failures ready worked".
 # RSS is sampled every 2 s; rss_half is the largest sample of the run's first
-# half, rss_end the largest of its second half (growth shows as end > half).
+# half, rss_end the largest of its second half (growth shows as end > half);
+# ready is the wall time before the run's clock started (start-up, clients
+# connecting); worked counts the actions that were not no-ops.
 headless() {
-  local bin="$1" clients="$2" name="$3"
-  local dir="$WORK/run-$name-$clients"
+  local bin="$1" clients="$2" name="$3" seed="$4" duration="$5" scenario="$6"
+  local dir="$WORK/run-$name-$clients-$scenario-$duration-$seed"
   rm -rf "$dir"; mkdir -p "$dir"
-  /usr/bin/time -v -o "$dir/time.log" "$bin" run --clients "$clients" --duration "$DURATION" --seed 1 \
-    --state-dir "$dir/state" --report "$dir/report.json" >"$dir/out.log" 2>&1 &
+  /usr/bin/time -v -o "$dir/time.log" "$bin" run --clients "$clients" --duration "$duration" --seed "$seed" \
+    --scenario "$scenario" --state-dir "$dir/state" --report "$dir/report.json" >"$dir/out.log" 2>&1 &
   local pid=$!
   local child=""
   : >"$dir/rss"
@@ -99,31 +109,37 @@ for line in open(d + "/time.log"):
         wall = sum(float(p) * 60 ** i for i, p in enumerate(reversed(parts)))
 t = r["totals"]
 secs = r["duration_ms"] / 1000
-# Before the run's clock starts: start-up and connecting the clients.
-ready = wall - secs
 print(t["actions"], secs, round(peak), round(first), round(second),
-      t["verification_failures"], round(ready, 1))
+      t["verification_failures"], round(wall - secs, 1), t["actions"] - t["no_ops"])
 EOF
   rm -rf "$dir/state"
 }
 
+# The sweep: every scenario, duration, seed and client count, the counts
+# interleaved within each seed so that the machine's load falls on all of
+# them alike. One line per run in $WORK/sweep; the rows give min / median /
+# max over the runs of each scenario and client count.
 if wants memory; then
-  declare -A rate
-  for clients in $CLIENT_COUNTS; do
-    for variant in current ${BASELINE:+baseline}; do
-      bin="$SNAPSTORM"; [ "$variant" = baseline ] && bin="$BASELINE"
-      if [ "$variant" = baseline ] && [[ " $BASELINE_COUNTS " != *" $clients "* ]]; then continue; fi
-      read -r actions secs peak first second failures ready < <(headless "$bin" "$clients" "$variant")
-      r=$(python3 -c "print(f'{$actions/$secs:.2f}')")
-      rate["$variant-$clients"]="$r"
-      echo "[$variant] $clients clients: $actions actions in ${secs}s = $r/s, peak ${peak} MiB, RSS 1st half ${first} MiB, 2nd half ${second} MiB, failures $failures, ready after ${ready}s" >&2
-      row "$variant: $clients clients, $DURATION run" "peak RSS" "${peak} MiB (RSS max 1st half ${first}, 2nd half ${second})" "$( [ "$clients" -le 4 ] && echo '< 300 MiB' || echo '< 1 GiB at 64')"
-      base="${rate[$variant-${CLIENT_COUNTS%% *}]}"
-      ratio=$(python3 -c "print(f'{$r/$base:.2f}')")
-      row "$variant: $clients clients, $DURATION run" "actions/s (vs ${CLIENT_COUNTS%% *} clients)" "$r/s (${ratio}x), $failures failures" "≥ 0.8x at 64, 0 failures"
-      row "$variant: $clients clients, $DURATION run" "start to run clock / clock past $DURATION" "${ready} s / $(python3 -c "print(f'{$secs-$(echo "$DURATION" | tr -d s):.1f}')") s" "ready < 5 s at 64; drain ≤ longest action"
+  sweep="$WORK/sweep"
+  : >"$sweep"
+  for scenario in $SCENARIOS; do
+    for duration in $DURATIONS; do
+      for seed in $SEEDS; do
+        for clients in $CLIENT_COUNTS; do
+          # The other scenarios are memory rows: the first count only.
+          [ "$scenario" = "${SCENARIOS%% *}" ] || [ "$clients" = "${CLIENT_COUNTS%% *}" ] || continue
+          for variant in current ${BASELINE:+baseline}; do
+            bin="$SNAPSTORM"; [ "$variant" = baseline ] && bin="$BASELINE"
+            if [ "$variant" = baseline ] && [[ " $BASELINE_COUNTS " != *" $clients "* ]]; then continue; fi
+            read -r actions secs peak first second failures ready worked < <(headless "$bin" "$clients" "$variant" "$seed" "$duration" "$scenario")
+            echo "[$variant] $scenario, $clients clients, $duration, seed $seed: $actions actions ($worked did work) in ${secs}s, peak ${peak} MiB (1st half ${first}, 2nd half ${second}), failures $failures, ready after ${ready}s" >&2
+            echo "$variant $scenario $clients $duration $seed $actions $secs $peak $first $second $failures $ready $worked" >>"$sweep"
+          done
+        done
+      done
     done
   done
+  while IFS= read -r line; do rows+=("$line"); done < <(python3 "$here/benches/sweep_table.py" "$sweep" "${SCENARIOS%% *}" "${CLIENT_COUNTS%% *}")
 fi
 
 if wants server; then
@@ -198,8 +214,12 @@ EOF
   restore_to="$(mktemp -d /dev/shm/snapstorm-compare.XXXXXX)"
   # restic's wall time of one command, in seconds.
   timed() { /usr/bin/time -f %e -o "$WORK/t" "$@" >/dev/null 2>"$WORK/err" || { cat "$WORK/err" >&2; return 1; }; cat "$WORK/t"; }
+  # Rounds alternate the order of the targets, so that no server always
+  # runs right after the same one (a disk still writing back, a warm cache).
   for round in $(seq "$ROUNDS"); do
-    for t in $targets; do
+    order="$targets"
+    [ $((round % 2)) = 1 ] || order="$(echo "$targets" | tr ' ' '\n' | tac | tr '\n' ' ')"
+    for t in $order; do
       # A new repository each round, so that every backup uploads it all.
       rm -rf "${dir[$t]}"
       restic -q -r "${repo[$t]}" init >/dev/null
@@ -222,6 +242,23 @@ EOF
       # Throughput relative to the local repository: local time / this time.
       rel=$(python3 -c "print(f'{$l/$m:.2f}')")
       row "restic $op of ${mb} MB via $t" "median of $ROUNDS, interleaved" "${m} s ($(python3 -c "print(f'{$mb/$m:.0f}')") MB/s, ${rel}x local)" "$( [ "$t" = snapstorm ] && echo '≥ 0.95x local, ahead of rustic_server' || echo reference)"
+    done
+  done
+  # Round by round against each other server: how often snapstorm was
+  # faster, and the median of the per-round ratios (their time / ours).
+  for op in backup restore; do
+    declare -n times="$op"
+    for t in $targets; do
+      case "$t" in snapstorm|local) continue ;; esac
+      read -r wins ratio per_round < <(python3 - "${times[snapstorm]}" "${times[$t]}" <<'EOF'
+import statistics, sys
+ours, theirs = [list(map(float, a.split())) for a in sys.argv[1:3]]
+ratios = [t / o for o, t in zip(ours, theirs)]
+print(sum(o < t for o, t in zip(ours, theirs)), f"{statistics.median(ratios):.2f}",
+      ",".join(f"{o:g}/{t:g}" for o, t in zip(ours, theirs)))
+EOF
+)
+      row "restic $op via snapstorm against $t, paired" "rounds faster; median of per-round ratios" "$wins of $ROUNDS; ${ratio}x (s per round, ours/theirs: $per_round)" "$( [ "$t" = rustic_server ] && echo 'ahead: > 1x' || echo reference)"
     done
   done
   for t in $targets; do

@@ -75,3 +75,14 @@ fn a_peer_holds_at_most_its_cap() {
     drop(a);
     assert!(PeerCounts::claim(&counts, ip, 2).is_some());
 }
+
+#[tokio::test]
+async fn an_accepted_connection_sends_without_waiting_for_acks() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _client = TcpStream::connect(addr).await.unwrap();
+    let (stream, _) = listener.accept().await.unwrap();
+    assert!(!stream.nodelay().unwrap(), "Nagle is on for a fresh socket");
+    let conn = Connection::new(stream, ());
+    assert!(conn.stream.nodelay().unwrap());
+}
