@@ -265,6 +265,23 @@ impl Processes {
         pids.len()
     }
 
+    /// SIGKILLs every process running now (each whole process group);
+    /// returns how many.
+    pub fn kill_all(&self) -> usize {
+        let pids: Vec<u32> = self
+            .table
+            .lock()
+            .expect("processes lock")
+            .running
+            .keys()
+            .copied()
+            .collect();
+        for pid in &pids {
+            kill_group(*pid);
+        }
+        pids.len()
+    }
+
     /// Stops (`SIGSTOP`, `frozen`) or continues (`SIGCONT`) every process
     /// `user` runs now, each whole process group; returns how many.
     pub fn freeze(&self, user: &str, frozen: bool) -> usize {

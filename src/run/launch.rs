@@ -115,6 +115,9 @@ pub struct EmbeddedParts {
     /// `unlock`: where the clients take locks (restic's), how every lock
     /// is removed.
     pub remove_all_locks: Option<RemoveAllLocks>,
+    /// The restic processes of the clients and the GC, when the backend runs
+    /// restic: any still running when the run ends is killed then.
+    pub processes: Option<Arc<Processes>>,
 }
 
 /// The restic binary, when the backend needs it, and a GC the backend can
@@ -260,6 +263,7 @@ pub async fn embedded_parts(spec: &RunSpec) -> Result<EmbeddedParts, LaunchError
         evidence: server.evidence().clone(),
     };
     let mut remove_all_locks: Option<RemoveAllLocks> = None;
+    let mut client_processes: Option<Arc<Processes>> = None;
     let (clients, engine_server): (Arc<dyn ClientFactory>, Arc<dyn Server>) = match restic {
         None => (Arc::new(rustic), server.clone()),
         Some(binary) => {
@@ -296,6 +300,7 @@ pub async fn embedded_parts(spec: &RunSpec) -> Result<EmbeddedParts, LaunchError
             };
             // The GC's restic prune runs in the same table: clients and
             // the GC wait for each other's locks by it.
+            client_processes = Some(processes.clone());
             let restic_processes = processes;
             let clients: Arc<dyn ClientFactory> = match spec.backend {
                 BackendKind::Mixed => Arc::new(MixedClients {
@@ -325,6 +330,7 @@ pub async fn embedded_parts(spec: &RunSpec) -> Result<EmbeddedParts, LaunchError
         clients,
         writer,
         remove_all_locks,
+        processes: client_processes,
     })
 }
 
@@ -422,6 +428,9 @@ pub struct KopiaParts {
     pub engine_server: Arc<dyn Server>,
     pub clients: Arc<dyn ClientFactory>,
     pub writer: Arc<MultiClientFileWriter>,
+    /// The kopia processes of the clients: any still running when the run
+    /// ends is killed then.
+    pub processes: Arc<Processes>,
 }
 
 /// The kopia program, and a run it can do: checked before anything is
@@ -485,7 +494,7 @@ pub async fn kopia_parts(spec: &RunSpec) -> Result<KopiaParts, LaunchError> {
         cache_dir_for: Box::new(move |client| cache_layout.client_cache(client)),
         fingerprint: server.fingerprint().to_owned(),
         action_timeout: crate::backend::kopia::DEFAULT_ACTION_TIMEOUT,
-        processes,
+        processes: processes.clone(),
         evidence: server.evidence().clone(),
     });
     Ok(KopiaParts {
@@ -494,6 +503,7 @@ pub async fn kopia_parts(spec: &RunSpec) -> Result<KopiaParts, LaunchError> {
         server,
         clients,
         writer: writer_for(layout),
+        processes,
     })
 }
 
@@ -513,13 +523,29 @@ impl KopiaParts {
     }
 }
 
+/// At the run's very end, after the stop's grace: a client process still
+/// running belongs to an action the run stopped waiting for. It is killed
+/// (its process group), so that it neither outlives snapstorm nor holds
+/// its exit until the process's own deadline.
+fn end_abandoned(processes: Option<&Processes>) {
+    let killed = processes.map_or(0, Processes::kill_all);
+    if killed > 0 {
+        tracing::warn!(
+            killed,
+            "killed the client processes of actions still running at the end of the run"
+        );
+    }
+}
+
 /// Starts a kopia run, its faults carried out by [`KopiaFaults`].
 async fn launch_kopia(spec: RunSpec, parts: KopiaParts) -> Result<RunHandle, LaunchError> {
     let (engine, snapshotter) = parts.engine(&spec)?;
     let faults: Arc<dyn FaultInjector> =
         Arc::new(KopiaFaults::new(parts.server.clone(), spec.seed));
     let server = parts.server.clone();
+    let processes = parts.processes.clone();
     let stop_server = Box::pin(async move {
+        end_abandoned(Some(&processes));
         let _ = tokio::task::spawn_blocking(move || server.stop()).await;
     });
     let handle = run::start(RunParts {
@@ -566,7 +592,11 @@ pub async fn launch_with(spec: RunSpec, parts: EmbeddedParts) -> Result<RunHandl
     }
     let faults: Arc<dyn FaultInjector> = Arc::new(faults);
     let server = parts.server.clone();
-    let stop_server = Box::pin(async move { server.stop().await });
+    let processes = parts.processes.clone();
+    let stop_server = Box::pin(async move {
+        end_abandoned(processes.as_deref());
+        server.stop().await
+    });
     let handle = run::start(RunParts {
         engine,
         snapshotter,

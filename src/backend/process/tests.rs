@@ -96,6 +96,38 @@ fn kill_sigkills_the_process_a_user_runs() {
 }
 
 #[test]
+fn kill_all_sigkills_every_user_s_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let program = script(dir.path(), "echo started; sleep 30");
+    let processes = std::sync::Arc::new(Processes::new());
+    let runs: Vec<_> = ["client-1", "client-2"]
+        .into_iter()
+        .map(|user| {
+            let (processes, program) = (processes.clone(), program.clone());
+            std::thread::spawn(move || {
+                Run {
+                    processes: Some((&processes, user)),
+                    ..run(&program, Duration::from_secs(20))
+                }
+                .run()
+                .unwrap()
+            })
+        })
+        .collect();
+    let until = Instant::now() + Duration::from_secs(10);
+    while processes.running_pid("client-1").is_none() || processes.running_pid("client-2").is_none()
+    {
+        assert!(Instant::now() < until, "both processes start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(processes.kill_all(), 2);
+    for run in runs {
+        assert_eq!(run.join().unwrap().exit, Exit::Signal(9));
+    }
+    assert_eq!(processes.kill_all(), 0, "ended processes are not killed");
+}
+
+#[test]
 fn an_ended_process_is_remembered_with_its_times() {
     let dir = tempfile::tempdir().unwrap();
     let program = script(dir.path(), "echo $$");
