@@ -258,47 +258,33 @@ impl Processes {
     /// SIGKILLs every process `user` runs now (each whole process group);
     /// returns how many.
     pub fn kill(&self, user: &str) -> usize {
-        let pids = self.running_pids(user);
-        for pid in &pids {
-            kill_group(*pid);
-        }
-        pids.len()
+        kill_groups(&self.running_pids(Some(user)))
     }
 
-    /// SIGKILLs every process running now (each whole process group);
-    /// returns how many.
+    /// SIGKILLs every process running now, whoever's (each whole process
+    /// group); returns how many.
     pub fn kill_all(&self) -> usize {
-        let pids: Vec<u32> = self
-            .table
-            .lock()
-            .expect("processes lock")
-            .running
-            .keys()
-            .copied()
-            .collect();
-        for pid in &pids {
-            kill_group(*pid);
-        }
-        pids.len()
+        kill_groups(&self.running_pids(None))
     }
 
     /// Stops (`SIGSTOP`, `frozen`) or continues (`SIGCONT`) every process
     /// `user` runs now, each whole process group; returns how many.
     pub fn freeze(&self, user: &str, frozen: bool) -> usize {
         let signal = if frozen { Signal::STOP } else { Signal::CONT };
-        let pids = self.running_pids(user);
+        let pids = self.running_pids(Some(user));
         for pid in &pids {
             signal_group(*pid, signal);
         }
         pids.len()
     }
 
-    fn running_pids(&self, user: &str) -> Vec<u32> {
+    /// The processes running now: `user`'s, or everyone's.
+    fn running_pids(&self, user: Option<&str>) -> Vec<u32> {
         let table = self.table.lock().expect("processes lock");
         table
             .running
             .values()
-            .filter(|r| r.user == user)
+            .filter(|r| user.is_none_or(|user| r.user == user))
             .map(|r| r.pid)
             .collect()
     }
@@ -328,6 +314,14 @@ impl Processes {
 
 fn kill_group(pid: u32) {
     signal_group(pid, Signal::KILL);
+}
+
+/// SIGKILLs each of `pids`' process groups; returns how many.
+fn kill_groups(pids: &[u32]) -> usize {
+    for &pid in pids {
+        kill_group(pid);
+    }
+    pids.len()
 }
 
 fn signal_group(pid: u32, signal: Signal) {
