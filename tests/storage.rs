@@ -9,7 +9,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::rest_server::{Auth, PASSWORD, RestServerProcess, USER};
+use common::rest_server::{Auth, PASSWORD, RestServerProcess, USER, test_ca};
 
 /// `snapstorm ARGS…` with the rest-server's user and password in restic's
 /// variables.
@@ -28,14 +28,18 @@ fn snapstorm_with_credentials(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-#[test]
-fn a_run_on_a_rest_server_passes_and_its_state_dir_keeps_to_it() {
-    let server = RestServerProcess::start(Auth::Htpasswd, false);
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let report = dir.path().join("report.json");
-    let location = server.location("run");
-    let (code, out, err) = snapstorm_with_credentials(&[
+/// A 10 s run of 2 clients with a network fault on `server`'s repository
+/// `name`, with `extra` arguments: it passes, its report names the
+/// location, and the repository is on the server. Its report.
+fn short_run_passes(
+    server: &RestServerProcess,
+    name: &str,
+    state: &std::path::Path,
+    extra: &[&str],
+) -> serde_json::Value {
+    let report = state.with_extension("report.json");
+    let location = server.location(name);
+    let mut args = vec![
         "run",
         "--repository",
         &location,
@@ -49,7 +53,9 @@ fn a_run_on_a_rest_server_passes_and_its_state_dir_keeps_to_it() {
         state.to_str().unwrap(),
         "--report",
         report.to_str().unwrap(),
-    ]);
+    ];
+    args.extend(extra);
+    let (code, out, err) = snapstorm_with_credentials(&args);
     assert_eq!(code, 0, "{out}\n{err}");
     let report = common::read_json(&report);
     assert_eq!(report["repository"], location.as_str());
@@ -57,7 +63,17 @@ fn a_run_on_a_rest_server_passes_and_its_state_dir_keeps_to_it() {
         report["totals"]["snapshots_created"].as_u64().unwrap() >= 1,
         "{report}"
     );
-    assert!(server.repo_dir("run").join("config").is_file());
+    assert!(server.repo_dir(name).join("config").is_file());
+    report
+}
+
+#[test]
+fn a_run_on_a_rest_server_passes_and_its_state_dir_keeps_to_it() {
+    let server = RestServerProcess::start(Auth::Htpasswd, false);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let location = server.location("run");
+    short_run_passes(&server, "run", &state, &[]);
     assert!(!state.join("repository/repo").exists());
 
     // The state dir belongs to that repository: another is refused.
@@ -80,6 +96,57 @@ fn a_run_on_a_rest_server_passes_and_its_state_dir_keeps_to_it() {
     assert!(!server.repo_dir("other").exists(), "nothing written there");
 }
 
+/// A REST server over https whose certificate a private CA signed (as on a
+/// NAS): refused before anything is written while snapstorm does not trust
+/// it, naming `--cacert`; with `--cacert` naming the CA, a run of rustic_core
+/// and restic clients passes through the fault proxy to it, a network fault
+/// included, and the repository is on that server.
+#[test]
+fn a_rest_server_over_https_is_trusted_through_cacert() {
+    common::require_program("restic");
+    let server = RestServerProcess::start_tls(Auth::Htpasswd);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let location = server.location("tls");
+    assert!(
+        location.starts_with("rest:https://localhost:"),
+        "{location}"
+    );
+
+    let (code, _, err) = snapstorm_with_credentials(&[
+        "run",
+        "--repository",
+        &location,
+        "--duration",
+        "2s",
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("certificate snapstorm does not trust") && err.contains("--cacert"),
+        "{err}"
+    );
+    assert!(!state.exists() && !server.repo_dir("tls").exists());
+
+    let ca = test_ca();
+    let report = short_run_passes(
+        &server,
+        "tls",
+        &state,
+        &["--backend", "mixed", "--cacert", ca.to_str().unwrap()],
+    );
+    let on_server = std::fs::read_dir(server.repo_dir("tls").join("snapshots"))
+        .unwrap()
+        .count() as u64;
+    assert_eq!(
+        on_server,
+        report["totals"]["snapshots_live"].as_u64().unwrap(),
+        "the run's live snapshots are the https server's: {report}"
+    );
+}
+
 /// A server that is not there, credentials it refuses, a storage not yet
 /// supported, a fault it cannot take: exit 2, one line naming the fix,
 /// nothing written.
@@ -97,6 +164,7 @@ fn locations_that_cannot_be_used_are_refused_before_anything_is_written() {
     let missing_dir = dir.path().join("no-such-dir");
     let reachable = server.location("repo");
     let s3_closed = format!("s3:http://{closed}/bucket");
+    let ca = test_ca().to_str().unwrap().to_owned();
     // Each case: its arguments, what its one line names, and whether the
     // S3 keys are in the environment.
     let cases: Vec<(Vec<&str>, &str, bool)> = vec![
@@ -107,8 +175,28 @@ fn locations_that_cannot_be_used_are_refused_before_anything_is_written() {
             false,
         ),
         (
-            vec!["--repository", "s3:s3.amazonaws.com/b"],
+            vec!["--repository", "sftp:host:/srv/repo"],
             "not yet supported",
+            false,
+        ),
+        (
+            vec!["--repository", &reachable, "--cacert", &ca],
+            "--cacert is for storage reached over https",
+            false,
+        ),
+        (
+            vec!["--cacert", &ca],
+            "--cacert is for storage reached over https",
+            false,
+        ),
+        (
+            vec![
+                "--repository",
+                "rest:https://localhost:1/r",
+                "--cacert",
+                "missing.pem",
+            ],
+            "--cacert missing.pem: cannot be read",
             false,
         ),
         (

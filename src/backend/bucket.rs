@@ -75,6 +75,7 @@ impl Signed {
         })?;
         let client = reqwest::Client::builder()
             .timeout(ANSWER_WITHIN)
+            .tls_certs_merge(s3.ca().for_reqwest())
             .build()
             .map_err(|e| BucketError::Unreachable {
                 location: location.clone(),

@@ -1,6 +1,6 @@
 //! Where the repository under test lives, written as restic writes it:
-//! `rest:http://HOST:PORT/PATH` for a REST server snapstorm does not run,
-//! `s3:http://HOST:PORT/BUCKET[/PREFIX]` for S3-compatible object storage,
+//! `rest:http(s)://HOST:PORT/PATH` for a REST server snapstorm does not run,
+//! `s3:http(s)://HOST:PORT/BUCKET[/PREFIX]` for S3-compatible object storage,
 //! a directory path (local or mounted), or nothing for the embedded
 //! server's own directory in the state dir.
 //!
@@ -10,6 +10,8 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+
+use super::tls::CaCerts;
 
 /// Environment variables restic reads a REST server's user and password from.
 pub const REST_USERNAME_ENV: &str = "RESTIC_REST_USERNAME";
@@ -65,25 +67,21 @@ impl fmt::Display for Secret {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LocationError {
     #[error(
-        "--repository {0}…: that storage is not yet supported; give rest:http://HOST:PORT/PATH, s3:http://HOST:PORT/BUCKET or a directory"
+        "--repository {0}…: that storage is not yet supported; give rest:http(s)://HOST:PORT/PATH, s3:http(s)://HOST:PORT/BUCKET or a directory"
     )]
     Unsupported(String),
-    #[error("--repository {location}: {why}; write it as rest:http://HOST:PORT/PATH")]
+    #[error("--repository {location}: {why}; write it as rest:http(s)://HOST:PORT/PATH")]
     BadUrl { location: String, why: String },
     #[error(
-        "--repository {0}: https is not yet supported (the fault proxy forwards plain HTTP); serve the repository over http on a network you trust, or through a local TLS tunnel"
-    )]
-    Https(String),
-    #[error(
-        "--repository: an empty location; give rest:http://HOST:PORT/PATH, s3:http://HOST:PORT/BUCKET or a directory"
+        "--repository: an empty location; give rest:http(s)://HOST:PORT/PATH, s3:http(s)://HOST:PORT/BUCKET or a directory"
     )]
     Empty,
-    #[error("--repository {location}: {why}; write it as s3:http://HOST:PORT/BUCKET[/PREFIX]")]
+    #[error("--repository {location}: {why}; write it as s3:http(s)://HOST:PORT/BUCKET[/PREFIX]")]
     BadS3 { location: String, why: String },
     #[error(
-        "--repository {0}: S3 over https is not yet supported; give the endpoint as s3:http://HOST:PORT/BUCKET on a network you trust"
+        "--cacert is for storage reached over https, and {0} is not; drop --cacert (and RESTIC_CACERT)"
     )]
-    S3Https(String),
+    CaCertWithoutHttps(String),
     #[error(
         "--repository {0}: no S3 keys; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to a key pair of that storage"
     )]
@@ -105,6 +103,8 @@ pub struct RestLocation {
     /// The password came written in the location (visible in `ps` while
     /// snapstorm starts): worth a warning.
     password_in_url: bool,
+    /// Over https: the certificates trusted besides the system's.
+    ca: CaCerts,
 }
 
 impl fmt::Debug for RestLocation {
@@ -113,6 +113,7 @@ impl fmt::Debug for RestLocation {
             .field("url", &self.url.as_str())
             .field("user", &self.user)
             .field("password", &self.password)
+            .field("ca", &self.ca)
             .finish()
     }
 }
@@ -130,6 +131,21 @@ impl RestLocation {
     /// The repository's path on the server, starting and ending with `/`.
     pub fn path(&self) -> &str {
         self.url.path()
+    }
+
+    /// The host name (or address) the server's certificate must name.
+    pub fn host(&self) -> &str {
+        self.url.host_str().unwrap_or_default()
+    }
+
+    /// Reached over https, trusting [`RestLocation::ca`] besides the
+    /// system's roots.
+    pub fn is_https(&self) -> bool {
+        self.url.scheme() == "https"
+    }
+
+    pub fn ca(&self) -> &CaCerts {
+        &self.ca
     }
 
     pub fn user(&self) -> Option<&str> {
@@ -178,12 +194,14 @@ impl fmt::Display for RestLocation {
 }
 
 /// An S3 bucket (and a prefix in it) on an S3-compatible store, reached
-/// path-style over plain HTTP, with the key pair and region from the
+/// path-style over http or https, with the key pair and region from the
 /// environment.
 #[derive(Clone, PartialEq, Eq)]
 pub struct S3Location {
-    /// `http://HOST:PORT/`: the endpoint alone.
+    /// `http(s)://HOST:PORT/`: the endpoint alone.
     endpoint: url::Url,
+    /// Over https: the certificates trusted besides the system's.
+    ca: CaCerts,
     bucket: String,
     /// The repository's place in the bucket: no leading or trailing `/`,
     /// empty for the bucket's root.
@@ -202,20 +220,37 @@ impl fmt::Debug for S3Location {
             .field("region", &self.region)
             .field("access_key", &self.access_key)
             .field("secret_key", &self.secret_key)
+            .field("ca", &self.ca)
             .finish()
     }
 }
 
 impl S3Location {
-    /// `http://HOST:PORT/`.
+    /// `http(s)://HOST:PORT/`.
     pub fn endpoint(&self) -> &url::Url {
         &self.endpoint
+    }
+
+    /// The host name (or address) the storage's certificate must name.
+    pub fn host(&self) -> &str {
+        self.endpoint.host_str().unwrap_or_default()
+    }
+
+    /// Reached over https, trusting [`S3Location::ca`] besides the
+    /// system's roots.
+    pub fn is_https(&self) -> bool {
+        self.endpoint.scheme() == "https"
+    }
+
+    pub fn ca(&self) -> &CaCerts {
+        &self.ca
     }
 
     /// The same bucket, prefix and keys, reached at `addr` (a client's own
     /// port of the fault proxy) instead of the storage's own address.
     pub fn through(&self, addr: std::net::SocketAddr) -> S3Location {
         let mut through = self.clone();
+        through.ca = CaCerts::default();
         through.endpoint =
             url::Url::parse(&format!("http://{addr}/")).expect("a socket address is a URL host");
         through
@@ -359,6 +394,23 @@ impl RepositoryLocation {
         Ok(RepositoryLocation::Directory(PathBuf::from(path)))
     }
 
+    /// Trusts `ca` (`--cacert`'s certificates) besides the system's roots:
+    /// only a location reached over https takes them.
+    pub fn with_ca_certs(self, ca: CaCerts) -> Result<RepositoryLocation, LocationError> {
+        if ca.is_empty() {
+            return Ok(self);
+        }
+        match self {
+            RepositoryLocation::Rest(rest) if rest.is_https() => {
+                Ok(RepositoryLocation::Rest(RestLocation { ca, ..rest }))
+            }
+            RepositoryLocation::S3(s3) if s3.is_https() => {
+                Ok(RepositoryLocation::S3(S3Location { ca, ..s3 }))
+            }
+            other => Err(LocationError::CaCertWithoutHttps(other.to_string())),
+        }
+    }
+
     /// How the state dir records it: the same text for the same storage,
     /// without any user or password. `None` for the embedded directory.
     pub fn recorded(&self) -> Option<String> {
@@ -428,14 +480,8 @@ fn parse_rest(text: &str) -> Result<RestLocation, LocationError> {
     };
     let mut url = url::Url::parse(text).map_err(|e| bad(&e.to_string()))?;
     match url.scheme() {
-        "http" => {}
-        "https" => {
-            return Err(LocationError::Https(format!(
-                "rest:{}",
-                without_userinfo(text)
-            )));
-        }
-        other => return Err(bad(&format!("the scheme `{other}` is not http"))),
+        "http" | "https" => {}
+        other => return Err(bad(&format!("the scheme `{other}` is not http or https"))),
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(bad("it names no host"));
@@ -457,23 +503,29 @@ fn parse_rest(text: &str) -> Result<RestLocation, LocationError> {
         user,
         password,
         password_in_url,
+        ca: CaCerts::default(),
     })
 }
 
-/// `http://HOST:PORT/BUCKET[/PREFIX]`. restic's form without a scheme
-/// (`s3.amazonaws.com/bucket`) means https, which is not taken yet.
+/// `http(s)://HOST:PORT/BUCKET[/PREFIX]`; restic's form without a scheme
+/// (`s3.amazonaws.com/bucket`) means https.
 fn parse_s3(text: &str) -> Result<S3Location, LocationError> {
     let shown = format!("s3:{}", without_userinfo(text));
     let bad = |why: &str| LocationError::BadS3 {
         location: shown.clone(),
         why: why.to_owned(),
     };
-    if !text.contains("://") || text.starts_with("https://") {
-        return Err(LocationError::S3Https(shown));
-    }
-    let url = url::Url::parse(text).map_err(|e| bad(&e.to_string()))?;
-    if url.scheme() != "http" {
-        return Err(bad(&format!("the scheme `{}` is not http", url.scheme())));
+    let with_scheme = if text.contains("://") {
+        text.to_owned()
+    } else {
+        format!("https://{text}")
+    };
+    let url = url::Url::parse(&with_scheme).map_err(|e| bad(&e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad(&format!(
+            "the scheme `{}` is not http or https",
+            url.scheme()
+        )));
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(bad("it names no host"));
@@ -505,6 +557,7 @@ fn parse_s3(text: &str) -> Result<S3Location, LocationError> {
     endpoint.set_path("/");
     Ok(S3Location {
         endpoint,
+        ca: CaCerts::default(),
         bucket: bucket.to_owned(),
         prefix: prefix.trim_matches('/').to_owned(),
         region: S3_DEFAULT_REGION.to_owned(),
@@ -582,8 +635,7 @@ mod tests {
         let error = RepositoryLocation::parse("rest:ftp://bob:hunter2@host/x").unwrap_err();
         assert!(!error.to_string().contains("hunter2"), "{error}");
         assert!(error.to_string().contains("ftp"), "{error}");
-        let error = RepositoryLocation::parse("rest:https://bob:hunter2@host/x").unwrap_err();
-        assert!(matches!(error, LocationError::Https(_)), "{error}");
+        let error = RepositoryLocation::parse("rest:https://bob:hunter2@/x").unwrap_err();
         assert!(!error.to_string().contains("hunter2"), "{error}");
         assert!(RepositoryLocation::parse("rest:not a url").is_err());
         assert!(RepositoryLocation::parse("rest:http://h:1/p?x=1").is_err());
@@ -659,24 +711,62 @@ mod tests {
 
     #[test]
     fn bad_s3_locations_are_refused_naming_the_fix() {
-        for text in ["s3:s3.amazonaws.com/bucket", "s3:https://h:443/bucket"] {
-            let error = RepositoryLocation::parse(text).unwrap_err();
-            assert!(
-                matches!(error, LocationError::S3Https(_)),
-                "{text}: {error}"
-            );
-        }
         for (text, says) in [
             ("s3:http://h:9000/", "no bucket"),
             ("s3:http://h:9000/Bad_Name", "not a bucket name"),
             ("s3:http://h:9000/ab", "not a bucket name"),
             ("s3:http://key:secret@h:9000/bucket", "AWS_ACCESS_KEY_ID"),
-            ("s3:ftp://h/bucket", "not http"),
+            ("s3:ftp://h/bucket", "not http or https"),
         ] {
             let error = RepositoryLocation::parse(text).unwrap_err();
             assert!(error.to_string().contains(says), "{text}: {error}");
             assert!(!error.to_string().contains("secret@"), "{text}: {error}");
         }
+    }
+
+    #[test]
+    fn https_locations_parse_and_take_cacert_files_which_others_refuse() {
+        let location = rest("rest:https://nas.example/backups");
+        assert!(location.is_https());
+        assert_eq!(location.authority(), "nas.example:443");
+        assert_eq!(location.host(), "nas.example");
+        let bucket = s3("s3:https://s3.example:8443/bucket/team");
+        assert!(bucket.is_https());
+        assert_eq!(bucket.authority(), "s3.example:8443");
+        // restic's form without a scheme means https.
+        let aws = s3("s3:s3.amazonaws.com/bucket");
+        assert!(aws.is_https());
+        assert_eq!(aws.to_string(), "s3:https://s3.amazonaws.com/bucket");
+        assert!(!s3("s3:http://h:9000/bucket").is_https());
+        // A proxy's port speaks plain HTTP: it trusts nothing extra.
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tls/ca.pem");
+        let ca = CaCerts::load(&[fixture]).unwrap();
+        let RepositoryLocation::S3(trusting) = RepositoryLocation::S3(bucket)
+            .with_ca_certs(ca.clone())
+            .unwrap()
+        else {
+            unreachable!()
+        };
+        assert_eq!(trusting.ca(), &ca);
+        let through = trusting.through("127.0.0.1:1".parse().unwrap());
+        assert!(!through.is_https() && through.ca().is_empty());
+        for plain in ["rest:http://h:1/r", "s3:http://h:9000/bucket", "/srv/repo"] {
+            let error = RepositoryLocation::parse(plain)
+                .unwrap()
+                .with_ca_certs(ca.clone())
+                .unwrap_err();
+            assert!(
+                matches!(error, LocationError::CaCertWithoutHttps(_)),
+                "{error}"
+            );
+        }
+        // No --cacert: any location as it was.
+        assert!(
+            RepositoryLocation::parse("/srv/repo")
+                .unwrap()
+                .with_ca_certs(CaCerts::default())
+                .is_ok()
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod location;
 pub mod process;
 pub mod restic;
 pub mod s3;
+pub mod tls;
 
 /// Which clients a run has.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

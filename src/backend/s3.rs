@@ -69,6 +69,7 @@ impl S3Backend {
             .map_err(|e| backend_error("Cannot name the bucket", e.into()))?;
         let client = Client::builder()
             .timeout(patience.timeout)
+            .tls_certs_merge(location.ca().for_reqwest())
             .build()
             .map_err(|e| backend_error("Failed to build HTTP client", e.into()))?;
         Ok(S3Backend {

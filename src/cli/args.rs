@@ -175,10 +175,11 @@ pub struct SessionArgs {
 #[derive(Debug, Clone, Default, Args)]
 pub struct RepositoryArgs {
     /// Where the repository under test lives, written as restic writes it:
-    /// rest:http://HOST:PORT/PATH (a REST server: rest-server, rustic_server,
-    /// `snapstorm serve` elsewhere), s3:http://HOST:PORT/BUCKET[/PREFIX]
-    /// (S3-compatible object storage, path-style, every backend; the bucket
-    /// is created if missing) or a directory (local, NFS, FUSE, a slow disk; it
+    /// rest:http(s)://HOST:PORT/PATH (a REST server: rest-server,
+    /// rustic_server, `snapstorm serve` elsewhere),
+    /// s3:http(s)://HOST:PORT/BUCKET[/PREFIX] (S3-compatible object storage,
+    /// path-style, every backend; the bucket is created if missing; without
+    /// a scheme, https) or a directory (local, NFS, FUSE, a slow disk; it
     /// must exist). Default: the state dir's own repository. The REST
     /// server's user and password come from RESTIC_REST_USERNAME and
     /// RESTIC_REST_PASSWORD, or --repository-credentials; one written in the
@@ -197,6 +198,17 @@ pub struct RepositoryArgs {
     /// readable by its owner only (chmod 600).
     #[arg(long, value_name = "FILE")]
     pub repository_credentials: Option<PathBuf>,
+
+    /// For an https location: a file of PEM certificates to trust besides
+    /// the system's (the CA that signed the storage's certificate), as
+    /// restic's --cacert. Repeat it, or give several separated by commas.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "RESTIC_CACERT",
+        value_delimiter = ','
+    )]
+    pub cacert: Vec<PathBuf>,
 }
 
 /// Options only the interactive console has.

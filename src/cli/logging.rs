@@ -15,20 +15,29 @@ pub enum Logs {
 }
 
 /// The filter for `-v` given 0, 1 and 2+ times, per front end. RUST_LOG
-/// overrides it.
+/// overrides it. An https storage's certificate that is not trusted is told
+/// once, by snapstorm, naming `--cacert`: the verifier's own error record
+/// stays out unless `-v` asks.
 const FILTERS: [(Logs, [&str; 3]); 4] = [
     // rustic_backend warns of every request it retries: the evidence
     // already tells of those, and a network fault would fill the pane.
     (
         Logs::Console,
         [
-            "info,snapstorm=debug,snapstorm::server=info,rustic_core=warn,rustic_backend=error",
+            "info,snapstorm=debug,snapstorm::server=info,rustic_core=warn,rustic_backend=error,rustls_platform_verifier=off",
             "debug",
             "debug",
         ],
     ),
     (Logs::Serve, ["info", "snapstorm=debug,info", "trace"]),
-    (Logs::Run, ["warn", "snapstorm=debug,info", "trace"]),
+    (
+        Logs::Run,
+        [
+            "warn,rustls_platform_verifier=off",
+            "snapstorm=debug,info",
+            "trace",
+        ],
+    ),
     (Logs::Reproduce, ["off", "warn", "info"]),
 ];
 

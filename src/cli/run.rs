@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use crate::backend::location::{
     LocationError, REPOSITORY_PASSWORD_ENV, RepositoryLocation, Secret,
 };
+use crate::backend::tls::CaCerts;
 use crate::engine::scenario::{Scenario, ScenarioRepository};
 use crate::engine::store::write_durably;
 use crate::faults::{FaultKind, FaultSpec, RunBounds};
@@ -237,10 +238,19 @@ impl RepositoryArgs {
                     "--repository-credentials is for a rest: repository; give --repository rest:http://HOST:PORT/PATH too".into(),
                 ));
             }
+            (None, None) if !self.cacert.is_empty() => {
+                return Err(UsageError(
+                    "--cacert is for storage reached over https; give --repository rest:https://… or s3:https://… too, or drop --cacert (and RESTIC_CACERT)".into(),
+                ));
+            }
             (None, None) => return Ok(RepositoryLocation::Embedded),
         };
         let usage = |e: LocationError| UsageError(e.to_string());
-        match RepositoryLocation::parse(text).map_err(usage)? {
+        let ca = CaCerts::load(&self.cacert).map_err(|e| UsageError(e.to_string()))?;
+        let location = RepositoryLocation::parse(text)
+            .and_then(|location| location.with_ca_certs(ca))
+            .map_err(usage)?;
+        match location {
             RepositoryLocation::Rest(rest) => {
                 let rest = rest
                     .with_credentials(|name| std::env::var(name).ok(), credentials.as_deref())

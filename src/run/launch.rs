@@ -12,7 +12,7 @@ use crate::backend::BackendKind;
 use crate::backend::bucket::{BucketError, BucketState, ensure_bucket};
 use crate::backend::embedded::{
     ClientTimeouts, EmbeddedFaults, EmbeddedServer, RemoveAllLocks, RusticClients, StorageError,
-    refuses_deletes,
+    reach_storage, refuses_deletes,
 };
 use crate::backend::kopia::{KopiaBinary, KopiaClients, KopiaFaults, KopiaServer, KopiaStorage};
 use crate::backend::location::{RepositoryLocation, Secret};
@@ -203,6 +203,9 @@ fn check_location(spec: &RunSpec) -> Result<(), LaunchError> {
 /// append-only server refuses the deletes of a GC fault); an S3 store
 /// answers, takes the keys and has the bucket (created if it had none).
 async fn check_storage(spec: &RunSpec) -> Result<(), LaunchError> {
+    reach_storage(&spec.repository)
+        .await
+        .map_err(LaunchError::Storage)?;
     let rest = match &spec.repository {
         RepositoryLocation::Rest(rest) => rest,
         RepositoryLocation::S3(s3) => {

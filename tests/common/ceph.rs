@@ -49,9 +49,13 @@ impl Cluster {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let dir = tempfile::tempdir().unwrap();
         let started = Instant::now();
+        // radosgw serves https too, with the certificate of tests/tls.
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tls");
         let out = Command::new(script())
             .arg("start")
             .arg(dir.path())
+            .env("CEPH_TLS_CERT", fixtures.join("server.pem"))
+            .env("CEPH_TLS_KEY", fixtures.join("server-key.pem"))
             .stdin(Stdio::null())
             .output()
             .unwrap();
@@ -76,7 +80,13 @@ impl Cluster {
             cluster.s3,
             "s3.env holds what start printed"
         );
-        for key in ["endpoint", "bucket", "access_key", "secret_key"] {
+        for key in [
+            "endpoint",
+            "tls_endpoint",
+            "bucket",
+            "access_key",
+            "secret_key",
+        ] {
             assert!(cluster.s3.contains_key(key), "start printed no {key}=");
         }
         cluster
@@ -84,6 +94,12 @@ impl Cluster {
 
     pub fn repository(&self) -> String {
         format!("s3:{}/{}", self.s3["endpoint"], self.s3["bucket"])
+    }
+
+    /// `s3:https://127.0.0.1:PORT/BUCKET/PREFIX`: radosgw's https port,
+    /// its certificate signed by `tests/tls/ca.pem`.
+    pub fn tls_repository(&self, bucket: &str, prefix: &str) -> String {
+        format!("s3:{}/{bucket}/{prefix}", self.s3["tls_endpoint"])
     }
 
     /// Every pid the script recorded, by its pid file's name.

@@ -26,6 +26,14 @@ pub struct RestServerProcess {
     child: Child,
     addr: SocketAddr,
     dir: tempfile::TempDir,
+    /// Serving https with the certificate in `tests/tls` (for `localhost`
+    /// and 127.0.0.1, signed by `tests/tls/ca.pem`).
+    tls: bool,
+}
+
+/// The CA that signed `tests/tls/server.pem`: what `--cacert` is given.
+pub fn test_ca() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tls/ca.pem")
 }
 
 /// Which REST server serves the storage.
@@ -47,6 +55,16 @@ impl RestServerProcess {
 
     /// As [`RestServerProcess::start`], with `program` serving.
     pub fn start_program(program: Program, auth: Auth, append_only: bool) -> Self {
+        Self::spawn(program, auth, append_only, false)
+    }
+
+    /// restic's `rest-server` over https (`--tls`), its certificate for
+    /// `localhost` signed by [`test_ca`].
+    pub fn start_tls(auth: Auth) -> Self {
+        Self::spawn(Program::RestServer, auth, false, true)
+    }
+
+    fn spawn(program: Program, auth: Auth, append_only: bool, tls: bool) -> Self {
         let (path, data_flag, htpasswd_flag) = match program {
             Program::RestServer => (
                 super::require_program("rest-server"),
@@ -91,10 +109,24 @@ impl RestServerProcess {
         if append_only {
             command.arg("--append-only");
         }
+        if tls {
+            let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tls");
+            command
+                .arg("--tls")
+                .arg("--tls-cert")
+                .arg(fixtures.join("server.pem"))
+                .arg("--tls-key")
+                .arg(fixtures.join("server-key.pem"));
+        }
         let child = command
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", path.display()));
-        let server = RestServerProcess { child, addr, dir };
+        let server = RestServerProcess {
+            child,
+            addr,
+            dir,
+            tls,
+        };
         server.wait_listening();
         server
     }
@@ -120,9 +152,15 @@ impl RestServerProcess {
         self.child.id()
     }
 
-    /// `rest:http://127.0.0.1:PORT/NAME/`, without credentials.
+    /// `rest:http://127.0.0.1:PORT/NAME/` (over https:
+    /// `rest:https://localhost:PORT/NAME/`, the name its certificate
+    /// holds), without credentials.
     pub fn location(&self, name: &str) -> String {
-        format!("rest:http://{}/{name}/", self.addr)
+        if self.tls {
+            format!("rest:https://localhost:{}/{name}/", self.addr.port())
+        } else {
+            format!("rest:http://{}/{name}/", self.addr)
+        }
     }
 
     /// Where the server keeps the repository `name`.

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 pub use client::{RusticClient, RusticClients};
 pub use faults::{EmbeddedFaults, RemoveAllLocks, STALE_LOCK_HOST};
-pub use server::{EmbeddedServer, StorageError, refuses_deletes};
+pub use server::{EmbeddedServer, StorageError, reach_storage, refuses_deletes};
 
 /// What the report calls a rustic_core client.
 pub const KIND: &str = "rustic";

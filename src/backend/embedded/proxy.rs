@@ -32,6 +32,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -104,6 +105,8 @@ enum Fate {
 pub struct Upstream {
     pub addr: SocketAddr,
     pub auth: UpstreamAuth,
+    /// Over https; plain HTTP without.
+    pub tls: Option<UpstreamTls>,
 }
 
 impl Upstream {
@@ -112,8 +115,25 @@ impl Upstream {
         Upstream {
             addr,
             auth: UpstreamAuth::Client,
+            tls: None,
         }
     }
+
+    /// `http://ADDR` or `https://ADDR`: what a forwarded request's path
+    /// follows.
+    pub fn base(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+}
+
+/// An upstream reached over https: the name its certificate must hold
+/// (the host as `--repository` wrote it; the connection itself goes to the
+/// address resolved at the start), and whom to trust.
+#[derive(Clone)]
+pub struct UpstreamTls {
+    pub host: String,
+    pub config: Arc<rustls::ClientConfig>,
 }
 
 /// Whose credentials reach the upstream server.
@@ -145,11 +165,12 @@ impl UpstreamAuth {
 }
 
 struct ProxyState {
-    upstream: SocketAddr,
+    /// `http(s)://ADDR`: [`Upstream::base`].
+    upstream: String,
     auth: UpstreamAuth,
     /// With [`UpstreamAuth::Storage`]: each admitted client's user and password.
     admitted: Mutex<HashMap<String, String>>,
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpsConnector<HttpConnector>, Incoming>,
     network: NetworkSlot,
     kills: Mutex<HashMap<String, Kill>>,
     rng: Mutex<rand_chacha::ChaCha8Rng>,
@@ -199,11 +220,12 @@ impl FaultProxy {
         seed: u64,
         evidence: Arc<Evidence>,
     ) -> std::io::Result<FaultProxy> {
+        let connector = upstream_connector(upstream.tls.as_ref())?;
         let state = Arc::new(ProxyState {
-            upstream: upstream.addr,
+            upstream: upstream.base(),
             auth: upstream.auth,
             admitted: Mutex::new(HashMap::new()),
-            client: Client::builder(TokioExecutor::new()).build(upstream_connector()),
+            client: Client::builder(TokioExecutor::new()).build(connector),
             network: NetworkSlot::default(),
             kills: Mutex::new(HashMap::new()),
             rng: Mutex::new(rand_chacha::ChaCha8Rng::seed_from_u64(seed)),
@@ -374,10 +396,39 @@ impl FaultProxy {
 /// The proxy's connections to its upstream, with TCP_NODELAY as on the
 /// connections it accepts: a request forwarded in two writes (head, then
 /// body) must not wait for the upstream's delayed ACK.
-fn upstream_connector() -> HttpConnector {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector
+/// Over https, its certificate is checked for `tls.host`, whatever address
+/// the connection went to.
+pub(crate) fn upstream_connector(
+    tls: Option<&UpstreamTls>,
+) -> std::io::Result<HttpsConnector<HttpConnector>> {
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    let Some(tls) = tls else {
+        // Plain HTTP only: a TLS configuration that trusts no one.
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(std::io::Error::other)?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+        return Ok(HttpsConnectorBuilder::new()
+            .with_tls_config(config)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http));
+    };
+    // An address in brackets (`[::1]`) is a name without them.
+    let host = tls.host.trim_start_matches('[').trim_end_matches(']');
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+        .map_err(|e| std::io::Error::other(format!("{host}: {e}")))?;
+    Ok(HttpsConnectorBuilder::new()
+        .with_tls_config((*tls.config).clone())
+        .https_only()
+        .with_server_name_resolver(FixedServerNameResolver::new(name))
+        .enable_http1()
+        .wrap_connector(http))
 }
 
 /// Serves the proxy on `addr`; at a client's own listener, every request is that
@@ -634,7 +685,7 @@ async fn forward(
         .path_and_query()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "/".to_owned());
-    *request.uri_mut() = format!("http://{}{path}", state.upstream)
+    *request.uri_mut() = format!("{}{path}", state.upstream)
         .parse()
         .map_err(|e: http::uri::InvalidUri| Dropped::Upstream(e.to_string()))?;
     let checked_here = !matches!(state.auth, UpstreamAuth::Client);

@@ -26,12 +26,13 @@ use super::REPO_NAME;
 use super::evidence::Evidence;
 use super::files::RepoFiles;
 use super::inspect::Inspector;
-use super::proxy::{FaultProxy, Upstream, UpstreamAuth};
+use super::proxy::{FaultProxy, Upstream, UpstreamAuth, UpstreamTls};
 use crate::backend::location::{
     RepositoryLocation, RestLocation, S3_ACCESS_KEY_ENV, S3_REGION_ENV, S3_SECRET_KEY_ENV,
     S3Location, Secret,
 };
 use crate::backend::s3::{S3Backend, S3Patience};
+use crate::backend::tls::HandshakeError;
 use crate::engine::brief::brief;
 use crate::engine::damage::{Damage, DataRef, Unreadable};
 use crate::engine::file_writer::disk_usage;
@@ -147,6 +148,10 @@ pub enum StorageError {
     OtherPassword { location: String },
     #[error("--repository {location}: {why}")]
     Directory { location: String, why: String },
+    #[error(
+        "{location} showed a certificate snapstorm does not trust ({why}); give its CA's certificate with --cacert FILE (or RESTIC_CACERT), or correct the host name in --repository"
+    )]
+    Untrusted { location: String, why: String },
     #[error("cannot start the repository server: {0}")]
     Backend(#[from] BackendError),
 }
@@ -214,7 +219,8 @@ impl EmbeddedServer {
         let users = Arc::new(Users::new());
         let (storage, key, url_path, running, config, upstream) = match location {
             RepositoryLocation::Rest(rest) => {
-                let addr = resolve(&rest.to_string(), &rest.authority()).await?;
+                let tls = storage_tls(location)?;
+                let addr = reach(&rest.to_string(), &rest.authority(), tls.as_ref()).await?;
                 let auth = UpstreamAuth::basic(rest.user(), rest.password().map(Secret::expose));
                 // The server's own work (GC, listing, check, restic prune)
                 // reaches the storage through a proxy of its own, never
@@ -225,6 +231,7 @@ impl EmbeddedServer {
                     Upstream {
                         addr,
                         auth: auth.clone(),
+                        tls: tls.clone(),
                     },
                     seed,
                     Arc::new(Evidence::new()),
@@ -261,10 +268,12 @@ impl EmbeddedServer {
                     internal: Secret::new(internal),
                     _direct: direct,
                 };
-                let upstream = Upstream { addr, auth };
+                let upstream = Upstream { addr, auth, tls };
                 (storage, key, rest.path().to_owned(), None, None, upstream)
             }
             RepositoryLocation::S3(s3) => {
+                let tls = storage_tls(location)?;
+                let addr = reach(&s3.to_string(), &s3.authority(), tls.as_ref()).await?;
                 // reqwest's blocking client is built off the async threads.
                 let (key, files) = {
                     let (s3, password) = (s3.clone(), password.to_owned());
@@ -280,10 +289,10 @@ impl EmbeddedServer {
                     .await
                     .map_err(BackendError::failed)??
                 };
-                let addr = resolve(&s3.to_string(), &s3.authority()).await?;
                 let upstream = Upstream {
                     addr,
                     auth: UpstreamAuth::Signed,
+                    tls,
                 };
                 let storage = Storage::S3 {
                     location: s3.clone(),
@@ -626,10 +635,24 @@ fn check_directory(dir: &Path) -> Result<(), StorageError> {
 pub async fn refuses_deletes(rest: &RestLocation) -> Result<bool, StorageError> {
     use http_body_util::Empty;
     use hyper_util::client::legacy::Client;
-    let addr = resolve(&rest.to_string(), &rest.authority()).await?;
+    let location = RepositoryLocation::Rest(rest.clone());
+    let tls = storage_tls(&location)?;
+    let addr = reach(&rest.to_string(), &rest.authority(), tls.as_ref()).await?;
+    let upstream = Upstream {
+        addr,
+        auth: UpstreamAuth::Client,
+        tls,
+    };
+    let connector =
+        super::proxy::upstream_connector(upstream.tls.as_ref()).map_err(BackendError::failed)?;
     let client: Client<_, Empty<Bytes>> =
-        Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-    let uri = format!("http://{addr}{}snapshots/{}", rest.path(), "0".repeat(64));
+        Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
+    let uri = format!(
+        "{}{}snapshots/{}",
+        upstream.base(),
+        rest.path(),
+        "0".repeat(64)
+    );
     let mut request = http::Request::delete(uri)
         .body(Empty::new())
         .map_err(BackendError::failed)?;
@@ -679,27 +702,103 @@ pub(crate) fn s3_environment(location: &S3Location) -> Vec<(String, String)> {
     ]
 }
 
+/// Over https, how snapstorm's connections to the storage trust it: the
+/// system's roots and `--cacert`'s. `None` for plain HTTP.
+fn storage_tls(location: &RepositoryLocation) -> Result<Option<UpstreamTls>, StorageError> {
+    let (host, ca) = match location {
+        RepositoryLocation::Rest(rest) if rest.is_https() => (rest.host(), rest.ca()),
+        RepositoryLocation::S3(s3) if s3.is_https() => (s3.host(), s3.ca()),
+        _ => return Ok(None),
+    };
+    let config = ca.client_config().map_err(|e| StorageError::Untrusted {
+        location: location.to_string(),
+        why: format!("no TLS configuration: {e}"),
+    })?;
+    Ok(Some(UpstreamTls {
+        host: host.to_owned(),
+        config,
+    }))
+}
+
+/// The storage answers where `--repository` says, over https with a
+/// certificate snapstorm trusts: asked before anything is written.
+pub async fn reach_storage(location: &RepositoryLocation) -> Result<(), StorageError> {
+    let authority = match location {
+        RepositoryLocation::Rest(rest) => rest.authority(),
+        RepositoryLocation::S3(s3) => s3.authority(),
+        _ => return Ok(()),
+    };
+    let tls = storage_tls(location)?;
+    reach(&location.to_string(), &authority, tls.as_ref()).await?;
+    Ok(())
+}
+
+/// A storage's address (`authority`, `HOST:PORT`), resolved once (the
+/// proxy connects to it) and reached; over https, its certificate is
+/// checked too, so that one not trusted is told as such, not as a storage
+/// that does not answer.
+async fn reach(
+    location: &str,
+    authority: &str,
+    tls: Option<&UpstreamTls>,
+) -> Result<SocketAddr, StorageError> {
+    let addr = resolve(location, authority).await?;
+    if let Some(tls) = tls {
+        let host = tls.host.trim_start_matches('[').trim_end_matches(']');
+        let handshake = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            crate::backend::tls::handshake(addr, host, tls.config.clone()),
+        )
+        .await
+        .map_err(|_| StorageError::Unreachable {
+            location: location.to_owned(),
+            why: format!("no TLS handshake with {addr} in 5 s"),
+        })?;
+        match handshake {
+            Ok(()) => {}
+            Err(HandshakeError::Untrusted(why)) => {
+                return Err(StorageError::Untrusted {
+                    location: location.to_owned(),
+                    why,
+                });
+            }
+            Err(HandshakeError::Failed(why)) => {
+                return Err(StorageError::Unreachable {
+                    location: location.to_owned(),
+                    why,
+                });
+            }
+        }
+    }
+    Ok(addr)
+}
+
 /// A storage's address (`authority`, `HOST:PORT`), resolved once: the
-/// proxy connects to it.
+/// first of its addresses that takes a connection (`localhost` may resolve
+/// to ::1 first, where a server on 127.0.0.1 does not listen).
 async fn resolve(location: &str, authority: &str) -> Result<SocketAddr, StorageError> {
     let unreachable = |why: String| StorageError::Unreachable {
         location: location.to_owned(),
         why,
     };
-    let mut addrs = tokio::net::lookup_host(&authority)
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(&authority)
         .await
-        .map_err(|e| unreachable(format!("cannot resolve {authority}: {e}")))?;
-    let addr = addrs
-        .next()
-        .ok_or_else(|| unreachable(format!("{authority} resolves to no address")))?;
-    tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        tokio::net::TcpStream::connect(addr),
-    )
-    .await
-    .map_err(|_| unreachable(format!("no answer from {addr} in 5 s")))?
-    .map_err(|e| unreachable(format!("{addr}: {e}")))?;
-    Ok(addr)
+        .map_err(|e| unreachable(format!("cannot resolve {authority}: {e}")))?
+        .collect();
+    let mut last = format!("{authority} resolves to no address");
+    for addr in addrs {
+        match tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            Ok(Ok(_)) => return Ok(addr),
+            Ok(Err(e)) => last = format!("{addr}: {e}"),
+            Err(_) => last = format!("no answer from {addr} in 5 s"),
+        }
+    }
+    Err(unreachable(last))
 }
 
 /// Initializes the external storage's repository if it has no config yet,

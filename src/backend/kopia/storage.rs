@@ -49,9 +49,17 @@ impl KopiaStorage {
                     s3.authority(),
                     "--region".into(),
                     s3.region().into(),
-                    // Plain HTTP is all an s3: location takes so far.
-                    "--disable-tls".into(),
                 ];
+                if !s3.is_https() {
+                    args.push("--disable-tls".into());
+                }
+                // kopia takes one CA file: the first --cacert.
+                if let Some(file) = s3.ca().files().first() {
+                    let file = file.to_str().ok_or_else(|| {
+                        BackendError::Local(format!("not UTF-8: {}", file.display()))
+                    })?;
+                    args.extend(["--root-ca-pem-path".into(), file.into()]);
+                }
                 if !s3.prefix().is_empty() {
                     // The trailing `/` makes the prefix a directory.
                     args.extend(["--prefix".into(), format!("{}/", s3.prefix())]);
