@@ -453,7 +453,7 @@ fn s3_over_https_is_trusted_through_cacert() {
     runs.extra.extend(["--cacert".to_owned(), ca.to_owned()]);
     // The fault is shorter than the clients' retries: requests are
     // dropped and failed at the proxy, and every action gets through.
-    let (code, err, report) = runs.run("20s", &["network@6s:6s,drop=20,error=10"]);
+    let (code, err, report) = runs.run("12s", &["network@4s:4s,drop=20,error=10"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(
         report["faults"][0]["injected"], true,
@@ -487,7 +487,7 @@ fn s3_over_https_is_trusted_through_cacert() {
             "--clients",
             "2",
             "--duration",
-            "15s",
+            "10s",
             "--state-dir",
             kopia_state.to_str().unwrap(),
             "--report",

@@ -182,6 +182,58 @@ fn delete_pack_is_detected_and_attributed() {
 #[test]
 fn delete_index_makes_the_snapshots_that_need_it_unrestorable() {
     let f = common::EngineFixture::inline(KEEP_EVERYTHING, 21);
+    let target = deleting_fails_what_needed_it(&f, FaultKind::DeleteIndex);
+    assert!(target.starts_with("index/"), "{target}");
+}
+
+/// On a REST server snapstorm does not run (restic's rest-server), the
+/// faults that delete a file act through the REST protocol, through the
+/// server's own port of the proxy: the file is gone from the server's
+/// directory, and what needed it fails, attributed to the fault.
+#[test]
+fn on_an_external_rest_server_deletes_go_through_its_protocol() {
+    use common::rest_server::{Auth, PASSWORD, RestServerProcess, USER};
+    use snapstorm::backend::location::RepositoryLocation;
+    let server = RestServerProcess::start(Auth::Htpasswd, false);
+    for (name, kind) in [
+        ("deleted-pack", FaultKind::DeletePack),
+        ("deleted-index", FaultKind::DeleteIndex),
+    ] {
+        let location = match RepositoryLocation::parse(&server.location(name)).unwrap() {
+            RepositoryLocation::Rest(rest) => rest
+                .with_credentials(
+                    |variable| match variable {
+                        "RESTIC_REST_USERNAME" => Some(USER.to_owned()),
+                        "RESTIC_REST_PASSWORD" => Some(PASSWORD.to_owned()),
+                        _ => None,
+                    },
+                    None,
+                )
+                .unwrap(),
+            other => panic!("{other:?}"),
+        };
+        let f = common::EngineFixture::inline_on(
+            RepositoryLocation::Rest(location),
+            KEEP_EVERYTHING,
+            21,
+        );
+        let target = deleting_fails_what_needed_it(&f, kind);
+        let on_server = server.repo_dir(name).join(&target);
+        assert!(
+            !on_server.exists(),
+            "{kind:?}: {} is still there",
+            on_server.display()
+        );
+        assert!(server.repo_dir(name).join("config").is_file());
+
+        f.close();
+    }
+}
+
+/// Three snapshots, then `kind` (a fault that deletes a file): the check
+/// fails (and, for an index, some restore), each failure attributed to the
+/// fault, nothing unexpected. The file's name in the repository.
+fn deleting_fails_what_needed_it(f: &common::EngineFixture, kind: FaultKind) -> String {
     let faults = EmbeddedFaults::new(f.parts.server.clone(), f.runtime.handle().clone(), 21);
     let host: Arc<dyn FaultHost> = f.engine.clone();
     let client = ClientId(1);
@@ -198,13 +250,8 @@ fn delete_index_makes_the_snapshots_that_need_it_unrestorable() {
         snapshots.push(exec(Action::SnapshotRoot, None).snapshot.unwrap());
     }
     let injected = faults
-        .inject(
-            &FaultSpec::new(FaultKind::DeleteIndex, Duration::ZERO),
-            &[client],
-            &host,
-        )
+        .inject(&FaultSpec::new(kind, Duration::ZERO), &[client], &host)
         .unwrap();
-    assert!(injected.target.starts_with("index/"), "{injected:?}");
 
     let restores: Vec<_> = snapshots
         .iter()
@@ -214,17 +261,18 @@ fn delete_index_makes_the_snapshots_that_need_it_unrestorable() {
         .iter()
         .filter(|r| r.outcome == Outcome::Failure)
         .collect();
-    assert!(
-        !failed.is_empty(),
-        "some snapshot needed the deleted index: {restores:#?}"
-    );
+    // Every snapshot needs the index's blobs; a pack may hold only trees,
+    // which the clients' caches still have: then the check meets it.
+    if kind == FaultKind::DeleteIndex {
+        assert!(
+            !failed.is_empty(),
+            "some snapshot needed the deleted index: {restores:#?}"
+        );
+    }
+    let label = format!("{}@", kind.name());
     for record in &failed {
         assert!(
-            record
-                .explained_by
-                .as_deref()
-                .unwrap()
-                .starts_with("delete-index@"),
+            record.explained_by.as_deref().unwrap().starts_with(&label),
             "{record:?}"
         );
     }
@@ -234,6 +282,7 @@ fn delete_index_makes_the_snapshots_that_need_it_unrestorable() {
     let report = f.engine.report();
     assert_eq!(report.unexpected_failures(), 0);
     assert!(report.faults[0].detected);
+    injected.target
 }
 
 /// After a transient fault, every client completes repository actions again.

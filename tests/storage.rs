@@ -211,7 +211,7 @@ fn locations_that_cannot_be_used_are_refused_before_anything_is_written() {
         ),
         (
             vec!["--repository", &reachable, "--fault", "corrupt-pack@1s"],
-            "writes the repository's files itself",
+            "writes a damaged file over a whole one",
             false,
         ),
         (
@@ -221,9 +221,9 @@ fn locations_that_cannot_be_used_are_refused_before_anything_is_written() {
                 "--repository",
                 &reachable,
                 "--fault",
-                "stale-lock@1s",
+                "truncate-pack@1s",
             ],
-            "writes the repository's files itself",
+            "use delete-pack or delete-index there",
             false,
         ),
         (
@@ -492,7 +492,7 @@ fn an_append_only_server_refuses_gc_faults_and_takes_a_run_that_keeps_everything
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let location = server.location("kept");
-    for fault in ["aggressive-gc@2s", "gc-storm@2s:2s"] {
+    for fault in ["aggressive-gc@2s", "gc-storm@2s:2s", "delete-pack@2s"] {
         let (code, _, err) = common::snapstorm(&[
             "run",
             "--repository",
@@ -535,6 +535,42 @@ fn an_append_only_server_refuses_gc_faults_and_takes_a_run_that_keeps_everything
         "{out}"
     );
     assert!(server.repo_dir("kept").join("config").is_file());
+}
+
+/// restic clients on an external REST server: `stale-lock` leaves its
+/// lock there through the REST protocol (restic waits on it), `unlock`
+/// removes it, and the run passes with no lock left.
+#[test]
+fn a_stale_lock_is_left_on_a_rest_server_and_unlock_removes_it() {
+    common::require_program("restic");
+    let server = RestServerProcess::start(Auth::Htpasswd, false);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let report = short_run_passes(
+        &server,
+        "stale",
+        &state,
+        &[
+            "--backend",
+            "restic",
+            "--fault",
+            "stale-lock@3s",
+            "--fault",
+            "unlock@6s",
+        ],
+    );
+    let faults = report["faults"].as_array().unwrap();
+    let lock = faults.iter().find(|f| f["kind"] == "stale-lock").unwrap();
+    assert_eq!(lock["injected"], true, "{lock}");
+    let target = lock["target"].as_str().unwrap();
+    assert!(target.contains("snapstorm-gone-host"), "{target}");
+    let unlock = faults.iter().find(|f| f["kind"] == "unlock").unwrap();
+    assert_eq!(unlock["injected"], true, "{unlock}");
+    // The lock was written on the server, and unlock took it (restic's own
+    // are gone with their processes).
+    let locks = server.repo_dir("stale").join("locks");
+    let left: Vec<_> = std::fs::read_dir(&locks).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 /// A scenario file's `[repository]` table names the storage; the command

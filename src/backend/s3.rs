@@ -150,11 +150,67 @@ impl S3Backend {
         })
     }
 
+    /// Every object of `tpe`: its id, size and ETag (which changes when
+    /// the object is written again, even at the same size).
+    pub fn list_objects(&self, tpe: FileType) -> RusticResult<Vec<Listed>> {
+        let prefix = format!("{}/", self.location.key(tpe.dirname()));
+        let mut found = Vec::new();
+
+        let mut token: Option<String> = None;
+        loop {
+            let page = self.retrying(|| {
+                let mut list = ListObjectsV2::new(&self.bucket, Some(&self.credentials));
+                list.with_prefix(prefix.as_str());
+                if let Some(token) = &token {
+                    list.with_continuation_token(token.as_str());
+                }
+                let text = self
+                    .send(list.sign(SIGNED_FOR), |c, u| c.get(u))?
+                    .text()
+                    .map_err(unsigned)?;
+                Ok(text)
+            })?;
+            let page = ListObjectsV2::parse_response(&page).map_err(|e| {
+                RusticError::with_source(
+                    ErrorKind::Backend,
+                    "The S3 storage's listing of `{prefix}` is not one.",
+                    e,
+                )
+                .attach_context("prefix", prefix.clone())
+            })?;
+            for object in page.contents {
+                // Keys come percent-encoded (rusty-s3 asks for
+                // `encoding-type=url`).
+                let key = super::location::decode(&object.key);
+                let name = key.rsplit('/').next().unwrap_or_default();
+                if let Some(id) = Id::parse_some(name, tpe) {
+                    found.push(Listed {
+                        id,
+                        size: object.size,
+                        etag: object.etag,
+                    });
+                }
+            }
+            match page.next_continuation_token {
+                Some(next) => token = Some(next),
+                None => return Ok(found),
+            }
+        }
+    }
+
     /// Writes a file rustic_core has no type for (restic's `locks/…`),
     /// named by its path in the repository.
     pub fn write_other(&self, name: &str, content: Vec<u8>) -> RusticResult<()> {
         self.put(&self.location.key(name), content.into())
     }
+}
+
+/// One object a listing found.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub id: Id,
+    pub size: u64,
+    pub etag: String,
 }
 
 /// The error without the query of its URL: the signature, and the access
@@ -186,44 +242,11 @@ impl ReadBackend for S3Backend {
                 Err(error) => Err(error),
             });
         }
-        let prefix = format!("{}/", self.location.key(tpe.dirname()));
-        let mut found = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let page = self.retrying(|| {
-                let mut list = ListObjectsV2::new(&self.bucket, Some(&self.credentials));
-                list.with_prefix(prefix.as_str());
-                if let Some(token) = &token {
-                    list.with_continuation_token(token.as_str());
-                }
-                let text = self
-                    .send(list.sign(SIGNED_FOR), |c, u| c.get(u))?
-                    .text()
-                    .map_err(unsigned)?;
-                Ok(text)
-            })?;
-            let page = ListObjectsV2::parse_response(&page).map_err(|e| {
-                RusticError::with_source(
-                    ErrorKind::Backend,
-                    "The S3 storage's listing of `{prefix}` is not one.",
-                    e,
-                )
-                .attach_context("prefix", prefix.clone())
-            })?;
-            for object in page.contents {
-                // Keys come percent-encoded (rusty-s3 asks for
-                // `encoding-type=url`).
-                let key = super::location::decode(&object.key);
-                let name = key.rsplit('/').next().unwrap_or_default();
-                if let Some(id) = Id::parse_some(name, tpe) {
-                    found.push((id, u32::try_from(object.size).unwrap_or(u32::MAX)));
-                }
-            }
-            match page.next_continuation_token {
-                Some(next) => token = Some(next),
-                None => return Ok(found),
-            }
-        }
+        Ok(self
+            .list_objects(tpe)?
+            .into_iter()
+            .map(|object| (object.id, u32::try_from(object.size).unwrap_or(u32::MAX)))
+            .collect())
     }
 
     fn read_full(&self, tpe: FileType, id: &Id) -> RusticResult<Bytes> {

@@ -246,7 +246,12 @@ impl RepositoryArgs {
             (None, None) => return Ok(RepositoryLocation::Embedded),
         };
         let usage = |e: LocationError| UsageError(e.to_string());
-        let ca = CaCerts::load(&self.cacert).map_err(|e| UsageError(e.to_string()))?;
+        // The command line's --cacert, else the table's.
+        let files = match table {
+            Some(table) if self.cacert.is_empty() => &table.cacert,
+            _ => &self.cacert,
+        };
+        let ca = CaCerts::load(files).map_err(|e| UsageError(e.to_string()))?;
         let location = RepositoryLocation::parse(text)
             .and_then(|location| location.with_ca_certs(ca))
             .map_err(usage)?;
@@ -456,4 +461,37 @@ pub fn console(args: SessionArgs, console: ConsoleArgs, verbose: u8) -> anyhow::
         println!("to shrink the failure R selected: {command}");
     }
     Ok(exit_code(report, false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/tls")
+            .join(name)
+    }
+
+    #[test]
+    fn a_scenario_table_s_cacert_is_taken_unless_the_command_line_gives_one() {
+        let table = ScenarioRepository {
+            location: "rest:https://nas.example/backups".into(),
+            credentials: None,
+            cacert: vec![fixture("ca.pem")],
+        };
+        let RepositoryLocation::Rest(rest) =
+            RepositoryArgs::default().location(Some(&table)).unwrap()
+        else {
+            panic!("not a rest: location");
+        };
+        assert_eq!(rest.ca().files(), [fixture("ca.pem")]);
+        // The command line's wins: the file it names is the one read.
+        let args = RepositoryArgs {
+            cacert: vec![fixture("missing.pem")],
+            ..RepositoryArgs::default()
+        };
+        let error = args.location(Some(&table)).unwrap_err().to_string();
+        assert!(error.contains("missing.pem"), "{error}");
+    }
 }

@@ -189,6 +189,16 @@ impl FaultKind {
         )
     }
 
+    /// Writes a damaged file where the whole one was: a storage that
+    /// stores a file only under the hash of its content and never over
+    /// another (a REST server) cannot take it.
+    pub fn overwrites_files(self) -> bool {
+        matches!(
+            self,
+            FaultKind::CorruptPack | FaultKind::TruncatePack | FaultKind::EmptyPack
+        )
+    }
+
     /// How long it lasts when no duration is given.
     pub fn default_duration(self) -> Option<Duration> {
         match self {

@@ -173,21 +173,24 @@ fn check_location(spec: &RunSpec) -> Result<(), LaunchError> {
         repository,
         RepositoryLocation::Rest(_) | RepositoryLocation::S3(_)
     );
-    // Files are damaged in a directory here, or through S3's API; an
-    // external REST server's files are out of reach, and so are kopia's
-    // in a bucket.
-    let files_out_of_reach = match repository {
-        RepositoryLocation::Rest(_) => Some("a REST server snapstorm does not run"),
-        RepositoryLocation::S3(_) if spec.backend == BackendKind::Kopia => {
-            Some("kopia's repository in a bucket")
-        }
-        _ => None,
-    };
-    if let Some(place) = files_out_of_reach
+    // Files are damaged in a directory here, or through S3's API or the
+    // REST protocol; kopia's in a bucket are out of reach.
+    if matches!(repository, RepositoryLocation::S3(_))
+        && spec.backend == BackendKind::Kopia
         && let Some(fault) = spec.faults.iter().find(|f| f.kind.writes_files())
     {
         return Err(LaunchError::Setup(format!(
-            "--fault {fault} writes the repository's files itself, which is not yet supported on {place} ({repository}): drop the fault, or run on a repository in a directory"
+            "--fault {fault} writes the repository's files itself, which is not yet supported on kopia's repository in a bucket ({repository}): drop the fault, or run on a repository in a directory"
+        )));
+    }
+    // A REST server stores a file under the hash of its content only
+    // (rest-server checks it) and never over another: a file can be
+    // deleted there, or a lock left, but not replaced by a damaged one.
+    if matches!(repository, RepositoryLocation::Rest(_))
+        && let Some(fault) = spec.faults.iter().find(|f| f.kind.overwrites_files())
+    {
+        return Err(LaunchError::Setup(format!(
+            "--fault {fault} writes a damaged file over a whole one, and a REST server ({repository}) stores a file only under the hash of its content, never over another: use delete-pack or delete-index there, or run on a directory or S3"
         )));
     }
     if external && let Some(fault) = spec.faults.iter().find(|f| f.kind.needs_own_server()) {
@@ -218,7 +221,12 @@ async fn check_storage(spec: &RunSpec) -> Result<(), LaunchError> {
         _ => return Ok(()),
     };
     let append_only = refuses_deletes(rest).await.map_err(LaunchError::Storage)?;
-    if append_only && let Some(fault) = spec.faults.iter().find(|f| f.kind.runs_any_gc()) {
+    if append_only
+        && let Some(fault) = spec
+            .faults
+            .iter()
+            .find(|f| f.kind.runs_any_gc() || f.kind.damages_files())
+    {
         return Err(LaunchError::Setup(format!(
             "--fault {fault} deletes from the repository, and {rest} refuses deletes (append-only): drop the fault, or serve the repository without --append-only"
         )));

@@ -622,7 +622,36 @@ impl EngineFixture {
         Self::open(state, scenario, seed, wrap)
     }
 
+    /// A scenario written inline, its repository at `location`.
+    pub fn inline_on(
+        location: snapstorm::backend::location::RepositoryLocation,
+        toml: &str,
+        seed: u64,
+    ) -> Self {
+        let scenario =
+            snapstorm::engine::scenario::Scenario::parse("inline", toml, "inline").unwrap();
+        Self::open_on(
+            location,
+            tempfile::tempdir().unwrap(),
+            scenario,
+            seed,
+            |clients| clients,
+        )
+    }
+
     pub fn open(
+        state: tempfile::TempDir,
+        scenario: snapstorm::engine::scenario::Scenario,
+        seed: u64,
+        wrap: impl FnOnce(
+            Arc<dyn snapstorm::engine::traits::ClientFactory>,
+        ) -> Arc<dyn snapstorm::engine::traits::ClientFactory>,
+    ) -> Self {
+        Self::open_on(Default::default(), state, scenario, seed, wrap)
+    }
+
+    fn open_on(
+        location: snapstorm::backend::location::RepositoryLocation,
         state: tempfile::TempDir,
         scenario: snapstorm::engine::scenario::Scenario,
         seed: u64,
@@ -632,7 +661,8 @@ impl EngineFixture {
     ) -> Self {
         use snapstorm::run::launch::{RunSpec, embedded_parts};
         let runtime = runtime();
-        let spec = RunSpec::new(scenario, state.path().to_path_buf(), seed);
+        let mut spec = RunSpec::new(scenario, state.path().to_path_buf(), seed);
+        spec.repository = location;
         let mut parts = runtime.block_on(embedded_parts(&spec)).unwrap();
         parts.clients = wrap(parts.clients.clone());
         let (engine, snapshotter) = parts.engine(&spec).unwrap();

@@ -61,9 +61,6 @@ impl EmbeddedFaults {
     /// `stale-lock`: an exclusive lock of a process gone on another host,
     /// fresh, so restic keeps it (it cannot ask that host's processes).
     fn leave_stale_lock(&self) -> Result<String, InjectError> {
-        let inspector = self.server.inspector().ok_or_else(|| {
-            fail("the repository is on a REST server: no lock can be left in it from here")
-        })?;
         let lock = serde_json::json!({
             "time": rustic_core::jiff::Timestamp::now().to_string(),
             "exclusive": true,
@@ -71,7 +68,8 @@ impl EmbeddedFaults {
             "username": "snapstorm",
             "pid": STALE_LOCK_PID,
         });
-        inspector
+        self.server
+            .inspector()
             .write_lock(lock.to_string().as_bytes())
             .map_err(|e| fail(e.to_string()))
     }
@@ -81,18 +79,11 @@ impl EmbeddedFaults {
         Arc::new(move |client| server.readmit_client(client))
     }
 
-    /// The repository read directly: refused before the run starts where
-    /// there is none (an external REST server).
-    fn inspector(&self) -> Result<&Arc<Inspector>, InjectError> {
-        self.server.inspector().ok_or_else(|| {
-            fail("the repository is on a REST server: its files cannot be damaged from here")
-        })
-    }
-
     /// A random file of `kind` that can take `spec`'s damage: its name.
     fn victim(&self, spec: &FaultSpec, kind: FileType, what: &str) -> Result<String, InjectError> {
         let mut files = self
-            .inspector()?
+            .server
+            .inspector()
             .files()
             .list(kind)
             .map_err(|e| fail(format!("cannot list the repository's {what}s: {e}")))?;
@@ -171,7 +162,7 @@ impl FaultInjector for EmbeddedFaults {
                 };
                 let victim = self.victim(spec, files, what)?;
                 let target = repository_path(files, &victim);
-                let inspector = self.inspector()?;
+                let inspector = self.server.inspector();
                 let contents = Self::contents(inspector, spec, files, &victim)?;
                 let damage = Self::damage_of(inspector, spec.kind, &victim, contents.as_deref());
                 let label = starts(&target, None);

@@ -24,7 +24,7 @@ use serde_json::json;
 
 use super::REPO_NAME;
 use super::evidence::Evidence;
-use super::files::RepoFiles;
+use super::files::{RepoFiles, RestFiles};
 use super::inspect::Inspector;
 use super::proxy::{FaultProxy, Upstream, UpstreamAuth, UpstreamTls};
 use crate::backend::location::{
@@ -81,11 +81,11 @@ fn s3_backends(location: &S3Location) -> RusticResult<RepositoryBackends> {
 
 /// Opens an external REST server's repository through the server's own,
 /// undisturbed proxy (not the fault proxy).
-fn rest_backends(url: &Secret) -> BackendResult<RepositoryBackends> {
-    Ok(BackendOptions::default()
+fn rest_backends(url: &Secret) -> RusticResult<RepositoryBackends> {
+    BackendOptions::default()
         .repository(url.expose())
         .options(rest_options())
-        .to_backends()?)
+        .to_backends()
 }
 
 /// Where the repository's files are, as the server's own work reaches them.
@@ -105,6 +105,8 @@ enum Storage {
         url: Secret,
         internal: Secret,
         _direct: FaultProxy,
+        /// The repository read (and damaged) through that proxy.
+        inspector: Arc<Inspector>,
     },
     /// S3 storage, reached directly with the location's keys; clients sign
     /// their own requests and come through their own ports of the fault
@@ -123,7 +125,7 @@ impl Storage {
     fn backends(&self) -> BackendResult<RepositoryBackends> {
         match self {
             Storage::Directory { repo_dir, .. } => local_backends(repo_dir),
-            Storage::Rest { url, .. } => rest_backends(url),
+            Storage::Rest { url, .. } => Ok(rest_backends(url)?),
             Storage::S3 { location, .. } => Ok(s3_backends(location)?),
         }
     }
@@ -245,28 +247,34 @@ impl EmbeddedServer {
                     direct.addr(),
                     rest.path()
                 ));
-                let key = {
-                    let (url, password, location) =
-                        (url.clone(), password.to_owned(), location.clone());
+                let base = format!("http://{}{}", direct.addr(), rest.path());
+                let internal = Secret::new(internal);
+                // reqwest's blocking client is built off the async threads.
+                let (key, files) = {
+                    let (url, password, location, internal) = (
+                        url.clone(),
+                        password.to_owned(),
+                        location.clone(),
+                        internal.clone(),
+                    );
                     tokio::task::spawn_blocking(move || {
-                        init_or_open_external(
-                            &location,
-                            || {
-                                BackendOptions::default()
-                                    .repository(url.expose())
-                                    .options(rest_options())
-                                    .to_backends()
-                            },
-                            &password,
-                        )
+                        let key =
+                            init_or_open_external(&location, || rest_backends(&url), &password)?;
+                        let backend = rest_backends(&url)
+                            .map_err(BackendError::from)?
+                            .repository();
+                        let files = RestFiles::new(backend, base, DIRECT_USER, internal)
+                            .map_err(BackendError::failed)?;
+                        Ok::<_, StorageError>((key, files))
                     })
                     .await
                     .map_err(BackendError::failed)??
                 };
                 let storage = Storage::Rest {
                     url,
-                    internal: Secret::new(internal),
+                    internal,
                     _direct: direct,
+                    inspector: Arc::new(Inspector::new(RepoFiles::Rest(files), &key)),
                 };
                 let upstream = Upstream { addr, auth, tls };
                 (storage, key, rest.path().to_owned(), None, None, upstream)
@@ -453,12 +461,13 @@ impl EmbeddedServer {
         &self.evidence
     }
 
-    /// The repository read directly (damage, what a failure needs), where
-    /// the storage is a directory or S3 (not an external REST server).
-    pub fn inspector(&self) -> Option<&Arc<Inspector>> {
+    /// The repository read directly (damage, what a failure needs): the
+    /// directory's files, or the storage's through its API.
+    pub fn inspector(&self) -> &Arc<Inspector> {
         match &self.storage {
-            Storage::Directory { inspector, .. } | Storage::S3 { inspector, .. } => Some(inspector),
-            Storage::Rest { .. } => None,
+            Storage::Directory { inspector, .. }
+            | Storage::S3 { inspector, .. }
+            | Storage::Rest { inspector, .. } => inspector,
         }
     }
 
@@ -525,7 +534,7 @@ impl EmbeddedServer {
         let inner = self.storage.backends()?.repository();
         let removals = Arc::new(Removals {
             inner,
-            inspector: self.inspector().cloned(),
+            inspector: self.inspector().clone(),
             removed: Mutex::new(Damage::new()),
         });
         let backends = RepositoryBackends::new(removals.clone(), None);
@@ -539,9 +548,8 @@ impl EmbeddedServer {
 /// — so an aggressive GC's damage is exactly what it removed.
 struct Removals {
     inner: Arc<dyn WriteBackend>,
-    /// The directory's reader; none on an external server, where a removed
-    /// pack's blobs are read from its header through the storage.
-    inspector: Option<Arc<Inspector>>,
+    /// Reads a removed pack's header (and the index) just before.
+    inspector: Arc<Inspector>,
     removed: Mutex<Damage>,
 }
 
@@ -591,13 +599,8 @@ impl WriteBackend for Removals {
     }
     fn remove(&self, tpe: FileType, id: &Id, cacheable: bool) -> RusticResult<()> {
         if tpe == FileType::Pack {
-            let damage = match &self.inspector {
-                Some(inspector) => {
-                    inspector.pack_damage(&id.to_hex(), None, || inspector.index().ok())
-                }
-                // The pack's name at least; its blobs are not known here.
-                None => std::iter::once(DataRef::Pack(id.to_hex().to_string())).collect(),
-            };
+            let inspector = &self.inspector;
+            let damage = inspector.pack_damage(&id.to_hex(), None, || inspector.index().ok());
             self.removed.lock().expect("removals lock").extend(damage);
         }
         self.inner.remove(tpe, id, cacheable)
@@ -997,21 +1000,7 @@ impl Server for EmbeddedServer {
     /// reading all data as a second opinion: what rustic finds where the
     /// first found nothing names nothing, so no damage explains it.
     fn verify_repo(&self) -> BackendResult<RepoCheck> {
-        let Some(inspector) = self.inspector() else {
-            // An external server: rustic's check reading all data through
-            // it; what it finds names nothing it could not read.
-            let problems = rustic_check(self)?
-                .into_iter()
-                .map(|text| Problem {
-                    text: format!("rustic's check: {text}"),
-                    unreadable: Unreadable::Unknown,
-                })
-                .collect::<Vec<_>>();
-            return Ok(RepoCheck {
-                healthy: problems.is_empty(),
-                problems,
-            });
-        };
+        let inspector = self.inspector();
         // rustic's check first: damage done while it reads (a fault in the
         // middle of a long check on S3) is still there when snapstorm's own
         // check reads after it, and so is named.
@@ -1056,10 +1045,7 @@ impl Server for EmbeddedServer {
     }
 
     fn unreadable(&self, snapshots: &[SnapshotId]) -> Unreadable {
-        let Some(inspector) = self.inspector() else {
-            return Unreadable::Unknown;
-        };
-        match inspector.unreadable(snapshots) {
+        match self.inspector().unreadable(snapshots) {
             Ok(items) => Unreadable::Named(items),
             Err(error) => {
                 tracing::warn!(%error, "cannot tell what a failure could not read");

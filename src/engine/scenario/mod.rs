@@ -97,6 +97,10 @@ pub struct ScenarioRepository {
     /// As `--repository-credentials`: a file holding `USER:PASSWORD`.
     #[serde(default)]
     pub credentials: Option<std::path::PathBuf>,
+    /// As `--cacert`: files of PEM certificates to trust for an https
+    /// location.
+    #[serde(default)]
+    pub cacert: Vec<std::path::PathBuf>,
 }
 
 /// How the actions of fixed per-client sequences start.
