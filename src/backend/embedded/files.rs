@@ -155,6 +155,21 @@ impl RepoFiles {
 
     /// Every file of `kind`, each with its version.
     pub fn list(&self, kind: FileType) -> io::Result<Vec<Listed>> {
+        // An object's ETag tells a rewrite at the same size.
+        if let RepoFiles::S3(backend) = self {
+            return Ok(backend
+                .list_objects(kind)
+                .map_err(|e| storage_error(&e))?
+                .into_iter()
+                .map(|object| Listed {
+                    name: object.id.to_hex().to_string(),
+                    version: Version {
+                        len: object.size,
+                        stamp: Some(Stamp::etag(&object.etag)),
+                    },
+                })
+                .collect());
+        }
         match self.place() {
             Place::Dir(dir) => Ok(walkdir::WalkDir::new(dir.join(kind.dirname()))
                 .into_iter()
@@ -173,20 +188,8 @@ impl RepoFiles {
                     })
                 })
                 .collect()),
-            // An object's ETag tells a rewrite at the same size.
-            Place::Api(_) if let RepoFiles::S3(backend) = self => Ok(backend
-                .list_objects(kind)
-                .map_err(|e| storage_error(&e))?
-                .into_iter()
-                .map(|object| Listed {
-                    name: object.id.to_hex().to_string(),
-                    version: Version {
-                        len: object.size,
-                        stamp: Some(Stamp::etag(&object.etag)),
-                    },
-                })
-                .collect()),
-            // A REST server lists names and sizes only.
+            // A REST server lists names and sizes only: a file written
+            // again at the same length reads as the same version.
             Place::Api(api) => Ok(api
                 .list_with_size(kind)
                 .map_err(|e| storage_error(&e))?

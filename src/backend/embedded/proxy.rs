@@ -128,8 +128,9 @@ impl Upstream {
 }
 
 /// An upstream reached over https: the name its certificate must hold
-/// (the host as `--repository` wrote it; the connection itself goes to the
-/// address resolved at the start), and whom to trust.
+/// (the host as `--repository` wrote it, without an address's brackets;
+/// the connection itself goes to the address resolved at the start), and
+/// whom to trust.
 #[derive(Clone)]
 pub struct UpstreamTls {
     pub host: String,
@@ -419,10 +420,8 @@ pub(crate) fn upstream_connector(
             .enable_http1()
             .wrap_connector(http));
     };
-    // An address in brackets (`[::1]`) is a name without them.
-    let host = tls.host.trim_start_matches('[').trim_end_matches(']');
-    let name = rustls::pki_types::ServerName::try_from(host.to_owned())
-        .map_err(|e| std::io::Error::other(format!("{host}: {e}")))?;
+    let name = rustls::pki_types::ServerName::try_from(tls.host.clone())
+        .map_err(|e| std::io::Error::other(format!("{}: {e}", tls.host)))?;
     Ok(HttpsConnectorBuilder::new()
         .with_tls_config((*tls.config).clone())
         .https_only()

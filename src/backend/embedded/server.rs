@@ -718,7 +718,11 @@ fn storage_tls(location: &RepositoryLocation) -> Result<Option<UpstreamTls>, Sto
         why: format!("no TLS configuration: {e}"),
     })?;
     Ok(Some(UpstreamTls {
-        host: host.to_owned(),
+        // An address in brackets (`[::1]`) is a name without them.
+        host: host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned(),
         config,
     }))
 }
@@ -747,10 +751,9 @@ async fn reach(
 ) -> Result<SocketAddr, StorageError> {
     let addr = resolve(location, authority).await?;
     if let Some(tls) = tls {
-        let host = tls.host.trim_start_matches('[').trim_end_matches(']');
         let handshake = tokio::time::timeout(
             std::time::Duration::from_secs(5),
-            crate::backend::tls::handshake(addr, host, tls.config.clone()),
+            crate::backend::tls::handshake(addr, &tls.host, tls.config.clone()),
         )
         .await
         .map_err(|_| StorageError::Unreachable {
