@@ -739,8 +739,7 @@ mod tests {
         assert_eq!(aws.to_string(), "s3:https://s3.amazonaws.com/bucket");
         assert!(!s3("s3:http://h:9000/bucket").is_https());
         // A proxy's port speaks plain HTTP: it trusts nothing extra.
-        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tls/ca.pem");
-        let ca = CaCerts::load(&[fixture]).unwrap();
+        let ca = CaCerts::load(&[crate::backend::tls::fixture("ca.pem")]).unwrap();
         let RepositoryLocation::S3(trusting) = RepositoryLocation::S3(bucket)
             .with_ca_certs(ca.clone())
             .unwrap()

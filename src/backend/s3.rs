@@ -155,7 +155,6 @@ impl S3Backend {
     pub fn list_objects(&self, tpe: FileType) -> RusticResult<Vec<Listed>> {
         let prefix = format!("{}/", self.location.key(tpe.dirname()));
         let mut found = Vec::new();
-
         let mut token: Option<String> = None;
         loop {
             let page = self.retrying(|| {

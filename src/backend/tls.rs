@@ -148,16 +148,18 @@ pub enum HandshakeError {
     Failed(String),
 }
 
+/// A file of the test certificates (`tests/tls`): `ca.pem`, the CA that
+/// signed `server.pem` (for `localhost` and 127.0.0.1).
+#[cfg(test)]
+pub(crate) fn fixture(name: &str) -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/tls")
+        .join(name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
-
-    fn fixture(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/tls")
-            .join(name)
-    }
 
     #[test]
     fn a_pem_file_loads_and_other_files_are_refused_naming_them() {

@@ -466,12 +466,7 @@ pub fn console(args: SessionArgs, console: ConsoleArgs, verbose: u8) -> anyhow::
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn fixture(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/tls")
-            .join(name)
-    }
+    use crate::backend::tls::fixture;
 
     #[test]
     fn a_scenario_table_s_cacert_is_taken_unless_the_command_line_gives_one() {

@@ -202,16 +202,18 @@ fn check_location(spec: &RunSpec) -> Result<(), LaunchError> {
 }
 
 /// The storage, asked before anything is written: an external REST server
-/// answers, takes the credentials, and can do what the faults need (an
-/// append-only server refuses the deletes of a GC fault); an S3 store
-/// answers, takes the keys and has the bucket (created if it had none).
+/// answers (over https, with a certificate snapstorm trusts), takes the
+/// credentials, and can do what the faults need (an append-only server
+/// refuses the deletes of a GC fault); an S3 store answers likewise, takes
+/// the keys and has the bucket (created if it had none).
 async fn check_storage(spec: &RunSpec) -> Result<(), LaunchError> {
-    reach_storage(&spec.repository)
-        .await
-        .map_err(LaunchError::Storage)?;
     let rest = match &spec.repository {
+        // Asking for the deletes reaches the server, its handshake included.
         RepositoryLocation::Rest(rest) => rest,
         RepositoryLocation::S3(s3) => {
+            reach_storage(&spec.repository)
+                .await
+                .map_err(LaunchError::Storage)?;
             let state = ensure_bucket(s3).await?;
             if state == BucketState::Created {
                 tracing::info!(location = %s3, "created the bucket");
