@@ -16,6 +16,7 @@
 #   CLIENTS     clients per run (default 2)
 #   DURATION    length of each run (default 30s: the presets act by 16s)
 #   SEED        the seed of every run (default 1)
+#   PRESETS     the presets to run (default: every field preset)
 #   STORAGES    where the repository lives (default "own": the state dir's;
 #               "s3": a bucket of the throw-away Ceph cluster of scripts/ceph,
 #               started and stopped here, a fresh prefix per run; "own s3": both)
@@ -49,7 +50,7 @@ for storage in $STORAGES; do
   esac
 done
 
-presets="$("$SNAPSTORM" scenarios | awk '$1 ~ /^field\// { print $1 }')"
+presets="${PRESETS:-$("$SNAPSTORM" scenarios | awk '$1 ~ /^field\// { print $1 }')}"
 [ -n "$presets" ] || { echo "field.sh: snapstorm scenarios lists no field preset" >&2; exit 1; }
 restic_version="$("${RESTIC_EXE:-restic}" version 2>/dev/null | awk '{ print $2 }' || true)"
 echo "$(date -u +%F): $CLIENTS clients, $DURATION, seed $SEED; restic ${restic_version:-not found}" >&2

@@ -1063,6 +1063,52 @@ mod setup {
         assert!(!state.exists(), "nothing is written");
     }
 
+    /// kopia has no forget by policy: `parallel-forget`, and a scenario
+    /// that weights `forget-snapshots`, are refused before anything is
+    /// written.
+    #[test]
+    fn kopia_refuses_forgets_by_policy() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let state_arg = state.to_str().unwrap();
+        let (code, _, err) = common::snapstorm(&[
+            "run",
+            "--backend",
+            "kopia",
+            "--scenario",
+            "field/rustic-1421-parallel-forget",
+            "--state-dir",
+            state_arg,
+        ]);
+        assert_eq!(code, 2, "{err}");
+        assert!(
+            err.contains("parallel-forget@10s cannot happen on kopia"),
+            "{err}"
+        );
+        let scenario = dir.path().join("forgets.toml");
+        std::fs::write(
+            &scenario,
+            "description = \"forgets\"\n[weights]\nsnapshot-root = 1\nforget-snapshots = 1\n",
+        )
+        .unwrap();
+        let (code, _, err) = common::snapstorm(&[
+            "run",
+            "--backend",
+            "kopia",
+            "--scenario",
+            scenario.to_str().unwrap(),
+            "--state-dir",
+            state_arg,
+        ]);
+        assert_eq!(code, 2, "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains("forget-snapshots cannot run on kopia"),
+            "{err}"
+        );
+        assert!(!state.exists(), "nothing is written");
+    }
+
     /// The embedded server's parts (which tests wrap) refuse kopia and say
     /// how to run it, before anything is written.
     #[test]

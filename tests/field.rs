@@ -231,6 +231,74 @@ fn unlock_beside_a_frozen_backup_lets_prune_take_its_packs() {
     );
 }
 
+/// Forgets at once (rustic #1421): at 10 s every client forgets all but its
+/// newest snapshot, the forgets started together, each reading every
+/// snapshot the repository lists. What a forget raced is the fault's to
+/// explain; what the forgets deleted is gone and nothing else is (the
+/// final listing check), so nothing is unexpected.
+#[test]
+fn forgets_at_once_delete_what_they_chose_and_explain_their_races() {
+    for backend in ["embedded", "restic"] {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let restic = (backend != "embedded").then(|| common::require_program("restic"));
+        let (code, _out, err, report) = common::snapstorm_run_with(
+            &state,
+            &dir.path().join("report.json"),
+            &[
+                "--scenario",
+                "field/rustic-1421-parallel-forget",
+                "--backend",
+                backend,
+                "--clients",
+                "2",
+                "--duration",
+                "16s",
+                "--seed",
+                "1",
+            ],
+            restic.as_deref(),
+        );
+        assert_eq!(code, 0, "{backend}: {err}");
+        let fault = &report["faults"][0];
+        assert_eq!(fault["kind"], "parallel-forget");
+        assert_eq!(fault["injected"], true, "{fault}");
+        let totals = &report["totals"];
+        assert_eq!(totals["unexpected_failures"], 0, "{totals:#}");
+        assert_eq!(totals["errors"], totals["expected_errors"], "{totals:#}");
+        let trace = std::fs::read_to_string(state.join("trace.jsonl")).unwrap();
+        let forgets: Vec<Value> = trace
+            .lines()
+            .map(|line| serde_json::from_str::<Value>(line).unwrap())
+            .filter(|line| line["action"] == "forget-snapshots")
+            .collect();
+        assert_eq!(forgets.len(), 2, "one forget per client: {forgets:#?}");
+        // Each forget's own work (after it waited for the other) overlaps
+        // the other's.
+        let work: Vec<(u64, u64)> = forgets
+            .iter()
+            .map(|forget| {
+                let at = forget["at_ms"].as_u64().unwrap();
+                let waited = forget["details"]["waited_ms"].as_u64().expect("met");
+                (at + waited, at + forget["duration_ms"].as_u64().unwrap())
+            })
+            .collect();
+        let began = work.iter().map(|w| w.0).max().unwrap();
+        let ended = work.iter().map(|w| w.1).min().unwrap();
+        assert!(began <= ended, "the forgets ran at once: {forgets:#?}");
+        for forget in &forgets {
+            match forget["outcome"].as_str().unwrap() {
+                "ok" => assert!(
+                    forget["details"]["deleted"].as_u64().unwrap() >= 1,
+                    "snapshots piled up by 10 s: {forget:#}"
+                ),
+                "error" => assert_eq!(forget["error_class"], "raced", "{forget:#}"),
+                other => panic!("{other}: {forget:#}"),
+            }
+        }
+    }
+}
+
 #[test]
 fn scenarios_lists_the_field_group_under_its_own_heading() {
     let (code, out, _) = common::snapstorm(&["scenarios"]);
@@ -249,6 +317,7 @@ fn scenarios_lists_the_field_group_under_its_own_heading() {
         "field/restic-3646-storage-errors",
         "field/rustic-docs-144-paused-backup",
         "field/restic-3126-stale-lock-and-unlock",
+        "field/rustic-1421-parallel-forget",
     ] {
         assert!(field.contains(preset), "{out}");
     }

@@ -306,6 +306,39 @@ impl FaultKit {
         })
     }
 
+    /// `parallel-forget`: every running client forgets by policy next,
+    /// all of them started at once (the engine holds each until the
+    /// others come); the fault ends when the last forget does.
+    pub fn forget_together(
+        &self,
+        spec: &FaultSpec,
+        clients: &[ClientId],
+        host: &Arc<dyn FaultHost>,
+    ) -> Result<Injected, InjectError> {
+        if clients.len() < 2 {
+            return Err(InjectError::NoVictimYet(
+                "fewer than two clients run: no forget to race another".into(),
+            ));
+        }
+        let target = clients
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let label = host.fault_starts(spec.kind, &target, None, None);
+        host.start_together(&label, clients);
+        Ok(Injected {
+            label,
+            kind: spec.kind,
+            target,
+            duration: None,
+            enqueue: clients
+                .iter()
+                .map(|client| (*client, Action::ForgetSnapshots))
+                .collect(),
+        })
+    }
+
     /// Records `client` as revoked (the backend has just revoked it) and,
     /// for a `duration`, lets it in again with `readmit` when that ends.
     fn revoked(&self, client: ClientId, duration: Option<Duration>, readmit: Readmit) {

@@ -178,7 +178,7 @@ use Key::{Char, Code, Ctrl, Digits};
 /// The fault menu's key of each fault, in [`FaultKind::ALL`]'s order: the
 /// digits, then letters (the menu is modal, so they mean nothing else there).
 pub const FAULT_KEYS: [char; FaultKind::ALL.len()] = [
-    '1', '2', '3', '4', '5', '6', '7', '8', '9', 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h',
+    '1', '2', '3', '4', '5', '6', '7', '8', '9', 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i',
 ];
 
 fn fault_by_key(key: char) -> Option<UiAction> {
@@ -272,7 +272,7 @@ pub const KEYMAP: &[Row] = &[
     },
     Row {
         keys: "f",
-        does: "fault menu: inject a fault now, 1-9 and a-h (client faults hit the selected client)",
+        does: "fault menu: inject a fault now, 1-9 and a-i (client faults hit the selected client)",
         bindings: &[
             hinted(
                 Char('f'),
@@ -284,10 +284,10 @@ pub const KEYMAP: &[Row] = &[
                 key: Digits('1', '9'),
                 context: FaultMenu,
                 does: Does::Digit(fault_by_key),
-                hints: &[hint(Bar::FaultMenu, 0, "1-9 a-h", "inject")],
+                hints: &[hint(Bar::FaultMenu, 0, "1-9 a-i", "inject")],
             },
             Binding {
-                key: Digits('a', 'h'),
+                key: Digits('a', 'i'),
                 context: FaultMenu,
                 does: Does::Digit(fault_by_key),
                 hints: &[],

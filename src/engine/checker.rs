@@ -220,6 +220,48 @@ impl Checker {
         Ok(())
     }
 
+    /// The intent to forget every live snapshot of the client but its
+    /// newest, durably, before the backend is asked
+    /// ([`Checker::forget_all_but_newest`]); how many that is.
+    pub fn intend_to_forget(&self, client: ClientId) -> Result<usize, CheckerError> {
+        let live = self.store.live(client);
+        let Some((_newest, older)) = live.split_last() else {
+            return Ok(0);
+        };
+        let ids: Vec<SnapshotId> = older.iter().map(|s| s.id.clone()).collect();
+        self.store.mark_all_deleting(client, &ids)?;
+        Ok(ids.len())
+    }
+
+    /// Forgets the client's live snapshots but its newest by the backend's
+    /// policy (see [`Snapshotter::forget_all_but_newest`]), its intent
+    /// recorded first ([`Checker::intend_to_forget`]); then the metadata
+    /// for those the backend says it deleted. One it was meant to delete
+    /// and did not keeps its intent, which the next listing check settles.
+    pub fn forget_all_but_newest(
+        &self,
+        snapshotter: &dyn Snapshotter,
+        client: ClientId,
+        deleting: &(dyn Fn() + Sync),
+    ) -> Result<Vec<SnapshotId>, CheckerError> {
+        let deleted = snapshotter.forget_all_but_newest(client, deleting)?;
+        let recorded: BTreeSet<SnapshotId> = self
+            .store
+            .state()
+            .clients
+            .get(&client)
+            .map(|record| record.live.iter().map(|s| s.id.clone()).collect())
+            .unwrap_or_default();
+        // Another client's snapshot deleted by this one's policy is the
+        // tool's doing; the listing check finds it lost.
+        let ours: Vec<SnapshotId> = deleted
+            .into_iter()
+            .filter(|id| recorded.contains(id))
+            .collect();
+        self.store.mark_all_deleted(client, &ours)?;
+        Ok(ours)
+    }
+
     /// A verification failure found now (not yet recorded).
     pub fn failure(
         &self,

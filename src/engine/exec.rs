@@ -26,6 +26,7 @@ use super::record::{ActionParams, ActionRecord, Drawn};
 use super::scenario::{ClientScript, Plan, Scenario, ScriptStep};
 use super::stats::{Counts, Outcome, Stats};
 use super::store::{Failure, FailureKind, MetadataStore, now_rfc3339};
+use super::together::Meetings;
 use super::trace::Trace;
 use super::traits::{ActionRng, ClientId, ErrorClass, FileWriter, Server, SnapshotId, Snapshotter};
 
@@ -82,6 +83,8 @@ pub struct Engine {
     pub(super) starts: AtomicU64,
     /// How far each client's snapshot or restore under way has got.
     pub(super) progress: ProgressBoard,
+    /// Clients' forgets to start at once (parallel-forget).
+    pub(super) meetings: Meetings,
 }
 
 /// Overrides the number of actions that run at once (default: two per core).
@@ -173,6 +176,7 @@ impl Engine {
             action_slots: Arc::new(tokio::sync::Semaphore::new(slot_count)),
             slot_count,
             progress: ProgressBoard::default(),
+            meetings: Meetings::default(),
         })
     }
 

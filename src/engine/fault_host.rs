@@ -74,6 +74,13 @@ impl FaultHost for Engine {
         self.faults.failed(label);
     }
 
+    fn start_together(&self, label: &str, clients: &[ClientId]) {
+        if !self.meetings.arrange(label, clients, self.slot_count) {
+            // Nothing starts together: the forgets are any forgets.
+            self.faults.ended(label);
+        }
+    }
+
     fn fault_damaged(&self, label: &str, damage: Option<Damage>) {
         if let Some(damage) = &damage
             && let Err(error) = self.store().set_damage(label, damage.clone())

@@ -22,6 +22,7 @@ pub mod report;
 pub mod scenario;
 pub mod stats;
 pub mod store;
+mod together;
 pub mod trace;
 pub mod traits;
 mod verdict;

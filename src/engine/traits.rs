@@ -214,6 +214,22 @@ pub trait Snapshotter: Send + Sync {
         progress: &Progress,
     ) -> BackendResult<()>;
     fn delete_snapshot(&self, client: ClientId, id: &str) -> BackendResult<()>;
+    /// Forgets the client's snapshots but its newest by policy, as
+    /// `forget --host HOST --keep-last 1` does: the tool reads every
+    /// snapshot the repository lists to choose (what two hosts' forgets at
+    /// once race on: rustic #1421), then deletes. `deleting` is called when
+    /// it has chosen and begins deleting, where the backend can tell (else
+    /// as the tool starts). Answers the ids it deleted. A backend whose
+    /// tool has no such forget says so.
+    fn forget_all_but_newest(
+        &self,
+        _client: ClientId,
+        _deleting: &(dyn Fn() + Sync),
+    ) -> BackendResult<Vec<SnapshotId>> {
+        Err(BackendError::failed(
+            "this backend has no forget by policy (forget-snapshots)",
+        ))
+    }
     fn run_gc(&self, client: ClientId, options: &GcOptions) -> BackendResult<Details>;
     /// What kind of client `client` is (`rustic`, `restic`), for the report
     /// and the console; `None` when the snapshotter does not say.
@@ -393,6 +409,11 @@ pub trait FaultHost: Send + Sync {
     /// did it (`None`: the backend cannot tell). Until then, incidents that
     /// it could explain wait for it.
     fn fault_damaged(&self, label: &str, damage: Option<Damage>);
+    /// Makes the next `forget-snapshots` of each of `clients` start at
+    /// once, as two hosts' commands started together do: each waits there
+    /// for the others (for a while). When all of them are done, the fault
+    /// labelled `label` ends.
+    fn start_together(&self, label: &str, clients: &[ClientId]);
     /// Garbage-collects on the server, counted with every other GC.
     fn run_gc(&self, options: &GcOptions) -> BackendResult<GcDone>;
 }

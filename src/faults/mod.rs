@@ -80,12 +80,17 @@ pub enum FaultKind {
     /// while, then let it go on (SIGCONT): the cluster serves on with the
     /// others, slower while it marks the OSD down.
     StopOsd,
+    /// Every running client forgets its snapshots but the newest at once,
+    /// each by policy, reading every snapshot the repository lists (rustic
+    /// #1421: parallel forgets on S3, one reading a snapshot another had
+    /// just deleted).
+    ParallelForget,
 }
 
 impl FaultKind {
     /// Every fault, in the order menus number them (new ones last, so a
     /// fault keeps its key).
-    pub const ALL: [FaultKind; 17] = [
+    pub const ALL: [FaultKind; 18] = [
         FaultKind::CorruptPack,
         FaultKind::DeletePack,
         FaultKind::DeleteIndex,
@@ -103,6 +108,7 @@ impl FaultKind {
         FaultKind::StaleLock,
         FaultKind::Unlock,
         FaultKind::StopOsd,
+        FaultKind::ParallelForget,
     ];
 
     pub fn name(self) -> &'static str {
@@ -124,6 +130,7 @@ impl FaultKind {
             FaultKind::StaleLock => "stale-lock",
             FaultKind::Unlock => "unlock",
             FaultKind::StopOsd => "stop-osd",
+            FaultKind::ParallelForget => "parallel-forget",
         }
     }
 
@@ -151,6 +158,9 @@ impl FaultKind {
             FaultKind::StaleLock => "leave an exclusive lock of a process gone on another host",
             FaultKind::Unlock => "remove every lock, live ones too (restic unlock --remove-all)",
             FaultKind::StopOsd => "stop the Ceph OSD process pid= for DURATION, then let it go on",
+            FaultKind::ParallelForget => {
+                "every client forgets all but its newest snapshot at once, by policy"
+            }
         }
     }
 

@@ -112,6 +112,15 @@ impl Snapshotter for MultiClientSnapshotter {
         guarded(|| snapshotter.delete_snapshot(client, id))
     }
 
+    fn forget_all_but_newest(
+        &self,
+        client: ClientId,
+        deleting: &(dyn Fn() + Sync),
+    ) -> BackendResult<Vec<SnapshotId>> {
+        let snapshotter = self.client(client)?;
+        guarded(|| snapshotter.forget_all_but_newest(client, deleting))
+    }
+
     fn client_kind(&self, client: ClientId) -> Option<String> {
         Some(self.factory.kind(client))
     }

@@ -91,6 +91,10 @@ impl FaultHost for WatchedHost {
         self.engine.fault_damaged(label, damage);
     }
 
+    fn start_together(&self, label: &str, clients: &[ClientId]) {
+        self.engine.start_together(label, clients);
+    }
+
     fn run_gc(&self, options: &GcOptions) -> BackendResult<GcDone> {
         self.engine.run_gc(options)
     }

@@ -19,6 +19,7 @@ use crate::backend::location::{RepositoryLocation, Secret};
 use crate::backend::restic::{
     DEFAULT_ACTION_TIMEOUT, MixedClients, Processes, ResticBinary, ResticClients, ResticServer,
 };
+use crate::engine::Action;
 use crate::engine::exec::{Engine, EngineConfig};
 use crate::engine::fingerprint::CompareOptions;
 use crate::engine::options::GcTool;
@@ -456,6 +457,12 @@ fn check_kopia(spec: &RunSpec) -> Result<KopiaBinary, LaunchError> {
                 "--fault {fault} cannot happen on kopia: {why}"
             )));
         }
+    }
+    if spec.scenario.may_take(Action::ForgetSnapshots) {
+        return Err(LaunchError::Setup(format!(
+            "the scenario's action {} cannot run on kopia: kopia has no forget by policy to run from its clients; give it weight 0 or drop it",
+            Action::ForgetSnapshots
+        )));
     }
     KopiaBinary::find().map_err(|e| LaunchError::Setup(e.to_string()))
 }

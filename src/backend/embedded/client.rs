@@ -110,6 +110,26 @@ impl RusticClient {
         progress: &Progress,
         work: impl FnOnce(Repository<OpenStatus>) -> CallResult<T>,
     ) -> BackendResult<T> {
+        self.call_with(client, progress, Cache::Used, work)
+    }
+
+    /// As [`RusticClient::call`], reading every file from the repository
+    /// (`--no-cache`).
+    fn call_uncached<T>(
+        &self,
+        client: ClientId,
+        work: impl FnOnce(Repository<OpenStatus>) -> CallResult<T>,
+    ) -> BackendResult<T> {
+        self.call_with(client, &Progress::unobserved(), Cache::Skipped, work)
+    }
+
+    fn call_with<T>(
+        &self,
+        client: ClientId,
+        progress: &Progress,
+        cache: Cache,
+        work: impl FnOnce(Repository<OpenStatus>) -> CallResult<T>,
+    ) -> BackendResult<T> {
         let connection = self
             .connection
             .lock()
@@ -123,9 +143,9 @@ impl RusticClient {
         };
         let outcome = catch_panic(|| {
             let bars = BytesProgress(progress.clone());
-            let repo =
-                Repository::new_with_progress(&connection.options, &connection.backends, bars)?
-                    .open(&Credentials::Masterkey(connection.key.clone()))?;
+            let options = connection.options.clone().no_cache(cache == Cache::Skipped);
+            let repo = Repository::new_with_progress(&options, &connection.backends, bars)?
+                .open(&Credentials::Masterkey(connection.key.clone()))?;
             work(repo)
         });
         match outcome {
@@ -135,6 +155,14 @@ impl RusticClient {
             Err(panic) => Err(context.classify_panic(panic.message)),
         }
     }
+}
+
+/// Whether a call reads the snapshot and index files the client's cache
+/// holds from there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cache {
+    Used,
+    Skipped,
 }
 
 /// rustic's progress bars, as snapstorm listens to them: the byte bar of a
@@ -244,6 +272,29 @@ impl Snapshotter for RusticClient {
             })?;
             repo.delete_snapshots(&[snapshot.id])?;
             Ok(())
+        })
+    }
+
+    /// As `rustic forget --no-cache --filter-host HOST --keep-last 1` does:
+    /// every snapshot file the repository lists is read from it, then this
+    /// host's are chosen (a file deleted between the listing and its read
+    /// fails the whole call: rustic #1421, where the forgets ran without a
+    /// cache; the client's cache would hold most files, as each backup
+    /// reads every snapshot to find its parent).
+    fn forget_all_but_newest(
+        &self,
+        client: ClientId,
+        deleting: &(dyn Fn() + Sync),
+    ) -> BackendResult<Vec<SnapshotId>> {
+        self.call_uncached(client, |repo| {
+            let mut ours =
+                repo.get_matching_snapshots(|snapshot| snapshot.hostname == self.host)?;
+            ours.sort_by(|a, b| a.time.cmp(&b.time));
+            ours.pop();
+            let ids: Vec<_> = ours.iter().map(|snapshot| snapshot.id).collect();
+            deleting();
+            repo.delete_snapshots(&ids)?;
+            Ok(ids.iter().map(|id| id.to_hex().to_string()).collect())
         })
     }
 

@@ -10,7 +10,9 @@
 //!    in [`text`], each with a test.
 //!
 //! A 404 on an index file while a GC ran is a race with that GC (it
-//! replaced the file); without a GC it is lost data. A 500 the proxy did not
+//! replaced the file); without a GC it is lost data. A 404 on a snapshot
+//! file another client deleted while the call ran is a race with that
+//! delete (a forget reading every snapshot: rustic #1421). A 500 the proxy did not
 //! inject is the server's own failure, not a transport problem.
 
 use std::error::Error as StdError;
@@ -37,6 +39,15 @@ impl CallContext<'_> {
         let text = error.display_log();
         if let Some(why) = self.evidence.disturbed(self.user, self.started) {
             return BackendError::NotThrough(format!("{why}: {text}"));
+        }
+        if let Some((snapshot, by)) = self
+            .evidence
+            .snapshot_deleted_under(self.user, self.started)
+        {
+            return BackendError::Raced(format!(
+                "{by} deleted snapshot {} while this call read it: {text}",
+                &snapshot[..snapshot.len().min(8)]
+            ));
         }
         if let Some(found) = typed(error) {
             return match found {

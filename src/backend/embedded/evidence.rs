@@ -77,6 +77,8 @@ struct Log {
     requests: VecDeque<(Instant, String, Disturbance)>,
     /// Files the server did not find, by user and path.
     not_found: VecDeque<(Instant, String, String)>,
+    /// Files deleted through the proxy, by user and path.
+    deleted: VecDeque<(Instant, String, String)>,
     outages: VecDeque<Span>,
     gcs: VecDeque<Span>,
 }
@@ -217,6 +219,45 @@ impl Evidence {
             .map(|(_, _, path)| path.clone())
     }
 
+    /// Records that `user` deleted the file at `path` (the storage said so).
+    pub fn deleted(&self, user: &str, path: &str) {
+        let mut log = self.log.lock().expect("evidence lock");
+        push_bounded(
+            &mut log.deleted,
+            (Instant::now(), user.to_owned(), path.to_owned()),
+            REQUESTS_KEPT,
+        );
+    }
+
+    /// A snapshot file `user` asked for since `since` and the server did not
+    /// have, because another user deleted it since then (the snapshot's id,
+    /// and who): a forget that reads every snapshot raced that delete. The
+    /// server's and the proxy's paths may differ in their prefix, so the
+    /// file is compared by its name.
+    pub fn snapshot_deleted_under(&self, user: &str, since: Instant) -> Option<(String, String)> {
+        let log = self.log.lock().expect("evidence lock");
+        let snapshot = |path: &str| {
+            path.contains("/snapshots/")
+                .then(|| path.rsplit('/').next().unwrap_or_default().to_owned())
+        };
+        log.not_found
+            .iter()
+            .rev()
+            .take_while(|(at, _, _)| *at >= since)
+            .filter(|(_, who, _)| who == user)
+            .filter_map(|(_, _, path)| snapshot(path))
+            .find_map(|missing| {
+                log.deleted
+                    .iter()
+                    .rev()
+                    .take_while(|(at, _, _)| *at >= since)
+                    .find(|(_, who, path)| {
+                        who != user && snapshot(path).as_deref() == Some(missing.as_str())
+                    })
+                    .map(|(_, who, _)| (missing.clone(), who.clone()))
+            })
+    }
+
     /// Whether a GC ran at some time since `since`.
     pub fn gc_since(&self, since: Instant) -> bool {
         let log = self.log.lock().expect("evidence lock");
@@ -248,6 +289,47 @@ impl crate::server::RequestObserver for Evidence {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_snapshot_another_user_deleted_meanwhile_is_a_race() {
+        let evidence = Evidence::new();
+        let id = "8c4f124122a7b8dffc5b57690336e5c7b3caea44bf4957592a259257eda457eb";
+        let before = Instant::now();
+        evidence.deleted("client-2", &format!("/bucket/repo/snapshots/{id}"));
+        crate::server::RequestObserver::not_found(
+            &evidence,
+            "client-1",
+            &format!("/snapshots/{id}"),
+        );
+        assert_eq!(
+            evidence.snapshot_deleted_under("client-1", before),
+            Some((id.to_owned(), "client-2".to_owned()))
+        );
+        assert_eq!(
+            evidence.snapshot_deleted_under("client-2", before),
+            None,
+            "client-2 missed nothing"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(
+            evidence.snapshot_deleted_under("client-1", Instant::now()),
+            None,
+            "a call that started after both"
+        );
+        // A pack another user deleted is no race of a forget.
+        let later = Instant::now();
+        evidence.deleted("client-2", "/data/ab/abcd");
+        crate::server::RequestObserver::not_found(&evidence, "client-1", "/data/ab/abcd");
+        assert_eq!(evidence.snapshot_deleted_under("client-1", later), None);
+        // Nor one it deleted itself.
+        evidence.deleted("client-1", &format!("/snapshots/{id}"));
+        crate::server::RequestObserver::not_found(
+            &evidence,
+            "client-1",
+            &format!("/snapshots/{id}"),
+        );
+        assert_eq!(evidence.snapshot_deleted_under("client-1", later), None);
+    }
 
     #[test]
     fn disturbances_count_for_their_user_and_their_time_only() {

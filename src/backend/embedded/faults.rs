@@ -261,6 +261,7 @@ impl FaultInjector for EmbeddedFaults {
                 (label, target)
             }
             FaultKind::StopOsd => self.kit.stop_osd(spec, host)?,
+            FaultKind::ParallelForget => return self.kit.forget_together(spec, clients, host),
             FaultKind::StaleLock => {
                 if self.remove_all_locks.is_none() {
                     return Err(fail(

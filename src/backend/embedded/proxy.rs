@@ -689,8 +689,12 @@ async fn forward(
         .map_err(|e: http::uri::InvalidUri| Dropped::Upstream(e.to_string()))?;
     let checked_here = !matches!(state.auth, UpstreamAuth::Client);
     let asked = request.uri().path().to_owned();
+    let deleting = request.method() == http::Method::DELETE;
     match state.client.request(request).await {
         Ok(response) => {
+            if deleting && response.status().is_success() {
+                state.evidence.deleted(&user, &asked);
+            }
             if checked_here {
                 // What the embedded server's observer records, seen here.
                 use crate::server::RequestObserver;

@@ -53,6 +53,9 @@ pub fn refusal(kind: FaultKind) -> Option<&'static str> {
         FaultKind::StorageErrors => Some(
             "storage errors are answered by snapstorm's own REST server, and kopia's repository is served by kopia's own server; use network (HTTP 500s at the proxy)",
         ),
+        FaultKind::ParallelForget => Some(
+            "kopia has no forget by policy to run from its clients (its retention runs in maintenance); parallel-forget is not set up for kopia yet; use overlapping maintenance through gc-storm",
+        ),
         _ => None,
     }
 }
@@ -130,7 +133,8 @@ impl FaultInjector for KopiaFaults {
             | FaultKind::StorageErrors
             | FaultKind::PauseClient
             | FaultKind::StaleLock
-            | FaultKind::Unlock => {
+            | FaultKind::Unlock
+            | FaultKind::ParallelForget => {
                 return Err(fail(refusal(spec.kind).unwrap_or("not on kopia")));
             }
             FaultKind::CorruptPack
@@ -271,7 +275,8 @@ mod tests {
                 FaultKind::StorageErrors,
                 FaultKind::PauseClient,
                 FaultKind::StaleLock,
-                FaultKind::Unlock
+                FaultKind::Unlock,
+                FaultKind::ParallelForget
             ]
         );
         assert!(

@@ -42,6 +42,24 @@ pub struct SnapshotJson {
     pub paths: Vec<String>,
 }
 
+/// One group of `restic forget --json`: the snapshots it removed (`null`
+/// when none).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+struct ForgetGroup {
+    #[serde(default)]
+    remove: Option<Vec<SnapshotJson>>,
+}
+
+/// The snapshots `restic forget --json` says it removed.
+fn forgotten(stdout: &str) -> Result<Vec<SnapshotId>, serde_json::Error> {
+    let groups: Vec<ForgetGroup> = serde_json::from_str(stdout.trim())?;
+    Ok(groups
+        .into_iter()
+        .flat_map(|group| group.remove.unwrap_or_default())
+        .map(|snapshot| snapshot.id)
+        .collect())
+}
+
 /// One line of `restic backup --json` (`cmd/restic/json_output` in restic
 /// 0.14: `status`, `verbose_status`, `error` and the final `summary`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -331,6 +349,38 @@ impl Snapshotter for ResticClient {
         Ok(())
     }
 
+    /// `restic forget --host HOST --keep-last 1`: restic reads every
+    /// snapshot the repository lists to choose, under its exclusive lock
+    /// (it cannot say when it begins deleting: the next forget may go as
+    /// it starts).
+    fn forget_all_but_newest(
+        &self,
+        client: ClientId,
+        deleting: &(dyn Fn() + Sync),
+    ) -> BackendResult<Vec<SnapshotId>> {
+        let connected = self.connected(client)?;
+        deleting();
+        let output = self.restic(
+            &connected,
+            "forget",
+            &[
+                "--json",
+                "--host",
+                &self.host,
+                "--tag",
+                "snapstorm",
+                "--group-by",
+                "host",
+                "--keep-last",
+                "1",
+            ],
+            None,
+        )?;
+        forgotten(&output.stdout).map_err(|error| {
+            BackendError::failed(format!("restic forget --json: not its output ({error})"))
+        })
+    }
+
     fn run_gc(&self, _client: ClientId, _options: &GcOptions) -> BackendResult<Details> {
         Err(BackendError::gc_is_the_servers())
     }
@@ -487,6 +537,16 @@ mod tests {
             "4acb4822eba680a6f6044a9ad03a85815889eb239165cc659bea6489b1297747"
         );
         assert_eq!(snapshots[0].hostname, "client-1");
+        // `restic forget --json` (0.18.1): a group per host, `remove` null
+        // when nothing goes.
+        let forget = format!(
+            r#"[{{"tags":null,"host":"client-1","paths":null,"keep":{SNAPSHOTS},"remove":{SNAPSHOTS},"reasons":[]}},{{"host":"client-2","keep":{SNAPSHOTS},"remove":null}}]"#
+        );
+        assert_eq!(
+            forgotten(&forget).unwrap(),
+            ["4acb4822eba680a6f6044a9ad03a85815889eb239165cc659bea6489b1297747"]
+        );
+        assert!(forgotten("not json").is_err());
         assert_eq!(parse_snapshots("[]\n").unwrap(), vec![]);
     }
 }

@@ -45,6 +45,7 @@ impl Engine {
                 self.restore(client, params, rng, action, attempt, origin)
             }
             Action::DeleteRandomSnapshot => self.delete_random_snapshot(client, rng),
+            Action::ForgetSnapshots => self.forget_snapshots(client),
             Action::RunGc => self.run_gc(),
             Action::WriteRandomFiles => self.write_random_files(client, options, rng),
             Action::DeleteRandomSubdirectory => {
@@ -73,6 +74,10 @@ pub enum Action {
     /// Delete a random live snapshot, never the last one.
     #[serde(rename = "delete-random-snapID")]
     DeleteRandomSnapshot,
+    /// Forget every live snapshot but the newest by policy, as `forget
+    /// --keep-last 1` does (reading every snapshot the repository lists).
+    #[serde(rename = "forget-snapshots")]
+    ForgetSnapshots,
     /// Garbage-collect the repository, through the Server.
     #[serde(rename = "run-gc")]
     RunGc,
@@ -94,10 +99,11 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 9] = [
+    pub const ALL: [Action; 10] = [
         Action::SnapshotRoot,
         Action::RestoreRandomSnapshot,
         Action::DeleteRandomSnapshot,
+        Action::ForgetSnapshots,
         Action::RunGc,
         Action::WriteRandomFiles,
         Action::DeleteRandomSubdirectory,
@@ -111,6 +117,7 @@ impl Action {
             Action::SnapshotRoot => "snapshot-root",
             Action::RestoreRandomSnapshot => "restore-random-snapID",
             Action::DeleteRandomSnapshot => "delete-random-snapID",
+            Action::ForgetSnapshots => "forget-snapshots",
             Action::RunGc => "run-gc",
             Action::WriteRandomFiles => "write-random-files",
             Action::DeleteRandomSubdirectory => "delete-random-subdirectory",
@@ -135,16 +142,18 @@ impl Action {
 
     /// Whether the action reads data the repository holds (packs, indexes,
     /// trees), so that damage to that data can make it fail. Deleting a
-    /// snapshot only removes a snapshot file.
+    /// snapshot only reads and removes snapshot files.
     pub fn reads_data(self) -> bool {
-        self.touches_repository() && self != Action::DeleteRandomSnapshot
+        self.touches_repository()
+            && !matches!(self, Action::DeleteRandomSnapshot | Action::ForgetSnapshots)
     }
 
     /// The seed's default weights: all 1, except the data-dir restore (and
-    /// the full repository check, which reads everything).
+    /// the full repository check, which reads everything), and the forget
+    /// by policy, which is not the seed's (its runs delete one at a time).
     pub fn default_weight(self) -> u32 {
         match self {
-            Action::RestoreIntoDataDir | Action::VerifyRepo => 0,
+            Action::RestoreIntoDataDir | Action::VerifyRepo | Action::ForgetSnapshots => 0,
             _ => 1,
         }
     }

@@ -36,7 +36,7 @@ use std::collections::BTreeSet;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::actions::Origin;
+use super::actions::{Action, Origin};
 use super::damage::{Damage, DataRef, Unreadable};
 use super::report::FaultReport;
 use super::store::{FailureKind, now_rfc3339};
@@ -118,6 +118,9 @@ fn can_cause(fault: FaultKind, incident: &Incident) -> bool {
     // A storage that lost a node answers late, or with errors of its own;
     // it never gives back other data.
     let degraded = fault == FaultKind::StopOsd;
+    // Forgets started at once race each other's deletes, and nothing else.
+    let forgets_raced = fault == FaultKind::ParallelForget
+        && incident.origin == Origin::Action(Action::ForgetSnapshots);
     let damage = fault.damages_data() && incident.origin.reads_data();
     match incident.kind {
         IncidentKind::Failure(
@@ -127,7 +130,7 @@ fn can_cause(fault: FaultKind, incident: &Incident) -> bool {
         IncidentKind::Failure(FailureKind::SnapshotLost) => false,
         IncidentKind::Failure(FailureKind::RestoreFailed | FailureKind::RepositoryCheck) => damage,
         IncidentKind::Error(ErrorClass::NotThrough) => transport || degraded,
-        IncidentKind::Error(ErrorClass::Raced) => gc,
+        IncidentKind::Error(ErrorClass::Raced) => gc || forgets_raced,
         IncidentKind::Error(ErrorClass::LockedOut) => locked_out,
         IncidentKind::Error(ErrorClass::Other) => damage || degraded,
         IncidentKind::Error(ErrorClass::Data) => damage,
@@ -285,8 +288,9 @@ impl FaultLedger {
         let window_end = match kind {
             _ if kind.damages_data() => None,
             FaultKind::RevokeClient if duration.is_none() => None,
-            // Until an `unlock` removes the lock (it ends the fault then).
-            FaultKind::StaleLock => None,
+            // Until an `unlock` removes the lock (it ends the fault then),
+            // until the last of the forgets it started ends.
+            FaultKind::StaleLock | FaultKind::ParallelForget => None,
             // The cut starts when the client's upload reaches it, at the latest
             // when the kill stops waiting, and lasts KILL_CUT.
             FaultKind::KillClient => Some(now + KILL_ARMED_FOR + KILL_CUT + TRANSIENT_SLACK),

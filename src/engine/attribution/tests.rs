@@ -260,6 +260,64 @@ fn a_stale_lock_explains_lock_waits_until_it_is_removed() {
     assert!(!ledger.damaged_data());
 }
 
+/// Forgets started at once (`parallel-forget`) explain a forget that raced
+/// another's delete, on any client, until the last of them ends; never a
+/// restore's race, an error about data, or a lost snapshot.
+#[test]
+fn forgets_at_once_explain_their_own_races_only() {
+    let ledger = FaultLedger::new(Instant::now());
+    let before = Instant::now();
+    let label = ledger.record(
+        FaultKind::ParallelForget,
+        "client-1, client-2",
+        None,
+        None,
+        None,
+    );
+    let forget = Action::ForgetSnapshots;
+    for client in [1, 2] {
+        assert_eq!(
+            explained(&ledger, &incident(client, forget, RACED, before)),
+            Some(label.clone())
+        );
+    }
+    let restore = Action::RestoreRandomSnapshot;
+    for (action, kind) in [
+        (restore, RACED),
+        (restore, RESTORE_FAILED),
+        (forget, DATA),
+        (forget, NOT_THROUGH),
+    ] {
+        assert_eq!(
+            explained(&ledger, &incident(1, action, kind, before)),
+            None,
+            "{action} {kind:?}"
+        );
+    }
+    let lost = Incident {
+        origin: Origin::FinalCheck,
+        ..incident(
+            1,
+            forget,
+            IncidentKind::Failure(FailureKind::SnapshotLost),
+            before,
+        )
+    };
+    assert_eq!(explained(&ledger, &lost), None);
+    ledger.ended(&label);
+    let long_after = Incident {
+        started: Instant::now() + TRANSIENT_SLACK + Duration::from_secs(1),
+        ended: Instant::now() + TRANSIENT_SLACK + Duration::from_secs(2),
+        ..incident(1, forget, RACED, before)
+    };
+    assert_eq!(
+        explained(&ledger, &long_after),
+        None,
+        "its forgets are over"
+    );
+    assert!(!ledger.damaged_data());
+}
+
 #[test]
 fn each_fault_gets_its_own_incidents_whatever_the_order() {
     for damage_first in [true, false] {

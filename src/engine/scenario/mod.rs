@@ -177,6 +177,21 @@ impl Scenario {
     pub fn options_for(&self, action: Action) -> &ActionOptions {
         self.action_options.get(&action).unwrap_or(&self.options)
     }
+
+    /// Whether a client may take `action` of its own accord (weighted above
+    /// zero, in the sequence, or in a client's script); a fault may still
+    /// queue it.
+    pub fn may_take(&self, action: Action) -> bool {
+        let planned = match &self.plan {
+            Plan::Weighted(weights) => weights.0.get(&action).is_some_and(|w| *w > 0),
+            Plan::Sequence(actions) => actions.contains(&action),
+        };
+        planned
+            || self
+                .clients
+                .iter()
+                .any(|script| script.steps.iter().any(|step| step.action == action))
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 use super::Scenario;
 
 /// The presets, by name, with their TOML text: the seed's, then the field's.
-pub const PRESETS: [(&str, &str); 12] = [
+pub const PRESETS: [(&str, &str); 13] = [
     (
         "randomized-small",
         include_str!("../../../assets/scenarios/randomized-small.toml"),
@@ -54,6 +54,10 @@ pub const PRESETS: [(&str, &str); 12] = [
     (
         "field/restic-3126-stale-lock-and-unlock",
         include_str!("../../../assets/scenarios/field/restic-3126-stale-lock-and-unlock.toml"),
+    ),
+    (
+        "field/rustic-1421-parallel-forget",
+        include_str!("../../../assets/scenarios/field/rustic-1421-parallel-forget.toml"),
     ),
 ];
 

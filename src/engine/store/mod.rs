@@ -429,9 +429,18 @@ impl MetadataStore {
 
     /// Records, durably, that a delete of the snapshot is about to be asked.
     pub fn mark_deleting(&self, client: ClientId, id: &str) -> Result<(), StoreError> {
+        self.mark_all_deleting(client, &[id.to_owned()])
+    }
+
+    /// [`MetadataStore::mark_deleting`] for several snapshots, in one write.
+    pub fn mark_all_deleting(
+        &self,
+        client: ClientId,
+        ids: &[SnapshotId],
+    ) -> Result<(), StoreError> {
         let mut state = self.state.lock().expect("state lock");
         let record = state.clients.entry(client).or_default();
-        if let Some(snapshot) = record.live.iter_mut().find(|s| s.id == id) {
+        for snapshot in record.live.iter_mut().filter(|s| ids.contains(&s.id)) {
             snapshot.deleting = true;
         }
         self.save(&state)
@@ -439,15 +448,24 @@ impl MetadataStore {
 
     /// Moves a snapshot from live to deleted; its fingerprint is no longer needed.
     pub fn mark_deleted(&self, client: ClientId, id: &str) -> Result<(), StoreError> {
+        self.mark_all_deleted(client, &[id.to_owned()])
+    }
+
+    /// [`MetadataStore::mark_deleted`] for several snapshots, in one write.
+    pub fn mark_all_deleted(&self, client: ClientId, ids: &[SnapshotId]) -> Result<(), StoreError> {
         let mut state = self.state.lock().expect("state lock");
         let record = state.clients.entry(client).or_default();
-        record.live.retain(|s| s.id != id);
-        if !record.deleted.iter().any(|d| d == id) {
-            record.deleted.push(id.to_owned());
+        record.live.retain(|s| !ids.contains(&s.id));
+        for id in ids {
+            if !record.deleted.contains(id) {
+                record.deleted.push(id.clone());
+            }
         }
         self.save(&state)?;
         drop(state);
-        let _ = fs::remove_file(self.layout.fingerprint(id));
+        for id in ids {
+            let _ = fs::remove_file(self.layout.fingerprint(id));
+        }
         Ok(())
     }
 
