@@ -229,6 +229,17 @@ impl Evidence {
         );
     }
 
+    /// Whether `user` has deleted a snapshot file since `since` (a forget
+    /// of its process has begun deleting).
+    pub fn deleted_snapshot_since(&self, user: &str, since: Instant) -> bool {
+        let log = self.log.lock().expect("evidence lock");
+        log.deleted
+            .iter()
+            .rev()
+            .take_while(|(at, _, _)| *at >= since)
+            .any(|(_, who, path)| who == user && path.contains("/snapshots/"))
+    }
+
     /// A snapshot file `user` asked for since `since` and the server did not
     /// have, because another user deleted it since then (the snapshot's id,
     /// and who): a forget that reads every snapshot raced that delete. The
@@ -310,6 +321,8 @@ mod tests {
             None,
             "client-2 missed nothing"
         );
+        assert!(evidence.deleted_snapshot_since("client-2", before));
+        assert!(!evidence.deleted_snapshot_since("client-1", before));
         std::thread::sleep(Duration::from_millis(2));
         assert_eq!(
             evidence.snapshot_deleted_under("client-1", Instant::now()),

@@ -6,6 +6,7 @@
 //! attribution works as for rustic_core clients.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -41,6 +42,9 @@ pub struct SnapshotJson {
     #[serde(default)]
     pub paths: Vec<String>,
 }
+
+/// How often a forget looks whether its process has begun deleting.
+const DELETE_WATCH: Duration = Duration::from_millis(5);
 
 /// One group of `restic forget --json`: the snapshots it removed (`null`
 /// when none).
@@ -350,32 +354,48 @@ impl Snapshotter for ResticClient {
     }
 
     /// `restic forget --host HOST --keep-last 1`: restic reads every
-    /// snapshot the repository lists to choose, under its exclusive lock
-    /// (it cannot say when it begins deleting: the next forget may go as
-    /// it starts).
+    /// snapshot the repository lists to choose, under its exclusive lock.
+    /// It begins deleting when the proxy sees its first snapshot `DELETE`.
     fn forget_all_but_newest(
         &self,
         client: ClientId,
         deleting: &(dyn Fn() + Sync),
     ) -> BackendResult<Vec<SnapshotId>> {
         let connected = self.connected(client)?;
-        deleting();
-        let output = self.restic(
-            &connected,
-            "forget",
-            &[
-                "--json",
-                "--host",
-                &self.host,
-                "--tag",
-                "snapstorm",
-                "--group-by",
-                "host",
-                "--keep-last",
-                "1",
-            ],
-            None,
-        )?;
+        let started = Instant::now();
+        let over = AtomicBool::new(false);
+        let output = std::thread::scope(|scope| {
+            scope.spawn(|| {
+                while !over.load(Ordering::SeqCst) {
+                    if self
+                        .evidence
+                        .deleted_snapshot_since(&connected.user, started)
+                    {
+                        deleting();
+                        return;
+                    }
+                    std::thread::sleep(DELETE_WATCH);
+                }
+            });
+            let output = self.restic(
+                &connected,
+                "forget",
+                &[
+                    "--json",
+                    "--host",
+                    &self.host,
+                    "--tag",
+                    "snapstorm",
+                    "--group-by",
+                    "host",
+                    "--keep-last",
+                    "1",
+                ],
+                None,
+            );
+            over.store(true, Ordering::SeqCst);
+            output
+        })?;
         forgotten(&output.stdout).map_err(|error| {
             BackendError::failed(format!("restic forget --json: not its output ({error})"))
         })
