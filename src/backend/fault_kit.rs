@@ -306,9 +306,10 @@ impl FaultKit {
         })
     }
 
-    /// `parallel-forget`: every running client forgets by policy next,
-    /// all of them started at once (the engine holds each until the
-    /// others come); the fault ends when the last forget does.
+    /// `parallel-forget`: every running client forgets by policy next, the
+    /// forgets overlapping (the engine holds each until all have come, then
+    /// lets them go in turn as the one before begins deleting); the fault
+    /// ends when the last forget does.
     pub fn forget_together(
         &self,
         spec: &FaultSpec,

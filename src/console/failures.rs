@@ -46,7 +46,7 @@ fn item<'a>(app: &App, failure: &Failure, width: usize, selected: bool) -> Vec<L
     let snapshot = failure
         .snapshot
         .as_deref()
-        .map(format::short_id)
+        .map(crate::engine::damage::short_id)
         .unwrap_or("-");
     let why = match &failure.explained_by {
         Some(fault) => format!("expected: {fault}"),

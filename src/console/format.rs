@@ -114,11 +114,6 @@ pub fn progress(view: &ProgressView) -> String {
     parts.join(" ")
 }
 
-/// The first eight characters of a snapshot id, as restic shows them.
-pub fn short_id(id: &str) -> &str {
-    &id[..id.len().min(8)]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,7 +124,10 @@ mod tests {
         assert_eq!(millis(1234), "1.2s");
         assert_eq!(millis(123_000), "2m03s");
         assert_eq!(clock(Duration::from_secs(3723)), "01:02:03");
-        assert_eq!(short_id("0123456789abcdef"), "01234567");
+        assert_eq!(
+            crate::engine::damage::short_id("0123456789abcdef"),
+            "01234567"
+        );
         assert_eq!(pad("⚡", 3), "⚡ ", "⚡ takes two cells");
         assert_eq!(pad("✓", 3), "✓  ");
         assert_eq!(fit("restore-random-snapshot", 8), "restore…");

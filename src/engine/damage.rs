@@ -24,15 +24,15 @@ pub enum DataRef {
 impl fmt::Display for DataRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DataRef::Pack(id) => write!(f, "pack {}", short(id)),
-            DataRef::Blob(id) => write!(f, "blob {}", short(id)),
+            DataRef::Pack(id) => write!(f, "pack {}", short_id(id)),
+            DataRef::Blob(id) => write!(f, "blob {}", short_id(id)),
             DataRef::File(path) => write!(f, "file {path}"),
         }
     }
 }
 
 /// The first 8 hex digits, as restic and rustic show ids.
-fn short(id: &str) -> &str {
+pub fn short_id(id: &str) -> &str {
     id.get(..8).unwrap_or(id)
 }
 

@@ -409,10 +409,10 @@ pub trait FaultHost: Send + Sync {
     /// did it (`None`: the backend cannot tell). Until then, incidents that
     /// it could explain wait for it.
     fn fault_damaged(&self, label: &str, damage: Option<Damage>);
-    /// Makes the next `forget-snapshots` of each of `clients` start at
-    /// once, as two hosts' commands started together do: each waits there
-    /// for the others (for a while). When all of them are done, the fault
-    /// labelled `label` ends.
+    /// Makes the next `forget-snapshots` of each of `clients` overlap: each
+    /// waits there until all have come, then they go in turn, each as the
+    /// one before begins deleting (every wait capped). When all of them are
+    /// done, the fault labelled `label` ends.
     fn start_together(&self, label: &str, clients: &[ClientId]);
     /// Garbage-collects on the server, counted with every other GC.
     fn run_gc(&self, options: &GcOptions) -> BackendResult<GcDone>;

@@ -22,6 +22,7 @@ use rustic_core::RusticError;
 
 use super::evidence::Evidence;
 use crate::engine::brief::brief;
+use crate::engine::damage::short_id;
 use crate::engine::traits::BackendError;
 
 /// What the call was, for the evidence: whose requests, since when.
@@ -46,7 +47,7 @@ impl CallContext<'_> {
         {
             return BackendError::Raced(format!(
                 "{by} deleted snapshot {} while this call read it: {text}",
-                &snapshot[..snapshot.len().min(8)]
+                short_id(&snapshot)
             ));
         }
         if let Some(found) = typed(error) {

@@ -14,7 +14,7 @@ pub(super) fn made_by(record: &crate::engine::record::ActionRecord) -> Option<St
     let snapshot = record
         .snapshot
         .as_deref()
-        .map(|id| crate::console::format::short_id(id).to_owned());
+        .map(|id| crate::engine::damage::short_id(id).to_owned());
     match record.action {
         // The snapshot it made, restored or deleted: its id says which.
         Action::SnapshotRoot | Action::RestoreRandomSnapshot | Action::DeleteRandomSnapshot => {
