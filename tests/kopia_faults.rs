@@ -90,13 +90,14 @@ fn network_and_server_restart_on_kopia_are_survived_and_every_error_explained() 
             "server-restart@35s:8s",
         ],
     );
-    assert_eq!(code, 0, "{err}");
+    let unexpected = common::unexpected_failures(&report);
+    assert_eq!(code, 0, "unexpected:\n{unexpected}\n{err}");
     for kind in ["network", "server-restart"] {
         let fault = fault(&report, kind);
         assert_eq!(fault["injected"], true, "{fault}");
         assert_eq!(fault["detected"], true, "{kind} disturbed nobody: {fault}");
     }
-    assert_eq!(report["totals"]["unexpected_failures"], 0);
+    assert_eq!(report["totals"]["unexpected_failures"], 0, "{unexpected}");
     assert_every_error_explained(&dir.path().join("state"));
     // The clients came back: snapshots were verified after the restart.
     let verified = report["totals"]["restores_verified"].as_u64().unwrap();
@@ -130,8 +131,9 @@ fn data_faults_a_kill_and_a_revoke_on_kopia_are_detected_and_explain_by_cause() 
             "empty-pack@45s",
         ],
     );
-    assert_eq!(code, 0, "{err}");
-    assert_eq!(report["totals"]["unexpected_failures"], 0);
+    let unexpected = common::unexpected_failures(&report);
+    assert_eq!(code, 0, "unexpected:\n{unexpected}\n{err}");
+    assert_eq!(report["totals"]["unexpected_failures"], 0, "{unexpected}");
     assert_every_error_explained(&dir.path().join("state"));
     for kind in ["corrupt-pack", "delete-pack", "truncate-pack", "empty-pack"] {
         let fault = fault(&report, kind);

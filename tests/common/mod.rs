@@ -760,6 +760,32 @@ pub fn snapstorm_run_env(
     (code, out, err, json)
 }
 
+/// The report's unexpected failures, one line each with the evidence
+/// (what could not be read, the attribution's note): put first in an
+/// assertion's message so a truncated log still says why a run failed.
+pub fn unexpected_failures(report: &serde_json::Value) -> String {
+    report["failures"]
+        .as_array()
+        .map(|failures| {
+            failures
+                .iter()
+                .filter(|f| f["unexpected"] == true)
+                .map(|f| {
+                    format!(
+                        "{} {} {}: {} | unreadable {} | {}\n",
+                        f["client"],
+                        f["action"],
+                        f["snapshot"],
+                        f["summary"],
+                        f["unreadable"],
+                        f["details"]
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Runs once more on `state` with `clients` clients, each first restoring
 /// and verifying every snapshot it inherits; asserts exit 0, no failure and
 /// every inherited snapshot verified. Returns the report.
