@@ -147,6 +147,66 @@ fn a_replay_runs_every_client_s_recorded_actions_with_the_same_options() {
     );
 }
 
+/// The recorded schedule keeps the time between starts, not only their
+/// order: each action and the fault start no sooner after the start before
+/// them than their `at-ms`/`at` say (order alone would start each the
+/// moment the one before had started). Through the binary and the real
+/// embedded backend; a lower bound only, so a slow machine cannot fail it.
+#[test]
+fn the_recorded_schedule_keeps_the_gaps_between_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("gaps.toml");
+    std::fs::write(
+        &scenario,
+        r#"description = "three starts a second apart, then a fault"
+seed = 3
+schedule = "recorded"
+[[clients]]
+sequence = [
+  { action = "write-random-files", seq = 0, order = 0, at-ms = 500 },
+  { action = "snapshot-root", seq = 1, order = 2, at-ms = 2500 },
+]
+[[clients]]
+sequence = [{ action = "write-random-files", seq = 0, order = 1, at-ms = 1500 }]
+[[faults]]
+kind = "network"
+at = "3500ms"
+duration = "1s"
+after = 3
+"#,
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let (code, _, stderr) = snapstorm(&[
+        "run",
+        "--scenario",
+        scenario.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let mut starts: Vec<(u64, u64)> = read_trace(&StateLayout::new(&state).trace())
+        .unwrap()
+        .into_iter()
+        .filter_map(|line| match line {
+            TraceLine::Action(a) if !a.final_check => Some((a.order, a.at_ms)),
+            TraceLine::Fault(f) => Some((f.order, f.at_ms)),
+            _ => None,
+        })
+        .collect();
+    starts.sort();
+    assert_eq!(starts.len(), 4, "{starts:?}");
+    // Clocked from the place's start to the engine's stamp: a few ms of slack.
+    let slack = 100;
+    for pair in starts.windows(2) {
+        let gap = pair[1].1 - pair[0].1;
+        assert!(
+            gap + slack >= 1000,
+            "{pair:?} of {starts:?}: {gap} ms apart"
+        );
+    }
+}
+
 #[test]
 fn a_state_dir_with_no_recorded_failure_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -421,6 +481,7 @@ fn step(action: Action, seq: u64, order: u64) -> ScriptStep {
         action,
         seq,
         order: Some(order),
+        at_ms: None,
     }
 }
 

@@ -29,7 +29,8 @@ pub struct ReplayArgs {
     pub tries: u32,
 
     /// free: every client runs its actions back to back, faults at their
-    /// times; recorded: actions and faults start in the recorded order.
+    /// times; order: actions and faults start in the recorded order;
+    /// recorded: in that order, each as long after the start before it as recorded.
     #[arg(long, value_enum, default_value_t = Schedule::Free)]
     pub schedule: Schedule,
 
@@ -62,7 +63,9 @@ pub struct ShrinkArgs {
     pub budget: Duration,
 
     /// recorded (default): candidates start actions and faults in the recorded
-    /// order, which keeps a race when actions around it are left out; free: as fast as they go.
+    /// order, each as long after the start before it as recorded, which keeps
+    /// a race when actions around it are left out; order: the order alone;
+    /// free: as fast as they go.
     #[arg(long, value_enum, default_value_t = Schedule::Recorded)]
     pub schedule: Schedule,
 
@@ -441,7 +444,7 @@ pub fn shrink_run(args: ShrinkArgs) -> anyhow::Result<ExitCode> {
             if args.tries == 1 { "y" } else { "ies" },
             match args.schedule {
                 Schedule::Free => "recorded",
-                Schedule::Recorded => "free",
+                Schedule::Order | Schedule::Recorded => "free",
             }
         );
         return Ok(ExitCode::from(EXIT_FAILURES));

@@ -193,6 +193,7 @@ impl Recording {
                         action: record.action,
                         seq,
                         order: Some(record.order),
+                        at_ms: Some(record.at_ms),
                     });
                 }
                 TraceLine::Fault(fault) if fault.run == run => fault_lines.push((**fault).clone()),

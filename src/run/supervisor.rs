@@ -21,7 +21,7 @@ use super::clients::Connected;
 use crate::engine::actions::Action;
 use crate::engine::exec::Engine;
 use crate::engine::report::Report;
-use crate::engine::scenario::{Scenario, Schedule};
+use crate::engine::scenario::Scenario;
 use crate::engine::store::now_rfc3339;
 use crate::engine::trace::RunStartLine;
 use crate::engine::traits::{BackendError, ClientId, FaultInjector};
@@ -159,11 +159,24 @@ pub(super) async fn supervise(
 }
 
 /// For fixed per-client sequences on the recorded schedule: the gate that
-/// lets each action and fault start in its recorded place.
+/// lets each action and fault start in its recorded place (and, keeping
+/// the gaps, no sooner after the start before it than recorded: a step's
+/// `at-ms`, a fault's `at`).
 fn recorded_gate(scenario: &Scenario, plan: &[FaultSpec]) -> Option<Arc<Gate>> {
-    let recorded = !scenario.clients.is_empty() && scenario.schedule == Schedule::Recorded;
-    recorded.then(|| {
-        let gate = Gate::default();
+    let paced = !scenario.clients.is_empty() && scenario.schedule.keeps_order();
+    paced.then(|| {
+        let mut recorded_at: BTreeMap<u64, u64> = BTreeMap::new();
+        if scenario.schedule.keeps_gaps() {
+            let steps = scenario.clients.iter().flat_map(|c| &c.steps);
+            recorded_at.extend(steps.filter_map(|s| Some((s.order?, s.at_ms?))));
+            recorded_at.extend(plan.iter().filter_map(|f| {
+                Some((
+                    f.after?,
+                    u64::try_from(f.at.as_millis()).unwrap_or(u64::MAX),
+                ))
+            }));
+        }
+        let gate = Gate::with_gaps(recorded_at);
         let places: std::collections::BTreeSet<u64> = scenario
             .clients
             .iter()

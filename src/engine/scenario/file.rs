@@ -187,6 +187,7 @@ impl Scenario {
                         action,
                         seq: position as u64,
                         order: None,
+                        at_ms: None,
                     },
                     StepEntry::Step(step) => step,
                 })
@@ -198,8 +199,8 @@ impl Scenario {
             });
         }
         let schedule = file.schedule.unwrap_or_default();
-        if schedule == Schedule::Recorded {
-            check_recorded_orders(&clients, &faults).map_err(invalid)?;
+        if schedule.keeps_order() {
+            check_recorded_orders(schedule, &clients, &faults).map_err(invalid)?;
         } else if let Some(fault) = faults.iter().find(|f| f.after.is_some()) {
             return Err(invalid(format!(
                 "{fault}: `after` places a fault on the recorded schedule, and this scenario's schedule is free; give `schedule = \"recorded\"` or drop `after`"
@@ -288,9 +289,13 @@ impl Scenario {
                     .order
                     .map(|o| format!(", order = {o}"))
                     .unwrap_or_default();
+                let at = step
+                    .at_ms
+                    .map(|ms| format!(", at-ms = {ms}"))
+                    .unwrap_or_default();
                 let _ = writeln!(
                     out,
-                    "  {{ action = {}, seq = {}{order} }},",
+                    "  {{ action = {}, seq = {}{order}{at} }},",
                     quoted(step.action.name()),
                     step.seq
                 );
@@ -308,9 +313,16 @@ impl Scenario {
 
 /// On the recorded schedule every step needs its `order` and every fault
 /// its `after`, each place taken once.
-fn check_recorded_orders(clients: &[ClientScript], faults: &[FaultSpec]) -> Result<(), String> {
+fn check_recorded_orders(
+    schedule: Schedule,
+    clients: &[ClientScript],
+    faults: &[FaultSpec],
+) -> Result<(), String> {
     if clients.is_empty() {
-        return Err("`schedule = \"recorded\"` paces `[[clients]]` sequences; give them".into());
+        return Err(format!(
+            "`schedule = \"{}\"` paces `[[clients]]` sequences; give them",
+            schedule.name()
+        ));
     }
     let mut seen = std::collections::BTreeSet::new();
     for (index, client) in clients.iter().enumerate() {

@@ -27,12 +27,12 @@
 //! ```toml
 //! description = "two clients, each its own actions"
 //! seed = 42              # the seed their inputs are drawn from (unless --seed)
-//! schedule = "recorded"  # start actions and faults in `order` (default "free")
+//! schedule = "recorded"  # start in `order`, each `at-ms` apart as recorded (default "free")
 //! [[clients]]            # client-1
 //! draws-as = 2           # draw inputs as client-2 did (default: its own number)
 //! sequence = [
-//!   { action = "write-random-files", seq = 0, order = 0 },
-//!   { action = "snapshot-root", seq = 3, order = 2 },
+//!   { action = "write-random-files", seq = 0, order = 0, at-ms = 0 },
+//!   { action = "snapshot-root", seq = 3, order = 2, at-ms = 1480 },
 //! ]
 //! [[clients]]            # client-2: plain names draw as positions 0, 1, …
 //! sequence = ["run-gc"]
@@ -111,7 +111,12 @@ pub enum Schedule {
     #[default]
     Free,
     /// Actions and faults start in their recorded `order`: each waits until
-    /// everything before it has started. Makes most races reproducible.
+    /// everything before it has started, and no longer.
+    Order,
+    /// In their recorded `order`, and each no sooner after the start before
+    /// it than in the recording (`at-ms`): a prune that began 3 s after a
+    /// snapshot began does so again, whatever was left out between them.
+    /// A step without `at-ms` keeps only its order.
     Recorded,
 }
 
@@ -119,8 +124,19 @@ impl Schedule {
     pub fn name(self) -> &'static str {
         match self {
             Schedule::Free => "free",
+            Schedule::Order => "order",
             Schedule::Recorded => "recorded",
         }
+    }
+
+    /// Whether steps and faults wait for their place (`order`, `after`).
+    pub fn keeps_order(self) -> bool {
+        self != Schedule::Free
+    }
+
+    /// Whether a place also waits out its recorded gap to the one before.
+    pub fn keeps_gaps(self) -> bool {
+        self == Schedule::Recorded
     }
 }
 
@@ -136,6 +152,10 @@ pub struct ScriptStep {
     /// Its place in the recorded order in which actions and faults start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order: Option<u64>,
+    /// When it started in the recording, in ms on the run's clock (as the
+    /// trace's `at_ms`): the recorded schedule keeps the gaps between starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_ms: Option<u64>,
 }
 
 /// One client's fixed sequence.

@@ -65,7 +65,7 @@ repeat-action = 2
 draws-as = 3
 sequence = [
   { action = "write-random-files", seq = 4, order = 0 },
-  { action = "snapshot-root", seq = 7, order = 2 },
+  { action = "snapshot-root", seq = 7, order = 2, at-ms = 1480 },
 ]
 [[clients]]
 sequence = [{ action = "run-gc", seq = 0, order = 1 }]
@@ -87,7 +87,8 @@ after = 3
         ScriptStep {
             action: Action::SnapshotRoot,
             seq: 7,
-            order: Some(2)
+            order: Some(2),
+            at_ms: Some(1480),
         }
     );
     assert_eq!(scenario.faults[0].after, Some(3));
@@ -132,6 +133,12 @@ fn per_client_sequences_are_checked() {
         err,
         "x.toml: client 1: on the recorded schedule every step needs its `order`, and `run-gc` has none"
     );
+    // The order alone is paced as strictly.
+    let order_only = unordered.replace("\"recorded\"", "\"order\"");
+    let err = Scenario::parse("x", &order_only, "x.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("every step needs its `order`"), "{err}");
     let twice = "description = \"d\"\nschedule = \"recorded\"\n[[clients]]\nsequence = [{ action = \"run-gc\", seq = 0, order = 1 }, { action = \"run-gc\", seq = 1, order = 1 }]\n";
     let err = Scenario::parse("x", twice, "x.toml")
         .unwrap_err()
