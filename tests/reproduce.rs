@@ -95,6 +95,7 @@ fn a_replay_runs_every_client_s_recorded_actions_with_the_same_options() {
             replayed.clone(),
             snapstorm::backend::location::RepositoryLocation::Embedded,
             stop,
+            &[],
         ))
         .unwrap();
     assert_eq!(report.totals.actions, 16, "{report:?}");
@@ -144,6 +145,67 @@ fn a_replay_runs_every_client_s_recorded_actions_with_the_same_options() {
         disk_state(&recorded),
         before,
         "the recorded state dir is only read"
+    );
+}
+
+/// A try that found what it was looking for stops there: the shrink does
+/// not wait out the rest of a candidate that has already failed. Through
+/// the real embedded backend: one snapshot, a pack of it corrupted, the
+/// repository check (which reads every pack) fails, explained by the
+/// fault; the twenty writes after it do not all run, and the report has
+/// the failure.
+#[test]
+fn a_run_stops_at_the_first_failure_of_a_kind_it_looks_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let writes: Vec<String> = (3..23)
+        .map(|n| {
+            let order = n + 1;
+            format!("{{ action = \"write-random-files\", seq = {n}, order = {order} }}")
+        })
+        .collect();
+    let text = format!(
+        r#"description = "a check of a corrupted repository, then many writes"
+seed = 5
+schedule = "order"
+[[clients]]
+sequence = [
+  {{ action = "write-random-files", seq = 0, order = 0 }},
+  {{ action = "snapshot-root", seq = 1, order = 1 }},
+  {{ action = "verify-repo", seq = 2, order = 3 }},
+  {}
+]
+[[faults]]
+kind = "corrupt-pack"
+at = "1s"
+after = 2
+"#,
+        writes.join(",\n  ")
+    );
+    let scenario = Scenario::parse("x", &text, "x.toml").unwrap();
+    let looked_for = Signature {
+        kind: FailureKind::RepositoryCheck,
+        explained_by: Some(FaultKind::CorruptPack),
+    };
+    let (_tx, stop) = tokio::sync::watch::channel(false);
+    let report = runtime()
+        .block_on(run_scenario(
+            scenario,
+            dir.path().join("state"),
+            snapstorm::backend::location::RepositoryLocation::Embedded,
+            stop,
+            &[looked_for],
+        ))
+        .unwrap();
+    let found = found_in(&report, &Scenario::parse("x", &text, "x.toml").unwrap());
+    assert!(
+        found.iter().any(|f| f.signature == looked_for),
+        "{:#?}",
+        report.failures
+    );
+    assert!(
+        report.totals.actions < 23,
+        "stopped after the failure: {} actions",
+        report.totals.actions
     );
 }
 

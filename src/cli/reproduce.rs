@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use super::{EXIT_ABORTED, EXIT_FAILURES, EXIT_OK, RepositoryArgs, UsageError};
 use crate::backend::location::RepositoryLocation;
 use crate::engine::scenario::{Scenario, Schedule};
-use crate::reproduce::replay::{Found, Recording, ReplayError, found_in, run_scenario};
+use crate::reproduce::replay::{Found, Recording, ReplayError, Signature, found_in, run_scenario};
 use crate::reproduce::shrink::{Ended, Progress, ShrinkConfig, Size, shell_word, shrink};
 use crate::run::launch::LaunchError;
 
@@ -259,6 +259,8 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             dir.clone(),
             location.clone(),
             interrupts.stop.clone(),
+            // A replay's try runs whole: its state dir is the evidence.
+            &[],
         )) else {
             return Ok(interrupts.abort());
         };
@@ -348,6 +350,9 @@ pub fn shrink_run(args: ShrinkArgs) -> anyhow::Result<ExitCode> {
         budget: args.budget,
         schedule: args.schedule,
     };
+    // A candidate's try stops at the first failure the shrink looks for:
+    // the rest of the run could not make it pass.
+    let looked_for: Vec<Signature> = recording.targets.iter().map(|t| t.signature).collect();
     let mut runner = |scenario: &Scenario| {
         let dir = fresh_dir(&into, "snapstorm-shrink-").ok()?;
         let report = match try_repository(&repository, &dir) {
@@ -356,6 +361,7 @@ pub fn shrink_run(args: ShrinkArgs) -> anyhow::Result<ExitCode> {
                 dir.clone(),
                 location,
                 interrupts.stop.clone(),
+                &looked_for,
             )),
             Err(error) => Some(Err(LaunchError::Setup(error.to_string()))),
         };

@@ -14,12 +14,12 @@ use crate::backend::location::RepositoryLocation;
 use crate::engine::actions::Origin;
 use crate::engine::report::{FailureReport, Report};
 use crate::engine::scenario::{ClientScript, Scenario, Schedule, ScriptStep};
-use crate::engine::store::{FailureKind, State, StateLayout};
+use crate::engine::store::{Failure, FailureKind, State, StateLayout};
 use crate::engine::trace::{FaultLine, RunStartLine, TraceLine, read_trace};
 use crate::engine::traits::ClientId;
 use crate::faults::{FaultKind, FaultSpec};
 use crate::run::launch::{LaunchError, RunSpec, launch};
-use crate::run::{Command, RunHandle};
+use crate::run::{Command, Event, RunHandle};
 
 /// A state dir that cannot be replayed; the text names the problem and the fix.
 #[derive(Debug, thiserror::Error)]
@@ -384,12 +384,15 @@ pub fn found_in(report: &Report, scenario: &Scenario) -> Vec<Found> {
 /// Runs `scenario` (fixed per-client sequences) on the embedded backend in
 /// `state_dir`, a fresh directory, with its repository at `repository` (a
 /// fresh one), until every sequence is done; `stop` ends it early (the
-/// report then covers what ran).
+/// report then covers what ran), and so does a failure of a kind in
+/// `enough` (none: the run goes to its end): the run then winds down as
+/// on a stop, its final checks included, and its report has that failure.
 pub async fn run_scenario(
     scenario: Scenario,
     state_dir: PathBuf,
     repository: RepositoryLocation,
     stop: tokio::sync::watch::Receiver<bool>,
+    enough: &[Signature],
 ) -> Result<Report, LaunchError> {
     let seed = scenario.seed.unwrap_or_default();
     let mut spec = RunSpec::new(scenario.clone(), state_dir, seed);
@@ -403,7 +406,32 @@ pub async fn run_scenario(
         ..
     } = launch(spec).await?;
     let mut stop = stop;
-    let drain = async { while events.recv().await.is_some() {} };
+    let drain = async {
+        let mut faults: BTreeMap<String, FaultKind> = BTreeMap::new();
+        let mut asked = false;
+        while let Some(event) = events.recv().await {
+            let failures = match &event {
+                Event::FaultInjected(injected) => {
+                    faults.insert(injected.label.clone(), injected.kind);
+                    continue;
+                }
+                Event::ActionFinished(record) => &record.failures,
+                Event::Failures(failures) => failures,
+                _ => continue,
+            };
+            let signature = |failure: &Failure| Signature {
+                kind: failure.kind,
+                explained_by: failure
+                    .explained_by
+                    .as_ref()
+                    .and_then(|label| faults.get(label).copied()),
+            };
+            if !asked && failures.iter().any(|f| enough.contains(&signature(f))) {
+                asked = true;
+                let _ = commands.send(Command::Shutdown);
+            }
+        }
+    };
     let watch_stop = async {
         // A dropped sender asks nothing: the run goes on.
         if stop.wait_for(|stop| *stop).await.is_ok() {

@@ -8,8 +8,9 @@
 //! after a snapshot began would start the moment it began, before the
 //! snapshot had written anything. So a place with a recorded start
 //! (`at_ms`) also waits until as long after the start before it as in the
-//! recording. It never waits less; where this machine is slower and a
-//! place's turn comes late, it goes at once.
+//! recording, the gap stretched by how much slower the run is going than
+//! the recording did (never shrunk: a faster machine keeps the recorded
+//! gaps). A place whose turn comes late goes at once.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
@@ -28,9 +29,38 @@ pub struct Gate {
     /// Each place's recorded start, in ms on the recorded run's clock; empty
     /// when only the order is kept.
     recorded_at: BTreeMap<u64, u64>,
-    /// The last place with a recorded start to start here: that start as
-    /// recorded, and when it was here.
-    last_start: Mutex<Option<(u64, Instant)>>,
+    /// The first and the last places with a recorded start to start here.
+    starts: Mutex<Option<Starts>>,
+}
+
+/// A place's start: as recorded (ms on the recorded run's clock) and here.
+#[derive(Debug, Clone, Copy)]
+struct Start {
+    recorded_ms: u64,
+    here: Instant,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Starts {
+    first: Start,
+    last: Start,
+}
+
+/// How much of the recording must have been replayed before its pace is
+/// trusted: over a shorter stretch one slow start would stretch every gap.
+const PACE_AFTER: Duration = Duration::from_secs(1);
+
+impl Starts {
+    /// How many times slower than recorded the starts so far came (at
+    /// least 1).
+    fn pace(&self) -> f64 {
+        let recorded = Duration::from_millis(self.last.recorded_ms - self.first.recorded_ms);
+        if recorded < PACE_AFTER {
+            return 1.0;
+        }
+        let here = self.last.here - self.first.here;
+        (here.as_secs_f64() / recorded.as_secs_f64()).max(1.0)
+    }
 }
 
 impl Default for Gate {
@@ -47,7 +77,7 @@ impl Gate {
             next: watch::Sender::new(0),
             given_up: Mutex::new(BTreeSet::new()),
             recorded_at,
-            last_start: Mutex::new(None),
+            starts: Mutex::new(None),
         }
     }
 
@@ -63,17 +93,33 @@ impl Gate {
     }
 
     /// When `order` may start, once it is its turn: as long after the last
-    /// start as in the recording.
+    /// start as in the recording, at the pace of the run so far.
     fn due(&self, order: u64) -> Option<Instant> {
         let at = *self.recorded_at.get(&order)?;
-        let (before_at, before_here) = (*self.last_start.lock().expect("gate lock"))?;
-        Some(before_here + Duration::from_millis(at.saturating_sub(before_at)))
+        let starts = (*self.starts.lock().expect("gate lock"))?;
+        let gap = Duration::from_millis(at.saturating_sub(starts.last.recorded_ms));
+        Some(starts.last.here + gap.mul_f64(starts.pace()))
     }
 
     /// `order` starts now: the places after it may go.
     pub fn started(&self, order: u64) {
-        if let Some(&at) = self.recorded_at.get(&order) {
-            *self.last_start.lock().expect("gate lock") = Some((at, Instant::now()));
+        if let Some(&recorded_ms) = self.recorded_at.get(&order) {
+            let now = Start {
+                recorded_ms,
+                here: Instant::now(),
+            };
+            let mut starts = self.starts.lock().expect("gate lock");
+            *starts = Some(match *starts {
+                // Places start in order, so recorded starts only grow.
+                Some(Starts { first, last }) if now.recorded_ms >= last.recorded_ms => {
+                    Starts { first, last: now }
+                }
+                Some(starts) => starts,
+                None => Starts {
+                    first: now,
+                    last: now,
+                },
+            });
         }
         let given_up = self.given_up.lock().expect("gate lock");
         self.next.send_modify(|next| {
@@ -132,19 +178,21 @@ mod tests {
         let first = Instant::now();
         gate.wait_turn(0).await;
         gate.started(0);
-        let zero = gate.last_start.lock().unwrap().unwrap().1;
+        let last = || gate.starts.lock().unwrap().unwrap().last.here;
+        let zero = last();
         assert!(zero >= first);
         assert_eq!(gate.due(1), Some(zero + Duration::from_millis(300)));
         gate.wait_turn(1).await;
         assert!(Instant::now() >= zero + Duration::from_millis(300));
         gate.started(1);
-        let one = gate.last_start.lock().unwrap().unwrap().1;
+        let one = last();
         assert_eq!(gate.due(2), Some(one), "started together: no gap");
         gate.started(2);
-        let two = gate.last_start.lock().unwrap().unwrap().1;
+        let two = last();
         assert_eq!(gate.due(3), None, "no recorded start: order only");
         gate.started(3);
         // Measured from the last recorded start (2), not from 3.
+        // The 300 ms recorded so far are too few to judge the pace by.
         assert_eq!(gate.due(4), Some(two + Duration::from_millis(600)));
         // A turn that comes after its due time goes at once.
         tokio::time::sleep_until((two + Duration::from_millis(600)).into()).await;
@@ -156,6 +204,28 @@ mod tests {
         let gate = Gate::default();
         gate.started(0);
         assert_eq!(gate.due(1), None);
-        assert!(gate.last_start.lock().unwrap().is_none());
+        assert!(gate.starts.lock().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_run_slower_than_the_recording_stretches_the_gaps_and_a_faster_one_keeps_them() {
+        let gate = Gate::with_gaps(BTreeMap::from([(5, 4000)]));
+        let t = Instant::now();
+        let start = |recorded_ms, after_ms| Start {
+            recorded_ms,
+            here: t + Duration::from_millis(after_ms),
+        };
+        // 2 s recorded took 4 s here: twice as slow, so the next 1 s is 2 s.
+        *gate.starts.lock().unwrap() = Some(Starts {
+            first: start(1000, 0),
+            last: start(3000, 4000),
+        });
+        assert_eq!(gate.due(5), Some(t + Duration::from_millis(6000)));
+        // 2 s recorded took 1 s here: the recorded gap, not half of it.
+        *gate.starts.lock().unwrap() = Some(Starts {
+            first: start(1000, 0),
+            last: start(3000, 1000),
+        });
+        assert_eq!(gate.due(5), Some(t + Duration::from_millis(2000)));
     }
 }
