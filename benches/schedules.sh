@@ -17,7 +17,12 @@
 #   BUDGET      the shrink's --budget (default 10m)
 #   SCHEDULES   the schedules compared (default "order recorded free")
 #   SHRINK_ON   the shrink's --schedule (default recorded)
-#   WORK        where to keep everything (default: a fresh temp dir, kept)
+#   WORK        where to keep everything, an empty or new directory
+#               (default: a fresh temp dir, kept)
+#
+# The replay rows count tries that found the recording's kind of failure
+# (as `snapstorm replay` does); the shrunk scenario's rows count runs that
+# failed at all (exit 1 with --strict, as docs/findings.md runs it).
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -32,11 +37,13 @@ WORK="${WORK:-$(mktemp -d /tmp/snapstorm-schedules.XXXXXX)}"
 
 [ -x "$SNAPSTORM" ] || { echo "schedules.sh: no binary at $SNAPSTORM: run cargo build --release first" >&2; exit 2; }
 mkdir -p "$WORK"
+[ -z "$(ls -A "$WORK")" ] || { echo "schedules.sh: $WORK is not empty: its state dirs would be run on again; give an empty WORK" >&2; exit 2; }
 cd "$WORK"
 echo "$(date -u +%F): $(nproc) cores; work in $WORK" >&2
 
 # shellcheck disable=SC2086 # RECORD is a list of arguments
 "$SNAPSTORM" run $RECORD --state-dir gc-run --report record.json > record.out 2> record.err || true
+[ -f record.json ] || { echo "schedules.sh: the recorded run wrote no report:" >&2; tail -3 record.err >&2; exit 1; }
 failures=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["totals"]["verification_failures"])' record.json)
 [ "$failures" -gt 0 ] || {
   echo "schedules.sh: the recorded run found no failure: nothing to replay; try another RECORD" >&2
@@ -61,15 +68,14 @@ set +e
 code=$?
 set -e
 [ -f minimal.toml ] || { echo "schedules.sh: the shrink wrote nothing (exit $code):" >&2; tail -3 shrink.err >&2; exit 1; }
-actions=$(grep -c '{ action = ' minimal.toml)
+actions=$(grep -c '{ action = ' minimal.toml || true)
 echo "| shrink on $SHRINK_ON, --budget $BUDGET | | $actions actions, exit $code | $(( $(date +%s) - started )) s |"
 
 for schedule in $SCHEDULES; do
-  sed "s/^schedule = .*/schedule = \"$schedule\"/" minimal.toml > "minimal-$schedule.toml"
-  if [ "$schedule" = free ]; then
-    # Free: no places; `after` is refused there.
-    sed -i '/^schedule = /d; /^after = /d' "minimal-$schedule.toml"
-  fi
+  # The schedule line goes first (a free shrink writes none); free has no
+  # places, and refuses `after`.
+  { [ "$schedule" = free ] || echo "schedule = \"$schedule\""; sed '/^schedule = /d' minimal.toml; } > "minimal-$schedule.toml"
+  [ "$schedule" = free ] && sed -i '/^after = /d' "minimal-$schedule.toml"
   failed=0
   started=$(date +%s)
   for run in $(seq 1 "$RUNS"); do
@@ -78,7 +84,11 @@ for schedule in $SCHEDULES; do
     "$SNAPSTORM" run --scenario "minimal-$schedule.toml" --strict --state-dir "min-$schedule-$run" > /dev/null 2>&1
     code=$?
     set -e
-    [ "$code" = 1 ] && failed=$((failed + 1))
+    case "$code" in
+      0) ;;
+      1) failed=$((failed + 1)) ;;
+      *) echo "schedules.sh: minimal-$schedule.toml run $run exited $code (not a verdict): see min-$schedule-$run" >&2; exit 1 ;;
+    esac
   done
   echo "| the shrunk scenario | $schedule | $failed of $RUNS | $(( $(date +%s) - started )) s |"
 done

@@ -450,7 +450,8 @@ pub fn shrink_run(args: ShrinkArgs) -> anyhow::Result<ExitCode> {
             if args.tries == 1 { "y" } else { "ies" },
             match args.schedule {
                 Schedule::Free => "recorded",
-                Schedule::Order | Schedule::Recorded => "free",
+                Schedule::Order => "recorded or free",
+                Schedule::Recorded => "order or free",
             }
         );
         return Ok(ExitCode::from(EXIT_FAILURES));

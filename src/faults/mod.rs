@@ -260,6 +260,13 @@ impl FaultKind {
     pub fn parse(name: &str) -> Option<FaultKind> {
         FaultKind::ALL.into_iter().find(|k| k.name() == name)
     }
+
+    /// The kind of the fault a label names (`aggressive-gc@20.0s`, as
+    /// failures and errors name the fault that explains them): known the
+    /// moment the fault takes effect, before the run hears it was injected.
+    pub fn of_label(label: &str) -> Option<FaultKind> {
+        FaultKind::parse(label.split_once('@')?.0)
+    }
 }
 
 impl fmt::Display for FaultKind {
@@ -300,9 +307,11 @@ pub struct FaultSpec {
     /// `revoke-client` / `kill-client` / `pause-client`: client number N (`client-N`)
     /// instead of a random one.
     pub client: Option<u32>,
-    /// In a run of fixed per-client sequences on the recorded schedule: the
-    /// fault's place in the order in which actions and faults start (it
-    /// starts once everything before it has started); `at` is then unused.
+    /// In a run of fixed per-client sequences on the `order` or `recorded`
+    /// schedule: the fault's place in the order in which actions and faults
+    /// start (it starts once everything before it has started). `at` is
+    /// then when it started in the recording: on `recorded`, it also waits
+    /// until as long after the start before it; on `order`, `at` is unused.
     pub after: Option<u64>,
     /// `truncate-pack`: the size the pack is cut to (`size=`), where one
     /// was given; [`DEFAULT_TRUNCATE_TO`] otherwise.

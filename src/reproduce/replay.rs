@@ -407,26 +407,27 @@ pub async fn run_scenario(
     } = launch(spec).await?;
     let mut stop = stop;
     let drain = async {
-        let mut faults: BTreeMap<String, FaultKind> = BTreeMap::new();
         let mut asked = false;
         while let Some(event) = events.recv().await {
             let failures = match &event {
-                Event::FaultInjected(injected) => {
-                    faults.insert(injected.label.clone(), injected.kind);
-                    continue;
-                }
                 Event::ActionFinished(record) => &record.failures,
                 Event::Failures(failures) => failures,
                 _ => continue,
             };
-            let signature = |failure: &Failure| Signature {
-                kind: failure.kind,
-                explained_by: failure
-                    .explained_by
-                    .as_ref()
-                    .and_then(|label| faults.get(label).copied()),
+            // A fault's failures can come before the run hears it was
+            // injected (an aggressive GC's), so its kind is read off its label.
+            let signature = |failure: &Failure| {
+                let explained_by = match &failure.explained_by {
+                    Some(label) => Some(FaultKind::of_label(label)?),
+                    None => None,
+                };
+                Some(Signature {
+                    kind: failure.kind,
+                    explained_by,
+                })
             };
-            if !asked && failures.iter().any(|f| enough.contains(&signature(f))) {
+            let looked_for = |f: &Failure| signature(f).is_some_and(|s| enough.contains(&s));
+            if !asked && failures.iter().any(looked_for) {
                 asked = true;
                 let _ = commands.send(Command::Shutdown);
             }

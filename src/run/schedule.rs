@@ -44,6 +44,11 @@ struct Start {
 struct Starts {
     first: Start,
     last: Start,
+    /// How much later than due the places since the first started, in all:
+    /// their turns came late because the actions before them took longer
+    /// than recorded. The gate's own waits are not in it, so a slow
+    /// stretch long past stretches the gaps less and less.
+    late: Duration,
 }
 
 /// How much of the recording must have been replayed before its pace is
@@ -51,15 +56,14 @@ struct Starts {
 const PACE_AFTER: Duration = Duration::from_secs(1);
 
 impl Starts {
-    /// How many times slower than recorded the starts so far came (at
+    /// How many times slower than recorded the run has gone so far (at
     /// least 1).
     fn pace(&self) -> f64 {
         let recorded = Duration::from_millis(self.last.recorded_ms - self.first.recorded_ms);
         if recorded < PACE_AFTER {
             return 1.0;
         }
-        let here = self.last.here - self.first.here;
-        (here.as_secs_f64() / recorded.as_secs_f64()).max(1.0)
+        (recorded + self.late).as_secs_f64() / recorded.as_secs_f64()
     }
 }
 
@@ -98,26 +102,38 @@ impl Gate {
         let at = *self.recorded_at.get(&order)?;
         let starts = (*self.starts.lock().expect("gate lock"))?;
         let gap = Duration::from_millis(at.saturating_sub(starts.last.recorded_ms));
-        Some(starts.last.here + gap.mul_f64(starts.pace()))
+        let stretched = Duration::try_from_secs_f64(gap.as_secs_f64() * starts.pace()).ok()?;
+        starts.last.here.checked_add(stretched)
     }
 
     /// `order` starts now: the places after it may go.
     pub fn started(&self, order: u64) {
         if let Some(&recorded_ms) = self.recorded_at.get(&order) {
+            let due = self.due(order);
             let now = Start {
                 recorded_ms,
                 here: Instant::now(),
             };
+            let late = due.map_or(Duration::ZERO, |due| {
+                now.here.saturating_duration_since(due)
+            });
             let mut starts = self.starts.lock().expect("gate lock");
             *starts = Some(match *starts {
                 // Places start in order, so recorded starts only grow.
-                Some(Starts { first, last }) if now.recorded_ms >= last.recorded_ms => {
-                    Starts { first, last: now }
-                }
+                Some(Starts {
+                    first,
+                    last,
+                    late: so_far,
+                }) if now.recorded_ms >= last.recorded_ms => Starts {
+                    first,
+                    last: now,
+                    late: so_far + late,
+                },
                 Some(starts) => starts,
                 None => Starts {
                     first: now,
                     last: now,
+                    late: Duration::ZERO,
                 },
             });
         }
@@ -215,17 +231,45 @@ mod tests {
             recorded_ms,
             here: t + Duration::from_millis(after_ms),
         };
-        // 2 s recorded took 4 s here: twice as slow, so the next 1 s is 2 s.
+        // 2 s recorded, its starts 2 s late in all: twice as slow, so the
+        // next 1 s is 2 s.
         *gate.starts.lock().unwrap() = Some(Starts {
             first: start(1000, 0),
             last: start(3000, 4000),
+            late: Duration::from_secs(2),
         });
         assert_eq!(gate.due(5), Some(t + Duration::from_millis(6000)));
-        // 2 s recorded took 1 s here: the recorded gap, not half of it.
+        // Never late (a faster machine waits the gaps out): as recorded.
         *gate.starts.lock().unwrap() = Some(Starts {
             first: start(1000, 0),
-            last: start(3000, 1000),
+            last: start(3000, 2000),
+            late: Duration::ZERO,
         });
-        assert_eq!(gate.due(5), Some(t + Duration::from_millis(2000)));
+        assert_eq!(gate.due(5), Some(t + Duration::from_millis(3000)));
+        // Lateness long past counts for less as the recording goes on.
+        *gate.starts.lock().unwrap() = Some(Starts {
+            first: start(0, 0),
+            last: start(3000, 5000),
+            late: Duration::from_secs(2),
+        });
+        let due = gate.due(5).unwrap() - t;
+        assert!(due < Duration::from_millis(5000 + 2000), "{due:?}");
+    }
+
+    #[test]
+    fn a_late_turn_makes_the_next_gaps_longer() {
+        let gate = Gate::with_gaps(BTreeMap::from([(0, 0), (1, 1000), (2, 2000)]));
+        gate.started(0);
+        // Place 1 was due 1 s after place 0; pretend it started 1 s late.
+        {
+            let mut starts = gate.starts.lock().unwrap();
+            let s = starts.as_mut().unwrap();
+            s.first.here -= Duration::from_secs(2);
+            s.last.here -= Duration::from_secs(2);
+        }
+        gate.started(1);
+        let starts = gate.starts.lock().unwrap().unwrap();
+        assert!(starts.late >= Duration::from_millis(999), "{starts:?}");
+        assert!(starts.pace() >= 1.99, "{}", starts.pace());
     }
 }

@@ -22,7 +22,6 @@ use rustic_core::RusticError;
 
 use super::evidence::Evidence;
 use crate::engine::brief::brief;
-use crate::engine::damage::short_id;
 use crate::engine::traits::BackendError;
 
 /// What the call was, for the evidence: whose requests, since when.
@@ -41,14 +40,8 @@ impl CallContext<'_> {
         if let Some(why) = self.evidence.disturbed(self.user, self.started) {
             return BackendError::NotThrough(format!("{why}: {text}"));
         }
-        if let Some((snapshot, by)) = self
-            .evidence
-            .snapshot_deleted_under(self.user, self.started)
-        {
-            return BackendError::Raced(format!(
-                "{by} deleted snapshot {} while this call read it: {text}",
-                short_id(&snapshot)
-            ));
+        if let Some(raced) = self.evidence.raced_a_delete(self.user, self.started, &text) {
+            return raced;
         }
         if let Some(found) = typed(error) {
             return match found {

@@ -9,6 +9,9 @@ use std::fmt;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::engine::damage::short_id;
+use crate::engine::traits::BackendError;
+
 /// Requests remembered; older ones are forgotten (an action lasts far less
 /// than the time a busy run needs to disturb this many requests).
 const REQUESTS_KEPT: usize = 16_384;
@@ -267,6 +270,18 @@ impl Evidence {
                     })
                     .map(|(_, who, _)| (missing.clone(), who.clone()))
             })
+    }
+
+    /// The error of a call of `user` since `since` that failed because
+    /// another client deleted a snapshot file it was reading (see
+    /// [`Evidence::snapshot_deleted_under`]), with the call's own `text`:
+    /// a race, not missing data.
+    pub fn raced_a_delete(&self, user: &str, since: Instant, text: &str) -> Option<BackendError> {
+        let (snapshot, by) = self.snapshot_deleted_under(user, since)?;
+        Some(BackendError::Raced(format!(
+            "{by} deleted snapshot {} while this call read it: {text}",
+            short_id(&snapshot)
+        )))
     }
 
     /// Whether a GC ran at some time since `since`.

@@ -196,6 +196,11 @@ impl CallContext<'_> {
         if let Some(why) = self.evidence.disturbed(self.user, self.started) {
             return BackendError::NotThrough(format!("{why}: {text}"));
         }
+        // A backup or forget loads every snapshot listed; one another
+        // client deleted meanwhile is gone (rustic #1421, restic alike).
+        if let Some(raced) = self.evidence.raced_a_delete(self.user, self.started, &text) {
+            return raced;
+        }
         self.by_output(output, text)
     }
 

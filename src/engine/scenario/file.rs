@@ -198,6 +198,18 @@ impl Scenario {
                 steps,
             });
         }
+        let longest = crate::faults::MAX_TIME.as_millis();
+        if let Some(step) = clients
+            .iter()
+            .flat_map(|c: &ClientScript| &c.steps)
+            .find(|s| s.at_ms.is_some_and(|ms| u128::from(ms) > longest))
+        {
+            return Err(invalid(format!(
+                "`{}`: at-ms = {} is later than a year, the longest snapstorm takes",
+                step.action,
+                step.at_ms.unwrap_or_default()
+            )));
+        }
         let schedule = file.schedule.unwrap_or_default();
         if schedule.keeps_order() {
             check_recorded_orders(schedule, &clients, &faults).map_err(invalid)?;
@@ -330,8 +342,9 @@ fn check_recorded_orders(
         for (position, step) in client.steps.iter().enumerate() {
             let order = step.order.ok_or_else(|| {
                 format!(
-                    "client {}: on the recorded schedule every step needs its `order`, and `{}` has none",
+                    "client {}: on the {} schedule every step needs its `order`, and `{}` has none",
                     index + 1,
+                    schedule.name(),
                     step.action
                 )
             })?;
@@ -359,7 +372,10 @@ fn check_recorded_orders(
     let last = seen.last().copied().unwrap_or(0);
     for fault in faults {
         let order = fault.after.ok_or_else(|| {
-            format!("on the recorded schedule every fault needs `after`, and {fault} has none")
+            format!(
+                "on the {} schedule every fault needs `after`, and {fault} has none",
+                schedule.name()
+            )
         })?;
         if order > last + 1 {
             return Err(format!(

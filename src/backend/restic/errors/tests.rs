@@ -530,3 +530,36 @@ fn the_holder_comes_before_the_waiters_own_requests() {
     );
     assert!(error.to_string().contains("the server was down"), "{error}");
 }
+
+/// restic's backup loads every snapshot listed to find its parent: one
+/// another client deleted meanwhile is a 404, which the proxy saw, so the
+/// failed backup raced that delete; nothing is missing.
+#[test]
+fn a_snapshot_another_client_deleted_under_a_backup_is_a_race() {
+    let evidence = Evidence::new();
+    let id = "3fc01b5fe6a07e8c3fd1a3c5e8d6a3dc6a0e1b0e07bb2b4c79a3b4b4bd1c2a7f";
+    let backup = call(&evidence, "client-2", "backup");
+    evidence.deleted("client-3", &format!("/bucket/s3/snapshots/{id}"));
+    crate::server::RequestObserver::not_found(
+        &evidence,
+        "client-2",
+        &format!("/bucket/s3/snapshots/{id}"),
+    );
+    let output = failed(
+        "Load(<snapshot/3fc01b5fe6>, 0, 0) failed: The specified key does not exist.\nError loading snapshot 3fc01b5f: failed to load snapshot 3fc01b5f: The specified key does not exist.",
+    );
+    let error = backup.classify(&output);
+    assert_eq!(error.class(), ErrorClass::Raced, "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("client-3 deleted snapshot 3fc01b5f"),
+        "{error}"
+    );
+    // Without the delete, the same words are missing data.
+    let alone = Evidence::new();
+    assert_eq!(
+        call(&alone, "client-2", "backup").classify(&output).class(),
+        ErrorClass::Data
+    );
+}
