@@ -29,7 +29,7 @@ pub struct Gate {
     /// Each place's recorded start, in ms on the recorded run's clock; empty
     /// when only the order is kept.
     recorded_at: BTreeMap<u64, u64>,
-    /// The first and the last places with a recorded start to start here.
+    /// What the places with a recorded start that started here tell of the pace.
     starts: Mutex<Option<Starts>>,
 }
 
@@ -42,7 +42,8 @@ struct Start {
 
 #[derive(Debug, Clone, Copy)]
 struct Starts {
-    first: Start,
+    /// When the first place with a recorded start started, as recorded.
+    first_ms: u64,
     last: Start,
     /// How much later than due the places since the first started, in all:
     /// their turns came late because the actions before them took longer
@@ -59,7 +60,7 @@ impl Starts {
     /// How many times slower than recorded the run has gone so far (at
     /// least 1).
     fn pace(&self) -> f64 {
-        let recorded = Duration::from_millis(self.last.recorded_ms - self.first.recorded_ms);
+        let recorded = Duration::from_millis(self.last.recorded_ms - self.first_ms);
         if recorded < PACE_AFTER {
             return 1.0;
         }
@@ -121,17 +122,17 @@ impl Gate {
             *starts = Some(match *starts {
                 // Places start in order, so recorded starts only grow.
                 Some(Starts {
-                    first,
+                    first_ms,
                     last,
                     late: so_far,
                 }) if now.recorded_ms >= last.recorded_ms => Starts {
-                    first,
+                    first_ms,
                     last: now,
                     late: so_far + late,
                 },
                 Some(starts) => starts,
                 None => Starts {
-                    first: now,
+                    first_ms: now.recorded_ms,
                     last: now,
                     late: Duration::ZERO,
                 },
@@ -234,21 +235,21 @@ mod tests {
         // 2 s recorded, its starts 2 s late in all: twice as slow, so the
         // next 1 s is 2 s.
         *gate.starts.lock().unwrap() = Some(Starts {
-            first: start(1000, 0),
+            first_ms: 1000,
             last: start(3000, 4000),
             late: Duration::from_secs(2),
         });
         assert_eq!(gate.due(5), Some(t + Duration::from_millis(6000)));
         // Never late (a faster machine waits the gaps out): as recorded.
         *gate.starts.lock().unwrap() = Some(Starts {
-            first: start(1000, 0),
+            first_ms: 1000,
             last: start(3000, 2000),
             late: Duration::ZERO,
         });
         assert_eq!(gate.due(5), Some(t + Duration::from_millis(3000)));
         // Lateness long past counts for less as the recording goes on.
         *gate.starts.lock().unwrap() = Some(Starts {
-            first: start(0, 0),
+            first_ms: 0,
             last: start(3000, 5000),
             late: Duration::from_secs(2),
         });
@@ -264,7 +265,6 @@ mod tests {
         {
             let mut starts = gate.starts.lock().unwrap();
             let s = starts.as_mut().unwrap();
-            s.first.here -= Duration::from_secs(2);
             s.last.here -= Duration::from_secs(2);
         }
         gate.started(1);

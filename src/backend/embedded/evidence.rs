@@ -12,6 +12,12 @@ use std::time::{Duration, Instant};
 use crate::engine::damage::short_id;
 use crate::engine::traits::BackendError;
 
+/// The name of the snapshot file at `path` (the id), if it is one.
+fn snapshot_file(path: &str) -> Option<&str> {
+    path.contains("/snapshots/")
+        .then(|| path.rsplit('/').next().unwrap_or_default())
+}
+
 /// Requests remembered; older ones are forgotten (an action lasts far less
 /// than the time a busy run needs to disturb this many requests).
 const REQUESTS_KEPT: usize = 16_384;
@@ -240,35 +246,29 @@ impl Evidence {
             .iter()
             .rev()
             .take_while(|(at, _, _)| *at >= since)
-            .any(|(_, who, path)| who == user && path.contains("/snapshots/"))
+            .any(|(_, who, path)| who == user && snapshot_file(path).is_some())
     }
 
     /// A snapshot file `user` asked for since `since` and the server did not
     /// have, because another user deleted it since then (the snapshot's id,
-    /// and who): a forget that reads every snapshot raced that delete. The
-    /// server's and the proxy's paths may differ in their prefix, so the
-    /// file is compared by its name.
+    /// and who): a forget or a backup that reads every snapshot raced that
+    /// delete. The server's and the proxy's paths may differ in their
+    /// prefix, so the file is compared by its name.
     pub fn snapshot_deleted_under(&self, user: &str, since: Instant) -> Option<(String, String)> {
         let log = self.log.lock().expect("evidence lock");
-        let snapshot = |path: &str| {
-            path.contains("/snapshots/")
-                .then(|| path.rsplit('/').next().unwrap_or_default().to_owned())
-        };
         log.not_found
             .iter()
             .rev()
             .take_while(|(at, _, _)| *at >= since)
             .filter(|(_, who, _)| who == user)
-            .filter_map(|(_, _, path)| snapshot(path))
+            .filter_map(|(_, _, path)| snapshot_file(path))
             .find_map(|missing| {
                 log.deleted
                     .iter()
                     .rev()
                     .take_while(|(at, _, _)| *at >= since)
-                    .find(|(_, who, path)| {
-                        who != user && snapshot(path).as_deref() == Some(missing.as_str())
-                    })
-                    .map(|(_, who, _)| (missing.clone(), who.clone()))
+                    .find(|(_, who, path)| who != user && snapshot_file(path) == Some(missing))
+                    .map(|(_, who, _)| (missing.to_owned(), who.clone()))
             })
     }
 
