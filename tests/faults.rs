@@ -240,7 +240,7 @@ fn deleting_fails_what_needed_it(f: &common::EngineFixture, kind: FaultKind) -> 
     let exec = |action, snapshot_id: Option<String>| {
         let params = ActionParams {
             snapshot_id,
-            sub_path: None,
+            ..ActionParams::default()
         };
         f.engine.exec_action(client, action, &params)
     };
@@ -373,11 +373,14 @@ fn network_faults_are_survived_and_explained() {
 /// The storage itself fails a share of requests (restic #3646): the
 /// server answers 500/503 without touching a file. Errors come, each is
 /// the fault's, the clients recover, and nothing is lost, since nothing
-/// was damaged: a lost snapshot here would be unexpected.
+/// was damaged: a lost snapshot here would be unexpected. Nine requests
+/// in ten fail: rustic tries each request three times and a restore is
+/// tried three times, so with fewer, every call can get through on a later
+/// try and no error comes at all (seen at 60%).
 #[test]
 fn storage_errors_fail_requests_at_the_server_and_explain_only_errors() {
     let mut spec = fault(FaultKind::StorageErrors, 3, Some(5));
-    spec.share = Some(60);
+    spec.share = Some(90);
     let observed = survived_with_errors_explained(spec);
     let report = &observed.report;
     assert!(report.faults[0].detected, "{:#?}", report.faults);
