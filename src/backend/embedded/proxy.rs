@@ -75,7 +75,11 @@ enum Kill {
     /// The user's uploads go through until a data pack has landed (the
     /// partial work left in the repository); its next upload starts the
     /// cut or the hold. rustic and restic write the index only after the
-    /// packs, so the pack that landed is named by no index.
+    /// packs, so the pack that landed is named by no index. A pack has
+    /// landed when the storage said it stored it, not when its upload
+    /// began: uploads go in parallel, and a hold that froze the client
+    /// while its first pack was still on the way would leave nothing in
+    /// the repository for a prune to take.
     Armed {
         catch: Catch,
         expires: Instant,
@@ -488,7 +492,7 @@ impl ProxyState {
                 catch,
                 window,
                 data_landed,
-                expires,
+                ..
             } => {
                 let path = request.uri().path();
                 // POST to a REST server, PUT to S3.
@@ -500,18 +504,9 @@ impl ProxyState {
                     return Fate::Pass;
                 }
                 if !data_landed {
-                    // Let uploads through until a data pack has landed: that
-                    // pack is the partial work the kill or pause leaves behind.
-                    let data_landed = path.contains("/data/");
-                    kills.insert(
-                        user.to_owned(),
-                        Kill::Armed {
-                            catch,
-                            expires,
-                            window,
-                            data_landed,
-                        },
-                    );
+                    // Let uploads through until a data pack has landed
+                    // (`stored`): that pack is the partial work the kill or
+                    // pause leaves behind.
                     return Fate::Pass;
                 }
                 let until = now + window;
@@ -537,6 +532,18 @@ impl ProxyState {
                 kills.remove(user);
                 Fate::Pass
             }
+        }
+    }
+
+    /// The storage stored an upload of `user` to `path`: a data pack
+    /// lands, for a kill or pause armed for the user.
+    fn stored(&self, user: &str, path: &str) {
+        if !path.contains("/data/") {
+            return;
+        }
+        let mut kills = self.kills.lock().expect("kills lock");
+        if let Some(Kill::Armed { data_landed, .. }) = kills.get_mut(user) {
+            *data_landed = true;
         }
     }
 
@@ -690,10 +697,15 @@ async fn forward(
     let checked_here = !matches!(state.auth, UpstreamAuth::Client);
     let asked = request.uri().path().to_owned();
     let deleting = request.method() == http::Method::DELETE;
+    // POST to a REST server, PUT to S3.
+    let uploading = matches!(*request.method(), http::Method::POST | http::Method::PUT);
     match state.client.request(request).await {
         Ok(response) => {
             if deleting && response.status().is_success() {
                 state.evidence.deleted(&user, &asked);
+            }
+            if uploading && response.status().is_success() {
+                state.stored(&user, &asked);
             }
             if checked_here {
                 // What the embedded server's observer records, seen here.
