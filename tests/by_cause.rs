@@ -61,7 +61,7 @@ impl Bench {
     fn exec(&self, client: u32, action: Action, snapshot_id: Option<&str>) -> ActionRecord {
         let params = ActionParams {
             snapshot_id: snapshot_id.map(str::to_owned),
-            sub_path: None,
+            ..ActionParams::default()
         };
         self.f.engine.exec_action(ClientId(client), action, &params)
     }

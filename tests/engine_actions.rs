@@ -112,14 +112,14 @@ fn every_action_including_no_ops() {
     let dir = write.details["dir"].as_str().unwrap().to_owned();
     if f.data_dir(C1).join(&dir).exists() {
         let params = ActionParams {
-            snapshot_id: None,
             sub_path: Some(dir),
+            ..ActionParams::default()
         };
         let sub = f.engine.exec_action(C1, Action::SnapshotRoot, &params);
         assert_eq!(sub.outcome, Outcome::Ok, "{sub:?}");
         let params = ActionParams {
             snapshot_id: sub.snapshot.clone(),
-            sub_path: None,
+            ..ActionParams::default()
         };
         let restored = f
             .engine
@@ -227,7 +227,7 @@ fn tampered_or_swapped_fingerprints_are_verification_failures_with_a_diff() {
 
     let params = ActionParams {
         snapshot_id: Some(a.clone()),
-        sub_path: None,
+        ..ActionParams::default()
     };
     let record = f
         .engine
@@ -258,7 +258,7 @@ fn tampered_or_swapped_fingerprints_are_verification_failures_with_a_diff() {
     std::fs::write(&fb, serde_json::to_vec(&print).unwrap()).unwrap();
     let params = ActionParams {
         snapshot_id: Some(b.clone()),
-        sub_path: None,
+        ..ActionParams::default()
     };
     let record = f
         .engine
@@ -419,7 +419,7 @@ fn a_snapshot_removed_behind_the_engines_back_is_lost_on_the_next_start() {
     // The surviving snapshot is still verified.
     let params = ActionParams {
         snapshot_id: Some(kept),
-        sub_path: None,
+        ..ActionParams::default()
     };
     assert_eq!(
         f.engine

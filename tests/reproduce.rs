@@ -28,7 +28,9 @@ use snapstorm::engine::traits::{
 use snapstorm::engine::{Action, ClientId};
 use snapstorm::faults::{FaultKind, FaultSpec};
 use snapstorm::multiclient::{MultiClientFileWriter, MultiClientSnapshotter};
-use snapstorm::reproduce::replay::{Found, Recording, Signature, found_in, run_scenario};
+use snapstorm::reproduce::replay::{
+    Found, RecordedRun, Recording, Signature, found_in, run_scenario,
+};
 use snapstorm::reproduce::shrink::{Ended, ShrinkConfig, Size, shrink};
 use snapstorm::run::{self, RunLimit, RunParts};
 
@@ -78,8 +80,8 @@ fn a_replay_runs_every_client_s_recorded_actions_with_the_same_options() {
     let before = disk_state(&recorded);
 
     let recording = Recording::load(&recorded).unwrap();
-    assert_eq!((recording.run, recording.seed), (1, 11));
-    assert_eq!(recording.clients.len(), 2);
+    assert_eq!((recording.recorded.run, recording.recorded.seed), (1, 11));
+    assert_eq!(recording.recorded.clients.len(), 2);
     assert_eq!(recording.actions(), 16);
     assert!(
         recording.targets.is_empty(),
@@ -126,7 +128,8 @@ fn a_replay_runs_every_client_s_recorded_actions_with_the_same_options() {
     // Replaying the replay draws the same inputs again: its record says whose they were.
     type Draws = Vec<(u32, u32, Vec<(Action, u64)>)>;
     let draws = |r: &Recording| -> Draws {
-        r.clients
+        r.recorded
+            .clients
             .iter()
             .map(|c| {
                 (
@@ -267,6 +270,221 @@ after = 3
             "{pair:?} of {starts:?}: {gap} ms apart"
         );
     }
+}
+
+/// The actions a fault asks for (kill-client's write and snapshot, so that
+/// it has a snapshot in flight to cut off) are the fault's, not the
+/// client's stream: the replayed fault asks for them again, so a replay
+/// runs each once, as the recording did — not once from the stream and
+/// once more for the fault. Through the binary and the real embedded backend.
+#[test]
+fn actions_a_fault_asked_for_are_replayed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorded = dir.path().join("recorded");
+    let (code, _, stderr) = snapstorm(&[
+        "run",
+        "--clients",
+        "2",
+        "--duration",
+        "8s",
+        "--seed",
+        "5",
+        "--fault",
+        "kill-client@2s,client=1",
+        "--state-dir",
+        recorded.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    // (client, asked by a fault) → actions, final checks left out.
+    let tally = |state: &Path| -> BTreeMap<(u32, bool), usize> {
+        let mut tally = BTreeMap::new();
+        for line in read_trace(&StateLayout::new(state).trace()).unwrap() {
+            if let TraceLine::Action(record) = line
+                && !record.final_check
+            {
+                let asked = record
+                    .params
+                    .asked_by
+                    .as_deref()
+                    .is_some_and(|label| label.starts_with("kill-client@"));
+                *tally.entry((record.client.0, asked)).or_insert(0) += 1;
+            }
+        }
+        tally
+    };
+    let was = tally(&recorded);
+    assert!(
+        was.get(&(1, true)).is_some_and(|n| *n >= 1),
+        "the fault asked client-1 for actions, and the trace says so: {was:?}"
+    );
+    let recording = Recording::load(&recorded).unwrap();
+    let planned: usize = was.iter().filter(|(k, _)| !k.1).map(|(_, n)| n).sum();
+    assert_eq!(
+        recording.actions(),
+        planned,
+        "the streams hold the clients' own actions only"
+    );
+
+    let replayed = dir.path().join("replayed");
+    let (_tx, stop) = tokio::sync::watch::channel(false);
+    runtime()
+        .block_on(run_scenario(
+            recording.scenario(Schedule::Order),
+            replayed.clone(),
+            snapstorm::backend::location::RepositoryLocation::Embedded,
+            stop,
+            &[],
+        ))
+        .unwrap();
+    assert_eq!(
+        tally(&replayed),
+        was,
+        "each client ran its own actions and the fault's once, as recorded"
+    );
+}
+
+/// A failure found in a resumed run is replayed where that run began: each
+/// try re-creates the runs before it from their own recorded streams, in
+/// the try's state dir, then resumes with the failing run, which verifies
+/// what they left as the recorded one did. Shrink, whose scenario starts on
+/// a fresh repository, refuses such a run and says why. Through the binary
+/// and the real embedded backend.
+#[test]
+fn a_resumed_run_replays_after_the_runs_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorded = dir.path().join("recorded");
+    // Run 1: each of two clients writes and snapshots.
+    let first = dir.path().join("first.toml");
+    std::fs::write(
+        &first,
+        r#"description = "two clients write and snapshot"
+seed = 3
+[[clients]]
+sequence = ["write-random-files", "snapshot-root"]
+[[clients]]
+sequence = ["write-random-files", "snapshot-root", "write-random-files"]
+"#,
+    )
+    .unwrap();
+    let recorded_arg = recorded.to_str().unwrap();
+    let (code, _, stderr) = snapstorm(&[
+        "run",
+        "--scenario",
+        first.to_str().unwrap(),
+        "--state-dir",
+        recorded_arg,
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    // Run 2 resumes run 1: a snapshot, a pack corrupted, the repository checked.
+    let second = dir.path().join("second.toml");
+    std::fs::write(
+        &second,
+        r#"description = "a check of a corrupted repository"
+seed = 4
+schedule = "order"
+[[clients]]
+sequence = [
+  { action = "write-random-files", seq = 0, order = 0 },
+  { action = "snapshot-root", seq = 1, order = 1 },
+  { action = "verify-repo", seq = 2, order = 3 },
+]
+[[faults]]
+kind = "corrupt-pack"
+at = "1s"
+after = 2
+"#,
+    )
+    .unwrap();
+    let (code, _, stderr) = snapstorm(&[
+        "run",
+        "--scenario",
+        second.to_str().unwrap(),
+        "--state-dir",
+        recorded_arg,
+    ]);
+    assert!(code <= 1, "{stderr}");
+    let recording = Recording::load(&recorded).unwrap();
+    assert_eq!(recording.recorded.run, 2);
+    let earlier: Vec<u32> = recording.before.iter().map(|r| r.run).collect();
+    assert_eq!(earlier, [1], "run 2 resumed run 1");
+    assert_eq!(
+        recording.before[0].clients.len(),
+        2,
+        "run 1's two streams are kept"
+    );
+
+    let into = dir.path().join("tries");
+    std::fs::create_dir(&into).unwrap();
+    let (code, stdout, stderr) = snapstorm(&[
+        "replay",
+        recorded_arg,
+        "--tries",
+        "1",
+        "--schedule",
+        "order",
+        "--into",
+        into.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "the failure came back: {stdout}{stderr}");
+    assert!(stderr.contains("after run 1 again"), "{stderr}");
+    let tried = std::fs::read_dir(&into)
+        .unwrap()
+        .next()
+        .expect("the try that reproduced is kept")
+        .unwrap()
+        .path();
+    let lines = read_trace(&StateLayout::new(&tried).trace()).unwrap();
+    let starts: Vec<u32> = lines
+        .iter()
+        .filter_map(|line| match line {
+            TraceLine::Start(start) => Some(start.run),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(starts, [1, 2], "the try ran run 1, then resumed it");
+    // Run 1's actions ran again, as recorded, before run 2 began.
+    let actions_of = |lines: &[TraceLine], run: u32| -> Vec<(u32, Action)> {
+        let mut actions: Vec<(u64, u32, Action)> = lines
+            .iter()
+            .filter_map(|line| match line {
+                TraceLine::Action(a)
+                    if a.run == run && !a.final_check && a.params == Default::default() =>
+                {
+                    Some((a.order, a.client.0, a.action))
+                }
+                _ => None,
+            })
+            .collect();
+        actions.sort();
+        actions.into_iter().map(|(_, c, a)| (c, a)).collect()
+    };
+    let recorded_lines = read_trace(&StateLayout::new(&recorded).trace()).unwrap();
+    assert_eq!(actions_of(&lines, 1), actions_of(&recorded_lines, 1));
+    // Run 2 found run 1's snapshots and verified them, as a resumed run does.
+    let inherited: Vec<&ActionRecord> = lines
+        .iter()
+        .filter_map(|line| match line {
+            TraceLine::Action(a) if a.run == 2 && a.params.snapshot_id.is_some() => Some(&**a),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        !inherited.is_empty(),
+        "run 2 re-verified what run 1 left: {stderr}"
+    );
+
+    let (code, _, stderr) = snapstorm(&[
+        "shrink",
+        recorded_arg,
+        "-o",
+        dir.path().join("min.toml").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("resumed") && stderr.contains("snapstorm replay"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("min.toml").exists());
 }
 
 #[test]
@@ -598,12 +816,15 @@ fn a_failure_of_two_interleaved_actions_shrinks_to_exactly_them() {
     let recording = Recording {
         state_dir: PathBuf::from("synthetic"),
         backend: "synthetic".into(),
-        run: 1,
-        seed: 5,
-        scenario: base.clone(),
-        clients,
-        faults: vec![fault],
+        recorded: RecordedRun {
+            run: 1,
+            seed: 5,
+            scenario: base.clone(),
+            clients,
+            faults: vec![fault],
+        },
         targets: vec![target],
+        before: Vec::new(),
     };
 
     let rt = runtime();
@@ -829,17 +1050,19 @@ fn at_least_k_failing_tries_keeps_only_reliable_candidates() {
     let recording = Recording {
         state_dir: PathBuf::from("flaky"),
         backend: "synthetic".into(),
-        run: 1,
-        seed: 1,
-        scenario: Scenario::parse("flaky", "description = \"d\"\n", "flaky.toml").unwrap(),
-        clients: vec![ClientScript {
-            draws_as: 1,
+        recorded: RecordedRun {
             run: 1,
-            steps: (0..4)
-                .map(|seq| step(Action::SnapshotRoot, seq, seq))
-                .collect(),
-        }],
-        faults: Vec::new(),
+            seed: 1,
+            scenario: Scenario::parse("flaky", "description = \"d\"\n", "flaky.toml").unwrap(),
+            clients: vec![ClientScript {
+                draws_as: 1,
+                run: 1,
+                steps: (0..4)
+                    .map(|seq| step(Action::SnapshotRoot, seq, seq))
+                    .collect(),
+            }],
+            faults: Vec::new(),
+        },
         targets: vec![Found {
             signature: Signature {
                 kind: FailureKind::RestoreFailed,
@@ -849,6 +1072,7 @@ fn at_least_k_failing_tries_keeps_only_reliable_candidates() {
             origin: Origin::FinalCheck,
             summary: String::new(),
         }],
+        before: Vec::new(),
     };
     let shrink_with = |at_least: u32| {
         let mut runs = 0u32;

@@ -380,10 +380,7 @@ impl DrivenRun {
     }
 
     fn exec(&self, client: u32, action: Action) -> snapstorm::engine::ActionRecord {
-        let params = ActionParams {
-            snapshot_id: None,
-            sub_path: None,
-        };
+        let params = ActionParams::default();
         self.engine.exec_action(ClientId(client), action, &params)
     }
 

@@ -106,7 +106,7 @@ fn make_every_pack_unreadable(repo: &Path) -> usize {
 fn restore(f: &EngineFixture, client: ClientId, id: &str) -> ActionRecord {
     let params = ActionParams {
         snapshot_id: Some(id.to_owned()),
-        sub_path: None,
+        ..ActionParams::default()
     };
     f.engine
         .exec_action(client, Action::RestoreRandomSnapshot, &params)

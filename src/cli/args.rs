@@ -72,7 +72,8 @@ Exit codes: 0 stopped by a signal, 2 bad usage or setup (one line names the fix;
         long_about = "Run a recorded run again on a fresh repository; say whether its failure comes back.\n\n\
 Every client's recorded actions run again, each drawing the same inputs (files, sizes, dedup \
 shares, which snapshot) from the recorded seed, and the faults that took effect are injected again. \
-The recorded state dir is only read: each try runs in a fresh state dir (under --into), kept when \
+A run that resumed earlier runs is replayed after them: each try runs those first, from their own \
+recorded actions, in its state dir. The recorded state dir is only read: each try runs in a fresh state dir (under --into), kept when \
 the failure came back. With --repository LOCATION, each try's repository is a fresh one below \
 LOCATION, named as its state dir (s3:…/BUCKET/PREFIX/snapstorm-replay-…); without it, the try's \
 state dir holds it. Each try says whether the same kind of failure (what failed, and the \
@@ -93,8 +94,9 @@ terminal, a line per candidate otherwise); Ctrl-C stops and writes the smallest 
 The output is a scenario file with a fixed sequence per client and its faults: \
 `snapstorm run --scenario FILE --strict` runs it (exit 1 when it fails).\n\n\
 Exit codes: 0 the scenario was written, 1 the recording did not fail the same way in any try \
-(nothing written), 2 bad usage, a state dir with no recorded failure (nothing is run or written) \
-or candidates that cannot run where asked, 3 snapstorm itself failed."
+(nothing written), 2 bad usage, a state dir with no recorded failure or a run that resumed \
+earlier runs (nothing is run or written; replay such a run), or candidates that cannot run \
+where asked, 3 snapstorm itself failed."
     )]
     Shrink(ShrinkArgs),
     /// Draw a state dir's run as one HTML page: verdict, timeline, latency, rate, snapshots, failures.

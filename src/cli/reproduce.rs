@@ -222,12 +222,17 @@ impl Interrupts {
 
 fn describe(recording: &Recording) -> String {
     let scenario = recording.scenario(Schedule::Free);
+    let resumed = match recording.before.as_slice() {
+        [] => String::new(),
+        [only] => format!(", after run {} again", only.run),
+        [first, .., last] => format!(", after runs {}–{} again", first.run, last.run),
+    };
     format!(
-        "run {} of {} (seed {}, scenario {}): {}",
-        recording.run,
+        "run {} of {} (seed {}, scenario {}): {}{resumed}",
+        recording.recorded.run,
         recording.state_dir.display(),
-        recording.seed,
-        recording.scenario.name,
+        recording.recorded.seed,
+        recording.recorded.scenario.name,
         Size::of(&scenario)
     )
 }
@@ -238,6 +243,7 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let repository = tries_repository(&args.storage)?;
     let recording = load(&args.state_dir)?;
     let scenario = recording.scenario(args.schedule);
+    let before = recording.runs_before(args.schedule);
     eprintln!(
         "snapstorm: replaying {} on the {} schedule; looking for {}",
         describe(&recording),
@@ -254,14 +260,28 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         }
         let dir = fresh_dir(&into, "snapstorm-replay-")?;
         let location = try_repository(&repository, &dir)?;
-        let Some(report) = interrupts.run(run_scenario(
-            scenario.clone(),
-            dir.clone(),
-            location.clone(),
-            interrupts.stop.clone(),
-            // A replay's try runs whole: its state dir is the evidence.
-            &[],
-        )) else {
+        // The runs it resumed first, in the same state dir, then the run itself.
+        let runs = before.iter().chain(std::iter::once(&scenario));
+        let Some(report) = interrupts.run(async {
+            let mut last = None;
+            for run in runs {
+                let report = run_scenario(
+                    run.clone(),
+                    dir.clone(),
+                    location.clone(),
+                    interrupts.stop.clone(),
+                    // A replay's try runs whole: its state dir is the evidence.
+                    &[],
+                )
+                .await;
+                let stop = report.is_err() || *interrupts.stop.borrow();
+                last = Some(report);
+                if stop {
+                    break;
+                }
+            }
+            last.expect("a try runs at least the recorded run")
+        }) else {
             return Ok(interrupts.abort());
         };
         let report = match report {
@@ -320,6 +340,15 @@ pub fn shrink_run(args: ShrinkArgs) -> anyhow::Result<ExitCode> {
     let output = super::output::check_file("-o", &args.output, &[&args.state_dir])?;
     let repository = tries_repository(&args.storage)?;
     let recording = load(&args.state_dir)?;
+    if let Some(first) = recording.before.first() {
+        return Err(UsageError(format!(
+            "{}: run {} resumed the runs before it (from run {}), and a shrunk scenario starts on a fresh repository, so it cannot keep what they left; `snapstorm replay` runs them first, or record the failure in a run of its own",
+            args.state_dir.display(),
+            recording.recorded.run,
+            first.run
+        ))
+        .into());
+    }
     if args.at_least > args.tries {
         return Err(UsageError(format!(
             "--at-least {}: more than the {} tries a candidate gets; give --tries {} or more",
@@ -397,7 +426,7 @@ pub fn shrink_run(args: ShrinkArgs) -> anyhow::Result<ExitCode> {
         let mut scenario = scenario.clone();
         scenario.description = format!(
             "shrunk from run {} of {}: {} ({} → {})",
-            recording.run,
+            recording.recorded.run,
             recording.state_dir.display(),
             target,
             before,

@@ -23,7 +23,7 @@ impl Engine {
             .map(|id| {
                 let params = ActionParams {
                     snapshot_id: Some(id),
-                    sub_path: None,
+                    ..ActionParams::default()
                 };
                 let record = self.exec_action(client, Action::RestoreRandomSnapshot, &params);
                 if record.outcome == Outcome::Ok {
@@ -138,7 +138,7 @@ impl Engine {
                 self.restores_retried_at_end.fetch_add(1, Ordering::Relaxed);
                 let params = ActionParams {
                     snapshot_id: Some(id),
-                    sub_path: None,
+                    ..ActionParams::default()
                 };
                 self.exec_attempt(
                     client,

@@ -21,6 +21,11 @@ pub struct ActionParams {
     /// `snapshot-root`: only this path under the data dir.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub_path: Option<String>,
+    /// The fault that asked for it (kill-client's snapshot in flight, a
+    /// parallel-forget's forgets). A replay leaves it out of the client's
+    /// recorded stream: the replayed fault asks for it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asked_by: Option<String>,
 }
 
 /// One finished action, as the trace, the console and the tests see it.

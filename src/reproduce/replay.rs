@@ -101,53 +101,38 @@ pub struct Recording {
     /// The backend the run was recorded on.
     pub backend: String,
     /// The run of the state dir that is replayed.
+    pub recorded: RecordedRun,
+    /// What a try must find again, one failure of each kind the run found
+    /// (only the unexpected ones, when there are any: those are what matter).
+    pub targets: Vec<Found>,
+    /// The state dir's runs before this one (it resumed them), oldest first.
+    pub before: Vec<RecordedRun>,
+}
+
+/// One run of a state dir as its trace recorded it.
+#[derive(Debug, Clone)]
+pub struct RecordedRun {
     pub run: u32,
     pub seed: u64,
-    /// The recorded scenario (options, weights); the streams replace its plan.
+    /// The run's scenario (options, weights); the streams replace its plan.
     pub scenario: Scenario,
     /// Every client's recorded actions, in its own order.
     pub clients: Vec<ClientScript>,
     /// The faults that took effect, at their times and places.
     pub faults: Vec<FaultSpec>,
-    /// What a try must find again, one failure of each kind the run found
-    /// (only the unexpected ones, when there are any: those are what matter).
-    pub targets: Vec<Found>,
 }
 
-impl Recording {
-    /// Reads the state dir: the last run that found a failure, or else the last run.
-    pub fn load(state_dir: &Path) -> Result<Recording, ReplayError> {
-        let layout = StateLayout::new(state_dir);
-        let state_file = layout.state_file();
-        let unreadable = |path: &Path, message: String| ReplayError::Unreadable {
-            path: path.to_path_buf(),
-            message,
-        };
-        let bytes = match std::fs::read(&state_file) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(ReplayError::NotAStateDir(state_dir.to_path_buf()));
-            }
-            Err(e) => return Err(unreadable(&state_file, e.to_string())),
-        };
-        let state: State =
-            serde_json::from_slice(&bytes).map_err(|e| unreadable(&state_file, e.to_string()))?;
-        let lines =
-            read_trace(&layout.trace()).map_err(|e| unreadable(&layout.trace(), e.to_string()))?;
-        let failed_run = state.failures.iter().map(|f| f.run).max();
-        let last_run = lines
-            .iter()
-            .filter_map(|line| match line {
-                TraceLine::Start(start) => Some(start.run),
-                _ => None,
-            })
-            .max();
-        let run = failed_run
-            .or(last_run)
-            .ok_or_else(|| ReplayError::NoStart {
-                path: state_dir.to_path_buf(),
-                run: state.run_counter,
-            })?;
+/// The kind of each fault of a run, by its label.
+type FaultKinds = BTreeMap<String, FaultKind>;
+
+impl RecordedRun {
+    /// Run `run` of the trace `lines` (of the state dir at `state_dir`).
+    fn read(
+        state_dir: &Path,
+        layout: &StateLayout,
+        lines: &[TraceLine],
+        run: u32,
+    ) -> Result<(RecordedRun, FaultKinds), ReplayError> {
         let start: RunStartLine = lines
             .iter()
             .find_map(|line| match line {
@@ -163,12 +148,15 @@ impl Recording {
             &start.scenario_toml,
             "the trace's scenario",
         )
-        .map_err(|e| unreadable(&layout.trace(), e.to_string()))?;
+        .map_err(|e| ReplayError::Unreadable {
+            path: layout.trace(),
+            message: e.to_string(),
+        })?;
 
         // Each recorded client's steps; a step remembers whose inputs it drew.
         let mut streams: BTreeMap<ClientId, (ClientScript, Vec<ScriptStep>)> = BTreeMap::new();
         let mut fault_lines: Vec<FaultLine> = Vec::new();
-        for line in &lines {
+        for line in lines {
             match line {
                 TraceLine::Action(record)
                     if record.run == run
@@ -215,12 +203,81 @@ impl Recording {
                 script
             })
             .collect();
-        let fault_kinds: BTreeMap<String, FaultKind> = fault_lines
+        let fault_kinds: FaultKinds = fault_lines
             .iter()
             .map(|f| (f.fault.clone(), f.kind))
             .collect();
         let mut faults: Vec<FaultSpec> = fault_lines.iter().map(fault_spec).collect();
         renumber(&mut clients, &mut faults);
+        let recorded = RecordedRun {
+            run,
+            seed: start.seed,
+            scenario,
+            clients,
+            faults,
+        };
+        Ok((recorded, fault_kinds))
+    }
+
+    /// The run as a scenario of fixed per-client sequences.
+    pub fn scenario(&self, schedule: Schedule) -> Scenario {
+        scripted(
+            &self.scenario,
+            self.seed,
+            schedule,
+            &self.clients,
+            &self.faults,
+        )
+    }
+}
+
+impl Recording {
+    /// Reads the state dir: the last run that found a failure, or else the last run.
+    pub fn load(state_dir: &Path) -> Result<Recording, ReplayError> {
+        let layout = StateLayout::new(state_dir);
+        let state_file = layout.state_file();
+        let unreadable = |path: &Path, message: String| ReplayError::Unreadable {
+            path: path.to_path_buf(),
+            message,
+        };
+        let bytes = match std::fs::read(&state_file) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ReplayError::NotAStateDir(state_dir.to_path_buf()));
+            }
+            Err(e) => return Err(unreadable(&state_file, e.to_string())),
+        };
+        let state: State =
+            serde_json::from_slice(&bytes).map_err(|e| unreadable(&state_file, e.to_string()))?;
+        let lines =
+            read_trace(&layout.trace()).map_err(|e| unreadable(&layout.trace(), e.to_string()))?;
+        let failed_run = state.failures.iter().map(|f| f.run).max();
+        let last_run = lines
+            .iter()
+            .filter_map(|line| match line {
+                TraceLine::Start(start) => Some(start.run),
+                _ => None,
+            })
+            .max();
+        let run = failed_run
+            .or(last_run)
+            .ok_or_else(|| ReplayError::NoStart {
+                path: state_dir.to_path_buf(),
+                run: state.run_counter,
+            })?;
+        let (recorded, fault_kinds) = RecordedRun::read(state_dir, &layout, &lines, run)?;
+        // A resumed run began where the runs before it left the repository:
+        // those are re-created first, each from its own recorded streams.
+        let mut before = Vec::new();
+        for earlier in 1..run {
+            match RecordedRun::read(state_dir, &layout, &lines, earlier) {
+                Ok((earlier, _)) => before.push(earlier),
+                // A run that took no action left nothing to re-create but
+                // its start: the next run verifies the same repository.
+                Err(ReplayError::NoActions { .. }) => {}
+                Err(error) => return Err(error),
+            }
+        }
         let found: Vec<Found> = state
             .failures
             .iter()
@@ -249,24 +306,25 @@ impl Recording {
         Ok(Recording {
             state_dir: state_dir.to_path_buf(),
             backend: state.backend.clone(),
-            run,
-            seed: start.seed,
-            scenario,
-            clients,
-            faults,
+            recorded,
             targets,
+            before,
         })
     }
 
-    /// The recording as a scenario of fixed per-client sequences.
+    /// The runs before this one, each as a scenario of its recorded
+    /// streams, in the order they ran: a try runs them first, in its own
+    /// state dir, so that this run resumes where they left the repository.
+    pub fn runs_before(&self, schedule: Schedule) -> Vec<Scenario> {
+        self.before
+            .iter()
+            .map(|earlier| earlier.scenario(schedule))
+            .collect()
+    }
+
+    /// The recorded run as a scenario of fixed per-client sequences.
     pub fn scenario(&self, schedule: Schedule) -> Scenario {
-        scripted(
-            &self.scenario,
-            self.seed,
-            schedule,
-            &self.clients,
-            &self.faults,
-        )
+        self.recorded.scenario(schedule)
     }
 
     /// The first failure a try found that is one of the recording's kinds.
@@ -287,7 +345,7 @@ impl Recording {
 
     /// Actions in all streams.
     pub fn actions(&self) -> usize {
-        self.clients.iter().map(|c| c.steps.len()).sum()
+        self.recorded.clients.iter().map(|c| c.steps.len()).sum()
     }
 }
 

@@ -158,6 +158,7 @@ pub fn shrink(
     // In the order they started: ddmin's halves are then stretches of the
     // run (all that came after the failure, say), not clients again.
     let mut units: Vec<(Option<u64>, Unit)> = recording
+        .recorded
         .clients
         .iter()
         .enumerate()
@@ -170,6 +171,7 @@ pub fn shrink(
         })
         .chain(
             recording
+                .recorded
                 .faults
                 .iter()
                 .enumerate()
@@ -180,9 +182,15 @@ pub fn shrink(
     let units: Vec<Unit> = units.into_iter().map(|(_, unit)| unit).collect();
     let whole = Candidate {
         units,
-        durations: recording.faults.iter().map(|f| f.duration).collect(),
-        options: recording.scenario.options.clone(),
+        durations: recording
+            .recorded
+            .faults
+            .iter()
+            .map(|f| f.duration)
+            .collect(),
+        options: recording.recorded.scenario.options.clone(),
         action_options: recording
+            .recorded
             .scenario
             .action_options
             .iter()
@@ -229,7 +237,7 @@ impl Search<'_> {
     fn run_phases(&mut self) {
         // Whole clients first: the cheapest big cut.
         self.phase = "clients";
-        let clients: Vec<usize> = (0..self.recording.clients.len()).collect();
+        let clients: Vec<usize> = (0..self.recording.recorded.clients.len()).collect();
         let kept = self.ddmin(clients, |best, keep: &[usize]| {
             let mut c = best.clone();
             c.units.retain(|u| match u {
@@ -427,6 +435,7 @@ impl Search<'_> {
     fn scenario(&self, candidate: &Candidate) -> Scenario {
         let recording = self.recording;
         let mut clients: Vec<ClientScript> = recording
+            .recorded
             .clients
             .iter()
             .enumerate()
@@ -450,6 +459,7 @@ impl Search<'_> {
             })
             .collect();
         let mut faults: Vec<FaultSpec> = recording
+            .recorded
             .faults
             .iter()
             .enumerate()
@@ -461,8 +471,8 @@ impl Search<'_> {
             .collect();
         renumber(&mut clients, &mut faults);
         let mut scenario = scripted(
-            &recording.scenario,
-            recording.seed,
+            &recording.recorded.scenario,
+            recording.recorded.seed,
             self.config.schedule,
             &clients,
             &faults,

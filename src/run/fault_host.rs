@@ -10,9 +10,10 @@ use tokio::sync::mpsc;
 
 use super::api::Event;
 use super::supervisor::Supervisor;
-use crate::engine::actions::Action;
+use super::worker::Queued;
 use crate::engine::damage::Damage;
 use crate::engine::exec::Engine;
+use crate::engine::record::ActionParams;
 use crate::engine::traits::{BackendResult, ClientId, FaultHost, GcDone, GcOptions, InjectError};
 use crate::faults::{FaultKind, FaultSpec};
 use crate::run::schedule::Gate;
@@ -124,7 +125,7 @@ impl Supervisor {
         let clients: Vec<ClientId> = self.clients.keys().copied().collect();
         let events = self.events.clone();
         let engine = self.engine.clone();
-        let queues: BTreeMap<ClientId, mpsc::UnboundedSender<Action>> = self
+        let queues: BTreeMap<ClientId, mpsc::UnboundedSender<Queued>> = self
             .clients
             .iter()
             .map(|(id, slot)| (*id, slot.queue.clone()))
@@ -171,7 +172,13 @@ impl Supervisor {
                 Ok(Ok(injected)) => {
                     for (client, action) in &injected.enqueue {
                         if let Some(queue) = queues.get(client) {
-                            let _ = queue.send(*action);
+                            let _ = queue.send(Queued {
+                                action: *action,
+                                params: ActionParams {
+                                    asked_by: Some(injected.label.clone()),
+                                    ..ActionParams::default()
+                                },
+                            });
                         }
                     }
                     let _ = events.send(Event::FaultInjected(injected));

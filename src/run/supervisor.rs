@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 
 use super::api::{Command, Event, RunLimit, RunParts, SHUTDOWN_GRACE};
 use super::clients::Connected;
-use crate::engine::actions::Action;
+use super::worker::Queued;
 use crate::engine::exec::Engine;
 use crate::engine::report::Report;
 use crate::engine::scenario::Scenario;
@@ -49,7 +49,7 @@ pub(super) struct RunControl {
 
 pub(super) struct ClientSlot {
     pub(super) control: watch::Sender<ClientControl>,
-    pub(super) queue: mpsc::UnboundedSender<Action>,
+    pub(super) queue: mpsc::UnboundedSender<Queued>,
 }
 
 pub(super) struct Supervisor {
@@ -427,7 +427,7 @@ impl Supervisor {
             }
             Command::Enqueue(client, action) => {
                 if let Some(slot) = self.clients.get(&client) {
-                    let _ = slot.queue.send(action);
+                    let _ = slot.queue.send(Queued::asked(action));
                 }
             }
             Command::InjectFault(spec) => self.inject(spec),

@@ -22,7 +22,7 @@ pub(super) struct Worker {
     pub(super) snapshotter: Arc<MultiClientSnapshotter>,
     pub(super) control: watch::Receiver<ClientControl>,
     pub(super) run_control: watch::Receiver<RunControl>,
-    pub(super) queue: mpsc::UnboundedReceiver<Action>,
+    pub(super) queue: mpsc::UnboundedReceiver<Queued>,
     pub(super) events: mpsc::UnboundedSender<Event>,
     pub(super) actions_limit: Option<u64>,
     pub(super) in_flight: Arc<AtomicUsize>,
@@ -47,9 +47,25 @@ pub(super) fn script_places(engine: &Engine, client: ClientId, from: usize) -> V
         .unwrap_or_default()
 }
 
+/// An action a client runs before its next planned one, with what it was asked with.
+pub(super) struct Queued {
+    pub(super) action: Action,
+    pub(super) params: ActionParams,
+}
+
+impl Queued {
+    /// Asked for by a person (the console's keys) or the run.
+    pub(super) fn asked(action: Action) -> Queued {
+        Queued {
+            action,
+            params: ActionParams::default(),
+        }
+    }
+}
+
 /// What a worker does next.
 pub(super) enum Next {
-    Queued(Action),
+    Queued(Queued),
     Planned,
     Stop,
 }
@@ -83,9 +99,9 @@ impl Worker {
         }
         loop {
             let next = self.next(planned_done).await;
-            let (action, queued) = match next {
+            let (queued_action, queued) = match next {
                 Next::Stop => break,
-                Next::Queued(action) => (Some(action), true),
+                Next::Queued(asked) => (Some(asked), true),
                 Next::Planned => (None, false),
             };
             let step = match (&script, queued) {
@@ -112,10 +128,10 @@ impl Worker {
                 continue;
             }
             let engine = self.engine.clone();
-            let action = match (action, &step) {
-                (Some(action), _) => action,
-                (None, Some((_, step))) => step.action,
-                (None, None) => engine.next_planned_action(client),
+            let (action, params) = match (queued_action, &step) {
+                (Some(asked), _) => (asked.action, asked.params),
+                (None, Some((_, step))) => (step.action, ActionParams::default()),
+                (None, None) => (engine.next_planned_action(client), ActionParams::default()),
             };
             let _ = self.events.send(Event::ActionStarted {
                 client,
@@ -133,7 +149,7 @@ impl Worker {
                         }
                         engine.exec_step(client, &script, &step)
                     }
-                    None => engine.exec_action(client, action, &ActionParams::default()),
+                    None => engine.exec_action(client, action, &params),
                 }
             })
             .await;
