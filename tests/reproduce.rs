@@ -487,6 +487,79 @@ after = 2
     assert!(!dir.path().join("min.toml").exists());
 }
 
+/// A fault asked for while the run goes (the console's fault menu sends
+/// the same command) is recorded as one planned at the start is: a replay
+/// injects it again at its place, with its settings. Through the run's
+/// command channel and the real embedded backend.
+#[test]
+fn a_fault_injected_during_a_run_is_in_its_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorded = dir.path().join("recorded");
+    let scenario = Scenario::parse(
+        "menu",
+        "description = \"writes and snapshots\"\n[weights]\nwrite-random-files = 1\nsnapshot-root = 1\n",
+        "menu.toml",
+    )
+    .unwrap();
+    let mut spec = snapstorm::run::launch::RunSpec::new(scenario, recorded.clone(), 8);
+    spec.clients = 2;
+    spec.limit = RunLimit {
+        actions_per_client: Some(8),
+        ..RunLimit::default()
+    };
+    runtime().block_on(async {
+        let handle = snapstorm::run::launch::launch(spec).await.unwrap();
+        let mut events = handle.events;
+        let mut finished = 0;
+        while let Some(event) = events.recv().await {
+            if let run::Event::ActionFinished(_) = event {
+                finished += 1;
+                if finished == 3 {
+                    // What the menu's `n` (network) sends: its defaults, now.
+                    let mut menu = FaultSpec::new(FaultKind::Network, Duration::ZERO);
+                    menu.duration = Some(Duration::from_secs(1));
+                    handle
+                        .commands
+                        .send(run::Command::InjectFault(menu))
+                        .unwrap();
+                }
+            }
+        }
+        handle.task.await.unwrap()
+    });
+    let recording = Recording::load(&recorded).unwrap();
+    let faults = &recording.recorded.faults;
+    assert_eq!(faults.len(), 1, "{faults:?}");
+    assert_eq!(faults[0].kind, FaultKind::Network);
+    assert_eq!(faults[0].duration, Some(Duration::from_secs(1)));
+    let place = faults[0].after.expect("its place on the recorded schedule");
+    assert!(place >= 3, "it started after three actions had: {place}");
+
+    let replayed = dir.path().join("replayed");
+    let (_tx, stop) = tokio::sync::watch::channel(false);
+    runtime()
+        .block_on(run_scenario(
+            recording.scenario(Schedule::Order),
+            replayed.clone(),
+            snapstorm::backend::location::RepositoryLocation::Embedded,
+            stop,
+            &[],
+        ))
+        .unwrap();
+    let again = Recording::load(&replayed).unwrap();
+    assert_eq!(
+        again.recorded.faults.len(),
+        1,
+        "the replay injected it again"
+    );
+    assert_eq!(again.recorded.faults[0].kind, FaultKind::Network);
+    assert_eq!(
+        again.recorded.faults[0].after,
+        Some(place),
+        "at the same place among the same actions"
+    );
+}
+
 #[test]
 fn a_state_dir_with_no_recorded_failure_is_refused() {
     let dir = tempfile::tempdir().unwrap();
