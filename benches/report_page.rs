@@ -200,6 +200,7 @@ fn state_dir(lines: &[TraceLine], failures: &[Failure]) -> tempfile::TempDir {
             TraceLine::Start(start) => serde_json::to_writer(&mut out, start),
             TraceLine::Action(action) => serde_json::to_writer(&mut out, action),
             TraceLine::Fault(fault) => serde_json::to_writer(&mut out, fault),
+            TraceLine::Gc(gc) => serde_json::to_writer(&mut out, gc),
         }
         .unwrap();
         out.write_all(b"\n").unwrap();

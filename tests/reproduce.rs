@@ -487,18 +487,18 @@ after = 2
     assert!(!dir.path().join("min.toml").exists());
 }
 
-/// A fault asked for while the run goes (the console's fault menu sends
-/// the same command) is recorded as one planned at the start is: a replay
-/// injects it again at its place, with its settings. Through the run's
-/// command channel and the real embedded backend.
+/// What a person asks for while the run goes is in its replay: a fault
+/// from the console's menu and a GC from its `g` (both send these
+/// commands), each recorded with its place and run again there, with its
+/// settings. Through the run's command channel and the real embedded backend.
 #[test]
-fn a_fault_injected_during_a_run_is_in_its_replay() {
+fn a_fault_and_a_gc_asked_for_during_a_run_are_in_its_replay() {
     let dir = tempfile::tempdir().unwrap();
     let recorded = dir.path().join("recorded");
     let scenario = Scenario::parse(
-        "menu",
+        "asked",
         "description = \"writes and snapshots\"\n[weights]\nwrite-random-files = 1\nsnapshot-root = 1\n",
-        "menu.toml",
+        "asked.toml",
     )
     .unwrap();
     let mut spec = snapstorm::run::launch::RunSpec::new(scenario, recorded.clone(), 8);
@@ -514,15 +514,18 @@ fn a_fault_injected_during_a_run_is_in_its_replay() {
         while let Some(event) = events.recv().await {
             if let run::Event::ActionFinished(_) = event {
                 finished += 1;
-                if finished == 3 {
+                let asked = match finished {
                     // What the menu's `n` (network) sends: its defaults, now.
-                    let mut menu = FaultSpec::new(FaultKind::Network, Duration::ZERO);
-                    menu.duration = Some(Duration::from_secs(1));
-                    handle
-                        .commands
-                        .send(run::Command::InjectFault(menu))
-                        .unwrap();
-                }
+                    3 => {
+                        let mut menu = FaultSpec::new(FaultKind::Network, Duration::ZERO);
+                        menu.duration = Some(Duration::from_secs(1));
+                        run::Command::InjectFault(menu)
+                    }
+                    // What `g` sends.
+                    6 => run::Command::Gc(GcOptions::default()),
+                    _ => continue,
+                };
+                handle.commands.send(asked).unwrap();
             }
         }
         handle.task.await.unwrap()
@@ -532,12 +535,19 @@ fn a_fault_injected_during_a_run_is_in_its_replay() {
     assert_eq!(faults.len(), 1, "{faults:?}");
     assert_eq!(faults[0].kind, FaultKind::Network);
     assert_eq!(faults[0].duration, Some(Duration::from_secs(1)));
-    let place = faults[0].after.expect("its place on the recorded schedule");
-    assert!(place >= 3, "it started after three actions had: {place}");
+    let fault_place = faults[0].after.expect("its place on the recorded schedule");
+    assert!(
+        fault_place >= 3,
+        "it started after three actions had: {fault_place}"
+    );
+    let gcs = &recording.recorded.gcs;
+    assert_eq!(gcs.len(), 1, "the GC is recorded: {gcs:?}");
+    let gc_place = gcs[0].after.expect("its place on the recorded schedule");
+    assert!(gc_place > fault_place, "{gc_place} after {fault_place}");
 
     let replayed = dir.path().join("replayed");
     let (_tx, stop) = tokio::sync::watch::channel(false);
-    runtime()
+    let report = runtime()
         .block_on(run_scenario(
             recording.scenario(Schedule::Order),
             replayed.clone(),
@@ -546,17 +556,22 @@ fn a_fault_injected_during_a_run_is_in_its_replay() {
             &[],
         ))
         .unwrap();
+    assert_eq!(report.gc_runs, 1, "the GC ran again, and only it");
     let again = Recording::load(&replayed).unwrap();
+    let places = |r: &Recording| {
+        (
+            r.recorded
+                .faults
+                .iter()
+                .map(|f| (f.kind, f.after))
+                .collect::<Vec<_>>(),
+            r.recorded.gcs.iter().map(|g| g.after).collect::<Vec<_>>(),
+        )
+    };
     assert_eq!(
-        again.recorded.faults.len(),
-        1,
-        "the replay injected it again"
-    );
-    assert_eq!(again.recorded.faults[0].kind, FaultKind::Network);
-    assert_eq!(
-        again.recorded.faults[0].after,
-        Some(place),
-        "at the same place among the same actions"
+        places(&again),
+        places(&recording),
+        "the fault and the GC ran again, each at its place among the same actions"
     );
 }
 
@@ -895,6 +910,7 @@ fn a_failure_of_two_interleaved_actions_shrinks_to_exactly_them() {
             scenario: base.clone(),
             clients,
             faults: vec![fault],
+            gcs: Vec::new(),
         },
         targets: vec![target],
         before: Vec::new(),
@@ -1135,6 +1151,7 @@ fn at_least_k_failing_tries_keeps_only_reliable_candidates() {
                     .collect(),
             }],
             faults: Vec::new(),
+            gcs: Vec::new(),
         },
         targets: vec![Found {
             signature: Signature {

@@ -65,12 +65,29 @@ pub struct FaultLine {
     pub order: u64,
 }
 
+/// A GC asked for outside every client's stream (the console's `g`): no
+/// action records it, so this line does, for a replay to run it again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GcLine {
+    pub time: String,
+    pub run: u32,
+    /// Always `true`: marks the line as such a GC.
+    pub gc: bool,
+    /// Unused data deleted at once.
+    pub aggressive: bool,
+    /// Milliseconds into the run.
+    pub at_ms: u64,
+    /// Its place in the order in which actions, faults and GCs started.
+    pub order: u64,
+}
+
 /// One line of a trace, read back.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TraceLine {
     Start(Box<RunStartLine>),
     Action(Box<ActionRecord>),
     Fault(Box<FaultLine>),
+    Gc(Box<GcLine>),
 }
 
 /// A trace that cannot be read back.
@@ -105,6 +122,8 @@ pub fn read_trace(path: &Path) -> Result<Vec<TraceLine>, TraceReadError> {
             serde_json::from_value(value).map(|l| TraceLine::Start(Box::new(l)))
         } else if value.get("fault").is_some() {
             serde_json::from_value(value).map(|l| TraceLine::Fault(Box::new(l)))
+        } else if value.get("gc").is_some() {
+            serde_json::from_value(value).map(|l| TraceLine::Gc(Box::new(l)))
         } else {
             serde_json::from_value(value).map(|l| TraceLine::Action(Box::new(l)))
         };

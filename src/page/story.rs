@@ -229,6 +229,8 @@ impl Story {
                     let at = run_of(fault.run, &mut runs);
                     runs[at].faults.push(*fault);
                 }
+                // For a replay: the page draws actions and faults.
+                TraceLine::Gc(_) => {}
             }
         }
         runs.sort_by_key(|r| r.number);

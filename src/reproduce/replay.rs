@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use crate::backend::location::RepositoryLocation;
 use crate::engine::actions::Origin;
 use crate::engine::report::{FailureReport, Report};
-use crate::engine::scenario::{ClientScript, Scenario, Schedule, ScriptStep};
+use crate::engine::scenario::{ClientScript, PlannedGc, Scenario, Schedule, ScriptStep};
 use crate::engine::store::{Failure, FailureKind, State, StateLayout};
 use crate::engine::trace::{FaultLine, RunStartLine, TraceLine, read_trace};
 use crate::engine::traits::ClientId;
@@ -120,6 +120,8 @@ pub struct RecordedRun {
     pub clients: Vec<ClientScript>,
     /// The faults that took effect, at their times and places.
     pub faults: Vec<FaultSpec>,
+    /// The GCs asked for outside every client's stream (the console's `g`).
+    pub gcs: Vec<PlannedGc>,
 }
 
 /// The kind of each fault of a run, by its label.
@@ -156,6 +158,7 @@ impl RecordedRun {
         // Each recorded client's steps; a step remembers whose inputs it drew.
         let mut streams: BTreeMap<ClientId, (ClientScript, Vec<ScriptStep>)> = BTreeMap::new();
         let mut fault_lines: Vec<FaultLine> = Vec::new();
+        let mut gcs: Vec<PlannedGc> = Vec::new();
         for line in lines {
             match line {
                 TraceLine::Action(record)
@@ -185,6 +188,11 @@ impl RecordedRun {
                     });
                 }
                 TraceLine::Fault(fault) if fault.run == run => fault_lines.push((**fault).clone()),
+                TraceLine::Gc(gc) if gc.run == run => gcs.push(PlannedGc {
+                    at: std::time::Duration::from_millis(gc.at_ms),
+                    after: Some(gc.order),
+                    aggressive: gc.aggressive,
+                }),
                 _ => {}
             }
         }
@@ -208,13 +216,14 @@ impl RecordedRun {
             .map(|f| (f.fault.clone(), f.kind))
             .collect();
         let mut faults: Vec<FaultSpec> = fault_lines.iter().map(fault_spec).collect();
-        renumber(&mut clients, &mut faults);
+        renumber(&mut clients, &mut faults, &mut gcs);
         let recorded = RecordedRun {
             run,
             seed: start.seed,
             scenario,
             clients,
             faults,
+            gcs,
         };
         Ok((recorded, fault_kinds))
     }
@@ -227,6 +236,7 @@ impl RecordedRun {
             schedule,
             &self.clients,
             &self.faults,
+            &self.gcs,
         )
     }
 }
@@ -349,29 +359,32 @@ impl Recording {
     }
 }
 
-/// `base` with these fixed sequences and faults instead of its plan.
+/// `base` with these fixed sequences, faults and GCs instead of its plan.
 pub fn scripted(
     base: &Scenario,
     seed: u64,
     schedule: Schedule,
     clients: &[ClientScript],
     faults: &[FaultSpec],
+    gcs: &[PlannedGc],
 ) -> Scenario {
     let mut scenario = base.clone();
     scenario.seed = Some(seed);
     scenario.schedule = schedule;
     scenario.clients = clients.to_vec();
     scenario.faults = faults.to_vec();
+    scenario.gcs = gcs.to_vec();
     scenario
 }
 
 /// Places on the recorded schedule numbered 0, 1, … in the same order, so
 /// that no one waits for a place left out.
-pub fn renumber(clients: &mut [ClientScript], faults: &mut [FaultSpec]) {
+pub fn renumber(clients: &mut [ClientScript], faults: &mut [FaultSpec], gcs: &mut [PlannedGc]) {
     let places: BTreeSet<u64> = clients
         .iter()
         .flat_map(|c| c.steps.iter().filter_map(|s| s.order))
         .chain(faults.iter().filter_map(|f| f.after))
+        .chain(gcs.iter().filter_map(|g| g.after))
         .collect();
     let rank: BTreeMap<u64, u64> = places
         .into_iter()
@@ -383,6 +396,9 @@ pub fn renumber(clients: &mut [ClientScript], faults: &mut [FaultSpec]) {
     }
     for fault in faults.iter_mut() {
         fault.after = fault.after.map(|o| rank[&o]);
+    }
+    for gc in gcs.iter_mut() {
+        gc.after = gc.after.map(|o| rank[&o]);
     }
 }
 

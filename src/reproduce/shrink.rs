@@ -469,13 +469,16 @@ impl Search<'_> {
                 ..f.clone()
             })
             .collect();
-        renumber(&mut clients, &mut faults);
+        // GCs asked for by hand stay in every candidate, at their places.
+        let mut gcs = recording.recorded.gcs.clone();
+        renumber(&mut clients, &mut faults, &mut gcs);
         let mut scenario = scripted(
             &recording.recorded.scenario,
             recording.recorded.seed,
             self.config.schedule,
             &clients,
             &faults,
+            &gcs,
         );
         scenario.options = candidate.options.clone();
         scenario.action_options = candidate.action_options.iter().cloned().collect();

@@ -21,10 +21,10 @@ use super::clients::Connected;
 use super::worker::Queued;
 use crate::engine::exec::Engine;
 use crate::engine::report::Report;
-use crate::engine::scenario::Scenario;
+use crate::engine::scenario::{PlannedGc, Scenario};
 use crate::engine::store::now_rfc3339;
 use crate::engine::trace::RunStartLine;
-use crate::engine::traits::{BackendError, ClientId, FaultInjector};
+use crate::engine::traits::{BackendError, ClientId, FaultInjector, GcOptions};
 use crate::faults::FaultSpec;
 use crate::multiclient::MultiClientSnapshotter;
 use crate::run::schedule::Gate;
@@ -147,8 +147,9 @@ pub(super) async fn supervise(
     sup.engine.start_clock(started.into_std());
     sup.run_control.send_modify(|c| c.started = true);
     let mut plan = VecDeque::from(plan);
+    let mut gcs = planned_gcs(&scenario, sup.gate.is_some());
     if !shut_down {
-        sup.run_until_done(&mut commands, &mut plan, started, scripted)
+        sup.run_until_done(&mut commands, &mut plan, &mut gcs, started, scripted)
             .await;
     }
     let (all_stopped, faults_ended) = sup.wind_down(plan, started.elapsed()).await;
@@ -156,6 +157,26 @@ pub(super) async fn supervise(
     parts.on_finish.await;
     let _ = sup.events.send(Event::Finished(Box::new(report.clone())));
     report
+}
+
+/// The scenario's GCs in the order they come: by place on the recorded
+/// schedule, by time on the free one.
+fn planned_gcs(scenario: &Scenario, by_place: bool) -> VecDeque<PlannedGc> {
+    let mut gcs = scenario.gcs.clone();
+    match by_place {
+        true => gcs.sort_by_key(|gc| gc.after),
+        false => gcs.sort_by_key(|gc| gc.at),
+    }
+    VecDeque::from(gcs)
+}
+
+/// When something planned is due: at its turn on the recorded schedule
+/// (`gate`), else at its time.
+fn due(gate: &Option<Arc<Gate>>, after: Option<u64>, at: tokio::time::Instant) -> Due {
+    match (gate, after) {
+        (Some(gate), Some(order)) => Due::Turn(gate.clone(), order),
+        _ => Due::At(at),
+    }
 }
 
 /// For fixed per-client sequences on the recorded schedule: the gate that
@@ -169,12 +190,14 @@ fn recorded_gate(scenario: &Scenario, plan: &[FaultSpec]) -> Option<Arc<Gate>> {
         if scenario.schedule.keeps_gaps() {
             let steps = scenario.clients.iter().flat_map(|c| &c.steps);
             recorded_at.extend(steps.filter_map(|s| Some((s.order?, s.at_ms?))));
-            recorded_at.extend(plan.iter().filter_map(|f| {
-                Some((
-                    f.after?,
-                    u64::try_from(f.at.as_millis()).unwrap_or(u64::MAX),
-                ))
-            }));
+            let ms = |at: Duration| u64::try_from(at.as_millis()).unwrap_or(u64::MAX);
+            recorded_at.extend(plan.iter().filter_map(|f| Some((f.after?, ms(f.at)))));
+            recorded_at.extend(
+                scenario
+                    .gcs
+                    .iter()
+                    .filter_map(|g| Some((g.after?, ms(g.at)))),
+            );
         }
         let gate = Gate::with_gaps(recorded_at);
         let places: std::collections::BTreeSet<u64> = scenario
@@ -182,6 +205,7 @@ fn recorded_gate(scenario: &Scenario, plan: &[FaultSpec]) -> Option<Arc<Gate>> {
             .iter()
             .flat_map(|c| c.steps.iter().filter_map(|s| s.order))
             .chain(plan.iter().filter_map(|f| f.after))
+            .chain(scenario.gcs.iter().filter_map(|g| g.after))
             .collect();
         // Numbers nobody holds are no one's turn.
         let last = places.last().copied().unwrap_or(0);
@@ -243,6 +267,41 @@ impl Supervisor {
         false
     }
 
+    /// A GC outside every client's stream (the console's `g`, a replayed
+    /// one), traced with its place; the run goes on while it runs.
+    fn start_gc(&mut self, options: GcOptions, place: Option<(Arc<Gate>, u64)>) {
+        let engine = self.engine.clone();
+        let events = self.events.clone();
+        tracing::info!(
+            "GC started{}.",
+            if options.aggressive {
+                " (aggressive: unused data deleted at once)"
+            } else {
+                ""
+            }
+        );
+        self.emit(Event::GcStarted);
+        self.gc_tasks.spawn(async move {
+            let result = tokio::task::spawn_blocking(move || {
+                if let Some((gate, order)) = place {
+                    gate.started(order);
+                }
+                engine.gc_asked(&options)
+            })
+            .await;
+            let result = match result {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(error)) => Err(error),
+                Err(crashed) => Err(BackendError::Panicked(crashed.to_string())),
+            };
+            match &result {
+                Ok(()) => tracing::info!("GC finished."),
+                Err(error) => tracing::warn!("GC failed: {error}."),
+            }
+            let _ = events.send(Event::GcFinished(result));
+        });
+    }
+
     /// The run proper: commands, planned faults, clients that finish,
     /// until its duration is up, its actions are done, it is asked to stop,
     /// or snapstorm's own side halts it. Faults not yet due stay in `plan`.
@@ -250,21 +309,25 @@ impl Supervisor {
         &mut self,
         commands: &mut mpsc::UnboundedReceiver<Command>,
         plan: &mut VecDeque<FaultSpec>,
+        gcs: &mut VecDeque<PlannedGc>,
         started: tokio::time::Instant,
         scripted: bool,
     ) {
         let deadline = self.limit.duration.map(|d| started + d);
         let halting = self.engine.clone();
         loop {
-            // A scenario of fixed sequences ends when every client has run its own.
-            if scripted && self.workers.is_empty() && self.connecting.is_empty() && plan.is_empty()
-            {
+            // A scenario of fixed sequences ends when every client has run
+            // its own, and every fault and GC has started.
+            let all_started = plan.is_empty() && gcs.is_empty();
+            if scripted && self.workers.is_empty() && self.connecting.is_empty() && all_started {
                 return;
             }
-            let next_fault = plan.front().map(|spec| match (&self.gate, spec.after) {
-                (Some(gate), Some(order)) => Due::Turn(gate.clone(), order),
-                _ => Due::At(started + spec.at),
-            });
+            let next_fault = plan
+                .front()
+                .map(|spec| due(&self.gate, spec.after, started + spec.at));
+            let next_gc = gcs
+                .front()
+                .map(|gc| due(&self.gate, gc.after, started + gc.at));
             tokio::select! {
                 command = commands.recv() => match command {
                     None | Some(Command::Shutdown) => return,
@@ -273,6 +336,15 @@ impl Supervisor {
                 _ = wait_due(next_fault) => {
                     let spec = plan.pop_front().expect("a planned fault is due");
                     self.inject(spec);
+                }
+                _ = wait_due(next_gc) => {
+                    let gc = gcs.pop_front().expect("a planned GC is due");
+                    let place = self.gate.clone().zip(gc.after);
+                    let options = GcOptions {
+                        aggressive: gc.aggressive,
+                        ..GcOptions::default()
+                    };
+                    self.start_gc(options, place);
                 }
                 Some(_) = self.fault_tasks.join_next(), if !self.fault_tasks.is_empty() => {}
                 Some(joined) = self.connecting.join_next(), if !self.connecting.is_empty() => {
@@ -380,32 +452,7 @@ impl Supervisor {
                     slot.control.send_modify(|c| c.stop = true);
                 }
             }
-            Command::Gc(options) => {
-                let engine = self.engine.clone();
-                let events = self.events.clone();
-                tracing::info!(
-                    "GC started{}.",
-                    if options.aggressive {
-                        " (aggressive: unused data deleted at once)"
-                    } else {
-                        ""
-                    }
-                );
-                self.emit(Event::GcStarted);
-                self.gc_tasks.spawn(async move {
-                    let result = tokio::task::spawn_blocking(move || engine.gc(&options)).await;
-                    let result = match result {
-                        Ok(Ok(_)) => Ok(()),
-                        Ok(Err(error)) => Err(error),
-                        Err(crashed) => Err(BackendError::Panicked(crashed.to_string())),
-                    };
-                    match &result {
-                        Ok(()) => tracing::info!("GC finished."),
-                        Err(error) => tracing::warn!("GC failed: {error}."),
-                    }
-                    let _ = events.send(Event::GcFinished(result));
-                });
-            }
+            Command::Gc(options) => self.start_gc(options, None),
             Command::TogglePauseAll => {
                 self.run_control.send_modify(|c| c.paused = !c.paused);
                 let paused = self.run_control.borrow().paused;

@@ -9,8 +9,8 @@ use serde::Deserialize;
 
 use super::presets::PRESETS;
 use super::{
-    ClientScript, MAX_SCENARIO_BYTES, Plan, Scenario, ScenarioError, ScenarioRepository, Schedule,
-    ScriptStep,
+    ClientScript, MAX_SCENARIO_BYTES, Plan, PlannedGc, Scenario, ScenarioError, ScenarioRepository,
+    Schedule, ScriptStep,
 };
 use crate::engine::MAX_CLIENTS;
 use crate::engine::actions::{Action, Weights};
@@ -90,7 +90,20 @@ struct ScenarioFile {
     #[serde(default)]
     faults: Vec<toml::Spanned<ScenarioFault>>,
     #[serde(default)]
+    gcs: Vec<GcEntry>,
+    #[serde(default)]
     repository: Option<ScenarioRepository>,
+}
+
+/// A `[[gcs]]` entry of a scenario file.
+#[derive(Debug, serde::Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct GcEntry {
+    at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    after: Option<u64>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    aggressive: bool,
 }
 
 impl Scenario {
@@ -154,6 +167,16 @@ impl Scenario {
                 })?;
             faults.push(spec);
         }
+        let mut gcs = Vec::new();
+        for gc in file.gcs {
+            let at = crate::faults::parse_time(&gc.at)
+                .map_err(|message| invalid(format!("a GC's `at`: {message}")))?;
+            gcs.push(PlannedGc {
+                at,
+                after: gc.after,
+                aggressive: gc.aggressive,
+            });
+        }
         if !file.clients.is_empty() && (file.sequence.is_some() || file.weights.is_some()) {
             return Err(invalid(
                 "give either `[[clients]]` (a sequence per client) or a shared `sequence`/`[weights]`, not both".into(),
@@ -212,11 +235,15 @@ impl Scenario {
         }
         let schedule = file.schedule.unwrap_or_default();
         if schedule.keeps_order() {
-            check_recorded_orders(schedule, &clients, &faults).map_err(invalid)?;
+            check_recorded_orders(schedule, &clients, &faults, &gcs).map_err(invalid)?;
         } else if let Some(fault) = faults.iter().find(|f| f.after.is_some()) {
             return Err(invalid(format!(
                 "{fault}: `after` places a fault on the recorded schedule, and this scenario's schedule is free; give `schedule = \"recorded\"` or drop `after`"
             )));
+        } else if gcs.iter().any(|gc| gc.after.is_some()) {
+            return Err(invalid(
+                "a GC's `after` places it on the recorded schedule, and this scenario's schedule is free; give `schedule = \"recorded\"` or drop `after`".into(),
+            ));
         }
         let plan = match (file.sequence, file.weights) {
             (Some(_), Some(_)) => {
@@ -248,6 +275,7 @@ impl Scenario {
             seed: file.seed,
             schedule,
             clients,
+            gcs,
             repository: file.repository,
         })
     }
@@ -319,16 +347,26 @@ impl Scenario {
                 .expect("a fault serializes to TOML");
             let _ = write!(out, "\n[[faults]]\n{entry}");
         }
+        for gc in &self.gcs {
+            let entry = toml::to_string(&GcEntry {
+                at: crate::faults::compact_duration(gc.at),
+                after: gc.after,
+                aggressive: gc.aggressive,
+            })
+            .expect("a GC serializes to TOML");
+            let _ = write!(out, "\n[[gcs]]\n{entry}");
+        }
         out
     }
 }
 
 /// On the recorded schedule every step needs its `order` and every fault
-/// its `after`, each place taken once.
+/// and GC its `after`, each place taken once.
 fn check_recorded_orders(
     schedule: Schedule,
     clients: &[ClientScript],
     faults: &[FaultSpec],
+    gcs: &[PlannedGc],
 ) -> Result<(), String> {
     if clients.is_empty() {
         return Err(format!(
@@ -383,6 +421,20 @@ fn check_recorded_orders(
                 last + 1
             ));
         }
+        if !seen.insert(order) {
+            return Err(format!(
+                "order {order} is given twice; each place is taken once"
+            ));
+        }
+    }
+    for gc in gcs {
+        let at = crate::faults::compact_duration(gc.at);
+        let order = gc.after.ok_or_else(|| {
+            format!(
+                "on the {} schedule every GC needs `after`, and the GC at {at} has none",
+                schedule.name()
+            )
+        })?;
         if !seen.insert(order) {
             return Err(format!(
                 "order {order} is given twice; each place is taken once"

@@ -36,6 +36,9 @@
 //! ]
 //! [[clients]]            # client-2: plain names draw as positions 0, 1, …
 //! sequence = ["run-gc"]
+//! [[gcs]]                # a GC outside every client's stream (the console's `g`)
+//! at = "1.2s"            # when it started in the recording
+//! after = 1              # its place on the recorded schedule
 //! ```
 
 mod file;
@@ -81,11 +84,27 @@ pub struct Scenario {
     pub schedule: Schedule,
     /// Fixed per-client sequences (`[[clients]]`), run once each; when
     /// given, `plan` is unused and the run ends when every client is done
-    /// and every fault started.
+    /// and every fault and GC started.
     pub clients: Vec<ClientScript>,
+    /// GCs of the repository outside every client's stream (`[[gcs]]`):
+    /// a recorded run's GCs asked for by hand, run again at their places.
+    pub gcs: Vec<PlannedGc>,
     /// `[repository]`: where the repository under test lives; the command
     /// line's `--repository` wins. Kept as written: the front end parses it.
     pub repository: Option<ScenarioRepository>,
+}
+
+/// A GC asked for outside every client's stream (the console's `g`), as
+/// a replay runs it again: the server's GC, as a `run-gc` action runs it,
+/// but in no client's turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlannedGc {
+    /// When it started in the recording; on the free schedule, when it starts.
+    pub at: std::time::Duration,
+    /// Its place on the recorded schedule (see [`FaultSpec::after`]).
+    pub after: Option<u64>,
+    /// Unused data deleted at once, not after the usual delay.
+    pub aggressive: bool,
 }
 
 /// A scenario file's `[repository]` table.

@@ -75,6 +75,9 @@ at = "2s"
 duration = "5s"
 drop-percent = 30
 after = 3
+[[gcs]]
+at = "1.5s"
+after = 4
 "#;
     let scenario = Scenario::parse("x", text, "x.toml").unwrap();
     assert_eq!(scenario.seed, Some(42));
@@ -92,6 +95,14 @@ after = 3
         }
     );
     assert_eq!(scenario.faults[0].after, Some(3));
+    assert_eq!(
+        scenario.gcs,
+        [PlannedGc {
+            at: std::time::Duration::from_millis(1500),
+            after: Some(4),
+            aggressive: false,
+        }]
+    );
     let written = scenario.to_toml();
     let again = Scenario::parse("x", &written, "x.toml").unwrap();
     assert_eq!(again, scenario, "{written}");
@@ -268,6 +279,18 @@ fn after_is_only_for_the_recorded_schedule_and_its_places() {
     let err = refusal(beyond);
     assert!(
         err.contains("`after = 7` names a place the schedule does not have (its steps take places up to 0); give an `after` from 0 to 1"),
+        "{err}"
+    );
+    let gc_on_free = "description = \"d\"\n[[clients]]\nsequence = [\"run-gc\"]\n[[gcs]]\nat = \"1s\"\nafter = 1\n";
+    let err = refusal(gc_on_free);
+    assert!(
+        err.contains("a GC's `after` places it on the recorded schedule"),
+        "{err}"
+    );
+    let gc_without_place = "description = \"d\"\nschedule = \"order\"\n[[clients]]\nsequence = [{ action = \"run-gc\", seq = 0, order = 0 }]\n[[gcs]]\nat = \"1s\"\n";
+    let err = refusal(gc_without_place);
+    assert!(
+        err.contains("every GC needs `after`, and the GC at 1s has none"),
         "{err}"
     );
 }
