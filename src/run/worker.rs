@@ -54,7 +54,8 @@ pub(super) struct Queued {
 }
 
 impl Queued {
-    /// Asked for by a person (the console's keys) or the run.
+    /// Asked for through the run's commands (the console's keys): part
+    /// of the client's own stream, as a replay runs it.
     pub(super) fn asked(action: Action) -> Queued {
         Queued {
             action,
@@ -99,11 +100,12 @@ impl Worker {
         }
         loop {
             let next = self.next(planned_done).await;
-            let (queued_action, queued) = match next {
+            let queued_action = match next {
                 Next::Stop => break,
-                Next::Queued(asked) => (Some(asked), true),
-                Next::Planned => (None, false),
+                Next::Queued(asked) => Some(asked),
+                Next::Planned => None,
             };
+            let queued = queued_action.is_some();
             let step = match (&script, queued) {
                 (Some(script), false) => {
                     Some((script.clone(), script.steps[planned_done as usize]))
