@@ -575,6 +575,99 @@ fn a_fault_and_a_gc_asked_for_during_a_run_are_in_its_replay() {
     );
 }
 
+/// A pack fault's replay damages the same role. A replay runs on a fresh
+/// repository, where the same data lands in packs of other names (another
+/// key, other ids): the recording's trace names the pack the fault drew by
+/// who stored it and when (`victim=client-N/K`, as the fault proxy counted
+/// the storage taking them), and the replay damages that client's K-th
+/// pack again. Through a real embedded run, the fault sent as the
+/// console's menu sends it.
+#[test]
+fn a_pack_fault_s_replay_damages_the_same_role() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorded = dir.path().join("recorded");
+    let scenario = Scenario::parse(
+        "packs",
+        "description = \"writes and snapshots\"\n[weights]\nwrite-random-files = 1\nsnapshot-root = 1\n",
+        "packs.toml",
+    )
+    .unwrap();
+    let mut spec = snapstorm::run::launch::RunSpec::new(scenario, recorded.clone(), 11);
+    spec.clients = 2;
+    spec.limit = RunLimit {
+        actions_per_client: Some(12),
+        ..RunLimit::default()
+    };
+    runtime().block_on(async {
+        let handle = snapstorm::run::launch::launch(spec).await.unwrap();
+        let mut events = handle.events;
+        let mut finished = 0;
+        while let Some(event) = events.recv().await {
+            if let run::Event::ActionFinished(_) = event {
+                finished += 1;
+                if finished == 18 {
+                    let menu = FaultSpec::new(FaultKind::CorruptPack, Duration::ZERO);
+                    handle
+                        .commands
+                        .send(run::Command::InjectFault(menu))
+                        .unwrap();
+                }
+            }
+        }
+        handle.task.await.unwrap()
+    });
+    // The pack each run's fault damaged, as its trace says.
+    let damaged = |state: &Path| -> Vec<String> {
+        read_trace(&StateLayout::new(state).trace())
+            .unwrap()
+            .into_iter()
+            .filter_map(|line| match line {
+                TraceLine::Fault(fault) => Some(fault.target.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let recording = Recording::load(&recorded).unwrap();
+    let faults = &recording.recorded.faults;
+    assert_eq!(faults.len(), 1, "{faults:?}");
+    let role = faults[0]
+        .victim
+        .expect("the trace names the pack it drew by its role");
+    assert!(
+        (1..=2).contains(&role.client) && role.nth >= 1,
+        "a pack one of the two clients stored: {role}"
+    );
+
+    let replayed = dir.path().join("replayed");
+    let (_tx, stop) = tokio::sync::watch::channel(false);
+    runtime()
+        .block_on(run_scenario(
+            recording.scenario(Schedule::Order),
+            replayed.clone(),
+            snapstorm::backend::location::RepositoryLocation::Embedded,
+            stop,
+            &[],
+        ))
+        .unwrap();
+    let again = Recording::load(&replayed).unwrap();
+    assert_eq!(
+        again
+            .recorded
+            .faults
+            .iter()
+            .map(|f| f.victim)
+            .collect::<Vec<_>>(),
+        [Some(role)],
+        "the replay damaged the pack of the same role"
+    );
+    let (was, now) = (damaged(&recorded), damaged(&replayed));
+    assert_eq!((was.len(), now.len()), (1, 1), "{was:?} {now:?}");
+    assert!(
+        was[0].starts_with("data/") && now[0].starts_with("data/") && was != now,
+        "a pack each, of other names on the two repositories: {was:?} {now:?}"
+    );
+}
+
 #[test]
 fn a_state_dir_with_no_recorded_failure_is_refused() {
     let dir = tempfile::tempdir().unwrap();

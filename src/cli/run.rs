@@ -29,6 +29,7 @@ pub fn faults() -> ExitCode {
          network options: latency={}, drop={} (percent of requests), error={} (percent answered 500)\n\
          revoke-client / kill-client / pause-client option: client=N (default: a random client)\n\
          truncate-pack option: size=SIZE (default 2MiB; a pack longer than it is cut to it)\n\
+         pack and index faults option: victim=client-N/K, the K-th data pack (index file for delete-index) client-N stored (default: a random one; a run's trace names its victim so, for its replay)\n\
          storage-errors option: share={share} (percent of requests the storage answers 500/503)\n\
          stale-lock / unlock: --backend restic or mixed (restic's locks; rustic_core takes none)\n\
          stop-osd option: pid=PID, a ceph-osd process on this machine (needed; scripts/ceph start prints osdN_pid=)\n\

@@ -9,7 +9,7 @@ use super::exec::Engine;
 use super::store::{DamageRecord, now_rfc3339};
 use super::trace::FaultLine;
 use super::traits::{BackendResult, ClientId, FaultHost, GcDone, GcOptions};
-use crate::faults::{FaultKind, FaultSpec};
+use crate::faults::{FaultKind, FaultSpec, VictimRole};
 
 impl Engine {
     /// Records that a fault takes effect now (see [`FaultHost::fault_starts`]);
@@ -64,6 +64,17 @@ impl FaultHost for Engine {
         duration: Option<Duration>,
     ) -> String {
         self.fault_starts_as(None, None, kind, target, client, duration)
+    }
+
+    /// Not through the run, the fault has no spec for the trace to name
+    /// the role in.
+    fn fault_starts_on(
+        &self,
+        kind: FaultKind,
+        target: &str,
+        _victim: Option<VictimRole>,
+    ) -> String {
+        self.fault_starts(kind, target, None, None)
     }
 
     fn fault_ends(&self, label: &str) {

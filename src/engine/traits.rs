@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::damage::{Damage, Unreadable};
 use super::options::ActionOptions;
 use super::progress::Progress;
-use crate::faults::{FaultKind, FaultSpec};
+use crate::faults::{FaultKind, FaultSpec, VictimRole};
 
 /// One client of the repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -398,6 +398,10 @@ pub trait FaultHost: Send + Sync {
         client: Option<ClientId>,
         duration: Option<Duration>,
     ) -> String;
+    /// [`FaultHost::fault_starts`] for a data fault whose victim a replay
+    /// can find again by its role (`victim`, where the backend can tell
+    /// one): the trace names the fault with it, as `victim=` names it.
+    fn fault_starts_on(&self, kind: FaultKind, target: &str, victim: Option<VictimRole>) -> String;
     /// Records that the fault labelled `label` stopped acting now (a GC
     /// fault's GCs are over): what happens after is not its doing.
     fn fault_ends(&self, label: &str);

@@ -7,7 +7,8 @@
 //! `corrupt-pack@15s`, `server-restart@20s:5s`,
 //! `network@10s:20s,latency=300ms,drop=10,error=10`, `revoke-client@30s,client=2`,
 //! `truncate-pack@20s,size=2MiB`, `storage-errors@10s:20s,share=30`,
-//! `pause-client@10s:20s,client=1`, `stop-osd@10s:20s,pid=4242`.
+//! `pause-client@10s:20s,client=1`, `stop-osd@10s:20s,pid=4242`,
+//! `corrupt-pack@20s,victim=client-2/5`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -321,6 +322,72 @@ pub struct FaultSpec {
     pub share: Option<u8>,
     /// `stop-osd`: the OSD's process (`pid=`), which it needs.
     pub pid: Option<u32>,
+    /// A data fault's victim named by its role (`victim=`) rather than
+    /// drawn at random.
+    pub victim: Option<VictimRole>,
+}
+
+/// A data fault's victim named by what it is: the `nth` file of the kind
+/// the fault damages (a data pack; an index file for `delete-index`) that
+/// `client` stored, counting from 1. A recorded fault is named so because
+/// a replay runs on a fresh repository, where the same data lands in files
+/// of other names: the role finds the file holding it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VictimRole {
+    pub client: u32,
+    pub nth: u32,
+}
+
+/// Written as the option takes it: `client-2/5`.
+impl fmt::Display for VictimRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "client-{}/{}", self.client, self.nth)
+    }
+}
+
+impl FromStr for VictimRole {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let wrong = || {
+            format!(
+                "`victim={text}` names no victim: write victim=client-N/K for the K-th file client-N stored, e.g. victim=client-2/5"
+            )
+        };
+        let (client, nth) = text
+            .strip_prefix("client-")
+            .and_then(|rest| rest.split_once('/'))
+            .ok_or_else(wrong)?;
+        let (client, nth) = (
+            client.parse::<u32>().map_err(|_| wrong())?,
+            nth.parse::<u32>().map_err(|_| wrong())?,
+        );
+        if client == 0 || nth == 0 {
+            return Err(format!(
+                "`victim={text}`: clients and their files are counted from 1, e.g. victim=client-1/1"
+            ));
+        }
+        Ok(VictimRole { client, nth })
+    }
+}
+
+impl VictimRole {
+    /// How a report names the file: `client-2's 5th data pack`.
+    pub fn describe(&self, what: &str) -> String {
+        format!("client-{}'s {} {what}", self.client, ordinal(self.nth))
+    }
+}
+
+/// `1st`, `2nd`, `3rd`, `4th`, `11th`, `21st`.
+fn ordinal(n: u32) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
 }
 
 impl FaultSpec {
@@ -335,6 +402,7 @@ impl FaultSpec {
             size: None,
             share: None,
             pid: None,
+            victim: None,
         }
     }
 
@@ -397,6 +465,9 @@ impl fmt::Display for FaultSpec {
         if let Some(pid) = self.pid {
             write!(f, ",pid={pid}")?;
         }
+        if let Some(victim) = self.victim {
+            write!(f, ",victim={victim}")?;
+        }
         Ok(())
     }
 }
@@ -451,6 +522,11 @@ impl FaultSpec {
         if self.share == Some(0) {
             return Err("share=0 fails no request: give a share of 1 to 100".into());
         }
+        if self.victim.is_some() && !kind.damages_files() {
+            return Err(format!(
+                "victim names a damaged file; it is an option of corrupt-pack, delete-pack, truncate-pack, empty-pack and delete-index, not of {kind}"
+            ));
+        }
         if self.pid.is_some() && kind != FaultKind::StopOsd {
             return Err(format!("pid is an option of stop-osd, not of {kind}"));
         }
@@ -488,6 +564,14 @@ impl FaultSpec {
         {
             return Err(fail(format!(
                 "the run has {clients} client(s), client-1 to client-{clients}; give client=1 to {clients}, or --clients {client}"
+            )));
+        }
+        if let (Some(clients), Some(victim)) = (bounds.clients, self.victim)
+            && victim.client > clients
+        {
+            return Err(fail(format!(
+                "the run has {clients} client(s), client-1 to client-{clients}: no client-{} to have stored the victim; give victim=client-1/{} to client-{clients}/{}, or --clients {}",
+                victim.client, victim.nth, victim.nth, victim.client
             )));
         }
         Ok(())
@@ -603,9 +687,10 @@ impl FromStr for FaultSpec {
                         .map_err(|_| fail(format!("`pid={value}` is not a process id")))?;
                     spec.pid = Some(pid);
                 }
+                "victim" => spec.victim = Some(value.parse().map_err(&fail)?),
                 _ => {
                     return Err(fail(format!(
-                        "unknown option `{key}`; options are latency, drop, error (network), client (revoke-client, kill-client, pause-client), size (truncate-pack), share (storage-errors) and pid (stop-osd)"
+                        "unknown option `{key}`; options are latency, drop, error (network), client (revoke-client, kill-client, pause-client), size (truncate-pack), share (storage-errors), pid (stop-osd) and victim (the pack and index faults)"
                     )));
                 }
             }
@@ -643,6 +728,10 @@ pub struct ScenarioFault {
     /// `stop-osd`: the OSD's process id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
+    /// The pack and index faults: the file damaged, by its role
+    /// (`"client-2/5"`: the 5th that client-2 stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub victim: Option<String>,
 }
 
 impl ScenarioFault {
@@ -665,6 +754,7 @@ impl ScenarioFault {
             size: spec.size.map(compact_size),
             share: spec.share,
             pid: spec.pid,
+            victim: spec.victim.map(|v| v.to_string()),
         }
     }
 
@@ -696,6 +786,7 @@ impl ScenarioFault {
         spec.size = self.size.as_deref().map(parse_size).transpose()?;
         spec.share = self.share;
         spec.pid = self.pid;
+        spec.victim = self.victim.as_deref().map(str::parse).transpose()?;
         let network_options =
             self.latency.is_some() || self.drop_percent.is_some() || self.error_percent.is_some();
         if network_options && self.kind != FaultKind::Network {

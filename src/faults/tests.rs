@@ -207,6 +207,57 @@ fn stop_osd_names_its_process_and_nothing_else_takes_a_pid() {
     }
 }
 
+/// `victim=`: a pack or index fault's file by its role, parsed and written
+/// back (a scenario file's entry too); refused on faults that damage no
+/// file, in a form it cannot read, and for a client the run never has.
+#[test]
+fn a_victim_is_named_by_the_client_that_stored_it_and_its_place() {
+    let spec: FaultSpec = "corrupt-pack@20s,victim=client-2/5".parse().unwrap();
+    assert_eq!(spec.victim, Some(VictimRole { client: 2, nth: 5 }));
+    assert_eq!(spec.to_string(), "corrupt-pack@20s,victim=client-2/5");
+    assert_eq!(ScenarioFault::from_spec(&spec).to_spec().unwrap(), spec);
+    let index: FaultSpec = "delete-index@1s,victim=client-1/1".parse().unwrap();
+    assert_eq!(index.victim, Some(VictimRole { client: 1, nth: 1 }));
+    assert_eq!(
+        VictimRole { client: 3, nth: 12 }.describe("data pack"),
+        "client-3's 12th data pack"
+    );
+    for (nth, says) in [
+        (1, "1st"),
+        (2, "2nd"),
+        (3, "3rd"),
+        (11, "11th"),
+        (22, "22nd"),
+    ] {
+        let role = VictimRole { client: 1, nth };
+        assert!(role.describe("pack").contains(says), "{nth}");
+    }
+    for (bad, says) in [
+        (
+            "network@1s,victim=client-1/1",
+            "victim names a damaged file",
+        ),
+        (
+            "kill-client@1s,victim=client-1/1",
+            "victim names a damaged file",
+        ),
+        ("corrupt-pack@1s,victim=client-0/1", "counted from 1"),
+        ("corrupt-pack@1s,victim=client-1/0", "counted from 1"),
+        ("corrupt-pack@1s,victim=2/5", "write victim=client-N/K"),
+        ("corrupt-pack@1s,victim=client-2", "write victim=client-N/K"),
+    ] {
+        let error = bad.parse::<FaultSpec>().unwrap_err().to_string();
+        assert!(error.contains(says), "{bad}: {error}");
+    }
+    let far: FaultSpec = "delete-pack@1s,victim=client-5/1".parse().unwrap();
+    let bounds = RunBounds {
+        duration: None,
+        clients: Some(4),
+    };
+    let error = far.check_bounds(&bounds).unwrap_err().to_string();
+    assert!(error.contains("no client-5"), "{error}");
+}
+
 /// The reference lists every fault a user can name, in its table.
 #[test]
 fn docs_list_every_fault() {

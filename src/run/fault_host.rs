@@ -15,7 +15,7 @@ use crate::engine::damage::Damage;
 use crate::engine::exec::Engine;
 use crate::engine::record::ActionParams;
 use crate::engine::traits::{BackendResult, ClientId, FaultHost, GcDone, GcOptions, InjectError};
-use crate::faults::{FaultKind, FaultSpec};
+use crate::faults::{FaultKind, FaultSpec, VictimRole};
 use crate::run::schedule::Gate;
 
 /// How often a data fault waiting for its first victim looks again.
@@ -59,6 +59,27 @@ impl WatchedHost {
     pub(super) fn waited(&self) -> bool {
         self.waited.swap(true, Ordering::SeqCst)
     }
+
+    /// The fault takes effect as `spec` (what was asked, with anything
+    /// the injector found out that a replay needs).
+    fn starts_as(
+        &self,
+        spec: &FaultSpec,
+        kind: FaultKind,
+        target: &str,
+        client: Option<ClientId>,
+        duration: Option<Duration>,
+    ) -> String {
+        let asked = self.waited.load(Ordering::SeqCst).then_some(self.spec.at);
+        let label = self
+            .engine
+            .fault_starts_as(Some(spec), asked, kind, target, client, duration);
+        *self.label.lock().expect("label lock") = Some(label.clone());
+        if let Some((gate, order)) = &self.place {
+            gate.started(*order);
+        }
+        label
+    }
 }
 
 impl FaultHost for WatchedHost {
@@ -69,15 +90,17 @@ impl FaultHost for WatchedHost {
         client: Option<ClientId>,
         duration: Option<Duration>,
     ) -> String {
-        let asked = self.waited.load(Ordering::SeqCst).then_some(self.spec.at);
-        let label =
-            self.engine
-                .fault_starts_as(Some(&self.spec), asked, kind, target, client, duration);
-        *self.label.lock().expect("label lock") = Some(label.clone());
-        if let Some((gate, order)) = &self.place {
-            gate.started(*order);
-        }
-        label
+        self.starts_as(&self.spec, kind, target, client, duration)
+    }
+
+    fn fault_starts_on(&self, kind: FaultKind, target: &str, victim: Option<VictimRole>) -> String {
+        // The role it damaged, which can differ from the one asked for
+        // (see the backend's injector), or none it can tell.
+        let spec = FaultSpec {
+            victim,
+            ..self.spec.clone()
+        };
+        self.starts_as(&spec, kind, target, None, None)
     }
 
     fn fault_ends(&self, label: &str) {

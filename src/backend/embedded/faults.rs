@@ -3,27 +3,42 @@
 //! engine's business (attribution); this only makes it happen and tells the
 //! run when it starts.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rustic_core::FileType;
 
 use super::EmbeddedServer;
 use super::inspect::Inspector;
+use super::stored::StoredKind;
 use crate::backend::fault_kit::{FaultKit, Readmit, fail};
 use crate::backend::s3::repository_path;
 use crate::engine::damage::{Damage, DataRef};
 use crate::engine::traits::{
     BackendResult, ClientId, FaultHost, FaultInjector, InjectError, Injected, Server,
 };
-use crate::faults::{FaultKind, FaultSpec, KILL_CUT};
+use crate::faults::{FaultKind, FaultSpec, KILL_CUT, VictimRole};
 
 /// The host a `stale-lock` names as its lock's: not this one, so restic
 /// cannot tell the process is gone and keeps the lock for 30 minutes.
 pub const STALE_LOCK_HOST: &str = "snapstorm-gone-host";
 /// The process a `stale-lock` names as its lock's.
 const STALE_LOCK_PID: u32 = 4242;
+
+/// How long a fault whose role (`victim=`) names a file its client has
+/// not stored yet waits for it before it takes the nearest role there is.
+const ROLE_WAIT: Duration = Duration::from_secs(15);
+
+/// The file a pack or index fault damages.
+struct Victim {
+    /// Its name (the id).
+    name: String,
+    /// The role it holds, where a client stored it through the proxy: the
+    /// trace names the fault with it, so that its replay finds it again.
+    role: Option<VictimRole>,
+}
 
 /// Removes every lock in the repository, live ones too, and says what it
 /// removed (`unlock`: restic's `unlock --remove-all`, where restic runs).
@@ -39,6 +54,9 @@ pub struct EmbeddedFaults {
     /// Labels of the `stale-lock`s whose lock is still there: an `unlock`
     /// ends them.
     stale_locks: Mutex<Vec<String>>,
+    /// Since when each fault (by its spec) has waited for the file its
+    /// role names.
+    role_waits: Mutex<HashMap<String, Instant>>,
 }
 
 impl EmbeddedFaults {
@@ -49,6 +67,7 @@ impl EmbeddedFaults {
             kit: FaultKit::new(seed),
             remove_all_locks: None,
             stale_locks: Mutex::new(Vec::new()),
+            role_waits: Mutex::new(HashMap::new()),
         }
     }
 
@@ -79,8 +98,10 @@ impl EmbeddedFaults {
         Arc::new(move |client| server.readmit_client(client))
     }
 
-    /// A random file of `kind` that can take `spec`'s damage: its name.
-    fn victim(&self, spec: &FaultSpec, kind: FileType, what: &str) -> Result<String, InjectError> {
+    /// The file of `kind` that takes `spec`'s damage: the one its role
+    /// names (`victim=`), or else one drawn at random; with the role it
+    /// holds, where a client stored it through the proxy.
+    fn victim(&self, spec: &FaultSpec, kind: FileType, what: &str) -> Result<Victim, InjectError> {
         let mut files = self
             .server
             .inspector()
@@ -90,9 +111,100 @@ impl EmbeddedFaults {
         files.retain(|file| FaultKit::can_damage(spec, file.version.len));
         let mut names: Vec<String> = files.into_iter().map(|file| file.name).collect();
         names.sort();
-        self.kit
+        if let Some(role) = spec.victim
+            && let Some(victim) = self.by_role(spec, role, &names, kind, what)?
+        {
+            return Ok(victim);
+        }
+        let name = self
+            .kit
             .pick(&names)
-            .ok_or_else(|| FaultKit::no_victim(spec, what))
+            .ok_or_else(|| FaultKit::no_victim(spec, what))?;
+        let role = self.server.proxy().role_of(&name).and_then(|(user, nth)| {
+            let client = user.parse::<ClientId>().ok()?;
+            Some(VictimRole {
+                client: client.0,
+                nth,
+            })
+        });
+        Ok(Victim { name, role })
+    }
+
+    /// The file `role` names among `names` (the files that can take the
+    /// damage, sorted), or the nearest role there is: the client's newest
+    /// such file. `None`: the client stored none that is there (a random
+    /// one then). A file not stored yet is waited for a while.
+    fn by_role(
+        &self,
+        spec: &FaultSpec,
+        role: VictimRole,
+        names: &[String],
+        kind: FileType,
+        what: &str,
+    ) -> Result<Option<Victim>, InjectError> {
+        let stored_kind = match kind {
+            FileType::Index => StoredKind::Index,
+            _ => StoredKind::Pack,
+        };
+        let stored = self
+            .server
+            .proxy()
+            .stored_by(&ClientId(role.client).to_string(), stored_kind);
+        let there = |name: &String| names.binary_search(name).is_ok();
+        let named = role
+            .nth
+            .checked_sub(1)
+            .and_then(|i| usize::try_from(i).ok())
+            .and_then(|i| stored.get(i));
+        match named {
+            Some(name) if there(name) => {
+                return Ok(Some(Victim {
+                    name: name.clone(),
+                    role: Some(role),
+                }));
+            }
+            None if self.waits_for_role(spec) => {
+                return Err(InjectError::NoVictimYet(format!(
+                    "client-{} has stored {} {what}(s) so far, and the fault damages its {}",
+                    role.client,
+                    stored.len(),
+                    role.nth
+                )));
+            }
+            _ => {}
+        }
+        // The run went otherwise than the one the role was taken from:
+        // the nearest role there is, the client's newest such file.
+        let nearest = stored
+            .iter()
+            .enumerate()
+            .rev()
+            .find(|(_, name)| there(name));
+        tracing::warn!(
+            target: "snapstorm::faults",
+            "{spec}: {} is not in the repository; {}",
+            role.describe(what),
+            match nearest {
+                Some(_) => format!("client-{}'s newest {what} instead", role.client),
+                None => format!("a random {what} instead"),
+            }
+        );
+        Ok(nearest.map(|(i, name)| Victim {
+            name: name.clone(),
+            role: Some(VictimRole {
+                client: role.client,
+                nth: u32::try_from(i + 1).unwrap_or(u32::MAX),
+            }),
+        }))
+    }
+
+    /// Whether a fault whose role names a file its client has not stored
+    /// yet waits on (a replayed fault can come before the upload it
+    /// damaged in the recording has finished), for up to [`ROLE_WAIT`].
+    fn waits_for_role(&self, spec: &FaultSpec) -> bool {
+        let mut waiting = self.role_waits.lock().expect("role waits lock");
+        let since = waiting.entry(spec.to_string()).or_insert_with(Instant::now);
+        since.elapsed() < ROLE_WAIT
     }
 
     /// What `victim` holds now, read once: its damage is recorded from it,
@@ -160,12 +272,12 @@ impl FaultInjector for EmbeddedFaults {
                     FaultKind::DeleteIndex => (FileType::Index, "index file"),
                     _ => (FileType::Pack, "data pack"),
                 };
-                let victim = self.victim(spec, files, what)?;
+                let Victim { name: victim, role } = self.victim(spec, files, what)?;
                 let target = repository_path(files, &victim);
                 let inspector = self.server.inspector();
                 let contents = Self::contents(inspector, spec, files, &victim)?;
                 let damage = Self::damage_of(inspector, spec.kind, &victim, contents.as_deref());
-                let label = starts(&target, None);
+                let label = host.fault_starts_on(spec.kind, &target, role);
                 host.fault_damaged(&label, Some(damage));
                 // Through the storage's own API where it is no directory.
                 let damaged = contents.and_then(|bytes| self.kit.damaged(spec, bytes));

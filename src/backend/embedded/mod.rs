@@ -24,6 +24,7 @@ pub mod files;
 pub mod inspect;
 pub mod proxy;
 mod server;
+pub mod stored;
 
 use std::time::Duration;
 

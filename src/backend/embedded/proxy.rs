@@ -39,6 +39,7 @@ use hyper_util::rt::TokioExecutor;
 use rand::{RngExt, SeedableRng};
 
 use super::evidence::{Disturbance, Evidence};
+use super::stored::{StoredFiles, StoredKind};
 use crate::backend::fault_kit::NetworkSlot;
 use crate::faults::{KILL_ARMED_FOR, NetworkFault};
 use crate::server::Serving;
@@ -191,6 +192,9 @@ struct ProxyState {
     held: Mutex<HashSet<String>>,
     /// Wakes every held request when the holds end early (the run ends).
     released: tokio::sync::Notify,
+    /// The packs and index files each user stored: a data fault's victim
+    /// by role.
+    stored: Mutex<StoredFiles>,
 }
 
 /// What the proxy calls when it cuts a killed client's request.
@@ -239,6 +243,7 @@ impl FaultProxy {
             on_hold: Mutex::new(None),
             held: Mutex::new(HashSet::new()),
             released: tokio::sync::Notify::new(),
+            stored: Mutex::new(StoredFiles::default()),
         });
         let serving = serve(state.clone(), SocketAddr::from(([127, 0, 0, 1], 0)), None).await?;
         Ok(FaultProxy {
@@ -315,6 +320,28 @@ impl FaultProxy {
     /// Ends the network fault now.
     pub fn clear_network(&self) {
         self.state.network.clear();
+    }
+
+    /// The files of `kind` that `user` stored through the proxy, first
+    /// stored first.
+    pub fn stored_by(&self, user: &str, kind: StoredKind) -> Vec<String> {
+        self.state
+            .stored
+            .lock()
+            .expect("stored lock")
+            .by(user, kind)
+            .to_vec()
+    }
+
+    /// Who stored the file `name` through the proxy, and its place (from
+    /// 1) among that user's files of its kind.
+    pub fn role_of(&self, name: &str) -> Option<(String, u32)> {
+        self.state
+            .stored
+            .lock()
+            .expect("stored lock")
+            .role_of(name)
+            .map(|(user, nth)| (user.to_owned(), nth))
     }
 
     /// Ends every kill and every pause now, armed or acting; a paused
@@ -535,10 +562,12 @@ impl ProxyState {
         }
     }
 
-    /// The storage stored an upload of `user` to `path`: a data pack
-    /// lands, for a kill or pause armed for the user.
+    /// The storage stored an upload of `user` to `path`: it is counted
+    /// among the user's files, and a data pack lands, for a kill or pause
+    /// armed for the user.
     fn stored(&self, user: &str, path: &str) {
-        if !path.contains("/data/") {
+        let kind = self.stored.lock().expect("stored lock").took(user, path);
+        if kind != Some(StoredKind::Pack) {
             return;
         }
         let mut kills = self.kills.lock().expect("kills lock");

@@ -141,6 +141,11 @@ impl FaultInjector for KopiaFaults {
             | FaultKind::DeletePack
             | FaultKind::TruncatePack
             | FaultKind::EmptyPack => {
+                if let Some(victim) = spec.victim {
+                    return Err(fail(format!(
+                        "victim={victim} names a pack by the client that stored it, which kopia's server does not tell; on kopia a pack fault draws its pack at random (leave victim= out)"
+                    )));
+                }
                 let mut packs = self.packs();
                 packs.retain(|(file, _)| {
                     let len = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);

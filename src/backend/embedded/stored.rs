@@ -1,0 +1,104 @@
+//! The data packs and index files each client stored, in the order the
+//! storage took them, as the proxy saw them go through. A pack or index
+//! fault names its victim by its place here (`client-2/5`: the 5th data
+//! pack client-2 stored, see [`VictimRole`]) because a replay runs on a
+//! fresh repository, where the same data lands in files of other names but
+//! the same client stores it at the same place in its order.
+//!
+//! [`VictimRole`]: crate::faults::VictimRole
+
+use std::collections::HashMap;
+
+/// What a stored file is, as a data fault looks for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StoredKind {
+    /// A file under `data/`.
+    Pack,
+    /// A file under `index/`.
+    Index,
+}
+
+impl StoredKind {
+    /// The kind of the file at a request's `path` (`/repo/data/<id>` on a
+    /// REST server, `/bucket/prefix/data/ab/<id>` on S3), if it is one.
+    fn of_path(path: &str) -> Option<StoredKind> {
+        if path.contains("/data/") {
+            Some(StoredKind::Pack)
+        } else if path.contains("/index/") {
+            Some(StoredKind::Index)
+        } else {
+            None
+        }
+    }
+}
+
+/// Who stored which file, and when in their order.
+#[derive(Debug, Default)]
+pub struct StoredFiles {
+    /// Each user's files of a kind, in the order the storage took them.
+    by_user: HashMap<(String, StoredKind), Vec<String>>,
+    /// Each file's user and place (from 1) in that user's order: an upload
+    /// tried again is not counted twice.
+    roles: HashMap<String, (String, u32)>,
+}
+
+impl StoredFiles {
+    /// The storage answered success to `user`'s upload to `path`; says
+    /// whether it was a data pack.
+    pub fn took(&mut self, user: &str, path: &str) -> Option<StoredKind> {
+        let kind = StoredKind::of_path(path)?;
+        let name = path.rsplit('/').next().unwrap_or_default();
+        if name.is_empty() || self.roles.contains_key(name) {
+            return Some(kind);
+        }
+        let files = self.by_user.entry((user.to_owned(), kind)).or_default();
+        files.push(name.to_owned());
+        let nth = u32::try_from(files.len()).unwrap_or(u32::MAX);
+        self.roles.insert(name.to_owned(), (user.to_owned(), nth));
+        Some(kind)
+    }
+
+    /// The files of `kind` that `user` stored, first stored first.
+    pub fn by(&self, user: &str, kind: StoredKind) -> &[String] {
+        self.by_user
+            .get(&(user.to_owned(), kind))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// Who stored the file `name`, and its place (from 1) in their order.
+    pub fn role_of(&self, name: &str) -> Option<(&str, u32)> {
+        self.roles
+            .get(name)
+            .map(|(user, nth)| (user.as_str(), *nth))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_user_s_files_are_counted_in_the_order_they_were_stored() {
+        let mut stored = StoredFiles::default();
+        assert_eq!(
+            stored.took("client-1", "/repo/data/aa11"),
+            Some(StoredKind::Pack)
+        );
+        stored.took("client-2", "/bucket/pre/data/bb/bb22");
+        stored.took("client-1", "/repo/index/cc33");
+        stored.took("client-1", "/repo/data/dd44");
+        // Tried again after a dropped answer: still its 1st.
+        stored.took("client-1", "/repo/data/aa11");
+        assert_eq!(stored.took("client-1", "/repo/snapshots/ee55"), None);
+        assert_eq!(stored.took("client-1", "/repo/keys/ff66"), None);
+
+        assert_eq!(stored.by("client-1", StoredKind::Pack), ["aa11", "dd44"]);
+        assert_eq!(stored.by("client-1", StoredKind::Index), ["cc33"]);
+        assert_eq!(stored.by("client-2", StoredKind::Pack), ["bb22"]);
+        assert!(stored.by("client-3", StoredKind::Pack).is_empty());
+        assert_eq!(stored.role_of("dd44"), Some(("client-1", 2)));
+        assert_eq!(stored.role_of("bb22"), Some(("client-2", 1)));
+        assert_eq!(stored.role_of("cc33"), Some(("client-1", 1)));
+        assert_eq!(stored.role_of("ee55"), None);
+    }
+}
