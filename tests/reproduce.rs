@@ -326,16 +326,7 @@ fn actions_a_fault_asked_for_are_replayed_once() {
     );
 
     let replayed = dir.path().join("replayed");
-    let (_tx, stop) = tokio::sync::watch::channel(false);
-    runtime()
-        .block_on(run_scenario(
-            recording.scenario(Schedule::Order),
-            replayed.clone(),
-            snapstorm::backend::location::RepositoryLocation::Embedded,
-            stop,
-            &[],
-        ))
-        .unwrap();
+    replay_in_order(&recording, &replayed);
     assert_eq!(
         tally(&replayed),
         was,
@@ -487,24 +478,41 @@ after = 2
     assert!(!dir.path().join("min.toml").exists());
 }
 
-/// What a person asks for while the run goes is in its replay: a fault
-/// from the console's menu and a GC from its `g` (both send these
-/// commands), each recorded with its place and run again there, with its
-/// settings. Through the run's command channel and the real embedded backend.
-#[test]
-fn a_fault_and_a_gc_asked_for_during_a_run_are_in_its_replay() {
-    let dir = tempfile::tempdir().unwrap();
-    let recorded = dir.path().join("recorded");
+/// One replay of `recording` into `state`, on the order schedule and the
+/// real embedded backend.
+fn replay_in_order(recording: &Recording, state: &Path) -> Report {
+    let (_tx, stop) = tokio::sync::watch::channel(false);
+    runtime()
+        .block_on(run_scenario(
+            recording.scenario(Schedule::Order),
+            state.to_owned(),
+            snapstorm::backend::location::RepositoryLocation::Embedded,
+            stop,
+            &[],
+        ))
+        .unwrap()
+}
+
+/// Records a real embedded run of two clients that write and snapshot,
+/// `actions` each, into `state`: `ask` is told how many actions have
+/// ended each time one does, and what it returns is sent to the run as
+/// the console sends it.
+fn record_asking(
+    state: &Path,
+    seed: u64,
+    actions: u64,
+    mut ask: impl FnMut(usize) -> Option<run::Command>,
+) {
     let scenario = Scenario::parse(
         "asked",
         "description = \"writes and snapshots\"\n[weights]\nwrite-random-files = 1\nsnapshot-root = 1\n",
         "asked.toml",
     )
     .unwrap();
-    let mut spec = snapstorm::run::launch::RunSpec::new(scenario, recorded.clone(), 8);
+    let mut spec = snapstorm::run::launch::RunSpec::new(scenario, state.to_owned(), seed);
     spec.clients = 2;
     spec.limit = RunLimit {
-        actions_per_client: Some(8),
+        actions_per_client: Some(actions),
         ..RunLimit::default()
     };
     runtime().block_on(async {
@@ -514,21 +522,34 @@ fn a_fault_and_a_gc_asked_for_during_a_run_are_in_its_replay() {
         while let Some(event) = events.recv().await {
             if let run::Event::ActionFinished(_) = event {
                 finished += 1;
-                let asked = match finished {
-                    // What the menu's `n` (network) sends: its defaults, now.
-                    3 => {
-                        let mut menu = FaultSpec::new(FaultKind::Network, Duration::ZERO);
-                        menu.duration = Some(Duration::from_secs(1));
-                        run::Command::InjectFault(menu)
-                    }
-                    // What `g` sends.
-                    6 => run::Command::Gc(GcOptions::default()),
-                    _ => continue,
-                };
-                handle.commands.send(asked).unwrap();
+                if let Some(command) = ask(finished) {
+                    handle.commands.send(command).unwrap();
+                }
             }
         }
         handle.task.await.unwrap()
+    });
+}
+
+/// What a person asks for while the run goes is in its replay: a fault
+/// from the console's menu and a GC from its `g` (both send these
+/// commands), each recorded with its place and run again there, with its
+/// settings. Through the run's command channel and the real embedded backend.
+#[test]
+fn a_fault_and_a_gc_asked_for_during_a_run_are_in_its_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorded = dir.path().join("recorded");
+    // Two clients of 8 writes and snapshots each.
+    record_asking(&recorded, 8, 8, |finished| match finished {
+        // What the menu's `n` (network) sends: its defaults, now.
+        3 => {
+            let mut menu = FaultSpec::new(FaultKind::Network, Duration::ZERO);
+            menu.duration = Some(Duration::from_secs(1));
+            Some(run::Command::InjectFault(menu))
+        }
+        // What `g` sends.
+        6 => Some(run::Command::Gc(GcOptions::default())),
+        _ => None,
     });
     let recording = Recording::load(&recorded).unwrap();
     let faults = &recording.recorded.faults;
@@ -546,16 +567,7 @@ fn a_fault_and_a_gc_asked_for_during_a_run_are_in_its_replay() {
     assert!(gc_place > fault_place, "{gc_place} after {fault_place}");
 
     let replayed = dir.path().join("replayed");
-    let (_tx, stop) = tokio::sync::watch::channel(false);
-    let report = runtime()
-        .block_on(run_scenario(
-            recording.scenario(Schedule::Order),
-            replayed.clone(),
-            snapstorm::backend::location::RepositoryLocation::Embedded,
-            stop,
-            &[],
-        ))
-        .unwrap();
+    let report = replay_in_order(&recording, &replayed);
     assert_eq!(report.gc_runs, 1, "the GC ran again, and only it");
     let again = Recording::load(&replayed).unwrap();
     let places = |r: &Recording| {
@@ -586,35 +598,12 @@ fn a_fault_and_a_gc_asked_for_during_a_run_are_in_its_replay() {
 fn a_pack_fault_s_replay_damages_the_same_role() {
     let dir = tempfile::tempdir().unwrap();
     let recorded = dir.path().join("recorded");
-    let scenario = Scenario::parse(
-        "packs",
-        "description = \"writes and snapshots\"\n[weights]\nwrite-random-files = 1\nsnapshot-root = 1\n",
-        "packs.toml",
-    )
-    .unwrap();
-    let mut spec = snapstorm::run::launch::RunSpec::new(scenario, recorded.clone(), 11);
-    spec.clients = 2;
-    spec.limit = RunLimit {
-        actions_per_client: Some(12),
-        ..RunLimit::default()
-    };
-    runtime().block_on(async {
-        let handle = snapstorm::run::launch::launch(spec).await.unwrap();
-        let mut events = handle.events;
-        let mut finished = 0;
-        while let Some(event) = events.recv().await {
-            if let run::Event::ActionFinished(_) = event {
-                finished += 1;
-                if finished == 18 {
-                    let menu = FaultSpec::new(FaultKind::CorruptPack, Duration::ZERO);
-                    handle
-                        .commands
-                        .send(run::Command::InjectFault(menu))
-                        .unwrap();
-                }
-            }
-        }
-        handle.task.await.unwrap()
+    // Two clients of 12 writes and snapshots each; the fault when 18
+    // actions have ended (7 packs or so to draw from).
+    record_asking(&recorded, 11, 12, |finished| {
+        (finished == 18).then(|| {
+            run::Command::InjectFault(FaultSpec::new(FaultKind::CorruptPack, Duration::ZERO))
+        })
     });
     // The pack each run's fault damaged, as its trace says.
     let damaged = |state: &Path| -> Vec<String> {
@@ -639,16 +628,7 @@ fn a_pack_fault_s_replay_damages_the_same_role() {
     );
 
     let replayed = dir.path().join("replayed");
-    let (_tx, stop) = tokio::sync::watch::channel(false);
-    runtime()
-        .block_on(run_scenario(
-            recording.scenario(Schedule::Order),
-            replayed.clone(),
-            snapstorm::backend::location::RepositoryLocation::Embedded,
-            stop,
-            &[],
-        ))
-        .unwrap();
+    replay_in_order(&recording, &replayed);
     let again = Recording::load(&replayed).unwrap();
     assert_eq!(
         again
