@@ -1061,6 +1061,24 @@ mod setup {
             "{err}"
         );
         assert!(!state.exists(), "nothing is written");
+        // A pack named by the client that stored it: kopia cannot tell.
+        let (code, _, err) = common::snapstorm(&[
+            "run",
+            "--backend",
+            "kopia",
+            "--actions",
+            "1",
+            "--fault",
+            "corrupt-pack@1s,victim=client-1/2",
+            "--state-dir",
+            state.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 2, "{err}");
+        assert!(
+            err.contains("corrupt-pack@1s,victim=client-1/2 cannot happen on kopia"),
+            "{err}"
+        );
+        assert!(!state.exists(), "nothing is written");
     }
 
     /// kopia has no forget by policy: `parallel-forget`, and a scenario

@@ -34,7 +34,7 @@ pub fn faults() -> ExitCode {
          stale-lock / unlock: --backend restic or mixed (restic's locks; rustic_core takes none)\n\
          stop-osd option: pid=PID, a ceph-osd process on this machine (needed; scripts/ceph start prints osdN_pid=)\n\
          parallel-forget: every running client (2 or more) forgets at once (action forget-snapshots)\n\
-         --backend kopia: every fault but {refused}; network's error= resets the connection (TLS passes the proxy untouched)",
+         --backend kopia: every fault but {refused}, and no victim=; network's error= resets the connection (TLS passes the proxy untouched)",
         crate::faults::compact_duration(network.latency),
         network.drop_percent,
         network.error_percent,

@@ -17,7 +17,7 @@ use crate::engine::scenario::{ClientScript, PlannedGc, Scenario, Schedule, Scrip
 use crate::engine::store::{Failure, FailureKind, State, StateLayout};
 use crate::engine::trace::{FaultLine, RunStartLine, TraceLine, read_trace};
 use crate::engine::traits::ClientId;
-use crate::faults::{FaultKind, FaultSpec};
+use crate::faults::{FaultKind, FaultSpec, VictimRole};
 use crate::run::launch::{LaunchError, RunSpec, launch};
 use crate::run::{Command, Event, RunHandle};
 
@@ -378,7 +378,8 @@ pub fn scripted(
 }
 
 /// Places on the recorded schedule numbered 0, 1, … in the same order, so
-/// that no one waits for a place left out.
+/// that no one waits for a place left out; the clients faults name
+/// numbered as the run numbers those kept.
 pub fn renumber(clients: &mut [ClientScript], faults: &mut [FaultSpec], gcs: &mut [PlannedGc]) {
     let places: BTreeSet<u64> = clients
         .iter()
@@ -394,8 +395,23 @@ pub fn renumber(clients: &mut [ClientScript], faults: &mut [FaultSpec], gcs: &mu
     for step in clients.iter_mut().flat_map(|c| c.steps.iter_mut()) {
         step.order = step.order.map(|o| rank[&o]);
     }
+    // A run numbers its clients by their place in the list: a fault aimed
+    // at a client (or at a file one stored) follows it there; one whose
+    // client was left out picks for itself.
+    let numbered: BTreeMap<u32, u32> = clients
+        .iter()
+        .zip(1..)
+        .map(|(client, number)| (client.draws_as, number))
+        .collect();
     for fault in faults.iter_mut() {
         fault.after = fault.after.map(|o| rank[&o]);
+        fault.client = fault.client.and_then(|c| numbered.get(&c).copied());
+        fault.victim = fault.victim.and_then(|victim| {
+            Some(VictimRole {
+                client: *numbered.get(&victim.client)?,
+                ..victim
+            })
+        });
     }
     for gc in gcs.iter_mut() {
         gc.after = gc.after.map(|o| rank[&o]);

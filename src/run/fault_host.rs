@@ -172,7 +172,7 @@ impl Supervisor {
                 match result {
                     Ok(Err(InjectError::NoVictimYet(why))) if !engine.is_stopping() => {
                         if !watched.waited() {
-                            tracing::info!(target: "snapstorm::faults", "{spec}: {why}; it waits for its first victim");
+                            tracing::info!(target: "snapstorm::faults", "{spec}: {why}; it waits for its victim");
                         }
                         tokio::time::sleep(VICTIM_POLL).await;
                     }

@@ -457,6 +457,11 @@ fn check_kopia(spec: &RunSpec) -> Result<KopiaBinary, LaunchError> {
                 "--fault {fault} cannot happen on kopia: {why}"
             )));
         }
+        if fault.victim.is_some() {
+            return Err(LaunchError::Setup(format!(
+                "--fault {fault} cannot happen on kopia: victim= names a pack by the client that stored it, which kopia's server does not tell; leave victim= out (a random pack)"
+            )));
+        }
     }
     if spec.scenario.may_take(Action::ForgetSnapshots) {
         return Err(LaunchError::Setup(format!(

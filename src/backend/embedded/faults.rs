@@ -111,15 +111,17 @@ impl EmbeddedFaults {
         files.retain(|file| FaultKit::can_damage(spec, file.version.len));
         let mut names: Vec<String> = files.into_iter().map(|file| file.name).collect();
         names.sort();
-        if let Some(role) = spec.victim
-            && let Some(victim) = self.by_role(spec, role, &names, kind, what)?
-        {
+        let by_role = match spec.victim {
+            Some(role) => self.by_role(spec, role, &names, kind, what)?,
+            None => None,
+        };
+        // Drawn either way, once: the seed's later draws (the bytes a
+        // corrupt-pack flips) stay those of the recording.
+        let drawn = self.kit.pick(&names);
+        if let Some(victim) = by_role {
             return Ok(victim);
         }
-        let name = self
-            .kit
-            .pick(&names)
-            .ok_or_else(|| FaultKit::no_victim(spec, what))?;
+        let name = drawn.ok_or_else(|| FaultKit::no_victim(spec, what))?;
         let role = self.server.proxy().role_of(&name).and_then(|(user, nth)| {
             let client = user.parse::<ClientId>().ok()?;
             Some(VictimRole {
@@ -156,22 +158,23 @@ impl EmbeddedFaults {
             .checked_sub(1)
             .and_then(|i| usize::try_from(i).ok())
             .and_then(|i| stored.get(i));
-        match named {
-            Some(name) if there(name) => {
-                return Ok(Some(Victim {
-                    name: name.clone(),
-                    role: Some(role),
-                }));
-            }
-            None if self.waits_for_role(spec) => {
-                return Err(InjectError::NoVictimYet(format!(
-                    "client-{} has stored {} {what}(s) so far, and the fault damages its {}",
-                    role.client,
-                    stored.len(),
-                    role.nth
-                )));
-            }
-            _ => {}
+        if named.is_none() && self.waits_for_role(spec) {
+            return Err(InjectError::NoVictimYet(format!(
+                "client-{} has stored {} {what}(s) so far, and the fault damages {}",
+                role.client,
+                stored.len(),
+                role.describe(what)
+            )));
+        }
+        self.role_waits
+            .lock()
+            .expect("role waits lock")
+            .remove(&spec.to_string());
+        if let Some(name) = named.filter(|name| there(name)) {
+            return Ok(Some(Victim {
+                name: name.clone(),
+                role: Some(role),
+            }));
         }
         // The run went otherwise than the one the role was taken from:
         // the nearest role there is, the client's newest such file.
@@ -182,7 +185,7 @@ impl EmbeddedFaults {
             .find(|(_, name)| there(name));
         tracing::warn!(
             target: "snapstorm::faults",
-            "{spec}: {} is not in the repository; {}",
+            "{spec}: {} is not in the repository, or cannot take the damage; {}",
             role.describe(what),
             match nearest {
                 Some(_) => format!("client-{}'s newest {what} instead", role.client),

@@ -726,8 +726,14 @@ async fn forward(
     let checked_here = !matches!(state.auth, UpstreamAuth::Client);
     let asked = request.uri().path().to_owned();
     let deleting = request.method() == http::Method::DELETE;
-    // POST to a REST server, PUT to S3.
-    let uploading = matches!(*request.method(), http::Method::POST | http::Method::PUT);
+    // POST to a REST server, PUT to S3; of an S3 multipart upload, only
+    // the POST that completes it (`?uploadId=`) stores the file.
+    let part_of_upload = request
+        .uri()
+        .query()
+        .is_some_and(|query| query.contains("uploads") || query.contains("partNumber="));
+    let uploading =
+        matches!(*request.method(), http::Method::POST | http::Method::PUT) && !part_of_upload;
     match state.client.request(request).await {
         Ok(response) => {
             if deleting && response.status().is_success() {

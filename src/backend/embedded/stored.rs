@@ -3,7 +3,10 @@
 //! fault names its victim by its place here (`client-2/5`: the 5th data
 //! pack client-2 stored, see [`VictimRole`]) because a replay runs on a
 //! fresh repository, where the same data lands in files of other names but
-//! the same client stores it at the same place in its order.
+//! the same client stores it at much the same place in its order. Not
+//! always the same: a client uploads several packs at once (restic's
+//! connections, rustic's data and tree packers), and two that finish
+//! together can swap places.
 //!
 //! [`VictimRole`]: crate::faults::VictimRole
 
@@ -19,15 +22,22 @@ pub enum StoredKind {
 }
 
 impl StoredKind {
-    /// The kind of the file at a request's `path` (`/repo/data/<id>` on a
-    /// REST server, `/bucket/prefix/data/ab/<id>` on S3), if it is one.
+    /// The kind of the file at a request's `path`, if it is one: its
+    /// folder is `data` or `index` (`/repo/data/<id>` on a REST server), or
+    /// a pack's two-hex-digit folder under `data` (`/bucket/prefix/data/ab/<id>`
+    /// on S3). Read from the end, so that a bucket, prefix or repository
+    /// path named `data` or `index` is no file's folder.
     fn of_path(path: &str) -> Option<StoredKind> {
-        if path.contains("/data/") {
-            Some(StoredKind::Pack)
-        } else if path.contains("/index/") {
-            Some(StoredKind::Index)
-        } else {
-            None
+        let mut folders = path.rsplit('/').skip(1);
+        match (folders.next(), folders.next()) {
+            (Some("data"), _) => Some(StoredKind::Pack),
+            (Some("index"), _) => Some(StoredKind::Index),
+            (Some(sub), Some("data"))
+                if sub.len() == 2 && sub.bytes().all(|b| b.is_ascii_hexdigit()) =>
+            {
+                Some(StoredKind::Pack)
+            }
+            _ => None,
         }
     }
 }
@@ -43,8 +53,9 @@ pub struct StoredFiles {
 }
 
 impl StoredFiles {
-    /// The storage answered success to `user`'s upload to `path`; says
-    /// whether it was a data pack.
+    /// The storage answered success to `user`'s upload to `path` (a whole
+    /// file, not a part of one); says what kind of file it stored, if one
+    /// that is counted.
     pub fn took(&mut self, user: &str, path: &str) -> Option<StoredKind> {
         let kind = StoredKind::of_path(path)?;
         let name = path.rsplit('/').next().unwrap_or_default();
@@ -91,8 +102,18 @@ mod tests {
         stored.took("client-1", "/repo/data/aa11");
         assert_eq!(stored.took("client-1", "/repo/snapshots/ee55"), None);
         assert_eq!(stored.took("client-1", "/repo/keys/ff66"), None);
+        // A bucket or prefix named like a folder is none.
+        assert_eq!(stored.took("client-1", "/data/index/snapshots/aa77"), None);
+        assert_eq!(
+            stored.took("client-1", "/index/pre/data/cd/cd88"),
+            Some(StoredKind::Pack)
+        );
+        assert_eq!(stored.took("client-1", "/data/pre/data/zz/ee99"), None);
 
-        assert_eq!(stored.by("client-1", StoredKind::Pack), ["aa11", "dd44"]);
+        assert_eq!(
+            stored.by("client-1", StoredKind::Pack),
+            ["aa11", "dd44", "cd88"]
+        );
         assert_eq!(stored.by("client-1", StoredKind::Index), ["cc33"]);
         assert_eq!(stored.by("client-2", StoredKind::Pack), ["bb22"]);
         assert!(stored.by("client-3", StoredKind::Pack).is_empty());

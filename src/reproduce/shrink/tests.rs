@@ -21,3 +21,50 @@ fn chunks_cover_the_items_in_order() {
     assert_eq!(chunks, vec![vec![0, 1], vec![2, 3], vec![4, 5, 6]]);
     assert_eq!(split(&items, 10).len(), 7);
 }
+
+/// A candidate that leaves a client out runs the rest numbered from 1: a
+/// fault aimed at a kept client (`client=`, `victim=`) follows it to its
+/// new number, and one whose client is gone picks for itself.
+#[test]
+fn faults_follow_their_clients_to_the_numbers_they_run_under() {
+    use crate::engine::scenario::ScriptStep;
+    use crate::faults::{FaultKind, VictimRole};
+    let script = |draws_as: u32, order: u64| ClientScript {
+        draws_as,
+        run: 1,
+        steps: vec![ScriptStep {
+            action: crate::engine::Action::WriteRandomFiles,
+            seq: 0,
+            order: Some(order),
+            at_ms: None,
+        }],
+    };
+    // Client 2 of the recording was left out.
+    let mut clients = vec![script(1, 10), script(3, 30)];
+    let fault = |kind: FaultKind, client: Option<u32>, victim: Option<VictimRole>| FaultSpec {
+        client,
+        victim,
+        after: Some(20),
+        ..FaultSpec::new(kind, Duration::ZERO)
+    };
+    let mut faults = vec![
+        fault(FaultKind::KillClient, Some(3), None),
+        fault(
+            FaultKind::CorruptPack,
+            None,
+            Some(VictimRole { client: 3, nth: 4 }),
+        ),
+        fault(
+            FaultKind::DeletePack,
+            None,
+            Some(VictimRole { client: 2, nth: 1 }),
+        ),
+        fault(FaultKind::RevokeClient, Some(2), None),
+    ];
+    renumber(&mut clients, &mut faults, &mut []);
+    assert_eq!(faults[0].client, Some(2));
+    assert_eq!(faults[1].victim, Some(VictimRole { client: 2, nth: 4 }));
+    assert_eq!(faults[2].victim, None);
+    assert_eq!(faults[3].client, None);
+    assert_eq!(faults[0].after, Some(1), "places renumbered too");
+}
