@@ -1040,45 +1040,32 @@ mod setup {
     fn kopia_refuses_a_fault_it_cannot_have() {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
-        let (code, _, err) = common::snapstorm(&[
-            "run",
-            "--backend",
-            "kopia",
-            "--actions",
-            "1",
-            "--fault",
-            "kill-client@3s,client=1",
-            "--fault",
-            "delete-index@5s",
-            "--state-dir",
-            state.to_str().unwrap(),
-        ]);
-        assert_eq!(code, 2, "{err}");
-        assert_eq!(err.lines().count(), 1, "{err}");
+        // A kopia run of these faults: refused (exit 2), nothing written;
+        // its one line of error.
+        let refused = |faults: &[&str]| -> String {
+            let mut args = vec!["run", "--backend", "kopia", "--actions", "1"];
+            for fault in faults {
+                args.extend(["--fault", fault]);
+            }
+            args.extend(["--state-dir", state.to_str().unwrap()]);
+            let (code, _, err) = common::snapstorm(&args);
+            assert_eq!(code, 2, "{err}");
+            assert_eq!(err.lines().count(), 1, "{err}");
+            assert!(!state.exists(), "nothing is written");
+            err
+        };
+        let err = refused(&["kill-client@3s,client=1", "delete-index@5s"]);
         assert!(
             err.contains("--fault delete-index@5s cannot happen on kopia")
                 && err.contains("manifests"),
             "{err}"
         );
-        assert!(!state.exists(), "nothing is written");
         // A pack named by the client that stored it: kopia cannot tell.
-        let (code, _, err) = common::snapstorm(&[
-            "run",
-            "--backend",
-            "kopia",
-            "--actions",
-            "1",
-            "--fault",
-            "corrupt-pack@1s,victim=client-1/2",
-            "--state-dir",
-            state.to_str().unwrap(),
-        ]);
-        assert_eq!(code, 2, "{err}");
+        let err = refused(&["corrupt-pack@1s,victim=client-1/2"]);
         assert!(
             err.contains("corrupt-pack@1s,victim=client-1/2 cannot happen on kopia"),
             "{err}"
         );
-        assert!(!state.exists(), "nothing is written");
     }
 
     /// kopia has no forget by policy: `parallel-forget`, and a scenario

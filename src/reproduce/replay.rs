@@ -372,14 +372,39 @@ pub fn scripted(
     scenario.seed = Some(seed);
     scenario.schedule = schedule;
     scenario.clients = clients.to_vec();
-    scenario.faults = faults.to_vec();
+    scenario.faults = aimed_as_numbered(clients, faults);
     scenario.gcs = gcs.to_vec();
     scenario
 }
 
+/// `faults`, which name clients as the recording numbered them, aimed at
+/// the numbers a run of `clients` gives them: a run numbers its clients
+/// by their place in the list (client-1 runs the first), so a fault aimed
+/// at a client (`client=`) or at a file one stored (`victim=`) follows it
+/// there, and one whose client was left out picks for itself.
+pub fn aimed_as_numbered(clients: &[ClientScript], faults: &[FaultSpec]) -> Vec<FaultSpec> {
+    let numbered: BTreeMap<u32, u32> = clients
+        .iter()
+        .zip(1..)
+        .map(|(client, number)| (client.draws_as, number))
+        .collect();
+    faults
+        .iter()
+        .map(|fault| FaultSpec {
+            client: fault.client.and_then(|c| numbered.get(&c).copied()),
+            victim: fault.victim.and_then(|victim| {
+                Some(VictimRole {
+                    client: *numbered.get(&victim.client)?,
+                    ..victim
+                })
+            }),
+            ..fault.clone()
+        })
+        .collect()
+}
+
 /// Places on the recorded schedule numbered 0, 1, … in the same order, so
-/// that no one waits for a place left out; the clients faults name
-/// numbered as the run numbers those kept.
+/// that no one waits for a place left out.
 pub fn renumber(clients: &mut [ClientScript], faults: &mut [FaultSpec], gcs: &mut [PlannedGc]) {
     let places: BTreeSet<u64> = clients
         .iter()
@@ -395,23 +420,8 @@ pub fn renumber(clients: &mut [ClientScript], faults: &mut [FaultSpec], gcs: &mu
     for step in clients.iter_mut().flat_map(|c| c.steps.iter_mut()) {
         step.order = step.order.map(|o| rank[&o]);
     }
-    // A run numbers its clients by their place in the list: a fault aimed
-    // at a client (or at a file one stored) follows it there; one whose
-    // client was left out picks for itself.
-    let numbered: BTreeMap<u32, u32> = clients
-        .iter()
-        .zip(1..)
-        .map(|(client, number)| (client.draws_as, number))
-        .collect();
     for fault in faults.iter_mut() {
         fault.after = fault.after.map(|o| rank[&o]);
-        fault.client = fault.client.and_then(|c| numbered.get(&c).copied());
-        fault.victim = fault.victim.and_then(|victim| {
-            Some(VictimRole {
-                client: *numbered.get(&victim.client)?,
-                ..victim
-            })
-        });
     }
     for gc in gcs.iter_mut() {
         gc.after = gc.after.map(|o| rank[&o]);

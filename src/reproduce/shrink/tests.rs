@@ -62,6 +62,10 @@ fn faults_follow_their_clients_to_the_numbers_they_run_under() {
         fault(FaultKind::RevokeClient, Some(2), None),
     ];
     renumber(&mut clients, &mut faults, &mut []);
+    // The recording's numbers stay until a scenario is made of them (a
+    // shrink makes one per candidate from the same recording).
+    assert_eq!(faults[0].client, Some(3), "renumber leaves clients be");
+    let faults = crate::reproduce::replay::aimed_as_numbered(&clients, &faults);
     assert_eq!(faults[0].client, Some(2));
     assert_eq!(faults[1].victim, Some(VictimRole { client: 2, nth: 4 }));
     assert_eq!(faults[2].victim, None);
