@@ -29,7 +29,7 @@ use snapstorm::engine::{Action, ClientId};
 use snapstorm::faults::{FaultKind, FaultSpec};
 use snapstorm::multiclient::{MultiClientFileWriter, MultiClientSnapshotter};
 use snapstorm::reproduce::replay::{
-    Found, RecordedRun, Recording, Signature, found_in, run_scenario,
+    Found, RecordedRun, Recording, Signature, found_in, run_scenario, scripted,
 };
 use snapstorm::reproduce::shrink::{Ended, ShrinkConfig, Size, shrink};
 use snapstorm::run::{self, RunLimit, RunParts};
@@ -877,7 +877,13 @@ impl FaultInjector for IdleFaults {
 /// Runs a scenario of fixed sequences on the synthetic repository.
 fn run_synthetic(rt: &tokio::runtime::Runtime, scenario: &Scenario) -> Report {
     let state = tempfile::tempdir().unwrap();
-    let layout = StateLayout::new(state.path());
+    run_synthetic_in(rt, scenario, state.path())
+}
+
+/// Runs a scenario of fixed sequences on the synthetic repository, with
+/// its state dir (its trace) in `state`.
+fn run_synthetic_in(rt: &tokio::runtime::Runtime, scenario: &Scenario, state: &Path) -> Report {
+    let layout = StateLayout::new(state);
     let store = Arc::new(MetadataStore::open(layout.clone(), "synthetic").unwrap());
     store
         .begin_run(scenario.seed.unwrap(), &scenario.name)
@@ -904,7 +910,7 @@ fn run_synthetic(rt: &tokio::runtime::Runtime, scenario: &Scenario) -> Report {
             snapshotter,
             initial_clients: scenario.clients.len() as u32,
             limit: RunLimit::default(),
-            state_dir: state.path().to_path_buf(),
+            state_dir: state.to_path_buf(),
             faults: Some(Arc::new(IdleFaults)),
             fault_plan: scenario.faults.clone(),
             on_finish: Box::pin(async {}),
@@ -924,6 +930,58 @@ fn step(action: Action, seq: u64, order: u64) -> ScriptStep {
         order: Some(order),
         at_ms: None,
     }
+}
+
+/// On the order schedule, the trace numbers the starts in the order the
+/// scenario gave them: a step lets the next one go only once it has its
+/// place in the trace, so a client woken by its turn cannot take a place
+/// before the step that let it go. Four clients take turns round-robin,
+/// each turn a cheap action on the synthetic repository, so every turn is
+/// a race between the step that started and the one it let go.
+#[test]
+fn the_order_schedule_traces_the_starts_in_the_order_given() {
+    use Action::*;
+    let base = Scenario::parse(
+        "round-robin",
+        "description = \"four clients take turns\"\n[options]\nmin-file-size = \"1KiB\"\nmax-file-size = \"1KiB\"\nmax-num-files-per-write = 1\n",
+        "round-robin.toml",
+    )
+    .unwrap();
+    let (clients, turns) = (4u32, 25u64);
+    let scripts: Vec<ClientScript> = (1..=clients)
+        .map(|client| ClientScript {
+            draws_as: client,
+            run: 1,
+            steps: (0..turns)
+                .map(|seq| {
+                    let action = [WriteRandomFiles, DeleteFiles][seq as usize % 2];
+                    step(
+                        action,
+                        seq,
+                        seq * u64::from(clients) + u64::from(client - 1),
+                    )
+                })
+                .collect(),
+        })
+        .collect();
+    let scenario = scripted(&base, 5, Schedule::Order, &scripts, &[], &[]);
+    let rt = runtime();
+    let state = tempfile::tempdir().unwrap();
+    run_synthetic_in(&rt, &scenario, state.path());
+    let mut started: Vec<(u64, u32, u64)> = read_trace(&StateLayout::new(state.path()).trace())
+        .unwrap()
+        .into_iter()
+        .filter_map(|line| match line {
+            TraceLine::Action(a) => Some((a.order, a.client.0, a.drawn_as?.seq)),
+            _ => None,
+        })
+        .collect();
+    started.sort();
+    let given: Vec<(u32, u64)> = (0..turns)
+        .flat_map(|seq| (1..=clients).map(move |client| (client, seq)))
+        .collect();
+    let traced: Vec<(u32, u64)> = started.iter().map(|&(_, c, s)| (c, s)).collect();
+    assert_eq!(traced, given);
 }
 
 #[test]

@@ -309,25 +309,22 @@ impl Engine {
         params: &ActionParams,
         attempt: RestoreAttempt,
     ) -> ActionRecord {
-        let seq = self.cursor_do(client, |c| {
-            c.next_seq += 1;
-            c.next_seq - 1
-        });
-        self.run_action(client, seq, action, params, attempt, None)
+        self.run_action(client, action, params, attempt, None, || {})
     }
 
     /// Carries out a step of `client`'s fixed sequence, drawing the inputs
-    /// the step's recorded action drew.
+    /// the step's recorded action drew. `placed` is called the moment the
+    /// step takes its place in the order of starts, before anything else
+    /// can take the next: a schedule that lets the next step go only then
+    /// gets the trace's order it asked for, not the order in which the
+    /// threads happened to reach the engine.
     pub fn exec_step(
         &self,
         client: ClientId,
         script: &ClientScript,
         step: &ScriptStep,
+        placed: impl FnOnce(),
     ) -> ActionRecord {
-        let seq = self.cursor_do(client, |c| {
-            c.next_seq += 1;
-            c.next_seq - 1
-        });
         let drawn = Drawn {
             client: ClientId(script.draws_as),
             run: script.run,
@@ -335,11 +332,11 @@ impl Engine {
         };
         self.run_action(
             client,
-            seq,
             step.action,
             &ActionParams::default(),
             RestoreAttempt::DuringRun,
             Some(drawn),
+            placed,
         )
     }
 
@@ -374,15 +371,20 @@ impl Engine {
     pub(super) fn run_action(
         &self,
         client: ClientId,
-        seq: u64,
         action: Action,
         params: &ActionParams,
         attempt: RestoreAttempt,
         drawn_as: Option<Drawn>,
+        placed: impl FnOnce(),
     ) -> ActionRecord {
+        let seq = self.cursor_do(client, |c| {
+            c.next_seq += 1;
+            c.next_seq - 1
+        });
         let time = now_rfc3339();
         let started = Instant::now();
         let (order, at_ms) = self.take_start();
+        placed();
         let mut rng = match drawn_as {
             Some(d) => derive_rng(self.config.seed, d.run, d.client, "action", d.seq),
             None => derive_rng(self.config.seed, self.run, client, "action", seq),

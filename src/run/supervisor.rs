@@ -283,10 +283,11 @@ impl Supervisor {
         self.emit(Event::GcStarted);
         self.gc_tasks.spawn(async move {
             let result = tokio::task::spawn_blocking(move || {
-                if let Some((gate, order)) = place {
-                    gate.started(order);
-                }
-                engine.gc_asked(&options)
+                engine.gc_asked(&options, || {
+                    if let Some((gate, order)) = place {
+                        gate.started(order);
+                    }
+                })
             })
             .await;
             let result = match result {

@@ -145,12 +145,11 @@ impl Worker {
             let result = tokio::task::spawn_blocking(move || {
                 let _slot = slot;
                 match step {
-                    Some((script, step)) => {
+                    Some((script, step)) => engine.exec_step(client, &script, &step, || {
                         if let (Some(gate), Some(order)) = (gate, step.order) {
                             gate.started(order);
                         }
-                        engine.exec_step(client, &script, &step)
-                    }
+                    }),
                     None => engine.exec_action(client, action, &params),
                 }
             })

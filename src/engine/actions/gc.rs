@@ -9,9 +9,11 @@ use crate::engine::traits::{BackendResult, GcDone, GcOptions};
 
 impl Engine {
     /// A GC asked for outside every client's stream (the console's `g`),
-    /// traced with its place so that a replay runs it again there.
-    pub fn gc_asked(&self, options: &GcOptions) -> BackendResult<GcDone> {
+    /// traced with its place so that a replay runs it again there;
+    /// `placed` is called once it has its place (see `exec_step`).
+    pub fn gc_asked(&self, options: &GcOptions, placed: impl FnOnce()) -> BackendResult<GcDone> {
         let (order, at_ms) = self.take_start();
+        placed();
         self.trace_event(&GcLine {
             time: now_rfc3339(),
             run: self.run,
