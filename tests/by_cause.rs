@@ -15,11 +15,12 @@ use std::time::Duration;
 
 use common::{EngineFixture, KEEP_EVERYTHING};
 use snapstorm::backend::embedded::EmbeddedFaults;
+use snapstorm::backend::embedded::stored::StoredKind;
 use snapstorm::engine::damage::DataRef;
 use snapstorm::engine::store::FailureKind;
 use snapstorm::engine::traits::{ClientId, FaultHost, FaultInjector};
 use snapstorm::engine::{Action, ActionParams, ActionRecord, Outcome};
-use snapstorm::faults::{FaultKind, FaultSpec};
+use snapstorm::faults::{FaultKind, FaultSpec, VictimRole};
 
 /// Every pack file of the repository, by id.
 fn packs(repo: &Path) -> BTreeSet<String> {
@@ -307,6 +308,88 @@ fn a_data_fault_before_anything_exists_waits_for_its_first_victim() {
             snapstorm::engine::traits::InjectError::NoVictimYet(_)
         ),
         "{error:?}"
+    );
+}
+
+/// A host that says every client is in an action, and otherwise is the engine.
+struct EveryClientActs(Arc<dyn FaultHost>);
+
+impl FaultHost for EveryClientActs {
+    fn fault_starts(
+        &self,
+        kind: FaultKind,
+        target: &str,
+        client: Option<ClientId>,
+        duration: Option<Duration>,
+    ) -> String {
+        self.0.fault_starts(kind, target, client, duration)
+    }
+    fn fault_starts_on(&self, kind: FaultKind, target: &str, victim: Option<VictimRole>) -> String {
+        self.0.fault_starts_on(kind, target, victim)
+    }
+    fn fault_ends(&self, label: &str) {
+        self.0.fault_ends(label)
+    }
+    fn fault_failed(&self, label: &str) {
+        self.0.fault_failed(label)
+    }
+    fn fault_damaged(&self, label: &str, damage: Option<snapstorm::engine::damage::Damage>) {
+        self.0.fault_damaged(label, damage)
+    }
+    fn start_together(&self, label: &str, clients: &[ClientId]) {
+        self.0.start_together(label, clients)
+    }
+    fn run_gc(
+        &self,
+        options: &snapstorm::engine::traits::GcOptions,
+    ) -> snapstorm::engine::traits::BackendResult<snapstorm::engine::traits::GcDone> {
+        self.0.run_gc(options)
+    }
+    fn acting(&self, _: ClientId) -> bool {
+        true
+    }
+}
+
+/// A fault whose role (`victim=`) names a pack its client has not stored
+/// waits for it only while the client is in an action, which may still
+/// store it; a client between actions stores nothing more, so the fault
+/// takes that client's newest pack at once. Through the real embedded
+/// backend and the engine as the host.
+#[test]
+fn a_role_not_stored_yet_is_waited_for_only_while_its_client_acts() {
+    let b = Bench::new(45);
+    b.snapshot(1);
+    b.snapshot(2);
+    let spec: FaultSpec = "corrupt-pack@0s,victim=client-1/50".parse().unwrap();
+    let acting: Arc<dyn FaultHost> = Arc::new(EveryClientActs(b.host.clone()));
+    let error = b
+        .faults
+        .inject(&spec, &[ClientId(1), ClientId(2)], &acting)
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            snapstorm::engine::traits::InjectError::NoVictimYet(_)
+        ),
+        "a client in an action may still store its 50th pack: {error:?}"
+    );
+
+    let injected = b
+        .faults
+        .inject(&spec, &[ClientId(1), ClientId(2)], &b.host)
+        .unwrap();
+    let newest =
+        b.f.parts
+            .server
+            .proxy()
+            .stored_by("client-1", StoredKind::Pack)
+            .last()
+            .cloned()
+            .expect("client-1 stored a pack");
+    assert!(
+        injected.target.ends_with(&newest),
+        "the idle client's newest pack, {newest}, not {}",
+        injected.target
     );
 }
 

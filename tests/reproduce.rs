@@ -31,7 +31,7 @@ use snapstorm::multiclient::{MultiClientFileWriter, MultiClientSnapshotter};
 use snapstorm::reproduce::replay::{
     Found, RecordedRun, Recording, Signature, found_in, run_scenario, scripted,
 };
-use snapstorm::reproduce::shrink::{Ended, ShrinkConfig, Size, shrink};
+use snapstorm::reproduce::shrink::{AtLeast, Ended, ShrinkConfig, Size, shrink};
 use snapstorm::run::{self, RunLimit, RunParts};
 
 /// Records a short run of the real embedded backend with the binary.
@@ -1059,7 +1059,7 @@ fn a_failure_of_two_interleaved_actions_shrinks_to_exactly_them() {
 
     let config = ShrinkConfig {
         tries: 2,
-        at_least: 1,
+        at_least: AtLeast::Tries(1),
         budget: Duration::from_secs(600),
         schedule: Schedule::Recorded,
     };
@@ -1264,7 +1264,10 @@ fn the_readme_shrink_example_runs_as_shown() {
 }
 
 /// A failure that comes every other run: with any try counting it shrinks;
-/// asked to fail in 2 of 2 tries, even the whole recording does not count.
+/// asked to fail in 2 of 2 tries, even the whole recording does not count;
+/// left to the recording's own rate (`auto`), it shrinks as with any try.
+/// A failure that comes every time while step 1 is there, and every other
+/// time without it: `auto` keeps step 1, any try counting drops it.
 #[test]
 fn at_least_k_failing_tries_keeps_only_reliable_candidates() {
     let recording = Recording {
@@ -1295,12 +1298,13 @@ fn at_least_k_failing_tries_keeps_only_reliable_candidates() {
         }],
         before: Vec::new(),
     };
-    let shrink_with = |at_least: u32| {
+    let shrink_with = |at_least: AtLeast, reliable_with_step_1: bool| {
         let mut runs = 0u32;
         let mut runner = |scenario: &Scenario| {
             runs += 1;
-            let has_seq_2 = scenario.clients[0].steps.iter().any(|s| s.seq == 2);
-            Some(if has_seq_2 && runs % 2 == 1 {
+            let has = |seq| scenario.clients[0].steps.iter().any(|s| s.seq == seq);
+            let every_time = reliable_with_step_1 && has(1);
+            Some(if has(2) && (every_time || runs % 2 == 1) {
                 recording.targets.clone()
             } else {
                 Vec::new()
@@ -1313,12 +1317,31 @@ fn at_least_k_failing_tries_keeps_only_reliable_candidates() {
             schedule: Schedule::Recorded,
         };
         let shrunk = shrink(&recording, &config, &mut runner, &mut |_| {}, &|| false);
-        (shrunk.ended, shrunk.scenario.clients, runs)
+        let seqs: Vec<u64> = shrunk.scenario.clients[0]
+            .steps
+            .iter()
+            .map(|s| s.seq)
+            .collect();
+        (shrunk.ended, seqs, runs, shrunk.at_least)
     };
-    let (ended, clients, _) = shrink_with(1);
-    assert_eq!(ended, Ended::Minimal);
-    assert_eq!(clients[0].steps, vec![step(Action::SnapshotRoot, 2, 0)]);
-    let (ended, _, runs) = shrink_with(2);
+    let (ended, seqs, _, at_least) = shrink_with(AtLeast::Tries(1), false);
+    assert_eq!((ended, seqs, at_least), (Ended::Minimal, vec![2], 1));
+    let (ended, _, runs, _) = shrink_with(AtLeast::Tries(2), false);
     assert_eq!(ended, Ended::NotReproduced);
     assert_eq!(runs, 2, "one failing and one passing try settle it");
+    let (ended, seqs, _, at_least) = shrink_with(AtLeast::AsRecorded, false);
+    assert_eq!(
+        (ended, seqs, at_least),
+        (Ended::Minimal, vec![2], 1),
+        "the recording failed 1 of 2, so 1 of 2 is enough"
+    );
+
+    let (_, seqs, _, _) = shrink_with(AtLeast::Tries(1), true);
+    assert_eq!(seqs, [2], "any try: the lucky run without step 1 counts");
+    let (ended, seqs, _, at_least) = shrink_with(AtLeast::AsRecorded, true);
+    assert_eq!(
+        (ended, seqs, at_least),
+        (Ended::Minimal, vec![1, 2], 2),
+        "the recording failed 2 of 2, so a candidate must"
+    );
 }

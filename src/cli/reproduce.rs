@@ -15,7 +15,7 @@ use super::{EXIT_ABORTED, EXIT_FAILURES, EXIT_OK, RepositoryArgs, UsageError};
 use crate::backend::location::RepositoryLocation;
 use crate::engine::scenario::{Scenario, Schedule};
 use crate::reproduce::replay::{Found, Recording, ReplayError, Signature, found_in, run_scenario};
-use crate::reproduce::shrink::{Ended, Progress, ShrinkConfig, Size, shell_word, shrink};
+use crate::reproduce::shrink::{AtLeast, Ended, Progress, ShrinkConfig, Size, shell_word, shrink};
 use crate::run::launch::LaunchError;
 
 #[derive(Debug, Args)]
@@ -48,15 +48,16 @@ pub struct ShrinkArgs {
     #[arg(value_name = "STATE_DIR")]
     pub state_dir: PathBuf,
 
-    /// Tries per candidate; a candidate fails if any try fails the same way.
+    /// Tries per candidate (with --at-least auto, the recording gets them all first).
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub tries: u32,
 
     /// A candidate counts as failing when at least K of its tries fail the
-    /// same way (default 1: any). A larger K keeps only candidates that fail
-    /// reliably; a race that fails now and then otherwise shrinks to a lucky run.
-    #[arg(long, value_name = "K", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
-    pub at_least: u32,
+    /// same way. auto (default): as many as the recording's own tries did,
+    /// so a race that fails every time shrinks only to candidates that fail
+    /// every time, and not to a lucky run; 1: any try.
+    #[arg(long, value_name = "K|auto", default_value = "auto", value_parser = parse_at_least)]
+    pub at_least: AtLeast,
 
     /// Stop searching after this long and keep the smallest found (e.g. 10m, 1h).
     #[arg(long, value_name = "TIME", default_value = "10m", value_parser = super::parse_positive_duration)]
@@ -331,6 +332,17 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     }))
 }
 
+/// `--at-least`: a number of tries from 1 to 100, or `auto`.
+fn parse_at_least(text: &str) -> Result<AtLeast, String> {
+    if text == "auto" {
+        return Ok(AtLeast::AsRecorded);
+    }
+    match text.parse::<u32>() {
+        Ok(k @ 1..=100) => Ok(AtLeast::Tries(k)),
+        _ => Err("a number of tries from 1 to 100, or auto".into()),
+    }
+}
+
 /// `snapstorm shrink`: exit 0 with the smallest scenario written, 1 when the
 /// recording did not fail the same way in any try (nothing written).
 pub fn shrink_run(args: ShrinkArgs) -> anyhow::Result<ExitCode> {
@@ -349,10 +361,12 @@ pub fn shrink_run(args: ShrinkArgs) -> anyhow::Result<ExitCode> {
         ))
         .into());
     }
-    if args.at_least > args.tries {
+    if let AtLeast::Tries(k) = args.at_least
+        && k > args.tries
+    {
         return Err(UsageError(format!(
-            "--at-least {}: more than the {} tries a candidate gets; give --tries {} or more",
-            args.at_least, args.tries, args.at_least
+            "--at-least {k}: more than the {} tries a candidate gets; give --tries {k} or more",
+            args.tries
         ))
         .into());
     }
@@ -361,10 +375,10 @@ pub fn shrink_run(args: ShrinkArgs) -> anyhow::Result<ExitCode> {
         "snapstorm: shrinking {} on the {} schedule, failing in {} of {} tr{} per candidate, for at most {}; looking for {target}",
         describe(&recording),
         args.schedule.name(),
-        if args.at_least == 1 {
-            "any".to_owned()
-        } else {
-            format!("at least {}", args.at_least)
+        match args.at_least {
+            AtLeast::AsRecorded => "as many as the recording does".to_owned(),
+            AtLeast::Tries(1) => "any".to_owned(),
+            AtLeast::Tries(k) => format!("at least {k}"),
         },
         args.tries,
         if args.tries == 1 { "y" } else { "ies" },
@@ -446,14 +460,17 @@ pub fn shrink_run(args: ShrinkArgs) -> anyhow::Result<ExitCode> {
             write_error = Some(format!("cannot write {}: {e}", args.output.display()));
         }
         let line = format!(
-            "[{:>5}s] {} · candidates {} · runs {} · tried {} ({}) · best {}",
+            "[{:>5}s] {} · candidates {} · runs {} · tried {} ({}) · best {}{}",
             p.elapsed.as_secs(),
             p.phase,
             p.candidates,
             p.runs,
             p.tried,
             if p.failed { "fails" } else { "passes" },
-            p.best
+            p.best,
+            p.at_least
+                .map(|k| format!(" · must fail {k} of {}", args.tries))
+                .unwrap_or_default()
         );
         match &bar {
             Some(bar) => bar.set_message(line),
@@ -502,8 +519,18 @@ pub fn shrink_run(args: ShrinkArgs) -> anyhow::Result<ExitCode> {
         Ended::NotReproduced => unreachable!("handled above"),
     };
     println!(
-        "{} → {} in {} candidates ({} runs): {why}",
-        shrunk.before, shrunk.after, shrunk.candidates, shrunk.runs
+        "{} → {} in {} candidates ({} runs, each failing in at least {} of {} tries{}): {why}",
+        shrunk.before,
+        shrunk.after,
+        shrunk.candidates,
+        shrunk.runs,
+        shrunk.at_least,
+        args.tries,
+        if args.at_least == AtLeast::AsRecorded {
+            ", as the recording did"
+        } else {
+            ""
+        }
     );
     println!(
         "wrote {}; run it with: snapstorm run --scenario {} --strict",

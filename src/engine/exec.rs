@@ -47,6 +47,8 @@ pub(super) struct Cursor {
     choice: ActionRng,
     next_seq: u64,
     sequence_position: usize,
+    /// Actions of the client under way.
+    pub(super) acting: u32,
 }
 
 pub struct Engine {
@@ -288,6 +290,7 @@ impl Engine {
             choice: derive_rng(seed, run, client, "choice", 0),
             next_seq: 0,
             sequence_position: 0,
+            acting: 0,
         });
         f(cursor)
     }
@@ -379,6 +382,7 @@ impl Engine {
     ) -> ActionRecord {
         let seq = self.cursor_do(client, |c| {
             c.next_seq += 1;
+            c.acting += 1;
             c.next_seq - 1
         });
         let time = now_rfc3339();
@@ -429,6 +433,8 @@ impl Engine {
                 break;
             }
         }
+        // Its step is done (a panic in it is caught above): nothing more of it comes.
+        self.cursor_do(client, |c| c.acting -= 1);
         if repeats > 1 {
             total.details.insert("repeat-action".into(), json!(repeats));
             if total.effects.bytes_written > 0 {

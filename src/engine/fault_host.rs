@@ -104,4 +104,8 @@ impl FaultHost for Engine {
     fn run_gc(&self, options: &GcOptions) -> BackendResult<GcDone> {
         self.gc(options)
     }
+
+    fn acting(&self, client: ClientId) -> bool {
+        self.cursor_do(client, |c| c.acting > 0)
+    }
 }

@@ -420,6 +420,9 @@ pub trait FaultHost: Send + Sync {
     fn start_together(&self, label: &str, clients: &[ClientId]);
     /// Garbage-collects on the server, counted with every other GC.
     fn run_gc(&self, options: &GcOptions) -> BackendResult<GcDone>;
+    /// Whether `client` is carrying out an action now: a fault waiting for
+    /// a file the client is to store waits only while it may still store it.
+    fn acting(&self, client: ClientId) -> bool;
 }
 
 /// Injects faults into a running run; each backend that can brings its own.

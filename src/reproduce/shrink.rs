@@ -61,6 +61,8 @@ pub struct Progress<'a> {
     pub tried: Size,
     pub failed: bool,
     pub best: Size,
+    /// How many of a candidate's tries must fail, once known.
+    pub at_least: Option<u32>,
     pub elapsed: Duration,
     /// The candidate, when it is the new smallest failing one (worth
     /// writing down at once: the search may be stopped any moment).
@@ -71,13 +73,25 @@ pub struct Progress<'a> {
 pub struct ShrinkConfig {
     /// Tries per candidate.
     pub tries: u32,
-    /// A candidate fails when at least this many of its tries fail the same
-    /// way (1: any). More keeps only candidates that fail reliably, where a
-    /// race that fails once in a while would otherwise shrink to a lucky run.
-    pub at_least: u32,
+    /// How many of a candidate's tries must fail the same way.
+    pub at_least: AtLeast,
     /// The search stops after this long, keeping the best found.
     pub budget: Duration,
     pub schedule: Schedule,
+}
+
+/// How many of a candidate's tries must fail the same way for it to count
+/// as failing. More than one keeps only candidates that fail reliably, where
+/// a race that fails once in a while would otherwise shrink to a lucky run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AtLeast {
+    /// This many (1: any).
+    Tries(u32),
+    /// As many as the recording's own tries: the recording gets all its
+    /// tries, and a candidate must fail as often. A race that fails every
+    /// time then shrinks only to candidates that fail every time, one that
+    /// fails now and then to candidates that fail at least once.
+    AsRecorded,
 }
 
 /// What one try of a candidate found: its failures, or `None` when it was
@@ -105,6 +119,9 @@ pub struct Shrunk {
     pub candidates: usize,
     pub runs: usize,
     pub ended: Ended,
+    /// How many of a candidate's tries had to fail (with
+    /// [`AtLeast::AsRecorded`], as many as the recording's did).
+    pub at_least: u32,
 }
 
 /// One action or fault of the recording.
@@ -143,6 +160,9 @@ struct Search<'a> {
     best: Candidate,
     phase: &'static str,
     ended: Option<Ended>,
+    /// How many of a candidate's tries must fail; `None` while the
+    /// recording's tries measure it.
+    needed: Option<u32>,
 }
 
 /// Shrinks `recording` to the smallest scenario whose run still finds one
@@ -210,6 +230,10 @@ pub fn shrink(
         best: whole.clone(),
         phase: "the recording",
         ended: None,
+        needed: match config.at_least {
+            AtLeast::Tries(k) => Some(k.clamp(1, config.tries.max(1))),
+            AtLeast::AsRecorded => None,
+        },
     };
     let before = Size::of(&search.scenario(&whole));
     if !matches!(search.test(&whole), Verdict::Fails) {
@@ -231,6 +255,7 @@ impl Search<'_> {
             candidates: self.candidates,
             runs: self.runs,
             ended,
+            at_least: self.needed.unwrap_or(0),
         }
     }
 
@@ -366,7 +391,7 @@ impl Search<'_> {
         Some(items)
     }
 
-    /// Whether the candidate fails the same way in any of its tries.
+    /// Whether the candidate fails the same way in enough of its tries.
     fn test(&mut self, candidate: &Candidate) -> Verdict {
         if (self.stop)() {
             self.ended = Some(Ended::Stopped);
@@ -391,10 +416,14 @@ impl Search<'_> {
         }
         self.candidates += 1;
         let tries = self.config.tries.max(1);
-        let needed = self.config.at_least.clamp(1, tries);
+        // The recording, measuring how often it fails, gets every try.
+        let measuring = self.needed.is_none();
+        let needed = self.needed.unwrap_or(1);
         let (mut failing, mut done) = (0, 0);
-        // Stops as soon as the answer is known either way.
-        while failing < needed && failing + (tries - done) >= needed {
+        // Otherwise it stops as soon as the answer is known either way.
+        while done < tries
+            && (measuring || (failing < needed && failing + (tries - done) >= needed))
+        {
             self.runs += 1;
             done += 1;
             match (self.runner)(&scenario) {
@@ -407,6 +436,9 @@ impl Search<'_> {
             }
         }
         let failed = failing >= needed;
+        if measuring && failed {
+            self.needed = Some(failing);
+        }
         self.seen.insert(key, failed);
         let best = if failed {
             Size::of(&scenario)
@@ -420,6 +452,7 @@ impl Search<'_> {
             tried: Size::of(&scenario),
             failed,
             best,
+            at_least: self.needed,
             elapsed: self.started.elapsed(),
             new_best: failed.then_some(&scenario),
         });

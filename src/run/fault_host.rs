@@ -122,6 +122,10 @@ impl FaultHost for WatchedHost {
     fn run_gc(&self, options: &GcOptions) -> BackendResult<GcDone> {
         self.engine.run_gc(options)
     }
+
+    fn acting(&self, client: ClientId) -> bool {
+        self.engine.acting(client)
+    }
 }
 
 impl Supervisor {

@@ -28,7 +28,8 @@ pub const STALE_LOCK_HOST: &str = "snapstorm-gone-host";
 const STALE_LOCK_PID: u32 = 4242;
 
 /// How long a fault whose role (`victim=`) names a file its client has
-/// not stored yet waits for it before it takes the nearest role there is.
+/// not stored yet waits for it, while the client acts, before it takes the
+/// nearest role there is.
 const ROLE_WAIT: Duration = Duration::from_secs(15);
 
 /// The file a pack or index fault damages.
@@ -101,7 +102,13 @@ impl EmbeddedFaults {
     /// The file of `kind` that takes `spec`'s damage: the one its role
     /// names (`victim=`), or else one drawn at random; with the role it
     /// holds, where a client stored it through the proxy.
-    fn victim(&self, spec: &FaultSpec, kind: FileType, what: &str) -> Result<Victim, InjectError> {
+    fn victim(
+        &self,
+        spec: &FaultSpec,
+        kind: FileType,
+        what: &str,
+        host: &dyn FaultHost,
+    ) -> Result<Victim, InjectError> {
         let mut files = self
             .server
             .inspector()
@@ -112,7 +119,7 @@ impl EmbeddedFaults {
         let mut names: Vec<String> = files.into_iter().map(|file| file.name).collect();
         names.sort();
         let by_role = match spec.victim {
-            Some(role) => self.by_role(spec, role, &names, kind, what)?,
+            Some(role) => self.by_role(spec, role, &names, kind, what, host)?,
             None => None,
         };
         // Drawn either way, once: the seed's later draws (the bytes a
@@ -135,7 +142,9 @@ impl EmbeddedFaults {
     /// The file `role` names among `names` (the files that can take the
     /// damage, sorted), or the nearest role there is: the client's newest
     /// such file. `None`: the client stored none that is there (a random
-    /// one then). A file not stored yet is waited for a while.
+    /// one then). A file not stored yet is waited for a while, as long as
+    /// the client acts: one that has stopped stores nothing more (on the
+    /// recorded schedule its next action waits for this fault's turn).
     fn by_role(
         &self,
         spec: &FaultSpec,
@@ -143,6 +152,7 @@ impl EmbeddedFaults {
         names: &[String],
         kind: FileType,
         what: &str,
+        host: &dyn FaultHost,
     ) -> Result<Option<Victim>, InjectError> {
         let stored_kind = match kind {
             FileType::Index => StoredKind::Index,
@@ -158,7 +168,7 @@ impl EmbeddedFaults {
             .checked_sub(1)
             .and_then(|i| usize::try_from(i).ok())
             .and_then(|i| stored.get(i));
-        if named.is_none() && self.waits_for_role(spec) {
+        if named.is_none() && host.acting(ClientId(role.client)) && self.waits_for_role(spec) {
             return Err(InjectError::NoVictimYet(format!(
                 "client-{} has stored {} {what}(s) so far, and the fault damages {}",
                 role.client,
@@ -275,7 +285,7 @@ impl FaultInjector for EmbeddedFaults {
                     FaultKind::DeleteIndex => (FileType::Index, "index file"),
                     _ => (FileType::Pack, "data pack"),
                 };
-                let Victim { name: victim, role } = self.victim(spec, files, what)?;
+                let Victim { name: victim, role } = self.victim(spec, files, what, &**host)?;
                 let target = repository_path(files, &victim);
                 let inspector = self.server.inspector();
                 let contents = Self::contents(inspector, spec, files, &victim)?;
