@@ -25,13 +25,14 @@ struct ReadmeCommand {
 
 /// Blocks run as a whole elsewhere: the `serve` example by
 /// `tests/server_restic.rs`, the GC comparison by `tests/contract.rs`, the
-/// shrink example (one state dir through several commands) by
+/// shrink examples (one state dir through several commands) by
 /// `tests/reproduce.rs`; the gc-storm example, whose exit depends on a race,
 /// by [`the_gc_storm_example_gives_nothing_back_wrong`].
-const WHOLE_BLOCKS: [&str; 4] = [
+const WHOLE_BLOCKS: [&str; 5] = [
     "serve-example",
     "gc-comparison",
     "shrink-example",
+    "shrink-paused",
     "gc-storm-example",
 ];
 
