@@ -18,7 +18,7 @@ use snapstorm::backend::embedded::EmbeddedFaults;
 use snapstorm::backend::embedded::stored::StoredKind;
 use snapstorm::engine::damage::DataRef;
 use snapstorm::engine::store::FailureKind;
-use snapstorm::engine::traits::{ClientId, FaultHost, FaultInjector};
+use snapstorm::engine::traits::{ClientId, FaultHost, FaultInjector, InjectError};
 use snapstorm::engine::{Action, ActionParams, ActionRecord, Outcome};
 use snapstorm::faults::{FaultKind, FaultSpec, VictimRole};
 
@@ -302,13 +302,7 @@ fn a_data_fault_before_anything_exists_waits_for_its_first_victim() {
             &b.host,
         )
         .unwrap_err();
-    assert!(
-        matches!(
-            error,
-            snapstorm::engine::traits::InjectError::NoVictimYet(_)
-        ),
-        "{error:?}"
-    );
+    assert!(matches!(error, InjectError::NoVictimYet(_)), "{error:?}");
 }
 
 /// A host that says every client is in an action, and otherwise is the engine.
@@ -367,10 +361,7 @@ fn a_role_not_stored_yet_is_waited_for_only_while_its_client_acts() {
         .inject(&spec, &[ClientId(1), ClientId(2)], &acting)
         .unwrap_err();
     assert!(
-        matches!(
-            error,
-            snapstorm::engine::traits::InjectError::NoVictimYet(_)
-        ),
+        matches!(error, InjectError::NoVictimYet(_)),
         "a client in an action may still store its 50th pack: {error:?}"
     );
 

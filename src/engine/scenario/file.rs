@@ -408,6 +408,9 @@ fn check_recorded_orders(
         }
     }
     let last = seen.last().copied().unwrap_or(0);
+    // Faults and GCs take places too: after the last step, one each.
+    let planned = faults.len() + gcs.len();
+    let room = last + planned as u64;
     for fault in faults {
         let order = fault.after.ok_or_else(|| {
             format!(
@@ -415,10 +418,9 @@ fn check_recorded_orders(
                 schedule.name()
             )
         })?;
-        if order > last + 1 {
+        if order > room {
             return Err(format!(
-                "{fault}: `after = {order}` names a place the schedule does not have (its steps take places up to {last}); give an `after` from 0 to {}",
-                last + 1
+                "{fault}: `after = {order}` names a place the schedule does not have (its steps take places up to {last}, and its {planned} fault(s) and GC(s) as many after); give an `after` from 0 to {room}"
             ));
         }
         if !seen.insert(order) {

@@ -278,9 +278,13 @@ fn after_is_only_for_the_recorded_schedule_and_its_places() {
     let beyond = "description = \"d\"\nschedule = \"recorded\"\n[[clients]]\nsequence = [{ action = \"run-gc\", seq = 0, order = 0 }]\n[[faults]]\nkind = \"gc-storm\"\nat = \"1s\"\nduration = \"1s\"\nafter = 7\n";
     let err = refusal(beyond);
     assert!(
-        err.contains("`after = 7` names a place the schedule does not have (its steps take places up to 0); give an `after` from 0 to 1"),
+        err.contains("`after = 7` names a place the schedule does not have (its steps take places up to 0, and its 1 fault(s) and GC(s) as many after); give an `after` from 0 to 1"),
         "{err}"
     );
+    // Faults take places of their own: a shrink writes one step and two
+    // faults after it (a pause, then the prune) as places 0, 1 and 2.
+    let two_after = "description = \"d\"\nschedule = \"recorded\"\n[[clients]]\nsequence = [{ action = \"snapshot-root\", seq = 0, order = 0 }]\n[[faults]]\nkind = \"pause-client\"\nat = \"8s\"\nduration = \"10s\"\nafter = 1\n[[faults]]\nkind = \"aggressive-gc\"\nat = \"10s\"\nafter = 2\n";
+    Scenario::parse("x", two_after, "x.toml").expect("places 1 and 2 are the faults'");
     let gc_on_free = "description = \"d\"\n[[clients]]\nsequence = [\"run-gc\"]\n[[gcs]]\nat = \"1s\"\nafter = 1\n";
     let err = refusal(gc_on_free);
     assert!(
