@@ -17,6 +17,7 @@
 #   BUDGET      the shrink's --budget (default 10m)
 #   SCHEDULES   the schedules compared (default "order recorded free")
 #   SHRINK_ON   the shrink's --schedule (default recorded)
+#   SHRINK_ARGS more shrink options, e.g. "--parallel 2" (default none)
 #   WORK        where to keep everything, an empty or new directory
 #               (default: a fresh temp dir, kept)
 #
@@ -33,6 +34,7 @@ RUNS="${RUNS:-10}"
 BUDGET="${BUDGET:-10m}"
 SCHEDULES="${SCHEDULES:-order recorded free}"
 SHRINK_ON="${SHRINK_ON:-recorded}"
+SHRINK_ARGS="${SHRINK_ARGS:-}"
 WORK="${WORK:-$(mktemp -d /tmp/snapstorm-schedules.XXXXXX)}"
 
 [ -x "$SNAPSTORM" ] || { echo "schedules.sh: no binary at $SNAPSTORM: run cargo build --release first" >&2; exit 2; }
@@ -64,12 +66,13 @@ done
 
 started=$(date +%s)
 set +e
-"$SNAPSTORM" shrink gc-run --schedule "$SHRINK_ON" --budget "$BUDGET" -o minimal.toml --into . > shrink.out 2> shrink.err
+# shellcheck disable=SC2086 # SHRINK_ARGS is a list of arguments
+"$SNAPSTORM" shrink gc-run --schedule "$SHRINK_ON" --budget "$BUDGET" $SHRINK_ARGS -o minimal.toml --into . > shrink.out 2> shrink.err
 code=$?
 set -e
 [ -f minimal.toml ] || { echo "schedules.sh: the shrink wrote nothing (exit $code):" >&2; tail -3 shrink.err >&2; exit 1; }
 actions=$(grep -c '{ action = ' minimal.toml || true)
-echo "| shrink on $SHRINK_ON, --budget $BUDGET | | $actions actions, exit $code | $(( $(date +%s) - started )) s |"
+echo "| shrink on $SHRINK_ON, --budget $BUDGET $SHRINK_ARGS | | $actions actions, exit $code | $(( $(date +%s) - started )) s |"
 
 for schedule in $SCHEDULES; do
   # The schedule line goes first (a free shrink writes none); free has no

@@ -1059,6 +1059,7 @@ fn a_failure_of_two_interleaved_actions_shrinks_to_exactly_them() {
 
     let config = ShrinkConfig {
         tries: 2,
+        parallel: 1,
         at_least: AtLeast::Tries(1),
         budget: Duration::from_secs(600),
         schedule: Schedule::Recorded,
@@ -1067,7 +1068,13 @@ fn a_failure_of_two_interleaved_actions_shrinks_to_exactly_them() {
     let shrunk = shrink(
         &recording,
         &config,
-        &mut |scenario| Some(found_in(&run_synthetic(&rt, scenario), scenario)),
+        &mut |scenarios| {
+            assert_eq!(scenarios.len(), 1, "one at a time");
+            Some(vec![found_in(
+                &run_synthetic(&rt, scenarios[0]),
+                scenarios[0],
+            )])
+        },
         &mut |p| steps.push((p.tried, p.failed)),
         &|| false,
     );
@@ -1284,14 +1291,10 @@ fn runs_as_shown(name: &str, attempts: usize, needed: usize) {
     }
 }
 
-/// A failure that comes every other run: with any try counting it shrinks;
-/// asked to fail in 2 of 2 tries, even the whole recording does not count;
-/// left to the recording's own rate (`auto`), it shrinks as with any try.
-/// A failure that comes every time while step 1 is there, and every other
-/// time without it: `auto` keeps step 1, any try counting drops it.
-#[test]
-fn at_least_k_failing_tries_keeps_only_reliable_candidates() {
-    let recording = Recording {
+/// A recording of one client's four snapshots (seq 0 to 3) that failed
+/// with a restore failure.
+fn four_snapshots_that_failed() -> Recording {
+    Recording {
         state_dir: PathBuf::from("flaky"),
         backend: "synthetic".into(),
         recorded: RecordedRun {
@@ -1318,21 +1321,40 @@ fn at_least_k_failing_tries_keeps_only_reliable_candidates() {
             summary: String::new(),
         }],
         before: Vec::new(),
-    };
-    let shrink_with = |at_least: AtLeast, reliable_with_step_1: bool| {
+    }
+}
+
+/// A failure that comes every other run: with any try counting it shrinks;
+/// asked to fail in 2 of 2 tries, even the whole recording does not count;
+/// left to the recording's own rate (`auto`), it shrinks as with any try.
+/// A failure that comes every time while step 1 is there, and every other
+/// time without it: `auto` keeps step 1, any try counting drops it.
+#[test]
+fn at_least_k_failing_tries_keeps_only_reliable_candidates() {
+    let recording = four_snapshots_that_failed();
+    let shrink_with = |at_least: AtLeast, reliable_with_step_1: bool, parallel: u32| {
         let mut runs = 0u32;
-        let mut runner = |scenario: &Scenario| {
-            runs += 1;
-            let has = |seq| scenario.clients[0].steps.iter().any(|s| s.seq == seq);
-            let every_time = reliable_with_step_1 && has(1);
-            Some(if has(2) && (every_time || runs % 2 == 1) {
-                recording.targets.clone()
-            } else {
-                Vec::new()
-            })
+        let mut rounds = Vec::new();
+        let mut runner = |scenarios: &[&Scenario]| {
+            rounds.push(scenarios.len() as u32);
+            let found = scenarios
+                .iter()
+                .map(|scenario| {
+                    runs += 1;
+                    let has = |seq| scenario.clients[0].steps.iter().any(|s| s.seq == seq);
+                    let every_time = reliable_with_step_1 && has(1);
+                    if has(2) && (every_time || runs % 2 == 1) {
+                        recording.targets.clone()
+                    } else {
+                        Vec::new()
+                    }
+                })
+                .collect();
+            Some(found)
         };
         let config = ShrinkConfig {
             tries: 2,
+            parallel,
             at_least,
             budget: Duration::from_secs(60),
             schedule: Schedule::Recorded,
@@ -1343,26 +1365,172 @@ fn at_least_k_failing_tries_keeps_only_reliable_candidates() {
             .iter()
             .map(|s| s.seq)
             .collect();
-        (shrunk.ended, seqs, runs, shrunk.at_least)
+        (shrunk.ended, seqs, runs, shrunk.at_least, rounds)
     };
-    let (ended, seqs, _, at_least) = shrink_with(AtLeast::Tries(1), false);
+    let (ended, seqs, _, at_least, _) = shrink_with(AtLeast::Tries(1), false, 1);
     assert_eq!((ended, seqs, at_least), (Ended::Minimal, vec![2], 1));
-    let (ended, _, runs, _) = shrink_with(AtLeast::Tries(2), false);
+    let (ended, _, runs, _, _) = shrink_with(AtLeast::Tries(2), false, 1);
     assert_eq!(ended, Ended::NotReproduced);
     assert_eq!(runs, 2, "one failing and one passing try settle it");
-    let (ended, seqs, _, at_least) = shrink_with(AtLeast::AsRecorded, false);
+    let (ended, seqs, _, at_least, _) = shrink_with(AtLeast::AsRecorded, false, 1);
     assert_eq!(
         (ended, seqs, at_least),
         (Ended::Minimal, vec![2], 1),
         "the recording failed 1 of 2, so 1 of 2 is enough"
     );
 
-    let (_, seqs, _, _) = shrink_with(AtLeast::Tries(1), true);
+    let (_, seqs, _, _, _) = shrink_with(AtLeast::Tries(1), true, 1);
     assert_eq!(seqs, [2], "any try: the lucky run without step 1 counts");
-    let (ended, seqs, _, at_least) = shrink_with(AtLeast::AsRecorded, true);
+    let (ended, seqs, _, at_least, rounds) = shrink_with(AtLeast::AsRecorded, true, 1);
     assert_eq!(
         (ended, seqs, at_least),
         (Ended::Minimal, vec![1, 2], 2),
         "the recording failed 2 of 2, so a candidate must"
+    );
+    assert!(
+        rounds.iter().all(|&n| n == 1),
+        "one try at a time: {rounds:?}"
+    );
+
+    // At once, the recording's two tries settle it in one round.
+    let (ended, _, runs, _, rounds) = shrink_with(AtLeast::Tries(2), false, 2);
+    assert_eq!(ended, Ended::NotReproduced);
+    assert_eq!(
+        (runs, rounds),
+        (2, vec![2]),
+        "the recording's two tries run at once"
+    );
+}
+
+/// Runs at once (`parallel`): a candidate's tries and the candidates after
+/// it share the slots, the answer is the one one at a time finds, and only
+/// the first failing candidate of a round becomes the best (a failing one
+/// after it is told, never written), once one try of it alone has failed
+/// too: a candidate that fails only beside other runs is no answer.
+#[test]
+fn runs_at_once_find_what_one_at_a_time_finds() {
+    let recording = four_snapshots_that_failed();
+    let seqs = |s: &Scenario| -> Vec<u64> { s.clients[0].steps.iter().map(|s| s.seq).collect() };
+    let shrink_at = |parallel: u32, only_beside_others: Option<u64>| {
+        let mut rounds: Vec<Vec<Vec<u64>>> = Vec::new();
+        // Each candidate told: whether it failed, and its size when it
+        // became the best.
+        let mut told: Vec<(bool, Option<usize>)> = Vec::new();
+        // The best each line shows.
+        let mut shown: Vec<usize> = Vec::new();
+        // Fails whenever step 2 or 3 is in (no race: every order of runs
+        // gives the same answers), but the step alone in
+        // `only_beside_others` fails only when other runs go beside it.
+        let mut runner = |scenarios: &[&Scenario]| {
+            rounds.push(scenarios.iter().map(|s| seqs(s)).collect());
+            let beside_others = scenarios.len() > 1;
+            Some(
+                scenarios
+                    .iter()
+                    .map(|s| {
+                        let seqs = seqs(s);
+                        let fails = match only_beside_others {
+                            Some(step) if seqs == [step] => beside_others,
+                            _ => seqs.iter().any(|seq| *seq >= 2),
+                        };
+                        if fails {
+                            recording.targets.clone()
+                        } else {
+                            Vec::new()
+                        }
+                    })
+                    .collect(),
+            )
+        };
+        let config = ShrinkConfig {
+            tries: 2,
+            parallel,
+            at_least: AtLeast::AsRecorded,
+            budget: Duration::from_secs(60),
+            schedule: Schedule::Recorded,
+        };
+        let shrunk = shrink(
+            &recording,
+            &config,
+            &mut runner,
+            &mut |p| {
+                told.push((p.failed, p.new_best.map(|s| Size::of(s).actions)));
+                shown.push(p.best.actions);
+            },
+            &|| false,
+        );
+        assert_eq!(
+            told.len(),
+            shrunk.candidates,
+            "a line per candidate settled"
+        );
+        assert!(
+            shown.windows(2).all(|w| w[0] >= w[1]),
+            "the best shown never grows: {shown:?}"
+        );
+        (
+            shrunk.ended,
+            seqs(&shrunk.scenario),
+            shrunk.runs,
+            rounds,
+            told,
+        )
+    };
+    let bests = |told: &[(bool, Option<usize>)]| -> Vec<usize> {
+        told.iter().filter_map(|(_, best)| *best).collect()
+    };
+    let (ended, answer, runs, rounds, told) = shrink_at(1, None);
+    assert_eq!((ended, answer), (Ended::Minimal, vec![3]));
+    assert!(rounds.iter().all(|r| r.len() == 1), "{rounds:?}");
+    assert_eq!(runs, rounds.len());
+    assert_eq!(bests(&told), [4, 2, 1], "each new best smaller");
+
+    let (ended, answer, runs, at_once, told) = shrink_at(4, None);
+    assert_eq!(
+        (ended, answer),
+        (Ended::Minimal, vec![3]),
+        "the same answer"
+    );
+    assert_eq!(bests(&told), [4, 2, 1], "the same bests, in the same order");
+    assert_eq!(runs, at_once.iter().map(Vec::len).sum::<usize>());
+    let expected: Vec<Vec<Vec<u64>>> = vec![
+        // The recording's two tries at once.
+        vec![vec![0, 1, 2, 3]; 2],
+        // The complements of the halves, a try each in turn: [2, 3]
+        // fails 2 of 2, [0, 1] passes.
+        vec![vec![2, 3], vec![0, 1], vec![2, 3], vec![0, 1]],
+        // [2, 3] alone, which fails: it is the best.
+        vec![vec![2, 3]],
+        // [3] and [2] both fail 2 of 2; [3] comes first, and alone fails
+        // too: it is the best, and [2] is told as failing.
+        vec![vec![3], vec![2], vec![3], vec![2]],
+        vec![vec![3]],
+    ];
+    assert_eq!(at_once, expected);
+    assert!(
+        told.contains(&(true, None)),
+        "a failing candidate that is not the best: {told:?}"
+    );
+    assert!(
+        at_once.len() < rounds.len(),
+        "fewer rounds: {} against {}",
+        at_once.len(),
+        rounds.len()
+    );
+
+    // [3] fails only beside other runs: alone it passes, so [2] is the answer,
+    // as one run at a time finds.
+    let (_, answer, _, _, _) = shrink_at(1, Some(3));
+    assert_eq!(answer, [2]);
+    let (ended, answer, _, at_once, told) = shrink_at(4, Some(3));
+    assert_eq!((ended, answer), (Ended::Minimal, vec![2]), "{at_once:?}");
+    assert_eq!(bests(&told), [4, 2, 1]);
+    assert_eq!(
+        at_once[3..],
+        [
+            vec![vec![3], vec![2], vec![3], vec![2]],
+            vec![vec![3]],
+            vec![vec![2]]
+        ]
     );
 }

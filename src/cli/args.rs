@@ -89,7 +89,9 @@ itself failed (no answer either way)."
         long_about = "Search for the smallest scenario that still fails as a recorded run did.\n\n\
 Delta debugging over the recorded run: fewer clients, fewer actions per client, fewer and \
 shorter faults, smaller files. Each candidate runs on a fresh repository up to --tries times \
-(below --repository LOCATION when given, as replay's tries) and counts as failing if any try fails the same way. Progress goes to stderr (a live line on a \
+(below --repository LOCATION when given, as replay's tries) and counts as failing if enough \
+of them fail the same way (--at-least; by default as many as the recording's own tries did); \
+--parallel N runs up to N of those runs at once. Progress goes to stderr (a live line on a \
 terminal, a line per candidate otherwise); Ctrl-C stops and writes the smallest found so far. \
 The output is a scenario file with a fixed sequence per client and its faults: \
 `snapstorm run --scenario FILE --strict` runs it (exit 1 when it fails).\n\n\

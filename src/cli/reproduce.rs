@@ -59,6 +59,15 @@ pub struct ShrinkArgs {
     #[arg(long, value_name = "K|auto", default_value = "auto", value_parser = parse_at_least)]
     pub at_least: AtLeast,
 
+    /// How many runs go at once, each on its own fresh repository: a
+    /// candidate's tries, and the candidates the search would try next if
+    /// it passes. Runs that wait (a paused client, the recorded gaps) leave
+    /// the machine idle; runs that compute share it, which can change the
+    /// timing a race depends on, so a candidate found so must also fail
+    /// one try alone.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub parallel: u32,
+
     /// Stop searching after this long and keep the smallest found (e.g. 10m, 1h).
     #[arg(long, value_name = "TIME", default_value = "10m", value_parser = super::parse_positive_duration)]
     pub budget: Duration,
@@ -389,6 +398,7 @@ pub fn shrink_run(args: ShrinkArgs) -> anyhow::Result<ExitCode> {
     let cannot_run: std::cell::RefCell<Option<anyhow::Error>> = std::cell::RefCell::new(None);
     let config = ShrinkConfig {
         tries: args.tries,
+        parallel: args.parallel,
         at_least: args.at_least,
         budget: args.budget,
         schedule: args.schedule,
@@ -396,39 +406,50 @@ pub fn shrink_run(args: ShrinkArgs) -> anyhow::Result<ExitCode> {
     // A candidate's try stops at the first failure the shrink looks for:
     // the rest of the run could not make it pass.
     let looked_for: Vec<Signature> = recording.targets.iter().map(|t| t.signature).collect();
-    let mut runner = |scenario: &Scenario| {
-        let dir = fresh_dir(&into, "snapstorm-shrink-").ok()?;
-        let report = match try_repository(&repository, &dir) {
-            Ok(location) => interrupts.run(run_scenario(
-                scenario.clone(),
-                dir.clone(),
-                location,
-                interrupts.stop.clone(),
-                &looked_for,
-            )),
-            Err(error) => Some(Err(LaunchError::Setup(error.to_string()))),
-        };
-        let _ = std::fs::remove_dir_all(&dir);
-        let Some(report) = report else {
+    let mut runner = |scenarios: &[&Scenario]| {
+        let mut dirs = Vec::new();
+        for _ in scenarios {
+            dirs.push(fresh_dir(&into, "snapstorm-shrink-").ok()?);
+        }
+        let runs = scenarios.iter().zip(&dirs).map(|(scenario, dir)| {
+            let location = try_repository(&repository, dir);
+            let (scenario, dir) = ((*scenario).clone(), dir.clone());
+            let (stop, looked_for) = (interrupts.stop.clone(), &looked_for);
+            async move {
+                match location {
+                    Ok(location) => run_scenario(scenario, dir, location, stop, looked_for).await,
+                    Err(error) => Err(LaunchError::Setup(error.to_string())),
+                }
+            }
+        });
+        let reports = interrupts.run(futures_util::future::join_all(runs));
+        for dir in &dirs {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        let Some(reports) = reports else {
             aborted.set(true);
             return None;
         };
         if interrupts.stopped() {
             return None;
         }
-        match report {
-            Ok(report) => Some(found_in(&report, scenario)),
-            // Snapstorm's own crash: this candidate says nothing.
-            Err(error @ LaunchError::Crashed(_)) => {
-                eprintln!("snapstorm: a candidate could not run: {error}");
-                Some(Vec::new())
-            }
-            // A setup problem every candidate would meet: the search stops.
-            Err(error) => {
-                cannot_run.replace(Some(try_failed("a candidate", error)));
-                None
-            }
+        let mut found = Vec::new();
+        for (report, scenario) in reports.into_iter().zip(scenarios) {
+            found.push(match report {
+                Ok(report) => found_in(&report, scenario),
+                // Snapstorm's own crash: this try says nothing.
+                Err(error @ LaunchError::Crashed(_)) => {
+                    eprintln!("snapstorm: a candidate could not run: {error}");
+                    Vec::new()
+                }
+                // A setup problem every candidate would meet: the search stops.
+                Err(error) => {
+                    cannot_run.replace(Some(try_failed("a candidate", error)));
+                    return None;
+                }
+            });
         }
+        Some(found)
     };
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = ProgressBar::new_spinner();
@@ -519,13 +540,14 @@ pub fn shrink_run(args: ShrinkArgs) -> anyhow::Result<ExitCode> {
         Ended::NotReproduced => unreachable!("handled above"),
     };
     println!(
-        "{} → {} in {} candidates ({} runs, each failing in at least {} of {} tries{}): {why}",
+        "{} → {} in {} candidates ({} runs, each failing in at least {} of {} tr{}{}): {why}",
         shrunk.before,
         shrunk.after,
         shrunk.candidates,
         shrunk.runs,
         shrunk.at_least,
         args.tries,
+        if args.tries == 1 { "y" } else { "ies" },
         if args.at_least == AtLeast::AsRecorded {
             ", as the recording did"
         } else {

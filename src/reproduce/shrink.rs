@@ -2,8 +2,12 @@
 //! Shrinking: the smallest run that still fails the same way. Delta
 //! debugging (Zeller's ddmin) over a recording: first whole clients, then
 //! single actions and faults, then shorter faults and smaller files. Each
-//! candidate is tried up to N times, and counts as failing if any try finds
-//! the recording's kind of failure (a race does not fail every time).
+//! candidate is tried up to N times, and counts as failing if enough tries
+//! find the recording's kind of failure (a race does not fail every time).
+//! Runs may go at once (`parallel`): a candidate's tries, and the next
+//! candidates ddmin would try if this one passes. A run that waits (a
+//! paused client, the recorded gaps) leaves the machine idle, and each run
+//! is independent, on a fresh repository.
 //!
 //! The search runs candidates through a runner it is given, so it is the
 //! same against the embedded backend and against a test backend.
@@ -73,6 +77,9 @@ pub struct Progress<'a> {
 pub struct ShrinkConfig {
     /// Tries per candidate.
     pub tries: u32,
+    /// How many runs go at once (at least 1): a candidate's tries, and
+    /// the candidates after it.
+    pub parallel: u32,
     /// How many of a candidate's tries must fail the same way.
     pub at_least: AtLeast,
     /// The search stops after this long, keeping the best found.
@@ -94,9 +101,10 @@ pub enum AtLeast {
     AsRecorded,
 }
 
-/// What one try of a candidate found: its failures, or `None` when it was
-/// cut short (the shrink is stopping).
-pub type TryResult = Option<Vec<Found>>;
+/// What runs made at once found: each run's failures, in the order the
+/// scenarios were given, or `None` when they were cut short (the shrink is
+/// stopping).
+pub type TryResults = Option<Vec<Vec<Found>>>;
 
 /// Why the search ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,10 +155,25 @@ enum Verdict {
     Stop,
 }
 
+/// A candidate's tries so far.
+struct Trial {
+    scenario: Scenario,
+    /// The scenario as written, by which a candidate met again is known.
+    key: String,
+    /// Not met before: its tries are run and told.
+    fresh: bool,
+    failing: u32,
+    done: u32,
+    /// Known once enough tries tell either way.
+    failed: Option<bool>,
+    /// No try of it has failed alone yet (runs go at once).
+    unconfirmed: bool,
+}
+
 struct Search<'a> {
     recording: &'a Recording,
     config: &'a ShrinkConfig,
-    runner: &'a mut dyn FnMut(&Scenario) -> TryResult,
+    runner: &'a mut dyn FnMut(&[&Scenario]) -> TryResults,
     progress: &'a mut dyn FnMut(&Progress<'_>),
     stop: &'a dyn Fn() -> bool,
     seen: HashMap<String, bool>,
@@ -166,12 +189,14 @@ struct Search<'a> {
 }
 
 /// Shrinks `recording` to the smallest scenario whose run still finds one
-/// of its kinds of failure. `runner` runs a scenario once; `stop` is asked between
-/// candidates (and the runner should end a run early when it says so).
+/// of its kinds of failure. `runner` runs each scenario it is given once,
+/// all at once (never more than `config.parallel`; a candidate's tries are
+/// its scenario given several times); `stop` is asked between rounds (and
+/// the runner should end its runs early when it says so).
 pub fn shrink(
     recording: &Recording,
     config: &ShrinkConfig,
-    runner: &mut dyn FnMut(&Scenario) -> TryResult,
+    runner: &mut dyn FnMut(&[&Scenario]) -> TryResults,
     progress: &mut dyn FnMut(&Progress<'_>),
     stop: &dyn Fn() -> bool,
 ) -> Shrunk {
@@ -345,40 +370,32 @@ impl Search<'_> {
             let chunks = split(&items, n);
             let mut reduced = false;
             // Complements first: a failure that needs parts of several chunks survives them.
-            for skip in 0..chunks.len() {
-                let complement: Vec<T> = chunks
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| *i != skip)
-                    .flat_map(|(_, c)| c.iter().cloned())
-                    .collect();
-                let c = make(&self.best, &complement);
-                match self.test(&c) {
-                    Verdict::Fails => {
-                        self.best = c;
-                        items = complement;
-                        n = (n - 1).max(2);
-                        reduced = true;
-                        break;
-                    }
-                    Verdict::Passes => {}
-                    Verdict::Stop => return None,
-                }
+            let complements: Vec<Vec<T>> = (0..chunks.len())
+                .map(|skip| {
+                    chunks
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| *i != skip)
+                        .flat_map(|(_, c)| c.iter().cloned())
+                        .collect()
+                })
+                .collect();
+            let candidates: Vec<Candidate> =
+                complements.iter().map(|c| make(&self.best, c)).collect();
+            if let Some(first) = self.first_failing(&candidates)? {
+                self.best = candidates[first].clone();
+                items = complements[first].clone();
+                n = (n - 1).max(2);
+                reduced = true;
             }
             if !reduced && n > 2 {
-                for chunk in &chunks {
-                    let c = make(&self.best, chunk);
-                    match self.test(&c) {
-                        Verdict::Fails => {
-                            self.best = c;
-                            items = chunk.clone();
-                            n = 2;
-                            reduced = true;
-                            break;
-                        }
-                        Verdict::Passes => {}
-                        Verdict::Stop => return None,
-                    }
+                let candidates: Vec<Candidate> =
+                    chunks.iter().map(|c| make(&self.best, c)).collect();
+                if let Some(first) = self.first_failing(&candidates)? {
+                    self.best = candidates[first].clone();
+                    items = chunks[first].clone();
+                    n = 2;
+                    reduced = true;
                 }
             }
             if !reduced {
@@ -393,74 +410,190 @@ impl Search<'_> {
 
     /// Whether the candidate fails the same way in enough of its tries.
     fn test(&mut self, candidate: &Candidate) -> Verdict {
-        if (self.stop)() {
-            self.ended = Some(Ended::Stopped);
-            return Verdict::Stop;
+        match self.first_failing(std::slice::from_ref(candidate)) {
+            Some(Some(_)) => Verdict::Fails,
+            Some(None) => Verdict::Passes,
+            None => Verdict::Stop,
         }
-        if self.started.elapsed() >= self.config.budget {
-            self.ended = Some(Ended::Budget);
-            return Verdict::Stop;
-        }
-        let scenario = self.scenario(candidate);
-        // A run with no action is not a run of fixed sequences at all.
-        if scenario.clients.is_empty() {
-            return Verdict::Passes;
-        }
-        let key = scenario.to_toml();
-        if let Some(&failed) = self.seen.get(&key) {
-            return if failed {
-                Verdict::Fails
-            } else {
-                Verdict::Passes
-            };
-        }
-        self.candidates += 1;
+    }
+
+    /// The first of `candidates`, in their order, that fails the same way
+    /// in enough of its tries (`Some(None)`: none does; `None`: the search
+    /// stops). Their runs share the slots: each round gives every
+    /// undecided candidate one more try in turn, so the ones after it run
+    /// while the first is still undecided, and a candidate that passes
+    /// its first try is settled in the same round as its neighbours.
+    fn first_failing(&mut self, candidates: &[Candidate]) -> Option<Option<usize>> {
         let tries = self.config.tries.max(1);
         // The recording, measuring how often it fails, gets every try.
         let measuring = self.needed.is_none();
         let needed = self.needed.unwrap_or(1);
-        let (mut failing, mut done) = (0, 0);
-        // Otherwise it stops as soon as the answer is known either way.
-        while done < tries
-            && (measuring || (failing < needed && failing + (tries - done) >= needed))
-        {
-            self.runs += 1;
-            done += 1;
-            match (self.runner)(&scenario) {
-                None => {
-                    self.ended = Some(Ended::Stopped);
-                    return Verdict::Stop;
+        let mut trials: Vec<Trial> = candidates
+            .iter()
+            .map(|candidate| {
+                let scenario = self.scenario(candidate);
+                let key = scenario.to_toml();
+                // A run with no action is not a run of fixed sequences at all.
+                let known = if scenario.clients.is_empty() {
+                    Some(false)
+                } else {
+                    self.seen.get(&key).copied()
+                };
+                Trial {
+                    scenario,
+                    key,
+                    fresh: known.is_none(),
+                    // The recording's own failures need no confirming.
+                    unconfirmed: known.is_none() && !measuring && self.config.parallel > 1,
+                    failing: 0,
+                    done: 0,
+                    failed: known,
                 }
-                Some(found) if self.recording.matches(&found).is_some() => failing += 1,
+            })
+            .collect();
+        loop {
+            // The answer, once every candidate before the first failing
+            // one has passed.
+            match trials.iter().position(|t| t.failed != Some(false)) {
+                None => return Some(None),
+                Some(first) if trials[first].failed == Some(true) && !trials[first].unconfirmed => {
+                    // Failing ones are told now: the first as the new best.
+                    let best = Size::of(&trials[first].scenario);
+                    self.seen.insert(trials[first].key.clone(), true);
+                    for (i, trial) in trials.iter().enumerate() {
+                        if trial.fresh && trial.failed == Some(true) {
+                            self.report(&trial.scenario, true, best, i == first);
+                        }
+                    }
+                    return Some(Some(first));
+                }
+                Some(first) if trials[first].failed == Some(true) => {
+                    // It failed only in runs beside others, whose share of
+                    // the cores can make a race a run alone does not (a
+                    // shrink found such a scenario that failed 0 of 10
+                    // times alone): one try alone must fail too.
+                    if self.out_of_time() {
+                        return None;
+                    }
+                    let trial = &mut trials[first];
+                    self.runs += 1;
+                    let found = (self.runner)(&[&trial.scenario]);
+                    let Some(found) = found.and_then(|f| f.into_iter().next()) else {
+                        self.ended = Some(Ended::Stopped);
+                        return None;
+                    };
+                    trial.unconfirmed = false;
+                    if self.recording.matches(&found).is_none() {
+                        trial.failed = Some(false);
+                        self.seen.insert(trial.key.clone(), false);
+                        let (tried, best) = (trial.scenario.clone(), self.best_size());
+                        self.report(&tried, false, best, false);
+                    }
+                    continue;
+                }
                 Some(_) => {}
             }
+            if self.out_of_time() {
+                return None;
+            }
+            // One more try for each undecided candidate, in turn, until
+            // the slots are taken or each has as many as could still settle
+            // it as failing (all of them when measuring).
+            let slots = self.config.parallel.max(1) as usize;
+            let mut round: Vec<usize> = Vec::new();
+            let mut given = vec![0u32; trials.len()];
+            loop {
+                let before = round.len();
+                for (i, trial) in trials.iter().enumerate() {
+                    let wanted = if measuring {
+                        tries - trial.done
+                    } else {
+                        needed.saturating_sub(trial.failing)
+                    };
+                    if trial.failed.is_none() && given[i] < wanted && round.len() < slots {
+                        given[i] += 1;
+                        round.push(i);
+                    }
+                }
+                if round.len() == before || round.len() == slots {
+                    break;
+                }
+            }
+            let scenarios: Vec<&Scenario> = round.iter().map(|&i| &trials[i].scenario).collect();
+            self.runs += scenarios.len();
+            let Some(results) = (self.runner)(&scenarios) else {
+                self.ended = Some(Ended::Stopped);
+                return None;
+            };
+            let alone = round.len() == 1;
+            for (&i, found) in round.iter().zip(&results) {
+                trials[i].done += 1;
+                if self.recording.matches(found).is_some() {
+                    trials[i].failing += 1;
+                    if alone {
+                        trials[i].unconfirmed = false;
+                    }
+                }
+            }
+            for trial in trials.iter_mut().filter(|t| t.failed.is_none()) {
+                let (failing, done) = (trial.failing, trial.done);
+                // It stops as soon as the answer is known either way.
+                trial.failed = if measuring {
+                    (done >= tries).then_some(failing >= 1)
+                } else if failing >= needed {
+                    Some(true)
+                } else if failing + (tries - done) < needed {
+                    Some(false)
+                } else {
+                    None
+                };
+                let Some(failed) = trial.failed else { continue };
+                if measuring && failed {
+                    self.needed = Some(failing);
+                }
+                // A failing one not confirmed alone is not known to fail.
+                if !failed || !trial.unconfirmed {
+                    self.seen.insert(trial.key.clone(), failed);
+                }
+                // A failing one is told once the answer is known: only the
+                // first failing one is the new best.
+                if !failed {
+                    let best = self.best_size();
+                    self.report(&trial.scenario, false, best, false);
+                }
+            }
         }
-        let failed = failing >= needed;
-        if measuring && failed {
-            self.needed = Some(failing);
+    }
+
+    /// Whether the search must stop (asked to, or out of time).
+    fn out_of_time(&mut self) -> bool {
+        if (self.stop)() {
+            self.ended = Some(Ended::Stopped);
+        } else if self.started.elapsed() >= self.config.budget {
+            self.ended = Some(Ended::Budget);
         }
-        self.seen.insert(key, failed);
-        let best = if failed {
-            Size::of(&scenario)
-        } else {
-            Size::of(&self.scenario(&self.best))
-        };
+        self.ended.is_some()
+    }
+
+    fn best_size(&self) -> Size {
+        Size::of(&self.scenario(&self.best))
+    }
+
+    /// Tells the progress of a candidate settled; `new_best` when it is the
+    /// search's next best.
+    fn report(&mut self, tried: &Scenario, failed: bool, best: Size, new_best: bool) {
+        self.candidates += 1;
         (self.progress)(&Progress {
             phase: self.phase,
             candidates: self.candidates,
             runs: self.runs,
-            tried: Size::of(&scenario),
+            tried: Size::of(tried),
             failed,
             best,
             at_least: self.needed,
             elapsed: self.started.elapsed(),
-            new_best: failed.then_some(&scenario),
+            new_best: new_best.then_some(tried),
         });
-        if failed {
-            Verdict::Fails
-        } else {
-            Verdict::Passes
-        }
     }
 
     /// The candidate as a scenario: clients left without actions are left
