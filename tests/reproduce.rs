@@ -1402,6 +1402,35 @@ fn at_least_k_failing_tries_keeps_only_reliable_candidates() {
     );
 }
 
+/// The budget is asked before a candidate begins, never between the tries
+/// of one: a recording whose tries outlast the budget still measures how
+/// often it fails (with the budget asked between tries, it ended as out of
+/// budget with nothing measured, and wrote the recording as its result).
+#[test]
+fn the_budget_never_cuts_a_candidates_tries_short() {
+    let recording = four_snapshots_that_failed();
+    for parallel in [1, 2] {
+        let mut runner = |scenarios: &[&Scenario]| {
+            std::thread::sleep(Duration::from_millis(40));
+            Some(vec![recording.targets.clone(); scenarios.len()])
+        };
+        let config = ShrinkConfig {
+            tries: 3,
+            parallel,
+            at_least: AtLeast::AsRecorded,
+            budget: Duration::from_millis(60),
+            schedule: Schedule::Recorded,
+        };
+        let shrunk = shrink(&recording, &config, &mut runner, &mut |_| {}, &|| false);
+        assert_eq!(shrunk.ended, Ended::Budget, "parallel {parallel}");
+        assert_eq!(
+            (shrunk.at_least, shrunk.runs),
+            (3, 3),
+            "parallel {parallel}: the recording's 3 tries, measured, and nothing after"
+        );
+    }
+}
+
 /// Runs at once (`parallel`): a candidate's tries and the candidates after
 /// it share the slots, the answer is the one one at a time finds, and only
 /// the first failing candidate of a round becomes the best (a failing one

@@ -409,7 +409,16 @@ pub fn shrink_run(args: ShrinkArgs) -> anyhow::Result<ExitCode> {
     let mut runner = |scenarios: &[&Scenario]| {
         let mut dirs = Vec::new();
         for _ in scenarios {
-            dirs.push(fresh_dir(&into, "snapstorm-shrink-").ok()?);
+            match fresh_dir(&into, "snapstorm-shrink-") {
+                Ok(dir) => dirs.push(dir),
+                Err(error) => {
+                    for dir in &dirs {
+                        let _ = std::fs::remove_dir_all(dir);
+                    }
+                    cannot_run.replace(Some(error));
+                    return None;
+                }
+            }
         }
         let runs = scenarios.iter().zip(&dirs).map(|(scenario, dir)| {
             let location = try_repository(&repository, dir);

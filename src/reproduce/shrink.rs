@@ -420,9 +420,8 @@ impl Search<'_> {
     /// The first of `candidates`, in their order, that fails the same way
     /// in enough of its tries (`Some(None)`: none does; `None`: the search
     /// stops). Their runs share the slots: each round gives every
-    /// undecided candidate one more try in turn, so the ones after it run
-    /// while the first is still undecided, and a candidate that passes
-    /// its first try is settled in the same round as its neighbours.
+    /// undecided candidate one more try in turn, then more while slots are
+    /// free, so the ones after the first run while it is still undecided.
     fn first_failing(&mut self, candidates: &[Candidate]) -> Option<Option<usize>> {
         let tries = self.config.tries.max(1);
         // The recording, measuring how often it fails, gets every try.
@@ -452,9 +451,19 @@ impl Search<'_> {
             })
             .collect();
         loop {
+            // One not begun that is now known (the same scenario as one
+            // settled meanwhile) is not run again.
+            for trial in trials
+                .iter_mut()
+                .filter(|t| t.failed.is_none() && t.done == 0)
+            {
+                if let Some(&failed) = self.seen.get(&trial.key) {
+                    (trial.failed, trial.fresh, trial.unconfirmed) = (Some(failed), false, false);
+                }
+            }
             // The answer, once every candidate before the first failing
             // one has passed.
-            match trials.iter().position(|t| t.failed != Some(false)) {
+            let front = match trials.iter().position(|t| t.failed != Some(false)) {
                 None => return Some(None),
                 Some(first) if trials[first].failed == Some(true) && !trials[first].unconfirmed => {
                     // Failing ones are told now: the first as the new best.
@@ -472,7 +481,7 @@ impl Search<'_> {
                     // the cores can make a race a run alone does not (a
                     // shrink found such a scenario that failed 0 of 10
                     // times alone): one try alone must fail too.
-                    if self.out_of_time() {
+                    if self.out_of_time(false) {
                         return None;
                     }
                     let trial = &mut trials[first];
@@ -491,9 +500,11 @@ impl Search<'_> {
                     }
                     continue;
                 }
-                Some(_) => {}
-            }
-            if self.out_of_time() {
+                Some(front) => front,
+            };
+            // The budget is asked before a candidate begins, never between
+            // the tries of one (the recording's own included).
+            if self.out_of_time(trials[front].done == 0) {
                 return None;
             }
             // One more try for each undecided candidate, in turn, until
@@ -565,11 +576,12 @@ impl Search<'_> {
         }
     }
 
-    /// Whether the search must stop (asked to, or out of time).
-    fn out_of_time(&mut self) -> bool {
+    /// Whether the search must stop: asked to, or, when `begins` a
+    /// candidate, out of time.
+    fn out_of_time(&mut self, begins: bool) -> bool {
         if (self.stop)() {
             self.ended = Some(Ended::Stopped);
-        } else if self.started.elapsed() >= self.config.budget {
+        } else if begins && self.started.elapsed() >= self.config.budget {
             self.ended = Some(Ended::Budget);
         }
         self.ended.is_some()
