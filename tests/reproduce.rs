@@ -1431,6 +1431,43 @@ fn the_budget_never_cuts_a_candidates_tries_short() {
     }
 }
 
+/// A runner that answers fewer runs than it was given (a front end that
+/// is stopping) stops the search, at once and at every width: no run is
+/// left unanswered and asked again forever, the one alone that confirms a
+/// candidate found beside others included.
+#[test]
+fn a_runner_that_answers_short_stops_the_search() {
+    let recording = four_snapshots_that_failed();
+    for parallel in [1, 3] {
+        let mut calls = Vec::new();
+        let mut runner = |scenarios: &[&Scenario]| {
+            calls.push(scenarios.len());
+            // Were short answers asked again, this ends it (and the count tells).
+            if calls.len() > 4 {
+                return None;
+            }
+            // The recording fails in both tries; then one answer too few.
+            let answered = if calls.len() == 1 {
+                scenarios.len()
+            } else {
+                scenarios.len() - 1
+            };
+            Some(vec![recording.targets.clone(); answered])
+        };
+        let config = ShrinkConfig {
+            tries: 2,
+            parallel,
+            at_least: AtLeast::AsRecorded,
+            budget: Duration::from_secs(600),
+            schedule: Schedule::Recorded,
+        };
+        let shrunk = shrink(&recording, &config, &mut runner, &mut |_| {}, &|| false);
+        assert_eq!(shrunk.ended, Ended::Stopped, "parallel {parallel}");
+        assert_eq!(calls.len(), 2, "parallel {parallel}: {calls:?}");
+        assert_eq!(shrunk.after, shrunk.before, "nothing smaller was settled");
+    }
+}
+
 /// Runs at once (`parallel`): a candidate's tries and the candidates after
 /// it share the slots, the answer is the one one at a time finds, and only
 /// the first failing candidate of a round becomes the best (a failing one

@@ -92,7 +92,9 @@ shorter faults, smaller files. Each candidate runs on a fresh repository up to -
 (below --repository LOCATION when given, as replay's tries) and counts as failing if enough \
 of them fail the same way (--at-least; by default as many as the recording's own tries did); \
 --parallel N runs up to N of those runs at once. Progress goes to stderr (a live line on a \
-terminal, a line per candidate otherwise); Ctrl-C stops and writes the smallest found so far. \
+terminal, a line per candidate otherwise); Ctrl-C or --budget stops and writes the smallest \
+found so far (the budget is asked before a candidate begins, so it can be passed by one \
+candidate's tries). \
 The output is a scenario file with a fixed sequence per client and its faults: \
 `snapstorm run --scenario FILE --strict` runs it (exit 1 when it fails).\n\n\
 Exit codes: 0 the scenario was written, 1 the recording did not fail the same way in any try \

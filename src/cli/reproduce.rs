@@ -68,7 +68,10 @@ pub struct ShrinkArgs {
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub parallel: u32,
 
-    /// Stop searching after this long and keep the smallest found (e.g. 10m, 1h).
+    /// Stop searching after this long and keep the smallest found (e.g. 10m,
+    /// 1h). Asked before a candidate begins, never between its tries: a
+    /// shrink can end one candidate's tries past it (with --parallel, those
+    /// of the candidates begun beside it too).
     #[arg(long, value_name = "TIME", default_value = "10m", value_parser = super::parse_positive_duration)]
     pub budget: Duration,
 
@@ -168,13 +171,12 @@ fn check_into(into: &Option<PathBuf>, recorded: &Path) -> Result<PathBuf, UsageE
     }
 }
 
-/// A fresh state dir for one try.
-fn fresh_dir(into: &Path, prefix: &str) -> anyhow::Result<PathBuf> {
-    let dir = tempfile::Builder::new()
+/// A fresh state dir for one try, removed when dropped unless kept.
+fn fresh_dir(into: &Path, prefix: &str) -> anyhow::Result<tempfile::TempDir> {
+    tempfile::Builder::new()
         .prefix(prefix)
         .tempdir_in(into)
-        .map_err(|e| anyhow::anyhow!("cannot make a state dir in {}: {e}", into.display()))?;
-    Ok(dir.keep())
+        .map_err(|e| anyhow::anyhow!("cannot make a state dir in {}: {e}", into.display()))
 }
 
 /// A runtime, and what Ctrl-C asked: the first stops after the run in
@@ -269,7 +271,7 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             break;
         }
         let dir = fresh_dir(&into, "snapstorm-replay-")?;
-        let location = try_repository(&repository, &dir)?;
+        let location = try_repository(&repository, dir.path())?;
         // The runs it resumed first, in the same state dir, then the run itself.
         let runs = before.iter().chain(std::iter::once(&scenario));
         let Some(report) = interrupts.run(async {
@@ -277,7 +279,7 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             for run in runs {
                 let report = run_scenario(
                     run.clone(),
-                    dir.clone(),
+                    dir.path().to_path_buf(),
                     location.clone(),
                     interrupts.stop.clone(),
                     // A replay's try runs whole: its state dir is the evidence.
@@ -292,12 +294,14 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             }
             last.expect("a try runs at least the recorded run")
         }) else {
+            // Its runs are dropped, not stopped: the dir is left as they left it.
+            let _ = dir.keep();
             return Ok(interrupts.abort());
         };
         let report = match report {
             Ok(report) => report,
             Err(error) => {
-                let _ = std::fs::remove_dir_all(&dir);
+                drop(dir);
                 if let RepositoryLocation::Directory(made) = &location {
                     // Only if the refused try left it empty.
                     let _ = std::fs::remove_dir(made);
@@ -306,8 +310,7 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             }
         };
         if interrupts.stopped() {
-            // Cut short: says nothing either way.
-            let _ = std::fs::remove_dir_all(&dir);
+            // Cut short: says nothing either way (the dir goes).
             break;
         }
         tried += 1;
@@ -319,7 +322,7 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                 println!(
                     "try {number}/{}: reproduced: {hit} · state kept in {}",
                     args.tries,
-                    dir.display()
+                    dir.keep().display()
                 );
             }
             None => {
@@ -328,7 +331,6 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                     None => "no failure".to_owned(),
                 };
                 println!("try {number}/{}: not reproduced ({other})", args.tries);
-                let _ = std::fs::remove_dir_all(&dir);
             }
         }
     }
@@ -407,22 +409,20 @@ pub fn shrink_run(args: ShrinkArgs) -> anyhow::Result<ExitCode> {
     // the rest of the run could not make it pass.
     let looked_for: Vec<Signature> = recording.targets.iter().map(|t| t.signature).collect();
     let mut runner = |scenarios: &[&Scenario]| {
+        // Each try's dir goes when `dirs` does, on every way out.
         let mut dirs = Vec::new();
         for _ in scenarios {
             match fresh_dir(&into, "snapstorm-shrink-") {
                 Ok(dir) => dirs.push(dir),
                 Err(error) => {
-                    for dir in &dirs {
-                        let _ = std::fs::remove_dir_all(dir);
-                    }
                     cannot_run.replace(Some(error));
                     return None;
                 }
             }
         }
         let runs = scenarios.iter().zip(&dirs).map(|(scenario, dir)| {
-            let location = try_repository(&repository, dir);
-            let (scenario, dir) = ((*scenario).clone(), dir.clone());
+            let location = try_repository(&repository, dir.path());
+            let (scenario, dir) = ((*scenario).clone(), dir.path().to_path_buf());
             let (stop, looked_for) = (interrupts.stop.clone(), &looked_for);
             async move {
                 match location {
@@ -432,9 +432,7 @@ pub fn shrink_run(args: ShrinkArgs) -> anyhow::Result<ExitCode> {
             }
         });
         let reports = interrupts.run(futures_util::future::join_all(runs));
-        for dir in &dirs {
-            let _ = std::fs::remove_dir_all(dir);
-        }
+        drop(dirs);
         let Some(reports) = reports else {
             aborted.set(true);
             return None;

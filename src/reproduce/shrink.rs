@@ -101,9 +101,9 @@ pub enum AtLeast {
     AsRecorded,
 }
 
-/// What runs made at once found: each run's failures, in the order the
-/// scenarios were given, or `None` when they were cut short (the shrink is
-/// stopping).
+/// What runs made at once found: each run's failures, one for each
+/// scenario given and in that order, or `None` when they were cut short
+/// (the shrink is stopping; fewer answers than scenarios say the same).
 pub type TryResults = Option<Vec<Vec<Found>>>;
 
 /// Why the search ended.
@@ -476,74 +476,72 @@ impl Search<'_> {
                     }
                     return Some(Some(first));
                 }
-                Some(first) if trials[first].failed == Some(true) => {
-                    // It failed only in runs beside others, whose share of
-                    // the cores can make a race a run alone does not (a
-                    // shrink found such a scenario that failed 0 of 10
-                    // times alone): one try alone must fail too.
-                    if self.out_of_time(false) {
-                        return None;
-                    }
-                    let trial = &mut trials[first];
-                    self.runs += 1;
-                    let found = (self.runner)(&[&trial.scenario]);
-                    let Some(found) = found.and_then(|f| f.into_iter().next()) else {
-                        self.ended = Some(Ended::Stopped);
-                        return None;
-                    };
-                    trial.unconfirmed = false;
-                    if self.recording.matches(&found).is_none() {
-                        trial.failed = Some(false);
-                        self.seen.insert(trial.key.clone(), false);
-                        let (tried, best) = (trial.scenario.clone(), self.best_size());
-                        self.report(&tried, false, best, false);
-                    }
-                    continue;
-                }
-                Some(front) => front,
+                // Else the first undecided one; or the first failing one,
+                // when it failed only in runs beside others, whose share
+                // of the cores can make a race a run alone does not (a
+                // shrink found such a scenario that failed 0 of 10 times
+                // alone): one try alone must fail too, a round of its own.
+                Some(first) => first,
             };
+            let confirming = trials[front].failed == Some(true);
             // The budget is asked before a candidate begins, never between
             // the tries of one (the recording's own included).
-            if self.out_of_time(trials[front].done == 0) {
+            if self.out_of_time(!confirming && trials[front].done == 0) {
                 return None;
             }
-            // One more try for each undecided candidate, in turn, until
-            // the slots are taken or each has as many as could still settle
-            // it as failing (all of them when measuring).
-            let slots = self.config.parallel.max(1) as usize;
             let mut round: Vec<usize> = Vec::new();
-            let mut given = vec![0u32; trials.len()];
-            loop {
-                let before = round.len();
-                for (i, trial) in trials.iter().enumerate() {
-                    let wanted = if measuring {
-                        tries - trial.done
-                    } else {
-                        needed.saturating_sub(trial.failing)
-                    };
-                    if trial.failed.is_none() && given[i] < wanted && round.len() < slots {
-                        given[i] += 1;
-                        round.push(i);
+            if confirming {
+                round.push(front);
+            } else {
+                // One more try for each undecided candidate, in turn, until
+                // the slots are taken or each has as many as could still
+                // settle it as failing (all of them when measuring).
+                let slots = self.config.parallel.max(1) as usize;
+                let mut given = vec![0u32; trials.len()];
+                loop {
+                    let before = round.len();
+                    for (i, trial) in trials.iter().enumerate() {
+                        let wanted = if measuring {
+                            tries - trial.done
+                        } else {
+                            needed.saturating_sub(trial.failing)
+                        };
+                        if trial.failed.is_none() && given[i] < wanted && round.len() < slots {
+                            given[i] += 1;
+                            round.push(i);
+                        }
                     }
-                }
-                if round.len() == before || round.len() == slots {
-                    break;
+                    if round.len() == before || round.len() == slots {
+                        break;
+                    }
                 }
             }
             let scenarios: Vec<&Scenario> = round.iter().map(|&i| &trials[i].scenario).collect();
             self.runs += scenarios.len();
-            let Some(results) = (self.runner)(&scenarios) else {
-                self.ended = Some(Ended::Stopped);
-                return None;
+            // A runner that gives no result for a run it was given stops
+            // the search (it is stopping), as one that gives none at all.
+            let results = match (self.runner)(&scenarios) {
+                Some(results) if results.len() == round.len() => results,
+                _ => {
+                    self.ended = Some(Ended::Stopped);
+                    return None;
+                }
             };
             let alone = round.len() == 1;
             for (&i, found) in round.iter().zip(&results) {
-                trials[i].done += 1;
+                let trial = &mut trials[i];
+                trial.done += 1;
                 if self.recording.matches(found).is_some() {
-                    trials[i].failing += 1;
+                    trial.failing += 1;
                     if alone {
-                        trials[i].unconfirmed = false;
+                        trial.unconfirmed = false;
                     }
+                } else if confirming {
+                    // Its try alone passed: it passes.
+                    (trial.failed, trial.unconfirmed) = (Some(false), false);
+                    self.seen.insert(trial.key.clone(), false);
+                    let (tried, best) = (trial.scenario.clone(), self.best_size());
+                    self.report(&tried, false, best, false);
                 }
             }
             for trial in trials.iter_mut().filter(|t| t.failed.is_none()) {
