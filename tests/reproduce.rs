@@ -1327,6 +1327,16 @@ fn four_snapshots_that_failed() -> Recording {
 /// A failure that comes every other run: with any try counting it shrinks;
 /// asked to fail in 2 of 2 tries, even the whole recording does not count;
 /// left to the recording's own rate (`auto`), it shrinks as with any try.
+/// What a test runner's run found: the recording's failures when it
+/// fails, nothing when it passes.
+fn what_found(recording: &Recording, fails: bool) -> Vec<Found> {
+    if fails {
+        recording.targets.clone()
+    } else {
+        Vec::new()
+    }
+}
+
 /// A failure that comes every time while step 1 is there, and every other
 /// time without it: `auto` keeps step 1, any try counting drops it.
 #[test]
@@ -1343,11 +1353,7 @@ fn at_least_k_failing_tries_keeps_only_reliable_candidates() {
                     runs += 1;
                     let has = |seq| scenario.clients[0].steps.iter().any(|s| s.seq == seq);
                     let every_time = reliable_with_step_1 && has(1);
-                    if has(2) && (every_time || runs % 2 == 1) {
-                        recording.targets.clone()
-                    } else {
-                        Vec::new()
-                    }
+                    what_found(&recording, has(2) && (every_time || runs % 2 == 1))
                 })
                 .collect();
             Some(found)
@@ -1434,7 +1440,8 @@ fn the_budget_never_cuts_a_candidates_tries_short() {
 /// A runner that answers fewer runs than it was given (a front end that
 /// is stopping) stops the search, at once and at every width: no run is
 /// left unanswered and asked again forever, the one alone that confirms a
-/// candidate found beside others included.
+/// candidate found beside others included (nothing settles on a
+/// confirmation never answered).
 #[test]
 fn a_runner_that_answers_short_stops_the_search() {
     let recording = four_snapshots_that_failed();
@@ -1466,6 +1473,45 @@ fn a_runner_that_answers_short_stops_the_search() {
         assert_eq!(calls.len(), 2, "parallel {parallel}: {calls:?}");
         assert_eq!(shrunk.after, shrunk.before, "nothing smaller was settled");
     }
+
+    // At once, [2, 3] fails beside [0, 1]; the try of it alone that would
+    // make it the best is the round answered short.
+    let mut rounds = Vec::new();
+    let mut runner = |scenarios: &[&Scenario]| {
+        rounds.push(scenarios.len());
+        if rounds.len() > 4 {
+            return None;
+        }
+        let confirming = rounds.len() > 1 && scenarios.len() == 1;
+        if confirming {
+            return Some(Vec::new());
+        }
+        let fails = |s: &Scenario| s.clients[0].steps.iter().any(|s| s.seq >= 2);
+        Some(
+            scenarios
+                .iter()
+                .map(|s| what_found(&recording, fails(s)))
+                .collect(),
+        )
+    };
+    let config = ShrinkConfig {
+        tries: 2,
+        parallel: 4,
+        at_least: AtLeast::AsRecorded,
+        budget: Duration::from_secs(600),
+        schedule: Schedule::Recorded,
+    };
+    let shrunk = shrink(&recording, &config, &mut runner, &mut |_| {}, &|| false);
+    assert_eq!(shrunk.ended, Ended::Stopped);
+    assert_eq!(
+        rounds,
+        [2, 4, 1],
+        "the recording, a round of candidates, the confirmation; then nothing"
+    );
+    assert_eq!(
+        shrunk.after, shrunk.before,
+        "a candidate never confirmed is not the best"
+    );
 }
 
 /// Runs at once (`parallel`): a candidate's tries and the candidates after
@@ -1499,11 +1545,7 @@ fn runs_at_once_find_what_one_at_a_time_finds() {
                             Some(step) if seqs == [step] => beside_others,
                             _ => seqs.iter().any(|seq| *seq >= 2),
                         };
-                        if fails {
-                            recording.targets.clone()
-                        } else {
-                            Vec::new()
-                        }
+                        what_found(&recording, fails)
                     })
                     .collect(),
             )
