@@ -216,12 +216,17 @@ fn snapstorm_as(
     (code, reader.join().unwrap(), in_a_command_line)
 }
 
-/// A run that met `faults` and should have survived them: each injected
-/// and detected, no unexpected failure, every error in the trace explained
-/// — by a fault, or as a race the evidence named (a backup that loaded a
-/// snapshot another client had just deleted: clients of one repository
-/// race each other, fault or none).
-fn assert_survived(report: &serde_json::Value, state: &Path, faults: &[&str]) {
+/// A run (its exit code, stderr and report) that met `faults` and should
+/// have survived them: each injected and detected, no unexpected failure
+/// (kopia's manifest race aside: `common::is_kopia_s_manifest_race`),
+/// every error in the trace explained — by a fault, or as a race the
+/// evidence named (a backup that loaded a snapshot another client had just
+/// deleted: clients of one repository race each other, fault or none).
+fn assert_survived(
+    (code, err, report): (i32, &str, &serde_json::Value),
+    state: &Path,
+    faults: &[&str],
+) {
     for kind in faults {
         let fault = report["faults"]
             .as_array()
@@ -232,11 +237,7 @@ fn assert_survived(report: &serde_json::Value, state: &Path, faults: &[&str]) {
         assert_eq!(fault["injected"], true, "{fault}");
         assert_eq!(fault["detected"], true, "{kind} disturbed nobody: {fault}");
     }
-    assert_eq!(
-        report["totals"]["unexpected_failures"], 0,
-        "{:#}",
-        report["totals"]
-    );
+    common::assert_nothing_unexpected_but_kopia_s_race(code, err, report);
     let unexplained: Vec<serde_json::Value> = trace_of(state)
         .into_iter()
         .filter(|record| record["outcome"] == "error" && record["explained_by"].is_null())
@@ -375,8 +376,7 @@ fn kopia_runs_on_ceph_through_s3() {
         "45s",
         &["network@8s:10s,drop=20,error=20", "server-restart@25s:6s"],
     );
-    assert_eq!(code, 0, "{err}");
-    assert_survived(&first, state, &["network", "server-restart"]);
+    assert_survived((code, &err, &first), state, &["network", "server-restart"]);
     assert!(
         first["totals"]["restores_verified"].as_u64().unwrap() > 0,
         "{:#}",
@@ -403,12 +403,7 @@ fn kopia_runs_on_ceph_through_s3() {
 
     // The same state dir again: kopia connects to the repository it made.
     let (code, err, again) = run("15s", &[]);
-    assert_eq!(code, 0, "{err}");
-    assert_eq!(
-        again["totals"]["unexpected_failures"], 0,
-        "{:#}",
-        again["totals"]
-    );
+    common::assert_nothing_unexpected_but_kopia_s_race(code, &err, &again);
 }
 
 /// Ceph's own listing of `bucket`: every object's name.
@@ -499,8 +494,9 @@ fn s3_over_https_is_trusted_through_cacert() {
         ],
         &[("RESTIC_CACERT", ca)],
     );
-    assert_eq!(code, 0, "{err}");
+    assert!(code <= 1, "{err}");
     let report = common::read_json(&kopia_report);
+    common::assert_nothing_unexpected_but_kopia_s_race(code, &err, &report);
     assert!(
         report["totals"]["snapshots_created"].as_u64().unwrap() > 0,
         "{:#}",
@@ -595,8 +591,7 @@ fn mixed_clients_run_on_ceph_through_s3() {
             &stop_osd,
         ],
     );
-    assert_eq!(code, 0, "{err}");
-    assert_survived(&first, state, &["network", "kill-client"]);
+    assert_survived((code, &err, &first), state, &["network", "kill-client"]);
     // The OSD was stopped and goes on: a cluster that lost one of three
     // serves on, and its wait is no error of the data.
     let stopped = first["faults"]
@@ -718,8 +713,11 @@ fn data_faults_on_s3_damage_objects_and_explain_their_failures() {
     let runs =
         FourClients::new(&cluster, work.path(), "embedded", location, "5").small_files(work.path());
     let (code, err, report) = runs.run("30s", &["corrupt-pack@8s", "delete-pack@14s"]);
-    assert_eq!(code, 0, "{err}");
-    assert_survived(&report, &runs.state, &["corrupt-pack", "delete-pack"]);
+    assert_survived(
+        (code, &err, &report),
+        &runs.state,
+        &["corrupt-pack", "delete-pack"],
+    );
     let names = bucket_objects(&cluster, bucket);
     let target = |kind: &str| {
         let fault = report["faults"]

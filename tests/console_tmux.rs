@@ -329,12 +329,18 @@ fn the_console_runs_kopia_clients_adds_removes_and_injects_faults() {
 
     tmux.send(&["q"]);
     let screen = tmux.wait_for("exit code and prompt", minutes, exited_to_prompt);
-    assert!(
-        screen.lines().any(|l| l == "EXIT=0"),
-        "a kopia run whose faults explain its errors exits 0:\n{screen}"
-    );
     let report = common::read_json(&state.path().join("state/report.json"));
     assert_eq!(report["backend"], "kopia", "{report:#}");
+    // A kopia run whose faults explain its errors exits 0 (1 only for
+    // kopia's own manifest race, which adding a client can meet).
+    let code = if screen.lines().any(|l| l == "EXIT=0") {
+        0
+    } else if screen.lines().any(|l| l == "EXIT=1") {
+        1
+    } else {
+        panic!("no exit code:\n{screen}")
+    };
+    common::assert_nothing_unexpected_but_kopia_s_race(code, &screen, &report);
     let kinds: Vec<_> = report["clients"]
         .as_array()
         .unwrap()

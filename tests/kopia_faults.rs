@@ -5,7 +5,8 @@
 //! faults are detected and explain, by the packs they damaged, only the
 //! failures that needed those packs; a pack removed behind the run's back
 //! is unexpected. (A fault kopia cannot have is refused before anything
-//! runs: `tests/contract.rs`.)
+//! runs: `tests/contract.rs`.) And kopia's own manifest race, which writes
+//! a deleted snapshot back, still happens in kopia.
 
 mod common;
 
@@ -90,14 +91,12 @@ fn network_and_server_restart_on_kopia_are_survived_and_every_error_explained() 
             "server-restart@35s:8s",
         ],
     );
-    let unexpected = common::unexpected_failures(&report);
-    assert_eq!(code, 0, "unexpected:\n{unexpected}\n{err}");
+    common::assert_nothing_unexpected_but_kopia_s_race(code, &err, &report);
     for kind in ["network", "server-restart"] {
         let fault = fault(&report, kind);
         assert_eq!(fault["injected"], true, "{fault}");
         assert_eq!(fault["detected"], true, "{kind} disturbed nobody: {fault}");
     }
-    assert_eq!(report["totals"]["unexpected_failures"], 0, "{unexpected}");
     assert_every_error_explained(&dir.path().join("state"));
     // The clients came back: snapshots were verified after the restart.
     let verified = report["totals"]["restores_verified"].as_u64().unwrap();
@@ -131,9 +130,7 @@ fn data_faults_a_kill_and_a_revoke_on_kopia_are_detected_and_explain_by_cause() 
             "empty-pack@45s",
         ],
     );
-    let unexpected = common::unexpected_failures(&report);
-    assert_eq!(code, 0, "unexpected:\n{unexpected}\n{err}");
-    assert_eq!(report["totals"]["unexpected_failures"], 0, "{unexpected}");
+    common::assert_nothing_unexpected_but_kopia_s_race(code, &err, &report);
     assert_every_error_explained(&dir.path().join("state"));
     for kind in ["corrupt-pack", "delete-pack", "truncate-pack", "empty-pack"] {
         let fault = fault(&report, kind);
@@ -226,4 +223,38 @@ fn a_pack_removed_behind_a_kopia_runs_back_is_unexpected() {
         report["totals"]["unexpected_failures"].as_u64().unwrap(),
         unexpected.len() as u64
     );
+}
+
+/// kopia 0.23.1 writes a deleted snapshot back when its compactions of the
+/// snapshot manifests race: `scripts/kopia-manifest-race` orders them so
+/// (one process stopped inside its compaction while the snapshot is
+/// deleted and another process compacts the delete away), and the same
+/// steps in order leave the snapshot deleted. The tests that run kopia
+/// accept this one failure of kopia's (`common::is_kopia_s_manifest_race`)
+/// while it holds; a kopia without the race fails this test, and the
+/// allowance goes with it.
+#[test]
+fn kopia_writes_a_deleted_snapshot_back_when_its_compactions_race() {
+    let kopia = common::require_program("kopia");
+    common::require_program("strace");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kopia-manifest-race");
+    for (args, expected) in [
+        (&[][..], "written back: yes"),
+        (&["--in-order"][..], "written back: no"),
+    ] {
+        let out = std::process::Command::new(&script)
+            .args(args)
+            .env("KOPIA_EXE", &kopia)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {stdout}\n{stderr}");
+        assert_eq!(
+            stdout.lines().last(),
+            Some(expected),
+            "{args:?}: {stdout}\n{stderr}"
+        );
+    }
 }

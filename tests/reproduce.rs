@@ -72,6 +72,22 @@ fn by_draw(trace: &Path) -> BTreeMap<(u32, u64), ActionRecord> {
         .collect()
 }
 
+/// How a test shrinks: on the recorded schedule.
+fn recorded_schedule(
+    tries: u32,
+    parallel: u32,
+    at_least: AtLeast,
+    budget: Duration,
+) -> ShrinkConfig {
+    ShrinkConfig {
+        tries,
+        parallel,
+        at_least,
+        budget,
+        schedule: Schedule::Recorded,
+    }
+}
+
 #[test]
 fn a_replay_runs_every_client_s_recorded_actions_with_the_same_options() {
     let dir = tempfile::tempdir().unwrap();
@@ -1057,13 +1073,7 @@ fn a_failure_of_two_interleaved_actions_shrinks_to_exactly_them() {
         "the recording fails as recorded"
     );
 
-    let config = ShrinkConfig {
-        tries: 2,
-        parallel: 1,
-        at_least: AtLeast::Tries(1),
-        budget: Duration::from_secs(600),
-        schedule: Schedule::Recorded,
-    };
+    let config = recorded_schedule(2, 1, AtLeast::Tries(1), Duration::from_secs(600));
     let mut steps = Vec::new();
     let shrunk = shrink(
         &recording,
@@ -1358,13 +1368,7 @@ fn at_least_k_failing_tries_keeps_only_reliable_candidates() {
                 .collect();
             Some(found)
         };
-        let config = ShrinkConfig {
-            tries: 2,
-            parallel,
-            at_least,
-            budget: Duration::from_secs(60),
-            schedule: Schedule::Recorded,
-        };
+        let config = recorded_schedule(2, parallel, at_least, Duration::from_secs(60));
         let shrunk = shrink(&recording, &config, &mut runner, &mut |_| {}, &|| false);
         let seqs: Vec<u64> = shrunk.scenario.clients[0]
             .steps
@@ -1420,13 +1424,7 @@ fn the_budget_never_cuts_a_candidates_tries_short() {
             std::thread::sleep(Duration::from_millis(40));
             Some(vec![recording.targets.clone(); scenarios.len()])
         };
-        let config = ShrinkConfig {
-            tries: 3,
-            parallel,
-            at_least: AtLeast::AsRecorded,
-            budget: Duration::from_millis(60),
-            schedule: Schedule::Recorded,
-        };
+        let config = recorded_schedule(3, parallel, AtLeast::AsRecorded, Duration::from_millis(60));
         let shrunk = shrink(&recording, &config, &mut runner, &mut |_| {}, &|| false);
         assert_eq!(shrunk.ended, Ended::Budget, "parallel {parallel}");
         assert_eq!(
@@ -1461,13 +1459,7 @@ fn a_runner_that_answers_short_stops_the_search() {
             };
             Some(vec![recording.targets.clone(); answered])
         };
-        let config = ShrinkConfig {
-            tries: 2,
-            parallel,
-            at_least: AtLeast::AsRecorded,
-            budget: Duration::from_secs(600),
-            schedule: Schedule::Recorded,
-        };
+        let config = recorded_schedule(2, parallel, AtLeast::AsRecorded, Duration::from_secs(600));
         let shrunk = shrink(&recording, &config, &mut runner, &mut |_| {}, &|| false);
         assert_eq!(shrunk.ended, Ended::Stopped, "parallel {parallel}");
         assert_eq!(calls.len(), 2, "parallel {parallel}: {calls:?}");
@@ -1494,13 +1486,7 @@ fn a_runner_that_answers_short_stops_the_search() {
                 .collect(),
         )
     };
-    let config = ShrinkConfig {
-        tries: 2,
-        parallel: 4,
-        at_least: AtLeast::AsRecorded,
-        budget: Duration::from_secs(600),
-        schedule: Schedule::Recorded,
-    };
+    let config = recorded_schedule(2, 4, AtLeast::AsRecorded, Duration::from_secs(600));
     let shrunk = shrink(&recording, &config, &mut runner, &mut |_| {}, &|| false);
     assert_eq!(shrunk.ended, Ended::Stopped);
     assert_eq!(
@@ -1550,13 +1536,7 @@ fn runs_at_once_find_what_one_at_a_time_finds() {
                     .collect(),
             )
         };
-        let config = ShrinkConfig {
-            tries: 2,
-            parallel,
-            at_least: AtLeast::AsRecorded,
-            budget: Duration::from_secs(60),
-            schedule: Schedule::Recorded,
-        };
+        let config = recorded_schedule(2, parallel, AtLeast::AsRecorded, Duration::from_secs(60));
         let shrunk = shrink(
             &recording,
             &config,

@@ -78,6 +78,23 @@ impl CaCerts {
         self.0.as_ref().map_or(&[], |loaded| &loaded.files)
     }
 
+    /// Every certificate, PEM-encoded one after the other: kopia's S3
+    /// storage takes one PEM text (`--root-ca-pem-base64`).
+    pub fn pem(&self) -> String {
+        use base64::Engine as _;
+        let mut text = String::new();
+        for cert in self.certs() {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(cert);
+            text.push_str("-----BEGIN CERTIFICATE-----\n");
+            for line in encoded.as_bytes().chunks(64) {
+                text.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+                text.push('\n');
+            }
+            text.push_str("-----END CERTIFICATE-----\n");
+        }
+        text
+    }
+
     fn certs(&self) -> &[CertificateDer<'static>] {
         self.0.as_ref().map_or(&[], |loaded| &loaded.certs)
     }
@@ -167,6 +184,11 @@ mod tests {
         assert_eq!(certs.for_reqwest().len(), 1);
         assert!(certs.files()[0].is_absolute());
         certs.client_config().unwrap();
+        // Written out again, the same certificate.
+        let again = CertificateDer::pem_slice_iter(certs.pem().as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        assert_eq!(again, certs.certs());
 
         let dir = tempfile::tempdir().unwrap();
         let empty = dir.path().join("empty.pem");

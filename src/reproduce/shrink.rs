@@ -538,16 +538,13 @@ impl Search<'_> {
                     }
                 } else if confirming {
                     // Its try alone passed: it passes.
-                    (trial.failed, trial.unconfirmed) = (Some(false), false);
-                    self.seen.insert(trial.key.clone(), false);
-                    let (tried, best) = (trial.scenario.clone(), self.best_size());
-                    self.report(&tried, false, best, false);
+                    self.passed(trial);
                 }
             }
             for trial in trials.iter_mut().filter(|t| t.failed.is_none()) {
                 let (failing, done) = (trial.failing, trial.done);
                 // It stops as soon as the answer is known either way.
-                trial.failed = if measuring {
+                let answer = if measuring {
                     (done >= tries).then_some(failing >= 1)
                 } else if failing >= needed {
                     Some(true)
@@ -556,22 +553,32 @@ impl Search<'_> {
                 } else {
                     None
                 };
-                let Some(failed) = trial.failed else { continue };
-                if measuring && failed {
-                    self.needed = Some(failing);
-                }
-                // A failing one not confirmed alone is not known to fail.
-                if !failed || !trial.unconfirmed {
-                    self.seen.insert(trial.key.clone(), failed);
-                }
-                // A failing one is told once the answer is known: only the
-                // first failing one is the new best.
-                if !failed {
-                    let best = self.best_size();
-                    self.report(&trial.scenario, false, best, false);
+                match answer {
+                    None => {}
+                    Some(false) => self.passed(trial),
+                    Some(true) => {
+                        trial.failed = Some(true);
+                        if measuring {
+                            self.needed = Some(failing);
+                        }
+                        // A failing one not confirmed alone is not known to
+                        // fail. It is told once the answer is known: only
+                        // the first failing one is the new best.
+                        if !trial.unconfirmed {
+                            self.seen.insert(trial.key.clone(), true);
+                        }
+                    }
                 }
             }
         }
+    }
+
+    /// `trial` passes: known from now on, and told.
+    fn passed(&mut self, trial: &mut Trial) {
+        (trial.failed, trial.unconfirmed) = (Some(false), false);
+        self.seen.insert(trial.key.clone(), false);
+        let best = self.best_size();
+        self.report(&trial.scenario, false, best, false);
     }
 
     /// Whether the search must stop: asked to, or, when `begins` a

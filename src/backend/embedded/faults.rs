@@ -32,6 +32,11 @@ const STALE_LOCK_PID: u32 = 4242;
 /// nearest role there is.
 const ROLE_WAIT: Duration = Duration::from_secs(15);
 
+/// How long a fault waits for the answer to the upload of the file it
+/// drew, whose role comes with that answer (an upload the storage has
+/// taken is answered within moments; a network fault may hold it longer).
+const UPLOAD_ANSWER_WAIT: Duration = Duration::from_secs(10);
+
 /// The file a pack or index fault damages.
 struct Victim {
     /// Its name (the id).
@@ -129,7 +134,14 @@ impl EmbeddedFaults {
             return Ok(victim);
         }
         let name = drawn.ok_or_else(|| FaultKit::no_victim(spec, what))?;
-        let role = self.server.proxy().role_of(&name).and_then(|(user, nth)| {
+        // The storage lists a file before its upload's answer has come
+        // back through the proxy with its role: that answer is waited for.
+        let proxy = self.server.proxy();
+        let asked = Instant::now();
+        while proxy.is_uploading(&name) && asked.elapsed() < UPLOAD_ANSWER_WAIT {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let role = proxy.role_of(&name).and_then(|(user, nth)| {
             let client = user.parse::<ClientId>().ok()?;
             Some(VictimRole {
                 client: client.0,

@@ -197,6 +197,36 @@ struct ProxyState {
     stored: Mutex<StoredFiles>,
 }
 
+/// An upload going through the proxy, from its request to its answer.
+struct Upload {
+    state: Arc<ProxyState>,
+    path: String,
+}
+
+impl Upload {
+    fn begins(state: Arc<ProxyState>, path: &str) -> Upload {
+        state
+            .stored
+            .lock()
+            .expect("stored lock")
+            .upload_begins(path);
+        Upload {
+            state,
+            path: path.to_owned(),
+        }
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        self.state
+            .stored
+            .lock()
+            .expect("stored lock")
+            .upload_ends(&self.path);
+    }
+}
+
 /// What the proxy calls when it cuts a killed client's request.
 pub type CutHook = Arc<dyn Fn(&str) + Send + Sync>;
 
@@ -331,6 +361,17 @@ impl FaultProxy {
             .expect("stored lock")
             .by(user, kind)
             .to_vec()
+    }
+
+    /// Whether a client's upload of the file `name` is going through the
+    /// proxy now (the storage may list the file already; its role comes
+    /// with the answer).
+    pub fn is_uploading(&self, name: &str) -> bool {
+        self.state
+            .stored
+            .lock()
+            .expect("stored lock")
+            .is_uploading(name)
     }
 
     /// Who stored the file `name` through the proxy, and its place (from
@@ -734,6 +775,9 @@ async fn forward(
         .is_some_and(|query| query.contains("uploads") || query.contains("partNumber="));
     let uploading =
         matches!(*request.method(), http::Method::POST | http::Method::PUT) && !part_of_upload;
+    // Ends the upload however this request ends (a client that hangs up
+    // drops it midway), after a success has counted the file.
+    let _upload = uploading.then(|| Upload::begins(state.clone(), &asked));
     match state.client.request(request).await {
         Ok(response) => {
             if deleting && response.status().is_success() {
@@ -759,5 +803,56 @@ async fn forward(
             disturbed(Disturbance::UpstreamFailed);
             Err(Dropped::Upstream(error.to_string()).into())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// An upload is under way from its request until its answer has come
+    /// back, and only then has its role: a data fault that draws the file
+    /// meanwhile (the storage lists it already) waits for the answer.
+    #[tokio::test]
+    async fn an_upload_is_under_way_until_its_answer_comes_back() {
+        // A storage that takes the upload and answers only when told.
+        let storage = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let storage_addr = storage.local_addr().unwrap();
+        let (answer, answered) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let (mut socket, _) = storage.accept().await.unwrap();
+            let mut request = vec![0u8; 64 * 1024];
+            let _ = socket.read(&mut request).await.unwrap();
+            answered.await.unwrap();
+            socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                .await
+                .unwrap();
+        });
+        let proxy = FaultProxy::start(
+            Upstream::passing(storage_addr),
+            1,
+            Arc::new(Evidence::new()),
+        )
+        .await
+        .unwrap();
+        let upload = reqwest::Client::new()
+            .post(format!("http://{}/repo/data/aa11", proxy.addr()))
+            .basic_auth("client-1", Some("secret"))
+            .body("a pack")
+            .send();
+        let upload = tokio::spawn(upload);
+        let since = Instant::now();
+        while !proxy.is_uploading("aa11") {
+            assert!(since.elapsed() < Duration::from_secs(10), "never under way");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(proxy.role_of("aa11"), None, "no answer yet, no role");
+        answer.send(()).unwrap();
+        let response = upload.await.unwrap().unwrap();
+        assert!(response.status().is_success(), "{response:?}");
+        assert!(!proxy.is_uploading("aa11"));
+        assert_eq!(proxy.role_of("aa11"), Some(("client-1".to_owned(), 1)));
     }
 }

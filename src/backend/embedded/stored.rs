@@ -50,6 +50,10 @@ pub struct StoredFiles {
     /// Each file's user and place (from 1) in that user's order: an upload
     /// tried again is not counted twice.
     roles: HashMap<String, (String, u32)>,
+    /// The counted files whose uploads the storage is taking now, and how
+    /// many of each: a file is in the storage's listing before its success
+    /// answer comes back through the proxy and gives it its role.
+    uploading: HashMap<String, usize>,
 }
 
 impl StoredFiles {
@@ -67,6 +71,37 @@ impl StoredFiles {
         let nth = u32::try_from(files.len()).unwrap_or(u32::MAX);
         self.roles.insert(name.to_owned(), (user.to_owned(), nth));
         Some(kind)
+    }
+
+    /// An upload to `path` goes to the storage (counted files only).
+    pub fn upload_begins(&mut self, path: &str) {
+        if let Some(name) = Self::counted_name(path) {
+            *self.uploading.entry(name.to_owned()).or_default() += 1;
+        }
+    }
+
+    /// The upload to `path` is over, stored or not (after [`Self::took`]
+    /// when it was stored).
+    pub fn upload_ends(&mut self, path: &str) {
+        if let Some(name) = Self::counted_name(path)
+            && let Some(count) = self.uploading.get_mut(name)
+        {
+            *count -= 1;
+            if *count == 0 {
+                self.uploading.remove(name);
+            }
+        }
+    }
+
+    /// Whether an upload of the file `name` is under way.
+    pub fn is_uploading(&self, name: &str) -> bool {
+        self.uploading.contains_key(name)
+    }
+
+    /// The name of the counted file at `path`.
+    fn counted_name(path: &str) -> Option<&str> {
+        StoredKind::of_path(path)?;
+        path.rsplit('/').next().filter(|name| !name.is_empty())
     }
 
     /// The files of `kind` that `user` stored, first stored first.
@@ -121,5 +156,26 @@ mod tests {
         assert_eq!(stored.role_of("bb22"), Some(("client-2", 1)));
         assert_eq!(stored.role_of("cc33"), Some(("client-1", 1)));
         assert_eq!(stored.role_of("ee55"), None);
+    }
+
+    /// A file is under way from its upload's request to its answer, each
+    /// upload of it counted (a client may send it again meanwhile).
+    #[test]
+    fn an_upload_is_under_way_until_its_answer() {
+        let mut stored = StoredFiles::default();
+        stored.upload_begins("/repo/data/aa11");
+        stored.upload_begins("/bucket/pre/data/aa/aa11");
+        stored.upload_begins("/repo/snapshots/ee55");
+        assert!(stored.is_uploading("aa11"));
+        assert!(!stored.is_uploading("ee55"), "snapshots are not counted");
+        stored.took("client-1", "/repo/data/aa11");
+        stored.upload_ends("/repo/data/aa11");
+        assert!(stored.is_uploading("aa11"), "one upload of it is left");
+        stored.upload_ends("/bucket/pre/data/aa/aa11");
+        assert!(!stored.is_uploading("aa11"));
+        assert_eq!(stored.role_of("aa11"), Some(("client-1", 1)));
+        // An end without a beginning changes nothing.
+        stored.upload_ends("/repo/data/bb22");
+        assert!(!stored.is_uploading("bb22"));
     }
 }

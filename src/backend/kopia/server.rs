@@ -124,7 +124,11 @@ impl KopiaServer {
     /// itself: a connection of its own whose cache is emptied first. kopia
     /// keeps the contents it read in its cache and reads them from there
     /// again, so a pack flipped after a restore read it would pass any
-    /// check made through a cache. One at a time (they share the cache).
+    /// check made through a cache. The connection is read-only: a kopia
+    /// process that may write compacts the snapshot manifests it loaded
+    /// (16 or more) and, having loaded them before a client's delete, can
+    /// write the deleted snapshot back — the check would change what it
+    /// judges. One at a time (they share the cache).
     fn kopia_uncached(&self, args: &[&str], deadline: Duration) -> BackendResult<Output> {
         let _one_at_a_time = self.check_lock.lock().expect("check lock");
         let config = self.dir.join(CHECK_CONFIG);
@@ -144,6 +148,7 @@ impl KopiaServer {
             let mut connect = vec!["repository".to_owned(), "connect".to_owned()];
             connect.extend(self.storage.args()?);
             connect.extend(["--cache-directory".to_owned(), utf8(&cache)?.to_owned()]);
+            connect.push("--readonly".to_owned());
             let connect: Vec<&str> = connect.iter().map(String::as_str).collect();
             let output = run(&connect, COMMAND_TIMEOUT)?;
             if !output.success() {
@@ -543,8 +548,9 @@ pub(super) fn utf8(path: &Path) -> BackendResult<&str> {
 
 /// The server's connection to the repository, in the server's directory.
 pub(super) const SERVER_CONFIG: &str = "server.config";
-/// The checks' connection, beside it.
-const CHECK_CONFIG: &str = "check.config";
+/// The checks' read-only connection, beside it (a state dir of an older
+/// snapstorm may hold a `check.config` that could write; it is not used).
+const CHECK_CONFIG: &str = "check-read-only.config";
 
 /// What a kopia process on the repository has in its environment.
 struct RepositorySecrets<'a> {
@@ -661,12 +667,14 @@ impl Server for KopiaServer {
         })
     }
 
+    /// Through the checks' read-only connection: the listing the checker
+    /// judges must not be written by the listing itself.
     fn list_snapshots(&self) -> BackendResult<Vec<SnapshotId>> {
-        let output = self.kopia_ok(
-            "snapshot list",
-            &["snapshot", "list", "--all", "--json"],
-            COMMAND_TIMEOUT,
-        )?;
+        let output =
+            self.kopia_uncached(&["snapshot", "list", "--all", "--json"], COMMAND_TIMEOUT)?;
+        if !output.success() {
+            return Err(classify("snapshot list", &output));
+        }
         parse_listed(&output.stdout)
             .map(|listed| listed.into_iter().map(|m| m.id).collect())
             .map_err(|e| {

@@ -53,12 +53,13 @@ impl KopiaStorage {
                 if !s3.is_https() {
                     args.push("--disable-tls".into());
                 }
-                // kopia takes one CA file: the first --cacert.
-                if let Some(file) = s3.ca().files().first() {
-                    let file = file.to_str().ok_or_else(|| {
-                        BackendError::Local(format!("not UTF-8: {}", file.display()))
-                    })?;
-                    args.extend(["--root-ca-pem-path".into(), file.into()]);
+                // kopia takes one PEM text: every --cacert's certificates
+                // in it. (It then trusts them instead of the system's
+                // roots, as its S3 storage does with any CA given.)
+                if !s3.ca().is_empty() {
+                    use base64::Engine as _;
+                    let pem = base64::engine::general_purpose::STANDARD.encode(s3.ca().pem());
+                    args.extend(["--root-ca-pem-base64".into(), pem]);
                 }
                 if !s3.prefix().is_empty() {
                     // The trailing `/` makes the prefix a directory.
@@ -122,6 +123,41 @@ mod tests {
             _ => None,
         })
         .unwrap()
+    }
+
+    /// Every `--cacert` reaches kopia, each certificate of each file.
+    #[test]
+    fn every_ca_certificate_is_given_to_kopia() {
+        use crate::backend::tls::{CaCerts, fixture};
+        use base64::Engine as _;
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let files = [fixture("ca.pem"), fixture("server.pem")];
+        let RepositoryLocation::S3(s3) = RepositoryLocation::S3(s3("s3:https://h:8443/bucket"))
+            .with_ca_certs(CaCerts::load(&files).unwrap())
+            .unwrap()
+        else {
+            unreachable!()
+        };
+        let args = KopiaStorage::S3(s3).args().unwrap();
+        let at = args
+            .iter()
+            .position(|a| a == "--root-ca-pem-base64")
+            .unwrap_or_else(|| panic!("{args:?}"));
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(&args[at + 1])
+            .unwrap();
+        let given = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let expected: Vec<CertificateDer> = files
+            .iter()
+            .flat_map(|file| CertificateDer::pem_file_iter(file).unwrap())
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(given.len(), 2);
+        assert_eq!(given, expected);
+        assert!(!args.contains(&"--disable-tls".to_owned()), "{args:?}");
     }
 
     #[test]
