@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::EngineFixture;
 use snapstorm::engine::progress::Progress;
+use snapstorm::engine::store::FailureKind;
 use snapstorm::engine::traits::{
     BackendResult, ClientCredentials, ClientFactory, ClientSnapshotter, Details, GcOptions, Server,
     SnapshotId, Snapshotter,
@@ -427,6 +428,53 @@ fn a_snapshot_removed_behind_the_engines_back_is_lost_on_the_next_start() {
             .outcome,
         Outcome::Ok
     );
+}
+
+/// The other half of the listing check: a snapshot the engine deleted
+/// that is back in the repository (its file put back, as a backend that
+/// writes a deleted snapshot back leaves it) is an unexpected failure of
+/// the next start, and only it is.
+#[test]
+fn a_deleted_snapshot_back_in_the_repository_is_a_failure_on_the_next_start() {
+    let f = EngineFixture::inline(SMALL, 4);
+    exec(&f, Action::WriteRandomFiles);
+    exec(&f, Action::SnapshotRoot);
+    exec(&f, Action::WriteRandomFiles);
+    exec(&f, Action::SnapshotRoot);
+    let snapshots = f.state.path().join("repository/repo/snapshots");
+    let saved = std::fs::read_dir(&snapshots)
+        .unwrap()
+        .map(|entry| {
+            let path = entry.unwrap().path();
+            (path.clone(), std::fs::read(&path).unwrap())
+        })
+        .collect::<Vec<_>>();
+    let delete = exec(&f, Action::DeleteRandomSnapshot);
+    assert_eq!(delete.outcome, Outcome::Ok, "{delete:?}");
+    let deleted = delete.snapshot.unwrap();
+    assert!(
+        f.engine.startup_check().unwrap().is_empty(),
+        "consistent metadata: no failure"
+    );
+    let state = f.close();
+
+    // Written back, directly in the repository.
+    for (path, bytes) in &saved {
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    let scenario = snapstorm::engine::scenario::Scenario::parse("inline", SMALL, "inline").unwrap();
+    let f = EngineFixture::open(state, scenario, 4, |c| c);
+    let failures = f.engine.startup_check().unwrap();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0].snapshot.as_deref(), Some(deleted.as_str()));
+    assert_eq!(failures[0].kind, FailureKind::DeletedSnapshotPresent);
+    assert_eq!(
+        failures[0].summary,
+        "deleted snapshot is still in the repository"
+    );
+    assert!(failures[0].explained_by.is_none(), "{:?}", failures[0]);
+    assert_eq!(f.engine.report().totals.unexpected_failures, 1);
 }
 
 /// A client snapshotter whose deletes wait for another client's lock and

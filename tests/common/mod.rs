@@ -791,9 +791,11 @@ pub fn unexpected_failures(report: &serde_json::Value) -> String {
 /// the snapshot manifests it loaded before the delete, after another one
 /// compacted the delete away (`scripts/kopia-manifest-race` makes it
 /// happen; `tests/kopia_faults.rs` checks that kopia still does). A kopia
-/// run now and then meets it between the server's sessions and `server
-/// user add`: a deleted snapshot listed again, an unexpected failure that
-/// is kopia's, and rightly reported.
+/// run can meet it between the server's sessions and `server user add`: a
+/// deleted snapshot listed again, an unexpected failure that is kopia's,
+/// and rightly reported. (So on kopia a false "deleted snapshot listed
+/// again" of snapstorm's own would pass these tests too; the listing
+/// check itself is tested in `tests/engine_actions.rs`, both ways.)
 pub fn is_kopia_s_manifest_race(report: &serde_json::Value, failure: &serde_json::Value) -> bool {
     report["backend"] == "kopia"
         && failure["kind"] == "deleted-snapshot-present"
