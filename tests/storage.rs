@@ -165,6 +165,11 @@ fn locations_that_cannot_be_used_are_refused_before_anything_is_written() {
     let reachable = server.location("repo");
     let s3_closed = format!("s3:http://{closed}/bucket");
     let ca = test_ca().to_str().unwrap().to_owned();
+    let s3_tls_closed = format!("s3:https://{closed}/bucket");
+    // More certificates than kopia's command line holds, with a second file.
+    let bundle = dir.path().join("bundle.pem");
+    std::fs::write(&bundle, std::fs::read_to_string(&ca).unwrap().repeat(200)).unwrap();
+    let bundle = bundle.to_str().unwrap().to_owned();
     // Each case: its arguments, what its one line names, and whether the
     // S3 keys are in the environment.
     let cases: Vec<(Vec<&str>, &str, bool)> = vec![
@@ -247,6 +252,20 @@ fn locations_that_cannot_be_used_are_refused_before_anything_is_written() {
             true,
         ),
         (vec!["--repository", &s3_closed], "cannot reach", true),
+        (
+            vec![
+                "--backend",
+                "kopia",
+                "--repository",
+                &s3_tls_closed,
+                "--cacert",
+                &bundle,
+                "--cacert",
+                &ca,
+            ],
+            "put them in one --cacert file, which kopia reads however large",
+            true,
+        ),
         (vec!["--fault", "stop-osd@1s"], "pid=PID", false),
         (vec!["--fault", "stop-osd@1s,pid=1"], "not ceph-osd", false),
         (

@@ -469,6 +469,13 @@ fn check_kopia(spec: &RunSpec) -> Result<KopiaBinary, LaunchError> {
             Action::ForgetSnapshots
         )));
     }
+    // What kopia is given of the storage (the --cacert files among it),
+    // before anything is written.
+    if let RepositoryLocation::S3(s3) = &spec.repository
+        && let Err(error) = KopiaStorage::S3(s3.clone()).args()
+    {
+        return Err(LaunchError::Setup(error.to_string()));
+    }
     KopiaBinary::find().map_err(|e| LaunchError::Setup(e.to_string()))
 }
 

@@ -12,6 +12,10 @@ use crate::engine::traits::{BackendError, BackendResult};
 /// S3 prefix without it holds no repository yet.
 pub const FORMAT_BLOB: &str = "kopia.repository";
 
+/// The most certificates, base64-encoded, that go on kopia's command line
+/// (one argument holds 128 KiB on Linux).
+const MAX_INLINE_CA: usize = 96 * 1024;
+
 /// The storage of the kopia repository under test.
 #[derive(Debug, Clone)]
 pub enum KopiaStorage {
@@ -53,13 +57,30 @@ impl KopiaStorage {
                 if !s3.is_https() {
                     args.push("--disable-tls".into());
                 }
-                // kopia takes one PEM text: every --cacert's certificates
-                // in it. (It then trusts them instead of the system's
-                // roots, as its S3 storage does with any CA given.)
-                if !s3.ca().is_empty() {
-                    use base64::Engine as _;
-                    let pem = base64::engine::general_purpose::STANDARD.encode(s3.ca().pem());
-                    args.extend(["--root-ca-pem-base64".into(), pem]);
+                // kopia takes one CA file, or one PEM text: every
+                // --cacert's certificates. (It then trusts them instead of
+                // the system's roots, as its S3 storage does with any CA.)
+                match s3.ca().files() {
+                    [] => {}
+                    [file] => {
+                        let file = file.to_str().ok_or_else(|| {
+                            BackendError::Local(format!("not UTF-8: {}", file.display()))
+                        })?;
+                        args.extend(["--root-ca-pem-path".into(), file.into()]);
+                    }
+                    several => {
+                        use base64::Engine as _;
+                        let pem = base64::engine::general_purpose::STANDARD.encode(s3.ca().pem());
+                        // One argument of a command line holds 128 KiB.
+                        if pem.len() > MAX_INLINE_CA {
+                            return Err(BackendError::Local(format!(
+                                "the {} --cacert files hold {} KiB of certificates, more than kopia can be given on its command line; put them in one --cacert file, which kopia reads however large",
+                                several.len(),
+                                pem.len() / 1024
+                            )));
+                        }
+                        args.extend(["--root-ca-pem-base64".into(), pem]);
+                    }
                 }
                 if !s3.prefix().is_empty() {
                     // The trailing `/` makes the prefix a directory.
@@ -125,21 +146,26 @@ mod tests {
         .unwrap()
     }
 
-    /// Every `--cacert` reaches kopia, each certificate of each file.
+    /// Every `--cacert` reaches kopia, each certificate of each file: one
+    /// file by its path, several as one PEM text, too many refused.
     #[test]
     fn every_ca_certificate_is_given_to_kopia() {
         use crate::backend::tls::{CaCerts, fixture};
         use base64::Engine as _;
         use rustls::pki_types::CertificateDer;
         use rustls::pki_types::pem::PemObject;
-        let files = [fixture("ca.pem"), fixture("server.pem")];
-        let RepositoryLocation::S3(s3) = RepositoryLocation::S3(s3("s3:https://h:8443/bucket"))
-            .with_ca_certs(CaCerts::load(&files).unwrap())
-            .unwrap()
-        else {
-            unreachable!()
+        let given_files = |files: &[std::path::PathBuf]| {
+            let RepositoryLocation::S3(trusting) =
+                RepositoryLocation::S3(s3("s3:https://h:8443/bucket"))
+                    .with_ca_certs(CaCerts::load(files).unwrap())
+                    .unwrap()
+            else {
+                unreachable!()
+            };
+            KopiaStorage::S3(trusting).args()
         };
-        let args = KopiaStorage::S3(s3).args().unwrap();
+        let files = [fixture("ca.pem"), fixture("server.pem")];
+        let args = given_files(&files).unwrap();
         let at = args
             .iter()
             .position(|a| a == "--root-ca-pem-base64")
@@ -158,6 +184,24 @@ mod tests {
         assert_eq!(given.len(), 2);
         assert_eq!(given, expected);
         assert!(!args.contains(&"--disable-tls".to_owned()), "{args:?}");
+
+        // One file is given as it is, however large.
+        let args = given_files(&files[..1]).unwrap();
+        let at = args.iter().position(|a| a == "--root-ca-pem-path").unwrap();
+        assert_eq!(args[at + 1], files[0].to_str().unwrap());
+        // Several too large for a command line are refused, saying why.
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = dir.path().join("bundle.pem");
+        let ca = std::fs::read_to_string(&files[0]).unwrap();
+        std::fs::write(&bundle, ca.repeat(200)).unwrap();
+        let error = given_files(&[bundle.clone(), files[1].clone()])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("in one --cacert file"), "{error}");
+        assert!(
+            given_files(&[bundle]).is_ok(),
+            "alone, the same file is given by its path"
+        );
     }
 
     #[test]
