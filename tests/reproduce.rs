@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{disk_state, runtime, snapstorm};
 use snapstorm::engine::actions::Origin;
@@ -29,7 +29,7 @@ use snapstorm::engine::{Action, ClientId};
 use snapstorm::faults::{FaultKind, FaultSpec};
 use snapstorm::multiclient::{MultiClientFileWriter, MultiClientSnapshotter};
 use snapstorm::reproduce::replay::{
-    Found, RecordedRun, Recording, Signature, found_in, run_scenario, scripted,
+    Found, RecordedRun, Recording, Signature, found_in, run_scenario, scripted, stop_at,
 };
 use snapstorm::reproduce::shrink::{AtLeast, Ended, ShrinkConfig, Size, shrink};
 use snapstorm::run::{self, RunLimit, RunParts};
@@ -225,6 +225,44 @@ after = 2
         report.totals.actions < 23,
         "stopped after the failure: {} actions",
         report.totals.actions
+    );
+}
+
+/// A shrink's runs in hand are stopped when its budget runs out
+/// (`stop_at`). Through the real embedded backend: a write, and a second
+/// one two minutes after it on the recorded schedule; stopped 2 s in, the
+/// run winds down and its report has the first write alone.
+#[test]
+fn a_run_is_stopped_when_the_moment_it_was_given_comes() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"description = "a write, and another two minutes later"
+seed = 5
+schedule = "recorded"
+[[clients]]
+sequence = [
+  { action = "write-random-files", seq = 0, order = 0, at-ms = 0 },
+  { action = "write-random-files", seq = 1, order = 1, at-ms = 120000 },
+]
+"#;
+    let scenario = Scenario::parse("x", text, "x.toml").unwrap();
+    // Nothing else stops it: the sender stays, and never says stop.
+    let (_tx, never) = tokio::sync::watch::channel(false);
+    let report = runtime()
+        .block_on(async {
+            let stop = stop_at(never, Some(Instant::now() + Duration::from_secs(2)));
+            run_scenario(
+                scenario,
+                dir.path().join("state"),
+                snapstorm::backend::location::RepositoryLocation::Embedded,
+                stop,
+                &[],
+            )
+            .await
+        })
+        .unwrap();
+    assert_eq!(
+        report.totals.actions, 1,
+        "stopped before the second write: {report:?}"
     );
 }
 
@@ -1078,7 +1116,7 @@ fn a_failure_of_two_interleaved_actions_shrinks_to_exactly_them() {
     let shrunk = shrink(
         &recording,
         &config,
-        &mut |scenarios| {
+        &mut |scenarios, _| {
             assert_eq!(scenarios.len(), 1, "one at a time");
             Some(vec![found_in(
                 &run_synthetic(&rt, scenarios[0]),
@@ -1355,7 +1393,7 @@ fn at_least_k_failing_tries_keeps_only_reliable_candidates() {
     let shrink_with = |at_least: AtLeast, reliable_with_step_1: bool, parallel: u32| {
         let mut runs = 0u32;
         let mut rounds = Vec::new();
-        let mut runner = |scenarios: &[&Scenario]| {
+        let mut runner = |scenarios: &[&Scenario], _| {
             rounds.push(scenarios.len() as u32);
             let found = scenarios
                 .iter()
@@ -1412,15 +1450,17 @@ fn at_least_k_failing_tries_keeps_only_reliable_candidates() {
     );
 }
 
-/// The budget is asked before a candidate begins, never between the tries
-/// of one: a recording whose tries outlast the budget still measures how
-/// often it fails (with the budget asked between tries, it ended as out of
-/// budget with nothing measured, and wrote the recording as its result).
+/// The recording's own tries are never cut short: a recording whose tries
+/// outlast the budget still measures how often it fails (with the budget
+/// asked between its tries, it ended as out of budget with nothing
+/// measured, and wrote the recording as its result). They are given no
+/// moment to stop at.
 #[test]
-fn the_budget_never_cuts_a_candidates_tries_short() {
+fn the_budget_never_cuts_the_recording_s_tries_short() {
     let recording = four_snapshots_that_failed();
     for parallel in [1, 2] {
-        let mut runner = |scenarios: &[&Scenario]| {
+        let mut runner = |scenarios: &[&Scenario], stop_by: Option<Instant>| {
+            assert_eq!(stop_by, None, "only the recording's tries run");
             std::thread::sleep(Duration::from_millis(40));
             Some(vec![recording.targets.clone(); scenarios.len()])
         };
@@ -1435,6 +1475,64 @@ fn the_budget_never_cuts_a_candidates_tries_short() {
     }
 }
 
+/// When the budget runs out, the runs in hand are stopped: every round
+/// after the recording's is given the budget's end to stop at, and a round
+/// stopped there settles nothing. The search ends as soon as the round
+/// comes back, with the best settled before it.
+#[test]
+fn the_budget_stops_the_runs_in_hand() {
+    let recording = four_snapshots_that_failed();
+    for parallel in [1, 3] {
+        let started = Instant::now();
+        let budget = Duration::from_millis(300);
+        let mut rounds: Vec<(usize, Option<Instant>)> = Vec::new();
+        let mut runner = |scenarios: &[&Scenario], stop_by: Option<Instant>| {
+            rounds.push((scenarios.len(), stop_by));
+            match stop_by {
+                // The recording's tries: each fails.
+                None => Some(vec![recording.targets.clone(); scenarios.len()]),
+                // A candidate's runs would go on for long: they are stopped
+                // when they were told to, with no answer.
+                Some(at) => {
+                    std::thread::sleep(at.saturating_duration_since(Instant::now()));
+                    None
+                }
+            }
+        };
+        let config = recorded_schedule(2, parallel, AtLeast::AsRecorded, budget);
+        let shrunk = shrink(&recording, &config, &mut runner, &mut |_| {}, &|| false);
+        let ended = Instant::now();
+        assert_eq!(shrunk.ended, Ended::Budget, "parallel {parallel}");
+        let (recordings, candidates): (Vec<_>, Vec<_>) =
+            rounds.iter().partition(|(_, stop_by)| stop_by.is_none());
+        assert_eq!(
+            recordings.iter().map(|(n, _)| n).sum::<usize>(),
+            2,
+            "parallel {parallel}: the recording's two tries, with nothing to stop them: {rounds:?}"
+        );
+        assert_eq!(
+            candidates.len(),
+            1,
+            "parallel {parallel}: one round of candidates, then no more: {rounds:?}"
+        );
+        let (cut, stop_by) = candidates[0];
+        let stop_by = stop_by.unwrap();
+        assert!(
+            stop_by >= started + budget && stop_by <= ended,
+            "parallel {parallel}: stopped at the budget's end"
+        );
+        assert_eq!(
+            (shrunk.cut, cut),
+            (parallel as usize, parallel as usize),
+            "parallel {parallel}: the round stopped is told"
+        );
+        assert_eq!(
+            shrunk.after, shrunk.before,
+            "parallel {parallel}: nothing the stopped runs tried is settled"
+        );
+    }
+}
+
 /// A runner that answers fewer runs than it was given (a front end that
 /// is stopping) stops the search, at once and at every width: no run is
 /// left unanswered and asked again forever, the one alone that confirms a
@@ -1445,7 +1543,7 @@ fn a_runner_that_answers_short_stops_the_search() {
     let recording = four_snapshots_that_failed();
     for parallel in [1, 3] {
         let mut calls = Vec::new();
-        let mut runner = |scenarios: &[&Scenario]| {
+        let mut runner = |scenarios: &[&Scenario], _| {
             calls.push(scenarios.len());
             // Were short answers asked again, this ends it (and the count tells).
             if calls.len() > 4 {
@@ -1469,7 +1567,7 @@ fn a_runner_that_answers_short_stops_the_search() {
     // At once, [2, 3] fails beside [0, 1]; the try of it alone that would
     // make it the best is the round answered short.
     let mut rounds = Vec::new();
-    let mut runner = |scenarios: &[&Scenario]| {
+    let mut runner = |scenarios: &[&Scenario], _| {
         rounds.push(scenarios.len());
         if rounds.len() > 4 {
             return None;
@@ -1519,7 +1617,7 @@ fn runs_at_once_find_what_one_at_a_time_finds() {
         // Fails whenever step 2 or 3 is in (no race: every order of runs
         // gives the same answers), but the step alone in
         // `only_beside_others` fails only when other runs go beside it.
-        let mut runner = |scenarios: &[&Scenario]| {
+        let mut runner = |scenarios: &[&Scenario], _| {
             rounds.push(scenarios.iter().map(|s| seqs(s)).collect());
             let beside_others = scenarios.len() > 1;
             Some(

@@ -5,7 +5,7 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -14,7 +14,9 @@ use tokio::sync::watch;
 use super::{EXIT_ABORTED, EXIT_FAILURES, EXIT_OK, RepositoryArgs, UsageError};
 use crate::backend::location::RepositoryLocation;
 use crate::engine::scenario::{Scenario, Schedule};
-use crate::reproduce::replay::{Found, Recording, ReplayError, Signature, found_in, run_scenario};
+use crate::reproduce::replay::{
+    Found, Recording, ReplayError, Signature, found_in, run_scenario, stop_at,
+};
 use crate::reproduce::shrink::{AtLeast, Ended, Progress, ShrinkConfig, Size, shell_word, shrink};
 use crate::run::launch::LaunchError;
 
@@ -72,9 +74,10 @@ pub struct ShrinkArgs {
     pub parallel: u32,
 
     /// Stop searching after this long and keep the smallest found (e.g. 10m,
-    /// 1h). Asked before a candidate begins, never between its tries: a
-    /// shrink can end one candidate's tries past it (with --parallel, those
-    /// of the candidates begun beside it too).
+    /// 1h). The runs in hand then are stopped, and a shrink ends as soon as
+    /// they have wound down (their final checks, seconds). The recording's
+    /// own tries are the exception: they run to their end, since without
+    /// them there is nothing to shrink.
     #[arg(long, value_name = "TIME", default_value = "10m", value_parser = super::parse_positive_duration)]
     pub budget: Duration,
 
@@ -411,7 +414,7 @@ pub fn shrink_run(args: ShrinkArgs) -> anyhow::Result<ExitCode> {
     // A candidate's try stops at the first failure the shrink looks for:
     // the rest of the run could not make it pass.
     let looked_for: Vec<Signature> = recording.targets.iter().map(|t| t.signature).collect();
-    let mut runner = |scenarios: &[&Scenario]| {
+    let mut runner = |scenarios: &[&Scenario], stop_by: Option<Instant>| {
         // Each try's dir goes when `dirs` does, on every way out.
         let mut dirs = Vec::new();
         for _ in scenarios {
@@ -423,10 +426,15 @@ pub fn shrink_run(args: ShrinkArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        // Ctrl-C, or the budget's end, stops the runs in hand.
+        let stop = {
+            let _runtime = interrupts.runtime.enter();
+            stop_at(interrupts.stop.clone(), stop_by)
+        };
         let runs = scenarios.iter().zip(&dirs).map(|(scenario, dir)| {
             let location = try_repository(&repository, dir.path());
             let (scenario, dir) = ((*scenario).clone(), dir.path().to_path_buf());
-            let (stop, looked_for) = (interrupts.stop.clone(), &looked_for);
+            let (stop, looked_for) = (stop.clone(), &looked_for);
             async move {
                 match location {
                     Ok(location) => run_scenario(scenario, dir, location, stop, looked_for).await,
@@ -440,7 +448,8 @@ pub fn shrink_run(args: ShrinkArgs) -> anyhow::Result<ExitCode> {
             aborted.set(true);
             return None;
         };
-        if interrupts.stopped() {
+        // Runs stopped early say nothing either way.
+        if *stop.borrow() {
             return None;
         }
         let mut found = Vec::new();
@@ -545,6 +554,11 @@ pub fn shrink_run(args: ShrinkArgs) -> anyhow::Result<ExitCode> {
     })?;
     let why = match shrunk.ended {
         Ended::Minimal => "nothing smaller fails the same way",
+        Ended::Budget if shrunk.cut > 0 => &format!(
+            "the budget ran out ({} run{} in hand stopped); the best so far is written",
+            shrunk.cut,
+            if shrunk.cut == 1 { "" } else { "s" }
+        ),
         Ended::Budget => "the budget ran out; the best so far is written",
         Ended::Stopped => "interrupted; the best so far is written",
         Ended::NotReproduced => unreachable!("handled above"),

@@ -481,6 +481,32 @@ pub fn found_in(report: &Report, scenario: &Scenario) -> Vec<Found> {
         .collect()
 }
 
+/// A stop that says yes once `stop` does, or once `at` comes: what stops a
+/// shrink's runs in hand when its budget runs out. Call it inside a
+/// runtime; its watcher ends with the runs (when the receiver goes).
+pub fn stop_at(
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    at: Option<std::time::Instant>,
+) -> tokio::sync::watch::Receiver<bool> {
+    let (stops, stopped) = tokio::sync::watch::channel(*stop.borrow());
+    tokio::spawn(async move {
+        let comes = async {
+            match at {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            // A dropped sender asks nothing.
+            Ok(_) = stop.wait_for(|stop| *stop) => {}
+            () = comes => {}
+            () = stops.closed() => return,
+        }
+        let _ = stops.send(true);
+    });
+    stopped
+}
+
 /// Runs `scenario` (fixed per-client sequences) on the embedded backend in
 /// `state_dir`, a fresh directory, with its repository at `repository` (a
 /// fresh one), until every sequence is done; `stop` ends it early (the

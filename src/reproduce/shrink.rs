@@ -82,7 +82,8 @@ pub struct ShrinkConfig {
     pub parallel: u32,
     /// How many of a candidate's tries must fail the same way.
     pub at_least: AtLeast,
-    /// The search stops after this long, keeping the best found.
+    /// The search stops after this long, keeping the best found: the runs
+    /// in hand then are stopped (the recording's own tries excepted).
     pub budget: Duration,
     pub schedule: Schedule,
 }
@@ -103,8 +104,13 @@ pub enum AtLeast {
 
 /// What runs made at once found: each run's failures, one for each
 /// scenario given and in that order, or `None` when they were cut short
-/// (the shrink is stopping; fewer answers than scenarios say the same).
+/// (the shrink is stopping, or the runs were stopped at the moment they
+/// were given; fewer answers than scenarios say the same).
 pub type TryResults = Option<Vec<Vec<Found>>>;
+
+/// Runs the scenarios it is given once each, all at once, and stops them
+/// at the moment given, if any: a run stopped there has no answer.
+pub type Runner<'a> = dyn FnMut(&[&Scenario], Option<Instant>) -> TryResults + 'a;
 
 /// Why the search ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,6 +136,8 @@ pub struct Shrunk {
     /// How many of a candidate's tries had to fail (with
     /// [`AtLeast::AsRecorded`], as many as the recording's did).
     pub at_least: u32,
+    /// Runs stopped in hand when the budget ran out (their answers unknown).
+    pub cut: usize,
 }
 
 /// One action or fault of the recording.
@@ -173,13 +181,18 @@ struct Trial {
 struct Search<'a> {
     recording: &'a Recording,
     config: &'a ShrinkConfig,
-    runner: &'a mut dyn FnMut(&[&Scenario]) -> TryResults,
+    runner: &'a mut Runner<'a>,
     progress: &'a mut dyn FnMut(&Progress<'_>),
     stop: &'a dyn Fn() -> bool,
     seen: HashMap<String, bool>,
     candidates: usize,
     runs: usize,
     started: Instant,
+    /// When the runs in hand are stopped: the budget's end, once the
+    /// recording's own tries have told whether there is anything to shrink.
+    cut_at: Option<Instant>,
+    /// Runs stopped in hand by `cut_at`.
+    cut: usize,
     best: Candidate,
     phase: &'static str,
     ended: Option<Ended>,
@@ -191,12 +204,13 @@ struct Search<'a> {
 /// Shrinks `recording` to the smallest scenario whose run still finds one
 /// of its kinds of failure. `runner` runs each scenario it is given once,
 /// all at once (never more than `config.parallel`; a candidate's tries are
-/// its scenario given several times); `stop` is asked between rounds (and
-/// the runner should end its runs early when it says so).
+/// its scenario given several times), and stops them at the moment it is
+/// given (the budget's end); `stop` is asked between rounds (and the
+/// runner should end its runs early when it says so).
 pub fn shrink(
     recording: &Recording,
     config: &ShrinkConfig,
-    runner: &mut dyn FnMut(&[&Scenario]) -> TryResults,
+    runner: &mut Runner<'_>,
     progress: &mut dyn FnMut(&Progress<'_>),
     stop: &dyn Fn() -> bool,
 ) -> Shrunk {
@@ -252,6 +266,8 @@ pub fn shrink(
         candidates: 0,
         runs: 0,
         started: Instant::now(),
+        cut_at: None,
+        cut: 0,
         best: whole.clone(),
         phase: "the recording",
         ended: None,
@@ -261,10 +277,13 @@ pub fn shrink(
         },
     };
     let before = Size::of(&search.scenario(&whole));
+    // The recording's tries run whole: without their answer there is
+    // nothing to shrink (and, with `auto`, no measure of how often).
     if !matches!(search.test(&whole), Verdict::Fails) {
         let ended = search.ended.unwrap_or(Ended::NotReproduced);
         return search.finish(before, ended);
     }
+    search.cut_at = Some(search.started + config.budget);
     search.run_phases();
     let ended = search.ended.unwrap_or(Ended::Minimal);
     search.finish(before, ended)
@@ -281,6 +300,7 @@ impl Search<'_> {
             runs: self.runs,
             ended,
             at_least: self.needed.unwrap_or(0),
+            cut: self.cut,
         }
     }
 
@@ -484,9 +504,7 @@ impl Search<'_> {
                 Some(first) => first,
             };
             let confirming = trials[front].failed == Some(true);
-            // The budget is asked before a candidate begins, never between
-            // the tries of one (the recording's own included).
-            if self.out_of_time(!confirming && trials[front].done == 0) {
+            if self.out_of_time() {
                 return None;
             }
             let mut round: Vec<usize> = Vec::new();
@@ -519,11 +537,17 @@ impl Search<'_> {
             let scenarios: Vec<&Scenario> = round.iter().map(|&i| &trials[i].scenario).collect();
             self.runs += scenarios.len();
             // A runner that gives no result for a run it was given stops
-            // the search (it is stopping), as one that gives none at all.
-            let results = match (self.runner)(&scenarios) {
+            // the search (it is stopping, or the budget stopped the runs),
+            // as one that gives none at all.
+            let results = match (self.runner)(&scenarios, self.cut_at) {
                 Some(results) if results.len() == round.len() => results,
                 _ => {
-                    self.ended = Some(Ended::Stopped);
+                    self.ended = Some(if !(self.stop)() && self.budget_spent() {
+                        self.cut = round.len();
+                        Ended::Budget
+                    } else {
+                        Ended::Stopped
+                    });
                     return None;
                 }
             };
@@ -581,15 +605,19 @@ impl Search<'_> {
         self.report(&trial.scenario, false, best, false);
     }
 
-    /// Whether the search must stop: asked to, or, when `begins` a
-    /// candidate, out of time.
-    fn out_of_time(&mut self, begins: bool) -> bool {
+    /// Whether the search must stop before the next round: asked to, or
+    /// out of time (never during the recording's own tries).
+    fn out_of_time(&mut self) -> bool {
         if (self.stop)() {
             self.ended = Some(Ended::Stopped);
-        } else if begins && self.started.elapsed() >= self.config.budget {
+        } else if self.budget_spent() {
             self.ended = Some(Ended::Budget);
         }
         self.ended.is_some()
+    }
+
+    fn budget_spent(&self) -> bool {
+        self.cut_at.is_some_and(|at| Instant::now() >= at)
     }
 
     fn best_size(&self) -> Size {

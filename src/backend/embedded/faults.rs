@@ -137,10 +137,7 @@ impl EmbeddedFaults {
         // The storage lists a file before its upload's answer has come
         // back through the proxy with its role: that answer is waited for.
         let proxy = self.server.proxy();
-        let asked = Instant::now();
-        while proxy.is_uploading(&name) && asked.elapsed() < UPLOAD_ANSWER_WAIT {
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        proxy.wait_for_answer(&name, UPLOAD_ANSWER_WAIT);
         let role = proxy.role_of(&name).and_then(|(user, nth)| {
             let client = user.parse::<ClientId>().ok()?;
             Some(VictimRole {

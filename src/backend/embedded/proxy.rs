@@ -195,6 +195,8 @@ struct ProxyState {
     /// The packs and index files each user stored: a data fault's victim
     /// by role.
     stored: Mutex<StoredFiles>,
+    /// Wakes whoever waits for an upload's answer (with `stored`).
+    answered: std::sync::Condvar,
 }
 
 /// An upload going through the proxy, from its request to its answer.
@@ -224,6 +226,7 @@ impl Drop for Upload {
             .lock()
             .expect("stored lock")
             .upload_ends(&self.path);
+        self.state.answered.notify_all();
     }
 }
 
@@ -274,6 +277,7 @@ impl FaultProxy {
             held: Mutex::new(HashSet::new()),
             released: tokio::sync::Notify::new(),
             stored: Mutex::new(StoredFiles::default()),
+            answered: std::sync::Condvar::new(),
         });
         let serving = serve(state.clone(), SocketAddr::from(([127, 0, 0, 1], 0)), None).await?;
         Ok(FaultProxy {
@@ -372,6 +376,19 @@ impl FaultProxy {
             .lock()
             .expect("stored lock")
             .is_uploading(name)
+    }
+
+    /// Waits, at most `within`, until no upload of the file `name` is going
+    /// through the proxy (its answer, and with it its role, has come back);
+    /// whether none is. Blocks the thread: a fault's, never the proxy's.
+    pub fn wait_for_answer(&self, name: &str, within: Duration) -> bool {
+        let stored = self.state.stored.lock().expect("stored lock");
+        let (_stored, waited) = self
+            .state
+            .answered
+            .wait_timeout_while(stored, within, |stored| stored.is_uploading(name))
+            .expect("stored lock");
+        !waited.timed_out()
     }
 
     /// Who stored the file `name` through the proxy, and its place (from
@@ -849,7 +866,18 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert_eq!(proxy.role_of("aa11"), None, "no answer yet, no role");
+        let proxy = Arc::new(proxy);
+        let waiting = |within| {
+            let proxy = proxy.clone();
+            tokio::task::spawn_blocking(move || proxy.wait_for_answer("aa11", within))
+        };
+        assert!(
+            !waiting(Duration::from_millis(50)).await.unwrap(),
+            "no answer to wait for yet"
+        );
+        let waiter = waiting(Duration::from_secs(30));
         answer.send(()).unwrap();
+        assert!(waiter.await.unwrap(), "woken by the answer");
         let response = upload.await.unwrap().unwrap();
         assert!(response.status().is_success(), "{response:?}");
         assert!(!proxy.is_uploading("aa11"));
