@@ -1372,9 +1372,6 @@ fn four_snapshots_that_failed() -> Recording {
     }
 }
 
-/// A failure that comes every other run: with any try counting it shrinks;
-/// asked to fail in 2 of 2 tries, even the whole recording does not count;
-/// left to the recording's own rate (`auto`), it shrinks as with any try.
 /// What a test runner's run found: the recording's failures when it
 /// fails, nothing when it passes.
 fn what_found(recording: &Recording, fails: bool) -> Vec<Found> {
@@ -1383,6 +1380,66 @@ fn what_found(recording: &Recording, fails: bool) -> Vec<Found> {
     } else {
         Vec::new()
     }
+}
+
+/// A candidate that leaves out the fault that explains the failure passes
+/// without a run: attribution needs the fault. The recording: four
+/// snapshots and a corrupt pack after the second, whose restore failure
+/// the pack explains; it fails whenever the fault and the third snapshot
+/// are in. Where a failure looked for is unexpected, any candidate could
+/// find it, and every one is run.
+#[test]
+fn a_candidate_without_the_fault_that_explains_the_failure_is_not_run() {
+    let mut recording = four_snapshots_that_failed();
+    recording.targets[0].signature.explained_by = Some(FaultKind::CorruptPack);
+    let mut fault = FaultSpec::new(FaultKind::CorruptPack, Duration::ZERO);
+    fault.after = Some(1);
+    recording.recorded.faults.push(fault);
+    let shrink_it = |recording: &Recording| {
+        let mut without_the_fault = 0;
+        let mut runner = |scenarios: &[&Scenario], _| {
+            let found = scenarios
+                .iter()
+                .map(|s| {
+                    let fault = s.faults.iter().any(|f| f.kind == FaultKind::CorruptPack);
+                    without_the_fault += usize::from(!fault);
+                    let has = |seq| s.clients[0].steps.iter().any(|step| step.seq == seq);
+                    what_found(recording, fault && has(2))
+                })
+                .collect();
+            Some(found)
+        };
+        let config = recorded_schedule(1, 1, AtLeast::Tries(1), Duration::from_secs(60));
+        let shrunk = shrink(recording, &config, &mut runner, &mut |_| {}, &|| false);
+        (shrunk, without_the_fault)
+    };
+    let one_snapshot_and_the_fault = Size {
+        clients: 1,
+        actions: 1,
+        faults: 1,
+    };
+    let (shrunk, without_the_fault) = shrink_it(&recording);
+    assert_eq!(
+        (shrunk.ended, shrunk.after),
+        (Ended::Minimal, one_snapshot_and_the_fault)
+    );
+    assert_eq!(without_the_fault, 0, "no run left the fault out");
+    assert!(shrunk.skipped > 0, "candidates without it passed unrun");
+
+    let mut unexpected = recording.targets[0].clone();
+    unexpected.signature.explained_by = None;
+    unexpected.signature.kind = FailureKind::SnapshotLost;
+    recording.targets.push(unexpected);
+    let (shrunk, without_the_fault) = shrink_it(&recording);
+    assert_eq!(
+        (shrunk.ended, shrunk.after),
+        (Ended::Minimal, one_snapshot_and_the_fault)
+    );
+    assert!(
+        without_the_fault > 0,
+        "an unexpected failure needs no fault"
+    );
+    assert_eq!(shrunk.skipped, 0);
 }
 
 /// A failure that comes every time while step 1 is there, and every other

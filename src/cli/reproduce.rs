@@ -564,7 +564,7 @@ pub fn shrink_run(args: ShrinkArgs) -> anyhow::Result<ExitCode> {
         Ended::NotReproduced => unreachable!("handled above"),
     };
     println!(
-        "{} → {} in {} candidates ({} runs, each failing in at least {} of {} tr{}{}): {why}",
+        "{} → {} in {} candidates ({} runs, each failing in at least {} of {} tr{}{}{}): {why}",
         shrunk.before,
         shrunk.after,
         shrunk.candidates,
@@ -576,6 +576,12 @@ pub fn shrink_run(args: ShrinkArgs) -> anyhow::Result<ExitCode> {
             ", as the recording did"
         } else {
             ""
+        },
+        match shrunk.skipped {
+            0 => String::new(),
+            n => format!(
+                "; {n} more passed without a run, leaving out the fault that explains the failure"
+            ),
         }
     );
     println!(

@@ -344,6 +344,19 @@ impl Recording {
             .find(|f| self.targets.iter().any(|t| t.signature == f.signature))
     }
 
+    /// Whether a run of `scenario` could find one of the failures looked
+    /// for at all: one a fault explains needs a fault of that kind (an
+    /// unexpected one needs nothing), so a scenario without it passes
+    /// without being run.
+    pub fn could_fail(&self, scenario: &Scenario) -> bool {
+        self.targets
+            .iter()
+            .any(|target| match target.signature.explained_by {
+                None => true,
+                Some(kind) => scenario.faults.iter().any(|fault| fault.kind == kind),
+            })
+    }
+
     /// The kinds of failure looked for, for people.
     pub fn looking_for(&self) -> String {
         self.targets

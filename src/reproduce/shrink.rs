@@ -138,6 +138,9 @@ pub struct Shrunk {
     pub at_least: u32,
     /// Runs stopped in hand when the budget ran out (their answers unknown).
     pub cut: usize,
+    /// Candidates that passed without a run: each left out the fault that
+    /// explains every failure looked for.
+    pub skipped: usize,
 }
 
 /// One action or fault of the recording.
@@ -193,6 +196,11 @@ struct Search<'a> {
     cut_at: Option<Instant>,
     /// Runs stopped in hand by `cut_at`.
     cut: usize,
+    /// Candidates settled as passing without a run (see [`Shrunk::skipped`]).
+    skipped: usize,
+    /// Whether the recording's own scenario holds the faults that explain
+    /// its failures: only then is a candidate without them known to pass.
+    faults_explain: bool,
     best: Candidate,
     phase: &'static str,
     ended: Option<Ended>,
@@ -268,6 +276,8 @@ pub fn shrink(
         started: Instant::now(),
         cut_at: None,
         cut: 0,
+        skipped: 0,
+        faults_explain: false,
         best: whole.clone(),
         phase: "the recording",
         ended: None,
@@ -277,6 +287,7 @@ pub fn shrink(
         },
     };
     let before = Size::of(&search.scenario(&whole));
+    search.faults_explain = recording.could_fail(&search.scenario(&whole));
     // The recording's tries run whole: without their answer there is
     // nothing to shrink (and, with `auto`, no measure of how often).
     if !matches!(search.test(&whole), Verdict::Fails) {
@@ -301,6 +312,7 @@ impl Search<'_> {
             ended,
             at_least: self.needed.unwrap_or(0),
             cut: self.cut,
+            skipped: self.skipped,
         }
     }
 
@@ -452,11 +464,20 @@ impl Search<'_> {
             .map(|candidate| {
                 let scenario = self.scenario(candidate);
                 let key = scenario.to_toml();
-                // A run with no action is not a run of fixed sequences at all.
                 let known = if scenario.clients.is_empty() {
+                    // A run with no action is not a run of fixed sequences at all.
+                    Some(false)
+                } else if let Some(&known) = self.seen.get(&key) {
+                    Some(known)
+                } else if self.faults_explain && !self.recording.could_fail(&scenario) {
+                    // Without the fault that explains the failure it cannot
+                    // be found (a third of the candidates of one measured
+                    // shrink left both faults out).
+                    self.skipped += 1;
+                    self.seen.insert(key.clone(), false);
                     Some(false)
                 } else {
-                    self.seen.get(&key).copied()
+                    None
                 };
                 Trial {
                     scenario,
