@@ -250,6 +250,12 @@ impl FaultKind {
         self == FaultKind::StorageErrors
     }
 
+    /// Whether it asks clients for actions of its own (`kill-client`'s
+    /// write and snapshot, `parallel-forget`'s forgets).
+    pub fn asks_for_actions(self) -> bool {
+        matches!(self, FaultKind::KillClient | FaultKind::ParallelForget)
+    }
+
     /// Whether it hits one client (`client=N`).
     pub fn targets_client(self) -> bool {
         matches!(

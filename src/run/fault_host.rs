@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::api::Event;
-use super::supervisor::Supervisor;
+use super::supervisor::{RunControl, Supervisor};
 use super::worker::Queued;
 use crate::engine::damage::Damage;
 use crate::engine::exec::Engine;
@@ -128,9 +128,34 @@ impl FaultHost for WatchedHost {
     }
 }
 
+/// A planned fault that has not yet asked clients for the actions it asks
+/// for: once it has (or cannot), clients whose own sequences are done may
+/// end ([`RunControl::faults_to_ask`]).
+struct StillToAsk(watch::Sender<RunControl>);
+
+impl Drop for StillToAsk {
+    fn drop(&mut self) {
+        self.0
+            .send_modify(|c| c.faults_to_ask = c.faults_to_ask.saturating_sub(1));
+    }
+}
+
 impl Supervisor {
-    /// Injects a fault on a blocking thread; its consequences come as events.
+    /// Injects a fault asked for now (the console's fault menu).
     pub(super) fn inject(&mut self, spec: FaultSpec) {
+        self.inject_as(spec, false);
+    }
+
+    /// Injects a fault the run planned, whose actions, if it asks for
+    /// any, a scripted run's clients stay for.
+    pub(super) fn inject_planned(&mut self, spec: FaultSpec) {
+        self.inject_as(spec, true);
+    }
+
+    /// Injects a fault on a blocking thread; its consequences come as events.
+    fn inject_as(&mut self, spec: FaultSpec, planned: bool) {
+        let mut to_ask =
+            (planned && spec.kind.asks_for_actions()).then(|| StillToAsk(self.run_control.clone()));
         // Its place on the recorded schedule, handed on once it starts (or fails to).
         let place = self.gate.clone().zip(spec.after);
         let Some(injector) = self.faults.clone() else {
@@ -175,6 +200,8 @@ impl Supervisor {
                         .await;
                 match result {
                     Ok(Err(InjectError::NoVictimYet(why))) if !engine.is_stopping() => {
+                        // Waiting, it asks nothing yet: the clients need not stay.
+                        to_ask.take();
                         if !watched.waited() {
                             tracing::info!(target: "snapstorm::faults", "{spec}: {why}; it waits for its victim");
                         }

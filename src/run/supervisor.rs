@@ -45,6 +45,11 @@ pub(super) struct RunControl {
     /// action's `at_ms` counts from the same moment as the faults' times
     /// (a client that connected first waits for the others' first tries).
     pub(super) started: bool,
+    /// A scripted run's planned faults that ask clients for actions and
+    /// have not asked yet: a client whose own sequence is done stays for
+    /// them (a replay's `kill-client` asks a client whose last own action
+    /// may end before the fault starts, as it did in the recording).
+    pub(super) faults_to_ask: usize,
 }
 
 pub(super) struct ClientSlot {
@@ -146,6 +151,10 @@ pub(super) async fn supervise(
     let started = tokio::time::Instant::now();
     sup.engine.start_clock(started.into_std());
     sup.run_control.send_modify(|c| c.started = true);
+    if scripted {
+        let asking = plan.iter().filter(|s| s.kind.asks_for_actions()).count();
+        sup.run_control.send_modify(|c| c.faults_to_ask = asking);
+    }
     let mut plan = VecDeque::from(plan);
     let mut gcs = planned_gcs(&scenario, sup.gate.is_some());
     if !shut_down {
@@ -336,7 +345,7 @@ impl Supervisor {
                 },
                 _ = wait_due(next_fault) => {
                     let spec = plan.pop_front().expect("a planned fault is due");
-                    self.inject(spec);
+                    self.inject_planned(spec);
                 }
                 _ = wait_due(next_gc) => {
                     let gc = gcs.pop_front().expect("a planned GC is due");

@@ -246,7 +246,23 @@ impl Worker {
                 .actions_limit
                 .is_some_and(|limit| planned_done >= limit);
             if limit_reached {
-                return Next::Stop;
+                if self.run_control.borrow().faults_to_ask == 0 {
+                    return Next::Stop;
+                }
+                // Its own sequence is done; a planned fault may still ask it.
+                tokio::select! {
+                    changed = self.run_control.changed() => if changed.is_err() {
+                        return Next::Stop;
+                    },
+                    changed = self.control.changed() => if changed.is_err() {
+                        return Next::Stop;
+                    },
+                    queued = self.queue.recv() => match queued {
+                        Some(action) => return Next::Queued(action),
+                        None => return Next::Stop,
+                    },
+                }
+                continue;
             }
             if !self.paused() {
                 return Next::Planned;
