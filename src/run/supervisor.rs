@@ -150,11 +150,16 @@ pub(super) async fn supervise(
     let shut_down = sup.connect_first(initial_clients, &mut commands).await;
     let started = tokio::time::Instant::now();
     sup.engine.start_clock(started.into_std());
-    sup.run_control.send_modify(|c| c.started = true);
-    if scripted {
-        let asking = plan.iter().filter(|s| s.kind.asks_for_actions()).count();
-        sup.run_control.send_modify(|c| c.faults_to_ask = asking);
-    }
+    // Both at once: a worker that started before the count was set could
+    // end its sequence and leave before a fault asked it for actions.
+    let asking = match scripted {
+        true => plan.iter().filter(|s| s.kind.asks_for_actions()).count(),
+        false => 0,
+    };
+    sup.run_control.send_modify(|c| {
+        c.faults_to_ask = asking;
+        c.started = true;
+    });
     let mut plan = VecDeque::from(plan);
     let mut gcs = planned_gcs(&scenario, sup.gate.is_some());
     if !shut_down {

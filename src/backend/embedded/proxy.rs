@@ -367,20 +367,10 @@ impl FaultProxy {
             .to_vec()
     }
 
-    /// Whether a client's upload of the file `name` is going through the
-    /// proxy now (the storage may list the file already; its role comes
-    /// with the answer).
-    pub fn is_uploading(&self, name: &str) -> bool {
-        self.state
-            .stored
-            .lock()
-            .expect("stored lock")
-            .is_uploading(name)
-    }
-
     /// Waits, at most `within`, until no upload of the file `name` is going
-    /// through the proxy (its answer, and with it its role, has come back);
-    /// whether none is. Blocks the thread: a fault's, never the proxy's.
+    /// through the proxy (its answer, and with it its role, has come back;
+    /// the storage may list the file before); whether none is. Blocks the
+    /// thread: a fault's, never the proxy's (`within` zero only looks).
     pub fn wait_for_answer(&self, name: &str, within: Duration) -> bool {
         let stored = self.state.stored.lock().expect("stored lock");
         let (_stored, waited) = self
@@ -861,7 +851,7 @@ mod tests {
             .send();
         let upload = tokio::spawn(upload);
         let since = Instant::now();
-        while !proxy.is_uploading("aa11") {
+        while proxy.wait_for_answer("aa11", Duration::ZERO) {
             assert!(since.elapsed() < Duration::from_secs(10), "never under way");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -880,7 +870,7 @@ mod tests {
         assert!(waiter.await.unwrap(), "woken by the answer");
         let response = upload.await.unwrap().unwrap();
         assert!(response.status().is_success(), "{response:?}");
-        assert!(!proxy.is_uploading("aa11"));
+        assert!(proxy.wait_for_answer("aa11", Duration::ZERO), "answered");
         assert_eq!(proxy.role_of("aa11"), Some(("client-1".to_owned(), 1)));
     }
 }
