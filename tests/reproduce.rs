@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -401,33 +401,90 @@ fn actions_a_fault_asked_for_are_replayed_once() {
 /// does when its client's last recorded action came before it (before,
 /// the client had gone, and the replay ran neither asked-for action: the
 /// test above failed so, now and then). Through the binary and the real
-/// embedded backend: a client's one write, the kill two seconds later.
+/// embedded backend: a client's one write, the kill (or the pause, which
+/// asks for a backup to freeze as the kill does for one to cut) two
+/// seconds later.
 #[test]
 fn a_client_whose_sequence_is_done_stays_for_a_fault_that_asks_it() {
-    let (lines, stderr) = run_scenario_text(
-        r#"description = "a write, and its client killed two seconds later"
+    for (kind, lasting) in [("kill-client", ""), ("pause-client", "duration = \"1s\"")] {
+        let (lines, stderr) = run_scenario_text(&format!(
+            r#"description = "a write, and a fault on its client two seconds later"
 seed = 5
 schedule = "recorded"
 [[clients]]
-sequence = [{ action = "write-random-files", seq = 0, order = 0, at-ms = 0 }]
+sequence = [{{ action = "write-random-files", seq = 0, order = 0, at-ms = 0 }}]
 [[faults]]
-kind = "kill-client"
+kind = "{kind}"
+{lasting}
 at = "2s"
+client = 1
+after = 1
+"#
+        ));
+        let asked: Vec<Action> = lines
+            .into_iter()
+            .filter_map(|line| match line {
+                TraceLine::Action(a) if a.params.asked_by.is_some() && !a.final_check => {
+                    Some(a.action)
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            asked,
+            [Action::WriteRandomFiles, Action::SnapshotRoot],
+            "the {kind}'s write and snapshot ran: {stderr}"
+        );
+    }
+}
+
+/// What a fault asks a client for goes before the client's next own step
+/// still waiting for its turn, as it came right after the action in hand
+/// in the recording (a shrunk run's `pause-client` froze its backup
+/// seconds after the prune it had to race, the client's next own step
+/// being due only then). Through the binary and the real embedded
+/// backend: a write, the pause 1 s later, the client's snapshot 6 s later.
+#[test]
+fn a_fault_s_actions_go_before_the_client_s_next_turn() {
+    let (lines, stderr) = run_scenario_text(
+        r#"description = "a pause between a write and a snapshot far apart"
+seed = 5
+schedule = "recorded"
+[[clients]]
+sequence = [
+  { action = "write-random-files", seq = 0, order = 0, at-ms = 0 },
+  { action = "snapshot-root", seq = 1, order = 2, at-ms = 6000 },
+]
+[[faults]]
+kind = "pause-client"
+duration = "1s"
+at = "1s"
 client = 1
 after = 1
 "#,
     );
-    let asked: Vec<Action> = lines
-        .into_iter()
-        .filter_map(|line| match line {
-            TraceLine::Action(a) if a.params.asked_by.is_some() && !a.final_check => Some(a.action),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(
-        asked,
-        [Action::WriteRandomFiles, Action::SnapshotRoot],
-        "the kill's write and snapshot ran: {stderr}"
+    let started = |asked: bool, action: Action| {
+        lines
+            .iter()
+            .find_map(|line| match line {
+                TraceLine::Action(a)
+                    if !a.final_check
+                        && a.params.asked_by.is_some() == asked
+                        && a.action == action =>
+                {
+                    Some(a.at_ms)
+                }
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no {action} (asked: {asked}): {stderr}"))
+    };
+    let (fault_s, own) = (
+        started(true, Action::SnapshotRoot),
+        started(false, Action::SnapshotRoot),
+    );
+    assert!(
+        started(true, Action::WriteRandomFiles) < own && fault_s < own,
+        "the pause's write and snapshot began before the client's own snapshot at {own} ms: {fault_s} ms"
     );
 }
 
@@ -745,6 +802,74 @@ fn a_pack_fault_s_replay_damages_the_same_role() {
     );
 }
 
+/// A shrunk run has fewer snapshots, so a restore or delete that drew at
+/// random among them would pick another one than recorded. Each picks the
+/// snapshot its recorded step picked, by the step that made it: one
+/// client's real run, replayed without the snapshots nobody picked.
+#[test]
+fn a_shrunk_run_restores_and_deletes_the_snapshots_the_recording_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorded = dir.path().join("recorded");
+    record(&recorded, "1", "60", "5");
+    let recording = Recording::load(&recorded).unwrap();
+    let steps = &recording.recorded.clients[0].steps;
+    let picked: BTreeSet<u64> = steps.iter().filter_map(|s| s.picks).collect();
+    // The snapshot steps made what the trace says each step picked.
+    let made = |trace: &BTreeMap<(u32, u64), ActionRecord>, seq: u64| {
+        trace.get(&(1, seq)).and_then(|r| r.snapshot.clone())
+    };
+    let recorded_trace = by_draw(&StateLayout::new(&recorded).trace());
+    for step in steps.iter().filter(|s| s.picks.is_some()) {
+        assert_eq!(
+            recorded_trace[&(1, step.seq)].snapshot,
+            made(&recorded_trace, step.picks.unwrap()),
+            "step {} picks the step that made its snapshot",
+            step.seq
+        );
+    }
+    let unpicked = |s: &&ScriptStep| s.action == Action::SnapshotRoot && !picked.contains(&s.seq);
+    let left_out = steps.iter().filter(unpicked).count();
+    assert!(
+        picked.len() >= 3 && left_out >= 2,
+        "seed 5 picks several snapshots and leaves others unpicked: {picked:?}, {left_out} unpicked"
+    );
+
+    let mut fewer = recording.recorded.clone();
+    fewer.clients[0].steps.retain(|s| !unpicked(&s));
+    let shrunk = dir.path().join("shrunk");
+    let (_tx, stop) = tokio::sync::watch::channel(false);
+    runtime()
+        .block_on(run_scenario(
+            fewer.scenario(Schedule::Order),
+            shrunk.clone(),
+            snapstorm::backend::location::RepositoryLocation::Embedded,
+            stop,
+            &[],
+        ))
+        .unwrap();
+    let shrunk_trace = by_draw(&StateLayout::new(&shrunk).trace());
+    let mut checked = 0;
+    for step in fewer.clients[0].steps.iter().filter(|s| s.picks.is_some()) {
+        let ran = &shrunk_trace[&(1, step.seq)];
+        // A delete with no snapshot but its own left keeps it (the last
+        // one is never deleted).
+        if ran.action == Action::DeleteRandomSnapshot && ran.snapshot.is_none() {
+            continue;
+        }
+        checked += 1;
+        assert_eq!(
+            ran.snapshot,
+            made(&shrunk_trace, step.picks.unwrap()),
+            "{} (step {}) picks the snapshot of step {} again, among {} live",
+            ran.action,
+            step.seq,
+            step.picks.unwrap(),
+            ran.live
+        );
+    }
+    assert!(checked >= 3, "{checked} steps picked again");
+}
+
 #[test]
 fn a_state_dir_with_no_recorded_failure_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -1026,6 +1151,7 @@ fn step(action: Action, seq: u64, order: u64) -> ScriptStep {
         seq,
         order: Some(order),
         at_ms: None,
+        picks: None,
     }
 }
 

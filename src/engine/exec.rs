@@ -87,6 +87,9 @@ pub struct Engine {
     pub(super) progress: ProgressBoard,
     /// Clients' forgets to start at once (parallel-forget).
     pub(super) meetings: Meetings,
+    /// The snapshot each step of a fixed sequence made, by the inputs it
+    /// drew: what a later step's `picks` names.
+    pub(super) made_by_step: Mutex<HashMap<Drawn, SnapshotId>>,
 }
 
 /// Overrides the number of actions that run at once (default: two per core).
@@ -179,6 +182,7 @@ impl Engine {
             slot_count,
             progress: ProgressBoard::default(),
             meetings: Meetings::default(),
+            made_by_step: Mutex::new(HashMap::new()),
         })
     }
 
@@ -333,10 +337,17 @@ impl Engine {
             run: script.run,
             seq: step.seq,
         };
+        let prefer = step.picks.and_then(|seq| {
+            let made = self.made_by_step.lock().expect("made-by-step lock");
+            made.get(&Drawn { seq, ..drawn }).cloned()
+        });
         self.run_action(
             client,
             step.action,
-            &ActionParams::default(),
+            &ActionParams {
+                prefer,
+                ..ActionParams::default()
+            },
             RestoreAttempt::DuringRun,
             Some(drawn),
             placed,
@@ -444,6 +455,12 @@ impl Engine {
             }
         }
         let outcome = total.outcome();
+        if let (Some(drawn), Action::SnapshotRoot, Some(id)) = (drawn_as, action, &total.snapshot)
+            && outcome == Outcome::Ok
+        {
+            let mut made = self.made_by_step.lock().expect("made-by-step lock");
+            made.insert(drawn, id.clone());
+        }
         let duration = started.elapsed();
         let failures: Vec<Failure> = std::mem::take(&mut total.failures)
             .into_iter()
@@ -506,7 +523,10 @@ impl Engine {
             at_ms,
             drawn_as,
             action,
-            params: params.clone(),
+            params: ActionParams {
+                prefer: None,
+                ..params.clone()
+            },
             outcome,
             duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
             snapshot: total.snapshot,

@@ -26,6 +26,13 @@ pub struct ActionParams {
     /// recorded stream: the replayed fault asks for it again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub asked_by: Option<String>,
+    /// `restore-random-snapID` / `restore-into-data-dir` /
+    /// `delete-random-snapID`: this snapshot while it is live, else one at
+    /// random. A replayed step's snapshot by its role (see
+    /// [`ScriptStep::picks`](crate::engine::scenario::ScriptStep::picks));
+    /// not traced, as the trace's snapshot IDs tell it again.
+    #[serde(skip)]
+    pub prefer: Option<SnapshotId>,
 }
 
 /// One finished action, as the trace, the console and the tests see it.

@@ -250,10 +250,13 @@ impl FaultKind {
         self == FaultKind::StorageErrors
     }
 
-    /// Whether it asks clients for actions of its own (`kill-client`'s
-    /// write and snapshot, `parallel-forget`'s forgets).
+    /// Whether it asks clients for actions of its own (`kill-client`'s and
+    /// `pause-client`'s write and snapshot, `parallel-forget`'s forgets).
     pub fn asks_for_actions(self) -> bool {
-        matches!(self, FaultKind::KillClient | FaultKind::ParallelForget)
+        matches!(
+            self,
+            FaultKind::KillClient | FaultKind::PauseClient | FaultKind::ParallelForget
+        )
     }
 
     /// Whether it hits one client (`client=N`).

@@ -11,12 +11,13 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::backend::location::RepositoryLocation;
-use crate::engine::actions::Origin;
+use crate::engine::actions::{Action, Origin};
+use crate::engine::record::ActionRecord;
 use crate::engine::report::{FailureReport, Report};
 use crate::engine::scenario::{ClientScript, PlannedGc, Scenario, Schedule, ScriptStep};
 use crate::engine::store::{Failure, FailureKind, State, StateLayout};
 use crate::engine::trace::{FaultLine, RunStartLine, TraceLine, read_trace};
-use crate::engine::traits::ClientId;
+use crate::engine::traits::{ClientId, SnapshotId};
 use crate::faults::{FaultKind, FaultSpec, VictimRole};
 use crate::run::launch::{LaunchError, RunSpec, launch};
 use crate::run::{Command, Event, RunHandle};
@@ -155,17 +156,31 @@ impl RecordedRun {
             message: e.to_string(),
         })?;
 
+        let in_stream = |record: &ActionRecord| {
+            record.run == run && !record.final_check && record.params == Default::default()
+        };
+        // Which step of its client's stream made each snapshot: a restore
+        // or delete of it picks it by that step.
+        let made_by: BTreeMap<(ClientId, &SnapshotId), u64> = lines
+            .iter()
+            .filter_map(|line| match line {
+                TraceLine::Action(record)
+                    if in_stream(record) && record.action == Action::SnapshotRoot =>
+                {
+                    let id = record.snapshot.as_ref()?;
+                    let seq = record.drawn_as.map_or(record.seq, |d| d.seq);
+                    Some(((record.client, id), seq))
+                }
+                _ => None,
+            })
+            .collect();
         // Each recorded client's steps; a step remembers whose inputs it drew.
         let mut streams: BTreeMap<ClientId, (ClientScript, Vec<ScriptStep>)> = BTreeMap::new();
         let mut fault_lines: Vec<FaultLine> = Vec::new();
         let mut gcs: Vec<PlannedGc> = Vec::new();
         for line in lines {
             match line {
-                TraceLine::Action(record)
-                    if record.run == run
-                        && !record.final_check
-                        && record.params == Default::default() =>
-                {
+                TraceLine::Action(record) if in_stream(record) => {
                     let (draws_as, draw_run, seq) = match record.drawn_as {
                         Some(d) => (d.client.0, d.run, d.seq),
                         None => (record.client.0, run, record.seq),
@@ -185,6 +200,15 @@ impl RecordedRun {
                         seq,
                         order: Some(record.order),
                         at_ms: Some(record.at_ms),
+                        picks: match record.action {
+                            Action::RestoreRandomSnapshot
+                            | Action::RestoreIntoDataDir
+                            | Action::DeleteRandomSnapshot => record
+                                .snapshot
+                                .as_ref()
+                                .and_then(|id| made_by.get(&(record.client, id)).copied()),
+                            _ => None,
+                        },
                     });
                 }
                 TraceLine::Fault(fault) if fault.run == run => fault_lines.push((**fault).clone()),

@@ -64,6 +64,14 @@ impl Queued {
     }
 }
 
+/// How a wait for a scripted step's turn ended.
+enum Turn {
+    Go,
+    /// A fault asked for this action meanwhile: it goes first.
+    Asked(Queued),
+    Stop,
+}
+
 /// What a worker does next.
 pub(super) enum Next {
     Queued(Queued),
@@ -100,13 +108,12 @@ impl Worker {
         }
         loop {
             let next = self.next(planned_done).await;
-            let queued_action = match next {
+            let mut queued_action = match next {
                 Next::Stop => break,
                 Next::Queued(asked) => Some(asked),
                 Next::Planned => None,
             };
-            let queued = queued_action.is_some();
-            let step = match (&script, queued) {
+            let mut step = match (&script, queued_action.is_some()) {
                 (Some(script), false) => {
                     Some((script.clone(), script.steps[planned_done as usize]))
                 }
@@ -114,14 +121,16 @@ impl Worker {
             };
             // Its turn first, then a slot: a client holding a slot while it
             // waits for its turn could keep the one whose turn it is out.
-            if let (Some(gate), Some((_, step))) = (self.gate.clone(), &step)
-                && let Some(order) = step.order
+            if let (Some(gate), Some((_, step_now))) = (self.gate.clone(), &step)
+                && let Some(order) = step_now.order
             {
-                tokio::select! {
-                    _ = gate.wait_turn(order) => {}
-                    _ = self.stopped() => break,
+                match self.wait_turn(&gate, order).await {
+                    Turn::Go => {}
+                    Turn::Stop => break,
+                    Turn::Asked(asked) => (queued_action, step) = (Some(asked), None),
                 }
             }
+            let queued = queued_action.is_some();
             let Some(slot) = self.slot().await else {
                 break;
             };
@@ -191,17 +200,6 @@ impl Worker {
         self.control.borrow().stop || self.run_control.borrow().stop
     }
 
-    /// Resolves once this worker is to stop.
-    pub(super) async fn stopped(&mut self) {
-        while !self.stopping() && self.engine.halted().is_none() {
-            tokio::select! {
-                _ = self.control.changed() => {}
-                _ = self.run_control.changed() => {}
-                _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
-            }
-        }
-    }
-
     pub(super) fn paused(&self) -> bool {
         self.control.borrow().paused || self.run_control.borrow().paused
     }
@@ -228,6 +226,32 @@ impl Worker {
                 slot = &mut acquire => return slot.ok(),
                 changed = self.control.changed() => changed.ok()?,
                 changed = self.run_control.changed() => changed.ok()?,
+            }
+        }
+    }
+
+    /// Waits for the turn of the scripted step at `order`. An action a
+    /// fault asks for meanwhile goes first, as in the recording, where it
+    /// came right after the action in hand: a replayed `pause-client`
+    /// whose write and snapshot waited for the client's next own turn
+    /// froze a backup seconds after the prune it had to race.
+    async fn wait_turn(&mut self, gate: &Gate, order: u64) -> Turn {
+        let turn = gate.wait_turn(order);
+        tokio::pin!(turn);
+        let mut queue_open = true;
+        loop {
+            if self.stopping() || self.engine.halted().is_some() {
+                return Turn::Stop;
+            }
+            tokio::select! {
+                _ = &mut turn => return Turn::Go,
+                asked = self.queue.recv(), if queue_open => match asked {
+                    Some(asked) => return Turn::Asked(asked),
+                    None => queue_open = false,
+                },
+                _ = self.control.changed() => {}
+                _ = self.run_control.changed() => {}
+                _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
             }
         }
     }

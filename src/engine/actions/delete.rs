@@ -2,12 +2,18 @@
 
 use rand::seq::IndexedRandom;
 
-use super::Step;
+use super::{Step, preferred};
 use crate::engine::exec::Engine;
+use crate::engine::record::ActionParams;
 use crate::engine::traits::{ActionRng, ClientId};
 
 impl Engine {
-    pub(super) fn delete_random_snapshot(&self, client: ClientId, rng: &mut ActionRng) -> Step {
+    pub(super) fn delete_random_snapshot(
+        &self,
+        client: ClientId,
+        params: &ActionParams,
+        rng: &mut ActionRng,
+    ) -> Step {
         let live = self.store().live(client);
         if live.len() <= 1 {
             return Step::no_op(format!(
@@ -15,7 +21,10 @@ impl Engine {
                 live.len()
             ));
         }
-        let id = live.choose(rng).expect("more than one").id.clone();
+        let id = match preferred(params, &live) {
+            Some(id) => id,
+            None => live.choose(rng).expect("more than one").id.clone(),
+        };
         let mut step = match self
             .checker
             .delete_snapshot(self.snapshotter.as_ref(), client, &id)

@@ -23,8 +23,15 @@ use super::checker::RestoreAttempt;
 use super::exec::Engine;
 use super::options::ActionOptions;
 use super::record::ActionParams;
-use super::traits::{ActionRng, ClientId};
+use super::store::SnapshotRecord;
+use super::traits::{ActionRng, ClientId, SnapshotId};
 use step::writer_step;
+
+/// The snapshot `params` prefers, if it is among `live`.
+fn preferred(params: &ActionParams, live: &[SnapshotRecord]) -> Option<SnapshotId> {
+    let id = params.prefer.as_ref()?;
+    live.iter().any(|s| &s.id == id).then(|| id.clone())
+}
 
 impl Engine {
     /// One repetition of `action` for `client`.
@@ -44,7 +51,7 @@ impl Engine {
             Action::RestoreRandomSnapshot | Action::RestoreIntoDataDir => {
                 self.restore(client, params, rng, action, attempt, origin)
             }
-            Action::DeleteRandomSnapshot => self.delete_random_snapshot(client, rng),
+            Action::DeleteRandomSnapshot => self.delete_random_snapshot(client, params, rng),
             Action::ForgetSnapshots => self.forget_snapshots(client),
             Action::RunGc => self.run_gc(),
             Action::WriteRandomFiles => self.write_random_files(client, options, rng),

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use rand::seq::IndexedRandom;
 use serde_json::json;
 
-use super::{Found, Step};
+use super::{Found, Step, preferred};
 use crate::engine::actions::{Action, Origin};
 use crate::engine::checker::{RestoreAttempt, Verification};
 use crate::engine::exec::Engine;
@@ -35,7 +35,7 @@ impl Engine {
         let live = self.store().live(client);
         let chosen = match &params.snapshot_id {
             Some(id) => Some(id.clone()),
-            None => live.choose(rng).map(|s| s.id.clone()),
+            None => preferred(params, &live).or_else(|| live.choose(rng).map(|s| s.id.clone())),
         };
         let Some(id) = chosen else {
             return Step::no_op("no live snapshot");

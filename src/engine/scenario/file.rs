@@ -211,6 +211,7 @@ impl Scenario {
                         seq: position as u64,
                         order: None,
                         at_ms: None,
+                        picks: None,
                     },
                     StepEntry::Step(step) => step,
                 })
@@ -333,9 +334,13 @@ impl Scenario {
                     .at_ms
                     .map(|ms| format!(", at-ms = {ms}"))
                     .unwrap_or_default();
+                let picks = step
+                    .picks
+                    .map(|seq| format!(", picks = {seq}"))
+                    .unwrap_or_default();
                 let _ = writeln!(
                     out,
-                    "  {{ action = {}, seq = {}{order}{at} }},",
+                    "  {{ action = {}, seq = {}{order}{at}{picks} }},",
                     quoted(step.action.name()),
                     step.seq
                 );

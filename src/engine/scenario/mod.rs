@@ -175,6 +175,12 @@ pub struct ScriptStep {
     /// trace's `at_ms`): the recorded schedule keeps the gaps between starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at_ms: Option<u64>,
+    /// A restore's or delete's snapshot, by the `seq` of the step in the
+    /// same stream that made it: a replay picks that snapshot while it is
+    /// live, whichever others a shrunk run has (a random draw among other
+    /// snapshots would pick another one), and draws only once it is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub picks: Option<u64>,
 }
 
 /// One client's fixed sequence.

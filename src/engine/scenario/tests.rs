@@ -66,6 +66,7 @@ draws-as = 3
 sequence = [
   { action = "write-random-files", seq = 4, order = 0 },
   { action = "snapshot-root", seq = 7, order = 2, at-ms = 1480 },
+  { action = "restore-random-snapID", seq = 9, order = 5, picks = 7 },
 ]
 [[clients]]
 sequence = [{ action = "run-gc", seq = 0, order = 1 }]
@@ -92,8 +93,10 @@ after = 4
             seq: 7,
             order: Some(2),
             at_ms: Some(1480),
+            picks: None,
         }
     );
+    assert_eq!(scenario.clients[0].steps[2].picks, Some(7));
     assert_eq!(scenario.faults[0].after, Some(3));
     assert_eq!(
         scenario.gcs,

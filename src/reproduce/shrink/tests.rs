@@ -37,6 +37,7 @@ fn faults_follow_their_clients_to_the_numbers_they_run_under() {
             seq: 0,
             order: Some(order),
             at_ms: None,
+            picks: None,
         }],
     };
     // Client 2 of the recording was left out.
