@@ -201,6 +201,7 @@ fn state_dir(lines: &[TraceLine], failures: &[Failure]) -> tempfile::TempDir {
             TraceLine::Action(action) => serde_json::to_writer(&mut out, action),
             TraceLine::Fault(fault) => serde_json::to_writer(&mut out, fault),
             TraceLine::Gc(gc) => serde_json::to_writer(&mut out, gc),
+            TraceLine::Prune(prune) => serde_json::to_writer(&mut out, prune),
         }
         .unwrap();
         out.write_all(b"\n").unwrap();

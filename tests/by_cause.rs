@@ -330,6 +330,9 @@ impl FaultHost for EveryClientActs {
     fn fault_damaged(&self, label: &str, damage: Option<snapstorm::engine::damage::Damage>) {
         self.0.fault_damaged(label, damage)
     }
+    fn fault_pruned(&self, label: &str, done: &snapstorm::engine::traits::GcDone) {
+        self.0.fault_pruned(label, done)
+    }
     fn start_together(&self, label: &str, clients: &[ClientId]) {
         self.0.start_together(label, clients)
     }

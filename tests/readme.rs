@@ -28,11 +28,12 @@ struct ReadmeCommand {
 /// shrink examples (one state dir through several commands) by
 /// `tests/reproduce.rs`; the gc-storm example, whose exit depends on a race,
 /// by [`the_gc_storm_example_gives_nothing_back_wrong`].
-const WHOLE_BLOCKS: [&str; 5] = [
+const WHOLE_BLOCKS: [&str; 6] = [
     "serve-example",
     "gc-comparison",
     "shrink-example",
     "shrink-paused",
+    "shrink-gc",
     "gc-storm-example",
 ];
 

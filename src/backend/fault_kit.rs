@@ -171,17 +171,27 @@ impl FaultKit {
         InjectError::NoVictimYet(format!("the repository has no {wanted} yet"))
     }
 
-    /// `aggressive-gc` (labelled `label`): the run's GC with instant
-    /// delete; its damage is what the GC says it removed. Returns the
-    /// target as the report shows it.
-    pub fn aggressive_gc(&self, host: &Arc<dyn FaultHost>, label: &str, target: String) -> String {
+    /// `aggressive-gc` (labelled `label`, `spec`): the run's GC with
+    /// instant delete, racing the backup `spec.races` names where it names
+    /// one; its damage is what the GC says it removed, and the backups it
+    /// raced are recorded for a replay. Returns the target as the report
+    /// shows it.
+    pub fn aggressive_gc(
+        &self,
+        spec: &FaultSpec,
+        host: &Arc<dyn FaultHost>,
+        label: &str,
+        target: String,
+    ) -> String {
         // On an already damaged repository the prune itself can fail: that
         // is a consequence to report, not a fault that did not happen.
         match host.run_gc(&GcOptions {
             aggressive: true,
+            race: spec.races,
             ..GcOptions::default()
         }) {
             Ok(done) => {
+                host.fault_pruned(label, &done);
                 host.fault_damaged(label, done.removed);
                 target
             }
@@ -199,6 +209,7 @@ impl FaultKit {
         let options = GcOptions {
             aggressive: false,
             overlapping: true,
+            race: None,
         };
         let (first, second) = std::thread::scope(|scope| {
             let other = scope.spawn(|| host.run_gc(&options));

@@ -29,6 +29,7 @@ use super::store::{Failure, FailureKind, MetadataStore, now_rfc3339};
 use super::together::Meetings;
 use super::trace::Trace;
 use super::traits::{ActionRng, ClientId, ErrorClass, FileWriter, Server, SnapshotId, Snapshotter};
+use crate::faults::RacedStep;
 
 /// What the engine runs with besides its parts.
 #[derive(Debug, Clone)]
@@ -337,6 +338,22 @@ impl Engine {
             run: script.run,
             seq: step.seq,
         };
+        // The backup an aggressive prune raced in the recording: its index
+        // waits for that prune, which waits for it (see `RacedStep`).
+        let race = RacedStep {
+            client: client.0,
+            seq: step.seq,
+        };
+        if self
+            .config
+            .scenario
+            .faults
+            .iter()
+            .any(|f| f.races == Some(race))
+            && !self.server.hold_for_gc(race)
+        {
+            tracing::info!(%race, "this backend cannot hold a backup for the prune it raced: the race goes as it comes");
+        }
         let prefer = step.picks.and_then(|seq| {
             let made = self.made_by_step.lock().expect("made-by-step lock");
             made.get(&Drawn { seq, ..drawn }).cloned()

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::damage::Damage;
 use super::exec::Engine;
 use super::store::{DamageRecord, now_rfc3339};
-use super::trace::FaultLine;
+use super::trace::{FaultLine, PruneLine, RacedAt};
 use super::traits::{BackendResult, ClientId, FaultHost, GcDone, GcOptions};
 use crate::faults::{FaultKind, FaultSpec, VictimRole};
 
@@ -99,6 +99,31 @@ impl FaultHost for Engine {
             tracing::error!(%error, "cannot record the damage a fault did");
         }
         self.faults.damaged(label, damage);
+    }
+
+    fn fault_pruned(&self, label: &str, done: &GcDone) {
+        if done.listed.is_none() && done.raced.is_empty() {
+            return;
+        }
+        let started = self.faults.clock_started();
+        let into_run = |at: std::time::Instant| {
+            u64::try_from(at.saturating_duration_since(started).as_millis()).unwrap_or(u64::MAX)
+        };
+        self.trace_event(&PruneLine {
+            time: now_rfc3339(),
+            run: self.run,
+            prune: label.to_owned(),
+            listed_ms: done.listed.map(into_run),
+            ended_ms: Some(into_run(std::time::Instant::now())),
+            raced: done
+                .raced
+                .iter()
+                .map(|upload| RacedAt {
+                    client: upload.client,
+                    at_ms: into_run(upload.stored),
+                })
+                .collect(),
+        });
     }
 
     fn run_gc(&self, options: &GcOptions) -> BackendResult<GcDone> {

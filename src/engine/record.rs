@@ -89,6 +89,17 @@ pub struct ActionRecord {
 /// Which recorded action's inputs an action drew: every input (file names,
 /// sizes, dedup shares, which snapshot) comes from a generator derived from
 /// the seed and these, so the same key draws the same inputs.
+impl ActionRecord {
+    /// Whose inputs the action drew: its own place, or the one it drew as.
+    pub fn drawn(&self) -> Drawn {
+        self.drawn_as.unwrap_or(Drawn {
+            client: self.client,
+            run: self.run,
+            seq: self.seq,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Drawn {
     pub client: ClientId,

@@ -82,12 +82,41 @@ pub struct GcLine {
 }
 
 /// One line of a trace, read back.
+/// What an aggressive GC fault's prune met of the backups beside it (see
+/// [`crate::engine::traits::GcDone`]): when it listed the packs and was
+/// done, and the packs of running backups it removed. A replay finds the backup it
+/// raced from them, and races it again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PruneLine {
+    pub time: String,
+    pub run: u32,
+    /// The fault's label (`aggressive-gc@30.0s`).
+    pub prune: String,
+    /// When it listed the packs, in milliseconds into the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listed_ms: Option<u64>,
+    /// When it was done (its old index files and packs removed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_ms: Option<u64>,
+    #[serde(default)]
+    pub raced: Vec<RacedAt>,
+}
+
+/// One pack a backup stored that a GC raced: by whom, and when (the
+/// storage took it), in milliseconds into the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RacedAt {
+    pub client: ClientId,
+    pub at_ms: u64,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum TraceLine {
     Start(Box<RunStartLine>),
     Action(Box<ActionRecord>),
     Fault(Box<FaultLine>),
     Gc(Box<GcLine>),
+    Prune(Box<PruneLine>),
 }
 
 /// A trace that cannot be read back.
@@ -124,6 +153,8 @@ pub fn read_trace(path: &Path) -> Result<Vec<TraceLine>, TraceReadError> {
             serde_json::from_value(value).map(|l| TraceLine::Fault(Box::new(l)))
         } else if value.get("gc").is_some() {
             serde_json::from_value(value).map(|l| TraceLine::Gc(Box::new(l)))
+        } else if value.get("prune").is_some() {
+            serde_json::from_value(value).map(|l| TraceLine::Prune(Box::new(l)))
         } else {
             serde_json::from_value(value).map(|l| TraceLine::Action(Box::new(l)))
         };

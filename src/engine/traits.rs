@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::damage::{Damage, Unreadable};
 use super::options::ActionOptions;
 use super::progress::Progress;
-use crate::faults::{FaultKind, FaultSpec, VictimRole};
+use crate::faults::{FaultKind, FaultSpec, RacedStep, VictimRole};
 
 /// One client of the repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -274,6 +274,11 @@ pub struct GcOptions {
     /// taken, as two hosts' GCs do not know of each other.
     #[serde(default)]
     pub overlapping: bool,
+    /// The backup an aggressive prune of a replay races as it did in the
+    /// recording (see [`RacedStep`]): the prune lists the packs only once
+    /// that backup's index upload waits, and lets it go then.
+    #[serde(skip)]
+    pub race: Option<RacedStep>,
 }
 
 impl GcOptions {
@@ -322,6 +327,24 @@ pub struct GcDone {
     /// The packs it removed and the blobs in them; `None` when the backend
     /// cannot tell. A GC fault's damage is this.
     pub removed: Option<Damage>,
+    /// When it listed the packs, after it had read the index and the
+    /// snapshots: a backup that read the index before then and wrote its
+    /// snapshot after the GC began may have built on data the GC took for
+    /// unused. `None` where the backend cannot tell.
+    pub listed: Option<std::time::Instant>,
+    /// The packs it removed that clients had stored and the index did not
+    /// name when it began: running backups' (their index, or their
+    /// snapshot, still to be written), which raced it. Empty where the
+    /// backend cannot tell.
+    pub raced: Vec<RacedUpload>,
+}
+
+/// A pack a GC removed while the backup that stored it raced the GC: who
+/// stored it, and when the storage took it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RacedUpload {
+    pub client: ClientId,
+    pub stored: std::time::Instant,
 }
 
 /// What the console shows about a server.
@@ -346,6 +369,13 @@ pub trait Server: Send + Sync {
     fn authorize_client(&self, client: ClientId) -> BackendResult<ClientCredentials>;
     /// Revokes the client's permission; its next request is refused.
     fn remove_client(&self, client: ClientId) -> BackendResult<()>;
+    /// The backup of `race` starts now, and an aggressive prune is to race
+    /// it (see [`RacedStep`]): its first index or snapshot upload waits
+    /// for that prune. Whether the backend can hold it there; one that cannot
+    /// replays the race as it comes.
+    fn hold_for_gc(&self, _race: RacedStep) -> bool {
+        false
+    }
     /// GC directly on the repository, while the server keeps serving.
     fn run_gc(&self, options: &GcOptions) -> BackendResult<GcDone>;
     /// Every snapshot the repository holds.
@@ -413,6 +443,10 @@ pub trait FaultHost: Send + Sync {
     /// did it (`None`: the backend cannot tell). Until then, incidents that
     /// it could explain wait for it.
     fn fault_damaged(&self, label: &str, damage: Option<Damage>);
+    /// Records what an aggressive GC fault's prune met of the backups
+    /// beside it ([`GcDone::listed`], [`GcDone::raced`]), for a replay to
+    /// race the same backup again.
+    fn fault_pruned(&self, label: &str, done: &GcDone);
     /// Makes the next `forget-snapshots` of each of `clients` overlap: each
     /// waits there until all have come, then they go in turn, each as the
     /// one before begins deleting (every wait capped). When all of them are

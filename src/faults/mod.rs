@@ -334,6 +334,57 @@ pub struct FaultSpec {
     /// A data fault's victim named by its role (`victim=`) rather than
     /// drawn at random.
     pub victim: Option<VictimRole>,
+    /// `aggressive-gc` in a run of fixed per-client sequences: the backup
+    /// it took data from in the recording, which it takes again (see
+    /// [`RacedStep`]). Only a scenario file names it (`races`).
+    pub races: Option<RacedStep>,
+}
+
+/// The step of a fixed per-client sequence (the client as the run numbers
+/// it, the step's `seq`) whose backup an aggressive prune raced in the
+/// recording: the prune removed packs the step stored before it wrote the
+/// index naming them, or data the step reused before it wrote its
+/// snapshot. A replay keeps that race every time instead of now and then:
+/// the step's first index (or snapshot) upload waits until the prune has
+/// listed the repository's packs, and the prune lists them only once that
+/// upload waits (each wait capped), so the prune reads neither.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RacedStep {
+    pub client: u32,
+    pub seq: u64,
+}
+
+/// Written as a scenario file takes it: `client-3:92`.
+impl fmt::Display for RacedStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "client-{}:{}", self.client, self.seq)
+    }
+}
+
+impl FromStr for RacedStep {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let wrong = || {
+            format!(
+                "`races = \"{text}\"` names no step: write \"client-N:SEQ\" for the step of client-N's sequence with that seq, e.g. \"client-2:14\""
+            )
+        };
+        let (client, seq) = client_and_number(text, ':').ok_or_else(wrong)?;
+        if client == 0 {
+            return Err(format!(
+                "`races = \"{text}\"`: clients are counted from 1, e.g. \"client-1:{seq}\""
+            ));
+        }
+        Ok(RacedStep { client, seq })
+    }
+}
+
+/// `client-N` then `separator` then a number, as a victim's role and a
+/// raced step are written.
+fn client_and_number<T: FromStr>(text: &str, separator: char) -> Option<(u32, T)> {
+    let (client, number) = text.strip_prefix("client-")?.split_once(separator)?;
+    Some((client.parse().ok()?, number.parse().ok()?))
 }
 
 /// A data fault's victim named by what it is: the `nth` file of the kind
@@ -363,14 +414,7 @@ impl FromStr for VictimRole {
                 "`victim={text}` names no victim: write victim=client-N/K for the K-th file client-N stored, e.g. victim=client-2/5"
             )
         };
-        let (client, nth) = text
-            .strip_prefix("client-")
-            .and_then(|rest| rest.split_once('/'))
-            .ok_or_else(wrong)?;
-        let (client, nth) = (
-            client.parse::<u32>().map_err(|_| wrong())?,
-            nth.parse::<u32>().map_err(|_| wrong())?,
-        );
+        let (client, nth) = client_and_number(text, '/').ok_or_else(wrong)?;
         if client == 0 || nth == 0 {
             return Err(format!(
                 "`victim={text}`: clients and their files are counted from 1, e.g. victim=client-1/1"
@@ -412,6 +456,7 @@ impl FaultSpec {
             share: None,
             pid: None,
             victim: None,
+            races: None,
         }
     }
 
@@ -538,6 +583,11 @@ impl FaultSpec {
         }
         if self.pid.is_some() && kind != FaultKind::StopOsd {
             return Err(format!("pid is an option of stop-osd, not of {kind}"));
+        }
+        if self.races.is_some() && kind != FaultKind::AggressiveGc {
+            return Err(format!(
+                "races names the backup an aggressive prune raced; it is an option of aggressive-gc, not of {kind}"
+            ));
         }
         if kind == FaultKind::StopOsd && self.pid.is_none_or(|pid| pid == 0) {
             return Err(format!(
@@ -741,6 +791,10 @@ pub struct ScenarioFault {
     /// (`"client-2/5"`: the 5th that client-2 stored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub victim: Option<String>,
+    /// `aggressive-gc`: the step whose backup it races (`"client-3:92"`,
+    /// see [`RacedStep`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub races: Option<String>,
 }
 
 impl ScenarioFault {
@@ -764,6 +818,7 @@ impl ScenarioFault {
             share: spec.share,
             pid: spec.pid,
             victim: spec.victim.map(|v| v.to_string()),
+            races: spec.races.map(|r| r.to_string()),
         }
     }
 
@@ -796,6 +851,7 @@ impl ScenarioFault {
         spec.share = self.share;
         spec.pid = self.pid;
         spec.victim = self.victim.as_deref().map(str::parse).transpose()?;
+        spec.races = self.races.as_deref().map(str::parse).transpose()?;
         let network_options =
             self.latency.is_some() || self.drop_percent.is_some() || self.error_percent.is_some();
         if network_options && self.kind != FaultKind::Network {

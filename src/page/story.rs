@@ -230,7 +230,7 @@ impl Story {
                     runs[at].faults.push(*fault);
                 }
                 // For a replay: the page draws actions and faults.
-                TraceLine::Gc(_) => {}
+                TraceLine::Gc(_) | TraceLine::Prune(_) => {}
             }
         }
         runs.sort_by_key(|r| r.number);

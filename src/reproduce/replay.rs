@@ -12,13 +12,14 @@ use std::path::{Path, PathBuf};
 
 use crate::backend::location::RepositoryLocation;
 use crate::engine::actions::{Action, Origin};
-use crate::engine::record::ActionRecord;
+use crate::engine::record::{ActionRecord, Drawn};
 use crate::engine::report::{FailureReport, Report};
 use crate::engine::scenario::{ClientScript, PlannedGc, Scenario, Schedule, ScriptStep};
 use crate::engine::store::{Failure, FailureKind, State, StateLayout};
-use crate::engine::trace::{FaultLine, RunStartLine, TraceLine, read_trace};
+use crate::engine::trace::{FaultLine, PruneLine, RunStartLine, TraceLine, read_trace};
 use crate::engine::traits::{ClientId, SnapshotId};
-use crate::faults::{FaultKind, FaultSpec, VictimRole};
+use crate::faults::{FaultKind, FaultSpec, RacedStep, VictimRole};
+use crate::reproduce::races::raced_step;
 use crate::run::launch::{LaunchError, RunSpec, launch};
 use crate::run::{Command, Event, RunHandle};
 
@@ -130,12 +131,16 @@ type FaultKinds = BTreeMap<String, FaultKind>;
 
 impl RecordedRun {
     /// Run `run` of the trace `lines` (of the state dir at `state_dir`).
+    /// `failures` are the state dir's (the backup an aggressive prune
+    /// raced can be read off what it lost).
     fn read(
         state_dir: &Path,
         layout: &StateLayout,
         lines: &[TraceLine],
+        failures: &[Failure],
         run: u32,
     ) -> Result<(RecordedRun, FaultKinds), ReplayError> {
+        let failures: Vec<&Failure> = failures.iter().filter(|f| f.run == run).collect();
         let start: RunStartLine = lines
             .iter()
             .find_map(|line| match line {
@@ -168,23 +173,32 @@ impl RecordedRun {
                     if in_stream(record) && record.action == Action::SnapshotRoot =>
                 {
                     let id = record.snapshot.as_ref()?;
-                    let seq = record.drawn_as.map_or(record.seq, |d| d.seq);
-                    Some(((record.client, id), seq))
+                    Some(((record.client, id), record.drawn().seq))
                 }
+                _ => None,
+            })
+            .collect();
+        // Every action of the run, asked for by faults and final checks too.
+        let records: Vec<&ActionRecord> = lines
+            .iter()
+            .filter_map(|line| match line {
+                TraceLine::Action(record) if record.run == run => Some(&**record),
                 _ => None,
             })
             .collect();
         // Each recorded client's steps; a step remembers whose inputs it drew.
         let mut streams: BTreeMap<ClientId, (ClientScript, Vec<ScriptStep>)> = BTreeMap::new();
         let mut fault_lines: Vec<FaultLine> = Vec::new();
+        let mut prunes: BTreeMap<&str, &PruneLine> = BTreeMap::new();
         let mut gcs: Vec<PlannedGc> = Vec::new();
         for line in lines {
             match line {
                 TraceLine::Action(record) if in_stream(record) => {
-                    let (draws_as, draw_run, seq) = match record.drawn_as {
-                        Some(d) => (d.client.0, d.run, d.seq),
-                        None => (record.client.0, run, record.seq),
-                    };
+                    let Drawn {
+                        client: ClientId(draws_as),
+                        run: draw_run,
+                        seq,
+                    } = record.drawn();
                     let entry = streams.entry(record.client).or_insert_with(|| {
                         (
                             ClientScript {
@@ -212,6 +226,9 @@ impl RecordedRun {
                     });
                 }
                 TraceLine::Fault(fault) if fault.run == run => fault_lines.push((**fault).clone()),
+                TraceLine::Prune(prune) if prune.run == run => {
+                    prunes.insert(&prune.prune, prune);
+                }
                 TraceLine::Gc(gc) if gc.run == run => gcs.push(PlannedGc {
                     at: std::time::Duration::from_millis(gc.at_ms),
                     after: Some(gc.order),
@@ -239,7 +256,18 @@ impl RecordedRun {
             .iter()
             .map(|f| (f.fault.clone(), f.kind))
             .collect();
-        let mut faults: Vec<FaultSpec> = fault_lines.iter().map(fault_spec).collect();
+        let mut faults: Vec<FaultSpec> = fault_lines
+            .iter()
+            .map(|line| FaultSpec {
+                races: raced_step(
+                    line,
+                    prunes.get(line.fault.as_str()).copied(),
+                    &records,
+                    &failures,
+                ),
+                ..fault_spec(line)
+            })
+            .collect();
         renumber(&mut clients, &mut faults, &mut gcs);
         let recorded = RecordedRun {
             run,
@@ -299,12 +327,13 @@ impl Recording {
                 path: state_dir.to_path_buf(),
                 run: state.run_counter,
             })?;
-        let (recorded, fault_kinds) = RecordedRun::read(state_dir, &layout, &lines, run)?;
+        let (recorded, fault_kinds) =
+            RecordedRun::read(state_dir, &layout, &lines, &state.failures, run)?;
         // A resumed run began where the runs before it left the repository:
         // those are re-created first, each from its own recorded streams.
         let mut before = Vec::new();
         for earlier in 1..run {
-            match RecordedRun::read(state_dir, &layout, &lines, earlier) {
+            match RecordedRun::read(state_dir, &layout, &lines, &state.failures, earlier) {
                 Ok((earlier, _)) => before.push(earlier),
                 // A run that took no action left nothing to re-create but
                 // its start: the next run verifies the same repository.
@@ -433,6 +462,19 @@ pub fn aimed_as_numbered(clients: &[ClientScript], faults: &[FaultSpec]) -> Vec<
                 Some(VictimRole {
                     client: *numbered.get(&victim.client)?,
                     ..victim
+                })
+            }),
+            // A race with a step left out is no race to keep.
+            races: fault.races.and_then(|race| {
+                let script = clients.iter().find(|c| c.draws_as == race.client)?;
+                script
+                    .steps
+                    .iter()
+                    .any(|s| s.seq == race.seq)
+                    .then_some(())?;
+                Some(RacedStep {
+                    client: *numbered.get(&race.client)?,
+                    ..race
                 })
             }),
             ..fault.clone()

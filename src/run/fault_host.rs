@@ -115,6 +115,10 @@ impl FaultHost for WatchedHost {
         self.engine.fault_damaged(label, damage);
     }
 
+    fn fault_pruned(&self, label: &str, done: &GcDone) {
+        self.engine.fault_pruned(label, done);
+    }
+
     fn start_together(&self, label: &str, clients: &[ClientId]) {
         self.engine.start_together(label, clients);
     }

@@ -385,7 +385,7 @@ impl FaultInjector for EmbeddedFaults {
             FaultKind::AggressiveGc => {
                 let target = "repository (instant delete, keep-delete 0)".to_owned();
                 let label = starts(&target, None);
-                let target = self.kit.aggressive_gc(host, &label, target);
+                let target = self.kit.aggressive_gc(spec, host, &label, target);
                 (label, target)
             }
             FaultKind::OverlappingGc => {

@@ -101,6 +101,11 @@ impl Index {
             .collect()
     }
 
+    /// Whether an index file names `pack`.
+    pub fn names_pack(&self, pack: &str) -> bool {
+        self.packs.contains_key(pack)
+    }
+
     /// The blobs the index says `pack` holds.
     pub fn blobs_in(&self, pack: &str) -> BTreeSet<String> {
         self.blobs

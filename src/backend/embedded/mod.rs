@@ -23,6 +23,7 @@ mod faults;
 pub mod files;
 pub mod inspect;
 pub mod proxy;
+mod race;
 mod server;
 pub mod stored;
 

@@ -39,6 +39,7 @@ use hyper_util::rt::TokioExecutor;
 use rand::{RngExt, SeedableRng};
 
 use super::evidence::{Disturbance, Evidence};
+use super::race::{self, IndexHolds};
 use super::stored::{StoredFiles, StoredKind};
 use crate::backend::fault_kit::NetworkSlot;
 use crate::faults::{KILL_ARMED_FOR, NetworkFault};
@@ -197,6 +198,8 @@ struct ProxyState {
     stored: Mutex<StoredFiles>,
     /// Wakes whoever waits for an upload's answer (with `stored`).
     answered: std::sync::Condvar,
+    /// Index uploads that wait for the aggressive prune they race (a replay).
+    index_holds: Arc<IndexHolds>,
 }
 
 /// An upload going through the proxy, from its request to its answer.
@@ -278,6 +281,7 @@ impl FaultProxy {
             released: tokio::sync::Notify::new(),
             stored: Mutex::new(StoredFiles::default()),
             answered: std::sync::Condvar::new(),
+            index_holds: Arc::new(IndexHolds::default()),
         });
         let serving = serve(state.clone(), SocketAddr::from(([127, 0, 0, 1], 0)), None).await?;
         Ok(FaultProxy {
@@ -381,6 +385,22 @@ impl FaultProxy {
         !waited.timed_out()
     }
 
+    /// Who stored the file `name` through the proxy, and when the storage
+    /// took it.
+    pub fn stored_when(&self, name: &str) -> Option<(String, Instant)> {
+        self.state
+            .stored
+            .lock()
+            .expect("stored lock")
+            .stored_when(name)
+            .map(|(user, at)| (user.to_owned(), at))
+    }
+
+    /// The index uploads held for the prunes they race.
+    pub fn index_holds(&self) -> Arc<IndexHolds> {
+        self.state.index_holds.clone()
+    }
+
     /// Who stored the file `name` through the proxy, and its place (from
     /// 1) among that user's files of its kind.
     pub fn role_of(&self, name: &str) -> Option<(String, u32)> {
@@ -401,6 +421,7 @@ impl FaultProxy {
             self.state.resumed(&user);
         }
         self.state.released.notify_waiters();
+        self.state.index_holds.release_all();
     }
 
     /// Once a data pack of `user` has landed, its next upload starts a cut
@@ -744,6 +765,12 @@ async fn forward(
                 () = state.released.notified() => {}
             }
         }
+    }
+    let written_last = matches!(*request.method(), Method::POST | Method::PUT)
+        && race::written_last(request.uri().path());
+    if written_last && let Some(held) = state.index_holds.index_upload(&user) {
+        tracing::info!(target: "snapstorm::faults", user, "a backup's index waits for the aggressive prune it raced");
+        held.wait().await;
     }
     if let Some(fault) = state.network.now() {
         tokio::time::sleep(fault.latency).await;

@@ -25,8 +25,9 @@ use serde_json::json;
 use super::REPO_NAME;
 use super::evidence::Evidence;
 use super::files::{RepoFiles, RestFiles};
-use super::inspect::Inspector;
+use super::inspect::{Index, Inspector};
 use super::proxy::{FaultProxy, Upstream, UpstreamAuth, UpstreamTls};
+use super::race::IndexHolds;
 use crate::backend::location::{
     RepositoryLocation, RestLocation, S3_ACCESS_KEY_ENV, S3_REGION_ENV, S3_SECRET_KEY_ENV,
     S3Location, Secret,
@@ -40,8 +41,9 @@ use crate::engine::guard::catch_panic;
 use crate::engine::store::random_password;
 use crate::engine::traits::{
     BackendError, BackendResult, ClientCredentials, ClientId, Details, GcDone, GcOptions, Problem,
-    RepoCheck, Server, ServerInfo, SnapshotId,
+    RacedUpload, RepoCheck, Server, ServerInfo, SnapshotId,
 };
+use crate::faults::RacedStep;
 use crate::server::{RestServer, RunningServer, ServerConfig, StorageOutage, Users};
 
 /// Opens the repository directory itself (no server, no cache).
@@ -528,14 +530,45 @@ impl EmbeddedServer {
         open_with_key(&options, &self.storage.backends()?, &self.key)
     }
 
+    /// The packs the GC removed that clients had stored and that the
+    /// index did not name when the GC began (`indexed`): a running backup
+    /// stored them and had not yet written its index, or had written it but
+    /// not yet its snapshot, so the GC took them for unused (a killed
+    /// backup's leftovers are such packs too; a replay tells them apart by
+    /// the step that stored them). Who stored each, and when, says which.
+    fn raced(&self, removed: &Damage, indexed: Option<&Index>) -> Vec<RacedUpload> {
+        let Some(indexed) = indexed else {
+            return Vec::new();
+        };
+        removed
+            .iter()
+            .filter_map(|item| match item {
+                DataRef::Pack(id) if !indexed.names_pack(id) => {
+                    let (user, stored) = self.proxy.stored_when(id)?;
+                    Some(RacedUpload {
+                        client: user.parse().ok()?,
+                        stored,
+                    })
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The repository directory, with every pack a GC removes recorded
-    /// first, with the blobs its header names.
-    fn open_recording(&self) -> BackendResult<(Repository<OpenStatus>, Arc<Removals>)> {
+    /// first, with the blobs its header names; a GC that races a backup
+    /// lists the packs as `race` says.
+    fn open_recording(
+        &self,
+        race: Option<Racing>,
+    ) -> BackendResult<(Repository<OpenStatus>, Arc<Removals>)> {
         let inner = self.storage.backends()?.repository();
         let removals = Arc::new(Removals {
             inner,
             inspector: self.inspector().clone(),
             removed: Mutex::new(Damage::new()),
+            race,
+            listed: Mutex::new(None),
         });
         let backends = RepositoryBackends::new(removals.clone(), None);
         let options = RepositoryOptions::default().no_cache(true);
@@ -551,6 +584,27 @@ struct Removals {
     /// Reads a removed pack's header (and the index) just before.
     inspector: Arc<Inspector>,
     removed: Mutex<Damage>,
+    /// The backup the GC races, as in the recording: its packs are listed
+    /// only once the backup's index upload waits.
+    race: Option<Racing>,
+    /// When the GC listed the packs.
+    listed: Mutex<Option<std::time::Instant>>,
+}
+
+/// The backup a GC races (see [`IndexHolds`]).
+#[derive(Clone)]
+struct Racing {
+    holds: Arc<IndexHolds>,
+    race: RacedStep,
+}
+
+/// Ends a race when the GC ends, listed or not.
+struct Settled(Racing);
+
+impl Drop for Settled {
+    fn drop(&mut self) {
+        self.0.holds.settle(self.0.race);
+    }
 }
 
 impl Removals {
@@ -564,7 +618,19 @@ impl ReadBackend for Removals {
         self.inner.location()
     }
     fn list_with_size(&self, tpe: FileType) -> RusticResult<Vec<(Id, u32)>> {
-        self.inner.list_with_size(tpe)
+        if tpe != FileType::Pack {
+            return self.inner.list_with_size(tpe);
+        }
+        // The prune's listing of the packs, after it read the index.
+        let listed = match &self.race {
+            Some(Racing { holds, race }) => {
+                let user = ClientId(race.client).to_string();
+                holds.race(&user, *race, || self.inner.list_with_size(tpe))?
+            }
+            None => self.inner.list_with_size(tpe)?,
+        };
+        *self.listed.lock().expect("listed lock") = Some(std::time::Instant::now());
+        Ok(listed)
     }
     fn read_full(&self, tpe: FileType, id: &Id) -> RusticResult<Bytes> {
         self.inner.read_full(tpe, id)
@@ -957,10 +1023,31 @@ impl Server for EmbeddedServer {
         Ok(())
     }
 
+    fn hold_for_gc(&self, race: RacedStep) -> bool {
+        self.proxy
+            .index_holds()
+            .arm(&ClientId(race.client).to_string(), race);
+        true
+    }
+
     fn run_gc(&self, options: &GcOptions) -> BackendResult<GcDone> {
         let _one_at_a_time = options.one_at_a_time(&self.gc_lock);
         let _seen = self.evidence.gc_running();
-        let (repo, removals) = self.open_recording()?;
+        let race = options.race.map(|race| Racing {
+            holds: self.proxy.index_holds(),
+            race,
+        });
+        // However the prune ends, the backup it races goes on.
+        let _settled = race.clone().map(Settled);
+        // What the index names as the GC begins (read just before the GC
+        // reads it): a pack it removes that this does not name was a
+        // running backup's.
+        let indexed = if options.aggressive {
+            self.inspector().index().ok()
+        } else {
+            None
+        };
+        let (repo, removals) = self.open_recording(race)?;
         let prune = if options.aggressive {
             PruneOptions::default()
                 .instant_delete(true)
@@ -981,6 +1068,8 @@ impl Server for EmbeddedServer {
         details.insert("bytes-unused".into(), json!(stats.size_sum().unused));
         repo.prune(&prune, plan)?;
         let removed = removals.removed();
+        let raced = self.raced(&removed, indexed.as_ref());
+        let listed = *removals.listed.lock().expect("listed lock");
         let packs = removed
             .iter()
             .filter(|r| matches!(r, DataRef::Pack(_)))
@@ -989,6 +1078,8 @@ impl Server for EmbeddedServer {
         Ok(GcDone {
             details,
             removed: Some(removed),
+            listed,
+            raced,
         })
     }
 

@@ -11,6 +11,7 @@
 //! [`VictimRole`]: crate::faults::VictimRole
 
 use std::collections::HashMap;
+use std::time::Instant;
 
 /// What a stored file is, as a data fault looks for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -42,14 +43,22 @@ impl StoredKind {
     }
 }
 
+/// Who stored a file, its place (from 1) in their order, and when the
+/// storage took it (the first time).
+#[derive(Debug)]
+struct Role {
+    user: String,
+    nth: u32,
+    taken_at: Instant,
+}
+
 /// Who stored which file, and when in their order.
 #[derive(Debug, Default)]
 pub struct StoredFiles {
     /// Each user's files of a kind, in the order the storage took them.
     by_user: HashMap<(String, StoredKind), Vec<String>>,
-    /// Each file's user and place (from 1) in that user's order: an upload
-    /// tried again is not counted twice.
-    roles: HashMap<String, (String, u32)>,
+    /// Each file's role: an upload tried again is not counted twice.
+    roles: HashMap<String, Role>,
     /// The counted files whose uploads the storage is taking now, and how
     /// many of each: a file is in the storage's listing before its success
     /// answer comes back through the proxy and gives it its role.
@@ -69,7 +78,14 @@ impl StoredFiles {
         let files = self.by_user.entry((user.to_owned(), kind)).or_default();
         files.push(name.to_owned());
         let nth = u32::try_from(files.len()).unwrap_or(u32::MAX);
-        self.roles.insert(name.to_owned(), (user.to_owned(), nth));
+        self.roles.insert(
+            name.to_owned(),
+            Role {
+                user: user.to_owned(),
+                nth,
+                taken_at: Instant::now(),
+            },
+        );
         Some(kind)
     }
 
@@ -111,11 +127,17 @@ impl StoredFiles {
             .map_or(&[], Vec::as_slice)
     }
 
+    /// Who stored the file `name`, and when the storage took it.
+    pub fn stored_when(&self, name: &str) -> Option<(&str, Instant)> {
+        let role = self.roles.get(name)?;
+        Some((role.user.as_str(), role.taken_at))
+    }
+
     /// Who stored the file `name`, and its place (from 1) in their order.
     pub fn role_of(&self, name: &str) -> Option<(&str, u32)> {
         self.roles
             .get(name)
-            .map(|(user, nth)| (user.as_str(), *nth))
+            .map(|role| (role.user.as_str(), role.nth))
     }
 }
 

@@ -217,7 +217,7 @@ impl FaultInjector for KopiaFaults {
                     "repository (maintenance at safety none, until nothing is left to free)"
                         .to_owned();
                 let label = starts(&target, None);
-                let target = self.kit.aggressive_gc(host, &label, target);
+                let target = self.kit.aggressive_gc(spec, host, &label, target);
                 (label, target)
             }
             FaultKind::GcStorm => {

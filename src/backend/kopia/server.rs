@@ -664,6 +664,8 @@ impl Server for KopiaServer {
         Ok(GcDone {
             details,
             removed: None,
+            listed: None,
+            raced: Vec::new(),
         })
     }
 

@@ -187,6 +187,8 @@ impl Server for ResticServer {
             GcTool::Restic => Ok(GcDone {
                 details: self.restic_prune(options)?,
                 removed: None,
+                listed: None,
+                raced: Vec::new(),
             }),
         }
     }

@@ -15,7 +15,7 @@ use super::{
 use crate::engine::MAX_CLIENTS;
 use crate::engine::actions::{Action, Weights};
 use crate::engine::options::ActionOptions;
-use crate::faults::{FaultSpec, ScenarioFault};
+use crate::faults::{FaultSpec, RacedStep, ScenarioFault};
 
 /// A `[[clients]]` entry.
 #[derive(Debug, Deserialize)]
@@ -234,6 +234,16 @@ impl Scenario {
                 step.at_ms.unwrap_or_default()
             )));
         }
+        if let Some((fault, race)) = faults
+            .iter()
+            .find_map(|f| Some((f, f.races?)))
+            .filter(|(_, race)| !names_a_backup(&clients, *race))
+        {
+            return Err(invalid(format!(
+                "{fault}: `races = \"{race}\"` names client-{}'s step of seq {}, and the scenario's client {} has no `snapshot-root` step of that seq; give the seq of one of its snapshot steps, or drop `races`",
+                race.client, race.seq, race.client
+            )));
+        }
         let schedule = file.schedule.unwrap_or_default();
         if schedule.keeps_order() {
             check_recorded_orders(schedule, &clients, &faults, &gcs).map_err(invalid)?;
@@ -363,6 +373,20 @@ impl Scenario {
         }
         out
     }
+}
+
+/// Whether `race` names a snapshot step of the scenario's sequences: a
+/// race is with a backup.
+fn names_a_backup(clients: &[ClientScript], race: RacedStep) -> bool {
+    (race.client as usize)
+        .checked_sub(1)
+        .and_then(|index| clients.get(index))
+        .is_some_and(|client| {
+            client
+                .steps
+                .iter()
+                .any(|s| s.seq == race.seq && s.action == Action::SnapshotRoot)
+        })
 }
 
 /// On the recorded schedule every step needs its `order` and every fault

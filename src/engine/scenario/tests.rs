@@ -301,3 +301,44 @@ fn after_is_only_for_the_recorded_schedule_and_its_places() {
         "{err}"
     );
 }
+
+/// `races` names a snapshot step of the scenario's sequences for an
+/// aggressive prune to race; it reads back as written, and anything else
+/// is refused, naming the fix.
+#[test]
+fn races_names_a_backup_of_the_scenario_for_an_aggressive_prune() {
+    let raced = |kind: &str, races: &str| {
+        format!(
+            "description = \"d\"\nschedule = \"recorded\"\n[[clients]]\nsequence = [\n  {{ action = \"write-random-files\", seq = 4, order = 0 }},\n  {{ action = \"snapshot-root\", seq = 5, order = 1 }},\n]\n[[faults]]\nkind = \"{kind}\"\nat = \"1s\"\nafter = 2\nraces = \"{races}\"\n"
+        )
+    };
+    let scenario = Scenario::parse("x", &raced("aggressive-gc", "client-1:5"), "x.toml").unwrap();
+    assert_eq!(
+        scenario.faults[0].races,
+        Some(crate::faults::RacedStep { client: 1, seq: 5 })
+    );
+    let written = scenario.to_toml();
+    assert!(written.contains("races = \"client-1:5\""), "{written}");
+    assert_eq!(Scenario::parse("x", &written, "x.toml").unwrap(), scenario);
+
+    let err = refusal(&raced("aggressive-gc", "client-1:4"));
+    assert!(
+        err.contains("`races = \"client-1:4\"` names client-1's step of seq 4, and the scenario's client 1 has no `snapshot-root` step of that seq"),
+        "a write is no backup: {err}"
+    );
+    let err = refusal(&raced("aggressive-gc", "client-2:5"));
+    assert!(
+        err.contains("client 2 has no `snapshot-root` step"),
+        "{err}"
+    );
+    let err = refusal(&raced("overlapping-gc", "client-1:5"));
+    assert!(
+        err.contains("races names the backup an aggressive prune raced; it is an option of aggressive-gc, not of overlapping-gc"),
+        "{err}"
+    );
+    let err = refusal(&raced("aggressive-gc", "client-1/5"));
+    assert!(
+        err.contains("names no step: write \"client-N:SEQ\""),
+        "{err}"
+    );
+}

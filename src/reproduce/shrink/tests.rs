@@ -23,12 +23,13 @@ fn chunks_cover_the_items_in_order() {
 }
 
 /// A candidate that leaves a client out runs the rest numbered from 1: a
-/// fault aimed at a kept client (`client=`, `victim=`) follows it to its
-/// new number, and one whose client is gone picks for itself.
+/// fault aimed at a kept client (`client=`, `victim=`, `races`) follows it
+/// to its new number, and one whose client is gone picks for itself (and
+/// a prune whose raced step is gone races nothing).
 #[test]
 fn faults_follow_their_clients_to_the_numbers_they_run_under() {
     use crate::engine::scenario::ScriptStep;
-    use crate::faults::{FaultKind, VictimRole};
+    use crate::faults::{FaultKind, RacedStep, VictimRole};
     let script = |draws_as: u32, order: u64| ClientScript {
         draws_as,
         run: 1,
@@ -61,6 +62,18 @@ fn faults_follow_their_clients_to_the_numbers_they_run_under() {
             Some(VictimRole { client: 2, nth: 1 }),
         ),
         fault(FaultKind::RevokeClient, Some(2), None),
+        FaultSpec {
+            races: Some(RacedStep { client: 3, seq: 0 }),
+            ..fault(FaultKind::AggressiveGc, None, None)
+        },
+        FaultSpec {
+            races: Some(RacedStep { client: 3, seq: 1 }),
+            ..fault(FaultKind::AggressiveGc, None, None)
+        },
+        FaultSpec {
+            races: Some(RacedStep { client: 2, seq: 0 }),
+            ..fault(FaultKind::AggressiveGc, None, None)
+        },
     ];
     renumber(&mut clients, &mut faults, &mut []);
     // The recording's numbers stay until a scenario is made of them (a
@@ -71,5 +84,8 @@ fn faults_follow_their_clients_to_the_numbers_they_run_under() {
     assert_eq!(faults[1].victim, Some(VictimRole { client: 2, nth: 4 }));
     assert_eq!(faults[2].victim, None);
     assert_eq!(faults[3].client, None);
+    assert_eq!(faults[4].races, Some(RacedStep { client: 2, seq: 0 }));
+    assert_eq!(faults[5].races, None, "client-3 has no step 1 left");
+    assert_eq!(faults[6].races, None, "client-2 is left out");
     assert_eq!(faults[0].after, Some(1), "places renumbered too");
 }
