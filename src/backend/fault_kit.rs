@@ -25,6 +25,18 @@ pub fn fail(text: impl Into<String>) -> InjectError {
     InjectError::Failed(text.into())
 }
 
+/// A fault that queues actions for clients must be one the run knows
+/// asks for them ([`FaultKind::asks_for_actions`]): a scripted run's
+/// clients stay for those actions only then, and a shrunk run without them
+/// loses the fault's backup (`pause-client` once did).
+fn asks_for_its_actions(spec: &FaultSpec) {
+    debug_assert!(
+        spec.kind.asks_for_actions(),
+        "{} queues actions for clients: list it in FaultKind::asks_for_actions",
+        spec.kind
+    );
+}
+
 /// A network fault in effect until a time: set by an injector, read by
 /// its proxy for every request (or burst of bytes) it forwards.
 #[derive(Debug, Default)]
@@ -302,6 +314,7 @@ impl FaultKit {
         host: &Arc<dyn FaultHost>,
         arm: impl FnOnce(ClientId),
     ) -> Result<Injected, InjectError> {
+        asks_for_its_actions(spec);
         let client = self.pick_client(spec, clients)?;
         let label = host.fault_starts(spec.kind, &client.to_string(), Some(client), spec.duration);
         arm(client);
@@ -327,6 +340,7 @@ impl FaultKit {
         clients: &[ClientId],
         host: &Arc<dyn FaultHost>,
     ) -> Result<Injected, InjectError> {
+        asks_for_its_actions(spec);
         if clients.len() < 2 {
             return Err(InjectError::NoVictimYet(
                 "fewer than two clients run: no forget to race another".into(),
@@ -459,4 +473,26 @@ fn signal_osd(pid: u32, signal: rustix::process::Signal) -> Result<(), InjectErr
         .ok_or_else(|| fail(format!("{pid} is no process id")))?;
     rustix::process::kill_process(raw, signal)
         .map_err(|e| fail(format!("cannot signal ceph-osd PID {pid}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kinds_that_queue_actions_are_the_ones_listed_as_asking() {
+        for kind in [
+            FaultKind::KillClient,
+            FaultKind::PauseClient,
+            FaultKind::ParallelForget,
+        ] {
+            asks_for_its_actions(&FaultSpec::new(kind, Duration::ZERO));
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "list it in FaultKind::asks_for_actions")]
+    fn a_kind_that_queues_actions_unlisted_is_caught() {
+        asks_for_its_actions(&FaultSpec::new(FaultKind::CorruptPack, Duration::ZERO));
+    }
 }
