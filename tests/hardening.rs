@@ -278,7 +278,7 @@ fn serve_stops_on_sigterm_within_its_grace_under_costly_password_checks() {
     std::thread::sleep(Duration::from_millis(1500));
     let asked = Instant::now();
     server.signal(rustix::process::Signal::TERM);
-    let status = server.child.wait().unwrap();
+    let status = server.wait();
     let took = asked.elapsed();
     assert!(status.success(), "{status:?}: {}", server.stderr());
     // The grace for the requests, then at most the grace again for a check

@@ -536,7 +536,7 @@ fn sighup_reloads_the_htpasswd_file_and_sigterm_stops_cleanly() {
     let seen = server.stderr_line_count();
     server.signal(Signal::TERM);
     let mut server = server;
-    let status = server.child.wait().unwrap();
+    let status = server.wait();
     assert!(status.success(), "{status:?}");
     let lines = server.stderr_lines.lock().unwrap()[seen..].join("\n");
     assert!(lines.contains("snapstorm: stopping"), "{lines}");

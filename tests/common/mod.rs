@@ -346,6 +346,9 @@ pub struct ServeProcess {
     pub child: std::process::Child,
     pub addr: SocketAddr,
     pub stderr_lines: Arc<std::sync::Mutex<Vec<String>>>,
+    /// The thread copying stderr into `stderr_lines`: joined on exit, so the
+    /// last lines the server wrote are there once it has stopped.
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl ServeProcess {
@@ -371,7 +374,7 @@ impl ServeProcess {
         let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
         let sink = lines.clone();
-        std::thread::spawn(move || {
+        let stderr_reader = std::thread::spawn(move || {
             for line in std::io::BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 if let Some(addr) = line.split("on http://").nth(1) {
@@ -388,7 +391,17 @@ impl ServeProcess {
             child,
             addr: addr.parse().unwrap(),
             stderr_lines: lines,
+            stderr_reader: Some(stderr_reader),
         }
+    }
+
+    /// Waits for the server to exit and for the last of its stderr to be read.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        let status = self.child.wait().unwrap();
+        if let Some(reader) = self.stderr_reader.take() {
+            reader.join().unwrap();
+        }
+        status
     }
 
     /// Peak resident memory of the server process so far, in bytes.
@@ -406,7 +419,7 @@ impl ServeProcess {
     /// Sends SIGINT (Ctrl-C) and waits for a clean exit.
     pub fn interrupt(mut self) -> std::process::ExitStatus {
         self.signal(rustix::process::Signal::INT);
-        self.child.wait().unwrap()
+        self.wait()
     }
 
     /// Sends `signal` to the server.
