@@ -166,6 +166,7 @@ fn trace() -> (Vec<TraceLine>, Vec<Failure>) {
                     .then(|| "request failed: connection reset".into()),
                 error_class: None,
                 final_check: false,
+                abandoned: false,
                 explained_by,
                 live: 3,
                 deleted: 1,

@@ -612,3 +612,60 @@ fn every_action_starts_on_the_runs_clock_in_its_clients_order() {
         );
     }
 }
+
+/// A restic backup frozen past the run's end (`pause-client` outlasting
+/// the run) is still running when the 60 s grace after the stop runs out:
+/// the run ends without it, says so on stderr and in the report, and the
+/// backup's trace line is marked abandoned — killed by the run, it is
+/// never an error of the repository, nor counted.
+#[test]
+fn a_backup_frozen_past_the_grace_is_abandoned_by_the_run_not_failed_by_the_repository() {
+    common::require_program("restic");
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let (code, out, err, report) = snapstorm_run(
+        &state,
+        &dir.path().join("r.json"),
+        &[
+            "--backend",
+            "restic",
+            "--clients",
+            "1",
+            "--duration",
+            "6s",
+            "--seed",
+            "5",
+            "--fault",
+            "pause-client@2s:600s,client=1",
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(report["abandoned_actions"], 1, "{report:#}\n{err}");
+    assert!(
+        err.contains("the run ended without 1 action(s) still running after its grace"),
+        "{err}"
+    );
+    assert_eq!(
+        report["totals"]["errors"], report["totals"]["expected_errors"],
+        "{report:#}"
+    );
+    let trace = std::fs::read_to_string(state.join("trace.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = trace
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let unexplained: Vec<_> = lines
+        .iter()
+        .filter(|l| l["outcome"] == "error" && l["explained_by"].is_null())
+        .filter(|l| l["abandoned"] != true)
+        .collect();
+    assert!(unexplained.is_empty(), "{unexplained:#?}");
+    // The backup's line, if the run's end let it be written, says whose it is.
+    for line in lines.iter().filter(|l| l["abandoned"] == true) {
+        assert_eq!(line["action"], "snapshot-root", "{line}");
+        assert!(
+            line["outcome"] != "error" || line["error_class"] == "local",
+            "{line}"
+        );
+    }
+}

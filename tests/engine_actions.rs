@@ -599,3 +599,201 @@ fn an_error_held_up_by_another_client_is_judged_as_that_clients() {
     assert_eq!(report.totals.errors, 2);
     assert_eq!(report.totals.expected_errors, 1);
 }
+
+/// Holds the client's snapshots and restores at the door until the test
+/// lets them through: a backup then goes on to the real server; a restore
+/// answers that data is missing while `refuse_restores` (as a cut-off
+/// restore's process may).
+struct HeldAtTheDoor {
+    inner: Box<dyn ClientSnapshotter>,
+    door: Arc<Door>,
+}
+
+#[derive(Default)]
+struct Door {
+    armed: AtomicBool,
+    refuse_restores: AtomicBool,
+    entered: std::sync::Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    open: (std::sync::Mutex<bool>, std::sync::Condvar),
+}
+
+impl Door {
+    /// The next call to come waits here until [`Door::open`].
+    fn arm(&self) -> std::sync::mpsc::Receiver<()> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        *self.entered.lock().unwrap() = Some(tx);
+        *self.open.0.lock().unwrap() = false;
+        self.armed.store(true, Ordering::SeqCst);
+        rx
+    }
+    fn wait(&self) {
+        if !self.armed.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        if let Some(entered) = self.entered.lock().unwrap().take() {
+            let _ = entered.send(());
+        }
+        let (open, turned) = &self.open;
+        let mut is_open = open.lock().unwrap();
+        while !*is_open {
+            is_open = turned.wait(is_open).unwrap();
+        }
+    }
+    fn open(&self) {
+        *self.open.0.lock().unwrap() = true;
+        self.open.1.notify_all();
+    }
+}
+
+impl Snapshotter for HeldAtTheDoor {
+    fn create_snapshot(
+        &self,
+        client: ClientId,
+        source: &std::path::Path,
+        progress: &Progress,
+    ) -> BackendResult<SnapshotId> {
+        self.door.wait();
+        self.inner.create_snapshot(client, source, progress)
+    }
+    fn list_snapshots(&self, client: ClientId) -> BackendResult<Vec<SnapshotId>> {
+        self.inner.list_snapshots(client)
+    }
+    fn restore_snapshot(
+        &self,
+        client: ClientId,
+        id: &str,
+        target: &std::path::Path,
+        progress: &Progress,
+    ) -> BackendResult<()> {
+        self.door.wait();
+        if self.door.refuse_restores.load(Ordering::SeqCst) {
+            return Err(snapstorm::engine::traits::BackendError::Data(format!(
+                "{id}: pack not found"
+            )));
+        }
+        self.inner.restore_snapshot(client, id, target, progress)
+    }
+    fn delete_snapshot(&self, client: ClientId, id: &str) -> BackendResult<()> {
+        self.inner.delete_snapshot(client, id)
+    }
+    fn run_gc(&self, client: ClientId, options: &GcOptions) -> BackendResult<Details> {
+        self.inner.run_gc(client, options)
+    }
+}
+
+impl ClientSnapshotter for HeldAtTheDoor {
+    fn connect(&self, client: ClientId, credentials: &ClientCredentials) -> BackendResult<()> {
+        self.inner.connect(client, credentials)
+    }
+    fn disconnect(&self, client: ClientId) -> BackendResult<()> {
+        self.inner.disconnect(client)
+    }
+}
+
+struct DoorClients {
+    inner: Arc<dyn ClientFactory>,
+    door: Arc<Door>,
+}
+
+impl ClientFactory for DoorClients {
+    fn new_client(&self, client: ClientId) -> BackendResult<Box<dyn ClientSnapshotter>> {
+        Ok(Box::new(HeldAtTheDoor {
+            inner: self.inner.new_client(client)?,
+            door: self.door.clone(),
+        }))
+    }
+    fn kind(&self, client: ClientId) -> String {
+        self.inner.kind(client)
+    }
+}
+
+/// Runs `action` for client-1 held at the door; once it waits there, the
+/// run gives up on it (its grace ran out) and `meanwhile` cuts it off.
+fn abandoned(
+    f: &EngineFixture,
+    door: &Door,
+    action: Action,
+    meanwhile: impl FnOnce(),
+) -> snapstorm::engine::ActionRecord {
+    let entered = door.arm();
+    std::thread::scope(|scope| {
+        let running = scope.spawn(|| exec(f, action));
+        entered
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the action reached the door");
+        f.engine.abandon_in_flight();
+        meanwhile();
+        door.open();
+        running.join().unwrap()
+    })
+}
+
+/// An action the run stopped waiting for, then cut off, ends after the
+/// run's verdict: its error is the run's own doing (here: the server
+/// stopped under a backup), not the repository's, unexplained; a restore
+/// it cut off is no failure. The trace marks both, the counts leave them
+/// out, and the report says how many actions the run ended without.
+#[test]
+fn an_action_the_run_abandoned_is_the_runs_doing_not_the_repositorys() {
+    use snapstorm::engine::traits::ErrorClass;
+    let scenario = snapstorm::engine::scenario::Scenario::parse("inline", SMALL, "inline").unwrap();
+    let door = Arc::new(Door::default());
+    let f = EngineFixture::open(tempfile::tempdir().unwrap(), scenario, 3, {
+        let door = door.clone();
+        move |inner| Arc::new(DoorClients { inner, door })
+    });
+    assert_eq!(exec(&f, Action::WriteRandomFiles).outcome, Outcome::Ok);
+    assert_eq!(exec(&f, Action::SnapshotRoot).outcome, Outcome::Ok);
+    let before = f.engine.report();
+
+    // Restored while the run had given up on it: "missing data" is no failure.
+    door.refuse_restores.store(true, Ordering::SeqCst);
+    let restore = abandoned(&f, &door, Action::RestoreRandomSnapshot, || {});
+    door.refuse_restores.store(false, Ordering::SeqCst);
+    assert_eq!(restore.outcome, Outcome::Error, "{restore:?}");
+    assert_eq!(restore.error_class, Some(ErrorClass::Local), "{restore:?}");
+    assert!(
+        restore.abandoned && restore.failures.is_empty(),
+        "{restore:?}"
+    );
+
+    // The server stops under a backup: the real request does not get through.
+    assert_eq!(exec(&f, Action::WriteRandomFiles).outcome, Outcome::Ok);
+    let backup = abandoned(&f, &door, Action::SnapshotRoot, || {
+        f.runtime.block_on(f.parts.server.stop());
+    });
+    assert_eq!(backup.outcome, Outcome::Error, "{backup:?}");
+    assert_eq!(backup.error_class, Some(ErrorClass::Local), "{backup:?}");
+    assert_eq!(backup.explained_by, None);
+    assert!(backup.abandoned, "{backup:?}");
+    assert!(
+        backup
+            .message
+            .as_deref()
+            .is_some_and(|m| m.starts_with("abandoned at the run's end: ")),
+        "{backup:?}"
+    );
+
+    let report = f.engine.report();
+    assert_eq!(
+        report.abandoned_actions, 1,
+        "in flight when the run gave up"
+    );
+    assert_eq!(report.totals.errors, before.totals.errors);
+    assert_eq!(report.totals.verification_failures, 0);
+    assert_eq!(report.failures, []);
+    let trace = std::fs::read_to_string(f.engine.store().layout().trace()).unwrap();
+    // Everything that ended after the run gave up is marked, a write too.
+    let marked: Vec<serde_json::Value> = trace
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|l| l["abandoned"] == true && l["outcome"] == "error")
+        .collect();
+    assert_eq!(marked.len(), 2, "{trace}");
+    assert!(
+        marked
+            .iter()
+            .all(|l| l["error_class"] == "local" && l["explained_by"].is_null()),
+        "{marked:#?}"
+    );
+}

@@ -57,11 +57,18 @@ pub fn exit_code(report: &crate::engine::Report, strict: bool) -> ExitCode {
     ExitCode::from(report.exit(strict).code())
 }
 
-/// Says why a run stopped on snapstorm's own side, if it did.
+/// Says why a run stopped on snapstorm's own side, and which checks it
+/// left to the next run, if it did.
 pub(super) fn say_if_halted(report: &crate::engine::Report) {
     if let Some(reason) = &report.halted {
         eprintln!(
             "snapstorm: the run stopped early: {reason}; nothing after it is a verdict on the repository"
+        );
+    }
+    if report.abandoned_actions > 0 {
+        eprintln!(
+            "snapstorm: the run ended without {} action(s) still running after its grace; their errors are the run's own, and the final checks are left to the next run with --state-dir {}",
+            report.abandoned_actions, report.state_dir
         );
     }
 }

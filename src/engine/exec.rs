@@ -78,6 +78,9 @@ pub struct Engine {
     pub(super) halt_notify: tokio::sync::Notify,
     /// The run is ending: repeated actions stop after the repetition in hand.
     pub(super) stopping: AtomicBool,
+    /// How many actions were still in flight when the run stopped waiting
+    /// for them, if it did (see [`Engine::abandon_in_flight`]).
+    pub(super) abandoned: OnceLock<u64>,
     /// Actions that may run at once (see [`Engine::action_slots`]).
     pub(super) action_slots: Arc<tokio::sync::Semaphore>,
     /// How many slots there are.
@@ -176,6 +179,7 @@ impl Engine {
             listing_reported: Mutex::new(HashSet::new()),
             restores_retried_at_end: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
+            abandoned: OnceLock::new(),
             starts: AtomicU64::new(0),
             halt: OnceLock::new(),
             halt_notify: tokio::sync::Notify::new(),
@@ -241,6 +245,26 @@ impl Engine {
     /// the repetition in hand, so a stop never waits for a billion of them.
     pub fn request_stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    /// The run's grace for the actions in flight ran out: it ends without
+    /// them, then kills what they run or stops the server under them. How
+    /// an action ends after this is the run's doing, not the repository's:
+    /// it is traced as abandoned, an error it meets is snapstorm's own
+    /// (`local`), and the run's action counts leave it out; only what it
+    /// saw whole (a restore that came back different) stands. The final
+    /// checks are skipped, and the next run of the state dir makes them.
+    pub fn abandon_in_flight(&self) {
+        let in_flight: u32 = {
+            let cursors = self.cursors.lock().expect("cursors lock");
+            cursors.values().map(|c| c.acting).sum()
+        };
+        let _ = self.abandoned.set(u64::from(in_flight));
+    }
+
+    /// How many actions the run ended without (see [`Engine::abandon_in_flight`]).
+    pub fn abandoned_actions(&self) -> u64 {
+        self.abandoned.get().copied().unwrap_or(0)
     }
 
     /// Whether the run is ending (see [`Engine::request_stop`]).
@@ -374,8 +398,7 @@ impl Engine {
     /// The next place in the order in which actions and faults start.
     pub(super) fn take_start(&self) -> (u64, u64) {
         let order = self.starts.fetch_add(1, Ordering::SeqCst);
-        let at = self.faults.clock_started().elapsed();
-        (order, u64::try_from(at.as_millis()).unwrap_or(u64::MAX))
+        (order, self.faults.ms_into_run(Instant::now()))
     }
 
     /// The action the scenario picks next for `client`, without running it.
@@ -471,6 +494,10 @@ impl Engine {
                     .insert("bytes".into(), json!(total.effects.bytes_written));
             }
         }
+        let abandoned = self.abandoned.get().is_some();
+        if abandoned {
+            total.abandon();
+        }
         let outcome = total.outcome();
         if let (Some(drawn), Action::SnapshotRoot, Some(id)) = (drawn_as, action, &total.snapshot)
             && outcome == Outcome::Ok
@@ -485,6 +512,8 @@ impl Engine {
             .collect();
         let error_class = total.error_class.filter(|_| outcome == Outcome::Error);
         let explained_by = match (failures.first(), error_class) {
+            // The run's own doing: nothing for a fault to explain.
+            (None, Some(_)) if abandoned => None,
             // Expected only if every failure it found is.
             (Some(_), _) => failures
                 .iter()
@@ -523,14 +552,16 @@ impl Engine {
             }
             _ => None,
         };
-        self.stats.record(
-            client,
-            action,
-            outcome,
-            duration,
-            total.effects,
-            explained_by.is_some(),
-        );
+        if !abandoned {
+            self.stats.record(
+                client,
+                action,
+                outcome,
+                duration,
+                total.effects,
+                explained_by.is_some(),
+            );
+        }
         let record = ActionRecord {
             time,
             run: self.run,
@@ -551,6 +582,7 @@ impl Engine {
             message: total.message,
             error_class,
             final_check: attempt == RestoreAttempt::Last,
+            abandoned,
             explained_by,
             live: self.store().live(client).len(),
             deleted: self.store().deleted_count(client),

@@ -105,10 +105,7 @@ impl FaultHost for Engine {
         if done.listed.is_none() && done.raced.is_empty() {
             return;
         }
-        let started = self.faults.clock_started();
-        let into_run = |at: std::time::Instant| {
-            u64::try_from(at.saturating_duration_since(started).as_millis()).unwrap_or(u64::MAX)
-        };
+        let into_run = |at| self.faults.ms_into_run(at);
         self.trace_event(&PruneLine {
             time: now_rfc3339(),
             run: self.run,

@@ -72,6 +72,12 @@ pub struct ActionRecord {
     /// errors during the run, and it gets one more chance after every fault ended.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub final_check: bool,
+    /// Still running when the run's grace after its end ran out: the run
+    /// ended without it (its action counts leave it out), and an error it
+    /// met is the run's own doing (see
+    /// [`Engine::abandon_in_flight`](crate::engine::Engine::abandon_in_flight)).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub abandoned: bool,
     /// For an error or failure: the injected fault that explains it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub explained_by: Option<String>,

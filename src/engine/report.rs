@@ -28,8 +28,7 @@ impl Engine {
             run_counter: run,
             inherited_snapshots: self.inherited.values().map(|ids| ids.len() as u64).sum(),
             inherited_verified: self.inherited_verified.load(Ordering::Relaxed),
-            duration_ms: u64::try_from(self.faults.clock_started().elapsed().as_millis())
-                .unwrap_or(u64::MAX),
+            duration_ms: self.faults.ms_into_run(std::time::Instant::now()),
             gc_runs: counts.gc_runs,
             clients: counts.clients,
             totals: counts.totals,
@@ -43,6 +42,7 @@ impl Engine {
                 .collect(),
             faults: self.faults.fault_reports(),
             halted: self.halted().map(str::to_owned),
+            abandoned_actions: self.abandoned_actions(),
         }
     }
 }
@@ -116,6 +116,16 @@ pub struct Report {
     /// of the state dir makes them. Not a verdict on the repository.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub halted: Option<String>,
+    /// Actions still running when the grace after the run's end ran out:
+    /// the run ended without them (their trace lines, marked `abandoned`,
+    /// may come after this report) and skipped its final checks; the next
+    /// run of the state dir makes them.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub abandoned_actions: u64,
+}
+
+fn is_zero(count: &u64) -> bool {
+    *count == 0
 }
 
 impl Report {

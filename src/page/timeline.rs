@@ -175,6 +175,9 @@ pub fn action_title(at: u64, action: &ActionRecord) -> String {
     if let Some(fault) = &action.explained_by {
         let _ = write!(title, " (explained by {fault})");
     }
+    if action.abandoned {
+        title.push_str(" (the run ended without it)");
+    }
     if let Some(snapshot) = action
         .snapshot
         .as_ref()

@@ -129,6 +129,7 @@ mod tests {
             message: None,
             error_class: None,
             final_check: false,
+            abandoned: false,
             explained_by: None,
             live: 0,
             deleted: 0,

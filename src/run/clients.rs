@@ -171,6 +171,8 @@ impl Supervisor {
         let stopped = tokio::time::timeout(SHUTDOWN_GRACE, all_done).await.is_ok();
         if !stopped {
             tracing::warn!("actions still running after {SHUTDOWN_GRACE:?}; stopping without them");
+            // Before anything cuts them off: how they end is the run's doing.
+            self.engine.abandon_in_flight();
             self.workers.abort_all();
         }
         self.clients.clear();

@@ -59,6 +59,7 @@ pub fn record(
         message: None,
         error_class: None,
         final_check: false,
+        abandoned: false,
         explained_by: None,
         live,
         deleted: 0,

@@ -3,7 +3,7 @@
 
 use super::super::checker::CheckerError;
 use super::super::stats::{Effects, Outcome};
-use super::super::store::Failure;
+use super::super::store::{Failure, FailureKind};
 use std::time::Instant;
 
 use super::super::traits::{BackendError, ClientId, Details, ErrorClass, SnapshotId, WriteEffect};
@@ -91,6 +91,31 @@ impl Step {
     }
     pub(in crate::engine) fn outcome(&self) -> Outcome {
         self.outcome.unwrap_or(Outcome::Ok)
+    }
+    /// The run ended without this step (see
+    /// [`Engine::abandon_in_flight`](crate::engine::Engine::abandon_in_flight)):
+    /// it killed the step's process or stopped the server under it, so an
+    /// error the step met, a restore that failed included, is the run's own
+    /// doing. What the step saw whole stands: a restore that came back
+    /// different, a snapshot missing from a listing that succeeded (being
+    /// cut off makes data missing, never wrong).
+    pub(in crate::engine) fn abandon(&mut self) {
+        self.failures
+            .retain(|found| found.failure.kind != FailureKind::RestoreFailed);
+        let erred = match self.outcome() {
+            Outcome::Error => true,
+            Outcome::Failure => self.failures.is_empty(),
+            Outcome::Ok | Outcome::NoOp => false,
+        };
+        if erred {
+            self.outcome = Some(Outcome::Error);
+            self.error_class = Some(ErrorClass::Local);
+            self.held_up = None;
+            self.message = Some(format!(
+                "abandoned at the run's end: {}",
+                self.message.as_deref().unwrap_or("cut off")
+            ));
+        }
     }
 }
 

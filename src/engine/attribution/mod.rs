@@ -269,6 +269,13 @@ impl FaultLedger {
         *self.started.lock().expect("clock lock")
     }
 
+    /// Milliseconds from the run's clock start to `at` (0 for before it):
+    /// how the trace and the report say when something happened.
+    pub fn ms_into_run(&self, at: Instant) -> u64 {
+        let since = at.saturating_duration_since(self.clock_started());
+        u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+    }
+
     /// Records a fault that takes effect now; returns its label
     /// (`corrupt-pack@15.2s`, or with `asked`, the time it was asked for:
     /// a data fault that waited for something to damage keeps that name).
