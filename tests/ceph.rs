@@ -238,7 +238,7 @@ fn assert_survived(
         assert_eq!(fault["detected"], true, "{kind} disturbed nobody: {fault}");
     }
     common::assert_nothing_unexpected_but_kopia_s_race(code, err, report);
-    let unexplained: Vec<serde_json::Value> = trace_of(state)
+    let unexplained: Vec<serde_json::Value> = common::trace_of(state)
         .into_iter()
         .filter(|record| record["outcome"] == "error" && record["explained_by"].is_null())
         .filter(|record| record["error_class"] != "raced")
@@ -549,15 +549,6 @@ fn bucket_objects(cluster: &Cluster, bucket: &str) -> Vec<String> {
         .collect()
 }
 
-/// The records of a state dir's trace.
-fn trace_of(state: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(state.join("trace.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
-}
-
 /// randomized-small's mix with small files and a check now and then: the
 /// cluster's OSDs hold little (see the file).
 const SMALL_FILES: &str = include_str!("scenarios/small-files.toml");
@@ -764,7 +755,7 @@ fn data_faults_on_s3_damage_objects_and_explain_their_failures() {
 
 /// The snapshots a run's trace says its clients made.
 fn snapshots_made(state: &Path) -> std::collections::BTreeSet<String> {
-    trace_of(state)
+    common::trace_of(state)
         .into_iter()
         .filter(|r| r["action"] == "snapshot-root" && r["outcome"] == "ok")
         .filter_map(|r| r["snapshot"].as_str().map(str::to_owned))
@@ -873,7 +864,7 @@ fn two_runs_share_one_prefix_while_one_prunes() {
     // No action of one run acted on a snapshot of the other's (a GC's
     // error may name a file of the other's it raced, as any file).
     for (state, others) in [(&first, &theirs), (&second, &mine)] {
-        let touched: Vec<serde_json::Value> = trace_of(state)
+        let touched: Vec<serde_json::Value> = common::trace_of(state)
             .into_iter()
             .filter(|r| r["snapshot"].as_str().is_some_and(|id| others.contains(id)))
             .collect();

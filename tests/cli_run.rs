@@ -649,11 +649,7 @@ fn a_backup_frozen_past_the_grace_is_abandoned_by_the_run_not_failed_by_the_repo
         report["totals"]["errors"], report["totals"]["expected_errors"],
         "{report:#}"
     );
-    let trace = std::fs::read_to_string(state.join("trace.jsonl")).unwrap();
-    let lines: Vec<serde_json::Value> = trace
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = common::trace_of(&state);
     let unexplained: Vec<_> = lines
         .iter()
         .filter(|l| l["outcome"] == "error" && l["explained_by"].is_null())

@@ -29,6 +29,89 @@ fn exec(f: &EngineFixture, action: Action) -> snapstorm::engine::ActionRecord {
     f.engine.exec_action(C1, action, &ActionParams::default())
 }
 
+/// What a test puts in front of the real backend's calls: each hook runs
+/// before the call it names, and an error it returns is the call's answer.
+trait Hook: Send + Sync + 'static {
+    fn before_create(&self, _client: ClientId) {}
+    fn before_restore(&self, _client: ClientId, _id: &str) -> BackendResult<()> {
+        Ok(())
+    }
+    fn before_delete(&self, _client: ClientId) -> BackendResult<()> {
+        Ok(())
+    }
+}
+
+/// A client of the real backend with a test's [`Hook`] in front.
+struct Hooked<H> {
+    inner: Box<dyn ClientSnapshotter>,
+    hook: Arc<H>,
+}
+
+impl<H: Hook> Snapshotter for Hooked<H> {
+    fn create_snapshot(
+        &self,
+        client: ClientId,
+        source: &std::path::Path,
+        progress: &Progress,
+    ) -> BackendResult<SnapshotId> {
+        self.hook.before_create(client);
+        self.inner.create_snapshot(client, source, progress)
+    }
+    fn list_snapshots(&self, client: ClientId) -> BackendResult<Vec<SnapshotId>> {
+        self.inner.list_snapshots(client)
+    }
+    fn restore_snapshot(
+        &self,
+        client: ClientId,
+        id: &str,
+        target: &std::path::Path,
+        progress: &Progress,
+    ) -> BackendResult<()> {
+        self.hook.before_restore(client, id)?;
+        self.inner.restore_snapshot(client, id, target, progress)
+    }
+    fn delete_snapshot(&self, client: ClientId, id: &str) -> BackendResult<()> {
+        self.hook.before_delete(client)?;
+        self.inner.delete_snapshot(client, id)
+    }
+    fn run_gc(&self, client: ClientId, options: &GcOptions) -> BackendResult<Details> {
+        self.inner.run_gc(client, options)
+    }
+}
+
+impl<H: Hook> ClientSnapshotter for Hooked<H> {
+    fn connect(&self, client: ClientId, credentials: &ClientCredentials) -> BackendResult<()> {
+        self.inner.connect(client, credentials)
+    }
+    fn disconnect(&self, client: ClientId) -> BackendResult<()> {
+        self.inner.disconnect(client)
+    }
+}
+
+/// The backend's clients, each [`Hooked`] with the same hook.
+struct HookedClients<H> {
+    inner: Arc<dyn ClientFactory>,
+    hook: Arc<H>,
+}
+
+impl<H: Hook> HookedClients<H> {
+    fn over(inner: Arc<dyn ClientFactory>, hook: Arc<H>) -> Arc<dyn ClientFactory> {
+        Arc::new(HookedClients { inner, hook })
+    }
+}
+
+impl<H: Hook> ClientFactory for HookedClients<H> {
+    fn new_client(&self, client: ClientId) -> BackendResult<Box<dyn ClientSnapshotter>> {
+        Ok(Box::new(Hooked {
+            inner: self.inner.new_client(client)?,
+            hook: self.hook.clone(),
+        }))
+    }
+    fn kind(&self, client: ClientId) -> String {
+        self.inner.kind(client)
+    }
+}
+
 #[test]
 fn every_action_including_no_ops() {
     let f = EngineFixture::inline(SMALL, 1);
@@ -289,66 +372,17 @@ fn tampered_or_swapped_fingerprints_are_verification_failures_with_a_diff() {
     assert_eq!(report.totals.verification_failures, 2);
 }
 
-/// A client snapshotter that panics on its first snapshot, then behaves.
+/// Each client's first snapshot panics inside the backend; then it behaves.
+#[derive(Default)]
 struct PanicOnce {
-    inner: Box<dyn ClientSnapshotter>,
-    armed: Arc<AtomicBool>,
+    panicked: std::sync::Mutex<std::collections::HashSet<ClientId>>,
 }
 
-impl Snapshotter for PanicOnce {
-    fn create_snapshot(
-        &self,
-        client: ClientId,
-        source: &std::path::Path,
-        progress: &Progress,
-    ) -> BackendResult<SnapshotId> {
-        if self.armed.swap(false, Ordering::SeqCst) {
+impl Hook for PanicOnce {
+    fn before_create(&self, client: ClientId) {
+        if self.panicked.lock().unwrap().insert(client) {
             panic!("injected panic inside the backend");
         }
-        self.inner.create_snapshot(client, source, progress)
-    }
-    fn list_snapshots(&self, client: ClientId) -> BackendResult<Vec<SnapshotId>> {
-        self.inner.list_snapshots(client)
-    }
-    fn restore_snapshot(
-        &self,
-        client: ClientId,
-        id: &str,
-        target: &std::path::Path,
-        progress: &Progress,
-    ) -> BackendResult<()> {
-        self.inner.restore_snapshot(client, id, target, progress)
-    }
-    fn delete_snapshot(&self, client: ClientId, id: &str) -> BackendResult<()> {
-        self.inner.delete_snapshot(client, id)
-    }
-    fn run_gc(&self, client: ClientId, options: &GcOptions) -> BackendResult<Details> {
-        self.inner.run_gc(client, options)
-    }
-}
-
-impl ClientSnapshotter for PanicOnce {
-    fn connect(&self, client: ClientId, credentials: &ClientCredentials) -> BackendResult<()> {
-        self.inner.connect(client, credentials)
-    }
-    fn disconnect(&self, client: ClientId) -> BackendResult<()> {
-        self.inner.disconnect(client)
-    }
-}
-
-struct PanickingClients {
-    inner: Arc<dyn ClientFactory>,
-}
-
-impl ClientFactory for PanickingClients {
-    fn new_client(&self, client: ClientId) -> BackendResult<Box<dyn ClientSnapshotter>> {
-        Ok(Box::new(PanicOnce {
-            inner: self.inner.new_client(client)?,
-            armed: Arc::new(AtomicBool::new(true)),
-        }))
-    }
-    fn kind(&self, client: ClientId) -> String {
-        self.inner.kind(client)
     }
 }
 
@@ -356,7 +390,7 @@ impl ClientFactory for PanickingClients {
 fn a_panicking_backend_call_is_that_actions_error_and_the_run_goes_on() {
     let scenario = snapstorm::engine::scenario::Scenario::parse("inline", SMALL, "inline").unwrap();
     let f = EngineFixture::open(tempfile::tempdir().unwrap(), scenario, 3, |inner| {
-        Arc::new(PanickingClients { inner })
+        HookedClients::over(inner, Arc::new(PanicOnce::default()))
     });
     // Four clients at once through the seed's RunN harness, each panicking once.
     let results = snapstorm::multiclient::run_n(4, |client| {
@@ -477,74 +511,24 @@ fn a_deleted_snapshot_back_in_the_repository_is_a_failure_on_the_next_start() {
     assert_eq!(f.engine.report().totals.unexpected_failures, 1);
 }
 
-/// A client snapshotter whose deletes wait for another client's lock and
-/// are held up by it (what a restic client reports when the holder's
-/// requests did not get through): `BackendError::HeldUp`.
+/// Deletes wait for another client's lock and are held up by it (what a
+/// restic client reports when the holder's requests did not get through):
+/// `BackendError::HeldUp`.
 struct HeldUpDeletes {
-    inner: Box<dyn ClientSnapshotter>,
     /// The holder's client, and when its process started.
     holder: Arc<std::sync::Mutex<Option<(ClientId, std::time::Instant)>>>,
 }
 
-impl Snapshotter for HeldUpDeletes {
-    fn create_snapshot(
-        &self,
-        client: ClientId,
-        source: &std::path::Path,
-        progress: &Progress,
-    ) -> BackendResult<SnapshotId> {
-        self.inner.create_snapshot(client, source, progress)
-    }
-    fn list_snapshots(&self, client: ClientId) -> BackendResult<Vec<SnapshotId>> {
-        self.inner.list_snapshots(client)
-    }
-    fn restore_snapshot(
-        &self,
-        client: ClientId,
-        id: &str,
-        target: &std::path::Path,
-        progress: &Progress,
-    ) -> BackendResult<()> {
-        self.inner.restore_snapshot(client, id, target, progress)
-    }
-    fn delete_snapshot(&self, client: ClientId, id: &str) -> BackendResult<()> {
+impl Hook for HeldUpDeletes {
+    fn before_delete(&self, _: ClientId) -> BackendResult<()> {
         match *self.holder.lock().unwrap() {
             Some((by, since)) => Err(snapstorm::engine::traits::BackendError::HeldUp {
                 by,
                 since,
                 why: format!("held up by the lock of {by}'s process"),
             }),
-            None => self.inner.delete_snapshot(client, id),
+            None => Ok(()),
         }
-    }
-    fn run_gc(&self, client: ClientId, options: &GcOptions) -> BackendResult<Details> {
-        self.inner.run_gc(client, options)
-    }
-}
-
-impl ClientSnapshotter for HeldUpDeletes {
-    fn connect(&self, client: ClientId, credentials: &ClientCredentials) -> BackendResult<()> {
-        self.inner.connect(client, credentials)
-    }
-    fn disconnect(&self, client: ClientId) -> BackendResult<()> {
-        self.inner.disconnect(client)
-    }
-}
-
-struct HeldUpClients {
-    inner: Arc<dyn ClientFactory>,
-    holder: Arc<std::sync::Mutex<Option<(ClientId, std::time::Instant)>>>,
-}
-
-impl ClientFactory for HeldUpClients {
-    fn new_client(&self, client: ClientId) -> BackendResult<Box<dyn ClientSnapshotter>> {
-        Ok(Box::new(HeldUpDeletes {
-            inner: self.inner.new_client(client)?,
-            holder: self.holder.clone(),
-        }))
-    }
-    fn kind(&self, client: ClientId) -> String {
-        self.inner.kind(client)
     }
 }
 
@@ -560,7 +544,7 @@ fn an_error_held_up_by_another_client_is_judged_as_that_clients() {
     let holder = Arc::new(std::sync::Mutex::new(None));
     let f = EngineFixture::open(tempfile::tempdir().unwrap(), scenario, 3, {
         let holder = holder.clone();
-        move |inner| Arc::new(HeldUpClients { inner, holder })
+        move |inner| HookedClients::over(inner, Arc::new(HeldUpDeletes { holder }))
     });
     let c4 = ClientId(4);
     let exec4 = |action| f.engine.exec_action(c4, action, &ActionParams::default());
@@ -600,15 +584,10 @@ fn an_error_held_up_by_another_client_is_judged_as_that_clients() {
     assert_eq!(report.totals.expected_errors, 1);
 }
 
-/// Holds the client's snapshots and restores at the door until the test
+/// Holds the clients' snapshots and restores at the door until the test
 /// lets them through: a backup then goes on to the real server; a restore
 /// answers that data is missing while `refuse_restores` (as a cut-off
 /// restore's process may).
-struct HeldAtTheDoor {
-    inner: Box<dyn ClientSnapshotter>,
-    door: Arc<Door>,
-}
-
 #[derive(Default)]
 struct Door {
     armed: AtomicBool,
@@ -645,65 +624,18 @@ impl Door {
     }
 }
 
-impl Snapshotter for HeldAtTheDoor {
-    fn create_snapshot(
-        &self,
-        client: ClientId,
-        source: &std::path::Path,
-        progress: &Progress,
-    ) -> BackendResult<SnapshotId> {
-        self.door.wait();
-        self.inner.create_snapshot(client, source, progress)
+impl Hook for Door {
+    fn before_create(&self, _: ClientId) {
+        self.wait();
     }
-    fn list_snapshots(&self, client: ClientId) -> BackendResult<Vec<SnapshotId>> {
-        self.inner.list_snapshots(client)
-    }
-    fn restore_snapshot(
-        &self,
-        client: ClientId,
-        id: &str,
-        target: &std::path::Path,
-        progress: &Progress,
-    ) -> BackendResult<()> {
-        self.door.wait();
-        if self.door.refuse_restores.load(Ordering::SeqCst) {
+    fn before_restore(&self, _: ClientId, id: &str) -> BackendResult<()> {
+        self.wait();
+        if self.refuse_restores.load(Ordering::SeqCst) {
             return Err(snapstorm::engine::traits::BackendError::Data(format!(
                 "{id}: pack not found"
             )));
         }
-        self.inner.restore_snapshot(client, id, target, progress)
-    }
-    fn delete_snapshot(&self, client: ClientId, id: &str) -> BackendResult<()> {
-        self.inner.delete_snapshot(client, id)
-    }
-    fn run_gc(&self, client: ClientId, options: &GcOptions) -> BackendResult<Details> {
-        self.inner.run_gc(client, options)
-    }
-}
-
-impl ClientSnapshotter for HeldAtTheDoor {
-    fn connect(&self, client: ClientId, credentials: &ClientCredentials) -> BackendResult<()> {
-        self.inner.connect(client, credentials)
-    }
-    fn disconnect(&self, client: ClientId) -> BackendResult<()> {
-        self.inner.disconnect(client)
-    }
-}
-
-struct DoorClients {
-    inner: Arc<dyn ClientFactory>,
-    door: Arc<Door>,
-}
-
-impl ClientFactory for DoorClients {
-    fn new_client(&self, client: ClientId) -> BackendResult<Box<dyn ClientSnapshotter>> {
-        Ok(Box::new(HeldAtTheDoor {
-            inner: self.inner.new_client(client)?,
-            door: self.door.clone(),
-        }))
-    }
-    fn kind(&self, client: ClientId) -> String {
-        self.inner.kind(client)
+        Ok(())
     }
 }
 
@@ -740,7 +672,7 @@ fn an_action_the_run_abandoned_is_the_runs_doing_not_the_repositorys() {
     let door = Arc::new(Door::default());
     let f = EngineFixture::open(tempfile::tempdir().unwrap(), scenario, 3, {
         let door = door.clone();
-        move |inner| Arc::new(DoorClients { inner, door })
+        move |inner| HookedClients::over(inner, door)
     });
     assert_eq!(exec(&f, Action::WriteRandomFiles).outcome, Outcome::Ok);
     assert_eq!(exec(&f, Action::SnapshotRoot).outcome, Outcome::Ok);

@@ -529,11 +529,7 @@ fn a_mixed_run_through_network_faults_and_a_restart_explains_every_error() {
         // ends without it, then kills its process, and its line comes after,
         // marked (on a loaded CI machine, a restic 0.14 backup begun at
         // 52.5 s was killed at 120 s).
-        let lines: Vec<serde_json::Value> = std::fs::read_to_string(state.join("trace.jsonl"))
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-            .collect();
+        let lines = common::trace_of(&state);
         let unexplained: Vec<String> = lines
             .iter()
             .filter(|l| l["outcome"] == "error" && l["explained_by"].is_null())

@@ -1050,3 +1050,12 @@ pub fn file_holds(path: &Path, secret: &str) -> bool {
         .windows(secret.len())
         .any(|window| window == secret.as_bytes())
 }
+
+/// The lines of a state dir's trace, as JSON.
+pub fn trace_of(state: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(state.join("trace.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
