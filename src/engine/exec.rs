@@ -78,9 +78,9 @@ pub struct Engine {
     pub(super) halt_notify: tokio::sync::Notify,
     /// The run is ending: repeated actions stop after the repetition in hand.
     pub(super) stopping: AtomicBool,
-    /// How many actions were still in flight when the run stopped waiting
-    /// for them, if it did (see [`Engine::abandon_in_flight`]).
-    pub(super) abandoned: OnceLock<u64>,
+    /// When the run stopped waiting for the actions in flight, and how
+    /// many there were, if it did (see [`Engine::abandon_in_flight`]).
+    pub(super) abandoned: OnceLock<(Instant, u64)>,
     /// Actions that may run at once (see [`Engine::action_slots`]).
     pub(super) action_slots: Arc<tokio::sync::Semaphore>,
     /// How many slots there are.
@@ -259,12 +259,12 @@ impl Engine {
             let cursors = self.cursors.lock().expect("cursors lock");
             cursors.values().map(|c| c.acting).sum()
         };
-        let _ = self.abandoned.set(u64::from(in_flight));
+        let _ = self.abandoned.set((Instant::now(), u64::from(in_flight)));
     }
 
     /// How many actions the run ended without (see [`Engine::abandon_in_flight`]).
     pub fn abandoned_actions(&self) -> u64 {
-        self.abandoned.get().copied().unwrap_or(0)
+        self.abandoned.get().map_or(0, |&(_, in_flight)| in_flight)
     }
 
     /// Whether the run is ending (see [`Engine::request_stop`]).
@@ -485,6 +485,7 @@ impl Engine {
             }
         }
         // Its step is done (a panic in it is caught above): nothing more of it comes.
+        let step_ended = Instant::now();
         self.cursor_do(client, |c| c.acting -= 1);
         if repeats > 1 {
             total.details.insert("repeat-action".into(), json!(repeats));
@@ -494,7 +495,12 @@ impl Engine {
                     .insert("bytes".into(), json!(total.effects.bytes_written));
             }
         }
-        let abandoned = self.abandoned.get().is_some();
+        // Ended after the run gave up on it; one that ended just before is
+        // the repository's to answer for, as ever.
+        let abandoned = self
+            .abandoned
+            .get()
+            .is_some_and(|&(given_up, _)| given_up <= step_ended);
         if abandoned {
             total.abandon();
         }
