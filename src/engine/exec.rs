@@ -518,8 +518,6 @@ impl Engine {
             .collect();
         let error_class = total.error_class.filter(|_| outcome == Outcome::Error);
         let explained_by = match (failures.first(), error_class) {
-            // The run's own doing: nothing for a fault to explain.
-            (None, Some(_)) if abandoned => None,
             // Expected only if every failure it found is.
             (Some(_), _) => failures
                 .iter()

@@ -109,8 +109,8 @@ impl Step {
         };
         if erred {
             self.outcome = Some(Outcome::Error);
+            // Snapstorm's own: no fault explains it (see attribution).
             self.error_class = Some(ErrorClass::Local);
-            self.held_up = None;
             self.message = Some(format!(
                 "abandoned at the run's end: {}",
                 self.message.as_deref().unwrap_or("cut off")
