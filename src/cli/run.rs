@@ -59,7 +59,7 @@ pub fn exit_code(report: &crate::engine::Report, strict: bool) -> ExitCode {
 
 /// Says why a run stopped on snapstorm's own side, and which checks it
 /// left to the next run, if it did.
-pub(super) fn say_if_halted(report: &crate::engine::Report) {
+pub(super) fn say_if_cut_short(report: &crate::engine::Report) {
     if let Some(reason) = &report.halted {
         eprintln!(
             "snapstorm: the run stopped early: {reason}; nothing after it is a verdict on the repository"
@@ -383,7 +383,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(EXIT_ABORTED));
     };
     print!("{}", crate::headless::summary(&report));
-    say_if_halted(&report);
+    say_if_cut_short(&report);
     keep_report(&report, output.as_ref(), |line| {
         eprintln!("snapstorm: {line}")
     })?;
@@ -432,7 +432,7 @@ pub fn console(args: SessionArgs, console: ConsoleArgs, verbose: u8) -> anyhow::
     })?;
     let report = &outcome.report;
     print!("{}", crate::headless::summary(report));
-    say_if_halted(report);
+    say_if_cut_short(report);
     let state_dir = PathBuf::from(&report.state_dir);
     keep_report(report, output.as_ref(), |line| println!("{line}"))?;
     if args.state_dir.is_none() {
